@@ -1,0 +1,97 @@
+"""Group commit: one worker commits the checkpoints of many executions in one transaction.
+
+Activations hand their checkpoints to the `Committer` and wait; a single
+task drains everything queued, commits it with one `Store.commit` call (one
+transaction, leases checked per checkpoint) and wakes each waiter with its
+own result. Under load many executions share each commit; alone, an
+execution pays for exactly one commit per checkpoint. Nothing is ever
+acknowledged before it is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.clock import Clock
+from engine.store import Checkpoint, CommitResult, Store
+
+__all__ = ["Committer"]
+
+
+@dataclass
+class _Waiter:
+    checkpoint: Checkpoint
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: CommitResult | None = None
+    error: BaseException | None = None
+
+
+class Committer:
+    """Batches checkpoints into shared transactions."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker_id: str,
+        clock: Clock,
+        run_db: Callable[..., Awaitable[Any]],
+        max_batch: int = 256,
+    ) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._clock = clock
+        self._run_db = run_db
+        self._max_batch = max_batch
+        self._queue: list[_Waiter] = []
+        self._wakeup = anyio.Event()
+        self.commits = 0
+        self.checkpoints = 0
+
+    async def commit(self, checkpoint: Checkpoint) -> CommitResult:
+        """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
+        waiter = _Waiter(checkpoint)
+        self._queue.append(waiter)
+        self._wakeup.set()
+        with anyio.CancelScope(shield=True):
+            # Once queued, a checkpoint's outcome must be known before its
+            # activation moves on, even if that activation is being cancelled.
+            await waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    async def run(self) -> None:
+        """Serve commits until cancelled."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Waiter]) -> None:
+        checkpoints = [w.checkpoint for w in batch]
+        try:
+            with anyio.CancelScope(shield=True):
+                results = await self._run_db(
+                    self._store.commit,
+                    checkpoints,
+                    worker_id=self._worker_id,
+                    now=self._clock.now(),
+                )
+        except Exception as failure:
+            for waiter in batch:
+                waiter.error = failure
+                waiter.done.set()
+            return
+        self.commits += 1
+        self.checkpoints += len(batch)
+        for waiter, result in zip(batch, results, strict=True):
+            waiter.result = result
+            waiter.done.set()

@@ -1,0 +1,169 @@
+"""The journal: what makes a walk durable.
+
+Every step that leaves the process or cannot be recomputed — a state
+entered or exited, a task scheduled and its result, a timer, a random
+value, a time read — is recorded under a deterministic key (the position of
+the state through branches, iterations and attempts). When an execution
+resumes, the walk starts again from the top and every recorded step returns
+its recorded value at once; the first unrecorded step is where live work
+resumes.
+
+History events are only ever produced together with a journal record and
+committed in the same transaction, so a replay never emits an event twice
+and a crash never leaves an event without its record. A record carries the
+id of the last event it produced, so `previousEventId` chains stay right
+across a resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from engine.clock import Clock
+from engine.store import Event
+from statemachine.errors import StepwiseError
+
+__all__ = [
+    "MISSING",
+    "Journal",
+    "NondeterminismError",
+    "Suspend",
+    "Thread",
+]
+
+MISSING: Final = object()
+
+
+class NondeterminismError(StepwiseError):
+    """A recorded step does not match what the walk reaches now (the definition changed under it)."""
+
+
+class Suspend(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The walk must wait longer than a worker should hold it: release, wake at `due_at`.
+
+    `due_at` None means "wake only when something external happens" (a
+    callback token completes, a stop request arrives).
+    """
+
+    def __init__(self, due_at: datetime | None) -> None:
+        super().__init__(due_at)
+        self.due_at = due_at
+
+    @staticmethod
+    def earliest(signals: Sequence[Suspend]) -> Suspend:
+        dues = [s.due_at for s in signals if s.due_at is not None]
+        return Suspend(min(dues) if dues else None)
+
+
+@dataclass
+class Thread:
+    """One line of events (the execution, a branch, an iteration): chains previousEventId."""
+
+    last_event_id: int = 0
+
+
+@dataclass
+class _Pending:
+    journal: list[tuple[str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class Journal:
+    """Recorded steps of one execution, plus what this activation recorded and not yet committed."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        records: dict[str, str],
+        *,
+        last_event_id: int,
+        clock: Clock,
+    ) -> None:
+        self.execution_id = execution_id
+        self._records = records
+        self._decoded: dict[str, Any] = {}
+        self.last_event_id = last_event_id
+        self._clock = clock
+        self._pending = _Pending()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def replay(self, key: str, thread: Thread | None = None) -> Any:
+        """The value recorded under `key`, or MISSING; advances `thread` past its events."""
+        if key not in self._records:
+            return MISSING
+        entry = self._decoded.get(key)
+        if entry is None:
+            entry = msgspec.json.decode(self._records[key])
+            self._decoded[key] = entry
+        if thread is not None and entry.get("e"):
+            thread.last_event_id = entry["e"]
+        return entry["v"]
+
+    def record(
+        self,
+        key: str,
+        value: Any,
+        *,
+        thread: Thread | None = None,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        timestamp: datetime | None = None,
+    ) -> Any:
+        """Record `value` under `key` with its history `events`; returns `value`."""
+        when = timestamp or self._clock.now()
+        last = 0
+        for kind, details in events:
+            self.last_event_id += 1
+            previous = thread.last_event_id if thread is not None else self.last_event_id - 1
+            self._pending.events.append(
+                Event(
+                    event_id=self.last_event_id,
+                    previous_event_id=previous,
+                    type=kind,
+                    timestamp=when,
+                    details=details,
+                )
+            )
+            if thread is not None:
+                thread.last_event_id = self.last_event_id
+            last = self.last_event_id
+        entry = {"v": value, "e": last}
+        text = msgspec.json.encode(entry).decode()
+        self._records[key] = text
+        self._decoded[key] = entry
+        self._pending.journal.append((key, text))
+        return value
+
+    def record_once(
+        self,
+        key: str,
+        produce: Callable[[], tuple[Any, Sequence[tuple[str, dict[str, Any]]]]],
+        *,
+        thread: Thread | None = None,
+    ) -> Any:
+        """The recorded value under `key`; if none, `produce()` (value, events) and record it."""
+        found = self.replay(key, thread)
+        if found is not MISSING:
+            return found
+        value, events = produce()
+        return self.record(key, value, thread=thread, events=events)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending.journal)
+
+    def drain(self) -> tuple[list[tuple[str, str]], list[Event]]:
+        """Hand over what is pending for a commit and start a fresh batch."""
+        pending, self._pending = self._pending, _Pending()
+        return pending.journal, pending.events
+
+    def restore(self, journal: list[tuple[str, str]], events: list[Event]) -> None:
+        """Put back a drained batch whose commit failed before reaching the database."""
+        self._pending.journal[:0] = journal
+        self._pending.events[:0] = events

@@ -1,0 +1,294 @@
+"""One activation of one execution: load, replay-walk, and checkpoint until it ends or waits.
+
+An activation holds the execution's lease. It loads the history's journal,
+walks the machine from the top (recorded steps return at once), and ends in
+one of four ways, each committed as a checkpoint: the execution finished
+(ExecutionSucceeded / Failed / TimedOut / Aborted), it suspended (released
+with a due time), its lease was lost (nothing more is written), or the
+worker is shutting down (the lease is released for another worker).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import msgspec
+
+from activities.registry import Registry
+from engine.clock import Clock
+from engine.committer import Committer
+from engine.journal import Journal, NondeterminismError, Suspend, Thread
+from engine.states import FailStateError
+from engine.store import (
+    Checkpoint,
+    CommitResult,
+    ExecutionStatus,
+    Finish,
+    LeaseLost,
+    LoadedExecution,
+    MachineVersion,
+    Store,
+)
+from engine.walk import Variables, Walk, run_scope
+from statemachine.build import load
+from statemachine.errors import States, StatesError
+from statemachine.model import StateMachine
+
+__all__ = ["Activation", "Runtime", "activate", "execution_arn", "machine_arn"]
+
+ACCOUNT = "arn:aws:states:local:000000000000"
+
+
+def machine_arn(name: str) -> str:
+    """The ARN-shaped id of a state machine, as `$$.StateMachine.Id` shows it."""
+    return f"{ACCOUNT}:stateMachine:{name}"
+
+
+def execution_arn(machine: str, name: str) -> str:
+    """The ARN-shaped id of an execution (`executionArn`, `$$.Execution.Id`)."""
+    return f"{ACCOUNT}:execution:{machine}:{name}"
+
+
+@dataclass
+class Activation:
+    """How an activation ended: the status, and when a waiting execution is next due."""
+
+    status: str
+    due_at: datetime | None = None
+
+
+@dataclass
+class Runtime:
+    """What every activation in one process shares."""
+
+    store: Store
+    clock: Clock
+    registry: Registry
+    committer: Committer
+    worker_id: str
+    run_db: Callable[..., Awaitable[Any]]
+    lease_seconds: float = 30.0
+    hold_seconds: float = 30.0
+    stop_poll_seconds: float = 1.0
+    extras: dict[str, Any] = field(default_factory=dict)
+    _machines: dict[str, StateMachine] = field(default_factory=dict)
+
+    def machine(self, version: MachineVersion) -> StateMachine:
+        cached = self._machines.get(version.content_hash)
+        if cached is None:
+            cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
+            self._machines[version.content_hash] = cached
+        return cached
+
+
+class _Stopped(Exception):  # noqa: N818 - control flow
+    def __init__(self, error: str | None, cause: str | None) -> None:
+        self.error, self.cause = error, cause
+
+
+async def activate(
+    runtime: Runtime, execution_id: str, *, hold_seconds: float | None = None
+) -> Activation:
+    """Run the execution as far as it goes now (RUNNING + due_at when it waits).
+
+    `hold_seconds` overrides how long a wait may hold this process before the
+    execution is suspended instead (`Engine.run` holds every timer).
+    Raises LeaseLost when another worker owns the execution now.
+    """
+    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
+    record = loaded.record
+    if record.status != ExecutionStatus.RUNNING:
+        return Activation(record.status)
+    journal = Journal(
+        execution_id,
+        dict(loaded.journal),
+        last_event_id=loaded.last_event_id,
+        clock=runtime.clock,
+    )
+
+    async def checkpoint(
+        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
+    ) -> None:
+        if not journal.dirty and finish is None and not release:
+            return
+        rows, events = journal.drain()
+        result = await runtime.committer.commit(
+            Checkpoint(
+                execution_id=execution_id,
+                journal=rows,
+                events=events,
+                finish=finish,
+                release=release,
+                release_due_at=due_at,
+                last_event_id=journal.last_event_id,
+            )
+        )
+        if result != CommitResult.OK:
+            raise LeaseLost(f"execution {execution_id}: {result} at commit")
+
+    try:
+        machine = runtime.machine(loaded.machine)
+    except StatesError as error:  # pragma: no cover - definitions are validated at creation
+        return await _finish_failed(runtime, journal, checkpoint, error.error, error.cause)
+    execution_input = msgspec.json.decode(record.input)
+    walk = Walk(
+        machine=machine,
+        journal=journal,
+        clock=runtime.clock,
+        registry=runtime.registry,
+        execution_id=execution_id,
+        execution_name=record.name,
+        machine_id=machine_arn(record.machine),
+        machine_name=record.machine,
+        execution_input=execution_input,
+        start_time=record.start_date,
+        checkpoint=checkpoint,
+        random_source=random.random,
+        hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
+        extras=runtime.extras,
+    )
+    deadline = (
+        record.start_date + timedelta(seconds=machine.timeout_seconds)
+        if machine.timeout_seconds
+        else None
+    )
+    if record.stop_requested:
+        return await _finish_aborted(
+            runtime, journal, checkpoint, record.stop_requested_error, record.stop_requested_cause
+        )
+    if deadline is not None and runtime.clock.now() >= deadline:
+        return await _finish_timed_out(runtime, journal, checkpoint)
+
+    stopped: list[_Stopped] = []
+    timed_out = False
+    outcome: Any = None
+    suspended: Suspend | None = None
+    failure: StatesError | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch_stop() -> None:
+            while True:
+                await anyio.sleep(runtime.stop_poll_seconds)
+                current = await runtime.run_db(runtime.store.get_execution, execution_id)
+                if current.stop_requested:
+                    stopped.append(
+                        _Stopped(current.stop_requested_error, current.stop_requested_cause)
+                    )
+                    group.cancel_scope.cancel()
+                    return
+
+        async def walk_machine() -> None:
+            nonlocal outcome, suspended, failure, timed_out
+            remaining = (
+                (deadline - runtime.clock.now()).total_seconds() if deadline else float("inf")
+            )
+            with anyio.move_on_after(remaining) as scope:
+                try:
+                    outcome = await run_scope(
+                        walk,
+                        machine.scope,
+                        execution_input,
+                        prefix="",
+                        thread=Thread(1),  # ExecutionStarted is event 1
+                        variables=Variables(),
+                    )
+                except Suspend as signal:
+                    suspended = signal
+                except NondeterminismError as error:
+                    failure = StatesError(States.RUNTIME, str(error))
+                except StatesError as error:
+                    failure = error
+            if scope.cancelled_caught:
+                timed_out = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_stop)
+        group.start_soon(walk_machine)
+
+    if stopped:
+        return await _finish_aborted(runtime, journal, checkpoint, stopped[0].error, stopped[0].cause)
+    if timed_out:
+        return await _finish_timed_out(runtime, journal, checkpoint)
+    if suspended is not None:
+        due = suspended.due_at
+        if deadline is not None:
+            due = deadline if due is None else min(due, deadline)
+        await checkpoint(release=True, due_at=due)
+        return Activation(ExecutionStatus.RUNNING, due)
+    if failure is not None:
+        error: str | None = failure.error
+        if isinstance(failure, FailStateError) and failure.error_absent:
+            error = None
+        return await _finish_failed(runtime, journal, checkpoint, error, failure.cause)
+    now = runtime.clock.now()
+    output = msgspec.json.encode(outcome).decode()
+    journal.record(
+        "execution:end",
+        None,
+        events=[("ExecutionSucceeded", {"output": output})],
+        timestamp=now,
+    )
+    await checkpoint(
+        finish=Finish(status=ExecutionStatus.SUCCEEDED, stop_date=now, output=output)
+    )
+    return Activation(ExecutionStatus.SUCCEEDED)
+
+
+Checkpointer = Callable[..., Awaitable[None]]
+
+
+def _details(error: str | None, cause: str | None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if error is not None:
+        details["error"] = error
+    if cause is not None:
+        details["cause"] = cause
+    return details
+
+
+async def _finish(
+    runtime: Runtime,
+    journal: Journal,
+    checkpoint: Checkpointer,
+    status: ExecutionStatus,
+    event: str,
+    error: str | None,
+    cause: str | None,
+) -> Activation:
+    now = runtime.clock.now()
+    journal.record("execution:end", None, events=[(event, _details(error, cause))], timestamp=now)
+    await checkpoint(finish=Finish(status=status, stop_date=now, error=error, cause=cause))
+    return Activation(status)
+
+
+async def _finish_failed(
+    runtime: Runtime, journal: Journal, checkpoint: Checkpointer, error: str | None, cause: str | None
+) -> Activation:
+    return await _finish(
+        runtime, journal, checkpoint, ExecutionStatus.FAILED, "ExecutionFailed", error, cause
+    )
+
+
+async def _finish_timed_out(runtime: Runtime, journal: Journal, checkpoint: Checkpointer) -> Activation:
+    return await _finish(
+        runtime,
+        journal,
+        checkpoint,
+        ExecutionStatus.TIMED_OUT,
+        "ExecutionTimedOut",
+        States.TIMEOUT,
+        None,
+    )
+
+
+async def _finish_aborted(
+    runtime: Runtime, journal: Journal, checkpoint: Checkpointer, error: str | None, cause: str | None
+) -> Activation:
+    return await _finish(
+        runtime, journal, checkpoint, ExecutionStatus.ABORTED, "ExecutionAborted", error, cause
+    )

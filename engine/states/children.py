@@ -1,0 +1,133 @@
+"""Running Parallel branches and Map iterations as anyio task groups.
+
+Each child walks its own scope with its own line of events and its own
+variable scope (reading the parent's). A child's end is journaled with its
+output, so a replay skips finished children entirely. A child that must
+wait long suspends without disturbing its siblings: once every child has
+finished or suspended, the parent suspends until the earliest wake-up. The
+first child failure cancels the others (AWS's fail-fast), unless the
+caller tolerates failures (Distributed Map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.journal import MISSING, Suspend, Thread
+from engine.walk import FinalError, Frame, Variables, final, run_scope
+from statemachine.errors import StatesError
+from statemachine.model import Scope
+
+__all__ = ["Child", "ChildOutcome", "run_children"]
+
+
+@dataclass
+class Child:
+    scope: Scope
+    input: Any
+    prefix: str
+    # Events around the child (Map iterations have them; Parallel branches don't).
+    started_event: tuple[str, dict[str, Any]] | None = None
+    succeeded_event: tuple[str, dict[str, Any]] | None = None
+    failed_event: tuple[str, dict[str, Any]] | None = None
+    aborted_event: tuple[str, dict[str, Any]] | None = None
+
+
+@dataclass
+class ChildOutcome:
+    outputs: list[Any]
+    failures: list[tuple[int, FinalError]] = field(default_factory=list)
+
+
+async def run_children(
+    frame: Frame,
+    children: Sequence[Child],
+    *,
+    max_concurrency: int = 0,
+    tolerate: Callable[[int], bool] | None = None,
+) -> ChildOutcome:
+    """Run every child; raise the first failure (or Suspend), unless `tolerate(failures)`."""
+    walk = frame.walk
+    outputs: list[Any] = [None] * len(children)
+    failures: list[tuple[int, FinalError]] = []
+    suspended: list[Suspend] = []
+    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency > 0 else None
+    running: set[int] = set()
+
+    async def one(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
+        done = walk.journal.replay(f"{child.prefix}end", frame.thread)
+        if done is not MISSING:
+            outputs[index] = done
+            return
+        failed = walk.journal.replay(f"{child.prefix}failed", frame.thread)
+        if failed is not MISSING:
+            failures.append((index, FinalError(failed["error"], failed.get("cause"))))
+            return
+        thread = Thread(frame.thread.last_event_id)
+        if child.started_event is not None:
+            walk.journal.record_once(
+                f"{child.prefix}start", lambda: (None, [child.started_event]), thread=thread
+            )
+        running.add(index)
+        try:
+            output = await run_scope(
+                walk,
+                child.scope,
+                child.input,
+                prefix=child.prefix,
+                thread=thread,
+                variables=Variables(frame.variables),
+            )
+        except Suspend as signal:
+            suspended.append(signal)
+            return
+        except StatesError as raised:
+            error = final(raised)
+            failures.append((index, error))
+            events = [child.failed_event] if child.failed_event else []
+            walk.journal.record(
+                f"{child.prefix}failed",
+                {"error": error.error, "cause": error.cause},
+                thread=thread,
+                events=events,
+            )
+            if tolerate is None or not tolerate(len(failures)):
+                group.cancel_scope.cancel()
+            return
+        finally:
+            running.discard(index)
+        events = [child.succeeded_event] if child.succeeded_event else []
+        outputs[index] = walk.journal.record(
+            f"{child.prefix}end", output, thread=thread, events=events
+        )
+
+    async def limited(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
+        if limiter is None:
+            await one(index, child, group)
+            return
+        async with limiter:
+            if group.cancel_scope.cancel_called:
+                return
+            await one(index, child, group)
+
+    async with anyio.create_task_group() as group:
+        for index, child in enumerate(children):
+            group.start_soon(limited, index, child, group)
+
+    if failures and (tolerate is None or not tolerate(len(failures))):
+        for index in sorted(running):
+            aborted = children[index].aborted_event
+            if aborted is not None:
+                walk.journal.record_once(
+                    f"{children[index].prefix}aborted",
+                    lambda aborted=aborted: (None, [aborted]),  # type: ignore[misc]
+                    thread=frame.thread,
+                )
+        raise failures[0][1]
+    if suspended:
+        raise Suspend.earliest(suspended)
+    return ChildOutcome(outputs=outputs, failures=failures)

@@ -1,0 +1,73 @@
+"""Choice: take the first rule that matches, else Default, else States.NoChoiceMatched.
+
+JSONPath rules test the effective input; JSONata rules evaluate a
+Condition that must be a boolean. The matched rule's Assign (and, JSONata,
+its Output) applies; the state-level Assign and Output apply on the
+Default path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.common import (
+    effective_input,
+    evaluate_assign,
+    exit_state,
+    jsonata,
+    output_path,
+)
+from engine.walk import Frame, Transition, enter
+from statemachine.choice import evaluate_rule
+from statemachine.errors import States, StatesError
+from statemachine.jsonata import JsonataTemplate
+from statemachine.model import ChoiceState
+
+__all__ = ["run_choice"]
+
+
+def _condition(frame: Frame, condition: JsonataTemplate) -> bool:
+    value = jsonata(frame, condition, "Condition")
+    if not isinstance(value, bool):
+        raise StatesError(
+            States.QUERY_EVALUATION_ERROR,
+            "The JSONata expression specified for the field 'Condition' returned an "
+            f"unexpected result type. Expected 'boolean', but was '{type(value).__name__}'",
+        )
+    return value
+
+
+async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
+    enter(frame, input_payload=frame.input)
+    with frame.evaluating():
+        effective = effective_input(frame)
+        context = frame.context()
+        variables = frame.variables.visible()
+        for index, rule in enumerate(state.choices):
+            if state.jsonata:
+                condition = state.conditions[index]
+                matched = condition is not None and _condition(frame, condition)
+            else:
+                matched = evaluate_rule(rule, effective, context, variables)
+            if matched:
+                target: str = rule.next  # type: ignore[assignment]
+                assigned = evaluate_assign(frame, state.rule_assigns[index], dollar=effective)
+                output: Any
+                if state.jsonata:
+                    rule_output = state.rule_outputs[index]
+                    output = frame.input if rule_output is None else jsonata(
+                        frame, rule_output, "Output"
+                    )
+                else:
+                    output = output_path(frame, effective)
+                return exit_state(frame, Transition(output, target, assigned))
+        if state.default is None:
+            raise StatesError(
+                States.NO_CHOICE_MATCHED, "No Matches!"
+            )
+        assigned = evaluate_assign(frame, state.assign, dollar=effective)
+        if state.jsonata:
+            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+        else:
+            output = output_path(frame, effective)
+    return exit_state(frame, Transition(output, state.default, assigned))

@@ -1,0 +1,171 @@
+"""The data-flow pipeline every state shares, applied in one place.
+
+JSONPath: raw input → InputPath → Parameters → (work) → Assign →
+ResultSelector → ResultPath (into the raw input) → OutputPath. JSONata:
+Arguments → (work) → Assign / Output over ``$states``. Each function here
+is one step of that pipeline; the per-state modules call them in order.
+Evaluation errors come out with AWS's prefix naming the state (see
+`Frame.evaluating`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.walk import Frame, Transition
+from statemachine.dataflow import (
+    Template,
+    apply_input_path,
+    apply_output_path,
+    evaluate_template,
+)
+from statemachine.errors import States, StatesError
+from statemachine.jsonata import JsonataTemplate, check_variable_name
+from statemachine.jsonata import evaluate_template as evaluate_jsonata
+from statemachine.paths import Path, apply_result_path
+
+__all__ = [
+    "effective_input",
+    "evaluate_assign",
+    "exit_state",
+    "finish_result",
+    "jsonata",
+    "output_path",
+    "payload_template",
+]
+
+
+def effective_input(frame: Frame) -> Any:
+    """InputPath applied to the raw input (JSONPath mode); the raw input in JSONata mode."""
+    state = frame.state
+    if state.jsonata:
+        return frame.input
+    if state.input_path_null:
+        return apply_input_path(None, frame.input, frame.context(), _vars(frame))
+    if state.input_path is None:
+        return frame.input
+    return apply_input_path(state.input_path, frame.input, frame.context(), _vars(frame))
+
+
+def output_path(frame: Frame, value: Any) -> Any:
+    """OutputPath applied to `value` (JSONPath mode)."""
+    state = frame.state
+    if state.output_path_null:
+        return apply_output_path(None, value, frame.context(), _vars(frame))
+    if state.output_path is None:
+        return value
+    return apply_output_path(state.output_path, value, frame.context(), _vars(frame))
+
+
+def payload_template(
+    frame: Frame, template: Template | None, value: Any, *, map_item: tuple[int, Any] | None = None
+) -> Any:
+    """Evaluate Parameters / ResultSelector / ItemSelector against `value` (absent: `value`)."""
+    if template is None:
+        return value
+    return evaluate_template(
+        template, value, frame.context(map_item=map_item), _vars(frame), frame
+    )
+
+
+def jsonata(
+    frame: Frame,
+    template: JsonataTemplate,
+    field: str,
+    *,
+    map_item: tuple[int, Any] | None = None,
+    **states: Any,
+) -> Any:
+    """Evaluate a JSONata template with ``$states`` = input, context and `states`."""
+    binding = {"input": frame.input, "context": frame.context(map_item=map_item), **states}
+    return evaluate_jsonata(
+        template,
+        field=field,
+        states=binding,
+        variables=_vars(frame),
+        nondeterminism=frame,
+        limits=frame.walk.extras.get("jsonata_limits") or _default_limits(),
+    )
+
+
+def _default_limits() -> Any:
+    from statemachine.jsonata import Limits
+
+    return Limits()
+
+
+def evaluate_assign(
+    frame: Frame,
+    template: Template | JsonataTemplate | None,
+    *,
+    dollar: Any,
+    **states: Any,
+) -> dict[str, Any] | None:
+    """Evaluate an Assign block against the variables' entry values; None when there is none."""
+    if template is None:
+        return None
+    if isinstance(template, JsonataTemplate):
+        values = jsonata(frame, template, "Assign", **states)
+    else:
+        values = payload_template(frame, template, dollar)
+    if not isinstance(values, dict):
+        raise StatesError(States.RUNTIME, "Assign must evaluate to an object of variables.")
+    for name in values:
+        problem = check_variable_name(name)
+        if problem:
+            raise StatesError(States.RUNTIME, problem)
+    frame.variables.check_assign(values)
+    return values
+
+
+def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Turn a Task/Map/Parallel result into the state output (and its assignments)."""
+    state = frame.state
+    if state.jsonata:
+        assigned = evaluate_assign(frame, state.assign, dollar=result, result=result)
+        output = result if state.output is None else jsonata(
+            frame, state.output, "Output", result=result
+        )
+        return output, assigned
+    assigned = evaluate_assign(frame, state.assign, dollar=result)
+    selected = payload_template(frame, getattr(state, "result_selector", None), result)
+    merged = merge_result(frame, selected)
+    return output_path(frame, merged), assigned
+
+
+def merge_result(frame: Frame, result: Any) -> Any:
+    """ResultPath: place `result` into the raw input."""
+    state = frame.state
+    path: Path | None = getattr(state, "result_path", None)
+    if getattr(state, "result_path_null", False):
+        return apply_result_path(frame.input, None, result)
+    if path is None:
+        return result
+    return apply_result_path(frame.input, path, result)
+
+
+def exit_state(frame: Frame, transition: Transition) -> Transition:
+    """Record the state's exit (output, next, assignments) with its Exited event."""
+    details: dict[str, Any] = {
+        "name": frame.state.name,
+        "output": frame.walk.payload(transition.output),
+    }
+    if transition.assigned:
+        details["assignedVariables"] = {
+            k: frame.walk.payload(v) for k, v in transition.assigned.items()
+        }
+        details["assignedVariablesDetails"] = {"truncated": False}
+    record: dict[str, Any] = {"o": transition.output, "n": transition.next}
+    if transition.assigned:
+        record["v"] = transition.assigned
+    frame.walk.journal.record(
+        f"{frame.key}:out",
+        record,
+        thread=frame.thread,
+        events=[(f"{frame.state.type}StateExited", details)],
+    )
+    return transition
+
+
+def _vars(frame: Frame) -> dict[str, Any]:
+    return frame.variables.visible()

@@ -1,0 +1,95 @@
+"""Resolve `Dynamic` fields: a literal, a JSONPath `…Path`, an intrinsic, or a JSONata expression.
+
+AWS's messages name the field and the offending value; JSONPath problems are
+States.Runtime, JSONata ones States.QueryEvaluationError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.common import jsonata
+from engine.walk import Frame
+from statemachine.errors import States, StatesError
+from statemachine.intrinsics import evaluate_intrinsic
+from statemachine.model import Dynamic
+from statemachine.paths import resolve
+
+__all__ = ["dynamic_int", "dynamic_number", "dynamic_value"]
+
+
+def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
+    """The field's value, before any type check."""
+    if dynamic.expression is not None:
+        return jsonata(frame, dynamic.expression, dynamic.field)
+    if dynamic.intrinsic is not None:
+        return evaluate_intrinsic(
+            dynamic.intrinsic, data, frame.context(), frame.variables.visible(), frame
+        )
+    if dynamic.path is not None:
+        return resolve(dynamic.path, data, frame.context(), frame.variables.visible())
+    return dynamic.literal
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def dynamic_int(frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0) -> int | None:
+    """An integer field (MaxConcurrency, TimeoutSeconds …); None when absent."""
+    if dynamic is None:
+        return None
+    value = dynamic_value(frame, dynamic, data)
+    integral = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and value.is_integer():
+        value, integral = int(value), True
+    if dynamic.expression is not None and (not integral or value < minimum):
+        raise StatesError(
+            States.QUERY_EVALUATION_ERROR,
+            f"The JSONata expression specified for the field '{dynamic.field}' returned an "
+            f"unexpected result type. Expected 'integer', but was '{_type_name(value)}'",
+        )
+    if not integral:
+        raise StatesError(
+            States.RUNTIME,
+            f"The {dynamic.field} field refers to value {frame.walk.payload(value)} "
+            f"which is not a valid integer: {dynamic.path.text if dynamic.path else value}",
+        )
+    if value < minimum:
+        raise StatesError(
+            States.RUNTIME,
+            f"The {dynamic.field} field refers to value {value} which is below {minimum}.",
+        )
+    return int(value)
+
+
+def dynamic_number(frame: Frame, dynamic: Dynamic | None, data: Any) -> float | None:
+    """A float field (ToleratedFailurePercentage); None when absent."""
+    if dynamic is None:
+        return None
+    value = dynamic_value(frame, dynamic, data)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if dynamic.expression is not None:
+            raise StatesError(
+                States.QUERY_EVALUATION_ERROR,
+                f"The JSONata expression specified for the field '{dynamic.field}' returned an "
+                f"unexpected result type. Expected 'number', but was '{_type_name(value)}'",
+            )
+        shown = value if isinstance(value, str) else frame.walk.payload(value)
+        where = dynamic.path.text if dynamic.path else ""
+        raise StatesError(
+            States.RUNTIME,
+            f'The {dynamic.field} field refers to value "{shown}" which is not a valid float: '
+            f"{where}",
+        )
+    return float(value)

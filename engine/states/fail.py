@@ -1,0 +1,67 @@
+"""Fail: stop the execution (or fail the enclosing branch/iteration) with an Error and Cause.
+
+A Fail state has no Exited event and no output processing. JSONPath
+ErrorPath/CausePath take a path or an intrinsic; JSONata Error/Cause
+expressions must yield strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.common import jsonata
+from engine.walk import FinalError, Frame, Transition, enter
+from statemachine.errors import States, StatesError
+from statemachine.intrinsics import evaluate_intrinsic
+from statemachine.model import Dynamic, FailState
+from statemachine.paths import resolve
+
+__all__ = ["run_fail"]
+
+
+def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
+    if dynamic is None:
+        return None
+    value: Any
+    context = frame.context()
+    variables = frame.variables.visible()
+    if dynamic.expression is not None:
+        value = jsonata(frame, dynamic.expression, dynamic.field)
+        if not isinstance(value, str):
+            raise StatesError(
+                States.QUERY_EVALUATION_ERROR,
+                f"The JSONata expression specified for the field '{dynamic.field}' "
+                f"returned an unexpected result type. Expected 'string'.",
+            )
+        return value
+    if dynamic.intrinsic is not None:
+        value = evaluate_intrinsic(dynamic.intrinsic, frame.input, context, variables, frame)
+    elif dynamic.path is not None:
+        value = resolve(dynamic.path, frame.input, context, variables)
+    else:
+        return None if dynamic.literal is None else str(dynamic.literal)
+    if not isinstance(value, str):
+        raise StatesError(
+            States.RUNTIME,
+            f"The {dynamic.field} field refers to value {frame.walk.payload(value)} "
+            "which is not a valid string.",
+        )
+    return value
+
+
+async def run_fail(frame: Frame, state: FailState) -> Transition:
+    enter(frame, input_payload=frame.input)
+    with frame.evaluating():
+        error = _value(frame, state.error)
+        cause = _value(frame, state.cause)
+    raise FailStateError(error, cause)
+
+
+class FailStateError(FinalError):
+    """Raised by a Fail state; `error` may be absent (None) as on AWS."""
+
+    def __init__(self, error: str | None, cause: str | None) -> None:
+        super().__init__(error or "", cause)
+        self.error_absent = error is None
+
+

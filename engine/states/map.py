@@ -1,0 +1,159 @@
+"""Map: run the item processor once per item; the result is the array of outputs in item order.
+
+JSONPath: InputPath → ItemsPath (must point to an array) → ItemSelector (or
+the deprecated Parameters) per item with ``$$.Map.Item`` → processor.
+JSONata: Items (an array, or the input itself) → ItemSelector → processor.
+MaxConcurrency 0 means unlimited. Inline mode fails on the first failed
+iteration; Distributed mode tolerates failures up to
+ToleratedFailureCount/Percentage, beyond which the state fails with
+States.ExceedToleratedFailureThreshold. Distributed child executions run
+in-process as iterations (same results and errors; no Map Run records).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.children import Child, run_children
+from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.dynamic import dynamic_int, dynamic_number
+from engine.states.recovery import with_recovery
+from engine.walk import FinalError, Frame, Transition, enter
+from statemachine.dataflow import Template
+from statemachine.errors import States, StatesError
+from statemachine.jsonata import JsonataTemplate
+from statemachine.model import MapState
+from statemachine.paths import resolve, to_json
+
+__all__ = ["run_map"]
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object"
+
+
+def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
+    if state.jsonata:
+        if state.items is None:
+            if not isinstance(effective, list):
+                raise StatesError(
+                    States.QUERY_EVALUATION_ERROR,
+                    f"Map state input must be an array but was: {to_json(effective)}",
+                )
+            return effective
+        items = jsonata(frame, state.items, "Items")
+        if not isinstance(items, list):
+            expression = getattr(state.items, "text", "")
+            raise StatesError(
+                States.QUERY_EVALUATION_ERROR,
+                f"The JSONata expression '{expression}' specified for the field 'Items' returned "
+                f"an unexpected result type. Expected 'array', but was '{_type_name(items)}' "
+                f"for the field 'Items'",
+            )
+        return items
+    if state.items_path is None:
+        items = effective
+        where = "$"
+    else:
+        items = resolve(state.items_path, effective, frame.context(), frame.variables.visible())
+        where = state.items_path.text
+    if not isinstance(items, list):
+        raise StatesError(
+            States.RUNTIME,
+            f"Reference path '{where}' must point to array. Value: {to_json(items)}",
+        )
+    return items
+
+
+def _select(frame: Frame, state: MapState, effective: Any, index: int, item: Any) -> Any:
+    selector = state.item_selector
+    if selector is None:
+        return item
+    if isinstance(selector, JsonataTemplate):
+        return jsonata(frame, selector, "ItemSelector", map_item=(index, item))
+    assert isinstance(selector, Template)
+    return payload_template(frame, selector, effective, map_item=(index, item))
+
+
+def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
+    if state.mode != "DISTRIBUTED":
+        return None
+    count = dynamic_int(frame, state.tolerated_failure_count, frame.input)
+    percentage = dynamic_number(frame, state.tolerated_failure_percentage, frame.input)
+    if percentage is not None and not 0 <= percentage <= 100:
+        raise StatesError(States.RUNTIME, "ToleratedFailurePercentage must be between 0 and 100.")
+    if count is None and percentage is None:
+        return None
+
+    def tolerate(failures: int) -> bool:
+        if count is not None and failures > count:
+            return False
+        return not (percentage is not None and total and failures * 100.0 / total > percentage)
+
+    return tolerate
+
+
+async def run_map(frame: Frame, state: MapState) -> Transition:
+    enter(frame, input_payload=frame.input)
+    journal = frame.walk.journal
+
+    async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
+        with frame.evaluating():
+            effective = effective_input(frame)
+            items = _items(frame, state, effective)
+            concurrency = dynamic_int(frame, state.max_concurrency, effective) or 0
+            tolerate = _tolerance(frame, state, len(items))
+            inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
+        journal.record_once(
+            f"{frame.key}:m{number}",
+            lambda: (None, [("MapStateStarted", {"length": len(items)})]),
+            thread=frame.thread,
+        )
+        children = [
+            Child(
+                scope=state.processor,
+                input=value,
+                prefix=f"{frame.key}.a{number}.i{index}/",
+                started_event=("MapIterationStarted", {"name": state.name, "index": index}),
+                succeeded_event=("MapIterationSucceeded", {"name": state.name, "index": index}),
+                failed_event=("MapIterationFailed", {"name": state.name, "index": index}),
+                aborted_event=("MapIterationAborted", {"name": state.name, "index": index}),
+            )
+            for index, value in enumerate(inputs)
+        ]
+        try:
+            outcome = await run_children(
+                frame, children, max_concurrency=concurrency, tolerate=tolerate
+            )
+        except StatesError as failure:
+            journal.record_once(
+                f"{frame.key}:m{number}:failed",
+                lambda: (None, [("MapStateFailed", {})]),
+                thread=frame.thread,
+            )
+            if tolerate is not None:
+                raise FinalError(
+                    States.EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                    "The specified tolerated failure threshold was exceeded",
+                ) from failure
+            raise
+        journal.record_once(
+            f"{frame.key}:m{number}:succeeded",
+            lambda: (None, [("MapStateSucceeded", {})]),
+            thread=frame.thread,
+        )
+        results = list(outcome.outputs)
+        for index, error in outcome.failures:
+            results[index] = {"Error": error.error, "Cause": error.cause}
+        with frame.evaluating():
+            return finish_result(frame, results)
+
+    return await with_recovery(frame, state, attempt)

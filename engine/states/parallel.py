@@ -1,0 +1,57 @@
+"""Parallel: run every branch on the same input; the result is the array of branch outputs.
+
+The first failing branch aborts the others and the state fails with that
+branch's own error (AWS does not wrap it in States.BranchFailed). A retry
+runs every branch again under a new attempt number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.states.children import Child, run_children
+from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.recovery import with_recovery
+from engine.walk import Frame, Transition, enter
+from statemachine.errors import StatesError
+from statemachine.model import ParallelState
+
+__all__ = ["run_parallel"]
+
+
+async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
+    enter(frame, input_payload=frame.input)
+    journal = frame.walk.journal
+
+    async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
+        with frame.evaluating():
+            if state.jsonata:
+                effective = (
+                    frame.input
+                    if state.arguments is None
+                    else jsonata(frame, state.arguments, "Arguments")
+                )
+            else:
+                effective = payload_template(frame, state.parameters, effective_input(frame))
+        journal.record_once(
+            f"{frame.key}:p{number}",
+            lambda: (None, [("ParallelStateStarted", {})]),
+            thread=frame.thread,
+        )
+        children = [
+            Child(scope=branch, input=effective, prefix=f"{frame.key}.a{number}.b{index}/")
+            for index, branch in enumerate(state.branches)
+        ]
+        try:
+            outcome = await run_children(frame, children)
+        except StatesError:
+            journal.record_once(
+                f"{frame.key}:p{number}:failed",
+                lambda: (None, [("ParallelStateFailed", {})]),
+                thread=frame.thread,
+            )
+            raise
+        with frame.evaluating():
+            return finish_result(frame, outcome.outputs)
+
+    return await with_recovery(frame, state, attempt)

@@ -1,0 +1,60 @@
+"""Task: run the work a Resource names, durably and at most once per recorded attempt.
+
+Per attempt: TaskScheduled and TaskStarted are journaled and committed
+before the handler runs (the effect leaves the process only after its
+record exists); the outcome is journaled with TaskSucceeded, TaskFailed or
+TaskTimedOut. On replay a recorded outcome is returned without running the
+handler; an attempt scheduled but without an outcome (the process died
+mid-call) runs again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.dynamic import dynamic_int
+from engine.states.recovery import with_recovery
+from engine.tasks import invoke
+from engine.walk import Frame, Transition, enter
+from statemachine.model import TaskState
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "run_task"]
+
+# AWS's default when a Task gives no TimeoutSeconds (the spec says 60).
+DEFAULT_TIMEOUT_SECONDS = 99999999
+
+
+async def run_task(frame: Frame, state: TaskState) -> Transition:
+    enter(frame, input_payload=frame.input)
+
+    async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
+        frame.task_token = None
+        if state.resource.endswith(".waitForTaskToken"):
+            frame.task_token = frame.walk.journal.record_once(
+                f"{frame.key}:t{number}:token", lambda: (frame.uuid(), ())
+            )
+        with frame.evaluating():
+            if state.jsonata:
+                effective = (
+                    frame.input
+                    if state.arguments is None
+                    else jsonata(frame, state.arguments, "Arguments")
+                )
+            else:
+                effective = payload_template(frame, state.parameters, effective_input(frame))
+            timeout = dynamic_int(frame, state.timeout, frame.input, minimum=1)
+            heartbeat = dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
+        result = await invoke(
+            frame,
+            state,
+            effective,
+            number,
+            timeout=float(timeout or DEFAULT_TIMEOUT_SECONDS),
+            heartbeat=float(heartbeat) if heartbeat else math.inf,
+        )
+        with frame.evaluating():
+            return finish_result(frame, result)
+
+    return await with_recovery(frame, state, attempt)

@@ -1,0 +1,99 @@
+"""Wait: continue after a number of seconds or at a timestamp, durably.
+
+The due time is computed once and journaled; a short wait sleeps in the
+worker, a long one suspends the execution (no worker held) and a timer
+wakes it on any worker. A past timestamp continues at once; a delay of
+2^31 seconds or more is rejected as AWS does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.journal import MISSING
+from engine.states.common import effective_input, evaluate_assign, exit_state, jsonata, output_path
+from engine.states.dynamic import dynamic_value
+from engine.walk import Frame, Transition, enter
+from statemachine.errors import States, StatesError
+from statemachine.model import WaitState
+from statemachine.paths import to_json
+from statemachine.timestamps import parse_timestamp
+
+__all__ = ["run_wait"]
+
+MAX_DELAY_SECONDS = 2**31
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else to_json(value)
+
+
+def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
+    entered = frame.entered_time or frame.walk.clock.now()
+    if state.seconds is not None:
+        dynamic = state.seconds
+        value = dynamic_value(frame, dynamic, effective)
+        if isinstance(value, float) and value.is_integer() and dynamic.expression is not None:
+            value = int(value)
+        where = dynamic.path.text if dynamic.path else ""
+        if dynamic.expression is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StatesError(
+                    States.QUERY_EVALUATION_ERROR,
+                    "The JSONata expression specified for the field 'Seconds' returned an "
+                    "unexpected result type. Expected 'integer'",
+                )
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise StatesError(
+                States.RUNTIME,
+                f"The SecondsPath parameter cannot be parsed as a long value: {where} == "
+                f"{_shown(value)}",
+            )
+        elif value < 0:
+            raise StatesError(
+                States.RUNTIME,
+                f"The SecondsPath parameter references a negative value: {where} == {value}",
+            )
+        if value >= MAX_DELAY_SECONDS:
+            raise StatesError(States.RUNTIME, "Wait state delay is too long")
+        return entered + timedelta(seconds=value)
+    assert state.timestamp is not None
+    dynamic = state.timestamp
+    value = dynamic_value(frame, dynamic, effective)
+    when = parse_timestamp(value) if isinstance(value, str) else None
+    if when is None:
+        if dynamic.expression is not None:
+            raise StatesError(
+                States.QUERY_EVALUATION_ERROR,
+                "The JSONata expression specified for the field 'Timestamp' returned a value "
+                f"that is not a valid ISO-8601 timestamp: {_shown(value)}",
+            )
+        where = dynamic.path.text if dynamic.path else ""
+        raise StatesError(
+            States.RUNTIME,
+            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset "
+            f"date-time format string: {where} == {_shown(value)}",
+        )
+    if (when - entered).total_seconds() >= MAX_DELAY_SECONDS:
+        raise StatesError(States.RUNTIME, "Wait state delay is too long")
+    return when
+
+
+async def run_wait(frame: Frame, state: WaitState) -> Transition:
+    enter(frame, input_payload=frame.input)
+    journal = frame.walk.journal
+    key = f"{frame.key}:wait"
+    with frame.evaluating():
+        effective = effective_input(frame)
+        recorded = journal.replay(key)
+        if recorded is MISSING:
+            recorded = journal.record(key, _due(frame, state, effective).isoformat())
+    await frame.walk.sleep_until(datetime.fromisoformat(str(recorded)))
+    with frame.evaluating():
+        assigned = evaluate_assign(frame, state.assign, dollar=effective)
+        if state.jsonata:
+            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+        else:
+            output = output_path(frame, effective)
+    return exit_state(frame, Transition(output, None if state.end else state.next, assigned))

@@ -1,0 +1,63 @@
+"""The durable store: state machines, executions, history, journal, timers, tokens and work.
+
+`Store` is the one door to the database (SQLite file or PostgreSQL, via
+SQLAlchemy Core); the records it takes and returns and the errors it raises
+are re-exported here. Everything else in this package is its plumbing.
+"""
+
+from __future__ import annotations
+
+from engine.store.errors import (
+    AmbiguousExecution,
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
+    ExecutionNotRunning,
+    InvalidToken,
+    LeaseLost,
+    StateMachineDoesNotExist,
+    StoreUnavailable,
+    TaskDoesNotExist,
+    TaskTimedOut,
+)
+from engine.store.records import (
+    Checkpoint,
+    CommitResult,
+    Event,
+    ExecutionRecord,
+    ExecutionStatus,
+    Finish,
+    LoadedExecution,
+    MachineType,
+    MachineVersion,
+    TokenRecord,
+    TokenStatus,
+)
+from engine.store.schema import SCHEMA_VERSION
+from engine.store.store import Store, default_database_url
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AmbiguousExecution",
+    "Checkpoint",
+    "CommitResult",
+    "Event",
+    "ExecutionAlreadyExists",
+    "ExecutionDoesNotExist",
+    "ExecutionNotRunning",
+    "ExecutionRecord",
+    "ExecutionStatus",
+    "Finish",
+    "InvalidToken",
+    "LeaseLost",
+    "LoadedExecution",
+    "MachineType",
+    "MachineVersion",
+    "StateMachineDoesNotExist",
+    "Store",
+    "StoreUnavailable",
+    "TaskDoesNotExist",
+    "TaskTimedOut",
+    "TokenRecord",
+    "TokenStatus",
+    "default_database_url",
+]

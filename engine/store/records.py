@@ -1,0 +1,159 @@
+"""The records the store takes and returns: frozen msgspec Structs and enums.
+
+These are the store's vocabulary with the rest of the engine: a state machine
+version, an execution row, a history event, a task token, the checkpoint a
+worker commits and what became of it. Payloads (execution input and output,
+journal values) travel as JSON *text* the caller encoded; event details travel
+as dicts. Every datetime is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "Checkpoint",
+    "CommitResult",
+    "Event",
+    "ExecutionRecord",
+    "ExecutionStatus",
+    "Finish",
+    "LoadedExecution",
+    "MachineType",
+    "MachineVersion",
+    "TokenRecord",
+    "TokenStatus",
+]
+
+
+class MachineType(StrEnum):
+    """The two Step Functions workflow types."""
+
+    STANDARD = "STANDARD"
+    EXPRESS = "EXPRESS"
+
+
+class ExecutionStatus(StrEnum):
+    """An execution's status, as DescribeExecution reports it."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+
+
+class TokenStatus(StrEnum):
+    """The life of a callback task token: OPEN until it closes one way."""
+
+    OPEN = "OPEN"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+class CommitResult(StrEnum):
+    """What became of one checkpoint in a group commit."""
+
+    OK = "OK"
+    LEASE_LOST = "LEASE_LOST"
+    CONFLICT = "CONFLICT"
+
+
+class MachineVersion(msgspec.Struct, frozen=True):
+    """One immutable version (1, 2, …) of a named state machine."""
+
+    name: str
+    version: int
+    definition: str
+    content_hash: str
+    machine_type: str
+    created_at: datetime
+
+
+class ExecutionRecord(msgspec.Struct, frozen=True):
+    """The executions row: a projection of the history for fast queries."""
+
+    execution_id: str
+    name: str
+    machine: str
+    version: int
+    status: str
+    input: str
+    output: str | None
+    error: str | None
+    cause: str | None
+    start_date: datetime
+    stop_date: datetime | None
+    trace_id: str
+    stop_requested: bool
+    stop_requested_error: str | None
+    stop_requested_cause: str | None
+    last_event_id: int
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One history event: AWS's `id`, `previousEventId`, `type`, `timestamp` and details."""
+
+    event_id: int
+    previous_event_id: int
+    type: str
+    timestamp: datetime
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TokenRecord(msgspec.Struct, frozen=True):
+    """A callback task token and the journal key its answer will be recorded under."""
+
+    token: str
+    execution_id: str
+    key: str
+    state_name: str
+    status: str = TokenStatus.OPEN
+    heartbeat_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+class Finish(msgspec.Struct, frozen=True):
+    """The closing fields of an execution, written with its last checkpoint."""
+
+    status: str
+    stop_date: datetime
+    output: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """Everything one execution recorded since its last commit.
+
+    `release` hands the execution back to the queue (due at `release_due_at`,
+    or never by itself when that is None: only a callback or a stop wakes
+    it); otherwise the worker keeps its lease. A `finish` removes the
+    execution from the queue whatever `release` says.
+    """
+
+    execution_id: str
+    journal: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    events: list[Event] = msgspec.field(default_factory=list)
+    timers: list[tuple[str, datetime]] = msgspec.field(default_factory=list)
+    tokens: list[TokenRecord] = msgspec.field(default_factory=list)
+    finish: Finish | None = None
+    release: bool = False
+    release_due_at: datetime | None = None
+    last_event_id: int = 0
+
+
+class LoadedExecution(msgspec.Struct, frozen=True):
+    """What a replay needs: the execution, its definition and everything journaled."""
+
+    record: ExecutionRecord
+    machine: MachineVersion
+    journal: dict[str, str]
+    last_event_id: int
+    timers: dict[str, datetime] = msgspec.field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = msgspec.field(default_factory=dict)

@@ -1,0 +1,134 @@
+"""Row plumbing shared by the store's modules: URLs, hashes and row-to-record conversion.
+
+Nothing here opens a transaction; these are the small pure pieces the
+`Store` and the checkpoint writer both need, kept apart so each of those
+modules stays about one idea.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+
+from engine.store.errors import StoreUnavailable
+from engine.store.records import ExecutionRecord, MachineVersion, TokenRecord
+from engine.store.schema import state_machine_versions, state_machines
+
+__all__ = [
+    "MACHINE_COLUMNS",
+    "MACHINE_JOIN",
+    "encode_details",
+    "execution_record",
+    "first_line",
+    "hash_definition",
+    "machine_version",
+    "parse_url",
+    "same_json",
+    "token_record",
+]
+
+
+def first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
+
+
+def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise StoreUnavailable(f"not a database URL: {url!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite"), "sqlite"
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg"), "postgresql"
+    raise StoreUnavailable(
+        f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)}: "
+        "use sqlite:///path or postgresql://…"
+    )
+
+
+def hash_definition(definition: str, machine_type: str) -> str:
+    # Hash the parsed JSON, not the text, so re-indenting a definition does
+    # not mint a new version; text that is not JSON is hashed as it is.
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(definition), order="sorted")
+    except msgspec.DecodeError:
+        canonical = definition.encode()
+    return hashlib.sha256(machine_type.encode() + b"\n" + canonical).hexdigest()
+
+
+def same_json(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return bool(msgspec.json.decode(a) == msgspec.json.decode(b))
+    except msgspec.DecodeError:
+        return False
+
+
+def encode_details(details: dict[str, Any]) -> str:
+    return msgspec.json.encode(details).decode()
+
+
+def execution_record(row: Any) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row.execution_id,
+        name=row.name,
+        machine=row.machine,
+        version=row.version,
+        status=row.status,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        cause=row.cause,
+        start_date=row.start_date,
+        stop_date=row.stop_date,
+        trace_id=row.trace_id,
+        stop_requested=bool(row.stop_requested),
+        stop_requested_error=row.stop_requested_error,
+        stop_requested_cause=row.stop_requested_cause,
+        last_event_id=row.last_event_id,
+    )
+
+
+def token_record(row: Any) -> TokenRecord:
+    return TokenRecord(
+        token=row.token,
+        execution_id=row.execution_id,
+        key=row.key,
+        state_name=row.state_name,
+        status=row.status,
+        heartbeat_at=row.heartbeat_at,
+        created_at=row.created_at,
+    )
+
+
+MACHINE_COLUMNS = (
+    state_machines.c.name,
+    state_machine_versions.c.version,
+    state_machine_versions.c.definition,
+    state_machine_versions.c.content_hash,
+    state_machine_versions.c.machine_type,
+    state_machine_versions.c.created_at,
+)
+MACHINE_JOIN = state_machines.join(
+    state_machine_versions, state_machine_versions.c.machine_id == state_machines.c.id
+)
+
+
+def machine_version(row: Any) -> MachineVersion:
+    return MachineVersion(
+        name=row.name,
+        version=row.version,
+        definition=row.definition,
+        content_hash=row.content_hash,
+        machine_type=row.machine_type,
+        created_at=row.created_at,
+    )

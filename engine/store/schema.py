@@ -1,0 +1,261 @@
+"""The store's tables (SQLAlchemy Core) and its numbered migrations.
+
+`metadata` describes the current schema and is what the store queries.
+`MIGRATIONS` is the ordered list of steps that builds it; `migrate()` applies
+the missing ones inside the caller's transaction under a lock (PostgreSQL: a
+transaction-scoped advisory lock; SQLite: the caller's BEGIN IMMEDIATE) and
+records each in `schema_migrations`, so two processes upgrading at once
+apply every step exactly once. A migration never reads `metadata`: it builds
+its own frozen tables, so adding migration N+1 cannot change what migration
+N does to a fresh database. Timestamps are timezone-aware UTC datetimes
+(`UTCDateTime`); JSON payloads are text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "UTCDateTime",
+    "current_version",
+    "executions",
+    "history_events",
+    "journal",
+    "metadata",
+    "migrate",
+    "schema_migrations",
+    "state_machine_versions",
+    "state_machines",
+    "task_tokens",
+    "timers",
+    "work_queue",
+]
+
+# Any constant works; it only has to be the same in every Stepwise process.
+_MIGRATION_LOCK_KEY = 0x5757_0001
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC datetime on both backends.
+
+    PostgreSQL stores TIMESTAMPTZ. SQLite has no time type: SQLAlchemy keeps a
+    fixed-width ISO string, so the value is normalized to naive UTC on the way
+    in (lexical order is then time order, which `due_at <= now` relies on) and
+    marked UTC on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _define_v1(md: sa.MetaData) -> None:
+    """The tables as migration 1 creates them."""
+    sa.Table(
+        "state_machines",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "state_machine_versions",
+        md,
+        sa.Column("machine_id", sa.Integer, sa.ForeignKey("state_machines.id"), primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("definition", sa.Text, nullable=False),
+        sa.Column("content_hash", sa.Text, nullable=False),
+        sa.Column("machine_type", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "executions",
+        md,
+        sa.Column("execution_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("machine", sa.Text, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("cause", sa.Text),
+        sa.Column("start_date", UTCDateTime, nullable=False),
+        sa.Column("stop_date", UTCDateTime),
+        sa.Column("trace_id", sa.Text, nullable=False),
+        sa.Column("stop_requested", sa.Boolean, nullable=False, default=False),
+        sa.Column("stop_requested_error", sa.Text),
+        sa.Column("stop_requested_cause", sa.Text),
+        sa.Column("last_event_id", sa.Integer, nullable=False),
+        sa.UniqueConstraint("machine", "name", name="uq_executions_machine_name"),
+        sa.Index("ix_executions_status", "status"),
+        sa.Index("ix_executions_machine_start", "machine", "start_date"),
+        sa.Index("ix_executions_name", "name"),
+    )
+    sa.Table(
+        "history_events",
+        md,
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("previous_event_id", sa.Integer, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("timestamp", UTCDateTime, nullable=False),
+        sa.Column("details", sa.Text, nullable=False),
+    )
+    sa.Table(
+        "journal",
+        md,
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("recorded_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "timers",
+        md,
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("fire_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "task_tokens",
+        md,
+        sa.Column("token", sa.Text, primary_key=True),
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("state_name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("heartbeat_at", UTCDateTime),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Index("ix_task_tokens_execution", "execution_id"),
+    )
+    sa.Table(
+        "work_queue",
+        md,
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        # NULL: nothing is due by itself; only a callback or a stop wakes it.
+        sa.Column("due_at", UTCDateTime),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_expires_at", UTCDateTime),
+        # Bumped by every callback/stop; the claim remembers the value it saw,
+        # so a release can tell that a signal arrived while it held the lease.
+        sa.Column("wakeups", sa.Integer, nullable=False, default=0),
+        sa.Column("wakeups_seen", sa.Integer, nullable=False, default=0),
+        sa.Index("ix_work_queue_due_at", "due_at"),
+    )
+
+
+def _schema_migrations_table(md: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "schema_migrations",
+        md,
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("applied_at", UTCDateTime, nullable=False),
+    )
+
+
+def _migration_1(conn: Connection) -> None:
+    """Create the first schema: machines, executions, history, journal, timers, tokens, queue."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    frozen.create_all(conn)
+
+
+# (version, description, step). Append only; never edit an applied step.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _migration_1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+metadata = sa.MetaData()
+schema_migrations = _schema_migrations_table(metadata)
+_define_v1(metadata)
+state_machines = metadata.tables["state_machines"]
+state_machine_versions = metadata.tables["state_machine_versions"]
+executions = metadata.tables["executions"]
+history_events = metadata.tables["history_events"]
+journal = metadata.tables["journal"]
+timers = metadata.tables["timers"]
+task_tokens = metadata.tables["task_tokens"]
+work_queue = metadata.tables["work_queue"]
+
+
+def current_version(conn: Connection) -> int:
+    """Return the highest applied migration, 0 for an empty database."""
+    if not sa.inspect(conn).has_table("schema_migrations"):
+        return 0
+    version: Any = conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar()
+    return int(version or 0)
+
+
+def migrate(conn: Connection, now: datetime) -> int:
+    """Apply every missing migration inside the caller's open transaction.
+
+    Returns the schema version reached. The caller must hold the database's
+    write lock on SQLite (BEGIN IMMEDIATE); on PostgreSQL this takes a
+    transaction-scoped advisory lock, so concurrent upgrades queue up and the
+    later ones find nothing left to do. Raises RuntimeError when the database
+    is newer than this code knows.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    _schema_migrations_table(sa.MetaData()).create(conn, checkfirst=True)
+    applied = current_version(conn)
+    if applied > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the schema is at version {applied}, newer than this Stepwise "
+            f"understands ({SCHEMA_VERSION}); upgrade Stepwise"
+        )
+    for version, _description, step in MIGRATIONS:
+        if version <= applied:
+            continue
+        step(conn)
+        conn.execute(sa.insert(schema_migrations).values(version=version, applied_at=now))
+    return SCHEMA_VERSION

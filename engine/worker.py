@@ -1,0 +1,148 @@
+"""Workers: claim due executions, run them, keep their leases alive.
+
+A worker claims up to `concurrency` due executions (PostgreSQL: `FOR UPDATE
+SKIP LOCKED`, so many workers on many machines never take the same one),
+runs an activation for each, and renews every lease it holds a few times
+per lease period. An execution whose lease could not be renewed is
+cancelled locally at once: another worker may own it now, and the store
+refuses any further write from this one. When nothing is due the worker
+sleeps until woken (LISTEN/NOTIFY on PostgreSQL, polling on SQLite).
+Stopping (SIGTERM/SIGINT in the CLI) stops claiming, cancels what runs,
+and releases those leases so another worker resumes them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+
+from engine.runner import Runtime, activate
+from engine.store import LeaseLost
+
+__all__ = ["LeaseKeeper", "Worker"]
+
+log = logging.getLogger("stepwise.worker")
+
+
+@dataclass
+class LeaseKeeper:
+    """The leases this process holds, renewed together."""
+
+    runtime: Runtime
+    held: dict[str, anyio.CancelScope] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        interval = max(0.05, self.runtime.lease_seconds / 3)
+        while True:
+            await anyio.sleep(interval)
+            if not self.held:
+                continue
+            ids = list(self.held)
+            kept = await self.runtime.run_db(
+                self.runtime.store.renew,
+                self.runtime.worker_id,
+                ids,
+                lease_seconds=self.runtime.lease_seconds,
+                now=self.runtime.clock.now(),
+            )
+            for execution_id in ids:
+                if execution_id not in kept and execution_id in self.held:
+                    log.warning("lease lost for %s; cancelling it here", execution_id)
+                    self.held[execution_id].cancel()
+
+
+class Worker:
+    """Claims and runs executions until stopped."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        keeper: LeaseKeeper,
+        *,
+        concurrency: int = 16,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.runtime = runtime
+        self.keeper = keeper
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self._slot_freed = anyio.Event()
+        self.finished = 0
+
+    async def run(self) -> None:
+        """Claim and run executions until cancelled; on cancellation release what is held."""
+        runtime = self.runtime
+        try:
+            async with anyio.create_task_group() as group:
+                while True:
+                    free = self.concurrency - len(self.keeper.held)
+                    claimed: list[str] = []
+                    if free > 0:
+                        claimed = await runtime.run_db(
+                            runtime.store.claim,
+                            runtime.worker_id,
+                            limit=free,
+                            lease_seconds=runtime.lease_seconds,
+                            now=runtime.clock.now(),
+                        )
+                    for execution_id in claimed:
+                        if execution_id in self.keeper.held:
+                            continue  # this process already runs it (Engine.run)
+                        scope = anyio.CancelScope()
+                        self.keeper.held[execution_id] = scope
+                        group.start_soon(self._run_one, execution_id, scope)
+                    if not claimed:
+                        await self._idle()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release_all()
+
+    async def _idle(self) -> None:
+        self._slot_freed = anyio.Event()
+        with anyio.move_on_after(self.poll_seconds):
+            if len(self.keeper.held) >= self.concurrency:
+                await self._slot_freed.wait()
+                return
+            await self.runtime.run_db(
+                self.runtime.store.wait_for_work,
+                min(self.poll_seconds, 0.5),
+                cancellable=True,
+            )
+
+    async def _run_one(self, execution_id: str, scope: anyio.CancelScope) -> None:
+        completed = False
+        try:
+            with scope:
+                await activate(self.runtime, execution_id)
+                completed = True
+                self.finished += 1
+        except LeaseLost:
+            completed = True
+            log.info("execution %s is owned elsewhere now", execution_id)
+        except Exception:
+            log.exception("activation of %s failed; its lease will expire", execution_id)
+        finally:
+            self.keeper.held.pop(execution_id, None)
+            self._slot_freed.set()
+            if not completed:
+                # Cancelled (shutdown, or a renewal failed): hand it back now
+                # rather than making the next worker wait for the lease to expire.
+                with anyio.CancelScope(shield=True):
+                    await self._release(execution_id)
+
+    async def _release(self, execution_id: str) -> None:
+        try:
+            await self.runtime.run_db(
+                self.runtime.store.release,
+                execution_id,
+                self.runtime.worker_id,
+                due_at=self.runtime.clock.now(),
+            )
+        except Exception:  # the lease expires on its own anyway
+            log.warning("could not release %s", execution_id)
+
+    async def _release_all(self) -> None:
+        for execution_id in list(self.keeper.held):
+            await self._release(execution_id)

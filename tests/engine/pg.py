@@ -1,0 +1,224 @@
+"""A throwaway PostgreSQL server for tests, benchmarks and crash tests.
+
+`server()` returns the process-wide server: the one named by
+$STEPWISE_TEST_DATABASE_URL (an admin URL; nothing is started), else a
+private PostgreSQL 15 started on 127.0.0.1 on a free port, with trust auth
+and fsync off, run as an unprivileged OS user because PostgreSQL refuses to
+run as root. It stops when the process exits. `fresh_database_url()` creates
+an empty database on it. Subprocesses get plain URLs, so they need nothing
+from here; `python -m tests.engine.pg` starts a server, prints its admin URL
+and keeps it up until interrupted, for benchmarks run by hand.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["PostgresServer", "fresh_database_url", "server"]
+
+_PG_BIN_CANDIDATES = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
+_OS_USERS = ("postgres", "stepwise-pg")
+_counter = itertools.count(1)
+_lock = threading.Lock()
+_server: PostgresServer | None = None
+
+
+class PostgresServer:
+    """A PostgreSQL server reachable at `admin_url`; `stop()` ends it if we started it."""
+
+    def __init__(self, admin_url: str, *, data_dir: Path | None = None, os_user: str = "") -> None:
+        self.admin_url = admin_url
+        self._data_dir = data_dir
+        self._os_user = os_user
+
+    def url_for(self, database: str) -> str:
+        """A SQLAlchemy URL for `database` on this server."""
+        base = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        user = base.get("user", "postgres")
+        password = f":{base['password']}" if base.get("password") else ""
+        host = base.get("host", "127.0.0.1")
+        port = base.get("port", 5432)
+        return f"postgresql+psycopg://{user}{password}@{host}:{port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database and return its SQLAlchemy URL."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, disconnecting whoever still uses it."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def stop(self) -> None:
+        """Stop the server if this process started it, and delete its files."""
+        if self._data_dir is None:
+            return
+        data_dir, self._data_dir = self._data_dir, None
+        subprocess.run(
+            [*_as_user(self._os_user), _bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+def _bin(name: str) -> str:
+    for directory in _PG_BIN_CANDIDATES:
+        path = Path(directory) / name
+        if path.exists():
+            return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (looked in {_PG_BIN_CANDIDATES})")
+    return found
+
+
+def _os_user() -> str:
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    for name in _OS_USERS:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _OS_USERS[1]],
+        check=True,
+        capture_output=True,
+    )
+    return _OS_USERS[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _as_user(user: str) -> list[str]:
+    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
+
+
+def _run_as(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_as_user(user), *argv], capture_output=True, text=True, check=False)
+
+
+def start_server() -> PostgresServer:
+    """Start a private PostgreSQL; raise RuntimeError with PostgreSQL's own words if it fails."""
+    user = _os_user()
+    root = Path(tempfile.mkdtemp(prefix="stepwise-pg-"))
+    data_dir = root / "data"
+    record = pwd.getpwnam(user)
+    os.chown(root, record.pw_uid, record.pw_gid)
+    os.chmod(root, 0o700)
+    init = _run_as(
+        user,
+        [
+            _bin("initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ],
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
+    last_error = ""
+    for _attempt in range(3):
+        port = _free_port()
+        options = " ".join(
+            [
+                f"-p {port}",
+                "-h 127.0.0.1",
+                f"-k {root}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=400",
+                "-c shared_buffers=64MB",
+            ]
+        )
+        started = _run_as(
+            user,
+            [
+                _bin("pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-o",
+                options,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        if started.returncode == 0:
+            admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            return PostgresServer(admin, data_dir=data_dir, os_user=user)
+        log = root / "log"
+        last_error = (log.read_text() if log.exists() else "") or started.stderr
+    shutil.rmtree(root, ignore_errors=True)
+    raise RuntimeError(f"PostgreSQL did not start: {last_error.strip()[-2000:]}")
+
+
+def server() -> PostgresServer:
+    """The process-wide test server: $STEPWISE_TEST_DATABASE_URL, or one started now."""
+    global _server
+    with _lock:
+        if _server is None:
+            external = os.environ.get("STEPWISE_TEST_DATABASE_URL")
+            if external:
+                admin = external.replace("postgresql+psycopg://", "postgresql://", 1)
+                _server = PostgresServer(admin)
+            else:
+                _server = start_server()
+                atexit.register(_server.stop)
+        return _server
+
+
+def fresh_database_url(prefix: str = "stepwise_test") -> tuple[str, str]:
+    """Create an empty database on the test server; return (its URL, its name)."""
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    return server().create_database(name), name
+
+
+def _main() -> None:
+    pg = server()
+    print(pg.admin_url, flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    _main()
