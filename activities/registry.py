@@ -1,16 +1,23 @@
 """The activity registry: what a Task's `Resource` resolves to.
 
 `@activity("name")` registers a function for Tasks whose Resource is
-``"name"``. Handlers are called ``fn(input, context)`` when they take two
-positional parameters and ``fn(input)`` when they take one; sync handlers
-run in a worker thread, async ones on the event loop. A Resource resolves
-only to a registered handler: nothing in a definition is ever imported or
-evaluated as code.
+``"name"`` (or an ARN, or a pattern with ``*``). Handlers are called
+``fn(input, context)`` when they take two positional parameters and
+``fn(input)`` when they take one; sync handlers run in a worker thread,
+async ones on the event loop. Lambda functions (`lambda_function`) are kept
+apart, by function name, because AWS reaches them two ways (the function
+ARN and ``lambda:invoke`` with ``FunctionName``). A Resource resolves only
+to a registered handler, a Lambda function, a built-in the operator enabled
+or a ``python:package.module:function`` whose module the operator
+allow-listed: nothing in a definition is ever imported or evaluated as code
+otherwise. The registry also carries the operator's run settings the engine
+reads (built-ins enabled, mock responses).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,13 +28,17 @@ __all__ = [
     "ActivityContext",
     "ActivityError",
     "Handler",
+    "Registration",
     "Registry",
     "activity",
     "default_registry",
+    "lambda_name",
 ]
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
+
+PYTHON_PREFIX = "python:"
 
 
 class ActivityError(Exception):
@@ -45,7 +56,9 @@ class ActivityContext:
 
     `idempotency_key` is the same every time this attempt runs, including
     when it reruns after a crash: pass it to external systems to make the
-    effect happen once.
+    effect happen once. `deadline` is when TimeoutSeconds expires (None: no
+    explicit timeout). `task_token` is set for `.waitForTaskToken` Tasks.
+    `traceparent` is the W3C trace context of the task's span, when traced.
     """
 
     execution_id: str
@@ -86,45 +99,146 @@ def _positional_count(fn: Handler) -> int:
     return sum(1 for p in params if p.kind in kinds)
 
 
+def _registration(pattern: str, handler: Handler) -> Registration:
+    return Registration(
+        pattern=pattern,
+        handler=handler,
+        wants_context=_positional_count(handler) >= 2,
+        is_async=inspect.iscoroutinefunction(handler),
+    )
+
+
+def lambda_name(reference: str) -> str:
+    """The function name in any form Lambda accepts (name, ARN, partial ARN, with qualifier)."""
+    if ":function:" in reference:
+        return reference.split(":function:", 1)[1].split(":", 1)[0]
+    return reference.split(":", 1)[0]
+
+
 class Registry:
     """Resource → handler. Exact names win over `*` patterns; patterns match in registration order."""
 
     def __init__(self) -> None:
         self._exact: dict[str, Registration] = {}
         self._patterns: list[Registration] = []
+        self._lambdas: dict[str, Registration] = {}
+        self._lambda_patterns: list[Registration] = []
+        self.allowed_modules: set[str] = set()
+        # Built-ins the engine runs itself: "http" (on by default), "sql", "shell".
+        self.builtins: set[str] = {"http"}
+        self.shell_commands: set[str] | None = None
+        self.mocks: Any = None
+        self.mock_test_case: str | None = None
 
     def register(self, resource: str, handler: Handler) -> None:
         """Bind `resource` (an exact name/ARN or a pattern with `*`) to `handler`."""
-        registration = Registration(
-            pattern=resource,
-            handler=handler,
-            wants_context=_positional_count(handler) >= 2,
-            is_async=inspect.iscoroutinefunction(handler),
-        )
+        registration = _registration(resource, handler)
         if "*" in resource:
             self._patterns = [r for r in self._patterns if r.pattern != resource]
             self._patterns.append(registration)
         else:
             self._exact[resource] = registration
 
+    def register_lambda(self, function: str, handler: Handler) -> None:
+        """Bind a Lambda function (name, ARN, or a pattern with `*`) to ``handler(event, context)``.
+
+        The function is then reachable by its ARN as a Resource and by
+        ``arn:aws:states:::lambda:invoke`` with its name or ARN as FunctionName.
+        """
+        registration = _registration(function, handler)
+        if "*" in function:
+            self._lambda_patterns = [r for r in self._lambda_patterns if r.pattern != function]
+            self._lambda_patterns.append(registration)
+        else:
+            self._lambdas[lambda_name(function)] = registration
+
+    def resolve_lambda(self, reference: str) -> Registration | None:
+        """The Lambda function a function ARN / name / FunctionName refers to, or None."""
+        found = self._lambdas.get(lambda_name(reference))
+        if found is not None:
+            return found
+        for registration in self._lambda_patterns:
+            if fnmatch.fnmatchcase(reference, registration.pattern) or fnmatch.fnmatchcase(
+                lambda_name(reference), registration.pattern
+            ):
+                return registration
+        return None
+
+    def allow_module(self, *modules: str) -> None:
+        """Let ``python:<module>:<function>`` Resources import `modules` (and their submodules)."""
+        self.allowed_modules.update(modules)
+
+    def enable(self, *builtins: str) -> None:
+        """Turn on built-in activities by name: "http", "sql", "shell"."""
+        unknown = set(builtins) - {"http", "sql", "shell"}
+        if unknown:
+            raise ValueError(f"unknown built-in activities: {', '.join(sorted(unknown))}")
+        self.builtins.update(builtins)
+
+    def disable(self, *builtins: str) -> None:
+        """Turn off built-in activities by name."""
+        self.builtins.difference_update(builtins)
+
+    def use_mocks(self, config: Any, test_case: str | None) -> None:
+        """Answer Tasks from a Step Functions Local mock config (see activities.mocks)."""
+        self.mocks = config
+        self.mock_test_case = test_case
+
+    def _allowed(self, module: str) -> bool:
+        return any(module == m or module.startswith(m + ".") for m in self.allowed_modules)
+
     def resolve(self, resource: str) -> Registration | None:
-        """The registration for `resource`, or None when nothing is registered for it."""
+        """The registration for `resource`, or None when nothing is registered for it.
+
+        ``python:package.module:function`` is imported only when the module is
+        allow-listed; otherwise it resolves to None like any unknown Resource.
+        """
         found = self._exact.get(resource)
         if found is not None:
             return found
         for registration in self._patterns:
             if fnmatch.fnmatchcase(resource, registration.pattern):
                 return registration
+        if resource.startswith(PYTHON_PREFIX):
+            return self._import(resource)
         return None
 
+    def _import(self, resource: str) -> Registration | None:
+        module_name, _, function_name = resource[len(PYTHON_PREFIX) :].partition(":")
+        if not module_name or not function_name or not self._allowed(module_name):
+            return None
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        handler = getattr(module, function_name, None)
+        if not callable(handler):
+            return None
+        registration = _registration(resource, handler)
+        self._exact[resource] = registration
+        return registration
+
     def merged(self, other: Registry) -> Registry:
-        """A new registry with this one's entries, then `other`'s (which win)."""
+        """A new registry with this one's entries and settings, then `other`'s (which win)."""
         result = Registry()
+        result.builtins = set()
         for source in (self, other):
             result._exact.update(source._exact)
+            result._lambdas.update(source._lambdas)
             for registration in source._patterns:
                 result._patterns = [r for r in result._patterns if r.pattern != registration.pattern]
                 result._patterns.append(registration)
+            for registration in source._lambda_patterns:
+                result._lambda_patterns = [
+                    r for r in result._lambda_patterns if r.pattern != registration.pattern
+                ]
+                result._lambda_patterns.append(registration)
+            result.allowed_modules |= source.allowed_modules
+            result.builtins |= source.builtins
+            if source.shell_commands is not None:
+                result.shell_commands = set(source.shell_commands)
+            if source.mocks is not None:
+                result.mocks, result.mock_test_case = source.mocks, source.mock_test_case
         return result
 
     def __contains__(self, resource: str) -> bool:
@@ -134,7 +248,9 @@ class Registry:
 default_registry = Registry()
 
 
-def activity(*names: str, resource: str | None = None, registry: Registry | None = None) -> Callable[[F], F]:
+def activity(
+    *names: str, resource: str | None = None, registry: Registry | None = None
+) -> Callable[[F], F]:
     """Register the decorated function for each Resource name (or `resource=` ARN/pattern)."""
     targets = [*names, *([resource] if resource else [])]
     if not targets:

@@ -150,7 +150,7 @@ async def activate(
         checkpoint=checkpoint,
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
-        extras=runtime.extras,
+        extras={**runtime.extras, "runtime": runtime},  # engine/tasks.py reaches the store
     )
     deadline = (
         record.start_date + timedelta(seconds=machine.timeout_seconds)

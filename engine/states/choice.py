@@ -15,6 +15,7 @@ from engine.states.common import (
     evaluate_assign,
     exit_state,
     jsonata,
+    jsonata_typed,
     output_path,
 )
 from engine.walk import Frame, Transition, enter
@@ -27,14 +28,7 @@ __all__ = ["run_choice"]
 
 
 def _condition(frame: Frame, condition: JsonataTemplate) -> bool:
-    value = jsonata(frame, condition, "Condition")
-    if not isinstance(value, bool):
-        raise StatesError(
-            States.QUERY_EVALUATION_ERROR,
-            "The JSONata expression specified for the field 'Condition' returned an "
-            f"unexpected result type. Expected 'boolean', but was '{type(value).__name__}'",
-        )
-    return value
+    return bool(jsonata_typed(frame, condition, "Condition", "boolean"))
 
 
 async def run_choice(frame: Frame, state: ChoiceState) -> Transition:

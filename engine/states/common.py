@@ -20,7 +20,12 @@ from statemachine.dataflow import (
     evaluate_template,
 )
 from statemachine.errors import States, StatesError
-from statemachine.jsonata import JsonataTemplate, check_variable_name
+from statemachine.jsonata import (
+    Expression,
+    JsonataTemplate,
+    check_result_type,
+    check_variable_name,
+)
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
 from statemachine.paths import Path, apply_result_path
 
@@ -30,6 +35,7 @@ __all__ = [
     "exit_state",
     "finish_result",
     "jsonata",
+    "jsonata_typed",
     "output_path",
     "payload_template",
 ]
@@ -86,6 +92,16 @@ def jsonata(
         nondeterminism=frame,
         limits=frame.walk.extras.get("jsonata_limits") or _default_limits(),
     )
+
+
+def jsonata_typed(
+    frame: Frame, template: JsonataTemplate, field: str, expected: str, **states: Any
+) -> Any:
+    """A JSONata field whose result must have one JSON type (AWS's type errors otherwise)."""
+    value = jsonata(frame, template, field, **states)
+    source = template.value
+    text = source.text if isinstance(source, Expression) else frame.walk.payload(source)
+    return check_result_type(value, expected=expected, field=field, expression_text=text)
 
 
 def _default_limits() -> Any:

@@ -60,9 +60,10 @@ def dynamic_int(frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: in
             f"unexpected result type. Expected 'integer', but was '{_type_name(value)}'",
         )
     if not integral:
+        shown = value if isinstance(value, str) else frame.walk.payload(value)
         raise StatesError(
             States.RUNTIME,
-            f"The {dynamic.field} field refers to value {frame.walk.payload(value)} "
+            f'The {dynamic.field} field refers to value "{shown}" '
             f"which is not a valid integer: {dynamic.path.text if dynamic.path else value}",
         )
     if value < minimum:

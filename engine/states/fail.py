@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.states.common import jsonata
+from engine.states.common import jsonata_typed
 from engine.walk import FinalError, Frame, Transition, enter
 from statemachine.errors import States, StatesError
 from statemachine.intrinsics import evaluate_intrinsic
@@ -26,14 +26,7 @@ def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
     context = frame.context()
     variables = frame.variables.visible()
     if dynamic.expression is not None:
-        value = jsonata(frame, dynamic.expression, dynamic.field)
-        if not isinstance(value, str):
-            raise StatesError(
-                States.QUERY_EVALUATION_ERROR,
-                f"The JSONata expression specified for the field '{dynamic.field}' "
-                f"returned an unexpected result type. Expected 'string'.",
-            )
-        return value
+        return str(jsonata_typed(frame, dynamic.expression, dynamic.field, "string"))
     if dynamic.intrinsic is not None:
         value = evaluate_intrinsic(dynamic.intrinsic, frame.input, context, variables, frame)
     elif dynamic.path is not None:

@@ -15,7 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.states.children import Child, run_children
-from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.common import (
+    effective_input,
+    finish_result,
+    jsonata,
+    jsonata_typed,
+    payload_template,
+)
 from engine.states.dynamic import dynamic_int, dynamic_number
 from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
@@ -49,16 +55,7 @@ def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
                     f"Map state input must be an array but was: {to_json(effective)}",
                 )
             return effective
-        items = jsonata(frame, state.items, "Items")
-        if not isinstance(items, list):
-            expression = getattr(state.items, "text", "")
-            raise StatesError(
-                States.QUERY_EVALUATION_ERROR,
-                f"The JSONata expression '{expression}' specified for the field 'Items' returned "
-                f"an unexpected result type. Expected 'array', but was '{_type_name(items)}' "
-                f"for the field 'Items'",
-            )
-        return items
+        return list(jsonata_typed(frame, state.items, "Items", "array"))
     if state.items_path is None:
         items = effective
         where = "$"

@@ -36,7 +36,7 @@ __all__ = [
     "open_token",
     "release_work",
     "signal",
-    "write_checkpoint",
+    "write_checkpoints",
 ]
 
 CLOSED_TOKEN = "Task Timed Out: 'Provided task does not exist anymore'"
@@ -80,56 +80,74 @@ def release_work(
     return due_at
 
 
-def write_checkpoint(
-    conn: Connection, checkpoint: Checkpoint, worker_id: str, now: datetime
-) -> tuple[CommitResult, bool]:
-    """Write one checkpoint if `worker_id` holds its unexpired lease.
+def write_checkpoints(
+    conn: Connection, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+) -> tuple[list[CommitResult], bool]:
+    """Write every checkpoint whose execution `worker_id` holds an unexpired lease on.
 
-    Returns the result and whether work became due now (a wake-up is owed).
-    Raises sqlalchemy IntegrityError when a row was already recorded; the
-    caller rolls back and reports CONFLICT.
+    The work rows are locked in one statement, in execution-id order, and the
+    rows of all checkpoints go out as one batched INSERT per table, so a group
+    costs a handful of round trips, not a handful per checkpoint. Returns one
+    result per checkpoint (OK or LEASE_LOST) and whether work became due now
+    (a wake-up is owed). Raises sqlalchemy IntegrityError when any row was
+    already recorded; the caller rolls back and retries one by one.
     """
-    execution_id = checkpoint.execution_id
-    work = conn.execute(
-        sa.select(work_queue).where(work_queue.c.execution_id == execution_id).with_for_update()
-    ).first()
-    if (
-        work is None
-        or work.lease_owner != worker_id
-        or work.lease_expires_at is None
-        or work.lease_expires_at <= now
-    ):
-        return CommitResult.LEASE_LOST, False
-    if checkpoint.journal:
-        conn.execute(
-            sa.insert(journal),
-            [
-                {"execution_id": execution_id, "key": key, "value": value, "recorded_at": now}
-                for key, value in checkpoint.journal
-            ],
+    ids = sorted({c.execution_id for c in checkpoints})
+    work = {
+        row.execution_id: row
+        for row in conn.execute(
+            sa.select(work_queue)
+            .where(work_queue.c.execution_id.in_(ids))
+            .order_by(work_queue.c.execution_id)
+            .with_for_update()
         )
-    if checkpoint.events:
-        conn.execute(
-            sa.insert(history_events), [event_row(execution_id, e) for e in checkpoint.events]
-        )
-    if checkpoint.timers:
-        conn.execute(
-            sa.insert(timers),
-            [
-                {"execution_id": execution_id, "key": key, "fire_at": fire_at}
-                for key, fire_at in checkpoint.timers
-            ],
-        )
-    if checkpoint.tokens:
-        _write_tokens(conn, checkpoint.tokens, now)
-    _update_execution(conn, checkpoint)
-    if checkpoint.finish is not None:
-        conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id == execution_id))
-        return CommitResult.OK, False
-    if checkpoint.release:
-        due = release_work(conn, work, checkpoint.release_due_at, now)
-        return CommitResult.OK, due is not None and due <= now
-    return CommitResult.OK, False
+    }
+    results: list[CommitResult] = []
+    held: list[Checkpoint] = []
+    for checkpoint in checkpoints:
+        row = work.get(checkpoint.execution_id)
+        if (
+            row is None
+            or row.lease_owner != worker_id
+            or row.lease_expires_at is None
+            or row.lease_expires_at <= now
+        ):
+            results.append(CommitResult.LEASE_LOST)
+        else:
+            results.append(CommitResult.OK)
+            held.append(checkpoint)
+    if not held:
+        return results, False
+    journal_rows = [
+        {"execution_id": c.execution_id, "key": key, "value": value, "recorded_at": now}
+        for c in held
+        for key, value in c.journal
+    ]
+    if journal_rows:
+        conn.execute(sa.insert(journal), journal_rows)
+    event_rows = [event_row(c.execution_id, e) for c in held for e in c.events]
+    if event_rows:
+        conn.execute(sa.insert(history_events), event_rows)
+    timer_rows = [
+        {"execution_id": c.execution_id, "key": key, "fire_at": fire_at}
+        for c in held
+        for key, fire_at in c.timers
+    ]
+    if timer_rows:
+        conn.execute(sa.insert(timers), timer_rows)
+    tokens = [t for c in held for t in c.tokens]
+    if tokens:
+        _write_tokens(conn, tokens, now)
+    _update_executions(conn, held)
+    finished = {c.execution_id for c in held if c.finish is not None}
+    if finished:
+        conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id.in_(finished)))
+    wake = False
+    for c in held:
+        if c.release and c.execution_id not in finished:
+            due = release_work(conn, work[c.execution_id], c.release_due_at, now)
+            wake = wake or (due is not None and due <= now)
+    return results, wake
 
 
 def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime) -> None:
@@ -165,34 +183,42 @@ def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime
             )
 
 
-def _update_execution(conn: Connection, checkpoint: Checkpoint) -> None:
-    values: dict[str, Any] = {}
-    last_event_id = max([checkpoint.last_event_id, *(e.event_id for e in checkpoint.events)])
-    if last_event_id > 0:
-        values["last_event_id"] = last_event_id
-    finish = checkpoint.finish
-    if finish is not None:
-        values.update(
-            status=ExecutionStatus(finish.status).value,
-            output=finish.output,
-            error=finish.error,
-            cause=finish.cause,
-            stop_date=finish.stop_date,
+def _update_executions(conn: Connection, held: Sequence[Checkpoint]) -> None:
+    progress: dict[str, int] = {}
+    for c in held:
+        last = max([c.last_event_id, *(e.event_id for e in c.events)])
+        if last > 0:
+            progress[c.execution_id] = max(last, progress.get(c.execution_id, 0))
+    if progress:
+        conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == sa.bindparam("target"))
+            .values(last_event_id=sa.bindparam("last")),
+            [{"target": eid, "last": last} for eid, last in progress.items()],
+        )
+    for c in held:
+        finish = c.finish
+        if finish is None:
+            continue
+        conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == c.execution_id)
+            .values(
+                status=ExecutionStatus(finish.status).value,
+                output=finish.output,
+                error=finish.error,
+                cause=finish.cause,
+                stop_date=finish.stop_date,
+            )
         )
         # Outstanding tokens become unusable when the execution closes.
         conn.execute(
             sa.update(task_tokens)
             .where(
-                task_tokens.c.execution_id == checkpoint.execution_id,
+                task_tokens.c.execution_id == c.execution_id,
                 task_tokens.c.status == TokenStatus.OPEN,
             )
             .values(status=TokenStatus.TIMED_OUT)
-        )
-    if values:
-        conn.execute(
-            sa.update(executions)
-            .where(executions.c.execution_id == checkpoint.execution_id)
-            .values(values)
         )
 
 

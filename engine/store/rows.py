@@ -8,13 +8,10 @@ modules stays about one idea.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
 
-from engine.store.errors import StoreUnavailable
 from engine.store.records import ExecutionRecord, MachineVersion, TokenRecord
 from engine.store.schema import state_machine_versions, state_machines
 
@@ -26,7 +23,6 @@ __all__ = [
     "first_line",
     "hash_definition",
     "machine_version",
-    "parse_url",
     "same_json",
     "token_record",
 ]
@@ -36,22 +32,6 @@ def first_line(exc: BaseException) -> str:
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip()
     return text.splitlines()[0] if text else type(inner).__name__
-
-
-def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
-    try:
-        parsed = make_url(url)
-    except sa_exc.ArgumentError:
-        raise StoreUnavailable(f"not a database URL: {url!r}") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+pysqlite"), "sqlite"
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg"), "postgresql"
-    raise StoreUnavailable(
-        f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)}: "
-        "use sqlite:///path or postgresql://…"
-    )
 
 
 def hash_definition(definition: str, machine_type: str) -> str:

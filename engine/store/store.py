@@ -22,12 +22,10 @@ from typing import Any, Literal, cast
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Connection
 
 from engine.store import schema
 from engine.store.checkpoints import (
@@ -37,8 +35,9 @@ from engine.store.checkpoints import (
     open_token,
     release_work,
     signal,
-    write_checkpoint,
+    write_checkpoints,
 )
+from engine.store.connect import create_engine, parse_url
 from engine.store.errors import (
     AmbiguousExecution,
     ExecutionAlreadyExists,
@@ -69,7 +68,6 @@ from engine.store.rows import (
     first_line,
     hash_definition,
     machine_version,
-    parse_url,
     same_json,
     token_record,
 )
@@ -87,7 +85,6 @@ from engine.store.schema import (
 __all__ = ["Store", "default_database_url"]
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
-_BUSY_TIMEOUT_MS = 30_000
 
 
 def default_database_url() -> str:
@@ -111,7 +108,7 @@ class Store:
         parsed, self.dialect = parse_url(url)
         self.url = parsed.render_as_string(hide_password=False)
         self._display = parsed.render_as_string(hide_password=True)
-        self._engine = self._create_engine(parsed)
+        self._engine = create_engine(parsed, self.dialect)
         self._waker: Waker
         if self.dialect == "postgresql":
             conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -134,42 +131,6 @@ class Store:
             self.migrate()
 
     # -- connections and transactions ------------------------------------
-
-    def _create_engine(self, parsed: URL) -> Engine:
-        if self.dialect == "postgresql":
-            return sa.create_engine(
-                parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, future=True
-            )
-        memory = parsed.database in (None, "", ":memory:")
-        if memory:
-            engine = sa.create_engine(
-                parsed, connect_args={"check_same_thread": False}, poolclass=StaticPool
-            )
-        else:
-            engine = sa.create_engine(
-                parsed,
-                connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000},
-            )
-
-        @sa_event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take transaction control away from the sqlite3 module so BEGIN
-            # is ours (BEGIN IMMEDIATE for writes) and DDL stays transactional.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @sa_event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("stepwise_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
@@ -652,39 +613,33 @@ class Store:
         """
         if not checkpoints:
             return []
-        # A fixed lock order keeps concurrent group commits from deadlocking.
-        order = sorted(range(len(checkpoints)), key=lambda i: checkpoints[i].execution_id)
-        results: list[CommitResult] = [CommitResult.OK] * len(checkpoints)
         try:
-            wake = False
             with self._write() as conn:
-                for index in order:
-                    results[index], woke = write_checkpoint(
-                        conn, checkpoints[index], worker_id, now
-                    )
-                    wake = wake or woke
+                results, wake = write_checkpoints(conn, checkpoints, worker_id, now)
                 if wake:
                     notify_in(conn)
-            if wake:
-                self._waker.wake_local()
-            return results
         except sa_exc.IntegrityError:
-            pass
-        wake = False
-        for index in order:
-            try:
-                with self._write() as conn:
-                    results[index], woke = write_checkpoint(
-                        conn, checkpoints[index], worker_id, now
-                    )
-                    if woke:
-                        notify_in(conn)
-                wake = wake or woke
-            except sa_exc.IntegrityError:
-                results[index] = CommitResult.CONFLICT
+            results, wake = self._commit_one_by_one(checkpoints, worker_id, now)
         if wake:
             self._waker.wake_local()
         return results
+
+    def _commit_one_by_one(
+        self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> tuple[list[CommitResult], bool]:
+        results: list[CommitResult] = []
+        wake = False
+        for checkpoint in checkpoints:
+            try:
+                with self._write() as conn:
+                    (result,), woke = write_checkpoints(conn, [checkpoint], worker_id, now)
+                    if woke:
+                        notify_in(conn)
+            except sa_exc.IntegrityError:
+                result, woke = CommitResult.CONFLICT, False
+            results.append(result)
+            wake = wake or woke
+        return results, wake
 
     # -- stop and callbacks -----------------------------------------------
 

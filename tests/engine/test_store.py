@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.store import (
     SCHEMA_VERSION,
@@ -638,5 +640,38 @@ def test_sqlite_waits_at_most_one_poll_and_wakes_on_local_work(sqlite_url: str) 
         begun = time.monotonic()
         store.wait_for_work(30)
         assert time.monotonic() - begun < 0.1
+    finally:
+        store.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+            st.integers(min_value=-14 * 60, max_value=14 * 60),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_due_times_in_any_offset_are_claimed_in_instant_order(
+    moments: list[tuple[datetime, int]],
+) -> None:
+    store = Store("sqlite://")
+    try:
+        machine = store.put_state_machine("Machine", DEFINITION)
+        due = {}
+        for i, (naive, offset) in enumerate(moments):
+            when = naive.replace(tzinfo=timezone(timedelta(minutes=offset)))
+            due[f"exec-{i}"] = when
+            start(store, str(i), machine=machine, when=when, execution_id=f"exec-{i}")
+        latest = max(due.values())
+        claimed = store.claim("w", limit=100, lease_seconds=1, now=latest)
+        assert claimed == sorted(due, key=lambda eid: (due[eid], eid))
+        assert store.get_execution("exec-0").start_date == due["exec-0"]
+        assert store.get_execution("exec-0").start_date.tzinfo is UTC
+        earliest = min(due.values())
+        assert store.claim("v", limit=100, lease_seconds=1, now=earliest - timedelta(0, 0, 1)) == []
     finally:
         store.close()

@@ -1,0 +1,82 @@
+"""Opening the database: URL parsing and SQLAlchemy engine set-up for each backend.
+
+PostgreSQL goes through psycopg 3 with a pre-pinged pool. SQLite is set up so
+Stepwise, not the sqlite3 module, issues BEGIN: writes take the database lock
+up front (BEGIN IMMEDIATE), which with WAL, a busy timeout, foreign keys on
+and synchronous=NORMAL lets several processes share one file without
+deadlocking on a read-to-write lock upgrade.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from engine.store.errors import StoreUnavailable
+
+__all__ = ["create_engine", "parse_url"]
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
+    """Parse a database URL and pin its driver (pysqlite, psycopg 3); name the backend.
+
+    Raises StoreUnavailable for text that is not a URL or a backend Stepwise does not run on.
+    """
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise StoreUnavailable(f"not a database URL: {url!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite"), "sqlite"
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg"), "postgresql"
+    raise StoreUnavailable(
+        f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)}: "
+        "use sqlite:///path or postgresql://…"
+    )
+
+
+def create_engine(parsed: URL, dialect: str) -> Engine:
+    """A SQLAlchemy engine for a parsed URL, with SQLite set up for WAL and our own BEGIN."""
+    if dialect == "postgresql":
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, future=True
+        )
+    memory = parsed.database in (None, "", ":memory:")
+    if memory:
+        engine = sa.create_engine(
+            parsed, connect_args={"check_same_thread": False}, poolclass=StaticPool
+        )
+    else:
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000},
+        )
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN
+        # is ours (BEGIN IMMEDIATE for writes) and DDL stays transactional.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("stepwise_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
