@@ -8,4 +8,12 @@ from engine.api import Engine
 from engine.clock import Clock, LoopClock, SystemClock
 from engine.store import Event, ExecutionRecord, MachineVersion
 
-__all__ = ["Clock", "Engine", "Event", "ExecutionRecord", "LoopClock", "MachineVersion", "SystemClock"]
+__all__ = [
+    "Clock",
+    "Engine",
+    "Event",
+    "ExecutionRecord",
+    "LoopClock",
+    "MachineVersion",
+    "SystemClock",
+]

@@ -161,13 +161,17 @@ class Engine:
     @property
     def store(self) -> Store:
         if self._store is None:
-            raise RuntimeError("use the Engine inside 'async with Engine(...)' or 'with Engine(...)'")
+            raise RuntimeError(
+                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
+            )
         return self._store
 
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            raise RuntimeError("use the Engine inside 'async with Engine(...)' or 'with Engine(...)'")
+            raise RuntimeError(
+                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
+            )
         return self._runtime
 
     # -- activities ----------------------------------------------------------
@@ -249,7 +253,11 @@ class Engine:
         return await self._run_db(self.store.list_executions, machine=machine, status=status)
 
     async def stop(
-        self, execution: str | ExecutionRecord, *, error: str | None = None, cause: str | None = None
+        self,
+        execution: str | ExecutionRecord,
+        *,
+        error: str | None = None,
+        cause: str | None = None,
     ) -> ExecutionRecord:
         """Abort a running execution (a running task is cancelled); returns its final record.
 

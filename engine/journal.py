@@ -40,10 +40,10 @@ MISSING: Final = object()
 
 
 class NondeterminismError(StepwiseError):
-    """A recorded step does not match what the walk reaches now (the definition changed under it)."""
+    """A recorded step differs from what the walk reaches now (the definition changed under it)."""
 
 
-class Suspend(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Suspend(Exception):  # a control-flow signal, not an error
     """The walk must wait longer than a worker should hold it: release, wake at `due_at`.
 
     `due_at` None means "wake only when something external happens" (a

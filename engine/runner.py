@@ -86,7 +86,7 @@ class Runtime:
         return cached
 
 
-class _Stopped(Exception):  # noqa: N818 - control flow
+class _Stopped(Exception):  # a control-flow signal, not an error
     def __init__(self, error: str | None, cause: str | None) -> None:
         self.error, self.cause = error, cause
 
@@ -211,7 +211,9 @@ async def activate(
         group.start_soon(walk_machine)
 
     if stopped:
-        return await _finish_aborted(runtime, journal, checkpoint, stopped[0].error, stopped[0].cause)
+        return await _finish_aborted(
+            runtime, journal, checkpoint, stopped[0].error, stopped[0].cause
+        )
     if timed_out:
         return await _finish_timed_out(runtime, journal, checkpoint)
     if suspended is not None:
@@ -221,10 +223,10 @@ async def activate(
         await checkpoint(release=True, due_at=due)
         return Activation(ExecutionStatus.RUNNING, due)
     if failure is not None:
-        error: str | None = failure.error
+        name: str | None = failure.error
         if isinstance(failure, FailStateError) and failure.error_absent:
-            error = None
-        return await _finish_failed(runtime, journal, checkpoint, error, failure.cause)
+            name = None
+        return await _finish_failed(runtime, journal, checkpoint, name, failure.cause)
     now = runtime.clock.now()
     output = msgspec.json.encode(outcome).decode()
     journal.record(
@@ -233,9 +235,7 @@ async def activate(
         events=[("ExecutionSucceeded", {"output": output})],
         timestamp=now,
     )
-    await checkpoint(
-        finish=Finish(status=ExecutionStatus.SUCCEEDED, stop_date=now, output=output)
-    )
+    await checkpoint(finish=Finish(status=ExecutionStatus.SUCCEEDED, stop_date=now, output=output))
     return Activation(ExecutionStatus.SUCCEEDED)
 
 
@@ -267,14 +267,20 @@ async def _finish(
 
 
 async def _finish_failed(
-    runtime: Runtime, journal: Journal, checkpoint: Checkpointer, error: str | None, cause: str | None
+    runtime: Runtime,
+    journal: Journal,
+    checkpoint: Checkpointer,
+    error: str | None,
+    cause: str | None,
 ) -> Activation:
     return await _finish(
         runtime, journal, checkpoint, ExecutionStatus.FAILED, "ExecutionFailed", error, cause
     )
 
 
-async def _finish_timed_out(runtime: Runtime, journal: Journal, checkpoint: Checkpointer) -> Activation:
+async def _finish_timed_out(
+    runtime: Runtime, journal: Journal, checkpoint: Checkpointer
+) -> Activation:
     return await _finish(
         runtime,
         journal,
@@ -287,7 +293,11 @@ async def _finish_timed_out(runtime: Runtime, journal: Journal, checkpoint: Chec
 
 
 async def _finish_aborted(
-    runtime: Runtime, journal: Journal, checkpoint: Checkpointer, error: str | None, cause: str | None
+    runtime: Runtime,
+    journal: Journal,
+    checkpoint: Checkpointer,
+    error: str | None,
+    cause: str | None,
 ) -> Activation:
     return await _finish(
         runtime, journal, checkpoint, ExecutionStatus.ABORTED, "ExecutionAborted", error, cause

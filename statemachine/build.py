@@ -128,9 +128,7 @@ def load(
     accepted, to be resolved by the activity registry; see `local_diagnostics`.
     """
     raw = parse_definition(definition)
-    diagnostics = local_diagnostics(
-        raw, machine_type=machine_type, local_resources=local_resources
-    )
+    diagnostics = local_diagnostics(raw, machine_type=machine_type, local_resources=local_resources)
     if not is_valid(diagnostics):
         raise DefinitionError([d for d in diagnostics if d.severity == "ERROR"])
     return build(raw)
@@ -149,9 +147,7 @@ def build(raw: Mapping[str, Any]) -> StateMachine:
 
 
 def _scope(raw: Mapping[str, Any], machine_language: QueryLanguage) -> Scope:
-    states = {
-        name: _state(name, body, machine_language) for name, body in raw["States"].items()
-    }
+    states = {name: _state(name, body, machine_language) for name, body in raw["States"].items()}
     return Scope(start_at=raw["StartAt"], states=states, comment=raw.get("Comment"))
 
 

@@ -199,7 +199,16 @@ class MapState(_WithResult, frozen=True, kw_only=True):
         return "Map"
 
 
-State = TaskState | PassState | ChoiceState | WaitState | SucceedState | FailState | ParallelState | MapState
+State = (
+    TaskState
+    | PassState
+    | ChoiceState
+    | WaitState
+    | SucceedState
+    | FailState
+    | ParallelState
+    | MapState
+)
 
 
 class StateMachine(msgspec.Struct, frozen=True):

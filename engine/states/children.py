@@ -68,9 +68,10 @@ async def run_children(
             failures.append((index, FinalError(failed["error"], failed.get("cause"))))
             return
         thread = Thread(frame.thread.last_event_id)
-        if child.started_event is not None:
+        started = child.started_event
+        if started is not None:
             walk.journal.record_once(
-                f"{child.prefix}start", lambda: (None, [child.started_event]), thread=thread
+                f"{child.prefix}start", lambda: (None, [started]), thread=thread
             )
         running.add(index)
         try:

@@ -49,16 +49,16 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
                 output: Any
                 if state.jsonata:
                     rule_output = state.rule_outputs[index]
-                    output = frame.input if rule_output is None else jsonata(
-                        frame, rule_output, "Output"
+                    output = (
+                        frame.input
+                        if rule_output is None
+                        else jsonata(frame, rule_output, "Output")
                     )
                 else:
                     output = output_path(frame, effective)
                 return exit_state(frame, Transition(output, target, assigned))
         if state.default is None:
-            raise StatesError(
-                States.NO_CHOICE_MATCHED, "No Matches!"
-            )
+            raise StatesError(States.NO_CHOICE_MATCHED, "No Matches!")
         assigned = evaluate_assign(frame, state.assign, dollar=effective)
         if state.jsonata:
             output = frame.input if state.output is None else jsonata(frame, state.output, "Output")

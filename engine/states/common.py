@@ -69,9 +69,7 @@ def payload_template(
     """Evaluate Parameters / ResultSelector / ItemSelector against `value` (absent: `value`)."""
     if template is None:
         return value
-    return evaluate_template(
-        template, value, frame.context(map_item=map_item), _vars(frame), frame
-    )
+    return evaluate_template(template, value, frame.context(map_item=map_item), _vars(frame), frame)
 
 
 def jsonata(
@@ -139,8 +137,10 @@ def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] | None
     state = frame.state
     if state.jsonata:
         assigned = evaluate_assign(frame, state.assign, dollar=result, result=result)
-        output = result if state.output is None else jsonata(
-            frame, state.output, "Output", result=result
+        output = (
+            result
+            if state.output is None
+            else jsonata(frame, state.output, "Output", result=result)
         )
         return output, assigned
     assigned = evaluate_assign(frame, state.assign, dollar=result)

@@ -45,7 +45,9 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-def dynamic_int(frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0) -> int | None:
+def dynamic_int(
+    frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0
+) -> int | None:
     """An integer field (MaxConcurrency, TimeoutSeconds …); None when absent."""
     if dynamic is None:
         return None

@@ -56,5 +56,3 @@ class FailStateError(FinalError):
     def __init__(self, error: str | None, cause: str | None) -> None:
         super().__init__(error or "", cause)
         self.error_absent = error is None
-
-

@@ -68,8 +68,10 @@ def _caught(
             assigned = evaluate_assign(
                 frame, plan.assign, dollar=error_output, errorOutput=error_output
             )
-            output = error_output if plan.output is None else jsonata(
-                frame, plan.output, "Output", errorOutput=error_output
+            output = (
+                error_output
+                if plan.output is None
+                else jsonata(frame, plan.output, "Output", errorOutput=error_output)
             )
         else:
             assigned = evaluate_assign(frame, plan.assign, dollar=error_output)

@@ -24,6 +24,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "UTCDateTime",
+    "activity_tasks",
     "current_version",
     "executions",
     "history_events",
@@ -33,6 +34,7 @@ __all__ = [
     "schema_migrations",
     "state_machine_versions",
     "state_machines",
+    "sql_effects",
     "task_tokens",
     "timers",
     "work_queue",
@@ -208,15 +210,61 @@ def _migration_1(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _define_v2(md: sa.MetaData) -> None:
+    """Tables migration 2 adds: queued activity tasks and SQL activity effects."""
+    sa.Table(
+        "activity_tasks",
+        md,
+        sa.Column("token", sa.Text, primary_key=True),
+        sa.Column("activity", sa.Text, nullable=False),
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("worker_name", sa.Text),
+        sa.Column("started_at", UTCDateTime),
+        sa.Index("ix_activity_tasks_queue", "activity", "started_at", "created_at"),
+    )
+    sa.Table(
+        "sql_effects",
+        md,
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("result", sa.Text, nullable=False),
+        sa.Column("recorded_at", UTCDateTime, nullable=False),
+    )
+
+
+def _migration_2(conn: Connection) -> None:
+    """Add activity_tasks (activity workers' queue) and sql_effects (SQL activities)."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    _define_v2(frozen)
+    for name in ("activity_tasks", "sql_effects"):
+        frozen.tables[name].create(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
+    (2, "activity tasks and SQL effects", _migration_2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 metadata = sa.MetaData()
 schema_migrations = _schema_migrations_table(metadata)
 _define_v1(metadata)
+_define_v2(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -225,6 +273,8 @@ journal = metadata.tables["journal"]
 timers = metadata.tables["timers"]
 task_tokens = metadata.tables["task_tokens"]
 work_queue = metadata.tables["work_queue"]
+activity_tasks = metadata.tables["activity_tasks"]
+sql_effects = metadata.tables["sql_effects"]
 
 
 def current_version(conn: Connection) -> int:

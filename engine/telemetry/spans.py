@@ -392,7 +392,9 @@ class TraceBuilder:
             if event.type == "MapIterationSucceeded":
                 self._close(iteration, event, completed, outcome=None, success=True)
             elif event.type == "MapIterationFailed":
-                self._close(iteration, event, completed, outcome=None, inherited=("States.Failed", None))
+                self._close(
+                    iteration, event, completed, outcome=None, inherited=("States.Failed", None)
+                )
             else:
                 self._close(iteration, event, completed, outcome=None, cancelled=True)
         return state
@@ -496,7 +498,9 @@ class TraceBuilder:
         """End `node` (and, first, whatever is still open inside it) at `event`."""
         children = node.open_children()
         for child in children:
-            self._close(child, event, completed, outcome=None, inherited=inherited, cancelled=cancelled)
+            self._close(
+                child, event, completed, outcome=None, inherited=inherited, cancelled=cancelled
+            )
         error = outcome
         if error is None and not success:
             error = node.pending_error or node.child_error
@@ -551,9 +555,11 @@ class TraceBuilder:
     ) -> _Node | None:
         return self._find(
             node,
-            lambda n: n.span.kind == STATE
-            and (name is None or n.state_name == name)
-            and (state_type is None or n.state_type == state_type),
+            lambda n: (
+                n.span.kind == STATE
+                and (name is None or n.state_name == name)
+                and (state_type is None or n.state_type == state_type)
+            ),
         )
 
 

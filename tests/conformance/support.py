@@ -1,4 +1,4 @@
-"""Running AWS-recorded conformance cases (../shared/conformance) and comparing as its README says."""
+"""Running AWS-recorded conformance cases (../shared/conformance), compared as its README says."""
 
 from __future__ import annotations
 
@@ -35,13 +35,16 @@ def _as_json(text: Any) -> Any:
     return text
 
 
-def mismatches(case: dict[str, Any], status: str, output: str | None, error: str | None,
-               cause: str | None) -> list[str]:
+def mismatches(
+    case: dict[str, Any], status: str, output: str | None, error: str | None, cause: str | None
+) -> list[str]:
     """What differs from AWS's recorded result (empty when the case passes)."""
     expected = case["expected"]
     problems = []
     if status != expected["status"]:
-        problems.append(f"status {status} != {expected['status']} (error={error!r} cause={cause!r})")
+        problems.append(
+            f"status {status} != {expected['status']} (error={error!r} cause={cause!r})"
+        )
         return problems
     for field in case["exact_fields"]:
         if field == "status":
@@ -51,10 +54,8 @@ def mismatches(case: dict[str, Any], status: str, output: str | None, error: str
             got = None if output is None else json.loads(output)
             if got != want:
                 problems.append(f"output {got!r} != {want!r}")
-        elif field == "error":
-            if error != want:
-                problems.append(f"error {error!r} != {want!r}")
-        elif field == "cause":
-            if _as_json(cause) != _as_json(want):
-                problems.append(f"cause {cause!r} != {want!r}")
+        elif field == "error" and error != want:
+            problems.append(f"error {error!r} != {want!r}")
+        elif field == "cause" and _as_json(cause) != _as_json(want):
+            problems.append(f"cause {cause!r} != {want!r}")
     return problems

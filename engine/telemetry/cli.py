@@ -1,0 +1,209 @@
+"""`stepwise trace EXEC`: an execution's trace rebuilt from its history.
+
+The default exports the trace to the configured exporters (OTEL_* settings
+or ``--otlp URL``) — for executions that ran before telemetry was switched
+on, or to send one to a viewer on demand. ``--format json`` prints it as
+OTLP/JSON on stdout; ``--format tree`` prints the span tree with offsets and
+durations for a terminal. Exporters are flushed and shut down before exit.
+Exit codes follow the CLI's: 2 usage, 3 store or exporter failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from engine.store import ExecutionRecord, Store, default_database_url
+from engine.store.errors import AmbiguousExecution, ExecutionDoesNotExist, StoreUnavailable
+from engine.telemetry import payload_policy
+from engine.telemetry.export import (
+    TelemetryConfigError,
+    make_resource,
+    span_exporters_from_env,
+    to_otlp_json,
+    to_readable_spans,
+)
+from engine.telemetry.spans import SpanRecord, build_spans
+
+__all__ = ["render_tree", "trace"]
+
+_EXPORT_BATCH = 512
+EXIT_USAGE, EXIT_STORE = 2, 3
+
+
+class _UsageFailure(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class _StoreFailure(click.ClickException):
+    exit_code = EXIT_STORE
+
+
+def _context_value(ctx: click.Context, key: str) -> Any:
+    # The `stepwise` group keeps global options in ctx.meta ("stepwise.db");
+    # a dict ctx.obj with "db"/"output" is honoured too.
+    value = ctx.meta.get(f"stepwise.{key}")
+    if value is None and isinstance(ctx.obj, dict):
+        value = ctx.obj.get(key)
+    return value
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 120:
+        return f"{seconds:.3f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def render_tree(spans: Sequence[SpanRecord]) -> str:
+    """The span tree as text: start offset, duration, name, state type and outcome per line."""
+    if not spans:
+        return "(no spans)"
+    children: dict[str | None, list[SpanRecord]] = {}
+    ids = {span.span_id for span in spans}
+    for span in spans:
+        parent = span.parent_span_id if span.parent_span_id in ids else None
+        children.setdefault(parent, []).append(span)
+    for siblings in children.values():
+        siblings.sort(key=lambda s: (s.start, s.start_event_id))
+    origin = min(span.start for span in spans)
+    lines = [f"{'start':>10}  {'duration':>10}  span"]
+
+    def describe(span: SpanRecord) -> str:
+        label = span.name
+        state_type = span.attributes.get("stepwise.state.type")
+        if state_type is not None:
+            label += f" ({state_type})"
+        if "stepwise.task.attempt" in span.attributes:
+            label += f" attempt {span.attributes['stepwise.task.attempt']}"
+        if span.end is None:
+            label += "  … running"
+        elif span.error is not None:
+            label += f"  ✗ {span.error}"
+        elif span.attributes.get("stepwise.cancelled"):
+            label += "  (cancelled)"
+        for event in span.events:
+            if event.name in ("stepwise.retry", "stepwise.caught", "stepwise.evaluation_failed"):
+                what = event.name.removeprefix("stepwise.").replace("_", " ")
+                label += f"  [{what}: {event.attributes.get('error.type', '?')}]"
+        return label
+
+    def visit(span: SpanRecord, prefix: str, last: bool, depth: int) -> None:
+        offset = (span.start - origin).total_seconds()
+        duration = "" if span.end is None else _duration((span.end - span.start).total_seconds())
+        branch = "" if depth == 0 else ("└─ " if last else "├─ ")
+        lines.append(
+            f"{'+' + _duration(offset):>10}  {duration:>10}  {prefix}{branch}{describe(span)}"
+        )
+        nested = prefix if depth == 0 else prefix + ("   " if last else "│  ")
+        kids = children.get(span.span_id, [])
+        for index, child in enumerate(kids):
+            visit(child, nested, index == len(kids) - 1, depth + 1)
+
+    roots = children.get(None, [])
+    for index, root in enumerate(roots):
+        visit(root, "", index == len(roots) - 1, 0)
+    return "\n".join(lines)
+
+
+def _load(database_url: str, execution: str) -> tuple[ExecutionRecord, list[Any]]:
+    try:
+        store = Store(database_url)
+    except StoreUnavailable as error:
+        raise _StoreFailure(f"StoreUnavailable: {error}") from None
+    try:
+        record = store.get_execution(execution)
+        return record, store.history(record.execution_id)
+    except (ExecutionDoesNotExist, AmbiguousExecution) as error:
+        raise _UsageFailure(f"{type(error).__name__}: {error}") from None
+    except StoreUnavailable as error:
+        raise _StoreFailure(f"StoreUnavailable: {error}") from None
+    finally:
+        store.close()
+
+
+def _export(spans: list[SpanRecord], otlp: str | None) -> int:
+    try:
+        exporters = span_exporters_from_env(otlp)
+    except TelemetryConfigError as error:
+        raise _UsageFailure(str(error)) from None
+    if not exporters:
+        raise _UsageFailure(
+            "no trace exporter configured: pass --otlp URL, or set OTEL_TRACES_EXPORTER / "
+            "OTEL_EXPORTER_OTLP_ENDPOINT (or use --format json|tree)"
+        )
+    readable = to_readable_spans(spans, make_resource())
+    failed = False
+    for exporter in exporters:
+        try:
+            for start in range(0, len(readable), _EXPORT_BATCH):
+                result = exporter.export(readable[start : start + _EXPORT_BATCH])
+                failed = failed or result is not SpanExportResult.SUCCESS
+            exporter.force_flush()
+        finally:
+            exporter.shutdown()
+    if failed:
+        raise _StoreFailure("the trace exporter reported a failure (is the collector up?)")
+    return len(readable)
+
+
+@click.command("trace")
+@click.argument("execution")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["export", "json", "otlp-json", "tree"], case_sensitive=False),
+    default="export",
+    show_default=True,
+    help="export: send to the configured exporters; json/otlp-json: print OTLP/JSON; "
+    "tree: print the span tree.",
+)
+@click.option("--otlp", metavar="URL", default=None, help="Also export over OTLP/HTTP to URL.")
+@click.option(
+    "--trace-payloads",
+    is_flag=True,
+    default=False,
+    help="Put inputs/outputs in span attributes (capped at 4 KiB, secret fields redacted).",
+)
+@click.option("--db", metavar="URL", default=None, help="Database URL.")
+@click.pass_context
+def trace(
+    ctx: click.Context,
+    execution: str,
+    output_format: str,
+    otlp: str | None,
+    trace_payloads: bool,
+    db: str | None,
+) -> None:
+    """Rebuild EXECUTION's trace from its history and export or print it."""
+    database_url = (
+        db
+        or _context_value(ctx, "db")
+        or os.environ.get("STEPWISE_DATABASE_URL")
+        or default_database_url()
+    )
+    record, events = _load(database_url, execution)
+    spans = build_spans(record, events, payloads=payload_policy(trace_payloads), include_open=True)
+    output_format = output_format.lower()
+    if output_format in ("json", "otlp-json"):
+        click.echo(json.dumps(to_otlp_json(spans), indent=2))
+        return
+    if output_format == "tree":
+        click.echo(f"trace {record.trace_id}  {record.execution_id}  {record.status}")
+        click.echo(render_tree(spans))
+        return
+    exported = _export(spans, otlp)
+    running = sum(1 for span in spans if span.end is None)
+    summary: dict[str, Any] = {"traceId": record.trace_id, "exportedSpans": exported}
+    if _context_value(ctx, "output") == "json":
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"exported {exported} spans of trace {record.trace_id}")
+    if running:
+        click.echo(f"{running} spans are still running and were not exported", err=True)
