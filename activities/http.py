@@ -12,7 +12,6 @@ the context's ``traceparent``. Standard library only.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -70,7 +69,7 @@ def _result(response: HTTPResponse | urllib.error.HTTPError) -> dict[str, Any]:
     headers: dict[str, list[str]] = {}
     for name, value in response.headers.items():
         headers.setdefault(name.lower(), []).append(value)
-    status = int(response.status)
+    status = int(response.status or 0)
     return {
         "StatusCode": status,
         "StatusText": response.reason or responses.get(status, ""),
@@ -110,7 +109,7 @@ def http_invoke(input: Any, context: ActivityContext) -> dict[str, Any]:
             result = _result(response)
     except urllib.error.HTTPError as failure:
         result = _result(failure)
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as failure:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as failure:
         reason = getattr(failure, "reason", failure)
         raise ActivityError("States.Http.Socket", f"{type(reason).__name__}: {reason}") from None
     if not 200 <= result["StatusCode"] < 300:

@@ -54,7 +54,9 @@ def load_handler(reference: str) -> Handler:
 def _bind(registry: Registry, resource: str, target: Any) -> None:
     if isinstance(target, str):
         handler = load_handler(target)
-    elif isinstance(target, dict) and resource.startswith(LAMBDA_INVOKE) and "FunctionName" in target:
+    elif (
+        isinstance(target, dict) and resource.startswith(LAMBDA_INVOKE) and "FunctionName" in target
+    ):
         functions = target["FunctionName"]
         if not isinstance(functions, dict):
             raise MappingError(f"{resource}: FunctionName must map names to handlers")

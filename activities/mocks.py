@@ -2,8 +2,9 @@
 
 The configuration is Step Functions Local's MockedResponses file::
 
-    {"StateMachines": {"Name": {"TestCases": {"Case": {"StateName": "ResponseName"}}}},
-     "MockedResponses": {"ResponseName": {"0": {"Return": …}, "1-2": {"Throw": {"Error", "Cause"}}}}}
+    {"StateMachines": {"Name": {"TestCases": {"Case": {"StateName": "Response"}}}},
+     "MockedResponses": {"Response": {"0": {"Return": …},
+                                      "1-2": {"Throw": {"Error": …, "Cause": …}}}}}
 
 A run selects one test case; a Task state named in it gets, on its n-th
 invocation (0-based, across retries and iterations), the response whose key

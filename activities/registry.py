@@ -116,7 +116,7 @@ def lambda_name(reference: str) -> str:
 
 
 class Registry:
-    """Resource → handler. Exact names win over `*` patterns; patterns match in registration order."""
+    """Resource → handler. Exact names win over `*` patterns, which match in registration order."""
 
     def __init__(self) -> None:
         self._exact: dict[str, Registration] = {}
@@ -226,7 +226,9 @@ class Registry:
             result._exact.update(source._exact)
             result._lambdas.update(source._lambdas)
             for registration in source._patterns:
-                result._patterns = [r for r in result._patterns if r.pattern != registration.pattern]
+                result._patterns = [
+                    r for r in result._patterns if r.pattern != registration.pattern
+                ]
                 result._patterns.append(registration)
             for registration in source._lambda_patterns:
                 result._lambda_patterns = [

@@ -23,7 +23,7 @@ SHELL_RESOURCE = "stepwise:shell"
 
 
 def check_command(input: Any, allowed: set[str] | None) -> list[str]:
-    """The validated argument list; raises ActivityError for a bad shape or a program not allowed."""
+    """The validated argument list; raises ActivityError for a bad shape or a disallowed program."""
     command = input.get("Command") if isinstance(input, dict) else None
     if (
         not isinstance(command, list)
@@ -49,7 +49,7 @@ def shell_run(input: Any, context: ActivityContext, *, allowed: set[str] | None 
         timeout = max(0.1, (context.deadline - datetime.now(UTC)).total_seconds())
     stdin = input.get("Stdin")
     try:
-        completed = subprocess.run(  # noqa: S603 - an argument list, no shell
+        completed = subprocess.run(
             command,
             input=stdin if isinstance(stdin, str) else None,
             capture_output=True,

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from engine.store import InvalidToken, LeaseLost, Store, TokenStatus
-from engine.store.checkpoints import notify_in, signal
+from engine.store.checkpoints import signal
 from engine.store.schema import activity_tasks, journal, sql_effects, task_tokens, work_queue
 
 __all__ = [
@@ -57,9 +57,9 @@ class InvalidOutput(InvalidToken):
 
 
 class ActivityTask(msgspec.Struct, frozen=True):
-    """What GetActivityTask hands a worker: the token to answer with and the task's input (JSON text)."""
+    """What GetActivityTask hands a worker: the token to answer with and the input (JSON text)."""
 
-    taskToken: str  # noqa: N815 - AWS's field name
+    taskToken: str
     input: str
 
 
@@ -86,7 +86,9 @@ def _now() -> datetime:
 # -- the calls other processes make -------------------------------------------
 
 
-def send_task_success(store: Store, token: str, output: str, *, now: datetime | None = None) -> None:
+def send_task_success(
+    store: Store, token: str, output: str, *, now: datetime | None = None
+) -> None:
     """Complete the token's task with `output` (JSON text).
 
     Raises InvalidOutput when `output` is not JSON or is over 256 KiB,
@@ -333,10 +335,12 @@ class TaskCallbacks:
     store: Store
 
     def send_task_success(self, token: str, output: Any) -> None:
-        """Complete a waiting task with `output` (a JSON value). Raises InvalidToken/TaskTimedOut."""
+        """Complete a waiting task with `output` (any JSON value). Raises as send_task_success."""
         send_task_success(self.store, token, json.dumps(output))
 
-    def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None) -> None:
+    def send_task_failure(
+        self, token: str, error: str | None = None, cause: str | None = None
+    ) -> None:
         """Fail a waiting task. Raises InvalidToken / TaskTimedOut."""
         send_task_failure(self.store, token, error=error, cause=cause)
 
@@ -351,4 +355,3 @@ class TaskCallbacks:
         return get_activity_task_sync(
             self.store, activity, worker_name=worker_name, timeout=timeout
         )
-

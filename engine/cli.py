@@ -16,22 +16,36 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from engine.api import Engine
+from engine.cli_core import (
+    StepwiseGroup,
+    activities_option,
+    check_definition,
+    database_url,
+    execution_input,
+    finish,
+    global_options,
+    import_activities,
+    input_options,
+    json_output,
+    load_definition_file,
+    machine_type_of,
+    run_async,
+)
 from engine.cli_output import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_STORE,
     EXIT_USAGE,
     CliError,
     diagnostic_line,
@@ -40,9 +54,7 @@ from engine.cli_output import (
     parse_json_text,
     print_table,
     read_file,
-    read_json_argument,
 )
-from engine.errors import LeaseLost, NondeterminismError, StepwiseError, StoreUnavailable
 from engine.history import (
     event_summary,
     execution_list_item,
@@ -53,159 +65,19 @@ from engine.history import (
     machine_to_aws,
 )
 from engine.runner import machine_arn
-from engine.store import ExecutionRecord, ExecutionStatus, Store, default_database_url
+from engine.store import ExecutionRecord, ExecutionStatus, Store
 from statemachine.build import local_diagnostics
 from statemachine.diagnostics import Diagnostic
 from statemachine.errors import DefinitionError
 from statemachine.validate import is_valid, validate, validate_text
 
-__all__ = ["cli", "database_url", "global_options", "json_output", "main"]
+__all__ = ["cli", "main"]
 
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-_DB_KEY = "stepwise.db"
-_OUTPUT_KEY = "stepwise.output"
 _MACHINE_TYPES = click.Choice(["standard", "express"], case_sensitive=False)
 _STATUSES = click.Choice([s.value for s in ExecutionStatus], case_sensitive=False)
 
-# Errors the Step Functions API names: the CLI shows the name the way the
-# AWS CLI does ("ExecutionDoesNotExist: …") so messages read the same.
-_AWS_NAMED = (
-    "AmbiguousExecution",
-    "ExecutionAlreadyExists",
-    "ExecutionDoesNotExist",
-    "ExecutionNotRunning",
-    "InvalidName",
-    "InvalidToken",
-    "StateMachineDoesNotExist",
-    "TaskDoesNotExist",
-    "TaskTimedOut",
-)
 
-
-# -- global options ----------------------------------------------------------
-
-
-def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        # ctx.meta is shared by the whole context chain, so `stepwise --db X
-        # history E` and `stepwise history E --db X` mean the same; the
-        # option given closest to the command wins.
-        if value is not None:
-            ctx.meta[key] = value
-        return value
-
-    return callback
-
-
-def global_options(fn: F) -> F:
-    """Add ``--db URL`` and ``-o/--output text|json`` to a command or group."""
-    fn = click.option(
-        "--db",
-        metavar="URL",
-        default=None,
-        expose_value=False,
-        callback=_remember(_DB_KEY),
-        help="Database URL (default: $STEPWISE_DATABASE_URL, else sqlite:///./stepwise.db).",
-    )(fn)
-    fn = click.option(
-        "-o",
-        "--output",
-        type=click.Choice(["text", "json"], case_sensitive=False),
-        default=None,
-        expose_value=False,
-        callback=_remember(_OUTPUT_KEY),
-        help="text for people (default), json for scripts (AWS-shaped, camelCase).",
-    )(fn)
-    return fn
-
-
-def database_url(ctx: click.Context | None = None) -> str:
-    """The database URL the invocation names, else the default one."""
-    ctx = ctx or click.get_current_context()
-    url: str | None = ctx.meta.get(_DB_KEY)
-    return url or default_database_url()
-
-
-def json_output(ctx: click.Context | None = None) -> bool:
-    """True when the invocation asked for ``--output json``."""
-    ctx = ctx or click.get_current_context()
-    return str(ctx.meta.get(_OUTPUT_KEY, "text")).lower() == "json"
-
-
-def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(fn)
-
-
-# -- errors ------------------------------------------------------------------
-
-
-def _leaf_error(exc: BaseException) -> BaseException:
-    # A failure inside the engine's task group arrives wrapped in an
-    # exception group; the user wants the one error inside.
-    while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
-        if not inner:
-            break
-        wanted = [e for e in inner if isinstance(e, StepwiseError | click.ClickException)]
-        exc = (wanted or inner)[0]
-    return exc
-
-
-def _report(exc: BaseException) -> int | None:
-    """Print a user error on stderr and return its exit code; None when it is a bug."""
-    exc = _leaf_error(exc)
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
-        exc.show()
-        return exc.exit_code
-    if isinstance(exc, click.ClickException):
-        click.echo(f"stepwise: error: {exc.format_message()}", err=True)
-        return exc.exit_code
-    if isinstance(exc, StoreUnavailable | LeaseLost | NondeterminismError):
-        click.echo(f"stepwise: error: {exc}", err=True)
-        return EXIT_STORE
-    if isinstance(exc, StepwiseError):
-        name = type(exc).__name__
-        message = f"{name}: {exc}" if name in _AWS_NAMED else str(exc)
-        click.echo(f"stepwise: error: {message}", err=True)
-        return EXIT_USAGE
-    if isinstance(exc, KeyboardInterrupt | click.Abort):
-        click.echo("stepwise: interrupted", err=True)
-        return 130
-    return None
-
-
-class _StepwiseGroup(click.Group):
-    """The root group: turns every user error into one stderr line and an exit code."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        code: Any
-        try:
-            code = super().main(
-                args, prog_name or "stepwise", complete_var, standalone_mode=False, **extra
-            )
-        except BaseException as exc:
-            if isinstance(exc, SystemExit):
-                raise
-            reported = _report(exc)
-            if reported is None:
-                raise
-            code = reported
-        code = EXIT_OK if code is None else code
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
-@click.group(cls=_StepwiseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StepwiseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 def cli() -> None:
     """Stepwise: run Amazon States Language state machines, durably, on SQLite or PostgreSQL."""
@@ -217,90 +89,6 @@ def main() -> None:
         stream=sys.stderr, level=logging.WARNING, format="stepwise: %(levelname)s: %(message)s"
     )
     cli.main(prog_name="stepwise")
-
-
-def _finish(code: int) -> None:
-    if code != EXIT_OK:
-        raise click.exceptions.Exit(code)
-
-
-# -- definitions ---------------------------------------------------------------
-
-
-def _machine_type(value: str) -> str:
-    return value.upper()
-
-
-def _load_definition_file(path: str) -> tuple[str, Any]:
-    """(text, parsed value) of a definition file; CliError (exit 2) when unreadable or not JSON."""
-    text = read_file(path, what=path)
-    return text, parse_json_text(text, what=path)
-
-
-def _check_definition(path: str, raw: Any, machine_type: str) -> None:
-    """Refuse a definition the local rules reject: diagnostics on stderr, then exit 2."""
-    diagnostics = local_diagnostics(raw, machine_type=machine_type)  # type: ignore[arg-type]
-    if is_valid(diagnostics):
-        return
-    for diagnostic in diagnostics:
-        click.echo(diagnostic_line(path, diagnostic), err=True)
-    errors = sum(1 for d in diagnostics if d.severity == "ERROR")
-    raise CliError(
-        f"{path}: invalid state machine definition ({errors} error{'s' if errors != 1 else ''})"
-    )
-
-
-def _import_activities(modules: Sequence[str]) -> None:
-    """Import each module so its `@activity` handlers register (before any Engine is built)."""
-    if not modules:
-        return
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            raise CliError(
-                f"cannot import activities module '{module}': {type(exc).__name__}: {exc}"
-            ) from None
-
-
-_activities_option = click.option(
-    "--activities",
-    "activities",
-    metavar="MODULE",
-    multiple=True,
-    help="Import MODULE (from the current directory too) to register its @activity handlers.",
-)
-
-
-def _execution_input(inline: str | None, input_file: str | None) -> Any:
-    if inline is not None and input_file is not None:
-        raise CliError("give either --input or --input-file, not both")
-    if input_file is not None:
-        return read_json_argument(f"file://{input_file}", what="the execution input")
-    if inline is not None:
-        return read_json_argument(inline, what="the execution input")
-    return {}
-
-
-def _input_options(fn: F) -> F:
-    fn = click.option(
-        "--input-file",
-        "input_file",
-        metavar="FILE",
-        default=None,
-        help="Read the execution input (JSON) from FILE.",
-    )(fn)
-    fn = click.option(
-        "--input",
-        "input_text",
-        metavar="JSON",
-        default=None,
-        help="Execution input: inline JSON, - for stdin, or file://PATH (default {}).",
-    )(fn)
-    return fn
 
 
 # -- validate ------------------------------------------------------------------
@@ -320,7 +108,7 @@ def validate_command(files: tuple[str, ...], machine_type: str, local: bool) -> 
 
     Exit 0 when all are valid, 1 when any is invalid, 2 when a file is missing or not JSON.
     """
-    kind = _machine_type(machine_type)
+    kind = machine_type_of(machine_type)
     reports: list[dict[str, Any]] = []
     code = EXIT_OK
     for path in files:
@@ -354,7 +142,7 @@ def validate_command(files: tuple[str, ...], machine_type: str, local: bool) -> 
                 click.echo(f"{path}: valid")
     if json_output():
         emit_json(reports[0] if len(reports) == 1 else reports)
-    _finish(code)
+    finish(code)
 
 
 def _unreadable(path: str) -> list[dict[str, str]]:
@@ -383,15 +171,15 @@ def machines() -> None:
 def machines_create(name: str, file: str, machine_type: str) -> None:
     """Create state machine NAME from FILE; a changed definition becomes a new version."""
     ctx = click.get_current_context()
-    kind = _machine_type(machine_type)
-    _text, raw = _load_definition_file(file)
-    _check_definition(file, raw, kind)
+    kind = machine_type_of(machine_type)
+    _text, raw = load_definition_file(file)
+    check_definition(file, raw, kind)
 
     async def create() -> Any:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.create_state_machine(name, raw, machine_type=kind)
 
-    version = _run_async(create)
+    version = run_async(create)
     result = {
         "stateMachineArn": machine_arn(version.name),
         "name": version.name,
@@ -414,7 +202,7 @@ def machines_list() -> None:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.list_state_machines()
 
-    found = _run_async(listing)
+    found = run_async(listing)
     if json_output():
         emit_json({"stateMachines": [machine_list_item(m) for m in found]})
         return
@@ -435,7 +223,7 @@ def machines_describe(name: str) -> None:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.describe_state_machine(name)
 
-    document = machine_to_aws(_run_async(describe))
+    document = machine_to_aws(run_async(describe))
     if json_output():
         emit_json(document)
         return
@@ -454,7 +242,7 @@ def _pretty(value: Any) -> str:
 
 @cli.command("start")
 @click.argument("machine", metavar="NAME")
-@_input_options
+@input_options
 @click.option("--name", "execution_name", metavar="EXEC", default=None, help="Execution name.")
 @global_options
 def start_command(
@@ -462,13 +250,13 @@ def start_command(
 ) -> None:
     """Start an execution of state machine NAME; a running `stepwise worker` runs it."""
     ctx = click.get_current_context()
-    payload = _execution_input(input_text, input_file)
+    payload = execution_input(input_text, input_file)
 
     async def start() -> ExecutionRecord:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.start(machine, payload, name=execution_name)
 
-    record = _run_async(start)
+    record = run_async(start)
     result = {
         "executionArn": record.execution_id,
         "name": record.name,
@@ -507,7 +295,7 @@ def describe_command(execution: str) -> None:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.describe(execution)
 
-    document = execution_to_aws(_run_async(describe))
+    document = execution_to_aws(run_async(describe))
     if json_output():
         emit_json(document)
     else:
@@ -526,7 +314,7 @@ def history_command(execution: str, reverse: bool) -> None:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.history(execution)
 
-    events = _run_async(history)
+    events = run_async(history)
     if json_output():
         emit_json(history_to_aws(events, reverse=reverse))
         return
@@ -551,7 +339,7 @@ def list_command(machine: str | None, status: str | None) -> None:
                 machine=machine, status=status.upper() if status else None
             )
 
-    records = _run_async(listing)
+    records = run_async(listing)
     if json_output():
         emit_json({"executions": [execution_list_item(r) for r in records]})
         return
@@ -577,7 +365,7 @@ def stop_command(execution: str, error: str | None, cause: str | None) -> None:
         async with Engine(database_url(ctx), worker=False) as engine:
             return await engine.stop(execution, error=error, cause=cause)
 
-    record = _run_async(stop)
+    record = run_async(stop)
     stopped = iso_timestamp(record.stop_date or datetime.now(UTC))
     if json_output():
         emit_json({"stopDate": stopped})
@@ -590,8 +378,8 @@ def stop_command(execution: str, error: str | None, cause: str | None) -> None:
 
 @cli.command("run")
 @click.argument("file")
-@_input_options
-@_activities_option
+@input_options
+@activities_option
 @click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
 @global_options
 def run_command(
@@ -606,10 +394,10 @@ def run_command(
     Exit 0 when it SUCCEEDED, 1 when it FAILED, TIMED_OUT or was ABORTED.
     """
     ctx = click.get_current_context()
-    _text, raw = _load_definition_file(file)
-    _check_definition(file, raw, "STANDARD")
-    payload = _execution_input(input_text, input_file)
-    _import_activities(activities)
+    _text, raw = load_definition_file(file)
+    check_definition(file, raw, "STANDARD")
+    payload = execution_input(input_text, input_file)
+    import_activities(activities)
 
     async def run() -> ExecutionRecord:
         # No in-process worker: `run` runs its own execution, not whatever
@@ -618,7 +406,7 @@ def run_command(
             return await engine.run(raw, payload, name=execution_name)
 
     try:
-        record = _run_async(run)
+        record = run_async(run)
     except DefinitionError as exc:
         for diagnostic in exc.diagnostics:
             if isinstance(diagnostic, Diagnostic):
@@ -632,30 +420,29 @@ def run_command(
     else:
         detail = ": ".join(str(p) for p in (record.error, record.cause) if p is not None)
         click.echo(f"{record.status}: {detail}" if detail else record.status, err=True)
-    _finish(EXIT_OK if record.status == ExecutionStatus.SUCCEEDED else EXIT_FAILED)
+    finish(EXIT_OK if record.status == ExecutionStatus.SUCCEEDED else EXIT_FAILED)
 
 
 # -- worker ----------------------------------------------------------------------
 
 
 def _display_url(url: str) -> str:
+    # The worker's start line names its database, never its password.
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except ArgumentError:
         return "<database>"
 
 
 @cli.command("worker")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
-@_activities_option
+@activities_option
 @global_options
 def worker_command(concurrency: int, lease_seconds: float, activities: tuple[str, ...]) -> None:
     """Run executions from the database until SIGTERM or SIGINT, then exit 0."""
     ctx = click.get_current_context()
-    _import_activities(activities)
+    import_activities(activities)
     url = database_url(ctx)
 
     async def work() -> None:
@@ -679,7 +466,7 @@ def worker_command(concurrency: int, lease_seconds: float, activities: tuple[str
                     break
             click.echo(f"stepwise: worker {engine.worker_id} stopped", err=True)
 
-    _run_async(work)
+    run_async(work)
 
 
 # -- db --------------------------------------------------------------------------

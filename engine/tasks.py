@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ import msgspec
 from activities.http import HTTP_RESOURCE, http_invoke
 from activities.lambda_ import LambdaError, call_function, invoke_result
 from activities.registry import ActivityContext, ActivityError, Registration
-from activities.shell import SHELL_RESOURCE, check_command, shell_run
+from activities.shell import SHELL_RESOURCE, shell_run
 from activities.sql import SQL_RESOURCE, parse_statements
 from engine.callbacks import ensure_activity_task, run_sql_effect
 from engine.journal import MISSING, Suspend
@@ -107,7 +108,12 @@ class _Events:
             details.update({k: v for k, v in limits.items() if k == "timeoutInSeconds"})
             return [("LambdaFunctionScheduled", details), ("LambdaFunctionStarted", {})]
         if self.family == "activity":
-            return [("ActivityScheduled", {"resource": self.base["resource"], "input": walk_payload, **limits})]
+            return [
+                (
+                    "ActivityScheduled",
+                    {"resource": self.base["resource"], "input": walk_payload, **limits},
+                )
+            ]
         details = {**self.base, "region": "local", "parameters": walk_payload, **limits}
         return [("TaskScheduled", details), ("TaskStarted", dict(self.base))]
 
@@ -143,7 +149,10 @@ async def invoke(
         call = _Call(frame, state, effective, attempt, key, timeout, heartbeat)
         outcome = await call.run()
         walk.journal.record(
-            f"{key}:r", outcome, thread=frame.thread, events=call.events.outcome(outcome, walk.payload)
+            f"{key}:r",
+            outcome,
+            thread=frame.thread,
+            events=call.events.outcome(outcome, walk.payload),
         )
     if "ok" in outcome:
         return outcome["ok"]
@@ -174,16 +183,16 @@ class _Call:
         self.resource = state.resource
         self.base = base_resource(state.resource)
         self.callback = state.resource.endswith(".waitForTaskToken")
-        resource_type, resource = resource_parts(self.base)
         family = "task"
         if self.base.startswith("arn:aws:lambda:"):
             family = "lambda"
         elif _is_activity(self.base):
             family = "activity"
-        self.resource_type = resource_type
-        self.events = _Events(family, resource_type, resource if family != "task" else resource)
-        if family == "task":
-            self.events = _Events(family, *resource_parts(self.resource))
+        self.resource_type, _ = resource_parts(self.base)
+        # Task* events name the Resource as written (".waitForTaskToken" included).
+        resource_type, resource = resource_parts(self.resource if family == "task" else self.base)
+        self.events = _Events(family, resource_type, resource)
+        self.started_at = datetime.min
 
     # -- the shape of an attempt --------------------------------------------------
     async def run(self) -> Outcome:
@@ -194,7 +203,9 @@ class _Call:
                 f"{self.key}:s",
                 walk.clock.now().isoformat(),
                 thread=self.frame.thread,
-                events=self.events.scheduled(walk.payload(self.effective), self.timeout, self.heartbeat),
+                events=self.events.scheduled(
+                    walk.payload(self.effective), self.timeout, self.heartbeat
+                ),
             )
         # The record of the start commits before the effect leaves the process.
         await walk.checkpoint()
@@ -308,7 +319,10 @@ class _Call:
                 "cause": f"The built-in activity '{name}' for the resource '{what}' is not "
                 "enabled by the operator.",
             }
-        return {"error": States.RUNTIME, "cause": f"No handler is registered for the resource '{what}'."}
+        return {
+            "error": States.RUNTIME,
+            "cause": f"No handler is registered for the resource '{what}'.",
+        }
 
     def _limit_name(self) -> str:
         return self.state.name if self.resource_type == "stepwise" else self.resource_type
@@ -346,7 +360,9 @@ class _Call:
             return {"error": type(failure).__name__, "cause": str(failure)}
         return self._encode(value)
 
-    async def _builtin(self, fn: Callable[[Any, ActivityContext], Any], context: ActivityContext) -> Outcome:
+    async def _builtin(
+        self, fn: Callable[[Any, ActivityContext], Any], context: ActivityContext
+    ) -> Outcome:
         try:
             value = await anyio.to_thread.run_sync(
                 functools.partial(fn, self.effective, context), abandon_on_cancel=True
@@ -447,15 +463,16 @@ class _Call:
                 f"{self.key}:sub",
                 None,
                 thread=self.frame.thread,
-                events=[("TaskSubmitted", {**self.events.base, "output": self.walk.payload(sent["ok"])})],
+                events=[
+                    ("TaskSubmitted", {**self.events.base, "output": self.walk.payload(sent["ok"])})
+                ],
             )
         return await self._wait(token)
 
     async def _activity(self) -> Outcome:
         journal = self.walk.journal
-        token = journal.record_once(
-            f"{self.key}:token", lambda: (self.frame.uuid(), ()), thread=self.frame.thread
-        )
+        # Drawn here, not with frame.uuid(), so the frame's own random draws keep their keys.
+        token = journal.record_once(f"{self.key}:token", lambda: (str(uuid.uuid4()), ()))
         if journal.replay(f"{self.key}:reg") is MISSING:
             await self._register_token(str(token))
             runtime = self.walk.extras["runtime"]

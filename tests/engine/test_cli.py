@@ -476,7 +476,9 @@ def test_run_failure_exits_1(sqlite_url: str, tmp_path: Path) -> None:
     assert document["output"] is None
 
 
-def test_run_with_activities_and_history_shape(sqlite_url: str, tmp_path: Path) -> None:
+def test_run_with_activities_and_history_shape(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     module = tmp_path / "cli_test_activities.py"
     module.write_text(
         "from activities import activity\n"
@@ -489,24 +491,22 @@ def test_run_with_activities_and_history_shape(sqlite_url: str, tmp_path: Path) 
         "States": {"Double": {"Type": "Task", "Resource": "double", "End": True}},
     }
     path = write(tmp_path, "double.json", definition)
-    os.chdir(tmp_path)  # --activities imports from the current directory
-    try:
-        document = invoke_json(
-            [
-                "run",
-                path,
-                "--input",
-                "21",
-                "--name",
-                "d",
-                "--activities",
-                "cli_test_activities",
-                "--db",
-                sqlite_url,
-            ]
-        )
-    finally:
-        os.chdir(REPO)
+    monkeypatch.chdir(tmp_path)  # --activities imports from the current directory
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    document = invoke_json(
+        [
+            "run",
+            path,
+            "--input",
+            "21",
+            "--name",
+            "d",
+            "--activities",
+            "cli_test_activities",
+            "--db",
+            sqlite_url,
+        ]
+    )
     assert document["output"] == 42
     events = invoke_json(["history", "d", "--db", sqlite_url])["events"]
     assert [e["type"] for e in events] == [

@@ -1,0 +1,277 @@
+"""The benchmark command: runs workloads in fresh subprocesses and prints RESULT/RATIO lines.
+
+``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|all --backend
+sqlite|postgres [--db URL] [--execs N] [--runs R]``. Each workload runs in
+its own subprocess (so its peak RSS is its own), each run of it on a fresh
+database: a new temporary SQLite file, or a new PostgreSQL database created
+on the server `--db` names (an admin URL allowed to CREATE DATABASE) or, with
+no `--db`, on a throwaway server started for the benchmark and stopped after
+it. The parent prints one RESULT line per workload with medians over the
+runs, then, when the ceiling ran too, one RATIO line per workload: its
+steps/s divided by the ceiling's INSERT+COMMITs/s on the same database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    # `python benchmarks/run.py` puts benchmarks/ on the path, not the repository.
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.workloads import (  # noqa: E402
+    DEFAULT_EXECS,
+    STEPS_PER_EXEC,
+    WORKLOADS,
+    run_workload,
+)
+
+__all__ = ["Result", "format_ratio", "format_result", "main", "parse_result", "stepwise_version"]
+
+CHILD_MARKER = "CHILD "
+_databases = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One workload's figures over its runs, as a RESULT line carries them."""
+
+    backend: str
+    version: str
+    workload: str
+    runs: int
+    execs: int
+    steps_per_exec: int
+    execs_per_s: float
+    steps_per_s: float
+    execs_per_s_min: float
+    execs_per_s_max: float
+    wall_s: float
+    peak_rss_mb: float
+
+
+def stepwise_version() -> str:
+    """The project version from pyproject.toml, with the git commit when there is one."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(version)
+    return f"{version}+g{commit}" if commit else str(version)
+
+
+def format_result(result: Result) -> str:
+    """The RESULT line for `result`."""
+    return (
+        f"RESULT peer=stepwise-{result.backend} version={result.version} "
+        f"workload={result.workload} runs={result.runs} execs={result.execs} "
+        f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.1f} "
+        f"steps_per_s={result.steps_per_s:.1f} "
+        f"execs_per_s_spread={result.execs_per_s_min:.1f}..{result.execs_per_s_max:.1f} "
+        f"wall_s={result.wall_s:.3f} peak_rss_mb={result.peak_rss_mb:.0f}"
+    )
+
+
+def parse_result(line: str) -> dict[str, str]:
+    """The key=value fields of a RESULT or RATIO line; raises ValueError on any other line."""
+    kind, _, rest = line.strip().partition(" ")
+    if kind not in ("RESULT", "RATIO"):
+        raise ValueError(f"not a RESULT or RATIO line: {line!r}")
+    fields: dict[str, str] = {}
+    for part in rest.split():
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"malformed field {part!r} in {line!r}")
+        fields[key] = value
+    return fields
+
+
+def format_ratio(result: Result, ceiling: Result) -> str:
+    """The RATIO line: `result`'s steps/s over the ceiling's rows/s on the same backend."""
+    ratio = result.steps_per_s / ceiling.steps_per_s if ceiling.steps_per_s else 0.0
+    return (
+        f"RATIO workload={result.workload} backend={result.backend} "
+        f"steps_per_ceiling={ratio:.4f}"
+    )
+
+
+# -- the child: one workload, every run ---------------------------------------
+
+
+@contextmanager
+def _fresh_database(backend: str, db: str | None, workload: str) -> Iterator[str]:
+    """A URL of an empty database for one run, removed afterwards."""
+    if backend == "sqlite":
+        parent = Path(db.removeprefix("sqlite:///")).parent if db else None
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="stepwise-bench-", dir=parent) as directory:
+            yield f"sqlite:///{Path(directory) / f'{workload}.db'}"
+        return
+    if db is None:
+        raise SystemExit("internal error: the child needs --db for postgres")
+    from tests.engine.pg import PostgresServer
+
+    server = PostgresServer(db.replace("postgresql+psycopg://", "postgresql://", 1))
+    name = f"stepwise_bench_{workload.lower()}_{os.getpid()}_{next(_databases)}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+def _child(args: argparse.Namespace) -> int:
+    walls: list[float] = []
+    execs = steps = 0
+    for _ in range(args.runs):
+        with _fresh_database(args.backend, args.db, args.workload) as url:
+            measurement = run_workload(args.workload, url, args.execs)
+        walls.append(measurement.wall_s)
+        execs, steps = measurement.execs, measurement.steps
+    # ru_maxrss is in kilobytes on Linux.
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = {"walls": walls, "execs": execs, "steps": steps, "peak_rss_mb": peak_kb / 1024}
+    print(CHILD_MARKER + json.dumps(report), flush=True)
+    return 0
+
+
+# -- the parent: one subprocess per workload ----------------------------------
+
+
+def _summarize(
+    workload: str, backend: str, version: str, report: dict[str, object], runs: int
+) -> Result:
+    walls = [float(w) for w in report["walls"]]  # type: ignore[attr-defined]
+    execs = int(report["execs"])  # type: ignore[call-overload]
+    steps = int(report["steps"])  # type: ignore[call-overload]
+    rates = [execs / wall for wall in walls]
+    wall = statistics.median(walls)
+    return Result(
+        backend=backend,
+        version=version,
+        workload=workload,
+        runs=runs,
+        execs=execs,
+        steps_per_exec=steps // execs if execs else 0,
+        execs_per_s=statistics.median(rates),
+        steps_per_s=statistics.median(steps / w for w in walls),
+        execs_per_s_min=min(rates),
+        execs_per_s_max=max(rates),
+        wall_s=wall,
+        peak_rss_mb=float(report["peak_rss_mb"]),  # type: ignore[arg-type]
+    )
+
+
+def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[str, object]:
+    execs = args.execs if args.execs is not None else DEFAULT_EXECS[workload]
+    if workload == "W2":
+        execs = 1  # W2 is one Map execution by definition
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--workload",
+        workload,
+        "--backend",
+        args.backend,
+        "--execs",
+        str(execs),
+        "--runs",
+        str(args.runs),
+    ]
+    if db is not None:
+        argv += ["--db", db]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith(CHILD_MARKER):
+            report: dict[str, object] = json.loads(line[len(CHILD_MARKER) :])
+            return report
+    sys.stderr.write(done.stderr)
+    raise SystemExit(f"workload {workload} on {args.backend} failed (exit {done.returncode})")
+
+
+@contextmanager
+def _server_url(args: argparse.Namespace) -> Iterator[str | None]:
+    """Where the children find their database: --db, or a throwaway PostgreSQL."""
+    if args.backend == "sqlite" or args.db is not None:
+        yield args.db
+        return
+    from tests.engine.pg import start_server
+
+    server = start_server()
+    try:
+        yield server.admin_url
+    finally:
+        server.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--db",
+        help="sqlite: a file URL whose directory holds the per-run files; "
+        "postgres: a server URL allowed to CREATE DATABASE (default: a throwaway server)",
+    )
+    parser.add_argument(
+        "--execs",
+        type=int,
+        help="executions per run (default: W1/W1c 200, W3 1000, ceiling 2000 rows; W2 is always 1)",
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print RESULT lines, then RATIO lines when the ceiling ran.
+
+    Exits non-zero (SystemExit) when a workload fails or returns a wrong output.
+    """
+    args = _parser().parse_args(argv)
+    if args.runs < 1 or (args.execs is not None and args.execs < 1):
+        raise SystemExit("--runs and --execs must be at least 1")
+    if args.child:
+        return _child(args)
+    workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    version = stepwise_version()
+    results: dict[str, Result] = {}
+    with _server_url(args) as db:
+        for workload in workloads:
+            report = _run_child(workload, args, db)
+            result = _summarize(workload, args.backend, version, report, args.runs)
+            if result.steps_per_exec != STEPS_PER_EXEC[workload]:
+                raise SystemExit(f"{workload}: {result.steps_per_exec} steps per execution")
+            results[workload] = result
+            print(format_result(result), flush=True)
+    ceiling = results.get("ceiling")
+    if ceiling is not None:
+        for workload, result in results.items():
+            if workload != "ceiling":
+                print(format_ratio(result, ceiling), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
