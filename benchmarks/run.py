@@ -84,10 +84,10 @@ def format_result(result: Result) -> str:
     return (
         f"RESULT peer=stepwise-{result.backend} version={result.version} "
         f"workload={result.workload} runs={result.runs} execs={result.execs} "
-        f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.1f} "
-        f"steps_per_s={result.steps_per_s:.1f} "
-        f"execs_per_s_spread={result.execs_per_s_min:.1f}..{result.execs_per_s_max:.1f} "
-        f"wall_s={result.wall_s:.3f} peak_rss_mb={result.peak_rss_mb:.0f}"
+        f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.2f} "
+        f"steps_per_s={result.steps_per_s:.2f} "
+        f"execs_per_s_spread={result.execs_per_s_min:.2f}..{result.execs_per_s_max:.2f} "
+        f"wall_s={result.wall_s:.4g} peak_rss_mb={result.peak_rss_mb:.0f}"
     )
 
 
@@ -109,8 +109,7 @@ def format_ratio(result: Result, ceiling: Result) -> str:
     """The RATIO line: `result`'s steps/s over the ceiling's rows/s on the same backend."""
     ratio = result.steps_per_s / ceiling.steps_per_s if ceiling.steps_per_s else 0.0
     return (
-        f"RATIO workload={result.workload} backend={result.backend} "
-        f"steps_per_ceiling={ratio:.4f}"
+        f"RATIO workload={result.workload} backend={result.backend} steps_per_ceiling={ratio:.4f}"
     )
 
 

@@ -235,10 +235,14 @@ def ceiling(database_url: str, rows: int) -> Measurement:
                 if begin:
                     cursor.execute(begin)
                 cursor.execute(insert, (value,))
-                dbapi.commit() if dialect != "sqlite" else cursor.execute("COMMIT")
+                if dialect == "sqlite":
+                    cursor.execute("COMMIT")
+                else:
+                    dbapi.commit()
             wall = time.perf_counter() - started
             cursor.execute("SELECT count(*) FROM bench_ceiling")
-            (count,) = cursor.fetchone()
+            row = cursor.fetchone()
+            count = row[0] if row else 0
             if dialect != "sqlite":
                 dbapi.commit()
             if count != rows:
@@ -259,9 +263,7 @@ def run_workload(workload: str, database_url: str, execs: int) -> Measurement:
     body = _ENGINE_WORKLOADS[workload]
 
     async def main() -> Measurement:
-        async with Engine(
-            database_url, registry=_registry(), concurrency=CONCURRENCY
-        ) as engine:
+        async with Engine(database_url, registry=_registry(), concurrency=CONCURRENCY) as engine:
             return await body(engine, execs)
 
     return anyio.run(main)

@@ -25,10 +25,11 @@ import anyio.from_thread
 import msgspec
 
 from activities.registry import Handler, Registry, default_registry
+from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
 from engine.names import check_name
-from engine.runner import Runtime, activate, execution_arn
+from engine.runner import Runtime, activate, execution_arn, machine_arn
 from engine.store import (
     Event,
     ExecutionRecord,
@@ -46,7 +47,7 @@ __all__ = ["Engine"]
 T = TypeVar("T")
 
 
-class Engine:
+class Engine(TaskCallbacks):
     """A Stepwise engine bound to one database."""
 
     def __init__(
@@ -61,7 +62,15 @@ class Engine:
         hold_seconds: float = 30.0,
         poll_seconds: float = 1.0,
         worker_id: str | None = None,
+        inline_store: bool = False,
     ) -> None:
+        """Bind to `database_url` (None: $STEPWISE_DATABASE_URL or ./stepwise.db).
+
+        `inline_store` runs store calls on the event-loop thread instead of a
+        worker thread: slower, but a mocked loop clock (trio's MockClock with
+        autojump) then only jumps when the engine really waits, which makes
+        time-dependent tests exact. Leave it off in production.
+        """
         self.database_url = database_url or default_database_url()
         self.registry = Registry().merged(default_registry).merged(registry or Registry())
         self.clock = clock or SystemClock()
@@ -71,6 +80,7 @@ class Engine:
         self.hold_seconds = hold_seconds
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self.inline_store = inline_store
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -82,7 +92,7 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Engine:
         self._db_limiter = anyio.CapacityLimiter(1 if self.database_url.startswith("sqlite") else 8)
-        self._store = await anyio.to_thread.run_sync(Store, self.database_url)
+        self._store = await self._run_db(Store, self.database_url)
         stack = AsyncExitStack()
         await stack.__aenter__()
         self._stack = stack
@@ -122,7 +132,7 @@ class Engine:
 
     async def _close_store(self) -> None:
         if self._store is not None:
-            await anyio.to_thread.run_sync(self._store.close)
+            await self._run_db(self._store.close)
             self._store = None
 
     def __enter__(self) -> Engine:
@@ -152,6 +162,11 @@ class Engine:
     async def _run_db(
         self, fn: Callable[..., T], /, *args: Any, cancellable: bool = False, **kwargs: Any
     ) -> T:
+        if self.inline_store:
+            if fn.__name__ == "wait_for_work":
+                await anyio.sleep(float(args[0]) if args else self.poll_seconds)
+                return None  # type: ignore[return-value]
+            return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs),
             limiter=self._db_limiter,
@@ -223,7 +238,7 @@ class Engine:
                 "input": payload,
                 "inputDetails": {"truncated": False},
                 "roleArn": "arn:aws:iam::000000000000:role/stepwise",
-                "stateMachineVersionArn": f"{execution_id.rsplit(':', 2)[0]}:{version.version}",
+                "stateMachineVersionArn": f"{machine_arn(machine)}:{version.version}",
             },
         )
         record, _created = await self._run_db(

@@ -332,7 +332,9 @@ class TaskCallbacks:
     ``engine.send_task_success(token, output)`` etc.; `output` is any JSON value.
     """
 
-    store: Store
+    @property
+    def store(self) -> Store:
+        raise NotImplementedError  # the Engine's own store
 
     def send_task_success(self, token: str, output: Any) -> None:
         """Complete a waiting task with `output` (any JSON value). Raises as send_task_success."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -258,10 +259,11 @@ class _Call:
         """Run `body` under TimeoutSeconds (from the recorded start) and HeartbeatSeconds."""
         elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
         remaining = max(0.0, self.timeout - elapsed)
-        last_beat = [anyio.current_time()]
+        # Monotonic time, not the loop's: sync handlers beat from their worker thread.
+        last_beat = [time.monotonic()]
 
         def beat() -> None:
-            last_beat[0] = anyio.current_time()
+            last_beat[0] = time.monotonic()
 
         context = self.context(beat)
         missed_heartbeat = False
@@ -275,7 +277,7 @@ class _Call:
                         nonlocal missed_heartbeat
                         while True:
                             due = last_beat[0] + heartbeat
-                            now = anyio.current_time()
+                            now = time.monotonic()
                             if now >= due:
                                 missed_heartbeat = True
                                 group.cancel_scope.cancel()

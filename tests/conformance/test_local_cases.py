@@ -29,7 +29,7 @@ def test_local_case(path: Path, conformance_db: str) -> None:
     case = load_case(path)
 
     async def main() -> tuple[str, str | None, str | None, str | None]:
-        async with Engine(conformance_db, clock=LoopClock(), worker=False) as engine:
+        async with Engine(conformance_db, clock=LoopClock(), worker=False, inline_store=True) as engine:
             record = await engine.run(case["definition"], case["input"])
             return record.status, record.output, record.error, record.cause
 

@@ -101,7 +101,9 @@ def registry() -> Registry:
     return reg
 
 
-def run(url: str, definition: dict[str, Any], data: Any = None) -> tuple[ExecutionRecord, list[Event]]:
+def run(
+    url: str, definition: dict[str, Any], data: Any = None
+) -> tuple[ExecutionRecord, list[Event]]:
     """Run `definition` to its end on a real engine; its final record and full history."""
     with Engine(url, registry=registry()) as engine:
         record = engine.run_sync(definition, {"password": SECRET, "a": 1} if data is None else data)

@@ -18,7 +18,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 import engine.telemetry as telemetry
 from engine import Engine, Event, ExecutionRecord
 from engine.store import Store
-from engine.telemetry import Telemetry, TelemetryConfigError, TraceEmitter, build_spans, to_otlp_json
+from engine.telemetry import (
+    Telemetry,
+    TelemetryConfigError,
+    TraceEmitter,
+    build_spans,
+    to_otlp_json,
+)
 from engine.telemetry.export import otlp_endpoint, span_exporters_from_env
 from tests.telemetry import RICH, SECRET, run
 
@@ -76,7 +82,9 @@ def test_commit_by_commit_through_telemetry_emits_each_span_once(
     assert len(emitted) == len(build_spans(record, events))
 
 
-def test_on_commit_is_a_no_op_while_telemetry_is_off(rich: tuple[ExecutionRecord, list[Event]]) -> None:
+def test_on_commit_is_a_no_op_while_telemetry_is_off(
+    rich: tuple[ExecutionRecord, list[Event]],
+) -> None:
     record, events = rich
     telemetry.shutdown()
     assert telemetry.configure(env={}) is None
@@ -84,7 +92,9 @@ def test_on_commit_is_a_no_op_while_telemetry_is_off(rich: tuple[ExecutionRecord
     telemetry.on_commit(record, events)  # nothing configured: must not raise or export
 
 
-def test_configure_from_otel_settings(capsys: pytest.CaptureFixture[str], rich: tuple[ExecutionRecord, list[Event]]) -> None:
+def test_configure_from_otel_settings(
+    capsys: pytest.CaptureFixture[str], rich: tuple[ExecutionRecord, list[Event]]
+) -> None:
     record, events = rich
     configured = telemetry.configure(
         env={"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none"}

@@ -10,13 +10,21 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from engine import Event, ExecutionRecord
-from engine.telemetry import EngineMetrics, Telemetry, TraceEmitter, build_spans, record_commit_metrics
+from engine.telemetry import (
+    EngineMetrics,
+    Telemetry,
+    TraceEmitter,
+    build_spans,
+    record_commit_metrics,
+)
 from engine.telemetry.metrics import metric_readers_from_env
 from tests.telemetry import FAILING, RICH, run
 
 
 @pytest.fixture(scope="module")
-def histories(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[ExecutionRecord, list[Event]]]:
+def histories(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[tuple[ExecutionRecord, list[Event]]]:
     path = tmp_path_factory.mktemp("metrics") / "stepwise.db"
     return [run(f"sqlite:///{path}", RICH), run(f"sqlite:///{path}", FAILING)]
 
@@ -31,7 +39,7 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any],
                 for point in metric.data.data_points:
                     value = getattr(point, "value", None)
                     if value is None:
-                        value = (point.count, point.sum)  # type: ignore[attr-defined]
+                        value = (point.count, point.sum)  # type: ignore[union-attr]
                     found.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
     return found
 
@@ -46,15 +54,22 @@ def test_counts_and_durations_from_history(
     found = points(reader)
     started = {a["stepwise.machine.name"]: v for a, v in found["stepwise.executions.started"]}
     assert sorted(started.values()) == [1, 1]
-    finished = sorted((a["stepwise.execution.status"], v) for a, v in found["stepwise.executions.finished"])
+    finished = sorted(
+        (a["stepwise.execution.status"], v) for a, v in found["stepwise.executions.finished"]
+    )
     assert finished == [("FAILED", 1), ("SUCCEEDED", 1)]
     attempts = {a["stepwise.task.resource"]: v for a, v in found["stepwise.task.attempts"]}
     assert attempts == {"flaky": 2, "boom": 2, "echo": 2}
-    failures = {(a["stepwise.task.resource"], a["error.type"]): v for a, v in found["stepwise.task.failures"]}
+    failures = {
+        (a["stepwise.task.resource"], a["error.type"]): v
+        for a, v in found["stepwise.task.failures"]
+    }
     assert failures == {("flaky", "Custom.Flaky"): 1, ("boom", "Custom.Boom"): 2}
     states = {a["stepwise.state.type"]: v[0] for a, v in found["stepwise.state.duration"]}
     assert states == {"Pass": 3, "Parallel": 1, "Map": 1, "Task": 5, "Succeed": 1}
-    (retry_state,) = [v for a, v in found["stepwise.state.duration"] if a["stepwise.state.type"] == "Parallel"]
+    (retry_state,) = [
+        v for a, v in found["stepwise.state.duration"] if a["stepwise.state.type"] == "Parallel"
+    ]
     assert retry_state[1] >= 1.0  # the branch waited out a one-second retry interval
     assert sum(v[0] for _, v in found["stepwise.execution.duration"]) == 2
 

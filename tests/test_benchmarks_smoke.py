@@ -1,0 +1,155 @@
+"""Smoke tests of benchmarks/: every workload runs end to end at tiny sizes on both stores.
+
+These check that the command works and reports what it ran — the RESULT
+lines parse, carry the right counts, and RATIO lines follow — never how fast
+anything was: speed is measured by running the benchmark, not by tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import Result, format_ratio, format_result, parse_result
+from benchmarks.workloads import (
+    MAP_ITEMS,
+    WorkloadFailed,
+    increment,
+    map_machine,
+    pass_choice_chain,
+    run_workload,
+    task_chain,
+)
+from statemachine.build import load
+from tests.engine import pg
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "benchmarks" / "run.py"
+STEPS = {"W1": 10, "W1c": 10, "W2": 100, "W3": 20, "ceiling": 1}
+
+
+def _bench(*args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, str(RUN), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.splitlines()
+
+
+def _check_output(lines: list[str], backend: str, execs: int) -> None:
+    results = [parse_result(line) for line in lines if line.startswith("RESULT ")]
+    ratios = [parse_result(line) for line in lines if line.startswith("RATIO ")]
+    assert len(lines) == len(results) + len(ratios), lines
+    assert [r["workload"] for r in results] == ["W1", "W1c", "W2", "W3", "ceiling"]
+    for fields in results:
+        workload = fields["workload"]
+        assert fields["peer"] == f"stepwise-{backend}"
+        assert fields["version"].startswith("0.")
+        assert fields["runs"] == "1"
+        assert fields["execs"] == str(1 if workload == "W2" else execs)
+        assert fields["steps_per_exec"] == str(STEPS[workload])
+        execs_per_s = float(fields["execs_per_s"])
+        steps_per_s = float(fields["steps_per_s"])
+        assert execs_per_s > 0
+        assert steps_per_s == pytest.approx(
+            execs_per_s * STEPS[workload], rel=0.01, abs=0.006 * STEPS[workload]
+        )
+        low, high = (float(x) for x in fields["execs_per_s_spread"].split(".."))
+        # One run: the spread is that run alone.
+        assert low == high == execs_per_s
+        assert float(fields["wall_s"]) > 0
+        assert 10 < int(fields["peak_rss_mb"]) < 4096
+    ceiling = float(results[-1]["steps_per_s"])
+    assert [r["workload"] for r in ratios] == ["W1", "W1c", "W2", "W3"]
+    for ratio, result in zip(ratios, results, strict=False):
+        assert ratio["backend"] == backend
+        assert float(ratio["steps_per_ceiling"]) == pytest.approx(
+            float(result["steps_per_s"]) / ceiling, rel=0.05, abs=1e-4
+        )
+
+
+def test_every_workload_on_sqlite() -> None:
+    _check_output(
+        _bench("--workload", "all", "--backend", "sqlite", "--execs", "3", "--runs", "1"),
+        "sqlite",
+        3,
+    )
+
+
+def test_every_workload_on_postgres(postgres_server: pg.PostgresServer) -> None:
+    lines = _bench(
+        "--workload", "all", "--backend", "postgres", "--db", postgres_server.admin_url,
+        "--execs", "3", "--runs", "1",
+    )  # fmt: skip
+    _check_output(lines, "postgres", 3)
+
+
+def test_postgres_without_db_starts_its_own_server() -> None:
+    lines = _bench("--workload", "ceiling", "--backend", "postgres", "--execs", "5", "--runs", "2")
+    assert len(lines) == 1
+    fields = parse_result(lines[0])
+    assert (fields["workload"], fields["runs"], fields["execs"]) == ("ceiling", "2", "5")
+
+
+def test_one_workload_prints_no_ratio(tmp_path: Path) -> None:
+    lines = _bench(
+        "--workload", "W3", "--backend", "sqlite", "--db", f"sqlite:///{tmp_path / 'b.db'}",
+        "--execs", "2", "--runs", "2",
+    )  # fmt: skip
+    assert len(lines) == 1
+    fields = parse_result(lines[0])
+    assert (fields["workload"], fields["runs"], fields["execs"]) == ("W3", "2", "2")
+    # Each run used its own file, removed afterwards.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments_fail() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--workload", "W9"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'W9'" in done.stderr
+
+
+def test_result_line_round_trips() -> None:
+    result = Result("sqlite", "0.1.0", "W1", 3, 200, 10, 20.0, 200.0, 18.5, 21.25, 10.0, 61.4)
+    line = format_result(result)
+    assert line == (
+        "RESULT peer=stepwise-sqlite version=0.1.0 workload=W1 runs=3 execs=200 "
+        "steps_per_exec=10 execs_per_s=20.00 steps_per_s=200.00 execs_per_s_spread=18.50..21.25 "
+        "wall_s=10 peak_rss_mb=61"
+    )
+    assert parse_result(line)["execs_per_s_spread"] == "18.50..21.25"
+    ceiling = Result("sqlite", "0.1.0", "ceiling", 3, 2000, 1, 800.0, 800.0, 700.0, 900.0, 2.5, 50)
+    assert (
+        format_ratio(result, ceiling) == "RATIO workload=W1 backend=sqlite steps_per_ceiling=0.2500"
+    )
+    with pytest.raises(ValueError, match="not a RESULT"):
+        parse_result("hello world")
+    with pytest.raises(ValueError, match="malformed field"):
+        parse_result("RESULT peer")
+
+
+def test_definitions_are_valid_asl_of_the_advertised_size() -> None:
+    assert len(load(task_chain()).states) == 10
+    # 20 chained states plus the Fail the Choices default to.
+    assert len(load(pass_choice_chain()).states) == 21
+    load(map_machine())
+    assert increment({"v": 41}) == {"v": 42}
+    assert MAP_ITEMS == 100
+
+
+def test_a_wrong_answer_fails_the_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.workloads as workloads
+
+    monkeypatch.setattr(workloads, "increment", lambda value: {"v": value["v"] + 2})
+    with pytest.raises(WorkloadFailed, match=r"returned \{'v': 20\}, expected \{'v': 10\}"):
+        run_workload("W1", f"sqlite:///{tmp_path / 'b.db'}", 1)
