@@ -25,6 +25,7 @@ import anyio.from_thread
 import msgspec
 
 from activities.registry import Handler, Registry, default_registry
+from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
@@ -111,6 +112,8 @@ class Engine(TaskCallbacks):
             hold_seconds=self.hold_seconds,
         )
         self._keeper = LeaseKeeper(self._runtime)
+        keeper = self._keeper
+        telemetry.watch_leases(lambda: len(keeper.held))
         group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(group.cancel_scope.cancel)
         group.start_soon(committer.run)
@@ -241,7 +244,7 @@ class Engine(TaskCallbacks):
                 "stateMachineVersionArn": f"{machine_arn(machine)}:{version.version}",
             },
         )
-        record, _created = await self._run_db(
+        record, created = await self._run_db(
             self.store.create_execution,
             execution_id=execution_id,
             name=name,
@@ -251,6 +254,8 @@ class Engine(TaskCallbacks):
             trace_id=secrets.token_hex(16),
             first_event=first,
         )
+        if created:
+            telemetry.on_commit(record, [first])
         return record
 
     async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:

@@ -139,7 +139,7 @@ def send_task_heartbeat(store: Store, token: str, *, now: datetime | None = None
 def ensure_activity_task(
     store: Store, *, token: str, activity: str, execution_id: str, key: str, input: str
 ) -> None:
-    """Queue an activity task for workers, once (a repeat for the same token does nothing)."""
+    """Queue a task of `activity` (name or ARN) for workers, once (a repeat does nothing)."""
     with store._write() as conn:
         exists = conn.execute(
             sa.select(activity_tasks.c.token).where(activity_tasks.c.token == token)
@@ -148,7 +148,7 @@ def ensure_activity_task(
             conn.execute(
                 sa.insert(activity_tasks).values(
                     token=token,
-                    activity=activity,
+                    activity=_activity_name(activity),
                     execution_id=execution_id,
                     key=key,
                     input=input,
@@ -211,10 +211,11 @@ def get_activity_task_sync(
 
     Each task is handed to exactly one poller (row lock, SKIP LOCKED on PostgreSQL).
     """
-    arn = activity_arn(activity)
+    # Matched by name: the local engine has one region and account.
+    name = _activity_name(activity)
     deadline = time.monotonic() + timeout
     while True:
-        task = _claim_activity_task(store, arn, worker_name)
+        task = _claim_activity_task(store, name, worker_name)
         if task is not None or time.monotonic() >= deadline:
             return task
         time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))

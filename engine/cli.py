@@ -13,11 +13,13 @@ unreachable. A user error is always one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -27,6 +29,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from engine import telemetry
 from engine.api import Engine
 from engine.cli_core import (
     StepwiseGroup,
@@ -376,11 +379,40 @@ def stop_command(execution: str, error: str | None, cause: str | None) -> None:
 # -- run -------------------------------------------------------------------------
 
 
+def telemetry_options(fn: Any) -> Any:
+    """`--otlp URL` and `--trace-payloads` for commands that run executions."""
+    fn = click.option(
+        "--trace-payloads",
+        is_flag=True,
+        help="Put inputs and outputs (size-capped, secrets redacted) in spans.",
+    )(fn)
+    return click.option(
+        "--otlp",
+        metavar="URL",
+        default=None,
+        help="Export traces over OTLP/HTTP to URL (else the OTEL_* settings decide).",
+    )(fn)
+
+
+@contextlib.contextmanager
+def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
+    """Switch telemetry on for one command; flush and shut exporters down before exit."""
+    try:
+        telemetry.configure(otlp=otlp, trace_payloads=trace_payloads)
+    except telemetry.TelemetryConfigError as exc:
+        raise CliError(f"telemetry: {exc}") from None
+    try:
+        yield
+    finally:
+        telemetry.shutdown()
+
+
 @cli.command("run")
 @click.argument("file")
 @input_options
 @activities_option
 @click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
+@telemetry_options
 @global_options
 def run_command(
     file: str,
@@ -388,6 +420,8 @@ def run_command(
     input_file: str | None,
     activities: tuple[str, ...],
     execution_name: str | None,
+    otlp: str | None,
+    trace_payloads: bool,
 ) -> None:
     """Validate FILE and run one execution of it to its end, here; print its output.
 
@@ -406,7 +440,8 @@ def run_command(
             return await engine.run(raw, payload, name=execution_name)
 
     try:
-        record = run_async(run)
+        with telemetry_session(otlp, trace_payloads):
+            record = run_async(run)
     except DefinitionError as exc:
         for diagnostic in exc.diagnostics:
             if isinstance(diagnostic, Diagnostic):
@@ -438,8 +473,15 @@ def _display_url(url: str) -> str:
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
 @activities_option
+@telemetry_options
 @global_options
-def worker_command(concurrency: int, lease_seconds: float, activities: tuple[str, ...]) -> None:
+def worker_command(
+    concurrency: int,
+    lease_seconds: float,
+    activities: tuple[str, ...],
+    otlp: str | None,
+    trace_payloads: bool,
+) -> None:
     """Run executions from the database until SIGTERM or SIGINT, then exit 0."""
     ctx = click.get_current_context()
     import_activities(activities)
@@ -466,7 +508,8 @@ def worker_command(concurrency: int, lease_seconds: float, activities: tuple[str
                     break
             click.echo(f"stepwise: worker {engine.worker_id} stopped", err=True)
 
-    run_async(work)
+    with telemetry_session(otlp, trace_payloads):
+        run_async(work)
 
 
 # -- db --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import anyio
 import msgspec
 
 from activities.registry import Registry
+from engine import telemetry
 from engine.clock import Clock
 from engine.committer import Committer
 from engine.journal import Journal, NondeterminismError, Suspend, Thread
@@ -130,6 +131,8 @@ async def activate(
         )
         if result != CommitResult.OK:
             raise LeaseLost(f"execution {execution_id}: {result} at commit")
+        # Spans are a view of what is durable: only committed events become spans.
+        telemetry.on_commit(record, events, runtime.store.history)
 
     try:
         machine = runtime.machine(loaded.machine)
