@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 
 import anyio
 
-from activities.registry import ActivityContext, Registration, Registry, default_registry
+from activities.registry import (
+    ActivityContext,
+    Registration,
+    Registry,
+    default_registry,
+    lambda_name,
+)
 
 __all__ = [
     "LambdaContext",
@@ -116,18 +122,19 @@ def function_error_cause(error_type: str, message: str, request_id: str, trace: 
 
 
 async def call_function(
-    registration: Registration, event: Any, context: ActivityContext
+    registration: Registration, event: Any, context: ActivityContext, *, function: str
 ) -> LambdaPayload | LambdaError:
     """Run the function once as Lambda would; never raises for the function's own errors.
 
-    A return value is encoded as JSON (bytes and bytearray are taken as the raw
-    payload); a value that cannot be encoded is a ``Runtime.MarshalError``.
+    `function` is the name or ARN the caller invoked (the context's function
+    name and ARN come from it). A return value is encoded as JSON (bytes and
+    bytearray are taken as the raw payload); a value that cannot be encoded
+    is a ``Runtime.MarshalError``.
     """
     request_id = str(uuid.uuid4())
-    name = registration.pattern.rsplit(":", 1)[-1] if "*" not in registration.pattern else ""
     lambda_context = LambdaContext(
-        function_name=name or context.resource,
-        invoked_function_arn=function_arn(name) if name else context.resource,
+        function_name=lambda_name(function),
+        invoked_function_arn=function_arn(function),
         aws_request_id=request_id,
         activity=context,
     )

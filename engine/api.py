@@ -31,6 +31,7 @@ from engine.clock import Clock, SystemClock
 from engine.committer import Committer
 from engine.names import check_name
 from engine.runner import Runtime, activate, execution_arn, machine_arn
+from engine.sandbox import Sandbox
 from engine.store import (
     Event,
     ExecutionRecord,
@@ -111,6 +112,9 @@ class Engine(TaskCallbacks):
             lease_seconds=self.lease_seconds,
             hold_seconds=self.hold_seconds,
         )
+        sandbox = Sandbox()
+        stack.callback(sandbox.close)
+        self._runtime.extras["sandbox"] = sandbox
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))

@@ -18,7 +18,10 @@ pipe round trip, plus a worker restart after a kill).
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -52,7 +55,6 @@ class Sandbox:
     """
 
     def __init__(self) -> None:
-        self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._process: Any = None
         self._connection: Connection | None = None
@@ -149,19 +151,26 @@ class Sandbox:
                     raise StatesError(message[1], message[2])
 
     def _ensure_worker(self) -> Connection:
-        if self._process is None or not self._process.is_alive():
-            parent, child = self._context.Pipe()
-            process = self._context.Process(target=_worker, args=(child,), daemon=True)
-            process.start()
+        if self._process is None or self._process.poll() is not None:
+            # A plain subprocess, not multiprocessing's spawn: the child must
+            # never re-import the embedding program's main module.
+            parent, child = socket.socketpair()
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child.fileno())],
+                pass_fds=[child.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
             child.close()
-            self._process, self._connection = process, parent
+            self._process, self._connection = process, Connection(parent.detach())
         assert self._connection is not None
         return self._connection
 
     def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
             self._process = None
         if self._connection is not None:
             self._connection.close()
@@ -211,6 +220,14 @@ class _AskParent:
     def now(self) -> datetime:
         value: datetime = self._ask("now")
         return value
+
+
+_BOOT = "import sys; from engine.sandbox import serve_fd; serve_fd(int(sys.argv[1]))"
+
+
+def serve_fd(fd: int) -> None:
+    """The sandbox worker's entry point: serve evaluations on the socket `fd`."""
+    _worker(Connection(fd))
 
 
 def _worker(connection: Connection) -> None:

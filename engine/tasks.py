@@ -297,7 +297,8 @@ class _Call:
         if self.base.startswith("arn:aws:lambda:"):
             function = registry.resolve_lambda(self.base)
             if function is not None:
-                return self._lambda_outcome(await call_function(function, self.effective, context))
+                answer = await call_function(function, self.effective, context, function=self.base)
+                return self._lambda_outcome(answer)
         if self.base == LAMBDA_INVOKE:
             return await self._lambda_invoke(context)
         registration = registry.resolve(self.resource) or registry.resolve(self.base)
@@ -404,7 +405,7 @@ class _Call:
                 "name is registered).",
             }
         event = parameters.get("Payload")
-        answer = await call_function(function, event, context)
+        answer = await call_function(function, event, context, function=function_name)
         if isinstance(answer, LambdaError):
             return {"error": answer.error, "cause": answer.cause}
         if len(answer.payload) > MAX_PAYLOAD_BYTES:

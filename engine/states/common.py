@@ -29,7 +29,11 @@ from statemachine.jsonata import (
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
 from statemachine.paths import Path, apply_result_path
 
+# AWS: 256 KiB per variable and per Assign block.
+MAX_VARIABLE_BYTES = 262_144
+
 __all__ = [
+    "MAX_VARIABLE_BYTES",
     "effective_input",
     "evaluate_assign",
     "exit_state",
@@ -82,13 +86,26 @@ def jsonata(
 ) -> Any:
     """Evaluate a JSONata template with ``$states`` = input, context and `states`."""
     binding = {"input": frame.input, "context": frame.context(map_item=map_item), **states}
+    limits = frame.walk.extras.get("jsonata_limits") or _default_limits()
+    sandbox = frame.walk.extras.get("sandbox")
+    if sandbox is not None and template.uses_regex:
+        # A regex can backtrack inside C code where no cooperative check runs:
+        # such templates are evaluated in a process that is killed at the limit.
+        return sandbox.evaluate(
+            template,
+            field=field,
+            states=binding,
+            variables=_vars(frame),
+            nondeterminism=frame,
+            limits=limits,
+        )
     return evaluate_jsonata(
         template,
         field=field,
         states=binding,
         variables=_vars(frame),
         nondeterminism=frame,
-        limits=frame.walk.extras.get("jsonata_limits") or _default_limits(),
+        limits=limits,
     )
 
 
@@ -124,10 +141,25 @@ def evaluate_assign(
         values = payload_template(frame, template, dollar)
     if not isinstance(values, dict):
         raise StatesError(States.RUNTIME, "Assign must evaluate to an object of variables.")
-    for name in values:
+    total = 0
+    for name, value in values.items():
         problem = check_variable_name(name)
         if problem:
             raise StatesError(States.RUNTIME, problem)
+        size = len(frame.walk.payload(value).encode())
+        if size > MAX_VARIABLE_BYTES:
+            raise StatesError(
+                States.RUNTIME,
+                f"The variable '{name}' is {size} bytes, over the {MAX_VARIABLE_BYTES}-byte "
+                "limit for one variable.",
+            )
+        total += size
+    if total > MAX_VARIABLE_BYTES:
+        raise StatesError(
+            States.RUNTIME,
+            f"The Assign block assigns {total} bytes, over the {MAX_VARIABLE_BYTES}-byte limit "
+            "for one Assign.",
+        )
     frame.variables.check_assign(values)
     return values
 

@@ -250,7 +250,11 @@ def test_in_process_heartbeat_timeout_and_heartbeats(sqlite_url: str) -> None:
                 "HeartbeatSeconds": 1,
                 "Retry": [{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 0}],
                 "Catch": [
-                    {"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Caught", "ResultPath": "$.e"}
+                    {
+                        "ErrorEquals": ["States.HeartbeatTimeout"],
+                        "Next": "Caught",
+                        "ResultPath": "$.e",
+                    }
                 ],
                 "End": True,
             },
@@ -324,7 +328,15 @@ def test_activity_poll_cli_from_another_process(
         task = json.loads(polled.stdout)
         assert json.loads(task["input"]) == {"doc": 2}
         failed = _cli(
-            "task", "failure", task["taskToken"], "--error", "Bad", "--cause", "c", "--db", sqlite_url
+            "task",
+            "failure",
+            task["taskToken"],
+            "--error",
+            "Bad",
+            "--cause",
+            "c",
+            "--db",
+            sqlite_url,
         )
         assert failed.returncode == 0, failed.stderr
         final = client.wait_sync(record, timeout=30)

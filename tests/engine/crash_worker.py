@@ -45,6 +45,19 @@ def main() -> None:
 
     registry.register("record", record)
 
+    async def capture(value: Any, context: ActivityContext) -> Any:
+        # Log what this attempt was called with, then take long enough for
+        # the test to kill the process mid-call; a rerun answers at once.
+        rerun = os.path.exists(log_path + ".seen")
+        line = {"pid": os.getpid(), "input": value, "key": context.idempotency_key}
+        os.write(log, (json.dumps(line) + "\n").encode())
+        open(log_path + ".seen", "w").close()
+        if not rerun:
+            await anyio.sleep(3600)
+        return value
+
+    registry.register("capture", capture)
+
     async def serve() -> None:
         async with Engine(
             url,

@@ -1,0 +1,359 @@
+"""The built-in activities: HTTP against a real server on 127.0.0.1, SQL on the engine's
+own database (SQLite and PostgreSQL), shell commands; and SQL's exactly-once effect
+under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import sqlalchemy as sa
+
+from activities import ActivityContext, ActivityError, Registry
+from activities.http import http_invoke
+from engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    seen: list[dict[str, Any]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        _Handler.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
+        status = 404 if self.path.startswith("/missing") else 200
+        if self.path.startswith("/slow"):
+            time.sleep(3)
+        payload = json.dumps({"path": self.path, "method": self.command, "body": body}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Handler.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _run(url: str, definition: dict[str, Any], value: Any, registry: Registry | None = None) -> Any:
+    async def main() -> Any:
+        async with Engine(url, registry=registry) as engine:
+            return await engine.run(definition, value)
+
+    return anyio.run(main)
+
+
+def test_http_task_get_post_and_errors(server: str, sqlite_url: str) -> None:
+    definition = {
+        "StartAt": "Get",
+        "States": {
+            "Get": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {
+                    "ApiEndpoint.$": "States.Format('{}/items', $.base)",
+                    "Method": "GET",
+                    "QueryParameters": {"q": "a b", "n": 2},
+                    "Headers": {"X-Test": "yes"},
+                },
+                "ResultSelector": {"status.$": "$.StatusCode", "body.$": "$.ResponseBody"},
+                "ResultPath": "$.get",
+                "Next": "Post",
+            },
+            "Post": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {
+                    "ApiEndpoint.$": "States.Format('{}/items', $.base)",
+                    "Method": "POST",
+                    "RequestBody": {"name": "x"},
+                },
+                "ResultSelector": {"text.$": "$.StatusText", "body.$": "$.ResponseBody.body"},
+                "ResultPath": "$.post",
+                "Next": "Missing",
+            },
+            "Missing": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {
+                    "ApiEndpoint.$": "States.Format('{}/missing', $.base)",
+                    "Method": "GET",
+                },
+                "Catch": [
+                    {
+                        "ErrorEquals": ["States.Http.StatusCode.404"],
+                        "ResultPath": "$.e404",
+                        "Next": "Down",
+                    }
+                ],
+                "End": True,
+            },
+            "Down": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint": "http://127.0.0.1:9/none", "Method": "GET"},
+                "Catch": [
+                    {"ErrorEquals": ["States.Http.Socket"], "ResultPath": "$.down", "Next": "Done"}
+                ],
+                "End": True,
+            },
+            "Done": {"Type": "Pass", "End": True},
+        },
+    }
+    record = _run(sqlite_url, definition, {"base": server})
+    assert record.status == "SUCCEEDED", record.cause
+    out = json.loads(record.output)
+    assert out["get"] == {
+        "status": 200,
+        "body": {"path": "/items?q=a+b&n=2", "method": "GET", "body": ""},
+    }
+    assert out["post"] == {"text": "OK", "body": '{"name": "x"}'}
+    assert out["e404"]["Error"] == "States.Http.StatusCode.404"
+    assert json.loads(out["e404"]["Cause"])["StatusCode"] == 404
+    assert out["down"]["Error"] == "States.Http.Socket"
+    assert _Handler.seen[0]["headers"]["x-test"] == "yes"
+    assert _Handler.seen[1]["headers"]["content-type"] == "application/json"
+
+
+def test_http_sends_traceparent_and_honours_the_deadline(server: str) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    context = ActivityContext("e", "S", 0, "k", "r", traceparent=parent)
+    result = http_invoke({"ApiEndpoint": f"{server}/t", "Method": "PUT"}, context)
+    assert result["StatusCode"] == 200 and result["Headers"]["content-type"] == ["application/json"]
+    assert _Handler.seen[-1]["headers"]["traceparent"] == parent
+    late = ActivityContext("e", "S", 0, "k", "r", deadline=datetime.now(UTC) + timedelta(seconds=1))
+    started = time.monotonic()
+    with pytest.raises(ActivityError) as raised:
+        http_invoke({"ApiEndpoint": f"{server}/slow", "Method": "GET"}, late)
+    assert raised.value.error == "States.Http.Socket"
+    assert time.monotonic() - started < 2.5
+
+
+SQL_MACHINE = {
+    "StartAt": "Create",
+    "States": {
+        "Create": {
+            "Type": "Task",
+            "Resource": "stepwise:sql",
+            "Parameters": {"Sql": "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"},
+            "ResultPath": None,
+            "Next": "Insert",
+        },
+        "Insert": {
+            "Type": "Task",
+            "Resource": "stepwise:sql",
+            "Parameters": {
+                "Statements": [
+                    {
+                        "Sql": "INSERT INTO notes (id, body) VALUES (:id, :body)",
+                        "Parameters": {"id": 1, "body.$": "$.body"},
+                    },
+                    {"Sql": "INSERT INTO notes (id, body) VALUES (2, 'two')"},
+                ]
+            },
+            "ResultPath": "$.inserted",
+            "Next": "Select",
+        },
+        "Select": {
+            "Type": "Task",
+            "Resource": "stepwise:sql",
+            "Parameters": {"Sql": "SELECT id, body FROM notes ORDER BY id"},
+            "ResultSelector": {"rows.$": "$.Results[0].Rows"},
+            "ResultPath": "$.selected",
+            "Next": "Duplicate",
+        },
+        "Duplicate": {
+            "Type": "Task",
+            "Resource": "stepwise:sql",
+            "Parameters": {"Sql": "INSERT INTO notes (id, body) VALUES (1, 'again')"},
+            "Catch": [
+                {"ErrorEquals": ["Stepwise.SqlError"], "ResultPath": "$.dup", "Next": "Done"}
+            ],
+            "End": True,
+        },
+        "Done": {"Type": "Pass", "End": True},
+    },
+}
+
+
+def test_sql_activity_binds_parameters_and_returns_rows(db_url: str) -> None:
+    registry = Registry()
+    registry.enable("sql")
+    hostile = "x'); DROP TABLE notes; --"
+    record = _run(db_url, SQL_MACHINE, {"body": hostile}, registry)
+    assert record.status == "SUCCEEDED", record.cause
+    out = json.loads(record.output)
+    assert out["inserted"] == {
+        "Results": [{"Rows": [], "RowCount": 1}, {"Rows": [], "RowCount": 1}]
+    }
+    assert out["selected"] == {"rows": [{"id": 1, "body": hostile}, {"id": 2, "body": "two"}]}
+    assert out["dup"]["Error"] == "Stepwise.SqlError"
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM notes")).scalar() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM sql_effects")).scalar() == 3
+    engine.dispose()
+
+
+def test_sql_and_shell_are_off_unless_enabled(sqlite_url: str) -> None:
+    for resource in ("stepwise:sql", "stepwise:shell"):
+        definition = {
+            "StartAt": "T",
+            "States": {"T": {"Type": "Task", "Resource": resource, "End": True}},
+        }
+        record = _run(sqlite_url, definition, {"Sql": "SELECT 1", "Command": ["true"]})
+        assert record.status == "FAILED" and record.error == "States.Runtime"
+        assert "is not enabled by the operator" in (record.cause or "")
+
+
+def test_shell_runs_an_argument_list_without_a_shell(sqlite_url: str) -> None:
+    registry = Registry()
+    registry.enable("shell")
+    registry.shell_commands = {"echo", "false"}
+    definition = {
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {
+                "Type": "Task",
+                "Resource": "stepwise:shell",
+                "Parameters": {"Command.$": "States.Array('echo', $.text)"},
+                "ResultPath": "$.echo",
+                "Next": "Fail",
+            },
+            "Fail": {
+                "Type": "Task",
+                "Resource": "stepwise:shell",
+                "Parameters": {"Command": ["false"]},
+                "Catch": [
+                    {"ErrorEquals": ["Shell.ExitCode.1"], "ResultPath": "$.f", "Next": "End"}
+                ],
+                "End": True,
+            },
+            "End": {"Type": "Pass", "End": True},
+        },
+    }
+    record = _run(sqlite_url, definition, {"text": "$(whoami); `id`"}, registry)
+    assert record.status == "SUCCEEDED", record.cause
+    out = json.loads(record.output)
+    assert out["echo"] == {"ExitCode": 0, "Stdout": "$(whoami); `id`\n", "Stderr": ""}
+    assert out["f"] == {"Error": "Shell.ExitCode.1", "Cause": ""}
+    rm = {
+        "StartAt": "Rm",
+        "States": {
+            "Rm": {
+                "Type": "Task",
+                "Resource": "stepwise:shell",
+                "Parameters": {"Command": ["rm", "-rf", "/tmp/nothing"]},
+                "End": True,
+            }
+        },
+    }
+    record = _run(sqlite_url, rm, {}, registry)
+    assert record.status == "FAILED" and record.error == "States.Runtime"
+    assert "'rm' is not allowed" in (record.cause or "")
+
+
+LEDGER_ITEMS = 40
+LEDGER = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 1,
+            "ItemProcessor": {
+                "StartAt": "Insert",
+                "States": {
+                    "Insert": {
+                        "Type": "Task",
+                        "Resource": "stepwise:sql",
+                        "Parameters": {
+                            "Sql": "INSERT INTO ledger (item) VALUES (:item)",
+                            "Parameters": {"item.$": "$"},
+                        },
+                        "End": True,
+                    }
+                },
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_sql_effect_and_record_survive_sigkill_together(db_url: str, tmp_path: Path) -> None:
+    engine = sa.create_engine(db_url)
+    with Engine(db_url, worker=False) as client:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+        client.create_state_machine_sync("ledger", LEDGER)
+        record = client.start_sync("ledger", {"items": list(range(LEDGER_ITEMS))})
+        rng = random.Random(7)
+        for _ in range(8):
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "tests.activities.worker_proc", db_url, str(tmp_path / "t")],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(1.2, 2.0))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            # Whatever moment the kill hit: every effect has its record and vice versa.
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT item FROM ledger")).scalars().all()
+                effects = conn.execute(sa.text("SELECT count(*) FROM sql_effects")).scalar()
+            assert len(rows) == len(set(rows)) == effects
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.activities.worker_proc", db_url, str(tmp_path / "t")],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            final = client.wait_sync(record, timeout=120)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        assert final.status == "SUCCEEDED", final.cause
+        history = client.history_sync(record)
+    with engine.connect() as conn:
+        rows = sorted(conn.execute(sa.text("SELECT item FROM ledger")).scalars().all())
+    engine.dispose()
+    assert rows == list(range(LEDGER_ITEMS))
+    succeeded = [e for e in history if e.type == "TaskSucceeded"]
+    assert len(succeeded) == LEDGER_ITEMS
