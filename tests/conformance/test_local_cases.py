@@ -1,12 +1,14 @@
 """Every AWS-recorded case in conformance/cases/local, run through the engine end to end.
 
-Each case runs `Engine.run` on a real SQLite file under trio with a mocked
-clock, so Waits and timeouts of real minutes take milliseconds; the status,
-output, error and cause must equal what AWS recorded.
+Each case runs `Engine.run` on a real database — a SQLite file and a
+PostgreSQL database — under trio with a mocked clock, so Waits and
+timeouts of real minutes take milliseconds; the status, output, error and
+cause must equal what AWS recorded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -15,13 +17,22 @@ from trio.testing import MockClock
 
 from engine import Engine, LoopClock
 from tests.conformance.support import case_files, load_case, mismatches
+from tests.engine import pg
 
 CASES = case_files("local")
 
 
-@pytest.fixture(scope="module")
-def conformance_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('conformance') / 'cases.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def conformance_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('conformance') / 'cases.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url, name = pg.fresh_database_url("stepwise_conformance")
+    yield url
+    server.drop_database(name)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem[:120] for p in CASES])
@@ -29,7 +40,9 @@ def test_local_case(path: Path, conformance_db: str) -> None:
     case = load_case(path)
 
     async def main() -> tuple[str, str | None, str | None, str | None]:
-        async with Engine(conformance_db, clock=LoopClock(), worker=False, inline_store=True) as engine:
+        async with Engine(
+            conformance_db, clock=LoopClock(), worker=False, inline_store=True
+        ) as engine:
             record = await engine.run(case["definition"], case["input"])
             return record.status, record.output, record.error, record.cause
 

@@ -9,8 +9,8 @@ two processes may ever work on one execution at the same time.
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import random
 import signal
 import subprocess
@@ -27,10 +27,7 @@ from engine import Engine
 MACHINE = {
     "StartAt": "S0",
     "States": {
-        **{
-            f"S{i}": {"Type": "Task", "Resource": "record", "Next": f"S{i + 1}"}
-            for i in range(4)
-        },
+        **{f"S{i}": {"Type": "Task", "Resource": "record", "Next": f"S{i + 1}"} for i in range(4)},
         "S4": {"Type": "Task", "Resource": "record", "End": True},
     },
 }
@@ -126,7 +123,7 @@ def _check(result: dict[str, Any]) -> None:
         by_execution[run["execution"]].append(run)
     for execution_id, items in by_execution.items():
         items.sort(key=lambda r: r["start"])
-        for first, second in zip(items, items[1:], strict=False):
+        for first, second in itertools.pairwise(items):
             if first["pid"] != second["pid"]:
                 assert second["start"] >= first["end"] - 0.001, (
                     f"{execution_id}: pids {first['pid']} and {second['pid']} overlapped"

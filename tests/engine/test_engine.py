@@ -14,13 +14,12 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
 from trio.testing import MockClock
 
 from activities import ActivityContext, ActivityError, Registry
 from engine import Engine, LoopClock
 from engine.errors import DefinitionError, ExecutionAlreadyExists
-import sqlalchemy as sa
-
 from engine.store import Store
 from engine.store.schema import journal
 
@@ -183,8 +182,12 @@ def test_retry_backoff_is_a_durable_timer(sqlite_url: str) -> None:
                 "Type": "Task",
                 "Resource": "flaky",
                 "Retry": [
-                    {"ErrorEquals": ["ConnectionError"], "IntervalSeconds": 2, "BackoffRate": 3,
-                     "MaxAttempts": 3}
+                    {
+                        "ErrorEquals": ["ConnectionError"],
+                        "IntervalSeconds": 2,
+                        "BackoffRate": 3,
+                        "MaxAttempts": 3,
+                    }
                 ],
                 "End": True,
             }
@@ -192,7 +195,9 @@ def test_retry_backoff_is_a_durable_timer(sqlite_url: str) -> None:
     }
 
     async def main() -> Any:
-        async with Engine(sqlite_url, registry=registry, clock=LoopClock(), worker=False, inline_store=True) as e:
+        async with Engine(
+            sqlite_url, registry=registry, clock=LoopClock(), worker=False, inline_store=True
+        ) as e:
             record = await e.run(machine)
             return record, await e.history(record)
 
@@ -236,7 +241,9 @@ def test_task_timeout_and_execution_timeout(sqlite_url: str) -> None:
     }
 
     async def main() -> Any:
-        async with Engine(sqlite_url, registry=registry, clock=LoopClock(), worker=False, inline_store=True) as e:
+        async with Engine(
+            sqlite_url, registry=registry, clock=LoopClock(), worker=False, inline_store=True
+        ) as e:
             first = await e.run(task_timeout)
             second = await e.run(execution_timeout)
             return first, await e.history(first), second
@@ -299,7 +306,10 @@ def test_stop_aborts_and_cancels_the_running_task(db_url: str) -> None:
             cancelled.set()
 
     registry.register("forever", forever)
-    machine = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "forever", "End": True}}}
+    machine = {
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "forever", "End": True}},
+    }
 
     async def main() -> Any:
         async with Engine(
@@ -347,9 +357,7 @@ def test_replay_detects_a_changed_walk(sqlite_url: str) -> None:
     # journaled entry of step 0 to claim another state ran there.
     store = Store(sqlite_url)
     with store._engine.begin() as conn:  # reaching into the store on purpose
-        row = conn.execute(
-            sa.select(journal.c.value).where(journal.c.key == "0:in")
-        ).scalar_one()
+        row = conn.execute(sa.select(journal.c.value).where(journal.c.key == "0:in")).scalar_one()
         conn.execute(
             sa.update(journal)
             .where(journal.c.key == "0:in")
@@ -361,4 +369,3 @@ def test_replay_detects_a_changed_walk(sqlite_url: str) -> None:
     assert finished.status == "FAILED"
     assert finished.error == "States.Runtime"
     assert "Elsewhere" in (finished.cause or "") and "'W'" in (finished.cause or "")
-

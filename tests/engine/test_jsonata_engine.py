@@ -119,7 +119,10 @@ def test_inner_scope_cannot_assign_an_outer_name(sqlite_url: str) -> None:
             "Par": {
                 "Type": "Parallel",
                 "Branches": [
-                    {"StartAt": "B", "States": {"B": {"Type": "Pass", "Assign": {"x": 2}, "End": True}}}
+                    {
+                        "StartAt": "B",
+                        "States": {"B": {"Type": "Pass", "Assign": {"x": 2}, "End": True}},
+                    }
                 ],
                 "End": True,
             },

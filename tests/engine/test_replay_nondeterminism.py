@@ -1,4 +1,4 @@
-"""A crash in the middle of a JSONata execution that used $uuid/$random resumes with the same values.
+"""A crash mid-way through a JSONata execution that used $uuid/$random resumes with the same values.
 
 The values are journaled when first drawn and committed before the Task's
 effect leaves the process; the worker is SIGKILLed while the handler runs,
