@@ -29,9 +29,11 @@ from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
+from engine.errors import InvalidExecutionInput
 from engine.names import check_name
 from engine.runner import Runtime, activate, execution_arn, machine_arn
 from engine.sandbox import Sandbox
+from engine.states.common import MAX_PAYLOAD_BYTES
 from engine.store import (
     Event,
     ExecutionRecord,
@@ -233,7 +235,15 @@ class Engine(TaskCallbacks):
         version = await self._run_db(self.store.get_state_machine, machine)
         name = name or str(uuid.uuid4())
         check_name(name, what="execution")
-        payload = msgspec.json.encode({} if input is None else input).decode()
+        try:
+            payload = msgspec.json.encode({} if input is None else input).decode()
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidExecutionInput(f"Invalid execution input: {exc}") from None
+        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+            raise InvalidExecutionInput(
+                f"Invalid execution input: {len(payload.encode())} bytes, over the "
+                f"{MAX_PAYLOAD_BYTES}-byte limit"
+            )
         now = self.clock.now()
         execution_id = execution_arn(machine, name)
         first = Event(

@@ -8,6 +8,7 @@
     ├── StatesError                  ASL runtime error: .error (name) and .cause; see `States`
     ├── NondeterminismError          a recorded step differs from what the walk reaches now
     ├── InvalidName                  a machine/execution name AWS would reject
+    ├── InvalidExecutionInput        execution input that is not JSON or is over 256 KiB
     ├── StateMachineDoesNotExist
     ├── ExecutionDoesNotExist / AmbiguousExecution / ExecutionNotRunning
     ├── ExecutionAlreadyExists       same name, different input
@@ -49,6 +50,7 @@ __all__ = [
     "ExecutionDoesNotExist",
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
+    "InvalidExecutionInput",
     "InvalidName",
     "InvalidToken",
     "LeaseLost",
@@ -65,3 +67,7 @@ __all__ = [
 
 class InvalidName(StepwiseError):
     """A state machine or execution name that AWS would reject."""
+
+
+class InvalidExecutionInput(StepwiseError):
+    """Execution input that is not JSON, or is larger than 256 KiB."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.walk import Frame, Transition
+from engine.walk import FinalError, Frame, Transition
 from statemachine.dataflow import (
     Template,
     apply_input_path,
@@ -29,10 +29,12 @@ from statemachine.jsonata import (
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
 from statemachine.paths import Path, apply_result_path
 
-# AWS: 256 KiB per variable and per Assign block.
+# AWS: 256 KiB per variable and per Assign block, and per state input/output.
 MAX_VARIABLE_BYTES = 262_144
+MAX_PAYLOAD_BYTES = 262_144
 
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
     "MAX_VARIABLE_BYTES",
     "effective_input",
     "evaluate_assign",
@@ -193,11 +195,21 @@ def merge_result(frame: Frame, result: Any) -> Any:
 
 
 def exit_state(frame: Frame, transition: Transition) -> Transition:
-    """Record the state's exit (output, next, assignments) with its Exited event."""
-    details: dict[str, Any] = {
-        "name": frame.state.name,
-        "output": frame.walk.payload(transition.output),
-    }
+    """Record the state's exit (output, next, assignments) with its Exited event.
+
+    A state output over 256 KiB fails the execution at once: AWS treats
+    oversized state I/O as terminal, beyond Retry and Catch.
+    """
+    output_text = frame.walk.payload(transition.output)
+    if len(output_text.encode()) > MAX_PAYLOAD_BYTES:
+        error = FinalError(
+            States.DATA_LIMIT_EXCEEDED,
+            f"The state/task '{frame.state.name}' returned a result with a size exceeding "
+            "the maximum number of bytes service limit.",
+        )
+        error.uncatchable = True  # type: ignore[attr-defined]
+        raise error
+    details: dict[str, Any] = {"name": frame.state.name, "output": output_text}
     if transition.assigned:
         details["assignedVariables"] = {
             k: frame.walk.payload(v) for k, v in transition.assigned.items()

@@ -19,7 +19,7 @@ from trio.testing import MockClock
 
 from activities import ActivityContext, ActivityError, Registry
 from engine import Engine, LoopClock
-from engine.errors import DefinitionError, ExecutionAlreadyExists
+from engine.errors import DefinitionError, ExecutionAlreadyExists, InvalidExecutionInput
 from engine.store import Store
 from engine.store.schema import journal
 
@@ -369,3 +369,34 @@ def test_replay_detects_a_changed_walk(sqlite_url: str) -> None:
     assert finished.status == "FAILED"
     assert finished.error == "States.Runtime"
     assert "Elsewhere" in (finished.cause or "") and "'W'" in (finished.cause or "")
+
+
+def test_payload_limits(sqlite_url: str) -> None:
+    big = {
+        "StartAt": "Grow",
+        "States": {
+            "Grow": {
+                "Type": "Pass",
+                "Parameters": {"blob.$": "States.ArrayRange(1, 1000, 1)"},
+                "Next": "Bigger",
+            },
+            "Bigger": {
+                "Type": "Map",
+                "ItemsPath": "$.blob",
+                "ItemSelector": {"pad.$": "States.Format('{}{}{}', $.blob, $.blob, $.blob)"},
+                "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+    with Engine(sqlite_url, worker=False) as engine:
+        record = engine.run_sync(big)
+        engine.create_state_machine_sync("m", CHAIN)
+        with pytest.raises(InvalidExecutionInput):
+            engine.start_sync("m", {"blob": "x" * 300_000})
+    # State output over 256 KiB is terminal: not caught even by States.ALL.
+    assert record.status == "FAILED"
+    assert record.error == "States.DataLimitExceeded"
+    assert "Bigger" in (record.cause or "")
