@@ -381,10 +381,23 @@ class Engine(TaskCallbacks):
                 finally:
                     if self._keeper.held.get(execution_id) is scope:
                         del self._keeper.held[execution_id]
-            if claimed and due is not None:
-                await anyio.sleep(max(0.0, (due - self.clock.now()).total_seconds()))
+            if claimed:
+                await self._until_due(execution_id, due)
             else:
-                await anyio.sleep(0.05)
+                # Someone else holds it now (a worker, or our own in-process one).
+                await anyio.sleep(0.1)
+
+    async def _until_due(self, execution_id: str, due: datetime | None) -> None:
+        """Sleep until the execution's work is due: its timer, or earlier if a callback
+        or a stop request makes it due now (both move the work row's due time)."""
+        while True:
+            queued, due_at = await self._run_db(self.store.work_due_at, execution_id)
+            now = self.clock.now()
+            if not queued or (due_at is not None and due_at <= now):
+                return
+            wake = due_at if due_at is not None else due
+            step = 0.2 if wake is None else min(0.2, (wake - now).total_seconds())
+            await anyio.sleep(max(step, 0.0))
 
     # -- plain-code twins ----------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -106,6 +106,13 @@ class Journal:
             thread.last_event_id = entry["e"]
         return entry["v"]
 
+    def event_id(self, key: str) -> int:
+        """The id of the last event the record under `key` produced (0: none, or no record)."""
+        if key not in self._records:
+            return 0
+        self.replay(key)
+        return int(self._decoded[key].get("e") or 0)
+
     def record(
         self,
         key: str,

@@ -153,7 +153,8 @@ async def activate(
         checkpoint=checkpoint,
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
-        extras={**runtime.extras, "runtime": runtime},  # engine/tasks.py reaches the store
+        # engine/tasks.py reaches the store through "runtime"; "trace_id" parents task spans.
+        extras={**runtime.extras, "runtime": runtime, "trace_id": record.trace_id},
     )
     deadline = (
         record.start_date + timedelta(seconds=machine.timeout_seconds)

@@ -44,6 +44,7 @@ from activities.sql import SQL_RESOURCE, parse_statements
 from engine.callbacks import ensure_activity_task, run_sql_effect
 from engine.journal import MISSING, Suspend
 from engine.store import Checkpoint, CommitResult, LeaseLost, TokenRecord, TokenStatus
+from engine.telemetry.spans import task_span_id, traceparent_for
 from engine.walk import FinalError, Frame
 from statemachine.errors import States
 from statemachine.model import TaskState
@@ -251,9 +252,19 @@ class _Call:
             deadline=deadline,
             task_token=self.frame.task_token,
             state_path=self.frame.key,
-            traceparent=self.walk.extras.get("traceparent"),
+            traceparent=self._traceparent(),
             _heartbeat=beat,
         )
+
+    def _traceparent(self) -> str | None:
+        """W3C trace context naming this attempt's span, so a handler's spans nest under it."""
+        trace_id = self.walk.extras.get("trace_id")
+        last = self.walk.journal.event_id(f"{self.key}:s")
+        if not trace_id or not last:
+            return None
+        # The :s record holds ...Scheduled (+ ...Started except for activities).
+        scheduled = last if self.events.family == "activity" else last - 1
+        return traceparent_for(trace_id, task_span_id(trace_id, scheduled))
 
     async def _limited(self, body: Callable[[ActivityContext], Awaitable[Outcome]]) -> Outcome:
         """Run `body` under TimeoutSeconds (from the recorded start) and HeartbeatSeconds."""

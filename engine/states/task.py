@@ -11,6 +11,7 @@ mid-call) runs again with the same idempotency key.
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Any
 
 from engine.states.common import effective_input, finish_result, jsonata, payload_template
@@ -33,7 +34,10 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
         frame.task_token = None
         if state.resource.endswith(".waitForTaskToken"):
             frame.task_token = frame.walk.journal.record_once(
-                f"{frame.key}:t{number}:token", lambda: (frame.uuid(), ())
+                # Drawn directly, not via frame.uuid(): a replay returns the
+                # record without drawing, and must not shift later draws' keys.
+                f"{frame.key}:t{number}:token",
+                lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():
             if state.jsonata:

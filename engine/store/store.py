@@ -761,6 +761,16 @@ class Store:
         """
         self._waker.wait(timeout)
 
+    def work_due_at(self, execution_id: str) -> tuple[bool, datetime | None]:
+        """(queued, due_at) of one execution's work row; queued False when it has none."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(work_queue.c.due_at).where(work_queue.c.execution_id == execution_id)
+            ).first()
+        if row is None:
+            return False, None
+        return True, row.due_at
+
     def next_due_at(self) -> datetime | None:
         """The earliest due time among unleased work, so an idle worker knows how long to sleep."""
         with self._read() as conn:

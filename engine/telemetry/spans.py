@@ -66,6 +66,14 @@ def span_id_for(trace_id: str, event_id: int, kind: str) -> str:
     return digest if digest != "0" * 16 else "0" * 15 + "1"
 
 
+# Every task family's closing events: Step Functions integrations, Lambda ARNs, activities.
+_TASK_ENDS = frozenset(
+    f"{family}{outcome}"
+    for family in ("Task", "LambdaFunction", "Activity")
+    for outcome in ("Succeeded", "Failed", "TimedOut")
+)
+
+
 def task_span_id(trace_id: str, scheduled_event_id: int) -> str:
     """The span id of the task attempt whose TaskScheduled event is `scheduled_event_id`."""
     return span_id_for(trace_id, scheduled_event_id, TASK)
@@ -255,9 +263,9 @@ class TraceBuilder:
             node = self._start_iteration(event, context)
         elif kind in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
             node = self._end_iteration(event, context, completed)
-        elif kind == "TaskScheduled":
+        elif kind in ("TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"):
             node = self._start_task(event, context)
-        elif kind in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+        elif kind in _TASK_ENDS:
             node = self._end_task(event, context, completed)
         elif kind == "EvaluationFailed":
             state = self._find_state(context, name=details.get("state"))

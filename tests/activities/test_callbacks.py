@@ -352,3 +352,39 @@ def test_send_task_success_rejects_non_json_output(sqlite_url: str) -> None:
         assert "InvalidOutput" in result.stderr
         del client
     assert os.path.exists(sqlite_url.removeprefix("sqlite:///"))
+
+
+def test_engine_run_notices_a_callback_long_before_its_timeout(sqlite_url: str) -> None:
+    """Engine.run holds the execution in-process; a token answered from another thread wakes it."""
+    import threading
+
+    tokens: list[str] = []
+    machine = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::notify.waitForTaskToken",
+                "TimeoutSeconds": 3600,
+                "End": True,
+            }
+        },
+    }
+    with Engine(sqlite_url, worker=False) as engine:
+        engine.register_activity(
+            "arn:aws:states:::notify.waitForTaskToken",
+            lambda value, context: tokens.append(context.task_token),
+        )
+
+        def answer() -> None:
+            while not tokens:
+                time.sleep(0.05)
+            engine.send_task_success(tokens[0], {"approved": True})
+
+        threading.Thread(target=answer, daemon=True).start()
+        began = time.monotonic()
+        record = engine.run_sync(machine, {})
+        elapsed = time.monotonic() - began
+    assert record.status == "SUCCEEDED", record.cause
+    assert json.loads(record.output or "") == {"approved": True}
+    assert elapsed < 60  # the task's own timeout is an hour
