@@ -29,6 +29,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from activities.registry import Registry, default_registry
 from engine import telemetry
 from engine.api import Engine
 from engine.cli_core import (
@@ -67,6 +68,7 @@ from engine.history import (
     machine_list_item,
     machine_to_aws,
 )
+from engine.resources import unknown_resources
 from engine.runner import machine_arn
 from engine.store import ExecutionRecord, ExecutionStatus, Store
 from statemachine.build import local_diagnostics
@@ -105,13 +107,27 @@ def main() -> None:
     is_flag=True,
     help="Stepwise's rules: plain (non-ARN) Resource names bind to registered handlers.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail every Task Resource no loaded handler serves (implies --local).",
+)
+@activities_option
 @global_options
-def validate_command(files: tuple[str, ...], machine_type: str, local: bool) -> None:
+def validate_command(
+    files: tuple[str, ...],
+    machine_type: str,
+    local: bool,
+    strict: bool,
+    activities: tuple[str, ...],
+) -> None:
     """Validate definitions as AWS does; print every diagnostic as FILE:/pointer: CODE: message.
 
     Exit 0 when all are valid, 1 when any is invalid, 2 when a file is missing or not JSON.
     """
     kind = machine_type_of(machine_type)
+    import_activities(activities)
+    local = local or strict
     reports: list[dict[str, Any]] = []
     code = EXIT_OK
     for path in files:
@@ -128,6 +144,11 @@ def validate_command(files: tuple[str, ...], machine_type: str, local: bool) -> 
             if local
             else validate(raw, machine_type=kind)  # type: ignore[arg-type]
         )
+        if strict:
+            diagnostics = sorted(
+                [*diagnostics, *unknown_resources(raw, Registry().merged(default_registry))],
+                key=lambda d: d.location,
+            )
         valid = is_valid(diagnostics)
         if not valid and code == EXIT_OK:
             code = EXIT_FAILED
@@ -412,6 +433,7 @@ def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
 @input_options
 @activities_option
 @click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
+@click.option("--strict", is_flag=True, help="Refuse to start if a Task Resource has no handler.")
 @telemetry_options
 @global_options
 def run_command(
@@ -420,6 +442,7 @@ def run_command(
     input_file: str | None,
     activities: tuple[str, ...],
     execution_name: str | None,
+    strict: bool,
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
@@ -432,6 +455,12 @@ def run_command(
     check_definition(file, raw, "STANDARD")
     payload = execution_input(input_text, input_file)
     import_activities(activities)
+    if strict:
+        unknown = unknown_resources(raw, Registry().merged(default_registry))
+        for diagnostic in unknown:
+            click.echo(diagnostic_line(file, diagnostic), err=True)
+        if unknown:
+            raise CliError(f"{file}: {len(unknown)} Task Resource(s) have no handler")
 
     async def run() -> ExecutionRecord:
         # No in-process worker: `run` runs its own execution, not whatever

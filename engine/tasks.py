@@ -49,7 +49,15 @@ from engine.walk import FinalError, Frame
 from statemachine.errors import States
 from statemachine.model import TaskState
 
-__all__ = ["MAX_PAYLOAD_BYTES", "TaskFailure", "invoke", "resource_parts"]
+__all__ = [
+    "LAMBDA_INVOKE",
+    "MAX_PAYLOAD_BYTES",
+    "TaskFailure",
+    "base_resource",
+    "invoke",
+    "is_activity_arn",
+    "resource_parts",
+]
 
 MAX_PAYLOAD_BYTES = 262_144
 # A Task without TimeoutSeconds gets AWS's default; it is no deadline worth waking for.
@@ -87,7 +95,8 @@ def resource_parts(resource: str) -> tuple[str, str]:
     return "stepwise", resource
 
 
-def _is_activity(resource: str) -> bool:
+def is_activity_arn(resource: str) -> bool:
+    """Whether `resource` is an external activity ARN (…:states:REGION:ACCOUNT:activity:NAME)."""
     parts = resource.split(":")
     return len(parts) == 7 and parts[:3] == ["arn", "aws", "states"] and parts[5] == "activity"
 
@@ -188,7 +197,7 @@ class _Call:
         family = "task"
         if self.base.startswith("arn:aws:lambda:"):
             family = "lambda"
-        elif _is_activity(self.base):
+        elif is_activity_arn(self.base):
             family = "activity"
         self.resource_type, _ = resource_parts(self.base)
         # Task* events name the Resource as written (".waitForTaskToken" included).

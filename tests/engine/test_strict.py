@@ -1,0 +1,69 @@
+"""`--strict`: a Task Resource that nothing loaded can serve fails validation before any run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from activities import Registry, lambda_function
+from engine.cli import cli
+from engine.resources import unknown_resources
+
+DEFINITION = {
+    "StartAt": "Greet",
+    "States": {
+        "Greet": {"Type": "Task", "Resource": "greet", "Next": "Par"},
+        "Par": {
+            "Type": "Parallel",
+            "Branches": [
+                {
+                    "StartAt": "Typo",
+                    "States": {"Typo": {"Type": "Task", "Resource": "gret", "End": True}},
+                }
+            ],
+            "Next": "Lambda",
+        },
+        "Lambda": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:000000000000:function:Missing",
+            "Next": "Activity",
+        },
+        "Activity": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:us-east-1:000000000000:activity:Approve",
+            "Next": "Http",
+        },
+        "Http": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke", "End": True},
+    },
+}
+
+
+def test_unknown_resources_are_located() -> None:
+    registry = Registry()
+    registry.register("greet", lambda value: value)
+    problems = unknown_resources(DEFINITION, registry)
+    assert [(d.code, d.location) for d in problems] == [
+        ("UNKNOWN_RESOURCE", "/States/Par/Branches/0/States/Typo/Resource"),
+        ("UNKNOWN_RESOURCE", "/States/Lambda/Resource"),
+    ]
+    lambda_function("Missing", registry=registry)(lambda event, context: event)
+    assert len(unknown_resources(DEFINITION, registry)) == 1
+
+
+def test_validate_and_run_strict(tmp_path: Path) -> None:
+    path = tmp_path / "machine.json"
+    path.write_text(json.dumps(DEFINITION))
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["validate", str(path)])
+    strict = runner.invoke(
+        cli, ["validate", "--strict", "--activities", "examples.hello_activities", str(path)]
+    )
+    assert plain.exit_code == 0
+    assert strict.exit_code == 1
+    assert f"{path}:/States/Par/Branches/0/States/Typo/Resource: UNKNOWN_RESOURCE" in strict.output
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    run = runner.invoke(cli, ["--db", db, "run", "--strict", str(path), "--input", "{}"])
+    assert run.exit_code == 2
+    assert "UNKNOWN_RESOURCE" in run.output and "Traceback" not in run.output
