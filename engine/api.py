@@ -171,11 +171,18 @@ class Engine(TaskCallbacks):
     async def _run_db(
         self, fn: Callable[..., T], /, *args: Any, cancellable: bool = False, **kwargs: Any
     ) -> T:
+        waiting = getattr(fn, "__name__", "") == "wait_for_work"
         if self.inline_store:
-            if fn.__name__ == "wait_for_work":
+            if waiting:
                 await anyio.sleep(float(args[0]) if args else self.poll_seconds)
                 return None  # type: ignore[return-value]
             return fn(*args, **kwargs)
+        if waiting:
+            # Waiting for work must never hold a database slot: on SQLite the
+            # limiter has one, and every commit would queue behind the poll.
+            return await anyio.to_thread.run_sync(
+                functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+            )
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs),
             limiter=self._db_limiter,
@@ -315,12 +322,16 @@ class Engine(TaskCallbacks):
         Without an in-process worker this only watches; some worker must run it.
         """
         record = await self.describe(execution)
-        delay = 0.01
+        finished = self.runtime.finished
         with anyio.fail_after(timeout):
             while record.status == ExecutionStatus.RUNNING:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                # Woken at once when this process finishes it; polled when
+                # another process (a remote worker) does.
+                event = finished.setdefault(record.execution_id, anyio.Event())
+                with anyio.move_on_after(0.25):
+                    await event.wait()
                 record = await self.describe(record.execution_id)
+        finished.pop(record.execution_id, None)
         return record
 
     async def run(

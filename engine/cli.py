@@ -457,8 +457,8 @@ def run_command(
     import_activities(activities)
     if strict:
         unknown = unknown_resources(raw, Registry().merged(default_registry))
-        for diagnostic in unknown:
-            click.echo(diagnostic_line(file, diagnostic), err=True)
+        for problem in unknown:
+            click.echo(diagnostic_line(file, problem), err=True)
         if unknown:
             raise CliError(f"{file}: {len(unknown)} Task Resource(s) have no handler")
 

@@ -77,6 +77,8 @@ class Runtime:
     hold_seconds: float = 30.0
     stop_poll_seconds: float = 1.0
     extras: dict[str, Any] = field(default_factory=dict)
+    # Executions someone in this process waits on, set when they finish here.
+    finished: dict[str, anyio.Event] = field(default_factory=dict)
     _machines: dict[str, StateMachine] = field(default_factory=dict)
 
     def machine(self, version: MachineVersion) -> StateMachine:
@@ -133,6 +135,8 @@ async def activate(
             raise LeaseLost(f"execution {execution_id}: {result} at commit")
         # Spans are a view of what is durable: only committed events become spans.
         telemetry.on_commit(record, events, runtime.store.history)
+        if finish is not None and execution_id in runtime.finished:
+            runtime.finished[execution_id].set()
 
     try:
         machine = runtime.machine(loaded.machine)
