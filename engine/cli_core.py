@@ -246,13 +246,50 @@ def import_activities(modules: Sequence[str]) -> None:
             ) from None
 
 
-activities_option = click.option(
+_activities_modules = click.option(
     "--activities",
     "activities",
     metavar="MODULE",
     multiple=True,
-    help="Import MODULE (from the current directory too) to register its @activity handlers.",
+    envvar="STEPWISE_ACTIVITIES",
+    help=(
+        "Import MODULE (from the current directory too) to register its @activity handlers "
+        "[env: STEPWISE_ACTIVITIES, space-separated]."
+    ),
 )
+_resources_file = click.option(
+    "--resources",
+    "resources",
+    metavar="FILE",
+    default=None,
+    envvar="STEPWISE_RESOURCES",
+    help=(
+        "A mapping file binding Resource ARNs/patterns to handlers (and mocked responses) "
+        "[env: STEPWISE_RESOURCES]."
+    ),
+    callback=lambda _ctx, _param, value: _load_resources(value),
+    expose_value=False,
+)
+
+
+def activities_option(fn: Any) -> Any:
+    """`--activities MODULE`... and `--resources FILE`: what Tasks resolve to."""
+    return _activities_modules(_resources_file(fn))
+
+
+def _load_resources(path: str | None) -> None:
+    if not path:
+        return
+    from activities.mapping import MappingError, load_mapping
+    from activities.registry import default_registry
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        load_mapping(path, default_registry)
+    except MappingError as exc:
+        raise CliError(f"--resources {path}: {exc}") from None
 
 
 def execution_input(inline: str | None, input_file: str | None) -> Any:

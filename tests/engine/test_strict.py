@@ -67,3 +67,51 @@ def test_validate_and_run_strict(tmp_path: Path) -> None:
     run = runner.invoke(cli, ["--db", db, "run", "--strict", str(path), "--input", "{}"])
     assert run.exit_code == 2
     assert "UNKNOWN_RESOURCE" in run.output and "Traceback" not in run.output
+
+
+def test_resources_mapping_file_binds_aws_arns(tmp_path: Path, monkeypatch: object) -> None:
+    (tmp_path / "mapped_handlers.py").write_text(
+        "def echo(event, context):\n    return {'echoed': event}\n"
+    )
+    (tmp_path / "resources.json").write_text(
+        json.dumps({"Resources": {"arn:aws:lambda:*:*:function:Echo*": "mapped_handlers:echo"}})
+    )
+    machine = tmp_path / "m.json"
+    machine.write_text(
+        json.dumps(
+            {
+                "StartAt": "L",
+                "States": {
+                    "L": {
+                        "Type": "Task",
+                        "Resource": "arn:aws:lambda:us-east-1:123456789012:function:EchoMe",
+                        "End": True,
+                    }
+                },
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    unmapped = runner.invoke(cli, ["validate", "--strict", str(machine)])
+    assert unmapped.exit_code == 1 and "UNKNOWN_RESOURCE" in unmapped.output
+    result = runner.invoke(
+        cli,
+        [
+            "--db",
+            db,
+            "-o",
+            "json",
+            "run",
+            str(machine),
+            "--input",
+            '{"a": 1}',
+            "--resources",
+            "resources.json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output"] == {"echoed": {"a": 1}}
+    missing = runner.invoke(cli, ["--db", db, "run", str(machine), "--resources", "nope.json"])
+    assert missing.exit_code == 2 and "nope.json" in missing.output
