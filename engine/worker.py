@@ -78,38 +78,42 @@ class Worker:
             async with anyio.create_task_group() as group:
                 while True:
                     free = self.concurrency - len(self.keeper.held)
-                    claimed: list[str] = []
-                    if free > 0:
-                        claimed = await runtime.run_db(
-                            runtime.store.claim,
-                            runtime.worker_id,
-                            limit=free,
-                            lease_seconds=runtime.lease_seconds,
-                            now=runtime.clock.now(),
-                        )
+                    if free <= 0:
+                        await self._slot()
+                        continue
+                    claimed = await runtime.run_db(
+                        runtime.store.claim,
+                        runtime.worker_id,
+                        limit=free,
+                        lease_seconds=runtime.lease_seconds,
+                        now=runtime.clock.now(),
+                    )
                     for execution_id in claimed:
                         if execution_id in self.keeper.held:
                             continue  # this process already runs it (Engine.run)
                         scope = anyio.CancelScope()
                         self.keeper.held[execution_id] = scope
                         group.start_soon(self._run_one, execution_id, scope)
-                    if not claimed:
-                        await self._idle()
+                    if len(claimed) < free:
+                        # Nothing more is due: sleep until new work is signalled
+                        # (NOTIFY, or a local wake-up) or the poll interval passes.
+                        await self.runtime.run_db(
+                            self.runtime.store.wait_for_work,
+                            min(self.poll_seconds, 0.5),
+                            cancellable=True,
+                        )
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release_all()
 
-    async def _idle(self) -> None:
+    async def _slot(self) -> None:
+        """Wait until a running execution ends (or the poll interval passes)."""
+        if len(self.keeper.held) < self.concurrency:
+            return
+        # Checked and armed with no await in between: a slot cannot free unseen.
         self._slot_freed = anyio.Event()
         with anyio.move_on_after(self.poll_seconds):
-            if len(self.keeper.held) >= self.concurrency:
-                await self._slot_freed.wait()
-                return
-            await self.runtime.run_db(
-                self.runtime.store.wait_for_work,
-                min(self.poll_seconds, 0.5),
-                cancellable=True,
-            )
+            await self._slot_freed.wait()
 
     async def _run_one(self, execution_id: str, scope: anyio.CancelScope) -> None:
         completed = False
