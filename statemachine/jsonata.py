@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_expression",
     "evaluate_template",
     "is_expression",
+    "json_type",
 ]
 
 _NULL = utils.Utils.NULL_VALUE
@@ -244,7 +245,7 @@ def check_result_type(value: Any, *, expected: str, field: str, expression_text:
     """
     if expected not in _TYPE_NAMES:
         raise ValueError(f"unknown JSON type {expected!r}")
-    actual = _json_type(value)
+    actual = json_type(value)
     if expected == "integer":
         if actual == "number" and math.isfinite(value) and float(value).is_integer():
             return int(value)
@@ -276,7 +277,8 @@ def check_variable_name(name: str) -> str | None:
     return None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of `value` as AWS's messages spell it (null, boolean, number …)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

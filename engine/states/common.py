@@ -27,6 +27,7 @@ from statemachine.jsonata import (
     check_variable_name,
 )
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
+from statemachine.model import ParallelState, TaskState
 from statemachine.paths import Path, apply_result_path
 
 # AWS: 256 KiB per variable and per Assign block, and per state input/output.
@@ -44,6 +45,7 @@ __all__ = [
     "jsonata_typed",
     "output_path",
     "payload_template",
+    "task_input",
 ]
 
 
@@ -57,6 +59,15 @@ def effective_input(frame: Frame) -> Any:
     if state.input_path is None:
         return frame.input
     return apply_input_path(state.input_path, frame.input, frame.context(), _vars(frame))
+
+
+def task_input(frame: Frame, state: TaskState | ParallelState) -> Any:
+    """What a Task's handler or a Parallel's branches get: Arguments, or InputPath+Parameters."""
+    if state.jsonata:
+        if state.arguments is None:
+            return frame.input
+        return jsonata(frame, state.arguments, "Arguments")
+    return payload_template(frame, state.parameters, effective_input(frame))
 
 
 def output_path(frame: Frame, value: Any) -> Any:

@@ -12,6 +12,7 @@ from engine.states.common import jsonata
 from engine.walk import Frame
 from statemachine.errors import States, StatesError
 from statemachine.intrinsics import evaluate_intrinsic
+from statemachine.jsonata import json_type
 from statemachine.model import Dynamic
 from statemachine.paths import resolve
 
@@ -31,20 +32,6 @@ def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     return dynamic.literal
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def dynamic_int(
     frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0
 ) -> int | None:
@@ -59,7 +46,7 @@ def dynamic_int(
         raise StatesError(
             States.QUERY_EVALUATION_ERROR,
             f"The JSONata expression specified for the field '{dynamic.field}' returned an "
-            f"unexpected result type. Expected 'integer', but was '{_type_name(value)}'",
+            f"unexpected result type. Expected 'integer', but was '{json_type(value)}'",
         )
     if not integral:
         shown = value if isinstance(value, str) else frame.walk.payload(value)
@@ -86,7 +73,7 @@ def dynamic_number(frame: Frame, dynamic: Dynamic | None, data: Any) -> float | 
             raise StatesError(
                 States.QUERY_EVALUATION_ERROR,
                 f"The JSONata expression specified for the field '{dynamic.field}' returned an "
-                f"unexpected result type. Expected 'number', but was '{_type_name(value)}'",
+                f"unexpected result type. Expected 'number', but was '{json_type(value)}'",
             )
         shown = value if isinstance(value, str) else frame.walk.payload(value)
         where = dynamic.path.text if dynamic.path else ""

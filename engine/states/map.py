@@ -34,18 +34,6 @@ from statemachine.paths import resolve, to_json
 __all__ = ["run_map"]
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object"
-
-
 def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
     if state.jsonata:
         if state.items is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.states.children import Child, run_children
-from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.common import finish_result, task_input
 from engine.states.recovery import with_recovery
 from engine.walk import Frame, Transition, enter
 from statemachine.errors import StatesError
@@ -25,14 +25,7 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
-            if state.jsonata:
-                effective = (
-                    frame.input
-                    if state.arguments is None
-                    else jsonata(frame, state.arguments, "Arguments")
-                )
-            else:
-                effective = payload_template(frame, state.parameters, effective_input(frame))
+            effective = task_input(frame, state)
         journal.record_once(
             f"{frame.key}:p{number}",
             lambda: (None, [("ParallelStateStarted", {})]),

@@ -14,7 +14,7 @@ import math
 import uuid
 from typing import Any
 
-from engine.states.common import effective_input, finish_result, jsonata, payload_template
+from engine.states.common import finish_result, task_input
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.tasks import invoke
@@ -40,14 +40,7 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
                 lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():
-            if state.jsonata:
-                effective = (
-                    frame.input
-                    if state.arguments is None
-                    else jsonata(frame, state.arguments, "Arguments")
-                )
-            else:
-                effective = payload_template(frame, state.parameters, effective_input(frame))
+            effective = task_input(frame, state)
             timeout = dynamic_int(frame, state.timeout, frame.input, minimum=1)
             heartbeat = dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
         result = await invoke(
