@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from engine import telemetry
 from engine.runner import Runtime, activate
 from engine.store import LeaseLost
 
@@ -81,14 +82,16 @@ class Worker:
                     if free <= 0:
                         await self._slot()
                         continue
+                    now = runtime.clock.now()
                     claimed = await runtime.run_db(
-                        runtime.store.claim,
+                        runtime.store.claim_due,
                         runtime.worker_id,
                         limit=free,
                         lease_seconds=runtime.lease_seconds,
-                        now=runtime.clock.now(),
+                        now=now,
                     )
-                    for execution_id in claimed:
+                    for execution_id, due_at in claimed:
+                        telemetry.record_claim(due_at, now)
                         if execution_id in self.keeper.held:
                             continue  # this process already runs it (Engine.run)
                         scope = anyio.CancelScope()

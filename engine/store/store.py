@@ -487,19 +487,31 @@ class Store:
         expired are taken; on PostgreSQL rows another claimer has locked are
         skipped, so two claimers never get the same execution.
         """
+        return [
+            execution_id
+            for execution_id, _due in self.claim_due(
+                worker_id, limit=limit, lease_seconds=lease_seconds, now=now
+            )
+        ]
+
+    def claim_due(
+        self, worker_id: str, *, limit: int, lease_seconds: float, now: datetime
+    ) -> list[tuple[str, datetime]]:
+        """`claim`, also returning when each claimed execution's work fell due (queue lag)."""
         if limit <= 0:
             return []
         expires = now + timedelta(seconds=lease_seconds)
         free = sa.or_(work_queue.c.lease_expires_at.is_(None), work_queue.c.lease_expires_at <= now)
         query = (
-            sa.select(work_queue.c.execution_id)
+            sa.select(work_queue.c.execution_id, work_queue.c.due_at)
             .where(work_queue.c.due_at <= now, free)
             .order_by(work_queue.c.due_at, work_queue.c.execution_id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         with self._write() as conn:
-            ids = [row.execution_id for row in conn.execute(query)]
+            claimed = [(row.execution_id, row.due_at) for row in conn.execute(query)]
+            ids = [execution_id for execution_id, _due in claimed]
             if ids:
                 conn.execute(
                     sa.update(work_queue)
@@ -510,7 +522,7 @@ class Store:
                         wakeups_seen=work_queue.c.wakeups,
                     )
                 )
-        return ids
+        return claimed
 
     def claim_execution(
         self, execution_id: str, worker_id: str, *, lease_seconds: float, now: datetime
