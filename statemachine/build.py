@@ -28,6 +28,7 @@ from statemachine.jsonata import (
     is_expression,
 )
 from statemachine.model import (
+    Batcher,
     CatcherPlan,
     ChoiceState,
     Dynamic,
@@ -284,6 +285,21 @@ def _catcher_plan(raw: Mapping[str, Any], jsonata: bool) -> CatcherPlan:
     )
 
 
+def _batcher(raw: Mapping[str, Any] | None, jsonata: bool) -> Batcher | None:
+    if raw is None:
+        return None
+    batch_input: Template | JsonataTemplate | None = None
+    if "BatchInput" in raw:
+        value = raw["BatchInput"]
+        batch_input = compile_jsonata_template(value) if jsonata else compile_template(value)
+    return Batcher(
+        max_items=_dynamic(raw, "MaxItemsPerBatch", jsonata=jsonata),
+        max_bytes=_dynamic(raw, "MaxInputBytesPerBatch", jsonata=jsonata),
+        batch_input=batch_input,
+        has_batch_input="BatchInput" in raw,
+    )
+
+
 def _choice(raw: Mapping[str, Any], common: dict[str, Any], jsonata: bool) -> ChoiceState:
     language = "JSONata" if jsonata else "JSONPath"
     rules = tuple(
@@ -342,6 +358,6 @@ def _map(
         tolerated_failure_count=_dynamic(raw, "ToleratedFailureCount", jsonata=jsonata),
         label=raw.get("Label"),
         item_reader=raw.get("ItemReader"),
-        item_batcher=raw.get("ItemBatcher"),
+        item_batcher=_batcher(raw.get("ItemBatcher"), jsonata),
         result_writer=raw.get("ResultWriter"),
     )

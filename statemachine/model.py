@@ -25,6 +25,7 @@ from statemachine.paths import Path
 from statemachine.retry import Catcher, Retrier
 
 __all__ = [
+    "Batcher",
     "CatcherPlan",
     "ChoiceState",
     "Dynamic",
@@ -163,6 +164,15 @@ class FailState(_Base, frozen=True, kw_only=True):
         return "Fail"
 
 
+class Batcher(msgspec.Struct, frozen=True):
+    """A Map's ItemBatcher: items grouped into ``{"BatchInput": …, "Items": […]}`` inputs."""
+
+    max_items: Dynamic | None = None
+    max_bytes: Dynamic | None = None
+    batch_input: Template | JsonataTemplate | None = None
+    has_batch_input: bool = False
+
+
 class Scope(msgspec.Struct, frozen=True):
     """A `StartAt` + `States` pair: the machine itself, a Parallel branch or a Map processor."""
 
@@ -191,7 +201,7 @@ class MapState(_WithResult, frozen=True, kw_only=True):
     tolerated_failure_count: Dynamic | None = None
     label: str | None = None
     item_reader: Any = None
-    item_batcher: Any = None
+    item_batcher: Batcher | None = None
     result_writer: Any = None
 
     @property

@@ -68,6 +68,37 @@ def _select(frame: Frame, state: MapState, effective: Any, index: int, item: Any
     return payload_template(frame, selector, effective, map_item=(index, item))
 
 
+def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -> list[Any]:
+    """Group the selected items into ItemBatcher's batch inputs."""
+    batcher = state.item_batcher
+    assert batcher is not None
+    max_items = dynamic_int(frame, batcher.max_items, effective, minimum=1)
+    max_bytes = dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
+    base: dict[str, Any] = {}
+    if batcher.has_batch_input:
+        template = batcher.batch_input
+        if isinstance(template, JsonataTemplate):
+            base["BatchInput"] = jsonata(frame, template, "ItemBatcher/BatchInput")
+        else:
+            base["BatchInput"] = payload_template(frame, template, effective)
+    batches: list[Any] = []
+    current: list[Any] = []
+    size = len(frame.walk.payload(base).encode()) + len(',"Items":[]')
+    used = size
+    for item in inputs:
+        item_size = len(frame.walk.payload(item).encode()) + 1
+        full = max_items is not None and len(current) >= max_items
+        too_big = max_bytes is not None and current and used + item_size > max_bytes
+        if full or too_big:
+            batches.append({**base, "Items": current})
+            current, used = [], size
+        current.append(item)
+        used += item_size
+    if current:
+        batches.append({**base, "Items": current})
+    return batches
+
+
 def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
     if state.mode != "DISTRIBUTED":
         return None
@@ -95,11 +126,14 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
             effective = effective_input(frame)
             items = _items(frame, state, effective)
             concurrency = dynamic_int(frame, state.max_concurrency, effective) or 0
-            tolerate = _tolerance(frame, state, len(items))
             inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
+            if state.item_batcher is not None:
+                inputs = _batches(frame, state, effective, inputs)
+            # Failures are counted against child runs: batches when batching.
+            tolerate = _tolerance(frame, state, len(inputs))
         journal.record_once(
             f"{frame.key}:m{number}",
-            lambda: (None, [("MapStateStarted", {"length": len(items)})]),
+            lambda: (None, [("MapStateStarted", {"length": len(inputs)})]),
             thread=frame.thread,
         )
         children = [
