@@ -9,6 +9,7 @@ deadlocking on a read-to-write lock upgrade.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -44,12 +45,44 @@ def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
     )
 
 
+# A pooled connection unused this long is pinged before reuse (a server restart
+# or an idle timeout may have closed it); busier ones skip the extra round trip.
+_PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling without a round trip on every checkout.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one extra round
+    trip per transaction on the hot path. Here only a connection that sat idle
+    is pinged; a dead one raises DisconnectionError, which makes the pool
+    replace it transparently. A connection that dies while in active use
+    surfaces as StoreUnavailable to the caller, as with pre-ping.
+    """
+
+    @sa_event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["stepwise_idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("stepwise_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:  # any failure means this connection is unusable
+            raise sa_exc.DisconnectionError(str(exc)) from exc
+
+
 def create_engine(parsed: URL, dialect: str) -> Engine:
     """A SQLAlchemy engine for a parsed URL, with SQLite set up for WAL and our own BEGIN."""
     if dialect == "postgresql":
-        return sa.create_engine(
-            parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, future=True
-        )
+        engine = sa.create_engine(parsed, pool_size=5, max_overflow=10, future=True)
+        _ping_when_idle(engine)
+        return engine
     memory = parsed.database in (None, "", ":memory:")
     if memory:
         engine = sa.create_engine(
