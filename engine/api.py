@@ -13,12 +13,13 @@ processes run.
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -346,7 +347,7 @@ class Engine(TaskCallbacks):
         raw = parse_definition(definition)
         load(raw)
         text = msgspec.json.encode(raw).decode()
-        digest = __import__("hashlib").sha256(text.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
         await self._run_db(self.store.put_state_machine, machine, text, "STANDARD")
         record = await self.start(machine, input, name=name)
@@ -417,25 +418,25 @@ class Engine(TaskCallbacks):
         return self._portal.call(functools.partial(fn, *args, **kwargs))
 
     def create_state_machine_sync(self, *args: Any, **kwargs: Any) -> MachineVersion:
-        return self._call(self.create_state_machine, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("MachineVersion", self._call(self.create_state_machine, *args, **kwargs))
 
     def start_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return self._call(self.start, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("ExecutionRecord", self._call(self.start, *args, **kwargs))
 
     def wait_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return self._call(self.wait, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("ExecutionRecord", self._call(self.wait, *args, **kwargs))
 
     def run_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return self._call(self.run, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("ExecutionRecord", self._call(self.run, *args, **kwargs))
 
     def describe_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return self._call(self.describe, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("ExecutionRecord", self._call(self.describe, *args, **kwargs))
 
     def history_sync(self, *args: Any, **kwargs: Any) -> list[Event]:
-        return self._call(self.history, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("list[Event]", self._call(self.history, *args, **kwargs))
 
     def stop_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return self._call(self.stop, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("ExecutionRecord", self._call(self.stop, *args, **kwargs))
 
     def list_executions_sync(self, *args: Any, **kwargs: Any) -> list[ExecutionRecord]:
-        return self._call(self.list_executions, *args, **kwargs)  # type: ignore[no-any-return]
+        return cast("list[ExecutionRecord]", self._call(self.list_executions, *args, **kwargs))

@@ -37,7 +37,15 @@ __all__ = ["Frame", "Transition", "Variables", "Walk", "run_scope"]
 
 
 class FinalError(StatesError):
-    """A StatesError whose cause is final: already prefixed, or raised by a task, Fail or child."""
+    """A StatesError whose cause is final: already prefixed, or raised by a task, Fail or child.
+
+    `uncatchable` marks errors AWS ends the execution with regardless of
+    Retry/Catch (oversized state I/O), beside States.Runtime which never matches.
+    """
+
+    def __init__(self, error: str, cause: str | None = None, *, uncatchable: bool = False) -> None:
+        super().__init__(error, cause)
+        self.uncatchable = uncatchable
 
 
 def final(error: StatesError) -> FinalError:

@@ -213,13 +213,12 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     """
     output_text = frame.walk.payload(transition.output)
     if len(output_text.encode()) > MAX_PAYLOAD_BYTES:
-        error = FinalError(
+        raise FinalError(
             States.DATA_LIMIT_EXCEEDED,
             f"The state/task '{frame.state.name}' returned a result with a size exceeding "
             "the maximum number of bytes service limit.",
+            uncatchable=True,
         )
-        error.uncatchable = True  # type: ignore[attr-defined]
-        raise error
     details: dict[str, Any] = {"name": frame.state.name, "output": output_text}
     if transition.assigned:
         details["assignedVariables"] = {

@@ -39,7 +39,7 @@ async def with_recovery(
         except StatesError as raised:
             error = frame.prefix(raised)
             heartbeat = bool(getattr(raised, "heartbeat", False))
-            if error.error == States.RUNTIME or getattr(raised, "uncatchable", False):
+            if error.error == States.RUNTIME or error.uncatchable:
                 raise error from None
             decision = decide_retry(state.retry, error.error, counts, heartbeat=heartbeat)
             if decision is not None:
