@@ -58,6 +58,17 @@ def main() -> None:
 
     registry.register("capture", capture)
 
+    async def slow(value: Any, context: ActivityContext) -> Any:
+        # Logs its start and end, so a test can pause this process mid-call.
+        for phase in ("start", "end"):
+            line = {"pid": os.getpid(), "phase": phase, "key": context.idempotency_key}
+            os.write(log, (json.dumps(line) + "\n").encode())
+            if phase == "start":
+                await anyio.sleep(3)
+        return {"by": os.getpid()}
+
+    registry.register("slow", slow)
+
     async def serve() -> None:
         async with Engine(
             url,
