@@ -1,0 +1,190 @@
+"""Record the golden histories in tests/histories/*.json (run by hand, then commit the files).
+
+    python -m tests.histories.record
+
+Each file holds a definition, its input, the journal of a real execution and
+its history events. tests/engine/test_golden_histories.py replays them
+against the current interpreter: a change that would make an in-flight
+execution replay differently (journal keys, walk order, data flow) fails it.
+Re-record only when such a change is intended, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from activities import ActivityContext, Registry
+from engine import Engine
+from engine.store.schema import journal
+
+HERE = Path(__file__).parent
+
+MACHINES: dict[str, tuple[dict[str, Any], Any]] = {
+    "task_retry_catch": (
+        {
+            "StartAt": "Flaky",
+            "States": {
+                "Flaky": {
+                    "Type": "Task",
+                    "Resource": "flaky",
+                    "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "MaxAttempts": 2}],
+                    "ResultPath": "$.flaky",
+                    "Next": "Boom",
+                },
+                "Boom": {
+                    "Type": "Task",
+                    "Resource": "boom",
+                    "Catch": [
+                        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Done"}
+                    ],
+                    "Next": "Done",
+                },
+                "Done": {"Type": "Succeed"},
+            },
+        },
+        {"order": 7},
+    ),
+    "parallel_map_choice": (
+        {
+            "StartAt": "Fan",
+            "States": {
+                "Fan": {
+                    "Type": "Parallel",
+                    "Branches": [
+                        {
+                            "StartAt": "Each",
+                            "States": {
+                                "Each": {
+                                    "Type": "Map",
+                                    "ItemsPath": "$.items",
+                                    "ItemSelector": {
+                                        "i.$": "$$.Map.Item.Index",
+                                        "v.$": "$$.Map.Item.Value",
+                                    },
+                                    "ItemProcessor": {
+                                        "StartAt": "Double",
+                                        "States": {
+                                            "Double": {
+                                                "Type": "Task",
+                                                "Resource": "double",
+                                                "End": True,
+                                            }
+                                        },
+                                    },
+                                    "End": True,
+                                }
+                            },
+                        },
+                        {
+                            "StartAt": "Pick",
+                            "States": {
+                                "Pick": {
+                                    "Type": "Choice",
+                                    "Choices": [
+                                        {"Variable": "$.n", "NumericGreaterThan": 2, "Next": "Big"}
+                                    ],
+                                    "Default": "Small",
+                                },
+                                "Big": {"Type": "Pass", "Result": "big", "End": True},
+                                "Small": {"Type": "Pass", "Result": "small", "End": True},
+                            },
+                        },
+                    ],
+                    "Next": "Wait",
+                },
+                "Wait": {"Type": "Wait", "Seconds": 1, "End": True},
+            },
+        },
+        {"items": [1, 2, 3], "n": 5},
+    ),
+    "jsonata_variables_nondeterminism": (
+        {
+            "QueryLanguage": "JSONata",
+            "StartAt": "Draw",
+            "States": {
+                "Draw": {
+                    "Type": "Pass",
+                    "Assign": {"id": "{% $uuid() %}", "dice": "{% $floor($random() * 6) + 1 %}"},
+                    "Next": "Use",
+                },
+                "Use": {
+                    "Type": "Task",
+                    "Resource": "double",
+                    "Arguments": {"v": "{% $dice %}", "id": "{% $id %}"},
+                    "Output": {"id": "{% $id %}", "doubled": "{% $states.result %}"},
+                    "End": True,
+                },
+            },
+        },
+        {},
+    ),
+}
+
+
+def registry() -> Registry:
+    calls: dict[str, int] = {}
+    result = Registry()
+
+    def flaky(value: Any, context: ActivityContext) -> Any:
+        calls[context.execution_id] = calls.get(context.execution_id, 0) + 1
+        if calls[context.execution_id] < 2:
+            raise FlakyError("first try")
+        return {"ok": True}
+
+    def boom(value: Any) -> Any:
+        raise ValueError("always")
+
+    def double(value: Any) -> Any:
+        return {"doubled": value}
+
+    result.register("flaky", flaky)
+    result.register("boom", boom)
+    result.register("double", double)
+    return result
+
+
+class FlakyError(Exception):
+    pass
+
+
+FlakyError.__name__ = "Flaky"
+
+
+def record() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/golden.db"
+        with Engine(url, registry=registry(), worker=False) as engine:
+            for name, (definition, payload) in MACHINES.items():
+                done = engine.run_sync(definition, payload, name=name)
+                assert done.status == "SUCCEEDED", (name, done.cause)
+                events = engine.history_sync(done)
+                with engine.store._engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(journal.c.key, journal.c.value).where(
+                            journal.c.execution_id == done.execution_id
+                        )
+                    ).all()
+                document = {
+                    "definition": definition,
+                    "input": payload,
+                    "output": json.loads(done.output or "null"),
+                    "journal": {row.key: json.loads(row.value) for row in rows},
+                    "events": [
+                        {"id": e.event_id, "previous": e.previous_event_id, "type": e.type}
+                        for e in events
+                    ],
+                }
+                (HERE / f"{name}.json").write_text(
+                    msgspec.json.format(msgspec.json.encode(document)).decode() + "\n"
+                )
+                print(f"recorded {name}: {len(rows)} journal entries, {len(events)} events")
+
+
+if __name__ == "__main__":
+    record()
