@@ -20,7 +20,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mi
     def __init__(self) -> None:
         self.requests: list[Any] = []
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:  # the gRPC method name, as generated
         self.requests.append(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
