@@ -23,7 +23,8 @@ import click
 __all__ = ["activity", "main", "task"]
 
 _DB_KEY = "stepwise.db"  # the key engine/cli_core.py keeps the global --db under
-EXIT_FAILED = 1
+# An unknown, used or malformed token is bad input: exit 2, as everywhere in the CLI.
+EXIT_USAGE = 2
 EXIT_STORE = 3
 
 
@@ -46,7 +47,7 @@ _db_option = click.option(
 class CallbackError(click.ClickException):
     """An AWS-named error from a callback call, reported on one line."""
 
-    exit_code = EXIT_FAILED
+    exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
         click.echo(f"stepwise: error: {self.message}", err=True)
