@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import msgspec
 
 from activities.registry import Registry
@@ -280,6 +281,30 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     frame.entered_event_id = frame.thread.last_event_id
 
 
+# States that can be in flight when an execution is stopped or a sibling branch fails.
+_ABORTABLE = frozenset({"Task", "Wait", "Parallel", "Map"})
+
+
+def _record_aborted(frame: Frame) -> None:
+    """AWS's `<Type>StateAborted` for a state cancelled mid-flight.
+
+    Synchronous, so it runs even while the task is being cancelled; it is only
+    committed if the activation then commits (a stop, a timeout, a sibling's
+    failure) and vanishes with the rest when a shutdown or lost lease drops it.
+    """
+    walk = frame.walk
+    if frame.state.type not in _ABORTABLE or f"{frame.key}:in" not in walk.journal:
+        return
+    if f"{frame.key}:out" in walk.journal or f"{frame.key}:aborted" in walk.journal:
+        return
+    walk.journal.record(
+        f"{frame.key}:aborted",
+        None,
+        thread=frame.thread,
+        events=[(f"{frame.state.type}StateAborted", {})],
+    )
+
+
 async def run_scope(
     walk: Walk, scope: Scope, value: Any, *, prefix: str, thread: Thread, variables: Variables
 ) -> Any:
@@ -300,7 +325,11 @@ async def run_scope(
         )
         exited = walk.journal.replay(f"{frame.key}:out", thread)
         if exited is MISSING:
-            transition = await run_state(frame)
+            try:
+                transition = await run_state(frame)
+            except anyio.get_cancelled_exc_class():
+                _record_aborted(frame)
+                raise
         else:
             transition = Transition(exited["o"], exited["n"], exited.get("v"))
         if transition.assigned:

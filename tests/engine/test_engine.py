@@ -400,3 +400,67 @@ def test_payload_limits(sqlite_url: str) -> None:
     assert record.status == "FAILED"
     assert record.error == "States.DataLimitExceeded"
     assert "Bigger" in (record.cause or "")
+
+
+def test_stop_and_sibling_failure_record_aborted_states(db_url: str) -> None:
+    registry = Registry()
+
+    async def hang(value: Any) -> Any:
+        await anyio.sleep(10_000)
+
+    async def boom(value: Any) -> Any:
+        await anyio.sleep(1)
+        raise RuntimeError("branch failed")
+
+    registry.register("hang", hang)
+    registry.register("boom", boom)
+    fan = {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Hang",
+                        "States": {"Hang": {"Type": "Task", "Resource": "hang", "End": True}},
+                    },
+                    {
+                        "StartAt": "Pause",
+                        "States": {"Pause": {"Type": "Wait", "Seconds": 600, "End": True}},
+                    },
+                    {
+                        "StartAt": "Boom",
+                        "States": {"Boom": {"Type": "Task", "Resource": "boom", "End": True}},
+                    },
+                ],
+                "End": True,
+            }
+        },
+    }
+    stoppable = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "hang", "End": True}}}
+
+    async def main() -> Any:
+        async with Engine(
+            db_url,
+            registry=registry,
+            clock=LoopClock(),
+            worker=True,
+            inline_store=True,
+            poll_seconds=0.5,
+        ) as e:
+            failed = await e.run(fan)
+            await e.create_state_machine("s", stoppable)
+            started = await e.start("s", {})
+            await anyio.sleep(2)
+            await e.stop(started, error="Ops")
+            stopped = await e.wait(started, timeout=60)
+            return failed, await e.history(failed), stopped, await e.history(stopped)
+
+    failed, fan_events, stopped, stop_events = run_mocked(main)
+    assert failed.status == "FAILED" and failed.error == "RuntimeError"
+    fan_types = types(fan_events)
+    assert fan_types.count("TaskStateAborted") == 1  # Hang
+    assert fan_types.count("WaitStateAborted") == 1  # Pause
+    assert fan_types[-2:] == ["ParallelStateFailed", "ExecutionFailed"]
+    assert stopped.status == "ABORTED"
+    assert types(stop_events)[-2:] == ["TaskStateAborted", "ExecutionAborted"]
