@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import msgspec
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -48,6 +49,7 @@ from engine.store.errors import (
     StoreUnavailable,
     TaskTimedOut,
 )
+from engine.store.fastcommit import pipelined_commit
 from engine.store.notify import PostgresListener, SqliteWaker, Waker
 from engine.store.records import (
     Checkpoint,
@@ -625,6 +627,14 @@ class Store:
         """
         if not checkpoints:
             return []
+        fast = (
+            self._pipelined(checkpoints, worker_id, now) if self.dialect == "postgresql" else None
+        )
+        if fast is not None:
+            results, wake = fast
+            if wake:
+                self._waker.wake_local()
+            return results
         try:
             with self._write() as conn:
                 results, wake = write_checkpoints(conn, checkpoints, worker_id, now)
@@ -635,6 +645,17 @@ class Store:
         if wake:
             self._waker.wake_local()
         return results
+
+    def _pipelined(
+        self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> tuple[list[CommitResult], bool] | None:
+        """The two-round-trip commit (see fastcommit); None defers to the careful path."""
+        try:
+            return pipelined_commit(self._engine, checkpoints, worker_id, now)
+        except (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise StoreUnavailable(
+                f"database {self._display} is unavailable: {first_line(exc)}"
+            ) from None
 
     def _commit_one_by_one(
         self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
