@@ -1,0 +1,98 @@
+"""PostgreSQL's two-round-trip group commit: taken for ordinary batches, and it defers.
+
+The fast path must commit exactly what the careful path would, and hand over
+(rolling back everything it sent) whenever a lease is lost or a row collides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import engine.store.store as store_module
+from engine.store import Checkpoint, CommitResult, Event, Finish, Store
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[Store]:
+    s = Store(postgres_url)
+    yield s
+    s.close()
+
+
+def _start(store: Store, name: str) -> str:
+    machine = store.put_state_machine("m", DEFINITION)
+    record, _ = store.create_execution(
+        execution_id=f"e-{name}",
+        name=name,
+        machine=machine,
+        input="{}",
+        start_date=T0,
+        trace_id="0" * 32,
+        first_event=Event(1, 0, "ExecutionStarted", T0, {}),
+    )
+    return record.execution_id
+
+
+def _checkpoint(execution_id: str, key: str, event_id: int, **extra: object) -> Checkpoint:
+    return Checkpoint(
+        execution_id,
+        journal=[(key, '{"v":1,"e":0}')],
+        events=[Event(event_id, event_id - 1, "PassStateEntered", T0, {"name": "A"})],
+        last_event_id=event_id,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_ordinary_batches_take_the_fast_path(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [_start(store, n) for n in ("a", "b")]
+    assert store.claim("w", limit=2, lease_seconds=60, now=T0) == ids
+
+    def careful(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the careful path ran for an ordinary batch")
+
+    monkeypatch.setattr(store_module, "write_checkpoints", careful)
+    results = store.commit(
+        [
+            _checkpoint(ids[0], "k", 2),
+            _checkpoint(
+                ids[1], "k", 2, finish=Finish("SUCCEEDED", T0 + timedelta(seconds=1), output="1")
+            ),
+        ],
+        worker_id="w",
+        now=T0,
+    )
+    assert results == [CommitResult.OK, CommitResult.OK]
+    assert store.load(ids[0]).journal == {"k": '{"v":1,"e":0}'}
+    assert store.get_execution(ids[1]).status == "SUCCEEDED"
+    assert store.work_due_at(ids[1]) == (False, None)  # finished: no more work
+    assert [e.event_id for e in store.history(ids[0])] == [1, 2]
+
+
+def test_fast_path_defers_on_lost_leases_and_conflicts(store: Store) -> None:
+    ids = [_start(store, n) for n in ("a", "b", "c")]
+    store.claim("w", limit=3, lease_seconds=60, now=T0)
+    store.commit([_checkpoint(ids[1], "dup", 2)], worker_id="w", now=T0)
+    # ids[2]'s lease is taken over by another worker after expiry.
+    later = T0 + timedelta(seconds=61)
+    store.claim("w", limit=0, lease_seconds=60, now=later)
+    assert store.claim_execution(ids[2], "other", lease_seconds=60, now=later)
+    store.renew("w", ids[:2], lease_seconds=600, now=T0 + timedelta(seconds=30))
+    results = store.commit(
+        [
+            _checkpoint(ids[0], "k", 2),
+            _checkpoint(ids[1], "dup", 3),  # collides with the recorded key
+            _checkpoint(ids[2], "k", 2),  # lease lost
+        ],
+        worker_id="w",
+        now=later,
+    )
+    assert results == [CommitResult.OK, CommitResult.CONFLICT, CommitResult.LEASE_LOST]
+    assert store.load(ids[0]).journal == {"k": '{"v":1,"e":0}'}
+    assert [e.event_id for e in store.history(ids[1])] == [1, 2]
+    assert store.load(ids[2]).journal == {}
