@@ -392,15 +392,14 @@ def _check_resource(state: _State, resource: object) -> None:
             f"The value for the field 'Resource' must be a STRING but was {json_type(resource)}",
         )
         return
-    # Stepwise resolves plain names ("charge_card") through its activity
-    # registry, so only what cannot name anything is refused: an empty or
-    # blank string, or an ARN with too few parts for AWS to parse.
-    if not resource.strip() or (resource.startswith("arn:") and resource.count(":") < 5):
+    # AWS accepts only ARNs. Stepwise also binds plain names ("charge_card")
+    # to registered handlers; statemachine.build.local_diagnostics turns this
+    # error into a warning for such names when running them here.
+    if not resource.startswith("arn:") or resource.count(":") < 5:
         state.rep.error(
             here,
             "INVALID_RESOURCE",
-            f"The resource {resource!r} is not a valid resource name or ARN "
-            f"(e.g. arn:aws:states:::lambda:invoke)",
+            f"Value is not a valid resource ARN: {resource!r}",
         )
         return
     if state.machine_type != "EXPRESS":

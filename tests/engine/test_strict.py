@@ -56,10 +56,12 @@ def test_validate_and_run_strict(tmp_path: Path) -> None:
     path = tmp_path / "machine.json"
     path.write_text(json.dumps(DEFINITION))
     runner = CliRunner()
-    plain = runner.invoke(cli, ["validate", str(path)])
+    aws = runner.invoke(cli, ["validate", str(path)])  # AWS: plain names are not ARNs
+    plain = runner.invoke(cli, ["validate", "--local", str(path)])
     strict = runner.invoke(
         cli, ["validate", "--strict", "--activities", "examples.hello_activities", str(path)]
     )
+    assert aws.exit_code == 1 and "INVALID_RESOURCE" in aws.output
     assert plain.exit_code == 0
     assert strict.exit_code == 1
     assert f"{path}:/States/Par/Branches/0/States/Typo/Resource: UNKNOWN_RESOURCE" in strict.output

@@ -773,7 +773,6 @@ def test_express_rejects_callbacks_and_activities(resource: str, message: str) -
 
 VALID: list[tuple[str, Any]] = [
     ("minimal", one(PASS_END)),
-    ("registered-handler-name", task(Resource="charge_card")),
     (
         "jsonata-state-in-jsonpath-machine",
         one({**PASS_END, "QueryLanguage": "JSONata", "Output": "{% $states.input %}"}),
@@ -1086,3 +1085,17 @@ def test_never_raises_on_mutated_valid_definitions(data: st.DataObject) -> None:
             parent[path[-1]] = data.draw(json_values)
     diagnostics = validate(mutated)
     assert [d.location for d in diagnostics] == sorted(d.location for d in diagnostics)
+
+
+def test_plain_resource_names_are_aws_invalid_but_run_locally() -> None:
+    """AWS accepts only ARNs; Stepwise's local rules bind plain names to handlers."""
+    from statemachine.build import local_diagnostics
+
+    definition = task(Resource="charge_card")
+    assert errors(validate(definition)) == {("INVALID_RESOURCE", "/States/A/Resource")}
+    local = local_diagnostics(definition)
+    assert [(d.severity, d.code) for d in local] == [("WARNING", "LOCAL_RESOURCE")]
+    for broken in ("", "arn:aws:lambda", "arn:aws:states:::"[:-1]):
+        assert ("INVALID_RESOURCE", "/States/A/Resource") in errors(
+            local_diagnostics(task(Resource=broken))
+        )
