@@ -13,8 +13,6 @@ import itertools
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import pytest
 
 from engine import Engine
+from tests.engine.processes import spawn_worker
 
 MACHINE = {
     "StartAt": "S0",
@@ -31,16 +30,6 @@ MACHINE = {
         "S4": {"Type": "Task", "Resource": "record", "End": True},
     },
 }
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _spawn(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.crash_worker", url, str(log)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def _run_with_kills(url: str, tmp_path: Path, *, workers: int, executions: int) -> dict[str, Any]:
@@ -51,7 +40,7 @@ def _run_with_kills(url: str, tmp_path: Path, *, workers: int, executions: int) 
             engine.start_sync("crashy", {"v": 0}, name=f"e{i}").execution_id
             for i in range(executions)
         ]
-        procs = [_spawn(url, log) for _ in range(workers)]
+        procs = [spawn_worker(url, log) for _ in range(workers)]
         rng = random.Random(7)
         kills = 0
         deadline = time.monotonic() + 150
@@ -62,7 +51,7 @@ def _run_with_kills(url: str, tmp_path: Path, *, workers: int, executions: int) 
                 procs[victim].send_signal(signal.SIGKILL)
                 procs[victim].wait()
                 kills += 1
-                procs[victim] = _spawn(url, log)
+                procs[victim] = spawn_worker(url, log)
                 running = engine.list_executions_sync(machine="crashy", status="RUNNING")
                 if not running:
                     break

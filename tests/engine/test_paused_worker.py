@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from engine import Engine
+from tests.engine.processes import spawn_worker, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 MACHINE = {
     "StartAt": "Slow",
     "States": {
@@ -27,26 +25,8 @@ MACHINE = {
 }
 
 
-def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.crash_worker", url, str(log)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _lines(log: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
-
-
-def _until(predicate: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_paused_worker_cannot_write_after_losing_its_lease(db_url: str, tmp_path: Path) -> None:
@@ -54,17 +34,17 @@ def test_paused_worker_cannot_write_after_losing_its_lease(db_url: str, tmp_path
     with Engine(db_url, worker=False) as engine:
         engine.create_state_machine_sync("slow", MACHINE)
         started = engine.start_sync("slow", {})
-        first = _worker(db_url, log)
+        first = spawn_worker(db_url, log)
         second = None
         try:
-            _until(lambda: any(line["phase"] == "start" for line in _lines(log)))
+            wait_until(lambda: any(line["phase"] == "start" for line in _lines(log)))
             first.send_signal(signal.SIGSTOP)
-            second = _worker(db_url, log)
+            second = spawn_worker(db_url, log)
             done = engine.wait_sync(started, timeout=60)
             before = engine.history_sync(done)
             first.send_signal(signal.SIGCONT)
             # A's handler runs to its end; let its refused writes happen.
-            _until(lambda: sum(1 for line in _lines(log) if line["pid"] == first.pid) == 2)
+            wait_until(lambda: sum(1 for line in _lines(log) if line["pid"] == first.pid) == 2)
             time.sleep(2)
             after = engine.history_sync(done)
         finally:

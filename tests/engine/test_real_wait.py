@@ -9,15 +9,13 @@ Wait's due time.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from engine import Engine
+from tests.engine.processes import spawn_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 MACHINE = {
     "StartAt": "Pause",
     "States": {
@@ -27,21 +25,12 @@ MACHINE = {
 }
 
 
-def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.crash_worker", url, str(log)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def test_wait_fires_once_on_time_across_a_sigkill(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "unused.jsonl"
     with Engine(db_url, worker=False) as engine:
         engine.create_state_machine_sync("pause", MACHINE)
         started = engine.start_sync("pause", {})
-        first = _worker(db_url, log)
+        first = spawn_worker(db_url, log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if any(e.type == "WaitStateEntered" for e in engine.history_sync(started)):
@@ -51,7 +40,7 @@ def test_wait_fires_once_on_time_across_a_sigkill(db_url: str, tmp_path: Path) -
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed_at = time.time()
-        second = _worker(db_url, log)
+        second = spawn_worker(db_url, log)
         try:
             done = engine.wait_sync(started, timeout=60)
         finally:

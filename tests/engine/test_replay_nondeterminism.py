@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from engine import Engine
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.engine.processes import spawn_worker, wait_until
 
 MACHINE = {
     "QueryLanguage": "JSONata",
@@ -34,34 +30,16 @@ MACHINE = {
 }
 
 
-def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.crash_worker", url, str(log)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_for(predicate: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_uuid_and_random_survive_a_sigkill(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "calls.jsonl"
     with Engine(db_url, worker=False, lease_seconds=2) as engine:
         engine.create_state_machine_sync("draw", MACHINE)
         started = engine.start_sync("draw", {})
-        first = _worker(db_url, log)
-        _wait_for(lambda: log.exists() and log.read_text().strip())
+        first = spawn_worker(db_url, log)
+        wait_until(lambda: log.exists() and log.read_text().strip())
         first.send_signal(signal.SIGKILL)
         first.wait()
-        second = _worker(db_url, log)
+        second = spawn_worker(db_url, log)
         try:
             done = engine.wait_sync(started, timeout=60)
         finally:
