@@ -44,7 +44,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
-from engine.worker import LeaseKeeper, Worker
+from engine.worker import LeaseKeeper, StopWatcher, Worker
 from statemachine.build import load, parse_definition
 
 __all__ = ["Engine"]
@@ -125,6 +125,7 @@ class Engine(TaskCallbacks):
         stack.callback(group.cancel_scope.cancel)
         group.start_soon(committer.run)
         group.start_soon(self._keeper.run)
+        group.start_soon(StopWatcher(self._runtime).run)
         if self.run_worker_in_process:
             self.worker = Worker(
                 self._runtime,

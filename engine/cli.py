@@ -19,10 +19,10 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import click
@@ -94,6 +94,20 @@ def main() -> None:
         stream=sys.stderr, level=logging.WARNING, format="stepwise: %(levelname)s: %(message)s"
     )
     cli.main(prog_name="stepwise")
+
+
+T = TypeVar("T")
+
+
+def with_client(call: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open a client Engine (no in-process worker) on --db, run `call` with it, close it."""
+    url = database_url()
+
+    async def main() -> T:
+        async with Engine(url, worker=False) as engine:
+            return await call(engine)
+
+    return run_async(main)
 
 
 # -- validate ------------------------------------------------------------------
@@ -194,16 +208,11 @@ def machines() -> None:
 @global_options
 def machines_create(name: str, file: str, machine_type: str) -> None:
     """Create state machine NAME from FILE; a changed definition becomes a new version."""
-    ctx = click.get_current_context()
     kind = machine_type_of(machine_type)
     _text, raw = load_definition_file(file)
     check_definition(file, raw, kind)
 
-    async def create() -> Any:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.create_state_machine(name, raw, machine_type=kind)
-
-    version = run_async(create)
+    version = with_client(lambda engine: engine.create_state_machine(name, raw, machine_type=kind))
     result = {
         "stateMachineArn": machine_arn(version.name),
         "name": version.name,
@@ -220,13 +229,7 @@ def machines_create(name: str, file: str, machine_type: str) -> None:
 @global_options
 def machines_list() -> None:
     """List state machines (latest version of each)."""
-    ctx = click.get_current_context()
-
-    async def listing() -> Any:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.list_state_machines()
-
-    found = run_async(listing)
+    found = with_client(lambda engine: engine.list_state_machines())
     if json_output():
         emit_json({"stateMachines": [machine_list_item(m) for m in found]})
         return
@@ -241,13 +244,7 @@ def machines_list() -> None:
 @global_options
 def machines_describe(name: str) -> None:
     """Describe state machine NAME (its latest version), definition included."""
-    ctx = click.get_current_context()
-
-    async def describe() -> Any:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.describe_state_machine(name)
-
-    document = machine_to_aws(run_async(describe))
+    document = machine_to_aws(with_client(lambda engine: engine.describe_state_machine(name)))
     if json_output():
         emit_json(document)
         return
@@ -273,14 +270,9 @@ def start_command(
     machine: str, input_text: str | None, input_file: str | None, execution_name: str | None
 ) -> None:
     """Start an execution of state machine NAME; a running `stepwise worker` runs it."""
-    ctx = click.get_current_context()
     payload = execution_input(input_text, input_file)
 
-    async def start() -> ExecutionRecord:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.start(machine, payload, name=execution_name)
-
-    record = run_async(start)
+    record = with_client(lambda engine: engine.start(machine, payload, name=execution_name))
     result = {
         "executionArn": record.execution_id,
         "name": record.name,
@@ -313,13 +305,7 @@ def _compact(value: Any) -> str:
 @global_options
 def describe_command(execution: str) -> None:
     """Describe an execution (by executionArn, or by its name when unambiguous)."""
-    ctx = click.get_current_context()
-
-    async def describe() -> ExecutionRecord:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.describe(execution)
-
-    document = execution_to_aws(run_async(describe))
+    document = execution_to_aws(with_client(lambda engine: engine.describe(execution)))
     if json_output():
         emit_json(document)
     else:
@@ -332,13 +318,7 @@ def describe_command(execution: str) -> None:
 @global_options
 def history_command(execution: str, reverse: bool) -> None:
     """Print an execution's history events, AWS-shaped."""
-    ctx = click.get_current_context()
-
-    async def history() -> Any:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.history(execution)
-
-    events = run_async(history)
+    events = with_client(lambda engine: engine.history(execution))
     if json_output():
         emit_json(history_to_aws(events, reverse=reverse))
         return
@@ -355,15 +335,11 @@ def history_command(execution: str, reverse: bool) -> None:
 @global_options
 def list_command(machine: str | None, status: str | None) -> None:
     """List executions, newest first."""
-    ctx = click.get_current_context()
-
-    async def listing() -> list[ExecutionRecord]:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.list_executions(
-                machine=machine, status=status.upper() if status else None
-            )
-
-    records = run_async(listing)
+    records = with_client(
+        lambda engine: engine.list_executions(
+            machine=machine, status=status.upper() if status else None
+        )
+    )
     if json_output():
         emit_json({"executions": [execution_list_item(r) for r in records]})
         return
@@ -383,13 +359,7 @@ def list_command(machine: str | None, status: str | None) -> None:
 @global_options
 def stop_command(execution: str, error: str | None, cause: str | None) -> None:
     """Stop (abort) a running execution."""
-    ctx = click.get_current_context()
-
-    async def stop() -> ExecutionRecord:
-        async with Engine(database_url(ctx), worker=False) as engine:
-            return await engine.stop(execution, error=error, cause=cause)
-
-    record = run_async(stop)
+    record = with_client(lambda engine: engine.stop(execution, error=error, cause=cause))
     stopped = iso_timestamp(record.stop_date or datetime.now(UTC))
     if json_output():
         emit_json({"stopDate": stopped})

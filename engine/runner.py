@@ -40,7 +40,7 @@ from statemachine.build import load
 from statemachine.errors import States, StatesError
 from statemachine.model import StateMachine
 
-__all__ = ["Activation", "Runtime", "activate", "execution_arn", "machine_arn"]
+__all__ = ["Activation", "Runtime", "StopSignal", "activate", "execution_arn", "machine_arn"]
 
 ACCOUNT = "arn:aws:states:local:000000000000"
 
@@ -79,6 +79,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     # Executions someone in this process waits on, set when they finish here.
     finished: dict[str, anyio.Event] = field(default_factory=dict)
+    # Running activations, signalled by the process's one StopWatcher.
+    stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     _machines: dict[str, StateMachine] = field(default_factory=dict)
 
     def machine(self, version: MachineVersion) -> StateMachine:
@@ -89,9 +91,17 @@ class Runtime:
         return cached
 
 
-class _Stopped(Exception):  # a control-flow signal, not an error
-    def __init__(self, error: str | None, cause: str | None) -> None:
+@dataclass
+class StopSignal:
+    """Set when a stop is requested for a running activation's execution."""
+
+    event: anyio.Event = field(default_factory=anyio.Event)
+    error: str | None = None
+    cause: str | None = None
+
+    def set(self, error: str | None, cause: str | None) -> None:
         self.error, self.cause = error, cause
+        self.event.set()
 
 
 async def activate(
@@ -172,7 +182,9 @@ async def activate(
     if deadline is not None and runtime.clock.now() >= deadline:
         return await _finish_timed_out(runtime, journal, checkpoint)
 
-    stopped: list[_Stopped] = []
+    stop = StopSignal()
+    runtime.stop_signals[execution_id] = stop
+    stopped = False
     timed_out = False
     outcome: Any = None
     suspended: Suspend | None = None
@@ -180,15 +192,14 @@ async def activate(
     async with anyio.create_task_group() as group:
 
         async def watch_stop() -> None:
-            while True:
-                await anyio.sleep(runtime.stop_poll_seconds)
-                current = await runtime.run_db(runtime.store.get_execution, execution_id)
-                if current.stop_requested:
-                    stopped.append(
-                        _Stopped(current.stop_requested_error, current.stop_requested_cause)
-                    )
-                    group.cancel_scope.cancel()
-                    return
+            # Every way out of this group cancels this task: unregister here.
+            nonlocal stopped
+            try:
+                await stop.event.wait()
+            finally:
+                runtime.stop_signals.pop(execution_id, None)
+            stopped = True
+            group.cancel_scope.cancel()
 
         async def walk_machine() -> None:
             nonlocal outcome, suspended, failure, timed_out
@@ -219,9 +230,7 @@ async def activate(
         group.start_soon(walk_machine)
 
     if stopped:
-        return await _finish_aborted(
-            runtime, journal, checkpoint, stopped[0].error, stopped[0].cause
-        )
+        return await _finish_aborted(runtime, journal, checkpoint, stop.error, stop.cause)
     if timed_out:
         return await _finish_timed_out(runtime, journal, checkpoint)
     if suspended is not None:

@@ -22,7 +22,7 @@ from engine import telemetry
 from engine.runner import Runtime, activate
 from engine.store import LeaseLost
 
-__all__ = ["LeaseKeeper", "Worker"]
+__all__ = ["LeaseKeeper", "StopWatcher", "Worker"]
 
 log = logging.getLogger("stepwise.worker")
 
@@ -52,6 +52,31 @@ class LeaseKeeper:
                 if execution_id not in kept and execution_id in self.held:
                     log.warning("lease lost for %s; cancelling it here", execution_id)
                     self.held[execution_id].cancel()
+
+
+@dataclass
+class StopWatcher:
+    """One poll for every running activation's stop request, instead of one poll each.
+
+    Each activation registers a StopSignal in `runtime.stop_signals`; every
+    `stop_poll_seconds` this asks the store, in a single query, which of them
+    have a stop requested, and signals those.
+    """
+
+    runtime: Runtime
+
+    async def run(self) -> None:
+        runtime = self.runtime
+        while True:
+            await anyio.sleep(runtime.stop_poll_seconds)
+            ids = list(runtime.stop_signals)
+            if not ids:
+                continue
+            requested = await runtime.run_db(runtime.store.stop_requests, ids)
+            for execution_id, (error, cause) in requested.items():
+                signal = runtime.stop_signals.get(execution_id)
+                if signal is not None:
+                    signal.set(error, cause)
 
 
 class Worker:

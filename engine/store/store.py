@@ -794,6 +794,28 @@ class Store:
         """
         self._waker.wait(timeout)
 
+    def stop_requests(
+        self, execution_ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Of `execution_ids`, those with a stop requested: id → (error, cause). One query."""
+        if not execution_ids:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    executions.c.execution_id,
+                    executions.c.stop_requested_error,
+                    executions.c.stop_requested_cause,
+                ).where(
+                    executions.c.execution_id.in_(list(execution_ids)),
+                    executions.c.stop_requested.is_(True),
+                )
+            )
+            return {
+                row.execution_id: (row.stop_requested_error, row.stop_requested_cause)
+                for row in rows
+            }
+
     def work_due_at(self, execution_id: str) -> tuple[bool, datetime | None]:
         """(queued, due_at) of one execution's work row; queued False when it has none."""
         with self._read() as conn:
