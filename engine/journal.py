@@ -169,8 +169,3 @@ class Journal:
         """Hand over what is pending for a commit and start a fresh batch."""
         pending, self._pending = self._pending, _Pending()
         return pending.journal, pending.events
-
-    def restore(self, journal: list[tuple[str, str]], events: list[Event]) -> None:
-        """Put back a drained batch whose commit failed before reaching the database."""
-        self._pending.journal[:0] = journal
-        self._pending.events[:0] = events

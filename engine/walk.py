@@ -214,7 +214,6 @@ class Walk:
     checkpoint: Callable[[], Awaitable[None]]
     random_source: Callable[[], float]
     hold_seconds: float = 30.0
-    trace_payloads: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
     def payload(self, value: Any) -> str:
