@@ -9,6 +9,7 @@ deadlocking on a read-to-write lock upgrade.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any, Literal
 
@@ -77,6 +78,27 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa_exc.DisconnectionError(str(exc)) from exc
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting out other connections doing the same.
+
+    Converting a fresh file takes an exclusive lock, and SQLite may answer
+    SQLITE_BUSY for it without consulting the busy handler, so several
+    processes opening a new database at once would fail at random. The mode
+    persists in the file: once converted, this returns at the first try.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def create_engine(parsed: URL, dialect: str) -> Engine:
     """A SQLAlchemy engine for a parsed URL, with SQLite set up for WAL and our own BEGIN."""
     if dialect == "postgresql":
@@ -100,9 +122,9 @@ def create_engine(parsed: URL, dialect: str) -> Engine:
         # is ours (BEGIN IMMEDIATE for writes) and DDL stays transactional.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        if not memory:
+            _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

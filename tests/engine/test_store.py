@@ -106,7 +106,7 @@ def test_concurrent_migrations_apply_each_step_once(db_url: str) -> None:
     def migrate() -> int:
         store = Store(db_url, auto_migrate=False)
         try:
-            barrier.wait()
+            barrier.wait(timeout=60)  # a thread that failed early breaks it: no hang
             return store.migrate()
         finally:
             store.close()
