@@ -16,6 +16,7 @@ from typing import Final
 __all__ = [
     "FORBIDDEN_NAME_CHARS",
     "MAX_DEFINITION_BYTES",
+    "MAX_DELAY_SECONDS",
     "MAX_HISTORY_EVENTS",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_BYTES",
@@ -35,6 +36,8 @@ MAX_HISTORY_EVENTS: Final = 25_000
 # TimeoutSeconds, HeartbeatSeconds, Wait Seconds, Retry MaxAttempts/IntervalSeconds:
 # the largest value AWS accepts, and the default task timeout.
 MAX_SECONDS: Final = 99_999_999
+# Retry MaxDelaySeconds' ceiling: a year (366 days), as long as an execution may run.
+MAX_DELAY_SECONDS: Final = 31_622_400
 # State machine, execution, activity, alias and Map Run label names.
 MAX_NAME_LENGTH: Final = 80
 # Names may not contain white space, these characters or control characters.

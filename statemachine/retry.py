@@ -24,6 +24,7 @@ from typing import Any, Literal
 import msgspec
 
 from statemachine.errors import ExpressionSyntaxError, States
+from statemachine.quotas import MAX_DELAY_SECONDS, MAX_SECONDS
 
 __all__ = [
     "MAX_RETRY_DELAY_SECONDS",
@@ -42,8 +43,7 @@ __all__ = [
 
 # An execution cannot outlive a year (31,622,400 s is also MaxDelaySeconds'
 # ceiling), so an uncapped backoff longer than that waits the same as this.
-MAX_RETRY_DELAY_SECONDS = 31_622_400
-_MAX_COUNT = 99_999_999
+MAX_RETRY_DELAY_SECONDS = MAX_DELAY_SECONDS
 
 _RETRIER_FIELDS = frozenset(
     {
@@ -141,8 +141,8 @@ def parse_retrier(raw: Any) -> Retrier:
         raise ExpressionSyntaxError("retrier: JitterStrategy must be FULL or NONE")
     return Retrier(
         error_equals=_error_equals(raw, "retrier"),
-        interval_seconds=_integer(raw, "IntervalSeconds", 1, 1, _MAX_COUNT),
-        max_attempts=_integer(raw, "MaxAttempts", 3, 0, _MAX_COUNT),
+        interval_seconds=_integer(raw, "IntervalSeconds", 1, 1, MAX_SECONDS),
+        max_attempts=_integer(raw, "MaxAttempts", 3, 0, MAX_SECONDS),
         backoff_rate=float(backoff),
         max_delay_seconds=max_delay,
         jitter=jitter,

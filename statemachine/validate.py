@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from statemachine.diagnostics import Diagnostic, pointer_child
+from statemachine.quotas import MAX_SECONDS
 from statemachine.validate_exprs import QueryLanguage, Reporter, is_int, json_type
-from statemachine.validate_states import MAX_SECONDS, StateFacts, check_state
+from statemachine.validate_states import StateFacts, check_state
 
 __all__ = [
     "MAX_JSON_DEPTH",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.diagnostics import pointer_child
+from statemachine.quotas import MAX_PAYLOAD_BYTES
 from statemachine.validate_exprs import (
     QueryLanguage,
     Reporter,
@@ -25,8 +26,6 @@ from statemachine.validate_exprs import (
 )
 
 __all__ = ["check_map_fields"]
-
-MAX_BATCH_BYTES = 262_144
 
 _READER_INPUT_TYPES = ("CSV", "JSON", "JSONL", "PARQUET", "MANIFEST")
 _CSV_HEADER_LOCATIONS = ("FIRST_ROW", "GIVEN")
@@ -260,7 +259,7 @@ def _check_batcher(batcher: _Fields) -> None:
             "'MaxInputBytesPerBatch' (or their Path forms)",
         )
     batcher.number("MaxItemsPerBatch", 1, None, integral=True)
-    batcher.number("MaxInputBytesPerBatch", 1, MAX_BATCH_BYTES, integral=True)
+    batcher.number("MaxInputBytesPerBatch", 1, MAX_PAYLOAD_BYTES, integral=True)
     batcher.path("MaxItemsPerBatchPath")
     batcher.path("MaxInputBytesPerBatchPath")
     if "BatchInput" in batcher.body:

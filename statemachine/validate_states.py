@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from statemachine.diagnostics import pointer_child
 from statemachine.errors import ExpressionSyntaxError
+from statemachine.quotas import FORBIDDEN_NAME_CHARS, MAX_DELAY_SECONDS, MAX_SECONDS
 from statemachine.validate_choice import check_choices
 from statemachine.validate_exprs import (
     QueryLanguage,
@@ -47,8 +48,6 @@ try:
 except ImportError:  # pragma: no cover - only while retry.py is being written
     _parse_retrier = _parse_catcher = None
 
-MAX_SECONDS = 99_999_999
-MAX_DELAY_SECONDS = 31_622_400
 MAX_LABEL_LENGTH = 40
 
 _COMMON = frozenset({"Type", "Comment", "QueryLanguage"})
@@ -128,8 +127,6 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
 }
 STATE_TYPES = tuple(_FIELDS)
 
-# Names (state machine, execution, activity, Map Label) may not contain these.
-_FORBIDDEN_NAME_CHARS = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")
 _ACTIVITY_ARN = re.compile(r"^arn:aws[\w-]*:states:[^:]*:[^:]*:activity:.+$")
 
 
@@ -707,7 +704,7 @@ def _check_label(state: _State, label: str) -> None:
             "INVALID_LABEL_NAME",
             f"A Map 'Label' must be 1 to {MAX_LABEL_LENGTH} characters long",
         )
-    elif _FORBIDDEN_NAME_CHARS.search(label):
+    elif FORBIDDEN_NAME_CHARS.search(label):
         state.rep.error(
             here,
             "INVALID_LABEL_NAME",
