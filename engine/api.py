@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -30,11 +29,10 @@ from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
-from engine.errors import InvalidExecutionInput
+from engine.lifecycle import Lifecycle
 from engine.names import check_name
-from engine.runner import Runtime, activate, execution_arn, machine_arn
+from engine.runner import Runtime
 from engine.sandbox import Sandbox
-from engine.states.common import MAX_PAYLOAD_BYTES
 from engine.store import (
     Event,
     ExecutionRecord,
@@ -50,6 +48,20 @@ from statemachine.build import load, parse_definition
 __all__ = ["Engine"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _sync_twin(
+    method: Callable[Concatenate[Engine, P], Awaitable[T]],
+) -> Callable[Concatenate[Engine, P], T]:
+    """The plain-code twin of an async Engine method: same parameters, run on the engine's loop."""
+
+    def twin(self: Engine, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._call(method, self, *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = f"{method.__name__}_sync"
+    twin.__doc__ = f"`{method.__name__}` for plain code, inside ``with Engine(...)``."
+    return twin
 
 
 class Engine(TaskCallbacks):
@@ -92,6 +104,7 @@ class Engine(TaskCallbacks):
         self._sync_stack: ExitStack | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._db_limiter: anyio.CapacityLimiter | None = None
+        self._lifecycle: Lifecycle | None = None
         self.worker: Worker | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -118,6 +131,7 @@ class Engine(TaskCallbacks):
         sandbox = Sandbox()
         stack.callback(sandbox.close)
         self._runtime.extras["sandbox"] = sandbox
+        self._lifecycle = Lifecycle(store=self._store, clock=self.clock, run_db=self._run_db)
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))
@@ -171,17 +185,27 @@ class Engine(TaskCallbacks):
             self._portal = None
 
     async def _run_db(
-        self, fn: Callable[..., T], /, *args: Any, cancellable: bool = False, **kwargs: Any
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        cancellable: bool = False,
+        idle: bool = False,
+        **kwargs: Any,
     ) -> T:
-        waiting = getattr(fn, "__name__", "") == "wait_for_work"
+        """Run a blocking store call on a worker thread (or inline, see `inline_store`).
+
+        `idle=True` marks the worker's wait for new work (`Store.wait_for_work`,
+        its first argument the timeout): it must never hold a database slot —
+        on SQLite the limiter has one, and every commit would queue behind the
+        poll — and with `inline_store` it is a plain sleep.
+        """
         if self.inline_store:
-            if waiting:
+            if idle:
                 await anyio.sleep(float(args[0]) if args else self.poll_seconds)
                 return None  # type: ignore[return-value]
             return fn(*args, **kwargs)
-        if waiting:
-            # Waiting for work must never hold a database slot: on SQLite the
-            # limiter has one, and every commit would queue behind the poll.
+        if idle:
             return await anyio.to_thread.run_sync(
                 functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
             )
@@ -198,6 +222,15 @@ class Engine(TaskCallbacks):
                 "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
             )
         return self._store
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The executions' lifecycle (start, stop, describe, list) on this engine's store."""
+        if self._lifecycle is None:
+            raise RuntimeError(
+                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
+            )
+        return self._lifecycle
 
     @property
     def runtime(self) -> Runtime:
@@ -241,59 +274,40 @@ class Engine(TaskCallbacks):
         The same `name` with the same input returns the existing execution;
         with a different input it raises ExecutionAlreadyExists.
         """
-        version = await self._run_db(self.store.get_state_machine, machine)
-        name = name or str(uuid.uuid4())
-        check_name(name, what="execution")
-        try:
-            payload = msgspec.json.encode({} if input is None else input).decode()
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise InvalidExecutionInput(f"Invalid execution input: {exc}") from None
-        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-            raise InvalidExecutionInput(
-                f"Invalid execution input: {len(payload.encode())} bytes, over the "
-                f"{MAX_PAYLOAD_BYTES}-byte limit"
-            )
-        now = self.clock.now()
-        execution_id = execution_arn(machine, name)
-        first = Event(
-            event_id=1,
-            previous_event_id=0,
-            type="ExecutionStarted",
-            timestamp=now,
-            details={
-                "input": payload,
-                "inputDetails": {"truncated": False},
-                "roleArn": "arn:aws:iam::000000000000:role/stepwise",
-                "stateMachineVersionArn": f"{machine_arn(machine)}:{version.version}",
-            },
-        )
-        record, created = await self._run_db(
-            self.store.create_execution,
-            execution_id=execution_id,
-            name=name,
-            machine=version,
-            input=payload,
-            start_date=now,
-            trace_id=secrets.token_hex(16),
-            first_event=first,
-        )
-        if created:
-            telemetry.on_commit(record, [first])
-        return record
+        return await self.lifecycle.start(machine, input, name=name)
 
     async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:
         """The execution by its executionArn or (when unambiguous) its name."""
-        ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
-        return await self._run_db(self.store.get_execution, ref)
+        return await self.lifecycle.describe(execution)
 
     async def history(self, execution: str | ExecutionRecord) -> list[Event]:
-        record = await self.describe(execution)
-        return await self._run_db(self.store.history, record.execution_id)
+        return await self.lifecycle.history(execution)
 
     async def list_executions(
         self, *, machine: str | None = None, status: str | None = None
     ) -> list[ExecutionRecord]:
-        return await self._run_db(self.store.list_executions, machine=machine, status=status)
+        """Up to 1000 executions, newest first (`list_executions_page` pages through all)."""
+        items, _ = await self.lifecycle.list_executions(
+            machine=machine, status=status, max_results=1000
+        )
+        return items
+
+    async def list_executions_page(
+        self,
+        *,
+        machine: str | None = None,
+        status: str | None = None,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        """One page of executions, newest first, and the next page's token (None at the end).
+
+        See `Lifecycle.list_executions`: `max_results` is 1 to 1000, and a
+        token from another listing raises InvalidToken.
+        """
+        return await self.lifecycle.list_executions(
+            machine=machine, status=status, max_results=max_results, next_token=next_token
+        )
 
     async def stop(
         self,
@@ -306,14 +320,7 @@ class Engine(TaskCallbacks):
 
         When no worker holds it, the stop is carried out here and now.
         """
-        record = await self.describe(execution)
-        await self._run_db(
-            self.store.request_stop,
-            record.execution_id,
-            error=error,
-            cause=cause,
-            now=self.clock.now(),
-        )
+        record = await self.lifecycle.stop(execution, error=error, cause=cause)
         return await self._drive(record.execution_id, hold_seconds=0.0, until_stable=True)
 
     async def wait(
@@ -351,49 +358,40 @@ class Engine(TaskCallbacks):
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
         await self._run_db(self.store.put_state_machine, machine, text, "STANDARD")
-        record = await self.start(machine, input, name=name)
+        record = await self.lifecycle.start(machine, input, name=name)
         return await self._drive(record.execution_id, hold_seconds=float("inf"))
 
     async def _drive(
         self, execution_id: str, *, hold_seconds: float, until_stable: bool = False
     ) -> ExecutionRecord:
-        """Run one execution here whenever its lease is free, until it ends."""
-        runtime = self.runtime
+        """Run one execution here whenever its lease is free, until it ends.
+
+        It goes through the same claim path as the in-process worker
+        (`LeaseKeeper.reserve` and `run_one`): the worker shares our worker
+        id, so the keeper's local table is what keeps us from both running it.
+        """
         while True:
-            record = await self._run_db(self.store.get_execution, execution_id)
+            record = await self.describe(execution_id)
             if record.status != ExecutionStatus.RUNNING:
                 return record
             due: datetime | None = None
             claimed = False
-            if execution_id not in self._keeper.held:
-                # Reserve it in this process first: the in-process worker shares
-                # our worker id, so the local table is what keeps us from both
-                # running it.
-                scope = anyio.CancelScope()
-                self._keeper.held[execution_id] = scope
+            scope = self._keeper.reserve(execution_id)
+            if scope is not None:
                 try:
-                    claimed = await self._run_db(
-                        self.store.claim_execution,
-                        execution_id,
-                        self.worker_id,
-                        lease_seconds=self.lease_seconds,
-                        now=self.clock.now(),
+                    ran = await self._keeper.run_one(
+                        execution_id, scope, leased=False, hold_seconds=hold_seconds
                     )
-                    if claimed:
-                        with scope:
-                            activation = await activate(
-                                runtime, execution_id, hold_seconds=hold_seconds
-                            )
-                            due = activation.due_at
-                            if activation.status != ExecutionStatus.RUNNING:
-                                continue
-                            if until_stable:
-                                return await self.describe(execution_id)
                 except LeaseLost:
-                    claimed = False
-                finally:
-                    if self._keeper.held.get(execution_id) is scope:
-                        del self._keeper.held[execution_id]
+                    ran = None
+                if ran is not None and ran.claimed:
+                    claimed = True
+                    if ran.activation is not None:
+                        due = ran.activation.due_at
+                        if ran.activation.status != ExecutionStatus.RUNNING:
+                            continue
+                        if until_stable:
+                            return await self.describe(execution_id)
             if claimed:
                 await self._until_due(execution_id, due)
             else:
@@ -413,31 +411,17 @@ class Engine(TaskCallbacks):
             await anyio.sleep(max(step, 0.0))
 
     # -- plain-code twins ----------------------------------------------------
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if self._portal is None:
             raise RuntimeError("use the _sync methods inside 'with Engine(...) as engine:'")
         return self._portal.call(functools.partial(fn, *args, **kwargs))
 
-    def create_state_machine_sync(self, *args: Any, **kwargs: Any) -> MachineVersion:
-        return cast("MachineVersion", self._call(self.create_state_machine, *args, **kwargs))
-
-    def start_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return cast("ExecutionRecord", self._call(self.start, *args, **kwargs))
-
-    def wait_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return cast("ExecutionRecord", self._call(self.wait, *args, **kwargs))
-
-    def run_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return cast("ExecutionRecord", self._call(self.run, *args, **kwargs))
-
-    def describe_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return cast("ExecutionRecord", self._call(self.describe, *args, **kwargs))
-
-    def history_sync(self, *args: Any, **kwargs: Any) -> list[Event]:
-        return cast("list[Event]", self._call(self.history, *args, **kwargs))
-
-    def stop_sync(self, *args: Any, **kwargs: Any) -> ExecutionRecord:
-        return cast("ExecutionRecord", self._call(self.stop, *args, **kwargs))
-
-    def list_executions_sync(self, *args: Any, **kwargs: Any) -> list[ExecutionRecord]:
-        return cast("list[ExecutionRecord]", self._call(self.list_executions, *args, **kwargs))
+    create_state_machine_sync = _sync_twin(create_state_machine)
+    start_sync = _sync_twin(start)
+    wait_sync = _sync_twin(wait)
+    run_sync = _sync_twin(run)
+    describe_sync = _sync_twin(describe)
+    history_sync = _sync_twin(history)
+    stop_sync = _sync_twin(stop)
+    list_executions_sync = _sync_twin(list_executions)
+    list_executions_page_sync = _sync_twin(list_executions_page)

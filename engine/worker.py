@@ -19,20 +19,85 @@ from dataclasses import dataclass, field
 import anyio
 
 from engine import telemetry
-from engine.runner import Runtime, activate
+from engine.runner import Activation, Runtime, activate
 from engine.store import LeaseLost
 
-__all__ = ["LeaseKeeper", "StopWatcher", "Worker"]
+__all__ = ["LeaseKeeper", "Ran", "StopWatcher", "Worker"]
 
 log = logging.getLogger("stepwise.worker")
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What `LeaseKeeper.run_one` did: whether it held the lease, and how the activation ended.
+
+    `activation` is None when the execution was not run to a stop here: its
+    lease was not ours to take, or it was lost (renewal failed) and the run
+    was cancelled.
+    """
+
+    claimed: bool
+    activation: Activation | None = None
+
+
 @dataclass
 class LeaseKeeper:
-    """The leases this process holds, renewed together."""
+    """The leases this process holds, renewed together, and the one path from a lease to a run.
+
+    `held` maps each execution this process runs to the cancel scope of its
+    run. Every run goes through `reserve` then `run_one`, the Worker's and
+    `Engine.run`'s alike, so one process never runs one execution twice.
+    """
 
     runtime: Runtime
     held: dict[str, anyio.CancelScope] = field(default_factory=dict)
+
+    def reserve(self, execution_id: str) -> anyio.CancelScope | None:
+        """Mark `execution_id` as run by this process; None when it already is.
+
+        Synchronous on purpose: checking and marking with no await between
+        is what keeps two tasks of this process from both running it.
+        """
+        if execution_id in self.held:
+            return None
+        scope = anyio.CancelScope()
+        self.held[execution_id] = scope
+        return scope
+
+    async def run_one(
+        self,
+        execution_id: str,
+        scope: anyio.CancelScope,
+        *,
+        leased: bool,
+        hold_seconds: float | None = None,
+    ) -> Ran:
+        """Run one reserved execution here as far as it goes now, then unreserve it.
+
+        `leased` says the caller already holds its lease (a `claim_due`);
+        otherwise this claims it first (`claim_execution`), and returns
+        Ran(claimed=False) when another worker holds it. Raises LeaseLost
+        when the lease is lost mid-run and the store refuses a commit.
+        """
+        runtime = self.runtime
+        try:
+            if not leased and not await runtime.run_db(
+                runtime.store.claim_execution,
+                execution_id,
+                runtime.worker_id,
+                lease_seconds=runtime.lease_seconds,
+                now=runtime.clock.now(),
+            ):
+                return Ran(claimed=False)
+            with scope:
+                return Ran(
+                    claimed=True,
+                    activation=await activate(runtime, execution_id, hold_seconds=hold_seconds),
+                )
+            return Ran(claimed=True)  # the scope was cancelled: the lease is lost
+        finally:
+            if self.held.get(execution_id) is scope:
+                del self.held[execution_id]
 
     async def run(self) -> None:
         interval = max(0.05, self.runtime.lease_seconds / 3)
@@ -117,10 +182,9 @@ class Worker:
                     )
                     for execution_id, due_at in claimed:
                         telemetry.record_claim(due_at, now)
-                        if execution_id in self.keeper.held:
+                        scope = self.keeper.reserve(execution_id)
+                        if scope is None:
                             continue  # this process already runs it (Engine.run)
-                        scope = anyio.CancelScope()
-                        self.keeper.held[execution_id] = scope
                         group.start_soon(self._run_one, execution_id, scope)
                     if len(claimed) < free:
                         # Nothing more is due: sleep until new work is signalled
@@ -129,6 +193,7 @@ class Worker:
                             self.runtime.store.wait_for_work,
                             min(self.poll_seconds, 0.5),
                             cancellable=True,
+                            idle=True,
                         )
         finally:
             with anyio.CancelScope(shield=True):
@@ -146,8 +211,8 @@ class Worker:
     async def _run_one(self, execution_id: str, scope: anyio.CancelScope) -> None:
         completed = False
         try:
-            with scope:
-                await activate(self.runtime, execution_id)
+            ran = await self.keeper.run_one(execution_id, scope, leased=True)
+            if ran.activation is not None:
                 completed = True
                 self.finished += 1
         except LeaseLost:
@@ -156,7 +221,6 @@ class Worker:
         except Exception:
             log.exception("activation of %s failed; its lease will expire", execution_id)
         finally:
-            self.keeper.held.pop(execution_id, None)
             self._slot_freed.set()
             if not completed:
                 # Cancelled (shutdown, or a renewal failed): hand it back now

@@ -254,10 +254,24 @@ def _migration_2(conn: Connection) -> None:
         frozen.tables[name].create(conn)
 
 
+def _define_executions_newest_first_index(md: sa.MetaData) -> sa.Index:
+    """The index ListExecutions pages by: newest first, ties broken by execution id."""
+    table = md.tables["executions"]
+    return sa.Index("ix_executions_start_id", table.c.start_date, table.c.execution_id)
+
+
+def _migration_executions_newest_first_index(conn: Connection) -> None:
+    """Add ix_executions_start_id so each page of ListExecutions is an index range scan."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    _define_executions_newest_first_index(frozen).create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
     (2, "activity tasks and SQL effects", _migration_2),
+    (3, "index for paging executions newest first", _migration_executions_newest_first_index),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -265,6 +279,7 @@ metadata = sa.MetaData()
 schema_migrations = _schema_migrations_table(metadata)
 _define_v1(metadata)
 _define_v2(metadata)
+_define_executions_newest_first_index(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]

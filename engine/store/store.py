@@ -376,10 +376,20 @@ class Store:
         return execution_record(rows[0])
 
     def list_executions(
-        self, *, machine: str | None = None, status: str | None = None, limit: int = 1000
+        self,
+        *,
+        machine: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+        after: tuple[datetime, str] | None = None,
     ) -> list[ExecutionRecord]:
-        """Return executions, newest first, optionally of one machine and/or one status.
+        """Return up to `limit` executions, newest first, optionally of one machine and/or status.
 
+        Executions are ordered by (start_date, execution_id), descending, so
+        the order is total and stable. `after` is a keyset cursor: the
+        (start_date, execution_id) of the last execution of the previous
+        page; only executions that sort after it are returned, so paging
+        never repeats or skips one, even while new executions start.
         Raises StateMachineDoesNotExist for an unknown `machine`, ValueError
         for an unknown `status`.
         """
@@ -388,6 +398,17 @@ class Store:
             query = query.where(executions.c.status == ExecutionStatus(status).value)
         if machine is not None:
             query = query.where(executions.c.machine == machine)
+        if after is not None:
+            after_date, after_id = after
+            query = query.where(
+                sa.or_(
+                    executions.c.start_date < after_date,
+                    sa.and_(
+                        executions.c.start_date == after_date,
+                        executions.c.execution_id < after_id,
+                    ),
+                )
+            )
         query = query.order_by(
             executions.c.start_date.desc(), executions.c.execution_id.desc()
         ).limit(limit)

@@ -1,0 +1,257 @@
+"""The lifecycle of executions: start, stop, describe and list, for every face.
+
+`Lifecycle` is the one place an execution begins and the one place its
+record is read for a face: `Engine`, and next the CLI's client, the HTTP
+API, the scheduler and Distributed Map's child executions call it rather
+than the store. Only `Lifecycle.start` builds an ``ExecutionStarted`` event.
+Starting checks the execution's name, encodes and bounds its input
+(`statemachine.quotas.MAX_PAYLOAD_BYTES`), resolves the machine reference
+(`resolve_machine`: today a name means its latest version; ``NAME:VERSION``,
+``NAME:ALIAS`` and ARNs are resolved there next) and records the start
+idempotently: the same name with the same input returns the running
+execution. Listing pages newest first as AWS's ListExecutions does, with
+an opaque `next_token`. Stopping records the stop request; a worker (or
+`Engine.stop`, which drives the execution itself) carries it out.
+Redrive goes here too, as ``Lifecycle.redrive(execution)`` beside `stop`:
+it will check that the execution closed FAILED, TIMED_OUT or ABORTED and
+record ``ExecutionRedriven`` with its work row in one store transaction, so
+a worker replays it from the failed step. The collaborators — the store, a
+way to call it off the event loop, the clock and the telemetry hook — are
+passed in, so no Engine is needed to use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from engine import telemetry
+from engine.clock import Clock
+from engine.errors import InvalidExecutionInput, InvalidToken
+from engine.names import check_name
+from engine.runner import execution_arn, machine_arn
+from engine.store import Event, ExecutionRecord, ExecutionStatus, MachineVersion, Store
+from statemachine.quotas import MAX_PAYLOAD_BYTES
+
+__all__ = [
+    "MAX_LIST_RESULTS",
+    "InvalidNextToken",
+    "Lifecycle",
+    "RunDb",
+    "StartedHook",
+]
+
+T = TypeVar("T")
+
+# ListExecutions' maxResults range on AWS.
+MAX_LIST_RESULTS = 1000
+_ROLE_ARN = "arn:aws:iam::000000000000:role/stepwise"
+
+
+class RunDb(Protocol):
+    """Runs one blocking store call off the event loop and returns its result."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Awaitable[T]: ...
+
+
+# Called with a newly started execution and its first event (telemetry.on_commit).
+StartedHook = Callable[[ExecutionRecord, Sequence[Event]], None]
+
+
+class InvalidNextToken(InvalidToken):
+    """A ListExecutions `next_token` that this store did not hand out for this query.
+
+    AWS answers a bad nextToken with ``InvalidToken``, hence the base class.
+    """
+
+
+class _PageToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a next_token carries: the last execution's sort key and the query it pages."""
+
+    start_date: datetime
+    execution_id: str
+    machine: str | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Start, stop, describe and list executions on one store."""
+
+    store: Store
+    clock: Clock
+    run_db: RunDb
+    on_started: StartedHook = telemetry.on_commit
+
+    # -- start ---------------------------------------------------------------
+    async def resolve_machine(self, reference: str) -> MachineVersion:
+        """The state machine version an execution of `reference` runs.
+
+        Today a reference is a state machine's name and means its latest
+        version; ``NAME:VERSION``, ``NAME:ALIAS`` and ARNs are resolved here
+        next. Raises StateMachineDoesNotExist.
+        """
+        return await self.run_db(self.store.get_state_machine, reference)
+
+    async def start(
+        self, machine: str, input: Any = None, *, name: str | None = None
+    ) -> ExecutionRecord:
+        """Start an execution of `machine` (see `resolve_machine`) and return its record.
+
+        `name` defaults to a fresh UUID. The same `name` with the same input
+        returns the existing running execution; with a different input, or
+        once it has closed, it raises ExecutionAlreadyExists. Raises
+        InvalidName, InvalidExecutionInput (not JSON, or over
+        MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
+        """
+        version = await self.resolve_machine(machine)
+        name = name or str(uuid.uuid4())
+        check_name(name, what="execution")
+        payload = _encode_input(input)
+        now = self.clock.now()
+        first = Event(
+            event_id=1,
+            previous_event_id=0,
+            type="ExecutionStarted",
+            timestamp=now,
+            details={
+                "input": payload,
+                "inputDetails": {"truncated": False},
+                "roleArn": _ROLE_ARN,
+                "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
+            },
+        )
+        record, created = await self.run_db(
+            self.store.create_execution,
+            execution_id=execution_arn(version.name, name),
+            name=name,
+            machine=version,
+            input=payload,
+            start_date=now,
+            trace_id=secrets.token_hex(16),
+            first_event=first,
+        )
+        if created:
+            self.on_started(record, [first])
+        return record
+
+    # Redrive goes here: `redrive(execution)`, see the module docstring.
+
+    # -- stop ----------------------------------------------------------------
+    async def stop(
+        self,
+        execution: str | ExecutionRecord,
+        *,
+        error: str | None = None,
+        cause: str | None = None,
+    ) -> ExecutionRecord:
+        """Record a stop request for a running execution; returns its record as it is now.
+
+        The worker that holds the execution aborts it (cancelling a running
+        task); a suspended one is due at once, so the next claim aborts it.
+        Raises ExecutionDoesNotExist, AmbiguousExecution and
+        ExecutionNotRunning.
+        """
+        record = await self.describe(execution)
+        await self.run_db(
+            self.store.request_stop,
+            record.execution_id,
+            error=error,
+            cause=cause,
+            now=self.clock.now(),
+        )
+        return await self.describe(record.execution_id)
+
+    # -- read ----------------------------------------------------------------
+    async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:
+        """The execution by its executionArn or (when unambiguous) its name.
+
+        Raises ExecutionDoesNotExist and AmbiguousExecution.
+        """
+        ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
+        return await self.run_db(self.store.get_execution, ref)
+
+    async def history(self, execution: str | ExecutionRecord) -> list[Event]:
+        """The execution's history events in order (see `describe` for what it raises)."""
+        record = await self.describe(execution)
+        return await self.run_db(self.store.history, record.execution_id)
+
+    async def list_executions(
+        self,
+        *,
+        machine: str | None = None,
+        status: str | None = None,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionRecord], str | None]:
+        """One page of executions, newest first, and the token of the next page (or None).
+
+        As AWS's ListExecutions: `max_results` is 1 to 1000; pass the
+        returned token back with the same `machine` and `status` to get the
+        next page; every execution appears once across the pages. Raises
+        ValueError for a `max_results` out of range or an unknown `status`,
+        InvalidNextToken for a token this query did not hand out, and
+        StateMachineDoesNotExist for an unknown `machine`.
+        """
+        if not 1 <= max_results <= MAX_LIST_RESULTS:
+            raise ValueError(f"max_results must be 1 to {MAX_LIST_RESULTS}, not {max_results}")
+        if status is not None:
+            status = ExecutionStatus(status).value
+        after = None
+        if next_token is not None:
+            token = _decode_token(next_token)
+            if (token.machine, token.status) != (machine, status):
+                raise InvalidNextToken(
+                    "Invalid Token: the nextToken belongs to a listing with other filters"
+                )
+            after = (token.start_date, token.execution_id)
+        # One more than asked says whether a next page exists.
+        rows = await self.run_db(
+            self.store.list_executions,
+            machine=machine,
+            status=status,
+            limit=max_results + 1,
+            after=after,
+        )
+        page = rows[:max_results]
+        if len(rows) <= max_results:
+            return page, None
+        last = page[-1]
+        return page, _encode_token(_PageToken(last.start_date, last.execution_id, machine, status))
+
+
+def _encode_input(input: Any) -> str:
+    """The execution input as JSON text; InvalidExecutionInput when it is not JSON or too big."""
+    try:
+        payload = msgspec.json.encode({} if input is None else input).decode()
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise InvalidExecutionInput(f"Invalid execution input: {exc}") from None
+    size = len(payload.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidExecutionInput(
+            f"Invalid execution input: {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit"
+        )
+    return payload
+
+
+def _encode_token(token: _PageToken) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(token)).decode().rstrip("=")
+
+
+def _decode_token(text: str) -> _PageToken:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        token = msgspec.json.decode(raw, type=_PageToken)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidNextToken(f"Invalid Token: '{text[:40]}' is not a nextToken") from None
+    if token.start_date.tzinfo is None:
+        raise InvalidNextToken(f"Invalid Token: '{text[:40]}' is not a nextToken")
+    return token
