@@ -7,7 +7,10 @@ a ``_sync`` twin that runs it on the engine's own event-loop thread.
 By default an Engine also runs a worker in-process (the embedded model:
 start and wait just work); pass ``worker=False`` for a client that only
 starts, inspects and stops executions that separate `stepwise worker`
-processes run.
+processes run. Starting, stopping, describing and listing executions are
+the lifecycle's (`engine.lifecycle`); the Engine wires it to its store and
+clock, and owns what needs a runtime: waiting, and running one execution
+here (`run`, and carrying out `stop`) through the worker's claim path.
 """
 
 from __future__ import annotations
