@@ -53,7 +53,6 @@ __all__ = [
 MAX_OUTPUT_BYTES = 262_144
 
 
-
 class ActivityTask(msgspec.Struct, frozen=True):
     """What GetActivityTask hands a worker: the token to answer with and the input (JSON text)."""
 
