@@ -132,6 +132,29 @@ def test_an_unreachable_store_exits_3_with_one_line_and_no_traceback() -> None:
         assert "is unavailable" in one_error_line(result.stderr)
 
 
+def test_a_store_error_out_of_a_task_group_is_reported_after_the_loop_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The reported bug itself: the error arrives wrapped in the task group's
+    # exception group, and the reporter runs after anyio.run has returned.
+    import anyio
+
+    async def fail() -> None:
+        raise tree.StoreUnavailable("database x is unavailable: connection refused")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(fail)
+            await anyio.sleep_forever()
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        anyio.run(main)
+    assert report_error(caught.value) == 3
+    assert one_error_line(capsys.readouterr().err) == (
+        "stepwise: error: database x is unavailable: connection refused"
+    )
+
+
 def test_a_usage_error_exits_2_with_one_line() -> None:
     result = run_cli("list", "--bogus")
     assert result.returncode == 2
