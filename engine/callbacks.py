@@ -29,8 +29,9 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from engine.store import InvalidToken, LeaseLost, Store, TokenStatus
+from engine.store import LeaseLost, Store, TokenStatus
 from engine.store.checkpoints import signal
+from engine.store.errors import InvalidOutput
 from engine.store.schema import activity_tasks, journal, sql_effects, task_tokens, work_queue
 
 __all__ = [
@@ -50,10 +51,6 @@ __all__ = [
 ]
 
 MAX_OUTPUT_BYTES = 262_144
-
-
-class InvalidOutput(InvalidToken):
-    """SendTaskSuccess's output is not JSON (AWS: InvalidOutput)."""
 
 
 class ActivityTask(msgspec.Struct, frozen=True):

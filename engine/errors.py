@@ -1,33 +1,51 @@
-"""Every error Stepwise raises on purpose, in one tree.
+"""Every error Stepwise raises on purpose, in one tree — the one drawing of it.
 
-::
+Each class carries `aws_code`, the error code the Step Functions API uses
+for it (None when AWS has none), and `exit_code`, the `stepwise` CLI's exit
+status for it; `server_error` marks the infrastructure branch. Every face
+(the CLI, the HTTP API) renders an error from these class attributes, never
+by matching names as strings. Classes are defined where they are raised
+(`statemachine/errors.py`, `engine/store/errors.py`, here) and all
+re-exported here::
 
-    StepwiseError
-    ├── DefinitionError              invalid definition; .diagnostics lists every problem
-    ├── ExpressionSyntaxError        a path, intrinsic or JSONata text that does not parse
-    ├── StatesError                  ASL runtime error: .error (name) and .cause; see `States`
-    ├── NondeterminismError          a recorded step differs from what the walk reaches now
-    ├── InvalidName                  a machine/execution name AWS would reject
-    ├── InvalidExecutionInput        execution input that is not JSON or is over 256 KiB
-    ├── StateMachineDoesNotExist
-    ├── ExecutionDoesNotExist / AmbiguousExecution / ExecutionNotRunning
-    ├── ExecutionAlreadyExists       same name, different input
-    ├── InvalidToken / TaskDoesNotExist / TaskTimedOut   callback tokens, as AWS names them
-    └── infrastructure
-        ├── StoreUnavailable         the database cannot be reached
-        └── LeaseLost                another worker owns the execution now; nothing was written
+    StepwiseError                    aws_code                  exit
+    ├── DefinitionError              InvalidDefinition          2   .diagnostics: every problem
+    ├── ExpressionSyntaxError        InvalidDefinition          2   a path/intrinsic/JSONata text
+    ├── StatesError                  (its own .error name)      1   ASL runtime error, see `States`
+    ├── InvalidName                  InvalidName                2   a name AWS would reject
+    ├── InvalidExecutionInput        InvalidExecutionInput      2   not JSON, or over 256 KiB
+    ├── StateMachineDoesNotExist     StateMachineDoesNotExist   2
+    ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
+    ├── AmbiguousExecution           AmbiguousExecution         2   a name matching several
+    ├── ExecutionNotRunning          ExecutionNotRunning        2   stop after it closed
+    ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
+    ├── InvalidToken                 InvalidToken               2   a token never issued
+    ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
+    ├── TaskDoesNotExist             TaskDoesNotExist           2   the token's task is gone
+    ├── TaskTimedOut                 TaskTimedOut               2   the token's task already closed
+    ├── NondeterminismError          — (server error)           3   a recorded step differs now
+    └── InfrastructureError          — (server error)           3
+        ├── StoreUnavailable                                        the database cannot be reached
+        ├── LeaseLost                                               another worker owns it now
+        └── CommitConflict                                          another writer recorded the step
 
-`States` enumerates the predefined ``States.*`` error names.
+Exit 1 is also what the CLI returns when an execution FAILED, TIMED_OUT or
+was ABORTED, and when ``validate`` finds an invalid definition; exit 2 is
+also every usage error. Errors that reach a user never chain the driver
+exception behind them (``raise … from None`` at the boundary). `States`
+enumerates the predefined ``States.*`` error names.
 """
 
 from __future__ import annotations
 
-from engine.journal import NondeterminismError
 from engine.store.errors import (
     AmbiguousExecution,
+    CommitConflict,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRunning,
+    InfrastructureError,
+    InvalidOutput,
     InvalidToken,
     LeaseLost,
     StateMachineDoesNotExist,
@@ -45,13 +63,16 @@ from statemachine.errors import (
 
 __all__ = [
     "AmbiguousExecution",
+    "CommitConflict",
     "DefinitionError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
+    "InfrastructureError",
     "InvalidExecutionInput",
     "InvalidName",
+    "InvalidOutput",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
@@ -68,6 +89,17 @@ __all__ = [
 class InvalidName(StepwiseError):
     """A state machine or execution name that AWS would reject."""
 
+    aws_code = "InvalidName"
+
 
 class InvalidExecutionInput(StepwiseError):
     """Execution input that is not JSON, or is larger than 256 KiB."""
+
+    aws_code = "InvalidExecutionInput"
+
+
+class NondeterminismError(StepwiseError):
+    """A recorded step differs from what the walk reaches now (the definition changed under it)."""
+
+    exit_code = 3
+    server_error = True

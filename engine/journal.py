@@ -25,8 +25,8 @@ from typing import Any, Final
 import msgspec
 
 from engine.clock import Clock
+from engine.errors import NondeterminismError  # defined in the error tree; re-exported
 from engine.store import Event
-from statemachine.errors import StepwiseError
 
 __all__ = [
     "MISSING",
@@ -37,10 +37,6 @@ __all__ = [
 ]
 
 MISSING: Final = object()
-
-
-class NondeterminismError(StepwiseError):
-    """A recorded step differs from what the walk reaches now (the definition changed under it)."""
 
 
 class Suspend(Exception):  # a control-flow signal, not an error

@@ -1,19 +1,16 @@
-"""Errors of the ASL language layer.
+"""Errors of the ASL language layer: the root `StepwiseError` and the language's own errors.
 
-The tree (engine/errors.py extends it with the runtime's own errors)::
-
-    StepwiseError                 root of everything Stepwise raises on purpose
-    ├── DefinitionError           a definition failed validation; carries every Diagnostic
-    ├── ExpressionSyntaxError     a JSONPath, intrinsic or JSONata text does not parse
-    └── StatesError               an ASL runtime error: `error` name + `cause`, as ASL has them;
-                                  Retry/Catch match on `error`
-
-`States` lists the predefined `States.*` error names. Nothing here does I/O.
+The whole tree is drawn once, in `engine/errors.py`'s docstring. Every class
+carries `aws_code` (the error code the Step Functions API returns, or None)
+and `exit_code` (the `stepwise` CLI's exit status for it), so every face
+renders an error from its class. `States` lists the predefined ``States.*``
+error names. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
 __all__ = [
     "DefinitionError",
@@ -25,7 +22,17 @@ __all__ = [
 
 
 class StepwiseError(Exception):
-    """Root of every error Stepwise raises on purpose."""
+    """Root of every error Stepwise raises on purpose.
+
+    `aws_code` is the error code the Step Functions API names this error with
+    (None when it has none); `exit_code` is what the CLI exits with (2: bad
+    input, unless a subclass says otherwise); `server_error` marks errors of
+    the infrastructure rather than of the request (an HTTP face answers 5xx).
+    """
+
+    aws_code: ClassVar[str | None] = None
+    exit_code: ClassVar[int] = 2
+    server_error: ClassVar[bool] = False
 
 
 class States(StrEnum):
@@ -54,8 +61,10 @@ class StatesError(StepwiseError):
 
     `error` is the error name (``States.Runtime``, ``MyCustomError`` …) and
     `cause` a human-readable explanation (may be None, as on AWS when a Fail
-    state gives no Cause).
+    state gives no Cause). Reaching a face, it means the execution failed.
     """
+
+    exit_code = 1
 
     def __init__(self, error: str, cause: str | None = None) -> None:
         super().__init__(f"{error}: {cause}" if cause else error)
@@ -69,9 +78,13 @@ class StatesError(StepwiseError):
 class ExpressionSyntaxError(StepwiseError):
     """A path, intrinsic function or JSONata expression that does not parse."""
 
+    aws_code = "InvalidDefinition"
+
 
 class DefinitionError(StepwiseError):
     """A definition that failed validation; `diagnostics` lists every problem."""
+
+    aws_code = "InvalidDefinition"
 
     def __init__(self, diagnostics: list[object]) -> None:
         self.diagnostics = diagnostics

@@ -1,19 +1,11 @@
 """Errors the durable store raises, named as the Step Functions API names them.
 
-Every class derives from `statemachine.errors.StepwiseError`; `engine/errors.py`
-re-exports them into the engine's one error tree::
-
-    StepwiseError
-    ├── StoreUnavailable          the database cannot be reached, opened or migrated
-    ├── ExecutionAlreadyExists    a (machine, name) pair reused with other input or after it closed
-    ├── ExecutionDoesNotExist     no execution has that id (or name)
-    ├── AmbiguousExecution        a name given instead of an id matches several executions
-    ├── ExecutionNotRunning       stop requested for an execution that already closed
-    ├── StateMachineDoesNotExist  no state machine (or no such version) by that name
-    ├── InvalidToken              a task token that was never issued
-    ├── TaskDoesNotExist          a token whose task is gone with its execution
-    ├── TaskTimedOut              a token already completed, failed or timed out
-    └── LeaseLost                 a worker no longer holds the lease on an execution
+Every class derives from `statemachine.errors.StepwiseError` and carries its
+`aws_code` and CLI `exit_code`; the one drawing of the whole tree is in
+`engine/errors.py`, which re-exports these. `InfrastructureError` is the
+branch for failures of the database or of a worker's hold on an execution
+(exit 3, no AWS code: a server error); the others are answers to a request
+(exit 2).
 """
 
 from __future__ import annotations
@@ -22,9 +14,12 @@ from statemachine.errors import StepwiseError
 
 __all__ = [
     "AmbiguousExecution",
+    "CommitConflict",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
     "ExecutionNotRunning",
+    "InfrastructureError",
+    "InvalidOutput",
     "InvalidToken",
     "LeaseLost",
     "StateMachineDoesNotExist",
@@ -34,7 +29,14 @@ __all__ = [
 ]
 
 
-class StoreUnavailable(StepwiseError):
+class InfrastructureError(StepwiseError):
+    """The database or a worker's hold on an execution failed; not the request's fault."""
+
+    exit_code = 3
+    server_error = True
+
+
+class StoreUnavailable(InfrastructureError):
     """The database cannot be reached, opened or brought to the right schema.
 
     The message is meant for people: it names the database (never its
@@ -42,37 +44,66 @@ class StoreUnavailable(StepwiseError):
     """
 
 
+class LeaseLost(InfrastructureError):
+    """A worker tried to act on an execution whose lease it no longer holds."""
+
+
+class CommitConflict(InfrastructureError):
+    """A commit hit a unique-key conflict: another writer already recorded that step."""
+
+
 class ExecutionAlreadyExists(StepwiseError):
     """An execution name is reused with different input, or after that execution closed."""
+
+    aws_code = "ExecutionAlreadyExists"
 
 
 class ExecutionDoesNotExist(StepwiseError):
     """No execution has the given id (or name)."""
 
+    aws_code = "ExecutionDoesNotExist"
+
 
 class AmbiguousExecution(StepwiseError):
-    """A name given in place of an execution id matches more than one execution."""
+    """A name given in place of an execution id matches more than one execution.
+
+    AWS addresses executions by ARN only, so this code is Stepwise's own.
+    """
+
+    aws_code = "AmbiguousExecution"
 
 
 class ExecutionNotRunning(StepwiseError):
-    """The execution has already closed, so it cannot be stopped."""
+    """The execution has already closed, so it cannot be stopped (a code of Stepwise's own)."""
+
+    aws_code = "ExecutionNotRunning"
 
 
 class StateMachineDoesNotExist(StepwiseError):
     """No state machine by that name, or it has no such version."""
 
+    aws_code = "StateMachineDoesNotExist"
+
 
 class InvalidToken(StepwiseError):
     """The task token was never issued by this store."""
+
+    aws_code = "InvalidToken"
+
+
+class InvalidOutput(StepwiseError):
+    """SendTaskSuccess's output is not JSON or is too large (AWS: InvalidOutput)."""
+
+    aws_code = "InvalidOutput"
 
 
 class TaskDoesNotExist(StepwiseError):
     """The token's task no longer exists (its execution record is gone)."""
 
+    aws_code = "TaskDoesNotExist"
+
 
 class TaskTimedOut(StepwiseError):
     """The token's task already closed: it succeeded, failed, timed out or its execution ended."""
 
-
-class LeaseLost(StepwiseError):
-    """A worker tried to act on an execution whose lease it no longer holds."""
+    aws_code = "TaskTimedOut"

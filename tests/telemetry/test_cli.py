@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from engine import Event, ExecutionRecord
-from engine.telemetry.cli import trace
+from engine.cli.trace import trace
 from tests.telemetry import RICH, SECRET, run
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from engine.telemetry.cli import trace
+from engine.cli.trace import trace
 from tests.telemetry import RICH, run
 
 

@@ -1,14 +1,18 @@
-"""What every `stepwise` command shares: global options, error reporting, definitions, input.
+"""What every `stepwise` command shares: the global options, the error reporter, common inputs.
 
-`global_options` gives a command (or group) ``--db URL`` and ``-o
-text|json``; `database_url()` and `json_output()` read them back wherever
-they were given on the command line. `StepwiseGroup` is the root group's
-class: it turns every user error — a click usage error or a `StepwiseError`
-— into one ``stepwise: error: …`` line on stderr and the exit code of its
-kind, never a traceback. The rest reads what commands take: definition
-files (checked with Stepwise's local rules), execution input, and
-``--activities`` modules. Commands other modules add (``trace``, ``task``,
-``activity``) may use these too.
+The global options ``--db URL`` and ``-o/--output text|json`` are accepted
+by every command and group, before or after its name (``stepwise -o json
+list`` and ``stepwise list -o json`` mean the same; the one given closest to
+the command wins). `report_error` is the one error reporter: it turns any
+error — a click usage error, a `CliError` or a `StepwiseError` — into one
+``stepwise: error: …`` line on stderr and an exit code, rendered from the
+error's class (`aws_code`, `exit_code`; see `engine.errors`), never a
+traceback. `StepwiseGroup` and `StepwiseCommand` run it, so a command
+invoked on its own reports errors the same way. The rest reads what
+commands take: definition files, execution input, ``--activities``
+modules. Heavy modules (the engine, SQLAlchemy, anyio, the language) are
+imported inside the functions that need them, so ``stepwise --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -17,27 +21,24 @@ import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
 
-from engine.cli_output import (
+from engine.cli.output import (
     EXIT_OK,
-    EXIT_STORE,
-    EXIT_USAGE,
     CliError,
     diagnostic_line,
     parse_json_text,
     read_file,
     read_json_argument,
 )
-from engine.errors import LeaseLost, NondeterminismError, StepwiseError, StoreUnavailable
-from engine.store import default_database_url
-from statemachine.build import local_diagnostics
-from statemachine.validate import is_valid
+
+if TYPE_CHECKING:
+    from engine.api import Engine
 
 __all__ = [
+    "StepwiseCommand",
     "StepwiseGroup",
     "activities_option",
     "check_definition",
@@ -52,6 +53,7 @@ __all__ = [
     "machine_type_of",
     "report_error",
     "run_async",
+    "with_client",
 ]
 
 T = TypeVar("T")
@@ -59,20 +61,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DB_KEY = "stepwise.db"
 _OUTPUT_KEY = "stepwise.output"
-
-# Errors the Step Functions API names: the CLI shows the name the way the
-# AWS CLI does ("ExecutionDoesNotExist: …") so messages read the same.
-_AWS_NAMED = (
-    "AmbiguousExecution",
-    "ExecutionAlreadyExists",
-    "ExecutionDoesNotExist",
-    "ExecutionNotRunning",
-    "InvalidName",
-    "InvalidToken",
-    "StateMachineDoesNotExist",
-    "TaskDoesNotExist",
-    "TaskTimedOut",
-)
 
 
 # -- global options ----------------------------------------------------------
@@ -82,7 +70,7 @@ def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
         # ctx.meta is shared by the whole context chain, so `stepwise --db X
         # history E` and `stepwise history E --db X` mean the same; the
-        # option given closest to the command wins.
+        # option given closest to the command is processed last and wins.
         if value is not None:
             ctx.meta[key] = value
         return value
@@ -116,7 +104,11 @@ def database_url(ctx: click.Context | None = None) -> str:
     """The database URL the invocation names, else the default one."""
     ctx = ctx or click.get_current_context()
     url: str | None = ctx.meta.get(_DB_KEY)
-    return url or default_database_url()
+    if url:
+        return url
+    from engine.store import default_database_url
+
+    return default_database_url()
 
 
 def json_output(ctx: click.Context | None = None) -> bool:
@@ -127,26 +119,61 @@ def json_output(ctx: click.Context | None = None) -> bool:
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run one coroutine function to completion on a fresh event loop; return its result."""
+    import anyio
+
     return anyio.run(fn)
+
+
+def with_client(call: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open a client Engine (no in-process worker) on --db, run `call` with it, close it."""
+    from engine.api import Engine
+
+    url = database_url()
+
+    async def main() -> T:
+        async with Engine(url, worker=False) as engine:
+            return await call(engine)
+
+    return run_async(main)
 
 
 # -- errors ------------------------------------------------------------------
 
 
 def _leaf_error(exc: BaseException) -> BaseException:
-    # A failure inside the engine's task group arrives wrapped in an
-    # exception group; the user wants the one error inside.
+    # A failure inside the engine's task group arrives wrapped in an exception
+    # group; the user wants the one error inside. Cancellations (BaseException
+    # but not Exception, on every backend) are the group's echo of it, not the
+    # cause. No anyio call here: this runs after the event loop has closed.
     while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        inner = [
+            e
+            for e in exc.exceptions
+            if isinstance(e, Exception | KeyboardInterrupt | BaseExceptionGroup)
+        ]
         if not inner:
             break
-        wanted = [e for e in inner if isinstance(e, StepwiseError | click.ClickException)]
+        wanted = [e for e in inner if _is_user_error(e)]
         exc = (wanted or inner)[0]
     return exc
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    from statemachine.errors import StepwiseError
+
+    return isinstance(exc, StepwiseError | click.ClickException | BaseExceptionGroup)
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message for a `StepwiseError`: ``AwsCode: message`` when the class has one."""
+    code: str | None = getattr(type(exc), "aws_code", None)
+    return f"{code}: {exc}" if code else str(exc)
+
+
 def report_error(exc: BaseException) -> int | None:
-    """Print a user error on stderr and return its exit code; None when it is a bug."""
+    """Print a user error as one stderr line and return its exit code; None when it is a bug."""
+    from statemachine.errors import StepwiseError
+
     exc = _leaf_error(exc)
     if isinstance(exc, click.exceptions.NoArgsIsHelpError):
         exc.show()
@@ -154,22 +181,43 @@ def report_error(exc: BaseException) -> int | None:
     if isinstance(exc, click.ClickException):
         click.echo(f"stepwise: error: {exc.format_message()}", err=True)
         return exc.exit_code
-    if isinstance(exc, StoreUnavailable | LeaseLost | NondeterminismError):
-        click.echo(f"stepwise: error: {exc}", err=True)
-        return EXIT_STORE
     if isinstance(exc, StepwiseError):
-        name = type(exc).__name__
-        message = f"{name}: {exc}" if name in _AWS_NAMED else str(exc)
-        click.echo(f"stepwise: error: {message}", err=True)
-        return EXIT_USAGE
+        click.echo(f"stepwise: error: {error_message(exc)}", err=True)
+        return type(exc).exit_code
     if isinstance(exc, KeyboardInterrupt | click.Abort):
         click.echo("stepwise: interrupted", err=True)
         return 130
     return None
 
 
+def _main_reporting_errors(
+    command: click.Command,
+    args: Sequence[str] | None,
+    prog_name: str | None,
+    complete_var: str | None,
+    standalone_mode: bool,
+    extra: dict[str, Any],
+) -> Any:
+    code: Any
+    try:
+        code = click.Command.main(
+            command, args, prog_name or "stepwise", complete_var, standalone_mode=False, **extra
+        )
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        reported = report_error(exc)
+        if reported is None:
+            raise
+        code = reported
+    code = EXIT_OK if code is None else code
+    if standalone_mode:
+        sys.exit(code)
+    return code
+
+
 class StepwiseGroup(click.Group):
-    """The root group: turns every user error into one stderr line and an exit code."""
+    """A group whose `main` turns every user error into one stderr line and an exit code."""
 
     def main(
         self,
@@ -179,22 +227,21 @@ class StepwiseGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        code: Any
-        try:
-            code = super().main(
-                args, prog_name or "stepwise", complete_var, standalone_mode=False, **extra
-            )
-        except BaseException as exc:
-            if isinstance(exc, SystemExit):
-                raise
-            reported = report_error(exc)
-            if reported is None:
-                raise
-            code = reported
-        code = EXIT_OK if code is None else code
-        if standalone_mode:
-            sys.exit(code)
-        return code
+        return _main_reporting_errors(self, args, prog_name, complete_var, standalone_mode, extra)
+
+
+class StepwiseCommand(click.Command):
+    """A command that reports errors as the root group does when it is invoked on its own."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        return _main_reporting_errors(self, args, prog_name, complete_var, standalone_mode, extra)
 
 
 def finish(code: int) -> None:
@@ -219,6 +266,9 @@ def load_definition_file(path: str) -> tuple[str, Any]:
 
 def check_definition(path: str, raw: Any, machine_type: str) -> None:
     """Refuse a definition the local rules reject: diagnostics on stderr, then exit 2."""
+    from statemachine.build import local_diagnostics
+    from statemachine.validate import is_valid
+
     diagnostics = local_diagnostics(raw, machine_type=machine_type)  # type: ignore[arg-type]
     if is_valid(diagnostics):
         return

@@ -6,51 +6,27 @@ on, or to send one to a viewer on demand. ``--format json`` prints it as
 OTLP/JSON on stdout; ``--format tree`` prints the span tree with offsets and
 durations for a terminal. Exporters are flushed and shut down before exit.
 Exit codes follow the CLI's: 2 usage, 3 store or exporter failure.
+OpenTelemetry is imported only when the command runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from opentelemetry.sdk.trace.export import SpanExportResult
 
-from engine.store import ExecutionRecord, Store, default_database_url
-from engine.store.errors import AmbiguousExecution, ExecutionDoesNotExist, StoreUnavailable
-from engine.telemetry import payload_policy
-from engine.telemetry.export import (
-    TelemetryConfigError,
-    make_resource,
-    span_exporters_from_env,
-    to_otlp_json,
-    to_readable_spans,
-)
-from engine.telemetry.spans import SpanRecord, build_spans
+from engine.cli.core import StepwiseCommand, database_url, global_options, json_output
+from engine.cli.output import CliError, InfrastructureFailure
+
+if TYPE_CHECKING:
+    from engine.store import Event, ExecutionRecord
+    from engine.telemetry.spans import SpanRecord
 
 __all__ = ["render_tree", "trace"]
 
 _EXPORT_BATCH = 512
-EXIT_USAGE, EXIT_STORE = 2, 3
-
-
-class _UsageFailure(click.ClickException):
-    exit_code = EXIT_USAGE
-
-
-class _StoreFailure(click.ClickException):
-    exit_code = EXIT_STORE
-
-
-def _context_value(ctx: click.Context, key: str) -> Any:
-    # The `stepwise` group keeps global options in ctx.meta ("stepwise.db");
-    # a dict ctx.obj with "db"/"output" is honoured too.
-    value = ctx.meta.get(f"stepwise.{key}")
-    if value is None and isinstance(ctx.obj, dict):
-        value = ctx.obj.get(key)
-    return value
 
 
 def _duration(seconds: float) -> str:
@@ -112,29 +88,34 @@ def render_tree(spans: Sequence[SpanRecord]) -> str:
     return "\n".join(lines)
 
 
-def _load(database_url: str, execution: str) -> tuple[ExecutionRecord, list[Any]]:
-    try:
-        store = Store(database_url)
-    except StoreUnavailable as error:
-        raise _StoreFailure(f"StoreUnavailable: {error}") from None
+def _load(url: str, execution: str) -> tuple[ExecutionRecord, list[Event]]:
+    # Store errors (unknown execution: exit 2; unreachable: exit 3) reach the reporter.
+    from engine.store import Store
+
+    store = Store(url)
     try:
         record = store.get_execution(execution)
         return record, store.history(record.execution_id)
-    except (ExecutionDoesNotExist, AmbiguousExecution) as error:
-        raise _UsageFailure(f"{type(error).__name__}: {error}") from None
-    except StoreUnavailable as error:
-        raise _StoreFailure(f"StoreUnavailable: {error}") from None
     finally:
         store.close()
 
 
 def _export(spans: list[SpanRecord], otlp: str | None) -> int:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from engine.telemetry.export import (
+        TelemetryConfigError,
+        make_resource,
+        span_exporters_from_env,
+        to_readable_spans,
+    )
+
     try:
         exporters = span_exporters_from_env(otlp)
     except TelemetryConfigError as error:
-        raise _UsageFailure(str(error)) from None
+        raise CliError(str(error)) from None
     if not exporters:
-        raise _UsageFailure(
+        raise CliError(
             "no trace exporter configured: pass --otlp URL, or set OTEL_TRACES_EXPORTER / "
             "OTEL_EXPORTER_OTLP_ENDPOINT (or use --format json|tree)"
         )
@@ -149,11 +130,11 @@ def _export(spans: list[SpanRecord], otlp: str | None) -> int:
         finally:
             exporter.shutdown()
     if failed:
-        raise _StoreFailure("the trace exporter reported a failure (is the collector up?)")
+        raise InfrastructureFailure("the trace exporter reported a failure (is the collector up?)")
     return len(readable)
 
 
-@click.command("trace")
+@click.command("trace", cls=StepwiseCommand)
 @click.argument("execution")
 @click.option(
     "--format",
@@ -171,24 +152,14 @@ def _export(spans: list[SpanRecord], otlp: str | None) -> int:
     default=False,
     help="Put inputs/outputs in span attributes (capped at 4 KiB, secret fields redacted).",
 )
-@click.option("--db", metavar="URL", default=None, help="Database URL.")
-@click.pass_context
-def trace(
-    ctx: click.Context,
-    execution: str,
-    output_format: str,
-    otlp: str | None,
-    trace_payloads: bool,
-    db: str | None,
-) -> None:
+@global_options
+def trace(execution: str, output_format: str, otlp: str | None, trace_payloads: bool) -> None:
     """Rebuild EXECUTION's trace from its history and export or print it."""
-    database_url = (
-        db
-        or _context_value(ctx, "db")
-        or os.environ.get("STEPWISE_DATABASE_URL")
-        or default_database_url()
-    )
-    record, events = _load(database_url, execution)
+    from engine.telemetry import payload_policy
+    from engine.telemetry.export import to_otlp_json
+    from engine.telemetry.spans import build_spans
+
+    record, events = _load(database_url(), execution)
     spans = build_spans(record, events, payloads=payload_policy(trace_payloads), include_open=True)
     output_format = output_format.lower()
     if output_format in ("json", "otlp-json"):
@@ -201,7 +172,7 @@ def trace(
     exported = _export(spans, otlp)
     running = sum(1 for span in spans if span.end is None)
     summary: dict[str, Any] = {"traceId": record.trace_id, "exportedSpans": exported}
-    if _context_value(ctx, "output") == "json":
+    if json_output():
         click.echo(json.dumps(summary))
     else:
         click.echo(f"exported {exported} spans of trace {record.trace_id}")

@@ -3,10 +3,10 @@
 The rules every command follows live here: with ``--output json`` stdout
 carries exactly one JSON document and nothing else; every message for
 people (logs, warnings, errors) goes to stderr; an error is one line,
-``stepwise: error: <message>``, with the exit code of its kind (2 usage or
-invalid definition, 3 store unreachable). Also here: reading the JSON
-arguments the commands take (inline text, ``-`` for stdin, ``file://path``),
-and printing definition diagnostics as ``FILE:/json/pointer: CODE: message``.
+``stepwise: error: <message>`` (see `engine.cli.core.report_error`). Also
+here: the exit codes, reading the JSON arguments the commands take (inline
+text, ``-`` for stdin, ``file://path``), and printing definition
+diagnostics as ``FILE:/json/pointer: CODE: message``. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from statemachine.diagnostics import Diagnostic
+if TYPE_CHECKING:
+    from statemachine.diagnostics import Diagnostic
 
 __all__ = [
     "EXIT_FAILED",
@@ -27,6 +28,7 @@ __all__ = [
     "EXIT_STORE",
     "EXIT_USAGE",
     "CliError",
+    "InfrastructureFailure",
     "diagnostic_line",
     "diagnostic_to_json",
     "emit_json",
@@ -44,9 +46,18 @@ EXIT_STORE = 3
 
 
 class CliError(click.ClickException):
-    """A usage error the CLI reports as one line on stderr, exiting 2."""
+    """A usage error or bad input the CLI reports as one line on stderr, exiting 2."""
 
     exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"stepwise: error: {self.format_message()}", err=True)
+
+
+class InfrastructureFailure(CliError):
+    """Something outside the request failed (a trace exporter, say): one line, exit 3."""
+
+    exit_code = EXIT_STORE
 
 
 def emit_json(document: Any) -> None:

@@ -1,0 +1,5 @@
+"""``python -m engine.cli``: the same as the `stepwise` console script."""
+
+from engine.cli import main
+
+main()

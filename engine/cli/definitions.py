@@ -1,0 +1,240 @@
+"""`stepwise validate` and `stepwise run`: check definitions, and run one execution here.
+
+``validate`` reports every diagnostic of each file as AWS would (or by
+Stepwise's local rules with ``--local``/``--strict``); ``run`` validates a
+file and runs one execution of it to its end in this process, printing its
+output. Also here: the ``--otlp``/``--trace-payloads`` options and the
+telemetry session shared with ``worker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from engine.cli.core import (
+    StepwiseCommand,
+    activities_option,
+    check_definition,
+    database_url,
+    execution_input,
+    finish,
+    global_options,
+    import_activities,
+    input_options,
+    json_output,
+    load_definition_file,
+    machine_type_of,
+    run_async,
+)
+from engine.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    diagnostic_line,
+    diagnostic_to_json,
+    emit_json,
+    parse_json_text,
+    read_file,
+)
+
+if TYPE_CHECKING:
+    from engine.store import ExecutionRecord
+    from statemachine.diagnostics import Diagnostic
+
+__all__ = ["MACHINE_TYPES", "pretty", "run_command", "telemetry_options", "telemetry_session"]
+
+MACHINE_TYPES = click.Choice(["standard", "express"], case_sensitive=False)
+
+
+def pretty(value: Any) -> str:
+    """`value` as indented JSON for people."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@click.command("validate", cls=StepwiseCommand)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--type", "machine_type", type=MACHINE_TYPES, default="standard", show_default=True)
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Stepwise's rules: plain (non-ARN) Resource names bind to registered handlers.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail every Task Resource no loaded handler serves (implies --local).",
+)
+@activities_option
+@global_options
+def validate_command(
+    files: tuple[str, ...],
+    machine_type: str,
+    local: bool,
+    strict: bool,
+    activities: tuple[str, ...],
+) -> None:
+    """Validate definitions as AWS does; print every diagnostic as FILE:/pointer: CODE: message.
+
+    Exit 0 when all are valid, 1 when any is invalid, 2 when a file is missing or not JSON.
+    """
+    from activities.registry import Registry, default_registry
+    from engine.resources import unknown_resources
+    from statemachine.build import local_diagnostics
+    from statemachine.validate import is_valid, validate
+
+    kind = machine_type_of(machine_type)
+    import_activities(activities)
+    local = local or strict
+    reports: list[dict[str, Any]] = []
+    code = EXIT_OK
+    for path in files:
+        try:
+            text = read_file(path, what=path)
+            raw = parse_json_text(text, what=path)
+        except CliError as exc:
+            click.echo(f"stepwise: error: {exc.format_message()}", err=True)
+            code = EXIT_USAGE
+            reports.append({"file": path, "valid": False, "diagnostics": _unreadable(path)})
+            continue
+        diagnostics: list[Diagnostic] = (
+            local_diagnostics(raw, machine_type=kind)  # type: ignore[arg-type]
+            if local
+            else validate(raw, machine_type=kind)  # type: ignore[arg-type]
+        )
+        if strict:
+            diagnostics = sorted(
+                [*diagnostics, *unknown_resources(raw, Registry().merged(default_registry))],
+                key=lambda d: d.location,
+            )
+        valid = is_valid(diagnostics)
+        if not valid and code == EXIT_OK:
+            code = EXIT_FAILED
+        reports.append(
+            {
+                "file": path,
+                "valid": valid,
+                "diagnostics": [diagnostic_to_json(d) for d in diagnostics],
+            }
+        )
+        if not json_output():
+            for diagnostic in diagnostics:
+                click.echo(diagnostic_line(path, diagnostic))
+            if valid:
+                click.echo(f"{path}: valid")
+    if json_output():
+        emit_json(reports[0] if len(reports) == 1 else reports)
+    finish(code)
+
+
+def _unreadable(path: str) -> list[dict[str, str]]:
+    # A file that is readable but not JSON still gets AWS's INVALID_JSON_DESCRIPTION.
+    from statemachine.validate import validate_text
+
+    try:
+        text = read_file(path, what=path)
+    except CliError:
+        return []
+    return [diagnostic_to_json(d) for d in validate_text(text)]
+
+
+def telemetry_options(fn: Any) -> Any:
+    """`--otlp URL` and `--trace-payloads` for commands that run executions."""
+    fn = click.option(
+        "--trace-payloads",
+        is_flag=True,
+        help="Put inputs and outputs (size-capped, secrets redacted) in spans.",
+    )(fn)
+    return click.option(
+        "--otlp",
+        metavar="URL",
+        default=None,
+        help="Export traces over OTLP/HTTP to URL (else the OTEL_* settings decide).",
+    )(fn)
+
+
+@contextlib.contextmanager
+def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
+    """Switch telemetry on for one command; flush and shut exporters down before exit."""
+    from engine import telemetry
+
+    try:
+        telemetry.configure(otlp=otlp, trace_payloads=trace_payloads)
+    except telemetry.TelemetryConfigError as exc:
+        raise CliError(f"telemetry: {exc}") from None
+    try:
+        yield
+    finally:
+        telemetry.shutdown()
+
+
+@click.command("run", cls=StepwiseCommand)
+@click.argument("file")
+@input_options
+@activities_option
+@click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
+@click.option("--strict", is_flag=True, help="Refuse to start if a Task Resource has no handler.")
+@telemetry_options
+@global_options
+def run_command(
+    file: str,
+    input_text: str | None,
+    input_file: str | None,
+    activities: tuple[str, ...],
+    execution_name: str | None,
+    strict: bool,
+    otlp: str | None,
+    trace_payloads: bool,
+) -> None:
+    """Validate FILE and run one execution of it to its end, here; print its output.
+
+    Exit 0 when it SUCCEEDED, 1 when it FAILED, TIMED_OUT or was ABORTED.
+    """
+    from activities.registry import Registry, default_registry
+    from engine.api import Engine
+    from engine.history import execution_to_aws
+    from engine.resources import unknown_resources
+    from engine.store import ExecutionStatus
+    from statemachine.diagnostics import Diagnostic
+    from statemachine.errors import DefinitionError
+
+    ctx = click.get_current_context()
+    _text, raw = load_definition_file(file)
+    check_definition(file, raw, "STANDARD")
+    payload = execution_input(input_text, input_file)
+    import_activities(activities)
+    if strict:
+        unknown = unknown_resources(raw, Registry().merged(default_registry))
+        for problem in unknown:
+            click.echo(diagnostic_line(file, problem), err=True)
+        if unknown:
+            raise CliError(f"{file}: {len(unknown)} Task Resource(s) have no handler")
+
+    async def run() -> ExecutionRecord:
+        # No in-process worker: `run` runs its own execution, not whatever
+        # else is queued in the same database.
+        async with Engine(database_url(ctx), worker=False) as engine:
+            return await engine.run(raw, payload, name=execution_name)
+
+    try:
+        with telemetry_session(otlp, trace_payloads):
+            record = run_async(run)
+    except DefinitionError as exc:
+        for diagnostic in exc.diagnostics:
+            if isinstance(diagnostic, Diagnostic):
+                click.echo(diagnostic_line(file, diagnostic), err=True)
+        raise CliError(f"{file}: invalid state machine definition") from None
+    document = execution_to_aws(record)
+    if json_output():
+        emit_json(document)
+    elif record.status == ExecutionStatus.SUCCEEDED:
+        click.echo(pretty(document["output"]))
+    else:
+        detail = ": ".join(str(p) for p in (record.error, record.cause) if p is not None)
+        click.echo(f"{record.status}: {detail}" if detail else record.status, err=True)
+    finish(EXIT_OK if record.status == ExecutionStatus.SUCCEEDED else EXIT_FAILED)

@@ -1,0 +1,152 @@
+"""`stepwise start|describe|history|list|stop`: executions, through a client `Engine`.
+
+``start`` enqueues an execution for a running ``stepwise worker``;
+``describe`` and ``history`` read one (by executionArn, or by name when
+unambiguous); ``list`` shows executions newest first; ``stop`` aborts one.
+JSON output is AWS-shaped (see `engine.history`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from engine.cli.core import (
+    StepwiseCommand,
+    execution_input,
+    global_options,
+    input_options,
+    json_output,
+    with_client,
+)
+from engine.cli.output import emit_json, print_table
+
+__all__ = ["describe_command", "history_command", "list_command", "start_command", "stop_command"]
+
+# The values of engine.store.ExecutionStatus, spelled out so that building the
+# option does not import the store (tests pin them equal).
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+@click.command("start", cls=StepwiseCommand)
+@click.argument("machine", metavar="NAME")
+@input_options
+@click.option("--name", "execution_name", metavar="EXEC", default=None, help="Execution name.")
+@global_options
+def start_command(
+    machine: str, input_text: str | None, input_file: str | None, execution_name: str | None
+) -> None:
+    """Start an execution of state machine NAME; a running `stepwise worker` runs it."""
+    from engine.history import iso_timestamp
+
+    payload = execution_input(input_text, input_file)
+
+    record = with_client(lambda engine: engine.start(machine, payload, name=execution_name))
+    result = {
+        "executionArn": record.execution_id,
+        "name": record.name,
+        "startDate": iso_timestamp(record.start_date),
+    }
+    if json_output():
+        emit_json(result)
+    else:
+        click.echo(record.execution_id)
+
+
+def _print_execution(document: dict[str, Any]) -> None:
+    for key in ("executionArn", "name", "stateMachine", "status", "startDate", "stopDate"):
+        if document[key] is not None:
+            click.echo(f"{key}: {document[key]}")
+    click.echo(f"input: {_compact(document['input'])}")
+    if document["output"] is not None:
+        click.echo(f"output: {_compact(document['output'])}")
+    for key in ("error", "cause"):
+        if document[key] is not None:
+            click.echo(f"{key}: {document[key]}")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@click.command("describe", cls=StepwiseCommand)
+@click.argument("execution", metavar="EXEC")
+@global_options
+def describe_command(execution: str) -> None:
+    """Describe an execution (by executionArn, or by its name when unambiguous)."""
+    from engine.history import execution_to_aws
+
+    document = execution_to_aws(with_client(lambda engine: engine.describe(execution)))
+    if json_output():
+        emit_json(document)
+    else:
+        _print_execution(document)
+
+
+@click.command("history", cls=StepwiseCommand)
+@click.argument("execution", metavar="EXEC")
+@click.option("--reverse", is_flag=True, help="Newest event first.")
+@global_options
+def history_command(execution: str, reverse: bool) -> None:
+    """Print an execution's history events, AWS-shaped."""
+    from engine.history import event_summary, history_to_aws, iso_timestamp
+
+    events = with_client(lambda engine: engine.history(execution))
+    if json_output():
+        emit_json(history_to_aws(events, reverse=reverse))
+        return
+    ordered = list(reversed(events)) if reverse else events
+    print_table(
+        ["ID", "TIMESTAMP", "TYPE", "DETAILS"],
+        [[e.event_id, iso_timestamp(e.timestamp), e.type, event_summary(e)] for e in ordered],
+    )
+
+
+@click.command("list", cls=StepwiseCommand)
+@click.option("--machine", metavar="NAME", default=None, help="Only executions of NAME.")
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    default=None,
+    help="Only executions with STATUS.",
+)
+@global_options
+def list_command(machine: str | None, status: str | None) -> None:
+    """List executions, newest first."""
+    from engine.history import execution_list_item, iso_timestamp
+
+    records = with_client(
+        lambda engine: engine.list_executions(
+            machine=machine, status=status.upper() if status else None
+        )
+    )
+    if json_output():
+        emit_json({"executions": [execution_list_item(r) for r in records]})
+        return
+    print_table(
+        ["NAME", "MACHINE", "STATUS", "STARTED", "STOPPED"],
+        [
+            [r.name, r.machine, r.status, iso_timestamp(r.start_date), iso_timestamp(r.stop_date)]
+            for r in records
+        ],
+    )
+
+
+@click.command("stop", cls=StepwiseCommand)
+@click.argument("execution", metavar="EXEC")
+@click.option("--error", default=None, help="Error name recorded in ExecutionAborted.")
+@click.option("--cause", default=None, help="Cause recorded in ExecutionAborted.")
+@global_options
+def stop_command(execution: str, error: str | None, cause: str | None) -> None:
+    """Stop (abort) a running execution."""
+    from engine.history import iso_timestamp
+
+    record = with_client(lambda engine: engine.stop(execution, error=error, cause=cause))
+    stopped = iso_timestamp(record.stop_date or datetime.now(UTC))
+    if json_output():
+        emit_json({"stopDate": stopped})
+    else:
+        click.echo(f"{record.execution_id} {record.status} at {stopped}")
