@@ -16,15 +16,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
+from engine.callbacks import ensure_activity_task, get_activity_task_sync
 from engine.store import (
     SCHEMA_VERSION,
+    Checkpoint,
+    CommitResult,
     Event,
     ExecutionAlreadyExists,
     Store,
     StoreUnavailable,
+    TokenRecord,
 )
 from engine.store.connect import create_engine, parse_url
 from engine.store.schema import MIGRATIONS, schema_migrations
@@ -150,3 +155,47 @@ def test_a_release_after_a_signal_makes_the_work_due_at_the_callers_now(store: S
     store.release("exec-x-{}", "w", due_at=at(500), now=at(7))
     # The stop arrived while the lease was held: due at the caller's now, not at 500 s.
     assert store.work_due_at("exec-x-{}") == (True, at(7))
+
+
+class FixedClock:
+    """A clock standing still at one instant (the caller's time, far from the wall clock)."""
+
+    def __init__(self, when: datetime) -> None:
+        self.when = when
+
+    def now(self) -> datetime:
+        return self.when
+
+    async def sleep_until(self, when: datetime) -> None:
+        raise AssertionError("not used")
+
+
+def test_an_activity_pick_up_is_recorded_at_the_callers_time(store: Store) -> None:
+    start(store, "act")
+    execution_id = "exec-act-{}"
+    assert store.claim_execution(execution_id, "w", lease_seconds=60, now=T0)
+    token = TokenRecord("tok", execution_id, "Work#0:cb", "Work", created_at=at(1))
+    assert store.commit(
+        [Checkpoint(execution_id, tokens=[token], release=True, release_due_at=None)],
+        worker_id="w",
+        now=at(1),
+    ) == [CommitResult.OK]
+    for _ in range(2):  # queued once: a repeat does nothing
+        ensure_activity_task(
+            store,
+            token="tok",
+            activity="arn:aws:states:local:000000000000:activity:work",
+            execution_id=execution_id,
+            key="Work#0",
+            input='{"n": 1}',
+            now=at(2),
+        )
+    task = get_activity_task_sync(
+        store, "work", worker_name="w1", timeout=0, clock=FixedClock(at(9))
+    )
+    assert task is not None and task.taskToken == "tok" and task.input == '{"n": 1}'
+    assert get_activity_task_sync(store, "work", timeout=0) is None  # handed out once
+    polled = msgspec.json.decode(store.load(execution_id).journal["Work#0:polled"])
+    assert polled["v"] == {"worker": "w1", "t": at(9).isoformat()}
+    assert store.get_token("tok").heartbeat_at == at(9)
+    assert store.work_due_at(execution_id) == (True, at(9))
