@@ -14,6 +14,11 @@ record of their result (the `sql_effects` row, keyed by the step), under the
 execution's lease: a crash can never leave the effect without that record
 or the record without the effect, and a replay reads the record instead of
 running the statements again.
+
+This module checks arguments and shapes answers; every row it reads or
+writes goes through a public `Store` method (`engine/store/tokens.py`,
+`engine/store/effects.py`). The time it records comes from the caller (an
+Engine passes its clock); external callers that give none get the wall clock.
 """
 
 from __future__ import annotations
@@ -21,23 +26,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 
-from engine.store import LeaseLost, Store, TokenStatus
-from engine.store.checkpoints import signal
+from engine.clock import Clock
+from engine.store import ActivityTaskRecord, Store, TokenStatus
+from engine.store.effects import Statement
 from engine.store.errors import InvalidOutput
-from engine.store.schema import activity_tasks, journal, sql_effects, task_tokens, work_queue
+from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
     "ActivityTask",
     "InvalidOutput",
+    "Statement",
     "TaskCallbacks",
     "activity_arn",
     "answer_value",
@@ -50,7 +54,7 @@ __all__ = [
     "send_task_success",
 ]
 
-MAX_OUTPUT_BYTES = 262_144
+MAX_OUTPUT_BYTES = MAX_PAYLOAD_BYTES
 
 
 class ActivityTask(msgspec.Struct, frozen=True):
@@ -76,7 +80,17 @@ def answer_value(answer: dict[str, Any]) -> str:
     return msgspec.json.encode({"v": answer, "e": 0}).decode()
 
 
-def _now() -> datetime:
+def _now(clock: Clock | None = None) -> datetime:
+    """The time to record: the caller's clock, else the wall clock.
+
+    A clock driven by an event loop (`LoopClock`) cannot be read from a
+    thread outside that loop; there the wall clock is the only time there is.
+    """
+    if clock is not None:
+        try:
+            return clock.now()
+        except RuntimeError:
+            pass
     return datetime.now(UTC)
 
 
@@ -134,66 +148,42 @@ def send_task_heartbeat(store: Store, token: str, *, now: datetime | None = None
 
 
 def ensure_activity_task(
-    store: Store, *, token: str, activity: str, execution_id: str, key: str, input: str
+    store: Store,
+    *,
+    token: str,
+    activity: str,
+    execution_id: str,
+    key: str,
+    input: str,
+    now: datetime | None = None,
 ) -> None:
     """Queue a task of `activity` (name or ARN) for workers, once (a repeat does nothing)."""
-    with store._write() as conn:
-        exists = conn.execute(
-            sa.select(activity_tasks.c.token).where(activity_tasks.c.token == token)
-        ).first()
-        if exists is None:
-            conn.execute(
-                sa.insert(activity_tasks).values(
-                    token=token,
-                    activity=_activity_name(activity),
-                    execution_id=execution_id,
-                    key=key,
-                    input=input,
-                    created_at=_now(),
-                    worker_name=None,
-                    started_at=None,
-                )
-            )
-
-
-def _claim_activity_task(store: Store, activity: str, worker_name: str) -> ActivityTask | None:
-    now = _now()
-    open_tokens = sa.select(task_tokens.c.token).where(task_tokens.c.status == TokenStatus.OPEN)
-    query = (
-        sa.select(activity_tasks)
-        .where(
-            activity_tasks.c.activity == activity,
-            activity_tasks.c.started_at.is_(None),
-            activity_tasks.c.token.in_(open_tokens),
-        )
-        .order_by(activity_tasks.c.created_at, activity_tasks.c.token)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+    store.queue_activity_task(
+        ActivityTaskRecord(
+            token=token,
+            activity=_activity_name(activity),
+            execution_id=execution_id,
+            key=key,
+            input=input,
+        ),
+        now=now or _now(),
     )
-    with store._write() as conn:
-        row = conn.execute(query).first()
-        if row is None:
-            return None
-        conn.execute(
-            sa.update(activity_tasks)
-            .where(activity_tasks.c.token == row.token)
-            .values(worker_name=worker_name, started_at=now)
-        )
+
+
+def _claim_activity_task(
+    store: Store, activity: str, worker_name: str, now: datetime
+) -> ActivityTask | None:
+    claimed = store.claim_activity_task(
+        activity,
+        worker_name,
         # The walk turns this record into ActivityStarted when it wakes.
-        conn.execute(
-            sa.insert(journal).values(
-                execution_id=row.execution_id,
-                key=f"{row.key}:polled",
-                value=answer_value({"worker": worker_name, "t": now.isoformat()}),
-                recorded_at=now,
-            )
-        )
-        conn.execute(
-            sa.update(task_tokens).where(task_tokens.c.token == row.token).values(heartbeat_at=now)
-        )
-        signal(conn, row.execution_id, now)
-    store.notify()
-    return ActivityTask(taskToken=row.token, input=row.input)
+        journal_key=lambda key: f"{key}:polled",
+        journal_value=answer_value({"worker": worker_name, "t": now.isoformat()}),
+        now=now,
+    )
+    if claimed is None:
+        return None
+    return ActivityTask(taskToken=claimed.token, input=claimed.input)
 
 
 def get_activity_task_sync(
@@ -203,51 +193,43 @@ def get_activity_task_sync(
     worker_name: str = "worker",
     timeout: float = 60.0,
     poll_interval: float = 0.2,
+    clock: Clock | None = None,
 ) -> ActivityTask | None:
     """Long-poll for a queued task of `activity` (name or ARN); None when none came in `timeout`.
 
-    Each task is handed to exactly one poller (row lock, SKIP LOCKED on PostgreSQL).
+    Each task is handed to exactly one poller (row lock, SKIP LOCKED on
+    PostgreSQL). The pick-up is recorded at `clock`'s time (wall clock when None).
     """
     # Matched by name: the local engine has one region and account.
     name = _activity_name(activity)
     deadline = time.monotonic() + timeout
     while True:
-        task = _claim_activity_task(store, name, worker_name)
+        task = _claim_activity_task(store, name, worker_name, _now(clock))
         if task is not None or time.monotonic() >= deadline:
             return task
         time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
 
 async def get_activity_task(
-    store: Store, activity: str, *, worker_name: str = "worker", timeout: float = 60.0
+    store: Store,
+    activity: str,
+    *,
+    worker_name: str = "worker",
+    timeout: float = 60.0,
+    clock: Clock | None = None,
 ) -> ActivityTask | None:
     """Async `get_activity_task_sync` (polls in a worker thread)."""
     import anyio.to_thread
 
     return await anyio.to_thread.run_sync(
-        lambda: get_activity_task_sync(store, activity, worker_name=worker_name, timeout=timeout),
+        lambda: get_activity_task_sync(
+            store, activity, worker_name=worker_name, timeout=timeout, clock=clock
+        ),
         abandon_on_cancel=True,
     )
 
 
 # -- SQL effects ----------------------------------------------------------------
-
-
-class Statement(Protocol):
-    sql: str
-    parameters: dict[str, Any]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return value
 
 
 def run_sql_effect(
@@ -267,68 +249,27 @@ def run_sql_effect(
     result without running anything. Raises LeaseLost when `worker_id` no
     longer holds the execution's lease.
     """
-    with store._write() as conn:
-        work = conn.execute(
-            sa.select(work_queue.c.lease_owner, work_queue.c.lease_expires_at)
-            .where(work_queue.c.execution_id == execution_id)
-            .with_for_update()
-        ).first()
-        if (
-            work is None
-            or work.lease_owner != worker_id
-            or work.lease_expires_at is None
-            or work.lease_expires_at <= now
-        ):
-            raise LeaseLost(f"execution {execution_id}: lease lost before a SQL activity")
-        done = conn.execute(
-            sa.select(sql_effects.c.result).where(
-                sql_effects.c.execution_id == execution_id, sql_effects.c.key == key
-            )
-        ).first()
-        if done is not None:
-            return {"ok": json.loads(done.result)}
-        results: list[dict[str, Any]] = []
-        savepoint = conn.begin_nested()
-        try:
-            for statement in statements:
-                cursor = conn.execute(sa.text(statement.sql), statement.parameters)
-                if cursor.returns_rows:
-                    columns = list(cursor.keys())
-                    rows = [
-                        {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
-                        for row in cursor
-                    ]
-                    results.append({"Rows": rows, "RowCount": len(rows)})
-                else:
-                    results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
-        except sa_exc.DBAPIError as failure:
-            savepoint.rollback()
-            message = str(failure.orig).strip().splitlines()[0] if failure.orig else str(failure)
-            return {"error": "Stepwise.SqlError", "cause": message}
-        except sa_exc.StatementError as failure:
-            savepoint.rollback()
-            return {"error": "Stepwise.SqlError", "cause": str(failure).splitlines()[0]}
-        savepoint.commit()
-        result = {"Results": results}
-        conn.execute(
-            sa.insert(sql_effects).values(
-                execution_id=execution_id,
-                key=key,
-                result=json.dumps(result),
-                recorded_at=now,
-            )
-        )
-    return {"ok": result}
+    return store.run_sql_effect(
+        execution_id=execution_id,
+        key=key,
+        worker_id=worker_id,
+        statements=statements,
+        now=now,
+    )
 
 
 # -- the API an Engine exposes ------------------------------------------------------
 
 
 class TaskCallbacks:
-    """Mixin for `Engine`: the SendTask* and GetActivityTask calls (needs `.store`).
+    """Mixin for `Engine`: the SendTask* and GetActivityTask calls (needs `.store`, `.clock`).
 
     ``engine.send_task_success(token, output)`` etc.; `output` is any JSON value.
+    Times are recorded by the Engine's clock, the one its walks read
+    heartbeats and timeouts by.
     """
+
+    clock: Clock
 
     @property
     def store(self) -> Store:
@@ -336,22 +277,22 @@ class TaskCallbacks:
 
     def send_task_success(self, token: str, output: Any) -> None:
         """Complete a waiting task with `output` (any JSON value). Raises as send_task_success."""
-        send_task_success(self.store, token, json.dumps(output))
+        send_task_success(self.store, token, json.dumps(output), now=_now(self.clock))
 
     def send_task_failure(
         self, token: str, error: str | None = None, cause: str | None = None
     ) -> None:
         """Fail a waiting task. Raises InvalidToken / TaskTimedOut."""
-        send_task_failure(self.store, token, error=error, cause=cause)
+        send_task_failure(self.store, token, error=error, cause=cause, now=_now(self.clock))
 
     def send_task_heartbeat(self, token: str) -> None:
         """Heartbeat a waiting task. Raises InvalidToken / TaskTimedOut."""
-        send_task_heartbeat(self.store, token)
+        send_task_heartbeat(self.store, token, now=_now(self.clock))
 
     def get_activity_task(
         self, activity: str, worker_name: str = "worker", timeout: float = 60.0
     ) -> ActivityTask | None:
         """Long-poll one task of `activity` (blocking; call from a thread in async code)."""
         return get_activity_task_sync(
-            self.store, activity, worker_name=worker_name, timeout=timeout
+            self.store, activity, worker_name=worker_name, timeout=timeout, clock=self.clock
         )

@@ -235,6 +235,7 @@ class Worker:
                 execution_id,
                 self.runtime.worker_id,
                 due_at=self.runtime.clock.now(),
+                now=self.runtime.clock.now(),
             )
         except Exception:  # the lease expires on its own anyway
             log.warning("could not release %s", execution_id)

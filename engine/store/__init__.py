@@ -1,8 +1,11 @@
-"""The durable store: state machines, executions, history, journal, timers, tokens and work.
+"""The durable store: state machines, executions, history, journal, tokens, activity tasks, work.
 
 `Store` is the one door to the database (SQLite file or PostgreSQL, via
-SQLAlchemy Core); the records it takes and returns and the errors it raises
-are re-exported here. Everything else in this package is its plumbing.
+SQLAlchemy Core) and the only code that writes SQL; the records it takes and
+returns and the errors it raises are re-exported here. Everything else in
+this package is its plumbing: one module per job (`machines`, `work`,
+`tokens`, `effects`, `store` for executions) on `base`, the dialects in
+`sqlite` and `postgres`, driver errors mapped once in `boundary`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from engine.store.errors import (
     TaskTimedOut,
 )
 from engine.store.records import (
+    ActivityTaskRecord,
     Checkpoint,
     CommitResult,
     Event,
@@ -37,6 +41,7 @@ from engine.store.store import Store, default_database_url
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ActivityTaskRecord",
     "AmbiguousExecution",
     "Checkpoint",
     "CommitResult",

@@ -1,10 +1,12 @@
-"""Writing inside an open transaction: checkpoints, lease releases, signals and tokens.
+"""Writing inside an open transaction: checkpoints, the lease check, releases, signals, tokens.
 
 These functions are the bodies of the store's write transactions, shared by
-the group commit and its one-by-one retry. Each takes the connection of a
-transaction the `Store` opened and locks rows in one fixed order — the work
-row first, then the execution's other rows — so a group commit, a stop
-request and a callback never deadlock each other.
+the group commit, its one-by-one retry, callbacks and SQL effects. Each takes
+the connection of a transaction the `Store` opened and locks rows in one
+fixed order — the work row first, then the execution's other rows — so a
+group commit, a stop request and a callback never deadlock each other. The
+lease check lives here once (`holds_lease`); whatever writes under a lease
+uses it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
-from engine.store.notify import CHANNEL
 from engine.store.records import (
     Checkpoint,
     CommitResult,
@@ -27,12 +28,14 @@ from engine.store.records import (
     TokenStatus,
 )
 from engine.store.rows import encode_details, token_record
-from engine.store.schema import executions, history_events, journal, task_tokens, timers, work_queue
+from engine.store.schema import executions, history_events, journal, task_tokens, work_queue
 
 __all__ = [
     "CLOSED_TOKEN",
     "event_row",
-    "notify_in",
+    "holds_lease",
+    "journal_row",
+    "lock_work",
     "open_token",
     "release_work",
     "signal",
@@ -40,13 +43,35 @@ __all__ = [
 ]
 
 CLOSED_TOKEN = "Task Timed Out: 'Provided task does not exist anymore'"
-_NOTIFY_SQL = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
-def notify_in(conn: Connection) -> None:
-    """Queue a work wake-up that PostgreSQL delivers when this transaction commits."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(_NOTIFY_SQL)
+def holds_lease(
+    lease_owner: str | None, lease_expires_at: datetime | None, worker_id: str, now: datetime
+) -> bool:
+    """Whether a work row's lease belongs to `worker_id` and is unexpired at `now`.
+
+    The one lease check: every write made under a lease (a checkpoint, a SQL
+    effect) runs it on the work row it locked first.
+    """
+    return lease_owner == worker_id and lease_expires_at is not None and lease_expires_at > now
+
+
+def lock_work(conn: Connection, execution_ids: Sequence[str]) -> dict[str, Any]:
+    """Lock the work rows of `execution_ids` in id order; return them by execution id."""
+    return {
+        row.execution_id: row
+        for row in conn.execute(
+            sa.select(work_queue)
+            .where(work_queue.c.execution_id.in_(sorted(set(execution_ids))))
+            .order_by(work_queue.c.execution_id)
+            .with_for_update()
+        )
+    }
+
+
+def journal_row(execution_id: str, key: str, value: str, now: datetime) -> dict[str, Any]:
+    """The journal row of one record (`value` is the journal's own JSON text)."""
+    return {"execution_id": execution_id, "key": key, "value": value, "recorded_at": now}
 
 
 def event_row(execution_id: str, event: Event) -> dict[str, Any]:
@@ -92,26 +117,12 @@ def write_checkpoints(
     (a wake-up is owed). Raises sqlalchemy IntegrityError when any row was
     already recorded; the caller rolls back and retries one by one.
     """
-    ids = sorted({c.execution_id for c in checkpoints})
-    work = {
-        row.execution_id: row
-        for row in conn.execute(
-            sa.select(work_queue)
-            .where(work_queue.c.execution_id.in_(ids))
-            .order_by(work_queue.c.execution_id)
-            .with_for_update()
-        )
-    }
+    work = lock_work(conn, [c.execution_id for c in checkpoints])
     results: list[CommitResult] = []
     held: list[Checkpoint] = []
     for checkpoint in checkpoints:
         row = work.get(checkpoint.execution_id)
-        if (
-            row is None
-            or row.lease_owner != worker_id
-            or row.lease_expires_at is None
-            or row.lease_expires_at <= now
-        ):
+        if row is None or not holds_lease(row.lease_owner, row.lease_expires_at, worker_id, now):
             results.append(CommitResult.LEASE_LOST)
         else:
             results.append(CommitResult.OK)
@@ -119,22 +130,13 @@ def write_checkpoints(
     if not held:
         return results, False
     journal_rows = [
-        {"execution_id": c.execution_id, "key": key, "value": value, "recorded_at": now}
-        for c in held
-        for key, value in c.journal
+        journal_row(c.execution_id, key, value, now) for c in held for key, value in c.journal
     ]
     if journal_rows:
         conn.execute(sa.insert(journal), journal_rows)
     event_rows = [event_row(c.execution_id, e) for c in held for e in c.events]
     if event_rows:
         conn.execute(sa.insert(history_events), event_rows)
-    timer_rows = [
-        {"execution_id": c.execution_id, "key": key, "fire_at": fire_at}
-        for c in held
-        for key, fire_at in c.timers
-    ]
-    if timer_rows:
-        conn.execute(sa.insert(timers), timer_rows)
     tokens = [t for c in held for t in c.tokens]
     if tokens:
         _write_tokens(conn, tokens, now)
@@ -223,7 +225,10 @@ def _update_executions(conn: Connection, held: Sequence[Checkpoint]) -> None:
 
 
 def signal(conn: Connection, execution_id: str, now: datetime) -> None:
-    """Make an execution's work due now and count the signal, for a callback or a stop."""
+    """Make an execution's work due now and count the signal, for a callback or a stop.
+
+    The caller also queues the backend's wake-up (`Backend.notify_in`) in this transaction.
+    """
     updated = conn.execute(
         sa.update(work_queue)
         .where(work_queue.c.execution_id == execution_id)
@@ -235,7 +240,6 @@ def signal(conn: Connection, execution_id: str, now: datetime) -> None:
                 execution_id=execution_id, due_at=now, wakeups=1, wakeups_seen=0
             )
         )
-    notify_in(conn)
 
 
 def open_token(conn: Connection, token: str, *, lock: bool) -> TokenRecord:

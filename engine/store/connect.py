@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from engine.store.errors import StoreUnavailable
 
-__all__ = ["create_engine", "parse_url"]
+__all__ = ["create_engine", "create_postgres_engine", "create_sqlite_engine", "parse_url"]
 
 _BUSY_TIMEOUT_MS = 30_000
 
@@ -100,11 +100,20 @@ def _enable_wal(cursor: Any) -> None:
 
 
 def create_engine(parsed: URL, dialect: str) -> Engine:
-    """A SQLAlchemy engine for a parsed URL, with SQLite set up for WAL and our own BEGIN."""
-    if dialect == "postgresql":
-        engine = sa.create_engine(parsed, pool_size=5, max_overflow=10, future=True)
-        _ping_when_idle(engine)
-        return engine
+    """A SQLAlchemy engine for a URL parsed by `parse_url`, set up for its backend."""
+    makers = {"postgresql": create_postgres_engine, "sqlite": create_sqlite_engine}
+    return makers[dialect](parsed)
+
+
+def create_postgres_engine(parsed: URL) -> Engine:
+    """A pooled psycopg 3 engine whose idle connections are pinged before reuse."""
+    engine = sa.create_engine(parsed, pool_size=5, max_overflow=10, future=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+def create_sqlite_engine(parsed: URL) -> Engine:
+    """A SQLite engine set up for WAL, a busy timeout and our own BEGIN (IMMEDIATE for writes)."""
     memory = parsed.database in (None, "", ":memory:")
     if memory:
         engine = sa.create_engine(

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
-from engine.store.checkpoints import event_row
+from engine.store.checkpoints import event_row, holds_lease
 from engine.store.notify import CHANNEL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 
@@ -38,7 +38,6 @@ _EVENTS = (
     "(execution_id, event_id, previous_event_id, type, timestamp, details) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
-_TIMERS = "INSERT INTO timers (execution_id, key, fire_at) VALUES (%s, %s, %s)"
 _PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
 _FINISH = (
     "UPDATE executions SET status = %s, output = %s, error = %s, cause = %s, stop_date = %s "
@@ -63,7 +62,7 @@ def pipelined_commit(
     """Commit the group in two round trips; None when the careful path must decide.
 
     Returns (one OK per checkpoint, whether work became due now). Raises
-    psycopg.OperationalError when the database fails (the caller maps it).
+    psycopg.OperationalError when the database fails (the store's boundary maps it).
     """
     if any(c.tokens for c in checkpoints):
         return None
@@ -88,9 +87,7 @@ def pipelined_commit(
                     )
                     released.append(cursor)
             held = {
-                row[0]
-                for row in leases.fetchall()
-                if row[1] == worker_id and row[2] is not None and row[2] > now
+                row[0] for row in leases.fetchall() if holds_lease(row[1], row[2], worker_id, now)
             }
             if held != set(ids):
                 connection.rollback()
@@ -140,9 +137,6 @@ def _queue_writes(
             )
     if event_rows:
         cursor.executemany(_EVENTS, event_rows)
-    timer_rows = [(c.execution_id, key, fire_at) for c in checkpoints for key, fire_at in c.timers]
-    if timer_rows:
-        cursor.executemany(_TIMERS, timer_rows)
     progress: dict[str, int] = {}
     for c in checkpoints:
         last = max([c.last_event_id, *(e.event_id for e in c.events)])

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import psycopg
 
-from engine.store.errors import StoreUnavailable
+from engine.store.boundary import unavailable
 
 __all__ = ["CHANNEL", "PostgresListener", "SqliteWaker", "Waker"]
 
@@ -75,9 +75,8 @@ class PostgresListener:
                 connection = psycopg.connect(self._conninfo, autocommit=True)
                 connection.execute(f"LISTEN {CHANNEL}")
             except psycopg.Error as exc:
-                raise StoreUnavailable(
-                    f"cannot listen for work on {self._display_url}: {_first_line(exc)}"
-                ) from None
+                # Any failure of the listener's own connection means no wake-ups.
+                raise unavailable(self._display_url, exc, doing="cannot listen for work") from None
             self._connection = connection
         return self._connection
 
@@ -90,17 +89,10 @@ class PostgresListener:
             except psycopg.Error as exc:
                 connection.close()
                 self._connection = None
-                raise StoreUnavailable(
-                    f"lost the work listener on {self._display_url}: {_first_line(exc)}"
-                ) from None
+                raise unavailable(self._display_url, exc, doing="lost the work listener") from None
 
     def close(self) -> None:
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

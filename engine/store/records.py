@@ -1,10 +1,10 @@
 """The records the store takes and returns: frozen msgspec Structs and enums.
 
 These are the store's vocabulary with the rest of the engine: a state machine
-version, an execution row, a history event, a task token, the checkpoint a
-worker commits and what became of it. Payloads (execution input and output,
-journal values) travel as JSON *text* the caller encoded; event details travel
-as dicts. Every datetime is timezone-aware UTC.
+version, an execution row, a history event, a task token, a queued activity
+task, the checkpoint a worker commits and what became of it. Payloads
+(execution input and output, journal values) travel as JSON *text* the
+caller encoded; event details travel as dicts. Every datetime is timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "ActivityTaskRecord",
     "Checkpoint",
     "CommitResult",
     "Event",
@@ -118,6 +119,16 @@ class TokenRecord(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
 
 
+class ActivityTaskRecord(msgspec.Struct, frozen=True):
+    """A task queued for activity workers: its token, the step it answers and its input (JSON)."""
+
+    token: str
+    activity: str
+    execution_id: str
+    key: str
+    input: str
+
+
 class Finish(msgspec.Struct, frozen=True):
     """The closing fields of an execution, written with its last checkpoint."""
 
@@ -140,7 +151,6 @@ class Checkpoint(msgspec.Struct, frozen=True):
     execution_id: str
     journal: list[tuple[str, str]] = msgspec.field(default_factory=list)
     events: list[Event] = msgspec.field(default_factory=list)
-    timers: list[tuple[str, datetime]] = msgspec.field(default_factory=list)
     tokens: list[TokenRecord] = msgspec.field(default_factory=list)
     finish: Finish | None = None
     release: bool = False
@@ -155,5 +165,4 @@ class LoadedExecution(msgspec.Struct, frozen=True):
     machine: MachineVersion
     journal: dict[str, str]
     last_event_id: int
-    timers: dict[str, datetime] = msgspec.field(default_factory=dict)
     tokens: dict[str, TokenRecord] = msgspec.field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Row plumbing shared by the store's modules: URLs, hashes and row-to-record conversion.
+"""Row plumbing shared by the store's modules: hashes, JSON comparison and row-to-record conversion.
 
 Nothing here opens a transaction; these are the small pure pieces the
 `Store` and the checkpoint writer both need, kept apart so each of those
@@ -20,18 +20,11 @@ __all__ = [
     "MACHINE_JOIN",
     "encode_details",
     "execution_record",
-    "first_line",
     "hash_definition",
     "machine_version",
     "same_json",
     "token_record",
 ]
-
-
-def first_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip()
-    return text.splitlines()[0] if text else type(inner).__name__
 
 
 def hash_definition(definition: str, machine_type: str) -> str:

@@ -2,12 +2,12 @@
 
 `metadata` describes the current schema and is what the store queries.
 `MIGRATIONS` is the ordered list of steps that builds it; `migrate()` applies
-the missing ones inside the caller's transaction under a lock (PostgreSQL: a
-transaction-scoped advisory lock; SQLite: the caller's BEGIN IMMEDIATE) and
-records each in `schema_migrations`, so two processes upgrading at once
-apply every step exactly once. A migration never reads `metadata`: it builds
-its own frozen tables, so adding migration N+1 cannot change what migration
-N does to a fresh database. Timestamps are timezone-aware UTC datetimes
+the missing ones inside the caller's transaction, which holds the database's
+migration lock (the backend's: PostgreSQL's transaction-scoped advisory lock,
+SQLite's BEGIN IMMEDIATE), and records each in `schema_migrations`, so two
+processes upgrading at once apply every step exactly once. A migration never
+reads `metadata`: it builds its own frozen tables, so adding migration N+1
+cannot change what migration N does to a fresh database. Timestamps are timezone-aware UTC datetimes
 (`UTCDateTime`); JSON payloads are text.
 """
 
@@ -36,12 +36,8 @@ __all__ = [
     "state_machine_versions",
     "state_machines",
     "task_tokens",
-    "timers",
     "work_queue",
 ]
-
-# Any constant works; it only has to be the same in every Stepwise process.
-_MIGRATION_LOCK_KEY = 0x5757_0001
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -254,13 +250,20 @@ def _migration_2(conn: Connection) -> None:
         frozen.tables[name].create(conn)
 
 
+def _migration_3(conn: Connection) -> None:
+    """Drop timers: nothing read it; durable timers are due rows in work_queue."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    frozen.tables["timers"].drop(conn)
+
+
 def _define_executions_newest_first_index(md: sa.MetaData) -> sa.Index:
     """The index ListExecutions pages by: newest first, ties broken by execution id."""
     table = md.tables["executions"]
     return sa.Index("ix_executions_start_id", table.c.start_date, table.c.execution_id)
 
 
-def _migration_executions_newest_first_index(conn: Connection) -> None:
+def _migration_4(conn: Connection) -> None:
     """Add ix_executions_start_id so each page of ListExecutions is an index range scan."""
     frozen = sa.MetaData()
     _define_v1(frozen)
@@ -271,7 +274,8 @@ def _migration_executions_newest_first_index(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
     (2, "activity tasks and SQL effects", _migration_2),
-    (3, "index for paging executions newest first", _migration_executions_newest_first_index),
+    (3, "drop the unused timers table", _migration_3),
+    (4, "index for paging executions newest first", _migration_4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -279,13 +283,13 @@ metadata = sa.MetaData()
 schema_migrations = _schema_migrations_table(metadata)
 _define_v1(metadata)
 _define_v2(metadata)
+metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
 history_events = metadata.tables["history_events"]
 journal = metadata.tables["journal"]
-timers = metadata.tables["timers"]
 task_tokens = metadata.tables["task_tokens"]
 work_queue = metadata.tables["work_queue"]
 activity_tasks = metadata.tables["activity_tasks"]
@@ -303,14 +307,12 @@ def current_version(conn: Connection) -> int:
 def migrate(conn: Connection, now: datetime) -> int:
     """Apply every missing migration inside the caller's open transaction.
 
-    Returns the schema version reached. The caller must hold the database's
-    write lock on SQLite (BEGIN IMMEDIATE); on PostgreSQL this takes a
-    transaction-scoped advisory lock, so concurrent upgrades queue up and the
-    later ones find nothing left to do. Raises RuntimeError when the database
-    is newer than this code knows.
+    Returns the schema version reached. The caller must hold the backend's
+    migration lock in this transaction (`Backend.lock_migrations`; SQLite's
+    BEGIN IMMEDIATE is one), so concurrent upgrades queue up and the later
+    ones find nothing left to do. Raises RuntimeError when the database is
+    newer than this code knows.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     _schema_migrations_table(sa.MetaData()).create(conn, checkfirst=True)
     applied = current_version(conn)
     if applied > SCHEMA_VERSION:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import engine.store.store as store_module
+import engine.store.work as work_module
 from engine.store import Checkpoint, CommitResult, Event, Finish, Store
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -51,12 +51,12 @@ def _checkpoint(execution_id: str, key: str, event_id: int, **extra: object) -> 
 
 def test_ordinary_batches_take_the_fast_path(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = [_start(store, n) for n in ("a", "b")]
-    assert store.claim("w", limit=2, lease_seconds=60, now=T0) == ids
+    assert [i for i, _due in store.claim_due("w", limit=2, lease_seconds=60, now=T0)] == ids
 
     def careful(*args: object, **kwargs: object) -> object:
         raise AssertionError("the careful path ran for an ordinary batch")
 
-    monkeypatch.setattr(store_module, "write_checkpoints", careful)
+    monkeypatch.setattr(work_module, "write_checkpoints", careful)
     results = store.commit(
         [
             _checkpoint(ids[0], "k", 2),
@@ -76,11 +76,11 @@ def test_ordinary_batches_take_the_fast_path(store: Store, monkeypatch: pytest.M
 
 def test_fast_path_defers_on_lost_leases_and_conflicts(store: Store) -> None:
     ids = [_start(store, n) for n in ("a", "b", "c")]
-    store.claim("w", limit=3, lease_seconds=60, now=T0)
+    store.claim_due("w", limit=3, lease_seconds=60, now=T0)
     store.commit([_checkpoint(ids[1], "dup", 2)], worker_id="w", now=T0)
     # ids[2]'s lease is taken over by another worker after expiry.
     later = T0 + timedelta(seconds=61)
-    store.claim("w", limit=0, lease_seconds=60, now=later)
+    store.claim_due("w", limit=0, lease_seconds=60, now=later)
     assert store.claim_execution(ids[2], "other", lease_seconds=60, now=later)
     store.renew("w", ids[:2], lease_seconds=600, now=T0 + timedelta(seconds=30))
     results = store.commit(

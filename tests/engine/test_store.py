@@ -44,6 +44,14 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+def claim(
+    store: Store, worker_id: str, *, limit: int, lease_seconds: float, now: datetime
+) -> list[str]:
+    """The ids a worker's claim leases (what `claim_due` returns, without the due times)."""
+    claimed = store.claim_due(worker_id, limit=limit, lease_seconds=lease_seconds, now=now)
+    return [execution_id for execution_id, _due in claimed]
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     s = Store(db_url)
@@ -224,7 +232,7 @@ def test_create_execution_records_start_event_and_work(store: Store) -> None:
     assert record.status == "RUNNING" and record.last_event_id == 1
     assert store.get_execution("exec-first") == record
     assert store.history("exec-first") == [started_event(T0, '{"a": 1}')]
-    assert store.claim("w", limit=10, lease_seconds=30, now=T0) == ["exec-first"]
+    assert claim(store, "w", limit=10, lease_seconds=30, now=T0) == ["exec-first"]
 
 
 def test_start_is_idempotent_for_a_running_execution_with_equal_input(store: Store) -> None:
@@ -259,7 +267,7 @@ def test_start_is_idempotent_for_a_running_execution_with_equal_input(store: Sto
 
 def test_reusing_the_name_of_a_closed_execution_is_refused(store: Store) -> None:
     start(store, "done")
-    assert store.claim("w", limit=1, lease_seconds=30, now=T0) == ["exec-done"]
+    assert claim(store, "w", limit=1, lease_seconds=30, now=T0) == ["exec-done"]
     finish = Finish(status="SUCCEEDED", stop_date=at(1), output="{}")
     assert store.commit(
         [Checkpoint("exec-done", finish=finish, last_event_id=1)], worker_id="w", now=at(1)
@@ -299,7 +307,7 @@ def test_list_executions_newest_first_with_filters(store: Store) -> None:
     for i in range(4):
         start(store, f"e{i}", when=at(i))
     start(store, "o", machine=other, when=at(10))
-    store.claim("w", limit=1, lease_seconds=30, now=at(20))  # e0, the oldest due
+    claim(store, "w", limit=1, lease_seconds=30, now=at(20))  # e0, the oldest due
     store.commit(
         [Checkpoint("exec-e0", finish=Finish("FAILED", at(21), error="E", cause="C"))],
         worker_id="w",
@@ -316,7 +324,7 @@ def test_list_executions_newest_first_with_filters(store: Store) -> None:
 
 def test_history_is_ordered_by_event_id_and_details_round_trip(store: Store) -> None:
     start(store, "h")
-    store.claim("w", limit=1, lease_seconds=30, now=T0)
+    claim(store, "w", limit=1, lease_seconds=30, now=T0)
     details = {"name": "Ünïcode ✓", "output": '{"x": [1, 2.5, null]}', "nested": {"a": [True]}}
     events = [Event(i, i - 1, f"Type{i}", at(i), details) for i in (4, 2, 5, 3)]
     assert store.commit(
@@ -336,19 +344,19 @@ def test_claim_takes_due_unleased_work_oldest_first(store: Store) -> None:
     for i in (3, 1, 2):
         start(store, f"e{i}", when=at(i))
     start(store, "future", when=at(100))
-    assert store.claim("a", limit=2, lease_seconds=30, now=at(50)) == ["exec-e1", "exec-e2"]
-    assert store.claim("b", limit=10, lease_seconds=30, now=at(50)) == ["exec-e3"]
-    assert store.claim("b", limit=10, lease_seconds=30, now=at(50)) == []
-    assert store.claim("b", limit=0, lease_seconds=30, now=at(200)) == []
+    assert claim(store, "a", limit=2, lease_seconds=30, now=at(50)) == ["exec-e1", "exec-e2"]
+    assert claim(store, "b", limit=10, lease_seconds=30, now=at(50)) == ["exec-e3"]
+    assert claim(store, "b", limit=10, lease_seconds=30, now=at(50)) == []
+    assert claim(store, "b", limit=0, lease_seconds=30, now=at(200)) == []
 
 
 def test_an_expired_lease_lets_another_worker_claim(store: Store) -> None:
     start(store, "x")
-    assert store.claim("a", limit=1, lease_seconds=10, now=T0) == ["exec-x"]
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(9.9)) == []
+    assert claim(store, "a", limit=1, lease_seconds=10, now=T0) == ["exec-x"]
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(9.9)) == []
     assert store.renew("a", ["exec-x"], lease_seconds=10, now=at(5)) == {"exec-x"}
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(14)) == []
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(15)) == ["exec-x"]
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(14)) == []
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(15)) == ["exec-x"]
     assert store.renew("a", ["exec-x"], lease_seconds=10, now=at(16)) == set()
     assert store.renew("b", ["exec-x", "exec-unknown"], lease_seconds=10, now=at(16)) == {"exec-x"}
 
@@ -359,19 +367,19 @@ def test_claim_execution_ignores_due_time_but_respects_leases(store: Store) -> N
     assert store.claim_execution("exec-x", "b", lease_seconds=10, now=at(5)) is False
     assert store.claim_execution("exec-x", "a", lease_seconds=10, now=at(5)) is True
     store.release("exec-x", "a", due_at=None)
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(10_000)) == []
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(10_000)) == []
     assert store.claim_execution("exec-x", "b", lease_seconds=10, now=at(6)) is True
     assert store.claim_execution("exec-missing", "b", lease_seconds=10, now=at(6)) is False
 
 
 def test_release_by_a_worker_without_the_lease_changes_nothing(store: Store) -> None:
     start(store, "x")
-    store.claim("a", limit=1, lease_seconds=10, now=T0)
+    claim(store, "a", limit=1, lease_seconds=10, now=T0)
     store.release("exec-x", "intruder", due_at=T0)
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(1)) == []
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(1)) == []
     store.release("exec-x", "a", due_at=at(50))
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(49)) == []
-    assert store.claim("b", limit=1, lease_seconds=10, now=at(50)) == ["exec-x"]
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(49)) == []
+    assert claim(store, "b", limit=1, lease_seconds=10, now=at(50)) == ["exec-x"]
 
 
 def test_concurrent_claimers_never_get_the_same_execution(db_url: str) -> None:
@@ -387,7 +395,7 @@ def test_concurrent_claimers_never_get_the_same_execution(db_url: str) -> None:
         got: list[str] = []
         try:
             barrier.wait()
-            while batch := store.claim(worker, limit=3, lease_seconds=60, now=at(1)):
+            while batch := claim(store, worker, limit=3, lease_seconds=60, now=at(1)):
                 got.extend(batch)
             return got
         finally:
@@ -404,19 +412,18 @@ def test_concurrent_claimers_never_get_the_same_execution(db_url: str) -> None:
 
 def test_commit_with_a_lost_lease_writes_nothing(store: Store) -> None:
     start(store, "x")
-    store.claim("a", limit=1, lease_seconds=10, now=T0)
-    store.claim("b", limit=1, lease_seconds=10, now=at(11))
+    claim(store, "a", limit=1, lease_seconds=10, now=T0)
+    claim(store, "b", limit=1, lease_seconds=10, now=at(11))
     stale = Checkpoint(
         "exec-x",
         journal=[("A#0", '"stale"')],
         events=[Event(2, 1, "PassStateEntered", at(12), {})],
-        timers=[("A#0/wait", at(99))],
         finish=Finish("SUCCEEDED", at(12), output='"stale"'),
         last_event_id=2,
     )
     assert store.commit([stale], worker_id="a", now=at(12)) == [CommitResult.LEASE_LOST]
     loaded = store.load("exec-x")
-    assert loaded.journal == {} and loaded.timers == {}
+    assert loaded.journal == {}
     assert loaded.record.status == "RUNNING" and loaded.last_event_id == 1
     assert [e.event_id for e in store.history("exec-x")] == [1]
     # Even the lease's own holder cannot write once it has expired.
@@ -429,7 +436,7 @@ def test_a_colliding_checkpoint_never_double_records_and_the_rest_commit(store: 
     machine = store.put_state_machine("Machine", DEFINITION)
     for name in ("a", "b", "c", "d"):
         start(store, name, machine=machine)
-    assert len(store.claim("w", limit=10, lease_seconds=60, now=T0)) == 4
+    assert len(claim(store, "w", limit=10, lease_seconds=60, now=T0)) == 4
     first = [
         Checkpoint("exec-b", journal=[("K", '"first"')], last_event_id=1),
         Checkpoint("exec-c", events=[Event(2, 1, "X", at(1), {"v": "first"})], last_event_id=2),
@@ -457,12 +464,12 @@ def test_a_colliding_checkpoint_never_double_records_and_the_rest_commit(store: 
     assert store.history("exec-c")[1].details == {"v": "first"}
     assert journal_rows(store, "exec-d") == {"K": '"d"'}
     assert store.get_execution("exec-a").last_event_id == 2
-    assert store.claim("w2", limit=10, lease_seconds=60, now=at(30)) == ["exec-d"]
+    assert claim(store, "w2", limit=10, lease_seconds=60, now=at(30)) == ["exec-d"]
 
 
 def test_commit_of_a_finish_closes_the_execution_and_its_work(store: Store) -> None:
     start(store, "x")
-    store.claim("w", limit=1, lease_seconds=60, now=T0)
+    claim(store, "w", limit=1, lease_seconds=60, now=T0)
     token = TokenRecord("tok-1", "exec-x", "Wait#0/token", "Wait", created_at=at(1))
     assert store.commit(
         [Checkpoint("exec-x", tokens=[token], release=False)], worker_id="w", now=at(1)
@@ -485,7 +492,7 @@ def test_commit_of_a_finish_closes_the_execution_and_its_work(store: Store) -> N
         2,
     )
     assert store.claim_execution("exec-x", "w", lease_seconds=60, now=at(5)) is False
-    assert store.claim("w", limit=5, lease_seconds=60, now=at(100)) == []
+    assert claim(store, "w", limit=5, lease_seconds=60, now=at(100)) == []
     assert store.get_token("tok-1").status == "TIMED_OUT"
     with pytest.raises(ExecutionNotRunning, match="SUCCEEDED, not RUNNING"):
         store.request_stop("exec-x", error=None, cause=None, now=at(6))
@@ -494,14 +501,14 @@ def test_commit_of_a_finish_closes_the_execution_and_its_work(store: Store) -> N
 def test_empty_commit_and_load(store: Store) -> None:
     assert store.commit([], worker_id="w", now=T0) == []
     start(store, "x")
-    store.claim("w", limit=1, lease_seconds=60, now=T0)
+    claim(store, "w", limit=1, lease_seconds=60, now=T0)
     store.commit(
-        [Checkpoint("exec-x", journal=[("k", "1")], timers=[("t", at(60))], last_event_id=1)],
+        [Checkpoint("exec-x", journal=[("k", "1")], last_event_id=1)],
         worker_id="w",
         now=at(1),
     )
     loaded = store.load("exec-x")
-    assert loaded.journal == {"k": "1"} and loaded.timers == {"t": at(60)}
+    assert loaded.journal == {"k": "1"}
     assert loaded.machine == store.get_state_machine("Machine", 1)
     assert loaded.record.execution_id == "exec-x" and loaded.last_event_id == 1
 
@@ -511,14 +518,14 @@ def test_empty_commit_and_load(store: Store) -> None:
 
 def waiting_on_token(store: Store, token: str = "tok") -> None:
     start(store, "cb")
-    store.claim("w", limit=1, lease_seconds=60, now=T0)
+    claim(store, "w", limit=1, lease_seconds=60, now=T0)
     record = TokenRecord(token, "exec-cb", "Task#0/result", "Task", created_at=at(1))
     assert store.commit(
         [Checkpoint("exec-cb", tokens=[record], release=True, release_due_at=None)],
         worker_id="w",
         now=at(1),
     ) == [CommitResult.OK]
-    assert store.claim("w", limit=1, lease_seconds=60, now=at(1000)) == []
+    assert claim(store, "w", limit=1, lease_seconds=60, now=at(1000)) == []
 
 
 def test_complete_token_once(store: Store) -> None:
@@ -528,7 +535,7 @@ def test_complete_token_once(store: Store) -> None:
     )
     assert store.get_token("tok").status == "SUCCEEDED"
     assert journal_rows(store, "exec-cb") == {"Task#0/result": '{"r": 1}'}
-    assert store.claim("w", limit=1, lease_seconds=60, now=at(5)) == ["exec-cb"]
+    assert claim(store, "w", limit=1, lease_seconds=60, now=at(5)) == ["exec-cb"]
     with pytest.raises(TaskTimedOut, match="Provided task does not exist anymore"):
         store.complete_token(
             "tok", journal_key="Task#0/result", value='"again"', status="FAILED", now=at(6)
@@ -574,16 +581,16 @@ def test_a_signal_during_a_lease_survives_the_release(store: Store) -> None:
     assert store.claim_execution("exec-cb", "w", lease_seconds=60, now=at(2)) is True
     store.complete_token("tok", journal_key="k", value="1", status="SUCCEEDED", now=at(3))
     # Leased: the callback does not hand the execution to another worker.
-    assert store.claim("other", limit=1, lease_seconds=60, now=at(4)) == []
+    assert claim(store, "other", limit=1, lease_seconds=60, now=at(4)) == []
     # The walk (loaded before the callback) releases to wait "forever"; the
     # callback it did not see must still wake it.
     assert store.commit(
         [Checkpoint("exec-cb", release=True, release_due_at=None)], worker_id="w", now=at(5)
     ) == [CommitResult.OK]
-    assert store.claim("other", limit=1, lease_seconds=60, now=at(5)) == ["exec-cb"]
+    assert claim(store, "other", limit=1, lease_seconds=60, now=at(5)) == ["exec-cb"]
     # Once seen by a claim, a release for a later time holds again.
     store.release("exec-cb", "other", due_at=at(500))
-    assert store.claim("other", limit=1, lease_seconds=60, now=at(6)) == []
+    assert claim(store, "other", limit=1, lease_seconds=60, now=at(6)) == []
 
 
 def test_request_stop(store: Store) -> None:
@@ -597,7 +604,7 @@ def test_request_stop(store: Store) -> None:
     assert store.get_execution("exec-cb") == record
     again = store.request_stop("exec-cb", error="Other", cause=None, now=at(11))
     assert again.stop_requested_error == "Halt"
-    assert store.claim("w", limit=1, lease_seconds=60, now=at(11)) == ["exec-cb"]
+    assert claim(store, "w", limit=1, lease_seconds=60, now=at(11)) == ["exec-cb"]
     with pytest.raises(ExecutionDoesNotExist):
         store.request_stop("ghost", error=None, cause=None, now=at(11))
 
@@ -667,11 +674,13 @@ def test_due_times_in_any_offset_are_claimed_in_instant_order(
             due[f"exec-{i}"] = when
             start(store, str(i), machine=machine, when=when, execution_id=f"exec-{i}")
         latest = max(due.values())
-        claimed = store.claim("w", limit=100, lease_seconds=1, now=latest)
+        claimed = claim(store, "w", limit=100, lease_seconds=1, now=latest)
         assert claimed == sorted(due, key=lambda eid: (due[eid], eid))
         assert store.get_execution("exec-0").start_date == due["exec-0"]
         assert store.get_execution("exec-0").start_date.tzinfo is UTC
         earliest = min(due.values())
-        assert store.claim("v", limit=100, lease_seconds=1, now=earliest - timedelta(0, 0, 1)) == []
+        assert (
+            claim(store, "v", limit=100, lease_seconds=1, now=earliest - timedelta(0, 0, 1)) == []
+        )
     finally:
         store.close()

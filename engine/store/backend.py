@@ -1,0 +1,58 @@
+"""What differs between the databases the store runs on, behind one small interface.
+
+`Backend` names every place SQLite and PostgreSQL behave differently for the
+store: how the SQLAlchemy engine is set up, how waiting workers are woken,
+how an insert skips an existing row, how concurrent migrations queue up and
+whether a group commit has a faster path. `engine/store/sqlite.py` and
+`engine/store/postgres.py` each subclass it (the DBOS habit of
+`_sys_db_sqlite.py` / `_sys_db_postgres.py`), so the store's transactions
+are written once, with no branches on the dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from engine.store.notify import Waker
+from engine.store.records import Checkpoint, CommitResult
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """One database's ways; the defaults are the portable behaviour."""
+
+    name: ClassVar[Literal["sqlite", "postgresql"]]
+    # Whether `notify_in` reaches workers in other processes (else they poll).
+    wakes_other_processes: ClassVar[bool] = False
+
+    def create_engine(self, parsed: URL) -> Engine:
+        """The SQLAlchemy engine for a parsed URL of this backend."""
+        raise NotImplementedError
+
+    def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
+        """How idle workers wait for work and are woken."""
+        raise NotImplementedError
+
+    def insert_ignoring_duplicates(
+        self, table: sa.Table, values: dict[str, Any], *, key: Sequence[str]
+    ) -> Any:
+        """An INSERT of one row that does nothing when the unique `key` columns are taken."""
+        raise NotImplementedError
+
+    def notify_in(self, conn: Connection) -> None:
+        """Queue a wake-up for other processes, delivered when this transaction commits."""
+
+    def lock_migrations(self, conn: Connection) -> None:
+        """Make concurrent migrations of one database take turns (within this transaction)."""
+
+    def fast_commit(
+        self, engine: Engine, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> tuple[list[CommitResult], bool] | None:
+        """A faster group commit, if this backend has one; None takes the careful path."""
+        return None

@@ -1,0 +1,123 @@
+"""The store's foundation: opening a database, its transactions, migrations and wake-ups.
+
+`StoreBase` holds what every part of the `Store` shares — the SQLAlchemy
+engine, the backend (`sqlite.py` or `postgres.py`, chosen once from the URL),
+the waker — and opens every transaction the store makes. Each transaction
+passes through the error boundary (`boundary.py`), so a driver failure
+leaves the store only as `StoreUnavailable`. The store's jobs are mixins on
+this base, one module each: `machines.py`, `work.py`, `tokens.py`,
+`effects.py`, and `store.py` for executions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy.engine import Connection
+
+from engine.store import schema
+from engine.store.backend import Backend
+from engine.store.boundary import mapped_errors
+from engine.store.connect import parse_url
+from engine.store.errors import StoreUnavailable
+from engine.store.notify import Waker
+from engine.store.postgres import PostgresBackend
+from engine.store.sqlite import SqliteBackend
+
+__all__ = ["StoreBase"]
+
+_BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": PostgresBackend}
+
+
+class StoreBase:
+    """The durable store on one database URL (SQLite file or PostgreSQL).
+
+    Opening a store checks the connection and applies any missing migration,
+    so a fresh database is ready at once. Raises StoreUnavailable (a message,
+    never a traceback) when the database cannot be reached or is newer than
+    this code.
+    """
+
+    url: str
+    dialect: Literal["sqlite", "postgresql"]
+
+    def __init__(self, url: str, *, poll_interval: float = 0.1, auto_migrate: bool = True) -> None:
+        parsed, self.dialect = parse_url(url)
+        self.url = parsed.render_as_string(hide_password=False)
+        self._display = parsed.render_as_string(hide_password=True)
+        self._backend: Backend = _BACKENDS[self.dialect]()
+        self._engine = self._backend.create_engine(parsed)
+        self._waker: Waker = self._backend.waker(parsed, self._display, poll_interval)
+        try:
+            with self._read() as conn:
+                version = schema.current_version(conn)
+        except StoreUnavailable:
+            self._engine.dispose()
+            raise
+        if version > schema.SCHEMA_VERSION:
+            self._engine.dispose()
+            raise StoreUnavailable(
+                f"database {self._display}: the schema is at version {version}, newer than "
+                f"this Stepwise understands ({schema.SCHEMA_VERSION}); upgrade Stepwise"
+            )
+        if auto_migrate and version < schema.SCHEMA_VERSION:
+            self.migrate()
+
+    # -- connections and transactions ------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        with mapped_errors(self._display), self._engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(stepwise_write=True)
+            with conn.begin():
+                yield conn
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._transaction(write=False)
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._transaction(write=True)
+
+    def migrate(self) -> int:
+        """Apply the missing migrations in one locked transaction; return the schema version.
+
+        Safe to run from several processes at once. Raises StoreUnavailable if
+        the database is unreachable or its schema is newer than this code.
+        """
+        try:
+            with self._write() as conn:
+                self._backend.lock_migrations(conn)
+                return schema.migrate(conn, datetime.now(UTC))
+        except RuntimeError as exc:
+            raise StoreUnavailable(f"database {self._display}: {exc}") from None
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the database (0 when empty)."""
+        with self._read() as conn:
+            return schema.current_version(conn)
+
+    def close(self) -> None:
+        """Close every connection the store holds. The store is unusable afterwards."""
+        self._waker.close()
+        self._engine.dispose()
+
+    # -- wake-ups ---------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake workers in wait_for_work: every process on PostgreSQL, this one on SQLite."""
+        if self._backend.wakes_other_processes:
+            with self._write() as conn:
+                self._backend.notify_in(conn)
+        self._waker.wake_local()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until work may be due or `timeout` seconds pass (SQLite: at most one poll).
+
+        May return early without work being due; callers claim and wait again.
+        Raises StoreUnavailable if the PostgreSQL listener cannot connect.
+        """
+        self._waker.wait(timeout)

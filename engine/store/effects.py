@@ -1,0 +1,116 @@
+"""SQL effects: a SQL activity's statements and the record of their result, in one transaction.
+
+`run_sql_effect` runs the statements under the execution's lease (the lease
+check of `checkpoints.py`, under the work row's lock) inside a savepoint,
+and records their result in `sql_effects` keyed by the step, all in one
+transaction: a crash can never leave the effect without its record or the
+record without the effect, and a step already recorded returns its record
+instead of running again. A statement the database rejects rolls back to
+the savepoint and becomes a ``Stepwise.SqlError`` outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from engine.store.base import StoreBase
+from engine.store.checkpoints import holds_lease, lock_work
+from engine.store.errors import LeaseLost
+from engine.store.schema import sql_effects
+
+__all__ = ["EffectStore", "Statement"]
+
+
+class Statement(Protocol):
+    """One statement of a SQL activity: text with named parameters."""
+
+    sql: str
+    parameters: dict[str, Any]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+class EffectStore(StoreBase):
+    """The store's call for SQL activities (a part of `Store`)."""
+
+    def run_sql_effect(
+        self,
+        *,
+        execution_id: str,
+        key: str,
+        worker_id: str,
+        statements: Sequence[Statement],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Run `statements` once for step `key`, recording their result in the same transaction.
+
+        Returns the outcome ``{"ok": {"Results": [...]}}`` or, when the
+        database rejects a statement, ``{"error": "Stepwise.SqlError",
+        "cause": …}`` with nothing of the statements kept. A step already run
+        returns its recorded result without running anything. Raises
+        LeaseLost when `worker_id` no longer holds the execution's lease.
+        """
+        with self._write() as conn:
+            work = lock_work(conn, [execution_id]).get(execution_id)
+            if work is None or not holds_lease(
+                work.lease_owner, work.lease_expires_at, worker_id, now
+            ):
+                raise LeaseLost(f"execution {execution_id}: lease lost before a SQL activity")
+            done = conn.execute(
+                sa.select(sql_effects.c.result).where(
+                    sql_effects.c.execution_id == execution_id, sql_effects.c.key == key
+                )
+            ).first()
+            if done is not None:
+                return {"ok": json.loads(done.result)}
+            results: list[dict[str, Any]] = []
+            savepoint = conn.begin_nested()
+            try:
+                for statement in statements:
+                    cursor = conn.execute(sa.text(statement.sql), statement.parameters)
+                    if cursor.returns_rows:
+                        columns = list(cursor.keys())
+                        rows = [
+                            {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
+                            for row in cursor
+                        ]
+                        results.append({"Rows": rows, "RowCount": len(rows)})
+                    else:
+                        results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
+            except sa_exc.DBAPIError as failure:
+                savepoint.rollback()
+                message = (
+                    str(failure.orig).strip().splitlines()[0] if failure.orig else str(failure)
+                )
+                return {"error": "Stepwise.SqlError", "cause": message}
+            except sa_exc.StatementError as failure:
+                savepoint.rollback()
+                return {"error": "Stepwise.SqlError", "cause": str(failure).splitlines()[0]}
+            savepoint.commit()
+            result = {"Results": results}
+            conn.execute(
+                sa.insert(sql_effects).values(
+                    execution_id=execution_id,
+                    key=key,
+                    result=json.dumps(result),
+                    recorded_at=now,
+                )
+            )
+        return {"ok": result}

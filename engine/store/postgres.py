@@ -1,0 +1,60 @@
+"""PostgreSQL, the production store: many workers on many machines sharing one database.
+
+Workers are woken by LISTEN/NOTIFY (the NOTIFY rides in the transaction that
+made work due, so it arrives exactly when the work is visible), concurrent
+migrations queue on a transaction-scoped advisory lock, and a group commit
+first tries the two-round-trip pipelined path of `fastcommit.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.engine import URL, Connection, Engine
+
+from engine.store.backend import Backend
+from engine.store.connect import create_postgres_engine
+from engine.store.fastcommit import pipelined_commit
+from engine.store.notify import CHANNEL, PostgresListener, Waker
+from engine.store.records import Checkpoint, CommitResult
+
+__all__ = ["PostgresBackend"]
+
+_NOTIFY_SQL = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
+# Any constant works; it only has to be the same in every Stepwise process.
+_MIGRATION_LOCK_KEY = 0x5757_0001
+
+
+class PostgresBackend(Backend):
+    """The store's ways on PostgreSQL (psycopg 3)."""
+
+    name: ClassVar[Literal["postgresql"]] = "postgresql"
+    wakes_other_processes: ClassVar[bool] = True
+
+    def create_engine(self, parsed: URL) -> Engine:
+        return create_postgres_engine(parsed)
+
+    def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
+        conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresListener(conninfo, display_url)
+
+    def insert_ignoring_duplicates(
+        self, table: sa.Table, values: dict[str, Any], *, key: Sequence[str]
+    ) -> Any:
+        insert = pg_dialect.insert(table).values(**values)
+        return insert.on_conflict_do_nothing(index_elements=list(key))
+
+    def notify_in(self, conn: Connection) -> None:
+        conn.execute(_NOTIFY_SQL)
+
+    def lock_migrations(self, conn: Connection) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+
+    def fast_commit(
+        self, engine: Engine, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> tuple[list[CommitResult], bool] | None:
+        return pipelined_commit(engine, checkpoints, worker_id, now)

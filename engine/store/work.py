@@ -1,0 +1,220 @@
+"""Work and leases: claiming due executions, renewing and releasing leases, group commit.
+
+An execution's work row says when it is next due and which worker holds it,
+until when. Workers claim due rows under a lease (`FOR UPDATE SKIP LOCKED`
+on PostgreSQL), renew the leases they hold, and commit many executions'
+checkpoints in one transaction, each only while its lease is held (the
+lease check of `checkpoints.py`, under a row lock). A collision with a
+recorded row rolls the group back and retries it one checkpoint at a time,
+so the colliding one is reported CONFLICT and the others still commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from engine.store.base import StoreBase
+from engine.store.boundary import mapped_errors
+from engine.store.checkpoints import release_work, write_checkpoints
+from engine.store.records import Checkpoint, CommitResult
+from engine.store.schema import work_queue
+
+__all__ = ["WorkStore"]
+
+
+class WorkStore(StoreBase):
+    """The store's calls for work, leases and group commit (a part of `Store`)."""
+
+    def claim_due(
+        self, worker_id: str, *, limit: int, lease_seconds: float, now: datetime
+    ) -> list[tuple[str, datetime]]:
+        """Lease up to `limit` executions whose work is due, oldest due first.
+
+        Returns (execution id, when its work fell due) pairs: the due time is
+        what queue-lag metrics measure. Only rows that are due (`due_at <=
+        now`) and unleased or whose lease expired are taken; on PostgreSQL
+        rows another claimer has locked are skipped, so two claimers never
+        get the same execution.
+        """
+        if limit <= 0:
+            return []
+        expires = now + timedelta(seconds=lease_seconds)
+        free = sa.or_(work_queue.c.lease_expires_at.is_(None), work_queue.c.lease_expires_at <= now)
+        query = (
+            sa.select(work_queue.c.execution_id, work_queue.c.due_at)
+            .where(work_queue.c.due_at <= now, free)
+            .order_by(work_queue.c.due_at, work_queue.c.execution_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            claimed = [(row.execution_id, row.due_at) for row in conn.execute(query)]
+            ids = [execution_id for execution_id, _due in claimed]
+            if ids:
+                conn.execute(
+                    sa.update(work_queue)
+                    .where(work_queue.c.execution_id.in_(ids))
+                    .values(
+                        lease_owner=worker_id,
+                        lease_expires_at=expires,
+                        wakeups_seen=work_queue.c.wakeups,
+                    )
+                )
+        return claimed
+
+    def claim_execution(
+        self, execution_id: str, worker_id: str, *, lease_seconds: float, now: datetime
+    ) -> bool:
+        """Lease one execution whether or not it is due, if its lease is free, expired or ours.
+
+        Returns False when another worker holds the lease or the execution
+        has no work row (it finished).
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(work_queue.c.lease_owner, work_queue.c.lease_expires_at)
+                .where(work_queue.c.execution_id == execution_id)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return False
+            held = row.lease_expires_at is not None and row.lease_expires_at > now
+            if held and row.lease_owner != worker_id:
+                return False
+            conn.execute(
+                sa.update(work_queue)
+                .where(work_queue.c.execution_id == execution_id)
+                .values(
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    wakeups_seen=work_queue.c.wakeups,
+                )
+            )
+        return True
+
+    def renew(
+        self, worker_id: str, execution_ids: Sequence[str], *, lease_seconds: float, now: datetime
+    ) -> set[str]:
+        """Extend the worker's unexpired leases; return the ids it still holds.
+
+        An id missing from the result was lost (expired, taken over, or the
+        execution finished): the worker must stop working on it.
+        """
+        if not execution_ids:
+            return set()
+        mine = sa.and_(
+            work_queue.c.execution_id.in_(list(execution_ids)),
+            work_queue.c.lease_owner == worker_id,
+            work_queue.c.lease_expires_at > now,
+        )
+        with self._write() as conn:
+            held = {
+                row.execution_id
+                for row in conn.execute(
+                    sa.select(work_queue.c.execution_id).where(mine).with_for_update()
+                )
+            }
+            if held:
+                conn.execute(
+                    sa.update(work_queue)
+                    .where(work_queue.c.execution_id.in_(held))
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                )
+        return held
+
+    def release(
+        self,
+        execution_id: str,
+        worker_id: str,
+        *,
+        due_at: datetime | None,
+        now: datetime | None = None,
+    ) -> None:
+        """Give back the worker's lease; the work is next due at `due_at` (None: on a signal).
+
+        A callback or stop that arrived while the lease was held makes the
+        work due at `now` instead (the caller's clock; the wall clock when
+        omitted). Does nothing if the worker no longer holds the lease.
+        """
+        now = now or datetime.now(UTC)
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(work_queue)
+                .where(work_queue.c.execution_id == execution_id)
+                .with_for_update()
+            ).first()
+            if row is None or row.lease_owner != worker_id:
+                return
+            due = release_work(conn, row, due_at, now)
+            wake = due is not None and due <= now
+            if wake:
+                self._backend.notify_in(conn)
+        if wake:
+            self._waker.wake_local()
+
+    # -- group commit -----------------------------------------------------
+
+    def commit(
+        self, checkpoints: Sequence[Checkpoint], *, worker_id: str, now: datetime
+    ) -> list[CommitResult]:
+        """Write many executions' checkpoints in one transaction; one result per checkpoint.
+
+        Each checkpoint is written only if `worker_id` still holds that
+        execution's unexpired lease (checked under a row lock), else it is
+        LEASE_LOST and nothing of it is written. If any row collides with one
+        already recorded (same event id or journal key: another worker got
+        there first), the group is rolled back and retried one checkpoint per
+        transaction, so the others still commit and the colliding one is
+        reported CONFLICT, never recorded twice. Raises StoreUnavailable when
+        the database fails.
+        """
+        if not checkpoints:
+            return []
+        with mapped_errors(self._display):
+            fast = self._backend.fast_commit(self._engine, checkpoints, worker_id, now)
+        if fast is not None:
+            results, wake = fast
+            if wake:
+                self._waker.wake_local()
+            return results
+        try:
+            with self._write() as conn:
+                results, wake = write_checkpoints(conn, checkpoints, worker_id, now)
+                if wake:
+                    self._backend.notify_in(conn)
+        except sa_exc.IntegrityError:
+            results, wake = self._commit_one_by_one(checkpoints, worker_id, now)
+        if wake:
+            self._waker.wake_local()
+        return results
+
+    def _commit_one_by_one(
+        self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> tuple[list[CommitResult], bool]:
+        results: list[CommitResult] = []
+        wake = False
+        for checkpoint in checkpoints:
+            try:
+                with self._write() as conn:
+                    (result,), woke = write_checkpoints(conn, [checkpoint], worker_id, now)
+                    if woke:
+                        self._backend.notify_in(conn)
+            except sa_exc.IntegrityError:
+                result, woke = CommitResult.CONFLICT, False
+            results.append(result)
+            wake = wake or woke
+        return results, wake
+
+    def work_due_at(self, execution_id: str) -> tuple[bool, datetime | None]:
+        """(queued, due_at) of one execution's work row; queued False when it has none."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(work_queue.c.due_at).where(work_queue.c.execution_id == execution_id)
+            ).first()
+        if row is None:
+            return False, None
+        return True, row.due_at
