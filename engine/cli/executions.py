@@ -113,18 +113,38 @@ def history_command(execution: str, reverse: bool) -> None:
     default=None,
     help="Only executions with STATUS.",
 )
+@click.option(
+    "--max-results",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="At most N executions (1-1000); prints the nextToken of the next page.",
+)
+@click.option("--next-token", metavar="TOKEN", default=None, help="Continue a paged listing.")
 @global_options
-def list_command(machine: str | None, status: str | None) -> None:
-    """List executions, newest first."""
+def list_command(
+    machine: str | None, status: str | None, max_results: int | None, next_token: str | None
+) -> None:
+    """List executions, newest first (paged with --max-results and --next-token)."""
     from engine.history import execution_list_item, iso_timestamp
 
-    records = with_client(
-        lambda engine: engine.list_executions(
-            machine=machine, status=status.upper() if status else None
+    wanted = status.upper() if status else None
+    token: str | None = None
+    if max_results is None and next_token is None:
+        records = with_client(lambda engine: engine.list_executions(machine=machine, status=wanted))
+    else:
+        records, token = with_client(
+            lambda engine: engine.list_executions_page(
+                machine=machine,
+                status=wanted,
+                max_results=max_results or 100,
+                next_token=next_token,
+            )
         )
-    )
     if json_output():
-        emit_json({"executions": [execution_list_item(r) for r in records]})
+        page: dict[str, Any] = {"executions": [execution_list_item(r) for r in records]}
+        if token is not None:
+            page["nextToken"] = token
+        emit_json(page)
         return
     print_table(
         ["NAME", "MACHINE", "STATUS", "STARTED", "STOPPED"],
@@ -133,6 +153,8 @@ def list_command(machine: str | None, status: str | None) -> None:
             for r in records
         ],
     )
+    if token is not None:
+        click.echo(f"next page: --next-token {token}", err=True)
 
 
 @click.command("stop", cls=StepwiseCommand)
