@@ -235,7 +235,9 @@ def test_sql_and_shell_are_off_unless_enabled(sqlite_url: str) -> None:
             "StartAt": "T",
             "States": {"T": {"Type": "Task", "Resource": resource, "End": True}},
         }
-        record = _run(sqlite_url, definition, {"Sql": "SELECT 1", "Command": ["true"]})
+        # A SQL Task's statement is written in its Parameters (DYNAMIC_SQL otherwise).
+        definition["States"]["T"]["Parameters"] = {"Sql": "SELECT 1", "Command": ["true"]}
+        record = _run(sqlite_url, definition, {})
         assert record.status == "FAILED" and record.error == "States.Runtime"
         assert "is not enabled by the operator" in (record.cause or "")
 
