@@ -7,11 +7,14 @@ connections and resources-file section that configure it."""
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -434,3 +437,56 @@ def test_refusals_and_caps_are_errors_a_catch_sees(server: _Server, sqlite_url: 
     assert out["file_error"]["Error"] == "Stepwise.Http.Forbidden"
     assert out["metadata_error"]["Error"] == "Stepwise.Http.Forbidden"
     assert out["endless_error"]["Error"] == "States.DataLimitExceeded"
+
+
+def test_https_verifies_the_host_name_while_connecting_to_the_checked_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    httpd = _Server("127.0.0.1")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        policy = HttpPolicy(allow=("localhost", "127.0.0.1"))
+        untrusted = _refused({"ApiEndpoint": f"https://localhost:{port}/tls"}, policy)
+        assert untrusted.error == "States.Http.Socket"
+        assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.cause or "")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        result = http_invoke(
+            {"ApiEndpoint": f"https://localhost:{port}/tls"}, CONTEXT, policy=policy
+        )
+        assert result["ResponseBody"] == {"path": "/tls", "method": "GET"}
+        # The certificate names localhost, not the address the socket went to.
+        by_address = _refused({"ApiEndpoint": f"https://127.0.0.1:{port}/tls"}, policy)
+        assert by_address.error == "States.Http.Socket"
+        assert "IP address mismatch" in (by_address.cause or "")
+    finally:
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
