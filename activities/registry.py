@@ -11,7 +11,7 @@ to a registered handler, a Lambda function, a built-in the operator enabled
 or a ``python:package.module:function`` whose module the operator
 allow-listed: nothing in a definition is ever imported or evaluated as code
 otherwise. The registry also carries the operator's run settings the engine
-reads (built-ins enabled, mock responses).
+reads (built-ins enabled, mock responses, the HTTP built-in's network policy).
 """
 
 from __future__ import annotations
