@@ -1,37 +1,76 @@
 """The HTTP built-in: Step Functions' HTTP Task (``arn:aws:states:::http:invoke``) run locally.
 
 The Task's effective input carries ApiEndpoint, Method, Headers,
-QueryParameters and RequestBody as AWS's HTTP Task takes them; the result
-is ``{"StatusCode", "StatusText", "Headers", "ResponseBody"}``. A non-2xx
-answer fails the Task with ``States.Http.StatusCode.<code>`` and a
-connection failure or timeout with ``States.Http.Socket``; retrying is left
-to the definition's Retry. The call honours the Task's deadline and sends
-the context's ``traceparent``. Standard library only.
+QueryParameters, RequestBody and Authentication as AWS's HTTP Task takes
+them; the result is ``{"StatusCode", "StatusText", "Headers",
+"ResponseBody"}``. Because the input may come from anyone, the call obeys
+the operator's `HttpPolicy` (activities/netpolicy.py) and nothing else:
+
+- only ``http`` and ``https`` URLs, without credentials in them;
+- every address the host name resolves to is checked before connecting,
+  the connection goes to a checked address (no second lookup, so DNS
+  rebinding cannot swap it), and redirects are followed here, hop by hop,
+  each hop checked the same way (at most `HttpPolicy.max_redirects`);
+- credentials come only from the operator's named connections
+  (``"Authentication": {"ConnectionArn": "arn:aws:events:…:connection/NAME/…"}``);
+  ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` headers in the
+  Task's parameters are refused, and a connection's headers are dropped on
+  a redirect to another origin;
+- the response body is read in chunks and reading stops at
+  `HttpPolicy.max_response_bytes`; the whole call, redirects included, ends
+  at `HttpPolicy.timeout_seconds` or the Task's deadline, whichever is first.
+
+Errors a Catch can see: ``States.Http.StatusCode.<code>`` for a non-2xx
+answer (cause: the result as JSON), ``States.Http.Socket`` when the server
+cannot be reached or does not answer in time, ``States.DataLimitExceeded``
+for a body over the cap, ``Stepwise.Http.Forbidden`` for a call the policy
+refuses, ``Stepwise.Http.TooManyRedirects`` and
+``Stepwise.Http.ConnectionNotFound``; a malformed input is
+``States.Runtime``. Request and response bodies are never logged. The call
+sends the context's ``traceparent``. Standard library only.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
-import urllib.error
+import socket
+import ssl
+import time
 import urllib.parse
-import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPResponse, responses
 from typing import Any
 
+from activities.netpolicy import HttpConnection, HttpPolicy, IPAddress
 from activities.registry import ActivityContext, ActivityError
 
 __all__ = ["HTTP_RESOURCE", "http_invoke"]
 
 HTTP_RESOURCE = "arn:aws:states:::http:invoke"
-_DEFAULT_TIMEOUT = 60.0
+
+FORBIDDEN = "Stepwise.Http.Forbidden"
+SOCKET = "States.Http.Socket"
+TOO_LARGE = "States.DataLimitExceeded"
+TOO_MANY_REDIRECTS = "Stepwise.Http.TooManyRedirects"
+CONNECTION_NOT_FOUND = "Stepwise.Http.ConnectionNotFound"
+RUNTIME = "States.Runtime"
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 65_536
+# Before the engine hands the operator's policy in (issue 11's wiring), loopback and
+# private addresses stay reachable as they always were; every other rule applies.
+_UNWIRED_POLICY = HttpPolicy(allow=("*",))
 
 
 def _query(parameters: Any) -> str:
     if not parameters:
         return ""
     if not isinstance(parameters, dict):
-        raise ActivityError("States.Runtime", "QueryParameters must be a JSON object.")
+        raise ActivityError(RUNTIME, "QueryParameters must be a JSON object.")
     pairs: list[tuple[str, str]] = []
     for name, value in parameters.items():
         values = value if isinstance(value, list) else [value]
@@ -56,8 +95,178 @@ def _body(input: dict[str, Any], headers: dict[str, str]) -> bytes | None:
     return json.dumps(body).encode()
 
 
-def _result(response: HTTPResponse | urllib.error.HTTPError) -> dict[str, Any]:
-    raw = response.read()
+@dataclass(frozen=True)
+class _Target:
+    """One hop's URL, split and checked for scheme and credentials."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host.lower(), self.port)
+
+
+def _target(url: str) -> _Target:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as failure:
+        raise ActivityError(RUNTIME, f"ApiEndpoint is not a valid URL: {failure}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ActivityError(
+            FORBIDDEN,
+            f"The HTTP Task calls only http and https URLs, not {scheme or 'a relative'!r} ones.",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ActivityError(
+            FORBIDDEN,
+            "Credentials in the URL are refused; the operator keeps credentials in a "
+            "connection the Task names in Authentication.ConnectionArn.",
+        )
+    if not parts.hostname:
+        raise ActivityError(RUNTIME, f"ApiEndpoint {url!r} has no host.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return _Target(url, scheme, parts.hostname, port or (443 if scheme == "https" else 80), path)
+
+
+def _connection(input: dict[str, Any], policy: HttpPolicy) -> HttpConnection | None:
+    authentication = input.get("Authentication")
+    if authentication is None:
+        return None
+    reference = authentication.get("ConnectionArn") if isinstance(authentication, dict) else None
+    if not isinstance(reference, str):
+        raise ActivityError(RUNTIME, "Authentication needs a ConnectionArn string.")
+    connection = policy.connection(reference)
+    if connection is None:
+        raise ActivityError(
+            CONNECTION_NOT_FOUND,
+            f"No connection for {reference!r} is configured by the operator "
+            "(Http.Connections in the resources file).",
+        )
+    return connection
+
+
+def _check_endpoint(connection: HttpConnection, target: _Target) -> None:
+    if connection.endpoint is None:
+        return
+    allowed = _target(connection.endpoint)
+    if allowed.origin != target.origin or not target.path.startswith(allowed.path):
+        raise ActivityError(
+            FORBIDDEN,
+            f"The connection {connection.name!r} may only be used with {connection.endpoint}.",
+        )
+
+
+def _resolve(target: _Target, policy: HttpPolicy) -> list[IPAddress]:
+    """Every address the host resolves to, all of them allowed by `policy`, or an error."""
+    refused = policy.refuse_host(target.host)
+    if refused is not None:
+        raise ActivityError(FORBIDDEN, f"Refused to call {target.url}: {refused}.")
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as failure:
+        raise ActivityError(SOCKET, f"Cannot resolve {target.host}: {failure}") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    for address in addresses:
+        reason = policy.refuse_address(target.host, address)
+        if reason is not None:
+            raise ActivityError(FORBIDDEN, f"Refused to call {target.url}: {reason}.")
+    if not addresses:
+        raise ActivityError(SOCKET, f"Cannot resolve {target.host}: no addresses.")
+    return addresses
+
+
+class _Clock:
+    """The one deadline of a whole call, redirects included."""
+
+    def __init__(self, policy: HttpPolicy, context: ActivityContext) -> None:
+        seconds = policy.timeout_seconds
+        if context.deadline is not None:
+            seconds = min(seconds, (context.deadline - datetime.now(UTC)).total_seconds())
+        self.ends = time.monotonic() + max(0.1, seconds)
+
+    def remaining(self) -> float:
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise ActivityError(SOCKET, "TimeoutError: the HTTP call did not finish in time")
+        return left
+
+
+def _connect(
+    target: _Target, addresses: list[IPAddress], clock: _Clock
+) -> http.client.HTTPConnection:
+    """A connection to `target` that connects only to the checked `addresses`."""
+    connection: http.client.HTTPConnection
+    if target.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            target.host,
+            target.port,
+            timeout=clock.remaining(),
+            context=ssl.create_default_context(),
+        )
+    else:
+        connection = http.client.HTTPConnection(target.host, target.port, timeout=clock.remaining())
+
+    def pinned(_: Any, timeout: Any = None, source: Any = None) -> socket.socket:
+        # The host name is still what TLS verifies and what the Host header says;
+        # the socket goes only where the policy said yes.
+        last: OSError | None = None
+        for address in addresses:
+            try:
+                return socket.create_connection((str(address), target.port), clock.remaining())
+            except OSError as failure:
+                last = failure
+        assert last is not None
+        raise last
+
+    connection._create_connection = pinned  # type: ignore[attr-defined]
+    return connection
+
+
+def _read_body(
+    response: HTTPResponse,
+    stream: socket.socket | None,
+    policy: HttpPolicy,
+    clock: _Clock,
+) -> bytes:
+    limit = policy.max_response_bytes
+    too_large = ActivityError(
+        TOO_LARGE,
+        f"The HTTP response body is larger than {limit} bytes, the most the HTTP Task "
+        "reads; reading stopped there.",
+    )
+    declared = response.getheader("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        # The deadline is the whole call's: each wait gets only what is left of it.
+        remaining = clock.remaining()
+        if stream is not None:
+            stream.settimeout(remaining)
+        # read1: whatever has arrived, so a slow drip cannot outlast the deadline.
+        chunk = response.read1(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+        chunks.append(chunk)
+
+
+def _result(response: HTTPResponse, raw: bytes) -> dict[str, Any]:
     text = raw.decode("utf-8", errors="replace")
     content_type = response.headers.get("Content-Type", "")
     body: Any = text
@@ -78,40 +287,107 @@ def _result(response: HTTPResponse | urllib.error.HTTPError) -> dict[str, Any]:
     }
 
 
-def http_invoke(input: Any, context: ActivityContext) -> dict[str, Any]:
-    """Make the request the input describes and return AWS's HTTP Task result.
-
-    Raises ActivityError: ``States.Http.StatusCode.<n>`` for a non-2xx status
-    (cause: the result as JSON), ``States.Http.Socket`` when the server cannot
-    be reached or does not answer in time, ``States.Runtime`` for a malformed input.
-    """
-    if not isinstance(input, dict) or not isinstance(input.get("ApiEndpoint"), str):
-        raise ActivityError("States.Runtime", "The HTTP Task needs an ApiEndpoint string.")
-    method = str(input.get("Method", "GET")).upper()
+def _headers(input: dict[str, Any]) -> dict[str, str]:
     raw_headers = input.get("Headers") or {}
     if not isinstance(raw_headers, dict):
-        raise ActivityError("States.Runtime", "Headers must be a JSON object.")
+        raise ActivityError(RUNTIME, "Headers must be a JSON object.")
     headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw_headers.items()}
+    for name in headers:
+        if name.lower() in _CREDENTIAL_HEADERS:
+            raise ActivityError(
+                FORBIDDEN,
+                f"The {name} header cannot be set in the HTTP Task's parameters; the operator "
+                "keeps credentials in a connection the Task names in "
+                "Authentication.ConnectionArn.",
+            )
+    return headers
+
+
+def _redirect(
+    response: HTTPResponse, target: _Target, method: str, body: bytes | None
+) -> tuple[str, str, bytes | None] | None:
+    """(next URL, method, body) when `response` is a redirect to follow, as urllib follows them."""
+    location = response.getheader("Location")
+    if response.status not in _REDIRECTS or not location:
+        return None
+    if method in ("GET", "HEAD"):
+        return urllib.parse.urljoin(target.url, location), method, None
+    if method == "POST" and response.status in (301, 302, 303):
+        return urllib.parse.urljoin(target.url, location), "GET", None
+    return None
+
+
+def _call(input: dict[str, Any], context: ActivityContext, policy: HttpPolicy) -> dict[str, Any]:
+    method = str(input.get("Method", "GET")).upper()
+    headers = _headers(input)
     url = input["ApiEndpoint"]
     query = _query(input.get("QueryParameters"))
     if query:
         url = f"{url}{'&' if '?' in url else '?'}{query}"
+    target = _target(url)
+    credentials = _connection(input, policy)
+    if credentials is not None:
+        _check_endpoint(credentials, target)
     body = _body(input, headers)
     if context.traceparent:
         headers.setdefault("traceparent", context.traceparent)
     headers.setdefault("User-Agent", "Stepwise-HTTP-Task")
-    timeout = _DEFAULT_TIMEOUT
-    if context.deadline is not None:
-        timeout = max(0.1, (context.deadline - datetime.now(UTC)).total_seconds())
-    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    clock = _Clock(policy, context)
+    first_origin = target.origin
+    for _ in range(policy.max_redirects + 1):
+        addresses = _resolve(target, policy)
+        sent = dict(headers)
+        if credentials is not None and target.origin == first_origin:
+            sent.update(credentials.headers)
+        connection = _connect(target, addresses, clock)
+        try:
+            connection.request(method, target.path, body=body, headers=sent)
+            # Kept: http.client lets go of the socket once the response is the last one.
+            stream = connection.sock
+            if stream is not None:
+                stream.settimeout(clock.remaining())
+            response = connection.getresponse()
+            follow = _redirect(response, target, method, body)
+            if follow is None:
+                return _result(response, _read_body(response, stream, policy, clock))
+        finally:
+            connection.close()
+        url, method, body = follow
+        if body is None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        target = _target(url)
+    raise ActivityError(
+        TOO_MANY_REDIRECTS,
+        f"More than {policy.max_redirects} redirects, the most the HTTP Task follows.",
+    )
+
+
+def http_invoke(
+    input: Any, context: ActivityContext, *, policy: HttpPolicy | None = None
+) -> dict[str, Any]:
+    """Make the request the input describes, as `policy` permits, and return AWS's result.
+
+    `policy` is the operator's (``registry.http_policy``); None — a caller
+    that does not pass one yet — keeps loopback and private addresses
+    reachable and applies every other rule.
+
+    Raises ActivityError: ``States.Http.StatusCode.<n>`` for a non-2xx status
+    (cause: the result as JSON), ``States.Http.Socket`` when the server cannot
+    be reached or does not answer in time, ``States.DataLimitExceeded`` for a
+    body over the cap, ``Stepwise.Http.Forbidden`` for what the policy refuses,
+    ``Stepwise.Http.TooManyRedirects``, ``Stepwise.Http.ConnectionNotFound``,
+    and ``States.Runtime`` for a malformed input.
+    """
+    if not isinstance(input, dict) or not isinstance(input.get("ApiEndpoint"), str):
+        raise ActivityError(RUNTIME, "The HTTP Task needs an ApiEndpoint string.")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            result = _result(response)
-    except urllib.error.HTTPError as failure:
-        result = _result(failure)
-    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as failure:
-        reason = getattr(failure, "reason", failure)
-        raise ActivityError("States.Http.Socket", f"{type(reason).__name__}: {reason}") from None
+        result = _call(input, context, policy or _UNWIRED_POLICY)
+    except ActivityError:
+        raise
+    except (TimeoutError, OSError, http.client.HTTPException) as failure:
+        raise ActivityError(SOCKET, f"{type(failure).__name__}: {failure}") from None
+    except ValueError as failure:  # a header value with a line break, a non-Latin-1 header
+        raise ActivityError(RUNTIME, f"The request cannot be sent: {failure}") from None
     if not 200 <= result["StatusCode"] < 300:
         raise ActivityError(f"States.Http.StatusCode.{result['StatusCode']}", json.dumps(result))
     return result

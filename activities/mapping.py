@@ -11,10 +11,16 @@ the modules it names are imported)::
      "AllowedModules": ["myapp.tasks"],
      "Enable": ["sql"],
      "Mocks": "mocks.json" | {…MockedResponses config…},
-     "MockTestCase": "HappyPath"}
+     "MockTestCase": "HappyPath",
+     "Http": {"Allow": ["10.0.0.0/8", "billing.internal"],
+              "Connections": {"billing": {"Bearer": "…"}},
+              "MaxResponseBytes": 262144, "TimeoutSeconds": 60, "MaxRedirects": 10}}
 
 Lambda ARNs (and ``lambda:invoke`` FunctionNames) are bound as Lambda
 functions, called ``fn(event, context)``; anything else as a plain handler.
+``Http`` (or ``http``, with lower-case fields) is the HTTP built-in's
+policy: the addresses it may call besides public ones and the named
+connections holding credentials (see activities/netpolicy.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.mocks import MockConfig
+from activities.netpolicy import HttpPolicy, PolicyError, parse_allow, parse_connection
 from activities.registry import Handler, Registry
 
 __all__ = ["MappingError", "load_handler", "load_mapping"]
@@ -73,6 +80,42 @@ def _bind(registry: Registry, resource: str, target: Any) -> None:
         registry.register(resource, handler)
 
 
+def _http_policy(section: Any, current: HttpPolicy) -> HttpPolicy:
+    """`current` extended by the document's Http section. Raises MappingError."""
+    if not isinstance(section, dict):
+        raise MappingError("Http must be an object")
+
+    def field(name: str, default: Any) -> Any:
+        return section.get(name, section.get(name[0].lower() + name[1:], default))
+
+    known = {"Allow", "Connections", "MaxResponseBytes", "TimeoutSeconds", "MaxRedirects"}
+    unknown = {k for k in section if k not in known and k[0].upper() + k[1:] not in known}
+    if unknown:
+        raise MappingError(f"Http: unknown fields {', '.join(sorted(unknown))}")
+    allow, connections = field("Allow", []), field("Connections", {})
+    if not isinstance(allow, list) or not isinstance(connections, dict):
+        raise MappingError("Http: Allow must be a list and Connections an object")
+    limits = {
+        "MaxResponseBytes": field("MaxResponseBytes", current.max_response_bytes),
+        "TimeoutSeconds": field("TimeoutSeconds", current.timeout_seconds),
+        "MaxRedirects": field("MaxRedirects", current.max_redirects),
+    }
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise MappingError(f"Http: {name} must be a non-negative number")
+    try:
+        named = {str(n): parse_connection(str(n), raw) for n, raw in connections.items()}
+        return HttpPolicy(
+            (*current.allow, *parse_allow(allow)),
+            {**current.connections, **named},
+            int(limits["MaxResponseBytes"]),
+            float(limits["TimeoutSeconds"]),
+            int(limits["MaxRedirects"]),
+        )
+    except PolicyError as failure:
+        raise MappingError(f"Http: {failure}") from None
+
+
 def load_mapping(source: str | Path | dict[str, Any], registry: Registry) -> Registry:
     """Apply a mapping document (dict or JSON file path) to `registry`; returns it.
 
@@ -98,6 +141,9 @@ def load_mapping(source: str | Path | dict[str, Any], registry: Registry) -> Reg
         raise MappingError(str(failure)) from None
     if "ShellCommands" in document:
         registry.shell_commands = set(document["ShellCommands"])
+    http_section = document.get("Http", document.get("http"))
+    if http_section is not None:
+        registry.http_policy = _http_policy(http_section, registry.http_policy)
     mocks = document.get("Mocks")
     if mocks is not None:
         config = MockConfig.load(mocks if isinstance(mocks, dict) else base / str(mocks))

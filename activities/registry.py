@@ -11,7 +11,7 @@ to a registered handler, a Lambda function, a built-in the operator enabled
 or a ``python:package.module:function`` whose module the operator
 allow-listed: nothing in a definition is ever imported or evaluated as code
 otherwise. The registry also carries the operator's run settings the engine
-reads (built-ins enabled, mock responses).
+reads (built-ins enabled, mock responses, the HTTP built-in's network policy).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
+
+from activities.netpolicy import HttpPolicy, parse_allow
 
 __all__ = [
     "ActivityContext",
@@ -129,6 +131,16 @@ class Registry:
         self.shell_commands: set[str] | None = None
         self.mocks: Any = None
         self.mock_test_case: str | None = None
+        # Where the HTTP built-in may connect, its caps and named connections.
+        self.http_policy: HttpPolicy = HttpPolicy()
+
+    def allow_http_to(self, *targets: str) -> None:
+        """Let the HTTP built-in call these CIDRs / addresses / host names (``--allow-http-to``).
+
+        Link-local and cloud metadata addresses stay refused. Raises
+        netpolicy.PolicyError for an entry that is not a CIDR, address or host name.
+        """
+        self.http_policy = self.http_policy.allowing(*parse_allow(targets))
 
     def register(self, resource: str, handler: Handler) -> None:
         """Bind `resource` (an exact name/ARN or a pattern with `*`) to `handler`."""
@@ -241,6 +253,7 @@ class Registry:
                 result.shell_commands = set(source.shell_commands)
             if source.mocks is not None:
                 result.mocks, result.mock_test_case = source.mocks, source.mock_test_case
+            result.http_policy = result.http_policy.merged(source.http_policy)
         return result
 
     def __contains__(self, resource: str) -> bool:

@@ -7,6 +7,15 @@ values are always bound, never interpolated. The engine runs them in one
 transaction together with the record of their result (see
 engine/callbacks.py), so the effect happens exactly once; the result is
 ``{"Results": [{"Rows": [{column: value}], "RowCount": n}, …]}``.
+
+The statement text comes only from the definition: validation refuses a
+SQL Task whose statement is built from data (``DYNAMIC_SQL``, see
+statemachine/validate_resources.py), so an execution's input can fill in
+parameters but never write SQL. On PostgreSQL the operator may name a role
+(`SqlPolicy`) that the statements run under: `set_role_statement` gives the
+``SET LOCAL ROLE`` that scopes it to the effect's transaction, so a
+statement cannot touch Stepwise's own tables when that role has no grant on
+them, while the record of the result still commits with the effect.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 
 from activities.registry import ActivityError
 
-__all__ = ["SQL_RESOURCE", "SqlStatement", "parse_statements"]
+__all__ = ["SQL_RESOURCE", "SqlPolicy", "SqlStatement", "parse_statements", "set_role_statement"]
 
 SQL_RESOURCE = "stepwise:sql"
 
@@ -48,3 +57,32 @@ def parse_statements(input: Any) -> list[SqlStatement]:
             raise ActivityError("States.Runtime", "'Statements' must be a non-empty list.")
         return [_statement(s, f"Statements[{i}]") for i, s in enumerate(statements)]
     return [_statement(input, "The SQL Task input")]
+
+
+@dataclass(frozen=True)
+class SqlPolicy:
+    """The operator's settings for the SQL built-in.
+
+    `role`: on PostgreSQL, the role the statements run as (``SET LOCAL ROLE``
+    inside the effect's transaction); None runs them as the engine's own user.
+    """
+
+    role: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role is not None:
+            set_role_statement(
+                self.role
+            )  # refuse a malformed role when configured, not at run time
+
+
+def set_role_statement(role: str) -> str:
+    """``SET LOCAL ROLE "role"``, the role quoted as a PostgreSQL identifier.
+
+    Raises ValueError for an empty role or one containing a NUL character
+    (PostgreSQL identifiers cannot hold it); any other text is quoted, so a
+    role name can never end the statement or start another.
+    """
+    if not isinstance(role, str) or not role or "\x00" in role:
+        raise ValueError(f"the SQL role must be a non-empty name without NUL, not {role!r}")
+    return 'SET LOCAL ROLE "' + role.replace('"', '""') + '"'

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from statemachine.diagnostics import Diagnostic, pointer_child
 from statemachine.quotas import MAX_SECONDS
 from statemachine.validate_exprs import QueryLanguage, Reporter, is_int, json_type
+from statemachine.validate_resources import check_resources
 from statemachine.validate_states import StateFacts, check_state
 
 __all__ = [
@@ -87,6 +88,7 @@ def validate(definition: Any, *, machine_type: MachineType = "STANDARD") -> list
         )
         return rep.diagnostics
     _Machine(rep, definition, machine_type).check()
+    check_resources(rep, definition)
     return sorted(rep.diagnostics, key=lambda d: (d.location, d.severity, d.code, d.message))
 
 

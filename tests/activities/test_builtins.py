@@ -134,7 +134,9 @@ def test_http_task_get_post_and_errors(server: str, sqlite_url: str) -> None:
             "Done": {"Type": "Pass", "End": True},
         },
     }
-    record = _run(sqlite_url, definition, {"base": server})
+    registry = Registry()
+    registry.allow_http_to("127.0.0.1")  # the operator's allow-list: loopback is refused otherwise
+    record = _run(sqlite_url, definition, {"base": server}, registry)
     assert record.status == "SUCCEEDED", record.cause
     out = json.loads(record.output)
     assert out["get"] == {
@@ -235,7 +237,9 @@ def test_sql_and_shell_are_off_unless_enabled(sqlite_url: str) -> None:
             "StartAt": "T",
             "States": {"T": {"Type": "Task", "Resource": resource, "End": True}},
         }
-        record = _run(sqlite_url, definition, {"Sql": "SELECT 1", "Command": ["true"]})
+        # A SQL Task's statement is written in its Parameters (DYNAMIC_SQL otherwise).
+        definition["States"]["T"]["Parameters"] = {"Sql": "SELECT 1", "Command": ["true"]}
+        record = _run(sqlite_url, definition, {})
         assert record.status == "FAILED" and record.error == "States.Runtime"
         assert "is not enabled by the operator" in (record.cause or "")
 
