@@ -65,7 +65,8 @@ def _tasks(
         state_language = own if own in ("JSONPath", "JSONata") else language
         if state.get("Type") == "Task":
             yield state, here, state_language
-        for index, branch in enumerate(state.get("Branches") or ()):
+        branches = state.get("Branches")
+        for index, branch in enumerate(branches if isinstance(branches, list) else ()):
             if isinstance(branch, Mapping):
                 yield from _tasks(branch, pointer_child(here, "Branches", index), state_language)
         for field in ("ItemProcessor", "Iterator"):
