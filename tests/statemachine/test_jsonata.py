@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,9 @@ from statemachine.jsonata import (
     is_expression,
 )
 from statemachine.nondeterminism import Fixed
+from tests.conformance.support import ROOT as CONFORMANCE_ROOT
 
-CASES = Path("/work/shared/conformance/cases/local")
+CASES = CONFORMANCE_ROOT / "cases" / "local"
 SLACK = 0.5
 
 
