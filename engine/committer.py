@@ -13,11 +13,10 @@ worker no longer holds the lease is logged (a warning on the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import logging
 
 import anyio
 
