@@ -5,11 +5,15 @@ task drains everything queued, commits it with one `Store.commit` call (one
 transaction, leases checked per checkpoint) and wakes each waiter with its
 own result. Under load many executions share each commit; alone, an
 execution pays for exactly one commit per checkpoint. Nothing is ever
-acknowledged before it is durable.
+acknowledged before it is durable. A checkpoint refused because its
+worker no longer holds the lease is logged (a warning on the
+``stepwise.committer`` logger naming the execution) and counted in
+`leases_lost`, so a stale writer is visible, not silent.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +24,8 @@ from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, Store
 
 __all__ = ["Committer"]
+
+log = logging.getLogger("stepwise.committer")
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Committer:
         self._wakeup = anyio.Event()
         self.commits = 0
         self.checkpoints = 0
+        self.leases_lost = 0
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
@@ -93,5 +100,12 @@ class Committer:
         self.commits += 1
         self.checkpoints += len(batch)
         for waiter, result in zip(batch, results, strict=True):
+            if result is CommitResult.LEASE_LOST:
+                self.leases_lost += 1
+                log.warning(
+                    "checkpoint of %s refused: lease lost (worker %s)",
+                    waiter.checkpoint.execution_id,
+                    self._worker_id,
+                )
             waiter.result = result
             waiter.done.set()

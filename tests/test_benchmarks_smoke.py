@@ -24,6 +24,7 @@ from benchmarks.workloads import (
     task_chain,
 )
 from statemachine.build import load
+from statemachine.model import MapState
 from tests.engine import pg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,7 +143,9 @@ def test_definitions_are_valid_asl_of_the_advertised_size() -> None:
     assert len(load(task_chain()).states) == 10
     # 20 chained states plus the Fail the Choices default to.
     assert len(load(pass_choice_chain()).states) == 21
-    load(map_machine())
+    fan = load(map_machine()).states["Fan"]
+    assert isinstance(fan, MapState) and fan.mode == "INLINE"
+    assert list(fan.processor.states) == ["Add"]
     assert increment({"v": 41}) == {"v": 42}
     assert MAP_ITEMS == 100
 

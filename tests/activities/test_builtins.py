@@ -5,7 +5,6 @@ under SIGKILL."""
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -23,7 +22,11 @@ import sqlalchemy as sa
 
 from activities import ActivityContext, ActivityError, Registry
 from activities.http import http_invoke
+from activities.sql import parse_statements
 from engine import Engine
+from engine.callbacks import run_sql_effect
+from engine.store import Event, Store
+from tests.engine.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,11 +161,11 @@ def test_http_sends_traceparent_and_honours_the_deadline(server: str) -> None:
     assert result["StatusCode"] == 200 and result["Headers"]["content-type"] == ["application/json"]
     assert _Handler.seen[-1]["headers"]["traceparent"] == parent
     late = ActivityContext("e", "S", 0, "k", "r", deadline=datetime.now(UTC) + timedelta(seconds=1))
-    started = time.monotonic()
+    # The server answers /slow after 3 s: only the deadline makes this a timeout.
     with pytest.raises(ActivityError) as raised:
         http_invoke({"ApiEndpoint": f"{server}/slow", "Method": "GET"}, late)
     assert raised.value.error == "States.Http.Socket"
-    assert time.monotonic() - started < 2.5
+    assert raised.value.cause == "TimeoutError: timed out"
 
 
 SQL_MACHINE = {
@@ -291,7 +294,7 @@ def test_shell_runs_an_argument_list_without_a_shell(sqlite_url: str) -> None:
     assert "'rm' is not allowed" in (record.cause or "")
 
 
-LEDGER_ITEMS = 40
+LEDGER_ITEMS = 20
 LEDGER = {
     "StartAt": "Each",
     "States": {
@@ -318,46 +321,156 @@ LEDGER = {
     },
 }
 
+# While result_gate has a row, no TaskSucceeded can be written: the checkpoint that
+# records a SQL step's result fails as a unique-key collision would, after the step's
+# effect (and its sql_effects row) committed. A kill then lands between the two.
+GATE_SQLITE = [
+    "CREATE TABLE result_gate (closed INTEGER)",
+    """CREATE TRIGGER hold_results BEFORE INSERT ON history_events
+       WHEN NEW.type = 'TaskSucceeded' AND EXISTS (SELECT 1 FROM result_gate)
+       BEGIN SELECT RAISE(ABORT, 'result gate closed'); END""",
+]
+GATE_POSTGRES = [
+    "CREATE TABLE result_gate (closed INTEGER)",
+    """CREATE FUNCTION hold_results() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.type = 'TaskSucceeded' AND EXISTS (SELECT 1 FROM result_gate) THEN
+           RAISE EXCEPTION 'result gate closed' USING ERRCODE = 'unique_violation';
+         END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER hold_results BEFORE INSERT ON history_events
+       FOR EACH ROW EXECUTE FUNCTION hold_results()""",
+]
+
+
+def _ledger(engine: sa.Engine) -> tuple[list[int], int, int]:
+    """The ledger's items, the sql_effects rows and the TaskSucceeded events, as of now."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT item FROM ledger ORDER BY item")).scalars().all()
+        effects = conn.execute(sa.text("SELECT count(*) FROM sql_effects")).scalar_one()
+        succeeded = conn.execute(
+            sa.text("SELECT count(*) FROM history_events WHERE type = 'TaskSucceeded'")
+        ).scalar_one()
+    return list(rows), effects, succeeded
+
+
+def _worker(url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.activities.worker_proc", url, str(tmp_path / "t")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _kill(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+
 
 def test_sql_effect_and_record_survive_sigkill_together(db_url: str, tmp_path: Path) -> None:
+    """Workers are killed with SQL effects in flight; every item lands exactly once.
+
+    The first kill is placed deterministically after item 0's effect committed
+    and before its result was recorded (the gate), so the step must run again
+    on the next worker — and that rerun must read the recorded effect instead
+    of inserting twice. Each later kill hits as soon as a new effect appears.
+    """
     engine = sa.create_engine(db_url)
+    gate = GATE_SQLITE if engine.dialect.name == "sqlite" else GATE_POSTGRES
     with Engine(db_url, worker=False) as client:
         with engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+            for statement in gate:
+                conn.execute(sa.text(statement))
+            conn.execute(sa.text("INSERT INTO result_gate VALUES (1)"))
         client.create_state_machine_sync("ledger", LEDGER)
         record = client.start_sync("ledger", {"items": list(range(LEDGER_ITEMS))})
-        rng = random.Random(7)
-        for _ in range(8):
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "tests.activities.worker_proc", db_url, str(tmp_path / "t")],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(rng.uniform(1.2, 2.0))
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+        worker = _worker(db_url, tmp_path)
+        try:
+            wait_until(lambda: _ledger(engine)[1] == 1)
+        finally:
+            _kill(worker)
+        # Item 0's effect is done and recorded in sql_effects; its result is not.
+        assert _ledger(engine) == ([0], 1, 0)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM result_gate"))
+        ahead_at_a_kill = 0
+        for _ in range(4):
+            before = _ledger(engine)[1]
+            if before == LEDGER_ITEMS:
+                break
+            worker = _worker(db_url, tmp_path)
+            try:
+                wait_until(lambda: _ledger(engine)[1] > before)  # noqa: B023
+            finally:
+                _kill(worker)
+            rows, effects, succeeded = _ledger(engine)
             # Whatever moment the kill hit: every effect has its record and vice versa.
-            with engine.connect() as conn:
-                rows = conn.execute(sa.text("SELECT item FROM ledger")).scalars().all()
-                effects = conn.execute(sa.text("SELECT count(*) FROM sql_effects")).scalar()
-            assert len(rows) == len(set(rows)) == effects
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.activities.worker_proc", db_url, str(tmp_path / "t")],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+            assert rows == list(range(effects))
+            assert succeeded <= effects
+            ahead_at_a_kill += succeeded < effects
+        worker = _worker(db_url, tmp_path)
         try:
             final = client.wait_sync(record, timeout=120)
         finally:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+            _kill(worker)
         assert final.status == "SUCCEEDED", final.cause
         history = client.history_sync(record)
-    with engine.connect() as conn:
-        rows = sorted(conn.execute(sa.text("SELECT item FROM ledger")).scalars().all())
+    assert _ledger(engine) == (list(range(LEDGER_ITEMS)), LEDGER_ITEMS, LEDGER_ITEMS)
     engine.dispose()
-    assert rows == list(range(LEDGER_ITEMS))
-    succeeded = [e for e in history if e.type == "TaskSucceeded"]
-    assert len(succeeded) == LEDGER_ITEMS
+    succeeded_items = [e for e in history if e.type == "TaskSucceeded"]
+    assert len(succeeded_items) == LEDGER_ITEMS
+    assert json.loads(final.output or "") == [
+        {"Results": [{"Rows": [], "RowCount": 1}]} for _ in range(LEDGER_ITEMS)
+    ]
+    # Reported, not asserted: how often a later kill also left an effect ahead of its record.
+    print(f"kills with an effect ahead of its record after the gate: {ahead_at_a_kill}")
+
+
+def test_a_rerun_sql_step_reads_its_recorded_effect(db_url: str) -> None:
+    """The same step run twice (a worker died before recording its result): the second run
+    returns the first run's result and leaves the table as the first run left it."""
+    now = datetime.now(UTC)
+    store = Store(db_url)
+    try:
+        machine = store.put_state_machine("sql", json.dumps(LEDGER))
+        execution_id = "arn:aws:states:local:000000000000:execution:sql:once"
+        store.create_execution(
+            execution_id=execution_id,
+            name="once",
+            machine=machine,
+            input="{}",
+            start_date=now,
+            trace_id="0" * 32,
+            first_event=Event(
+                event_id=1, previous_event_id=0, type="ExecutionStarted", timestamp=now
+            ),
+        )
+        assert store.claim_execution(execution_id, "worker-a", lease_seconds=60, now=now)
+        with store._engine.begin() as conn:  # the user's own table, beside the engine's
+            conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+        statements = parse_statements(
+            {
+                "Sql": "INSERT INTO ledger (item) VALUES (:item) RETURNING item",
+                "Parameters": {"item": 7},
+            }
+        )
+        runs = [
+            run_sql_effect(
+                store,
+                execution_id=execution_id,
+                key="0:t0",
+                worker_id="worker-a",
+                statements=statements,
+                now=now,
+            )
+            for _ in range(2)
+        ]
+        with store._engine.connect() as conn:
+            items = conn.execute(sa.text("SELECT item FROM ledger")).scalars().all()
+    finally:
+        store.close()
+    assert runs == [{"ok": {"Results": [{"Rows": [{"item": 7}], "RowCount": 1}]}}] * 2
+    assert items == [7]

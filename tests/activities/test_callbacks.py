@@ -8,7 +8,6 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -49,10 +48,11 @@ def _start_worker(url: str, tokens: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI run from `cwd` (a test's tmp_path: nothing is ever written into the checkout)."""
     return subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -87,27 +87,34 @@ def test_callback_survives_worker_restart_and_is_answered_from_another_process(
     with Engine(db_url, worker=False) as client:
         client.create_state_machine_sync("approval", CALLBACK)
         record = client.start_sync("approval", {"who": "ada"}, name="e1")
+        hold = Path(f"{tokens}.hold")
+        hold.touch()  # the first worker's handler sends the token, then never returns
         workers.append(_start_worker(db_url, tokens))
         token = _wait_for_lines(tokens, 1)[0]
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
         assert client.describe_sync(record).status == "RUNNING"
+        assert "TaskSubmitted" not in [e.type for e in client.history_sync(record)]
+        hold.unlink()
+        # The killed worker's lease runs out; the new worker reruns the handler, which
+        # must be given the same token.
         workers.append(_start_worker(db_url, tokens))
-        time.sleep(1.5)  # the killed worker's lease runs out; the new one resumes the wait
-        done = _cli("task", "success", token, "--result", '{"approved": true}', "--db", db_url)
+        assert _wait_for_lines(tokens, 2) == [token, token]
+        done = _cli(
+            "task", "success", token, "--result", '{"approved": true}', "--db", db_url, cwd=tmp_path
+        )
         assert done.returncode == 0, done.stderr
         final = client.wait_sync(record, timeout=30)
         assert final.status == "SUCCEEDED"
         assert json.loads(final.output or "") == {"who": "ada", "answer": {"approved": True}}
-        # Every rerun of the handler got the same token.
-        assert set(_wait_for_lines(tokens, 1)) == {token}
         types = [e.type for e in client.history_sync(record)]
         assert types.count("TaskSucceeded") == 1
-        assert "TaskSubmitted" in types and types[-1] == "ExecutionSucceeded"
-    again = _cli("task", "success", token, "--result", "{}", "--db", db_url)
+        assert types.count("TaskSubmitted") == 1 and types[-1] == "ExecutionSucceeded"
+    assert tokens.read_text().splitlines() == [token, token]
+    again = _cli("task", "success", token, "--result", "{}", "--db", db_url, cwd=tmp_path)
     assert again.returncode == 2
     assert "TaskTimedOut" in again.stderr
-    unknown = _cli("task", "failure", "no-such-token", "--error", "E", "--db", db_url)
+    unknown = _cli("task", "failure", "no-such-token", "--error", "E", "--db", db_url, cwd=tmp_path)
     assert unknown.returncode == 2
     assert "InvalidToken" in unknown.stderr
 
@@ -124,10 +131,21 @@ def test_callback_failure_from_cli_is_caught(
         record = client.start_sync("approval", {"who": "bob"})
         workers.append(_start_worker(sqlite_url, tokens))
         token = _wait_for_lines(tokens, 1)[0]
-        result = _cli("task", "failure", token, "--error", "Rejected", "--cause", "nope")
-        assert result.returncode in (2, 3)  # the default database is elsewhere: no such token
+        elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+        result = _cli("task", "failure", token, "--error", "R", "--db", elsewhere, cwd=tmp_path)
+        assert result.returncode == 2  # another database: no such token there
+        assert "InvalidToken" in result.stderr
         result = _cli(
-            "task", "failure", token, "--error", "Rejected", "--cause", "nope", "--db", sqlite_url
+            "task",
+            "failure",
+            token,
+            "--error",
+            "Rejected",
+            "--cause",
+            "nope",
+            "--db",
+            sqlite_url,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
         final = client.wait_sync(record, timeout=30)
@@ -178,9 +196,12 @@ def test_heartbeat_timeout_on_callback(sqlite_url: str) -> None:
     anyio.run(main)
 
 
+HEARTBEAT = 2
+
+
 def test_heartbeats_keep_a_callback_alive(sqlite_url: str) -> None:
     definition = json.loads(json.dumps(CALLBACK))
-    definition["States"]["Ask"]["HeartbeatSeconds"] = 1
+    definition["States"]["Ask"]["HeartbeatSeconds"] = HEARTBEAT
     seen: list[str] = []
 
     async def main() -> None:
@@ -188,8 +209,11 @@ def test_heartbeats_keep_a_callback_alive(sqlite_url: str) -> None:
             await engine.create_state_machine("hb", definition)
             record = await engine.start("hb", {"who": "y"})
             token = await _first(seen)
-            for _ in range(6):  # 2.4 s: more than twice HeartbeatSeconds
-                await anyio.sleep(0.4)
+            # Beats 20 times per HeartbeatSeconds, for more than twice HeartbeatSeconds:
+            # the task outlives its heartbeat timeout only because of the beats.
+            began = time.monotonic()
+            while time.monotonic() - began < 2.5 * HEARTBEAT:
+                await anyio.sleep(HEARTBEAT / 20)
                 await anyio.to_thread.run_sync(engine.send_task_heartbeat, token)
             assert (await engine.describe(record)).status == "RUNNING"
             await anyio.to_thread.run_sync(engine.send_task_success, token, 7)
@@ -227,8 +251,10 @@ def test_in_process_heartbeat_timeout_and_heartbeats(sqlite_url: str) -> None:
         return "never"
 
     def chatty(value: Any, context: ActivityContext) -> str:
-        for _ in range(8):
-            time.sleep(0.25)
+        # Beats 20 times per HeartbeatSeconds, for longer than twice HeartbeatSeconds.
+        began = time.monotonic()
+        while time.monotonic() - began < 2.5 * HEARTBEAT:
+            time.sleep(HEARTBEAT / 20)
             context.heartbeat()
         return "done"
 
@@ -240,7 +266,7 @@ def test_in_process_heartbeat_timeout_and_heartbeats(sqlite_url: str) -> None:
             "Chatty": {
                 "Type": "Task",
                 "Resource": "chatty",
-                "HeartbeatSeconds": 1,
+                "HeartbeatSeconds": HEARTBEAT,
                 "ResultPath": "$.chatty",
                 "Next": "Silent",
             },
@@ -323,7 +349,9 @@ def test_activity_poll_cli_from_another_process(
         client.create_state_machine_sync("act", ACTIVITY)
         record = client.start_sync("act", {"doc": 2})
         workers.append(_start_worker(sqlite_url, tmp_path / "unused"))
-        polled = _cli("activity", "poll", "Review", "--timeout", "20", "--db", sqlite_url)
+        polled = _cli(
+            "activity", "poll", "Review", "--timeout", "20", "--db", sqlite_url, cwd=tmp_path
+        )
         assert polled.returncode == 0, polled.stderr
         task = json.loads(polled.stdout)
         assert json.loads(task["input"]) == {"doc": 2}
@@ -337,21 +365,28 @@ def test_activity_poll_cli_from_another_process(
             "c",
             "--db",
             sqlite_url,
+            cwd=tmp_path,
         )
         assert failed.returncode == 0, failed.stderr
         final = client.wait_sync(record, timeout=30)
         assert (final.status, final.error, final.cause) == ("FAILED", "Bad", "c")
-        nothing = _cli("activity", "poll", "Review", "--timeout", "0.2", "--db", sqlite_url)
+        nothing = _cli(
+            "activity", "poll", "Review", "--timeout", "0.2", "--db", sqlite_url, cwd=tmp_path
+        )
         assert nothing.returncode == 0 and nothing.stdout == ""
 
 
-def test_send_task_success_rejects_non_json_output(sqlite_url: str) -> None:
-    with Engine(sqlite_url, worker=False) as client:
-        result = _cli("task", "success", "tok", "--result", "{not json", "--db", sqlite_url)
-        assert result.returncode == 2
-        assert "InvalidOutput" in result.stderr
-        del client
-    assert os.path.exists(sqlite_url.removeprefix("sqlite:///"))
+def test_send_task_success_rejects_non_json_output(sqlite_url: str, tmp_path: Path) -> None:
+    with Engine(sqlite_url, worker=False):
+        pass  # a database with its schema, and no tokens
+    result = _cli(
+        "task", "success", "tok", "--result", "{not json", "--db", sqlite_url, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "stepwise: error: InvalidOutput: Invalid Output: 'not valid JSON: {not json'\n"
+    )
 
 
 def test_engine_run_notices_a_callback_long_before_its_timeout(sqlite_url: str) -> None:

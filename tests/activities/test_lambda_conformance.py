@@ -18,9 +18,10 @@ import pytest
 
 from activities import Registry, lambda_function
 from engine.api import Engine
+from tests.conformance.support import ROOT as CONFORMANCE
+from tests.conformance.support import case_files
 
-CONFORMANCE = Path("/work/shared/conformance")
-CASES = sorted((CONFORMANCE / "cases" / "lambda").glob("*.json"))
+CASES = case_files("lambda")
 
 
 def _behaviours() -> ModuleType:

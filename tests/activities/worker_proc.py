@@ -3,14 +3,16 @@
     python -m tests.activities.worker_proc DB_URL TOKEN_FILE
 
 `notify` (used as ``notify.waitForTaskToken``) appends the task token it is
-given to TOKEN_FILE, as a real notifier would send it to a person. SQL
-activities are enabled.
+given to TOKEN_FILE, as a real notifier would send it to a person. While
+TOKEN_FILE.hold exists, `notify` does not return (the test kills it mid-call).
+SQL activities are enabled.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -29,6 +31,8 @@ def main() -> None:
             out.write(f"{value['token']}\n")
             out.flush()
             os.fsync(out.fileno())
+        while os.path.exists(token_path + ".hold"):  # the test kills this process mid-call
+            time.sleep(0.05)
         return {"sent": True}
 
     registry.register("notify", notify)

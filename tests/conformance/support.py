@@ -1,4 +1,11 @@
-"""Running AWS-recorded conformance cases (../shared/conformance), compared as its README says."""
+"""The one place that finds the AWS-recorded conformance data, and compares results with it.
+
+The data lives in ``$STEPWISE_CONFORMANCE_DIR`` when that is set, else in
+``../shared/conformance`` beside the checkout. Every test module reads it
+through `ROOT` / `case_files` here. A missing folder fails the run at
+import (a collection error, exit code non-zero), never a silent skip: a
+machine where the data sits elsewhere must say so, not check nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(
-    os.environ.get(
-        "STEPWISE_CONFORMANCE_DIR",
-        Path(__file__).resolve().parents[2].parent / "shared" / "conformance",
-    )
-)
+
+def _find_root() -> Path:
+    configured = os.environ.get("STEPWISE_CONFORMANCE_DIR")
+    if configured:
+        root = Path(configured)
+        where = f"STEPWISE_CONFORMANCE_DIR={configured}"
+    else:
+        root = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
+        where = f"{root} (beside the checkout; set STEPWISE_CONFORMANCE_DIR to move it)"
+    if not (root / "cases").is_dir():
+        raise RuntimeError(f"the conformance data is missing: no cases/ folder under {where}")
+    return root
 
 
-def case_files(kind: str) -> list[Path]:
-    files = sorted((ROOT / "cases" / kind).glob("*.json"))
+ROOT = _find_root()
+
+
+def case_files(kind: str = "*") -> list[Path]:
+    """The case files of one kind (``local``, ``lambda``, …; ``*`` for all), sorted.
+
+    Raises RuntimeError when there are none: an empty folder checks nothing.
+    """
+    files = sorted((ROOT / "cases").glob(f"{kind}/*.json"))
     if not files:
         raise RuntimeError(f"no conformance cases under {ROOT / 'cases' / kind}")
+    return files
+
+
+def data_files(folder: str) -> list[Path]:
+    """The JSON files of another folder of the data (``validation``), sorted; raises when empty."""
+    files = sorted((ROOT / folder).glob("*.json"))
+    if not files:
+        raise RuntimeError(f"no conformance data under {ROOT / folder}")
     return files
 
 

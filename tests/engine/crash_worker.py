@@ -69,6 +69,18 @@ def main() -> None:
 
     registry.register("slow", slow)
 
+    async def held(value: Any, context: ActivityContext) -> Any:
+        # Logs its start, then waits until the test creates LOG_FILE.go-PID.
+        pid = os.getpid()
+        for phase in ("start", "end"):
+            line = {"pid": pid, "phase": phase, "key": context.idempotency_key}
+            os.write(log, (json.dumps(line) + "\n").encode())
+            while phase == "start" and not os.path.exists(f"{log_path}.go-{pid}"):
+                await anyio.sleep(0.05)
+        return {"by": pid}
+
+    registry.register("held", held)
+
     async def serve() -> None:
         async with Engine(
             url,

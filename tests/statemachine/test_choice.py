@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path as FilePath
 from typing import Any
 
 import msgspec
@@ -25,8 +24,9 @@ from statemachine.choice import (
     first_match,
 )
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
+from tests.conformance.support import ROOT as CONFORMANCE_ROOT
 
-CASES = FilePath("/work/shared/conformance/cases/local")
+CASES = CONFORMANCE_ROOT / "cases" / "local"
 
 
 def rule(raw: dict[str, Any], *, top_level: bool = False) -> ChoiceRule:

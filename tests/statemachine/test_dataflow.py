@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path as FilePath
 from typing import Any
 
 import pytest
@@ -17,10 +16,11 @@ from statemachine.dataflow import (
 from statemachine.errors import ExpressionSyntaxError, StatesError
 from statemachine.nondeterminism import Fixed
 from statemachine.paths import apply_result_path, compile_path, compile_reference_path
+from tests.conformance.support import ROOT as CONFORMANCE_ROOT
 
 CONTEXT = {"Execution": {"Id": "arn:exec", "Input": {"k": "v"}}, "Map": {"Item": {"Index": 3}}}
 VARIABLES = {"limit": 10, "cfg": {"mode": "fast"}}
-CASES = FilePath("/work/shared/conformance/cases")
+CASES = CONFORMANCE_ROOT / "cases"
 
 
 def run(template: Any, data: Any) -> Any:

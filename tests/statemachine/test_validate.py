@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 
 from statemachine.diagnostics import Diagnostic, json_pointer
 from statemachine.validate import is_valid, validate, validate_text
+from tests.conformance.support import case_files
 
 LAMBDA = "arn:aws:states:::lambda:invoke"
 PASS_END: dict[str, Any] = {"Type": "Pass", "End": True}
@@ -1050,7 +1050,7 @@ def test_never_raises_on_random_json(value: Any) -> None:
     validate({"StartAt": "A", "States": {"A": {"Type": "Choice", "Choices": [value]}}})
 
 
-SAMPLES = sorted(Path("/work/shared/conformance/cases/local").glob("*.json"))[::8]
+SAMPLES = case_files("local")[::8]
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -1064,7 +1064,6 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-@pytest.mark.skipif(not SAMPLES, reason="conformance data not present")
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_never_raises_on_mutated_valid_definitions(data: st.DataObject) -> None:

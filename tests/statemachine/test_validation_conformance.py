@@ -13,12 +13,10 @@ from typing import Any, Literal
 import pytest
 
 from statemachine.validate import is_valid, validate
+from tests.conformance.support import case_files, data_files
 
-CONFORMANCE = Path("/work/shared/conformance")
-VERDICTS = sorted((CONFORMANCE / "validation").glob("*.json"))
-CASES = sorted((CONFORMANCE / "cases").glob("*/*.json"))
-
-pytestmark = pytest.mark.skipif(not VERDICTS, reason="conformance data not present")
+VERDICTS = data_files("validation")
+CASES = case_files("*")
 
 
 def _machine_type(record: dict[str, Any]) -> Literal["STANDARD", "EXPRESS"]:

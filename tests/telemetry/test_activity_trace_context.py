@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities import ActivityContext, Registry, lambda_function
+from activities.lambda_ import LambdaContext
 from engine import Engine
 from engine.telemetry import build_spans
 
@@ -47,7 +48,10 @@ def test_handler_traceparent_is_its_task_span(sqlite_url: str) -> None:
 
     registry.register("plain", plain)
 
-    def echo(event: Any, context: Any) -> Any:
+    lambda_seen: list[str | None] = []
+
+    def echo(event: Any, context: LambdaContext) -> Any:
+        lambda_seen.append(context.activity.traceparent)
         return event
 
     lambda_function("Echo", registry=registry)(echo)
@@ -58,10 +62,14 @@ def test_handler_traceparent_is_its_task_span(sqlite_url: str) -> None:
     spans = build_spans(record, events)
     task_spans = [s for s in spans if s.name.startswith("task ")]
     assert len(task_spans) == 3  # two attempts of Plain, one Lambda call
-    for traceparent in seen:
+    assert len(seen) == 2 and len(lambda_seen) == 1
+    for traceparent in seen + lambda_seen:
         assert traceparent is not None
-        _version, trace_id, _parent, _flags = traceparent.split("-")
-        assert trace_id == record.trace_id
-    parents = {tp.split("-")[2] for tp in seen if tp}
-    plain_spans = {s.span_id for s in task_spans if "plain" in s.name}
-    assert parents == plain_spans
+        version, trace_id, _parent, flags = traceparent.split("-")
+        assert (version, trace_id, flags) == ("00", record.trace_id, "01")
+    # Each attempt's handler is parented by that attempt's own span, in order.
+    plain_spans = [s.span_id for s in task_spans if "plain" in s.name]
+    lambda_spans = [s.span_id for s in task_spans if "Echo" in s.name]
+    assert len(plain_spans) == 2 and len(lambda_spans) == 1
+    assert [tp.split("-")[2] for tp in seen if tp] == plain_spans
+    assert [tp.split("-")[2] for tp in lambda_seen if tp] == lambda_spans

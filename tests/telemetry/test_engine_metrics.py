@@ -63,9 +63,16 @@ def test_worker_records_queue_lag_executions_and_spans(
     assert sum(p.count for p in found["stepwise.queue.lag"]) == 3
     assert sum(p.value for p in found["stepwise.executions.started"]) == 3
     assert sum(p.value for p in found["stepwise.executions.finished"]) == 3
-    names = {s.name for s in spans.get_finished_spans()}
-    assert any(name.startswith("execution ") for name in names)
-    assert any(name.startswith("task ") for name in names)
+    # One trace per execution: its span, the state's under it, the task attempt's under that.
+    traces: dict[int, dict[str, Any]] = {}
+    for span in spans.get_finished_spans():
+        traces.setdefault(span.context.trace_id, {})[span.name] = span
+    assert len(traces) == 3
+    for trace in traces.values():
+        assert sorted(trace) == ["T", "execution m", "task double"]
+        assert trace["execution m"].parent is None
+        assert trace["T"].parent.span_id == trace["execution m"].context.span_id
+        assert trace["task double"].parent.span_id == trace["T"].context.span_id
     # No payload reached any span attribute by default.
     for span in spans.get_finished_spans():
         assert not any("input" in key or "output" in key for key in span.attributes or {})

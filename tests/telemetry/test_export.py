@@ -84,12 +84,20 @@ def test_commit_by_commit_through_telemetry_emits_each_span_once(
 
 def test_on_commit_is_a_no_op_while_telemetry_is_off(
     rich: tuple[ExecutionRecord, list[Event]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record, events = rich
     telemetry.shutdown()
     assert telemetry.configure(env={}) is None
     assert telemetry.active() is None
-    telemetry.on_commit(record, events)  # nothing configured: must not raise or export
+    capsys.readouterr()
+    # Settings in the environment do not switch telemetry on behind the caller's back:
+    # only configure() does.
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert telemetry.on_commit(record, events) is None  # type: ignore[func-returns-value]
+    assert telemetry.active() is None
+    assert capsys.readouterr() == ("", "")
 
 
 def test_configure_from_otel_settings(
