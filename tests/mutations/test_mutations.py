@@ -42,18 +42,18 @@ MUTATIONS = [
     Mutation(
         "lease check without owner/expiry",
         "engine/store/checkpoints.py",
-        "            or row.lease_owner != worker_id\n"
-        "            or row.lease_expires_at is None\n"
-        "            or row.lease_expires_at <= now\n",
-        "",
+        "    return lease_owner == worker_id and lease_expires_at is not None"
+        " and lease_expires_at > now\n",
+        "    return True\n",
         (
             "tests/engine/test_paused_worker.py::test_paused_worker_cannot_write_after_losing_its_lease[sqlite]",
         ),
     ),
     Mutation(
         "SQL effect replayed instead of read back",
-        "engine/callbacks.py",
-        '        if done is not None:\n            return {"ok": json.loads(done.result)}\n',
+        "engine/store/effects.py",
+        "            if done is not None:\n"
+        '                return {"ok": json.loads(done.result)}\n',
         "",
         (
             "tests/activities/test_builtins.py::test_a_rerun_sql_step_reads_its_recorded_effect[sqlite]",
