@@ -36,6 +36,7 @@ from engine.runner import Runtime, activate, execution_arn, machine_arn
 from engine.sandbox import Sandbox
 from engine.states.common import MAX_PAYLOAD_BYTES
 from engine.store import (
+    CommitConflict,
     Event,
     ExecutionRecord,
     ExecutionStatus,
@@ -117,7 +118,7 @@ class Engine(TaskCallbacks):
         )
         sandbox = Sandbox()
         stack.callback(sandbox.close)
-        self._runtime.extras["sandbox"] = sandbox
+        self._runtime.sandbox = sandbox
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))
@@ -389,7 +390,7 @@ class Engine(TaskCallbacks):
                                 continue
                             if until_stable:
                                 return await self.describe(execution_id)
-                except LeaseLost:
+                except (LeaseLost, CommitConflict):
                     claimed = False
                 finally:
                     if self._keeper.held.get(execution_id) is scope:

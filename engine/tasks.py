@@ -267,7 +267,7 @@ class _Call:
 
     def _traceparent(self) -> str | None:
         """W3C trace context naming this attempt's span, so a handler's spans nest under it."""
-        trace_id = self.walk.extras.get("trace_id")
+        trace_id = self.walk.services.trace_id
         last = self.walk.journal.event_id(f"{self.key}:s")
         if not trace_id or not last:
             return None
@@ -443,7 +443,7 @@ class _Call:
             statements = parse_statements(self.effective)
         except ActivityError as failure:
             return {"error": failure.error, "cause": failure.cause}
-        runtime = self.walk.extras["runtime"]
+        runtime = self.walk.services
         outcome: Outcome = await runtime.run_db(
             run_sql_effect,
             runtime.store,
@@ -457,7 +457,7 @@ class _Call:
 
     # -- waiting for an answer -------------------------------------------------------
     async def _register_token(self, token: str) -> None:
-        runtime = self.walk.extras["runtime"]
+        runtime = self.walk.services
         record = TokenRecord(
             token=token,
             execution_id=self.walk.execution_id,
@@ -498,7 +498,7 @@ class _Call:
         token = journal.record_once(f"{self.key}:token", lambda: (str(uuid.uuid4()), ()))
         if journal.replay(f"{self.key}:reg") is MISSING:
             await self._register_token(str(token))
-            runtime = self.walk.extras["runtime"]
+            runtime = self.walk.services
             await runtime.run_db(
                 ensure_activity_task,
                 runtime.store,
@@ -521,7 +521,7 @@ class _Call:
 
     async def _close(self, token: str) -> bool:
         """Close the token as timed out; False when an answer got there first."""
-        runtime = self.walk.extras["runtime"]
+        runtime = self.walk.services
         record = TokenRecord(
             token=token,
             execution_id=self.walk.execution_id,
@@ -552,7 +552,7 @@ class _Call:
                 return await self._timed_out(token, heartbeat=False)
             dues.append(deadline)
         if self.heartbeat < math.inf:
-            runtime = self.walk.extras["runtime"]
+            runtime = self.walk.services
             record = await runtime.run_db(runtime.store.get_token, token)
             last = record.heartbeat_at or self.started_at
             beat_due = last + timedelta(seconds=self.heartbeat)

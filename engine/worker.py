@@ -20,7 +20,7 @@ import anyio
 
 from engine import telemetry
 from engine.runner import Runtime, activate
-from engine.store import LeaseLost
+from engine.store import CommitConflict, LeaseLost
 
 __all__ = ["LeaseKeeper", "StopWatcher", "Worker"]
 
@@ -150,7 +150,7 @@ class Worker:
                 await activate(self.runtime, execution_id)
                 completed = True
                 self.finished += 1
-        except LeaseLost:
+        except (LeaseLost, CommitConflict):
             completed = True
             log.info("execution %s is owned elsewhere now", execution_id)
         except Exception:

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from engine import keys
 from engine.journal import MISSING, Suspend, Thread
 from engine.walk import FinalError, Frame, Variables, final, run_scope
 from statemachine.errors import StatesError
@@ -59,19 +60,19 @@ async def run_children(
     running: set[int] = set()
 
     async def one(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
-        done = walk.journal.replay(f"{child.prefix}end", frame.thread)
+        done = frame.replay(keys.child_ended(child.prefix), frame.thread)
         if done is not MISSING:
             outputs[index] = done
             return
-        failed = walk.journal.replay(f"{child.prefix}failed", frame.thread)
+        failed = frame.replay(keys.child_failed(child.prefix), frame.thread)
         if failed is not MISSING:
             failures.append((index, FinalError(failed["error"], failed.get("cause"))))
             return
         thread = Thread(frame.thread.last_event_id)
         started = child.started_event
         if started is not None:
-            walk.journal.record_once(
-                f"{child.prefix}start", lambda: (None, [started]), thread=thread
+            frame.record_once(
+                keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
             )
         running.add(index)
         try:
@@ -90,8 +91,8 @@ async def run_children(
             error = final(raised)
             failures.append((index, error))
             events = [child.failed_event] if child.failed_event else []
-            walk.journal.record(
-                f"{child.prefix}failed",
+            frame.record(
+                keys.child_failed(child.prefix),
                 {"error": error.error, "cause": error.cause},
                 thread=thread,
                 events=events,
@@ -102,8 +103,8 @@ async def run_children(
         finally:
             running.discard(index)
         events = [child.succeeded_event] if child.succeeded_event else []
-        outputs[index] = walk.journal.record(
-            f"{child.prefix}end", output, thread=thread, events=events
+        outputs[index] = frame.record(
+            keys.child_ended(child.prefix), output, thread=thread, events=events
         )
 
     async def limited(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
@@ -123,8 +124,8 @@ async def run_children(
         for index in sorted(running):
             aborted = children[index].aborted_event
             if aborted is not None:
-                walk.journal.record_once(
-                    f"{children[index].prefix}aborted",
+                frame.record_once(
+                    keys.child_aborted(children[index].prefix),
                     lambda aborted=aborted: (None, [aborted]),  # type: ignore[misc]
                     thread=frame.thread,
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import keys
 from engine.walk import FinalError, Frame, Transition
 from statemachine.dataflow import (
     Template,
@@ -99,8 +100,9 @@ def jsonata(
 ) -> Any:
     """Evaluate a JSONata template with ``$states`` = input, context and `states`."""
     binding = {"input": frame.input, "context": frame.context(map_item=map_item), **states}
-    limits = frame.walk.extras.get("jsonata_limits") or _default_limits()
-    sandbox = frame.walk.extras.get("sandbox")
+    services = frame.walk.services
+    limits = services.jsonata_limits
+    sandbox = services.sandbox
     if sandbox is not None and template.uses_regex:
         # A regex can backtrack inside C code where no cooperative check runs:
         # such templates are evaluated in a process that is killed at the limit.
@@ -130,12 +132,6 @@ def jsonata_typed(
     source = template.value
     text = source.text if isinstance(source, Expression) else frame.walk.payload(source)
     return check_result_type(value, expected=expected, field=field, expression_text=text)
-
-
-def _default_limits() -> Any:
-    from statemachine.jsonata import Limits
-
-    return Limits()
 
 
 def evaluate_assign(
@@ -228,8 +224,8 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     record: dict[str, Any] = {"o": transition.output, "n": transition.next}
     if transition.assigned:
         record["v"] = transition.assigned
-    frame.walk.journal.record(
-        f"{frame.key}:out",
+    frame.record(
+        keys.exited(frame.key),
         record,
         thread=frame.thread,
         events=[(f"{frame.state.type}StateExited", details)],

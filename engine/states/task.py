@@ -14,6 +14,7 @@ import math
 import uuid
 from typing import Any
 
+from engine import keys
 from engine.states.common import finish_result, task_input
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
@@ -33,10 +34,10 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         frame.task_token = None
         if state.resource.endswith(".waitForTaskToken"):
-            frame.task_token = frame.walk.journal.record_once(
+            frame.task_token = frame.record_once(
                 # Drawn directly, not via frame.uuid(): a replay returns the
                 # record without drawing, and must not shift later draws' keys.
-                f"{frame.key}:t{number}:token",
+                keys.task_token(keys.attempt(frame.key, number)),
                 lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():

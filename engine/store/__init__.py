@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from engine.store.errors import (
     AmbiguousExecution,
+    CommitConflict,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRunning,
@@ -39,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AmbiguousExecution",
     "Checkpoint",
+    "CommitConflict",
     "CommitResult",
     "Event",
     "ExecutionAlreadyExists",

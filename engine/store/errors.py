@@ -76,3 +76,7 @@ class TaskTimedOut(StepwiseError):
 
 class LeaseLost(StepwiseError):
     """A worker tried to act on an execution whose lease it no longer holds."""
+
+
+class CommitConflict(StepwiseError):
+    """A commit collided with a row another writer recorded first (a unique key decided)."""
