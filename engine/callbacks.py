@@ -29,6 +29,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from engine import keys
+from engine.journal import encode_row
 from engine.store import InvalidToken, LeaseLost, Store, TokenStatus
 from engine.store.checkpoints import signal
 from engine.store.schema import activity_tasks, journal, sql_effects, task_tokens, work_queue
@@ -76,7 +78,7 @@ def _activity_name(arn: str) -> str:
 
 def answer_value(answer: dict[str, Any]) -> str:
     """An answer as the journal row text the walk replays (no events of its own)."""
-    return msgspec.json.encode({"v": answer, "e": 0}).decode()
+    return encode_row(answer)
 
 
 def _now() -> datetime:
@@ -186,7 +188,7 @@ def _claim_activity_task(store: Store, activity: str, worker_name: str) -> Activ
         conn.execute(
             sa.insert(journal).values(
                 execution_id=row.execution_id,
-                key=f"{row.key}:polled",
+                key=keys.activity_polled(row.key),
                 value=answer_value({"worker": worker_name, "t": now.isoformat()}),
                 recorded_at=now,
             )
