@@ -30,10 +30,7 @@ from statemachine.jsonata import (
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
 from statemachine.model import ParallelState, TaskState
 from statemachine.paths import Path, apply_result_path
-
-# AWS: 256 KiB per variable and per Assign block, and per state input/output.
-MAX_VARIABLE_BYTES = 262_144
-MAX_PAYLOAD_BYTES = 262_144
+from statemachine.quotas import MAX_PAYLOAD_BYTES, MAX_VARIABLE_BYTES
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

@@ -21,11 +21,12 @@ from engine.states.recovery import with_recovery
 from engine.tasks import invoke
 from engine.walk import Frame, Transition, enter
 from statemachine.model import TaskState
+from statemachine.quotas import MAX_SECONDS
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "run_task"]
 
 # AWS's default when a Task gives no TimeoutSeconds (the spec says 60).
-DEFAULT_TIMEOUT_SECONDS = 99999999
+DEFAULT_TIMEOUT_SECONDS = MAX_SECONDS
 
 
 async def run_task(frame: Frame, state: TaskState) -> Transition:
