@@ -209,13 +209,19 @@ class Journal:
         *,
         thread: Thread | None = None,
         state: str | None = None,
+        record_thread: Thread | None = None,
     ) -> Any:
-        """`record_once` for a step whose value takes awaiting (a task's outcome)."""
+        """`record_once` for a step whose value takes awaiting (a task's outcome, a child's end).
+
+        A replay advances `thread`; a new record's events chain on
+        `record_thread` when given (a child's own line of events), else `thread`.
+        """
         found = self.replay(key, thread, state=state)
         if found is not MISSING:
             return found
         value, events = await produce()
-        return self.record(key, value, thread=thread, events=events, state=state)
+        on = record_thread if record_thread is not None else thread
+        return self.record(key, value, thread=on, events=events, state=state)
 
     @property
     def dirty(self) -> bool:

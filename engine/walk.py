@@ -205,10 +205,11 @@ class Frame:
         produce: Callable[[], Awaitable[tuple[Any, Events]]],
         *,
         thread: Thread | None = None,
+        record_thread: Thread | None = None,
     ) -> Any:
         """`Journal.record_once_async` for a step of this state."""
         return await self.walk.journal.record_once_async(
-            key, produce, thread=thread, state=self.state.name
+            key, produce, thread=thread, state=self.state.name, record_thread=record_thread
         )
 
     def record(
