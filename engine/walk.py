@@ -31,7 +31,7 @@ from activities.registry import Registry
 from engine import keys
 from engine.clock import Clock
 from engine.committer import Committer
-from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
+from engine.journal import Events, Journal, NondeterminismError, Suspend, Thread
 from engine.sandbox import Sandbox
 from engine.store import Checkpoint, CommitConflict, CommitResult, LeaseLost, Store
 from statemachine.errors import States, StatesError, StepwiseError
@@ -165,6 +165,8 @@ class Frame:
     entered_time: datetime | None = None
     retry_count: int = 0
     task_token: str | None = None
+    # The exit record (value, events) the state made; `run_scope` records it.
+    exit_record: tuple[dict[str, Any], Events] | None = None
     _nd_counter: int = field(default=0)
 
     # -- context object and nondeterminism ---------------------------------
@@ -413,15 +415,18 @@ async def run_scope(
             thread=thread,
             variables=variables,
         )
-        exited = frame.replay(keys.exited(frame.key), thread)
-        if exited is MISSING:
+
+        async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:
             try:
-                transition = await run_state(frame)
+                await run_state(frame)
             except anyio.get_cancelled_exc_class():
                 _record_aborted(frame)
                 raise
-        else:
-            transition = Transition(exited["o"], exited["n"], exited.get("v"))
+            assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
+            return frame.exit_record
+
+        exited = await frame.record_once_async(keys.exited(frame.key), visit, thread=thread)
+        transition = Transition(exited["o"], exited["n"], exited.get("v"))
         if transition.assigned:
             variables.assign(transition.assigned)
         if transition.next is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import keys
 from engine.walk import FinalError, Frame, Transition
 from statemachine.dataflow import (
     Template,
@@ -199,7 +198,10 @@ def merge_result(frame: Frame, result: Any) -> Any:
 
 
 def exit_state(frame: Frame, transition: Transition) -> Transition:
-    """Record the state's exit (output, next, assignments) with its Exited event.
+    """Make the state's exit record (output, next, assignments) with its Exited event.
+
+    `run_scope` records it once the state returns (on replay it returns the
+    record instead of running the state).
 
     A state output over 256 KiB fails the execution at once: AWS treats
     oversized state I/O as terminal, beyond Retry and Catch.
@@ -221,12 +223,7 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     record: dict[str, Any] = {"o": transition.output, "n": transition.next}
     if transition.assigned:
         record["v"] = transition.assigned
-    frame.record(
-        keys.exited(frame.key),
-        record,
-        thread=frame.thread,
-        events=[(f"{frame.state.type}StateExited", details)],
-    )
+    frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
     return transition
 
 
