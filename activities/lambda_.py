@@ -11,7 +11,6 @@ module never imports the engine: the engine decides events and journaling.
 
 from __future__ import annotations
 
-import functools
 import json
 import traceback
 import uuid
@@ -21,12 +20,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, TypeVar
 
-import anyio
-
 from activities.registry import (
     ActivityContext,
     Registration,
     Registry,
+    call_handler,
     default_registry,
     lambda_name,
 )
@@ -138,14 +136,8 @@ async def call_function(
         aws_request_id=request_id,
         activity=context,
     )
-    args = (event, lambda_context) if registration.wants_context else (event,)
     try:
-        if registration.is_async:
-            value = await registration.handler(*args)
-        else:
-            value = await anyio.to_thread.run_sync(
-                functools.partial(registration.handler, *args), abandon_on_cancel=True
-            )
+        value = await call_handler(registration, event, lambda_context)
     except Exception as failure:  # the function's own error is the Task's failure
         error_type = type(failure).__name__
         trace = traceback.format_tb(failure.__traceback__)

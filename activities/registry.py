@@ -17,12 +17,15 @@ reads (built-ins enabled, mock responses, the HTTP built-in's network policy).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
+
+import anyio
 
 from activities.netpolicy import HttpPolicy, parse_allow
 
@@ -33,6 +36,7 @@ __all__ = [
     "Registration",
     "Registry",
     "activity",
+    "call_handler",
     "default_registry",
     "lambda_name",
 ]
@@ -107,6 +111,20 @@ def _registration(pattern: str, handler: Handler) -> Registration:
         handler=handler,
         wants_context=_positional_count(handler) >= 2,
         is_async=inspect.iscoroutinefunction(handler),
+    )
+
+
+async def call_handler(registration: Registration, event: Any, context: Any) -> Any:
+    """Call a handler the way it is registered: with `context` if it takes two arguments,
+    awaited if async, else in a worker thread (abandoned, not waited for, on cancellation).
+
+    Whatever the handler raises propagates.
+    """
+    args = (event, context) if registration.wants_context else (event,)
+    if registration.is_async:
+        return await registration.handler(*args)
+    return await anyio.to_thread.run_sync(
+        functools.partial(registration.handler, *args), abandon_on_cancel=True
     )
 
 

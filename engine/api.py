@@ -37,6 +37,7 @@ from engine.names import check_name
 from engine.runner import Runtime
 from engine.sandbox import Sandbox
 from engine.store import (
+    CommitConflict,
     Event,
     ExecutionRecord,
     ExecutionStatus,
@@ -133,7 +134,7 @@ class Engine(TaskCallbacks):
         )
         sandbox = Sandbox()
         stack.callback(sandbox.close)
-        self._runtime.extras["sandbox"] = sandbox
+        self._runtime.sandbox = sandbox
         self._lifecycle = Lifecycle(store=self._store, clock=self.clock, run_db=self._run_db)
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
@@ -385,7 +386,7 @@ class Engine(TaskCallbacks):
                     ran = await self._keeper.run_one(
                         execution_id, scope, leased=False, hold_seconds=hold_seconds
                     )
-                except LeaseLost:
+                except (LeaseLost, CommitConflict):
                     ran = None
                 if ran is not None and ran.claimed:
                     claimed = True

@@ -31,7 +31,9 @@ from typing import Any
 
 import msgspec
 
+from engine import keys
 from engine.clock import Clock
+from engine.journal import encode_row
 from engine.store import ActivityTaskRecord, Store, TokenStatus
 from engine.store.effects import Statement
 from engine.store.errors import InvalidOutput
@@ -77,7 +79,7 @@ def _activity_name(arn: str) -> str:
 
 def answer_value(answer: dict[str, Any]) -> str:
     """An answer as the journal row text the walk replays (no events of its own)."""
-    return msgspec.json.encode({"v": answer, "e": 0}).decode()
+    return encode_row(answer)
 
 
 def _now(clock: Clock | None = None) -> datetime:
@@ -177,7 +179,7 @@ def _claim_activity_task(
         activity,
         worker_name,
         # The walk turns this record into ActivityStarted when it wakes.
-        journal_key=lambda key: f"{key}:polled",
+        journal_key=keys.activity_polled,
         journal_value=answer_value({"worker": worker_name, "t": now.isoformat()}),
         now=now,
     )

@@ -17,7 +17,7 @@ across a resume.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -34,9 +34,29 @@ __all__ = [
     "NondeterminismError",
     "Suspend",
     "Thread",
+    "encode_row",
 ]
 
 MISSING: Final = object()
+
+Events = Sequence[tuple[str, dict[str, Any]]]
+
+
+def encode_row(value: Any, last_event_id: int = 0, state: str | None = None) -> str:
+    """A journal row as stored: ``{"v": value, "e": last event id}``, plus ``"s"``.
+
+    ``"s"`` names the state the step belongs to (rows recorded before it
+    existed, and rows written from outside a walk, have none); a replay that
+    reaches the key from another state raises NondeterminismError.
+    """
+    return msgspec.json.encode(_entry(value, last_event_id, state)).decode()
+
+
+def _entry(value: Any, last_event_id: int, state: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"v": value, "e": last_event_id}
+    if state is not None:
+        entry["s"] = state
+    return entry
 
 
 class Suspend(Exception):  # a control-flow signal, not an error
@@ -90,14 +110,23 @@ class Journal:
     def __contains__(self, key: str) -> bool:
         return key in self._records
 
-    def replay(self, key: str, thread: Thread | None = None) -> Any:
-        """The value recorded under `key`, or MISSING; advances `thread` past its events."""
+    def replay(self, key: str, thread: Thread | None = None, *, state: str | None = None) -> Any:
+        """The value recorded under `key`, or MISSING; advances `thread` past its events.
+
+        Raises NondeterminismError when the record names a state other than `state`.
+        """
         if key not in self._records:
             return MISSING
         entry = self._decoded.get(key)
         if entry is None:
             entry = msgspec.json.decode(self._records[key])
             self._decoded[key] = entry
+        recorded_state = entry.get("s")
+        if state is not None and recorded_state is not None and recorded_state != state:
+            raise NondeterminismError(
+                f"execution {self.execution_id}: step {key} was recorded for state "
+                f"{recorded_state!r} but the walk reached {state!r}"
+            )
         if thread is not None and entry.get("e"):
             thread.last_event_id = entry["e"]
         return entry["v"]
@@ -115,10 +144,14 @@ class Journal:
         value: Any,
         *,
         thread: Thread | None = None,
-        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        events: Events = (),
         timestamp: datetime | None = None,
+        state: str | None = None,
     ) -> Any:
-        """Record `value` under `key` with its history `events`; returns `value`."""
+        """Record `value` under `key` with its history `events`; returns `value`.
+
+        `state` names the state the step belongs to, checked on replay.
+        """
         when = timestamp or self._clock.now()
         last = 0
         for kind, details in events:
@@ -136,7 +169,7 @@ class Journal:
             if thread is not None:
                 thread.last_event_id = self.last_event_id
             last = self.last_event_id
-        entry = {"v": value, "e": last}
+        entry = _entry(value, last, state)
         text = msgspec.json.encode(entry).decode()
         self._records[key] = text
         self._decoded[key] = entry
@@ -146,16 +179,45 @@ class Journal:
     def record_once(
         self,
         key: str,
-        produce: Callable[[], tuple[Any, Sequence[tuple[str, dict[str, Any]]]]],
+        produce: Callable[[], tuple[Any, Events]],
         *,
         thread: Thread | None = None,
+        state: str | None = None,
+        timestamp: datetime | None = None,
     ) -> Any:
-        """The recorded value under `key`; if none, `produce()` (value, events) and record it."""
-        found = self.replay(key, thread)
+        """The recorded value under `key`; if none, `produce()` (value, events) and record it.
+
+        The one way a step is recorded or replayed: a record made for another
+        state than `state` raises NondeterminismError.
+        """
+        found = self.replay(key, thread, state=state)
         if found is not MISSING:
             return found
         value, events = produce()
-        return self.record(key, value, thread=thread, events=events)
+        return self.record(
+            key, value, thread=thread, events=events, timestamp=timestamp, state=state
+        )
+
+    async def record_once_async(
+        self,
+        key: str,
+        produce: Callable[[], Awaitable[tuple[Any, Events]]],
+        *,
+        thread: Thread | None = None,
+        state: str | None = None,
+        record_thread: Thread | None = None,
+    ) -> Any:
+        """`record_once` for a step whose value takes awaiting (a task's outcome, a child's end).
+
+        A replay advances `thread`; a new record's events chain on
+        `record_thread` when given (a child's own line of events), else `thread`.
+        """
+        found = self.replay(key, thread, state=state)
+        if found is not MISSING:
+            return found
+        value, events = await produce()
+        on = record_thread if record_thread is not None else thread
+        return self.record(key, value, thread=on, events=events, state=state)
 
     @property
     def dirty(self) -> bool:

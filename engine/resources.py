@@ -1,42 +1,116 @@
-"""Which Task Resources have something to run here: the `--strict` check.
+"""What a Task's Resource names and resolves to: the one dispatch rule, and the `--strict` check.
 
-A definition may name Resources nothing in this process can serve (a typo,
-a module not loaded with `--activities`). At run time such a Task fails with
-States.Runtime; `--strict` reports every one before anything runs, each as
-an UNKNOWN_RESOURCE diagnostic at the Resource's JSON pointer. The rules are
-those `engine/tasks.py` dispatches by; Resources resolved only at run time
-(`lambda:invoke` reads its FunctionName from the input) and external
-activity ARNs (served by pollers) always pass.
+A Resource is written with an optional integration-pattern suffix
+(``.waitForTaskToken``, ``.sync``); `base_resource` strips it and
+`resource_parts` names it as AWS's Task events do. `resolve_resource` is the
+one rule for what runs in process: a registered Lambda function, the
+``lambda:invoke`` integration, a registered handler, or an enabled built-in
+(HTTP, SQL, shell) — `engine.tasks` runs what it returns. A definition may
+name Resources nothing in this process can serve (a typo, a module not
+loaded with `--activities`); at run time such a Task fails with
+States.Runtime, and `--strict` reports every one before anything runs,
+each as an UNKNOWN_RESOURCE diagnostic at the Resource's JSON pointer.
+Resources resolved only at run time (`lambda:invoke` reads its
+FunctionName from the input) and external activity ARNs (served by
+pollers) always pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from activities.http import HTTP_RESOURCE
-from activities.registry import Registry
+from activities.registry import Registration, Registry
 from activities.shell import SHELL_RESOURCE
 from activities.sql import SQL_RESOURCE
-from engine.tasks import LAMBDA_INVOKE, base_resource, is_activity_arn
 from statemachine.diagnostics import Diagnostic, json_pointer
 
-__all__ = ["is_resolvable", "unknown_resources"]
+__all__ = [
+    "LAMBDA_INVOKE",
+    "Resolution",
+    "base_resource",
+    "is_activity_arn",
+    "is_resolvable",
+    "resolve_resource",
+    "resource_parts",
+    "unknown_resources",
+]
 
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+_SUFFIXES = (".waitForTaskToken", ".sync:2", ".sync")
 _BUILTINS = {HTTP_RESOURCE: "http", SQL_RESOURCE: "sql", SHELL_RESOURCE: "shell"}
+
+
+def base_resource(resource: str) -> str:
+    """The Resource without its integration-pattern suffix."""
+    for suffix in _SUFFIXES:
+        if resource.endswith(suffix):
+            return resource[: -len(suffix)]
+    return resource
+
+
+def resource_parts(resource: str) -> tuple[str, str]:
+    """(resourceType, resource) as AWS's Task events name them."""
+    if resource.startswith("arn:aws:states:::"):
+        rest = resource[len("arn:aws:states:::") :]
+        service, _, api = rest.partition(":")
+        return service, api or service
+    if resource.startswith("arn:aws:lambda:"):
+        return "lambda", resource
+    return "stepwise", resource
+
+
+def is_activity_arn(resource: str) -> bool:
+    """Whether `resource` is an external activity ARN (…:states:REGION:ACCOUNT:activity:NAME)."""
+    parts = resource.split(":")
+    return len(parts) == 7 and parts[:3] == ["arn", "aws", "states"] and parts[5] == "activity"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a Resource runs in process: its kind, and the handler or built-in's name.
+
+    ``unresolved`` carries the States.Runtime cause a Task fails with.
+    """
+
+    kind: Literal["lambda", "lambda_invoke", "handler", "builtin", "unresolved"]
+    registration: Registration | None = None
+    builtin: str = ""
+    cause: str = ""
+
+
+def resolve_resource(resource: str, registry: Registry) -> Resolution:
+    """The one dispatch rule: what `resource` (as written, suffix included) runs here."""
+    base = base_resource(resource)
+    if base.startswith("arn:aws:lambda:"):
+        function = registry.resolve_lambda(base)
+        if function is not None:
+            return Resolution("lambda", registration=function)
+    if base == LAMBDA_INVOKE:
+        return Resolution("lambda_invoke")
+    registration = registry.resolve(resource) or registry.resolve(base)
+    if registration is not None:
+        return Resolution("handler", registration=registration)
+    builtin = _BUILTINS.get(base)
+    if builtin is not None and builtin in registry.builtins:
+        return Resolution("builtin", builtin=builtin)
+    if builtin is not None:
+        cause = (
+            f"The built-in activity '{builtin}' for the resource '{resource}' is not "
+            "enabled by the operator."
+        )
+    else:
+        cause = f"No handler is registered for the resource '{resource}'."
+    return Resolution("unresolved", cause=cause)
 
 
 def is_resolvable(resource: str, registry: Registry) -> bool:
     """Whether a Task with this Resource would find work to run in `registry`."""
-    base = base_resource(resource)
-    if is_activity_arn(base) or base == LAMBDA_INVOKE or registry.mocks is not None:
+    if is_activity_arn(base_resource(resource)) or registry.mocks is not None:
         return True
-    if base.startswith("arn:aws:lambda:") and registry.resolve_lambda(base) is not None:
-        return True
-    if registry.resolve(resource) is not None or registry.resolve(base) is not None:
-        return True
-    builtin = _BUILTINS.get(base)
-    return builtin is not None and builtin in registry.builtins
+    return resolve_resource(resource, registry).kind != "unresolved"
 
 
 def _tasks(scope: Mapping[str, Any], path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:

@@ -20,24 +20,25 @@ import anyio
 import msgspec
 
 from activities.registry import Registry
-from engine import telemetry
+from engine import keys, telemetry
 from engine.clock import Clock
 from engine.committer import Committer
 from engine.journal import Journal, NondeterminismError, Suspend, Thread
-from engine.states import FailStateError
+from engine.sandbox import Sandbox
+from engine.states import FailStateError, run_state
 from engine.store import (
     Checkpoint,
     CommitResult,
     ExecutionStatus,
     Finish,
-    LeaseLost,
     LoadedExecution,
     MachineVersion,
     Store,
 )
-from engine.walk import Variables, Walk, run_scope
+from engine.walk import Services, Variables, Walk, commit_error, run_scope
 from statemachine.build import load
 from statemachine.errors import States, StatesError
+from statemachine.jsonata import Limits
 from statemachine.model import StateMachine
 
 __all__ = ["Activation", "Runtime", "StopSignal", "activate", "execution_arn", "machine_arn"]
@@ -76,12 +77,29 @@ class Runtime:
     lease_seconds: float = 30.0
     hold_seconds: float = 30.0
     stop_poll_seconds: float = 1.0
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Evaluates regex-using JSONata templates in a process killed at the limit.
+    sandbox: Sandbox | None = None
+    jsonata_limits: Limits = field(default_factory=Limits)
     # Executions someone in this process waits on, set when they finish here.
     finished: dict[str, anyio.Event] = field(default_factory=dict)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     _machines: dict[str, StateMachine] = field(default_factory=dict)
+
+    def services(self, trace_id: str | None) -> Services:
+        """The walk's services for one activation of the execution traced as `trace_id`."""
+        return Services(
+            store=self.store,
+            run_db=self.run_db,
+            committer=self.committer,
+            clock=self.clock,
+            registry=self.registry,
+            worker_id=self.worker_id,
+            run_state=run_state,
+            jsonata_limits=self.jsonata_limits,
+            sandbox=self.sandbox,
+            trace_id=trace_id,
+        )
 
     def machine(self, version: MachineVersion) -> StateMachine:
         cached = self._machines.get(version.content_hash)
@@ -142,7 +160,7 @@ async def activate(
             )
         )
         if result != CommitResult.OK:
-            raise LeaseLost(f"execution {execution_id}: {result} at commit")
+            raise commit_error(result, f"execution {execution_id}: at commit")
         # Spans are a view of what is durable: only committed events become spans.
         telemetry.on_commit(record, events, runtime.store.history)
         if finish is not None and execution_id in runtime.finished:
@@ -156,8 +174,7 @@ async def activate(
     walk = Walk(
         machine=machine,
         journal=journal,
-        clock=runtime.clock,
-        registry=runtime.registry,
+        services=runtime.services(record.trace_id),
         execution_id=execution_id,
         execution_name=record.name,
         machine_id=machine_arn(record.machine),
@@ -167,8 +184,6 @@ async def activate(
         checkpoint=checkpoint,
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
-        # engine/tasks.py reaches the store through "runtime"; "trace_id" parents task spans.
-        extras={**runtime.extras, "runtime": runtime, "trace_id": record.trace_id},
     )
     deadline = (
         record.start_date + timedelta(seconds=machine.timeout_seconds)
@@ -247,7 +262,7 @@ async def activate(
     now = runtime.clock.now()
     output = msgspec.json.encode(outcome).decode()
     journal.record(
-        "execution:end",
+        keys.EXECUTION_END,
         None,
         events=[("ExecutionSucceeded", {"output": output})],
         timestamp=now,
@@ -278,7 +293,9 @@ async def _finish(
     cause: str | None,
 ) -> Activation:
     now = runtime.clock.now()
-    journal.record("execution:end", None, events=[(event, _details(error, cause))], timestamp=now)
+    journal.record(
+        keys.EXECUTION_END, None, events=[(event, _details(error, cause))], timestamp=now
+    )
     await checkpoint(finish=Finish(status=status, stop_date=now, error=error, cause=cause))
     return Activation(status)
 

@@ -1,18 +1,18 @@
-"""The interpreter's walk: scopes, frames, variables, and the state loop.
+"""The interpreter's walk core: services, scopes, frames, variables, and the state loop.
 
-`Walk` holds what is shared by one activation of one execution (journal,
-clock, activity registry, the checkpoint hook). A `Frame` is one visit of
-one state: its journal key (the state's position through branches,
-iterations and attempts), its raw input, its line of events and the
-variables in scope. `run_scope` walks a `StartAt`/`States` pair the way the
-specification reads; each state type lives in its own module under
-`engine/states/`.
-
-Keys: the n-th state visited in a scope has key ``<scope prefix><n>``; a
-Parallel branch's scope prefix is ``<state key>.a<attempt>.b<branch>/`` and a
-Map iteration's ``<state key>.a<attempt>.i<index>/``. Because the walk is
-deterministic given its recorded values, the same step always gets the
-same key on replay.
+`Services` names, typed, what the walk may use beyond the execution itself
+(the store through `run_db`, the committer, the clock, the activity
+registry, JSONata limits and sandbox, the trace id, the worker id, and the
+state dispatcher). `Walk` holds what is shared by one activation of one
+execution (journal, services, the checkpoint hook). A `Frame` is one visit
+of one state: its journal key (the state's position through branches,
+iterations and attempts, built by `engine.keys`), its raw input, its line
+of events and the variables in scope. `run_scope` walks a
+`StartAt`/`States` pair the way the specification reads, handing each
+state to the dispatcher it was given (`engine.states.run_state`), so this
+module imports nothing above it. Because the walk is deterministic given
+its recorded values, the same step always gets the same key on replay, and
+every record names its state so a changed walk is caught.
 """
 
 from __future__ import annotations
@@ -22,19 +22,71 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
 
 from activities.registry import Registry
+from engine import keys
 from engine.clock import Clock
-from engine.journal import MISSING, Journal, NondeterminismError, Suspend, Thread
-from statemachine.errors import States, StatesError
+from engine.committer import Committer
+from engine.journal import Events, Journal, NondeterminismError, Suspend, Thread
+from engine.sandbox import Sandbox
+from engine.store import Checkpoint, CommitConflict, CommitResult, LeaseLost, Store
+from statemachine.errors import States, StatesError, StepwiseError
+from statemachine.jsonata import Limits
 from statemachine.model import Scope, State, StateMachine
 from statemachine.timestamps import format_timestamp, parse_timestamp
 
-__all__ = ["Frame", "Transition", "Variables", "Walk", "run_scope"]
+__all__ = [
+    "Frame",
+    "Services",
+    "StateRunner",
+    "Transition",
+    "Variables",
+    "Walk",
+    "commit_error",
+    "run_scope",
+]
+
+
+class StateRunner(Protocol):
+    """Runs one state visit to its transition: the dispatcher `run_scope` is given."""
+
+    def __call__(self, frame: Frame, /) -> Awaitable[Transition]: ...
+
+
+def commit_error(result: CommitResult, what: str) -> StepwiseError:
+    """The error for a commit that did not go through: the lease was lost, or a row collided.
+
+    `what` says what was being committed (``execution X: … at commit``).
+    """
+    if result == CommitResult.CONFLICT:
+        return CommitConflict(f"{what}: a conflicting row was already recorded")
+    return LeaseLost(f"{what}: {result}")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What one activation's walk may use beyond the execution itself, each named and typed."""
+
+    store: Store
+    run_db: Callable[..., Awaitable[Any]]  # runs a blocking store call off the event loop
+    committer: Committer
+    clock: Clock
+    registry: Registry
+    worker_id: str
+    run_state: StateRunner
+    jsonata_limits: Limits = Limits()  # noqa: RUF009 - frozen, shared safely
+    sandbox: Sandbox | None = None
+    trace_id: str | None = None
+
+    async def commit(self, checkpoint: Checkpoint, what: str) -> None:
+        """Commit `checkpoint` now; raises LeaseLost or CommitConflict (see `commit_error`)."""
+        result = await self.committer.commit(checkpoint)
+        if result != CommitResult.OK:
+            raise commit_error(result, what)
 
 
 class FinalError(StatesError):
@@ -113,6 +165,8 @@ class Frame:
     entered_time: datetime | None = None
     retry_count: int = 0
     task_token: str | None = None
+    # The exit record (value, events) the state made; `run_scope` records it.
+    exit_record: tuple[dict[str, Any], Events] | None = None
     _nd_counter: int = field(default=0)
 
     # -- context object and nondeterminism ---------------------------------
@@ -132,29 +186,60 @@ class Frame:
 
     def _next_nd_key(self, kind: str) -> str:
         self._nd_counter += 1
-        return f"{self.key}:nd{self._nd_counter}:{kind}"
+        return keys.nondeterministic(self.key, self._nd_counter, kind)
+
+    def record_once(
+        self,
+        key: str,
+        produce: Callable[[], tuple[Any, Events]],
+        *,
+        thread: Thread | None = None,
+        timestamp: datetime | None = None,
+    ) -> Any:
+        """`Journal.record_once` for a step of this state (checked against its name on replay)."""
+        return self.walk.journal.record_once(
+            key, produce, thread=thread, state=self.state.name, timestamp=timestamp
+        )
+
+    async def record_once_async(
+        self,
+        key: str,
+        produce: Callable[[], Awaitable[tuple[Any, Events]]],
+        *,
+        thread: Thread | None = None,
+        record_thread: Thread | None = None,
+    ) -> Any:
+        """`Journal.record_once_async` for a step of this state."""
+        return await self.walk.journal.record_once_async(
+            key, produce, thread=thread, state=self.state.name, record_thread=record_thread
+        )
+
+    def record(
+        self, key: str, value: Any, *, thread: Thread | None = None, events: Events = ()
+    ) -> Any:
+        """Record a step of this state that is never replayed in place (a child's end)."""
+        return self.walk.journal.record(
+            key, value, thread=thread, events=events, state=self.state.name
+        )
+
+    def replay(self, key: str, thread: Thread | None = None) -> Any:
+        """A record of this state (or MISSING) that is read, never produced, by the walk."""
+        return self.walk.journal.replay(key, thread, state=self.state.name)
 
     def uuid(self) -> str:
-        key = self._next_nd_key("uuid")
-        value = self.walk.journal.replay(key)
-        if value is MISSING:
-            value = self.walk.journal.record(key, str(_uuid.uuid4()))
-        return str(value)
+        return str(self.record_once(self._next_nd_key("uuid"), lambda: (str(_uuid.uuid4()), ())))
 
     def random(self) -> float:
-        key = self._next_nd_key("random")
-        value = self.walk.journal.replay(key)
-        if value is MISSING:
-            value = self.walk.journal.record(key, self.walk.random_source())
+        value = self.record_once(
+            self._next_nd_key("random"), lambda: (self.walk.random_source(), ())
+        )
         return float(value)
 
     def now(self) -> datetime:
-        key = self._next_nd_key("now")
-        value = self.walk.journal.replay(key)
-        if value is MISSING:
-            value = self.walk.journal.record(key, self.walk.clock.now().isoformat())
-        parsed = datetime.fromisoformat(str(value))
-        return parsed
+        value = self.record_once(
+            self._next_nd_key("now"), lambda: (self.walk.clock.now().isoformat(), ())
+        )
+        return datetime.fromisoformat(str(value))
 
     # -- errors --------------------------------------------------------------
     def prefix(self, error: StatesError) -> FinalError:
@@ -183,6 +268,7 @@ class Frame:
                         },
                     )
                 ],
+                state=self.state.name,
             )
         return result
 
@@ -203,8 +289,7 @@ class Walk:
 
     machine: StateMachine
     journal: Journal
-    clock: Clock
-    registry: Registry
+    services: Services
     execution_id: str
     execution_name: str
     machine_id: str
@@ -214,7 +299,14 @@ class Walk:
     checkpoint: Callable[[], Awaitable[None]]
     random_source: Callable[[], float]
     hold_seconds: float = 30.0
-    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> Clock:
+        return self.services.clock
+
+    @property
+    def registry(self) -> Registry:
+        return self.services.registry
 
     def payload(self, value: Any) -> str:
         """A payload as the JSON text history events carry."""
@@ -243,41 +335,41 @@ class Walk:
         await self.checkpoint()
         await self.clock.sleep_until(due)
 
-    async def timer(self, frame: Frame, name: str, delay: float) -> None:
-        """A durable timer of `delay` seconds, keyed within the frame."""
-        key = f"{frame.key}:{name}"
-        recorded = self.journal.replay(key)
-        if recorded is MISSING:
-            due = self.clock.now() + timedelta(seconds=delay)
-            recorded = self.journal.record(key, due.isoformat())
+    async def timer(self, frame: Frame, key: str, delay: float) -> None:
+        """A durable timer of `delay` seconds under the frame's `key`."""
+        recorded = frame.record_once(
+            key, lambda: ((self.clock.now() + timedelta(seconds=delay)).isoformat(), ())
+        )
         await self.sleep_until(datetime.fromisoformat(str(recorded)))
 
 
 def enter(frame: Frame, *, input_payload: Any) -> None:
     """Record the state's entry (or replay it): entered time and event id."""
     walk = frame.walk
-    key = f"{frame.key}:in"
-    recorded = walk.journal.replay(key, frame.thread)
-    if recorded is MISSING:
-        now = walk.clock.now()
-        details = {"name": frame.state.name, "input": walk.payload(input_payload)}
-        walk.journal.record(
-            key,
-            {"s": frame.state.name, "t": now.isoformat()},
-            thread=frame.thread,
-            events=[(f"{frame.state.type}StateEntered", details)],
-            timestamp=now,
-        )
+    name = frame.state.name
+    now = walk.clock.now()
+    live = False
+
+    def produce() -> tuple[Any, Events]:
+        nonlocal live
+        live = True
+        details = {"name": name, "input": walk.payload(input_payload)}
+        return {"s": name, "t": now.isoformat()}, [(f"{frame.state.type}StateEntered", details)]
+
+    recorded = frame.record_once(
+        keys.entered(frame.key), produce, thread=frame.thread, timestamp=now
+    )
+    frame.entered_event_id = frame.thread.last_event_id
+    if live:
         frame.entered_time = now
-        frame.entered_event_id = frame.thread.last_event_id
         return
-    if recorded["s"] != frame.state.name:
+    # Records from before rows named their state carry it in the value.
+    if recorded["s"] != name:
         raise NondeterminismError(
             f"execution {walk.execution_id}: step {frame.key} was recorded for state "
-            f"{recorded['s']!r} but the walk reached {frame.state.name!r}"
+            f"{recorded['s']!r} but the walk reached {name!r}"
         )
     frame.entered_time = parse_timestamp(recorded["t"]) or datetime.fromisoformat(recorded["t"])
-    frame.entered_event_id = frame.thread.last_event_id
 
 
 # States that can be in flight when an execution is stopped or a sibling branch fails.
@@ -292,24 +384,25 @@ def _record_aborted(frame: Frame) -> None:
     failure) and vanishes with the rest when a shutdown or lost lease drops it.
     """
     walk = frame.walk
-    if frame.state.type not in _ABORTABLE or f"{frame.key}:in" not in walk.journal:
+    if frame.state.type not in _ABORTABLE or keys.entered(frame.key) not in walk.journal:
         return
-    if f"{frame.key}:out" in walk.journal or f"{frame.key}:aborted" in walk.journal:
+    if keys.exited(frame.key) in walk.journal or keys.aborted(frame.key) in walk.journal:
         return
-    walk.journal.record(
-        f"{frame.key}:aborted",
-        None,
+    frame.record_once(
+        keys.aborted(frame.key),
+        lambda: (None, [(f"{frame.state.type}StateAborted", {})]),
         thread=frame.thread,
-        events=[(f"{frame.state.type}StateAborted", {})],
     )
 
 
 async def run_scope(
     walk: Walk, scope: Scope, value: Any, *, prefix: str, thread: Thread, variables: Variables
 ) -> Any:
-    """Walk `scope` from StartAt with `value` as input; return the scope's output."""
-    from engine.states import run_state
+    """Walk `scope` from StartAt with `value` as input; return the scope's output.
 
+    Each state not yet exited runs through `walk.services.run_state`.
+    """
+    run_state = walk.services.run_state
     name = scope.start_at
     step = 0
     while True:
@@ -317,20 +410,23 @@ async def run_scope(
         frame = Frame(
             walk=walk,
             state=state,
-            key=f"{prefix}{step}",
+            key=keys.step(prefix, step),
             input=value,
             thread=thread,
             variables=variables,
         )
-        exited = walk.journal.replay(f"{frame.key}:out", thread)
-        if exited is MISSING:
+
+        async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:
             try:
-                transition = await run_state(frame)
+                await run_state(frame)
             except anyio.get_cancelled_exc_class():
                 _record_aborted(frame)
                 raise
-        else:
-            transition = Transition(exited["o"], exited["n"], exited.get("v"))
+            assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
+            return frame.exit_record
+
+        exited = await frame.record_once_async(keys.exited(frame.key), visit, thread=thread)
+        transition = Transition(exited["o"], exited["n"], exited.get("v"))
         if transition.assigned:
             variables.assign(transition.assigned)
         if transition.next is None:

@@ -20,7 +20,7 @@ import anyio
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
-from engine.store import LeaseLost
+from engine.store import CommitConflict, LeaseLost
 
 __all__ = ["LeaseKeeper", "Ran", "StopWatcher", "Worker"]
 
@@ -215,7 +215,7 @@ class Worker:
             if ran.activation is not None:
                 completed = True
                 self.finished += 1
-        except LeaseLost:
+        except (LeaseLost, CommitConflict):
             completed = True
             log.info("execution %s is owned elsewhere now", execution_id)
         except Exception:

@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from engine.journal import MISSING, Suspend, Thread
+from engine import keys
+from engine.journal import MISSING, Events, Suspend, Thread
 from engine.walk import FinalError, Frame, Variables, final, run_scope
 from statemachine.errors import StatesError
 from statemachine.model import Scope
@@ -59,29 +60,39 @@ async def run_children(
     running: set[int] = set()
 
     async def one(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
-        done = walk.journal.replay(f"{child.prefix}end", frame.thread)
-        if done is not MISSING:
-            outputs[index] = done
-            return
-        failed = walk.journal.replay(f"{child.prefix}failed", frame.thread)
+        # A child either ended or failed; a failure is recorded under its own key.
+        failed = frame.replay(keys.child_failed(child.prefix), frame.thread)
         if failed is not MISSING:
             failures.append((index, FinalError(failed["error"], failed.get("cause"))))
             return
         thread = Thread(frame.thread.last_event_id)
-        started = child.started_event
-        if started is not None:
-            walk.journal.record_once(
-                f"{child.prefix}start", lambda: (None, [started]), thread=thread
-            )
-        running.add(index)
+
+        async def walk_child() -> tuple[Any, Events]:
+            started = child.started_event
+            if started is not None:
+                frame.record_once(
+                    keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
+                )
+            running.add(index)
+            try:
+                output = await run_scope(
+                    walk,
+                    child.scope,
+                    child.input,
+                    prefix=child.prefix,
+                    thread=thread,
+                    variables=Variables(frame.variables),
+                )
+            finally:
+                running.discard(index)
+            return output, [child.succeeded_event] if child.succeeded_event else []
+
         try:
-            output = await run_scope(
-                walk,
-                child.scope,
-                child.input,
-                prefix=child.prefix,
-                thread=thread,
-                variables=Variables(frame.variables),
+            outputs[index] = await frame.record_once_async(
+                keys.child_ended(child.prefix),
+                walk_child,
+                thread=frame.thread,
+                record_thread=thread,
             )
         except Suspend as signal:
             suspended.append(signal)
@@ -90,21 +101,14 @@ async def run_children(
             error = final(raised)
             failures.append((index, error))
             events = [child.failed_event] if child.failed_event else []
-            walk.journal.record(
-                f"{child.prefix}failed",
+            frame.record(
+                keys.child_failed(child.prefix),
                 {"error": error.error, "cause": error.cause},
                 thread=thread,
                 events=events,
             )
             if tolerate is None or not tolerate(len(failures)):
                 group.cancel_scope.cancel()
-            return
-        finally:
-            running.discard(index)
-        events = [child.succeeded_event] if child.succeeded_event else []
-        outputs[index] = walk.journal.record(
-            f"{child.prefix}end", output, thread=thread, events=events
-        )
 
     async def limited(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
         if limiter is None:
@@ -123,8 +127,8 @@ async def run_children(
         for index in sorted(running):
             aborted = children[index].aborted_event
             if aborted is not None:
-                walk.journal.record_once(
-                    f"{children[index].prefix}aborted",
+                frame.record_once(
+                    keys.child_aborted(children[index].prefix),
                     lambda aborted=aborted: (None, [aborted]),  # type: ignore[misc]
                     thread=frame.thread,
                 )

@@ -29,10 +29,7 @@ from statemachine.jsonata import (
 from statemachine.jsonata import evaluate_template as evaluate_jsonata
 from statemachine.model import ParallelState, TaskState
 from statemachine.paths import Path, apply_result_path
-
-# AWS: 256 KiB per variable and per Assign block, and per state input/output.
-MAX_VARIABLE_BYTES = 262_144
-MAX_PAYLOAD_BYTES = 262_144
+from statemachine.quotas import MAX_PAYLOAD_BYTES, MAX_VARIABLE_BYTES
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -99,8 +96,9 @@ def jsonata(
 ) -> Any:
     """Evaluate a JSONata template with ``$states`` = input, context and `states`."""
     binding = {"input": frame.input, "context": frame.context(map_item=map_item), **states}
-    limits = frame.walk.extras.get("jsonata_limits") or _default_limits()
-    sandbox = frame.walk.extras.get("sandbox")
+    services = frame.walk.services
+    limits = services.jsonata_limits
+    sandbox = services.sandbox
     if sandbox is not None and template.uses_regex:
         # A regex can backtrack inside C code where no cooperative check runs:
         # such templates are evaluated in a process that is killed at the limit.
@@ -130,12 +128,6 @@ def jsonata_typed(
     source = template.value
     text = source.text if isinstance(source, Expression) else frame.walk.payload(source)
     return check_result_type(value, expected=expected, field=field, expression_text=text)
-
-
-def _default_limits() -> Any:
-    from statemachine.jsonata import Limits
-
-    return Limits()
 
 
 def evaluate_assign(
@@ -206,7 +198,10 @@ def merge_result(frame: Frame, result: Any) -> Any:
 
 
 def exit_state(frame: Frame, transition: Transition) -> Transition:
-    """Record the state's exit (output, next, assignments) with its Exited event.
+    """Make the state's exit record (output, next, assignments) with its Exited event.
+
+    `run_scope` records it once the state returns (on replay it returns the
+    record instead of running the state).
 
     A state output over 256 KiB fails the execution at once: AWS treats
     oversized state I/O as terminal, beyond Retry and Catch.
@@ -228,12 +223,7 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     record: dict[str, Any] = {"o": transition.output, "n": transition.next}
     if transition.assigned:
         record["v"] = transition.assigned
-    frame.walk.journal.record(
-        f"{frame.key}:out",
-        record,
-        thread=frame.thread,
-        events=[(f"{frame.state.type}StateExited", details)],
-    )
+    frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
     return transition
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import keys
 from engine.states.children import Child, run_children
 from engine.states.common import (
     effective_input,
@@ -119,7 +120,6 @@ def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
 
 async def run_map(frame: Frame, state: MapState) -> Transition:
     enter(frame, input_payload=frame.input)
-    journal = frame.walk.journal
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
@@ -131,8 +131,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 inputs = _batches(frame, state, effective, inputs)
             # Failures are counted against child runs: batches when batching.
             tolerate = _tolerance(frame, state, len(inputs))
-        journal.record_once(
-            f"{frame.key}:m{number}",
+        frame.record_once(
+            keys.map_started(frame.key, number),
             lambda: (None, [("MapStateStarted", {"length": len(inputs)})]),
             thread=frame.thread,
         )
@@ -140,7 +140,7 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
             Child(
                 scope=state.processor,
                 input=value,
-                prefix=f"{frame.key}.a{number}.i{index}/",
+                prefix=keys.iteration_prefix(frame.key, number, index),
                 started_event=("MapIterationStarted", {"name": state.name, "index": index}),
                 succeeded_event=("MapIterationSucceeded", {"name": state.name, "index": index}),
                 failed_event=("MapIterationFailed", {"name": state.name, "index": index}),
@@ -153,8 +153,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 frame, children, max_concurrency=concurrency, tolerate=tolerate
             )
         except StatesError as failure:
-            journal.record_once(
-                f"{frame.key}:m{number}:failed",
+            frame.record_once(
+                keys.map_failed(frame.key, number),
                 lambda: (None, [("MapStateFailed", {})]),
                 thread=frame.thread,
             )
@@ -164,8 +164,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                     "The specified tolerated failure threshold was exceeded",
                 ) from failure
             raise
-        journal.record_once(
-            f"{frame.key}:m{number}:succeeded",
+        frame.record_once(
+            keys.map_succeeded(frame.key, number),
             lambda: (None, [("MapStateSucceeded", {})]),
             thread=frame.thread,
         )

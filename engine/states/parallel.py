@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import keys
 from engine.states.children import Child, run_children
 from engine.states.common import finish_result, task_input
 from engine.states.recovery import with_recovery
@@ -21,25 +22,26 @@ __all__ = ["run_parallel"]
 
 async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
     enter(frame, input_payload=frame.input)
-    journal = frame.walk.journal
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
             effective = task_input(frame, state)
-        journal.record_once(
-            f"{frame.key}:p{number}",
+        frame.record_once(
+            keys.parallel_started(frame.key, number),
             lambda: (None, [("ParallelStateStarted", {})]),
             thread=frame.thread,
         )
         children = [
-            Child(scope=branch, input=effective, prefix=f"{frame.key}.a{number}.b{index}/")
+            Child(
+                scope=branch, input=effective, prefix=keys.branch_prefix(frame.key, number, index)
+            )
             for index, branch in enumerate(state.branches)
         ]
         try:
             outcome = await run_children(frame, children)
         except StatesError:
-            journal.record_once(
-                f"{frame.key}:p{number}:failed",
+            frame.record_once(
+                keys.parallel_failed(frame.key, number),
                 lambda: (None, [("ParallelStateFailed", {})]),
                 thread=frame.thread,
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from engine import keys
 from engine.states.common import evaluate_assign, exit_state, jsonata
 from engine.walk import FinalError, Frame, Transition
 from statemachine.errors import States, StatesError
@@ -47,7 +48,7 @@ async def with_recovery(
                 counts[decision.retrier_index] = decision.retry_number
                 draw = frame.random() if retrier.jitter == "FULL" else 0.0
                 delay = retry_delay(retrier, decision.retry_number, draw)
-                await frame.walk.timer(frame, f"retry{number}", delay)
+                await frame.walk.timer(frame, keys.retry_timer(frame.key, number), delay)
                 number += 1
                 continue
             index = find_catcher(state.catch, error.error, heartbeat=heartbeat)

@@ -14,17 +14,19 @@ import math
 import uuid
 from typing import Any
 
+from engine import keys
 from engine.states.common import finish_result, task_input
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.tasks import invoke
 from engine.walk import Frame, Transition, enter
 from statemachine.model import TaskState
+from statemachine.quotas import MAX_SECONDS
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "run_task"]
 
 # AWS's default when a Task gives no TimeoutSeconds (the spec says 60).
-DEFAULT_TIMEOUT_SECONDS = 99999999
+DEFAULT_TIMEOUT_SECONDS = MAX_SECONDS
 
 
 async def run_task(frame: Frame, state: TaskState) -> Transition:
@@ -33,10 +35,10 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         frame.task_token = None
         if state.resource.endswith(".waitForTaskToken"):
-            frame.task_token = frame.walk.journal.record_once(
+            frame.task_token = frame.record_once(
                 # Drawn directly, not via frame.uuid(): a replay returns the
                 # record without drawing, and must not shift later draws' keys.
-                f"{frame.key}:t{number}:token",
+                keys.task_token(keys.attempt(frame.key, number)),
                 lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():

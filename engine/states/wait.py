@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.journal import MISSING
+from engine import keys
 from engine.states.common import effective_input, evaluate_assign, exit_state, jsonata, output_path
 from engine.states.dynamic import dynamic_value
 from engine.walk import Frame, Transition, enter
@@ -82,13 +82,11 @@ def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
 
 async def run_wait(frame: Frame, state: WaitState) -> Transition:
     enter(frame, input_payload=frame.input)
-    journal = frame.walk.journal
-    key = f"{frame.key}:wait"
     with frame.evaluating():
         effective = effective_input(frame)
-        recorded = journal.replay(key)
-        if recorded is MISSING:
-            recorded = journal.record(key, _due(frame, state, effective).isoformat())
+        recorded = frame.record_once(
+            keys.wait_due(frame.key), lambda: (_due(frame, state, effective).isoformat(), ())
+        )
     await frame.walk.sleep_until(datetime.fromisoformat(str(recorded)))
     with frame.evaluating():
         assigned = evaluate_assign(frame, state.assign, dollar=effective)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from engine.store.errors import (
     AmbiguousExecution,
+    CommitConflict,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRunning,
@@ -44,6 +45,7 @@ __all__ = [
     "ActivityTaskRecord",
     "AmbiguousExecution",
     "Checkpoint",
+    "CommitConflict",
     "CommitResult",
     "Event",
     "ExecutionAlreadyExists",

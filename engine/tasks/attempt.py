@@ -1,0 +1,102 @@
+"""One Task attempt, recorded once: scheduling committed before the work, the outcome after.
+
+`invoke` is the one place where work leaves the process. It journals the
+attempt's scheduling events and commits them before anything runs, then
+journals the outcome; a recorded outcome is never produced again, and an
+attempt scheduled but without an outcome (the process died mid-call) runs
+again with the same idempotency key. What runs: a mocked state's canned
+response (mock mode), an activity worker's answer, a callback's answer, or
+the work itself in this process (`engine.tasks.dispatch`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from engine import keys
+from engine.journal import Events
+from engine.tasks.call import Call
+from engine.tasks.dispatch import run_in_process
+from engine.tasks.outcome import (
+    Failed,
+    Outcome,
+    Succeeded,
+    TaskFailure,
+    from_record,
+    to_record,
+)
+from engine.tasks.waiting import wait_for_activity, wait_for_callback
+from engine.walk import Frame
+from statemachine.model import TaskState
+
+__all__ = ["invoke"]
+
+
+async def invoke(
+    frame: Frame,
+    state: TaskState,
+    effective: Any,
+    attempt: int,
+    *,
+    timeout: float,
+    heartbeat: float,
+) -> Any:
+    """The attempt's result (recorded or live); raises TaskFailure on failure.
+
+    May raise Suspend while a callback or activity task waits for its answer.
+    """
+    call = Call(frame, state, effective, attempt, timeout=timeout, heartbeat=heartbeat)
+
+    async def produce() -> tuple[dict[str, Any], Events]:
+        outcome = await _run(call)
+        return to_record(outcome), call.events.outcome(outcome, frame.walk.payload)
+
+    record = await frame.record_once_async(keys.task_result(call.key), produce, thread=frame.thread)
+    outcome = from_record(record)
+    if isinstance(outcome, Succeeded):
+        return outcome.value
+    raise TaskFailure(outcome.error, outcome.cause, heartbeat=bool(outcome.heartbeat))
+
+
+async def _run(call: Call) -> Outcome:
+    walk, frame = call.walk, call.frame
+    started = frame.record_once(
+        keys.task_started(call.key),
+        lambda: (
+            walk.clock.now().isoformat(),
+            call.events.scheduled(walk.payload(call.effective), call.timeout, call.heartbeat),
+        ),
+        thread=frame.thread,
+    )
+    # The record of the start commits before the effect leaves the process.
+    await walk.checkpoint()
+    call.started_at = datetime.fromisoformat(str(started))
+    mocked = _mocked(call)
+    if mocked is not None:
+        return mocked
+    if call.events.family == "activity":
+        return await wait_for_activity(call)
+    if call.callback:
+        return await wait_for_callback(call)
+    return await call.limited(lambda context: run_in_process(call, context))
+
+
+def _mocked(call: Call) -> Outcome | None:
+    """The state's next canned response in mock mode (each use journaled, so replays agree)."""
+    registry = call.walk.registry
+    if registry.mocks is None or registry.mock_test_case is None:
+        return None
+    journal = call.walk.journal
+    index = 0
+    while keys.mock_use(call.state.name, index) in journal:
+        index += 1
+    answer = registry.mocks.response(
+        call.walk.machine_name, registry.mock_test_case, call.state.name, index
+    )
+    if answer is None:
+        return None
+    call.frame.record(keys.mock_use(call.state.name, index), call.key)
+    if answer.failed:
+        return Failed(answer.error, answer.cause)
+    return Succeeded(answer.value)

@@ -1,0 +1,136 @@
+"""One live attempt of one Task: what it is, its context, and its time limits.
+
+`Call` gathers what every part of an attempt reads (the frame, the Task,
+its effective input, the attempt's journal key, TimeoutSeconds and
+HeartbeatSeconds, the recorded start). `Call.limited` runs a body under
+TimeoutSeconds counted from the recorded start — a rerun after a crash
+gets only what is left — and under HeartbeatSeconds, failing the attempt
+with States.Timeout flagged as a missed heartbeat when no beat comes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+
+from activities.registry import ActivityContext
+from engine import keys
+from engine.resources import base_resource, resource_parts
+from engine.tasks.events import TaskEvents
+from engine.tasks.outcome import Failed, Outcome
+from engine.telemetry.spans import task_span_id, traceparent_for
+from engine.walk import Frame, Walk
+from statemachine.errors import States
+from statemachine.model import TaskState
+from statemachine.quotas import MAX_SECONDS
+
+__all__ = ["Call"]
+
+
+class Call:
+    """One live attempt of one Task."""
+
+    def __init__(
+        self,
+        frame: Frame,
+        state: TaskState,
+        effective: Any,
+        attempt: int,
+        *,
+        timeout: float,
+        heartbeat: float,
+    ) -> None:
+        self.frame = frame
+        self.walk: Walk = frame.walk
+        self.state = state
+        self.effective = effective
+        self.attempt = attempt
+        self.key = keys.attempt(frame.key, attempt)
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.resource = state.resource
+        self.base = base_resource(state.resource)
+        self.callback = state.resource.endswith(".waitForTaskToken")
+        self.resource_type, _ = resource_parts(self.base)
+        self.events = TaskEvents(state.resource)
+        self.started_at = datetime.min
+
+    @property
+    def limit_name(self) -> str:
+        """What AWS names in a too-large result's cause: the state, or the service."""
+        return self.state.name if self.resource_type == "stepwise" else self.resource_type
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When TimeoutSeconds runs out (None: the Task has no timeout worth waking for)."""
+        if self.timeout < MAX_SECONDS:
+            return self.started_at + timedelta(seconds=self.timeout)
+        return None
+
+    def context(self, beat: Callable[[], None] | None = None) -> ActivityContext:
+        """What the handler is given."""
+        return ActivityContext(
+            execution_id=self.walk.execution_id,
+            state_name=self.state.name,
+            attempt=self.attempt,
+            idempotency_key=keys.idempotency_key(
+                self.walk.execution_id, self.frame.key, self.attempt
+            ),
+            resource=self.resource,
+            deadline=self.deadline,
+            task_token=self.frame.task_token,
+            state_path=self.frame.key,
+            traceparent=self._traceparent(),
+            _heartbeat=beat,
+        )
+
+    def _traceparent(self) -> str | None:
+        """W3C trace context naming this attempt's span, so a handler's spans nest under it."""
+        trace_id = self.walk.services.trace_id
+        last = self.walk.journal.event_id(keys.task_started(self.key))
+        if not trace_id or not last:
+            return None
+        # The :s record holds ...Scheduled (+ ...Started except for activities).
+        scheduled = last if self.events.family == "activity" else last - 1
+        return traceparent_for(trace_id, task_span_id(trace_id, scheduled))
+
+    async def limited(self, body: Callable[[ActivityContext], Awaitable[Outcome]]) -> Outcome:
+        """Run `body` under TimeoutSeconds (from the recorded start) and HeartbeatSeconds."""
+        elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
+        remaining = max(0.0, self.timeout - elapsed)
+        # Monotonic time, not the loop's: sync handlers beat from their worker thread.
+        last_beat = [time.monotonic()]
+
+        def beat() -> None:
+            last_beat[0] = time.monotonic()
+
+        context = self.context(beat)
+        missed_heartbeat = False
+        result: Outcome | None = None
+        with anyio.move_on_after(remaining) as timeout_scope:
+            async with anyio.create_task_group() as group:
+                if self.heartbeat < math.inf:
+                    heartbeat = self.heartbeat
+
+                    async def watch() -> None:
+                        nonlocal missed_heartbeat
+                        while True:
+                            due = last_beat[0] + heartbeat
+                            now = time.monotonic()
+                            if now >= due:
+                                missed_heartbeat = True
+                                group.cancel_scope.cancel()
+                                return
+                            await anyio.sleep(due - now)
+
+                    group.start_soon(watch)
+                result = await body(context)
+                group.cancel_scope.cancel()
+        if timeout_scope.cancelled_caught or missed_heartbeat or result is None:
+            return Failed(States.TIMEOUT, None, heartbeat=missed_heartbeat)
+        return result

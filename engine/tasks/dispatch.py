@@ -1,0 +1,152 @@
+"""Running a Task's work in this process, by what its Resource resolves to.
+
+`engine.resources.resolve_resource` decides (the one dispatch rule); this
+module runs the result: a Lambda function (its payload checked against
+256 KiB, text kept as text), the ``lambda:invoke`` integration (AWS's
+result envelope around the payload), a registered handler (called through
+`activities.registry.call_handler`), or an enabled built-in — HTTP and
+shell in a worker thread, SQL inside a store transaction under the
+execution's lease. Every path returns an `Outcome`; a handler's own
+exception is the Task's failure, never the worker's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from activities.http import http_invoke
+from activities.lambda_ import LambdaError, LambdaPayload, call_function, invoke_result
+from activities.registry import ActivityContext, ActivityError, Registration, call_handler
+from activities.shell import shell_run
+from activities.sql import parse_statements
+from engine.callbacks import run_sql_effect
+from engine.resources import resolve_resource
+from engine.tasks.call import Call
+from engine.tasks.outcome import (
+    Failed,
+    Outcome,
+    Succeeded,
+    encode_result,
+    from_record,
+    too_large,
+)
+from statemachine.errors import States
+from statemachine.quotas import MAX_PAYLOAD_BYTES
+
+__all__ = ["run_in_process"]
+
+
+async def run_in_process(call: Call, context: ActivityContext) -> Outcome:
+    """Run the attempt's work here and return its outcome."""
+    registry = call.walk.registry
+    resolution = resolve_resource(call.resource, registry)
+    if resolution.kind == "lambda":
+        assert resolution.registration is not None
+        answer = await call_function(
+            resolution.registration, call.effective, context, function=call.base
+        )
+        return _lambda_outcome(call, answer)
+    if resolution.kind == "lambda_invoke":
+        return await _lambda_invoke(call, context)
+    if resolution.kind == "handler":
+        assert resolution.registration is not None
+        return await _handler(call, resolution.registration, context)
+    if resolution.builtin == "http":
+        return await _builtin(call, http_invoke, context)
+    if resolution.builtin == "sql":
+        return await _sql(call)
+    if resolution.builtin == "shell":
+        shell = functools.partial(shell_run, allowed=registry.shell_commands)
+        return await _builtin(call, shell, context)
+    return Failed(States.RUNTIME, resolution.cause)
+
+
+async def _handler(call: Call, registration: Registration, context: ActivityContext) -> Outcome:
+    try:
+        value = await call_handler(registration, call.effective, context)
+    except ActivityError as failure:
+        return Failed(failure.error, failure.cause)
+    except Exception as failure:  # a handler's own exception is the Task's failure
+        return Failed(type(failure).__name__, str(failure))
+    return encode_result(value, call.limit_name)
+
+
+async def _builtin(
+    call: Call, fn: Callable[[Any, ActivityContext], Any], context: ActivityContext
+) -> Outcome:
+    try:
+        value = await anyio.to_thread.run_sync(
+            functools.partial(fn, call.effective, context), abandon_on_cancel=True
+        )
+    except ActivityError as failure:
+        return Failed(failure.error, failure.cause)
+    return encode_result(value, call.limit_name)
+
+
+def _payload(raw: bytes) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        # Lambda hands back a payload that is not JSON as the text it is.
+        return raw.decode("utf-8", errors="replace")
+
+
+def _lambda_outcome(call: Call, answer: LambdaPayload | LambdaError) -> Outcome:
+    if isinstance(answer, LambdaError):
+        return Failed(answer.error, answer.cause)
+    if len(answer.payload) > MAX_PAYLOAD_BYTES:
+        return too_large(call.limit_name)
+    return Succeeded(_payload(answer.payload))
+
+
+async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
+    parameters = call.effective if isinstance(call.effective, dict) else {}
+    function_name = parameters.get("FunctionName")
+    if not isinstance(function_name, str):
+        return Failed(
+            States.RUNTIME,
+            "The lambda:invoke Task needs a FunctionName string in its Parameters.",
+        )
+    function = call.walk.registry.resolve_lambda(function_name)
+    if function is None:
+        return Failed(
+            "Lambda.ResourceNotFoundException",
+            f"Function not found: {function_name} (no Lambda function of that name is registered).",
+        )
+    answer = await call_function(
+        function, parameters.get("Payload"), context, function=function_name
+    )
+    if isinstance(answer, LambdaError):
+        return Failed(answer.error, answer.cause)
+    if len(answer.payload) > MAX_PAYLOAD_BYTES:
+        return too_large(call.limit_name)
+    result = invoke_result(
+        _payload(answer.payload),
+        answer.request_id,
+        length=len(answer.payload),
+        now=call.walk.clock.now(),
+    )
+    return encode_result(result, call.limit_name)
+
+
+async def _sql(call: Call) -> Outcome:
+    try:
+        statements = parse_statements(call.effective)
+    except ActivityError as failure:
+        return Failed(failure.error, failure.cause)
+    services = call.walk.services
+    record: dict[str, Any] = await services.run_db(
+        run_sql_effect,
+        services.store,
+        execution_id=call.walk.execution_id,
+        key=call.key,
+        worker_id=services.worker_id,
+        statements=statements,
+        now=call.walk.clock.now(),
+    )
+    return from_record(record)

@@ -1,0 +1,99 @@
+"""A Task attempt's outcome as a typed value, and its journaled form.
+
+An attempt ends `Succeeded(value)` or `Failed(error, cause, heartbeat)`. The
+journal keeps the form recorded executions already hold — ``{"ok": value}``
+or ``{"error": …, "cause": …}`` with ``"hb"`` when a timeout says whether a
+heartbeat was missed — so `to_record` and `from_record` are exact inverses
+of what is on disk. A handler's result is taken only when it is JSON of at
+most 256 KiB (`encode_result`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from engine.walk import FinalError
+from statemachine.errors import States
+from statemachine.quotas import MAX_PAYLOAD_BYTES
+
+__all__ = [
+    "Failed",
+    "Outcome",
+    "Succeeded",
+    "TaskFailure",
+    "encode_result",
+    "from_record",
+    "to_record",
+    "too_large",
+]
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The attempt returned `value` (JSON)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The attempt failed with an ASL error name and cause.
+
+    `heartbeat` is None when the failure is not a timeout's (nothing is
+    journaled for it), else whether the timeout was a missed heartbeat.
+    """
+
+    error: str
+    cause: str | None = None
+    heartbeat: bool | None = None
+
+
+Outcome = Succeeded | Failed
+
+
+class TaskFailure(FinalError):
+    """A task attempt's failure, as journaled."""
+
+    def __init__(self, error: str, cause: str | None, *, heartbeat: bool = False) -> None:
+        super().__init__(error, cause)
+        self.heartbeat = heartbeat
+
+
+def to_record(outcome: Outcome) -> dict[str, Any]:
+    """The outcome as journaled (the form executions recorded before this type hold)."""
+    if isinstance(outcome, Succeeded):
+        return {"ok": outcome.value}
+    record: dict[str, Any] = {"error": outcome.error, "cause": outcome.cause}
+    if outcome.heartbeat is not None:
+        record["hb"] = outcome.heartbeat
+    return record
+
+
+def from_record(record: dict[str, Any]) -> Outcome:
+    """The outcome a journaled record (or a SQL effect's result) holds."""
+    if "ok" in record:
+        return Succeeded(record["ok"])
+    return Failed(record["error"], record.get("cause"), record.get("hb"))
+
+
+def too_large(limit_name: str) -> Failed:
+    """AWS's failure for a result over 256 KiB, naming the state or service."""
+    return Failed(
+        States.DATA_LIMIT_EXCEEDED,
+        f"The state/task '{limit_name}' returned a result with a size exceeding "
+        "the maximum number of bytes service limit.",
+    )
+
+
+def encode_result(value: Any, limit_name: str) -> Outcome:
+    """A handler's return value as an outcome: JSON of at most 256 KiB, else a failure."""
+    try:
+        encoded = msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError) as failure:
+        return Failed(States.RUNTIME, f"The task result is not JSON: {failure}")
+    if len(encoded) > MAX_PAYLOAD_BYTES:
+        return too_large(limit_name)
+    return Succeeded(msgspec.json.decode(encoded))
