@@ -58,6 +58,7 @@ class AppSettings:
     database_url: str | None = None
     worker: bool = True
     concurrency: int = 16
+    lease_seconds: float = 30.0
     arns: Arns = field(default_factory=Arns)
     # Access key id → secret; empty means requests are not authenticated.
     keys: Mapping[str, str] = field(default_factory=dict)
@@ -99,7 +100,10 @@ def create_app(settings: AppSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with Engine(
-            settings.database_url, worker=settings.worker, concurrency=settings.concurrency
+            settings.database_url,
+            worker=settings.worker,
+            concurrency=settings.concurrency,
+            lease_seconds=settings.lease_seconds,
         ) as engine:
             holder["service"] = Service(
                 engine=engine,

@@ -31,6 +31,13 @@ def _database_url(ctx: click.Context, given: str | None) -> str | None:
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `stepwise worker` runs.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="How long the worker's claim on an execution outlives a crash.",
+)
+@click.option(
     "--auth",
     metavar="FILE|env:NAME",
     default=None,
@@ -64,6 +71,7 @@ def serve(
     db: str | None,
     no_worker: bool,
     concurrency: int,
+    lease_seconds: float,
     auth: str | None,
     allow_unauthenticated: bool,
     region: str,
@@ -113,6 +121,7 @@ def serve(
         database_url=_database_url(ctx, db),
         worker=not no_worker,
         concurrency=concurrency,
+        lease_seconds=lease_seconds,
         arns=arns,
         keys=keys,
         allow_unauthenticated=allow_unauthenticated,

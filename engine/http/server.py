@@ -36,6 +36,7 @@ class ServeOptions:
     database_url: str | None = None
     worker: bool = True
     concurrency: int = 16
+    lease_seconds: float = 30.0
     arns: Arns = field(default_factory=Arns)
     keys: dict[str, str] = field(default_factory=dict)
     allow_unauthenticated: bool = False
@@ -88,6 +89,7 @@ def serve(options: ServeOptions) -> None:
             database_url=options.database_url,
             worker=options.worker,
             concurrency=options.concurrency,
+            lease_seconds=options.lease_seconds,
             arns=options.arns,
             keys=options.keys,
             activity_poll_seconds=options.activity_poll_seconds,

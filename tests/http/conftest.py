@@ -36,6 +36,10 @@ def server(
     instance.start()
     yield instance
     instance.stop()
+    # Whatever the tests sent, no traceback (or SQL) reached the log at INFO.
+    log = (folder / "server.log").read_text()
+    assert "Traceback" not in log
+    assert "SELECT" not in log
     if dropped is not None:
         postgres.drop_database(dropped)
 
