@@ -38,6 +38,13 @@ def _database_url(ctx: click.Context, given: str | None) -> str | None:
     help="How long the worker's claim on an execution outlives a crash.",
 )
 @click.option(
+    "--activity-poll-seconds",
+    type=click.FloatRange(min=0.1, max=60),
+    default=50.0,
+    show_default=True,
+    help="How long GetActivityTask waits before answering that no task came.",
+)
+@click.option(
     "--auth",
     metavar="FILE|env:NAME",
     default=None,
@@ -72,6 +79,7 @@ def serve(
     no_worker: bool,
     concurrency: int,
     lease_seconds: float,
+    activity_poll_seconds: float,
     auth: str | None,
     allow_unauthenticated: bool,
     region: str,
@@ -122,6 +130,7 @@ def serve(
         worker=not no_worker,
         concurrency=concurrency,
         lease_seconds=lease_seconds,
+        activity_poll_seconds=activity_poll_seconds,
         arns=arns,
         keys=keys,
         allow_unauthenticated=allow_unauthenticated,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio
 import msgspec
 
 from engine.api import Engine
@@ -38,6 +39,11 @@ class Service:
     # GetActivityTask answers an empty poll after this long: under botocore's
     # 60 s read timeout, as AWS's own answers are.
     activity_poll_seconds: float = 50.0
+    # Long polls in flight at once; each holds a thread while it waits, and
+    # the engine's own waits need threads too. More get ActivityWorkerLimitExceeded.
+    activity_pollers: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(16)
+    )
     # StartSyncExecution waits at most this long (EXPRESS runs at most 5 minutes on AWS).
     sync_timeout_seconds: float = 300.0
     # Activities created through the API (name → creation date). Activity

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 from engine import callbacks
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
@@ -52,12 +54,23 @@ async def send_task_heartbeat(service: Service, members: Members) -> dict[str, A
 async def get_activity_task(service: Service, members: Members) -> dict[str, Any]:
     arn = members.required_arn("activityArn", "activity")
     worker = members.string("workerName", default="worker", min_length=1, max_length=80)
-    task = await callbacks.get_activity_task(
-        service.engine.store,
-        arn.resource,
-        worker_name=worker or "worker",
-        timeout=service.activity_poll_seconds,
-    )
+    try:
+        service.activity_pollers.acquire_nowait()
+    except anyio.WouldBlock:
+        raise AwsError(
+            "ActivityWorkerLimitExceeded",
+            f"Too many GetActivityTask polls in flight "
+            f"(at most {service.activity_pollers.total_tokens:.0f})",
+        ) from None
+    try:
+        task = await callbacks.get_activity_task(
+            service.engine.store,
+            arn.resource,
+            worker_name=worker or "worker",
+            timeout=service.activity_poll_seconds,
+        )
+    finally:
+        service.activity_pollers.release()
     if task is None:
         return {}
     return {"taskToken": task.taskToken, "input": task.input}

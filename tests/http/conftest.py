@@ -30,6 +30,8 @@ def server(
         folder / "server.log",
         "--activities",
         "tests.http.handlers",
+        "--activity-poll-seconds",
+        "1",
         env={"STEPWISE_TEST_TOKENS": str(tokens)},
     )
     instance.tokens = tokens  # type: ignore[attr-defined]

@@ -240,6 +240,9 @@ def test_activity_task_round_trip(server: Server) -> None:
 
     wait_until(poll)
     assert json.loads(task["input"]) == {"doc": 7}
+    # The only task is taken: the next poll waits (1 s here, 50 s by default) and answers {}.
+    empty = client.get_activity_task(activityArn=activity, workerName="w2")
+    assert "taskToken" not in empty
     client.send_task_success(taskToken=task["taskToken"], output='{"ok": true}')
     described = wait_for_end(client, execution)
     assert described["status"] == "SUCCEEDED"
@@ -381,3 +384,53 @@ def test_redrive_and_unbuilt_operations_answer_aws_errors(server: Server) -> Non
             call()
         assert _code(raised.value) == "UnknownOperationException"
         assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def _raw(server: Server, target: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/x-amz-json-1.0"}
+    if target is not None:
+        headers["X-Amz-Target"] = target
+    request = urllib.request.Request(server.url + "/", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_protocol_errors_and_body_limits(server: Server) -> None:
+    client = server.client()
+    cases = [
+        ("AWSStepFunctions.NoSuchOperation", b"{}", "UnknownOperationException"),
+        (None, b"{}", "UnknownOperationException"),
+        ("AWSStepFunctions.ListStateMachines", b"{not json", "SerializationException"),
+        ("AWSStepFunctions.ListStateMachines", b"[1, 2]", "SerializationException"),
+        ("AWSStepFunctions.ListStateMachines", b'{"maxResults": "ten"}', "SerializationException"),
+        ("AWSStepFunctions.ListStateMachines", b" " * (5 * 1024 * 1024), "ValidationException"),
+        ("AWSStepFunctions.DescribeExecution", b"{}", "ValidationException"),
+    ]
+    for target, body, code in cases:
+        status, answer = _raw(server, target, body)
+        assert (status, answer["__type"]) == (400, code), (target, answer)
+        assert answer["message"]
+    status, answer = _raw(server, "AWSStepFunctions.ListStateMachines", b"")
+    assert status == 200 and "stateMachines" in answer
+    huge = {"StartAt": "A", "Comment": "x" * 1_048_576, "States": {"A": {"Type": "Succeed"}}}
+    with pytest.raises(client.exceptions.ValidationException):
+        client.create_state_machine(name="huge", definition=json.dumps(huge), roleArn=ROLE)
+
+
+def test_metadata_only_leaves_data_out(server: Server) -> None:
+    client = server.client()
+    arn = _machine(client, "metadata", PASS)
+    execution = client.start_execution(stateMachineArn=arn, input='{"secret": 1}')["executionArn"]
+    wait_for_end(client, execution)
+    described = client.describe_execution(executionArn=execution, includedData="METADATA_ONLY")
+    assert "input" not in described and "output" not in described
+    assert described["inputDetails"] == {"included": False}
+    for_execution = client.describe_state_machine_for_execution(executionArn=execution)
+    assert json.loads(for_execution["definition"]) == PASS
+    assert for_execution["stateMachineArn"] == arn
