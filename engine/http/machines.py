@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
+from engine.http.tags import keep_tags, read_tags
 from engine.names import check_name
 from engine.store import MachineVersion, StateMachineDoesNotExist
 from statemachine.build import local_diagnostics
@@ -65,14 +66,11 @@ def _checked_definition(members: Members, machine_type: str, *, required: bool) 
 
 
 def _configuration(members: Members) -> None:
-    """Check the members Stepwise accepts and does not act on (logging, tracing, tags)."""
+    """Check the members Stepwise accepts and does not act on (logging, tracing, encryption)."""
     for name in ("loggingConfiguration", "tracingConfiguration", "encryptionConfiguration"):
         value = members.body.get(name)
         if value is not None and not isinstance(value, dict):
             raise AwsError("SerializationException", f"'{name}' must be an object")
-    tags = members.body.get("tags")
-    if tags is not None and not isinstance(tags, list):
-        raise AwsError("SerializationException", "'tags' must be a list")
 
 
 def _version_description(members: Members, publish: bool) -> None:
@@ -91,6 +89,7 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
     publish = members.boolean("publish", default=False)
     _version_description(members, publish)
     _configuration(members)
+    tags = read_tags(members)
     raw = _checked_definition(members, machine_type, required=True)
     try:
         existing: MachineVersion | None = await service.engine.describe_state_machine(name)
@@ -106,6 +105,7 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
     version = existing or await service.engine.create_state_machine(
         name, raw, machine_type=machine_type
     )
+    keep_tags(service, service.machine_arn(name), tags)
     document: dict[str, Any] = {
         "stateMachineArn": service.machine_arn(name),
         "creationDate": epoch(version.created_at),

@@ -108,12 +108,12 @@ def error_for(error: BaseException) -> AwsError:
     """
     if isinstance(error, AwsError):
         return error
-    if isinstance(error, ExecutionNotRunning):
-        # Stopping a closed execution: AWS answers ValidationException.
-        return AwsError("ValidationException", _one_line(error))
     code = getattr(type(error), "aws_code", None)
     if isinstance(code, str) and code:
         return AwsError(code, _one_line(error))
+    if isinstance(error, ExecutionNotRunning):
+        # Stopping a closed execution: AWS answers ValidationException.
+        return AwsError("ValidationException", _one_line(error))
     for cls, name in _CODES:
         if isinstance(error, cls):
             return AwsError(name, _one_line(error))

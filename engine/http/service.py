@@ -49,6 +49,8 @@ class Service:
     # Activities created through the API (name → creation date). Activity
     # tasks themselves are durable in the store; this registry is not yet.
     activities: dict[str, datetime] = field(default_factory=dict)
+    # Tags by resource ARN (in this server's region), kept like the activities.
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def run_db(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Run a blocking store call off the event loop, as the engine's lifecycle does."""

@@ -19,6 +19,7 @@ import anyio
 from engine import callbacks
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
+from engine.http.tags import keep_tags, read_tags
 from engine.names import check_name
 
 __all__ = ["OPERATIONS"]
@@ -79,7 +80,9 @@ async def get_activity_task(service: Service, members: Members) -> dict[str, Any
 async def create_activity(service: Service, members: Members) -> dict[str, Any]:
     name = members.required_string("name", min_length=1)
     check_name(name, what="activity")
+    tags = read_tags(members)
     created = service.activities.setdefault(name, service.engine.clock.now())
+    keep_tags(service, service.arns.activity(name), tags)
     return {"activityArn": service.arns.activity(name), "creationDate": epoch(created)}
 
 
@@ -102,6 +105,7 @@ async def describe_activity(service: Service, members: Members) -> dict[str, Any
 async def delete_activity(service: Service, members: Members) -> dict[str, Any]:
     arn = members.required_arn("activityArn", "activity")
     service.activities.pop(arn.resource, None)
+    service.tags.pop(service.arns.activity(arn.resource), None)
     return {}
 
 
@@ -126,7 +130,6 @@ async def list_activities(service: Service, members: Members) -> dict[str, Any]:
 
 
 _MAP_RUNS = "Map Runs land with Distributed Map's child executions (their own issue)"
-_TAGS = "tags need a place in the store"
 
 OPERATIONS: dict[str, Operation] = {
     "SendTaskSuccess": send_task_success,
@@ -140,8 +143,5 @@ OPERATIONS: dict[str, Operation] = {
     "DescribeMapRun": unsupported("DescribeMapRun", _MAP_RUNS),
     "ListMapRuns": unsupported("ListMapRuns", _MAP_RUNS),
     "UpdateMapRun": unsupported("UpdateMapRun", _MAP_RUNS),
-    "TagResource": unsupported("TagResource", _TAGS),
-    "UntagResource": unsupported("UntagResource", _TAGS),
-    "ListTagsForResource": unsupported("ListTagsForResource", _TAGS),
     "TestState": unsupported("TestState", "running one state alone is not built yet"),
 }

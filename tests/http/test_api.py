@@ -376,7 +376,7 @@ def test_redrive_and_unbuilt_operations_answer_aws_errors(server: Server) -> Non
     with pytest.raises(client.exceptions.ExecutionNotRedrivable):
         client.redrive_execution(executionArn=execution)
     for call in (
-        lambda: client.list_tags_for_resource(resourceArn=arn),
+        lambda: client.delete_state_machine(stateMachineArn=arn),
         lambda: client.list_state_machine_versions(stateMachineArn=arn),
         lambda: client.describe_map_run(mapRunArn=arn.replace("stateMachine", "mapRun") + "/m:1"),
     ):
@@ -434,3 +434,25 @@ def test_metadata_only_leaves_data_out(server: Server) -> None:
     for_execution = client.describe_state_machine_for_execution(executionArn=execution)
     assert json.loads(for_execution["definition"]) == PASS
     assert for_execution["stateMachineArn"] == arn
+
+
+def test_tags_on_machines_and_activities(server: Server) -> None:
+    client = server.client()
+    arn = _machine(client, "tagged", PASS, tags=[{"key": "team", "value": "payments"}])
+    client.tag_resource(resourceArn=arn, tags=[{"key": "env", "value": "dev"}])
+    listed = client.list_tags_for_resource(resourceArn=arn)["tags"]
+    assert listed == [{"key": "env", "value": "dev"}, {"key": "team", "value": "payments"}]
+    client.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [
+        {"key": "env", "value": "dev"}
+    ]
+    activity = client.create_activity(name="tagged-activity", tags=[{"key": "k", "value": "v"}])
+    assert client.list_tags_for_resource(resourceArn=activity["activityArn"])["tags"] == [
+        {"key": "k", "value": "v"}
+    ]
+    with pytest.raises(client.exceptions.ResourceNotFound):
+        client.list_tags_for_resource(resourceArn=arn + "-missing")
+    with pytest.raises(client.exceptions.TooManyTags):
+        client.tag_resource(
+            resourceArn=arn, tags=[{"key": f"k{i}", "value": "v"} for i in range(50)]
+        )
