@@ -16,6 +16,7 @@ import logging
 import socket
 import sys
 from dataclasses import dataclass, field
+from types import FrameType
 
 from engine.arns import Arns
 from engine.http.app import AppSettings, create_app
@@ -102,7 +103,16 @@ def serve(options: ServeOptions) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal after a graceful stop, so the
+            # process would die of it; a stop we finished cleanly exits 0,
+            # as `stepwise worker` does.
+            self._captured_signals.clear()
+
+    server = Server(config)
     print(
         f"stepwise: serving the Step Functions API on http://{shown}:{port} "
         f"({'with' if options.worker else 'without'} a worker"
@@ -112,3 +122,4 @@ def serve(options: ServeOptions) -> None:
     )
     logging.getLogger("stepwise.http").setLevel(options.log_level.upper())
     server.run(sockets=[sock])
+    print("stepwise: server stopped", file=sys.stderr, flush=True)

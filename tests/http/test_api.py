@@ -332,6 +332,14 @@ def test_errors_arrive_as_modelled_exceptions(server: Server) -> None:
             lambda: client.send_task_success(taskToken="never-issued", output="{}"),
         ),
         (
+            client.exceptions.InvalidOutput,
+            lambda: client.send_task_success(taskToken="never-issued", output="not json"),
+        ),
+        (
+            client.exceptions.InvalidToken,
+            lambda: client.send_task_heartbeat(taskToken="never-issued"),
+        ),
+        (
             client.exceptions.InvalidToken,
             lambda: client.list_executions(stateMachineArn=arn, nextToken="bogus"),
         ),

@@ -184,6 +184,8 @@ def test_aws_cli_lists_executions(sqlite_url: str, tmp_path: Path) -> None:
         assert "ExecutionDoesNotExist" in missing.stderr
     finally:
         server.stop()
+    # SIGTERM is a clean stop: the engine shuts down and the process exits 0.
+    assert server.process is not None and server.process.returncode == 0
 
 
 WAITS = {
