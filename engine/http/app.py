@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from engine.api import Engine
 from engine.arns import Arns
-from engine.http import executions, machines, tags, tasks
+from engine.http import executions, machines, tags, tasks, teststate
 from engine.http.protocol import CONTENT_TYPE, AwsError, Members, encode, error_for
 from engine.http.service import Operation, Service
 from engine.http.sigv4 import Verifier
@@ -44,6 +44,7 @@ OPERATIONS: dict[str, Operation] = {
     **executions.OPERATIONS,
     **tasks.OPERATIONS,
     **tags.OPERATIONS,
+    **teststate.OPERATIONS,
 }
 
 log = logging.getLogger("stepwise.http")

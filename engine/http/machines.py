@@ -20,6 +20,7 @@ from typing import Any
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
 from engine.http.tags import keep_tags, read_tags
+from engine.http.teststate import MACHINE_PREFIX
 from engine.names import check_name
 from engine.store import MachineVersion, StateMachineDoesNotExist
 from statemachine.build import local_diagnostics
@@ -156,7 +157,11 @@ async def describe_state_machine(service: Service, members: Members) -> dict[str
 async def list_state_machines(service: Service, members: Members) -> dict[str, Any]:
     page_size = members.max_results()
     position = decode_token(members.next_token(), "machines")
-    machines = await service.engine.list_state_machines()
+    machines = [
+        machine
+        for machine in await service.engine.list_state_machines()
+        if not machine.name.startswith(MACHINE_PREFIX)
+    ]
     page = machines[position : position + page_size]
     document: dict[str, Any] = {
         "stateMachines": [

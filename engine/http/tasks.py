@@ -143,5 +143,4 @@ OPERATIONS: dict[str, Operation] = {
     "DescribeMapRun": unsupported("DescribeMapRun", _MAP_RUNS),
     "ListMapRuns": unsupported("ListMapRuns", _MAP_RUNS),
     "UpdateMapRun": unsupported("UpdateMapRun", _MAP_RUNS),
-    "TestState": unsupported("TestState", "running one state alone is not built yet"),
 }

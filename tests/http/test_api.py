@@ -464,3 +464,69 @@ def test_tags_on_machines_and_activities(server: Server) -> None:
         client.tag_resource(
             resourceArn=arn, tags=[{"key": f"k{i}", "value": "v"} for i in range(50)]
         )
+
+
+def test_test_state_runs_one_state(server: Server) -> None:
+    client = server.client()
+    shaped = client.test_state(
+        definition=json.dumps(
+            {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, 1)"}, "Next": "After"}
+        ),
+        input='{"a": 41}',
+    )
+    assert (shaped["status"], json.loads(shaped["output"]), shaped["nextState"]) == (
+        "SUCCEEDED",
+        {"sum": 42},
+        "After",
+    )
+    machine = {
+        "StartAt": "Pick",
+        "States": {
+            "Pick": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericGreaterThan": 10, "Next": "Big"}],
+                "Default": "Small",
+            },
+            "Big": {"Type": "Succeed"},
+            "Small": {"Type": "Succeed"},
+        },
+    }
+    picked = client.test_state(definition=json.dumps(machine), stateName="Pick", input='{"n": 11}')
+    assert (picked["status"], picked["nextState"]) == ("SUCCEEDED", "Big")
+    waited = client.test_state(
+        definition=json.dumps({"Type": "Wait", "Seconds": 3600, "Next": "Later"}),
+        input="{}",
+        inspectionLevel="DEBUG",
+    )
+    assert (waited["status"], waited["nextState"]) == ("SUCCEEDED", "Later")
+    assert waited["inspectionData"]["input"] == "{}"
+    failed = client.test_state(
+        definition=json.dumps({"Type": "Fail", "Error": "Nope", "Cause": "because"})
+    )
+    assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "Nope", "because")
+    task = {"Type": "Task", "Resource": "explode", "End": True}
+    caught = client.test_state(
+        definition=json.dumps(
+            {**task, "Catch": [{"ErrorEquals": ["Boom"], "Next": "Handler", "ResultPath": "$.e"}]}
+        ),
+        input='{"k": 1}',
+    )
+    assert (caught["status"], caught["nextState"], caught["error"]) == (
+        "CAUGHT_ERROR",
+        "Handler",
+        "Boom",
+    )
+    assert json.loads(caught["output"])["k"] == 1
+    retried = client.test_state(
+        definition=json.dumps({**task, "Retry": [{"ErrorEquals": ["Boom"], "MaxAttempts": 3}]})
+    )
+    assert (retried["status"], retried["error"]) == ("RETRIABLE", "Boom")
+    assigned = client.test_state(
+        definition=json.dumps({"Type": "Pass", "Parameters": {"seen.$": "$greeting"}, "End": True}),
+        variables='{"greeting": "hi"}',
+    )
+    assert json.loads(assigned["output"]) == {"seen": "hi"}
+    with pytest.raises(client.exceptions.InvalidDefinition):
+        client.test_state(definition='{"Type": "Bogus"}')
+    listed = [m["name"] for m in client.list_state_machines(maxResults=1000)["stateMachines"]]
+    assert not any(name.startswith("stepwise-teststate-") for name in listed)
