@@ -17,7 +17,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import uuid
 from typing import Any
+
+import anyio
 
 from engine.http.protocol import AwsError, Members
 from engine.http.service import Operation, Service
@@ -173,7 +176,17 @@ async def test_state(service: Service, members: Members) -> dict[str, Any]:
     machine, stubs = _test_machine(name, state, language, variables)
     encoded = json.dumps(machine, sort_keys=True)
     digest = hashlib.sha256(encoded.encode()).hexdigest()[:16]
-    record = await service.engine.run(machine, value, machine_name=f"{MACHINE_PREFIX}{digest}")
+    execution_name = str(uuid.uuid4())
+    record: ExecutionRecord | None = None
+    with anyio.move_on_after(service.sync_timeout_seconds):
+        record = await service.engine.run(
+            machine, value, name=execution_name, machine_name=f"{MACHINE_PREFIX}{digest}"
+        )
+    if record is None:
+        # A state waiting on something that never comes (a callback, say) is stopped.
+        record = await service.engine.stop(
+            execution_name, error="States.Timeout", cause="TestState waited too long"
+        )
     events = await service.engine.lifecycle.history(record)
     answer = _answer(record, events, state, stubs)
     if level != "INFO":
