@@ -4,8 +4,8 @@ This module imports click and nothing heavy at module level: the server,
 the engine and uvicorn load only when the command runs, so registering
 ``serve`` in the ``stepwise`` group costs nothing. The same command is
 ``python -m engine.http``. A usage problem (an unsafe bind, an unreadable
-keys file, a port in use) is one ``stepwise: error: …`` line and exit 2;
-exit 0 after SIGINT or SIGTERM.
+keys file, a port in use) is one ``stepwise: error: …`` line and exit 2, an
+unreachable database exit 3; exit 0 after SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def serve(
     from engine.http.server import ServeOptions, UnsafeBind
     from engine.http.server import serve as run_server
     from engine.http.sigv4 import KeysUnreadable, load_keys
+    from engine.store import StoreUnavailable
 
     def fail(message: str) -> None:
         click.echo(f"stepwise: error: {message}", err=True)
@@ -140,5 +141,8 @@ def serve(
         run_server(options)
     except UnsafeBind as exc:
         fail(str(exc))
+    except StoreUnavailable as exc:
+        click.echo(f"stepwise: error: {exc}", err=True)
+        ctx.exit(3)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

@@ -20,6 +20,7 @@ from types import FrameType
 
 from engine.arns import Arns
 from engine.http.app import AppSettings, create_app
+from engine.store import Store, default_database_url
 
 __all__ = ["ServeOptions", "UnsafeBind", "check_bind", "serve"]
 
@@ -78,10 +79,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(options: ServeOptions) -> None:
-    """Serve the Step Functions API until SIGINT/SIGTERM (raises UnsafeBind, OSError)."""
+    """Serve the Step Functions API until SIGINT/SIGTERM.
+
+    Raises UnsafeBind, StoreUnavailable (the database cannot be opened) and
+    OSError (the address cannot be bound).
+    """
     import uvicorn
 
     check_bind(options)
+    # Open (and migrate) the database before serving, so an unreachable one
+    # is a one-line StoreUnavailable here, not a traceback from the lifespan.
+    Store(options.database_url or default_database_url()).close()
     sock = _bind(options.host, options.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

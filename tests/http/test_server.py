@@ -125,7 +125,7 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_non_loopback_bind_without_auth_is_refused(sqlite_url: str, tmp_path: Path) -> None:
+def test_unsafe_bind_bad_keys_and_unreachable_database_are_one_line_errors(sqlite_url: str, tmp_path: Path) -> None:
     refused = _serve("--host", "0.0.0.0", "--port", "0", "--db", sqlite_url)
     assert refused.returncode == 2
     assert "without --auth" in refused.stderr
@@ -133,6 +133,10 @@ def test_non_loopback_bind_without_auth_is_refused(sqlite_url: str, tmp_path: Pa
     unreadable = _serve("--auth", str(tmp_path / "missing"), "--port", "0", "--db", sqlite_url)
     assert unreadable.returncode == 2
     assert "cannot read keys file" in unreadable.stderr
+    unreachable = _serve("--port", "0", "--db", "postgresql://nobody@127.0.0.1:1/none")
+    assert unreachable.returncode == 3
+    assert unreachable.stderr.startswith("stepwise: error: database")
+    assert "Traceback" not in unreachable.stderr
 
 
 def test_aws_cli_lists_executions(sqlite_url: str, tmp_path: Path) -> None:
