@@ -123,3 +123,13 @@ def test_serve_command_imports_nothing_heavy() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_http_package_exports_are_pinned() -> None:
+    import engine.http
+
+    assert sorted(engine.http.__all__) == ["AppSettings", "ServeOptions", "create_app", "serve"]
+    for name in engine.http.__all__:
+        assert getattr(engine.http, name) is not None
+    with pytest.raises(AttributeError):
+        engine.http.nothing_here  # noqa: B018

@@ -125,7 +125,9 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_unsafe_bind_bad_keys_and_unreachable_database_are_one_line_errors(sqlite_url: str, tmp_path: Path) -> None:
+def test_unsafe_bind_bad_keys_and_unreachable_database_are_one_line_errors(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     refused = _serve("--host", "0.0.0.0", "--port", "0", "--db", sqlite_url)
     assert refused.returncode == 2
     assert "without --auth" in refused.stderr
@@ -241,3 +243,25 @@ def test_sigkill_while_executions_run_loses_nothing(db_url: str, tmp_path: Path)
         assert sorted(e["executionArn"] for e in listed) == sorted(started)
     finally:
         restarted.stop()
+
+
+def test_no_worker_server_with_a_separate_stepwise_worker(sqlite_url: str, tmp_path: Path) -> None:
+    server = Server(sqlite_url, tmp_path / "server.log", "--no-worker").start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "--db", sqlite_url, "worker"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = server.client()
+        arn = client.create_state_machine(name="remote", definition=json.dumps(PASS), roleArn=ROLE)[
+            "stateMachineArn"
+        ]
+        execution = client.start_execution(stateMachineArn=arn, input='{"v": 1}')["executionArn"]
+        described = wait_for_end(client, execution)
+        assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"v": 1})
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        server.stop()
