@@ -7,7 +7,9 @@ GetActivityTask long-polls `engine.callbacks.get_activity_task` for at
 most `Service.activity_poll_seconds` and answers ``{}`` when nothing came,
 as AWS does. Activities are matched by name; CreateActivity (idempotent on
 the name), DescribeActivity, DeleteActivity and ListActivities keep a
-registry in the server process until the store has a table for it.
+registry in the server process until the store has a table for it. The Map
+Run operations live here too and answer an unsupported call until
+Distributed Map's Map Runs land.
 """
 
 from __future__ import annotations
