@@ -23,6 +23,7 @@ from engine.store.errors import (
     TaskTimedOut,
 )
 from engine.store.records import (
+    DEFAULT_QUEUE,
     ActivityTaskRecord,
     Checkpoint,
     CommitResult,
@@ -40,6 +41,7 @@ from engine.store.schema import SCHEMA_VERSION
 from engine.store.store import Store, default_database_url
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "SCHEMA_VERSION",
     "ActivityTaskRecord",
     "AmbiguousExecution",
