@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from activities import Registry
 from engine import Engine
+from engine.errors import InvalidName
 from engine.store import DEFAULT_QUEUE, Store
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.engine.processes import wait_until
@@ -125,6 +126,10 @@ def test_a_claim_takes_only_its_queues_work(db_url: str) -> None:
         assert [execution_id for execution_id, _ in taken] == [gpu.execution_id]
         assert store.claim_due("w3", limit=10, lease_seconds=30, now=now, queue="none") == []
         assert engine.describe_sync("on-gpu").queue == "gpu"
+        with pytest.raises(InvalidName):
+            engine.start_sync("m", queue="no/slashes")
+    with pytest.raises(InvalidName):
+        Engine(db_url, queue="two words")
 
 
 def test_two_engines_on_two_queues_each_run_only_their_own(db_url: str) -> None:
