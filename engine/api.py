@@ -10,7 +10,10 @@ starts, inspects and stops executions that separate `stepwise worker`
 processes run. Starting, stopping, describing and listing executions are
 the lifecycle's (`engine.lifecycle`); the Engine wires it to its store and
 clock, and owns what needs a runtime: waiting, and running one execution
-here (`run`, and carrying out `stop`) through the worker's claim path.
+here (`run`, `resume`, and carrying out `stop`) through the worker's claim
+path. An Engine starts executions on, and its worker claims from, one
+queue (``default`` unless `queue` names another); `run` uses a private
+queue so that no other worker takes its execution.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from engine.names import check_name
 from engine.runner import Runtime
 from engine.sandbox import Sandbox
 from engine.store import (
+    DEFAULT_QUEUE,
     CommitConflict,
     Event,
     ExecutionRecord,
@@ -84,8 +88,13 @@ class Engine(TaskCallbacks):
         poll_seconds: float = 1.0,
         worker_id: str | None = None,
         inline_store: bool = False,
+        queue: str = DEFAULT_QUEUE,
     ) -> None:
         """Bind to `database_url` (None: $STEPWISE_DATABASE_URL or ./stepwise.db).
+
+        `queue` is where `start` puts executions unless told otherwise and
+        the one queue the in-process worker claims from (``default``).
+        Raises InvalidName for a queue name that breaks AWS's name rules.
 
         `inline_store` runs store calls on the event-loop thread instead of a
         worker thread: slower, but a mocked loop clock (trio's MockClock with
@@ -102,6 +111,8 @@ class Engine(TaskCallbacks):
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.inline_store = inline_store
+        check_name(queue, what="queue")
+        self.queue = queue
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -150,6 +161,7 @@ class Engine(TaskCallbacks):
                 self._keeper,
                 concurrency=self.concurrency,
                 poll_seconds=self.poll_seconds,
+                queue=self.queue,
             )
             group.start_soon(self.worker.run)
         return self
@@ -271,14 +283,20 @@ class Engine(TaskCallbacks):
 
     # -- executions ----------------------------------------------------------
     async def start(
-        self, machine: str, input: Any = None, *, name: str | None = None
+        self,
+        machine: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
     ) -> ExecutionRecord:
-        """Start an execution of the latest version of `machine`.
+        """Start an execution of the latest version of `machine` on `queue` (None: the engine's).
 
-        The same `name` with the same input returns the existing execution;
-        with a different input it raises ExecutionAlreadyExists.
+        Only a worker on that queue runs it. The same `name` with the same
+        input returns the existing execution; with a different input it
+        raises ExecutionAlreadyExists.
         """
-        return await self.lifecycle.start(machine, input, name=name)
+        return await self.lifecycle.start(machine, input, name=name, queue=queue or self.queue)
 
     async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:
         """The execution by its executionArn or (when unambiguous) its name."""
@@ -355,14 +373,35 @@ class Engine(TaskCallbacks):
         name: str | None = None,
         machine_name: str | None = None,
     ) -> ExecutionRecord:
-        """Validate `definition`, start one execution and run it to its end in this process."""
+        """Validate `definition`, start one execution and run it to its end in this process.
+
+        The execution goes on a private queue (``run-<hex>``, shown by
+        `describe`), so no worker — not this engine's, not another
+        process's lacking its handlers — ever claims it. Should this
+        process die, `resume` (``stepwise run --resume``), or a worker on
+        that queue, finishes it.
+        """
         raw = parse_definition(definition)
         load(raw)
         text = msgspec.json.encode(raw).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
         await self._run_db(self.store.put_state_machine, machine, text, "STANDARD")
-        record = await self.lifecycle.start(machine, input, name=name)
+        record = await self.lifecycle.start(
+            machine, input, name=name, queue=f"run-{uuid.uuid4().hex}"
+        )
+        return await self._drive(record.execution_id, hold_seconds=float("inf"))
+
+    async def resume(self, execution: str | ExecutionRecord) -> ExecutionRecord:
+        """Run an existing execution to its end here, whatever its queue; return its final record.
+
+        For an execution whose `run` process died: it is taken over as soon
+        as its lease is free (at once after a clean exit, at the latest when
+        the dead process's lease expires) and replayed from its journal, so
+        no recorded step runs again. A closed execution's record is returned
+        as it is. Raises ExecutionDoesNotExist and AmbiguousExecution.
+        """
+        record = await self.describe(execution)
         return await self._drive(record.execution_id, hold_seconds=float("inf"))
 
     async def _drive(
@@ -424,6 +463,7 @@ class Engine(TaskCallbacks):
     start_sync = _sync_twin(start)
     wait_sync = _sync_twin(wait)
     run_sync = _sync_twin(run)
+    resume_sync = _sync_twin(resume)
     describe_sync = _sync_twin(describe)
     history_sync = _sync_twin(history)
     stop_sync = _sync_twin(stop)

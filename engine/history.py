@@ -5,7 +5,8 @@ anyone scripting against it) wants them the way the Step Functions API
 returns them — camelCase keys, `GetExecutionHistory`'s per-type details key
 (``taskSucceededEventDetails`` …), `DescribeExecution`'s fields, ISO 8601
 timestamps with milliseconds and offset — so jq scripts written for the AWS
-CLI carry over. This module owns those shapes and nothing else: pure
+CLI carry over; Stepwise's own fields (an execution's ``queue``) are added
+beside AWS's, never in their place. This module owns those shapes and nothing else: pure
 functions from records to JSON-ready dicts.
 """
 
@@ -114,7 +115,11 @@ def _json_value(text: str | None) -> Any:
 
 
 def execution_to_aws(record: ExecutionRecord) -> dict[str, Any]:
-    """DescribeExecution's shape; input/output as JSON values, absent fields null."""
+    """DescribeExecution's shape; input/output as JSON values, absent fields null.
+
+    ``queue`` is a Stepwise extension (AWS has no queues): the queue whose
+    workers may run the execution.
+    """
     return {
         "executionArn": record.execution_id,
         "name": record.name,
@@ -127,6 +132,7 @@ def execution_to_aws(record: ExecutionRecord) -> dict[str, Any]:
         "output": _json_value(record.output),
         "error": record.error,
         "cause": record.cause,
+        "queue": record.queue,
     }
 
 

@@ -9,9 +9,13 @@ Starting checks the execution's name, encodes and bounds its input
 (`resolve_machine`: today a name means its latest version; ``NAME:VERSION``,
 ``NAME:ALIAS`` and ARNs are resolved there next) and records the start
 idempotently: the same name with the same input returns the running
-execution. Listing pages newest first as AWS's ListExecutions does, with
-an opaque `next_token`. Stopping records the stop request; a worker (or
-`Engine.stop`, which drives the execution itself) carries it out.
+execution. Every execution is on a queue (Temporal's task-queue habit,
+``default`` unless the starter names one); a worker claims only its own
+queue's work, so a starter that needs particular handlers names a queue
+only workers with those handlers serve. Listing pages newest first as
+AWS's ListExecutions does, with an opaque `next_token`. Stopping records
+the stop request; a worker (or `Engine.stop`, which drives the execution
+itself) carries it out.
 Redrive goes here too, as ``Lifecycle.redrive(execution)`` beside `stop`:
 it will check that the execution closed FAILED, TIMED_OUT or ABORTED and
 record ``ExecutionRedriven`` with its work row in one store transaction, so
@@ -38,7 +42,14 @@ from engine.clock import Clock
 from engine.errors import InvalidExecutionInput, InvalidToken
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
-from engine.store import Event, ExecutionRecord, ExecutionStatus, MachineVersion, Store
+from engine.store import (
+    DEFAULT_QUEUE,
+    Event,
+    ExecutionRecord,
+    ExecutionStatus,
+    MachineVersion,
+    Store,
+)
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
@@ -102,16 +113,25 @@ class Lifecycle:
         return await self.run_db(self.store.get_state_machine, reference)
 
     async def start(
-        self, machine: str, input: Any = None, *, name: str | None = None
+        self,
+        machine: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> ExecutionRecord:
         """Start an execution of `machine` (see `resolve_machine`) and return its record.
 
-        `name` defaults to a fresh UUID. The same `name` with the same input
-        returns the existing running execution; with a different input, or
-        once it has closed, it raises ExecutionAlreadyExists. Raises
-        InvalidName, InvalidExecutionInput (not JSON, or over
-        MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
+        `name` defaults to a fresh UUID. The execution's work goes on
+        `queue`: only a worker on that queue claims it (``stepwise run``
+        uses a private one). The same `name` with the same input returns
+        the existing running execution (on the queue it was started on);
+        with a different input, or once it has closed, it raises
+        ExecutionAlreadyExists. Raises InvalidName (the name or the queue
+        name breaks AWS's name rules), InvalidExecutionInput (not JSON, or
+        over MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
         """
+        check_name(queue, what="queue")
         version = await self.resolve_machine(machine)
         name = name or str(uuid.uuid4())
         check_name(name, what="execution")
@@ -138,6 +158,7 @@ class Lifecycle:
             start_date=now,
             trace_id=secrets.token_hex(16),
             first_event=first,
+            queue=queue,
         )
         if created:
             self.on_started(record, [first])

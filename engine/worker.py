@@ -1,8 +1,8 @@
 """Workers: claim due executions, run them, keep their leases alive.
 
-A worker claims up to `concurrency` due executions (PostgreSQL: `FOR UPDATE
-SKIP LOCKED`, so many workers on many machines never take the same one),
-runs an activation for each, and renews every lease it holds a few times
+A worker claims up to `concurrency` due executions of its queue
+(PostgreSQL: `FOR UPDATE SKIP LOCKED`, so many workers on many machines
+never take the same one), runs an activation for each, and renews every lease it holds a few times
 per lease period. An execution whose lease could not be renewed is
 cancelled locally at once: another worker may own it now, and the store
 refuses any further write from this one. When nothing is due the worker
@@ -20,7 +20,7 @@ import anyio
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
-from engine.store import CommitConflict, LeaseLost
+from engine.store import DEFAULT_QUEUE, CommitConflict, LeaseLost
 
 __all__ = ["LeaseKeeper", "Ran", "StopWatcher", "Worker"]
 
@@ -145,7 +145,7 @@ class StopWatcher:
 
 
 class Worker:
-    """Claims and runs executions until stopped."""
+    """Claims and runs the executions of one queue (`queue`, ``default``) until stopped."""
 
     def __init__(
         self,
@@ -154,8 +154,10 @@ class Worker:
         *,
         concurrency: int = 16,
         poll_seconds: float = 1.0,
+        queue: str = DEFAULT_QUEUE,
     ) -> None:
         self.runtime = runtime
+        self.queue = queue
         self.keeper = keeper
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -179,6 +181,7 @@ class Worker:
                         limit=free,
                         lease_seconds=runtime.lease_seconds,
                         now=now,
+                        queue=self.queue,
                     )
                     for execution_id, due_at in claimed:
                         telemetry.record_claim(due_at, now)

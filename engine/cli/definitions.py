@@ -174,36 +174,68 @@ def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
 
 
 @click.command("run", cls=StepwiseCommand)
-@click.argument("file")
+@click.argument("file", required=False)
 @input_options
 @activities_option
 @click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
 @click.option("--strict", is_flag=True, help="Refuse to start if a Task Resource has no handler.")
+@click.option(
+    "--resume",
+    "resume",
+    metavar="EXEC",
+    default=None,
+    help="Instead of FILE: finish execution EXEC, whose `run` process died.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="How long a killed run holds its execution before --resume can take it over.",
+)
 @telemetry_options
 @global_options
 def run_command(
-    file: str,
+    file: str | None,
     input_text: str | None,
     input_file: str | None,
     activities: tuple[str, ...],
     execution_name: str | None,
     strict: bool,
+    resume: str | None,
+    lease_seconds: float,
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
     """Validate FILE and run one execution of it to its end, here; print its output.
 
-    Exit 0 when it SUCCEEDED, 1 when it FAILED, TIMED_OUT or was ABORTED.
+    The execution is on a private queue (see `describe`), so no `stepwise
+    worker` takes it. If this process dies, `run --resume EXEC` (with the
+    same --activities) finishes it. Exit 0 when it SUCCEEDED, 1 when it
+    FAILED, TIMED_OUT or was ABORTED.
     """
     from activities.registry import Registry, default_registry
     from engine.api import Engine
-    from engine.history import execution_to_aws
     from engine.resources import unknown_resources
-    from engine.store import ExecutionStatus
     from statemachine.diagnostics import Diagnostic
     from statemachine.errors import DefinitionError
 
     ctx = click.get_current_context()
+    if resume is not None:
+        _check_resume_options(file, input_text, input_file, execution_name, strict)
+        import_activities(activities)
+
+        async def resumed() -> ExecutionRecord:
+            async with Engine(
+                database_url(ctx), worker=False, lease_seconds=lease_seconds
+            ) as engine:
+                return await engine.resume(resume)
+
+        with telemetry_session(otlp, trace_payloads):
+            _report_run(run_async(resumed))
+        return
+    if file is None:
+        raise CliError("missing argument FILE (or --resume EXEC)")
     _text, raw = load_definition_file(file)
     check_definition(file, raw, "STANDARD")
     payload = execution_input(input_text, input_file)
@@ -218,7 +250,7 @@ def run_command(
     async def run() -> ExecutionRecord:
         # No in-process worker: `run` runs its own execution, not whatever
         # else is queued in the same database.
-        async with Engine(database_url(ctx), worker=False) as engine:
+        async with Engine(database_url(ctx), worker=False, lease_seconds=lease_seconds) as engine:
             return await engine.run(raw, payload, name=execution_name)
 
     try:
@@ -229,6 +261,40 @@ def run_command(
             if isinstance(diagnostic, Diagnostic):
                 click.echo(diagnostic_line(file, diagnostic), err=True)
         raise CliError(f"{file}: invalid state machine definition") from None
+    _report_run(record)
+
+
+def _check_resume_options(
+    file: str | None,
+    input_text: str | None,
+    input_file: str | None,
+    execution_name: str | None,
+    strict: bool,
+) -> None:
+    # A resumed execution keeps its definition, input and name: anything
+    # that would change them is a mistake worth naming.
+    given = [
+        label
+        for label, value in (
+            ("FILE", file),
+            ("--input", input_text),
+            ("--input-file", input_file),
+            ("--name", execution_name),
+            ("--strict", strict or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise CliError(
+            f"--resume continues an execution as it was started; drop {', '.join(given)}"
+        )
+
+
+def _report_run(record: ExecutionRecord) -> None:
+    """Print a finished run's output (or its error) and exit 0 or 1 by its status."""
+    from engine.history import execution_to_aws
+    from engine.store import ExecutionStatus
+
     document = execution_to_aws(record)
     if json_output():
         emit_json(document)

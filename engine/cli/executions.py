@@ -1,9 +1,11 @@
 """`stepwise start|describe|history|list|stop`: executions, through a client `Engine`.
 
-``start`` enqueues an execution for a running ``stepwise worker``;
+``start`` enqueues an execution on a queue (``--queue``, ``default``) for
+a running ``stepwise worker`` on that queue;
 ``describe`` and ``history`` read one (by executionArn, or by name when
 unambiguous); ``list`` shows executions newest first; ``stop`` aborts one.
-JSON output is AWS-shaped (see `engine.history`).
+JSON output is AWS-shaped (see `engine.history`), plus the execution's
+``queue`` in ``describe``.
 """
 
 from __future__ import annotations
@@ -35,16 +37,29 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 @click.argument("machine", metavar="NAME")
 @input_options
 @click.option("--name", "execution_name", metavar="EXEC", default=None, help="Execution name.")
+@click.option(
+    "--queue",
+    metavar="Q",
+    default="default",
+    show_default=True,
+    help="Queue to put it on: only a `stepwise worker --queue Q` runs it.",
+)
 @global_options
 def start_command(
-    machine: str, input_text: str | None, input_file: str | None, execution_name: str | None
+    machine: str,
+    input_text: str | None,
+    input_file: str | None,
+    execution_name: str | None,
+    queue: str,
 ) -> None:
-    """Start an execution of state machine NAME; a running `stepwise worker` runs it."""
+    """Start an execution of state machine NAME; a `stepwise worker` on its queue runs it."""
     from engine.history import iso_timestamp
 
     payload = execution_input(input_text, input_file)
 
-    record = with_client(lambda engine: engine.start(machine, payload, name=execution_name))
+    record = with_client(
+        lambda engine: engine.start(machine, payload, name=execution_name, queue=queue)
+    )
     result = {
         "executionArn": record.execution_id,
         "name": record.name,
@@ -57,7 +72,7 @@ def start_command(
 
 
 def _print_execution(document: dict[str, Any]) -> None:
-    for key in ("executionArn", "name", "stateMachine", "status", "startDate", "stopDate"):
+    for key in ("executionArn", "name", "stateMachine", "status", "queue", "startDate", "stopDate"):
         if document[key] is not None:
             click.echo(f"{key}: {document[key]}")
     click.echo(f"input: {_compact(document['input'])}")

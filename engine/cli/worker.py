@@ -1,5 +1,9 @@
 """`stepwise worker`: run executions from the database until SIGTERM or SIGINT, then exit 0.
 
+A worker claims only the executions of its queue (``--queue``, default
+``default``): those started there with ``stepwise start --queue``, or the
+private queue of a ``stepwise run`` whose process died.
+
 The worker's start line (on stderr) names its database without the
 password; a signal during start-up is queued, not fatal, so the worker
 always stops cleanly.
@@ -36,17 +40,25 @@ def _display_url(url: str) -> str:
 @click.command("worker", cls=StepwiseCommand)
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+@click.option(
+    "--queue",
+    metavar="Q",
+    default="default",
+    show_default=True,
+    help="Run only executions started on queue Q (`start --queue Q`; a `run`'s private queue).",
+)
 @activities_option
 @telemetry_options
 @global_options
 def worker_command(
     concurrency: int,
     lease_seconds: float,
+    queue: str,
     activities: tuple[str, ...],
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
-    """Run executions from the database until SIGTERM or SIGINT, then exit 0."""
+    """Run executions of one queue from the database until SIGTERM or SIGINT, then exit 0."""
     import signal
 
     import anyio
@@ -62,11 +74,15 @@ def worker_command(
         # queued here instead of killing the process half-started.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with Engine(
-                url, worker=True, concurrency=concurrency, lease_seconds=lease_seconds
+                url,
+                worker=True,
+                concurrency=concurrency,
+                lease_seconds=lease_seconds,
+                queue=queue,
             ) as engine:
                 click.echo(
                     f"stepwise: worker {engine.worker_id} started on {_display_url(url)} "
-                    f"(concurrency {concurrency})",
+                    f"(queue {queue}, concurrency {concurrency})",
                     err=True,
                 )
                 async for signum in signals:

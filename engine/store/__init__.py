@@ -24,6 +24,7 @@ from engine.store.errors import (
     TaskTimedOut,
 )
 from engine.store.records import (
+    DEFAULT_QUEUE,
     ActivityTaskRecord,
     Checkpoint,
     CommitResult,
@@ -41,6 +42,7 @@ from engine.store.schema import SCHEMA_VERSION
 from engine.store.store import Store, default_database_url
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "SCHEMA_VERSION",
     "ActivityTaskRecord",
     "AmbiguousExecution",

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.records import (
+    DEFAULT_QUEUE,
     Checkpoint,
     CommitResult,
     Event,
@@ -237,7 +238,17 @@ def signal(conn: Connection, execution_id: str, now: datetime) -> None:
     if not updated:
         conn.execute(
             sa.insert(work_queue).values(
-                execution_id=execution_id, due_at=now, wakeups=1, wakeups_seen=0
+                execution_id=execution_id,
+                # The work goes back on the execution's own queue.
+                queue=sa.func.coalesce(
+                    sa.select(executions.c.queue)
+                    .where(executions.c.execution_id == execution_id)
+                    .scalar_subquery(),
+                    DEFAULT_QUEUE,
+                ),
+                due_at=now,
+                wakeups=1,
+                wakeups_seen=0,
             )
         )
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "ActivityTaskRecord",
     "Checkpoint",
     "CommitResult",
@@ -29,6 +30,11 @@ __all__ = [
     "TokenRecord",
     "TokenStatus",
 ]
+
+
+# The queue an execution is on when its starter names none, and the one a
+# worker claims from unless told otherwise (Temporal's task queues).
+DEFAULT_QUEUE = "default"
 
 
 class MachineType(StrEnum):
@@ -95,6 +101,8 @@ class ExecutionRecord(msgspec.Struct, frozen=True):
     stop_requested_error: str | None
     stop_requested_cause: str | None
     last_event_id: int
+    # Which workers may claim it: those on this queue (a Stepwise extension).
+    queue: str = DEFAULT_QUEUE
 
 
 class Event(msgspec.Struct, frozen=True):

@@ -68,6 +68,7 @@ def execution_record(row: Any) -> ExecutionRecord:
         stop_requested_error=row.stop_requested_error,
         stop_requested_cause=row.stop_requested_cause,
         last_event_id=row.last_event_id,
+        queue=row.queue,
     )
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
+from engine.store.records import DEFAULT_QUEUE
+
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -270,12 +272,41 @@ def _migration_4(conn: Connection) -> None:
     _define_executions_newest_first_index(frozen).create(conn, checkfirst=True)
 
 
+def _queue_column() -> sa.Column[str]:
+    """The queue an execution is on (Temporal's task queue); old rows are on the default one."""
+    return sa.Column("queue", sa.Text, nullable=False, server_default=DEFAULT_QUEUE)
+
+
+def _define_queues(md: sa.MetaData) -> sa.Index:
+    """What the queues migration adds to `md`: the queue columns and the claim index."""
+    md.tables["executions"].append_column(_queue_column())
+    work = md.tables["work_queue"]
+    work.append_column(_queue_column())
+    return sa.Index("ix_work_queue_queue_due_at", work.c.queue, work.c.due_at)
+
+
+def _migration_queues(conn: Connection) -> None:
+    """Add executions.queue and work_queue.queue (default 'default') and their claim index.
+
+    A worker claims only its queue's work, so ``stepwise run`` (a private
+    queue) never loses its execution to a worker that lacks its handlers.
+    """
+    for table in ("executions", "work_queue"):
+        conn.execute(
+            sa.text(f"ALTER TABLE {table} ADD COLUMN queue TEXT NOT NULL DEFAULT '{DEFAULT_QUEUE}'")
+        )
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    _define_queues(frozen).create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
     (2, "activity tasks and SQL effects", _migration_2),
     (3, "drop the unused timers table", _migration_3),
     (4, "index for paging executions newest first", _migration_4),
+    (5, "queues: executions and their work carry a queue name", _migration_queues),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -285,6 +316,7 @@ _define_v1(metadata)
 _define_v2(metadata)
 metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
+_define_queues(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]

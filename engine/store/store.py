@@ -42,6 +42,7 @@ from engine.store.errors import (
 )
 from engine.store.machines import MachineStore
 from engine.store.records import (
+    DEFAULT_QUEUE,
     Event,
     ExecutionRecord,
     ExecutionStatus,
@@ -100,8 +101,11 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
         start_date: datetime,
         trace_id: str,
         first_event: Event,
+        queue: str = DEFAULT_QUEUE,
     ) -> tuple[ExecutionRecord, bool]:
         """Record a new execution, its ExecutionStarted event and its work, in one transaction.
+
+        Its work goes on `queue`: only workers claiming from that queue take it.
 
         Returns (record, True) when created. Reusing a name of the same
         machine while that execution is RUNNING with equal input returns
@@ -125,6 +129,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
             stop_requested_error=None,
             stop_requested_cause=None,
             last_event_id=first_event.event_id,
+            queue=queue,
         )
         try:
             with self._write() as conn:
@@ -132,7 +137,11 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 conn.execute(sa.insert(history_events).values(event_row(execution_id, first_event)))
                 conn.execute(
                     sa.insert(work_queue).values(
-                        execution_id=execution_id, due_at=start_date, wakeups=0, wakeups_seen=0
+                        execution_id=execution_id,
+                        queue=queue,
+                        due_at=start_date,
+                        wakeups=0,
+                        wakeups_seen=0,
                     )
                 )
                 self._backend.notify_in(conn)

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from engine.store.base import StoreBase
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import release_work, write_checkpoints
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import DEFAULT_QUEUE, Checkpoint, CommitResult
 from engine.store.schema import work_queue
 
 __all__ = ["WorkStore"]
@@ -30,9 +30,15 @@ class WorkStore(StoreBase):
     """The store's calls for work, leases and group commit (a part of `Store`)."""
 
     def claim_due(
-        self, worker_id: str, *, limit: int, lease_seconds: float, now: datetime
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str = DEFAULT_QUEUE,
     ) -> list[tuple[str, datetime]]:
-        """Lease up to `limit` executions whose work is due, oldest due first.
+        """Lease up to `limit` executions of `queue` whose work is due, oldest due first.
 
         Returns (execution id, when its work fell due) pairs: the due time is
         what queue-lag metrics measure. Only rows that are due (`due_at <=
@@ -46,7 +52,7 @@ class WorkStore(StoreBase):
         free = sa.or_(work_queue.c.lease_expires_at.is_(None), work_queue.c.lease_expires_at <= now)
         query = (
             sa.select(work_queue.c.execution_id, work_queue.c.due_at)
-            .where(work_queue.c.due_at <= now, free)
+            .where(work_queue.c.queue == queue, work_queue.c.due_at <= now, free)
             .order_by(work_queue.c.due_at, work_queue.c.execution_id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -70,6 +76,9 @@ class WorkStore(StoreBase):
         self, execution_id: str, worker_id: str, *, lease_seconds: float, now: datetime
     ) -> bool:
         """Lease one execution whether or not it is due, if its lease is free, expired or ours.
+
+        Its queue does not matter: this is how `Engine.run` (and ``run
+        --resume``) take the one execution they drive.
 
         Returns False when another worker holds the lease or the execution
         has no work row (it finished).

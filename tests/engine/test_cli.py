@@ -299,6 +299,7 @@ def test_start_describe_list_history_stop(db_url: str, tmp_path: Path) -> None:
         "output": None,
         "error": None,
         "cause": None,
+        "queue": "default",
     }
     assert invoke_json(["describe", arn, "--db", db_url]) == described
 
@@ -450,6 +451,7 @@ def test_run_succeeds_and_prints_the_output(sqlite_url: str, tmp_path: Path) -> 
         "output",
         "error",
         "cause",
+        "queue",
     }
     assert document["name"] == "r2"
     assert document["status"] == "SUCCEEDED"
