@@ -41,6 +41,8 @@ _MAX_ARN = 2000
 class InvalidArnText(ValueError):
     """Text that is not a Step Functions ARN of the expected kind (AWS: InvalidArn)."""
 
+    aws_code = "InvalidArn"
+
 
 @dataclass(frozen=True)
 class ParsedArn:

@@ -35,6 +35,7 @@ from engine.cli.executions import (
     stop_command,
 )
 from engine.cli.machines import machines
+from engine.cli.serve import serve
 from engine.cli.trace import trace
 from engine.cli.worker import worker_command
 
@@ -58,6 +59,7 @@ for _command in (
     stop_command,
     run_command,
     worker_command,
+    serve,
     db_group,
     trace,
     task,

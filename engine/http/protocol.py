@@ -21,22 +21,11 @@ from typing import Any
 
 import msgspec
 
-from engine.arns import InvalidArnText, ParsedArn, parse_arn
-from engine.callbacks import InvalidOutput
+from engine.arns import ParsedArn, parse_arn
 from engine.errors import (
     AmbiguousExecution,
-    DefinitionError,
-    ExecutionAlreadyExists,
-    ExecutionDoesNotExist,
     ExecutionNotRunning,
-    ExpressionSyntaxError,
-    InvalidExecutionInput,
-    InvalidName,
-    InvalidToken,
-    StateMachineDoesNotExist,
     StoreUnavailable,
-    TaskDoesNotExist,
-    TaskTimedOut,
 )
 
 __all__ = [
@@ -52,23 +41,12 @@ CONTENT_TYPE = "application/x-amz-json-1.0"
 
 log = logging.getLogger("stepwise.http")
 
-# Until every engine error class carries its `aws_code` (the error tree being
-# reshaped now), this maps today's classes to the code AWS would answer.
-# Checked in order: subclasses before their bases.
-_CODES: tuple[tuple[type[BaseException], str], ...] = (
-    (InvalidOutput, "InvalidOutput"),
-    (InvalidToken, "InvalidToken"),
-    (TaskDoesNotExist, "TaskDoesNotExist"),
-    (TaskTimedOut, "TaskTimedOut"),
-    (DefinitionError, "InvalidDefinition"),
-    (ExpressionSyntaxError, "InvalidDefinition"),
-    (InvalidName, "InvalidName"),
-    (InvalidExecutionInput, "InvalidExecutionInput"),
-    (StateMachineDoesNotExist, "StateMachineDoesNotExist"),
-    (ExecutionDoesNotExist, "ExecutionDoesNotExist"),
+# Stepwise's own errors that AWS's API reports under one of its codes.
+_AWS_EQUIVALENT: tuple[tuple[type[BaseException], str], ...] = (
+    # Stopping a closed execution: AWS answers ValidationException.
+    (ExecutionNotRunning, "ValidationException"),
+    # A name given where an ARN belongs that matches several executions.
     (AmbiguousExecution, "ExecutionDoesNotExist"),
-    (ExecutionAlreadyExists, "ExecutionAlreadyExists"),
-    (InvalidArnText, "InvalidArn"),
 )
 
 
@@ -101,22 +79,20 @@ def validation_error(member: str, value: Any, constraint: str) -> AwsError:
 def error_for(error: BaseException) -> AwsError:
     """The AWS answer for an error an operation raised.
 
-    A class's own ``aws_code`` attribute wins; else today's classes map as
-    `_CODES` says. A store outage is a 503 ``ServiceUnavailable`` (clients
-    retry it); anything else unexpected is a 500 ``InternalFailure`` whose
-    message names no internals — the traceback goes to the log at DEBUG.
+    The error tree's ``aws_code`` decides, except for the Stepwise-only
+    errors that AWS's API reports under one of its own codes. A store
+    outage is a 503 ``ServiceUnavailable`` (clients retry it); anything else
+    unexpected is a 500 ``InternalFailure`` whose message names no
+    internals — the traceback goes to the log at DEBUG.
     """
     if isinstance(error, AwsError):
         return error
+    for cls, name in _AWS_EQUIVALENT:
+        if isinstance(error, cls):
+            return AwsError(name, _one_line(error))
     code = getattr(type(error), "aws_code", None)
     if isinstance(code, str) and code:
         return AwsError(code, _one_line(error))
-    if isinstance(error, ExecutionNotRunning):
-        # Stopping a closed execution: AWS answers ValidationException.
-        return AwsError("ValidationException", _one_line(error))
-    for cls, name in _CODES:
-        if isinstance(error, cls):
-            return AwsError(name, _one_line(error))
     if isinstance(error, StoreUnavailable):
         log.error("store unavailable: %s", _one_line(error))
         return AwsError(

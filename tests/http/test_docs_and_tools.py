@@ -115,7 +115,7 @@ def test_keys_and_bind_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_serve_command_imports_nothing_heavy() -> None:
     probe = (
-        "import sys, engine.http.command, engine.http; "
+        "import sys, engine.cli.serve, engine.http; "
         "print(sorted(m for m in ('starlette', 'uvicorn', 'engine.http.app') if m in sys.modules))"
     )
     done = subprocess.run(

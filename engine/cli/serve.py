@@ -16,18 +16,14 @@ import sys
 
 import click
 
+from engine.cli.core import StepwiseCommand, database_url, global_options
+
 __all__ = ["serve"]
 
 
-def _database_url(ctx: click.Context, given: str | None) -> str | None:
-    # The `stepwise` group's own --db (kept in ctx.meta) applies when given there.
-    return given or ctx.meta.get("stepwise.db") or None
-
-
-@click.command("serve")
+@click.command("serve", cls=StepwiseCommand)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8083, show_default=True)
-@click.option("--db", "db", metavar="URL", default=None, help="Database URL.")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `stepwise worker` runs.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(
@@ -70,12 +66,12 @@ def _database_url(ctx: click.Context, given: str | None) -> str | None:
     default="info",
     show_default=True,
 )
+@global_options
 @click.pass_context
 def serve(
     ctx: click.Context,
     host: str,
     port: int,
-    db: str | None,
     no_worker: bool,
     concurrency: int,
     lease_seconds: float,
@@ -127,7 +123,7 @@ def serve(
     options = ServeOptions(
         host=host,
         port=port,
-        database_url=_database_url(ctx, db),
+        database_url=database_url(ctx),
         worker=not no_worker,
         concurrency=concurrency,
         lease_seconds=lease_seconds,
