@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -344,3 +345,75 @@ def test_rotation_encrypts_rows_written_before_keys_and_is_idempotent(db_url: st
     finally:
         sealed.close()
     assert all(v.startswith(ENCRYPTED_PREFIX) for v in stored_payloads(db_url))
+
+
+def test_rotation_while_a_worker_commits_loses_nothing(db_url: str) -> None:
+    a, b = base64.b64decode(KEY_A), base64.b64decode(KEY_B)
+    old = Store(db_url, codec=PayloadCodec([a]))
+    ids = [f"e{n:02d}" for n in range(24)]
+    try:
+        machine = old.put_state_machine("M", json.dumps(PASS_MACHINE))
+        for execution_id in ids:
+            payload = json.dumps({"password": SECRET, "id": execution_id})
+            old.create_execution(
+                execution_id=execution_id,
+                name=execution_id,
+                machine=machine,
+                input=payload,
+                start_date=T0,
+                trace_id="0" * 32,
+                first_event=Event(1, 0, "ExecutionStarted", T0, {"input": payload}),
+            )
+        assert len(old.claim_due("w", limit=100, lease_seconds=3600, now=T0)) == len(ids)
+        first = [Checkpoint(e, journal=[("A#0", json.dumps(e))], last_event_id=1) for e in ids]
+        assert old.commit(first, worker_id="w", now=T0) == [CommitResult.OK] * len(ids)
+    finally:
+        old.close()
+
+    # The worker already runs with the new key first; rotation runs beside it.
+    worker = Store(db_url, codec=PayloadCodec([b, a]))
+    rotator = Store(db_url, codec=PayloadCodec([b, a]))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for n, execution_id in enumerate(ids):
+                when = T0 + timedelta(seconds=n + 1)
+                done = Checkpoint(
+                    execution_id,
+                    journal=[("B#0", json.dumps({"token": SECRET}))],
+                    events=[Event(2, 1, "ExecutionSucceeded", when, {"output": execution_id})],
+                    finish=Finish("SUCCEEDED", when, output=json.dumps(execution_id)),
+                )
+                assert worker.commit([done], worker_id="w", now=when) == [CommitResult.OK]
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        first_pass = rotator.rotate_keys(batch_size=4)
+    finally:
+        thread.join(timeout=300)
+        worker.close()
+    assert not errors and not thread.is_alive()
+    rotator.rotate_keys(batch_size=4)  # whatever the first pass raced past
+    assert rotator.rotate_keys()["executions"] == 0
+    rotator.close()
+    assert first_pass["executions"] >= 1
+
+    new_only = Store(db_url, codec=PayloadCodec([b]))
+    try:
+        for execution_id in ids:
+            loaded = new_only.load(execution_id)
+            assert loaded.record.status == "SUCCEEDED"
+            assert loaded.record.output == json.dumps(execution_id)
+            assert json.loads(loaded.record.input)["password"] == SECRET
+            assert set(loaded.journal) == {"A#0", "B#0"}
+            assert [e.type for e in new_only.history(execution_id)] == [
+                "ExecutionStarted",
+                "ExecutionSucceeded",
+            ]
+    finally:
+        new_only.close()
+    assert all(v.startswith(f"{ENCRYPTED_PREFIX}{key_id(KEY_B)}:") for v in stored_payloads(db_url))
