@@ -26,6 +26,7 @@ re-exported here::
     ├── NondeterminismError          — (server error)           3   a recorded step differs now
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
+        │   └── EncryptionKeyError                                  a payload key missing, wrong
         ├── LeaseLost                                               another worker owns it now
         └── CommitConflict                                          another writer recorded the step
 
@@ -38,6 +39,7 @@ enumerates the predefined ``States.*`` error names.
 
 from __future__ import annotations
 
+from engine.store.codec import EncryptionKeyError
 from engine.store.errors import (
     AmbiguousExecution,
     CommitConflict,
@@ -65,6 +67,7 @@ __all__ = [
     "AmbiguousExecution",
     "CommitConflict",
     "DefinitionError",
+    "EncryptionKeyError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
     "ExecutionNotRunning",

@@ -73,4 +73,7 @@ def main() -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="stepwise: %(levelname)s: %(message)s"
     )
+    from engine.redact import install_log_redaction
+
+    install_log_redaction()  # secret fields never reach the logs
     cli.main(prog_name="stepwise")

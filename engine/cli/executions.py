@@ -3,7 +3,8 @@
 ``start`` enqueues an execution on a queue (``--queue``, ``default``) for
 a running ``stepwise worker`` on that queue;
 ``describe`` and ``history`` read one (by executionArn, or by name when
-unambiguous); ``list`` shows executions newest first; ``stop`` aborts one.
+unambiguous), with ``--redact`` hiding secret fields (engine/redact.py);
+``list`` shows executions newest first; ``stop`` aborts one.
 JSON output is AWS-shaped (see `engine.history`), plus the execution's
 ``queue`` in ``describe``.
 """
@@ -87,14 +88,35 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+redact_option = click.option(
+    "--redact",
+    is_flag=True,
+    help="Hide the values of secret fields (password, token, …; $STEPWISE_SECRET_FIELDS).",
+)
+
+
 @click.command("describe", cls=StepwiseCommand)
 @click.argument("execution", metavar="EXEC")
+@redact_option
 @global_options
-def describe_command(execution: str) -> None:
+def describe_command(execution: str, redact: bool) -> None:
     """Describe an execution (by executionArn, or by its name when unambiguous)."""
     from engine.history import execution_to_aws
 
-    document = execution_to_aws(with_client(lambda engine: engine.describe(execution)))
+    record = with_client(lambda engine: engine.describe(execution))
+    if redact:
+        import msgspec
+
+        from engine.redact import redactor_from_environment
+
+        redactor = redactor_from_environment()
+        record = msgspec.structs.replace(
+            record,
+            input=redactor.text(record.input),
+            output=None if record.output is None else redactor.text(record.output),
+            cause=None if record.cause is None else redactor.text(record.cause),
+        )
+    document = execution_to_aws(record)
     if json_output():
         emit_json(document)
     else:
@@ -104,12 +126,20 @@ def describe_command(execution: str) -> None:
 @click.command("history", cls=StepwiseCommand)
 @click.argument("execution", metavar="EXEC")
 @click.option("--reverse", is_flag=True, help="Newest event first.")
+@redact_option
 @global_options
-def history_command(execution: str, reverse: bool) -> None:
+def history_command(execution: str, reverse: bool, redact: bool) -> None:
     """Print an execution's history events, AWS-shaped."""
     from engine.history import event_summary, history_to_aws, iso_timestamp
 
     events = with_client(lambda engine: engine.history(execution))
+    if redact:
+        import msgspec
+
+        from engine.redact import redactor_from_environment
+
+        redactor = redactor_from_environment()
+        events = [msgspec.structs.replace(e, details=redactor.details(e.details)) for e in events]
     if json_output():
         emit_json(history_to_aws(events, reverse=reverse))
         return

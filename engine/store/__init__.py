@@ -4,8 +4,10 @@
 SQLAlchemy Core) and the only code that writes SQL; the records it takes and
 returns and the errors it raises are re-exported here. Everything else in
 this package is its plumbing: one module per job (`machines`, `work`,
-`tokens`, `effects`, `store` for executions) on `base`, the dialects in
-`sqlite` and `postgres`, driver errors mapped once in `boundary`.
+`tokens`, `effects`, `rotation`, `store` for executions) on `base`, the
+dialects in `sqlite` and `postgres`, driver errors mapped once in
+`boundary`, and every payload column sealed and opened by `codec`
+(encryption at rest).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
 from engine.store.records import Checkpoint, CommitResult
 
@@ -52,7 +53,15 @@ class Backend:
         """Make concurrent migrations of one database take turns (within this transaction)."""
 
     def fast_commit(
-        self, engine: Engine, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        """A faster group commit, if this backend has one; None takes the careful path."""
+        """A faster group commit, if this backend has one; None takes the careful path.
+
+        Every payload it writes is sealed by `codec`.
+        """
         return None

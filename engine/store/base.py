@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from engine.store import schema
 from engine.store.backend import Backend
 from engine.store.boundary import mapped_errors
+from engine.store.codec import PayloadCodec, codec_from_environment
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
 from engine.store.notify import Waker
@@ -44,8 +45,17 @@ class StoreBase:
     url: str
     dialect: Literal["sqlite", "postgresql"]
 
-    def __init__(self, url: str, *, poll_interval: float = 0.1, auto_migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        poll_interval: float = 0.1,
+        auto_migrate: bool = True,
+        codec: PayloadCodec | None = None,
+    ) -> None:
         parsed, self.dialect = parse_url(url)
+        # Payload encryption: the given codec, else the keys the environment configures.
+        self._codec = codec_from_environment() if codec is None else codec
         self.url = parsed.render_as_string(hide_password=False)
         self._display = parsed.render_as_string(hide_password=True)
         self._backend: Backend = _BACKENDS[self.dialect]()

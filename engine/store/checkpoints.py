@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.store.codec import PayloadCodec
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.records import (
     DEFAULT_QUEUE,
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 CLOSED_TOKEN = "Task Timed Out: 'Provided task does not exist anymore'"
+# The codec of callers that configure none: values are stored as they are.
+PLAIN = PayloadCodec()
 
 
 def holds_lease(
@@ -70,20 +73,27 @@ def lock_work(conn: Connection, execution_ids: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def journal_row(execution_id: str, key: str, value: str, now: datetime) -> dict[str, Any]:
-    """The journal row of one record (`value` is the journal's own JSON text)."""
-    return {"execution_id": execution_id, "key": key, "value": value, "recorded_at": now}
+def journal_row(
+    execution_id: str, key: str, value: str, now: datetime, codec: PayloadCodec = PLAIN
+) -> dict[str, Any]:
+    """The journal row of one record (`value` is the journal's own JSON text, sealed by `codec`)."""
+    return {
+        "execution_id": execution_id,
+        "key": key,
+        "value": codec.seal(value),
+        "recorded_at": now,
+    }
 
 
-def event_row(execution_id: str, event: Event) -> dict[str, Any]:
-    """The history_events row of one event."""
+def event_row(execution_id: str, event: Event, codec: PayloadCodec = PLAIN) -> dict[str, Any]:
+    """The history_events row of one event, its details sealed by `codec`."""
     return {
         "execution_id": execution_id,
         "event_id": event.event_id,
         "previous_event_id": event.previous_event_id,
         "type": event.type,
         "timestamp": event.timestamp,
-        "details": encode_details(event.details),
+        "details": codec.seal(encode_details(event.details)),
     }
 
 
@@ -107,7 +117,11 @@ def release_work(
 
 
 def write_checkpoints(
-    conn: Connection, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    conn: Connection,
+    checkpoints: Sequence[Checkpoint],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec = PLAIN,
 ) -> tuple[list[CommitResult], bool]:
     """Write every checkpoint whose execution `worker_id` holds an unexpired lease on.
 
@@ -115,8 +129,9 @@ def write_checkpoints(
     rows of all checkpoints go out as one batched INSERT per table, so a group
     costs a handful of round trips, not a handful per checkpoint. Returns one
     result per checkpoint (OK or LEASE_LOST) and whether work became due now
-    (a wake-up is owed). Raises sqlalchemy IntegrityError when any row was
-    already recorded; the caller rolls back and retries one by one.
+    (a wake-up is owed). Every payload is sealed by `codec`. Raises
+    sqlalchemy IntegrityError when any row was already recorded; the caller
+    rolls back and retries one by one.
     """
     work = lock_work(conn, [c.execution_id for c in checkpoints])
     results: list[CommitResult] = []
@@ -131,17 +146,19 @@ def write_checkpoints(
     if not held:
         return results, False
     journal_rows = [
-        journal_row(c.execution_id, key, value, now) for c in held for key, value in c.journal
+        journal_row(c.execution_id, key, value, now, codec)
+        for c in held
+        for key, value in c.journal
     ]
     if journal_rows:
         conn.execute(sa.insert(journal), journal_rows)
-    event_rows = [event_row(c.execution_id, e) for c in held for e in c.events]
+    event_rows = [event_row(c.execution_id, e, codec) for c in held for e in c.events]
     if event_rows:
         conn.execute(sa.insert(history_events), event_rows)
     tokens = [t for c in held for t in c.tokens]
     if tokens:
         _write_tokens(conn, tokens, now)
-    _update_executions(conn, held)
+    _update_executions(conn, held, codec)
     finished = {c.execution_id for c in held if c.finish is not None}
     if finished:
         conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id.in_(finished)))
@@ -186,7 +203,7 @@ def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime
             )
 
 
-def _update_executions(conn: Connection, held: Sequence[Checkpoint]) -> None:
+def _update_executions(conn: Connection, held: Sequence[Checkpoint], codec: PayloadCodec) -> None:
     progress: dict[str, int] = {}
     for c in held:
         last = max([c.last_event_id, *(e.event_id for e in c.events)])
@@ -208,9 +225,9 @@ def _update_executions(conn: Connection, held: Sequence[Checkpoint]) -> None:
             .where(executions.c.execution_id == c.execution_id)
             .values(
                 status=ExecutionStatus(finish.status).value,
-                output=finish.output,
+                output=codec.seal_optional(finish.output),
                 error=finish.error,
-                cause=finish.cause,
+                cause=codec.seal_optional(finish.cause),
                 stop_date=finish.stop_date,
             )
         )

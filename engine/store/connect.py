@@ -9,6 +9,8 @@ deadlocking on a read-to-write lock upgrade.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from typing import Any, Literal
@@ -112,9 +114,26 @@ def create_postgres_engine(parsed: URL) -> Engine:
     return engine
 
 
+def _create_private_file(path: str) -> None:
+    """Create a missing database file readable by its owner only (0600).
+
+    Payloads may hold secrets, so the file is never world-readable; SQLite
+    gives its -wal and -shm files the database file's mode.
+    """
+    # An existing file keeps its mode; a missing directory or no permission
+    # is left for SQLite to report in its own words.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def create_sqlite_engine(parsed: URL) -> Engine:
-    """A SQLite engine set up for WAL, a busy timeout and our own BEGIN (IMMEDIATE for writes)."""
+    """A SQLite engine set up for WAL, a busy timeout and our own BEGIN (IMMEDIATE for writes).
+
+    A database file that does not exist yet is created with mode 0600.
+    """
     memory = parsed.database in (None, "", ":memory:")
+    if not memory and parsed.database and not parsed.query.get("uri"):
+        _create_private_file(parsed.database)
     if memory:
         engine = sa.create_engine(
             parsed, connect_args={"check_same_thread": False}, poolclass=StaticPool

@@ -79,7 +79,7 @@ class EffectStore(StoreBase):
                 )
             ).first()
             if done is not None:
-                return {"ok": json.loads(done.result)}
+                return {"ok": json.loads(self._codec.open(done.result))}
             results: list[dict[str, Any]] = []
             savepoint = conn.begin_nested()
             try:
@@ -109,7 +109,7 @@ class EffectStore(StoreBase):
                 sa.insert(sql_effects).values(
                     execution_id=execution_id,
                     key=key,
-                    result=json.dumps(result),
+                    result=self._codec.seal(json.dumps(result)),
                     recorded_at=now,
                 )
             )

@@ -22,7 +22,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
-from engine.store.checkpoints import event_row, holds_lease
+from engine.store.checkpoints import PLAIN, event_row, holds_lease
+from engine.store.codec import PayloadCodec
 from engine.store.notify import CHANNEL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 
@@ -57,9 +58,15 @@ _RELEASE = (
 
 
 def pipelined_commit(
-    engine: Engine, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    engine: Engine,
+    checkpoints: Sequence[Checkpoint],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec = PLAIN,
 ) -> tuple[list[CommitResult], bool] | None:
     """Commit the group in two round trips; None when the careful path must decide.
+
+    Every payload is sealed by `codec`, as on the careful path.
 
     Returns (one OK per checkpoint, whether work became due now). Raises
     psycopg.OperationalError when the database fails (the store's boundary maps it).
@@ -78,7 +85,7 @@ def pipelined_commit(
                 leases = connection.cursor()
                 leases.execute(_LEASES, (ids,))
                 writes = connection.cursor()
-                _queue_writes(writes, checkpoints, finished, now)
+                _queue_writes(writes, checkpoints, finished, now, codec)
                 released = []
                 for c in releases:
                     cursor = connection.cursor()
@@ -115,16 +122,19 @@ def _queue_writes(
     checkpoints: Sequence[Checkpoint],
     finished: Sequence[Checkpoint],
     now: datetime,
+    codec: PayloadCodec,
 ) -> None:
     journal_rows = [
-        (c.execution_id, key, value, now) for c in checkpoints for key, value in c.journal
+        (c.execution_id, key, codec.seal(value), now)
+        for c in checkpoints
+        for key, value in c.journal
     ]
     if journal_rows:
         cursor.executemany(_JOURNAL, journal_rows)
     event_rows = []
     for c in checkpoints:
         for event in c.events:
-            row = event_row(c.execution_id, event)
+            row = event_row(c.execution_id, event, codec)
             event_rows.append(
                 (
                     row["execution_id"],
@@ -151,9 +161,9 @@ def _queue_writes(
             _FINISH,
             (
                 ExecutionStatus(finish.status).value,
-                finish.output,
+                codec.seal_optional(finish.output),
                 finish.error,
-                finish.cause,
+                codec.seal_optional(finish.cause),
                 finish.stop_date,
                 c.execution_id,
             ),

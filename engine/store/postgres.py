@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.backend import Backend
+from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine
 from engine.store.fastcommit import pipelined_commit
 from engine.store.notify import CHANNEL, PostgresListener, Waker
@@ -55,6 +56,11 @@ class PostgresBackend(Backend):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
 
     def fast_commit(
-        self, engine: Engine, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        return pipelined_commit(engine, checkpoints, worker_id, now)
+        return pipelined_commit(engine, checkpoints, worker_id, now, codec)

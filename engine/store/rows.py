@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from engine.store.codec import PayloadCodec
 from engine.store.records import ExecutionRecord, MachineVersion, TokenRecord
 from engine.store.schema import state_machine_versions, state_machines
 
@@ -50,23 +51,24 @@ def encode_details(details: dict[str, Any]) -> str:
     return msgspec.json.encode(details).decode()
 
 
-def execution_record(row: Any) -> ExecutionRecord:
+def execution_record(row: Any, codec: PayloadCodec) -> ExecutionRecord:
+    """The record of an executions row, its payload columns opened by `codec`."""
     return ExecutionRecord(
         execution_id=row.execution_id,
         name=row.name,
         machine=row.machine,
         version=row.version,
         status=row.status,
-        input=row.input,
-        output=row.output,
+        input=codec.open(row.input),
+        output=codec.open_optional(row.output),
         error=row.error,
-        cause=row.cause,
+        cause=codec.open_optional(row.cause),
         start_date=row.start_date,
         stop_date=row.stop_date,
         trace_id=row.trace_id,
         stop_requested=bool(row.stop_requested),
         stop_requested_error=row.stop_requested_error,
-        stop_requested_cause=row.stop_requested_cause,
+        stop_requested_cause=codec.open_optional(row.stop_requested_cause),
         last_event_id=row.last_event_id,
         queue=row.queue,
     )

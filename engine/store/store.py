@@ -13,7 +13,8 @@ from a worker thread.
 `Store` is assembled from one mixin per job on `StoreBase` (connections,
 transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
-activity tasks), `EffectStore` (SQL effects), and this module's executions:
+activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
+payloads under a new encryption key), and this module's executions:
 start, describe, list, history, load and stop. What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
@@ -49,6 +50,7 @@ from engine.store.records import (
     LoadedExecution,
     MachineVersion,
 )
+from engine.store.rotation import RotationStore
 from engine.store.rows import (
     MACHINE_COLUMNS,
     MACHINE_JOIN,
@@ -79,7 +81,7 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore):
+class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
@@ -133,8 +135,14 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
         )
         try:
             with self._write() as conn:
-                conn.execute(sa.insert(executions).values(msgspec.structs.asdict(record)))
-                conn.execute(sa.insert(history_events).values(event_row(execution_id, first_event)))
+                row = msgspec.structs.asdict(record)
+                row["input"] = self._codec.seal(input)
+                conn.execute(sa.insert(executions).values(row))
+                conn.execute(
+                    sa.insert(history_events).values(
+                        event_row(execution_id, first_event, self._codec)
+                    )
+                )
                 conn.execute(
                     sa.insert(work_queue).values(
                         execution_id=execution_id,
@@ -170,7 +178,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 ).first()
         if row is None:  # pragma: no cover - the colliding row vanished; only deletion could
             raise StoreUnavailable("execution insert collided with a row that no longer exists")
-        existing = execution_record(row)
+        existing = execution_record(row, self._codec)
         if (
             existing.machine == wanted.machine
             and existing.name == wanted.name
@@ -207,7 +215,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 f"execution name '{ref}' is used by {len(rows)}"
                 f"{'+' if len(rows) > 10 else ''} executions ({ids}); give the execution id"
             )
-        return execution_record(rows[0])
+        return execution_record(rows[0], self._codec)
 
     def list_executions(
         self,
@@ -253,7 +261,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 ).first()
                 if known is None:
                     raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{machine}'")
-            return [execution_record(row) for row in conn.execute(query)]
+            return [execution_record(row, self._codec) for row in conn.execute(query)]
 
     def history(self, execution_id: str) -> list[Event]:
         """Return the execution's history events ordered by event id.
@@ -275,7 +283,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 previous_event_id=row.previous_event_id,
                 type=row.type,
                 timestamp=row.timestamp,
-                details=msgspec.json.decode(row.details),
+                details=msgspec.json.decode(self._codec.open(row.details)),
             )
             for row in rows
         ]
@@ -295,7 +303,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
         Raises ExecutionDoesNotExist for an unknown execution.
         """
         with self._read() as conn:
-            record = execution_record(self._require_execution(conn, execution_id))
+            record = execution_record(self._require_execution(conn, execution_id), self._codec)
             machine_row = conn.execute(
                 sa.select(*MACHINE_COLUMNS)
                 .select_from(MACHINE_JOIN)
@@ -313,7 +321,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                     journal.c.execution_id == execution_id
                 )
             )
-            journal_values = {row.key: row.value for row in entries}
+            journal_values = {row.key: self._codec.open(row.value) for row in entries}
             token_rows = conn.execute(
                 sa.select(task_tokens).where(task_tokens.c.execution_id == execution_id)
             )
@@ -344,7 +352,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 .where(work_queue.c.execution_id == execution_id)
                 .with_for_update()
             ).first()
-            record = execution_record(self._require_execution(conn, execution_id))
+            record = execution_record(self._require_execution(conn, execution_id), self._codec)
             if record.status != ExecutionStatus.RUNNING:
                 raise ExecutionNotRunning(
                     f"execution '{execution_id}' is {record.status}, not RUNNING: "
@@ -357,7 +365,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                     .values(
                         stop_requested=True,
                         stop_requested_error=error,
-                        stop_requested_cause=cause,
+                        stop_requested_cause=self._codec.seal_optional(cause),
                     )
                 )
                 record = msgspec.structs.replace(
@@ -389,6 +397,9 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore):
                 )
             )
             return {
-                row.execution_id: (row.stop_requested_error, row.stop_requested_cause)
+                row.execution_id: (
+                    row.stop_requested_error,
+                    self._codec.open_optional(row.stop_requested_cause),
+                )
                 for row in rows
             }

@@ -60,7 +60,9 @@ class TokenStore(StoreBase):
                     .values(status=closing.value, heartbeat_at=now)
                 )
                 conn.execute(
-                    sa.insert(journal).values(journal_row(execution_id, journal_key, value, now))
+                    sa.insert(journal).values(
+                        journal_row(execution_id, journal_key, value, now, self._codec)
+                    )
                 )
                 signal(conn, execution_id, now)
                 self._backend.notify_in(conn)
@@ -101,7 +103,7 @@ class TokenStore(StoreBase):
                         "activity": task.activity,
                         "execution_id": task.execution_id,
                         "key": task.key,
-                        "input": task.input,
+                        "input": self._codec.seal(task.input),
                         "created_at": now,
                         "worker_name": None,
                         "started_at": None,
@@ -150,7 +152,9 @@ class TokenStore(StoreBase):
             )
             conn.execute(
                 sa.insert(journal).values(
-                    journal_row(row.execution_id, journal_key(row.key), journal_value, now)
+                    journal_row(
+                        row.execution_id, journal_key(row.key), journal_value, now, self._codec
+                    )
                 )
             )
             conn.execute(
@@ -166,5 +170,5 @@ class TokenStore(StoreBase):
             activity=row.activity,
             execution_id=row.execution_id,
             key=row.key,
-            input=row.input,
+            input=self._codec.open(row.input),
         )

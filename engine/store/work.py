@@ -184,7 +184,7 @@ class WorkStore(StoreBase):
         if not checkpoints:
             return []
         with mapped_errors(self._display):
-            fast = self._backend.fast_commit(self._engine, checkpoints, worker_id, now)
+            fast = self._backend.fast_commit(self._engine, checkpoints, worker_id, now, self._codec)
         if fast is not None:
             results, wake = fast
             if wake:
@@ -192,7 +192,7 @@ class WorkStore(StoreBase):
             return results
         try:
             with self._write() as conn:
-                results, wake = write_checkpoints(conn, checkpoints, worker_id, now)
+                results, wake = write_checkpoints(conn, checkpoints, worker_id, now, self._codec)
                 if wake:
                     self._backend.notify_in(conn)
         except sa_exc.IntegrityError:
@@ -209,7 +209,9 @@ class WorkStore(StoreBase):
         for checkpoint in checkpoints:
             try:
                 with self._write() as conn:
-                    (result,), woke = write_checkpoints(conn, [checkpoint], worker_id, now)
+                    (result,), woke = write_checkpoints(
+                        conn, [checkpoint], worker_id, now, self._codec
+                    )
                     if woke:
                         self._backend.notify_in(conn)
             except sa_exc.IntegrityError:

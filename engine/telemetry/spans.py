@@ -12,7 +12,8 @@ ERROR with the error name. Which span an event belongs to follows its
 event it follows. Span ids are derived from (trace id, event id), so the same
 history always gives the same spans, and feeding the history in slices (one
 per commit) gives each span exactly once — in the slice holding its end.
-Payloads stay out of spans unless a `PayloadPolicy` opts in.
+Payloads stay out of spans unless a `PayloadPolicy` opts in; then secret
+fields are redacted by the rules of `engine/redact.py`, inside error causes too.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import msgspec
 
+from engine.redact import DEFAULT_SECRET_FIELDS, Redactor
 from engine.store import Event, ExecutionRecord
 
 __all__ = [
@@ -42,9 +45,6 @@ __all__ = [
 
 AttributeValue = str | bool | int | float
 
-DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
-    {"password", "passwd", "secret", "token", "apikey", "api_key", "authorization", "credentials"}
-)
 
 # Span kinds of the tree; task attempts are CLIENT spans (work leaves the process).
 EXECUTION, STATE, BRANCH, ITERATION, TASK = "execution", "state", "branch", "iteration", "task"
@@ -99,6 +99,11 @@ class PayloadPolicy:
     max_bytes: int = 4096
     secret_fields: frozenset[str] = DEFAULT_SECRET_FIELDS
 
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The redaction rules (engine/redact.py) for these secret field names."""
+        return Redactor(self.secret_fields)
+
     def render(self, text: str | None) -> str | None:
         """The payload as a span attribute may carry it, or None when payloads are off."""
         if not self.enabled or text is None:
@@ -106,23 +111,13 @@ class PayloadPolicy:
         try:
             value = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            shown = text
+            shown = self.redactor.text(text)
         else:
-            shown = msgspec.json.encode(self._redact(value)).decode()
+            shown = msgspec.json.encode(self.redactor.value(value)).decode()
         encoded = shown.encode()
         if len(encoded) <= self.max_bytes:
             return shown
         return encoded[: self.max_bytes].decode(errors="ignore") + "…[truncated]"
-
-    def _redact(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                key: "[REDACTED]" if key.lower() in self.secret_fields else self._redact(item)
-                for key, item in value.items()
-            }
-        if isinstance(value, list):
-            return [self._redact(item) for item in value]
-        return value
 
 
 @dataclass(frozen=True)
@@ -486,9 +481,11 @@ class TraceBuilder:
         state.pending_error = state.child_error = None
 
     def _cause(self, attributes: dict[str, AttributeValue], cause: str | None) -> None:
-        # A cause often quotes the data that failed, so it counts as payload.
+        # A cause often quotes the data that failed, so it counts as payload,
+        # and its secrets are redacted in the text itself (a JSON string hides nothing).
         if cause is not None and self.payloads.enabled:
-            shown = self.payloads.render(msgspec.json.encode(cause).decode())
+            redacted = self.payloads.redactor.text(cause)
+            shown = self.payloads.render(msgspec.json.encode(redacted).decode())
             if shown is not None:
                 attributes["stepwise.error.cause"] = shown
 
