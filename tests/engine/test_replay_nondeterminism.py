@@ -16,10 +16,11 @@ import json
 import signal
 from pathlib import Path
 
+import anyio
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.store import Store
+from engine.store import ExecutionRecord, Store
 from engine.store.schema import journal
 from tests.engine.processes import spawn_worker, wait_until
 
@@ -98,8 +99,15 @@ def test_a_changed_walk_is_caught_at_any_record_not_only_entry(sqlite_url: str) 
     """The Wait's due time claims another state: the replay fails instead of using it."""
     execution_id = _suspended_in_wait(sqlite_url)
     _rewrite(sqlite_url, "0:wait", '"s":"W"', '"s":"Elsewhere"')
+
+    async def replay(engine: Engine) -> ExecutionRecord:
+        # Without the check the replay would trust the hour-long due time and
+        # wait: the generous deadline turns that into a failure, not a hang.
+        with anyio.fail_after(30):
+            return await engine._drive(execution_id, hold_seconds=1)
+
     with Engine(sqlite_url, worker=False, hold_seconds=1) as engine:
-        finished = engine._call(engine._drive, execution_id, hold_seconds=1e9)
+        finished = engine._call(replay, engine)
     assert finished.status == "FAILED"
     assert finished.error == "States.Runtime"
     cause = finished.cause or ""

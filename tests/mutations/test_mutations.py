@@ -35,6 +35,8 @@ class Mutation:
     anchor: str
     replacement: str
     caught_by: tuple[str, ...]
+    # Further (anchor, replacement) pairs in the same file, for a mechanism written twice.
+    more: tuple[tuple[str, str], ...] = ()
 
 
 # One row per mutation: (file, the exact text, what replaces it, the tests that must fail).
@@ -62,26 +64,35 @@ MUTATIONS = [
     Mutation(
         "journal record_once always produces",
         "engine/journal.py",
-        "        if found is not MISSING:\n            return found\n        value, events",
-        "        value, events",
+        "        if found is not MISSING:\n            return found\n"
+        "        value, events = produce()",
+        "        value, events = produce()",
         (
             "tests/activities/test_callbacks.py::test_engine_run_notices_a_callback_long_before_its_timeout",
         ),
+        more=(
+            (
+                "        if found is not MISSING:\n            return found\n"
+                "        value, events = await produce()",
+                "        value, events = await produce()",
+            ),
+        ),
     ),
     Mutation(
-        "no nondeterminism check on enter",
-        "engine/walk.py",
-        'if recorded["s"] != frame.state.name:',
-        "if False:",
+        "no nondeterminism check",
+        "engine/journal.py",
+        "        if state is not None and recorded_state is not None"
+        " and recorded_state != state:\n",
+        "        if False:\n",
         (
-            "tests/engine/test_changed_definition.py::test_a_changed_definition_fails_the_replay[sqlite]",
+            "tests/engine/test_replay_nondeterminism.py::test_a_changed_walk_is_caught_at_any_record_not_only_entry",
         ),
     ),
     Mutation(
         "idempotency key differs per run",
-        "engine/tasks.py",
-        'idempotency_key=f"{self.walk.execution_id}/{self.frame.key}/{self.attempt}",',
-        'idempotency_key=f"{self.walk.execution_id}/{self.frame.key}/{self.attempt}/{time.time()}",',
+        "engine/keys.py",
+        'return f"{execution_id}/{frame}/{attempt_number}"',
+        "return f\"{execution_id}/{frame}/{attempt_number}/{__import__('time').time()}\"",
         (
             "tests/engine/test_paused_worker.py::test_paused_worker_cannot_write_after_losing_its_lease[sqlite]",
         ),
@@ -139,7 +150,16 @@ def _mutate(tree: Path, mutation: Mutation) -> None:
             f"tests/mutations/test_mutations.py:\n{mutation.anchor}",
             pytrace=False,
         )
-    path.write_text(text.replace(mutation.anchor, mutation.replacement))
+    text = text.replace(mutation.anchor, mutation.replacement)
+    for anchor, replacement in mutation.more:
+        if text.count(anchor) != 1:
+            pytest.fail(
+                f"mutation {mutation.name!r}: a further anchor is not found exactly once in "
+                f"{mutation.file}: update it in tests/mutations/test_mutations.py:\n{anchor}",
+                pytrace=False,
+            )
+        text = text.replace(anchor, replacement)
+    path.write_text(text)
 
 
 @pytest.fixture(scope="module")
