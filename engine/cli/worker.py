@@ -2,7 +2,11 @@
 
 The worker's start line (on stderr) names its database without the
 password; a signal during start-up is queued, not fatal, so the worker
-always stops cleanly.
+always stops cleanly. A database that cannot be reached at start-up is
+retried with backoff for ``$STEPWISE_RETRY_SECONDS`` (one line on stderr;
+a signal meanwhile stops the worker), then the worker exits 3. Once
+started, a worker outlives any outage of the store (see `engine.worker`):
+it exits only on SIGTERM/SIGINT (0) or a configuration error (3).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from engine.cli.core import (
     database_url,
     global_options,
     import_activities,
+    retry_seconds,
     run_async,
 )
 from engine.cli.definitions import telemetry_options, telemetry_session
@@ -48,10 +53,14 @@ def worker_command(
 ) -> None:
     """Run executions from the database until SIGTERM or SIGINT, then exit 0."""
     import signal
+    import time
+    from contextlib import AsyncExitStack
 
     import anyio
 
     from engine.api import Engine
+    from engine.store import StoreUnavailable
+    from engine.store.boundary import Backoff, is_transient
 
     ctx = click.get_current_context()
     import_activities(activities)
@@ -61,9 +70,32 @@ def worker_command(
         # Listen before the engine starts, so a signal during start-up is
         # queued here instead of killing the process half-started.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with Engine(
-                url, worker=True, concurrency=concurrency, lease_seconds=lease_seconds
-            ) as engine:
+            stack = AsyncExitStack()
+            async with stack:
+                deadline = time.monotonic() + retry_seconds()
+                backoff = Backoff(first=0.2, cap=2.0)
+                while True:
+                    engine = Engine(
+                        url, worker=True, concurrency=concurrency, lease_seconds=lease_seconds
+                    )
+                    try:
+                        await stack.enter_async_context(engine)
+                        break
+                    except StoreUnavailable as error:
+                        if not is_transient(error) or time.monotonic() >= deadline:
+                            raise
+                        if backoff.attempts == 0:
+                            click.echo(
+                                f"stepwise: waiting for the store to start the worker: {error}",
+                                err=True,
+                            )
+                    with anyio.move_on_after(backoff.next_delay()):
+                        async for signum in signals:
+                            click.echo(
+                                f"stepwise: worker stopping on {signal.Signals(signum).name}",
+                                err=True,
+                            )
+                            return
                 click.echo(
                     f"stepwise: worker {engine.worker_id} started on {_display_url(url)} "
                     f"(concurrency {concurrency})",

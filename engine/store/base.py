@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from engine.store import schema
 from engine.store.backend import Backend
-from engine.store.boundary import mapped_errors
+from engine.store.boundary import mapped_errors, permanent
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
 from engine.store.notify import Waker
@@ -36,18 +37,29 @@ class StoreBase:
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
-    so a fresh database is ready at once. Raises StoreUnavailable (a message,
-    never a traceback) when the database cannot be reached or is newer than
-    this code.
+    so a fresh database is ready at once. With ``create=False`` (what read
+    commands use) it creates nothing: a missing SQLite file or a database
+    without Stepwise's schema raises a permanent StoreUnavailable naming the
+    URL. Raises StoreUnavailable (a message, never a traceback) when the
+    database cannot be reached, is not a database, or is newer than this code.
     """
 
     url: str
     dialect: Literal["sqlite", "postgresql"]
 
-    def __init__(self, url: str, *, poll_interval: float = 0.1, auto_migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        poll_interval: float = 0.1,
+        auto_migrate: bool = True,
+        create: bool = True,
+    ) -> None:
         parsed, self.dialect = parse_url(url)
         self.url = parsed.render_as_string(hide_password=False)
         self._display = parsed.render_as_string(hide_password=True)
+        if not create:
+            _refuse_missing_file(parsed, self._display)
         self._backend: Backend = _BACKENDS[self.dialect]()
         self._engine = self._backend.create_engine(parsed)
         self._waker: Waker = self._backend.waker(parsed, self._display, poll_interval)
@@ -62,6 +74,12 @@ class StoreBase:
             raise StoreUnavailable(
                 f"database {self._display}: the schema is at version {version}, newer than "
                 f"this Stepwise understands ({schema.SCHEMA_VERSION}); upgrade Stepwise"
+            )
+        if not create and version == 0:
+            self._engine.dispose()
+            raise permanent(
+                f"no Stepwise database at {self._display}: it has no Stepwise tables "
+                "(check --db; commands that write create it)"
             )
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
@@ -100,6 +118,10 @@ class StoreBase:
         with self._read() as conn:
             return schema.current_version(conn)
 
+    def reset_connections(self) -> None:
+        """Drop every pooled connection (after an outage), so the next call connects afresh."""
+        self._engine.dispose()
+
     def close(self) -> None:
         """Close every connection the store holds. The store is unusable afterwards."""
         self._waker.close()
@@ -121,3 +143,17 @@ class StoreBase:
         Raises StoreUnavailable if the PostgreSQL listener cannot connect.
         """
         self._waker.wait(timeout)
+
+
+def _refuse_missing_file(parsed: URL, display_url: str) -> None:
+    """For a store that must not create anything: a SQLite file has to exist already."""
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not Path(database).is_file():
+        raise permanent(
+            f"no Stepwise database at {display_url}: the file does not exist "
+            "(check --db; commands that write create it)"
+        )
