@@ -105,6 +105,22 @@ def outage_of(store: Store) -> StoreOutage:
     return outage
 
 
+def _store_outage_in(exc: BaseException) -> StoreUnavailable | None:
+    """The transient store failure an activation ended with, even inside its task groups.
+
+    None when anything else (a bug, a configuration error) is among the causes.
+    """
+    if isinstance(exc, StoreUnavailable):
+        return exc if is_transient(exc) else None
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled = anyio.get_cancelled_exc_class()
+        causes = [e for e in exc.exceptions if not isinstance(e, cancelled | LeaseLost)]
+        found = [_store_outage_in(e) for e in causes]
+        if found and all(f is not None for f in found):
+            return found[0]
+    return None
+
+
 def _metrics() -> telemetry.EngineMetrics | None:
     active = telemetry.active()
     return active.metrics if active is not None else None
@@ -373,8 +389,11 @@ class Worker:
         while True:
             try:
                 return await self.keeper.run_one(execution_id, scope, leased=leased)
-            except StoreUnavailable as error:
-                await outage.pause(error, backoff)
+            except Exception as exc:
+                failure = _store_outage_in(exc)
+                if failure is None:
+                    raise
+                await outage.pause(failure, backoff)
             reserved = self.keeper.reserve(execution_id)
             if reserved is None:
                 return None

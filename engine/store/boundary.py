@@ -19,6 +19,7 @@ mapped here: each caller decides what a collision means.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,19 @@ _PERMANENT_WORDS = (
     "database disk image is malformed",
     "unable to open database file",
 )
+
+
+def _not_pipeline_teardown(record: logging.LogRecord) -> bool:
+    # psycopg warns when a pipeline cannot be closed on a connection that is
+    # already lost; the StoreUnavailable raised for that loss says it once.
+    return not (
+        record.levelno == logging.WARNING
+        and str(record.msg).startswith("error ignored terminating")
+        and "connection is lost" in record.getMessage()
+    )
+
+
+logging.getLogger("psycopg").addFilter(_not_pipeline_teardown)
 
 
 def first_line(exc: BaseException) -> str:
