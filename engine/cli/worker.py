@@ -7,6 +7,10 @@ retried with backoff for ``$STEPWISE_RETRY_SECONDS`` (one line on stderr;
 a signal meanwhile stops the worker), then the worker exits 3. Once
 started, a worker outlives any outage of the store (see `engine.worker`):
 it exits only on SIGTERM/SIGINT (0) or a configuration error (3).
+SIGTERM is prompt even while a sync handler runs: a thread cannot be
+interrupted, so the worker releases that execution's lease with the others
+and exits without waiting for the thread (its result would be discarded
+anyway; the Task runs again elsewhere under the same idempotency key).
 """
 
 from __future__ import annotations
@@ -112,3 +116,42 @@ def worker_command(
 
     with telemetry_session(otlp, trace_payloads):
         run_async(work)
+    _exit_without_waiting_for_handler_threads()
+
+
+# How long a stopped worker lets sync handlers still running finish on their own.
+_HANDLER_GRACE_SECONDS = 1.0
+
+
+def _exit_without_waiting_for_handler_threads() -> None:
+    """Exit now (0) if sync handlers still run in worker threads after the worker stopped.
+
+    Their executions' leases are already released; Python would otherwise
+    wait for every such thread at exit, however long the handler takes.
+    """
+    import os
+    import sys
+    import threading
+    import time
+
+    def lingering() -> list[threading.Thread]:
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread.name == "AnyIO worker thread" and thread.is_alive() and not thread.daemon
+        ]
+
+    deadline = time.monotonic() + _HANDLER_GRACE_SECONDS
+    for thread in lingering():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    still = lingering()
+    if not still:
+        return
+    click.echo(
+        f"stepwise: worker exits without waiting for {len(still)} sync handler(s) still "
+        "running; their executions resume on another worker",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

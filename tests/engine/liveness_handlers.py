@@ -3,13 +3,15 @@
 ``record`` appends one JSON line per run to $STEPWISE_TEST_LOG — pid,
 execution, state and idempotency key — after a short sleep, so a test can
 tell which steps ran, how often and under which keys, and can time its
-faults by the progress the log shows.
+faults by the progress the log shows. ``sleep_sync`` blocks a worker
+thread for ten minutes, for the SIGTERM test.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import anyio
@@ -32,3 +34,15 @@ async def record(value: dict[str, Any], context: ActivityContext) -> dict[str, A
     finally:
         os.close(log)
     return {"v": value["v"] + 1}
+
+
+@activity("sleep_sync")
+def sleep_sync(value: Any) -> Any:
+    """A sync handler that logs its start, then blocks its thread for ten minutes."""
+    log = os.open(os.environ["STEPWISE_TEST_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(log, (json.dumps({"pid": os.getpid(), "sync": "started"}) + "\n").encode())
+    finally:
+        os.close(log)
+    time.sleep(600)
+    return value

@@ -12,6 +12,7 @@ that is down is bounded and says so in one line.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -257,3 +259,54 @@ def test_run_with_a_collector_that_is_down_prints_one_telemetry_warning(tmp_path
     warnings = [line for line in result.stderr.splitlines() if line]
     assert len(warnings) == 1, result.stderr
     assert "telemetry: could not deliver" in warnings[0]
+
+
+def test_sigterm_during_a_sync_handler_stops_the_worker_promptly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'stepwise.db'}"
+    log = tmp_path / "runs.jsonl"
+    machine = tmp_path / "blocking.json"
+    machine.write_text(
+        '{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"sleep_sync","End":true}}}'
+    )
+    assert run_cli(["machines", "create", "blocking", str(machine), "--db", url]).returncode == 0
+    assert run_cli(["start", "blocking", "--db", url]).returncode == 0
+    env = {**os.environ, "STEPWISE_TEST_LOG": str(log)}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "worker",
+            "--db",
+            url,
+            "--activities",
+            "tests.engine.liveness_handlers",
+        ],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: log.exists() and "started" in log.read_text())
+        worker.send_signal(signal.SIGTERM)
+        # Before: the process waited for the handler's thread (here ten minutes).
+        stderr = worker.communicate(timeout=60)[1]
+    finally:
+        worker.kill()
+        worker.wait()
+    assert worker.returncode == 0, stderr
+    assert "exits without waiting for 1 sync handler" in stderr
+    assert "Traceback" not in stderr
+    # Its lease was released: the execution is still RUNNING, free for another worker.
+    listed = run_cli(["list", "--status", "RUNNING", "-o", "json", "--db", url])
+    assert len(json.loads(listed.stdout)["executions"]) == 1
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
