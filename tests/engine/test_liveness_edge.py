@@ -310,3 +310,52 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_an_outage_is_one_line_when_it_starts_one_when_it_ends_and_a_metric(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from engine import telemetry
+    from engine.worker import StoreOutage
+
+    reader = InMemoryMetricReader()
+    metrics = telemetry.EngineMetrics(MeterProvider(metric_readers=[reader]))
+    store = Store(sqlite_url)
+    outage = StoreOutage(store)
+    try:
+        with caplog.at_level(logging.WARNING, logger="stepwise.worker"):
+            for _ in range(2):  # two outages, each seen by many failing calls
+                for _ in range(5):
+                    outage.failed(StoreUnavailable("database x is unavailable: restarting"))
+                assert outage.down
+                outage.ok()
+                outage.ok()
+                assert not outage.down
+        assert store.schema_version() > 0  # the pool was rebuilt, the store still works
+    finally:
+        store.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "stepwise.worker"]
+    assert [line.split(",")[0].split(" after")[0] for line in lines] == [
+        "store unavailable",
+        "store available again",
+        "store unavailable",
+        "store available again",
+    ]
+    assert outage.outages == 2
+    # The metrics the worker reports through (telemetry on): counted once per outage.
+    metrics.outage_started()
+    metrics.outage_ended(1.5)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: metric.data.data_points[0]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert points["stepwise.store.outages"].value == 1  # type: ignore[union-attr]
+    assert points["stepwise.store.unavailable"].value == 0  # type: ignore[union-attr]
+    assert points["stepwise.store.outage.duration"].sum == 1.5  # type: ignore[union-attr]
