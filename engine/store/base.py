@@ -58,6 +58,7 @@ class StoreBase:
         parsed, self.dialect = parse_url(url)
         self.url = parsed.render_as_string(hide_password=False)
         self._display = parsed.render_as_string(hide_password=True)
+        _refuse_missing_directory(parsed, self._display)
         if not create:
             _refuse_missing_file(parsed, self._display)
         self._backend: Backend = _BACKENDS[self.dialect]()
@@ -71,7 +72,7 @@ class StoreBase:
             raise
         if version > schema.SCHEMA_VERSION:
             self._engine.dispose()
-            raise StoreUnavailable(
+            raise permanent(
                 f"database {self._display}: the schema is at version {version}, newer than "
                 f"this Stepwise understands ({schema.SCHEMA_VERSION}); upgrade Stepwise"
             )
@@ -111,7 +112,7 @@ class StoreBase:
                 self._backend.lock_migrations(conn)
                 return schema.migrate(conn, datetime.now(UTC))
         except RuntimeError as exc:
-            raise StoreUnavailable(f"database {self._display}: {exc}") from None
+            raise permanent(f"database {self._display}: {exc}") from None
 
     def schema_version(self) -> int:
         """The highest migration applied to the database (0 when empty)."""
@@ -145,14 +146,30 @@ class StoreBase:
         self._waker.wait(timeout)
 
 
-def _refuse_missing_file(parsed: URL, display_url: str) -> None:
-    """For a store that must not create anything: a SQLite file has to exist already."""
+def _sqlite_path(parsed: URL) -> Path | None:
+    """The file a SQLite URL names, or None (another backend, memory, a file: URI)."""
     if parsed.get_backend_name() != "sqlite":
-        return
+        return None
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    if not Path(database).is_file():
+        return None
+    return Path(database)
+
+
+def _refuse_missing_directory(parsed: URL, display_url: str) -> None:
+    """A SQLite file in a directory that does not exist is a typo, not an outage: say so."""
+    path = _sqlite_path(parsed)
+    if path is not None and not path.parent.is_dir():
+        raise permanent(
+            f"database {display_url} is unavailable: unable to open database file "
+            f"(the directory {str(path.parent)!r} does not exist)"
+        )
+
+
+def _refuse_missing_file(parsed: URL, display_url: str) -> None:
+    """For a store that must not create anything: a SQLite file has to exist already."""
+    path = _sqlite_path(parsed)
+    if path is not None and not path.is_file():
         raise permanent(
             f"no Stepwise database at {display_url}: the file does not exist "
             "(check --db; commands that write create it)"

@@ -63,7 +63,6 @@ _PERMANENT_WORDS = (
     "invalid connection option",
     "file is not a database",
     "database disk image is malformed",
-    "unable to open database file",
 )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from engine.store.errors import StoreUnavailable
+from engine.store.boundary import permanent
 
 __all__ = [
     "Timeouts",
@@ -114,18 +114,19 @@ def postgres_url_with_timeouts(parsed: URL, timeouts: Timeouts | None = None) ->
 def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
     """Parse a database URL and pin its driver (pysqlite, psycopg 3); name the backend.
 
-    Raises StoreUnavailable for text that is not a URL or a backend Stepwise does not run on.
+    Raises a permanent StoreUnavailable (a configuration error, never retried)
+    for text that is not a URL or a backend Stepwise does not run on.
     """
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError:
-        raise StoreUnavailable(f"not a database URL: {url!r}") from None
+        raise permanent(f"not a database URL: {url!r}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+pysqlite"), "sqlite"
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg"), "postgresql"
-    raise StoreUnavailable(
+    raise permanent(
         f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)}: "
         "use sqlite:///path or postgresql://…"
     )

@@ -181,6 +181,10 @@ def test_store_failures_are_classified_once(postgres_server: pg.PostgresServer) 
         Store(missing)
     assert not is_transient(typo.value)  # a configuration error: reported at once
     assert "no_such_database_here" in str(typo.value)
+    for bad in ("not a url", "mysql://localhost/x", "sqlite:////no-such-dir/for/sure/s.db"):
+        with pytest.raises(StoreUnavailable) as configuration:
+            Store(bad)
+        assert not is_transient(configuration.value), bad
 
 
 def test_backoff_grows_to_its_cap_with_jitter_and_starts_over_after_a_success() -> None:
