@@ -9,22 +9,121 @@ refuses any further write from this one. When nothing is due the worker
 sleeps until woken (LISTEN/NOTIFY on PostgreSQL, polling on SQLite).
 Stopping (SIGTERM/SIGINT in the CLI) stops claiming, cancels what runs,
 and releases those leases so another worker resumes them at once.
+
+The loops survive the store: a transient store failure (see
+`engine.store.boundary`) never leaves `Worker.run`, `LeaseKeeper.run` or
+`StopWatcher.run`. Each loop backs off (capped exponential, jitter) and
+tries again; the process's one `StoreOutage` logs one line when the
+database goes away and one when it is back (with the duration), drops the
+pooled connections and counts the outage in the metrics. An activation cut
+short by an outage is claimed again by its own worker once the store is
+back (its lease is still its own, or free); leases that could not be
+renewed for a whole lease period are treated as lost and their runs
+cancelled. Only a configuration error (a permanent `StoreUnavailable`)
+or cancellation ends the loops.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from dataclasses import dataclass, field
 
 import anyio
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
-from engine.store import DEFAULT_QUEUE, CommitConflict, LeaseLost
+from engine.store import DEFAULT_QUEUE, CommitConflict, LeaseLost, Store, StoreUnavailable
+from engine.store.boundary import Backoff, is_transient
 
-__all__ = ["LeaseKeeper", "Ran", "StopWatcher", "Worker"]
+__all__ = ["LeaseKeeper", "Ran", "StopWatcher", "StoreOutage", "Worker", "outage_of"]
 
 log = logging.getLogger("stepwise.worker")
+
+
+class StoreOutage:
+    """One process's view of its database being away: one line when it goes, one when it is back.
+
+    Every loop that calls the store reports here: `failed` on a transient
+    failure (the first one of an outage logs, counts the outage and drops
+    the pooled connections), `ok` after a success (the first one after an
+    outage logs how long it lasted). `pause` waits the loop's next backoff.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.down_since: float | None = None
+        self.outages = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, error: StoreUnavailable) -> None:
+        """Note a transient failure; the first of an outage logs one line."""
+        if self.down_since is not None:
+            return
+        self.down_since = time.monotonic()
+        self.outages += 1
+        log.warning("store unavailable, retrying with backoff: %s", error)
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.outage_started()
+        try:
+            self._store.reset_connections()
+        except Exception:  # best effort: the next attempt reconnects anyway
+            log.debug("could not drop pooled connections", exc_info=True)
+
+    def ok(self) -> None:
+        """Note a success; the first after an outage logs its duration."""
+        if self.down_since is None:
+            return
+        seconds = time.monotonic() - self.down_since
+        self.down_since = None
+        log.warning("store available again after %.1f s", seconds)
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.outage_ended(seconds)
+
+    async def pause(self, error: StoreUnavailable, backoff: Backoff) -> None:
+        """Note `error` (re-raised when it is not transient), then sleep the next backoff."""
+        if not is_transient(error):
+            raise error
+        self.failed(error)
+        await anyio.sleep(backoff.next_delay())
+
+
+_outages: weakref.WeakKeyDictionary[Store, StoreOutage] = weakref.WeakKeyDictionary()
+
+
+def outage_of(store: Store) -> StoreOutage:
+    """The one `StoreOutage` of `store` in this process (shared by all its loops)."""
+    outage = _outages.get(store)
+    if outage is None:
+        outage = _outages[store] = StoreOutage(store)
+    return outage
+
+
+def _store_outage_in(exc: BaseException) -> StoreUnavailable | None:
+    """The transient store failure an activation ended with, even inside its task groups.
+
+    None when anything else (a bug, a configuration error) is among the causes.
+    """
+    if isinstance(exc, StoreUnavailable):
+        return exc if is_transient(exc) else None
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled = anyio.get_cancelled_exc_class()
+        causes = [e for e in exc.exceptions if not isinstance(e, cancelled | LeaseLost)]
+        found = [_store_outage_in(e) for e in causes]
+        if found and all(f is not None for f in found):
+            return found[0]
+    return None
+
+
+def _metrics() -> telemetry.EngineMetrics | None:
+    active = telemetry.active()
+    return active.metrics if active is not None else None
 
 
 @dataclass(frozen=True)
@@ -100,19 +199,41 @@ class LeaseKeeper:
                 del self.held[execution_id]
 
     async def run(self) -> None:
-        interval = max(0.05, self.runtime.lease_seconds / 3)
+        """Renew every held lease a few times per lease period, until cancelled.
+
+        While the store is away the leases cannot be renewed: once a whole
+        lease period has passed since the last renewal they may belong to
+        another worker, so their runs are cancelled here.
+        """
+        runtime = self.runtime
+        outage = outage_of(runtime.store)
+        interval = max(0.05, runtime.lease_seconds / 3)
+        renewed_at = time.monotonic()
         while True:
             await anyio.sleep(interval)
             if not self.held:
+                renewed_at = time.monotonic()
                 continue
             ids = list(self.held)
-            kept = await self.runtime.run_db(
-                self.runtime.store.renew,
-                self.runtime.worker_id,
-                ids,
-                lease_seconds=self.runtime.lease_seconds,
-                now=self.runtime.clock.now(),
-            )
+            try:
+                kept = await runtime.run_db(
+                    runtime.store.renew,
+                    runtime.worker_id,
+                    ids,
+                    lease_seconds=runtime.lease_seconds,
+                    now=runtime.clock.now(),
+                )
+            except StoreUnavailable as error:
+                if not is_transient(error):
+                    raise
+                outage.failed(error)
+                if time.monotonic() - renewed_at >= runtime.lease_seconds:
+                    for execution_id in ids:
+                        if execution_id in self.held:
+                            self.held[execution_id].cancel()
+                continue
+            outage.ok()
+            renewed_at = time.monotonic()
             for execution_id in ids:
                 if execution_id not in kept and execution_id in self.held:
                     log.warning("lease lost for %s; cancelling it here", execution_id)
@@ -132,12 +253,20 @@ class StopWatcher:
 
     async def run(self) -> None:
         runtime = self.runtime
+        outage = outage_of(runtime.store)
         while True:
             await anyio.sleep(runtime.stop_poll_seconds)
             ids = list(runtime.stop_signals)
             if not ids:
                 continue
-            requested = await runtime.run_db(runtime.store.stop_requests, ids)
+            try:
+                requested = await runtime.run_db(runtime.store.stop_requests, ids)
+            except StoreUnavailable as failure:
+                if not is_transient(failure):
+                    raise
+                outage.failed(failure)
+                continue  # asked again at the next poll
+            outage.ok()
             for execution_id, (error, cause) in requested.items():
                 signal = runtime.stop_signals.get(execution_id)
                 if signal is not None:
@@ -165,8 +294,14 @@ class Worker:
         self.finished = 0
 
     async def run(self) -> None:
-        """Claim and run executions until cancelled; on cancellation release what is held."""
+        """Claim and run executions until cancelled; on cancellation release what is held.
+
+        Transient store failures are retried with backoff here, forever;
+        a permanent one (a configuration error) is raised.
+        """
         runtime = self.runtime
+        outage = outage_of(runtime.store)
+        backoff = Backoff()
         try:
             async with anyio.create_task_group() as group:
                 while True:
@@ -175,14 +310,20 @@ class Worker:
                         await self._slot()
                         continue
                     now = runtime.clock.now()
-                    claimed = await runtime.run_db(
-                        runtime.store.claim_due,
-                        runtime.worker_id,
-                        limit=free,
-                        lease_seconds=runtime.lease_seconds,
-                        now=now,
-                        queue=self.queue,
-                    )
+                    try:
+                        claimed = await runtime.run_db(
+                            runtime.store.claim_due,
+                            runtime.worker_id,
+                            limit=free,
+                            lease_seconds=runtime.lease_seconds,
+                            now=now,
+                            queue=self.queue,
+                        )
+                    except StoreUnavailable as error:
+                        await outage.pause(error, backoff)
+                        continue
+                    outage.ok()
+                    backoff.reset()
                     for execution_id, due_at in claimed:
                         telemetry.record_claim(due_at, now)
                         scope = self.keeper.reserve(execution_id)
@@ -192,12 +333,17 @@ class Worker:
                     if len(claimed) < free:
                         # Nothing more is due: sleep until new work is signalled
                         # (NOTIFY, or a local wake-up) or the poll interval passes.
-                        await self.runtime.run_db(
-                            self.runtime.store.wait_for_work,
-                            min(self.poll_seconds, 0.5),
-                            cancellable=True,
-                            idle=True,
-                        )
+                        # A lost listener means polling until the claim above
+                        # succeeds again and the next wait re-LISTENs.
+                        try:
+                            await self.runtime.run_db(
+                                self.runtime.store.wait_for_work,
+                                min(self.poll_seconds, 0.5),
+                                cancellable=True,
+                                idle=True,
+                            )
+                        except StoreUnavailable as error:
+                            await outage.pause(error, backoff)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release_all()
@@ -214,8 +360,10 @@ class Worker:
     async def _run_one(self, execution_id: str, scope: anyio.CancelScope) -> None:
         completed = False
         try:
-            ran = await self.keeper.run_one(execution_id, scope, leased=True)
-            if ran.activation is not None:
+            ran = await self._run_through_outages(execution_id, scope)
+            if ran is None or not ran.claimed:
+                completed = True  # run here by someone else in this process, or elsewhere
+            elif ran.activation is not None:
                 completed = True
                 self.finished += 1
         except (LeaseLost, CommitConflict):
@@ -231,6 +379,29 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._release(execution_id)
 
+    async def _run_through_outages(self, execution_id: str, scope: anyio.CancelScope) -> Ran | None:
+        """Run a claimed execution; when the store fails mid-run, wait for it and claim it again.
+
+        The second claim succeeds while the lease is still ours or has
+        expired unclaimed; the activation then replays what was committed.
+        None when this process already runs it again some other way.
+        """
+        outage = outage_of(self.runtime.store)
+        backoff = Backoff()
+        leased = True
+        while True:
+            try:
+                return await self.keeper.run_one(execution_id, scope, leased=leased)
+            except Exception as exc:
+                failure = _store_outage_in(exc)
+                if failure is None:
+                    raise
+                await outage.pause(failure, backoff)
+            reserved = self.keeper.reserve(execution_id)
+            if reserved is None:
+                return None
+            scope, leased = reserved, False
+
     async def _release(self, execution_id: str) -> None:
         try:
             await self.runtime.run_db(
@@ -240,7 +411,9 @@ class Worker:
                 due_at=self.runtime.clock.now(),
                 now=self.runtime.clock.now(),
             )
-        except Exception:  # the lease expires on its own anyway
+        except StoreUnavailable:  # the lease expires on its own anyway
+            log.debug("could not release %s", execution_id)
+        except Exception:
             log.warning("could not release %s", execution_id)
 
     async def _release_all(self) -> None:

@@ -10,7 +10,14 @@ error's class (`aws_code`, `exit_code`; see `engine.errors`), never a
 traceback. `StepwiseGroup` and `StepwiseCommand` run it, so a command
 invoked on its own reports errors the same way. The rest reads what
 commands take: definition files, execution input, ``--activities``
-modules. Heavy modules (the engine, SQLAlchemy, anyio, the language) are
+modules. Commands survive a short store outage: `with_client` and
+`retry_transient` retry transient store errors (a server restarting,
+refused or reset connections, a locked or full database) with backoff for
+``$STEPWISE_RETRY_SECONDS`` (default 10) before the reporter prints one
+line and exits 3; configuration errors are reported at once. Read
+commands (``list``, ``describe``, ``history``, ``trace``) create nothing:
+a missing SQLite file or a database without Stepwise's tables is an error
+naming the URL. Heavy modules (the engine, SQLAlchemy, anyio, the language) are
 imported inside the functions that need them, so ``stepwise --help`` stays
 fast.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +59,10 @@ __all__ = [
     "json_output",
     "load_definition_file",
     "machine_type_of",
+    "read_only_store",
     "report_error",
+    "retry_seconds",
+    "retry_transient",
     "run_async",
     "with_client",
 ]
@@ -124,17 +135,116 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(fn)
 
 
+# Commands that only read: they must never create a database or its schema.
+_READ_COMMANDS = frozenset({"list", "describe", "history", "trace"})
+# Commands whose whole call may be repeated after a transient failure: reads,
+# and `machines create` (the same definition is the same version). Others
+# (start, stop) are repeated only when the failure came before their call.
+_REPEATABLE_COMMANDS = _READ_COMMANDS | {"create"}
+_DEFAULT_RETRY_SECONDS = 10.0
+
+
+def retry_seconds() -> float:
+    """How long a command keeps retrying transient store errors ($STEPWISE_RETRY_SECONDS)."""
+    try:
+        value = float(os.environ.get("STEPWISE_RETRY_SECONDS", ""))
+    except ValueError:
+        return _DEFAULT_RETRY_SECONDS
+    return max(0.0, value)
+
+
+def _transient(exc: BaseException) -> bool:
+    from engine.store.boundary import is_transient
+
+    return is_transient(_leaf_error(exc))
+
+
+def retry_transient(attempt: Callable[[int], T], *, seconds: float | None = None) -> T:
+    """Call ``attempt(n)`` (n = 0, 1, …) until it does not fail with a transient store error.
+
+    Waits with capped exponential backoff between attempts, for at most
+    `seconds` (default `retry_seconds()`) in all; then the last error is
+    raised for the reporter (exit 3, one line). Other errors are raised at once.
+    """
+    from engine.store.boundary import Backoff
+
+    budget = retry_seconds() if seconds is None else seconds
+    deadline = time.monotonic() + budget
+    backoff = Backoff(first=0.2, cap=2.0)
+    number = 0
+    while True:
+        try:
+            return attempt(number)
+        except BaseException as exc:
+            if not _transient(exc):
+                raise
+            delay = backoff.next_delay()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            time.sleep(min(delay, remaining))
+        number += 1
+
+
+def read_only_store(url: str) -> None:
+    """Refuse a database that does not exist yet (a read command must not create it).
+
+    Raises a permanent StoreUnavailable naming the URL for a missing SQLite
+    file or a database without Stepwise's tables.
+    """
+    from engine.store import Store
+
+    Store(url, create=False, auto_migrate=False).close()
+
+
+def _command_name(ctx: click.Context | None = None) -> str:
+    ctx = ctx or click.get_current_context(silent=True)
+    return (ctx.command.name or "") if ctx is not None else ""
+
+
 def with_client(call: Callable[[Engine], Awaitable[T]]) -> T:
-    """Open a client Engine (no in-process worker) on --db, run `call` with it, close it."""
+    """Open a client Engine (no in-process worker) on --db, run `call` with it, close it.
+
+    Transient store errors are retried for a bounded time (`retry_transient`);
+    read commands first check the database exists (`read_only_store`).
+    """
     from engine.api import Engine
 
     url = database_url()
+    command = _command_name()
+    opened = False
 
     async def main() -> T:
+        nonlocal opened
         async with Engine(url, worker=False) as engine:
+            opened = True
             return await call(engine)
 
-    return run_async(main)
+    def attempt(_number: int) -> T:
+        nonlocal opened
+        if command in _READ_COMMANDS:
+            read_only_store(url)
+        opened = False
+        try:
+            return run_async(main)
+        except BaseException as exc:
+            if opened and command not in _REPEATABLE_COMMANDS:
+                # The call itself may have written before failing: not repeated.
+                raise _NotRepeated(exc) from None
+            raise
+
+    try:
+        return retry_transient(attempt)
+    except _NotRepeated as wrapper:
+        raise wrapper.error from None
+
+
+class _NotRepeated(Exception):
+    """Carries a failure out of `retry_transient` without a retry."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 # -- errors ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from engine.cli.core import (
     json_output,
     load_definition_file,
     machine_type_of,
+    retry_transient,
     run_async,
 )
 from engine.cli.output import (
@@ -217,6 +219,7 @@ def run_command(
     from activities.registry import Registry, default_registry
     from engine.api import Engine
     from engine.resources import unknown_resources
+    from engine.store import ExecutionAlreadyExists
     from statemachine.diagnostics import Diagnostic
     from statemachine.errors import DefinitionError
 
@@ -247,15 +250,27 @@ def run_command(
         if unknown:
             raise CliError(f"{file}: {len(unknown)} Task Resource(s) have no handler")
 
-    async def run() -> ExecutionRecord:
+    # Pinned once, so a run cut short by a store outage is picked up again
+    # (same name, same lease owner) instead of started twice.
+    run_name = execution_name or str(uuid.uuid4())
+    worker_id = f"run-{uuid.uuid4().hex[:12]}"
+
+    async def run(number: int) -> ExecutionRecord:
         # No in-process worker: `run` runs its own execution, not whatever
         # else is queued in the same database.
-        async with Engine(database_url(ctx), worker=False, lease_seconds=lease_seconds) as engine:
-            return await engine.run(raw, payload, name=execution_name)
+        async with Engine(
+            database_url(ctx), worker=False, worker_id=worker_id, lease_seconds=lease_seconds
+        ) as engine:
+            try:
+                return await engine.run(raw, payload, name=run_name)
+            except ExecutionAlreadyExists:
+                if number == 0:
+                    raise
+                return await engine.describe(run_name)  # it ended before the outage
 
     try:
         with telemetry_session(otlp, trace_payloads):
-            record = run_async(run)
+            record = retry_transient(lambda number: run_async(lambda: run(number)))
     except DefinitionError as exc:
         for diagnostic in exc.diagnostics:
             if isinstance(diagnostic, Diagnostic):

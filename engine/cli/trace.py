@@ -90,14 +90,19 @@ def render_tree(spans: Sequence[SpanRecord]) -> str:
 
 def _load(url: str, execution: str) -> tuple[ExecutionRecord, list[Event]]:
     # Store errors (unknown execution: exit 2; unreachable: exit 3) reach the reporter.
+    # A read command: it creates nothing, and rides out a short outage.
+    from engine.cli.core import retry_transient
     from engine.store import Store
 
-    store = Store(url)
-    try:
-        record = store.get_execution(execution)
-        return record, store.history(record.execution_id)
-    finally:
-        store.close()
+    def attempt(_number: int) -> tuple[ExecutionRecord, list[Event]]:
+        store = Store(url, create=False)
+        try:
+            record = store.get_execution(execution)
+            return record, store.history(record.execution_id)
+        finally:
+            store.close()
+
+    return retry_transient(attempt)
 
 
 def _export(spans: list[SpanRecord], otlp: str | None) -> int:

@@ -6,7 +6,15 @@ private queue of a ``stepwise run`` whose process died.
 
 The worker's start line (on stderr) names its database without the
 password; a signal during start-up is queued, not fatal, so the worker
-always stops cleanly.
+always stops cleanly. A database that cannot be reached at start-up is
+retried with backoff for ``$STEPWISE_RETRY_SECONDS`` (one line on stderr;
+a signal meanwhile stops the worker), then the worker exits 3. Once
+started, a worker outlives any outage of the store (see `engine.worker`):
+it exits only on SIGTERM/SIGINT (0) or a configuration error (3).
+SIGTERM is prompt even while a sync handler runs: a thread cannot be
+interrupted, so the worker releases that execution's lease with the others
+and exits without waiting for the thread (its result would be discarded
+anyway; the Task runs again elsewhere under the same idempotency key).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from engine.cli.core import (
     database_url,
     global_options,
     import_activities,
+    retry_seconds,
     run_async,
 )
 from engine.cli.definitions import telemetry_options, telemetry_session
@@ -60,10 +69,14 @@ def worker_command(
 ) -> None:
     """Run executions of one queue from the database until SIGTERM or SIGINT, then exit 0."""
     import signal
+    import time
+    from contextlib import AsyncExitStack
 
     import anyio
 
     from engine.api import Engine
+    from engine.store import StoreUnavailable
+    from engine.store.boundary import Backoff, is_transient
 
     ctx = click.get_current_context()
     import_activities(activities)
@@ -73,13 +86,36 @@ def worker_command(
         # Listen before the engine starts, so a signal during start-up is
         # queued here instead of killing the process half-started.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with Engine(
-                url,
-                worker=True,
-                concurrency=concurrency,
-                lease_seconds=lease_seconds,
-                queue=queue,
-            ) as engine:
+            stack = AsyncExitStack()
+            async with stack:
+                deadline = time.monotonic() + retry_seconds()
+                backoff = Backoff(first=0.2, cap=2.0)
+                while True:
+                    engine = Engine(
+                        url,
+                        worker=True,
+                        concurrency=concurrency,
+                        lease_seconds=lease_seconds,
+                        queue=queue,
+                    )
+                    try:
+                        await stack.enter_async_context(engine)
+                        break
+                    except StoreUnavailable as error:
+                        if not is_transient(error) or time.monotonic() >= deadline:
+                            raise
+                        if backoff.attempts == 0:
+                            click.echo(
+                                f"stepwise: waiting for the store to start the worker: {error}",
+                                err=True,
+                            )
+                    with anyio.move_on_after(backoff.next_delay()):
+                        async for signum in signals:
+                            click.echo(
+                                f"stepwise: worker stopping on {signal.Signals(signum).name}",
+                                err=True,
+                            )
+                            return
                 click.echo(
                     f"stepwise: worker {engine.worker_id} started on {_display_url(url)} "
                     f"(queue {queue}, concurrency {concurrency})",
@@ -96,3 +132,42 @@ def worker_command(
 
     with telemetry_session(otlp, trace_payloads):
         run_async(work)
+    _exit_without_waiting_for_handler_threads()
+
+
+# How long a stopped worker lets sync handlers still running finish on their own.
+_HANDLER_GRACE_SECONDS = 1.0
+
+
+def _exit_without_waiting_for_handler_threads() -> None:
+    """Exit now (0) if sync handlers still run in worker threads after the worker stopped.
+
+    Their executions' leases are already released; Python would otherwise
+    wait for every such thread at exit, however long the handler takes.
+    """
+    import os
+    import sys
+    import threading
+    import time
+
+    def lingering() -> list[threading.Thread]:
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread.name == "AnyIO worker thread" and thread.is_alive() and not thread.daemon
+        ]
+
+    deadline = time.monotonic() + _HANDLER_GRACE_SECONDS
+    for thread in lingering():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    still = lingering()
+    if not still:
+        return
+    click.echo(
+        f"stepwise: worker exits without waiting for {len(still)} sync handler(s) still "
+        "running; their executions resume on another worker",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

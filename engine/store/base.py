@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from engine.store import schema
 from engine.store.backend import Backend
-from engine.store.boundary import mapped_errors
+from engine.store.boundary import mapped_errors, permanent
 from engine.store.codec import PayloadCodec, codec_from_environment
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
@@ -37,9 +38,11 @@ class StoreBase:
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
-    so a fresh database is ready at once. Raises StoreUnavailable (a message,
-    never a traceback) when the database cannot be reached or is newer than
-    this code.
+    so a fresh database is ready at once. With ``create=False`` (what read
+    commands use) it creates nothing: a missing SQLite file or a database
+    without Stepwise's schema raises a permanent StoreUnavailable naming the
+    URL. Raises StoreUnavailable (a message, never a traceback) when the
+    database cannot be reached, is not a database, or is newer than this code.
     """
 
     url: str
@@ -52,12 +55,16 @@ class StoreBase:
         poll_interval: float = 0.1,
         auto_migrate: bool = True,
         codec: PayloadCodec | None = None,
+        create: bool = True,
     ) -> None:
         parsed, self.dialect = parse_url(url)
         # Payload encryption: the given codec, else the keys the environment configures.
         self._codec = codec_from_environment() if codec is None else codec
         self.url = parsed.render_as_string(hide_password=False)
         self._display = parsed.render_as_string(hide_password=True)
+        _refuse_missing_directory(parsed, self._display)
+        if not create:
+            _refuse_missing_file(parsed, self._display)
         self._backend: Backend = _BACKENDS[self.dialect]()
         self._engine = self._backend.create_engine(parsed)
         self._waker: Waker = self._backend.waker(parsed, self._display, poll_interval)
@@ -69,9 +76,15 @@ class StoreBase:
             raise
         if version > schema.SCHEMA_VERSION:
             self._engine.dispose()
-            raise StoreUnavailable(
+            raise permanent(
                 f"database {self._display}: the schema is at version {version}, newer than "
                 f"this Stepwise understands ({schema.SCHEMA_VERSION}); upgrade Stepwise"
+            )
+        if not create and version == 0:
+            self._engine.dispose()
+            raise permanent(
+                f"no Stepwise database at {self._display}: it has no Stepwise tables "
+                "(check --db; commands that write create it)"
             )
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
@@ -103,12 +116,16 @@ class StoreBase:
                 self._backend.lock_migrations(conn)
                 return schema.migrate(conn, datetime.now(UTC))
         except RuntimeError as exc:
-            raise StoreUnavailable(f"database {self._display}: {exc}") from None
+            raise permanent(f"database {self._display}: {exc}") from None
 
     def schema_version(self) -> int:
         """The highest migration applied to the database (0 when empty)."""
         with self._read() as conn:
             return schema.current_version(conn)
+
+    def reset_connections(self) -> None:
+        """Drop every pooled connection (after an outage), so the next call connects afresh."""
+        self._engine.dispose()
 
     def close(self) -> None:
         """Close every connection the store holds. The store is unusable afterwards."""
@@ -131,3 +148,33 @@ class StoreBase:
         Raises StoreUnavailable if the PostgreSQL listener cannot connect.
         """
         self._waker.wait(timeout)
+
+
+def _sqlite_path(parsed: URL) -> Path | None:
+    """The file a SQLite URL names, or None (another backend, memory, a file: URI)."""
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _refuse_missing_directory(parsed: URL, display_url: str) -> None:
+    """A SQLite file in a directory that does not exist is a typo, not an outage: say so."""
+    path = _sqlite_path(parsed)
+    if path is not None and not path.parent.is_dir():
+        raise permanent(
+            f"database {display_url} is unavailable: unable to open database file "
+            f"(the directory {str(path.parent)!r} does not exist)"
+        )
+
+
+def _refuse_missing_file(parsed: URL, display_url: str) -> None:
+    """For a store that must not create anything: a SQLite file has to exist already."""
+    path = _sqlite_path(parsed)
+    if path is not None and not path.is_file():
+        raise permanent(
+            f"no Stepwise database at {display_url}: the file does not exist "
+            "(check --db; commands that write create it)"
+        )

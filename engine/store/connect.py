@@ -1,6 +1,12 @@
-"""Opening the database: URL parsing and SQLAlchemy engine set-up for each backend.
+"""Opening the database: URL parsing, connection timeouts and SQLAlchemy engine set-up.
 
-PostgreSQL goes through psycopg 3 with a pre-pinged pool. SQLite is set up so
+PostgreSQL goes through psycopg 3 with a pre-pinged pool, and every
+connection (pooled or LISTEN) carries a connect timeout, TCP keepalives and
+server-side statement and lock timeouts, so no call waits on a silent or
+wedged server for longer than a few seconds (`Timeouts`: defaults, the
+``STEPWISE_*_TIMEOUT`` environment variables, or the URL's own
+``connect_timeout``, ``statement_timeout`` and ``lock_timeout`` query
+parameters, in seconds). SQLite is set up so
 Stepwise, not the sqlite3 module, issues BEGIN: writes take the database lock
 up front (BEGIN IMMEDIATE), which with WAL, a busy timeout, foreign keys on
 and synchronous=NORMAL lets several processes share one file without
@@ -13,6 +19,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -21,28 +28,106 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from engine.store.errors import StoreUnavailable
+from engine.store.boundary import permanent
 
-__all__ = ["create_engine", "create_postgres_engine", "create_sqlite_engine", "parse_url"]
+__all__ = [
+    "Timeouts",
+    "create_engine",
+    "create_postgres_engine",
+    "create_sqlite_engine",
+    "parse_url",
+    "postgres_url_with_timeouts",
+]
 
 _BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one database call may wait, in seconds (0 turns a server-side one off).
+
+    `connect`: reaching the server and logging in (libpq's minimum is 2 s).
+    `statement`: one SQL statement on PostgreSQL. `lock`: waiting for a row
+    or advisory lock on PostgreSQL. `busy`: SQLite's wait for the file's
+    write lock. Read from ``STEPWISE_CONNECT_TIMEOUT``,
+    ``STEPWISE_STATEMENT_TIMEOUT``, ``STEPWISE_LOCK_TIMEOUT`` and
+    ``STEPWISE_SQLITE_BUSY_TIMEOUT`` by `from_env`.
+    """
+
+    connect: float = 5.0
+    statement: float = 15.0
+    lock: float = 5.0
+    busy: float = _BUSY_TIMEOUT_MS / 1000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Timeouts:
+        """The defaults, overridden by the STEPWISE_*_TIMEOUT variables (bad values ignored)."""
+        source = dict(os.environ) if env is None else env
+        default = cls()
+
+        def seconds(name: str, fallback: float) -> float:
+            try:
+                value = float(source.get(name, ""))
+            except ValueError:
+                return fallback
+            return value if value >= 0 else fallback
+
+        return cls(
+            connect=seconds("STEPWISE_CONNECT_TIMEOUT", default.connect),
+            statement=seconds("STEPWISE_STATEMENT_TIMEOUT", default.statement),
+            lock=seconds("STEPWISE_LOCK_TIMEOUT", default.lock),
+            busy=seconds("STEPWISE_SQLITE_BUSY_TIMEOUT", default.busy),
+        )
+
+
+def postgres_url_with_timeouts(parsed: URL, timeouts: Timeouts | None = None) -> URL:
+    """`parsed` with libpq options for every timeout, unless the URL sets them itself.
+
+    ``statement_timeout``/``lock_timeout`` in the URL's query (seconds) are
+    turned into the server options libpq understands; the rest of the query
+    passes through to libpq unchanged.
+    """
+    timeouts = timeouts or Timeouts.from_env()
+    query = dict(parsed.query)
+
+    def take(name: str, fallback: float) -> float:
+        raw = query.pop(name, None)
+        try:
+            return float(raw) if isinstance(raw, str) else fallback
+        except ValueError:
+            return fallback
+
+    statement = take("statement_timeout", timeouts.statement)
+    lock = take("lock_timeout", timeouts.lock)
+    if "connect_timeout" not in query and timeouts.connect > 0:
+        query["connect_timeout"] = str(max(2, round(timeouts.connect)))
+    # Keepalives notice a server that vanished without closing the socket.
+    query.setdefault("keepalives", "1")
+    query.setdefault("keepalives_idle", "5")
+    query.setdefault("keepalives_interval", "2")
+    query.setdefault("keepalives_count", "3")
+    server = f"-c statement_timeout={int(statement * 1000)} -c lock_timeout={int(lock * 1000)}"
+    existing = query.get("options")
+    query["options"] = f"{existing} {server}" if isinstance(existing, str) else server
+    return parsed.set(query=query)
 
 
 def parse_url(url: str) -> tuple[URL, Literal["sqlite", "postgresql"]]:
     """Parse a database URL and pin its driver (pysqlite, psycopg 3); name the backend.
 
-    Raises StoreUnavailable for text that is not a URL or a backend Stepwise does not run on.
+    Raises a permanent StoreUnavailable (a configuration error, never retried)
+    for text that is not a URL or a backend Stepwise does not run on.
     """
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError:
-        raise StoreUnavailable(f"not a database URL: {url!r}") from None
+        raise permanent(f"not a database URL: {url!r}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+pysqlite"), "sqlite"
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg"), "postgresql"
-    raise StoreUnavailable(
+    raise permanent(
         f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)}: "
         "use sqlite:///path or postgresql://…"
     )
@@ -80,7 +165,7 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa_exc.DisconnectionError(str(exc)) from exc
 
 
-def _enable_wal(cursor: Any) -> None:
+def _enable_wal(cursor: Any, busy_timeout_ms: int) -> None:
     """Switch the file to WAL, waiting out other connections doing the same.
 
     Converting a fresh file takes an exclusive lock, and SQLite may answer
@@ -88,7 +173,7 @@ def _enable_wal(cursor: Any) -> None:
     processes opening a new database at once would fail at random. The mode
     persists in the file: once converted, this returns at the first try.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     delay = 0.005
     while True:
         try:
@@ -107,9 +192,19 @@ def create_engine(parsed: URL, dialect: str) -> Engine:
     return makers[dialect](parsed)
 
 
-def create_postgres_engine(parsed: URL) -> Engine:
-    """A pooled psycopg 3 engine whose idle connections are pinged before reuse."""
-    engine = sa.create_engine(parsed, pool_size=5, max_overflow=10, future=True)
+def create_postgres_engine(parsed: URL, timeouts: Timeouts | None = None) -> Engine:
+    """A pooled psycopg 3 engine with timeouts, whose idle connections are pinged before reuse.
+
+    A checkout waits at most the connect timeout for a free pooled connection.
+    """
+    timeouts = timeouts or Timeouts.from_env()
+    engine = sa.create_engine(
+        postgres_url_with_timeouts(parsed, timeouts),
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=max(timeouts.connect, 1.0) * 6,
+        future=True,
+    )
     _ping_when_idle(engine)
     return engine
 
@@ -126,11 +221,12 @@ def _create_private_file(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def create_sqlite_engine(parsed: URL) -> Engine:
+def create_sqlite_engine(parsed: URL, timeouts: Timeouts | None = None) -> Engine:
     """A SQLite engine set up for WAL, a busy timeout and our own BEGIN (IMMEDIATE for writes).
 
     A database file that does not exist yet is created with mode 0600.
     """
+    busy_ms = int((timeouts or Timeouts.from_env()).busy * 1000)
     memory = parsed.database in (None, "", ":memory:")
     if not memory and parsed.database and not parsed.query.get("uri"):
         _create_private_file(parsed.database)
@@ -141,7 +237,7 @@ def create_sqlite_engine(parsed: URL) -> Engine:
     else:
         engine = sa.create_engine(
             parsed,
-            connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000},
+            connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
         )
 
     @sa_event.listens_for(engine, "connect")
@@ -150,9 +246,9 @@ def create_sqlite_engine(parsed: URL) -> Engine:
         # is ours (BEGIN IMMEDIATE for writes) and DDL stays transactional.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         if not memory:
-            _enable_wal(cursor)
+            _enable_wal(cursor, busy_ms)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -41,7 +41,11 @@ class StoreUnavailable(InfrastructureError):
 
     The message is meant for people: it names the database (never its
     password) and the driver's one-line reason, with no traceback.
+    `transient` is False for a configuration error no retry can fix (a bad
+    password, a missing database, a corrupt file); see `store/boundary.py`.
     """
+
+    transient: bool = True
 
 
 class LeaseLost(InfrastructureError):

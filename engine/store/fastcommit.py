@@ -109,6 +109,10 @@ def pipelined_commit(
         except psycopg.errors.IntegrityError:
             connection.rollback()
             return None
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # A lost connection must not go back to the pool (its reset would fail noisily).
+            pooled.invalidate()
+            raise
         except BaseException:
             connection.rollback()
             raise

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
-from engine.store.connect import create_postgres_engine
+from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
 from engine.store.fastcommit import pipelined_commit
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.records import Checkpoint, CommitResult
@@ -40,7 +41,13 @@ class PostgresBackend(Backend):
         return create_postgres_engine(parsed)
 
     def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
-        conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        # libpq reads a URI's "+" literally, so the options go in as keywords.
+        with_timeouts = postgres_url_with_timeouts(parsed)
+        base = with_timeouts.set(drivername="postgresql", query={})
+        options = {k: v for k, v in with_timeouts.query.items() if isinstance(v, str)}
+        conninfo = psycopg.conninfo.make_conninfo(
+            base.render_as_string(hide_password=False), **options
+        )
         return PostgresListener(conninfo, display_url)
 
     def insert_ignoring_duplicates(
@@ -53,6 +60,10 @@ class PostgresBackend(Backend):
         conn.execute(_NOTIFY_SQL)
 
     def lock_migrations(self, conn: Connection) -> None:
+        # A migration may rebuild an index on a big table, and another
+        # process's migration may hold the lock meanwhile: wait for either.
+        conn.execute(sa.text("SET LOCAL statement_timeout = '15min'"))
+        conn.execute(sa.text("SET LOCAL lock_timeout = '15min'"))
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
 
     def fast_commit(

@@ -23,6 +23,7 @@ from engine.telemetry.export import (
     HistoryLoader,
     TelemetryConfigError,
     TraceEmitter,
+    bounded_shutdown,
     make_resource,
     span_exporters_from_env,
     to_otlp_json,
@@ -147,7 +148,12 @@ def configure(
     if not span_exporters and not readers:
         return None
     resource = make_resource(env)
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource) if readers else None
+    # No atexit shutdown of its own: `shutdown` bounds the last flush (see bounded_shutdown).
+    meter_provider = (
+        MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+        if readers
+        else None
+    )
     emitter = TraceEmitter(
         span_exporters,
         payloads=payload_policy(trace_payloads, env),
@@ -204,4 +210,4 @@ def shutdown() -> None:
     with _lock:
         telemetry, _active = _active, None
     if telemetry is not None:
-        telemetry.shutdown()
+        bounded_shutdown(telemetry.shutdown)  # ≤ 2 s and one warning when a collector is down

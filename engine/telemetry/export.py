@@ -9,6 +9,9 @@ default, nothing is exported unless something is configured: a durable engine
 should not quietly post to localhost:4318. `TraceEmitter` turns committed
 history events into spans (via `TraceBuilder`) and hands them to the
 exporters; `to_otlp_json` renders spans in the OTLP/JSON protobuf mapping.
+`bounded_shutdown` keeps the last flush from holding a process hostage: a
+collector that is down costs at most ~2 s and one warning line at exit,
+never the exporters' retry loop and a warning per attempt.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "HistoryLoader",
     "TelemetryConfigError",
     "TraceEmitter",
+    "bounded_shutdown",
     "make_resource",
     "otlp_endpoint",
     "span_exporters_from_env",
@@ -414,3 +418,65 @@ class TraceEmitter:
         self.flush()
         for processor in self._processors:
             processor.shutdown()
+
+
+# -- a bounded last flush ----------------------------------------------------------
+
+SHUTDOWN_SECONDS = 2.0
+
+
+class _Counting(logging.Handler):
+    """Counts the exporters' complaints during shutdown instead of printing each one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.first = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.count:
+            self.first = record.getMessage().splitlines()[0][:200]
+        self.count += 1
+
+
+def bounded_shutdown(shutdown: Callable[[], None], *, seconds: float = SHUTDOWN_SECONDS) -> bool:
+    """Run `shutdown` (flush and close exporters) for at most `seconds`; True when it finished.
+
+    The OpenTelemetry exporters retry an unreachable collector with backoff
+    for many seconds, logging a warning per attempt. Here that runs on a
+    daemon thread with their log lines counted, not printed: if it has not
+    finished in time, or complained, one warning line says what was dropped
+    and the process goes on exiting.
+    """
+    otel_log = logging.getLogger("opentelemetry")
+    counter = _Counting()
+    propagate = otel_log.propagate
+    otel_log.addHandler(counter)
+    otel_log.propagate = False
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            shutdown()
+        except Exception as exc:  # telemetry must never break the exit
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="stepwise-telemetry-shutdown", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    finished = not worker.is_alive()
+    if finished:
+        otel_log.removeHandler(counter)
+        otel_log.propagate = propagate
+    # Else the exporters keep retrying on their daemon thread until the
+    # process exits; their complaints stay counted, never printed.
+    if not finished or failure or counter.count:
+        reason = (
+            f"{type(failure[0]).__name__}: {failure[0]}"
+            if failure
+            else counter.first or f"no answer within {seconds:g} s"
+        )
+        log.warning(
+            "telemetry: could not deliver every span and metric at exit; dropped (%s)", reason
+        )
+    return finished and not failure

@@ -81,6 +81,21 @@ class EngineMetrics:
         self.active_leases = meter.create_up_down_counter(
             "stepwise.leases.active", unit="{lease}", description="Executions leased right now."
         )
+        self.store_outages = meter.create_counter(
+            "stepwise.store.outages",
+            unit="{outage}",
+            description="Times this process lost its database (one per outage, retried).",
+        )
+        self.store_unavailable = meter.create_up_down_counter(
+            "stepwise.store.unavailable",
+            unit="{outage}",
+            description="1 while this process cannot reach its database, else 0.",
+        )
+        self.store_outage_duration = meter.create_histogram(
+            "stepwise.store.outage.duration",
+            unit="s",
+            description="How long each outage of the database lasted, as this process saw it.",
+        )
         self._lease_sources: list[Callable[[], int]] = []
         meter.create_observable_gauge(
             "stepwise.leases.held",
@@ -158,6 +173,16 @@ class EngineMetrics:
     def lease_released(self, count: int = 1) -> None:
         """One execution's lease released (or lost) by this process."""
         self.active_leases.add(-count)
+
+    def outage_started(self) -> None:
+        """This process lost its database (it keeps retrying)."""
+        self.store_outages.add(1)
+        self.store_unavailable.add(1)
+
+    def outage_ended(self, seconds: float) -> None:
+        """This process reached its database again after `seconds` without it."""
+        self.store_unavailable.add(-1)
+        self.store_outage_duration.record(max(0.0, seconds))
 
     def watch_leases(self, source: Callable[[], int]) -> None:
         """Report `source()` (e.g. ``lambda: len(keeper.held)``) as stepwise.leases.held."""

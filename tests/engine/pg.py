@@ -5,9 +5,12 @@ $STEPWISE_TEST_DATABASE_URL (an admin URL; nothing is started), else a
 private PostgreSQL 15 started on 127.0.0.1 on a free port, with trust auth
 and fsync off, run as an unprivileged OS user because PostgreSQL refuses to
 run as root. It stops when the process exits. `fresh_database_url()` creates
-an empty database on it. Subprocesses get plain URLs, so they need nothing
-from here; `python -m tests.engine.pg` starts a server, prints its admin URL
-and keeps it up until interrupted, for benchmarks run by hand.
+an empty database on it. `start_server()` starts a private one, which a
+test may crash-restart (`restart`, immediate mode) or stop and start again
+on the same port (`halt`, `resume`) without disturbing the session's
+server. Subprocesses get plain URLs, so they need nothing from here;
+`python -m tests.engine.pg` starts a server, prints its admin URL and keeps
+it up until interrupted, for benchmarks run by hand.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-__all__ = ["PostgresServer", "fresh_database_url", "server"]
+__all__ = ["PostgresServer", "fresh_database_url", "server", "start_server"]
 
 _PG_BIN_CANDIDATES = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
 _OS_USERS = ("postgres", "stepwise-pg")
@@ -39,10 +42,41 @@ _server: PostgresServer | None = None
 class PostgresServer:
     """A PostgreSQL server reachable at `admin_url`; `stop()` ends it if we started it."""
 
-    def __init__(self, admin_url: str, *, data_dir: Path | None = None, os_user: str = "") -> None:
+    def __init__(
+        self,
+        admin_url: str,
+        *,
+        data_dir: Path | None = None,
+        os_user: str = "",
+        options: str = "",
+    ) -> None:
         self.admin_url = admin_url
         self._data_dir = data_dir
         self._os_user = os_user
+        self._options = options
+
+    def _pg_ctl(self, *args: str) -> None:
+        if self._data_dir is None:
+            raise RuntimeError("only a server this process started can be restarted or stopped")
+        log = self._data_dir.parent / "log"
+        done = _run_as(
+            self._os_user,
+            [_bin("pg_ctl"), "-D", str(self._data_dir), "-l", str(log), "-w", "-t", "60", *args],
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+
+    def restart(self) -> None:
+        """Crash-restart: stop in immediate mode (no checkpoint, clients cut off), start again."""
+        self._pg_ctl("-m", "immediate", "-o", self._options, "restart")
+
+    def halt(self) -> None:
+        """Stop the server in immediate mode (a crash, as clients see it); `resume` starts it."""
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port."""
+        self._pg_ctl("-o", self._options, "start")
 
     def url_for(self, database: str) -> str:
         """A SQLAlchemy URL for `database` on this server."""
@@ -182,7 +216,7 @@ def start_server() -> PostgresServer:
         )
         if started.returncode == 0:
             admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-            return PostgresServer(admin, data_dir=data_dir, os_user=user)
+            return PostgresServer(admin, data_dir=data_dir, os_user=user, options=options)
         log = root / "log"
         last_error = (log.read_text() if log.exists() else "") or started.stderr
     shutil.rmtree(root, ignore_errors=True)

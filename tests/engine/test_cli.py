@@ -243,6 +243,7 @@ def test_machines_text_output(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_machines_create_refuses_an_invalid_definition(sqlite_url: str, tmp_path: Path) -> None:
     path = write(tmp_path, "broken.json", BROKEN_MACHINE)
+    assert invoke(["db", "upgrade", "--db", sqlite_url]).exit_code == 0  # reads create nothing
     result = invoke(["machines", "create", "broken", path, "--db", sqlite_url, "-o", "json"])
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -257,6 +258,7 @@ def test_machines_create_refuses_an_invalid_definition(sqlite_url: str, tmp_path
 
 
 def test_machines_describe_unknown(sqlite_url: str) -> None:
+    assert invoke(["db", "upgrade", "--db", sqlite_url]).exit_code == 0  # reads create nothing
     result = invoke(["machines", "describe", "nope", "--db", sqlite_url])
     assert result.exit_code == 2
     assert result.stderr == (
@@ -413,6 +415,7 @@ def test_start_rejects_bad_input(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_unknown_execution(sqlite_url: str) -> None:
+    assert invoke(["db", "upgrade", "--db", sqlite_url]).exit_code == 0  # reads create nothing
     for command in (["describe", "zzz"], ["history", "zzz"], ["stop", "zzz"]):
         result = invoke([*command, "--db", sqlite_url])
         assert result.exit_code == 2
@@ -422,6 +425,7 @@ def test_unknown_execution(sqlite_url: str) -> None:
 
 
 def test_list_unknown_machine_and_bad_status(sqlite_url: str) -> None:
+    assert invoke(["db", "upgrade", "--db", sqlite_url]).exit_code == 0  # reads create nothing
     result = invoke(["list", "--machine", "nope", "--db", sqlite_url])
     assert result.exit_code == 2
     assert "StateMachineDoesNotExist" in result.stderr
@@ -663,6 +667,7 @@ def test_subprocess_usage_errors_exit_2(tmp_path: Path) -> None:
         (["list", "--bogus"], "No such option"),
         (["run", "examples/hello.json", "--activities", "not.a.module"], "cannot import"),
     ]
+    assert run_cli(["db", "upgrade", "--db", url]).returncode == 0  # reads create nothing
     for command, expected in cases:
         result = run_cli([*command, "--db", url])
         assert result.returncode == 2, (command, result.stderr)

@@ -83,6 +83,8 @@ def test_global_options_work_before_or_after_the_command(
     placement: list[str], sqlite_url: str
 ) -> None:
     args = [arg.replace("{url}", sqlite_url) for arg in placement]
+    created = CliRunner().invoke(cli, ["db", "upgrade", "--db", sqlite_url])
+    assert created.exit_code == 0, created.output  # read commands create nothing
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"executions": []}
