@@ -2,7 +2,9 @@
 
 The worker's start line (on stderr) names its database without the
 password; a signal during start-up is queued, not fatal, so the worker
-always stops cleanly.
+always stops cleanly. The operator's options (``--allow-http-to``,
+``--sql-role``, ``--max-history-events``) configure what its executions may
+do; ``--retention-days`` makes it purge closed executions older than that.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from engine.cli.core import (
     import_activities,
     run_async,
 )
-from engine.cli.definitions import telemetry_options, telemetry_session
+from engine.cli.definitions import (
+    operator_options,
+    operator_settings,
+    telemetry_options,
+    telemetry_session,
+)
 
 __all__ = ["worker_command"]
 
@@ -36,13 +43,26 @@ def _display_url(url: str) -> str:
 @click.command("worker", cls=StepwiseCommand)
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="DAYS",
+    help="Purge closed executions that stopped more than DAYS ago, in small batches "
+    "(AWS keeps 90; default: $STEPWISE_RETENTION_DAYS, else keep everything).",
+)
 @activities_option
+@operator_options
 @telemetry_options
 @global_options
 def worker_command(
     concurrency: int,
     lease_seconds: float,
+    retention_days: float | None,
     activities: tuple[str, ...],
+    allow_http_to: tuple[str, ...],
+    sql_role: str | None,
+    max_history_events: int | None,
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
@@ -56,13 +76,20 @@ def worker_command(
     ctx = click.get_current_context()
     import_activities(activities)
     url = database_url(ctx)
+    settings = operator_settings(url, allow_http_to, sql_role, max_history_events)
 
     async def work() -> None:
         # Listen before the engine starts, so a signal during start-up is
         # queued here instead of killing the process half-started.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with Engine(
-                url, worker=True, concurrency=concurrency, lease_seconds=lease_seconds
+                url,
+                worker=True,
+                concurrency=concurrency,
+                lease_seconds=lease_seconds,
+                registry=settings.registry,
+                max_history_events=settings.max_history_events,
+                retention_days=retention_days,
             ) as engine:
                 click.echo(
                     f"stepwise: worker {engine.worker_id} started on {_display_url(url)} "
