@@ -132,7 +132,7 @@ def test_opening_a_version_2_database_drops_the_timers_table(db_url: str) -> Non
     engine.dispose()
     store = Store(db_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 4
+        assert store.schema_version() == SCHEMA_VERSION >= 4
         start(store, "after-upgrade")
         assert store.get_execution("after-upgrade").status == "RUNNING"
     finally:
