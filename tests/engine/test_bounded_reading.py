@@ -125,3 +125,40 @@ def test_history_and_trace_of_a_huge_execution_stay_within_bounded_memory(
         env={"OTEL_TRACES_EXPORTER": "console"},
     )
     assert peak - base < BOUND_KB, (peak, base)
+
+
+def test_paged_history_prints_what_the_whole_history_would(db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+    from engine.history import history_to_aws
+
+    loop = {
+        "StartAt": "Spin",
+        "States": {
+            "Spin": {"Type": "Pass", "Next": "Again"},
+            "Again": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.spin", "BooleanEquals": True, "Next": "Spin"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    with Engine(db_url, worker=False, max_history_events=2500) as engine:
+        record = engine.run_sync(loop, {"spin": True})
+        events = engine.history_sync(record.execution_id)
+    assert len(events) > 2 * 1000  # three pages
+    for reverse in (False, True):
+        flags = ["--reverse"] if reverse else []
+        result = CliRunner().invoke(
+            cli, ["history", record.execution_id, "--db", db_url, "-o", "json", *flags]
+        )
+        assert result.exit_code == 0, result.output
+        expected = json.dumps(history_to_aws(events, reverse=reverse), indent=2, ensure_ascii=False)
+        assert result.stdout == expected + "\n"
+    table = CliRunner().invoke(cli, ["history", record.execution_id, "--db", db_url])
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ID", "TIMESTAMP", "TYPE", "DETAILS"]
+    assert len(lines) == len(events) + 1
+    assert [int(line.split()[0]) for line in lines[1:]] == [e.event_id for e in events]
