@@ -196,3 +196,23 @@ def test_the_worker_applies_the_retention_setting(db_url: str) -> None:
     assert _count(db_url, history_events, expired) == 0
     assert _count(db_url, executions, kept) == len(kept)
     assert _count(db_url, history_events, kept) > 0
+
+
+def test_retention_and_limit_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.journal import history_event_limit
+    from engine.worker import retention_setting
+
+    monkeypatch.delenv("STEPWISE_RETENTION_DAYS", raising=False)
+    assert retention_setting() is None  # keep everything unless told
+    assert retention_setting(90) == 90
+    monkeypatch.setenv("STEPWISE_RETENTION_DAYS", "30")
+    assert retention_setting() == 30.0
+    assert Engine(":memory:").retention_days == 30.0
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="positive number of days"):
+            retention_setting(bad)
+    assert history_event_limit(100) == 100
+    with pytest.raises(ValueError, match="at least 2"):
+        history_event_limit(1)
+    with pytest.raises(ValueError, match="positive number of days"):
+        Engine(":memory:", retention_days=-5)
