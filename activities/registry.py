@@ -151,6 +151,8 @@ class Registry:
         self.mock_test_case: str | None = None
         # Where the HTTP built-in may connect, its caps and named connections.
         self.http_policy: HttpPolicy = HttpPolicy()
+        # The PostgreSQL role the SQL built-in's statements run as (activities.sql.SqlPolicy).
+        self.sql_role: str | None = None
 
     def allow_http_to(self, *targets: str) -> None:
         """Let the HTTP built-in call these CIDRs / addresses / host names (``--allow-http-to``).
@@ -272,6 +274,8 @@ class Registry:
             if source.mocks is not None:
                 result.mocks, result.mock_test_case = source.mocks, source.mock_test_case
             result.http_policy = result.http_policy.merged(source.http_policy)
+            if source.sql_role is not None:
+                result.sql_role = source.sql_role
         return result
 
     def __contains__(self, resource: str) -> bool:

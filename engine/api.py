@@ -35,6 +35,7 @@ from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
+from engine.journal import history_event_limit
 from engine.lifecycle import Lifecycle
 from engine.names import check_name
 from engine.runner import Runtime
@@ -50,8 +51,14 @@ from engine.store import (
     Store,
     default_database_url,
 )
-from engine.worker import LeaseKeeper, StopWatcher, Worker
-from statemachine.build import load, parse_definition
+from engine.worker import (
+    LeaseKeeper,
+    Retention,
+    StopWatcher,
+    Worker,
+    retention_setting,
+)
+from statemachine.build import check_definition_size, load, parse_definition
 
 __all__ = ["Engine"]
 
@@ -89,6 +96,8 @@ class Engine(TaskCallbacks):
         worker_id: str | None = None,
         inline_store: bool = False,
         queue: str = DEFAULT_QUEUE,
+        max_history_events: int | None = None,
+        retention_days: float | None = None,
     ) -> None:
         """Bind to `database_url` (None: $STEPWISE_DATABASE_URL or ./stepwise.db).
 
@@ -100,6 +109,11 @@ class Engine(TaskCallbacks):
         worker thread: slower, but a mocked loop clock (trio's MockClock with
         autojump) then only jumps when the engine really waits, which makes
         time-dependent tests exact. Leave it off in production.
+        `max_history_events` (None: $STEPWISE_MAX_HISTORY_EVENTS, else AWS's
+        25,000) fails an execution that reaches it, as AWS does.
+        `retention_days` (None: $STEPWISE_RETENTION_DAYS, else keep
+        everything) makes the in-process worker purge closed executions
+        older than that, in small batches (`engine.worker.Retention`).
         """
         self.database_url = database_url or default_database_url()
         self.registry = Registry().merged(default_registry).merged(registry or Registry())
@@ -113,6 +127,8 @@ class Engine(TaskCallbacks):
         self.inline_store = inline_store
         check_name(queue, what="queue")
         self.queue = queue
+        self.max_history_events = history_event_limit(max_history_events)
+        self.retention_days = retention_setting(retention_days)
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -142,6 +158,7 @@ class Engine(TaskCallbacks):
             run_db=self._run_db,
             lease_seconds=self.lease_seconds,
             hold_seconds=self.hold_seconds,
+            max_history_events=self.max_history_events,
         )
         sandbox = Sandbox()
         stack.callback(sandbox.close)
@@ -164,6 +181,8 @@ class Engine(TaskCallbacks):
                 queue=self.queue,
             )
             group.start_soon(self.worker.run)
+            if self.retention_days is not None:
+                group.start_soon(Retention(self._runtime, days=self.retention_days).run)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -267,9 +286,11 @@ class Engine(TaskCallbacks):
     ) -> MachineVersion:
         """Validate `definition` and store it; a changed definition becomes a new version.
 
-        Raises DefinitionError (with every diagnostic) when it is invalid.
+        Raises DefinitionError (with every diagnostic) when it is invalid,
+        DEFINITION_TOO_LARGE when it is over 1 MiB as given.
         """
         check_name(name, what="state machine")
+        check_definition_size(definition)
         raw = parse_definition(definition)
         load(raw, machine_type=machine_type)  # type: ignore[arg-type]
         text = msgspec.json.encode(raw).decode()

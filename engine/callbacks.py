@@ -242,8 +242,11 @@ def run_sql_effect(
     worker_id: str,
     statements: Sequence[Statement],
     now: datetime,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """Run `statements` once for step `key`, recording their result in the same transaction.
+
+    `role`: on PostgreSQL, the role the statements run as (``SET LOCAL ROLE``).
 
     Returns the outcome ``{"ok": {"Results": [...]}}`` or, when the database
     rejects a statement, ``{"error": "Stepwise.SqlError", "cause": …}`` with
@@ -257,6 +260,7 @@ def run_sql_effect(
         worker_id=worker_id,
         statements=statements,
         now=now,
+        role=role,
     )
 
 

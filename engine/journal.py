@@ -13,10 +13,17 @@ committed in the same transaction, so a replay never emits an event twice
 and a crash never leaves an event without its record. A record carries the
 id of the last event it produced, so `previousEventId` chains stay right
 across a resume.
+
+The journal also holds AWS's history limit (`max_events`, 25,000 by
+default): a record whose events would leave no room for the execution's end
+event raises `HistoryLimitReached`, and the runner ends the execution with
+AWS's error (`history_limit_error`), so the end event is the last one the
+limit allows.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,17 +31,23 @@ from typing import Any, Final
 
 import msgspec
 
+from engine import keys
 from engine.clock import Clock
 from engine.errors import NondeterminismError  # defined in the error tree; re-exported
 from engine.store import Event
+from statemachine.errors import States, StatesError
+from statemachine.quotas import MAX_HISTORY_EVENTS
 
 __all__ = [
     "MISSING",
+    "HistoryLimitReached",
     "Journal",
     "NondeterminismError",
     "Suspend",
     "Thread",
     "encode_row",
+    "history_event_limit",
+    "history_limit_error",
 ]
 
 MISSING: Final = object()
@@ -76,6 +89,45 @@ class Suspend(Exception):  # a control-flow signal, not an error
         return Suspend(min(dues) if dues else None)
 
 
+class HistoryLimitReached(Exception):  # a control-flow signal, not an ASL error
+    """The execution reached its history event limit; only its end event may follow.
+
+    Deliberately not a StatesError: no Retry or Catch sees it, it leaves
+    every state and task group, and the runner turns it into the
+    execution's failure (`history_limit_error`).
+    """
+
+    def __init__(self, max_events: int) -> None:
+        super().__init__(max_events)
+        self.max_events = max_events
+
+
+def history_event_limit(value: int | None = None) -> int:
+    """The history event limit to run with: `value`, else $STEPWISE_MAX_HISTORY_EVENTS, else AWS's.
+
+    Raises ValueError for a limit below 2 (an execution needs its start and end events).
+    """
+    if value is None:
+        setting = os.environ.get("STEPWISE_MAX_HISTORY_EVENTS", "").strip()
+        value = int(setting) if setting else MAX_HISTORY_EVENTS
+    if value < 2:
+        raise ValueError(f"the history event limit must be at least 2, not {value}")
+    return value
+
+
+def history_limit_error(max_events: int) -> StatesError:
+    """AWS's failure of an execution that reached `max_events` history events.
+
+    The error and cause are AWS's own (``States.Runtime``, "The execution
+    reached the maximum number of history events (25000)."), as AWS records
+    them in the ExecutionFailed event that is the history's last.
+    """
+    return StatesError(
+        States.RUNTIME,
+        f"The execution reached the maximum number of history events ({max_events}).",
+    )
+
+
 @dataclass
 class Thread:
     """One line of events (the execution, a branch, an iteration): chains previousEventId."""
@@ -99,8 +151,12 @@ class Journal:
         *,
         last_event_id: int,
         clock: Clock,
+        max_events: int = MAX_HISTORY_EVENTS,
     ) -> None:
         self.execution_id = execution_id
+        self.max_events = max_events
+        # Set once a record was refused for the limit; the runner then fails the execution.
+        self.limit_reached = False
         self._records = records
         self._decoded: dict[str, Any] = {}
         self.last_event_id = last_event_id
@@ -151,7 +207,10 @@ class Journal:
         """Record `value` under `key` with its history `events`; returns `value`.
 
         `state` names the state the step belongs to, checked on replay.
+        Raises HistoryLimitReached when the events would leave no room under
+        `max_events` for the execution's end event (which is always allowed).
         """
+        self._check_limit(key, len(events))
         when = timestamp or self._clock.now()
         last = 0
         for kind, details in events:
@@ -218,6 +277,14 @@ class Journal:
         value, events = await produce()
         on = record_thread if record_thread is not None else thread
         return self.record(key, value, thread=on, events=events, state=state)
+
+    def _check_limit(self, key: str, count: int) -> None:
+        # AWS's cut: the execution's end event is the last the limit allows.
+        if not count or key == keys.EXECUTION_END:
+            return
+        if self.limit_reached or self.last_event_id + count >= self.max_events:
+            self.limit_reached = True
+            raise HistoryLimitReached(self.max_events)
 
     @property
     def dirty(self) -> bool:

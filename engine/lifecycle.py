@@ -15,7 +15,7 @@ queue's work, so a starter that needs particular handlers names a queue
 only workers with those handlers serve. Listing pages newest first as
 AWS's ListExecutions does, with an opaque `next_token`. Stopping records
 the stop request; a worker (or `Engine.stop`, which drives the execution
-itself) carries it out.
+itself) carries it out. A history is read a page at a time (`history_pages`).
 Redrive goes here too, as ``Lifecycle.redrive(execution)`` beside `stop`:
 it will check that the execution closed FAILED, TIMED_OUT or ABORTED and
 record ``ExecutionRedriven`` with its work row in one store transaction, so
@@ -30,7 +30,7 @@ import base64
 import binascii
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -204,6 +204,31 @@ class Lifecycle:
         """The execution's history events in order (see `describe` for what it raises)."""
         record = await self.describe(execution)
         return await self.run_db(self.store.history, record.execution_id)
+
+    async def history_pages(
+        self, execution: str | ExecutionRecord, *, reverse: bool = False, page_size: int = 1000
+    ) -> AsyncIterator[list[Event]]:
+        """The execution's history one page at a time (newest first with `reverse`).
+
+        Each page is one keyset read of the store (`Store.history_page`), so
+        a reader holds one page whatever the history's length. Raises what
+        `describe` raises.
+        """
+        record = await self.describe(execution)
+        after: int | None = None
+        while True:
+            page = await self.run_db(
+                self.store.history_page,
+                record.execution_id,
+                after=after,
+                limit=page_size,
+                reverse=reverse,
+            )
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].event_id
 
     async def list_executions(
         self,

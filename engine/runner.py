@@ -23,7 +23,13 @@ from activities.registry import Registry
 from engine import keys, telemetry
 from engine.clock import Clock
 from engine.committer import Committer
-from engine.journal import Journal, NondeterminismError, Suspend, Thread
+from engine.journal import (
+    Journal,
+    NondeterminismError,
+    Suspend,
+    Thread,
+    history_limit_error,
+)
 from engine.sandbox import Sandbox
 from engine.states import FailStateError, run_state
 from engine.store import (
@@ -40,6 +46,7 @@ from statemachine.build import load
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import Limits
 from statemachine.model import StateMachine
+from statemachine.quotas import MAX_HISTORY_EVENTS
 
 __all__ = ["Activation", "Runtime", "StopSignal", "activate", "execution_arn", "machine_arn"]
 
@@ -80,6 +87,8 @@ class Runtime:
     # Evaluates regex-using JSONata templates in a process killed at the limit.
     sandbox: Sandbox | None = None
     jsonata_limits: Limits = field(default_factory=Limits)
+    # AWS's history limit: an execution reaching it fails (States.Runtime).
+    max_history_events: int = MAX_HISTORY_EVENTS
     # Executions someone in this process waits on, set when they finish here.
     finished: dict[str, anyio.Event] = field(default_factory=dict)
     # Running activations, signalled by the process's one StopWatcher.
@@ -140,6 +149,7 @@ async def activate(
         dict(loaded.journal),
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
+        max_events=runtime.max_history_events,
     )
 
     async def checkpoint(
@@ -237,6 +247,12 @@ async def activate(
                     failure = StatesError(States.RUNTIME, str(error))
                 except StatesError as error:
                     failure = error
+                except Exception:
+                    # The limit signal, alone or grouped by a Parallel's or Map's task group.
+                    if not journal.limit_reached:
+                        raise
+                if journal.limit_reached:
+                    suspended, failure = None, _history_limit(journal)
             if scope.cancelled_caught:
                 timed_out = True
             group.cancel_scope.cancel()
@@ -272,6 +288,15 @@ async def activate(
 
 
 Checkpointer = Callable[..., Awaitable[None]]
+
+
+def _history_limit(journal: Journal) -> StatesError:
+    """The failure of an execution that reached its history event limit.
+
+    Whatever else the walk ended with (a failure, a suspension) yields to
+    the limit: AWS ends the execution there.
+    """
+    return history_limit_error(journal.max_events)
 
 
 def _details(error: str | None, cause: str | None) -> dict[str, Any]:

@@ -21,14 +21,19 @@ back (its lease is still its own, or free); leases that could not be
 renewed for a whole lease period are treated as lost and their runs
 cancelled. Only a configuration error (a permanent `StoreUnavailable`)
 or cancellation ends the loops.
+
+`Retention` (when a retention period is set) purges closed executions
+older than it, a small batch per short transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import weakref
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import anyio
 
@@ -37,7 +42,16 @@ from engine.runner import Activation, Runtime, activate
 from engine.store import DEFAULT_QUEUE, CommitConflict, LeaseLost, Store, StoreUnavailable
 from engine.store.boundary import Backoff, is_transient
 
-__all__ = ["LeaseKeeper", "Ran", "StopWatcher", "StoreOutage", "Worker", "outage_of"]
+__all__ = [
+    "LeaseKeeper",
+    "Ran",
+    "Retention",
+    "StopWatcher",
+    "StoreOutage",
+    "Worker",
+    "outage_of",
+    "retention_setting",
+]
 
 log = logging.getLogger("stepwise.worker")
 
@@ -271,6 +285,68 @@ class StopWatcher:
                 signal = runtime.stop_signals.get(execution_id)
                 if signal is not None:
                     signal.set(error, cause)
+
+
+def retention_setting(days: float | None = None) -> float | None:
+    """The retention period in days: `days`, else $STEPWISE_RETENTION_DAYS, else None (keep all).
+
+    AWS keeps a closed execution 90 days; Stepwise keeps everything unless
+    told. Raises ValueError for a period that is not positive.
+    """
+    if days is None:
+        setting = os.environ.get("STEPWISE_RETENTION_DAYS", "").strip()
+        if not setting:
+            return None
+        days = float(setting)
+    if not days > 0:
+        raise ValueError(f"the retention period must be a positive number of days, not {days}")
+    return days
+
+
+@dataclass
+class Retention:
+    """Purges closed executions that stopped more than `days` ago, in small batches.
+
+    Every `interval_seconds` it deletes `batch` executions per transaction
+    (`Store.purge_executions`: RUNNING ones never, rows a worker holds
+    skipped) until a batch comes back short, pausing between batches so
+    the workers' own transactions keep their turn. A store error waits for
+    the next round: retention is never urgent.
+    """
+
+    runtime: Runtime
+    days: float
+    interval_seconds: float = 600.0
+    batch: int = 50
+    pause_seconds: float = 0.05
+    purged: int = 0
+
+    async def sweep(self) -> int:
+        """Purge everything due now, batch by batch; returns how many executions went."""
+        runtime = self.runtime
+        cutoff = runtime.clock.now() - timedelta(days=self.days)
+        total = 0
+        while True:
+            ids = await runtime.run_db(
+                runtime.store.purge_executions, stopped_before=cutoff, limit=self.batch
+            )
+            total += len(ids)
+            if len(ids) < self.batch:
+                break
+            await anyio.sleep(self.pause_seconds)
+        self.purged += total
+        return total
+
+    async def run(self) -> None:
+        while True:
+            try:
+                purged = await self.sweep()
+            except Exception:
+                log.warning("retention sweep failed; trying again in %ss", self.interval_seconds)
+            else:
+                if purged:
+                    log.info("retention purged %d executions older than %s days", purged, self.days)
+            await anyio.sleep(self.interval_seconds)
 
 
 class Worker:

@@ -5,6 +5,9 @@ text or an already-parsed value, runs `statemachine.validate` (which reports
 every problem at once), raises `DefinitionError` carrying those diagnostics
 when any is an ERROR, and otherwise builds the frozen model of
 `statemachine.model` with every path, template and expression compiled.
+A definition over AWS's 1 MiB (`quotas.MAX_DEFINITION_BYTES`, measured as
+the UTF-8 JSON text given, or as compact JSON for a parsed value) is
+refused before anything else (`check_definition_size`).
 The builder trusts the validator for structure; what it compiles here cannot
 fail on a definition the validator accepted.
 """
@@ -45,10 +48,11 @@ from statemachine.model import (
     WaitState,
 )
 from statemachine.paths import Path, compile_path, compile_reference_path
+from statemachine.quotas import MAX_DEFINITION_BYTES
 from statemachine.retry import parse_catcher, parse_retrier
 from statemachine.validate import is_valid, validate
 
-__all__ = ["build", "load", "local_diagnostics", "parse_definition"]
+__all__ = ["build", "check_definition_size", "load", "local_diagnostics", "parse_definition"]
 
 MachineType = Literal["STANDARD", "EXPRESS"]
 
@@ -70,6 +74,38 @@ def parse_definition(definition: str | bytes | Mapping[str, Any]) -> Any:
                 ]
             ) from None
     return definition
+
+
+def check_definition_size(definition: str | bytes | Mapping[str, Any]) -> None:
+    """Raise DefinitionError (DEFINITION_TOO_LARGE) for a definition over 1 MiB.
+
+    JSON text is measured as given (UTF-8 bytes), a parsed value as compact
+    JSON: AWS's quota ("Maximum size of a state machine definition: 1 MB",
+    CreateStateMachine's `definition` of at most 1,048,576) is a hard one.
+    """
+    if isinstance(definition, str):
+        size = len(definition.encode())
+    elif isinstance(definition, bytes):
+        size = len(definition)
+    else:
+        try:
+            size = len(msgspec.json.encode(definition))
+        except (TypeError, msgspec.EncodeError):
+            return  # not JSON-shaped: the validator reports what is wrong with it
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionError(
+            [
+                Diagnostic(
+                    severity="ERROR",
+                    code="DEFINITION_TOO_LARGE",
+                    message=(
+                        f"the definition is {size} bytes, over the {MAX_DEFINITION_BYTES}-byte "
+                        "(1 MiB) limit of a state machine definition"
+                    ),
+                    location="",
+                )
+            ]
+        )
 
 
 def local_diagnostics(
@@ -128,6 +164,7 @@ def load(
     With `local_resources` (the engine's default) plain Resource names are
     accepted, to be resolved by the activity registry; see `local_diagnostics`.
     """
+    check_definition_size(definition)
     raw = parse_definition(definition)
     diagnostics = local_diagnostics(raw, machine_type=machine_type, local_resources=local_resources)
     if not is_valid(diagnostics):

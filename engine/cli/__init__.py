@@ -3,7 +3,8 @@
 This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, executions
-(``start``, ``describe``, ``history``, ``list``, ``stop``), ``worker``,
+(``start``, ``describe``, ``history``, ``list``, ``stop``, ``executions
+purge``), ``worker``,
 ``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
@@ -29,6 +30,7 @@ from engine.cli.db import db_group
 from engine.cli.definitions import run_command, validate_command
 from engine.cli.executions import (
     describe_command,
+    executions_group,
     history_command,
     list_command,
     start_command,
@@ -57,6 +59,7 @@ for _command in (
     history_command,
     list_command,
     stop_command,
+    executions_group,
     run_command,
     worker_command,
     serve,

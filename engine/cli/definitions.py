@@ -3,8 +3,11 @@
 ``validate`` reports every diagnostic of each file as AWS would (or by
 Stepwise's local rules with ``--local``/``--strict``); ``run`` validates a
 file and runs one execution of it to its end in this process, printing its
-output. Also here: the ``--otlp``/``--trace-payloads`` options and the
-telemetry session shared with ``worker``.
+output. Also here, shared with ``worker``: the ``--otlp``/``--trace-payloads``
+options and the telemetry session, and the operator's options
+(``--allow-http-to``, ``--sql-role``, ``--max-history-events``) with
+`operator_settings`, which turns them into a Registry and Engine arguments.
+A definition file over 1 MiB is refused before anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -46,10 +50,20 @@ from engine.cli.output import (
 )
 
 if TYPE_CHECKING:
+    from activities.registry import Registry
     from engine.store import ExecutionRecord
     from statemachine.diagnostics import Diagnostic
 
-__all__ = ["MACHINE_TYPES", "pretty", "run_command", "telemetry_options", "telemetry_session"]
+__all__ = [
+    "MACHINE_TYPES",
+    "OperatorSettings",
+    "operator_options",
+    "operator_settings",
+    "pretty",
+    "run_command",
+    "telemetry_options",
+    "telemetry_session",
+]
 
 MACHINE_TYPES = click.Choice(["standard", "express"], case_sensitive=False)
 
@@ -104,11 +118,14 @@ def validate_command(
             code = EXIT_USAGE
             reports.append({"file": path, "valid": False, "diagnostics": _unreadable(path)})
             continue
-        diagnostics: list[Diagnostic] = (
-            local_diagnostics(raw, machine_type=kind)  # type: ignore[arg-type]
-            if local
-            else validate(raw, machine_type=kind)  # type: ignore[arg-type]
-        )
+        diagnostics: list[Diagnostic] = [
+            *_size_diagnostics(text),
+            *(
+                local_diagnostics(raw, machine_type=kind)  # type: ignore[arg-type]
+                if local
+                else validate(raw, machine_type=kind)  # type: ignore[arg-type]
+            ),
+        ]
         if strict:
             diagnostics = sorted(
                 [*diagnostics, *unknown_resources(raw, Registry().merged(default_registry))],
@@ -132,6 +149,19 @@ def validate_command(
     if json_output():
         emit_json(reports[0] if len(reports) == 1 else reports)
     finish(code)
+
+
+def _size_diagnostics(text: str) -> list[Diagnostic]:
+    """DEFINITION_TOO_LARGE when the file's text is over AWS's 1 MiB, else nothing."""
+    from statemachine.build import check_definition_size
+    from statemachine.diagnostics import Diagnostic
+    from statemachine.errors import DefinitionError
+
+    try:
+        check_definition_size(text)
+    except DefinitionError as exc:
+        return [d for d in exc.diagnostics if isinstance(d, Diagnostic)]
+    return []
 
 
 def _unreadable(path: str) -> list[dict[str, str]]:
@@ -160,6 +190,68 @@ def telemetry_options(fn: Any) -> Any:
     )(fn)
 
 
+def operator_options(fn: Any) -> Any:
+    """The operator's options for commands that run executions (`run`, `worker`)."""
+    fn = click.option(
+        "--max-history-events",
+        type=click.IntRange(min=2),
+        default=None,
+        metavar="N",
+        help="Fail an execution that reaches N history events, as AWS does at 25,000 "
+        "(default: $STEPWISE_MAX_HISTORY_EVENTS, else 25000).",
+    )(fn)
+    fn = click.option(
+        "--sql-role",
+        metavar="ROLE",
+        default=None,
+        help="PostgreSQL: run the SQL built-in's statements as ROLE (SET LOCAL ROLE), so "
+        "they touch only what ROLE was granted.",
+    )(fn)
+    return click.option(
+        "--allow-http-to",
+        "allow_http_to",
+        metavar="CIDR|HOST",
+        multiple=True,
+        help="Let the HTTP built-in reach this private/loopback network, address or host "
+        "(repeatable; link-local and cloud metadata addresses stay refused).",
+    )(fn)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator's options give an Engine: its registry and its history limit."""
+
+    registry: Registry
+    max_history_events: int | None
+
+
+def operator_settings(
+    url: str, allow_http_to: tuple[str, ...], sql_role: str | None, max_history_events: int | None
+) -> OperatorSettings:
+    """Check the operator's options and build the Registry they configure.
+
+    Raises CliError (exit 2) for an allow-list entry that is not a CIDR,
+    address or host name, or a SQL role that is malformed or given for SQLite.
+    """
+    from activities.netpolicy import PolicyError
+    from activities.registry import Registry
+    from activities.sql import SqlPolicy
+
+    registry = Registry()
+    try:
+        registry.allow_http_to(*allow_http_to)
+    except PolicyError as exc:
+        raise CliError(f"--allow-http-to: {exc}") from None
+    if sql_role is not None:
+        if not url.startswith("postgresql"):
+            raise CliError("--sql-role needs a PostgreSQL database (SQLite has no roles)")
+        try:
+            registry.sql_role = SqlPolicy(role=sql_role).role
+        except ValueError as exc:
+            raise CliError(f"--sql-role: {exc}") from None
+    return OperatorSettings(registry=registry, max_history_events=max_history_events)
+
+
 @contextlib.contextmanager
 def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
     """Switch telemetry on for one command; flush and shut exporters down before exit."""
@@ -181,6 +273,7 @@ def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
 @activities_option
 @click.option("--name", "execution_name", metavar="N", default=None, help="Execution name.")
 @click.option("--strict", is_flag=True, help="Refuse to start if a Task Resource has no handler.")
+@operator_options
 @click.option(
     "--resume",
     "resume",
@@ -206,6 +299,9 @@ def run_command(
     strict: bool,
     resume: str | None,
     lease_seconds: float,
+    allow_http_to: tuple[str, ...],
+    sql_role: str | None,
+    max_history_events: int | None,
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
@@ -224,13 +320,19 @@ def run_command(
     from statemachine.errors import DefinitionError
 
     ctx = click.get_current_context()
+    url = database_url(ctx)
+    settings = operator_settings(url, allow_http_to, sql_role, max_history_events)
     if resume is not None:
         _check_resume_options(file, input_text, input_file, execution_name, strict)
         import_activities(activities)
 
         async def resumed() -> ExecutionRecord:
             async with Engine(
-                database_url(ctx), worker=False, lease_seconds=lease_seconds
+                url,
+                worker=False,
+                lease_seconds=lease_seconds,
+                registry=settings.registry,
+                max_history_events=settings.max_history_events,
             ) as engine:
                 return await engine.resume(resume)
 
@@ -239,7 +341,12 @@ def run_command(
         return
     if file is None:
         raise CliError("missing argument FILE (or --resume EXEC)")
-    _text, raw = load_definition_file(file)
+    text, raw = load_definition_file(file)
+    oversized = _size_diagnostics(text)
+    for problem in oversized:
+        click.echo(diagnostic_line(file, problem), err=True)
+    if oversized:
+        raise CliError(f"{file}: invalid state machine definition")
     check_definition(file, raw, "STANDARD")
     payload = execution_input(input_text, input_file)
     import_activities(activities)
@@ -259,7 +366,12 @@ def run_command(
         # No in-process worker: `run` runs its own execution, not whatever
         # else is queued in the same database.
         async with Engine(
-            database_url(ctx), worker=False, worker_id=worker_id, lease_seconds=lease_seconds
+            url,
+            worker=False,
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            registry=settings.registry,
+            max_history_events=settings.max_history_events,
         ) as engine:
             try:
                 return await engine.run(raw, payload, name=run_name)

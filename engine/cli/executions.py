@@ -1,10 +1,13 @@
-"""`stepwise start|describe|history|list|stop`: executions, through a client `Engine`.
+"""`stepwise start|describe|history|list|stop` and `stepwise executions purge`.
 
 ``start`` enqueues an execution on a queue (``--queue``, ``default``) for
 a running ``stepwise worker`` on that queue;
 ``describe`` and ``history`` read one (by executionArn, or by name when
 unambiguous), with ``--redact`` hiding secret fields (engine/redact.py);
-``list`` shows executions newest first; ``stop`` aborts one.
+``list`` shows executions newest first; ``stop`` aborts one;
+``executions purge`` deletes closed executions older than a cutoff, in
+small batches. ``history`` pages through the store and prints each page as
+it comes, so it holds one page of events whatever the history's length.
 JSON output is AWS-shaped (see `engine.history`), plus the execution's
 ``queue`` in ``describe``.
 """
@@ -12,22 +15,42 @@ JSON output is AWS-shaped (see `engine.history`), plus the execution's
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
+import re
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.cli.core import (
     StepwiseCommand,
+    StepwiseGroup,
+    database_url,
     execution_input,
     global_options,
     input_options,
     json_output,
     with_client,
 )
-from engine.cli.output import emit_json, print_table
+from engine.cli.output import CliError, emit_json, print_table
 
-__all__ = ["describe_command", "history_command", "list_command", "start_command", "stop_command"]
+if TYPE_CHECKING:
+    from engine.api import Engine
+    from engine.store import Event
+
+__all__ = [
+    "describe_command",
+    "executions_group",
+    "history_command",
+    "list_command",
+    "parse_age",
+    "start_command",
+    "stop_command",
+]
+
+# Events per page read by `history`.
+HISTORY_PAGE = 1000
 
 # The values of engine.store.ExecutionStatus, spelled out so that building the
 # option does not import the store (tests pin them equal).
@@ -129,25 +152,62 @@ def describe_command(execution: str, redact: bool) -> None:
 @redact_option
 @global_options
 def history_command(execution: str, reverse: bool, redact: bool) -> None:
-    """Print an execution's history events, AWS-shaped."""
-    from engine.history import event_summary, history_to_aws, iso_timestamp
+    """Print an execution's history events, AWS-shaped (read and printed a page at a time)."""
+    as_json = json_output()
+    hide = _event_redactor() if redact else None
 
-    events = with_client(lambda engine: engine.history(execution))
-    if redact:
-        import msgspec
+    async def stream(engine: Engine) -> None:
+        pages = engine.lifecycle.history_pages(execution, reverse=reverse, page_size=HISTORY_PAGE)
+        first = True
+        async for page in pages:
+            if hide is not None:
+                page = [hide(e) for e in page]
+            (_json_page if as_json else _table_page)(page, first=first)
+            first = False
+        if as_json:
+            click.echo('{\n  "events": []\n}' if first else "\n  ]\n}")
 
-        from engine.redact import redactor_from_environment
+    with_client(stream)
 
-        redactor = redactor_from_environment()
-        events = [msgspec.structs.replace(e, details=redactor.details(e.details)) for e in events]
-    if json_output():
-        emit_json(history_to_aws(events, reverse=reverse))
-        return
-    ordered = list(reversed(events)) if reverse else events
-    print_table(
-        ["ID", "TIMESTAMP", "TYPE", "DETAILS"],
-        [[e.event_id, iso_timestamp(e.timestamp), e.type, event_summary(e)] for e in ordered],
+
+def _event_redactor() -> Callable[[Event], Event]:
+    """Hide the secret fields of an event's details (engine/redact.py's rules)."""
+    import msgspec
+
+    from engine.redact import redactor_from_environment
+
+    redactor = redactor_from_environment()
+    return lambda e: msgspec.structs.replace(e, details=redactor.details(e.details))
+
+
+def _json_page(events: list[Event], *, first: bool) -> None:
+    # The same text as emit_json({"events": [...]}), written a page at a time.
+    from engine.history import event_to_aws
+
+    body = ",\n".join(
+        textwrap.indent(json.dumps(event_to_aws(e), indent=2, ensure_ascii=False), "    ")
+        for e in events
     )
+    click.echo(('{\n  "events": [\n' if first else ",\n") + body, nl=False)
+
+
+def _table_page(events: list[Event], *, first: bool) -> None:
+    from engine.history import event_summary, iso_timestamp
+
+    rows = [[e.event_id, iso_timestamp(e.timestamp), e.type, event_summary(e)] for e in events]
+    if first and len(events) < HISTORY_PAGE:
+        print_table(["ID", "TIMESTAMP", "TYPE", "DETAILS"], rows)  # the whole history
+        return
+    # A long history: columns wide enough for any event, so pages line up.
+    widths = (7, 32, 28)
+    header: list[list[Any]] = [["ID", "TIMESTAMP", "TYPE", "DETAILS"]] if first else []
+    for row in [*header, *rows]:
+        cells = ["" if c is None else str(c) for c in row]
+        click.echo(
+            "  ".join(c.ljust(w) for c, w in zip(cells[:3], widths, strict=True))
+            + "  "
+            + cells[3].rstrip()
+        )
 
 
 @click.command("list", cls=StepwiseCommand)
@@ -217,3 +277,77 @@ def stop_command(execution: str, error: str | None, cause: str | None) -> None:
         emit_json({"stopDate": stopped})
     else:
         click.echo(f"{record.execution_id} {record.status} at {stopped}")
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+CLOSED_STATUSES = tuple(s for s in STATUSES if s != "RUNNING")
+
+
+def parse_age(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a duration; CliError (exit 2) otherwise."""
+    found = _AGE.match(text.lower())
+    if found is None:
+        raise CliError(f"--older-than: {text!r} is not an age such as 90d, 12h, 30m, 45s or 2w")
+    return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+
+
+@click.group("executions", cls=StepwiseGroup)
+@global_options
+def executions_group() -> None:
+    """Executions in bulk: purge closed ones."""
+
+
+@executions_group.command("purge", cls=StepwiseCommand)
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Purge executions that stopped more than AGE ago: 90d (AWS's retention), 12h, 30m.",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(CLOSED_STATUSES, case_sensitive=False),
+    help="Only executions that closed with STATUS (repeatable; default: every closed one).",
+)
+@click.option("--machine", metavar="NAME", default=None, help="Only executions of NAME.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Executions deleted per transaction (small batches hold no lock for long).",
+)
+@global_options
+def purge_command(
+    older_than: str, statuses: tuple[str, ...], machine: str | None, batch_size: int
+) -> None:
+    """Delete closed executions (with their histories) that stopped more than AGE ago.
+
+    RUNNING executions are never deleted. Each batch is one short
+    transaction, so workers keep running while a purge goes on.
+    """
+    from engine.history import iso_timestamp
+    from engine.store import Store
+
+    cutoff = datetime.now(UTC) - parse_age(older_than)
+    wanted = [s.upper() for s in statuses] or None
+    store = Store(database_url())
+    purged = 0
+    try:
+        while True:
+            ids = store.purge_executions(
+                stopped_before=cutoff, statuses=wanted, machine=machine, limit=batch_size
+            )
+            purged += len(ids)
+            if len(ids) < batch_size:
+                break
+    finally:
+        store.close()
+    if json_output():
+        emit_json({"purgedExecutions": purged, "stoppedBefore": iso_timestamp(cutoff)})
+    else:
+        click.echo(f"purged {purged} executions that stopped before {iso_timestamp(cutoff)}")

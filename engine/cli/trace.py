@@ -6,13 +6,16 @@ on, or to send one to a viewer on demand. ``--format json`` prints it as
 OTLP/JSON on stdout; ``--format tree`` prints the span tree with offsets and
 durations for a terminal. Exporters are flushed and shut down before exit.
 Exit codes follow the CLI's: 2 usage, 3 store or exporter failure.
-OpenTelemetry is imported only when the command runs.
+OpenTelemetry is imported only when the command runs. The history is read
+a page at a time into one `TraceBuilder` (`_span_batches`); exporting sends
+each page's finished spans as they come, so no event list is ever held
+whole, and the builder keeps only what is still open.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,8 +24,8 @@ from engine.cli.core import StepwiseCommand, database_url, global_options, json_
 from engine.cli.output import CliError, InfrastructureFailure
 
 if TYPE_CHECKING:
-    from engine.store import Event, ExecutionRecord
-    from engine.telemetry.spans import SpanRecord
+    from engine.store import ExecutionRecord
+    from engine.telemetry.spans import PayloadPolicy, SpanRecord
 
 __all__ = ["render_tree", "trace"]
 
@@ -88,24 +91,48 @@ def render_tree(spans: Sequence[SpanRecord]) -> str:
     return "\n".join(lines)
 
 
-def _load(url: str, execution: str) -> tuple[ExecutionRecord, list[Event]]:
-    # Store errors (unknown execution: exit 2; unreachable: exit 3) reach the reporter.
-    # A read command: it creates nothing, and rides out a short outage.
-    from engine.cli.core import retry_transient
-    from engine.store import Store
+class _Trace:
+    """One execution's spans, read from its history a page at a time."""
 
-    def attempt(_number: int) -> tuple[ExecutionRecord, list[Event]]:
-        store = Store(url, create=False)
+    def __init__(self, url: str, execution: str, payloads: PayloadPolicy) -> None:
+        # Store errors (unknown execution: exit 2; unreachable: exit 3) reach the reporter.
+        from engine.store import Store
+
+        # A read command: it creates nothing.
+        self.store = Store(url, create=False)
+        self._closed = False
         try:
-            record = store.get_execution(execution)
-            return record, store.history(record.execution_id)
+            self.record: ExecutionRecord = self.store.get_execution(execution)
+        except BaseException:
+            self.close()
+            raise
+        self.payloads = payloads
+        self.running = 0
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+    def batches(self) -> Iterator[list[SpanRecord]]:
+        """The finished spans, a page of history at a time, then those still open."""
+        from engine.telemetry.spans import TraceBuilder
+
+        builder = TraceBuilder(self.record, payloads=self.payloads)
+        try:
+            for page in self.store.iter_history(self.record.execution_id):
+                completed = builder.feed(page)
+                if completed:
+                    yield completed
         finally:
-            store.close()
+            self.close()
+        still_open = builder.open_spans()
+        self.running = len(still_open)
+        if still_open:
+            yield still_open
 
-    return retry_transient(attempt)
 
-
-def _export(spans: list[SpanRecord], otlp: str | None) -> int:
+def _export(batches: Iterable[list[SpanRecord]], otlp: str | None) -> int:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     from engine.telemetry.export import (
@@ -124,19 +151,26 @@ def _export(spans: list[SpanRecord], otlp: str | None) -> int:
             "no trace exporter configured: pass --otlp URL, or set OTEL_TRACES_EXPORTER / "
             "OTEL_EXPORTER_OTLP_ENDPOINT (or use --format json|tree)"
         )
-    readable = to_readable_spans(spans, make_resource())
+    resource = make_resource()
     failed = False
-    for exporter in exporters:
-        try:
+    exported = 0
+    try:
+        for batch in batches:
+            readable = to_readable_spans(batch, resource)
             for start in range(0, len(readable), _EXPORT_BATCH):
-                result = exporter.export(readable[start : start + _EXPORT_BATCH])
-                failed = failed or result is not SpanExportResult.SUCCESS
+                chunk = readable[start : start + _EXPORT_BATCH]
+                for exporter in exporters:
+                    result = exporter.export(chunk)
+                    failed = failed or result is not SpanExportResult.SUCCESS
+            exported += len(readable)
+        for exporter in exporters:
             exporter.force_flush()
-        finally:
+    finally:
+        for exporter in exporters:
             exporter.shutdown()
     if failed:
         raise InfrastructureFailure("the trace exporter reported a failure (is the collector up?)")
-    return len(readable)
+    return exported
 
 
 @click.command("trace", cls=StepwiseCommand)
@@ -160,22 +194,28 @@ def _export(spans: list[SpanRecord], otlp: str | None) -> int:
 @global_options
 def trace(execution: str, output_format: str, otlp: str | None, trace_payloads: bool) -> None:
     """Rebuild EXECUTION's trace from its history and export or print it."""
+    from engine.cli.core import retry_transient
     from engine.telemetry import payload_policy
     from engine.telemetry.export import to_otlp_json
-    from engine.telemetry.spans import build_spans
 
-    record, events = _load(database_url(), execution)
-    spans = build_spans(record, events, payloads=payload_policy(trace_payloads), include_open=True)
     output_format = output_format.lower()
-    if output_format in ("json", "otlp-json"):
-        click.echo(json.dumps(to_otlp_json(spans), indent=2))
-        return
-    if output_format == "tree":
-        click.echo(f"trace {record.trace_id}  {record.execution_id}  {record.status}")
-        click.echo(render_tree(spans))
-        return
-    exported = _export(spans, otlp)
-    running = sum(1 for span in spans if span.end is None)
+    url, payloads = database_url(), payload_policy(trace_payloads)
+    # Opening rides out a short outage, as every read command does.
+    source = retry_transient(lambda _attempt: _Trace(url, execution, payloads))
+    record = source.record
+    try:
+        if output_format in ("json", "otlp-json", "tree"):
+            spans = [span for batch in source.batches() for span in batch]
+            if output_format == "tree":
+                click.echo(f"trace {record.trace_id}  {record.execution_id}  {record.status}")
+                click.echo(render_tree(spans))
+            else:
+                click.echo(json.dumps(to_otlp_json(spans), indent=2))
+            return
+        exported = _export(source.batches(), otlp)
+    finally:
+        source.close()
+    running = source.running
     summary: dict[str, Any] = {"traceId": record.trace_id, "exportedSpans": exported}
     if json_output():
         click.echo(json.dumps(summary))

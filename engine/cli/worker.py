@@ -15,6 +15,9 @@ SIGTERM is prompt even while a sync handler runs: a thread cannot be
 interrupted, so the worker releases that execution's lease with the others
 and exits without waiting for the thread (its result would be discarded
 anyway; the Task runs again elsewhere under the same idempotency key).
+The operator's options (``--allow-http-to``,
+``--sql-role``, ``--max-history-events``) configure what its executions may
+do; ``--retention-days`` makes it purge closed executions older than that.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ from engine.cli.core import (
     retry_seconds,
     run_async,
 )
-from engine.cli.definitions import telemetry_options, telemetry_session
+from engine.cli.definitions import (
+    operator_options,
+    operator_settings,
+    telemetry_options,
+    telemetry_session,
+)
 
 __all__ = ["worker_command"]
 
@@ -56,14 +64,27 @@ def _display_url(url: str) -> str:
     show_default=True,
     help="Run only executions started on queue Q (`start --queue Q`; a `run`'s private queue).",
 )
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="DAYS",
+    help="Purge closed executions that stopped more than DAYS ago, in small batches "
+    "(AWS keeps 90; default: $STEPWISE_RETENTION_DAYS, else keep everything).",
+)
 @activities_option
+@operator_options
 @telemetry_options
 @global_options
 def worker_command(
     concurrency: int,
     lease_seconds: float,
     queue: str,
+    retention_days: float | None,
     activities: tuple[str, ...],
+    allow_http_to: tuple[str, ...],
+    sql_role: str | None,
+    max_history_events: int | None,
     otlp: str | None,
     trace_payloads: bool,
 ) -> None:
@@ -81,6 +102,7 @@ def worker_command(
     ctx = click.get_current_context()
     import_activities(activities)
     url = database_url(ctx)
+    settings = operator_settings(url, allow_http_to, sql_role, max_history_events)
 
     async def work() -> None:
         # Listen before the engine starts, so a signal during start-up is
@@ -97,6 +119,9 @@ def worker_command(
                         concurrency=concurrency,
                         lease_seconds=lease_seconds,
                         queue=queue,
+                        registry=settings.registry,
+                        max_history_events=settings.max_history_events,
+                        retention_days=retention_days,
                     )
                     try:
                         await stack.enter_async_context(engine)

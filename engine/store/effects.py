@@ -7,6 +7,11 @@ transaction: a crash can never leave the effect without its record or the
 record without the effect, and a step already recorded returns its record
 instead of running again. A statement the database rejects rolls back to
 the savepoint and becomes a ``Stepwise.SqlError`` outcome.
+
+With an operator's role (PostgreSQL only), the statements run under
+``SET LOCAL ROLE`` inside the savepoint and ``RESET ROLE`` follows them, so
+they can touch only what that role was granted, while the record of their
+result is still written by the engine's own user in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from activities.sql import set_role_statement
 from engine.store.base import StoreBase
 from engine.store.checkpoints import holds_lease, lock_work
 from engine.store.errors import LeaseLost
@@ -58,6 +64,7 @@ class EffectStore(StoreBase):
         worker_id: str,
         statements: Sequence[Statement],
         now: datetime,
+        role: str | None = None,
     ) -> dict[str, Any]:
         """Run `statements` once for step `key`, recording their result in the same transaction.
 
@@ -66,6 +73,8 @@ class EffectStore(StoreBase):
         "cause": …}`` with nothing of the statements kept. A step already run
         returns its recorded result without running anything. Raises
         LeaseLost when `worker_id` no longer holds the execution's lease.
+        `role` runs the statements as that PostgreSQL role (a SQL error
+        outcome on SQLite, which has no roles).
         """
         with self._write() as conn:
             work = lock_work(conn, [execution_id]).get(execution_id)
@@ -83,6 +92,14 @@ class EffectStore(StoreBase):
             results: list[dict[str, Any]] = []
             savepoint = conn.begin_nested()
             try:
+                if role is not None:
+                    if conn.dialect.name != "postgresql":
+                        savepoint.rollback()
+                        return {
+                            "error": "Stepwise.SqlError",
+                            "cause": "a SQL role (--sql-role) needs PostgreSQL",
+                        }
+                    conn.exec_driver_sql(set_role_statement(role))
                 for statement in statements:
                     cursor = conn.execute(sa.text(statement.sql), statement.parameters)
                     if cursor.returns_rows:
@@ -94,6 +111,9 @@ class EffectStore(StoreBase):
                         results.append({"Rows": rows, "RowCount": len(rows)})
                     else:
                         results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
+                if role is not None:
+                    # SET LOCAL outlives the savepoint: the record is the engine's to write.
+                    conn.exec_driver_sql("RESET ROLE")
             except sa_exc.DBAPIError as failure:
                 savepoint.rollback()
                 message = (

@@ -300,6 +300,19 @@ def _migration_queues(conn: Connection) -> None:
     _define_queues(frozen).create(conn, checkfirst=True)
 
 
+def _define_retention_index(md: sa.MetaData) -> sa.Index:
+    """The index retention purges by: closed executions, oldest stop first."""
+    table = md.tables["executions"]
+    return sa.Index("ix_executions_stop_date", table.c.stop_date)
+
+
+def _migration_6(conn: Connection) -> None:
+    """Add ix_executions_stop_date so each purge batch is an index range scan, not a table scan."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    _define_retention_index(frozen).create(conn, checkfirst=True)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -307,6 +320,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "drop the unused timers table", _migration_3),
     (4, "index for paging executions newest first", _migration_4),
     (5, "queues: executions and their work carry a queue name", _migration_queues),
+    (6, "retention: index of executions by stop date", _migration_6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -317,6 +331,7 @@ _define_v2(metadata)
 metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 _define_queues(metadata)
+_define_retention_index(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]

@@ -15,14 +15,17 @@ transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), and this module's executions:
-start, describe, list, history, load and stop. What differs between SQLite
+start, describe, list, history (whole, or paged by event id so a reader
+of any execution holds one page at a time), load, stop and purge (closed
+executions older than a cutoff, with everything they own, one short
+transaction per small batch). What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +35,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from engine.store.checkpoints import event_row, signal
+from engine.store.codec import PayloadCodec
 from engine.store.effects import EffectStore
 from engine.store.errors import (
     AmbiguousExecution,
@@ -60,9 +64,11 @@ from engine.store.rows import (
     token_record,
 )
 from engine.store.schema import (
+    activity_tasks,
     executions,
     history_events,
     journal,
+    sql_effects,
     state_machine_versions,
     state_machines,
     task_tokens,
@@ -71,7 +77,22 @@ from engine.store.schema import (
 from engine.store.tokens import TokenStore
 from engine.store.work import WorkStore
 
-__all__ = ["Store", "default_database_url"]
+__all__ = ["HISTORY_PAGE_SIZE", "PURGE_BATCH_SIZE", "Store", "default_database_url"]
+
+# Events per page when a reader pages through a history.
+HISTORY_PAGE_SIZE = 1000
+# Executions deleted per purge transaction: small, so no lock is held long.
+PURGE_BATCH_SIZE = 50
+
+# The tables whose rows belong to one execution, deleted with it (children first).
+_OWNED_BY_EXECUTION = (
+    history_events,
+    journal,
+    task_tokens,
+    activity_tasks,
+    sql_effects,
+    work_queue,
+)
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
 
@@ -277,16 +298,91 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
             rows = list(conn.execute(query))
             if not rows:
                 self._require_execution(conn, execution_id)
-        return [
-            Event(
-                event_id=row.event_id,
-                previous_event_id=row.previous_event_id,
-                type=row.type,
-                timestamp=row.timestamp,
-                details=msgspec.json.decode(self._codec.open(row.details)),
-            )
-            for row in rows
-        ]
+        return [_event(row, self._codec) for row in rows]
+
+    def history_page(
+        self,
+        execution_id: str,
+        *,
+        after: int | None = None,
+        limit: int = HISTORY_PAGE_SIZE,
+        reverse: bool = False,
+    ) -> list[Event]:
+        """Up to `limit` events of the execution, keyset-paged by event id.
+
+        In id order, those above `after` (newest first with `reverse`: those
+        below it); None starts at the first (or, reversed, the last) event.
+        Each page is one indexed range read of the (execution, event id) key,
+        however long the history. Raises ExecutionDoesNotExist for an
+        unknown execution.
+        """
+        column = history_events.c.event_id
+        query = sa.select(history_events).where(history_events.c.execution_id == execution_id)
+        if after is not None:
+            query = query.where(column < after if reverse else column > after)
+        query = query.order_by(column.desc() if reverse else column).limit(limit)
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+            if not rows and after is None:
+                self._require_execution(conn, execution_id)
+        return [_event(row, self._codec) for row in rows]
+
+    def iter_history(
+        self, execution_id: str, *, page_size: int = HISTORY_PAGE_SIZE, reverse: bool = False
+    ) -> Iterator[list[Event]]:
+        """The execution's history one page at a time (see `history_page`), each its own read.
+
+        Memory stays one page whatever the history's length. Raises
+        ExecutionDoesNotExist for an unknown execution.
+        """
+        after: int | None = None
+        while True:
+            page = self.history_page(execution_id, after=after, limit=page_size, reverse=reverse)
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].event_id
+
+    def purge_executions(
+        self,
+        *,
+        stopped_before: datetime,
+        statuses: Sequence[str] | None = None,
+        machine: str | None = None,
+        limit: int = PURGE_BATCH_SIZE,
+    ) -> list[str]:
+        """Delete up to `limit` closed executions that stopped before `stopped_before`.
+
+        Each goes with everything it owns (events, journal, tokens, activity
+        tasks, SQL effects, work row), oldest first, in one short
+        transaction; returns the deleted ids (fewer than `limit`: nothing
+        more to purge). Optionally only `statuses` and one `machine`. A
+        RUNNING execution is never deleted, and on PostgreSQL rows another
+        transaction holds are skipped, so a purge never waits on a worker.
+        Raises ValueError for an unknown status or RUNNING.
+        """
+        wanted = [ExecutionStatus(s).value for s in statuses] if statuses else None
+        if wanted is not None and ExecutionStatus.RUNNING.value in wanted:
+            raise ValueError("RUNNING executions are never purged")
+        query = sa.select(executions.c.execution_id).where(
+            executions.c.stop_date < stopped_before,
+            executions.c.status != ExecutionStatus.RUNNING.value,
+        )
+        if wanted is not None:
+            query = query.where(executions.c.status.in_(wanted))
+        if machine is not None:
+            query = query.where(executions.c.machine == machine)
+        query = (
+            query.order_by(executions.c.stop_date).limit(limit).with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            ids = [row.execution_id for row in conn.execute(query)]
+            if ids:
+                for table in _OWNED_BY_EXECUTION:
+                    conn.execute(sa.delete(table).where(table.c.execution_id.in_(ids)))
+                conn.execute(sa.delete(executions).where(executions.c.execution_id.in_(ids)))
+        return ids
 
     @staticmethod
     def _require_execution(conn: Connection, execution_id: str) -> Any:
@@ -403,3 +499,13 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
                 )
                 for row in rows
             }
+
+
+def _event(row: Any, codec: PayloadCodec) -> Event:
+    return Event(
+        event_id=row.event_id,
+        previous_event_id=row.previous_event_id,
+        type=row.type,
+        timestamp=row.timestamp,
+        details=msgspec.json.decode(codec.open(row.details)),
+    )

@@ -57,7 +57,8 @@ async def run_in_process(call: Call, context: ActivityContext) -> Outcome:
         assert resolution.registration is not None
         return await _handler(call, resolution.registration, context)
     if resolution.builtin == "http":
-        return await _builtin(call, http_invoke, context)
+        http = functools.partial(http_invoke, policy=registry.http_policy)
+        return await _builtin(call, http, context)
     if resolution.builtin == "sql":
         return await _sql(call)
     if resolution.builtin == "shell":
@@ -148,5 +149,6 @@ async def _sql(call: Call) -> Outcome:
         worker_id=services.worker_id,
         statements=statements,
         now=call.walk.clock.now(),
+        role=call.walk.registry.sql_role,
     )
     return from_record(record)

@@ -12,6 +12,9 @@ ERROR with the error name. Which span an event belongs to follows its
 event it follows. Span ids are derived from (trace id, event id), so the same
 history always gives the same spans, and feeding the history in slices (one
 per commit) gives each span exactly once — in the slice holding its end.
+A span handed out is forgotten by the builder (only open spans are kept, and
+a tiny marker for each event id), so feeding a history page by page holds
+about what is still open, not the whole trace.
 Payloads stay out of spans unless a `PayloadPolicy` opts in; then secret
 fields are redacted by the rules of `engine/redact.py`, inside error causes too.
 """
@@ -153,6 +156,10 @@ class SpanRecord:
         return self.error is not None
 
 
+# What a closed node points at instead of its span, once the span is handed out.
+_RELEASED = SpanRecord("", "", None, "", "", datetime.min, None, 0, None)
+
+
 @dataclass
 class _Node:
     span: SpanRecord
@@ -167,6 +174,7 @@ class _Node:
     branches: int = 0
     iterations: dict[int, _Node] = field(default_factory=dict)
     last_ts: datetime | None = None
+    closed_children: int = 0
 
     def open_children(self) -> list[_Node]:
         return [child for child in self.children if child.open]
@@ -533,6 +541,25 @@ class TraceBuilder:
         elif cancelled and (children or node.span.kind in (STATE, TASK)):
             span.attributes["stepwise.cancelled"] = True
         completed.append(span)
+        self._forget(node)
+
+    @staticmethod
+    def _forget(node: _Node) -> None:
+        """Drop what a closed node holds; the builder never reads a closed node's span again."""
+        parent = node.parent
+        if parent is not None:
+            if node.span.kind == ITERATION:
+                index = node.span.attributes.get("stepwise.map.index")
+                if isinstance(index, int) and parent.iterations.get(index) is node:
+                    del parent.iterations[index]
+            parent.closed_children += 1
+            # Compacted when half are closed: amortised O(1) per span, even for wide Maps.
+            if parent.closed_children > 16 and 2 * parent.closed_children > len(parent.children):
+                parent.children = parent.open_children()
+                parent.closed_children = 0
+        node.children = []
+        node.iterations = {}
+        node.span = _RELEASED
 
     def _touch(self, node: _Node, when: datetime) -> None:
         current: _Node | None = node

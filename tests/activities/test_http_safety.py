@@ -427,8 +427,11 @@ def test_refusals_and_caps_are_errors_a_catch_sees(server: _Server, sqlite_url: 
         "endless": f"{server.url}/endless",
     }
 
+    registry = Registry()
+    registry.allow_http_to("127.0.0.1")  # the endless server is on loopback
+
     async def main() -> Any:
-        async with Engine(sqlite_url) as engine:
+        async with Engine(sqlite_url, registry=registry) as engine:
             return await engine.run(definition, value)
 
     record = anyio.run(main)
