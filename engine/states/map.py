@@ -103,7 +103,9 @@ def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -
 def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
     if state.mode != "DISTRIBUTED":
         return None
-    count = dynamic_int(frame, state.tolerated_failure_count, frame.input)
+    count = dynamic_int(frame, state.tolerated_failure_count, frame.input, minimum=-(2**63))
+    if count is not None and count < 0:
+        raise StatesError(States.RUNTIME, "ToleratedFailureCount cannot be negative.")
     percentage = dynamic_number(frame, state.tolerated_failure_percentage, frame.input)
     if percentage is not None and not 0 <= percentage <= 100:
         raise StatesError(States.RUNTIME, "ToleratedFailurePercentage must be between 0 and 100.")
