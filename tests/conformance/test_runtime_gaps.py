@@ -173,3 +173,21 @@ def test_map_retry_records_map_state_failed_once(db_url: str, tmp_path: Path) ->
     assert types.count("MapStateStarted") == 2
     assert types.count("MapStateFailed") == 1
     assert types[-2:] == ["MapStateFailed", "ExecutionFailed"]
+
+
+def test_jsonata_keys_ending_in_dollar_are_plain_keys(db_url: str, tmp_path: Path) -> None:
+    """AWS accepts `x.$` keys in JSONata mode and keeps them as written; values stay literal."""
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Pass",
+                "Output": {"a.$": "$.x", "b": {"c.$": "{% $states.input.x %}"}},
+                "End": True,
+            }
+        },
+    }
+    described = _run(db_url, tmp_path, definition, {"x": 1})
+    assert described["status"] == "SUCCEEDED"
+    assert described["output"] == {"a.$": "$.x", "b": {"c.$": 1}}
