@@ -191,3 +191,58 @@ def test_jsonata_keys_ending_in_dollar_are_plain_keys(db_url: str, tmp_path: Pat
     described = _run(db_url, tmp_path, definition, {"x": 1})
     assert described["status"] == "SUCCEEDED"
     assert described["output"] == {"a.$": "$.x", "b": {"c.$": 1}}
+
+
+def _events(db_url: str, execution_arn: str) -> list[dict[str, Any]]:
+    shown = CliRunner().invoke(cli, ["--db", db_url, "--output", "json", "history", execution_arn])
+    assert shown.exit_code == 0, shown.output
+    events: list[dict[str, Any]] = json.loads(shown.stdout)["events"]
+    return events
+
+
+def test_map_event_details_as_aws_shows_them(db_url: str, tmp_path: Path) -> None:
+    """mapStateStartedEventDetails.length, mapIterationStartedEventDetails name and index,
+    and the evaluationFailedEventDetails of a Map whose Items cannot be evaluated."""
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "Items": "{% $states.input.items %}",
+                "ItemProcessor": PASS_PROCESSOR,
+                "Assign": {"count": "{% $count($states.result) %}"},
+                "Next": "Bad",
+            },
+            "Bad": {
+                "Type": "Map",
+                "Items": "{% $count %}",
+                "ItemProcessor": {"StartAt": "Q", "States": {"Q": {"Type": "Pass", "End": True}}},
+                "End": True,
+            },
+        },
+    }
+    described = _run(db_url, tmp_path, definition, {"items": ["a", "b"]})
+    assert described["status"] == "FAILED"
+    events = _events(db_url, described["executionArn"])
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_type.setdefault(event["type"], []).append(event)
+    assert by_type["MapStateStarted"][0]["mapStateStartedEventDetails"] == {"length": 2}
+    assert [e["mapIterationStartedEventDetails"] for e in by_type["MapIterationStarted"]] == [
+        {"name": "M", "index": 0},
+        {"name": "M", "index": 1},
+    ]
+    exited = by_type["MapStateExited"][0]["stateExitedEventDetails"]
+    assert exited["name"] == "M" and json.loads(exited["output"]) == ["a", "b"]
+    assert exited["assignedVariables"] == {"count": "2"}
+    failed = by_type["EvaluationFailed"][0]["evaluationFailedEventDetails"]
+    assert failed["error"] == "States.QueryEvaluationError"
+    assert failed["location"] == "Items" and failed["state"] == "Bad"
+    assert [e["type"] for e in events][-4:] == [
+        "MapStateEntered",
+        "EvaluationFailed",
+        "MapStateFailed",
+        "ExecutionFailed",
+    ]
+    assert by_type["ExecutionFailed"][0]["executionFailedEventDetails"]["cause"] == failed["cause"]
