@@ -103,10 +103,16 @@ def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -
 def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
     if state.mode != "DISTRIBUTED":
         return None
-    count = dynamic_int(frame, state.tolerated_failure_count, frame.input, minimum=-(2**63))
-    if count is not None and count < 0:
-        raise StatesError(States.RUNTIME, "ToleratedFailureCount cannot be negative.")
-    percentage = dynamic_number(frame, state.tolerated_failure_percentage, frame.input)
+    count = dynamic_int(
+        frame,
+        state.tolerated_failure_count,
+        frame.input,
+        numeric_strings=True,
+        below_minimum="ToleratedFailureCount cannot be negative.",
+    )
+    percentage = dynamic_number(
+        frame, state.tolerated_failure_percentage, frame.input, numeric_strings=True
+    )
     if percentage is not None and not 0 <= percentage <= 100:
         raise StatesError(States.RUNTIME, "ToleratedFailurePercentage must be between 0 and 100.")
     if count is None and percentage is None:
@@ -127,7 +133,17 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         with frame.evaluating():
             effective = effective_input(frame)
             items = _items(frame, state, effective)
-            concurrency = dynamic_int(frame, state.max_concurrency, effective) or 0
+            concurrency = (
+                dynamic_int(
+                    frame,
+                    state.max_concurrency,
+                    effective,
+                    numeric_strings=True,
+                    below_minimum="Expected non-negative integer for MaxConcurrency, "
+                    "got '{value}' instead.",
+                )
+                or 0
+            )
             inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
             if state.item_batcher is not None:
                 inputs = _batches(frame, state, effective, inputs)

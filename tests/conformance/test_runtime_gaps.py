@@ -246,3 +246,42 @@ def test_map_event_details_as_aws_shows_them(db_url: str, tmp_path: Path) -> Non
         "ExecutionFailed",
     ]
     assert by_type["ExecutionFailed"][0]["executionFailedEventDetails"]["cause"] == failed["cause"]
+
+
+def _distributed(**fields: Any) -> dict[str, Any]:
+    return {
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    **PASS_PROCESSOR,
+                },
+                "End": True,
+                **fields,
+            }
+        },
+    }
+
+
+def test_map_limit_paths_read_numbers_written_as_strings(db_url: str, tmp_path: Path) -> None:
+    definition = _distributed(
+        MaxConcurrencyPath="$.limit",
+        ToleratedFailureCountPath="$.limit",
+        ToleratedFailurePercentagePath="$.limit",
+    )
+    described = _run(db_url, tmp_path, definition, {"limit": "2", "items": [1, 2]})
+    assert described["status"] == "SUCCEEDED", described
+    assert described["output"] == [1, 2]
+
+
+def test_negative_max_concurrency_path_is_aws_worded(db_url: str, tmp_path: Path) -> None:
+    definition = _distributed(MaxConcurrencyPath="$.limit")
+    described = _run(db_url, tmp_path, definition, {"limit": -1, "items": [1]})
+    assert described["error"] == "States.Runtime"
+    assert (
+        _cause(described, "M")
+        == "Expected non-negative integer for MaxConcurrency, got '-1' instead."
+    )
