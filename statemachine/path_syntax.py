@@ -222,7 +222,10 @@ class _Parser:
                         out.append(_Scan(_Name((self.dot_name(stop),))))
                 else:
                     self.pos += 1
-                    if self.peek() == "*":
+                    if self.peek() == "[":
+                        # Jayway reads `.[` as `[`: `$.[0]`, `$.a.[0].b`, `$.[?(@.x)]`.
+                        out.append(self.bracket())
+                    elif self.peek() == "*":
                         self.pos += 1
                         out.append(_Wildcard())
                     else:

@@ -337,8 +337,8 @@ def _check_jsonata_text(rep: Reporter, location: str, text: str) -> None:
 def check_jsonata_value(rep: Reporter, location: str, value: object, depth: int = 0) -> None:
     """A JSONata-mode value: every `{% %}` string in it, at any depth, must parse.
 
-    Keys are literal in JSONata; a `.$` key there is a mistake carried over from
-    JSONPath and is an error.
+    Keys are literal in JSONata: a key ending in `.$` is a plain key, as AWS
+    accepts it (its value is not a path, and the key keeps its `.$`).
     """
     if depth > MAX_VALUE_DEPTH:
         return
@@ -350,14 +350,7 @@ def check_jsonata_value(rep: Reporter, location: str, value: object, depth: int 
             check_jsonata_value(rep, pointer_child(location, index), item, depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            here = pointer_child(location, key)
-            if key.endswith(".$"):
-                rep.schema(
-                    here,
-                    f"The field '{key}' ends with '.$', which is not supported "
-                    f"when 'QueryLanguage' is 'JSONata'",
-                )
-            check_jsonata_value(rep, here, item, depth + 1)
+            check_jsonata_value(rep, pointer_child(location, key), item, depth + 1)
 
 
 def _check_variable_name(rep: Reporter, location: str, name: str) -> None:
@@ -391,9 +384,9 @@ def check_assign(rep: Reporter, location: str, value: object, ql: QueryLanguage)
         )
         return
     if ql == "JSONata":
+        # Keys are literal here: `x.$` names a variable `x.$`, which is not an identifier.
         for key in value:
-            if not key.endswith(".$"):
-                _check_variable_name(rep, pointer_child(location, key), key)
+            _check_variable_name(rep, pointer_child(location, key), key)
         check_jsonata_value(rep, location, value)
         return
     names = set()

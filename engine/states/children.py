@@ -110,18 +110,28 @@ async def run_children(
             if tolerate is None or not tolerate(len(failures)):
                 group.cancel_scope.cancel()
 
-    async def limited(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
-        if limiter is None:
+    async def limited(index: int, child: Child, group: anyio.abc.TaskGroup, slot: object) -> None:
+        assert limiter is not None
+        try:
             await one(index, child, group)
-            return
-        async with limiter:
-            if group.cancel_scope.cancel_called:
-                return
-            await one(index, child, group)
+        finally:
+            limiter.release_on_behalf_of(slot)
 
     async with anyio.create_task_group() as group:
         for index, child in enumerate(children):
-            group.start_soon(limited, index, child, group)
+            if limiter is None:
+                group.start_soon(one, index, child, group)
+                continue
+            # The slot is taken here, in item order, before the child starts:
+            # the scheduler's order of new tasks is not the items' order (trio
+            # randomises it), and AWS starts iterations in order under
+            # MaxConcurrency. A failure cancels this loop, so no later child starts.
+            slot = object()
+            await limiter.acquire_on_behalf_of(slot)
+            if group.cancel_scope.cancel_called:
+                limiter.release_on_behalf_of(slot)
+                break
+            group.start_soon(limited, index, child, group, slot)
 
     if failures and (tolerate is None or not tolerate(len(failures))):
         for index in sorted(running):

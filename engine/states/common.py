@@ -126,8 +126,19 @@ def jsonata_typed(
     """A JSONata field whose result must have one JSON type (AWS's type errors otherwise)."""
     value = jsonata(frame, template, field, **states)
     source = template.value
-    text = source.text if isinstance(source, Expression) else frame.walk.payload(source)
+    text = source.text if isinstance(source, Expression) else frame.walk.payload(_source(source))
     return check_result_type(value, expected=expected, field=field, expression_text=text)
+
+
+def _source(value: Any) -> Any:
+    """A template's JSON as written: each compiled expression back to its `{% … %}` text."""
+    if isinstance(value, Expression):
+        return value.source
+    if isinstance(value, dict):
+        return {key: _source(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_source(item) for item in value]
+    return value
 
 
 def evaluate_assign(

@@ -32,13 +32,37 @@ def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     return dynamic.literal
 
 
+def _numeric_string(dynamic: Dynamic, value: Any, convert: type[int] | type[float]) -> Any:
+    """A `…Path` value that is a number written as a string, read as AWS reads it."""
+    if dynamic.path is not None and isinstance(value, str):
+        try:
+            return convert(value)
+        except ValueError:
+            return value
+    return value
+
+
 def dynamic_int(
-    frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0
+    frame: Frame,
+    dynamic: Dynamic | None,
+    data: Any,
+    *,
+    minimum: int = 0,
+    numeric_strings: bool = False,
+    below_minimum: str | None = None,
 ) -> int | None:
-    """An integer field (MaxConcurrency, TimeoutSeconds …); None when absent."""
+    """An integer field (MaxConcurrency, TimeoutSeconds …); None when absent.
+
+    `numeric_strings`: a `…Path` may select a string such as "3", read as 3
+    (AWS does for the Map's MaxConcurrencyPath and ToleratedFailureCountPath).
+    `below_minimum`: AWS's message for a value under `minimum`, with
+    ``{value}`` standing for the value.
+    """
     if dynamic is None:
         return None
     value = dynamic_value(frame, dynamic, data)
+    if numeric_strings:
+        value = _numeric_string(dynamic, value, int)
     integral = isinstance(value, int) and not isinstance(value, bool)
     if isinstance(value, float) and value.is_integer():
         value, integral = int(value), True
@@ -58,16 +82,25 @@ def dynamic_int(
     if value < minimum:
         raise StatesError(
             States.RUNTIME,
-            f"The {dynamic.field} field refers to value {value} which is below {minimum}.",
+            below_minimum.format(value=value)
+            if below_minimum is not None
+            else f"The {dynamic.field} field refers to value {value} which is below {minimum}.",
         )
     return int(value)
 
 
-def dynamic_number(frame: Frame, dynamic: Dynamic | None, data: Any) -> float | None:
-    """A float field (ToleratedFailurePercentage); None when absent."""
+def dynamic_number(
+    frame: Frame, dynamic: Dynamic | None, data: Any, *, numeric_strings: bool = False
+) -> float | None:
+    """A float field (ToleratedFailurePercentage); None when absent.
+
+    `numeric_strings`: a `…Path` may select an integer written as a string ("10").
+    """
     if dynamic is None:
         return None
     value = dynamic_value(frame, dynamic, data)
+    if numeric_strings:
+        value = _numeric_string(dynamic, value, int)
     if isinstance(value, bool) or not isinstance(value, int | float):
         if dynamic.expression is not None:
             raise StatesError(

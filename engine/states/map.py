@@ -28,7 +28,7 @@ from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
 from statemachine.dataflow import Template
 from statemachine.errors import States, StatesError
-from statemachine.jsonata import JsonataTemplate
+from statemachine.jsonata import JsonataTemplate, QueryEvaluationError
 from statemachine.model import MapState
 from statemachine.paths import resolve, to_json
 
@@ -39,9 +39,9 @@ def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
     if state.jsonata:
         if state.items is None:
             if not isinstance(effective, list):
-                raise StatesError(
-                    States.QUERY_EVALUATION_ERROR,
+                raise QueryEvaluationError(
                     f"Map state input must be an array but was: {to_json(effective)}",
+                    location="Items",
                 )
             return effective
         return list(jsonata_typed(frame, state.items, "Items", "array"))
@@ -103,8 +103,16 @@ def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -
 def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
     if state.mode != "DISTRIBUTED":
         return None
-    count = dynamic_int(frame, state.tolerated_failure_count, frame.input)
-    percentage = dynamic_number(frame, state.tolerated_failure_percentage, frame.input)
+    count = dynamic_int(
+        frame,
+        state.tolerated_failure_count,
+        frame.input,
+        numeric_strings=True,
+        below_minimum="ToleratedFailureCount cannot be negative.",
+    )
+    percentage = dynamic_number(
+        frame, state.tolerated_failure_percentage, frame.input, numeric_strings=True
+    )
     if percentage is not None and not 0 <= percentage <= 100:
         raise StatesError(States.RUNTIME, "ToleratedFailurePercentage must be between 0 and 100.")
     if count is None and percentage is None:
@@ -125,17 +133,29 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         with frame.evaluating():
             effective = effective_input(frame)
             items = _items(frame, state, effective)
-            concurrency = dynamic_int(frame, state.max_concurrency, effective) or 0
+            concurrency = (
+                dynamic_int(
+                    frame,
+                    state.max_concurrency,
+                    effective,
+                    numeric_strings=True,
+                    below_minimum="Expected non-negative integer for MaxConcurrency, "
+                    "got '{value}' instead.",
+                )
+                or 0
+            )
             inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
             if state.item_batcher is not None:
                 inputs = _batches(frame, state, effective, inputs)
-            # Failures are counted against child runs: batches when batching.
-            tolerate = _tolerance(frame, state, len(inputs))
         frame.record_once(
             keys.map_started(frame.key, number),
             lambda: (None, [("MapStateStarted", {"length": len(inputs)})]),
             thread=frame.thread,
         )
+        with frame.evaluating():
+            # AWS reads the tolerated failures once the Map Run starts: after
+            # MapStateStarted. Failures count child runs: batches when batching.
+            tolerate = _tolerance(frame, state, len(inputs))
         children = [
             Child(
                 scope=state.processor,
@@ -153,11 +173,6 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 frame, children, max_concurrency=concurrency, tolerate=tolerate
             )
         except StatesError as failure:
-            frame.record_once(
-                keys.map_failed(frame.key, number),
-                lambda: (None, [("MapStateFailed", {})]),
-                thread=frame.thread,
-            )
             if tolerate is not None:
                 raise FinalError(
                     States.EXCEED_TOLERATED_FAILURE_THRESHOLD,

@@ -14,7 +14,6 @@ from engine.states.children import Child, run_children
 from engine.states.common import finish_result, task_input
 from engine.states.recovery import with_recovery
 from engine.walk import Frame, Transition, enter
-from statemachine.errors import StatesError
 from statemachine.model import ParallelState
 
 __all__ = ["run_parallel"]
@@ -37,15 +36,7 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
             )
             for index, branch in enumerate(state.branches)
         ]
-        try:
-            outcome = await run_children(frame, children)
-        except StatesError:
-            frame.record_once(
-                keys.parallel_failed(frame.key, number),
-                lambda: (None, [("ParallelStateFailed", {})]),
-                thread=frame.thread,
-            )
-            raise
+        outcome = await run_children(frame, children)
         with frame.evaluating():
             return finish_result(frame, outcome.outputs)
 

@@ -7,6 +7,11 @@ exhausted, hand the error to Catch; AWS never falls through to a later
 retrier. States.Runtime is neither retried nor caught. A catcher's output
 is the Error Output placed by its ResultPath (JSONPath) or its Output
 (JSONata), and its Assign replaces the state's.
+
+Parallel and Map record `<Type>StateFailed` once, when the state itself
+fails — the error is caught or ends the execution — never before a retry,
+and not for States.Runtime or the terminal limits, which end the execution
+at once: the events AWS records for the same failures.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ async def with_recovery(
             if error.error == States.RUNTIME or error.uncatchable:
                 raise error from None
             decision = decide_retry(state.retry, error.error, counts, heartbeat=heartbeat)
+            if decision is None:
+                _record_state_failed(frame, state, number)
             if decision is not None:
                 retrier = state.retry[decision.retrier_index]
                 counts[decision.retrier_index] = decision.retry_number
@@ -56,6 +63,18 @@ async def with_recovery(
                 raise error from None
             return _caught(frame, state, index, error)
         return exit_state(frame, Transition(output, None if state.end else state.next, assigned))
+
+
+def _record_state_failed(
+    frame: Frame, state: TaskState | ParallelState | MapState, number: int
+) -> None:
+    if isinstance(state, MapState):
+        key, event = keys.map_failed(frame.key, number), "MapStateFailed"
+    elif isinstance(state, ParallelState):
+        key, event = keys.parallel_failed(frame.key, number), "ParallelStateFailed"
+    else:
+        return
+    frame.record_once(key, lambda: (None, [(event, {})]), thread=frame.thread)
 
 
 def _caught(

@@ -16,24 +16,38 @@ from engine.states.common import effective_input, evaluate_assign, exit_state, j
 from engine.states.dynamic import dynamic_value
 from engine.walk import Frame, Transition, enter
 from statemachine.errors import States, StatesError
-from statemachine.model import WaitState
-from statemachine.paths import to_json
+from statemachine.model import Dynamic, WaitState
+from statemachine.paths import MISSING, find, to_json
 from statemachine.timestamps import parse_timestamp
 
 __all__ = ["run_wait"]
 
 MAX_DELAY_SECONDS = 2**31
+TOO_LONG = "Wait state delay is too long."
 
 
 def _shown(value: Any) -> str:
     return value if isinstance(value, str) else to_json(value)
 
 
+def _value(frame: Frame, dynamic: Dynamic, effective: Any, field: str) -> Any:
+    """The field's value; a `…Path` that selects nothing fails with AWS's wording."""
+    if dynamic.path is None:
+        return dynamic_value(frame, dynamic, effective)
+    value = find(dynamic.path, effective, frame.context(), frame.variables.visible())
+    if value is MISSING:
+        raise StatesError(
+            States.RUNTIME,
+            f"The {field} parameter does not reference an input value: {dynamic.path.text}",
+        )
+    return value
+
+
 def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
     entered = frame.entered_time or frame.walk.clock.now()
     if state.seconds is not None:
         dynamic = state.seconds
-        value = dynamic_value(frame, dynamic, effective)
+        value = _value(frame, dynamic, effective, "SecondsPath")
         if isinstance(value, float) and value.is_integer() and dynamic.expression is not None:
             value = int(value)
         where = dynamic.path.text if dynamic.path else ""
@@ -56,11 +70,11 @@ def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
                 f"The SecondsPath parameter references a negative value: {where} == {value}",
             )
         if value >= MAX_DELAY_SECONDS:
-            raise StatesError(States.RUNTIME, "Wait state delay is too long")
+            raise StatesError(States.RUNTIME, TOO_LONG)
         return entered + timedelta(seconds=value)
     assert state.timestamp is not None
     dynamic = state.timestamp
-    value = dynamic_value(frame, dynamic, effective)
+    value = _value(frame, dynamic, effective, "TimestampPath")
     when = parse_timestamp(value) if isinstance(value, str) else None
     if when is None:
         if dynamic.expression is not None:
@@ -76,7 +90,7 @@ def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
             f"date-time format string: {where} == {_shown(value)}",
         )
     if (when - entered).total_seconds() >= MAX_DELAY_SECONDS:
-        raise StatesError(States.RUNTIME, "Wait state delay is too long")
+        raise StatesError(States.RUNTIME, TOO_LONG)
     return when
 
 

@@ -2,7 +2,8 @@
 
 Each case's `lambda_functions` binds a function ARN to a behaviour of
 conformance/lambdas.py, registered with `lambda_function`; the case runs with
-`Engine.run` on a fresh SQLite file and is compared as conformance/README.md says.
+`Engine.run` on a fresh SQLite file and is compared as conformance/README.md says,
+its history's event types with AWS's recorded `aws_history` included.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from activities import Registry, lambda_function
 from engine.api import Engine
 from tests.conformance.support import ROOT as CONFORMANCE
-from tests.conformance.support import case_files
+from tests.conformance.support import case_files, check_history
 
 CASES = case_files("lambda")
 
@@ -58,9 +59,10 @@ def test_lambda_case(path: Path, tmp_path: Path) -> None:
     async def main() -> Any:
         async with Engine(f"sqlite:///{tmp_path / 'db.sqlite'}", registry=registry) as engine:
             with anyio.fail_after(90):
-                return await engine.run(case["definition"], case["input"])
+                record = await engine.run(case["definition"], case["input"])
+            return record, [event.type for event in await engine.history(record)]
 
-    record = anyio.run(main)
+    record, types = anyio.run(main)
     expected = case["expected"]
     assert record.status == expected["status"], (record.error, record.cause)
     for name in case["exact_fields"]:
@@ -75,3 +77,4 @@ def test_lambda_case(path: Path, tmp_path: Path) -> None:
                 assert record.cause is None
             else:
                 assert _same(expected["cause"], record.cause), record.cause
+    check_history(case, types)

@@ -2,20 +2,24 @@
 
 Cases that wait on real time (Wait states, timeouts) run in
 test_local_cases.py under a mocked clock; every other local case runs here
-through the CLI with its definition file and `--input`, and the printed
-`--output json` describe object must match what AWS recorded.
+through the CLI with its definition file and `--input`, on a SQLite file
+and a PostgreSQL database; the printed `--output json` describe object
+must match what AWS recorded, and `stepwise history` must print AWS's
+event types (save the known gaps in support.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from tests.conformance.support import case_files, load_case, mismatches
+from tests.conformance.support import case_files, check_history, load_case, mismatches
+from tests.engine import pg
 
 
 def _real_time(case: dict[str, object]) -> bool:
@@ -26,9 +30,17 @@ def _real_time(case: dict[str, object]) -> bool:
 CASES = [p for p in case_files("local") if not _real_time(load_case(p))]
 
 
-@pytest.fixture(scope="module")
-def cli_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('cli-conformance') / 'cases.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def cli_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('cli-conformance') / 'cases.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url, name = pg.fresh_database_url("stepwise_cli_conformance")
+    yield url
+    server.drop_database(name)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem[:120] for p in CASES])
@@ -57,3 +69,8 @@ def test_case_through_stepwise_run(path: Path, cli_db: str, tmp_path: Path) -> N
     assert (
         mismatches(case, described["status"], output, described["error"], described["cause"]) == []
     )
+    shown = CliRunner().invoke(
+        cli, ["--db", cli_db, "--output", "json", "history", described["executionArn"]]
+    )
+    assert shown.exit_code == 0, shown.output
+    check_history(case, [event["type"] for event in json.loads(shown.stdout)["events"]])

@@ -3,7 +3,9 @@
 Each case runs `Engine.run` on a real database — a SQLite file and a
 PostgreSQL database — under trio with a mocked clock, so Waits and
 timeouts of real minutes take milliseconds; the status, output, error and
-cause must equal what AWS recorded.
+cause must equal what AWS recorded, and so must the history's event types
+where AWS's history was recorded (`aws_history`), save the known gaps
+listed in support.py — which must still differ.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import pytest
 from trio.testing import MockClock
 
 from engine import Engine, LoopClock
-from tests.conformance.support import case_files, load_case, mismatches
+from tests.conformance.support import (
+    KNOWN_HISTORY_GAPS,
+    case_files,
+    check_history,
+    load_case,
+    mismatches,
+)
 from tests.engine import pg
 
 CASES = case_files("local")
@@ -39,14 +47,25 @@ def conformance_db(
 def test_local_case(path: Path, conformance_db: str) -> None:
     case = load_case(path)
 
-    async def main() -> tuple[str, str | None, str | None, str | None]:
+    async def main() -> tuple[str, str | None, str | None, str | None, list[str]]:
         async with Engine(
             conformance_db, clock=LoopClock(), worker=False, inline_store=True
         ) as engine:
             record = await engine.run(case["definition"], case["input"])
-            return record.status, record.output, record.error, record.cause
+            events = await engine.history(record)
+            types = [event.type for event in events]
+            return record.status, record.output, record.error, record.cause, types
 
-    status, output, error, cause = anyio.run(
+    status, output, error, cause, types = anyio.run(
         main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)}
     )
     assert mismatches(case, status, output, error, cause) == []
+    check_history(case, types)
+
+
+def test_known_history_gaps_are_the_map_run_cases() -> None:
+    """The listed gaps are recorded cases, and exactly those whose AWS history has a Map Run."""
+    cases = [load_case(path) for path in case_files()]
+    with_map_run = {c["id"] for c in cases if "MapRunStarted" in c.get("aws_history", [])}
+    assert set(KNOWN_HISTORY_GAPS) == with_map_run
+    assert sum("aws_history" in c for c in cases) == 195

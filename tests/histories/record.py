@@ -1,6 +1,8 @@
 """Record the golden histories in tests/histories/*.json (run by hand, then commit the files).
 
-    python -m tests.histories.record
+    python -m tests.histories.record [NAME ...]
+
+With names, only those machines are recorded (the others keep their files).
 
 Each file holds a definition, its input, the journal of a real execution and
 its history events. tests/engine/test_golden_histories.py replays them
@@ -12,6 +14,7 @@ Re-record only when such a change is intended, and say so in the commit.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -126,6 +129,74 @@ MACHINES: dict[str, tuple[dict[str, Any], Any]] = {
     ),
 }
 
+# A Map retried then caught, and a Parallel caught, side by side: the failure
+# events Map and Parallel record (issue 18 moved MapStateFailed to after the
+# last retry; map_retry_catch_before_issue18.json was recorded before that).
+MACHINES["map_retry_catch"] = (
+    {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Each",
+                        "States": {
+                            "Each": {
+                                "Type": "Map",
+                                "MaxConcurrency": 1,
+                                "ItemProcessor": {
+                                    "StartAt": "Check",
+                                    "States": {
+                                        "Check": {
+                                            "Type": "Choice",
+                                            "Choices": [
+                                                {"Variable": "$", "NumericEquals": 2, "Next": "Bad"}
+                                            ],
+                                            "Default": "Double",
+                                        },
+                                        "Double": {
+                                            "Type": "Task",
+                                            "Resource": "double",
+                                            "End": True,
+                                        },
+                                        "Bad": {"Type": "Fail", "Error": "Bad", "Cause": "two"},
+                                    },
+                                },
+                                "Retry": [
+                                    {"ErrorEquals": ["Bad"], "IntervalSeconds": 1, "MaxAttempts": 1}
+                                ],
+                                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                                "End": True,
+                            },
+                            "Caught": {"Type": "Pass", "End": True},
+                        },
+                    },
+                    {
+                        "StartAt": "Fails",
+                        "States": {
+                            "Fails": {
+                                "Type": "Parallel",
+                                "Branches": [
+                                    {
+                                        "StartAt": "F",
+                                        "States": {"F": {"Type": "Fail", "Error": "Inner"}},
+                                    }
+                                ],
+                                "Catch": [{"ErrorEquals": ["Inner"], "Next": "Recovered"}],
+                                "End": True,
+                            },
+                            "Recovered": {"Type": "Pass", "End": True},
+                        },
+                    },
+                ],
+                "End": True,
+            }
+        },
+    },
+    [1, 2],
+)
+
 
 def registry() -> Registry:
     calls: dict[str, int] = {}
@@ -156,11 +227,13 @@ class FlakyError(Exception):
 FlakyError.__name__ = "Flaky"
 
 
-def record() -> None:
+def record(names: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/golden.db"
         with Engine(url, registry=registry(), worker=False) as engine:
             for name, (definition, payload) in MACHINES.items():
+                if names and name not in names:
+                    continue
                 done = engine.run_sync(definition, payload, name=name)
                 assert done.status == "SUCCEEDED", (name, done.cause)
                 events = engine.history_sync(done)
@@ -187,4 +260,4 @@ def record() -> None:
 
 
 if __name__ == "__main__":
-    record()
+    record(sys.argv[1:])

@@ -454,9 +454,9 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
         {("INVALID_JSONATA", "/States/A/Arguments/a/0")},
     ),
     (
-        "jsonata-dollar-key",
-        task(Arguments={"x.$": "$.a"}, QueryLanguage="JSONata"),
-        {(SVF, "/States/A/Arguments/x.$")},
+        "jsonata-dollar-key-variable",
+        one({**PASS_END, "QueryLanguage": "JSONata", "Assign": {"x.$": 1}}),
+        {("INVALID_VARIABLE_NAME", "/States/A/Assign/x.$")},
     ),
     (
         "jsonata-parameters",
@@ -773,6 +773,8 @@ def test_express_rejects_callbacks_and_activities(resource: str, message: str) -
 
 VALID: list[tuple[str, Any]] = [
     ("minimal", one(PASS_END)),
+    # AWS accepts a `.$` key in JSONata mode as a plain key (issue 18).
+    ("jsonata-dollar-key", task(Arguments={"x.$": "$.a"}, QueryLanguage="JSONata")),
     (
         "jsonata-state-in-jsonpath-machine",
         one({**PASS_END, "QueryLanguage": "JSONata", "Output": "{% $states.input %}"}),
