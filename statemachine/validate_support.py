@@ -35,7 +35,7 @@ LIST_OBJECTS_RESOURCE = "arn:aws:states:::s3:listObjectsV2"
 PUT_OBJECT_RESOURCE = "arn:aws:states:::s3:putObject"
 # The ReaderConfig.InputType values the local reader streams.
 READER_INPUT_TYPES = ("CSV", "JSON", "JSONL", "MANIFEST")
-_READER_BUILT = False
+_READER_BUILT = True
 # The writer is not built yet; an empty set refuses every ResultWriter.
 _WRITER_RESOURCES: frozenset[str] = frozenset()
 

@@ -23,6 +23,7 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
+from engine.states.distributed_map import reader_items
 from engine.states.dynamic import dynamic_int, dynamic_number
 from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
@@ -124,7 +125,10 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
             effective = effective_input(frame)
-            items = _items(frame, state, effective)
+            if state.item_reader is not None:  # Distributed Map: engine/states/distributed_map.py
+                items = reader_items(frame, state, effective, number)
+            else:
+                items = _items(frame, state, effective)
             concurrency = dynamic_int(frame, state.max_concurrency, effective) or 0
             inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
             if state.item_batcher is not None:

@@ -78,7 +78,32 @@ def unsupported(definition: Any) -> list[str]:
                     "Parameters": {"Bucket": "b", "Key": "k.parquet"},
                 }
             ),
+            "/States/M/ItemReader/ReaderConfig/InputType",
+        ),
+        (
+            distributed(
+                ItemReader={
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "CSV"},
+                    "Parameters": {"Bucket": "b", "Key": "k.csv"},
+                },
+                ItemProcessor={
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "P",
+                    "States": {"P": {"Type": "Pass", "End": True}},
+                },
+            ),
             "/States/M/ItemReader",
+        ),
+        (
+            distributed(
+                ItemReader={
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSON", "ItemsPointer": "/a"},
+                    "Parameters": {"Bucket": "b", "Key": "k.json"},
+                }
+            ),
+            "/States/M/ItemReader/ReaderConfig/ItemsPointer",
         ),
     ],
 )
@@ -92,6 +117,11 @@ def test_aws_accepts_but_stepwise_refuses(definition: Any, where: str) -> None:
 
 def test_definitions_without_such_fields_are_untouched() -> None:
     assert unsupported(distributed(ItemBatcher={"MaxItemsPerBatch": 2})) == []
+    reader = {
+        "Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {"Bucket": "b", "Prefix": "in/"},
+    }
+    assert unsupported(distributed(ItemReader=reader)) == []
     load(distributed(ToleratedFailureCount=1, Label="rows"))
 
 
