@@ -82,6 +82,13 @@ def _reader(state: Mapping[str, Any], here: str) -> Iterator[Diagnostic]:
             at,
             "'ItemReader' is supported only in a Map whose ProcessorConfig.Mode is 'DISTRIBUTED'",
         )
+    for field in ("ItemsPath", "Items"):
+        if field in state:
+            yield _error(
+                pointer_child(here, field),
+                f"'{field}' together with an 'ItemReader' is not supported: the items are "
+                "what the reader reads",
+            )
     resource = reader.get("Resource")
     if resource not in (S3_GET_OBJECT_RESOURCE, LIST_OBJECTS_RESOURCE):
         yield _error(

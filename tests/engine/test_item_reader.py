@@ -275,3 +275,29 @@ def test_a_large_csv_is_streamed_not_loaded(root: Path) -> None:
     assert count == rows
     # The file is ~12 MB; reading it row by row keeps well under 2 MB of Python objects.
     assert peak < 2_000_000
+
+
+def test_run_s3_root_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import cli, s3root
+
+    assert s3root.S3_ROOT_ENV == S3_ROOT_ENV
+    monkeypatch.delenv(S3_ROOT_ENV, raising=False)  # restored after the test
+    (tmp_path / "store" / "data").mkdir(parents=True)
+    (tmp_path / "store" / "data" / "rows.jsonl").write_text('{"n": 1}\n{"n": 2}\n')
+    definition = reader_map(
+        {
+            "Resource": GET,
+            "Parameters": {"Bucket": "data", "Key": "rows.jsonl"},
+            "ReaderConfig": {"InputType": "JSONL"},
+        }
+    )
+    path = tmp_path / "machine.json"
+    path.write_text(json.dumps(definition))
+    db = f"sqlite:///{tmp_path}/db.sqlite"
+    result = CliRunner().invoke(
+        cli, ["run", "--db", db, "-o", "json", "--s3-root", str(tmp_path / "store"), str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["output"] == [{"n": 1}, {"n": 2}]

@@ -105,6 +105,16 @@ def unsupported(definition: Any) -> list[str]:
             ),
             "/States/M/ItemReader/ReaderConfig/ItemsPointer",
         ),
+        (
+            distributed(
+                ItemReader={
+                    "Resource": "arn:aws:states:::s3:listObjectsV2",
+                    "Parameters": {"Bucket": "b"},
+                },
+                ItemsPath="$.items",
+            ),
+            "/States/M/ItemsPath",
+        ),
     ],
 )
 def test_aws_accepts_but_stepwise_refuses(definition: Any, where: str) -> None:
