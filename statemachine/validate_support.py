@@ -8,7 +8,9 @@ definition — every scope, Parallel branch and Map processor — and reports on
 ``UNSUPPORTED_FEATURE`` ERROR, at the field's JSON pointer, for each field
 or value the engine does not implement: Task ``Credentials`` (no roles are
 assumed locally), and the parts of a Map's ``ItemReader`` and
-``ResultWriter`` that local storage does not serve. `local_diagnostics` (the
+``ResultWriter`` that local storage does not serve (other resources,
+PARQUET, ``ManifestType``, ``ItemsPointer``, either on a Map that is not
+DISTRIBUTED, ``ItemsPath``/``Items`` beside a reader). `local_diagnostics` (the
 rules the engine loads definitions by) adds these to AWS's verdict. Pure:
 reads the raw definition only.
 """
@@ -35,9 +37,6 @@ LIST_OBJECTS_RESOURCE = "arn:aws:states:::s3:listObjectsV2"
 PUT_OBJECT_RESOURCE = "arn:aws:states:::s3:putObject"
 # The ReaderConfig.InputType values the local reader streams.
 READER_INPUT_TYPES = ("CSV", "JSON", "JSONL", "MANIFEST")
-_READER_BUILT = True
-# The writer is not built yet; an empty set refuses every ResultWriter.
-_WRITER_RESOURCES: frozenset[str] = frozenset()
 
 
 def _states(scope: Mapping[str, Any], location: str) -> Iterator[tuple[Mapping[str, Any], str]]:
@@ -63,21 +62,18 @@ def _error(location: str, message: str) -> Diagnostic:
     return Diagnostic("ERROR", UNSUPPORTED_FEATURE, message, location)
 
 
+def _mode(state: Mapping[str, Any]) -> Any:
+    processor = state.get("ItemProcessor", state.get("Iterator"))
+    config = processor.get("ProcessorConfig") if isinstance(processor, Mapping) else None
+    return config.get("Mode") if isinstance(config, Mapping) else None
+
+
 def _reader(state: Mapping[str, Any], here: str) -> Iterator[Diagnostic]:
     reader = state.get("ItemReader")
     if not isinstance(reader, Mapping):
         return
     at = pointer_child(here, "ItemReader")
-    if not _READER_BUILT:
-        yield _error(at, "'ItemReader' is not supported yet: the Map would not read its items")
-        return
-    config = state.get("ItemProcessor", state.get("Iterator"))
-    mode = (
-        config.get("ProcessorConfig", {}).get("Mode")
-        if isinstance(config, Mapping) and isinstance(config.get("ProcessorConfig"), Mapping)
-        else None
-    )
-    if mode != "DISTRIBUTED":
+    if _mode(state) != "DISTRIBUTED":
         yield _error(
             at,
             "'ItemReader' is supported only in a Map whose ProcessorConfig.Mode is 'DISTRIBUTED'",
@@ -123,10 +119,17 @@ def _writer(state: Mapping[str, Any], here: str) -> Iterator[Diagnostic]:
     writer = state.get("ResultWriter")
     if not isinstance(writer, Mapping):
         return
-    if writer.get("Resource") not in _WRITER_RESOURCES:
+    at = pointer_child(here, "ResultWriter")
+    if _mode(state) != "DISTRIBUTED":
         yield _error(
-            pointer_child(here, "ResultWriter"),
-            "'ResultWriter' is not supported yet: Stepwise would not write the Map's result files",
+            at,
+            "'ResultWriter' is supported only in a Map whose ProcessorConfig.Mode is 'DISTRIBUTED'",
+        )
+    if "Resource" in writer and writer["Resource"] != PUT_OBJECT_RESOURCE:
+        yield _error(
+            pointer_child(at, "Resource"),
+            f"Stepwise writes results only with {PUT_OBJECT_RESOURCE!r} (to local storage); "
+            f"{writer['Resource']!r} is not supported",
         )
 
 

@@ -23,7 +23,7 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
-from engine.states.distributed_map import reader_items
+from engine.states.distributed_map import reader_items, write_results
 from engine.states.dynamic import dynamic_int, dynamic_number
 from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
@@ -176,6 +176,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         results = list(outcome.outputs)
         for index, error in outcome.failures:
             results[index] = {"Error": error.error, "Cause": error.cause}
+        if state.result_writer is not None:  # Distributed Map: engine/states/distributed_map.py
+            results = write_results(frame, state, effective, number, inputs, outcome)
         with frame.evaluating():
             return finish_result(frame, results)
 

@@ -68,7 +68,21 @@ def unsupported(definition: Any) -> list[str]:
 @pytest.mark.parametrize(
     ("definition", "where"),
     [
-        (distributed(ResultWriter=WRITER), "/States/M/ResultWriter"),
+        (
+            distributed(
+                ResultWriter=WRITER,
+                ItemProcessor={
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "P",
+                    "States": {"P": {"Type": "Pass", "End": True}},
+                },
+            ),
+            "/States/M/ResultWriter",
+        ),
+        (
+            distributed(ResultWriter={**WRITER, "Resource": "arn:aws:states:::s3:copyObject"}),
+            "/States/M/ResultWriter/Resource",
+        ),
         (CREDENTIALS_TASK, "/States/Par/Branches/0/States/T/Credentials"),
         (
             distributed(
@@ -131,18 +145,21 @@ def test_definitions_without_such_fields_are_untouched() -> None:
         "Resource": "arn:aws:states:::s3:listObjectsV2",
         "Parameters": {"Bucket": "b", "Prefix": "in/"},
     }
-    assert unsupported(distributed(ItemReader=reader)) == []
+    assert unsupported(distributed(ItemReader=reader, ResultWriter=WRITER)) == []
+    assert (
+        unsupported(distributed(ResultWriter={"WriterConfig": {"Transformation": "FLATTEN"}})) == []
+    )
     load(distributed(ToleratedFailureCount=1, Label="rows"))
 
 
 def test_run_and_strict_validate_refuse_with_the_location(tmp_path: Path) -> None:
-    path = tmp_path / "writer.json"
-    path.write_text(json.dumps(distributed(ResultWriter=WRITER)))
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(CREDENTIALS_TASK))
     runner = CliRunner()
     assert runner.invoke(cli, ["validate", str(path)]).exit_code == 0  # AWS would accept it
     strict = runner.invoke(cli, ["validate", "--strict", str(path)])
     assert strict.exit_code == 1
-    assert "/States/M/ResultWriter: UNSUPPORTED_FEATURE" in strict.output
+    assert "/States/Par/Branches/0/States/T/Credentials: UNSUPPORTED_FEATURE" in strict.output
     run = runner.invoke(cli, ["run", "--db", f"sqlite:///{tmp_path}/db.sqlite", str(path)])
     assert run.exit_code == 2
     assert "UNSUPPORTED_FEATURE" in run.output
