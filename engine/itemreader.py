@@ -39,6 +39,7 @@ __all__ = ["ReaderRequest", "reader_request", "stream_items"]
 
 _DELIMITERS = {"COMMA": ",", "PIPE": "|", "SEMICOLON": ";", "SPACE": " ", "TAB": "\t"}
 _CHUNK = 1 << 16
+_NUMBER_CHARS = frozenset("0123456789.eE+-")
 _Binary = IO[bytes] | gzip.GzipFile
 
 
@@ -195,6 +196,9 @@ def _json_array(data: IO[bytes]) -> Iterator[Any]:
             raise _fail("Attempting to map over non-iterable node.")
         position += 1
         if skip(" \t\r\n") == "]":
+            position += 1
+            if skip(" \t\r\n"):
+                raise _fail("The JSON file has content after its array")
             return
         while True:
             while True:
@@ -205,8 +209,9 @@ def _json_array(data: IO[bytes]) -> Iterator[Any]:
                         raise _fail("The JSON file is not a valid JSON array") from None
                     more()
                     continue
-                if end == len(buffer) and not done:
-                    more()  # a number may continue in the next chunk
+                number = isinstance(item, int | float) and not isinstance(item, bool)
+                if number and not done and (end == len(buffer) or buffer[end] in _NUMBER_CHARS):
+                    more()  # "12" may be "123", "-4.5" may be "-4.5e3": read on
                     continue
                 position = end
                 break
@@ -214,6 +219,8 @@ def _json_array(data: IO[bytes]) -> Iterator[Any]:
             separator = skip(" \t\r\n")
             position += 1
             if separator == "]":
+                if skip(" \t\r\n"):
+                    raise _fail("The JSON file has content after its array")
                 return
             if separator != ",":
                 raise _fail("The JSON file is not a valid JSON array")

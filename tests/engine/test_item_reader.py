@@ -301,3 +301,38 @@ def test_run_s3_root_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["output"] == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        " \n[ ] ",
+        '[1, 22, 333, -4.5e3, true, false, null, "a,]b", {"k": [1, {"x": "]"}]}, [[]]]',
+        '\ufeff["é", "\\u00e9", "\\"quoted\\""]',
+        "[12345678901234567890]",
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 16])
+def test_json_array_decoding_at_every_chunk_boundary(
+    root: Path, monkeypatch: pytest.MonkeyPatch, text: str, chunk: int
+) -> None:
+    import engine.itemreader
+
+    monkeypatch.setattr(engine.itemreader, "_CHUNK", chunk)
+    (root / "data" / "a.json").write_bytes(text.encode())
+    storage = LocalS3(root, error=States.ITEM_READER_FAILED)
+    request = ReaderRequest(resource=GET, bucket="data", key="a.json", input_type="JSON")
+    assert list(stream_items(request, storage)) == json.loads(text.lstrip("\ufeff"))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "[1, 2", "[1 2]", "[1,]x", "{}", "[1] [2]", "[1,,2]", "[] x", "[1]]"]
+)
+def test_malformed_json_arrays_fail_the_reader(root: Path, text: str) -> None:
+    (root / "data" / "bad.json").write_text(text)
+    storage = LocalS3(root, error=States.ITEM_READER_FAILED)
+    request = ReaderRequest(resource=GET, bucket="data", key="bad.json", input_type="JSON")
+    with pytest.raises(StatesError) as raised:
+        list(stream_items(request, storage))
+    assert raised.value.error == States.ITEM_READER_FAILED
