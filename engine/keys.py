@@ -33,6 +33,8 @@ __all__ = [
     "idempotency_key",
     "iteration_prefix",
     "map_failed",
+    "map_items",
+    "map_results",
     "map_started",
     "map_succeeded",
     "mock_use",
@@ -132,6 +134,16 @@ def map_started(frame: str, attempt_number: int) -> str:
 
 def map_failed(frame: str, attempt_number: int) -> str:
     return f"{map_started(frame, attempt_number)}:failed"
+
+
+def map_items(frame: str, attempt_number: int) -> str:
+    """The items a Map's ItemReader read for this attempt."""
+    return f"{map_started(frame, attempt_number)}:items"
+
+
+def map_results(frame: str, attempt_number: int) -> str:
+    """What a Map's ResultWriter made of its children's results for this attempt."""
+    return f"{map_started(frame, attempt_number)}:results"
 
 
 def map_succeeded(frame: str, attempt_number: int) -> str:

@@ -51,6 +51,7 @@ from statemachine.paths import Path, compile_path, compile_reference_path
 from statemachine.quotas import MAX_DEFINITION_BYTES
 from statemachine.retry import parse_catcher, parse_retrier
 from statemachine.validate import is_valid, validate
+from statemachine.validate_support import unsupported_features
 
 __all__ = ["build", "check_definition_size", "load", "local_diagnostics", "parse_definition"]
 
@@ -113,12 +114,17 @@ def local_diagnostics(
 ) -> list[Diagnostic]:
     """`validate`, except that a plain Resource name is a WARNING when `local_resources`.
 
+    A definition AWS accepts also gets an ``UNSUPPORTED_FEATURE`` ERROR for
+    each field Stepwise does not run (`unsupported_features`).
+
     AWS accepts only ARNs as Resources. Stepwise also binds plain names
     (``"Resource": "charge-card"``) to handlers registered under that name;
     such a definition runs here but would be rejected by AWS, which the
     warning says.
     """
     diagnostics = validate(raw, machine_type=machine_type)
+    # What AWS accepts but this engine would not run is refused, never skipped.
+    diagnostics = sorted([*diagnostics, *unsupported_features(raw)], key=lambda d: d.location)
     if not local_resources:
         return diagnostics
     result = []

@@ -48,6 +48,7 @@ from engine.cli.output import (
     parse_json_text,
     read_file,
 )
+from engine.cli.s3root import s3_root_option
 
 if TYPE_CHECKING:
     from activities.registry import Registry
@@ -288,6 +289,7 @@ def telemetry_session(otlp: str | None, trace_payloads: bool) -> Iterator[None]:
     show_default=True,
     help="How long a killed run holds its execution before --resume can take it over.",
 )
+@s3_root_option
 @telemetry_options
 @global_options
 def run_command(

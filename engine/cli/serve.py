@@ -17,11 +17,13 @@ import sys
 import click
 
 from engine.cli.core import StepwiseCommand, database_url, global_options
+from engine.cli.s3root import s3_root_option
 
 __all__ = ["serve"]
 
 
 @click.command("serve", cls=StepwiseCommand)
+@s3_root_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8083, show_default=True)
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `stepwise worker` runs.")

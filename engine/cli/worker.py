@@ -39,6 +39,7 @@ from engine.cli.definitions import (
     telemetry_options,
     telemetry_session,
 )
+from engine.cli.s3root import s3_root_option
 
 __all__ = ["worker_command"]
 
@@ -55,6 +56,7 @@ def _display_url(url: str) -> str:
 
 
 @click.command("worker", cls=StepwiseCommand)
+@s3_root_option
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
 @click.option(

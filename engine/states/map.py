@@ -23,6 +23,7 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
+from engine.states.distributed_map import reader_items, write_results
 from engine.states.dynamic import dynamic_int, dynamic_number
 from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
@@ -132,7 +133,10 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
             effective = effective_input(frame)
-            items = _items(frame, state, effective)
+            if state.item_reader is not None:  # Distributed Map: engine/states/distributed_map.py
+                items = reader_items(frame, state, effective, number)
+            else:
+                items = _items(frame, state, effective)
             concurrency = (
                 dynamic_int(
                     frame,
@@ -187,6 +191,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         results = list(outcome.outputs)
         for index, error in outcome.failures:
             results[index] = {"Error": error.error, "Cause": error.cause}
+        if state.result_writer is not None:  # Distributed Map: engine/states/distributed_map.py
+            results = write_results(frame, state, effective, number, inputs, outcome)
         with frame.evaluating():
             return finish_result(frame, results)
 
