@@ -55,7 +55,7 @@ MUTATIONS = [
         "SQL effect replayed instead of read back",
         "engine/store/effects.py",
         "            if done is not None:\n"
-        '                return {"ok": json.loads(done.result)}\n',
+        '                return {"ok": json.loads(self._codec.open(done.result))}\n',
         "",
         (
             "tests/activities/test_builtins.py::test_a_rerun_sql_step_reads_its_recorded_effect[sqlite]",
