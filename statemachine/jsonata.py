@@ -412,6 +412,10 @@ class _Run:
             return _Output(self._limits).convert(raw)
         except GuardExceeded as error:
             raise self._failure(expr, location, f"Evaluation limit exceeded: {error}") from None
+        except _NotUnicode:
+            raise self._failure(
+                expr, location, "The result holds a lone surrogate (not valid Unicode)."
+            ) from None
 
     @staticmethod
     def _failure(expr: Expression, location: str, detail: str) -> QueryEvaluationError:
@@ -447,12 +451,13 @@ class _Output:
         if isinstance(value, str):
             self._chars += len(value)
             self._check()
+            _check_unicode(value)
             return value
         if isinstance(value, dict):
             self._items += len(value)
             self._check()
             return {
-                key: self.convert(item, depth + 1)
+                _check_unicode(key): self.convert(item, depth + 1)
                 for key, item in value.items()
                 if item is not None and not _is_function(item)
             }
@@ -472,6 +477,19 @@ class _Output:
             raise GuardExceeded(
                 f"the result holds more than {self._limits.max_string_bytes} characters"
             )
+
+
+class _NotUnicode(Exception):
+    """A result string holding a lone surrogate: no UTF-8 JSON can carry it."""
+
+
+def _check_unicode(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotUnicode from None
+    return text
 
 
 def _is_function(value: Any) -> bool:
