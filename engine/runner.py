@@ -10,6 +10,7 @@ worker is shutting down (the lease is released for another worker).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,13 +36,31 @@ from engine.store import (
     MachineVersion,
     Store,
 )
-from engine.walk import Services, Variables, Walk, commit_error, run_scope
+from engine.walk import (
+    Services,
+    Variables,
+    Walk,
+    commit_error,
+    is_poison,
+    run_scope,
+    unexpected,
+)
 from statemachine.build import load
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import Limits
 from statemachine.model import StateMachine
 
-__all__ = ["Activation", "Runtime", "StopSignal", "activate", "execution_arn", "machine_arn"]
+__all__ = [
+    "POISON_STRIKES",
+    "Activation",
+    "Runtime",
+    "StopSignal",
+    "activate",
+    "execution_arn",
+    "machine_arn",
+]
+
+log = logging.getLogger("stepwise.runner")
 
 ACCOUNT = "arn:aws:states:local:000000000000"
 
@@ -84,6 +103,8 @@ class Runtime:
     finished: dict[str, anyio.Event] = field(default_factory=dict)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
+    # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
+    poison_strikes: dict[str, int] = field(default_factory=dict)
     _machines: dict[str, StateMachine] = field(default_factory=dict)
 
     def services(self, trace_id: str | None) -> Services:
@@ -129,8 +150,21 @@ async def activate(
 
     `hold_seconds` overrides how long a wait may hold this process before the
     execution is suspended instead (`Engine.run` holds every timer).
-    Raises LeaseLost when another worker owns the execution now.
+    Raises LeaseLost when another worker owns the execution now, and the
+    other infrastructure errors as they come; any other exception is the
+    execution's poison, never the worker's (see `_poisoned`).
     """
+    try:
+        activation = await _activate(runtime, execution_id, hold_seconds)
+    except Exception as error:
+        if not is_poison(error):
+            raise
+        return await _poisoned(runtime, execution_id, error)
+    runtime.poison_strikes.pop(execution_id, None)
+    return activation
+
+
+async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | None) -> Activation:
     loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
     record = loaded.record
     if record.status != ExecutionStatus.RUNNING:
@@ -141,31 +175,7 @@ async def activate(
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
     )
-
-    async def checkpoint(
-        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
-    ) -> None:
-        if not journal.dirty and finish is None and not release:
-            return
-        rows, events = journal.drain()
-        result = await runtime.committer.commit(
-            Checkpoint(
-                execution_id=execution_id,
-                journal=rows,
-                events=events,
-                finish=finish,
-                release=release,
-                release_due_at=due_at,
-                last_event_id=journal.last_event_id,
-            )
-        )
-        if result != CommitResult.OK:
-            raise commit_error(result, f"execution {execution_id}: at commit")
-        # Spans are a view of what is durable: only committed events become spans.
-        telemetry.on_commit(record, events, runtime.store.history)
-        if finish is not None and execution_id in runtime.finished:
-            runtime.finished[execution_id].set()
-
+    checkpoint = _checkpointer(runtime, loaded, journal)
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
@@ -237,6 +247,16 @@ async def activate(
                     failure = StatesError(States.RUNTIME, str(error))
                 except StatesError as error:
                     failure = error
+                except Exception as error:
+                    if not is_poison(error):
+                        raise
+                    log.error(
+                        "execution %s: unexpected %s in its walk; failing it",
+                        execution_id,
+                        type(error).__name__,
+                        exc_info=error,
+                    )
+                    failure = unexpected(error)
             if scope.cancelled_caught:
                 timed_out = True
             group.cancel_scope.cancel()
@@ -272,6 +292,82 @@ async def activate(
 
 
 Checkpointer = Callable[..., Awaitable[None]]
+
+# Quick re-activations an execution gets after an unexpected exception outside
+# its walk before it is failed (a MemoryError may pass; a bug will not).
+POISON_STRIKES = 3
+
+
+def _checkpointer(runtime: Runtime, loaded: LoadedExecution, journal: Journal) -> Checkpointer:
+    """The activation's checkpoint: commit what `journal` holds, with a finish or a release."""
+    record = loaded.record
+    execution_id = record.execution_id
+
+    async def checkpoint(
+        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
+    ) -> None:
+        if not journal.dirty and finish is None and not release:
+            return
+        rows, events = journal.drain()
+        result = await runtime.committer.commit(
+            Checkpoint(
+                execution_id=execution_id,
+                journal=rows,
+                events=events,
+                finish=finish,
+                release=release,
+                release_due_at=due_at,
+                last_event_id=journal.last_event_id,
+            )
+        )
+        if result != CommitResult.OK:
+            raise commit_error(result, f"execution {execution_id}: at commit")
+        # Spans are a view of what is durable: only committed events become spans.
+        telemetry.on_commit(record, events, runtime.store.history)
+        if finish is not None and execution_id in runtime.finished:
+            runtime.finished[execution_id].set()
+
+    return checkpoint
+
+
+async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Activation:
+    """An unexpected exception escaped the activation: retry it a little later, then fail it.
+
+    The walk itself turns a state's unexpected exception into States.Runtime
+    (`engine.walk.unexpected`); what reaches here came from outside any
+    state (loading, encoding, committing). The journal this activation built
+    is dropped: the execution is reloaded, and either released with a short
+    backoff (the first `POISON_STRIKES - 1` times in this process) or failed
+    durably with States.Runtime, so a worker never re-activates it in a loop.
+    """
+    strikes = runtime.poison_strikes.get(execution_id, 0) + 1
+    runtime.poison_strikes[execution_id] = strikes
+    log.error(
+        "execution %s: unexpected %s outside its states (strike %d of %d)",
+        execution_id,
+        type(error).__name__,
+        strikes,
+        POISON_STRIKES,
+        exc_info=error,
+    )
+    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
+    if loaded.record.status != ExecutionStatus.RUNNING:
+        runtime.poison_strikes.pop(execution_id, None)
+        return Activation(loaded.record.status)
+    journal = Journal(
+        execution_id,
+        dict(loaded.journal),
+        last_event_id=loaded.last_event_id,
+        clock=runtime.clock,
+    )
+    checkpoint = _checkpointer(runtime, loaded, journal)
+    if strikes < POISON_STRIKES:
+        due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
+        await checkpoint(release=True, due_at=due)
+        return Activation(ExecutionStatus.RUNNING, due)
+    runtime.poison_strikes.pop(execution_id, None)
+    cause = unexpected(error).cause
+    return await _finish_failed(runtime, journal, checkpoint, States.RUNTIME, cause)
 
 
 def _details(error: str | None, cause: str | None) -> dict[str, Any]:
