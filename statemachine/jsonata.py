@@ -72,9 +72,11 @@ class Limits(msgspec.Struct, frozen=True):
 class QueryEvaluationError(StatesError):
     """`States.QueryEvaluationError` with the field it happened in (`location`)."""
 
-    def __init__(self, cause: str, *, location: str) -> None:
+    def __init__(self, cause: str, *, location: str, timed_out: bool = False) -> None:
         super().__init__(States.QUERY_EVALUATION_ERROR, cause)
         self.location = location
+        # True when the evaluation ran out of time (D1012): the engine may run it again elsewhere.
+        self.timed_out = timed_out
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_error, (self.cause, self.location))
@@ -373,11 +375,13 @@ class _Run:
                 expr, location, f"{error.error}: {_library_message(error)}"
             ) from None
         except _Timeout:
-            raise self._failure(
+            failure = self._failure(
                 expr,
                 location,
                 "D1012: Expression evaluation timeout: Check for infinite loop",
-            ) from None
+            )
+            failure.timed_out = True
+            raise failure from None
         except (_TooDeep, RecursionError):
             raise self._failure(
                 expr,

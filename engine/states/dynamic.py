@@ -19,10 +19,10 @@ from statemachine.paths import resolve
 __all__ = ["dynamic_int", "dynamic_number", "dynamic_value"]
 
 
-def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
+async def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     """The field's value, before any type check."""
     if dynamic.expression is not None:
-        return jsonata(frame, dynamic.expression, dynamic.field)
+        return await jsonata(frame, dynamic.expression, dynamic.field)
     if dynamic.intrinsic is not None:
         return evaluate_intrinsic(
             dynamic.intrinsic, data, frame.context(), frame.variables.visible(), frame
@@ -32,13 +32,13 @@ def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     return dynamic.literal
 
 
-def dynamic_int(
+async def dynamic_int(
     frame: Frame, dynamic: Dynamic | None, data: Any, *, minimum: int = 0
 ) -> int | None:
     """An integer field (MaxConcurrency, TimeoutSeconds …); None when absent."""
     if dynamic is None:
         return None
-    value = dynamic_value(frame, dynamic, data)
+    value = await dynamic_value(frame, dynamic, data)
     integral = isinstance(value, int) and not isinstance(value, bool)
     if isinstance(value, float) and value.is_integer():
         value, integral = int(value), True
@@ -63,11 +63,11 @@ def dynamic_int(
     return int(value)
 
 
-def dynamic_number(frame: Frame, dynamic: Dynamic | None, data: Any) -> float | None:
+async def dynamic_number(frame: Frame, dynamic: Dynamic | None, data: Any) -> float | None:
     """A float field (ToleratedFailurePercentage); None when absent."""
     if dynamic is None:
         return None
-    value = dynamic_value(frame, dynamic, data)
+    value = await dynamic_value(frame, dynamic, data)
     if isinstance(value, bool) or not isinstance(value, int | float):
         if dynamic.expression is not None:
             raise StatesError(

@@ -25,7 +25,7 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
-            effective = task_input(frame, state)
+            effective = await task_input(frame, state)
         frame.record_once(
             keys.parallel_started(frame.key, number),
             lambda: (None, [("ParallelStateStarted", {})]),
@@ -47,6 +47,6 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
             )
             raise
         with frame.evaluating():
-            return finish_result(frame, outcome.outputs)
+            return await finish_result(frame, outcome.outputs)
 
     return await with_recovery(frame, state, attempt)

@@ -29,11 +29,11 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else to_json(value)
 
 
-def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
+async def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
     entered = frame.entered_time or frame.walk.clock.now()
     if state.seconds is not None:
         dynamic = state.seconds
-        value = dynamic_value(frame, dynamic, effective)
+        value = await dynamic_value(frame, dynamic, effective)
         if isinstance(value, float) and value.is_integer() and dynamic.expression is not None:
             value = int(value)
         where = dynamic.path.text if dynamic.path else ""
@@ -60,7 +60,7 @@ def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
         return entered + timedelta(seconds=value)
     assert state.timestamp is not None
     dynamic = state.timestamp
-    value = dynamic_value(frame, dynamic, effective)
+    value = await dynamic_value(frame, dynamic, effective)
     when = parse_timestamp(value) if isinstance(value, str) else None
     if when is None:
         if dynamic.expression is not None:
@@ -84,14 +84,20 @@ async def run_wait(frame: Frame, state: WaitState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
         effective = effective_input(frame)
-        recorded = frame.record_once(
-            keys.wait_due(frame.key), lambda: (_due(frame, state, effective).isoformat(), ())
-        )
+
+        async def due() -> tuple[str, tuple[()]]:
+            return (await _due(frame, state, effective)).isoformat(), ()
+
+        recorded = await frame.record_once_async(keys.wait_due(frame.key), due)
     await frame.walk.sleep_until(datetime.fromisoformat(str(recorded)))
     with frame.evaluating():
-        assigned = evaluate_assign(frame, state.assign, dollar=effective)
+        assigned = await evaluate_assign(frame, state.assign, dollar=effective)
         if state.jsonata:
-            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+            output = (
+                frame.input
+                if state.output is None
+                else await jsonata(frame, state.output, "Output")
+            )
         else:
             output = output_path(frame, effective)
     return exit_state(frame, Transition(output, None if state.end else state.next, assigned))
