@@ -175,7 +175,31 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
     )
-    checkpoint = _checkpointer(runtime, loaded, journal)
+
+    async def checkpoint(
+        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
+    ) -> None:
+        if not journal.dirty and finish is None and not release:
+            return
+        rows, events = journal.drain()
+        result = await runtime.committer.commit(
+            Checkpoint(
+                execution_id=execution_id,
+                journal=rows,
+                events=events,
+                finish=finish,
+                release=release,
+                release_due_at=due_at,
+                last_event_id=journal.last_event_id,
+            )
+        )
+        if result != CommitResult.OK:
+            raise commit_error(result, f"execution {execution_id}: at commit")
+        # Spans are a view of what is durable: only committed events become spans.
+        telemetry.on_commit(record, events, runtime.store.history)
+        if finish is not None and execution_id in runtime.finished:
+            runtime.finished[execution_id].set()
+
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
@@ -298,38 +322,6 @@ Checkpointer = Callable[..., Awaitable[None]]
 POISON_STRIKES = 3
 
 
-def _checkpointer(runtime: Runtime, loaded: LoadedExecution, journal: Journal) -> Checkpointer:
-    """The activation's checkpoint: commit what `journal` holds, with a finish or a release."""
-    record = loaded.record
-    execution_id = record.execution_id
-
-    async def checkpoint(
-        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
-    ) -> None:
-        if not journal.dirty and finish is None and not release:
-            return
-        rows, events = journal.drain()
-        result = await runtime.committer.commit(
-            Checkpoint(
-                execution_id=execution_id,
-                journal=rows,
-                events=events,
-                finish=finish,
-                release=release,
-                release_due_at=due_at,
-                last_event_id=journal.last_event_id,
-            )
-        )
-        if result != CommitResult.OK:
-            raise commit_error(result, f"execution {execution_id}: at commit")
-        # Spans are a view of what is durable: only committed events become spans.
-        telemetry.on_commit(record, events, runtime.store.history)
-        if finish is not None and execution_id in runtime.finished:
-            runtime.finished[execution_id].set()
-
-    return checkpoint
-
-
 async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Activation:
     """An unexpected exception escaped the activation: retry it a little later, then fail it.
 
@@ -360,7 +352,29 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
     )
-    checkpoint = _checkpointer(runtime, loaded, journal)
+    record = loaded.record
+
+    async def checkpoint(
+        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
+    ) -> None:
+        rows, events = journal.drain()
+        result = await runtime.committer.commit(
+            Checkpoint(
+                execution_id=execution_id,
+                journal=rows,
+                events=events,
+                finish=finish,
+                release=release,
+                release_due_at=due_at,
+                last_event_id=journal.last_event_id,
+            )
+        )
+        if result != CommitResult.OK:
+            raise commit_error(result, f"execution {execution_id}: at commit")
+        telemetry.on_commit(record, events, runtime.store.history)
+        if finish is not None and execution_id in runtime.finished:
+            runtime.finished[execution_id].set()
+
     if strikes < POISON_STRIKES:
         due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
         await checkpoint(release=True, due_at=due)
