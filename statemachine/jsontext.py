@@ -21,6 +21,8 @@ __all__ = ["MAX_JSON_DEPTH", "JsonTextError", "json_problem", "loads_checked"]
 
 MAX_JSON_DEPTH: Final = 500
 
+_WHY: Final = "not valid Unicode; invalid UTF-8 reads as one"
+
 
 class JsonTextError(ValueError):
     """JSON text that is not JSON an execution can hold; the message says why.
@@ -52,13 +54,13 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         item, depth = stack.pop()
         if isinstance(item, str):
             if _bad_string(item):
-                return "a string holds a lone surrogate (not valid Unicode)"
+                return f"a string holds a lone surrogate ({_WHY})"
         elif isinstance(item, dict):
             if depth > max_depth:
                 return f"JSON nests deeper than {max_depth} levels"
             for key, member in item.items():
                 if isinstance(key, str) and _bad_string(key):
-                    return "an object key holds a lone surrogate (not valid Unicode)"
+                    return f"an object key holds a lone surrogate ({_WHY})"
                 if isinstance(member, str | dict | list):
                     stack.append((member, depth + 1))
         elif isinstance(item, list):

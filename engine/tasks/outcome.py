@@ -121,5 +121,5 @@ def encode_result(value: Any, limit_name: str) -> Outcome:
     return Succeeded(result)
 
 
-_SURROGATE = "a string holds a lone surrogate (not valid Unicode)"
+_SURROGATE = "a string holds a lone surrogate (not valid Unicode; invalid UTF-8 reads as one)"
 _TOO_DEEP = f"JSON nests deeper than {MAX_JSON_DEPTH} levels"
