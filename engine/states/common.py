@@ -112,7 +112,8 @@ async def jsonata(
     sandbox = services.sandbox
     variables = _vars(frame)
     if not _nondeterministic(template):
-        if not template.uses_regex:
+        known_slow = _sources(template) in _SLOW
+        if not template.uses_regex and not known_slow:
             quick = msgspec.structs.replace(
                 limits, timeout_seconds=min(limits.timeout_seconds, INLINE_SECONDS)
             )
@@ -128,6 +129,10 @@ async def jsonata(
             except QueryEvaluationError as error:
                 if not error.timed_out or quick.timeout_seconds >= limits.timeout_seconds:
                     raise
+                # A Map's next iterations go straight off the loop.
+                if len(_SLOW) >= _SLOW_REMEMBERED:
+                    _SLOW.clear()
+                _SLOW.add(_sources(template))
         # Pure, so running it again from the start gives what the inline run would have.
         call = functools.partial(
             evaluate_jsonata if sandbox is None else sandbox.evaluate_isolated,
@@ -169,6 +174,17 @@ async def jsonata(
 INLINE_SECONDS: Final = 0.05
 
 _NONDETERMINISTIC: Final = ("$uuid", "$random", "$now", "$millis")
+
+# Templates that outran INLINE_SECONDS once in this process (by their
+# expressions' sources): evaluated off the loop from then on, without first
+# spending the budget again.
+_SLOW: set[tuple[str, ...]] = set()
+_SLOW_REMEMBERED: Final = 1024
+
+
+def _sources(template: JsonataTemplate) -> tuple[str, ...]:
+    return tuple(expression.source for expression in template.expressions)
+
 
 # Threads evaluating off the loop, per event loop: their own few, so slow
 # evaluations never take the threads sync handlers run in.
