@@ -37,6 +37,7 @@ from engine.journal import encode_row
 from engine.store import ActivityTaskRecord, Store, TokenStatus
 from engine.store.effects import Statement
 from engine.store.errors import InvalidOutput
+from statemachine.jsontext import JsonTextError, loads_checked
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
@@ -109,12 +110,17 @@ def send_task_success(
     closed (answered, timed out, or its execution ended), TaskDoesNotExist
     when its execution is gone.
     """
-    if len(output.encode()) > MAX_OUTPUT_BYTES:
+    try:
+        size = len(output.encode())
+    except UnicodeEncodeError:
+        raise InvalidOutput("Invalid Output: 'not valid JSON: a lone surrogate'") from None
+    if size > MAX_OUTPUT_BYTES:
         raise InvalidOutput("Invalid Output: 'the output is larger than 262144 bytes'")
     try:
-        value = json.loads(output)
-    except ValueError:
-        raise InvalidOutput(f"Invalid Output: 'not valid JSON: {output[:80]}'") from None
+        value = loads_checked(output)
+    except JsonTextError as error:
+        why = "" if error.syntax else f" ({error})"
+        raise InvalidOutput(f"Invalid Output: 'not valid JSON{why}: {output[:80]}'") from None
     record = store.get_token(token)
     store.complete_token(
         token,

@@ -62,7 +62,7 @@ class ReaderRequest:
     max_items: int | None = None
 
 
-def _max_items(frame: Frame, config: dict[str, Any], effective: Any) -> int | None:
+async def _max_items(frame: Frame, config: dict[str, Any], effective: Any) -> int | None:
     if "MaxItems" in config:
         value = config["MaxItems"]
         dynamic = (
@@ -75,13 +75,13 @@ def _max_items(frame: Frame, config: dict[str, Any], effective: Any) -> int | No
     else:
         return None
     # 0 means "no limit", as AWS reads it.
-    return dynamic_int(frame, dynamic, effective) or None
+    return await dynamic_int(frame, dynamic, effective) or None
 
 
-def reader_request(frame: Frame, reader: dict[str, Any], effective: Any) -> ReaderRequest:
+async def reader_request(frame: Frame, reader: dict[str, Any], effective: Any) -> ReaderRequest:
     """Evaluate the ItemReader's Parameters/Arguments and ReaderConfig for this visit."""
     if "Arguments" in reader:
-        arguments = jsonata(frame, compile_jsonata_template(reader["Arguments"]), "Arguments")
+        arguments = await jsonata(frame, compile_jsonata_template(reader["Arguments"]), "Arguments")
     elif "Parameters" in reader:
         arguments = payload_template(frame, compile_template(reader["Parameters"]), effective)
     else:
@@ -100,7 +100,7 @@ def reader_request(frame: Frame, reader: dict[str, Any], effective: Any) -> Read
         header_location=config.get("CSVHeaderLocation", "FIRST_ROW"),
         headers=tuple(config.get("CSVHeaders", ())),
         delimiter=_DELIMITERS[config.get("CSVDelimiter", "COMMA")],
-        max_items=_max_items(frame, config, effective),
+        max_items=await _max_items(frame, config, effective),
     )
 
 

@@ -50,6 +50,7 @@ from engine.store import (
     MachineVersion,
     Store,
 )
+from statemachine.jsontext import json_problem
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
@@ -275,9 +276,17 @@ class Lifecycle:
 
 
 def _encode_input(input: Any) -> str:
-    """The execution input as JSON text; InvalidExecutionInput when it is not JSON or too big."""
+    """The execution input as JSON text; InvalidExecutionInput when it is not JSON or too big.
+
+    Not JSON includes a string holding a lone surrogate and nesting deeper
+    than `MAX_JSON_DEPTH` (see `statemachine.jsontext`).
+    """
+    value = {} if input is None else input
+    problem = json_problem(value)
+    if problem is not None:
+        raise InvalidExecutionInput(f"Invalid execution input: {problem}")
     try:
-        payload = msgspec.json.encode({} if input is None else input).decode()
+        payload = msgspec.json.encode(value).decode()
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidExecutionInput(f"Invalid execution input: {exc}") from None
     size = len(payload.encode())

@@ -10,6 +10,7 @@ worker is shutting down (the lease is released for another worker).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,14 +42,32 @@ from engine.store import (
     MachineVersion,
     Store,
 )
-from engine.walk import Services, Variables, Walk, commit_error, run_scope
+from engine.walk import (
+    Services,
+    Variables,
+    Walk,
+    commit_error,
+    is_poison,
+    run_scope,
+    unexpected,
+)
 from statemachine.build import load
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import Limits
 from statemachine.model import StateMachine
 from statemachine.quotas import MAX_HISTORY_EVENTS
 
-__all__ = ["Activation", "Runtime", "StopSignal", "activate", "execution_arn", "machine_arn"]
+__all__ = [
+    "POISON_STRIKES",
+    "Activation",
+    "Runtime",
+    "StopSignal",
+    "activate",
+    "execution_arn",
+    "machine_arn",
+]
+
+log = logging.getLogger("stepwise.runner")
 
 ACCOUNT = "arn:aws:states:local:000000000000"
 
@@ -93,6 +112,8 @@ class Runtime:
     finished: dict[str, anyio.Event] = field(default_factory=dict)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
+    # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
+    poison_strikes: dict[str, int] = field(default_factory=dict)
     _machines: dict[str, StateMachine] = field(default_factory=dict)
 
     def services(self, trace_id: str | None) -> Services:
@@ -138,8 +159,21 @@ async def activate(
 
     `hold_seconds` overrides how long a wait may hold this process before the
     execution is suspended instead (`Engine.run` holds every timer).
-    Raises LeaseLost when another worker owns the execution now.
+    Raises LeaseLost when another worker owns the execution now, and the
+    other infrastructure errors as they come; any other exception is the
+    execution's poison, never the worker's (see `_poisoned`).
     """
+    try:
+        activation = await _activate(runtime, execution_id, hold_seconds)
+    except Exception as error:
+        if not is_poison(error):
+            raise
+        return await _poisoned(runtime, execution_id, error)
+    runtime.poison_strikes.pop(execution_id, None)
+    return activation
+
+
+async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | None) -> Activation:
     loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
     record = loaded.record
     if record.status != ExecutionStatus.RUNNING:
@@ -247,10 +281,18 @@ async def activate(
                     failure = StatesError(States.RUNTIME, str(error))
                 except StatesError as error:
                     failure = error
-                except Exception:
+                except Exception as error:
                     # The limit signal, alone or grouped by a Parallel's or Map's task group.
                     if not journal.limit_reached:
-                        raise
+                        if not is_poison(error):
+                            raise
+                        log.error(
+                            "execution %s: unexpected %s in its walk; failing it",
+                            execution_id,
+                            type(error).__name__,
+                            exc_info=error,
+                        )
+                        failure = unexpected(error)
                 if journal.limit_reached:
                     suspended, failure = None, _history_limit(journal)
             if scope.cancelled_caught:
@@ -288,6 +330,72 @@ async def activate(
 
 
 Checkpointer = Callable[..., Awaitable[None]]
+
+# Quick re-activations an execution gets after an unexpected exception outside
+# its walk before it is failed (a MemoryError may pass; a bug will not).
+POISON_STRIKES = 3
+
+
+async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Activation:
+    """An unexpected exception escaped the activation: retry it a little later, then fail it.
+
+    The walk itself turns a state's unexpected exception into States.Runtime
+    (`engine.walk.unexpected`); what reaches here came from outside any
+    state (loading, encoding, committing). The journal this activation built
+    is dropped: the execution is reloaded, and either released with a short
+    backoff (the first `POISON_STRIKES - 1` times in this process) or failed
+    durably with States.Runtime, so a worker never re-activates it in a loop.
+    """
+    strikes = runtime.poison_strikes.get(execution_id, 0) + 1
+    runtime.poison_strikes[execution_id] = strikes
+    log.error(
+        "execution %s: unexpected %s outside its states (strike %d of %d)",
+        execution_id,
+        type(error).__name__,
+        strikes,
+        POISON_STRIKES,
+        exc_info=error,
+    )
+    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
+    if loaded.record.status != ExecutionStatus.RUNNING:
+        runtime.poison_strikes.pop(execution_id, None)
+        return Activation(loaded.record.status)
+    journal = Journal(
+        execution_id,
+        dict(loaded.journal),
+        last_event_id=loaded.last_event_id,
+        clock=runtime.clock,
+    )
+    record = loaded.record
+
+    async def checkpoint(
+        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
+    ) -> None:
+        rows, events = journal.drain()
+        result = await runtime.committer.commit(
+            Checkpoint(
+                execution_id=execution_id,
+                journal=rows,
+                events=events,
+                finish=finish,
+                release=release,
+                release_due_at=due_at,
+                last_event_id=journal.last_event_id,
+            )
+        )
+        if result != CommitResult.OK:
+            raise commit_error(result, f"execution {execution_id}: at commit")
+        telemetry.on_commit(record, events, runtime.store.history)
+        if finish is not None and execution_id in runtime.finished:
+            runtime.finished[execution_id].set()
+
+    if strikes < POISON_STRIKES:
+        due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
+        await checkpoint(release=True, due_at=due)
+        return Activation(ExecutionStatus.RUNNING, due)
+    runtime.poison_strikes.pop(execution_id, None)
+    cause = unexpected(error).cause
+    return await _finish_failed(runtime, journal, checkpoint, States.RUNTIME, cause)
 
 
 def _history_limit(journal: Journal) -> StatesError:

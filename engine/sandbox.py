@@ -13,7 +13,12 @@ caller's `Nondeterminism` (and is journaled by it).
 
 `Sandbox.evaluate` runs in-process whenever the template holds no regex
 literal (microseconds) and in the worker otherwise (about a millisecond of
-pipe round trip, plus a worker restart after a kill).
+pipe round trip, plus a worker restart after a kill). The engine also sends
+here, from a thread, every evaluation that outran its short budget on the
+event loop (`engine.states.common.jsonata`). The worker's address space is
+capped (`MEMORY_LIMIT_BYTES`, RLIMIT_AS): an evaluation that would grow
+past it fails with States.QueryEvaluationError instead of taking the
+engine's memory.
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ from statemachine.jsonata import (
 )
 from statemachine.nondeterminism import Nondeterminism
 
-__all__ = ["Sandbox"]
+__all__ = ["MEMORY_LIMIT_BYTES", "Sandbox"]
+
+# The worker process's address-space cap (RLIMIT_AS); the interpreter itself
+# takes about a tenth of it.
+MEMORY_LIMIT_BYTES = 1 << 30
 
 # Time the worker may need beyond the cooperative deadline before it is
 # presumed stuck in C code: pipe latency and result serialisation.
@@ -139,7 +148,16 @@ class Sandbox:
                         "D1012: Expression evaluation timeout: Check for infinite loop",
                         location=field,
                     )
-                message = connection.recv()
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError):  # the worker died (out of memory, killed)
+                    self._stop()
+                    raise QueryEvaluationError(
+                        f"The JSONata expression '{_first_text(template)}' specified for the "
+                        f"field '{field}' threw an error during evaluation. "
+                        "Evaluation limit exceeded: the evaluation's process ended",
+                        location=field,
+                    ) from None
                 kind = message[0]
                 if kind == "ask":
                     connection.send(_answer(nondeterminism, message[1]))
@@ -157,7 +175,7 @@ class Sandbox:
             parent, child = socket.socketpair()
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child.fileno())],
+                [sys.executable, "-c", _BOOT, str(child.fileno()), str(MEMORY_LIMIT_BYTES)],
                 pass_fds=[child.fileno()],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -222,11 +240,22 @@ class _AskParent:
         return value
 
 
-_BOOT = "import sys; from engine.sandbox import serve_fd; serve_fd(int(sys.argv[1]))"
+_BOOT = (
+    "import sys; from engine.sandbox import serve_fd; "
+    "serve_fd(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)"
+)
 
 
-def serve_fd(fd: int) -> None:
-    """The sandbox worker's entry point: serve evaluations on the socket `fd`."""
+def serve_fd(fd: int, memory_limit: int | None = None) -> None:
+    """The sandbox worker's entry point: serve evaluations on the socket `fd`.
+
+    `memory_limit` caps the process's address space (bytes), set before any
+    evaluation runs.
+    """
+    if memory_limit is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     _worker(Connection(fd))
 
 

@@ -17,6 +17,7 @@ every record names its state so a changed walk is caught.
 
 from __future__ import annotations
 
+import logging
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -47,8 +48,12 @@ __all__ = [
     "Variables",
     "Walk",
     "commit_error",
+    "is_poison",
     "run_scope",
+    "unexpected",
 ]
+
+log = logging.getLogger("stepwise.walk")
 
 
 class StateRunner(Protocol):
@@ -343,6 +348,32 @@ class Walk:
         await self.sleep_until(datetime.fromisoformat(str(recorded)))
 
 
+def is_poison(error: BaseException) -> bool:
+    """Whether `error` is a bug or a resource error of this execution, not the machinery's.
+
+    Poison is any exception that is neither ASL's (StatesError), nor the
+    engine's own signals and infrastructure errors (Suspend, StepwiseError:
+    lease lost, store unavailable, nondeterminism), nor a cancellation; an
+    exception group is poison only when everything in it is.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return all(is_poison(inner) for inner in error.exceptions)
+    return isinstance(error, Exception) and not isinstance(error, Suspend | StepwiseError)
+
+
+def unexpected(error: BaseException) -> StatesError:
+    """AWS's States.Runtime for an unexpected exception: it fails the execution, never caught.
+
+    Recursion, encoding and memory errors that reach here were not bounded
+    where they arose; retrying the same deterministic walk would raise them
+    again, so the execution fails rather than being re-activated.
+    """
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    detail = str(error).encode("utf-8", "backslashreplace").decode()[:500]
+    return StatesError(States.RUNTIME, f"{type(error).__name__}: {detail}".rstrip(": "))
+
+
 def enter(frame: Frame, *, input_payload: Any) -> None:
     """Record the state's entry (or replay it): entered time and event id."""
     walk = frame.walk
@@ -422,6 +453,19 @@ async def run_scope(
             except anyio.get_cancelled_exc_class():
                 _record_aborted(frame)
                 raise
+            except Exception as error:
+                if not is_poison(error):
+                    raise
+                log.error(
+                    "execution %s: state %r raised an unexpected %s; failing the execution",
+                    walk.execution_id,
+                    frame.state.name,
+                    type(error).__name__,
+                    exc_info=error,
+                )
+                failure = frame.prefix(unexpected(error))
+                failure.uncatchable = True
+                raise failure from None
             assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
             return frame.exit_record
 

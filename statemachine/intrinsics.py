@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import math
 import random
 import re
@@ -27,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
+from statemachine.jsontext import JsonTextError, loads_checked
 from statemachine.nondeterminism import Nondeterminism
 from statemachine.paths import Path, compile_path, json_equal, resolve, to_json
 
@@ -408,9 +408,13 @@ def _string_to_json(value: Any) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text)
-    except ValueError:
-        raise _failure(f"The argument of States.StringToJson is not valid JSON: {text}") from None
+        return loads_checked(text)
+    except JsonTextError as error:
+        # Too deep or not valid Unicode is as unparseable as a syntax error.
+        why = "" if error.syntax else f" ({error})"
+        raise _failure(
+            f"The argument of States.StringToJson is not valid JSON{why}: {text}"
+        ) from None
 
 
 def _array_partition(array: Any, size: Any) -> list[list[Any]]:

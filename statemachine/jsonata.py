@@ -72,9 +72,11 @@ class Limits(msgspec.Struct, frozen=True):
 class QueryEvaluationError(StatesError):
     """`States.QueryEvaluationError` with the field it happened in (`location`)."""
 
-    def __init__(self, cause: str, *, location: str) -> None:
+    def __init__(self, cause: str, *, location: str, timed_out: bool = False) -> None:
         super().__init__(States.QUERY_EVALUATION_ERROR, cause)
         self.location = location
+        # True when the evaluation ran out of time (D1012): the engine may run it again elsewhere.
+        self.timed_out = timed_out
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_error, (self.cause, self.location))
@@ -373,11 +375,13 @@ class _Run:
                 expr, location, f"{error.error}: {_library_message(error)}"
             ) from None
         except _Timeout:
-            raise self._failure(
+            failure = self._failure(
                 expr,
                 location,
                 "D1012: Expression evaluation timeout: Check for infinite loop",
-            ) from None
+            )
+            failure.timed_out = True
+            raise failure from None
         except (_TooDeep, RecursionError):
             raise self._failure(
                 expr,
@@ -412,6 +416,10 @@ class _Run:
             return _Output(self._limits).convert(raw)
         except GuardExceeded as error:
             raise self._failure(expr, location, f"Evaluation limit exceeded: {error}") from None
+        except _NotUnicode:
+            raise self._failure(
+                expr, location, "The result holds a lone surrogate (not valid Unicode)."
+            ) from None
 
     @staticmethod
     def _failure(expr: Expression, location: str, detail: str) -> QueryEvaluationError:
@@ -447,12 +455,13 @@ class _Output:
         if isinstance(value, str):
             self._chars += len(value)
             self._check()
+            _check_unicode(value)
             return value
         if isinstance(value, dict):
             self._items += len(value)
             self._check()
             return {
-                key: self.convert(item, depth + 1)
+                _check_unicode(key): self.convert(item, depth + 1)
                 for key, item in value.items()
                 if item is not None and not _is_function(item)
             }
@@ -472,6 +481,19 @@ class _Output:
             raise GuardExceeded(
                 f"the result holds more than {self._limits.max_string_bytes} characters"
             )
+
+
+class _NotUnicode(Exception):
+    """A result string holding a lone surrogate: no UTF-8 JSON can carry it."""
+
+
+def _check_unicode(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotUnicode from None
+    return text
 
 
 def _is_function(value: Any) -> bool:

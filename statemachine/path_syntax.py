@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import regex
+
 from statemachine.errors import ExpressionSyntaxError
 
 __all__ = ["Path", "compile_path", "compile_reference_path"]
@@ -134,7 +136,10 @@ class _RelativePath:
 
 @dataclass(frozen=True, slots=True)
 class _Regex:
-    pattern: re.Pattern[str]
+    """A `=~` operand: compiled by the `regex` engine, whose matching takes a timeout."""
+
+    source: str
+    pattern: regex.Pattern[str]
 
 
 _Operand = _Literal | _RelativePath | _Regex
@@ -402,11 +407,11 @@ class _Parser:
         self.pos = end + 1
         flags = 0
         while self.peek() in ("i", "m", "s") and self.peek():
-            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}[self.peek()]
+            flags |= {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL}[self.peek()]
             self.pos += 1
         try:
-            return _Regex(re.compile(source, flags))
-        except re.error as exc:
+            return _Regex(source, regex.compile(source, flags))
+        except regex.error as exc:
             raise self.fail(f"invalid regular expression: {exc}") from None
 
     def json_array(self) -> list[Any]:

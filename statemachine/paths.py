@@ -263,6 +263,23 @@ def json_equal(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+# How long one `=~` match may run on the event loop. A catastrophically
+# backtracking pattern stops here instead of wedging the worker.
+REGEX_TIMEOUT_SECONDS: Final = 0.25
+
+
+def _full_match(operand: _Regex, text: str) -> bool:
+    try:
+        return operand.pattern.fullmatch(text, timeout=REGEX_TIMEOUT_SECONDS) is not None
+    except TimeoutError:
+        raise StatesError(
+            States.RUNTIME,
+            f"The regular expression /{operand.source}/ did not finish matching a "
+            f"{len(text)}-character string within {REGEX_TIMEOUT_SECONDS} s "
+            "(catastrophic backtracking).",
+        ) from None
+
+
 def _compare(op: str, left: Any, right: Any) -> bool:
     if left is MISSING or right is MISSING:
         return op == "!=" and not (left is MISSING and right is MISSING)
@@ -271,11 +288,7 @@ def _compare(op: str, left: Any, right: Any) -> bool:
     if op == "!=":
         return not json_equal(left, right)
     if op == "=~":
-        return (
-            isinstance(right, _Regex)
-            and isinstance(left, str)
-            and bool(right.pattern.fullmatch(left))
-        )
+        return isinstance(right, _Regex) and isinstance(left, str) and _full_match(right, left)
     if op in ("in", "nin"):
         if not isinstance(right, list):
             return False

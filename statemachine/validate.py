@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from statemachine.diagnostics import Diagnostic, pointer_child
+from statemachine.jsontext import json_problem
 from statemachine.quotas import MAX_SECONDS
 from statemachine.validate_exprs import QueryLanguage, Reporter, is_int, json_type
 from statemachine.validate_resources import check_resources
@@ -86,6 +87,12 @@ def validate(definition: Any, *, machine_type: MachineType = "STANDARD") -> list
             "TOO_DEEPLY_NESTED",
             f"The definition nests JSON more than {MAX_JSON_DEPTH} levels deep",
         )
+        return rep.diagnostics
+    unstorable = json_problem(definition, max_depth=MAX_JSON_DEPTH)
+    if unstorable is not None:
+        # A lone surrogate (in a state name or anywhere): no UTF-8 text holds
+        # it, so no location naming it could even be printed.
+        rep.error("", "INVALID_JSON_DESCRIPTION", f"The definition is not valid JSON: {unstorable}")
         return rep.diagnostics
     _Machine(rep, definition, machine_type).check()
     check_resources(rep, definition)

@@ -27,8 +27,8 @@ from statemachine.model import ChoiceState
 __all__ = ["run_choice"]
 
 
-def _condition(frame: Frame, condition: JsonataTemplate) -> bool:
-    return bool(jsonata_typed(frame, condition, "Condition", "boolean"))
+async def _condition(frame: Frame, condition: JsonataTemplate) -> bool:
+    return bool(await jsonata_typed(frame, condition, "Condition", "boolean"))
 
 
 async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
@@ -40,28 +40,32 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
         for index, rule in enumerate(state.choices):
             if state.jsonata:
                 condition = state.conditions[index]
-                matched = condition is not None and _condition(frame, condition)
+                matched = condition is not None and await _condition(frame, condition)
             else:
                 matched = evaluate_rule(rule, effective, context, variables)
             if matched:
                 target: str = rule.next  # type: ignore[assignment]
-                assigned = evaluate_assign(frame, state.rule_assigns[index], dollar=effective)
+                assigned = await evaluate_assign(frame, state.rule_assigns[index], dollar=effective)
                 output: Any
                 if state.jsonata:
                     rule_output = state.rule_outputs[index]
                     output = (
                         frame.input
                         if rule_output is None
-                        else jsonata(frame, rule_output, "Output")
+                        else await jsonata(frame, rule_output, "Output")
                     )
                 else:
                     output = output_path(frame, effective)
                 return exit_state(frame, Transition(output, target, assigned))
         if state.default is None:
             raise StatesError(States.NO_CHOICE_MATCHED, "No Matches!")
-        assigned = evaluate_assign(frame, state.assign, dollar=effective)
+        assigned = await evaluate_assign(frame, state.assign, dollar=effective)
         if state.jsonata:
-            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+            output = (
+                frame.input
+                if state.output is None
+                else await jsonata(frame, state.output, "Output")
+            )
         else:
             output = output_path(frame, effective)
     return exit_state(frame, Transition(output, state.default, assigned))

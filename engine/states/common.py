@@ -5,12 +5,21 @@ ResultSelector → ResultPath (into the raw input) → OutputPath. JSONata:
 Arguments → (work) → Assign / Output over ``$states``. Each function here
 is one step of that pipeline; the per-state modules call them in order.
 Evaluation errors come out with AWS's prefix naming the state (see
-`Frame.evaluating`).
+`Frame.evaluating`). A JSONata evaluation runs on the event loop for at
+most `INLINE_SECONDS`; one that takes longer (or holds a regex literal) is
+run again off the loop — in the sandbox process, bounded in time and
+memory — so it never delays the other executions on the worker.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from datetime import datetime
+from typing import Any, Final
+
+import anyio
+import msgspec
+from anyio.lowlevel import RunVar
 
 from engine.walk import FinalError, Frame, Transition
 from statemachine.dataflow import (
@@ -23,6 +32,7 @@ from statemachine.errors import States, StatesError
 from statemachine.jsonata import (
     Expression,
     JsonataTemplate,
+    QueryEvaluationError,
     check_result_type,
     check_variable_name,
 )
@@ -32,6 +42,7 @@ from statemachine.paths import Path, apply_result_path
 from statemachine.quotas import MAX_PAYLOAD_BYTES, MAX_VARIABLE_BYTES
 
 __all__ = [
+    "INLINE_SECONDS",
     "MAX_PAYLOAD_BYTES",
     "MAX_VARIABLE_BYTES",
     "effective_input",
@@ -58,12 +69,12 @@ def effective_input(frame: Frame) -> Any:
     return apply_input_path(state.input_path, frame.input, frame.context(), _vars(frame))
 
 
-def task_input(frame: Frame, state: TaskState | ParallelState) -> Any:
+async def task_input(frame: Frame, state: TaskState | ParallelState) -> Any:
     """What a Task's handler or a Parallel's branches get: Arguments, or InputPath+Parameters."""
     if state.jsonata:
         if state.arguments is None:
             return frame.input
-        return jsonata(frame, state.arguments, "Arguments")
+        return await jsonata(frame, state.arguments, "Arguments")
     return payload_template(frame, state.parameters, effective_input(frame))
 
 
@@ -86,7 +97,7 @@ def payload_template(
     return evaluate_template(template, value, frame.context(map_item=map_item), _vars(frame), frame)
 
 
-def jsonata(
+async def jsonata(
     frame: Frame,
     template: JsonataTemplate,
     field: str,
@@ -99,6 +110,44 @@ def jsonata(
     services = frame.walk.services
     limits = services.jsonata_limits
     sandbox = services.sandbox
+    variables = _vars(frame)
+    if not _nondeterministic(template):
+        known_slow = _sources(template) in _SLOW
+        if not template.uses_regex and not known_slow:
+            quick = msgspec.structs.replace(
+                limits, timeout_seconds=min(limits.timeout_seconds, INLINE_SECONDS)
+            )
+            try:
+                return evaluate_jsonata(
+                    template,
+                    field=field,
+                    states=binding,
+                    variables=variables,
+                    nondeterminism=frame,
+                    limits=quick,
+                )
+            except QueryEvaluationError as error:
+                if not error.timed_out or quick.timeout_seconds >= limits.timeout_seconds:
+                    raise
+                # A Map's next iterations go straight off the loop.
+                if len(_SLOW) >= _SLOW_REMEMBERED:
+                    _SLOW.clear()
+                _SLOW.add(_sources(template))
+        # Pure, so running it again from the start gives what the inline run would have.
+        call = functools.partial(
+            evaluate_jsonata if sandbox is None else sandbox.evaluate_isolated,
+            template,
+            field=field,
+            states=binding,
+            variables=variables,
+            nondeterminism=_NO_NONDETERMINISM,
+            limits=limits,
+        )
+        return await anyio.to_thread.run_sync(
+            call, abandon_on_cancel=True, limiter=_evaluation_limiter()
+        )
+    # $uuid, $random and $now journal through the frame, which only the loop
+    # may touch: such templates are evaluated here, as before.
     if sandbox is not None and template.uses_regex:
         # A regex can backtrack inside C code where no cooperative check runs:
         # such templates are evaluated in a process that is killed at the limit.
@@ -106,7 +155,7 @@ def jsonata(
             template,
             field=field,
             states=binding,
-            variables=_vars(frame),
+            variables=variables,
             nondeterminism=frame,
             limits=limits,
         )
@@ -114,17 +163,72 @@ def jsonata(
         template,
         field=field,
         states=binding,
-        variables=_vars(frame),
+        variables=variables,
         nondeterminism=frame,
         limits=limits,
     )
 
 
-def jsonata_typed(
+# How long one JSONata evaluation may hold the event loop before it is run
+# again off the loop. Nearly every evaluation takes microseconds.
+INLINE_SECONDS: Final = 0.05
+
+_NONDETERMINISTIC: Final = ("$uuid", "$random", "$now", "$millis")
+
+# Templates that outran INLINE_SECONDS once in this process (by their
+# expressions' sources): evaluated off the loop from then on, without first
+# spending the budget again.
+_SLOW: set[tuple[str, ...]] = set()
+_SLOW_REMEMBERED: Final = 1024
+
+
+def _sources(template: JsonataTemplate) -> tuple[str, ...]:
+    return tuple(expression.source for expression in template.expressions)
+
+
+# Threads evaluating off the loop, per event loop: their own few, so slow
+# evaluations never take the threads sync handlers run in.
+_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("stepwise_evaluation_limiter")
+
+
+def _evaluation_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(4)
+        _LIMITER.set(limiter)
+        return limiter
+
+
+def _nondeterministic(template: JsonataTemplate) -> bool:
+    return any(name in e.text for e in template.expressions for name in _NONDETERMINISTIC)
+
+
+class _NoNondeterminism:
+    """What an evaluation off the loop gets: it never holds $uuid, $random or $now."""
+
+    def uuid(self) -> str:
+        raise _off_loop_misuse()
+
+    def random(self) -> float:
+        raise _off_loop_misuse()
+
+    def now(self) -> datetime:
+        raise _off_loop_misuse()
+
+
+def _off_loop_misuse() -> AssertionError:
+    return AssertionError("a nondeterministic JSONata template was evaluated off the loop")
+
+
+_NO_NONDETERMINISM: Final = _NoNondeterminism()
+
+
+async def jsonata_typed(
     frame: Frame, template: JsonataTemplate, field: str, expected: str, **states: Any
 ) -> Any:
     """A JSONata field whose result must have one JSON type (AWS's type errors otherwise)."""
-    value = jsonata(frame, template, field, **states)
+    value = await jsonata(frame, template, field, **states)
     source = template.value
     text = source.text if isinstance(source, Expression) else frame.walk.payload(_source(source))
     return check_result_type(value, expected=expected, field=field, expression_text=text)
@@ -141,7 +245,7 @@ def _source(value: Any) -> Any:
     return value
 
 
-def evaluate_assign(
+async def evaluate_assign(
     frame: Frame,
     template: Template | JsonataTemplate | None,
     *,
@@ -152,7 +256,7 @@ def evaluate_assign(
     if template is None:
         return None
     if isinstance(template, JsonataTemplate):
-        values = jsonata(frame, template, "Assign", **states)
+        values = await jsonata(frame, template, "Assign", **states)
     else:
         values = payload_template(frame, template, dollar)
     if not isinstance(values, dict):
@@ -180,18 +284,18 @@ def evaluate_assign(
     return values
 
 
-def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] | None]:
+async def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] | None]:
     """Turn a Task/Map/Parallel result into the state output (and its assignments)."""
     state = frame.state
     if state.jsonata:
-        assigned = evaluate_assign(frame, state.assign, dollar=result, result=result)
+        assigned = await evaluate_assign(frame, state.assign, dollar=result, result=result)
         output = (
             result
             if state.output is None
-            else jsonata(frame, state.output, "Output", result=result)
+            else await jsonata(frame, state.output, "Output", result=result)
         )
         return output, assigned
-    assigned = evaluate_assign(frame, state.assign, dollar=result)
+    assigned = await evaluate_assign(frame, state.assign, dollar=result)
     selected = payload_template(frame, getattr(state, "result_selector", None), result)
     merged = merge_result(frame, selected)
     return output_path(frame, merged), assigned

@@ -21,7 +21,7 @@ from the Map Run's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from engine import keys
@@ -43,34 +43,37 @@ __all__ = ["reader_items", "write_results"]
 T = TypeVar("T")
 
 
-def _final(code: States, step: Callable[[], T]) -> T:
+async def _final(code: States, step: Callable[[], Awaitable[T]]) -> T:
     """Run `step`; a `code` error it raises keeps its own cause (no state prefix)."""
     try:
-        return step()
+        return await step()
     except StatesError as error:
         if error.error == code and not isinstance(error, FinalError):
             raise FinalError(error.error, error.cause) from None
         raise
 
 
-def reader_items(frame: Frame, state: MapState, effective: Any, attempt_number: int) -> list[Any]:
+async def reader_items(
+    frame: Frame, state: MapState, effective: Any, attempt_number: int
+) -> list[Any]:
     """The items of `state`'s ItemReader for this attempt: read once, then replayed."""
 
-    def produce() -> tuple[list[Any], Events]:
-        request = reader_request(frame, state.item_reader, effective)
+    async def produce() -> tuple[list[Any], Events]:
+        request = await reader_request(frame, state.item_reader, effective)
         storage = LocalS3(s3_root(), error=States.ITEM_READER_FAILED)
         return list(stream_items(request, storage)), ()
 
     key = keys.map_items(frame.key, attempt_number)
-    items = _final(
-        States.ITEM_READER_FAILED, lambda: frame.record_once(key, produce, thread=frame.thread)
+    items = await _final(
+        States.ITEM_READER_FAILED,
+        lambda: frame.record_once_async(key, produce, thread=frame.thread),
     )
     return list(items)
 
 
-def _writer_arguments(frame: Frame, writer: dict[str, Any], effective: Any) -> dict[str, Any]:
+async def _writer_arguments(frame: Frame, writer: dict[str, Any], effective: Any) -> dict[str, Any]:
     if "Arguments" in writer:
-        arguments = jsonata(frame, compile_jsonata_template(writer["Arguments"]), "Arguments")
+        arguments = await jsonata(frame, compile_jsonata_template(writer["Arguments"]), "Arguments")
     elif "Parameters" in writer:
         arguments = payload_template(frame, compile_template(writer["Parameters"]), effective)
     else:
@@ -114,7 +117,7 @@ def _children(
     return map_run_arn, children
 
 
-def write_results(
+async def write_results(
     frame: Frame,
     state: MapState,
     effective: Any,
@@ -131,11 +134,11 @@ def write_results(
     run_id = frame.uuid()
     now = format_timestamp(frame.now())
 
-    def produce() -> tuple[Any, Events]:
+    async def produce() -> tuple[Any, Events]:
         map_run_arn, children = _children(frame, state, run_id, now, inputs, outcome)
         if not exporting:
             return transform(children, transformation), ()
-        arguments = _writer_arguments(frame, writer, effective)
+        arguments = await _writer_arguments(frame, writer, effective)
         storage = LocalS3(s3_root(), error=States.RESULT_WRITER_FAILED)
         details = write_result_files(
             storage,
@@ -149,6 +152,7 @@ def write_results(
         return details, ()
 
     key = keys.map_results(frame.key, attempt_number)
-    return _final(
-        States.RESULT_WRITER_FAILED, lambda: frame.record_once(key, produce, thread=frame.thread)
+    return await _final(
+        States.RESULT_WRITER_FAILED,
+        lambda: frame.record_once_async(key, produce, thread=frame.thread),
     )

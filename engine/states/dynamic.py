@@ -19,10 +19,10 @@ from statemachine.paths import resolve
 __all__ = ["dynamic_int", "dynamic_number", "dynamic_value"]
 
 
-def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
+async def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     """The field's value, before any type check."""
     if dynamic.expression is not None:
-        return jsonata(frame, dynamic.expression, dynamic.field)
+        return await jsonata(frame, dynamic.expression, dynamic.field)
     if dynamic.intrinsic is not None:
         return evaluate_intrinsic(
             dynamic.intrinsic, data, frame.context(), frame.variables.visible(), frame
@@ -42,7 +42,7 @@ def _numeric_string(dynamic: Dynamic, value: Any, convert: type[int] | type[floa
     return value
 
 
-def dynamic_int(
+async def dynamic_int(
     frame: Frame,
     dynamic: Dynamic | None,
     data: Any,
@@ -60,7 +60,7 @@ def dynamic_int(
     """
     if dynamic is None:
         return None
-    value = dynamic_value(frame, dynamic, data)
+    value = await dynamic_value(frame, dynamic, data)
     if numeric_strings:
         value = _numeric_string(dynamic, value, int)
     integral = isinstance(value, int) and not isinstance(value, bool)
@@ -89,7 +89,7 @@ def dynamic_int(
     return int(value)
 
 
-def dynamic_number(
+async def dynamic_number(
     frame: Frame, dynamic: Dynamic | None, data: Any, *, numeric_strings: bool = False
 ) -> float | None:
     """A float field (ToleratedFailurePercentage); None when absent.
@@ -98,7 +98,7 @@ def dynamic_number(
     """
     if dynamic is None:
         return None
-    value = dynamic_value(frame, dynamic, data)
+    value = await dynamic_value(frame, dynamic, data)
     if numeric_strings:
         value = _numeric_string(dynamic, value, int)
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -19,14 +19,14 @@ from statemachine.paths import resolve
 __all__ = ["run_fail"]
 
 
-def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
+async def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
     if dynamic is None:
         return None
     value: Any
     context = frame.context()
     variables = frame.variables.visible()
     if dynamic.expression is not None:
-        return str(jsonata_typed(frame, dynamic.expression, dynamic.field, "string"))
+        return str(await jsonata_typed(frame, dynamic.expression, dynamic.field, "string"))
     if dynamic.intrinsic is not None:
         value = evaluate_intrinsic(dynamic.intrinsic, frame.input, context, variables, frame)
     elif dynamic.path is not None:
@@ -45,8 +45,8 @@ def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
 async def run_fail(frame: Frame, state: FailState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
-        error = _value(frame, state.error)
-        cause = _value(frame, state.cause)
+        error = await _value(frame, state.error)
+        cause = await _value(frame, state.cause)
     raise FailStateError(error, cause)
 
 

@@ -36,7 +36,7 @@ from statemachine.paths import resolve, to_json
 __all__ = ["run_map"]
 
 
-def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
+async def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
     if state.jsonata:
         if state.items is None:
             if not isinstance(effective, list):
@@ -45,7 +45,7 @@ def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
                     location="Items",
                 )
             return effective
-        return list(jsonata_typed(frame, state.items, "Items", "array"))
+        return list(await jsonata_typed(frame, state.items, "Items", "array"))
     if state.items_path is None:
         items = effective
         where = "$"
@@ -60,27 +60,27 @@ def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
     return items
 
 
-def _select(frame: Frame, state: MapState, effective: Any, index: int, item: Any) -> Any:
+async def _select(frame: Frame, state: MapState, effective: Any, index: int, item: Any) -> Any:
     selector = state.item_selector
     if selector is None:
         return item
     if isinstance(selector, JsonataTemplate):
-        return jsonata(frame, selector, "ItemSelector", map_item=(index, item))
+        return await jsonata(frame, selector, "ItemSelector", map_item=(index, item))
     assert isinstance(selector, Template)
     return payload_template(frame, selector, effective, map_item=(index, item))
 
 
-def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -> list[Any]:
+async def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -> list[Any]:
     """Group the selected items into ItemBatcher's batch inputs."""
     batcher = state.item_batcher
     assert batcher is not None
-    max_items = dynamic_int(frame, batcher.max_items, effective, minimum=1)
-    max_bytes = dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
+    max_items = await dynamic_int(frame, batcher.max_items, effective, minimum=1)
+    max_bytes = await dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
     base: dict[str, Any] = {}
     if batcher.has_batch_input:
         template = batcher.batch_input
         if isinstance(template, JsonataTemplate):
-            base["BatchInput"] = jsonata(frame, template, "ItemBatcher/BatchInput")
+            base["BatchInput"] = await jsonata(frame, template, "ItemBatcher/BatchInput")
         else:
             base["BatchInput"] = payload_template(frame, template, effective)
     batches: list[Any] = []
@@ -101,17 +101,17 @@ def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -
     return batches
 
 
-def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
+async def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
     if state.mode != "DISTRIBUTED":
         return None
-    count = dynamic_int(
+    count = await dynamic_int(
         frame,
         state.tolerated_failure_count,
         frame.input,
         numeric_strings=True,
         below_minimum="ToleratedFailureCount cannot be negative.",
     )
-    percentage = dynamic_number(
+    percentage = await dynamic_number(
         frame, state.tolerated_failure_percentage, frame.input, numeric_strings=True
     )
     if percentage is not None and not 0 <= percentage <= 100:
@@ -134,11 +134,11 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         with frame.evaluating():
             effective = effective_input(frame)
             if state.item_reader is not None:  # Distributed Map: engine/states/distributed_map.py
-                items = reader_items(frame, state, effective, number)
+                items = await reader_items(frame, state, effective, number)
             else:
-                items = _items(frame, state, effective)
+                items = await _items(frame, state, effective)
             concurrency = (
-                dynamic_int(
+                await dynamic_int(
                     frame,
                     state.max_concurrency,
                     effective,
@@ -148,9 +148,11 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 )
                 or 0
             )
-            inputs = [_select(frame, state, effective, i, item) for i, item in enumerate(items)]
+            inputs = [
+                await _select(frame, state, effective, i, item) for i, item in enumerate(items)
+            ]
             if state.item_batcher is not None:
-                inputs = _batches(frame, state, effective, inputs)
+                inputs = await _batches(frame, state, effective, inputs)
         frame.record_once(
             keys.map_started(frame.key, number),
             lambda: (None, [("MapStateStarted", {"length": len(inputs)})]),
@@ -159,7 +161,7 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         with frame.evaluating():
             # AWS reads the tolerated failures once the Map Run starts: after
             # MapStateStarted. Failures count child runs: batches when batching.
-            tolerate = _tolerance(frame, state, len(inputs))
+            tolerate = await _tolerance(frame, state, len(inputs))
         children = [
             Child(
                 scope=state.processor,
@@ -192,8 +194,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         for index, error in outcome.failures:
             results[index] = {"Error": error.error, "Cause": error.cause}
         if state.result_writer is not None:  # Distributed Map: engine/states/distributed_map.py
-            results = write_results(frame, state, effective, number, inputs, outcome)
+            results = await write_results(frame, state, effective, number, inputs, outcome)
         with frame.evaluating():
-            return finish_result(frame, results)
+            return await finish_result(frame, results)
 
     return await with_recovery(frame, state, attempt)

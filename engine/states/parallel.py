@@ -24,7 +24,7 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         with frame.evaluating():
-            effective = task_input(frame, state)
+            effective = await task_input(frame, state)
         frame.record_once(
             keys.parallel_started(frame.key, number),
             lambda: (None, [("ParallelStateStarted", {})]),
@@ -38,6 +38,6 @@ async def run_parallel(frame: Frame, state: ParallelState) -> Transition:
         ]
         outcome = await run_children(frame, children)
         with frame.evaluating():
-            return finish_result(frame, outcome.outputs)
+            return await finish_result(frame, outcome.outputs)
 
     return await with_recovery(frame, state, attempt)

@@ -21,14 +21,18 @@ async def run_pass(frame: Frame, state: PassState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
         if state.jsonata:
-            assigned = evaluate_assign(frame, state.assign, dollar=frame.input)
-            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+            assigned = await evaluate_assign(frame, state.assign, dollar=frame.input)
+            output = (
+                frame.input
+                if state.output is None
+                else await jsonata(frame, state.output, "Output")
+            )
         else:
             effective = effective_input(frame)
             if state.has_result:
                 result = state.result
             else:
                 result = payload_template(frame, state.parameters, effective)
-            assigned = evaluate_assign(frame, state.assign, dollar=result)
+            assigned = await evaluate_assign(frame, state.assign, dollar=result)
             output = output_path(frame, merge_result(frame, result))
     return exit_state(frame, Transition(output, None if state.end else state.next, assigned))

@@ -61,7 +61,7 @@ async def with_recovery(
             index = find_catcher(state.catch, error.error, heartbeat=heartbeat)
             if index is None:
                 raise error from None
-            return _caught(frame, state, index, error)
+            return await _caught(frame, state, index, error)
         return exit_state(frame, Transition(output, None if state.end else state.next, assigned))
 
 
@@ -77,7 +77,7 @@ def _record_state_failed(
     frame.record_once(key, lambda: (None, [(event, {})]), thread=frame.thread)
 
 
-def _caught(
+async def _caught(
     frame: Frame, state: TaskState | ParallelState | MapState, index: int, error: FinalError
 ) -> Transition:
     catcher = state.catch[index]
@@ -85,16 +85,16 @@ def _caught(
     error_output = {"Error": error.error, "Cause": error.cause if error.cause is not None else ""}
     with frame.evaluating():
         if state.jsonata:
-            assigned = evaluate_assign(
+            assigned = await evaluate_assign(
                 frame, plan.assign, dollar=error_output, errorOutput=error_output
             )
             output = (
                 error_output
                 if plan.output is None
-                else jsonata(frame, plan.output, "Output", errorOutput=error_output)
+                else await jsonata(frame, plan.output, "Output", errorOutput=error_output)
             )
         else:
-            assigned = evaluate_assign(frame, plan.assign, dollar=error_output)
+            assigned = await evaluate_assign(frame, plan.assign, dollar=error_output)
             if plan.result_path_null:
                 output = apply_result_path(frame.input, None, error_output)
             elif plan.result_path is None:

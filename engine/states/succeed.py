@@ -13,7 +13,11 @@ async def run_succeed(frame: Frame, state: SucceedState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
         if state.jsonata:
-            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+            output = (
+                frame.input
+                if state.output is None
+                else await jsonata(frame, state.output, "Output")
+            )
         else:
             output = output_path(frame, effective_input(frame))
     return exit_state(frame, Transition(output, None))

@@ -42,9 +42,9 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
                 lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():
-            effective = task_input(frame, state)
-            timeout = dynamic_int(frame, state.timeout, frame.input, minimum=1)
-            heartbeat = dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
+            effective = await task_input(frame, state)
+            timeout = await dynamic_int(frame, state.timeout, frame.input, minimum=1)
+            heartbeat = await dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
         result = await invoke(
             frame,
             state,
@@ -54,6 +54,6 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
             heartbeat=float(heartbeat) if heartbeat else math.inf,
         )
         with frame.evaluating():
-            return finish_result(frame, result)
+            return await finish_result(frame, result)
 
     return await with_recovery(frame, state, attempt)

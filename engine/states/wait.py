@@ -30,10 +30,10 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else to_json(value)
 
 
-def _value(frame: Frame, dynamic: Dynamic, effective: Any, field: str) -> Any:
+async def _value(frame: Frame, dynamic: Dynamic, effective: Any, field: str) -> Any:
     """The field's value; a `…Path` that selects nothing fails with AWS's wording."""
     if dynamic.path is None:
-        return dynamic_value(frame, dynamic, effective)
+        return await dynamic_value(frame, dynamic, effective)
     value = find(dynamic.path, effective, frame.context(), frame.variables.visible())
     if value is MISSING:
         raise StatesError(
@@ -43,11 +43,11 @@ def _value(frame: Frame, dynamic: Dynamic, effective: Any, field: str) -> Any:
     return value
 
 
-def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
+async def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
     entered = frame.entered_time or frame.walk.clock.now()
     if state.seconds is not None:
         dynamic = state.seconds
-        value = _value(frame, dynamic, effective, "SecondsPath")
+        value = await _value(frame, dynamic, effective, "SecondsPath")
         if isinstance(value, float) and value.is_integer() and dynamic.expression is not None:
             value = int(value)
         where = dynamic.path.text if dynamic.path else ""
@@ -74,7 +74,7 @@ def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
         return entered + timedelta(seconds=value)
     assert state.timestamp is not None
     dynamic = state.timestamp
-    value = _value(frame, dynamic, effective, "TimestampPath")
+    value = await _value(frame, dynamic, effective, "TimestampPath")
     when = parse_timestamp(value) if isinstance(value, str) else None
     if when is None:
         if dynamic.expression is not None:
@@ -98,14 +98,20 @@ async def run_wait(frame: Frame, state: WaitState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
         effective = effective_input(frame)
-        recorded = frame.record_once(
-            keys.wait_due(frame.key), lambda: (_due(frame, state, effective).isoformat(), ())
-        )
+
+        async def due() -> tuple[str, tuple[()]]:
+            return (await _due(frame, state, effective)).isoformat(), ()
+
+        recorded = await frame.record_once_async(keys.wait_due(frame.key), due)
     await frame.walk.sleep_until(datetime.fromisoformat(str(recorded)))
     with frame.evaluating():
-        assigned = evaluate_assign(frame, state.assign, dollar=effective)
+        assigned = await evaluate_assign(frame, state.assign, dollar=effective)
         if state.jsonata:
-            output = frame.input if state.output is None else jsonata(frame, state.output, "Output")
+            output = (
+                frame.input
+                if state.output is None
+                else await jsonata(frame, state.output, "Output")
+            )
         else:
             output = output_path(frame, effective)
     return exit_state(frame, Transition(output, None if state.end else state.next, assigned))

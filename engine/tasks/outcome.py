@@ -17,6 +17,7 @@ import msgspec
 
 from engine.walk import FinalError
 from statemachine.errors import States
+from statemachine.jsontext import MAX_JSON_DEPTH, json_problem
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
@@ -50,8 +51,21 @@ class Failed:
     cause: str | None = None
     heartbeat: bool | None = None
 
+    def __post_init__(self) -> None:
+        # A handler's exception text may hold a lone surrogate, which no UTF-8
+        # journal row can carry: such characters are written as escapes.
+        object.__setattr__(self, "error", _storable(self.error))
+        if self.cause is not None:
+            object.__setattr__(self, "cause", _storable(self.cause))
+
 
 Outcome = Succeeded | Failed
+
+
+def _storable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 class TaskFailure(FinalError):
@@ -94,6 +108,18 @@ def encode_result(value: Any, limit_name: str) -> Outcome:
         encoded = msgspec.json.encode(value)
     except (TypeError, msgspec.EncodeError) as failure:
         return Failed(States.RUNTIME, f"The task result is not JSON: {failure}")
+    except UnicodeEncodeError:
+        return Failed(States.RUNTIME, f"The task result is not JSON: {_SURROGATE}")
+    except RecursionError:
+        return Failed(States.RUNTIME, f"The task result is not JSON: {_TOO_DEEP}")
     if len(encoded) > MAX_PAYLOAD_BYTES:
         return too_large(limit_name)
-    return Succeeded(msgspec.json.decode(encoded))
+    result = msgspec.json.decode(encoded)
+    problem = json_problem(result)
+    if problem is not None:
+        return Failed(States.RUNTIME, f"The task result is not JSON: {problem}")
+    return Succeeded(result)
+
+
+_SURROGATE = "a string holds a lone surrogate (not valid Unicode; invalid UTF-8 reads as one)"
+_TOO_DEEP = f"JSON nests deeper than {MAX_JSON_DEPTH} levels"
