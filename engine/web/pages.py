@@ -343,20 +343,20 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
     async def sign_in(request: Request) -> Response:
         error = ""
         status = 200
+        target = request.query_params.get("next", "/")
         if request.method == "POST":
             form = await _form(request)
+            target = form.get("next", "/")
             key_id = form.get("accessKeyId", "")
             if sessions.check_key(key_id, form.get("secretAccessKey", "")):
                 cookie = sessions.issue(key_id)
-                target = form.get("next", "/")
-                if not target.startswith("/") or target.startswith("//"):
+                if not target.startswith("/") or target.startswith("//") or "\\" in target:
                     target = "/"
                 log.info("web: %s signed in", key_id)
                 session = _Session(key_id, cookie, sessions.csrf_token(cookie), fresh=True)
                 return _finish(RedirectResponse(target, 303), session)
             error = '<p class="error">Unknown access key or wrong secret.</p>'
             status = 401
-        target = request.query_params.get("next", "/")
         body = (
             f"<h1>Sign in</h1>{error}"
             '<form method="post" action="/ui/sign-in" class="sign-in">'
