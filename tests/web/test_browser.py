@@ -257,3 +257,39 @@ def test_state_machine_page_shows_definition_graph_and_recent_executions(
     )
     assert set(states) == set(EXPECTED)
     assert '"StartAt": "Fetch"' in page.inner_text("main")
+
+
+def test_a_large_execution_opens_with_paged_events_and_folded_iterations(
+    server: Server, page: Any
+) -> None:
+    machine = _machine(
+        server,
+        "wide",
+        {
+            "StartAt": "All",
+            "States": {
+                "All": {
+                    "Type": "Map",
+                    "ItemProcessor": {
+                        "StartAt": "One",
+                        "States": {"One": {"Type": "Pass", "End": True}},
+                    },
+                    "ResultPath": None,
+                    "End": True,
+                }
+            },
+        },
+    )
+    execution = _start(server, machine, list(range(1000)), "wide-1")
+    assert _wait_closed(server, execution, deadline=280) == "SUCCEEDED"
+    _open_from_home(page, server, "wide-1")
+    total = int(page.inner_text("#events h2 small"))
+    assert total > 4000
+    # One page of events is rendered, the rest a click away.
+    assert page.locator("table.events tbody tr").count() == 200
+    assert f"Page 1 of {-(-total // 200)}" in page.inner_text("#events .pager")
+    # The iterations draw as one state with counts, not a thousand nodes.
+    assert page.locator('.graph-svg g.node[data-state="One"]').count() == 1
+    page.click('g.node[data-state="One"]')
+    assert "entered 1000 · exited 1000" in page.inner_text("#state-panel")
+    assert "1000 succeeded" in page.inner_text("main")
