@@ -220,7 +220,8 @@ def state_outcomes(record: ExecutionRecord, events: list[Event]) -> dict[str, St
     aggregates: dict[str, StateAggregate] = {}
     for event in events:
         details = event.details
-        name = details.get("name") if event.type.endswith(("Entered", "Exited")) else None
+        named = event.type.endswith(("Entered", "Exited")) or event.type.startswith("MapIteration")
+        name = details.get("name") if named else None
         if not isinstance(name, str):
             name = owner.get(event.previous_event_id)
         if name is None or event.type.startswith("Execution"):

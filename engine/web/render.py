@@ -113,7 +113,8 @@ def _owner_names(events: list[Event]) -> dict[int, str]:
     owner: dict[int, str] = {}
     for event in events:
         name = event.details.get("name")
-        if isinstance(name, str) and event.type.endswith(("Entered", "Exited")):
+        named = event.type.endswith(("Entered", "Exited")) or event.type.startswith("MapIteration")
+        if isinstance(name, str) and named:
             owner[event.event_id] = name
         elif event.previous_event_id in owner and not event.type.startswith("Execution"):
             owner[event.event_id] = owner[event.previous_event_id]

@@ -142,6 +142,7 @@ def test_execution_page_shows_graph_outcomes_state_data_and_payloads_as_text(
     labels = page.eval_on_selector_all(".graph-svg g.edge text", "ts => ts.map(t => t.textContent)")
     assert "$.size NumericGreaterThan 10" in labels
     assert page.locator(".graph-svg g.edge.catch").count() == 1
+    assert "Each: 3 started, 3 succeeded" in page.inner_text("main")
 
     page.click('g.node[data-state="Fetch"]')
     panel = page.locator("#state-panel")
@@ -167,8 +168,9 @@ def test_execution_page_shows_graph_outcomes_state_data_and_payloads_as_text(
     )
     assert types and set(types) == {"TaskFailed"}
     if os.environ.get("STEPWISE_UPDATE_SCREENSHOT") and "sqlite" in server.db_url:
+        page.set_viewport_size({"width": 1400, "height": 1250})
         page.goto(page.url.split("?")[0])
-        page.click('g.node[data-state="Fetch"]')
+        page.click('g.node[data-state="Risky"]')
         page.screenshot(path=str(Path(ROOT) / "docs" / "execution.png"))
 
 
@@ -292,4 +294,4 @@ def test_a_large_execution_opens_with_paged_events_and_folded_iterations(
     assert page.locator('.graph-svg g.node[data-state="One"]').count() == 1
     page.click('g.node[data-state="One"]')
     assert "entered 1000 · exited 1000" in page.inner_text("#state-panel")
-    assert "1000 succeeded" in page.inner_text("main")
+    assert "All: 1000 started, 1000 succeeded" in page.inner_text("main")

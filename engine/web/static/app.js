@@ -36,11 +36,11 @@
     var details = container.hasAttribute("data-details")
       ? island(container.getAttribute("data-details")) : null;
     var g = new dagre.graphlib.Graph({ compound: true, multigraph: true });
-    g.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 22, edgesep: 10, marginx: 12, marginy: 12 });
+    g.setGraph({ rankdir: "TB", nodesep: 20, ranksep: 14, edgesep: 10, marginx: 12, marginy: 12 });
     g.setDefaultEdgeLabel(function () { return {}; });
     data.nodes.forEach(function (node) {
       if (node.group) {
-        g.setNode(node.id, { node: node, paddingTop: 28 });
+        g.setNode(node.id, { node: node });
       } else {
         var text = label(node);
         var small = node.role === "join";
@@ -91,7 +91,7 @@
         var caption = node.type === "Branch" ? "branch " + node.id.split("#branch")[1]
           : node.type === "Processor" ? "item processor" : "";
         if (caption) {
-          svg("text", { x: box.x - box.width / 2 + 8, y: box.y - box.height / 2 + 14 }, group).textContent = caption;
+          svg("title", {}, group).textContent = node.state + ": " + caption;
         }
       });
     g.edges().forEach(function (ref) {
