@@ -180,6 +180,8 @@ class Visit:
     output: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Whether the latest task attempt (or branch) of this visit failed.
+    failed: bool = False
 
 
 @dataclass
@@ -192,7 +194,6 @@ class StateAggregate:
     attempts: int = 0
     failures: int = 0
     caught: int = 0
-    last_visit_failed: bool = False
     visits: list[Visit] = field(default_factory=list)
     # A Map state's iterations by how they went: Started, Succeeded, Failed, Aborted.
     iterations: dict[str, int] = field(default_factory=dict)
@@ -211,41 +212,40 @@ def _is_failure(kind: str) -> bool:
 def state_outcomes(record: ExecutionRecord, events: list[Event]) -> dict[str, StateAggregate]:
     """Per-state aggregates of one execution's history, each with its outcome.
 
-    An event without a state name belongs to the state of the event it
-    follows (``previousEventId``), so the tasks of parallel branches are
-    counted in their own states.
+    An event without a state name belongs to the visit of the event it
+    follows (``previousEventId``), so the tasks of parallel branches and
+    concurrent Map iterations are counted in their own visits.
     """
-    owner: dict[int, str] = {}
-    open_visit: dict[str, Visit] = {}
+    # Each event's state and the visit it belongs to.
+    owner: dict[int, tuple[str, Visit | None]] = {}
+    latest_visit: dict[str, Visit] = {}
     aggregates: dict[str, StateAggregate] = {}
     for event in events:
         details = event.details
         named = event.type.endswith(("Entered", "Exited")) or event.type.startswith("MapIteration")
         name = details.get("name") if named else None
+        before = owner.get(event.previous_event_id)
         if not isinstance(name, str):
-            name = owner.get(event.previous_event_id)
+            name = before[0] if before is not None else None
         if name is None or event.type.startswith("Execution"):
             continue
-        owner[event.event_id] = name
+        visit = before[1] if before is not None and before[0] == name else latest_visit.get(name)
         aggregate = aggregates.setdefault(name, StateAggregate(name))
-        visit = open_visit.get(name)
         if event.type.startswith("MapIteration"):
             phase = event.type.removeprefix("MapIteration")
             aggregate.iterations[phase] = aggregate.iterations.get(phase, 0) + 1
         if event.type.endswith("StateEntered"):
             aggregate.entered += 1
             visit = Visit(entered=event.timestamp, input=details.get("input"))
-            open_visit[name] = visit
+            latest_visit[name] = visit
             aggregate.keep(visit)
-            aggregate.last_visit_failed = False
         elif event.type.endswith("StateExited"):
             aggregate.exited += 1
             if visit is not None:
                 visit.exited = event.timestamp
                 visit.output = details.get("output")
-            if aggregate.last_visit_failed:
-                aggregate.caught += 1
-            open_visit.pop(name, None)
+                if visit.failed:
+                    aggregate.caught += 1
         elif event.type.endswith("Scheduled"):
             aggregate.attempts += 1
             if visit is not None:
@@ -257,29 +257,32 @@ def state_outcomes(record: ExecutionRecord, events: list[Event]) -> dict[str, St
                     )
                 )
         elif _is_failure(event.type) or event.type.endswith("Succeeded"):
-            attempt = visit.attempts[-1] if visit is not None and visit.attempts else None
-            failed = _is_failure(event.type)
-            if (
-                attempt is not None
-                and attempt.ended is None
-                and event.type.startswith(("Task", "Activity", "Lambda"))
-            ):
-                attempt.ended = event.timestamp
-                attempt.output = details.get("output")
-                attempt.error = details.get("error") if failed else None
-                attempt.cause = details.get("cause") if failed else None
-            if failed:
-                aggregate.failures += 1
-                aggregate.last_visit_failed = True
-                if visit is not None:
-                    error = (str(details.get("error", "")), str(details.get("cause", "")))
-                    visit.errors.append(error)
-            elif attempt is not None:
-                aggregate.last_visit_failed = False
+            _settle(aggregate, visit, event)
+        owner[event.event_id] = (name, visit)
     running = record.status == ExecutionStatus.RUNNING
     for aggregate in aggregates.values():
         aggregate.outcome = _outcome(aggregate, running, record.status)
     return aggregates
+
+
+def _settle(aggregate: StateAggregate, visit: Visit | None, event: Event) -> None:
+    """Record a task's (or a branch's) success or failure in its visit."""
+    details = event.details
+    failed = _is_failure(event.type)
+    attempt = visit.attempts[-1] if visit is not None and visit.attempts else None
+    is_task = event.type.startswith(("Task", "Activity", "Lambda"))
+    if attempt is not None and attempt.ended is None and is_task:
+        attempt.ended = event.timestamp
+        attempt.output = details.get("output")
+        attempt.error = details.get("error") if failed else None
+        attempt.cause = details.get("cause") if failed else None
+    if failed:
+        aggregate.failures += 1
+        if visit is not None:
+            visit.failed = True
+            visit.errors.append((str(details.get("error", "")), str(details.get("cause", ""))))
+    elif attempt is not None and visit is not None:
+        visit.failed = False
 
 
 def _outcome(aggregate: StateAggregate, running: bool, status: str) -> str:
