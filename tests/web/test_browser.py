@@ -295,3 +295,26 @@ def test_a_large_execution_opens_with_paged_events_and_folded_iterations(
     page.click('g.node[data-state="One"]')
     assert "entered 1000 · exited 1000" in page.inner_text("#state-panel")
     assert "All: 1000 started, 1000 succeeded" in page.inner_text("main")
+
+
+def test_home_page_filters_by_machine_and_status(server: Server, page: Any) -> None:
+    sleeper = _machine(server, "filtered", WAITS)
+    running = _start(server, sleeper, {}, "filtered-running")
+    stopped = _start(server, sleeper, {}, "filtered-stopped")
+    server.client().stop_execution(executionArn=stopped)
+    assert _wait_closed(server, stopped) == "ABORTED"
+    page.goto(server.url + "/")
+    page.select_option('select[name="machine"]', "filtered")
+    page.select_option('select[name="status"]', "RUNNING")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**status=RUNNING**")
+    names = page.eval_on_selector_all(
+        "table.executions tbody td:first-child a", "as => as.map(a => a.textContent)"
+    )
+    assert names == ["filtered-running"]
+    page.select_option('select[name="status"]', "ABORTED")
+    page.click('form.filters button[type="submit"]')
+    page.wait_for_url("**status=ABORTED**")
+    page.wait_for_selector('table.executions a:text-is("filtered-stopped")')
+    assert page.locator('table.executions a:text-is("filtered-running")').count() == 0
+    server.client().stop_execution(executionArn=running)
