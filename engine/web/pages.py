@@ -174,6 +174,8 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
         params = request.query_params
         machine = params.get("machine") or None
         status = params.get("status") or None
+        if status not in _STATUSES:
+            status = None
         name = (params.get("name") or "").strip()
         token = params.get("token") or None
         if not name:
