@@ -32,6 +32,7 @@ from engine.http.protocol import CONTENT_TYPE, AwsError, Members, encode, error_
 from engine.http.service import Operation, Service
 from engine.http.sigv4 import Verifier
 from engine.runner import execution_arn
+from engine.web import web_routes
 
 __all__ = ["OPERATIONS", "TARGET_PREFIX", "AppSettings", "create_app"]
 
@@ -170,10 +171,16 @@ def create_app(settings: AppSettings) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok" if "service" in holder else "starting"})
 
+    def engine_of() -> Engine | None:
+        service = holder.get("service")
+        return service.engine if service is not None else None
+
     return Starlette(
         routes=[
             Route("/", api, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            # The web view: GET / and /ui/... (engine/web).
+            *web_routes(engine_of, settings.keys),
         ],
         lifespan=lifespan,
     )

@@ -124,7 +124,8 @@ def serve(options: ServeOptions) -> None:
     print(
         f"stepwise: serving the Step Functions API on http://{shown}:{port} "
         f"({'with' if options.worker else 'without'} a worker"
-        f"{', SigV4 required' if options.keys else ''})",
+        f"{', SigV4 required' if options.keys else ''}); "
+        f"web view: http://{shown}:{port}/",
         file=sys.stderr,
         flush=True,
     )

@@ -1,0 +1,199 @@
+"""HTML for the web view: the page layout and the fragments pages are built from.
+
+Every value that comes from a user or a payload goes through `text` (HTML
+escaping) or `json_island` (JSON in a ``<script type="application/json">``
+with ``<``, ``>`` and ``&`` escaped), so a payload holding ``<script>``
+shows as text and never runs. Pages load only the project's own static
+files (the Content-Security-Policy the routes send allows nothing else,
+and no inline script or style), so the view works offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from engine.store import Event, ExecutionRecord
+
+__all__ = [
+    "STATIC",
+    "event_rows",
+    "execution_href",
+    "execution_rows",
+    "json_island",
+    "layout",
+    "pretty",
+    "query",
+    "text",
+    "timeline_svg",
+]
+
+STATIC = "/ui/static"
+
+
+def text(value: object) -> str:
+    """`value` as HTML text (quotes escaped too, so it is safe in attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def json_island(element_id: str, value: Any) -> str:
+    """`value` as a JSON data block the page's script reads (never executed)."""
+    data = json.dumps(value, separators=(",", ":"), default=str)
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script type="application/json" id="{text(element_id)}">{data}</script>'
+
+
+def pretty(payload: str | None) -> str:
+    """A JSON payload indented in a ``<pre>`` (as text); ``—`` when there is none."""
+    if payload is None:
+        return '<pre class="payload empty">—</pre>'
+    try:
+        shown = json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except ValueError:
+        shown = payload
+    return f'<pre class="payload">{text(shown)}</pre>'
+
+
+def when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def execution_href(execution_id: str) -> str:
+    """The execution page's path (the executionArn, quoted)."""
+    return f"/ui/executions/{quote(execution_id, safe=':')}"
+
+
+def layout(title: str, body: str, *, who: str | None, csrf: str | None) -> str:
+    """A whole page: head, navigation (with sign-out when signed in) and `body`."""
+    sign_out = ""
+    if who is not None and who != "anonymous" and csrf is not None:
+        sign_out = (
+            '<form method="post" action="/ui/sign-out" class="inline">'
+            f'<input type="hidden" name="csrf" value="{text(csrf)}">'
+            f'<button type="submit">Sign out {text(who)}</button></form>'
+        )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{text(title)} · Stepwise</title>"
+        f'<link rel="stylesheet" href="{STATIC}/style.css">'
+        f'<script src="{STATIC}/vendor/dagre-1.1.4.min.js" defer></script>'
+        f'<script src="{STATIC}/app.js" defer></script>'
+        "</head><body>"
+        '<header><a class="brand" href="/">Stepwise</a>'
+        '<nav><a href="/">Executions</a><a href="/ui/machines">State machines</a></nav>'
+        f"{sign_out}</header><main>{body}</main></body></html>"
+    )
+
+
+def execution_rows(records: list[ExecutionRecord]) -> str:
+    """The executions table's rows: name (a link), machine, status, start and stop."""
+    if not records:
+        return '<tr><td colspan="5" class="empty">No executions</td></tr>'
+    rows = []
+    for record in records:
+        rows.append(
+            f'<tr data-status="{text(record.status)}">'
+            f'<td><a href="{text(execution_href(record.execution_id))}">'
+            f"{text(record.name)}</a></td>"
+            f'<td><a href="/ui/machines/{text(quote(record.machine))}">{text(record.machine)}</a>'
+            f" <small>v{record.version}</small></td>"
+            f'<td><span class="status {text(record.status.lower())}">'
+            f"{text(record.status)}</span></td>"
+            f"<td>{text(when(record.start_date))}</td><td>{text(when(record.stop_date))}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _owner_names(events: list[Event]) -> dict[int, str]:
+    owner: dict[int, str] = {}
+    for event in events:
+        name = event.details.get("name")
+        named = event.type.endswith(("Entered", "Exited")) or event.type.startswith("MapIteration")
+        if isinstance(name, str) and named:
+            owner[event.event_id] = name
+        elif event.previous_event_id in owner and not event.type.startswith("Execution"):
+            owner[event.event_id] = owner[event.previous_event_id]
+    return owner
+
+
+def event_rows(
+    events: list[Event], start: datetime, *, type_filter: str = "", first: int, count: int
+) -> str:
+    """Rows of the event table with AWS's columns: events whose type holds `type_filter`,
+    the `count` of them from the `first`.
+
+    Every event is folded for the step column, but only the page is rendered.
+    """
+    owner = _owner_names(events)
+    wanted = type_filter.lower()
+    shown = [event for event in events if wanted in event.type.lower()] if wanted else events
+    rows = []
+    for event in shown[first : first + count]:
+        elapsed = int((event.timestamp - start).total_seconds() * 1000)
+        details = {key: value for key, value in event.details.items() if key != "name"}
+        resource = event.details.get("resource", "")
+        rows.append(
+            f'<tr data-type="{text(event.type)}">'
+            f"<td>{event.event_id}</td><td>{text(event.type)}</td>"
+            f"<td>{text(owner.get(event.event_id, ''))}</td><td>{text(resource)}</td>"
+            f"<td>{elapsed} ms</td><td>{text(when(event.timestamp))}</td>"
+            "<td><details><summary>details</summary>"
+            f"{pretty(json.dumps(details, default=str)) if details else '—'}"
+            "</details></td></tr>"
+        )
+    return "".join(rows)
+
+
+def timeline_svg(bars: list[dict[str, Any]], start: datetime, end: datetime) -> str:
+    """A Gantt chart: one row per state visit, task attempts drawn inside it.
+
+    `bars` hold ``name``, ``outcome``, ``begin``, ``end`` (None while
+    running) and ``attempts`` (pairs of begin and end). Widths are percent
+    of the execution's duration, in SVG attributes, so no inline style is needed.
+    """
+    total = max((end - start).total_seconds(), 0.001)
+    row = 22
+    height = row * len(bars) + 4
+
+    def pct(moment: datetime | None) -> float:
+        at = end if moment is None else moment
+        return max(0.0, min(100.0, (at - start).total_seconds() / total * 100))
+
+    parts = [
+        f'<svg class="timeline" width="100%" height="{height}" role="img" '
+        'aria-label="Timeline of states and task attempts">'
+    ]
+    for index, bar in enumerate(bars):
+        y = index * row + 2
+        left = pct(bar["begin"])
+        width = max(pct(bar["end"]) - left, 0.3)
+        seconds = ((bar["end"] or end) - bar["begin"]).total_seconds()
+        parts.append(
+            f'<g class="bar {text(bar["outcome"])}"><title>{text(bar["name"])}: '
+            f"{seconds:.3f} s</title>"
+            f'<rect x="{left:.3f}%" y="{y}" width="{width:.3f}%" height="{row - 6}" rx="3"></rect>'
+        )
+        for begin, finish in bar["attempts"]:
+            a_left = pct(begin)
+            a_width = max(pct(finish) - a_left, 0.2)
+            parts.append(
+                f'<rect class="attempt" x="{a_left:.3f}%" y="{y + 5}" width="{a_width:.3f}%" '
+                f'height="{row - 16}"></rect>'
+            )
+        parts.append(
+            f'<text x="{min(left, 80):.3f}%" y="{y + row - 9}" dx="4">'
+            f"{text(bar['name'])}</text></g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def query(**params: str | None) -> str:
+    """A query string of the non-empty `params` (filters and page tokens, never payloads)."""
+    kept = {key: value for key, value in params.items() if value}
+    return ("?" + urlencode(kept)) if kept else ""
