@@ -26,3 +26,12 @@ def test_readme_embedding_example_runs(tmp_path: Path) -> None:
     assert result.stdout.startswith('SUCCEEDED {"amount":12,"payment":{"charged":12')
     assert "'ExecutionSucceeded']" in result.stdout
     assert (tmp_path / "stepwise.db").exists()  # the embedded default
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci == commands[1]
