@@ -17,6 +17,7 @@ import sys
 import click
 
 from engine.cli.core import StepwiseCommand, database_url, global_options
+from engine.cli.definitions import operator_options, operator_settings
 from engine.cli.s3root import s3_root_option
 
 __all__ = ["serve"]
@@ -68,6 +69,7 @@ __all__ = ["serve"]
     default="info",
     show_default=True,
 )
+@operator_options
 @global_options
 @click.pass_context
 def serve(
@@ -84,6 +86,9 @@ def serve(
     account: str,
     activities: tuple[str, ...],
     log_level: str,
+    allow_http_to: tuple[str, ...],
+    sql_role: str | None,
+    max_history_events: int | None,
 ) -> None:
     """Serve the AWS Step Functions API (boto3, the AWS CLI and SDKs work unchanged)."""
     try:
@@ -122,10 +127,14 @@ def serve(
         except Exception as exc:
             fail(f"cannot import activities module '{module}': {type(exc).__name__}: {exc}")
             return
+    url = database_url(ctx)
+    settings = operator_settings(url, allow_http_to, sql_role, max_history_events)
     options = ServeOptions(
+        registry=settings.registry,
+        max_history_events=settings.max_history_events,
         host=host,
         port=port,
-        database_url=database_url(ctx),
+        database_url=url,
         worker=not no_worker,
         concurrency=concurrency,
         lease_seconds=lease_seconds,

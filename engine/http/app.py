@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from activities.registry import Registry
 from engine.api import Engine
 from engine.arns import Arns
 from engine.http import executions, machines, tags, tasks, teststate
@@ -67,6 +68,9 @@ class AppSettings:
     keys: Mapping[str, str] = field(default_factory=dict)
     activity_poll_seconds: float = 50.0
     max_body_bytes: int = MAX_BODY_BYTES
+    # The operator's options (--allow-http-to, --sql-role, --max-history-events).
+    registry: Registry | None = None
+    max_history_events: int | None = None
 
 
 def _error_response(error: AwsError, request_id: str, arns: Arns) -> Response:
@@ -117,6 +121,8 @@ def create_app(settings: AppSettings) -> Starlette:
             worker=settings.worker,
             concurrency=settings.concurrency,
             lease_seconds=settings.lease_seconds,
+            registry=settings.registry,
+            max_history_events=settings.max_history_events,
         ) as engine:
             holder["service"] = Service(
                 engine=engine,

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from types import FrameType
 
+from activities.registry import Registry
 from engine.arns import Arns
 from engine.http.app import AppSettings, create_app
 from engine.store import Store, default_database_url
@@ -44,6 +45,9 @@ class ServeOptions:
     allow_unauthenticated: bool = False
     log_level: str = "info"
     activity_poll_seconds: float = 50.0
+    # The operator's options (--allow-http-to, --sql-role, --max-history-events).
+    registry: Registry | None = None
+    max_history_events: int | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -102,6 +106,8 @@ def serve(options: ServeOptions) -> None:
             arns=options.arns,
             keys=options.keys,
             activity_poll_seconds=options.activity_poll_seconds,
+            registry=options.registry,
+            max_history_events=options.max_history_events,
         )
     )
     config = uvicorn.Config(

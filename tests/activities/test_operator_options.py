@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -229,3 +230,36 @@ def test_statements_under_the_sql_role_cannot_touch_stepwise_tables(
         cwd=tmp_path,
     )  # fmt: skip
     assert on_sqlite.returncode == 2 and "--sql-role needs a PostgreSQL" in on_sqlite.stderr
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_serve_takes_the_allow_list(
+    loopback: ThreadingHTTPServer, sqlite_url: str, tmp_path: Path, allowed: bool
+) -> None:
+    """`stepwise serve`'s in-process worker reaches loopback only with --allow-http-to."""
+    from tests.http.support import Server
+
+    url = f"http://127.0.0.1:{loopback.server_address[1]}/s"
+    extra = ("--allow-http-to", "127.0.0.1") if allowed else ()
+    server = Server(sqlite_url, tmp_path / "serve.log", *extra).start()
+    try:
+        client = server.client()
+        arn = client.create_state_machine(
+            name="call",
+            definition=json.dumps(CALL),
+            roleArn="arn:aws:iam::000000000000:role/stepwise",
+        )["stateMachineArn"]
+        execution = client.start_execution(stateMachineArn=arn, input=json.dumps({"url": url}))
+        deadline = time.monotonic() + 120
+        done = client.describe_execution(executionArn=execution["executionArn"])
+        while done["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = client.describe_execution(executionArn=execution["executionArn"])
+    finally:
+        server.stop()
+    if allowed:
+        assert done["status"] == "SUCCEEDED"
+        assert loopback.hits == 1  # type: ignore[attr-defined]
+    else:
+        assert (done["status"], done["error"]) == ("FAILED", "Stepwise.Http.Forbidden")
+        assert loopback.hits == 0  # type: ignore[attr-defined]
