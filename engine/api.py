@@ -23,7 +23,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -41,6 +41,7 @@ from engine.runner import Runtime
 from engine.sandbox import Sandbox
 from engine.store import (
     DEFAULT_QUEUE,
+    REDRIVE_WINDOW,
     CommitConflict,
     Event,
     ExecutionRecord,
@@ -89,8 +90,12 @@ class Engine(TaskCallbacks):
         worker_id: str | None = None,
         inline_store: bool = False,
         queue: str = DEFAULT_QUEUE,
+        redrive_window: timedelta = REDRIVE_WINDOW,
     ) -> None:
         """Bind to `database_url` (None: $STEPWISE_DATABASE_URL or ./stepwise.db).
+
+        `redrive_window` is how long after it closed an execution may be
+        redriven (AWS's 14 days by default).
 
         `queue` is where `start` puts executions unless told otherwise and
         the one queue the in-process worker claims from (``default``).
@@ -113,6 +118,7 @@ class Engine(TaskCallbacks):
         self.inline_store = inline_store
         check_name(queue, what="queue")
         self.queue = queue
+        self.redrive_window = redrive_window
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -146,7 +152,12 @@ class Engine(TaskCallbacks):
         sandbox = Sandbox()
         stack.callback(sandbox.close)
         self._runtime.sandbox = sandbox
-        self._lifecycle = Lifecycle(store=self._store, clock=self.clock, run_db=self._run_db)
+        self._lifecycle = Lifecycle(
+            store=self._store,
+            clock=self.clock,
+            run_db=self._run_db,
+            redrive_window=self.redrive_window,
+        )
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))
@@ -306,11 +317,18 @@ class Engine(TaskCallbacks):
         return await self.lifecycle.history(execution)
 
     async def list_executions(
-        self, *, machine: str | None = None, status: str | None = None
+        self,
+        *,
+        machine: str | None = None,
+        status: str | None = None,
+        redrive_filter: str | None = None,
     ) -> list[ExecutionRecord]:
-        """Up to 1000 executions, newest first (`list_executions_page` pages through all)."""
+        """Up to 1000 executions, newest first (`list_executions_page` pages through all).
+
+        `redrive_filter` REDRIVEN or NOT_REDRIVEN keeps executions redriven at least once, or never.
+        """
         items, _ = await self.lifecycle.list_executions(
-            machine=machine, status=status, max_results=1000
+            machine=machine, status=status, max_results=1000, redrive_filter=redrive_filter
         )
         return items
 
@@ -321,6 +339,7 @@ class Engine(TaskCallbacks):
         status: str | None = None,
         max_results: int = 100,
         next_token: str | None = None,
+        redrive_filter: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
         """One page of executions, newest first, and the next page's token (None at the end).
 
@@ -328,8 +347,27 @@ class Engine(TaskCallbacks):
         token from another listing raises InvalidToken.
         """
         return await self.lifecycle.list_executions(
-            machine=machine, status=status, max_results=max_results, next_token=next_token
+            machine=machine,
+            status=status,
+            max_results=max_results,
+            next_token=next_token,
+            redrive_filter=redrive_filter,
         )
+
+    async def redrive(
+        self, execution: str | ExecutionRecord, *, client_token: str | None = None
+    ) -> ExecutionRecord:
+        """Redrive a FAILED, TIMED_OUT or ABORTED execution from the step that did not succeed.
+
+        Returns its record, RUNNING again; this engine's worker (or any
+        worker on its queue) runs it on. What succeeded is not run again.
+        Raises ExecutionNotRedrivable with AWS's reason (see `Lifecycle.redrive`).
+        """
+        return await self.lifecycle.redrive(execution, client_token=client_token)
+
+    async def redrive_status(self, execution: str | ExecutionRecord) -> tuple[str, str | None]:
+        """AWS's (redriveStatus, redriveStatusReason) of the execution now."""
+        return await self.lifecycle.redrive_status(await self.describe(execution))
 
     async def stop(
         self,
@@ -469,3 +507,5 @@ class Engine(TaskCallbacks):
     stop_sync = _sync_twin(stop)
     list_executions_sync = _sync_twin(list_executions)
     list_executions_page_sync = _sync_twin(list_executions_page)
+    redrive_sync = _sync_twin(redrive)
+    redrive_status_sync = _sync_twin(redrive_status)

@@ -18,6 +18,7 @@ re-exported here::
     ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
     ├── AmbiguousExecution           AmbiguousExecution         2   a name matching several
     ├── ExecutionNotRunning          ExecutionNotRunning        2   stop after it closed
+    ├── ExecutionNotRedrivable       ExecutionNotRedrivable     2   redrive refused (AWS reason)
     ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
     ├── InvalidToken                 InvalidToken               2   a token never issued
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
@@ -45,6 +46,7 @@ from engine.store.errors import (
     CommitConflict,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
     ExecutionNotRunning,
     InfrastructureError,
     InvalidOutput,
@@ -70,6 +72,7 @@ __all__ = [
     "EncryptionKeyError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "ExecutionNotRedrivable",
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
     "InfrastructureError",

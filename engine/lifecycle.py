@@ -16,10 +16,12 @@ only workers with those handlers serve. Listing pages newest first as
 AWS's ListExecutions does, with an opaque `next_token`. Stopping records
 the stop request; a worker (or `Engine.stop`, which drives the execution
 itself) carries it out.
-Redrive goes here too, as ``Lifecycle.redrive(execution)`` beside `stop`:
-it will check that the execution closed FAILED, TIMED_OUT or ABORTED and
-record ``ExecutionRedriven`` with its work row in one store transaction, so
-a worker replays it from the failed step. The collaborators — the store, a
+Redriving lives here beside `stop`: ``Lifecycle.redrive(execution)`` has
+the store check (under a row lock) that the execution closed FAILED,
+TIMED_OUT or ABORTED within the redrive window, and record
+``ExecutionRedriven`` with its work row in one transaction, so a worker
+replays it from the step that did not succeed; `redrive_status` is the same
+judgement for `describe`. The collaborators — the store, a
 way to call it off the event loop, the clock and the telemetry hook — are
 passed in, so no Engine is needed to use it.
 """
@@ -32,7 +34,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -44,11 +46,13 @@ from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.store import (
     DEFAULT_QUEUE,
+    REDRIVE_WINDOW,
     Event,
     ExecutionRecord,
     ExecutionStatus,
     MachineVersion,
     Store,
+    redrive_status,
 )
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
@@ -91,6 +95,7 @@ class _PageToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     execution_id: str
     machine: str | None
     status: str | None
+    redrive: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class Lifecycle:
     clock: Clock
     run_db: RunDb
     on_started: StartedHook = telemetry.on_commit
+    # How long after it closed an execution may be redriven (AWS: 14 days).
+    redrive_window: timedelta = REDRIVE_WINDOW
 
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
@@ -164,7 +171,35 @@ class Lifecycle:
             self.on_started(record, [first])
         return record
 
-    # Redrive goes here: `redrive(execution)`, see the module docstring.
+    # -- redrive -------------------------------------------------------------
+    async def redrive(
+        self, execution: str | ExecutionRecord, *, client_token: str | None = None
+    ) -> ExecutionRecord:
+        """Reopen a FAILED, TIMED_OUT or ABORTED execution from the step that did not succeed.
+
+        Returns its record (RUNNING, `redrive_count` and `redrive_date`
+        set). The execution keeps its ARN, definition version and input;
+        what it finished is replayed, not run again. Repeating a call with
+        the same `client_token` while that redrive runs returns the same
+        record. Raises ExecutionDoesNotExist, AmbiguousExecution and
+        ExecutionNotRedrivable (AWS's reason as the message).
+        """
+        record = await self.describe(execution)
+        redriven: ExecutionRecord = await self.run_db(
+            self.store.redrive_execution,
+            record.execution_id,
+            now=self.clock.now(),
+            client_token=client_token,
+            window=self.redrive_window,
+        )
+        return redriven
+
+    async def redrive_status(self, record: ExecutionRecord) -> tuple[str, str | None]:
+        """AWS's (redriveStatus, redriveStatusReason) of `record` now (reason None: redrivable)."""
+        machine_type = await self.run_db(self.store.machine_type_of, record)
+        return redrive_status(
+            record, self.clock.now(), machine_type=machine_type, window=self.redrive_window
+        )
 
     # -- stop ----------------------------------------------------------------
     async def stop(
@@ -212,13 +247,16 @@ class Lifecycle:
         status: str | None = None,
         max_results: int = 100,
         next_token: str | None = None,
+        redrive_filter: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
         """One page of executions, newest first, and the token of the next page (or None).
 
         As AWS's ListExecutions: `max_results` is 1 to 1000; pass the
         returned token back with the same `machine` and `status` to get the
-        next page; every execution appears once across the pages. Raises
-        ValueError for a `max_results` out of range or an unknown `status`,
+        next page; every execution appears once across the pages.
+        `redrive_filter` REDRIVEN or NOT_REDRIVEN keeps only executions
+        redriven at least once, or never. Raises ValueError for a
+        `max_results` out of range, an unknown `status` or `redrive_filter`,
         InvalidNextToken for a token this query did not hand out, and
         StateMachineDoesNotExist for an unknown `machine`.
         """
@@ -226,10 +264,14 @@ class Lifecycle:
             raise ValueError(f"max_results must be 1 to {MAX_LIST_RESULTS}, not {max_results}")
         if status is not None:
             status = ExecutionStatus(status).value
+        if redrive_filter not in (None, "REDRIVEN", "NOT_REDRIVEN"):
+            raise ValueError(
+                f"redrive_filter must be REDRIVEN or NOT_REDRIVEN, not {redrive_filter}"
+            )
         after = None
         if next_token is not None:
             token = _decode_token(next_token)
-            if (token.machine, token.status) != (machine, status):
+            if (token.machine, token.status, token.redrive) != (machine, status, redrive_filter):
                 raise InvalidNextToken(
                     "Invalid Token: the nextToken belongs to a listing with other filters"
                 )
@@ -241,12 +283,15 @@ class Lifecycle:
             status=status,
             limit=max_results + 1,
             after=after,
+            redriven=None if redrive_filter is None else redrive_filter == "REDRIVEN",
         )
         page = rows[:max_results]
         if len(rows) <= max_results:
             return page, None
         last = page[-1]
-        return page, _encode_token(_PageToken(last.start_date, last.execution_id, machine, status))
+        return page, _encode_token(
+            _PageToken(last.start_date, last.execution_id, machine, status, redrive_filter)
+        )
 
 
 def _encode_input(input: Any) -> str:

@@ -135,6 +135,7 @@ async def activate(
     record = loaded.record
     if record.status != ExecutionStatus.RUNNING:
         return Activation(record.status)
+    end_key = keys.execution_end(record.redrive_count)
     journal = Journal(
         execution_id,
         dict(loaded.journal),
@@ -169,7 +170,7 @@ async def activate(
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
-        return await _finish_failed(runtime, journal, checkpoint, error.error, error.cause)
+        return await _finish_failed(runtime, journal, end_key, checkpoint, error.error, error.cause)
     execution_input = msgspec.json.decode(record.input)
     walk = Walk(
         machine=machine,
@@ -184,18 +185,25 @@ async def activate(
         checkpoint=checkpoint,
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
+        redrive_count=record.redrive_count,
     )
+    # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
-        record.start_date + timedelta(seconds=machine.timeout_seconds)
+        (record.redrive_date or record.start_date) + timedelta(seconds=machine.timeout_seconds)
         if machine.timeout_seconds
         else None
     )
     if record.stop_requested:
         return await _finish_aborted(
-            runtime, journal, checkpoint, record.stop_requested_error, record.stop_requested_cause
+            runtime,
+            journal,
+            end_key,
+            checkpoint,
+            record.stop_requested_error,
+            record.stop_requested_cause,
         )
     if deadline is not None and runtime.clock.now() >= deadline:
-        return await _finish_timed_out(runtime, journal, checkpoint)
+        return await _finish_timed_out(runtime, journal, end_key, checkpoint)
 
     stop = StopSignal()
     runtime.stop_signals[execution_id] = stop
@@ -227,9 +235,14 @@ async def activate(
                         walk,
                         machine.scope,
                         execution_input,
-                        prefix="",
-                        thread=Thread(1),  # ExecutionStarted is event 1
+                        prefix=keys.redrive_prefix(record.redrive_count),
+                        # ExecutionStarted is event 1 (a redrive's: ExecutionRedriven).
+                        thread=Thread(1),
                         variables=Variables(),
+                        previous=[
+                            keys.redrive_prefix(generation)
+                            for generation in reversed(range(record.redrive_count))
+                        ],
                     )
                 except Suspend as signal:
                     suspended = signal
@@ -245,9 +258,9 @@ async def activate(
         group.start_soon(walk_machine)
 
     if stopped:
-        return await _finish_aborted(runtime, journal, checkpoint, stop.error, stop.cause)
+        return await _finish_aborted(runtime, journal, end_key, checkpoint, stop.error, stop.cause)
     if timed_out:
-        return await _finish_timed_out(runtime, journal, checkpoint)
+        return await _finish_timed_out(runtime, journal, end_key, checkpoint)
     if suspended is not None:
         due = suspended.due_at
         if deadline is not None:
@@ -258,11 +271,11 @@ async def activate(
         name: str | None = failure.error
         if isinstance(failure, FailStateError) and failure.error_absent:
             name = None
-        return await _finish_failed(runtime, journal, checkpoint, name, failure.cause)
+        return await _finish_failed(runtime, journal, end_key, checkpoint, name, failure.cause)
     now = runtime.clock.now()
     output = msgspec.json.encode(outcome).decode()
     journal.record(
-        keys.EXECUTION_END,
+        end_key,
         None,
         events=[("ExecutionSucceeded", {"output": output})],
         timestamp=now,
@@ -286,6 +299,7 @@ def _details(error: str | None, cause: str | None) -> dict[str, Any]:
 async def _finish(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     status: ExecutionStatus,
     event: str,
@@ -293,9 +307,7 @@ async def _finish(
     cause: str | None,
 ) -> Activation:
     now = runtime.clock.now()
-    journal.record(
-        keys.EXECUTION_END, None, events=[(event, _details(error, cause))], timestamp=now
-    )
+    journal.record(end_key, None, events=[(event, _details(error, cause))], timestamp=now)
     await checkpoint(finish=Finish(status=status, stop_date=now, error=error, cause=cause))
     return Activation(status)
 
@@ -303,21 +315,30 @@ async def _finish(
 async def _finish_failed(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     error: str | None,
     cause: str | None,
 ) -> Activation:
     return await _finish(
-        runtime, journal, checkpoint, ExecutionStatus.FAILED, "ExecutionFailed", error, cause
+        runtime,
+        journal,
+        end_key,
+        checkpoint,
+        ExecutionStatus.FAILED,
+        "ExecutionFailed",
+        error,
+        cause,
     )
 
 
 async def _finish_timed_out(
-    runtime: Runtime, journal: Journal, checkpoint: Checkpointer
+    runtime: Runtime, journal: Journal, end_key: str, checkpoint: Checkpointer
 ) -> Activation:
     return await _finish(
         runtime,
         journal,
+        end_key,
         checkpoint,
         ExecutionStatus.TIMED_OUT,
         "ExecutionTimedOut",
@@ -329,10 +350,18 @@ async def _finish_timed_out(
 async def _finish_aborted(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     error: str | None,
     cause: str | None,
 ) -> Activation:
     return await _finish(
-        runtime, journal, checkpoint, ExecutionStatus.ABORTED, "ExecutionAborted", error, cause
+        runtime,
+        journal,
+        end_key,
+        checkpoint,
+        ExecutionStatus.ABORTED,
+        "ExecutionAborted",
+        error,
+        cause,
     )

@@ -17,6 +17,7 @@ from engine.store.errors import (
     CommitConflict,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
     ExecutionNotRunning,
     InvalidToken,
     LeaseLost,
@@ -40,11 +41,13 @@ from engine.store.records import (
     TokenRecord,
     TokenStatus,
 )
+from engine.store.redrive import REDRIVE_WINDOW, redrive_status
 from engine.store.schema import SCHEMA_VERSION
 from engine.store.store import Store, default_database_url
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "REDRIVE_WINDOW",
     "SCHEMA_VERSION",
     "ActivityTaskRecord",
     "AmbiguousExecution",
@@ -54,6 +57,7 @@ __all__ = [
     "Event",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "ExecutionNotRedrivable",
     "ExecutionNotRunning",
     "ExecutionRecord",
     "ExecutionStatus",
@@ -71,4 +75,5 @@ __all__ = [
     "TokenRecord",
     "TokenStatus",
     "default_database_url",
+    "redrive_status",
 ]

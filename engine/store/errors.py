@@ -79,6 +79,12 @@ class ExecutionNotRunning(StepwiseError):
     aws_code = "ExecutionNotRunning"
 
 
+class ExecutionNotRedrivable(StepwiseError):
+    """The execution cannot be redriven; the message is AWS's redriveStatusReason."""
+
+    aws_code = "ExecutionNotRedrivable"
+
+
 class StateMachineDoesNotExist(StepwiseError):
     """No state machine by that name, or it has no such version."""
 

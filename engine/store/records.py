@@ -103,6 +103,9 @@ class ExecutionRecord(msgspec.Struct, frozen=True):
     last_event_id: int
     # Which workers may claim it: those on this queue (a Stepwise extension).
     queue: str = DEFAULT_QUEUE
+    # RedriveExecution: how often it was redriven and when last (None: never).
+    redrive_count: int = 0
+    redrive_date: datetime | None = None
 
 
 class Event(msgspec.Struct, frozen=True):

@@ -300,6 +300,33 @@ def _migration_queues(conn: Connection) -> None:
     _define_queues(frozen).create(conn, checkfirst=True)
 
 
+def _redrive_columns() -> list[sa.Column[Any]]:
+    """What an execution keeps of its redrives: the count, the last date and its client token."""
+    return [
+        sa.Column("redrive_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("redrive_date", UTCDateTime),
+        sa.Column("redrive_token", sa.Text),
+    ]
+
+
+def _define_redrive(md: sa.MetaData) -> None:
+    for column in _redrive_columns():
+        md.tables["executions"].append_column(column)
+
+
+def _migration_redrive(conn: Connection) -> None:
+    """Add executions.redrive_count, redrive_date and redrive_token (RedriveExecution).
+
+    Executions recorded before it have never been redriven: count 0, no date.
+    """
+    kind = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(
+        sa.text("ALTER TABLE executions ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0")
+    )
+    conn.execute(sa.text(f"ALTER TABLE executions ADD COLUMN redrive_date {kind}"))
+    conn.execute(sa.text("ALTER TABLE executions ADD COLUMN redrive_token TEXT"))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -307,6 +334,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "drop the unused timers table", _migration_3),
     (4, "index for paging executions newest first", _migration_4),
     (5, "queues: executions and their work carry a queue name", _migration_queues),
+    (6, "redrive: executions carry their redrive count, date and token", _migration_redrive),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -317,6 +345,7 @@ _define_v2(metadata)
 metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 _define_queues(metadata)
+_define_redrive(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]

@@ -14,7 +14,8 @@ from a worker thread.
 transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
-payloads under a new encryption key), and this module's executions:
+payloads under a new encryption key), `RedriveStore` (reopening a closed
+execution), and this module's executions:
 start, describe, list, history, load and stop. What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
@@ -50,6 +51,7 @@ from engine.store.records import (
     LoadedExecution,
     MachineVersion,
 )
+from engine.store.redrive import RedriveStore
 from engine.store.rotation import RotationStore
 from engine.store.rows import (
     MACHINE_COLUMNS,
@@ -81,7 +83,7 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
+class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
@@ -224,6 +226,7 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
         status: str | None = None,
         limit: int = 1000,
         after: tuple[datetime, str] | None = None,
+        redriven: bool | None = None,
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions, newest first, optionally of one machine and/or status.
 
@@ -233,9 +236,13 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
         page; only executions that sort after it are returned, so paging
         never repeats or skips one, even while new executions start.
         Raises StateMachineDoesNotExist for an unknown `machine`, ValueError
-        for an unknown `status`.
+        for an unknown `status`. `redriven` True keeps executions redriven
+        at least once, False those never redriven.
         """
         query = sa.select(executions)
+        if redriven is not None:
+            count = executions.c.redrive_count
+            query = query.where(count > 0 if redriven else count == 0)
         if status is not None:
             query = query.where(executions.c.status == ExecutionStatus(status).value)
         if machine is not None:
