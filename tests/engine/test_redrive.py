@@ -10,6 +10,7 @@ run again. The history continues after ``ExecutionRedriven``.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,10 @@ class Fixable:
         self.calls: Counter[str] = Counter()
         self.by_state: Counter[str] = Counter()
         self.broken: set[str] = set()
+        # Labels a broken handler waits for before failing, so siblings finish first.
+        self.fail_after: set[str] = set()
+        self.finished: set[str] = set()
+        self.changed = threading.Condition()
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -38,7 +43,12 @@ class Fixable:
             label = value["label"] if isinstance(value, dict) else str(value)
             self.by_state[label] += 1
             if label in self.broken:
+                with self.changed:
+                    self.changed.wait_for(lambda: self.fail_after <= self.finished, timeout=60)
                 raise ActivityError("Broken", f"{label} is broken")
+            with self.changed:
+                self.finished.add(label)
+                self.changed.notify_all()
             return {"done": label}
 
         registry.register("work", work)
@@ -165,3 +175,75 @@ def test_racing_redrives_start_one_and_a_client_token_repeats_it(db_url: str) ->
             engine.redrive_sync(failed)
         kinds = [e.type for e in engine.history_sync(failed)]
         assert kinds.count("ExecutionRedriven") == 1
+
+
+FAN_OUT = {
+    "StartAt": "Both",
+    "States": {
+        "Both": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "A", "States": {"A": task("a", End=True)}},
+                {
+                    "StartAt": "B1",
+                    "States": {"B1": task("b1", Next="B2"), "B2": task("b2", End=True)},
+                },
+            ],
+            "ResultPath": "$.both",
+            "Next": "Each",
+        },
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 1,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": "One",
+                "States": {"One": {**task("x"), "Parameters": {"label.$": "$"}, "End": True}},
+            },
+            "ResultPath": "$.each",
+            "End": True,
+        },
+    },
+}
+
+
+def test_redrive_reruns_only_failed_branches_and_iterations(db_url: str) -> None:
+    handlers = Fixable()
+    handlers.broken.update({"b2", "item-2"})
+    handlers.fail_after.add("a")
+    items = ["item-1", "item-2", "item-3"]
+    with Engine(db_url, registry=handlers.registry()) as engine:
+        engine.create_state_machine_sync("Fan", json.dumps(FAN_OUT))
+        failed = engine.wait_sync(engine.start_sync("Fan", {"items": items}), timeout=60)
+        assert failed.status == ExecutionStatus.FAILED
+        assert handlers.by_state == {"a": 1, "b1": 1, "b2": 1}
+
+        handlers.broken.discard("b2")  # the Parallel can pass now; the Map still fails
+        engine.redrive_sync(failed)
+        failed = engine.wait_sync(failed, timeout=60)
+        assert failed.status == ExecutionStatus.FAILED
+        assert failed.redrive_count == 1
+        # Branch A succeeded before: not run. Branch B reran, B1 replayed from its record.
+        assert handlers.by_state["a"] == 1
+        assert handlers.by_state["b1"] == 1
+        assert handlers.by_state["b2"] == 2
+        assert handlers.by_state["item-2"] == 1
+
+        handlers.broken.clear()
+        engine.redrive_sync(failed)
+        done = engine.wait_sync(failed, timeout=60)
+        assert done.status == ExecutionStatus.SUCCEEDED
+        assert done.redrive_count == 2
+        # Only the failed iteration reran; its siblings (succeeded, or aborted
+        # after they succeeded) were not run again.
+        assert handlers.by_state["item-2"] == 2
+        assert handlers.by_state["item-1"] == 1
+        assert handlers.by_state["item-3"] == 1
+        assert handlers.by_state["a"] == 1 and handlers.by_state["b1"] == 1
+        assert all(count == 1 for count in handlers.calls.values()), handlers.calls
+        output = json.loads(done.output or "null")
+        assert output["both"] == [{"done": "a"}, {"done": "b2"}]
+        assert output["each"] == [{"done": item} for item in items]
+        kinds = [e.type for e in engine.history_sync(done)]
+        assert kinds.count("ExecutionRedriven") == 2
