@@ -3,7 +3,7 @@
 This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, executions
-(``start``, ``describe``, ``history``, ``list``, ``stop``), ``worker``,
+(``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``), ``worker``,
 ``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
@@ -35,6 +35,7 @@ from engine.cli.executions import (
     stop_command,
 )
 from engine.cli.machines import machines
+from engine.cli.redrive import redrive_command
 from engine.cli.serve import serve
 from engine.cli.trace import trace
 from engine.cli.worker import worker_command
@@ -57,6 +58,7 @@ for _command in (
     history_command,
     list_command,
     stop_command,
+    redrive_command,
     run_command,
     worker_command,
     serve,

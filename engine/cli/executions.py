@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,10 @@ from engine.cli.core import (
     with_client,
 )
 from engine.cli.output import emit_json, print_table
+
+if TYPE_CHECKING:
+    from engine.api import Engine
+    from engine.store import ExecutionRecord
 
 __all__ = ["describe_command", "history_command", "list_command", "start_command", "stop_command"]
 
@@ -79,9 +83,11 @@ def _print_execution(document: dict[str, Any]) -> None:
     click.echo(f"input: {_compact(document['input'])}")
     if document["output"] is not None:
         click.echo(f"output: {_compact(document['output'])}")
-    for key in ("error", "cause"):
-        if document[key] is not None:
+    for key in ("error", "cause", "redriveDate", "redriveStatusReason"):
+        if document.get(key) is not None:
             click.echo(f"{key}: {document[key]}")
+    click.echo(f"redriveCount: {document['redriveCount']}")
+    click.echo(f"redriveStatus: {document['redriveStatus']}")
 
 
 def _compact(value: Any) -> str:
@@ -101,9 +107,13 @@ redact_option = click.option(
 @global_options
 def describe_command(execution: str, redact: bool) -> None:
     """Describe an execution (by executionArn, or by its name when unambiguous)."""
-    from engine.history import execution_to_aws
+    from engine.history import execution_to_aws, iso_timestamp
 
-    record = with_client(lambda engine: engine.describe(execution))
+    async def describe(engine: Engine) -> tuple[ExecutionRecord, tuple[str, str | None]]:
+        record = await engine.describe(execution)
+        return record, await engine.redrive_status(record)
+
+    record, (redrive_status, redrive_reason) = with_client(describe)
     if redact:
         import msgspec
 
@@ -117,6 +127,11 @@ def describe_command(execution: str, redact: bool) -> None:
             cause=None if record.cause is None else redactor.text(record.cause),
         )
     document = execution_to_aws(record)
+    document["redriveCount"] = record.redrive_count
+    document["redriveDate"] = iso_timestamp(record.redrive_date)
+    document["redriveStatus"] = redrive_status
+    if redrive_reason is not None:
+        document["redriveStatusReason"] = redrive_reason
     if json_output():
         emit_json(document)
     else:
@@ -165,17 +180,32 @@ def history_command(execution: str, reverse: bool, redact: bool) -> None:
     help="At most N executions (1-1000); prints the nextToken of the next page.",
 )
 @click.option("--next-token", metavar="TOKEN", default=None, help="Continue a paged listing.")
+@click.option(
+    "--redrive-filter",
+    type=click.Choice(("REDRIVEN", "NOT_REDRIVEN"), case_sensitive=False),
+    default=None,
+    help="Only executions redriven at least once (REDRIVEN), or never (NOT_REDRIVEN).",
+)
 @global_options
 def list_command(
-    machine: str | None, status: str | None, max_results: int | None, next_token: str | None
+    machine: str | None,
+    status: str | None,
+    max_results: int | None,
+    next_token: str | None,
+    redrive_filter: str | None,
 ) -> None:
     """List executions, newest first (paged with --max-results and --next-token)."""
     from engine.history import execution_list_item, iso_timestamp
 
     wanted = status.upper() if status else None
+    redrive = redrive_filter.upper() if redrive_filter else None
     token: str | None = None
     if max_results is None and next_token is None:
-        records = with_client(lambda engine: engine.list_executions(machine=machine, status=wanted))
+        records = with_client(
+            lambda engine: engine.list_executions(
+                machine=machine, status=wanted, redrive_filter=redrive
+            )
+        )
     else:
         records, token = with_client(
             lambda engine: engine.list_executions_page(
@@ -183,6 +213,7 @@ def list_command(
                 status=wanted,
                 max_results=max_results or 100,
                 next_token=next_token,
+                redrive_filter=redrive,
             )
         )
     if json_output():
