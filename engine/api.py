@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -35,6 +35,7 @@ from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
+from engine.errors import InvalidName
 from engine.lifecycle import Lifecycle
 from engine.names import check_name
 from engine.runner import Runtime
@@ -42,12 +43,14 @@ from engine.sandbox import Sandbox
 from engine.store import (
     DEFAULT_QUEUE,
     REDRIVE_WINDOW,
+    AliasRecord,
     CommitConflict,
     Event,
     ExecutionRecord,
     ExecutionStatus,
     LeaseLost,
     MachineVersion,
+    PublishedVersion,
     Store,
     default_database_url,
 )
@@ -287,7 +290,113 @@ class Engine(TaskCallbacks):
         return await self._run_db(self.store.put_state_machine, name, text, machine_type)
 
     async def describe_state_machine(self, name: str) -> MachineVersion:
-        return await self._run_db(self.store.get_state_machine, name)
+        """The revision `name` runs: ``NAME`` (the latest), ``NAME:VERSION`` or ``NAME:ALIAS``.
+
+        For an alias with two routes this is one of them, picked by weight.
+        """
+        return await self.lifecycle.resolve_machine(name)
+
+    async def update_state_machine(
+        self,
+        name: str,
+        definition: str | Mapping[str, Any],
+        *,
+        publish: bool = False,
+        description: str | None = None,
+    ) -> tuple[MachineVersion, PublishedVersion | None]:
+        """Store a new revision of existing machine `name`; with `publish`, publish it too.
+
+        Running executions keep the revision they started with. Raises
+        StateMachineDoesNotExist and DefinitionError.
+        """
+        current = await self._run_db(self.store.get_state_machine, name)
+        revision = await self.create_state_machine(
+            name, definition, machine_type=current.machine_type
+        )
+        published = None
+        if publish:
+            published = await self.publish_version(
+                name, description=description, revision=revision.version
+            )
+        return revision, published
+
+    async def publish_version(
+        self, name: str, *, description: str | None = None, revision: int | None = None
+    ) -> PublishedVersion:
+        """Publish the latest revision (or `revision`) of `name` as its next version number.
+
+        Publishing the revision the newest version already holds returns that
+        version. Raises StateMachineDoesNotExist and ResourceNotFound.
+        """
+        return await self._run_db(
+            self.store.publish_version,
+            name,
+            now=self.clock.now(),
+            description=description,
+            revision=revision,
+        )
+
+    async def list_versions(self, name: str) -> list[PublishedVersion]:
+        """The published versions of `name`, newest first."""
+        return await self._run_db(self.store.list_versions, name)
+
+    async def delete_version(self, name: str, number: int) -> None:
+        """Delete version `number` of `name`; ConflictError while an alias routes to it."""
+        await self._run_db(self.store.delete_version, name, number, now=self.clock.now())
+
+    async def create_alias(
+        self,
+        machine: str,
+        alias: str,
+        routes: Sequence[tuple[int, int]],
+        *,
+        description: str | None = None,
+    ) -> AliasRecord:
+        """Create alias `alias` of `machine` routing to (version, weight) pairs summing to 100.
+
+        Raises InvalidName, InvalidRouting, ResourceNotFound and ConflictError.
+        """
+        check_name(alias, what="alias")
+        if alias.isdigit():
+            raise InvalidName(f"Invalid Name: '{alias}' (an alias name cannot be a number)")
+        return await self._run_db(
+            self.store.create_alias,
+            machine,
+            alias,
+            routes,
+            now=self.clock.now(),
+            description=description,
+        )
+
+    async def update_alias(
+        self,
+        machine: str,
+        alias: str,
+        *,
+        routes: Sequence[tuple[int, int]] | None = None,
+        description: str | None = None,
+    ) -> AliasRecord:
+        """Change an alias's routes and/or description (new starts follow; running ones don't)."""
+        return await self._run_db(
+            self.store.update_alias,
+            machine,
+            alias,
+            now=self.clock.now(),
+            routes=routes,
+            description=description,
+        )
+
+    async def describe_alias(self, machine: str, alias: str) -> AliasRecord:
+        """Alias `alias` of `machine`; raises ResourceNotFound."""
+        return await self._run_db(self.store.get_alias, machine, alias)
+
+    async def list_aliases(self, machine: str) -> list[AliasRecord]:
+        """The aliases of `machine`, newest first."""
+        return await self._run_db(self.store.list_aliases, machine)
+
+    async def delete_alias(self, machine: str, alias: str) -> None:
+        """Delete an alias; its versions stay."""
+        await self._run_db(self.store.delete_alias, machine, alias)
 
     async def list_state_machines(self) -> list[MachineVersion]:
         return await self._run_db(self.store.list_state_machines)
@@ -508,4 +617,13 @@ class Engine(TaskCallbacks):
     list_executions_sync = _sync_twin(list_executions)
     list_executions_page_sync = _sync_twin(list_executions_page)
     redrive_sync = _sync_twin(redrive)
+    update_state_machine_sync = _sync_twin(update_state_machine)
+    publish_version_sync = _sync_twin(publish_version)
+    list_versions_sync = _sync_twin(list_versions)
+    delete_version_sync = _sync_twin(delete_version)
+    create_alias_sync = _sync_twin(create_alias)
+    update_alias_sync = _sync_twin(update_alias)
+    describe_alias_sync = _sync_twin(describe_alias)
+    list_aliases_sync = _sync_twin(list_aliases)
+    delete_alias_sync = _sync_twin(delete_alias)
     redrive_status_sync = _sync_twin(redrive_status)

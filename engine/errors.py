@@ -19,6 +19,9 @@ re-exported here::
     ├── AmbiguousExecution           AmbiguousExecution         2   a name matching several
     ├── ExecutionNotRunning          ExecutionNotRunning        2   stop after it closed
     ├── ExecutionNotRedrivable       ExecutionNotRedrivable     2   redrive refused (AWS reason)
+    ├── ResourceNotFound             ResourceNotFound           2   no such version or alias
+    ├── ConflictError                ConflictException          2   e.g. an alias routes there
+    ├── InvalidRouting               ValidationException        2   alias routes/weights invalid
     ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
     ├── InvalidToken                 InvalidToken               2   a token never issued
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
@@ -44,14 +47,17 @@ from engine.store.codec import EncryptionKeyError
 from engine.store.errors import (
     AmbiguousExecution,
     CommitConflict,
+    ConflictError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
     ExecutionNotRunning,
     InfrastructureError,
     InvalidOutput,
+    InvalidRouting,
     InvalidToken,
     LeaseLost,
+    ResourceNotFound,
     StateMachineDoesNotExist,
     StoreUnavailable,
     TaskDoesNotExist,
@@ -68,6 +74,7 @@ from statemachine.errors import (
 __all__ = [
     "AmbiguousExecution",
     "CommitConflict",
+    "ConflictError",
     "DefinitionError",
     "EncryptionKeyError",
     "ExecutionAlreadyExists",
@@ -79,9 +86,11 @@ __all__ = [
     "InvalidExecutionInput",
     "InvalidName",
     "InvalidOutput",
+    "InvalidRouting",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
+    "ResourceNotFound",
     "StateMachineDoesNotExist",
     "States",
     "StatesError",

@@ -6,8 +6,10 @@ API, the scheduler and Distributed Map's child executions call it rather
 than the store. Only `Lifecycle.start` builds an ``ExecutionStarted`` event.
 Starting checks the execution's name, encodes and bounds its input
 (`statemachine.quotas.MAX_PAYLOAD_BYTES`), resolves the machine reference
-(`resolve_machine`: today a name means its latest version; ``NAME:VERSION``,
-``NAME:ALIAS`` and ARNs are resolved there next) and records the start
+(`resolve`: ``NAME`` runs the latest revision, ``NAME:VERSION`` a published
+version, ``NAME:ALIAS`` a version the alias picks by weight, and the ARNs of
+all three) and records the start — with the version and alias, so the
+alias's pick is made once, at the start, and never re-rolled — and the start
 idempotently: the same name with the same input returns the running
 execution. Every execution is on a queue (Temporal's task-queue habit,
 ``default`` unless the starter names one); a worker claims only its own
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +43,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from engine import telemetry
+from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
 from engine.errors import InvalidExecutionInput, InvalidToken
 from engine.names import check_name
@@ -51,6 +55,7 @@ from engine.store import (
     ExecutionRecord,
     ExecutionStatus,
     MachineVersion,
+    StateMachineDoesNotExist,
     Store,
     redrive_status,
 )
@@ -60,6 +65,7 @@ __all__ = [
     "MAX_LIST_RESULTS",
     "InvalidNextToken",
     "Lifecycle",
+    "Resolved",
     "RunDb",
     "StartedHook",
 ]
@@ -99,6 +105,39 @@ class _PageToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """What a machine reference runs: a revision, and the version/alias it came through."""
+
+    machine: MachineVersion
+    version: int | None = None  # the published version number
+    alias: str | None = None
+
+
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """``NAME`` or an ARN → (machine name, version number or alias name, or None)."""
+    if reference.startswith("arn:"):
+        try:
+            parsed = parse_arn(reference)
+        except InvalidArnText:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{reference}'") from None
+        if parsed.kind != "stateMachine":
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{reference}'")
+        return parsed.resource, parsed.qualifier
+    name, _, qualifier = reference.partition(":")
+    return name, qualifier or None
+
+
+def pick_route(routes: Sequence[tuple[int, int]], draw: float) -> int:
+    """The version an alias's weighted `routes` give for a `draw` in [0, 1)."""
+    point = draw * 100
+    for number, weight in routes:
+        if point < weight:
+            return number
+        point -= weight
+    return next(number for number, weight in reversed(routes) if weight > 0)
+
+
+@dataclass(frozen=True)
 class Lifecycle:
     """Start, stop, describe and list executions on one store."""
 
@@ -108,16 +147,35 @@ class Lifecycle:
     on_started: StartedHook = telemetry.on_commit
     # How long after it closed an execution may be redriven (AWS: 14 days).
     redrive_window: timedelta = REDRIVE_WINDOW
+    # The draw an alias's weighted pick uses (tests may pass a seeded one).
+    draw: Callable[[], float] = random.random
 
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
-        """The state machine version an execution of `reference` runs.
+        """The state machine revision an execution of `reference` runs (see `resolve`)."""
+        return (await self.resolve(reference)).machine
 
-        Today a reference is a state machine's name and means its latest
-        version; ``NAME:VERSION``, ``NAME:ALIAS`` and ARNs are resolved here
-        next. Raises StateMachineDoesNotExist.
+    async def resolve(self, reference: str) -> Resolved:
+        """What an execution of `reference` runs, and through which version and alias.
+
+        ``NAME`` (or its ARN): the latest revision, no version. ``NAME:N``:
+        published version N. ``NAME:ALIAS``: one of the alias's versions,
+        picked at random in proportion to the weights. Raises
+        StateMachineDoesNotExist and ResourceNotFound (no such version or alias).
         """
-        return await self.run_db(self.store.get_state_machine, reference)
+        name, qualifier = split_reference(reference)
+        if qualifier is None:
+            return Resolved(await self.run_db(self.store.get_state_machine, name))
+        alias = None
+        if qualifier.isdigit():
+            number = int(qualifier)
+        else:
+            routed = await self.run_db(self.store.get_alias, name, qualifier)
+            number = pick_route(routed.routes, self.draw())
+            alias = qualifier
+        published = await self.run_db(self.store.get_version, name, number)
+        revision = await self.run_db(self.store.get_state_machine, name, published.revision)
+        return Resolved(revision, number, alias)
 
     async def start(
         self,
@@ -139,22 +197,29 @@ class Lifecycle:
         over MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
         """
         check_name(queue, what="queue")
-        version = await self.resolve_machine(machine)
+        resolved = await self.resolve(machine)
+        version = resolved.machine
         name = name or str(uuid.uuid4())
         check_name(name, what="execution")
         payload = _encode_input(input)
         now = self.clock.now()
+        details: dict[str, Any] = {
+            "input": payload,
+            "inputDetails": {"truncated": False},
+            "roleArn": _ROLE_ARN,
+            # Started by name: the revision's number, as before versions existed.
+            "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
+        }
+        if resolved.version is not None:
+            details["stateMachineVersionArn"] = f"{machine_arn(version.name)}:{resolved.version}"
+        if resolved.alias is not None:
+            details["stateMachineAliasArn"] = f"{machine_arn(version.name)}:{resolved.alias}"
         first = Event(
             event_id=1,
             previous_event_id=0,
             type="ExecutionStarted",
             timestamp=now,
-            details={
-                "input": payload,
-                "inputDetails": {"truncated": False},
-                "roleArn": _ROLE_ARN,
-                "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
-            },
+            details=details,
         )
         record, created = await self.run_db(
             self.store.create_execution,
@@ -166,6 +231,8 @@ class Lifecycle:
             trace_id=secrets.token_hex(16),
             first_event=first,
             queue=queue,
+            published_version=resolved.version,
+            alias=resolved.alias,
         )
         if created:
             self.on_started(record, [first])
@@ -277,9 +344,12 @@ class Lifecycle:
                 )
             after = (token.start_date, token.execution_id)
         # One more than asked says whether a next page exists.
+        machine_name, qualifier = (None, None) if machine is None else split_reference(machine)
         rows = await self.run_db(
             self.store.list_executions,
-            machine=machine,
+            machine=machine_name,
+            published_version=int(qualifier) if qualifier and qualifier.isdigit() else None,
+            alias=qualifier if qualifier and not qualifier.isdigit() else None,
             status=status,
             limit=max_results + 1,
             after=after,

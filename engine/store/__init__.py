@@ -15,12 +15,15 @@ from __future__ import annotations
 from engine.store.errors import (
     AmbiguousExecution,
     CommitConflict,
+    ConflictError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
     ExecutionNotRunning,
+    InvalidRouting,
     InvalidToken,
     LeaseLost,
+    ResourceNotFound,
     StateMachineDoesNotExist,
     StoreUnavailable,
     TaskDoesNotExist,
@@ -44,16 +47,19 @@ from engine.store.records import (
 from engine.store.redrive import REDRIVE_WINDOW, redrive_status
 from engine.store.schema import SCHEMA_VERSION
 from engine.store.store import Store, default_database_url
+from engine.store.versions import AliasRecord, PublishedVersion
 
 __all__ = [
     "DEFAULT_QUEUE",
     "REDRIVE_WINDOW",
     "SCHEMA_VERSION",
     "ActivityTaskRecord",
+    "AliasRecord",
     "AmbiguousExecution",
     "Checkpoint",
     "CommitConflict",
     "CommitResult",
+    "ConflictError",
     "Event",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
@@ -62,11 +68,14 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionStatus",
     "Finish",
+    "InvalidRouting",
     "InvalidToken",
     "LeaseLost",
     "LoadedExecution",
     "MachineType",
     "MachineVersion",
+    "PublishedVersion",
+    "ResourceNotFound",
     "StateMachineDoesNotExist",
     "Store",
     "StoreUnavailable",

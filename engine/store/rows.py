@@ -73,6 +73,8 @@ def execution_record(row: Any, codec: PayloadCodec) -> ExecutionRecord:
         queue=row.queue,
         redrive_count=row.redrive_count,
         redrive_date=row.redrive_date,
+        published_version=row.published_version,
+        alias=row.alias,
     )
 
 

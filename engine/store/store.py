@@ -15,7 +15,7 @@ transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `RedriveStore` (reopening a closed
-execution), and this module's executions:
+execution), `VersionStore` (published versions and aliases), and this module's executions:
 start, describe, list, history, load and stop. What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
@@ -71,6 +71,7 @@ from engine.store.schema import (
     work_queue,
 )
 from engine.store.tokens import TokenStore
+from engine.store.versions import VersionStore
 from engine.store.work import WorkStore
 
 __all__ = ["Store", "default_database_url"]
@@ -83,7 +84,9 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore):
+class Store(
+    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore
+):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
@@ -106,6 +109,8 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, Red
         trace_id: str,
         first_event: Event,
         queue: str = DEFAULT_QUEUE,
+        published_version: int | None = None,
+        alias: str | None = None,
     ) -> tuple[ExecutionRecord, bool]:
         """Record a new execution, its ExecutionStarted event and its work, in one transaction.
 
@@ -134,6 +139,8 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, Red
             stop_requested_cause=None,
             last_event_id=first_event.event_id,
             queue=queue,
+            published_version=published_version,
+            alias=alias,
         )
         try:
             with self._write() as conn:
@@ -227,6 +234,8 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, Red
         limit: int = 1000,
         after: tuple[datetime, str] | None = None,
         redriven: bool | None = None,
+        published_version: int | None = None,
+        alias: str | None = None,
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions, newest first, optionally of one machine and/or status.
 
@@ -237,9 +246,14 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, Red
         never repeats or skips one, even while new executions start.
         Raises StateMachineDoesNotExist for an unknown `machine`, ValueError
         for an unknown `status`. `redriven` True keeps executions redriven
-        at least once, False those never redriven.
+        at least once, False those never redriven. `published_version` and
+        `alias` keep only executions started through that version or alias.
         """
         query = sa.select(executions)
+        if published_version is not None:
+            query = query.where(executions.c.published_version == published_version)
+        if alias is not None:
+            query = query.where(executions.c.alias == alias)
         if redriven is not None:
             count = executions.c.redrive_count
             query = query.where(count > 0 if redriven else count == 0)
