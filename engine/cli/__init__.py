@@ -2,7 +2,7 @@
 
 This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
-own module: ``validate``/``run`` (definitions), ``machines``, executions
+own module: ``validate``/``run`` (definitions), ``machines``, ``aliases``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``), ``worker``,
 ``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
@@ -23,6 +23,7 @@ import sys
 
 import click
 
+from engine.cli.aliases import aliases
 from engine.cli.callbacks import activity, task
 from engine.cli.core import StepwiseGroup, global_options
 from engine.cli.db import db_group
@@ -53,6 +54,7 @@ def cli() -> None:
 for _command in (
     validate_command,
     machines,
+    aliases,
     start_command,
     describe_command,
     history_command,

@@ -57,7 +57,7 @@ def start_command(
     execution_name: str | None,
     queue: str,
 ) -> None:
-    """Start an execution of state machine NAME; a `stepwise worker` on its queue runs it."""
+    """Start an execution of NAME (its latest revision), NAME:VERSION, NAME:ALIAS or an ARN."""
     from engine.history import iso_timestamp
 
     payload = execution_input(input_text, input_file)
@@ -127,6 +127,11 @@ def describe_command(execution: str, redact: bool) -> None:
             cause=None if record.cause is None else redactor.text(record.cause),
         )
     document = execution_to_aws(record)
+    if record.published_version is not None:
+        base = document["stateMachineArn"]
+        document["stateMachineVersionArn"] = f"{base}:{record.published_version}"
+        if record.alias is not None:
+            document["stateMachineAliasArn"] = f"{base}:{record.alias}"
     document["redriveCount"] = record.redrive_count
     document["redriveDate"] = iso_timestamp(record.redrive_date)
     document["redriveStatus"] = redrive_status

@@ -104,6 +104,12 @@ def _execution(
         document["redriveStatusReason"] = redrive_reason
     if record.redrive_date is not None:
         document["redriveDate"] = epoch(record.redrive_date)
+    if record.published_version is not None:
+        document["stateMachineVersionArn"] = service.machine_arn(
+            record.machine, record.published_version
+        )
+    if record.alias is not None:
+        document["stateMachineAliasArn"] = service.machine_arn(record.machine, record.alias)
     if include_data:
         document["input"] = record.input
     if record.status == ExecutionStatus.SUCCEEDED:
