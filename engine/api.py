@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -54,6 +56,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
+from engine.teststate import MOCK_RESOURCE, TestStateRequest, mock_handler, run_test_state
 from engine.worker import LeaseKeeper, StopWatcher, Worker
 from statemachine.build import load, parse_definition
 
@@ -74,6 +77,9 @@ def _sync_twin(
     twin.__name__ = twin.__qualname__ = f"{method.__name__}_sync"
     twin.__doc__ = f"`{method.__name__}` for plain code, inside ``with Engine(...)``."
     return twin
+
+
+_NO_MOCK: Any = object()
 
 
 class Engine(TaskCallbacks):
@@ -401,6 +407,54 @@ class Engine(TaskCallbacks):
     async def list_state_machines(self) -> list[MachineVersion]:
         return await self._run_db(self.store.list_state_machines)
 
+    # -- TestState ---------------------------------------------------------------
+    async def test_state(
+        self,
+        definition: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        state_name: str | None = None,
+        inspection_level: str = "INFO",
+        variables: Mapping[str, Any] | None = None,
+        mock_result: Any = _NO_MOCK,
+        mock_error: str | None = None,
+        mock_cause: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one state (alone, or `state_name` of a machine) as AWS's TestState does.
+
+        Returns TestState's answer: ``status`` (SUCCEEDED, FAILED, RETRIABLE,
+        CAUGHT_ERROR), ``output``, ``error``, ``cause``, ``nextState`` and, at
+        DEBUG or TRACE, ``inspectionData``. A Task answers `mock_result`, or
+        fails with `mock_error`/`mock_cause`, instead of calling its
+        Resource; otherwise this engine's handlers run it. Needs no
+        database: it runs in a throwaway SQLite file. Raises
+        InvalidTestState, InvalidExecutionInput and TestStateValidation.
+        """
+        text = definition if isinstance(definition, str) else msgspec.json.encode(definition)
+        request = TestStateRequest(
+            definition=text if isinstance(text, str) else text.decode(),
+            input=msgspec.json.encode({} if input is None else input).decode(),
+            state_name=state_name,
+            inspection_level=inspection_level,
+            variables=None if variables is None else msgspec.json.encode(variables).decode(),
+            mock_result=None
+            if mock_result is _NO_MOCK
+            else msgspec.json.encode(mock_result).decode(),
+            mock_error=mock_error,
+            mock_cause=mock_cause,
+        )
+        return await self.test_state_request(request)
+
+    async def test_state_request(self, request: TestStateRequest) -> dict[str, Any]:
+        """`test_state` for a request as TestState's API spells it (JSON texts)."""
+        handlers = Registry().merged(self.registry)
+        if request.mocked:
+            handlers.register(MOCK_RESOURCE, mock_handler(request))
+        with tempfile.TemporaryDirectory(prefix="stepwise-teststate-") as folder:
+            url = f"sqlite:///{Path(folder) / 'teststate.db'}"
+            async with Engine(url, registry=handlers, worker=False) as engine:
+                return await run_test_state(engine, request)
+
     # -- executions ----------------------------------------------------------
     async def start(
         self,
@@ -617,6 +671,8 @@ class Engine(TaskCallbacks):
     list_executions_sync = _sync_twin(list_executions)
     list_executions_page_sync = _sync_twin(list_executions_page)
     redrive_sync = _sync_twin(redrive)
+    test_state_sync = _sync_twin(test_state)
+    test_state_request_sync = _sync_twin(test_state_request)
     update_state_machine_sync = _sync_twin(update_state_machine)
     publish_version_sync = _sync_twin(publish_version)
     list_versions_sync = _sync_twin(list_versions)

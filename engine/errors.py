@@ -22,6 +22,8 @@ re-exported here::
     ├── ResourceNotFound             ResourceNotFound           2   no such version or alias
     ├── ConflictError                ConflictException          2   e.g. an alias routes there
     ├── InvalidRouting               ValidationException        2   alias routes/weights invalid
+    ├── InvalidTestState             InvalidDefinition          2   TestState: no such state
+    ├── TestStateValidation          ValidationException        2   TestState: a bad argument
     ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
     ├── InvalidToken                 InvalidToken               2   a token never issued
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
@@ -87,6 +89,7 @@ __all__ = [
     "InvalidName",
     "InvalidOutput",
     "InvalidRouting",
+    "InvalidTestState",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
@@ -98,6 +101,7 @@ __all__ = [
     "StoreUnavailable",
     "TaskDoesNotExist",
     "TaskTimedOut",
+    "TestStateValidation",
 ]
 
 
@@ -111,6 +115,19 @@ class InvalidExecutionInput(StepwiseError):
     """Execution input that is not JSON, or is larger than 256 KiB."""
 
     aws_code = "InvalidExecutionInput"
+
+
+class InvalidTestState(StepwiseError):
+    """TestState's definition is not JSON, or names no state it can run."""
+
+    aws_code = "InvalidDefinition"
+
+
+class TestStateValidation(StepwiseError):
+    """A TestState argument AWS would refuse (variables not an object, a mock on a non-Task)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+    aws_code = "ValidationException"
 
 
 class NondeterminismError(StepwiseError):

@@ -4,7 +4,7 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, ``aliases``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``), ``worker``,
-``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
+``test-state``, ``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -38,6 +38,7 @@ from engine.cli.executions import (
 from engine.cli.machines import machines
 from engine.cli.redrive import redrive_command
 from engine.cli.serve import serve
+from engine.cli.teststate import test_state_command
 from engine.cli.trace import trace
 from engine.cli.worker import worker_command
 
@@ -61,6 +62,7 @@ for _command in (
     list_command,
     stop_command,
     redrive_command,
+    test_state_command,
     run_command,
     worker_command,
     serve,
