@@ -49,6 +49,7 @@ __all__ = [
     "parallel_started",
     "rebase_child",
     "redrive_prefix",
+    "redriven",
     "retry_timer",
     "step",
     "task_result",
@@ -64,6 +65,11 @@ EXECUTION_END: Final = "execution:end"
 def execution_end(redrive_count: int) -> str:
     """The execution's end in one generation (EXECUTION_END before any redrive)."""
     return EXECUTION_END if redrive_count == 0 else f"{EXECUTION_END}:r{redrive_count}"
+
+
+def redriven(redrive_count: int) -> str:
+    """The record of the `redrive_count`-th redrive (its ExecutionRedriven event's id)."""
+    return f"redrive:r{redrive_count}"
 
 
 def redrive_prefix(redrive_count: int) -> str:

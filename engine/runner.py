@@ -142,6 +142,8 @@ async def activate(
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
     )
+    if record.redrive_count:
+        journal.chain_floor = journal.event_id(keys.redriven(record.redrive_count))
 
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None

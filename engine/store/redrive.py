@@ -6,10 +6,11 @@ redriven, with AWS's ``redriveStatusReason`` strings; `describe` shows it and
 redrive transaction locks the work row and the executions row (in the order
 commits do), checks eligibility under that lock, and then, together,
 reopens the execution (RUNNING, a stop request cleared, the count bumped,
-the date set), appends ``ExecutionRedriven`` and puts its work back on its
-queue due now. Two callers racing therefore redrive once: the second finds
-it RUNNING and is refused — unless it carries the winner's client token, in
-which case it gets the winner's answer (RedriveExecution is idempotent on
+the date set), appends ``ExecutionRedriven`` (and a journal record of its
+event id, `keys.redriven`) and puts its work back on its queue due now.
+Two callers racing therefore redrive once: the second finds it RUNNING
+and is refused — unless it carries the winner's client token, in which
+case it gets the winner's answer (RedriveExecution is idempotent on
 ``clientToken``).
 """
 
@@ -21,14 +22,16 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import keys
 from engine.store.base import StoreBase
-from engine.store.checkpoints import event_row, signal
+from engine.store.checkpoints import event_row, journal_row, signal
 from engine.store.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
 from engine.store.records import Event, ExecutionRecord, ExecutionStatus
 from engine.store.rows import execution_record
 from engine.store.schema import (
     executions,
     history_events,
+    journal,
     state_machine_versions,
     state_machines,
     work_queue,
@@ -167,6 +170,13 @@ class RedriveStore(StoreBase):
             )
             conn.execute(
                 sa.insert(history_events).values(event_row(execution_id, event, self._codec))
+            )
+            # The new generation's first events chain on ExecutionRedriven (see Journal).
+            record_text = msgspec.json.encode({"v": None, "e": event.event_id}).decode()
+            conn.execute(
+                sa.insert(journal).values(
+                    journal_row(execution_id, keys.redriven(count), record_text, now, self._codec)
+                )
             )
             signal(conn, execution_id, now)
             self._backend.notify_in(conn)

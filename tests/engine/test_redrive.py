@@ -123,6 +123,8 @@ def test_redrive_reruns_only_the_failed_task_and_continues_the_history(db_url: s
         assert kinds[-1] == "ExecutionSucceeded"
         assert kinds.count("ExecutionStarted") == 1
         assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+        # The rerun's first event chains on ExecutionRedriven, as AWS's do.
+        assert history[redrive_at + 1].previous_event_id == history[redrive_at].event_id
         after = kinds[redrive_at:]
         assert "TaskStateEntered" in after and after.count("TaskSucceeded") == 1
         assert engine.list_executions_sync(redrive_filter="REDRIVEN") == [done]
