@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -35,6 +37,7 @@ from engine import telemetry
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
+from engine.errors import InvalidName
 from engine.journal import history_event_limit
 from engine.lifecycle import Lifecycle
 from engine.names import check_name
@@ -42,15 +45,19 @@ from engine.runner import Runtime
 from engine.sandbox import Sandbox
 from engine.store import (
     DEFAULT_QUEUE,
+    REDRIVE_WINDOW,
+    AliasRecord,
     CommitConflict,
     Event,
     ExecutionRecord,
     ExecutionStatus,
     LeaseLost,
     MachineVersion,
+    PublishedVersion,
     Store,
     default_database_url,
 )
+from engine.teststate import MOCK_RESOURCE, TestStateRequest, mock_handler, run_test_state
 from engine.worker import (
     LeaseKeeper,
     Retention,
@@ -79,6 +86,9 @@ def _sync_twin(
     return twin
 
 
+_NO_MOCK: Any = object()
+
+
 class Engine(TaskCallbacks):
     """A Stepwise engine bound to one database."""
 
@@ -98,8 +108,12 @@ class Engine(TaskCallbacks):
         queue: str = DEFAULT_QUEUE,
         max_history_events: int | None = None,
         retention_days: float | None = None,
+        redrive_window: timedelta = REDRIVE_WINDOW,
     ) -> None:
         """Bind to `database_url` (None: $STEPWISE_DATABASE_URL or ./stepwise.db).
+
+        `redrive_window` is how long after it closed an execution may be
+        redriven (AWS's 14 days by default).
 
         `queue` is where `start` puts executions unless told otherwise and
         the one queue the in-process worker claims from (``default``).
@@ -129,6 +143,7 @@ class Engine(TaskCallbacks):
         self.queue = queue
         self.max_history_events = history_event_limit(max_history_events)
         self.retention_days = retention_setting(retention_days)
+        self.redrive_window = redrive_window
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._stack: AsyncExitStack | None = None
@@ -163,7 +178,12 @@ class Engine(TaskCallbacks):
         sandbox = Sandbox()
         stack.callback(sandbox.close)
         self._runtime.sandbox = sandbox
-        self._lifecycle = Lifecycle(store=self._store, clock=self.clock, run_db=self._run_db)
+        self._lifecycle = Lifecycle(
+            store=self._store,
+            clock=self.clock,
+            run_db=self._run_db,
+            redrive_window=self.redrive_window,
+        )
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))
@@ -297,10 +317,164 @@ class Engine(TaskCallbacks):
         return await self._run_db(self.store.put_state_machine, name, text, machine_type)
 
     async def describe_state_machine(self, name: str) -> MachineVersion:
-        return await self._run_db(self.store.get_state_machine, name)
+        """The revision `name` runs: ``NAME`` (the latest), ``NAME:VERSION`` or ``NAME:ALIAS``.
+
+        For an alias with two routes this is one of them, picked by weight.
+        """
+        return await self.lifecycle.resolve_machine(name)
+
+    async def update_state_machine(
+        self,
+        name: str,
+        definition: str | Mapping[str, Any],
+        *,
+        publish: bool = False,
+        description: str | None = None,
+    ) -> tuple[MachineVersion, PublishedVersion | None]:
+        """Store a new revision of existing machine `name`; with `publish`, publish it too.
+
+        Running executions keep the revision they started with. Raises
+        StateMachineDoesNotExist and DefinitionError.
+        """
+        current = await self._run_db(self.store.get_state_machine, name)
+        revision = await self.create_state_machine(
+            name, definition, machine_type=current.machine_type
+        )
+        published = None
+        if publish:
+            published = await self.publish_version(
+                name, description=description, revision=revision.version
+            )
+        return revision, published
+
+    async def publish_version(
+        self, name: str, *, description: str | None = None, revision: int | None = None
+    ) -> PublishedVersion:
+        """Publish the latest revision (or `revision`) of `name` as its next version number.
+
+        Publishing the revision the newest version already holds returns that
+        version. Raises StateMachineDoesNotExist and ResourceNotFound.
+        """
+        return await self._run_db(
+            self.store.publish_version,
+            name,
+            now=self.clock.now(),
+            description=description,
+            revision=revision,
+        )
+
+    async def list_versions(self, name: str) -> list[PublishedVersion]:
+        """The published versions of `name`, newest first."""
+        return await self._run_db(self.store.list_versions, name)
+
+    async def delete_version(self, name: str, number: int) -> None:
+        """Delete version `number` of `name`; ConflictError while an alias routes to it."""
+        await self._run_db(self.store.delete_version, name, number, now=self.clock.now())
+
+    async def create_alias(
+        self,
+        machine: str,
+        alias: str,
+        routes: Sequence[tuple[int, int]],
+        *,
+        description: str | None = None,
+    ) -> AliasRecord:
+        """Create alias `alias` of `machine` routing to (version, weight) pairs summing to 100.
+
+        Raises InvalidName, InvalidRouting, ResourceNotFound and ConflictError.
+        """
+        check_name(alias, what="alias")
+        if alias.isdigit():
+            raise InvalidName(f"Invalid Name: '{alias}' (an alias name cannot be a number)")
+        return await self._run_db(
+            self.store.create_alias,
+            machine,
+            alias,
+            routes,
+            now=self.clock.now(),
+            description=description,
+        )
+
+    async def update_alias(
+        self,
+        machine: str,
+        alias: str,
+        *,
+        routes: Sequence[tuple[int, int]] | None = None,
+        description: str | None = None,
+    ) -> AliasRecord:
+        """Change an alias's routes and/or description (new starts follow; running ones don't)."""
+        return await self._run_db(
+            self.store.update_alias,
+            machine,
+            alias,
+            now=self.clock.now(),
+            routes=routes,
+            description=description,
+        )
+
+    async def describe_alias(self, machine: str, alias: str) -> AliasRecord:
+        """Alias `alias` of `machine`; raises ResourceNotFound."""
+        return await self._run_db(self.store.get_alias, machine, alias)
+
+    async def list_aliases(self, machine: str) -> list[AliasRecord]:
+        """The aliases of `machine`, newest first."""
+        return await self._run_db(self.store.list_aliases, machine)
+
+    async def delete_alias(self, machine: str, alias: str) -> None:
+        """Delete an alias; its versions stay."""
+        await self._run_db(self.store.delete_alias, machine, alias)
 
     async def list_state_machines(self) -> list[MachineVersion]:
         return await self._run_db(self.store.list_state_machines)
+
+    # -- TestState ---------------------------------------------------------------
+    async def test_state(
+        self,
+        definition: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        state_name: str | None = None,
+        inspection_level: str = "INFO",
+        variables: Mapping[str, Any] | None = None,
+        mock_result: Any = _NO_MOCK,
+        mock_error: str | None = None,
+        mock_cause: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one state (alone, or `state_name` of a machine) as AWS's TestState does.
+
+        Returns TestState's answer: ``status`` (SUCCEEDED, FAILED, RETRIABLE,
+        CAUGHT_ERROR), ``output``, ``error``, ``cause``, ``nextState`` and, at
+        DEBUG or TRACE, ``inspectionData``. A Task answers `mock_result`, or
+        fails with `mock_error`/`mock_cause`, instead of calling its
+        Resource; otherwise this engine's handlers run it. Needs no
+        database: it runs in a throwaway SQLite file. Raises
+        InvalidTestState, InvalidExecutionInput and TestStateValidation.
+        """
+        text = definition if isinstance(definition, str) else msgspec.json.encode(definition)
+        request = TestStateRequest(
+            definition=text if isinstance(text, str) else text.decode(),
+            input=msgspec.json.encode({} if input is None else input).decode(),
+            state_name=state_name,
+            inspection_level=inspection_level,
+            variables=None if variables is None else msgspec.json.encode(variables).decode(),
+            mock_result=None
+            if mock_result is _NO_MOCK
+            else msgspec.json.encode(mock_result).decode(),
+            mock_error=mock_error,
+            mock_cause=mock_cause,
+        )
+        return await self.test_state_request(request)
+
+    async def test_state_request(self, request: TestStateRequest) -> dict[str, Any]:
+        """`test_state` for a request as TestState's API spells it (JSON texts)."""
+        handlers = Registry().merged(self.registry)
+        if request.mocked:
+            handlers.register(MOCK_RESOURCE, mock_handler(request))
+        with tempfile.TemporaryDirectory(prefix="stepwise-teststate-") as folder:
+            url = f"sqlite:///{Path(folder) / 'teststate.db'}"
+            async with Engine(url, registry=handlers, worker=False) as engine:
+                return await run_test_state(engine, request)
 
     # -- executions ----------------------------------------------------------
     async def start(
@@ -327,11 +501,18 @@ class Engine(TaskCallbacks):
         return await self.lifecycle.history(execution)
 
     async def list_executions(
-        self, *, machine: str | None = None, status: str | None = None
+        self,
+        *,
+        machine: str | None = None,
+        status: str | None = None,
+        redrive_filter: str | None = None,
     ) -> list[ExecutionRecord]:
-        """Up to 1000 executions, newest first (`list_executions_page` pages through all)."""
+        """Up to 1000 executions, newest first (`list_executions_page` pages through all).
+
+        `redrive_filter` REDRIVEN or NOT_REDRIVEN keeps executions redriven at least once, or never.
+        """
         items, _ = await self.lifecycle.list_executions(
-            machine=machine, status=status, max_results=1000
+            machine=machine, status=status, max_results=1000, redrive_filter=redrive_filter
         )
         return items
 
@@ -342,6 +523,7 @@ class Engine(TaskCallbacks):
         status: str | None = None,
         max_results: int = 100,
         next_token: str | None = None,
+        redrive_filter: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
         """One page of executions, newest first, and the next page's token (None at the end).
 
@@ -349,8 +531,27 @@ class Engine(TaskCallbacks):
         token from another listing raises InvalidToken.
         """
         return await self.lifecycle.list_executions(
-            machine=machine, status=status, max_results=max_results, next_token=next_token
+            machine=machine,
+            status=status,
+            max_results=max_results,
+            next_token=next_token,
+            redrive_filter=redrive_filter,
         )
+
+    async def redrive(
+        self, execution: str | ExecutionRecord, *, client_token: str | None = None
+    ) -> ExecutionRecord:
+        """Redrive a FAILED, TIMED_OUT or ABORTED execution from the step that did not succeed.
+
+        Returns its record, RUNNING again; this engine's worker (or any
+        worker on its queue) runs it on. What succeeded is not run again.
+        Raises ExecutionNotRedrivable with AWS's reason (see `Lifecycle.redrive`).
+        """
+        return await self.lifecycle.redrive(execution, client_token=client_token)
+
+    async def redrive_status(self, execution: str | ExecutionRecord) -> tuple[str, str | None]:
+        """AWS's (redriveStatus, redriveStatusReason) of the execution now."""
+        return await self.lifecycle.redrive_status(await self.describe(execution))
 
     async def stop(
         self,
@@ -490,3 +691,16 @@ class Engine(TaskCallbacks):
     stop_sync = _sync_twin(stop)
     list_executions_sync = _sync_twin(list_executions)
     list_executions_page_sync = _sync_twin(list_executions_page)
+    redrive_sync = _sync_twin(redrive)
+    test_state_sync = _sync_twin(test_state)
+    test_state_request_sync = _sync_twin(test_state_request)
+    update_state_machine_sync = _sync_twin(update_state_machine)
+    publish_version_sync = _sync_twin(publish_version)
+    list_versions_sync = _sync_twin(list_versions)
+    delete_version_sync = _sync_twin(delete_version)
+    create_alias_sync = _sync_twin(create_alias)
+    update_alias_sync = _sync_twin(update_alias)
+    describe_alias_sync = _sync_twin(describe_alias)
+    list_aliases_sync = _sync_twin(list_aliases)
+    delete_alias_sync = _sync_twin(delete_alias)
+    redrive_status_sync = _sync_twin(redrive_status)

@@ -18,6 +18,12 @@ re-exported here::
     ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
     ├── AmbiguousExecution           AmbiguousExecution         2   a name matching several
     ├── ExecutionNotRunning          ExecutionNotRunning        2   stop after it closed
+    ├── ExecutionNotRedrivable       ExecutionNotRedrivable     2   redrive refused (AWS reason)
+    ├── ResourceNotFound             ResourceNotFound           2   no such version or alias
+    ├── ConflictError                ConflictException          2   e.g. an alias routes there
+    ├── InvalidRouting               ValidationException        2   alias routes/weights invalid
+    ├── InvalidTestState             InvalidDefinition          2   TestState: no such state
+    ├── TestStateValidation          ValidationException        2   TestState: a bad argument
     ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
     ├── InvalidToken                 InvalidToken               2   a token never issued
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
@@ -43,13 +49,17 @@ from engine.store.codec import EncryptionKeyError
 from engine.store.errors import (
     AmbiguousExecution,
     CommitConflict,
+    ConflictError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
     ExecutionNotRunning,
     InfrastructureError,
     InvalidOutput,
+    InvalidRouting,
     InvalidToken,
     LeaseLost,
+    ResourceNotFound,
     StateMachineDoesNotExist,
     StoreUnavailable,
     TaskDoesNotExist,
@@ -66,19 +76,24 @@ from statemachine.errors import (
 __all__ = [
     "AmbiguousExecution",
     "CommitConflict",
+    "ConflictError",
     "DefinitionError",
     "EncryptionKeyError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "ExecutionNotRedrivable",
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
     "InfrastructureError",
     "InvalidExecutionInput",
     "InvalidName",
     "InvalidOutput",
+    "InvalidRouting",
+    "InvalidTestState",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
+    "ResourceNotFound",
     "StateMachineDoesNotExist",
     "States",
     "StatesError",
@@ -86,6 +101,7 @@ __all__ = [
     "StoreUnavailable",
     "TaskDoesNotExist",
     "TaskTimedOut",
+    "TestStateValidation",
 ]
 
 
@@ -99,6 +115,19 @@ class InvalidExecutionInput(StepwiseError):
     """Execution input that is not JSON, or is larger than 256 KiB."""
 
     aws_code = "InvalidExecutionInput"
+
+
+class InvalidTestState(StepwiseError):
+    """TestState's definition is not JSON, or names no state it can run."""
+
+    aws_code = "InvalidDefinition"
+
+
+class TestStateValidation(StepwiseError):
+    """A TestState argument AWS would refuse (variables not an object, a mock on a non-Task)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+    aws_code = "ValidationException"
 
 
 class NondeterminismError(StepwiseError):

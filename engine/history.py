@@ -145,6 +145,7 @@ def execution_list_item(record: ExecutionRecord) -> dict[str, Any]:
         "status": record.status,
         "startDate": iso_timestamp(record.start_date),
         "stopDate": iso_timestamp(record.stop_date),
+        "redriveCount": record.redrive_count,
     }
 
 

@@ -162,6 +162,9 @@ class Journal:
         self.last_event_id = last_event_id
         self._clock = clock
         self._pending = _Pending()
+        # A redriven execution's ExecutionRedriven event: an event of the new
+        # run whose line last ended before it (in the failed run) chains on it.
+        self.chain_floor = 0
 
     def __contains__(self, key: str) -> bool:
         return key in self._records
@@ -216,6 +219,8 @@ class Journal:
         for kind, details in events:
             self.last_event_id += 1
             previous = thread.last_event_id if thread is not None else self.last_event_id - 1
+            if previous < self.chain_floor:
+                previous = self.chain_floor
             self._pending.events.append(
                 Event(
                     event_id=self.last_event_id,

@@ -9,6 +9,13 @@ child's off its prefix (``start``, ``end``, ``failed``, ``aborted``). The
 strings are the on-disk format of every recorded execution: changing one
 breaks the replay of executions recorded before the change, so each
 function here must keep producing exactly the same text.
+
+A redrive starts a new generation: its top-level scope prefix is
+``r<count>/`` (`redrive_prefix`; the first run's is empty, so its keys are
+unchanged), and a redriven child's prefix hangs off the new frame key, so a
+redriven step never writes under an older generation's key. The walk finds
+what an older generation finished by looking under its keys
+(`redrive_prefix`, `rebase_child`), and replays it instead of running it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "child_failed",
     "child_started",
     "entered",
+    "execution_end",
     "exited",
     "idempotency_key",
     "iteration_prefix",
@@ -41,6 +49,9 @@ __all__ = [
     "nondeterministic",
     "parallel_failed",
     "parallel_started",
+    "rebase_child",
+    "redrive_prefix",
+    "redriven",
     "retry_timer",
     "step",
     "task_result",
@@ -51,6 +62,21 @@ __all__ = [
 ]
 
 EXECUTION_END: Final = "execution:end"
+
+
+def execution_end(redrive_count: int) -> str:
+    """The execution's end in one generation (EXECUTION_END before any redrive)."""
+    return EXECUTION_END if redrive_count == 0 else f"{EXECUTION_END}:r{redrive_count}"
+
+
+def redriven(redrive_count: int) -> str:
+    """The record of the `redrive_count`-th redrive (its ExecutionRedriven event's id)."""
+    return f"redrive:r{redrive_count}"
+
+
+def redrive_prefix(redrive_count: int) -> str:
+    """The top-level scope prefix of generation `redrive_count` (empty for the first run)."""
+    return "" if redrive_count == 0 else f"r{redrive_count}/"
 
 
 # -- frames: one visit of one state ------------------------------------------------
@@ -102,6 +128,16 @@ def branch_prefix(frame: str, attempt_number: int, branch: int) -> str:
 def iteration_prefix(frame: str, attempt_number: int, index: int) -> str:
     """The scope prefix of a Map iteration in one attempt."""
     return f"{frame}.a{attempt_number}.i{index}/"
+
+
+def rebase_child(prefix: str, frame: str, old_frame: str, old_attempt: int) -> str:
+    """The prefix the child at `prefix` (of `frame`) had in `old_frame`'s attempt `old_attempt`.
+
+    `prefix` is a `branch_prefix` or `iteration_prefix` of `frame`.
+    """
+    rest = prefix[len(frame) :]  # ".a<attempt>.b<branch>/" or ".a<attempt>.i<index>/"
+    child = rest[rest.index(".", 1) :]
+    return f"{old_frame}.a{old_attempt}{child}"
 
 
 def child_started(prefix: str) -> str:

@@ -6,8 +6,10 @@ API, the scheduler and Distributed Map's child executions call it rather
 than the store. Only `Lifecycle.start` builds an ``ExecutionStarted`` event.
 Starting checks the execution's name, encodes and bounds its input
 (`statemachine.quotas.MAX_PAYLOAD_BYTES`), resolves the machine reference
-(`resolve_machine`: today a name means its latest version; ``NAME:VERSION``,
-``NAME:ALIAS`` and ARNs are resolved there next) and records the start
+(`resolve`: ``NAME`` runs the latest revision, ``NAME:VERSION`` a published
+version, ``NAME:ALIAS`` a version the alias picks by weight, and the ARNs of
+all three) and records the start — with the version and alias, so the
+alias's pick is made once, at the start, and never re-rolled — and the start
 idempotently: the same name with the same input returns the running
 execution. Every execution is on a queue (Temporal's task-queue habit,
 ``default`` unless the starter names one); a worker claims only its own
@@ -16,10 +18,12 @@ only workers with those handlers serve. Listing pages newest first as
 AWS's ListExecutions does, with an opaque `next_token`. Stopping records
 the stop request; a worker (or `Engine.stop`, which drives the execution
 itself) carries it out. A history is read a page at a time (`history_pages`).
-Redrive goes here too, as ``Lifecycle.redrive(execution)`` beside `stop`:
-it will check that the execution closed FAILED, TIMED_OUT or ABORTED and
-record ``ExecutionRedriven`` with its work row in one store transaction, so
-a worker replays it from the failed step. The collaborators — the store, a
+Redriving lives here beside `stop`: ``Lifecycle.redrive(execution)`` has
+the store check (under a row lock) that the execution closed FAILED,
+TIMED_OUT or ABORTED within the redrive window, and record
+``ExecutionRedriven`` with its work row in one transaction, so a worker
+replays it from the step that did not succeed; `redrive_status` is the same
+judgement for `describe`. The collaborators — the store, a
 way to call it off the event loop, the clock and the telemetry hook — are
 passed in, so no Engine is needed to use it.
 """
@@ -28,27 +32,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from engine import telemetry
+from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
 from engine.errors import InvalidExecutionInput, InvalidToken
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.store import (
     DEFAULT_QUEUE,
+    REDRIVE_WINDOW,
     Event,
     ExecutionRecord,
     ExecutionStatus,
     MachineVersion,
+    StateMachineDoesNotExist,
     Store,
+    redrive_status,
 )
 from statemachine.jsontext import json_problem
 from statemachine.quotas import MAX_PAYLOAD_BYTES
@@ -57,6 +66,7 @@ __all__ = [
     "MAX_LIST_RESULTS",
     "InvalidNextToken",
     "Lifecycle",
+    "Resolved",
     "RunDb",
     "StartedHook",
 ]
@@ -92,6 +102,40 @@ class _PageToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     execution_id: str
     machine: str | None
     status: str | None
+    redrive: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a machine reference runs: a revision, and the version/alias it came through."""
+
+    machine: MachineVersion
+    version: int | None = None  # the published version number
+    alias: str | None = None
+
+
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """``NAME`` or an ARN → (machine name, version number or alias name, or None)."""
+    if reference.startswith("arn:"):
+        try:
+            parsed = parse_arn(reference)
+        except InvalidArnText:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{reference}'") from None
+        if parsed.kind != "stateMachine":
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{reference}'")
+        return parsed.resource, parsed.qualifier
+    name, _, qualifier = reference.partition(":")
+    return name, qualifier or None
+
+
+def pick_route(routes: Sequence[tuple[int, int]], draw: float) -> int:
+    """The version an alias's weighted `routes` give for a `draw` in [0, 1)."""
+    point = draw * 100
+    for number, weight in routes:
+        if point < weight:
+            return number
+        point -= weight
+    return next(number for number, weight in reversed(routes) if weight > 0)
 
 
 @dataclass(frozen=True)
@@ -102,16 +146,37 @@ class Lifecycle:
     clock: Clock
     run_db: RunDb
     on_started: StartedHook = telemetry.on_commit
+    # How long after it closed an execution may be redriven (AWS: 14 days).
+    redrive_window: timedelta = REDRIVE_WINDOW
+    # The draw an alias's weighted pick uses (tests may pass a seeded one).
+    draw: Callable[[], float] = random.random
 
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
-        """The state machine version an execution of `reference` runs.
+        """The state machine revision an execution of `reference` runs (see `resolve`)."""
+        return (await self.resolve(reference)).machine
 
-        Today a reference is a state machine's name and means its latest
-        version; ``NAME:VERSION``, ``NAME:ALIAS`` and ARNs are resolved here
-        next. Raises StateMachineDoesNotExist.
+    async def resolve(self, reference: str) -> Resolved:
+        """What an execution of `reference` runs, and through which version and alias.
+
+        ``NAME`` (or its ARN): the latest revision, no version. ``NAME:N``:
+        published version N. ``NAME:ALIAS``: one of the alias's versions,
+        picked at random in proportion to the weights. Raises
+        StateMachineDoesNotExist and ResourceNotFound (no such version or alias).
         """
-        return await self.run_db(self.store.get_state_machine, reference)
+        name, qualifier = split_reference(reference)
+        if qualifier is None:
+            return Resolved(await self.run_db(self.store.get_state_machine, name))
+        alias = None
+        if qualifier.isdigit():
+            number = int(qualifier)
+        else:
+            routed = await self.run_db(self.store.get_alias, name, qualifier)
+            number = pick_route(routed.routes, self.draw())
+            alias = qualifier
+        published = await self.run_db(self.store.get_version, name, number)
+        revision = await self.run_db(self.store.get_state_machine, name, published.revision)
+        return Resolved(revision, number, alias)
 
     async def start(
         self,
@@ -133,22 +198,29 @@ class Lifecycle:
         over MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
         """
         check_name(queue, what="queue")
-        version = await self.resolve_machine(machine)
+        resolved = await self.resolve(machine)
+        version = resolved.machine
         name = name or str(uuid.uuid4())
         check_name(name, what="execution")
         payload = _encode_input(input)
         now = self.clock.now()
+        details: dict[str, Any] = {
+            "input": payload,
+            "inputDetails": {"truncated": False},
+            "roleArn": _ROLE_ARN,
+            # Started by name: the revision's number, as before versions existed.
+            "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
+        }
+        if resolved.version is not None:
+            details["stateMachineVersionArn"] = f"{machine_arn(version.name)}:{resolved.version}"
+        if resolved.alias is not None:
+            details["stateMachineAliasArn"] = f"{machine_arn(version.name)}:{resolved.alias}"
         first = Event(
             event_id=1,
             previous_event_id=0,
             type="ExecutionStarted",
             timestamp=now,
-            details={
-                "input": payload,
-                "inputDetails": {"truncated": False},
-                "roleArn": _ROLE_ARN,
-                "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
-            },
+            details=details,
         )
         record, created = await self.run_db(
             self.store.create_execution,
@@ -160,12 +232,42 @@ class Lifecycle:
             trace_id=secrets.token_hex(16),
             first_event=first,
             queue=queue,
+            published_version=resolved.version,
+            alias=resolved.alias,
         )
         if created:
             self.on_started(record, [first])
         return record
 
-    # Redrive goes here: `redrive(execution)`, see the module docstring.
+    # -- redrive -------------------------------------------------------------
+    async def redrive(
+        self, execution: str | ExecutionRecord, *, client_token: str | None = None
+    ) -> ExecutionRecord:
+        """Reopen a FAILED, TIMED_OUT or ABORTED execution from the step that did not succeed.
+
+        Returns its record (RUNNING, `redrive_count` and `redrive_date`
+        set). The execution keeps its ARN, definition version and input;
+        what it finished is replayed, not run again. Repeating a call with
+        the same `client_token` while that redrive runs returns the same
+        record. Raises ExecutionDoesNotExist, AmbiguousExecution and
+        ExecutionNotRedrivable (AWS's reason as the message).
+        """
+        record = await self.describe(execution)
+        redriven: ExecutionRecord = await self.run_db(
+            self.store.redrive_execution,
+            record.execution_id,
+            now=self.clock.now(),
+            client_token=client_token,
+            window=self.redrive_window,
+        )
+        return redriven
+
+    async def redrive_status(self, record: ExecutionRecord) -> tuple[str, str | None]:
+        """AWS's (redriveStatus, redriveStatusReason) of `record` now (reason None: redrivable)."""
+        machine_type = await self.run_db(self.store.machine_type_of, record)
+        return redrive_status(
+            record, self.clock.now(), machine_type=machine_type, window=self.redrive_window
+        )
 
     # -- stop ----------------------------------------------------------------
     async def stop(
@@ -238,13 +340,16 @@ class Lifecycle:
         status: str | None = None,
         max_results: int = 100,
         next_token: str | None = None,
+        redrive_filter: str | None = None,
     ) -> tuple[list[ExecutionRecord], str | None]:
         """One page of executions, newest first, and the token of the next page (or None).
 
         As AWS's ListExecutions: `max_results` is 1 to 1000; pass the
         returned token back with the same `machine` and `status` to get the
-        next page; every execution appears once across the pages. Raises
-        ValueError for a `max_results` out of range or an unknown `status`,
+        next page; every execution appears once across the pages.
+        `redrive_filter` REDRIVEN or NOT_REDRIVEN keeps only executions
+        redriven at least once, or never. Raises ValueError for a
+        `max_results` out of range, an unknown `status` or `redrive_filter`,
         InvalidNextToken for a token this query did not hand out, and
         StateMachineDoesNotExist for an unknown `machine`.
         """
@@ -252,27 +357,37 @@ class Lifecycle:
             raise ValueError(f"max_results must be 1 to {MAX_LIST_RESULTS}, not {max_results}")
         if status is not None:
             status = ExecutionStatus(status).value
+        if redrive_filter not in (None, "REDRIVEN", "NOT_REDRIVEN"):
+            raise ValueError(
+                f"redrive_filter must be REDRIVEN or NOT_REDRIVEN, not {redrive_filter}"
+            )
         after = None
         if next_token is not None:
             token = _decode_token(next_token)
-            if (token.machine, token.status) != (machine, status):
+            if (token.machine, token.status, token.redrive) != (machine, status, redrive_filter):
                 raise InvalidNextToken(
                     "Invalid Token: the nextToken belongs to a listing with other filters"
                 )
             after = (token.start_date, token.execution_id)
         # One more than asked says whether a next page exists.
+        machine_name, qualifier = (None, None) if machine is None else split_reference(machine)
         rows = await self.run_db(
             self.store.list_executions,
-            machine=machine,
+            machine=machine_name,
+            published_version=int(qualifier) if qualifier and qualifier.isdigit() else None,
+            alias=qualifier if qualifier and not qualifier.isdigit() else None,
             status=status,
             limit=max_results + 1,
             after=after,
+            redriven=None if redrive_filter is None else redrive_filter == "REDRIVEN",
         )
         page = rows[:max_results]
         if len(rows) <= max_results:
             return page, None
         last = page[-1]
-        return page, _encode_token(_PageToken(last.start_date, last.execution_id, machine, status))
+        return page, _encode_token(
+            _PageToken(last.start_date, last.execution_id, machine, status, redrive_filter)
+        )
 
 
 def _encode_input(input: Any) -> str:

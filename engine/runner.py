@@ -178,6 +178,7 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
     record = loaded.record
     if record.status != ExecutionStatus.RUNNING:
         return Activation(record.status)
+    end_key = keys.execution_end(record.redrive_count)
     journal = Journal(
         execution_id,
         dict(loaded.journal),
@@ -185,6 +186,8 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
         clock=runtime.clock,
         max_events=runtime.max_history_events,
     )
+    if record.redrive_count:
+        journal.chain_floor = journal.event_id(keys.redriven(record.redrive_count))
 
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
@@ -213,7 +216,7 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
-        return await _finish_failed(runtime, journal, checkpoint, error.error, error.cause)
+        return await _finish_failed(runtime, journal, end_key, checkpoint, error.error, error.cause)
     execution_input = msgspec.json.decode(record.input)
     walk = Walk(
         machine=machine,
@@ -228,18 +231,25 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
         checkpoint=checkpoint,
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
+        redrive_count=record.redrive_count,
     )
+    # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
-        record.start_date + timedelta(seconds=machine.timeout_seconds)
+        (record.redrive_date or record.start_date) + timedelta(seconds=machine.timeout_seconds)
         if machine.timeout_seconds
         else None
     )
     if record.stop_requested:
         return await _finish_aborted(
-            runtime, journal, checkpoint, record.stop_requested_error, record.stop_requested_cause
+            runtime,
+            journal,
+            end_key,
+            checkpoint,
+            record.stop_requested_error,
+            record.stop_requested_cause,
         )
     if deadline is not None and runtime.clock.now() >= deadline:
-        return await _finish_timed_out(runtime, journal, checkpoint)
+        return await _finish_timed_out(runtime, journal, end_key, checkpoint)
 
     stop = StopSignal()
     runtime.stop_signals[execution_id] = stop
@@ -271,9 +281,14 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
                         walk,
                         machine.scope,
                         execution_input,
-                        prefix="",
-                        thread=Thread(1),  # ExecutionStarted is event 1
+                        prefix=keys.redrive_prefix(record.redrive_count),
+                        # ExecutionStarted is event 1 (a redrive's: ExecutionRedriven).
+                        thread=Thread(1),
                         variables=Variables(),
+                        previous=[
+                            keys.redrive_prefix(generation)
+                            for generation in reversed(range(record.redrive_count))
+                        ],
                     )
                 except Suspend as signal:
                     suspended = signal
@@ -303,9 +318,9 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
         group.start_soon(walk_machine)
 
     if stopped:
-        return await _finish_aborted(runtime, journal, checkpoint, stop.error, stop.cause)
+        return await _finish_aborted(runtime, journal, end_key, checkpoint, stop.error, stop.cause)
     if timed_out:
-        return await _finish_timed_out(runtime, journal, checkpoint)
+        return await _finish_timed_out(runtime, journal, end_key, checkpoint)
     if suspended is not None:
         due = suspended.due_at
         if deadline is not None:
@@ -316,11 +331,11 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
         name: str | None = failure.error
         if isinstance(failure, FailStateError) and failure.error_absent:
             name = None
-        return await _finish_failed(runtime, journal, checkpoint, name, failure.cause)
+        return await _finish_failed(runtime, journal, end_key, checkpoint, name, failure.cause)
     now = runtime.clock.now()
     output = msgspec.json.encode(outcome).decode()
     journal.record(
-        keys.EXECUTION_END,
+        end_key,
         None,
         events=[("ExecutionSucceeded", {"output": output})],
         timestamp=now,
@@ -395,7 +410,8 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
         return Activation(ExecutionStatus.RUNNING, due)
     runtime.poison_strikes.pop(execution_id, None)
     cause = unexpected(error).cause
-    return await _finish_failed(runtime, journal, checkpoint, States.RUNTIME, cause)
+    end_key = keys.execution_end(record.redrive_count)
+    return await _finish_failed(runtime, journal, end_key, checkpoint, States.RUNTIME, cause)
 
 
 def _history_limit(journal: Journal) -> StatesError:
@@ -419,6 +435,7 @@ def _details(error: str | None, cause: str | None) -> dict[str, Any]:
 async def _finish(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     status: ExecutionStatus,
     event: str,
@@ -426,9 +443,7 @@ async def _finish(
     cause: str | None,
 ) -> Activation:
     now = runtime.clock.now()
-    journal.record(
-        keys.EXECUTION_END, None, events=[(event, _details(error, cause))], timestamp=now
-    )
+    journal.record(end_key, None, events=[(event, _details(error, cause))], timestamp=now)
     await checkpoint(finish=Finish(status=status, stop_date=now, error=error, cause=cause))
     return Activation(status)
 
@@ -436,21 +451,30 @@ async def _finish(
 async def _finish_failed(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     error: str | None,
     cause: str | None,
 ) -> Activation:
     return await _finish(
-        runtime, journal, checkpoint, ExecutionStatus.FAILED, "ExecutionFailed", error, cause
+        runtime,
+        journal,
+        end_key,
+        checkpoint,
+        ExecutionStatus.FAILED,
+        "ExecutionFailed",
+        error,
+        cause,
     )
 
 
 async def _finish_timed_out(
-    runtime: Runtime, journal: Journal, checkpoint: Checkpointer
+    runtime: Runtime, journal: Journal, end_key: str, checkpoint: Checkpointer
 ) -> Activation:
     return await _finish(
         runtime,
         journal,
+        end_key,
         checkpoint,
         ExecutionStatus.TIMED_OUT,
         "ExecutionTimedOut",
@@ -462,10 +486,18 @@ async def _finish_timed_out(
 async def _finish_aborted(
     runtime: Runtime,
     journal: Journal,
+    end_key: str,
     checkpoint: Checkpointer,
     error: str | None,
     cause: str | None,
 ) -> Activation:
     return await _finish(
-        runtime, journal, checkpoint, ExecutionStatus.ABORTED, "ExecutionAborted", error, cause
+        runtime,
+        journal,
+        end_key,
+        checkpoint,
+        ExecutionStatus.ABORTED,
+        "ExecutionAborted",
+        error,
+        cause,
     )

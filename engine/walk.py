@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -166,6 +166,9 @@ class Frame:
     input: Any
     thread: Thread
     variables: Variables
+    # The keys this step had in older generations it did not finish in (newest
+    # first): a redriven Parallel or Map finds its finished children there.
+    previous_keys: tuple[str, ...] = ()
     entered_event_id: int = 0
     entered_time: datetime | None = None
     retry_count: int = 0
@@ -304,6 +307,7 @@ class Walk:
     checkpoint: Callable[[], Awaitable[None]]
     random_source: Callable[[], float]
     hold_seconds: float = 30.0
+    redrive_count: int = 0
 
     @property
     def clock(self) -> Clock:
@@ -325,7 +329,7 @@ class Walk:
                 "Name": self.execution_name,
                 "RoleArn": "arn:aws:iam::000000000000:role/stepwise",
                 "StartTime": format_timestamp(self.start_time),
-                "RedriveCount": 0,
+                "RedriveCount": self.redrive_count,
             },
             "StateMachine": {"Id": self.machine_id, "Name": self.machine_name},
         }
@@ -426,25 +430,55 @@ def _record_aborted(frame: Frame) -> None:
     )
 
 
+def _step_keys(
+    walk: Walk, prefix: str, previous: Sequence[str], step: int
+) -> tuple[str, tuple[str, ...]]:
+    """The key of the scope's `step`-th visit, and its unfinished keys of older generations.
+
+    A step some older generation (a prefix in `previous`, newest first)
+    finished keeps that generation's key, so it replays; any other runs
+    under this generation's key.
+    """
+    key = keys.step(prefix, step)
+    if not previous or keys.exited(key) in walk.journal:
+        return key, ()
+    older = [keys.step(old, step) for old in previous]
+    for old in older:
+        if keys.exited(old) in walk.journal:
+            return old, ()
+    return key, tuple(old for old in older if keys.entered(old) in walk.journal)
+
+
 async def run_scope(
-    walk: Walk, scope: Scope, value: Any, *, prefix: str, thread: Thread, variables: Variables
+    walk: Walk,
+    scope: Scope,
+    value: Any,
+    *,
+    prefix: str,
+    thread: Thread,
+    variables: Variables,
+    previous: Sequence[str] = (),
 ) -> Any:
     """Walk `scope` from StartAt with `value` as input; return the scope's output.
 
     Each state not yet exited runs through `walk.services.run_state`.
+    `previous` are the prefixes this scope had in older generations (a
+    redrive's), newest first: what one of them finished is replayed.
     """
     run_state = walk.services.run_state
     name = scope.start_at
     step = 0
     while True:
         state = scope.states[name]
+        key, previous_keys = _step_keys(walk, prefix, previous, step)
         frame = Frame(
             walk=walk,
             state=state,
-            key=keys.step(prefix, step),
+            key=key,
             input=value,
             thread=thread,
             variables=variables,
+            previous_keys=previous_keys,
         )
 
         async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:

@@ -2,10 +2,10 @@
 
 This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
-own module: ``validate``/``run`` (definitions), ``machines``, executions
-(``start``, ``describe``, ``history``, ``list``, ``stop``, ``executions
-purge``), ``worker``,
-``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
+own module: ``validate``/``run`` (definitions), ``machines``, ``aliases``, executions
+(``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``, ``executions
+purge``), ``worker``, ``test-state``, ``task``/``activity`` (callbacks), ``trace`` and
+``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -24,6 +24,7 @@ import sys
 
 import click
 
+from engine.cli.aliases import aliases
 from engine.cli.callbacks import activity, task
 from engine.cli.core import StepwiseGroup, global_options
 from engine.cli.db import db_group
@@ -37,7 +38,9 @@ from engine.cli.executions import (
     stop_command,
 )
 from engine.cli.machines import machines
+from engine.cli.redrive import redrive_command
 from engine.cli.serve import serve
+from engine.cli.teststate import test_state_command
 from engine.cli.trace import trace
 from engine.cli.worker import worker_command
 
@@ -54,12 +57,15 @@ def cli() -> None:
 for _command in (
     validate_command,
     machines,
+    aliases,
     start_command,
     describe_command,
     history_command,
     list_command,
     stop_command,
     executions_group,
+    redrive_command,
+    test_state_command,
     run_command,
     worker_command,
     serve,

@@ -37,7 +37,7 @@ from engine.cli.output import CliError, emit_json, print_table
 
 if TYPE_CHECKING:
     from engine.api import Engine
-    from engine.store import Event
+    from engine.store import Event, ExecutionRecord
 
 __all__ = [
     "describe_command",
@@ -76,7 +76,7 @@ def start_command(
     execution_name: str | None,
     queue: str,
 ) -> None:
-    """Start an execution of state machine NAME; a `stepwise worker` on its queue runs it."""
+    """Start an execution of NAME (its latest revision), NAME:VERSION, NAME:ALIAS or an ARN."""
     from engine.history import iso_timestamp
 
     payload = execution_input(input_text, input_file)
@@ -102,9 +102,11 @@ def _print_execution(document: dict[str, Any]) -> None:
     click.echo(f"input: {_compact(document['input'])}")
     if document["output"] is not None:
         click.echo(f"output: {_compact(document['output'])}")
-    for key in ("error", "cause"):
-        if document[key] is not None:
+    for key in ("error", "cause", "redriveDate", "redriveStatusReason"):
+        if document.get(key) is not None:
             click.echo(f"{key}: {document[key]}")
+    click.echo(f"redriveCount: {document['redriveCount']}")
+    click.echo(f"redriveStatus: {document['redriveStatus']}")
 
 
 def _compact(value: Any) -> str:
@@ -124,9 +126,13 @@ redact_option = click.option(
 @global_options
 def describe_command(execution: str, redact: bool) -> None:
     """Describe an execution (by executionArn, or by its name when unambiguous)."""
-    from engine.history import execution_to_aws
+    from engine.history import execution_to_aws, iso_timestamp
 
-    record = with_client(lambda engine: engine.describe(execution))
+    async def describe(engine: Engine) -> tuple[ExecutionRecord, tuple[str, str | None]]:
+        record = await engine.describe(execution)
+        return record, await engine.redrive_status(record)
+
+    record, (redrive_status, redrive_reason) = with_client(describe)
     if redact:
         import msgspec
 
@@ -140,6 +146,16 @@ def describe_command(execution: str, redact: bool) -> None:
             cause=None if record.cause is None else redactor.text(record.cause),
         )
     document = execution_to_aws(record)
+    if record.published_version is not None:
+        base = document["stateMachineArn"]
+        document["stateMachineVersionArn"] = f"{base}:{record.published_version}"
+        if record.alias is not None:
+            document["stateMachineAliasArn"] = f"{base}:{record.alias}"
+    document["redriveCount"] = record.redrive_count
+    document["redriveDate"] = iso_timestamp(record.redrive_date)
+    document["redriveStatus"] = redrive_status
+    if redrive_reason is not None:
+        document["redriveStatusReason"] = redrive_reason
     if json_output():
         emit_json(document)
     else:
@@ -225,17 +241,32 @@ def _table_page(events: list[Event], *, first: bool) -> None:
     help="At most N executions (1-1000); prints the nextToken of the next page.",
 )
 @click.option("--next-token", metavar="TOKEN", default=None, help="Continue a paged listing.")
+@click.option(
+    "--redrive-filter",
+    type=click.Choice(("REDRIVEN", "NOT_REDRIVEN"), case_sensitive=False),
+    default=None,
+    help="Only executions redriven at least once (REDRIVEN), or never (NOT_REDRIVEN).",
+)
 @global_options
 def list_command(
-    machine: str | None, status: str | None, max_results: int | None, next_token: str | None
+    machine: str | None,
+    status: str | None,
+    max_results: int | None,
+    next_token: str | None,
+    redrive_filter: str | None,
 ) -> None:
     """List executions, newest first (paged with --max-results and --next-token)."""
     from engine.history import execution_list_item, iso_timestamp
 
     wanted = status.upper() if status else None
+    redrive = redrive_filter.upper() if redrive_filter else None
     token: str | None = None
     if max_results is None and next_token is None:
-        records = with_client(lambda engine: engine.list_executions(machine=machine, status=wanted))
+        records = with_client(
+            lambda engine: engine.list_executions(
+                machine=machine, status=wanted, redrive_filter=redrive
+            )
+        )
     else:
         records, token = with_client(
             lambda engine: engine.list_executions_page(
@@ -243,6 +274,7 @@ def list_command(
                 status=wanted,
                 max_results=max_results or 100,
                 next_token=next_token,
+                redrive_filter=redrive,
             )
         )
     if json_output():

@@ -1,8 +1,13 @@
-"""`stepwise machines create|list|describe`: the state machines a database holds.
+"""`stepwise machines create|update|publish|versions|delete|list|describe`: state machines.
 
-A changed definition given to ``create`` becomes a new version; ``list``
-shows the latest version of each; ``describe`` prints one with its
-definition. JSON output is AWS-shaped (see `engine.history`).
+A changed definition given to ``create`` or ``update`` becomes a new
+revision (running executions keep theirs); ``publish`` snapshots the latest
+revision as version 1, 2, … (``update --publish`` does both); ``versions``
+lists the published versions, newest first; ``delete --version N`` deletes
+one (refused with ConflictException while an alias routes to it). ``list``
+shows the latest revision of each machine; ``describe`` prints one with its
+definition (``NAME``, ``NAME:VERSION`` or ``NAME:ALIAS``). JSON output is
+AWS-shaped (see `engine.history`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from engine.cli.definitions import MACHINE_TYPES, pretty
 from engine.cli.output import emit_json, parse_json_text, print_table
 
 __all__ = ["machines"]
+
+description_option = click.option(
+    "--description", metavar="D", default=None, help="The published version's description."
+)
 
 
 @click.group("machines", cls=StepwiseGroup)
@@ -88,3 +97,95 @@ def machines_describe(name: str) -> None:
         click.echo(f"{key}: {document[key]}")
     click.echo("definition:")
     click.echo(pretty(parse_json_text(document["definition"], what="definition")))
+
+
+@machines.command("update")
+@click.argument("name")
+@click.argument("file")
+@click.option("--publish", is_flag=True, help="Also publish the new revision as a version.")
+@description_option
+@global_options
+def machines_update(name: str, file: str, publish: bool, description: str | None) -> None:
+    """Make FILE the next revision of state machine NAME (running executions keep theirs)."""
+    from engine.history import iso_timestamp
+    from engine.runner import machine_arn
+
+    _text, raw = load_definition_file(file)
+    revision, published = with_client(
+        lambda engine: engine.update_state_machine(
+            name, raw, publish=publish, description=description
+        )
+    )
+    result: dict[str, object] = {
+        "updateDate": iso_timestamp(revision.created_at),
+        "revisionId": str(revision.version),
+    }
+    if published is not None:
+        result["stateMachineVersionArn"] = machine_arn(f"{name}:{published.number}")
+    if json_output():
+        emit_json(result)
+    else:
+        click.echo(f"{name} revision {revision.version}")
+        if published is not None:
+            click.echo(f"published version {published.number}  {result['stateMachineVersionArn']}")
+
+
+@machines.command("publish")
+@click.argument("name")
+@description_option
+@global_options
+def machines_publish(name: str, description: str | None) -> None:
+    """Publish the latest revision of NAME as its next version (the same revision: same version)."""
+    from engine.history import iso_timestamp
+    from engine.runner import machine_arn
+
+    published = with_client(lambda engine: engine.publish_version(name, description=description))
+    result = {
+        "stateMachineVersionArn": machine_arn(f"{name}:{published.number}"),
+        "creationDate": iso_timestamp(published.created_at),
+    }
+    if json_output():
+        emit_json(result)
+    else:
+        click.echo(result["stateMachineVersionArn"])
+
+
+@machines.command("versions")
+@click.argument("name")
+@global_options
+def machines_versions(name: str) -> None:
+    """List the published versions of NAME, newest first."""
+    from engine.history import iso_timestamp
+    from engine.runner import machine_arn
+
+    found = with_client(lambda engine: engine.list_versions(name))
+    if json_output():
+        emit_json(
+            {
+                "stateMachineVersions": [
+                    {
+                        "stateMachineVersionArn": machine_arn(f"{name}:{v.number}"),
+                        "creationDate": iso_timestamp(v.created_at),
+                    }
+                    for v in found
+                ]
+            }
+        )
+        return
+    print_table(
+        ["VERSION", "REVISION", "CREATED", "DESCRIPTION"],
+        [[v.number, v.revision, iso_timestamp(v.created_at), v.description or ""] for v in found],
+    )
+
+
+@machines.command("delete")
+@click.argument("name")
+@click.option("--version", "number", type=click.IntRange(min=1), required=True, help="Version N.")
+@global_options
+def machines_delete(name: str, number: int) -> None:
+    """Delete published version N of NAME (refused while an alias routes to it)."""
+    with_client(lambda engine: engine.delete_version(name, number))
+    if json_output():
+        emit_json({})
+    else:
+        click.echo(f"deleted {name}:{number}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.history import event_to_aws
 from engine.http.protocol import AwsError, Members, epoch
-from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
+from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.lifecycle import InvalidNextToken
 from engine.store import Event, ExecutionRecord, ExecutionStatus, MachineType
 
@@ -78,17 +78,15 @@ async def start_sync_execution(service: Service, members: Members) -> dict[str, 
     return document
 
 
-def _redrive_status(record: ExecutionRecord) -> tuple[str, str]:
-    if record.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.RUNNING):
-        reason = f"Execution is {record.status} and cannot be redriven"
-    else:
-        reason = "Stepwise does not redrive executions yet"
-    return "NOT_REDRIVABLE", reason
-
-
-def _execution(service: Service, record: ExecutionRecord, *, include_data: bool) -> dict[str, Any]:
-    """DescribeExecution's output for `record`."""
-    redrive_status, redrive_reason = _redrive_status(record)
+def _execution(
+    service: Service,
+    record: ExecutionRecord,
+    *,
+    include_data: bool,
+    redrive: tuple[str, str | None] = ("NOT_REDRIVABLE", None),
+) -> dict[str, Any]:
+    """DescribeExecution's output for `record` (`redrive`: its status and reason)."""
+    redrive_status, redrive_reason = redrive
     document: dict[str, Any] = {
         "executionArn": service.execution_arn(record),
         "stateMachineArn": service.machine_arn(record.machine),
@@ -99,10 +97,19 @@ def _execution(service: Service, record: ExecutionRecord, *, include_data: bool)
         "inputDetails": {"included": include_data},
         "error": record.error,
         "cause": record.cause,
-        "redriveCount": 0,
+        "redriveCount": record.redrive_count,
         "redriveStatus": redrive_status,
-        "redriveStatusReason": redrive_reason,
     }
+    if redrive_reason is not None:
+        document["redriveStatusReason"] = redrive_reason
+    if record.redrive_date is not None:
+        document["redriveDate"] = epoch(record.redrive_date)
+    if record.published_version is not None:
+        document["stateMachineVersionArn"] = service.machine_arn(
+            record.machine, record.published_version
+        )
+    if record.alias is not None:
+        document["stateMachineAliasArn"] = service.machine_arn(record.machine, record.alias)
     if include_data:
         document["input"] = record.input
     if record.status == ExecutionStatus.SUCCEEDED:
@@ -120,7 +127,8 @@ async def _record(service: Service, members: Members) -> ExecutionRecord:
 async def describe_execution(service: Service, members: Members) -> dict[str, Any]:
     included = members.string("includedData", choices=["ALL_DATA", "METADATA_ONLY"])
     record = await _record(service, members)
-    return _execution(service, record, include_data=included != "METADATA_ONLY")
+    redrive = await service.engine.lifecycle.redrive_status(record)
+    return _execution(service, record, include_data=included != "METADATA_ONLY", redrive=redrive)
 
 
 async def describe_state_machine_for_execution(
@@ -198,13 +206,17 @@ async def list_executions(service: Service, members: Members) -> dict[str, Any]:
         raise AwsError("ResourceNotFound", f"Resource not found: '{map_run_arn.resource}'")
     assert machine_arn is not None
     reference = service.machine_reference(machine_arn)
-    if redrive == "REDRIVEN" or status == "PENDING_REDRIVE":
-        # Nothing is redriven until redrive lands; the machine must exist all the same.
+    if status == "PENDING_REDRIVE":
+        # Only Map Run children wait to be redriven; the machine must exist all the same.
         await service.engine.lifecycle.resolve_machine(reference)
         return {"executions": []}
     try:
         records, token = await service.engine.lifecycle.list_executions(
-            machine=reference, status=status, max_results=page_size, next_token=next_token
+            machine=reference,
+            status=status,
+            max_results=page_size,
+            next_token=next_token,
+            redrive_filter=redrive,
         )
     except InvalidNextToken as exc:
         raise AwsError("InvalidToken", str(exc)) from None
@@ -217,7 +229,12 @@ async def list_executions(service: Service, members: Members) -> dict[str, Any]:
                 "status": record.status,
                 "startDate": epoch(record.start_date),
                 "stopDate": epoch(record.stop_date),
-                "redriveCount": 0,
+                "redriveCount": record.redrive_count,
+                **(
+                    {"redriveDate": epoch(record.redrive_date)}
+                    if record.redrive_date is not None
+                    else {}
+                ),
             }
             for record in records
         ]
@@ -238,18 +255,10 @@ async def stop_execution(service: Service, members: Members) -> dict[str, Any]:
 
 async def redrive_execution(service: Service, members: Members) -> dict[str, Any]:
     record = await _record(service, members)
-    members.string("clientToken", min_length=1, max_length=64)
-    if record.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.RUNNING):
-        raise AwsError(
-            "ExecutionNotRedrivable",
-            f"Execution is {record.status} and cannot be redriven",
-        )
-    return await _redrive(service, members)
+    token = members.string("clientToken", min_length=1, max_length=64)
+    redriven = await service.engine.lifecycle.redrive(record, client_token=token)
+    return {"redriveDate": epoch(redriven.redrive_date)}
 
-
-_redrive = unsupported(
-    "RedriveExecution", "redrive lands with the lifecycle's redrive (its own issue)"
-)
 
 OPERATIONS: dict[str, Operation] = {
     "StartExecution": start_execution,

@@ -7,8 +7,9 @@ message. The engine keeps every changed definition as a new version of the
 machine; as on AWS, CreateStateMachine with an existing name answers the
 machine when the definition and type are the same and
 ``StateMachineAlreadyExists`` when they differ, and UpdateStateMachine
-makes the new revision. Deleting machines and the version and alias
-operations wait for the versions issue and answer an unsupported call.
+makes the new revision; with ``publish`` either also publishes it as the
+next version. The version and alias operations are in `engine.http.versions`
+(merged into OPERATIONS here); deleting a machine is not served yet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from engine.http import versions
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
 from engine.http.tags import keep_tags, read_tags
@@ -112,7 +114,10 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
         "creationDate": epoch(version.created_at),
     }
     if publish:
-        document["stateMachineVersionArn"] = service.machine_arn(name, version.version)
+        published = await service.engine.publish_version(
+            name, description=members.string("versionDescription"), revision=version.version
+        )
+        document["stateMachineVersionArn"] = service.machine_arn(name, published.number)
     return document
 
 
@@ -124,17 +129,23 @@ async def _version(service: Service, members: Members, *, labelled: bool) -> Mac
             "StateMachineDoesNotExist",
             f"State Machine Does Not Exist: '{service.machine_arn(arn.resource, arn.qualifier)}'",
         )
+    revision = None
+    if arn.version is not None:
+        published = await service.run_db(
+            service.engine.store.get_version, arn.resource, arn.version
+        )
+        revision = published.revision
     version: MachineVersion = await service.run_db(
-        service.engine.store.get_state_machine, arn.resource, arn.version
+        service.engine.store.get_state_machine, arn.resource, revision
     )
     return version
 
 
-def _describe(service: Service, version: MachineVersion, *, qualified: bool) -> dict[str, Any]:
+def _describe(
+    service: Service, version: MachineVersion, *, qualifier: int | None
+) -> dict[str, Any]:
     return {
-        "stateMachineArn": service.machine_arn(
-            version.name, version.version if qualified else None
-        ),
+        "stateMachineArn": service.machine_arn(version.name, qualifier),
         "name": version.name,
         "status": "ACTIVE",
         "definition": version.definition,
@@ -151,7 +162,7 @@ async def describe_state_machine(service: Service, members: Members) -> dict[str
     members.string("includedData", choices=["ALL_DATA", "METADATA_ONLY"])
     arn = members.required_arn("stateMachineArn", "stateMachine")
     version = await _version(service, members, labelled=True)
-    return _describe(service, version, qualified=arn.version is not None)
+    return _describe(service, version, qualifier=arn.version)
 
 
 async def list_state_machines(service: Service, members: Members) -> dict[str, Any]:
@@ -215,7 +226,12 @@ async def update_state_machine(service: Service, members: Members) -> dict[str, 
         "revisionId": str(version.version),
     }
     if publish:
-        document["stateMachineVersionArn"] = service.machine_arn(arn.resource, version.version)
+        published = await service.engine.publish_version(
+            arn.resource,
+            description=members.string("versionDescription"),
+            revision=version.version,
+        )
+        document["stateMachineVersionArn"] = service.machine_arn(arn.resource, published.number)
     return document
 
 
@@ -241,8 +257,6 @@ async def validate_state_machine_definition(service: Service, members: Members) 
     }
 
 
-_VERSIONS = "versions and aliases land with their own issue"
-
 OPERATIONS: dict[str, Operation] = {
     "CreateStateMachine": create_state_machine,
     "DescribeStateMachine": describe_state_machine,
@@ -252,12 +266,5 @@ OPERATIONS: dict[str, Operation] = {
     "DeleteStateMachine": unsupported(
         "DeleteStateMachine", "the store cannot delete a state machine yet"
     ),
-    "PublishStateMachineVersion": unsupported("PublishStateMachineVersion", _VERSIONS),
-    "ListStateMachineVersions": unsupported("ListStateMachineVersions", _VERSIONS),
-    "DeleteStateMachineVersion": unsupported("DeleteStateMachineVersion", _VERSIONS),
-    "CreateStateMachineAlias": unsupported("CreateStateMachineAlias", _VERSIONS),
-    "DescribeStateMachineAlias": unsupported("DescribeStateMachineAlias", _VERSIONS),
-    "UpdateStateMachineAlias": unsupported("UpdateStateMachineAlias", _VERSIONS),
-    "DeleteStateMachineAlias": unsupported("DeleteStateMachineAlias", _VERSIONS),
-    "ListStateMachineAliases": unsupported("ListStateMachineAliases", _VERSIONS),
+    **versions.OPERATIONS,
 }

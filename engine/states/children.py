@@ -7,6 +7,11 @@ wait long suspends without disturbing its siblings: once every child has
 finished or suspended, the parent suspends until the earliest wake-up. The
 first child failure cancels the others (AWS's fail-fast), unless the
 caller tolerates failures (Distributed Map).
+
+In a redriven Parallel or Map (`Frame.previous_keys`), a child that ended
+in the last attempt of an older generation is not run again: its recorded
+output is reused; a child that failed or was aborted there runs again,
+replaying what it had finished (`_older_prefixes`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,30 @@ class ChildOutcome:
     failures: list[tuple[int, FinalError]] = field(default_factory=list)
 
 
+def _last_attempt(frame: Frame, old_key: str) -> int | None:
+    """The last Parallel or Map attempt the frame made under `old_key` (None: none)."""
+    journal = frame.walk.journal
+    last = None
+    number = 0
+    while (
+        keys.parallel_started(old_key, number) in journal
+        or keys.map_started(old_key, number) in journal
+    ):
+        last = number
+        number += 1
+    return last
+
+
+def _older_prefixes(frame: Frame, prefix: str) -> list[str]:
+    """The child's prefixes in the last attempts of older generations, newest first."""
+    older = []
+    for old_key in frame.previous_keys:
+        attempt = _last_attempt(frame, old_key)
+        if attempt is not None:
+            older.append(keys.rebase_child(prefix, frame.key, old_key, attempt))
+    return older
+
+
 async def run_children(
     frame: Frame,
     children: Sequence[Child],
@@ -65,6 +94,13 @@ async def run_children(
         if failed is not MISSING:
             failures.append((index, FinalError(failed["error"], failed.get("cause"))))
             return
+        older = _older_prefixes(frame, child.prefix)
+        if keys.child_ended(child.prefix) not in walk.journal:
+            for prefix in older:
+                ended = frame.replay(keys.child_ended(prefix))
+                if ended is not MISSING:
+                    outputs[index] = ended
+                    return
         thread = Thread(frame.thread.last_event_id)
 
         async def walk_child() -> tuple[Any, Events]:
@@ -82,6 +118,7 @@ async def run_children(
                     prefix=child.prefix,
                     thread=thread,
                     variables=Variables(frame.variables),
+                    previous=older,
                 )
             finally:
                 running.discard(index)

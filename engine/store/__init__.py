@@ -15,11 +15,15 @@ from __future__ import annotations
 from engine.store.errors import (
     AmbiguousExecution,
     CommitConflict,
+    ConflictError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
     ExecutionNotRunning,
+    InvalidRouting,
     InvalidToken,
     LeaseLost,
+    ResourceNotFound,
     StateMachineDoesNotExist,
     StoreUnavailable,
     TaskDoesNotExist,
@@ -40,29 +44,38 @@ from engine.store.records import (
     TokenRecord,
     TokenStatus,
 )
+from engine.store.redrive import REDRIVE_WINDOW, redrive_status
 from engine.store.schema import SCHEMA_VERSION
 from engine.store.store import Store, default_database_url
+from engine.store.versions import AliasRecord, PublishedVersion
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "REDRIVE_WINDOW",
     "SCHEMA_VERSION",
     "ActivityTaskRecord",
+    "AliasRecord",
     "AmbiguousExecution",
     "Checkpoint",
     "CommitConflict",
     "CommitResult",
+    "ConflictError",
     "Event",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
+    "ExecutionNotRedrivable",
     "ExecutionNotRunning",
     "ExecutionRecord",
     "ExecutionStatus",
     "Finish",
+    "InvalidRouting",
     "InvalidToken",
     "LeaseLost",
     "LoadedExecution",
     "MachineType",
     "MachineVersion",
+    "PublishedVersion",
+    "ResourceNotFound",
     "StateMachineDoesNotExist",
     "Store",
     "StoreUnavailable",
@@ -71,4 +84,5 @@ __all__ = [
     "TokenRecord",
     "TokenStatus",
     "default_database_url",
+    "redrive_status",
 ]

@@ -83,6 +83,30 @@ class ExecutionNotRunning(StepwiseError):
     aws_code = "ExecutionNotRunning"
 
 
+class ExecutionNotRedrivable(StepwiseError):
+    """The execution cannot be redriven; the message is AWS's redriveStatusReason."""
+
+    aws_code = "ExecutionNotRedrivable"
+
+
+class ResourceNotFound(StepwiseError):
+    """A published version or an alias that does not exist (AWS: ResourceNotFound)."""
+
+    aws_code = "ResourceNotFound"
+
+
+class ConflictError(StepwiseError):
+    """The change conflicts with what exists (AWS: ConflictException): an alias routes there."""
+
+    aws_code = "ConflictException"
+
+
+class InvalidRouting(StepwiseError):
+    """An alias routing configuration AWS would reject (INVALID_ROUTING_CONFIGURATION)."""
+
+    aws_code = "ValidationException"
+
+
 class StateMachineDoesNotExist(StepwiseError):
     """No state machine by that name, or it has no such version."""
 

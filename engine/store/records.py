@@ -103,6 +103,12 @@ class ExecutionRecord(msgspec.Struct, frozen=True):
     last_event_id: int
     # Which workers may claim it: those on this queue (a Stepwise extension).
     queue: str = DEFAULT_QUEUE
+    # RedriveExecution: how often it was redriven and when last (None: never).
+    redrive_count: int = 0
+    redrive_date: datetime | None = None
+    # Started through a published version (its number) and/or an alias (None: neither).
+    published_version: int | None = None
+    alias: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True):

@@ -71,6 +71,10 @@ def execution_record(row: Any, codec: PayloadCodec) -> ExecutionRecord:
         stop_requested_cause=codec.open_optional(row.stop_requested_cause),
         last_event_id=row.last_event_id,
         queue=row.queue,
+        redrive_count=row.redrive_count,
+        redrive_date=row.redrive_date,
+        published_version=row.published_version,
+        alias=row.alias,
     )
 
 

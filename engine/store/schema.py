@@ -31,8 +31,10 @@ __all__ = [
     "executions",
     "history_events",
     "journal",
+    "machine_aliases",
     "metadata",
     "migrate",
+    "published_versions",
     "schema_migrations",
     "sql_effects",
     "state_machine_versions",
@@ -313,6 +315,76 @@ def _migration_6(conn: Connection) -> None:
     _define_retention_index(frozen).create(conn, checkfirst=True)
 
 
+def _redrive_columns() -> list[sa.Column[Any]]:
+    """What an execution keeps of its redrives: the count, the last date and its client token."""
+    return [
+        sa.Column("redrive_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("redrive_date", UTCDateTime),
+        sa.Column("redrive_token", sa.Text),
+    ]
+
+
+def _define_redrive(md: sa.MetaData) -> None:
+    for column in _redrive_columns():
+        md.tables["executions"].append_column(column)
+
+
+def _migration_redrive(conn: Connection) -> None:
+    """Add executions.redrive_count, redrive_date and redrive_token (RedriveExecution).
+
+    Executions recorded before it have never been redriven: count 0, no date.
+    """
+    kind = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(
+        sa.text("ALTER TABLE executions ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0")
+    )
+    conn.execute(sa.text(f"ALTER TABLE executions ADD COLUMN redrive_date {kind}"))
+    conn.execute(sa.text("ALTER TABLE executions ADD COLUMN redrive_token TEXT"))
+
+
+def _define_versions_and_aliases(md: sa.MetaData) -> None:
+    """What migration 7 adds: published versions, aliases, and executions' version/alias."""
+    sa.Table(
+        "published_versions",
+        md,
+        sa.Column("machine_id", sa.Integer, sa.ForeignKey("state_machines.id"), primary_key=True),
+        # AWS's version number: 1, 2, … per machine, never reused (deleted rows stay, marked).
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        # The revision (state_machine_versions.version) it snapshots.
+        sa.Column("revision", sa.Integer, nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("deleted_at", UTCDateTime),
+    )
+    sa.Table(
+        "machine_aliases",
+        md,
+        sa.Column("machine_id", sa.Integer, sa.ForeignKey("state_machines.id"), primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("description", sa.Text),
+        # JSON: [[version number, weight], …], one or two routes.
+        sa.Column("routes", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
+def _execution_version_columns() -> list[sa.Column[Any]]:
+    """The published version and alias an execution was started through (NULL: neither)."""
+    return [sa.Column("published_version", sa.Integer), sa.Column("alias", sa.Text)]
+
+
+def _migration_versions_and_aliases(conn: Connection) -> None:
+    """Add published_versions and machine_aliases, and executions.published_version/alias."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)
+    _define_versions_and_aliases(frozen)
+    for name in ("published_versions", "machine_aliases"):
+        frozen.tables[name].create(conn)
+    conn.execute(sa.text("ALTER TABLE executions ADD COLUMN published_version INTEGER"))
+    conn.execute(sa.text("ALTER TABLE executions ADD COLUMN alias TEXT"))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -321,6 +393,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "index for paging executions newest first", _migration_4),
     (5, "queues: executions and their work carry a queue name", _migration_queues),
     (6, "retention: index of executions by stop date", _migration_6),
+    (7, "redrive: executions carry their redrive count, date and token", _migration_redrive),
+    (8, "published versions and aliases", _migration_versions_and_aliases),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -332,6 +406,10 @@ metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 _define_queues(metadata)
 _define_retention_index(metadata)
+_define_redrive(metadata)
+_define_versions_and_aliases(metadata)
+for _column in _execution_version_columns():
+    metadata.tables["executions"].append_column(_column)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -341,6 +419,8 @@ task_tokens = metadata.tables["task_tokens"]
 work_queue = metadata.tables["work_queue"]
 activity_tasks = metadata.tables["activity_tasks"]
 sql_effects = metadata.tables["sql_effects"]
+published_versions = metadata.tables["published_versions"]
+machine_aliases = metadata.tables["machine_aliases"]
 
 
 def current_version(conn: Connection) -> int:

@@ -14,7 +14,8 @@ from a worker thread.
 transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
-payloads under a new encryption key), and this module's executions:
+payloads under a new encryption key), `RedriveStore` (reopening a closed
+execution), `VersionStore` (published versions and aliases), and this module's executions:
 start, describe, list, history (whole, or paged by event id so a reader
 of any execution holds one page at a time), load, stop and purge (closed
 executions older than a cutoff, with everything they own, one short
@@ -54,6 +55,7 @@ from engine.store.records import (
     LoadedExecution,
     MachineVersion,
 )
+from engine.store.redrive import RedriveStore
 from engine.store.rotation import RotationStore
 from engine.store.rows import (
     MACHINE_COLUMNS,
@@ -75,6 +77,7 @@ from engine.store.schema import (
     work_queue,
 )
 from engine.store.tokens import TokenStore
+from engine.store.versions import VersionStore
 from engine.store.work import WorkStore
 
 __all__ = ["HISTORY_PAGE_SIZE", "PURGE_BATCH_SIZE", "Store", "default_database_url"]
@@ -102,7 +105,9 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
+class Store(
+    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore
+):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
@@ -125,6 +130,8 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
         trace_id: str,
         first_event: Event,
         queue: str = DEFAULT_QUEUE,
+        published_version: int | None = None,
+        alias: str | None = None,
     ) -> tuple[ExecutionRecord, bool]:
         """Record a new execution, its ExecutionStarted event and its work, in one transaction.
 
@@ -153,6 +160,8 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
             stop_requested_cause=None,
             last_event_id=first_event.event_id,
             queue=queue,
+            published_version=published_version,
+            alias=alias,
         )
         try:
             with self._write() as conn:
@@ -245,6 +254,9 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
         status: str | None = None,
         limit: int = 1000,
         after: tuple[datetime, str] | None = None,
+        redriven: bool | None = None,
+        published_version: int | None = None,
+        alias: str | None = None,
     ) -> list[ExecutionRecord]:
         """Return up to `limit` executions, newest first, optionally of one machine and/or status.
 
@@ -254,9 +266,18 @@ class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
         page; only executions that sort after it are returned, so paging
         never repeats or skips one, even while new executions start.
         Raises StateMachineDoesNotExist for an unknown `machine`, ValueError
-        for an unknown `status`.
+        for an unknown `status`. `redriven` True keeps executions redriven
+        at least once, False those never redriven. `published_version` and
+        `alias` keep only executions started through that version or alias.
         """
         query = sa.select(executions)
+        if published_version is not None:
+            query = query.where(executions.c.published_version == published_version)
+        if alias is not None:
+            query = query.where(executions.c.alias == alias)
+        if redriven is not None:
+            count = executions.c.redrive_count
+            query = query.where(count > 0 if redriven else count == 0)
         if status is not None:
             query = query.where(executions.c.status == ExecutionStatus(status).value)
         if machine is not None:

@@ -88,7 +88,7 @@ def can_redrive(engine: Engine) -> bool:
 
 async def redrive(engine: Engine, record: ExecutionRecord) -> ExecutionRecord:
     """Redrive `record` through the lifecycle: the one call the Redrive button makes."""
-    result: ExecutionRecord = await engine.lifecycle.redrive(record)  # type: ignore[attr-defined]
+    result: ExecutionRecord = await engine.lifecycle.redrive(record)
     return result
 
 

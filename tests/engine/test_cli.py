@@ -302,6 +302,10 @@ def test_start_describe_list_history_stop(db_url: str, tmp_path: Path) -> None:
         "error": None,
         "cause": None,
         "queue": "default",
+        "redriveCount": 0,
+        "redriveDate": None,
+        "redriveStatus": "NOT_REDRIVABLE",
+        "redriveStatusReason": "Execution is RUNNING and cannot be redriven.",
     }
     assert invoke_json(["describe", arn, "--db", db_url]) == described
 
@@ -315,6 +319,7 @@ def test_start_describe_list_history_stop(db_url: str, tmp_path: Path) -> None:
                 "status": "RUNNING",
                 "startDate": started["startDate"],
                 "stopDate": None,
+                "redriveCount": 0,
             }
         ]
     }
@@ -464,7 +469,14 @@ def test_run_succeeds_and_prints_the_output(sqlite_url: str, tmp_path: Path) -> 
     assert (document["error"], document["cause"]) == (None, None)
     assert ISO.match(document["stopDate"])
     # The execution is recorded: the other commands see it.
-    assert invoke_json(["describe", "r2", "--db", sqlite_url]) == document
+    described = invoke_json(["describe", "r2", "--db", sqlite_url])
+    assert described == {
+        **document,
+        "redriveCount": 0,
+        "redriveDate": None,
+        "redriveStatus": "NOT_REDRIVABLE",
+        "redriveStatusReason": "Execution is SUCCEEDED and cannot be redriven.",
+    }
 
 
 def test_run_failure_exits_1(sqlite_url: str, tmp_path: Path) -> None:

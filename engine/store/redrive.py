@@ -1,0 +1,184 @@
+"""Redriving a closed execution: AWS's eligibility rules and the one transaction that reopens it.
+
+`redrive_status` is the single judgement of whether an execution may be
+redriven, with AWS's ``redriveStatusReason`` strings; `describe` shows it and
+`RedriveStore.redrive_execution` enforces it, so the two never disagree. The
+redrive transaction locks the work row and the executions row (in the order
+commits do), checks eligibility under that lock, and then, together,
+reopens the execution (RUNNING, a stop request cleared, the count bumped,
+the date set), appends ``ExecutionRedriven`` (and a journal record of its
+event id, `keys.redriven`) and puts its work back on its queue due now.
+Two callers racing therefore redrive once: the second finds it RUNNING
+and is refused — unless it carries the winner's client token, in which
+case it gets the winner's answer (RedriveExecution is idempotent on
+``clientToken``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine import keys
+from engine.store.base import StoreBase
+from engine.store.checkpoints import event_row, journal_row, signal
+from engine.store.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
+from engine.store.records import Event, ExecutionRecord, ExecutionStatus
+from engine.store.rows import execution_record
+from engine.store.schema import (
+    executions,
+    history_events,
+    journal,
+    state_machine_versions,
+    state_machines,
+    work_queue,
+)
+
+__all__ = [
+    "MAX_HISTORY_EVENTS",
+    "REDRIVE_WINDOW",
+    "RedriveStore",
+    "redrive_status",
+]
+
+# AWS: the execution must have closed at most 14 days ago.
+REDRIVE_WINDOW = timedelta(days=14)
+# AWS: fewer than 25,000 events, room left for ExecutionRedriven and one more.
+MAX_HISTORY_EVENTS = 24_999
+# AWS: an execution may be open for at most a year, redrives included.
+_MAX_EXECUTION_TIME = timedelta(days=365)
+_REDRIVABLE = frozenset(
+    {ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED}
+)
+
+
+def redrive_status(
+    record: ExecutionRecord,
+    now: datetime,
+    *,
+    machine_type: str = "STANDARD",
+    window: timedelta = REDRIVE_WINDOW,
+) -> tuple[str, str | None]:
+    """``("REDRIVABLE", None)`` or ``("NOT_REDRIVABLE", AWS's reason)`` for `record` at `now`."""
+    if machine_type != "STANDARD":
+        return "NOT_REDRIVABLE", "Execution is EXPRESS and cannot be redriven."
+    if record.status not in _REDRIVABLE:
+        return "NOT_REDRIVABLE", f"Execution is {record.status} and cannot be redriven."
+    if record.last_event_id >= MAX_HISTORY_EVENTS:
+        return "NOT_REDRIVABLE", "Execution history event limit exceeded."
+    if now - record.start_date > _MAX_EXECUTION_TIME:
+        return "NOT_REDRIVABLE", "Execution has exceeded the max execution time."
+    if record.stop_date is not None and now - record.stop_date > window:
+        return "NOT_REDRIVABLE", "Execution redrivable period exceeded."
+    return "REDRIVABLE", None
+
+
+def _machine_type(conn: Connection, record: ExecutionRecord) -> str:
+    kind = conn.execute(
+        sa.select(state_machine_versions.c.machine_type)
+        .select_from(
+            state_machines.join(
+                state_machine_versions,
+                state_machines.c.id == state_machine_versions.c.machine_id,
+            )
+        )
+        .where(
+            state_machines.c.name == record.machine,
+            state_machine_versions.c.version == record.version,
+        )
+    ).scalar()
+    return str(kind or "STANDARD")
+
+
+class RedriveStore(StoreBase):
+    """The executions table's redrive transaction."""
+
+    def machine_type_of(self, record: ExecutionRecord) -> str:
+        """The type (STANDARD or EXPRESS) of the machine version `record` runs."""
+        with self._read() as conn:
+            return _machine_type(conn, record)
+
+    def redrive_execution(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        client_token: str | None = None,
+        window: timedelta = REDRIVE_WINDOW,
+    ) -> ExecutionRecord:
+        """Reopen a closed execution from where it failed; returns its record (RUNNING).
+
+        Raises ExecutionDoesNotExist, and ExecutionNotRedrivable with AWS's
+        reason when `redrive_status` refuses it — except that a RUNNING
+        execution whose last redrive carried the same `client_token`
+        returns that redrive's record again.
+        """
+        with self._write() as conn:
+            # Lock the work row before the executions row, as commit does.
+            conn.execute(
+                sa.select(work_queue.c.execution_id)
+                .where(work_queue.c.execution_id == execution_id)
+                .with_for_update()
+            ).first()
+            row = conn.execute(
+                sa.select(executions)
+                .where(executions.c.execution_id == execution_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{execution_id}'")
+            record = execution_record(row, self._codec)
+            if (
+                client_token is not None
+                and record.status == ExecutionStatus.RUNNING
+                and row.redrive_token == client_token
+            ):
+                return record
+            _status, reason = redrive_status(
+                record, now, machine_type=_machine_type(conn, record), window=window
+            )
+            if reason is not None:
+                raise ExecutionNotRedrivable(reason)
+            count = record.redrive_count + 1
+            event = Event(
+                event_id=record.last_event_id + 1,
+                previous_event_id=record.last_event_id,
+                type="ExecutionRedriven",
+                timestamp=now,
+                details={"redriveCount": count},
+            )
+            reopened = {
+                "status": ExecutionStatus.RUNNING.value,
+                "output": None,
+                "error": None,
+                "cause": None,
+                "stop_date": None,
+                "stop_requested": False,
+                "stop_requested_error": None,
+                "stop_requested_cause": None,
+                "last_event_id": event.event_id,
+                "redrive_count": count,
+                "redrive_date": now,
+            }
+            conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id == execution_id)
+                .values(**reopened, redrive_token=client_token)
+            )
+            conn.execute(
+                sa.insert(history_events).values(event_row(execution_id, event, self._codec))
+            )
+            # The new generation's first events chain on ExecutionRedriven (see Journal).
+            record_text = msgspec.json.encode({"v": None, "e": event.event_id}).decode()
+            conn.execute(
+                sa.insert(journal).values(
+                    journal_row(execution_id, keys.redriven(count), record_text, now, self._codec)
+                )
+            )
+            signal(conn, execution_id, now)
+            self._backend.notify_in(conn)
+        self._waker.wake_local()
+        return msgspec.structs.replace(record, **reopened)
