@@ -54,9 +54,14 @@ def server(
         postgres.drop_database(dropped)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Debian's package), shared by the session's tests."""
+    """A headless Chromium (Debian's package), shared by one module's tests.
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an event
+    loop running in this thread until it stops, and later tests that run
+    their own loop (the CLI's) must not meet it.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)", pytrace=False
