@@ -85,14 +85,17 @@ def check_definition_size(definition: str | bytes | Mapping[str, Any]) -> None:
     CreateStateMachine's `definition` of at most 1,048,576) is a hard one.
     """
     if isinstance(definition, str):
-        size = len(definition.encode())
+        # A lone surrogate is measured too; the validator refuses it next.
+        size = len(definition.encode("utf-8", "surrogatepass"))
     elif isinstance(definition, bytes):
         size = len(definition)
     else:
         try:
             size = len(msgspec.json.encode(definition))
-        except (TypeError, msgspec.EncodeError):
-            return  # not JSON-shaped: the validator reports what is wrong with it
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError):
+            # Not JSON-shaped, or text holding a lone surrogate: the validator
+            # reports what is wrong with it.
+            return
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionError(
             [

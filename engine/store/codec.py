@@ -60,7 +60,10 @@ class EncryptionKeyError(StoreUnavailable):
     Raised for a key list that is not base64 32-byte keys, for a value
     written under a key id that is not configured, and for a ciphertext that
     fails authentication (a wrong key under a colliding id, or tampering).
+    A configuration error: no retry can fix it, so commands fail at once.
     """
+
+    transient = False
 
 
 def generate_key() -> str:

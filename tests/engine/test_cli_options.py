@@ -37,7 +37,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
         cwd=REPO,
-        env={**os.environ, "STEPWISE_DATABASE_URL": ""},
+        # Commands ride out a short outage ($STEPWISE_RETRY_SECONDS, tested in
+        # test_liveness_*); one second is enough for what is checked here.
+        env={**os.environ, "STEPWISE_DATABASE_URL": "", "STEPWISE_RETRY_SECONDS": "1"},
         capture_output=True,
         text=True,
         timeout=120,
