@@ -33,6 +33,8 @@ __all__ = [
     "journal",
     "metadata",
     "migrate",
+    "schedule_ticks",
+    "schedules",
     "schema_migrations",
     "sql_effects",
     "state_machine_versions",
@@ -300,6 +302,54 @@ def _migration_queues(conn: Connection) -> None:
     _define_queues(frozen).create(conn, checkfirst=True)
 
 
+def _define_schedules(md: sa.MetaData) -> None:
+    """Tables the schedules migration adds: schedules (each a due row) and their ticks."""
+    sa.Table(
+        "schedules",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("machine", sa.Text, nullable=False),
+        sa.Column("expression", sa.Text, nullable=False),
+        sa.Column("timezone", sa.Text, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("overlap", sa.Text, nullable=False),
+        sa.Column("catchup_window_seconds", sa.Float, nullable=False),
+        sa.Column("jitter_seconds", sa.Float, nullable=False),
+        sa.Column("start_date", UTCDateTime),
+        sa.Column("end_date", UTCDateTime),
+        sa.Column("scheduled_time_key", sa.Text),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        sa.Column("anchor", UTCDateTime, nullable=False),
+        # The first tick not yet looked at, and the ticks held back by the overlap policy.
+        sa.Column("next_tick", UTCDateTime),
+        sa.Column("buffered", sa.Text, nullable=False),
+        sa.Column("last_execution_id", sa.Text),
+        sa.Column("due_at", UTCDateTime),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_expires_at", UTCDateTime),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.Index("ix_schedules_due_at", "due_at"),
+    )
+    sa.Table(
+        "schedule_ticks",
+        md,
+        sa.Column("schedule", sa.Text, primary_key=True),
+        sa.Column("tick", UTCDateTime, primary_key=True),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("execution_id", sa.Text),
+        sa.Column("recorded_at", UTCDateTime, nullable=False),
+    )
+
+
+def _migration_schedules(conn: Connection) -> None:
+    """Add schedules (each a due row workers claim) and schedule_ticks (what each tick did)."""
+    frozen = sa.MetaData()
+    _define_schedules(frozen)
+    frozen.create_all(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -307,6 +357,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "drop the unused timers table", _migration_3),
     (4, "index for paging executions newest first", _migration_4),
     (5, "queues: executions and their work carry a queue name", _migration_queues),
+    (6, "schedules and their ticks (issue 14)", _migration_schedules),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -317,6 +368,7 @@ _define_v2(metadata)
 metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 _define_queues(metadata)
+_define_schedules(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -326,6 +378,8 @@ task_tokens = metadata.tables["task_tokens"]
 work_queue = metadata.tables["work_queue"]
 activity_tasks = metadata.tables["activity_tasks"]
 sql_effects = metadata.tables["sql_effects"]
+schedules = metadata.tables["schedules"]
+schedule_ticks = metadata.tables["schedule_ticks"]
 
 
 def current_version(conn: Connection) -> int:

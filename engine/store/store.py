@@ -14,7 +14,8 @@ from a worker thread.
 transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
-payloads under a new encryption key), and this module's executions:
+payloads under a new encryption key), `ScheduleStore` (schedules and their
+ticks), and this module's executions:
 start, describe, list, history, load and stop. What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
@@ -59,6 +60,7 @@ from engine.store.rows import (
     same_json,
     token_record,
 )
+from engine.store.schedules import ScheduleStore
 from engine.store.schema import (
     executions,
     history_events,
@@ -81,7 +83,7 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore):
+class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, ScheduleStore):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
