@@ -23,6 +23,9 @@ re-exported here::
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
     ├── TaskDoesNotExist             TaskDoesNotExist           2   the token's task is gone
     ├── TaskTimedOut                 TaskTimedOut               2   the token's task already closed
+    ├── InvalidScheduleExpression    ValidationException        2   a schedule setting unusable
+    ├── ScheduleDoesNotExist         ResourceNotFoundException  2
+    ├── ScheduleAlreadyExists        ConflictException          2
     ├── NondeterminismError          — (server error)           3   a recorded step differs now
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
@@ -55,6 +58,11 @@ from engine.store.errors import (
     TaskDoesNotExist,
     TaskTimedOut,
 )
+from engine.store.schedules import (
+    InvalidScheduleExpression,
+    ScheduleAlreadyExists,
+    ScheduleDoesNotExist,
+)
 from statemachine.errors import (
     DefinitionError,
     ExpressionSyntaxError,
@@ -76,9 +84,12 @@ __all__ = [
     "InvalidExecutionInput",
     "InvalidName",
     "InvalidOutput",
+    "InvalidScheduleExpression",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
+    "ScheduleAlreadyExists",
+    "ScheduleDoesNotExist",
     "StateMachineDoesNotExist",
     "States",
     "StatesError",

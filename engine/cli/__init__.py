@@ -4,7 +4,7 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``), ``worker``,
-``task``/``activity`` (callbacks), ``trace`` and ``db``. Every command and
+``task``/``activity`` (callbacks), ``schedules``, ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -35,6 +35,7 @@ from engine.cli.executions import (
     stop_command,
 )
 from engine.cli.machines import machines
+from engine.cli.schedules import schedules
 from engine.cli.serve import serve
 from engine.cli.trace import trace
 from engine.cli.worker import worker_command
@@ -59,6 +60,7 @@ for _command in (
     stop_command,
     run_command,
     worker_command,
+    schedules,
     serve,
     db_group,
     trace,

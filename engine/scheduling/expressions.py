@@ -26,15 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
 
-from statemachine.errors import StepwiseError
+from engine.store.schedules import InvalidScheduleExpression
 
 __all__ = ["InvalidScheduleExpression", "ScheduleExpression", "parse_expression"]
-
-
-class InvalidScheduleExpression(StepwiseError):
-    """A schedule expression, time zone or time that cannot be read (AWS: ValidationException)."""
-
-    aws_code = "ValidationException"
 
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")

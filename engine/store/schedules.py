@@ -30,6 +30,7 @@ from engine.store.schema import schedule_ticks, schedules
 from statemachine.errors import StepwiseError
 
 __all__ = [
+    "InvalidScheduleExpression",
     "ScheduleAlreadyExists",
     "ScheduleDoesNotExist",
     "ScheduleRecord",
@@ -37,6 +38,17 @@ __all__ = [
     "TickOutcome",
     "TickRecord",
 ]
+
+
+class InvalidScheduleExpression(StepwiseError):
+    """A schedule expression, time zone, time or setting that cannot be used.
+
+    Raised by `engine.scheduling` (defined here, beside the schedules' other
+    errors, so that `engine.errors` re-exports them all without an import
+    cycle). EventBridge Scheduler calls it ValidationException.
+    """
+
+    aws_code = "ValidationException"
 
 
 class ScheduleDoesNotExist(StepwiseError):

@@ -1,0 +1,96 @@
+"""`stepwise schedules …` as a user types it, against a real SQLite file, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+
+
+def stepwise(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--db", db, *args],
+        cwd=REPO,
+        env={**os.environ, "STEPWISE_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_schedule_commands_create_backfill_describe_and_errors(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    machine = tmp_path / "pass.json"
+    machine.write_text(json.dumps(PASS))
+    assert stepwise(db, "machines", "create", "nightly", str(machine)).returncode == 0
+    created = stepwise(
+        db,
+        "schedules",
+        "create",
+        "etl",
+        "--machine",
+        "nightly",
+        "--cron",
+        "cron(0 2 * * ? *)",
+        "--timezone",
+        "Europe/Paris",
+        "--input",
+        '{"table": "orders"}',
+        "--scheduled-time-key",
+        "day",
+        "--overlap",
+        "buffer_one",
+        "--catchup-window",
+        "2d",
+        "-o",
+        "json",
+    )
+    assert created.returncode == 0, created.stderr
+    document = json.loads(created.stdout)
+    assert document["scheduleExpressionTimezone"] == "Europe/Paris"
+    assert document["overlapPolicy"] == "buffer_one"
+    assert document["catchupWindowSeconds"] == 172800
+    backfill = ["schedules", "backfill", "etl", "--from", "2026-11-01", "--to", "2026-11-03"]
+    first = stepwise(db, *backfill, "-o", "json")
+    second = stepwise(db, *backfill, "-o", "json")
+    assert first.returncode == second.returncode == 0, first.stderr
+    names = [e["name"] for e in json.loads(first.stdout)["executions"]]
+    # 02:00 in Paris is 01:00 UTC in winter; the same ticks twice start nothing new.
+    assert names == ["etl-20261101T010000Z", "etl-20261102T010000Z"]
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    run = json.loads(stepwise(db, "describe", "etl-20261101T010000Z", "-o", "json").stdout)
+    assert run["input"] == {"table": "orders", "day": "2026-11-01T01:00:00Z"}
+    described = json.loads(stepwise(db, "schedules", "describe", "etl", "-o", "json").stdout)
+    assert len(described["nextFireTimes"]) == 5
+    assert [r["name"] for r in described["recentRuns"]] == names[::-1]
+    assert stepwise(db, "schedules", "pause", "etl").returncode == 0
+    listed = json.loads(stepwise(db, "schedules", "list", "-o", "json").stdout)
+    assert [(s["name"], s["state"]) for s in listed["schedules"]] == [("etl", "DISABLED")]
+    assert stepwise(db, "schedules", "update", "etl", "--rate", "6 hours").returncode == 0
+    assert stepwise(db, "schedules", "resume", "etl").returncode == 0
+    assert stepwise(db, "schedules", "trigger", "etl").returncode == 0
+    assert stepwise(db, "schedules", "delete", "etl").returncode == 0
+    missing = stepwise(db, "schedules", "describe", "etl")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("stepwise: error: ResourceNotFoundException")
+    bad = stepwise(db, "schedules", "create", "x", "--machine", "nightly", "--cron", "1 2 3")
+    assert bad.returncode == 2 and "ValidationException" in bad.stderr
+    both = stepwise(
+        db,
+        "schedules",
+        "create",
+        "x",
+        "--machine",
+        "nightly",
+        "--rate",
+        "1 day",
+        "--at",
+        "2027-01-01T00:00:00",
+    )
+    assert both.returncode == 2 and "one of --cron, --rate and --at" in both.stderr
