@@ -346,6 +346,7 @@ class Scheduler:
                 due_at=due if release else now,
                 now=self.clock.now(),
                 release=release,
+                lease_seconds=self.lease_seconds,
             )
             if not held:
                 log.warning(

@@ -224,11 +224,13 @@ class ScheduleStore(StoreBase):
         due_at: datetime | None,
         now: datetime,
         release: bool = False,
+        lease_seconds: float | None = None,
     ) -> bool:
         """Record `ticks` and the schedule's progress, if `worker_id` still holds its lease.
 
-        `release` also gives the lease back. Returns False (writing nothing)
-        when the lease is lost or the schedule was deleted.
+        `release` gives the lease back; otherwise `lease_seconds` extends it
+        from `now` (a long catch-up pass keeps its schedule). Returns False
+        (writing nothing) when the lease is lost or the schedule was deleted.
         """
         with self._write() as conn:
             row = conn.execute(
@@ -247,6 +249,8 @@ class ScheduleStore(StoreBase):
             }
             if release:
                 values.update(lease_owner=None, lease_expires_at=None)
+            elif lease_seconds is not None:
+                values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
             conn.execute(sa.update(schedules).where(schedules.c.name == name).values(**values))
         return True
 
