@@ -11,8 +11,9 @@ processes run. Starting, stopping, describing and listing executions are
 the lifecycle's (`engine.lifecycle`); the Engine wires it to its store and
 clock, and owns what needs a runtime: waiting, and running one execution
 here (`run`, `resume`, and carrying out `stop`) through the worker's claim
-path. Schedules (`create_schedule` and its kin) are `engine.scheduling`'s;
-the in-process worker runs the scheduler loop beside the claim loop. An
+path. Schedules (`create_schedule` and its kin) are `engine.scheduling`'s and
+alerts (`engine.alerts`) are `Engine.alerts`; the in-process worker runs
+the scheduler and alert-delivery loops beside the claim loop. An
 Engine starts executions on, and its worker claims from, one queue
 (``default`` unless `queue` names another); `run` uses a private queue so
 that no other worker takes its execution.
@@ -34,6 +35,7 @@ import msgspec
 
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
+from engine.alerts import AlertDeliverer, Alerts
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
@@ -125,6 +127,8 @@ class Engine(TaskCallbacks):
         self._lifecycle: Lifecycle | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
+        self.alert_deliverer: AlertDeliverer | None = None
+        self._alerts: Alerts | None = None
         self._schedules: Schedules | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -161,6 +165,15 @@ class Engine(TaskCallbacks):
                 worker_id=self.worker_id,
                 lease_seconds=self.lease_seconds,
             )
+        self._alerts = Alerts(store=self._store, clock=self.clock, run_db=self._run_db)
+        if self.run_worker_in_process:
+            self.alert_deliverer = AlertDeliverer(
+                store=self._store,
+                lifecycle=self._lifecycle,
+                clock=self.clock,
+                run_db=self._run_db,
+                worker_id=self.worker_id,
+            )
         self._schedules = Schedules(
             store=self._store,
             lifecycle=self._lifecycle,
@@ -187,6 +200,8 @@ class Engine(TaskCallbacks):
             group.start_soon(self.worker.run)
         if self.scheduler is not None:
             group.start_soon(self.scheduler.run)
+        if self.alert_deliverer is not None:
+            group.start_soon(self.alert_deliverer.run)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -521,6 +536,16 @@ class Engine(TaskCallbacks):
     ) -> list[ExecutionRecord]:
         """Start one run per tick in [start, end), once each, whatever the overlap policy."""
         return await self.schedules.backfill(name, start, end)
+
+    # -- alerts ----------------------------------------------------------------
+    @property
+    def alerts(self) -> Alerts:
+        """The alert operations (`engine.alerts.Alerts`): create, list, test, deliveries, replay."""
+        if self._alerts is None:
+            raise RuntimeError(
+                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
+            )
+        return self._alerts
 
     # -- plain-code twins ----------------------------------------------------
     def _call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

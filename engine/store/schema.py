@@ -27,6 +27,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "UTCDateTime",
     "activity_tasks",
+    "alert_deliveries",
+    "alerts",
     "current_version",
     "executions",
     "history_events",
@@ -350,6 +352,48 @@ def _migration_schedules(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _define_alerts(md: sa.MetaData) -> None:
+    """Tables the alerts migration adds: alert rules and their deliveries (the outbox)."""
+    sa.Table(
+        "alerts",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("machine", sa.Text),  # None: every state machine
+        # The statuses it fires on, as ",FAILED,TIMED_OUT," (matched with LIKE in the commit).
+        sa.Column("statuses", sa.Text, nullable=False),
+        sa.Column("target", sa.Text, nullable=False),  # a webhook URL or python:MODULE:FUNCTION
+        sa.Column("secret", sa.Text),  # sealed by the payload codec
+        sa.Column("headers", sa.Text, nullable=False),  # JSON object, sealed
+        sa.Column("include_payloads", sa.Boolean, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "alert_deliveries",
+        md,
+        # "<execution arn>|<alert>|<status>": one delivery per alert and status change.
+        sa.Column("delivery_id", sa.Text, primary_key=True),
+        sa.Column("alert", sa.Text, nullable=False),
+        sa.Column("execution_id", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),  # PENDING, DELIVERED, DEAD
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime),
+        sa.Column("last_error", sa.Text),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_expires_at", UTCDateTime),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("delivered_at", UTCDateTime),
+        sa.Index("ix_alert_deliveries_due", "state", "next_attempt_at"),
+    )
+
+
+def _migration_alerts(conn: Connection) -> None:
+    """Add alerts and alert_deliveries (the outbox the finishing commit writes to)."""
+    frozen = sa.MetaData()
+    _define_alerts(frozen)
+    frozen.create_all(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -358,6 +402,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "index for paging executions newest first", _migration_4),
     (5, "queues: executions and their work carry a queue name", _migration_queues),
     (6, "schedules and their ticks (issue 14)", _migration_schedules),
+    (7, "alerts and their deliveries, the outbox (issue 14)", _migration_alerts),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -369,6 +414,7 @@ metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 _define_executions_newest_first_index(metadata)
 _define_queues(metadata)
 _define_schedules(metadata)
+_define_alerts(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -379,6 +425,8 @@ work_queue = metadata.tables["work_queue"]
 activity_tasks = metadata.tables["activity_tasks"]
 sql_effects = metadata.tables["sql_effects"]
 schedules = metadata.tables["schedules"]
+alerts = metadata.tables["alerts"]
+alert_deliveries = metadata.tables["alert_deliveries"]
 schedule_ticks = metadata.tables["schedule_ticks"]
 
 

@@ -15,7 +15,7 @@ transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `ScheduleStore` (schedules and their
-ticks), and this module's executions:
+ticks), `AlertStore` (alerts and their outbox), and this module's executions:
 start, describe, list, history, load and stop. What differs between SQLite
 and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 """
@@ -43,6 +43,7 @@ from engine.store.errors import (
     StoreUnavailable,
 )
 from engine.store.machines import MachineStore
+from engine.store.outbox import AlertStore
 from engine.store.records import (
     DEFAULT_QUEUE,
     Event,
@@ -83,7 +84,9 @@ def default_database_url() -> str:
     return os.environ.get("STEPWISE_DATABASE_URL") or _DEFAULT_URL
 
 
-class Store(MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, ScheduleStore):
+class Store(
+    MachineStore, WorkStore, TokenStore, EffectStore, RotationStore, ScheduleStore, AlertStore
+):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
     Opening a store checks the connection and applies any missing migration,
