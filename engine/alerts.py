@@ -50,7 +50,7 @@ from engine.lifecycle import Lifecycle, RunDb
 from engine.names import check_name
 from engine.runner import machine_arn
 from engine.store import ExecutionRecord, ExecutionStatus, Store
-from engine.store.outbox import AlertRecord, DeliveryRecord, DeliveryState
+from engine.store.outbox import AlertRecord, DeliveryRecord, DeliveryState, InvalidAlert
 from statemachine.errors import StepwiseError
 
 __all__ = [
@@ -69,12 +69,6 @@ log = logging.getLogger("stepwise.alerts")
 MAX_ATTEMPTS = 10
 TIMEOUT_SECONDS = 15.0
 _DETAIL_TYPE = "Step Functions Execution Status Change"
-
-
-class InvalidAlert(StepwiseError):
-    """An alert whose target, statuses or settings cannot be used (AWS: ValidationException)."""
-
-    aws_code = "ValidationException"
 
 
 def webhook_id(delivery_id: str) -> str:

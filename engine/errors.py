@@ -26,6 +26,10 @@ re-exported here::
     ├── InvalidScheduleExpression    ValidationException        2   a schedule setting unusable
     ├── ScheduleDoesNotExist         ResourceNotFoundException  2
     ├── ScheduleAlreadyExists        ConflictException          2
+    ├── InvalidAlert                 ValidationException        2   an alert target refused
+    ├── AlertDoesNotExist            ResourceNotFoundException  2
+    ├── AlertAlreadyExists           ConflictException          2
+    ├── DeliveryDoesNotExist         ResourceNotFoundException  2
     ├── NondeterminismError          — (server error)           3   a recorded step differs now
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
@@ -58,6 +62,12 @@ from engine.store.errors import (
     TaskDoesNotExist,
     TaskTimedOut,
 )
+from engine.store.outbox import (
+    AlertAlreadyExists,
+    AlertDoesNotExist,
+    DeliveryDoesNotExist,
+    InvalidAlert,
+)
 from engine.store.schedules import (
     InvalidScheduleExpression,
     ScheduleAlreadyExists,
@@ -72,15 +82,19 @@ from statemachine.errors import (
 )
 
 __all__ = [
+    "AlertAlreadyExists",
+    "AlertDoesNotExist",
     "AmbiguousExecution",
     "CommitConflict",
     "DefinitionError",
+    "DeliveryDoesNotExist",
     "EncryptionKeyError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
     "InfrastructureError",
+    "InvalidAlert",
     "InvalidExecutionInput",
     "InvalidName",
     "InvalidOutput",

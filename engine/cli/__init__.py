@@ -4,7 +4,8 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``), ``worker``,
-``task``/``activity`` (callbacks), ``schedules``, ``trace`` and ``db``. Every command and
+``task``/``activity`` (callbacks), ``schedules``, ``alerts``, ``trace`` and
+``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -23,6 +24,7 @@ import sys
 
 import click
 
+from engine.cli.alerts import alerts
 from engine.cli.callbacks import activity, task
 from engine.cli.core import StepwiseGroup, global_options
 from engine.cli.db import db_group
@@ -61,6 +63,7 @@ for _command in (
     run_command,
     worker_command,
     schedules,
+    alerts,
     serve,
     db_group,
     trace,

@@ -36,7 +36,18 @@ __all__ = [
     "DeliveryDoesNotExist",
     "DeliveryRecord",
     "DeliveryState",
+    "InvalidAlert",
 ]
+
+
+class InvalidAlert(StepwiseError):
+    """An alert whose target, statuses or settings cannot be used (AWS: ValidationException).
+
+    Raised by `engine.alerts`; defined here with the alerts' other errors so
+    that `engine.errors` re-exports them without an import cycle.
+    """
+
+    aws_code = "ValidationException"
 
 
 class AlertDoesNotExist(StepwiseError):

@@ -94,3 +94,83 @@ def test_schedule_commands_create_backfill_describe_and_errors(tmp_path: Path) -
         "2027-01-01T00:00:00",
     )
     assert both.returncode == 2 and "one of --cron, --rate and --at" in both.stderr
+
+
+def test_alert_commands_with_a_worker_delivering(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.engine.test_alerts import SECRET, Receiver, verify
+
+    db = f"sqlite:///{tmp_path / 'alerts.db'}"
+    machine = tmp_path / "fail.json"
+    machine.write_text(
+        json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}})
+    )
+    assert stepwise(db, "machines", "create", "breaks", str(machine)).returncode == 0
+    receiver = Receiver(failures=0)
+    try:
+        created = stepwise(
+            db,
+            "alerts",
+            "create",
+            "pager",
+            "--status",
+            "FAILED",
+            "--webhook",
+            receiver.url,
+            "--secret",
+            SECRET,
+            "--header",
+            "x-team=data",
+            "-o",
+            "json",
+        )
+        assert created.returncode == 0, created.stderr
+        document = json.loads(created.stdout)
+        assert "t0ps3cret" not in created.stdout and SECRET not in created.stdout
+        assert document["signed"] is True and document["headers"] == ["x-team"]
+        refused = stepwise(
+            db,
+            "alerts",
+            "create",
+            "meta",
+            "--status",
+            "FAILED",
+            "--webhook",
+            "http://169.254.169.254/latest",
+        )
+        assert refused.returncode == 2 and "ValidationException" in refused.stderr
+        assert stepwise(db, "start", "breaks", "--name", "x1").returncode == 0
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "worker", "--db", db],
+            cwd=REPO,
+            env={**os.environ, "STEPWISE_DATABASE_URL": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not receiver.received:
+                assert time.monotonic() < deadline, "the worker never delivered the alert"
+                time.sleep(0.2)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        headers, body = receiver.received[0]
+        assert verify(headers, body)
+        assert json.loads(body)["detail"]["name"] == "x1"
+        listed = json.loads(stepwise(db, "alerts", "deliveries", "-o", "json").stdout)
+        (delivery,) = listed["deliveries"]
+        assert delivery["state"] == "DELIVERED" and delivery["webhookId"] == headers["webhook-id"]
+        assert json.loads(
+            stepwise(db, "alerts", "deliveries", "--failed", "-o", "json").stdout
+        ) == {"deliveries": []}
+        replayed = stepwise(db, "alerts", "replay", delivery["deliveryId"], "-o", "json")
+        assert json.loads(replayed.stdout)["state"] == "PENDING"
+        assert stepwise(db, "alerts", "replay", "nope").returncode == 2
+        assert stepwise(db, "alerts", "test", "pager").returncode == 0
+        assert stepwise(db, "alerts", "delete", "pager").returncode == 0
+        assert json.loads(stepwise(db, "alerts", "list", "-o", "json").stdout) == {"alerts": []}
+    finally:
+        receiver.server.shutdown()
