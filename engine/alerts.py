@@ -55,6 +55,7 @@ from statemachine.errors import StepwiseError
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "TIMEOUT_SECONDS",
     "AlertDeliverer",
     "Alerts",
     "InvalidAlert",
@@ -207,7 +208,7 @@ class AlertDeliverer:
     clock: Clock
     run_db: RunDb
     worker_id: str
-    lease_seconds: float = 60.0
+    lease_seconds: float = 60.0  # one attempt's hold: longer than TIMEOUT_SECONDS
     poll_seconds: float = 1.0
     retry_base_seconds: float = 5.0
     retry_cap_seconds: float = 3600.0

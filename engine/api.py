@@ -35,7 +35,7 @@ import msgspec
 
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
-from engine.alerts import AlertDeliverer, Alerts
+from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
@@ -173,6 +173,8 @@ class Engine(TaskCallbacks):
                 clock=self.clock,
                 run_db=self._run_db,
                 worker_id=self.worker_id,
+                # Held for one attempt: the lease outlives the webhook's timeout.
+                lease_seconds=self.lease_seconds + 2 * TIMEOUT_SECONDS,
             )
         self._schedules = Schedules(
             store=self._store,
