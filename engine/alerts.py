@@ -5,7 +5,8 @@ state machine, and a target: an HTTP(S) webhook (optionally signed with a
 ``whsec_`` secret, plus headers) or an operator's Python function
 (``MODULE:FUNCTION``). The commit that closes an execution writes one
 delivery row per matching alert (`engine/store/outbox_hook.py`), and the
-`AlertDeliverer` loop in every worker claims due deliveries and sends them.
+`AlertDeliverer` loop in every worker claims due deliveries and sends them
+(a trigger's delivery starts its execution instead: `engine.triggers`).
 The body is EventBridge's "Step Functions Execution Status Change" event,
 so consumers of AWS's events work unchanged; input and output are in it
 only when the alert opts in (`include_payloads`). Webhooks follow the
@@ -51,6 +52,7 @@ from engine.names import check_name
 from engine.runner import machine_arn
 from engine.store import ExecutionRecord, ExecutionStatus, Store
 from engine.store.outbox import AlertRecord, DeliveryRecord, DeliveryState, InvalidAlert
+from engine.triggers import start_triggered
 from statemachine.errors import StepwiseError
 
 __all__ = [
@@ -252,7 +254,10 @@ class AlertDeliverer:
             if delivery.execution_id:
                 execution = await self.lifecycle.describe(delivery.execution_id)
             event = status_change_event(delivery, execution, alert)
-            if alert.target.startswith("python:"):
+            if alert.kind == "trigger":
+                if execution is not None:
+                    await start_triggered(self.lifecycle, alert, execution)
+            elif alert.target.startswith("python:"):
                 await anyio.to_thread.run_sync(_call_python, alert, event)
             else:
                 body = json.dumps(event, separators=(",", ":")).encode()
@@ -363,7 +368,7 @@ class Alerts:
         return await self.run_db(self.store.create_alert, record)
 
     async def list_all(self) -> list[AlertRecord]:
-        return await self.run_db(self.store.list_alerts)
+        return await self.run_db(self.store.list_alerts, kind="alert")
 
     async def describe(self, name: str) -> AlertRecord:
         return await self.run_db(self.store.get_alert, name)

@@ -55,6 +55,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
+from engine.triggers import Triggers
 from engine.worker import LeaseKeeper, StopWatcher, Worker
 from statemachine.build import load, parse_definition
 
@@ -129,6 +130,7 @@ class Engine(TaskCallbacks):
         self.scheduler: Scheduler | None = None
         self.alert_deliverer: AlertDeliverer | None = None
         self._alerts: Alerts | None = None
+        self._triggers: Triggers | None = None
         self._schedules: Schedules | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -166,6 +168,9 @@ class Engine(TaskCallbacks):
                 lease_seconds=self.lease_seconds,
             )
         self._alerts = Alerts(store=self._store, clock=self.clock, run_db=self._run_db)
+        self._triggers = Triggers(
+            store=self._store, lifecycle=self._lifecycle, clock=self.clock, run_db=self._run_db
+        )
         if self.run_worker_in_process:
             self.alert_deliverer = AlertDeliverer(
                 store=self._store,
@@ -548,6 +553,15 @@ class Engine(TaskCallbacks):
                 "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
             )
         return self._alerts
+
+    @property
+    def triggers(self) -> Triggers:
+        """The trigger operations (`engine.triggers.Triggers`): start B when A's run closes."""
+        if self._triggers is None:
+            raise RuntimeError(
+                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
+            )
+        return self._triggers
 
     # -- plain-code twins ----------------------------------------------------
     def _call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:

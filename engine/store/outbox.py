@@ -86,6 +86,8 @@ class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
     secret: str | None = None
     headers: dict[str, str] = {}
     include_payloads: bool = False
+    kind: str = "alert"  # or "trigger"
+    paused: bool = False
     created_at: datetime
 
 
@@ -123,6 +125,8 @@ class AlertStore(StoreBase):
             "secret": self._codec.seal_optional(record.secret),
             "headers": self._codec.seal(json.dumps(record.headers)),
             "include_payloads": record.include_payloads,
+            "kind": record.kind,
+            "paused": int(record.paused),
             "created_at": record.created_at,
         }
         try:
@@ -141,6 +145,8 @@ class AlertStore(StoreBase):
             secret=self._codec.open_optional(row.secret),
             headers=json.loads(self._codec.open(row.headers)),
             include_payloads=row.include_payloads,
+            kind=row.kind,
+            paused=bool(row.paused),
             created_at=row.created_at,
         )
 
@@ -152,11 +158,23 @@ class AlertStore(StoreBase):
             raise AlertDoesNotExist(f"Alert {name} does not exist.")
         return self._alert(row)
 
-    def list_alerts(self) -> list[AlertRecord]:
-        """Every alert, by name."""
+    def list_alerts(self, *, kind: str = "alert") -> list[AlertRecord]:
+        """Every alert (or, with `kind` ``trigger``, every trigger), by name."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(alerts).order_by(alerts.c.name)).all()
+            rows = conn.execute(
+                sa.select(alerts).where(alerts.c.kind == kind).order_by(alerts.c.name)
+            ).all()
         return [self._alert(row) for row in rows]
+
+    def set_alert_paused(self, name: str, paused: bool) -> AlertRecord:
+        """Pause (no deliveries are queued for it) or resume an alert or trigger."""
+        with self._write() as conn:
+            done = conn.execute(
+                sa.update(alerts).where(alerts.c.name == name).values(paused=int(paused))
+            )
+        if done.rowcount == 0:
+            raise AlertDoesNotExist(f"{name} does not exist.")
+        return self.get_alert(name)
 
     def delete_alert(self, name: str) -> None:
         """Delete an alert (its deliveries' record stays). Raises AlertDoesNotExist."""

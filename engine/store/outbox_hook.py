@@ -3,7 +3,8 @@
 Kept apart from `outbox.py` (the store's alert calls) because the commit
 modules (`checkpoints.py`, `fastcommit.py`) import it, and they sit below
 the store's base. `ENQUEUE_SQL` inserts one PENDING delivery per alert whose
-statuses (and machine, if it names one) match the execution's new status,
+statuses (and machine, if it names one) match, and that is not paused,
+match the execution's new status,
 with the stable id ``<execution arn>|<alert>|<status>``; a second run of it
 for the same change inserts nothing.
 """
@@ -26,7 +27,7 @@ ENQUEUE_SQL = (
     " next_attempt_at, created_at)"
     " SELECT %(execution)s || '|' || alerts.name || '|' || %(status)s, alerts.name,"
     " %(execution)s, %(status)s, 'PENDING', 0, %(now)s, %(now)s FROM alerts"
-    " WHERE alerts.statuses LIKE '%%,' || %(status)s || ',%%'"
+    " WHERE alerts.paused = 0 AND alerts.statuses LIKE '%%,' || %(status)s || ',%%'"
     " AND (alerts.machine IS NULL OR alerts.machine ="
     " (SELECT machine FROM executions WHERE execution_id = %(execution)s))"
     " ON CONFLICT (delivery_id) DO NOTHING"

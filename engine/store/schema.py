@@ -353,7 +353,7 @@ def _migration_schedules(conn: Connection) -> None:
 
 
 def _define_alerts(md: sa.MetaData) -> None:
-    """Tables the alerts migration adds: alert rules and their deliveries (the outbox)."""
+    """Tables the alerts migration adds: alert and trigger rules, their deliveries (the outbox)."""
     sa.Table(
         "alerts",
         md,
@@ -365,6 +365,9 @@ def _define_alerts(md: sa.MetaData) -> None:
         sa.Column("secret", sa.Text),  # sealed by the payload codec
         sa.Column("headers", sa.Text, nullable=False),  # JSON object, sealed
         sa.Column("include_payloads", sa.Boolean, nullable=False),
+        # "alert", or "trigger" (its target is start:output|input:MACHINE).
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("paused", sa.Integer, nullable=False),  # 0 or 1: plain in the outbox's SQL
         sa.Column("created_at", UTCDateTime, nullable=False),
     )
     sa.Table(
