@@ -4,8 +4,8 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``), ``worker``,
-``task``/``activity`` (callbacks), ``schedules``, ``alerts``, ``trace`` and
-``db``. Every command and
+``task``/``activity`` (callbacks), ``schedules``, ``triggers``, ``alerts``,
+``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -40,6 +40,7 @@ from engine.cli.machines import machines
 from engine.cli.schedules import schedules
 from engine.cli.serve import serve
 from engine.cli.trace import trace
+from engine.cli.triggers import triggers
 from engine.cli.worker import worker_command
 
 __all__ = ["cli", "main"]
@@ -63,6 +64,7 @@ for _command in (
     run_command,
     worker_command,
     schedules,
+    triggers,
     alerts,
     serve,
     db_group,

@@ -174,3 +174,36 @@ def test_alert_commands_with_a_worker_delivering(tmp_path: Path) -> None:
         assert json.loads(stepwise(db, "alerts", "list", "-o", "json").stdout) == {"alerts": []}
     finally:
         receiver.server.shutdown()
+
+
+def test_trigger_commands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'triggers.db'}"
+    machine = tmp_path / "pass.json"
+    machine.write_text(json.dumps(PASS))
+    for name in ("extract", "load"):
+        assert stepwise(db, "machines", "create", name, str(machine)).returncode == 0
+    created = stepwise(
+        db,
+        "triggers",
+        "create",
+        "then-load",
+        "--machine",
+        "load",
+        "--on-execution-of",
+        "extract",
+        "--status",
+        "SUCCEEDED",
+        "-o",
+        "json",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["onExecutionOf"] == "extract"
+    paused = json.loads(stepwise(db, "triggers", "pause", "then-load", "-o", "json").stdout)
+    assert paused["state"] == "DISABLED"
+    assert stepwise(db, "triggers", "resume", "then-load").returncode == 0
+    listed = json.loads(stepwise(db, "triggers", "list", "-o", "json").stdout)
+    assert [(t["name"], t["state"]) for t in listed["triggers"]] == [("then-load", "ENABLED")]
+    assert stepwise(db, "triggers", "describe", "then-load").returncode == 0
+    assert stepwise(db, "triggers", "delete", "then-load").returncode == 0
+    missing = stepwise(db, "triggers", "describe", "then-load")
+    assert missing.returncode == 2 and "ResourceNotFoundException" in missing.stderr
