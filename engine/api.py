@@ -55,7 +55,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
-from engine.triggers import Triggers
+from engine.triggers import FolderWatcher, Triggers
 from engine.worker import LeaseKeeper, StopWatcher, Worker
 from statemachine.build import load, parse_definition
 
@@ -131,6 +131,7 @@ class Engine(TaskCallbacks):
         self.alert_deliverer: AlertDeliverer | None = None
         self._alerts: Alerts | None = None
         self._triggers: Triggers | None = None
+        self.folder_watcher: FolderWatcher | None = None
         self._schedules: Schedules | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -209,6 +210,10 @@ class Engine(TaskCallbacks):
             group.start_soon(self.scheduler.run)
         if self.alert_deliverer is not None:
             group.start_soon(self.alert_deliverer.run)
+            self.folder_watcher = FolderWatcher(
+                store=self._store, lifecycle=self._lifecycle, clock=self.clock, run_db=self._run_db
+            )
+            group.start_soon(self.folder_watcher.run)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

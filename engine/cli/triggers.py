@@ -1,10 +1,10 @@
 """`stepwise triggers …`: start a state machine when another's execution closes.
 
 ``create NAME --machine B --on-execution-of A --status SUCCEEDED [--status …]
-[--input output|input]``; ``list``, ``describe``, ``delete``, ``pause`` and
-``resume``. Workers (``stepwise worker``) start the triggered executions,
-one per upstream execution. Folder-watching triggers (``--watch``) are not
-built yet.
+[--input output|input]`` (one B per execution of A), or ``create NAME
+--machine M --watch DIR [--pattern GLOB]`` (one execution per new file
+version); ``list``, ``describe``, ``delete``, ``pause`` and ``resume``.
+Workers (``stepwise worker``) start the triggered executions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.cli.core import StepwiseGroup, global_options, json_output, with_client
-from engine.cli.output import emit_json, print_table
+from engine.cli.output import CliError, emit_json, print_table
 
 if TYPE_CHECKING:
     from engine.store.outbox import AlertRecord
@@ -26,6 +26,17 @@ _STATUSES = click.Choice(["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"], case_s
 
 
 def trigger_to_json(record: AlertRecord) -> dict[str, Any]:
+    created = record.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    state = "DISABLED" if record.paused else "ENABLED"
+    if record.kind == "watch":
+        return {
+            "name": record.name,
+            "stateMachine": record.target.removeprefix("watch:"),
+            "watch": record.headers["directory"],
+            "pattern": record.headers.get("pattern", "*"),
+            "state": state,
+            "creationDate": created,
+        }
     source, _, machine = record.target.removeprefix("start:").partition(":")
     return {
         "name": record.name,
@@ -33,8 +44,8 @@ def trigger_to_json(record: AlertRecord) -> dict[str, Any]:
         "onExecutionOf": record.machine,
         "statuses": list(record.statuses),
         "input": source,
-        "state": "DISABLED" if record.paused else "ENABLED",
-        "creationDate": record.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "state": state,
+        "creationDate": created,
     }
 
 
@@ -56,8 +67,10 @@ def triggers() -> None:
 @triggers.command("create")
 @click.argument("name")
 @click.option("--machine", metavar="B", required=True, help="The state machine to start.")
-@click.option("--on-execution-of", metavar="A", required=True, help="The upstream machine.")
-@click.option("--status", "statuses", type=_STATUSES, multiple=True, required=True)
+@click.option("--on-execution-of", metavar="A", help="The upstream machine.")
+@click.option("--status", "statuses", type=_STATUSES, multiple=True)
+@click.option("--watch", metavar="DIR", help="Start M once per new file version in DIR.")
+@click.option("--pattern", metavar="GLOB", default="*", show_default=True, help="With --watch.")
 @click.option(
     "--input",
     "input_from",
@@ -68,9 +81,28 @@ def triggers() -> None:
 )
 @global_options
 def triggers_create(
-    name: str, machine: str, on_execution_of: str, statuses: tuple[str, ...], input_from: str
+    name: str,
+    machine: str,
+    on_execution_of: str | None,
+    statuses: tuple[str, ...],
+    watch: str | None,
+    pattern: str,
+    input_from: str,
 ) -> None:
-    """Create trigger NAME: each execution of A reaching --status starts B once."""
+    """Create trigger NAME: each execution of A reaching --status starts B once (or --watch)."""
+    if watch is not None:
+        if on_execution_of is not None or statuses:
+            raise CliError("--watch does not take --on-execution-of or --status")
+        _show(
+            with_client(
+                lambda engine: engine.triggers.create_watch(
+                    name, machine=machine, directory=watch, pattern=pattern
+                )
+            )
+        )
+        return
+    if on_execution_of is None or not statuses:
+        raise CliError("give --on-execution-of A and at least one --status (or --watch DIR)")
     record = with_client(
         lambda engine: engine.triggers.create(
             name,
@@ -92,9 +124,16 @@ def triggers_list() -> None:
         emit_json({"triggers": documents})
         return
     print_table(
-        ["NAME", "ON EXECUTION OF", "STATUSES", "STARTS", "STATE"],
+        ["NAME", "ON", "STARTS", "STATE"],
         [
-            [d["name"], d["onExecutionOf"], ",".join(d["statuses"]), d["stateMachine"], d["state"]]
+            [
+                d["name"],
+                f"{d['watch']}/{d['pattern']}"
+                if "watch" in d
+                else f"{d['onExecutionOf']} {','.join(d['statuses'])}",
+                d["stateMachine"],
+                d["state"],
+            ]
             for d in documents
         ],
     )

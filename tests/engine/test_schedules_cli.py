@@ -207,3 +207,25 @@ def test_trigger_commands(tmp_path: Path) -> None:
     assert stepwise(db, "triggers", "delete", "then-load").returncode == 0
     missing = stepwise(db, "triggers", "describe", "then-load")
     assert missing.returncode == 2 and "ResourceNotFoundException" in missing.stderr
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watch = stepwise(
+        db,
+        "triggers",
+        "create",
+        "on-csv",
+        "--machine",
+        "load",
+        "--watch",
+        str(inbox),
+        "--pattern",
+        "*.csv",
+        "-o",
+        "json",
+    )
+    assert watch.returncode == 0, watch.stderr
+    assert json.loads(watch.stdout)["watch"] == str(inbox)
+    listed = json.loads(stepwise(db, "triggers", "list", "-o", "json").stdout)
+    assert [t["name"] for t in listed["triggers"]] == ["on-csv"]
+    nowhere = stepwise(db, "triggers", "create", "x", "--machine", "load", "--watch", "/nope")
+    assert nowhere.returncode == 2 and "not a folder" in nowhere.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,7 +13,7 @@ import pytest
 
 from engine import Engine
 from engine.errors import AlertDoesNotExist, InvalidAlert
-from engine.triggers import triggered_name
+from engine.triggers import FolderWatcher, triggered_name
 
 EXTRACT = {"StartAt": "E", "States": {"E": {"Type": "Pass", "Result": {"rows": 3}, "End": True}}}
 LOAD = {
@@ -99,5 +101,52 @@ def test_triggers_chain_machines_once_per_execution(db_url: str) -> None:
             await engine.triggers.delete("then-load")
             with pytest.raises(AlertDoesNotExist):
                 await engine.triggers.describe("then-load")
+
+    anyio.run(main)
+
+
+def test_a_file_dropped_twice_starts_one_execution(db_url: str, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+
+    async def main() -> None:
+        async with Engine(db_url, worker=False) as engine:
+            await engine.create_state_machine("ingest", REPORT)
+            await engine.triggers.create_watch(
+                "on-csv", machine="ingest", directory=str(inbox), pattern="*.csv"
+            )
+            workers = [
+                FolderWatcher(
+                    store=engine.store,
+                    lifecycle=engine.lifecycle,
+                    clock=engine.clock,
+                    run_db=engine._run_db,
+                )
+                for _ in range(2)
+            ]
+            (inbox / "orders.csv").write_text("a,b\n1,2\n")
+            first = (inbox / "orders.csv").stat()
+            (inbox / "notes.txt").write_text("not for us")
+            for watcher in workers * 2:  # two workers, each scanning twice
+                await watcher.run_once()
+            (run,) = await engine.list_executions(machine="ingest")
+            assert json.loads(run.input)["path"] == str(inbox / "orders.csv")
+            assert json.loads(run.input)["size"] == 8
+            # The same file dropped again as it was (cp -p, rsync): still one execution.
+            (inbox / "orders.csv").write_text("a,b\n1,2\n")
+            os.utime(inbox / "orders.csv", ns=(first.st_atime_ns, first.st_mtime_ns))
+            for watcher in workers:
+                await watcher.run_once()
+            assert len(await engine.list_executions(machine="ingest")) == 1
+            # A new version (new content and time) is a new file version: one more.
+            (inbox / "orders.csv").write_text("a,b\n1,2\n3,4\n")
+            os.utime(inbox / "orders.csv", ns=(first.st_atime_ns, first.st_mtime_ns + 10**9))
+            for watcher in workers:
+                await watcher.run_once()
+            assert len(await engine.list_executions(machine="ingest")) == 2
+            await engine.triggers.pause("on-csv")
+            (inbox / "later.csv").write_text("x")
+            await workers[0].run_once()
+            assert len(await engine.list_executions(machine="ingest")) == 2
 
     anyio.run(main)
