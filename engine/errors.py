@@ -29,6 +29,13 @@ re-exported here::
     ├── InvalidOutput                InvalidOutput              2   SendTaskSuccess output not JSON
     ├── TaskDoesNotExist             TaskDoesNotExist           2   the token's task is gone
     ├── TaskTimedOut                 TaskTimedOut               2   the token's task already closed
+    ├── InvalidScheduleExpression    ValidationException        2   a schedule setting unusable
+    ├── ScheduleDoesNotExist         ResourceNotFoundException  2
+    ├── ScheduleAlreadyExists        ConflictException          2
+    ├── InvalidAlert                 ValidationException        2   an alert target refused
+    ├── AlertDoesNotExist            ResourceNotFoundException  2
+    ├── AlertAlreadyExists           ConflictException          2
+    ├── DeliveryDoesNotExist         ResourceNotFoundException  2
     ├── NondeterminismError          — (server error)           3   a recorded step differs now
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
@@ -65,6 +72,17 @@ from engine.store.errors import (
     TaskDoesNotExist,
     TaskTimedOut,
 )
+from engine.store.outbox import (
+    AlertAlreadyExists,
+    AlertDoesNotExist,
+    DeliveryDoesNotExist,
+    InvalidAlert,
+)
+from engine.store.schedules import (
+    InvalidScheduleExpression,
+    ScheduleAlreadyExists,
+    ScheduleDoesNotExist,
+)
 from statemachine.errors import (
     DefinitionError,
     ExpressionSyntaxError,
@@ -74,10 +92,13 @@ from statemachine.errors import (
 )
 
 __all__ = [
+    "AlertAlreadyExists",
+    "AlertDoesNotExist",
     "AmbiguousExecution",
     "CommitConflict",
     "ConflictError",
     "DefinitionError",
+    "DeliveryDoesNotExist",
     "EncryptionKeyError",
     "ExecutionAlreadyExists",
     "ExecutionDoesNotExist",
@@ -85,15 +106,19 @@ __all__ = [
     "ExecutionNotRunning",
     "ExpressionSyntaxError",
     "InfrastructureError",
+    "InvalidAlert",
     "InvalidExecutionInput",
     "InvalidName",
     "InvalidOutput",
     "InvalidRouting",
+    "InvalidScheduleExpression",
     "InvalidTestState",
     "InvalidToken",
     "LeaseLost",
     "NondeterminismError",
     "ResourceNotFound",
+    "ScheduleAlreadyExists",
+    "ScheduleDoesNotExist",
     "StateMachineDoesNotExist",
     "States",
     "StatesError",

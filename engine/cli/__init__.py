@@ -4,8 +4,8 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, ``aliases``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``, ``executions
-purge``), ``worker``, ``test-state``, ``task``/``activity`` (callbacks), ``trace`` and
-``db``. Every command and
+purge``), ``worker``, ``test-state``, ``task``/``activity`` (callbacks), ``schedules``,
+``triggers``, ``alerts``, ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -24,6 +24,7 @@ import sys
 
 import click
 
+from engine.cli.alerts import alerts
 from engine.cli.aliases import aliases
 from engine.cli.callbacks import activity, task
 from engine.cli.core import StepwiseGroup, global_options
@@ -39,9 +40,11 @@ from engine.cli.executions import (
 )
 from engine.cli.machines import machines
 from engine.cli.redrive import redrive_command
+from engine.cli.schedules import schedules
 from engine.cli.serve import serve
 from engine.cli.teststate import test_state_command
 from engine.cli.trace import trace
+from engine.cli.triggers import triggers
 from engine.cli.worker import worker_command
 
 __all__ = ["cli", "main"]
@@ -68,6 +71,9 @@ for _command in (
     test_state_command,
     run_command,
     worker_command,
+    schedules,
+    triggers,
+    alerts,
     serve,
     db_group,
     trace,

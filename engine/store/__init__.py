@@ -4,7 +4,8 @@
 SQLAlchemy Core) and the only code that writes SQL; the records it takes and
 returns and the errors it raises are re-exported here. Everything else in
 this package is its plumbing: one module per job (`machines`, `work`,
-`tokens`, `effects`, `rotation`, `store` for executions) on `base`, the
+`tokens`, `effects`, `rotation`, `schedules`, `outbox` with its commit hook
+`outbox_hook`, `store` for executions) on `base`, the
 dialects in `sqlite` and `postgres`, driver errors mapped once in
 `boundary`, and every payload column sealed and opened by `codec`
 (encryption at rest).

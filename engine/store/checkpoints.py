@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
+from engine.store.outbox_hook import enqueue_alerts
 from engine.store.records import (
     DEFAULT_QUEUE,
     Checkpoint,
@@ -231,6 +232,8 @@ def _update_executions(conn: Connection, held: Sequence[Checkpoint], codec: Payl
                 stop_date=finish.stop_date,
             )
         )
+        # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
+        enqueue_alerts(conn, c.execution_id, ExecutionStatus(finish.status).value, finish.stop_date)
         # Outstanding tokens become unusable when the execution closes.
         conn.execute(
             sa.update(task_tokens)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from engine.store.checkpoints import PLAIN, event_row, holds_lease
 from engine.store.codec import PayloadCodec
 from engine.store.notify import CHANNEL
+from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 
 __all__ = ["pipelined_commit"]
@@ -171,6 +172,11 @@ def _queue_writes(
                 finish.stop_date,
                 c.execution_id,
             ),
+        )
+        # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
+        status = ExecutionStatus(finish.status).value
+        cursor.execute(
+            ENQUEUE_SQL, {"execution": c.execution_id, "status": status, "now": finish.stop_date}
         )
         # Outstanding tokens become unusable when the execution closes.
         cursor.execute(

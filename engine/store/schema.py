@@ -27,6 +27,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "UTCDateTime",
     "activity_tasks",
+    "alert_deliveries",
+    "alerts",
     "current_version",
     "executions",
     "history_events",
@@ -35,6 +37,8 @@ __all__ = [
     "metadata",
     "migrate",
     "published_versions",
+    "schedule_ticks",
+    "schedules",
     "schema_migrations",
     "sql_effects",
     "state_machine_versions",
@@ -385,6 +389,99 @@ def _migration_versions_and_aliases(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE executions ADD COLUMN alias TEXT"))
 
 
+def _define_schedules(md: sa.MetaData) -> None:
+    """Tables the schedules migration adds: schedules (each a due row) and their ticks."""
+    sa.Table(
+        "schedules",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("machine", sa.Text, nullable=False),
+        sa.Column("expression", sa.Text, nullable=False),
+        sa.Column("timezone", sa.Text, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("overlap", sa.Text, nullable=False),
+        sa.Column("catchup_window_seconds", sa.Float, nullable=False),
+        sa.Column("jitter_seconds", sa.Float, nullable=False),
+        sa.Column("start_date", UTCDateTime),
+        sa.Column("end_date", UTCDateTime),
+        sa.Column("scheduled_time_key", sa.Text),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        sa.Column("anchor", UTCDateTime, nullable=False),
+        # The first tick not yet looked at, and the ticks held back by the overlap policy.
+        sa.Column("next_tick", UTCDateTime),
+        sa.Column("buffered", sa.Text, nullable=False),
+        sa.Column("last_execution_id", sa.Text),
+        sa.Column("due_at", UTCDateTime),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_expires_at", UTCDateTime),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+        sa.Index("ix_schedules_due_at", "due_at"),
+    )
+    sa.Table(
+        "schedule_ticks",
+        md,
+        sa.Column("schedule", sa.Text, primary_key=True),
+        sa.Column("tick", UTCDateTime, primary_key=True),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("execution_id", sa.Text),
+        sa.Column("recorded_at", UTCDateTime, nullable=False),
+    )
+
+
+def _migration_schedules(conn: Connection) -> None:
+    """Add schedules (each a due row workers claim) and schedule_ticks (what each tick did)."""
+    frozen = sa.MetaData()
+    _define_schedules(frozen)
+    frozen.create_all(conn)
+
+
+def _define_alerts(md: sa.MetaData) -> None:
+    """Tables the alerts migration adds: alert and trigger rules, their deliveries (the outbox)."""
+    sa.Table(
+        "alerts",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("machine", sa.Text),  # None: every state machine
+        # The statuses it fires on, as ",FAILED,TIMED_OUT," (matched with LIKE in the commit).
+        sa.Column("statuses", sa.Text, nullable=False),
+        sa.Column("target", sa.Text, nullable=False),  # a webhook URL or python:MODULE:FUNCTION
+        sa.Column("secret", sa.Text),  # sealed by the payload codec
+        sa.Column("headers", sa.Text, nullable=False),  # JSON object, sealed
+        sa.Column("include_payloads", sa.Boolean, nullable=False),
+        # "alert", or "trigger" (its target is start:output|input:MACHINE).
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("paused", sa.Integer, nullable=False),  # 0 or 1: plain in the outbox's SQL
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "alert_deliveries",
+        md,
+        # "<execution arn>|<alert>|<status>": one delivery per alert and status change.
+        sa.Column("delivery_id", sa.Text, primary_key=True),
+        sa.Column("alert", sa.Text, nullable=False),
+        sa.Column("execution_id", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),  # PENDING, DELIVERED, DEAD
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime),
+        sa.Column("last_error", sa.Text),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_expires_at", UTCDateTime),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("delivered_at", UTCDateTime),
+        sa.Index("ix_alert_deliveries_due", "state", "next_attempt_at"),
+    )
+
+
+def _migration_alerts(conn: Connection) -> None:
+    """Add alerts and alert_deliveries (the outbox the finishing commit writes to)."""
+    frozen = sa.MetaData()
+    _define_alerts(frozen)
+    frozen.create_all(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -395,6 +492,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "retention: index of executions by stop date", _migration_6),
     (7, "redrive: executions carry their redrive count, date and token", _migration_redrive),
     (8, "published versions and aliases", _migration_versions_and_aliases),
+    (9, "schedules and their ticks (issue 14)", _migration_schedules),
+    (10, "alerts and their deliveries, the outbox (issue 14)", _migration_alerts),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -410,6 +509,8 @@ _define_redrive(metadata)
 _define_versions_and_aliases(metadata)
 for _column in _execution_version_columns():
     metadata.tables["executions"].append_column(_column)
+_define_schedules(metadata)
+_define_alerts(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -421,6 +522,10 @@ activity_tasks = metadata.tables["activity_tasks"]
 sql_effects = metadata.tables["sql_effects"]
 published_versions = metadata.tables["published_versions"]
 machine_aliases = metadata.tables["machine_aliases"]
+schedules = metadata.tables["schedules"]
+alerts = metadata.tables["alerts"]
+alert_deliveries = metadata.tables["alert_deliveries"]
+schedule_ticks = metadata.tables["schedule_ticks"]
 
 
 def current_version(conn: Connection) -> int:

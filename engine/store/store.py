@@ -15,7 +15,8 @@ transactions, migrations, wake-ups): `MachineStore` (state machines),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `RedriveStore` (reopening a closed
-execution), `VersionStore` (published versions and aliases), and this module's executions:
+execution), `VersionStore` (published versions and aliases), `ScheduleStore`
+(schedules and their ticks), `AlertStore` (alerts and their outbox), and this module's executions:
 start, describe, list, history (whole, or paged by event id so a reader
 of any execution holds one page at a time), load, stop and purge (closed
 executions older than a cutoff, with everything they own, one short
@@ -47,6 +48,7 @@ from engine.store.errors import (
     StoreUnavailable,
 )
 from engine.store.machines import MachineStore
+from engine.store.outbox import AlertStore
 from engine.store.records import (
     DEFAULT_QUEUE,
     Event,
@@ -65,6 +67,7 @@ from engine.store.rows import (
     same_json,
     token_record,
 )
+from engine.store.schedules import ScheduleStore
 from engine.store.schema import (
     activity_tasks,
     executions,
@@ -106,7 +109,8 @@ def default_database_url() -> str:
 
 
 class Store(
-    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore
+    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
+    ScheduleStore, AlertStore
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
