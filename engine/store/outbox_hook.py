@@ -5,8 +5,10 @@ modules (`checkpoints.py`, `fastcommit.py`) import it, and they sit below
 the store's base. `ENQUEUE_SQL` inserts one PENDING delivery per alert whose
 statuses (and machine, if it names one) match, and that is not paused,
 match the execution's new status,
-with the stable id ``<execution arn>|<alert>|<status>``; a second run of it
-for the same change inserts nothing.
+with the stable id ``<execution arn>|<alert>|<status>`` (plus ``|r<n>`` once
+the execution has been redriven n times, so a redriven execution that fails
+again is announced again); a second run of it for the same change inserts
+nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ __all__ = ["ENQUEUE_SQL", "enqueue_alerts"]
 ENQUEUE_SQL = (
     "INSERT INTO alert_deliveries (delivery_id, alert, execution_id, status, state, attempts,"
     " next_attempt_at, created_at)"
-    " SELECT %(execution)s || '|' || alerts.name || '|' || %(status)s, alerts.name,"
+    " SELECT %(execution)s || '|' || alerts.name || '|' || %(status)s"
+    " || (SELECT CASE WHEN redrive_count > 0 THEN '|r' || redrive_count ELSE '' END"
+    " FROM executions WHERE execution_id = %(execution)s), alerts.name,"
     " %(execution)s, %(status)s, 'PENDING', 0, %(now)s, %(now)s FROM alerts"
     " WHERE alerts.paused = 0 AND alerts.statuses LIKE '%%,' || %(status)s || ',%%'"
     " AND (alerts.machine IS NULL OR alerts.machine ="

@@ -172,3 +172,35 @@ def test_targets_are_checked_and_alerts_test_delivers_a_sample(sqlite_url: str) 
         anyio.run(main)
     finally:
         gone.server.shutdown()
+
+
+def test_a_redriven_execution_that_fails_again_is_announced_again(
+    db_url: str, receiver: Receiver
+) -> None:
+    """Each closing of the execution is its own status change: one delivery per redrive."""
+
+    async def main() -> None:
+        async with Engine(db_url) as engine:
+            assert engine.alert_deliverer is not None
+            engine.alert_deliverer.retry_base_seconds = 0.05
+            engine.alert_deliverer.poll_seconds = 0.05
+            await engine.create_state_machine("breaks", FAIL)
+            await engine.alerts.create("pager", statuses=["FAILED"], webhook=receiver.url)
+            record = await engine.start("breaks", {}, name="again")
+            await engine.wait(record, timeout=60)
+            await engine.redrive(record)
+            redriven = await engine.wait(record, timeout=60)
+            assert (redriven.status, redriven.redrive_count) == ("FAILED", 1)
+
+            async def both_delivered() -> bool:
+                done = await engine.alerts.deliveries()
+                return len(done) == 2 and all(d.state == DeliveryState.DELIVERED for d in done)
+
+            await until(both_delivered, "the first failure and the redriven one both delivered")
+            ids = sorted(d.delivery_id for d in await engine.alerts.deliveries())
+            assert ids == [
+                f"{record.execution_id}|pager|FAILED",
+                f"{record.execution_id}|pager|FAILED|r1",
+            ]
+
+    anyio.run(main)
