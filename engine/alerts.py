@@ -51,8 +51,10 @@ from engine.lifecycle import Lifecycle, RunDb
 from engine.names import check_name
 from engine.runner import machine_arn
 from engine.store import ExecutionRecord, ExecutionStatus, Store
+from engine.store.errors import StoreUnavailable
 from engine.store.outbox import AlertRecord, DeliveryRecord, DeliveryState, InvalidAlert
 from engine.triggers import start_triggered
+from engine.worker import outage_of
 from statemachine.errors import StepwiseError
 
 __all__ = [
@@ -222,6 +224,11 @@ class AlertDeliverer:
         while True:
             try:
                 sent = await self.run_once()
+                outage_of(self.store).ok()
+            except StoreUnavailable as error:
+                # The store is away: one line per outage (shared with the worker's loops).
+                outage_of(self.store).failed(error)
+                sent = 0
             except Exception:
                 log.exception("alert delivery pass failed; trying again shortly")
                 sent = 0

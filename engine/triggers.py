@@ -37,7 +37,9 @@ from engine.lifecycle import Lifecycle, RunDb
 from engine.names import check_name
 from engine.runner import execution_arn
 from engine.store import ExecutionDoesNotExist, ExecutionRecord, ExecutionStatus, Store
+from engine.store.errors import StoreUnavailable
 from engine.store.outbox import AlertDoesNotExist, AlertRecord, InvalidAlert
+from engine.worker import outage_of
 from statemachine.errors import StepwiseError
 
 __all__ = ["INPUT_SOURCES", "FolderWatcher", "Triggers", "start_triggered", "triggered_name"]
@@ -192,6 +194,10 @@ class FolderWatcher:
         while True:
             try:
                 await self.run_once()
+                outage_of(self.store).ok()
+            except StoreUnavailable as error:
+                # The store is away: one line per outage (shared with the worker's loops).
+                outage_of(self.store).failed(error)
             except Exception:
                 log.exception("folder scan failed; trying again shortly")
             await self.clock.sleep_until(self.clock.now() + timedelta(seconds=self.poll_seconds))

@@ -37,7 +37,9 @@ from engine.lifecycle import Lifecycle, RunDb
 from engine.runner import execution_arn
 from engine.scheduling.expressions import ScheduleExpression, parse_expression
 from engine.store import ExecutionRecord, ExecutionStatus, Store
+from engine.store.errors import StoreUnavailable
 from engine.store.schedules import ScheduleRecord, TickOutcome, TickRecord
+from engine.worker import outage_of
 from statemachine.errors import StepwiseError
 
 __all__ = [
@@ -140,6 +142,11 @@ class Scheduler:
         while True:
             try:
                 claimed = await self.run_once()
+                outage_of(self.store).ok()
+            except StoreUnavailable as error:
+                # The store is away: one line per outage (shared with the worker's loops).
+                outage_of(self.store).failed(error)
+                claimed = 0
             except Exception:
                 log.exception("scheduler pass failed; trying again shortly")
                 claimed = 0
