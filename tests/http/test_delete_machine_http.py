@@ -51,3 +51,6 @@ def test_delete_state_machine_through_boto3(server: Server) -> None:
         client.describe_state_machine(stateMachineArn=arn)
     with pytest.raises(client.exceptions.StateMachineDoesNotExist):
         client.start_execution(stateMachineArn=arn)
+    # The finished execution still shows the definition it ran.
+    ran = client.describe_state_machine_for_execution(executionArn=running)
+    assert json.loads(ran["definition"]) == json.loads(WAITING)
