@@ -27,7 +27,10 @@ for a body over the cap, ``Stepwise.Http.Forbidden`` for a call the policy
 refuses, ``Stepwise.Http.TooManyRedirects`` and
 ``Stepwise.Http.ConnectionNotFound``; a malformed input is
 ``States.Runtime``. Request and response bodies are never logged. The call
-sends the context's ``traceparent``. Standard library only.
+sends the context's ``traceparent``. TestState at TRACE watches a call
+through `observing` (each request sent and the response read, AWS's
+InspectionDataRequest/Response shapes, credential header values redacted).
+Standard library only.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPResponse, responses
@@ -47,7 +53,7 @@ from typing import Any
 from activities.netpolicy import HttpConnection, HttpPolicy, IPAddress
 from activities.registry import ActivityContext, ActivityError
 
-__all__ = ["HTTP_RESOURCE", "http_invoke"]
+__all__ = ["HTTP_RESOURCE", "HttpObserver", "http_invoke", "observing"]
 
 HTTP_RESOURCE = "arn:aws:states:::http:invoke"
 
@@ -61,6 +67,66 @@ RUNTIME = "States.Runtime"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 65_536
+REDACTED = "*** redacted ***"
+# Response headers whose values are secrets too.
+_SECRET_RESPONSE_HEADERS = frozenset({"set-cookie", "set-cookie2", "www-authenticate"})
+
+# Called with ("request", InspectionDataRequest) before each hop is sent and
+# ("response", InspectionDataResponse) once the last response is read.
+HttpObserver = Callable[[str, dict[str, str]], None]
+_observers: dict[str, HttpObserver] = {}
+_observers_lock = threading.Lock()
+
+
+@contextmanager
+def observing(execution_id: str, observer: HttpObserver) -> Iterator[None]:
+    """Within the block, hand `observer` what execution `execution_id`'s HTTP Tasks exchange.
+
+    What it sees is what TestState's TRACE shows: all values are strings, as
+    AWS's shapes have them, and the values of credential headers (the
+    connection's, Authorization, Cookie, Set-Cookie, …) are redacted.
+    """
+    with _observers_lock:
+        _observers[execution_id] = observer
+    try:
+        yield
+    finally:
+        with _observers_lock:
+            _observers.pop(execution_id, None)
+
+
+def _render_headers(headers: list[tuple[str, str]], secret: frozenset[str]) -> str:
+    shown = [f"{k}: {REDACTED if k.lower() in secret else v}" for k, v in headers]
+    return f"[{', '.join(shown)}]"
+
+
+def _observed_request(
+    target: _Target,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    secret: frozenset[str],
+) -> dict[str, str]:
+    return {
+        "protocol": target.scheme,
+        "method": method,
+        "url": target.url,
+        "headers": _render_headers(list(headers.items()), secret),
+        "body": (body or b"").decode("utf-8", errors="replace"),
+    }
+
+
+def _observed_response(target: _Target, response: HTTPResponse, raw: bytes) -> dict[str, str]:
+    status = int(response.status or 0)
+    return {
+        "protocol": target.scheme,
+        "statusCode": str(status),
+        "statusMessage": response.reason or responses.get(status, ""),
+        "headers": _render_headers(response.headers.items(), _SECRET_RESPONSE_HEADERS),
+        "body": raw.decode("utf-8", errors="replace"),
+    }
+
+
 # Before the engine hands the operator's policy in (issue 11's wiring), loopback and
 # private addresses stay reachable as they always were; every other rule applies.
 _UNWIRED_POLICY = HttpPolicy(allow=("*",))
@@ -317,7 +383,12 @@ def _redirect(
     return None
 
 
-def _call(input: dict[str, Any], context: ActivityContext, policy: HttpPolicy) -> dict[str, Any]:
+def _call(
+    input: dict[str, Any],
+    context: ActivityContext,
+    policy: HttpPolicy,
+    observe: HttpObserver | None = None,
+) -> dict[str, Any]:
     method = str(input.get("Method", "GET")).upper()
     headers = _headers(input)
     url = input["ApiEndpoint"]
@@ -334,12 +405,17 @@ def _call(input: dict[str, Any], context: ActivityContext, policy: HttpPolicy) -
     headers.setdefault("User-Agent", "Stepwise-HTTP-Task")
     clock = _Clock(policy, context)
     first_origin = target.origin
+    secret = _CREDENTIAL_HEADERS | frozenset(
+        name.lower() for name in (credentials.headers if credentials is not None else {})
+    )
     for _ in range(policy.max_redirects + 1):
         addresses = _resolve(target, policy)
         sent = dict(headers)
         if credentials is not None and target.origin == first_origin:
             sent.update(credentials.headers)
         connection = _connect(target, addresses, clock)
+        if observe is not None:
+            observe("request", _observed_request(target, method, sent, body, secret))
         try:
             connection.request(method, target.path, body=body, headers=sent)
             # Kept: http.client lets go of the socket once the response is the last one.
@@ -349,7 +425,10 @@ def _call(input: dict[str, Any], context: ActivityContext, policy: HttpPolicy) -
             response = connection.getresponse()
             follow = _redirect(response, target, method, body)
             if follow is None:
-                return _result(response, _read_body(response, stream, policy, clock))
+                raw = _read_body(response, stream, policy, clock)
+                if observe is not None:
+                    observe("response", _observed_response(target, response, raw))
+                return _result(response, raw)
         finally:
             connection.close()
         url, method, body = follow
@@ -381,7 +460,9 @@ def http_invoke(
     if not isinstance(input, dict) or not isinstance(input.get("ApiEndpoint"), str):
         raise ActivityError(RUNTIME, "The HTTP Task needs an ApiEndpoint string.")
     try:
-        result = _call(input, context, policy or _UNWIRED_POLICY)
+        with _observers_lock:
+            observe = _observers.get(context.execution_id)
+        result = _call(input, context, policy or _UNWIRED_POLICY, observe)
     except ActivityError:
         raise
     except (TimeoutError, OSError, http.client.HTTPException) as failure:

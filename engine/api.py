@@ -475,6 +475,10 @@ class Engine(TaskCallbacks):
         """Delete an alias; its versions stay."""
         await self._run_db(self.store.delete_alias, machine, alias)
 
+    async def delete_state_machine(self, name: str) -> None:
+        """Delete machine `name` (see `MachineStore.delete_state_machine`); unknown: a no-op."""
+        await self._run_db(self.store.delete_state_machine, name, now=self.clock.now())
+
     async def list_state_machines(self) -> list[MachineVersion]:
         return await self._run_db(self.store.list_state_machines)
 
@@ -813,6 +817,7 @@ class Engine(TaskCallbacks):
     publish_version_sync = _sync_twin(publish_version)
     list_versions_sync = _sync_twin(list_versions)
     delete_version_sync = _sync_twin(delete_version)
+    delete_state_machine_sync = _sync_twin(delete_state_machine)
     create_alias_sync = _sync_twin(create_alias)
     update_alias_sync = _sync_twin(update_alias)
     describe_alias_sync = _sync_twin(describe_alias)

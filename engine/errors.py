@@ -15,6 +15,7 @@ re-exported here::
     ├── InvalidName                  InvalidName                2   a name AWS would reject
     ├── InvalidExecutionInput        InvalidExecutionInput      2   not JSON, or over 256 KiB
     ├── StateMachineDoesNotExist     StateMachineDoesNotExist   2
+    ├── StateMachineDeleting         StateMachineDeleting       2   start after DeleteStateMachine
     ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
     ├── AmbiguousExecution           AmbiguousExecution         2   a name matching several
     ├── ExecutionNotRunning          ExecutionNotRunning        2   stop after it closed
@@ -67,6 +68,7 @@ from engine.store.errors import (
     InvalidToken,
     LeaseLost,
     ResourceNotFound,
+    StateMachineDeleting,
     StateMachineDoesNotExist,
     StoreUnavailable,
     TaskDoesNotExist,
@@ -119,6 +121,7 @@ __all__ = [
     "ResourceNotFound",
     "ScheduleAlreadyExists",
     "ScheduleDoesNotExist",
+    "StateMachineDeleting",
     "StateMachineDoesNotExist",
     "States",
     "StatesError",

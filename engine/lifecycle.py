@@ -45,7 +45,7 @@ import msgspec
 from engine import telemetry
 from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
-from engine.errors import InvalidExecutionInput, InvalidToken
+from engine.errors import InvalidExecutionInput, InvalidToken, StateMachineDeleting
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.store import (
@@ -162,9 +162,11 @@ class Lifecycle:
         ``NAME`` (or its ARN): the latest revision, no version. ``NAME:N``:
         published version N. ``NAME:ALIAS``: one of the alias's versions,
         picked at random in proportion to the weights. Raises
-        StateMachineDoesNotExist and ResourceNotFound (no such version or alias).
+        StateMachineDoesNotExist (also for a deleted machine none of whose
+        executions still runs) and ResourceNotFound (no such version or alias).
         """
         name, qualifier = split_reference(reference)
+        await self.run_db(self.store.state_machine_status, name)
         if qualifier is None:
             return Resolved(await self.run_db(self.store.get_state_machine, name))
         alias = None
@@ -195,9 +197,13 @@ class Lifecycle:
         with a different input, or once it has closed, it raises
         ExecutionAlreadyExists. Raises InvalidName (the name or the queue
         name breaks AWS's name rules), InvalidExecutionInput (not JSON, or
-        over MAX_PAYLOAD_BYTES) and StateMachineDoesNotExist.
+        over MAX_PAYLOAD_BYTES), StateMachineDoesNotExist and
+        StateMachineDeleting (the machine is being deleted).
         """
         check_name(queue, what="queue")
+        name_of_machine, _qualifier = split_reference(machine)
+        if await self.run_db(self.store.state_machine_status, name_of_machine) == "DELETING":
+            raise StateMachineDeleting(f"State machine '{name_of_machine}' is being deleted")
         resolved = await self.resolve(machine)
         version = resolved.machine
         name = name or str(uuid.uuid4())

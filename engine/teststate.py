@@ -14,11 +14,15 @@ Pass state before it. A mocked Task (`mock_result`, or `mock_error` and
 `run_test_state` runs it on a given engine: `Engine.test_state` gives it a
 throwaway SQLite file, so no database is needed; the HTTP API its own. At
 DEBUG and TRACE ``inspectionData`` shows the value after each data-flow
-step (recomputed from the definition and the recorded task call).
+step (recomputed from the definition and the recorded task call); at TRACE
+an unmocked ``http:invoke`` Task also shows the real ``request`` it sent
+and the ``response`` it read (`activities.http.observing`; credential
+header values redacted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -30,7 +34,9 @@ from typing import Any, Protocol
 import anyio
 
 from activities import ActivityError
+from activities.http import HTTP_RESOURCE, observing
 from engine.errors import InvalidExecutionInput, InvalidTestState, TestStateValidation
+from engine.runner import execution_arn
 from engine.store import Event, ExecutionRecord, ExecutionStatus
 from statemachine.build import load
 from statemachine.dataflow import apply_input_path, evaluate_template
@@ -343,11 +349,18 @@ async def run_test_state(
     encoded = json.dumps(machine, sort_keys=True)
     digest = hashlib.sha256(encoded.encode()).hexdigest()[:16]
     execution_name = str(uuid.uuid4())
-    record: ExecutionRecord | None = None
-    with anyio.move_on_after(timeout):
-        record = await engine.run(
-            machine, value, name=execution_name, machine_name=f"{MACHINE_PREFIX}{digest}"
+    machine_name = f"{MACHINE_PREFIX}{digest}"
+    # At TRACE an HTTP Task's real request and response are shown, as AWS shows them.
+    exchange: dict[str, dict[str, str]] = {}
+    watched: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if request.inspection_level == "TRACE" and state.get("Resource") == HTTP_RESOURCE:
+        watched = observing(
+            execution_arn(machine_name, execution_name),
+            lambda kind, shown: exchange.update({kind: shown}),
         )
+    record: ExecutionRecord | None = None
+    with watched, anyio.move_on_after(timeout):
+        record = await engine.run(machine, value, name=execution_name, machine_name=machine_name)
     if record is None:
         # A state waiting on something that never comes (a callback, say) is stopped.
         record = await engine.stop(
@@ -360,6 +373,7 @@ async def run_test_state(
         inspection.update(_inspection(name, state, language, value, variables or {}, events))
         if request.variables is not None:
             inspection["variables"] = request.variables
+        inspection.update(exchange)  # "request" and "response", at TRACE
         answer["inspectionData"] = inspection
     return answer
 

@@ -4,13 +4,17 @@ A changed definition given to ``create`` or ``update`` becomes a new
 revision (running executions keep theirs); ``publish`` snapshots the latest
 revision as version 1, 2, … (``update --publish`` does both); ``versions``
 lists the published versions, newest first; ``delete --version N`` deletes
-one (refused with ConflictException while an alias routes to it). ``list``
+one (refused with ConflictException while an alias routes to it), ``delete``
+without it the whole machine with its versions and aliases (DELETING until
+its running executions end; new starts are refused). ``list``
 shows the latest revision of each machine; ``describe`` prints one with its
 definition (``NAME``, ``NAME:VERSION`` or ``NAME:ALIAS``). JSON output is
 AWS-shaped (see `engine.history`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +29,10 @@ from engine.cli.core import (
 )
 from engine.cli.definitions import MACHINE_TYPES, pretty
 from engine.cli.output import emit_json, parse_json_text, print_table
+
+if TYPE_CHECKING:
+    from engine.api import Engine
+    from engine.store import MachineVersion
 
 __all__ = ["machines"]
 
@@ -89,7 +97,14 @@ def machines_describe(name: str) -> None:
     """Describe state machine NAME (its latest version), definition included."""
     from engine.history import machine_to_aws
 
-    document = machine_to_aws(with_client(lambda engine: engine.describe_state_machine(name)))
+    async def describe(engine: Engine) -> tuple[MachineVersion, str]:
+        found = await engine.describe_state_machine(name)
+        # ACTIVE, or DELETING while a deleted machine's executions finish.
+        return found, engine.store.state_machine_status(found.name)
+
+    found, status = with_client(describe)
+    document = machine_to_aws(found)
+    document["status"] = status
     if json_output():
         emit_json(document)
         return
@@ -180,12 +195,25 @@ def machines_versions(name: str) -> None:
 
 @machines.command("delete")
 @click.argument("name")
-@click.option("--version", "number", type=click.IntRange(min=1), required=True, help="Version N.")
+@click.option(
+    "--version",
+    "number",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Delete only published version N.",
+)
 @global_options
-def machines_delete(name: str, number: int) -> None:
-    """Delete published version N of NAME (refused while an alias routes to it)."""
-    with_client(lambda engine: engine.delete_version(name, number))
+def machines_delete(name: str, number: int | None) -> None:
+    """Delete NAME, or with --version N only its published version N.
+
+    A deleted machine's running executions finish; new starts are refused.
+    A version is refused while an alias routes to it.
+    """
+    if number is None:
+        with_client(lambda engine: engine.delete_state_machine(name))
+    else:
+        with_client(lambda engine: engine.delete_version(name, number))
     if json_output():
         emit_json({})
     else:
-        click.echo(f"deleted {name}:{number}")
+        click.echo(f"deleted {name}" if number is None else f"deleted {name}:{number}")

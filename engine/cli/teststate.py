@@ -3,7 +3,9 @@
 A thin face over `Engine.test_state` (engine/teststate.py): no database is
 needed (it runs in a throwaway SQLite file). ``--mock-result`` or
 ``--mock-error``/``--mock-cause`` stand in for a Task's Resource;
-``--inspection-level DEBUG`` adds the value after each data-flow step.
+``--inspection-level DEBUG`` adds the value after each data-flow step,
+TRACE also an HTTP Task's request and response (``--allow-http-to`` as
+for ``serve``).
 The answer is printed as JSON (TestState's response shape) whatever
 ``-o`` says; the exit code is 0 whatever the state's status, as AWS's API
 answers a failed state as a successful call.
@@ -33,6 +35,13 @@ __all__ = ["test_state_command"]
 @click.option("--mock-error", metavar="E", default=None, help="A Task's error, mocked.")
 @click.option("--mock-cause", metavar="C", default=None, help="The mocked error's cause.")
 @click.option("--variables", metavar="JSON", default=None, help="Variables in scope.")
+@click.option(
+    "--allow-http-to",
+    "allow_http_to",
+    metavar="CIDR|HOST",
+    multiple=True,
+    help="Let an HTTP Task reach this private/loopback network, address or host (repeatable).",
+)
 @global_options
 def test_state_command(
     file: str,
@@ -43,8 +52,11 @@ def test_state_command(
     mock_error: str | None,
     mock_cause: str | None,
     variables: str | None,
+    allow_http_to: tuple[str, ...],
 ) -> None:
     """Run state NAME of the definition in FILE with --input, as AWS's TestState does."""
+    from activities.netpolicy import PolicyError
+    from activities.registry import Registry
     from engine.api import Engine
     from engine.teststate import TestStateRequest
 
@@ -64,4 +76,10 @@ def test_state_command(
         mock_error=mock_error,
         mock_cause=mock_cause,
     )
-    emit_json(run_async(lambda: Engine(worker=False).test_state_request(request)))
+    registry = Registry()
+    try:
+        registry.allow_http_to(*allow_http_to)
+    except PolicyError as exc:
+        raise click.UsageError(f"--allow-http-to: {exc}") from None
+    engine = Engine(worker=False, registry=registry)
+    emit_json(run_async(lambda: engine.test_state_request(request)))

@@ -8,8 +8,11 @@ machine; as on AWS, CreateStateMachine with an existing name answers the
 machine when the definition and type are the same and
 ``StateMachineAlreadyExists`` when they differ, and UpdateStateMachine
 makes the new revision; with ``publish`` either also publishes it as the
-next version. The version and alias operations are in `engine.http.versions`
-(merged into OPERATIONS here); deleting a machine is not served yet.
+next version. DeleteStateMachine marks the machine DELETING (its versions
+and aliases go with it): running executions finish, StartExecution answers
+``StateMachineDeleting``, and once none runs the machine is gone; deleting
+an unknown machine succeeds, as on AWS. The version and alias operations
+are in `engine.http.versions` (merged into OPERATIONS here).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from engine.http import versions
 from engine.http.protocol import AwsError, Members, epoch
-from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
+from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.http.tags import keep_tags, read_tags
 from engine.http.teststate import MACHINE_PREFIX
 from engine.names import check_name
@@ -142,12 +145,12 @@ async def _version(service: Service, members: Members, *, labelled: bool) -> Mac
 
 
 def _describe(
-    service: Service, version: MachineVersion, *, qualifier: int | None
+    service: Service, version: MachineVersion, *, qualifier: int | None, status: str = "ACTIVE"
 ) -> dict[str, Any]:
     return {
         "stateMachineArn": service.machine_arn(version.name, qualifier),
         "name": version.name,
-        "status": "ACTIVE",
+        "status": status,
         "definition": version.definition,
         "roleArn": service.arns.role,
         "type": version.machine_type,
@@ -162,7 +165,19 @@ async def describe_state_machine(service: Service, members: Members) -> dict[str
     members.string("includedData", choices=["ALL_DATA", "METADATA_ONLY"])
     arn = members.required_arn("stateMachineArn", "stateMachine")
     version = await _version(service, members, labelled=True)
-    return _describe(service, version, qualifier=arn.version)
+    status = await service.run_db(service.engine.store.state_machine_status, version.name)
+    return _describe(service, version, qualifier=arn.version, status=status)
+
+
+async def delete_state_machine(service: Service, members: Members) -> dict[str, Any]:
+    arn = members.required_arn("stateMachineArn", "stateMachine")
+    if arn.qualifier is not None or "/" in arn.resource:
+        raise AwsError(
+            "ValidationException", "Only an unqualified state machine ARN can be deleted"
+        )
+    service.machine_reference(arn)
+    await service.engine.delete_state_machine(arn.resource)
+    return {}
 
 
 async def list_state_machines(service: Service, members: Members) -> dict[str, Any]:
@@ -263,8 +278,6 @@ OPERATIONS: dict[str, Operation] = {
     "ListStateMachines": list_state_machines,
     "UpdateStateMachine": update_state_machine,
     "ValidateStateMachineDefinition": validate_state_machine_definition,
-    "DeleteStateMachine": unsupported(
-        "DeleteStateMachine", "the store cannot delete a state machine yet"
-    ),
+    "DeleteStateMachine": delete_state_machine,
     **versions.OPERATIONS,
 }

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidOutput",
     "InvalidToken",
     "LeaseLost",
+    "StateMachineDeleting",
     "StateMachineDoesNotExist",
     "StoreUnavailable",
     "TaskDoesNotExist",
@@ -111,6 +112,12 @@ class StateMachineDoesNotExist(StepwiseError):
     """No state machine by that name, or it has no such version."""
 
     aws_code = "StateMachineDoesNotExist"
+
+
+class StateMachineDeleting(StepwiseError):
+    """The state machine is being deleted: its running executions finish, new ones are refused."""
+
+    aws_code = "StateMachineDeleting"
 
 
 class InvalidToken(StepwiseError):

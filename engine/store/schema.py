@@ -482,6 +482,16 @@ def _migration_alerts(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _define_machine_deletion(md: sa.MetaData) -> None:
+    md.tables["state_machines"].append_column(sa.Column("deleted_at", UTCDateTime))
+
+
+def _migration_machine_deletion(conn: Connection) -> None:
+    """Add state_machines.deleted_at (DeleteStateMachine): NULL for a live machine."""
+    kind = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE state_machines ADD COLUMN deleted_at {kind}"))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -494,6 +504,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "published versions and aliases", _migration_versions_and_aliases),
     (9, "schedules and their ticks (issue 14)", _migration_schedules),
     (10, "alerts and their deliveries, the outbox (issue 14)", _migration_alerts),
+    (11, "deleting a state machine: state_machines.deleted_at", _migration_machine_deletion),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -511,6 +522,7 @@ for _column in _execution_version_columns():
     metadata.tables["executions"].append_column(_column)
 _define_schedules(metadata)
 _define_alerts(metadata)
+_define_machine_deletion(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]

@@ -20,6 +20,7 @@ TABLE: list[tuple[type[StepwiseError], str | None, int]] = [
     (tree.InvalidName, "InvalidName", 2),
     (tree.InvalidExecutionInput, "InvalidExecutionInput", 2),
     (tree.StateMachineDoesNotExist, "StateMachineDoesNotExist", 2),
+    (tree.StateMachineDeleting, "StateMachineDeleting", 2),
     (tree.ExecutionDoesNotExist, "ExecutionDoesNotExist", 2),
     (tree.AmbiguousExecution, "AmbiguousExecution", 2),
     (tree.ExecutionNotRunning, "ExecutionNotRunning", 2),
