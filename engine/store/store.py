@@ -109,8 +109,15 @@ def default_database_url() -> str:
 
 
 class Store(
-    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
-    ScheduleStore, AlertStore
+    MachineStore,
+    VersionStore,
+    WorkStore,
+    TokenStore,
+    EffectStore,
+    RotationStore,
+    RedriveStore,
+    ScheduleStore,
+    AlertStore,
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
