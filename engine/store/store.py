@@ -111,16 +111,8 @@ def default_database_url() -> str:
 
 
 class Store(
-    MachineStore,
-    VersionStore,
-    WorkStore,
-    TokenStore,
-    EffectStore,
-    RotationStore,
-    RedriveStore,
-    ScheduleStore,
-    AlertStore,
-    ActivityStore,
+    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
+    ScheduleStore, AlertStore, ActivityStore
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
