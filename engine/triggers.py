@@ -19,15 +19,24 @@ that sleeps `poll_seconds` between scans (no busy loop): each file version
 the three, with ``{"path", "size", "modificationTime"}`` as input, so two
 workers or two scans seeing one file version start it once, and a rewritten
 file is a new version.
+
+A webhook trigger (kind ``webhook``; its secret sealed in the rule's
+secret column) is served by `stepwise serve` at ``POST /triggers/NAME``
+(`engine.http.webhooks`): each authenticated request starts one execution,
+named by `webhook_execution_name` from its ``Idempotency-Key`` so a retried
+request starts it once.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import hashlib
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,13 +51,23 @@ from engine.store.outbox import AlertDoesNotExist, AlertRecord, InvalidAlert
 from engine.worker import outage_of
 from statemachine.errors import StepwiseError
 
-__all__ = ["INPUT_SOURCES", "FolderWatcher", "Triggers", "start_triggered", "triggered_name"]
+__all__ = [
+    "INPUT_SOURCES",
+    "TRIGGER_KINDS",
+    "FolderWatcher",
+    "Triggers",
+    "start_triggered",
+    "triggered_name",
+    "webhook_execution_name",
+]
 
 log = logging.getLogger("stepwise.triggers")
 
 INPUT_SOURCES = ("output", "input")
 # A triggered execution's name adds "-" and 16 hex digits and must stay within 80.
 MAX_TRIGGER_NAME = 63
+# The alert-table kinds that are triggers: on executions, on folders, on HTTP requests.
+TRIGGER_KINDS = ("trigger", "watch", "webhook")
 
 
 def triggered_name(trigger: str, upstream_execution_id: str) -> str:
@@ -70,6 +89,12 @@ async def start_triggered(
         return await lifecycle.describe(execution_arn(version.name, name))
     except ExecutionDoesNotExist:
         return await lifecycle.start(machine, value, name=name)
+
+
+def webhook_execution_name(trigger: str, idempotency_key: str) -> str:
+    """The execution a webhook request with `idempotency_key` starts (one per key)."""
+    digest = hashlib.sha256(f"webhook|{idempotency_key}".encode()).hexdigest()[:16]
+    return f"{trigger}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -143,20 +168,57 @@ class Triggers:
         )
         return await self.run_db(self.store.create_alert, record)
 
+    async def create_webhook(
+        self, name: str, *, machine: str, secret: str | None = None
+    ) -> tuple[AlertRecord, str]:
+        """Start `machine` on each authenticated ``POST /triggers/NAME`` of `stepwise serve`.
+
+        The request is authenticated by a Standard Webhooks signature under
+        `secret` or by ``Authorization: Bearer <secret>``. Without `secret` a
+        fresh ``whsec_`` one is made. Returns the trigger and its secret (the
+        only time the secret is handed back; it is stored sealed). Raises
+        InvalidName, InvalidAlert (a short or malformed secret),
+        StateMachineDoesNotExist and AlertAlreadyExists.
+        """
+        check_name(name, what="trigger")
+        if len(name) > MAX_TRIGGER_NAME:
+            raise InvalidAlert(f"trigger name {name!r} is over {MAX_TRIGGER_NAME} characters")
+        if secret is None:
+            secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        elif secret.startswith("whsec_"):
+            try:
+                base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidAlert("a whsec_ secret is whsec_ followed by base64") from None
+        elif len(secret) < 16 or not secret.isprintable() or " " in secret:
+            raise InvalidAlert("a bearer secret is at least 16 printable characters, no spaces")
+        await self.lifecycle.resolve_machine(machine)
+        record = AlertRecord(
+            name=name,
+            machine=None,
+            statuses=(),
+            target=f"webhook:{machine}",
+            secret=secret,
+            kind="webhook",
+            created_at=self.clock.now(),
+        )
+        return await self.run_db(self.store.create_alert, record), secret
+
     async def describe(self, name: str) -> AlertRecord:
         """The trigger called `name`. Raises AlertDoesNotExist."""
         try:
             record = await self.run_db(self.store.get_alert, name)
         except AlertDoesNotExist:
             record = None
-        if record is None or record.kind not in ("trigger", "watch"):
+        if record is None or record.kind not in TRIGGER_KINDS:
             raise AlertDoesNotExist(f"Trigger {name} does not exist.")
         return record
 
     async def list_all(self) -> list[AlertRecord]:
-        """Every trigger (on executions and on folders), by name."""
-        found = await self.run_db(self.store.list_alerts, kind="trigger")
-        found += await self.run_db(self.store.list_alerts, kind="watch")
+        """Every trigger (on executions, on folders and on webhooks), by name."""
+        found: list[AlertRecord] = []
+        for kind in TRIGGER_KINDS:
+            found += await self.run_db(self.store.list_alerts, kind=kind)
         return sorted(found, key=lambda record: record.name)
 
     async def delete(self, name: str) -> None:

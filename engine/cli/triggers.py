@@ -3,7 +3,9 @@
 ``create NAME --machine B --on-execution-of A --status SUCCEEDED [--status …]
 [--input output|input]`` (one B per execution of A), or ``create NAME
 --machine M --watch DIR [--pattern GLOB]`` (one execution per new file
-version); ``list``, ``describe``, ``delete``, ``pause`` and ``resume``.
+version), or ``create NAME --machine M --webhook [--secret S]`` (``POST
+/triggers/NAME`` on ``stepwise serve`` starts M with the request body);
+``list``, ``describe``, ``delete``, ``pause`` and ``resume``.
 Workers (``stepwise worker``) start the triggered executions.
 """
 
@@ -28,6 +30,15 @@ _STATUSES = click.Choice(["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"], case_s
 def trigger_to_json(record: AlertRecord) -> dict[str, Any]:
     created = record.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     state = "DISABLED" if record.paused else "ENABLED"
+    if record.kind == "webhook":
+        # The secret is never shown (the create command prints a generated one once).
+        return {
+            "name": record.name,
+            "stateMachine": record.target.removeprefix("webhook:"),
+            "webhook": f"/triggers/{record.name}",
+            "state": state,
+            "creationDate": created,
+        }
     if record.kind == "watch":
         return {
             "name": record.name,
@@ -71,6 +82,12 @@ def triggers() -> None:
 @click.option("--status", "statuses", type=_STATUSES, multiple=True)
 @click.option("--watch", metavar="DIR", help="Start M once per new file version in DIR.")
 @click.option("--pattern", metavar="GLOB", default="*", show_default=True, help="With --watch.")
+@click.option("--webhook", is_flag=True, help="Start M on POST /triggers/NAME (stepwise serve).")
+@click.option(
+    "--secret",
+    metavar="S",
+    help="With --webhook: a whsec_ signing secret or a bearer secret (default: a new whsec_).",
+)
 @click.option(
     "--input",
     "input_from",
@@ -87,9 +104,29 @@ def triggers_create(
     statuses: tuple[str, ...],
     watch: str | None,
     pattern: str,
+    webhook: bool,
+    secret: str | None,
     input_from: str,
 ) -> None:
-    """Create trigger NAME: each execution of A reaching --status starts B once (or --watch)."""
+    """Create trigger NAME: each execution of A reaching --status starts B once (or --watch,
+    or --webhook)."""
+    if webhook:
+        if on_execution_of is not None or statuses or watch is not None:
+            raise CliError("--webhook does not take --on-execution-of, --status or --watch")
+        record, made = with_client(
+            lambda engine: engine.triggers.create_webhook(name, machine=machine, secret=secret)
+        )
+        document = trigger_to_json(record)
+        if secret is None:  # generated: shown this once, so the sender can sign with it
+            document["secret"] = made
+        if json_output():
+            emit_json(document)
+            return
+        for key, value in document.items():
+            click.echo(f"{key}: {value}")
+        return
+    if secret is not None:
+        raise CliError("--secret goes with --webhook")
     if watch is not None:
         if on_execution_of is not None or statuses:
             raise CliError("--watch does not take --on-execution-of or --status")
@@ -130,6 +167,8 @@ def triggers_list() -> None:
                 d["name"],
                 f"{d['watch']}/{d['pattern']}"
                 if "watch" in d
+                else f"POST {d['webhook']}"
+                if "webhook" in d
                 else f"{d['onExecutionOf']} {','.join(d['statuses'])}",
                 d["stateMachine"],
                 d["state"],

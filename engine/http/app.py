@@ -7,7 +7,8 @@ with a bounded body, checked against SigV4 when keys are configured,
 decoded as a JSON object and handed to the operation its target names;
 the answer is the operation's document, or AWS's error shape for
 whatever it raised (`engine.http.protocol.error_for`). No traceback or SQL
-ever reaches a response.
+ever reaches a response. ``POST /triggers/NAME`` serves webhook triggers
+(`engine.http.webhooks`), authenticated by each trigger's own secret.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from engine.http import executions, machines, tags, tasks, teststate
 from engine.http.protocol import CONTENT_TYPE, AwsError, Members, encode, error_for
 from engine.http.service import Operation, Service
 from engine.http.sigv4 import Verifier
+from engine.http.webhooks import answer_webhook
 from engine.runner import execution_arn
 from engine.web import web_routes
 
@@ -174,6 +176,25 @@ def create_app(settings: AppSettings) -> Starlette:
             raise AwsError("ServiceUnavailable", "The server is starting or stopping", status=503)
         return await operation(service, Members(members))
 
+    async def webhook(request: Request) -> Response:
+        # Webhook senders authenticate with the trigger's own secret, not SigV4.
+        request_id = str(uuid.uuid4())
+        try:
+            service = holder.get("service")
+            if service is None:
+                raise AwsError(
+                    "ServiceUnavailable", "The server is starting or stopping", status=503
+                )
+            status, document = await answer_webhook(service, request)
+        except Exception as exc:
+            return _error_response(error_for(exc), request_id, settings.arns)
+        return Response(
+            encode(document),
+            status_code=status,
+            media_type="application/json",
+            headers={"x-amzn-RequestId": request_id},
+        )
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok" if "service" in holder else "starting"})
 
@@ -185,6 +206,7 @@ def create_app(settings: AppSettings) -> Starlette:
         routes=[
             Route("/", api, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/triggers/{name}", webhook, methods=["POST"]),
             # The web view: GET / and /ui/... (engine/web).
             *web_routes(engine_of, settings.keys),
         ],

@@ -111,7 +111,7 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
     version = existing or await service.engine.create_state_machine(
         name, raw, machine_type=machine_type
     )
-    keep_tags(service, service.machine_arn(name), tags)
+    await keep_tags(service, service.machine_arn(name), tags)
     document: dict[str, Any] = {
         "stateMachineArn": service.machine_arn(name),
         "creationDate": epoch(version.created_at),

@@ -15,7 +15,6 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -46,11 +45,6 @@ class Service:
     )
     # StartSyncExecution waits at most this long (EXPRESS runs at most 5 minutes on AWS).
     sync_timeout_seconds: float = 300.0
-    # Activities created through the API (name → creation date). Activity
-    # tasks themselves are durable in the store; this registry is not yet.
-    activities: dict[str, datetime] = field(default_factory=dict)
-    # Tags by resource ARN (in this server's region), kept like the activities.
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def run_db(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Run a blocking store call off the event loop, as the engine's lifecycle does."""

@@ -2,10 +2,10 @@
 
 Tags are ``[{"key", "value"}]`` pairs (keys 1-128 characters, values up to
 256, at most 50 per resource, as AWS limits them). Infrastructure tools
-read them back after creating a resource, so the server keeps them — in
-its own process for now, like the activity registry, until the store has a
-table for them. A tag on a resource that does not exist is AWS's
-``ResourceNotFound``.
+read them back after creating a resource, so they are kept in the store
+(`engine.store.activities`), keyed by the ARN without region and account,
+and survive a restart of the server. A tag on a resource that does not
+exist is AWS's ``ResourceNotFound``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from engine.arns import ParsedArn
 from engine.http.protocol import AwsError, Members
 from engine.http.service import Operation, Service
 from engine.store import StateMachineDoesNotExist
+from engine.store.activities import TooManyTags
 
-__all__ = ["MAX_TAGS", "OPERATIONS", "read_tags"]
+__all__ = ["MAX_TAGS", "OPERATIONS", "keep_tags", "read_tags", "tag_key"]
 
 MAX_TAGS = 50
 
@@ -48,7 +49,7 @@ async def _resource(service: Service, members: Members) -> str:
         resourceName=str(members.body.get("resourceArn")),
     )
     if arn.kind == "activity":
-        if arn.resource not in service.activities:
+        if await service.run_db(service.engine.store.get_activity, arn.resource) is None:
             raise missing
         return service.arns.activity(arn.resource)
     if arn.qualifier is not None or "/" in arn.resource:
@@ -60,17 +61,17 @@ async def _resource(service: Service, members: Members) -> str:
     return service.machine_arn(arn.resource)
 
 
-def keep_tags(service: Service, resource: str, tags: dict[str, str]) -> None:
-    """Add `tags` to `resource`'s; TooManyTags past AWS's 50."""
-    merged = {**service.tags.get(resource, {}), **tags}
-    if len(merged) > MAX_TAGS:
-        raise AwsError(
-            "TooManyTags",
-            f"Too many tags: a resource has at most {MAX_TAGS}",
-            resourceName=resource,
-        )
-    if merged:
-        service.tags[resource] = merged
+def tag_key(arn: str) -> str:
+    """Where `arn`'s tags are kept: the ARN without partition, region and account."""
+    return arn.split(":", 5)[-1]
+
+
+async def keep_tags(service: Service, resource: str, tags: dict[str, str]) -> None:
+    """Add `tags` to the tags of `resource` (an ARN); TooManyTags past AWS's 50."""
+    try:
+        await service.run_db(service.engine.store.add_tags, tag_key(resource), tags, limit=MAX_TAGS)
+    except TooManyTags as exc:
+        raise AwsError("TooManyTags", str(exc), resourceName=resource) from None
 
 
 async def tag_resource(service: Service, members: Members) -> dict[str, Any]:
@@ -81,7 +82,7 @@ async def tag_resource(service: Service, members: Members) -> dict[str, Any]:
             "1 validation error detected: Value null at 'tags' failed to satisfy constraint: "
             "Member must not be null",
         )
-    keep_tags(service, await _resource(service, members), tags)
+    await keep_tags(service, await _resource(service, members), tags)
     return {}
 
 
@@ -90,16 +91,14 @@ async def untag_resource(service: Service, members: Members) -> dict[str, Any]:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise AwsError("SerializationException", "'tagKeys' must be a list of strings")
     resource = await _resource(service, members)
-    kept = {k: v for k, v in service.tags.get(resource, {}).items() if k not in keys}
-    service.tags[resource] = kept
+    await service.run_db(service.engine.store.remove_tags, tag_key(resource), keys)
     return {}
 
 
 async def list_tags_for_resource(service: Service, members: Members) -> dict[str, Any]:
     resource = await _resource(service, members)
-    return {
-        "tags": [{"key": k, "value": v} for k, v in sorted(service.tags.get(resource, {}).items())]
-    }
+    tags = await service.run_db(service.engine.store.get_tags, tag_key(resource))
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]}
 
 
 OPERATIONS: dict[str, Operation] = {

@@ -6,8 +6,8 @@ execution made due in one transaction, on whichever worker holds it).
 GetActivityTask long-polls `engine.callbacks.get_activity_task` for at
 most `Service.activity_poll_seconds` and answers ``{}`` when nothing came,
 as AWS does. Activities are matched by name; CreateActivity (idempotent on
-the name), DescribeActivity, DeleteActivity and ListActivities keep a
-registry in the server process until the store has a table for it. The Map
+the name), DescribeActivity, DeleteActivity and ListActivities keep them
+in the store (`engine.store.activities`), so a restarted server has them. The Map
 Run operations live here too and answer an unsupported call until
 Distributed Map's Map Runs land.
 """
@@ -21,7 +21,7 @@ import anyio
 from engine import callbacks
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
-from engine.http.tags import keep_tags, read_tags
+from engine.http.tags import keep_tags, read_tags, tag_key
 from engine.names import check_name
 
 __all__ = ["OPERATIONS"]
@@ -83,50 +83,47 @@ async def create_activity(service: Service, members: Members) -> dict[str, Any]:
     name = members.required_string("name", min_length=1)
     check_name(name, what="activity")
     tags = read_tags(members)
-    created = service.activities.setdefault(name, service.engine.clock.now())
-    keep_tags(service, service.arns.activity(name), tags)
+    store = service.engine.store
+    created = await service.run_db(store.create_activity, name, service.engine.clock.now())
+    await keep_tags(service, service.arns.activity(name), tags)
     return {"activityArn": service.arns.activity(name), "creationDate": epoch(created)}
 
 
-def _activity_name(service: Service, members: Members) -> str:
-    arn = members.required_arn("activityArn", "activity")
-    if arn.resource not in service.activities:
-        raise AwsError("ActivityDoesNotExist", f"Activity Does Not Exist: '{arn.resource}'")
-    return arn.resource
-
-
 async def describe_activity(service: Service, members: Members) -> dict[str, Any]:
-    name = _activity_name(service, members)
+    arn = members.required_arn("activityArn", "activity")
+    created = await service.run_db(service.engine.store.get_activity, arn.resource)
+    if created is None:
+        raise AwsError("ActivityDoesNotExist", f"Activity Does Not Exist: '{arn.resource}'")
     return {
-        "activityArn": service.arns.activity(name),
-        "name": name,
-        "creationDate": epoch(service.activities[name]),
+        "activityArn": service.arns.activity(arn.resource),
+        "name": arn.resource,
+        "creationDate": epoch(created),
     }
 
 
 async def delete_activity(service: Service, members: Members) -> dict[str, Any]:
     arn = members.required_arn("activityArn", "activity")
-    service.activities.pop(arn.resource, None)
-    service.tags.pop(service.arns.activity(arn.resource), None)
+    resource = tag_key(service.arns.activity(arn.resource))
+    await service.run_db(service.engine.store.delete_activity, arn.resource, resource)
     return {}
 
 
 async def list_activities(service: Service, members: Members) -> dict[str, Any]:
     page_size = members.max_results()
     position = decode_token(members.next_token(), "activities")
-    names = sorted(service.activities)
-    page = names[position : position + page_size]
+    everything = await service.run_db(service.engine.store.list_activities)
+    page = everything[position : position + page_size]
     document: dict[str, Any] = {
         "activities": [
             {
                 "activityArn": service.arns.activity(name),
                 "name": name,
-                "creationDate": epoch(service.activities[name]),
+                "creationDate": epoch(created),
             }
-            for name in page
+            for name, created in page
         ]
     }
-    if position + page_size < len(names):
+    if position + page_size < len(everything):
         document["nextToken"] = encode_token("activities", position + page_size)
     return document
 

@@ -27,6 +27,7 @@ from engine.store.schema import (
     executions,
     machine_aliases,
     published_versions,
+    resource_tags,
     state_machine_versions,
     state_machines,
 )
@@ -164,6 +165,10 @@ class MachineStore(StoreBase):
                 .values(deleted_at=now)
             )
             conn.execute(sa.delete(machine_aliases).where(machine_aliases.c.machine_id == found.id))
+            # Its tags go with it (kept under "stateMachine:NAME", see store/activities.py).
+            conn.execute(
+                sa.delete(resource_tags).where(resource_tags.c.resource == f"stateMachine:{name}")
+            )
             conn.execute(
                 sa.update(published_versions)
                 .where(

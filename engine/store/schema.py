@@ -26,6 +26,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "UTCDateTime",
+    "activities",
     "activity_tasks",
     "alert_deliveries",
     "alerts",
@@ -37,6 +38,7 @@ __all__ = [
     "metadata",
     "migrate",
     "published_versions",
+    "resource_tags",
     "schedule_ticks",
     "schedules",
     "schema_migrations",
@@ -492,6 +494,31 @@ def _migration_machine_deletion(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE state_machines ADD COLUMN deleted_at {kind}"))
 
 
+def _define_activities_and_tags(md: sa.MetaData) -> None:
+    """Tables the activities-and-tags migration adds: the API's activities, resource tags."""
+    sa.Table(
+        "activities",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "resource_tags",
+        md,
+        # "stateMachine:NAME" or "activity:NAME": the ARN without region and account.
+        sa.Column("resource", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+
+
+def _migration_activities_and_tags(conn: Connection) -> None:
+    """Add activities and resource_tags (kept by the server's process before, lost on restart)."""
+    frozen = sa.MetaData()
+    _define_activities_and_tags(frozen)
+    frozen.create_all(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -505,6 +532,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (9, "schedules and their ticks (issue 14)", _migration_schedules),
     (10, "alerts and their deliveries, the outbox (issue 14)", _migration_alerts),
     (11, "deleting a state machine: state_machines.deleted_at", _migration_machine_deletion),
+    (12, "activities and resource tags of the HTTP API (issue 15)", _migration_activities_and_tags),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -523,6 +551,7 @@ for _column in _execution_version_columns():
 _define_schedules(metadata)
 _define_alerts(metadata)
 _define_machine_deletion(metadata)
+_define_activities_and_tags(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -538,6 +567,8 @@ schedules = metadata.tables["schedules"]
 alerts = metadata.tables["alerts"]
 alert_deliveries = metadata.tables["alert_deliveries"]
 schedule_ticks = metadata.tables["schedule_ticks"]
+activities = metadata.tables["activities"]
+resource_tags = metadata.tables["resource_tags"]
 
 
 def current_version(conn: Connection) -> int:

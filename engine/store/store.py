@@ -16,7 +16,8 @@ transactions, migrations, wake-ups): `MachineStore` (state machines),
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `RedriveStore` (reopening a closed
 execution), `VersionStore` (published versions and aliases), `ScheduleStore`
-(schedules and their ticks), `AlertStore` (alerts and their outbox), and this module's executions:
+(schedules and their ticks), `AlertStore` (alerts and their outbox),
+`ActivityStore` (the HTTP API's activities and tags), and this module's executions:
 start, describe, list, history (whole, or paged by event id so a reader
 of any execution holds one page at a time), load, stop and purge (closed
 executions older than a cutoff, with everything they own, one short
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from engine.store.activities import ActivityStore
 from engine.store.checkpoints import event_row, signal
 from engine.store.codec import PayloadCodec
 from engine.store.effects import EffectStore
@@ -110,7 +112,7 @@ def default_database_url() -> str:
 
 class Store(
     MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
-    ScheduleStore, AlertStore
+    ScheduleStore, AlertStore, ActivityStore
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 

@@ -37,7 +37,9 @@ def test_delete_lets_running_executions_finish_and_refuses_new_ones(db_url: str)
         engine.create_alias_sync("orders", "live", [(1, 100)])
         running = engine.start_sync("orders", name="in-flight")
 
+        engine.store.add_tags("stateMachine:orders", {"team": "data"}, limit=50)
         engine.delete_state_machine_sync("orders")
+        assert engine.store.get_tags("stateMachine:orders") == {}  # its tags go with it
         engine.delete_state_machine_sync("orders")  # again: nothing more to do
         engine.delete_state_machine_sync("never-created")  # unknown: no error, as on AWS
         assert engine.store.state_machine_status("orders") == "DELETING"

@@ -154,6 +154,15 @@ def test_alert_commands_with_a_worker_delivering(tmp_path: Path) -> None:
             while not receiver.received:
                 assert time.monotonic() < deadline, "the worker never delivered the alert"
                 time.sleep(0.2)
+
+            def recorded() -> list[dict[str, object]]:
+                listed = stepwise(db, "alerts", "deliveries", "-o", "json").stdout
+                return list(json.loads(listed)["deliveries"])
+
+            # The receiver answers before the worker records the delivery: wait for the record.
+            while [d["state"] for d in recorded()] != ["DELIVERED"]:
+                assert time.monotonic() < deadline, "the delivery was never recorded"
+                time.sleep(0.2)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
