@@ -32,6 +32,7 @@ from engine.web.auth import SESSION_COOKIE, Sessions
 from engine.web.graph import StateAggregate, machine_graph, state_outcomes
 from engine.web.render import (
     STATIC,
+    delivery_table,
     event_rows,
     execution_href,
     execution_rows,
@@ -39,6 +40,8 @@ from engine.web.render import (
     layout,
     pretty,
     query,
+    rule_table,
+    schedule_section,
     text,
     timeline_svg,
 )
@@ -341,6 +344,40 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
         )
         return _page(name, body, session)
 
+    # -- schedules, triggers and alerts -------------------------------------
+    async def schedules(request: Request, session: _Session, engine: Engine) -> Response:
+        sections = []
+        for record in await engine.schedules.list_all():
+            described = await engine.schedules.describe(record.name)
+            sections.append(schedule_section(described, session.csrf))
+        body = "<h1>Schedules</h1>" + ("".join(sections) or '<p class="empty">No schedules</p>')
+        return _page("Schedules", body, session)
+
+    async def schedule_trigger(
+        request: Request, session: _Session, engine: Engine, form: dict[str, str]
+    ) -> str:
+        started = await engine.schedules.trigger(request.path_params["name"])
+        log.info("web: %s triggered %s", session.who, started.execution_id)
+        return execution_href(started.execution_id)
+
+    async def alerts(request: Request, session: _Session, engine: Engine) -> Response:
+        body = (
+            "<h1>Triggers and alerts</h1>"
+            f"<section><h2>Triggers</h2>{rule_table(await engine.triggers.list_all())}</section>"
+            f"<section><h2>Alerts</h2>{rule_table(await engine.alerts.list_all())}</section>"
+            "<section><h2>Failed deliveries</h2>"
+            f"{delivery_table(await engine.alerts.deliveries(failed=True), session.csrf)}"
+            "</section>"
+        )
+        return _page("Triggers and alerts", body, session)
+
+    async def replay(
+        request: Request, session: _Session, engine: Engine, form: dict[str, str]
+    ) -> str:
+        delivery = await engine.alerts.replay(form.get("delivery", ""))
+        log.info("web: %s replayed a delivery of alert %s", session.who, delivery.alert)
+        return "/ui/alerts"
+
     # -- sign-in -------------------------------------------------------------
     async def sign_in(request: Request) -> Response:
         error = ""
@@ -412,6 +449,10 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
         Route("/ui/executions/{execution:path}", page(execution), methods=["GET"]),
         Route("/ui/machines", page(machines), methods=["GET"]),
         Route("/ui/machines/{name}", page(machine), methods=["GET"]),
+        Route("/ui/schedules", page(schedules), methods=["GET"]),
+        Route("/ui/schedules/{name}/trigger", action(schedule_trigger), methods=["POST"]),
+        Route("/ui/alerts", page(alerts), methods=["GET"]),
+        Route("/ui/alerts/replay", action(replay), methods=["POST"]),
         Route("/ui/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/ui/sign-out", signed_out, methods=["POST"]),
         Mount(STATIC, StaticFiles(directory=Path(__file__).parent / "static"), name="static"),

@@ -13,13 +13,19 @@ from __future__ import annotations
 import html
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from engine.alerts import shown_target
 from engine.store import Event, ExecutionRecord
+
+if TYPE_CHECKING:
+    from engine.scheduling.service import ScheduleDescription
+    from engine.store.outbox import AlertRecord, DeliveryRecord
 
 __all__ = [
     "STATIC",
+    "delivery_table",
     "event_rows",
     "execution_href",
     "execution_rows",
@@ -27,6 +33,8 @@ __all__ = [
     "layout",
     "pretty",
     "query",
+    "rule_table",
+    "schedule_section",
     "text",
     "timeline_svg",
 ]
@@ -85,7 +93,8 @@ def layout(title: str, body: str, *, who: str | None, csrf: str | None) -> str:
         f'<script src="{STATIC}/app.js" defer></script>'
         "</head><body>"
         '<header><a class="brand" href="/">Stepwise</a>'
-        '<nav><a href="/">Executions</a><a href="/ui/machines">State machines</a></nav>'
+        '<nav><a href="/">Executions</a><a href="/ui/machines">State machines</a>'
+        '<a href="/ui/schedules">Schedules</a><a href="/ui/alerts">Triggers and alerts</a></nav>'
         f"{sign_out}</header><main>{body}</main></body></html>"
     )
 
@@ -197,3 +206,94 @@ def query(**params: str | None) -> str:
     """A query string of the non-empty `params` (filters and page tokens, never payloads)."""
     kept = {key: value for key, value in params.items() if value}
     return ("?" + urlencode(kept)) if kept else ""
+
+
+def _csrf_field(csrf: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{text(csrf)}">'
+
+
+def schedule_section(described: ScheduleDescription, csrf: str) -> str:
+    """One schedule: its settings, next fire times, last runs, skipped ticks, Trigger now."""
+    record = described.schedule
+    fires = "".join(f"<li>{text(when(moment))}</li>" for moment in described.next_fire_times)
+    runs = "".join(
+        f"<tr><td>{text(when(tick.tick))}</td><td>{text(tick.reason)}</td><td>"
+        + (
+            f'<a href="{text(execution_href(execution.execution_id))}">{text(execution.name)}</a>'
+            f'</td><td><span class="status {text(execution.status.lower())}">'
+            f"{text(execution.status)}</span>"
+            if execution is not None
+            else f"{text(tick.execution_id)}</td><td>—"
+        )
+        + "</td></tr>"
+        for tick, execution in described.runs
+    )
+    skipped = "".join(
+        f'<tr data-outcome="{text(tick.outcome)}"><td>{text(when(tick.tick))}</td>'
+        f"<td>{text(tick.outcome)}</td><td>{text(tick.reason)}</td></tr>"
+        for tick in described.recent_ticks
+        if tick.outcome != "STARTED"
+    )
+    state = "paused" if record.paused else "active"
+    return (
+        f'<section class="schedule" data-schedule="{text(record.name)}">'
+        f'<h2>{text(record.name)} <span class="status {state}">{state}</span></h2>'
+        f'<p class="meta">State machine <a href="/ui/machines/{text(quote(record.machine))}">'
+        f"{text(record.machine)}</a> · <code>{text(record.expression)}</code> · time zone "
+        f"{text(record.timezone)} · overlap {text(record.overlap)}</p>"
+        f'<form method="post" action="/ui/schedules/{text(quote(record.name))}/trigger" '
+        f'class="inline">{_csrf_field(csrf)}<button type="submit">Trigger now</button></form>'
+        f"<h3>Input</h3>{pretty(record.input)}"
+        '<h3>Next fire times</h3><ol class="fires">'
+        f"{fires or '<li class=empty>none (paused or ended)</li>'}</ol>"
+        "<h3>Last runs</h3><table><thead><tr><th>Tick</th><th>Why</th><th>Execution</th>"
+        f"<th>Status</th></tr></thead><tbody>"
+        f"{runs or '<tr><td colspan=4 class=empty>No runs</td></tr>'}</tbody></table>"
+        "<h3>Skipped and missed ticks</h3><table><thead><tr><th>Tick</th><th>Outcome</th>"
+        "<th>Why</th></tr></thead><tbody>"
+        f"{skipped or '<tr><td colspan=3 class=empty>None</td></tr>'}</tbody></table></section>"
+    )
+
+
+def _shown(target: str) -> str:
+    """A rule's target without credentials: a webhook URL keeps its scheme and host only."""
+    if "://" in target:
+        return shown_target(target)
+    return target
+
+
+def rule_table(records: list[AlertRecord]) -> str:
+    """Alerts or triggers: name, kind, machine, statuses, target (no secret), paused."""
+    rows = "".join(
+        f'<tr data-rule="{text(record.name)}"><td>{text(record.name)}</td>'
+        f"<td>{text(record.kind)}</td><td>{text(record.machine or 'any')}</td>"
+        f"<td>{text(', '.join(record.statuses))}</td><td><code>{text(_shown(record.target))}"
+        f"</code></td><td>{'paused' if record.paused else 'active'}</td></tr>"
+        for record in records
+    )
+    return (
+        "<table><thead><tr><th>Name</th><th>Kind</th><th>Machine</th><th>Statuses</th>"
+        "<th>Target</th><th>State</th></tr></thead><tbody>"
+        f"{rows or '<tr><td colspan=6 class=empty>None</td></tr>'}</tbody></table>"
+    )
+
+
+def delivery_table(deliveries: list[DeliveryRecord], csrf: str) -> str:
+    """Failed deliveries (dead, or pending after a failed attempt), each with Replay."""
+    rows = "".join(
+        f'<tr data-delivery="{text(d.delivery_id)}" data-state="{text(d.state)}">'
+        f"<td>{text(d.alert)}</td><td>{text(d.status)}</td>"
+        f'<td class="state">{text(d.state)}</td><td>{d.attempts}</td>'
+        f"<td>{text(d.last_error)}</td><td>{text(when(d.next_attempt_at))}</td>"
+        f"<td>{text(when(d.created_at))}</td><td>"
+        '<form method="post" action="/ui/alerts/replay" class="inline">'
+        f'{_csrf_field(csrf)}<input type="hidden" name="delivery" value="{text(d.delivery_id)}">'
+        '<button type="submit">Replay</button></form></td></tr>'
+        for d in deliveries
+    )
+    return (
+        '<table class="deliveries"><thead><tr><th>Alert</th><th>Status</th><th>State</th>'
+        "<th>Attempts</th><th>Last error</th><th>Next attempt</th><th>Created</th><th></th>"
+        f"</tr></thead><tbody>{rows or '<tr><td colspan=8 class=empty>None</td></tr>'}"
+        "</tbody></table>"
+    )
