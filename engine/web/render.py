@@ -278,11 +278,21 @@ def rule_table(records: list[AlertRecord]) -> str:
     )
 
 
+def _delivery_execution(delivery: DeliveryRecord) -> str:
+    """The status change a delivery announces, linked to its execution (none for a test)."""
+    if not delivery.execution_id:
+        return f"{text(delivery.status)} <small>(test)</small>"
+    return (
+        f'<a href="{text(execution_href(delivery.execution_id))}">'
+        f"{text(delivery.execution_id.rpartition(':')[2])}</a> {text(delivery.status)}"
+    )
+
+
 def delivery_table(deliveries: list[DeliveryRecord], csrf: str) -> str:
     """Failed deliveries (dead, or pending after a failed attempt), each with Replay."""
     rows = "".join(
         f'<tr data-delivery="{text(d.delivery_id)}" data-state="{text(d.state)}">'
-        f"<td>{text(d.alert)}</td><td>{text(d.status)}</td>"
+        f"<td>{text(d.alert)}</td><td>{_delivery_execution(d)}</td>"
         f'<td class="state">{text(d.state)}</td><td>{d.attempts}</td>'
         f"<td>{text(d.last_error)}</td><td>{text(when(d.next_attempt_at))}</td>"
         f"<td>{text(when(d.created_at))}</td><td>"
@@ -292,7 +302,7 @@ def delivery_table(deliveries: list[DeliveryRecord], csrf: str) -> str:
         for d in deliveries
     )
     return (
-        '<table class="deliveries"><thead><tr><th>Alert</th><th>Status</th><th>State</th>'
+        '<table class="deliveries"><thead><tr><th>Alert</th><th>Execution</th><th>State</th>'
         "<th>Attempts</th><th>Last error</th><th>Next attempt</th><th>Created</th><th></th>"
         f"</tr></thead><tbody>{rows or '<tr><td colspan=8 class=empty>None</td></tr>'}"
         "</tbody></table>"

@@ -150,7 +150,12 @@ def test_alerts_page_hides_secrets_and_replays_a_dead_delivery(
     page.goto(server.url + "/")
     page.click('nav a:text-is("Triggers and alerts")')
     dead = page.locator('table.deliveries tr[data-state="DEAD"]')
-    _wait(lambda: page.reload() and dead.count() == 1, "the dead delivery on the page")
+
+    def dead_shown() -> bool:
+        page.reload()
+        return bool(dead.count() == 1)
+
+    _wait(dead_shown, "the dead delivery on the page")
     main = page.inner_text("main")
     assert "inbound" in main and "webhook" in main and "ops" in main
     assert "http://127.0.0.1:" in main
