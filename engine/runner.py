@@ -36,6 +36,7 @@ from engine.states import FailStateError, run_state
 from engine.store import (
     Checkpoint,
     CommitResult,
+    ExecutionRecord,
     ExecutionStatus,
     Finish,
     LoadedExecution,
@@ -189,29 +190,7 @@ async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | N
     if record.redrive_count:
         journal.chain_floor = journal.event_id(keys.redriven(record.redrive_count))
 
-    async def checkpoint(
-        *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
-    ) -> None:
-        if not journal.dirty and finish is None and not release:
-            return
-        rows, events = journal.drain()
-        result = await runtime.committer.commit(
-            Checkpoint(
-                execution_id=execution_id,
-                journal=rows,
-                events=events,
-                finish=finish,
-                release=release,
-                release_due_at=due_at,
-                last_event_id=journal.last_event_id,
-            )
-        )
-        if result != CommitResult.OK:
-            raise commit_error(result, f"execution {execution_id}: at commit")
-        # Spans are a view of what is durable: only committed events become spans.
-        telemetry.on_commit(record, events, runtime.store.history)
-        if finish is not None and execution_id in runtime.finished:
-            runtime.finished[execution_id].set()
+    checkpoint = _checkpointer(runtime, journal, record)
 
     try:
         machine = runtime.machine(loaded.machine)
@@ -383,9 +362,31 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
     )
     record = loaded.record
 
+    checkpoint = _checkpointer(runtime, journal, record)
+
+    if strikes < POISON_STRIKES:
+        due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
+        await checkpoint(release=True, due_at=due)
+        return Activation(ExecutionStatus.RUNNING, due)
+    runtime.poison_strikes.pop(execution_id, None)
+    cause = unexpected(error).cause
+    end_key = keys.execution_end(record.redrive_count)
+    return await _finish_failed(runtime, journal, end_key, checkpoint, States.RUNTIME, cause)
+
+
+def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -> Checkpointer:
+    """The one way an activation commits what its journal recorded (lease-checked).
+
+    Nothing to write and nothing to finish or release: no commit at all.
+    Spans are a view of what is durable: only committed events become spans.
+    """
+    execution_id = record.execution_id
+
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
     ) -> None:
+        if not journal.dirty and finish is None and not release:
+            return
         rows, events = journal.drain()
         result = await runtime.committer.commit(
             Checkpoint(
@@ -404,14 +405,7 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
         if finish is not None and execution_id in runtime.finished:
             runtime.finished[execution_id].set()
 
-    if strikes < POISON_STRIKES:
-        due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
-        await checkpoint(release=True, due_at=due)
-        return Activation(ExecutionStatus.RUNNING, due)
-    runtime.poison_strikes.pop(execution_id, None)
-    cause = unexpected(error).cause
-    end_key = keys.execution_end(record.redrive_count)
-    return await _finish_failed(runtime, journal, end_key, checkpoint, States.RUNTIME, cause)
+    return checkpoint
 
 
 def _history_limit(journal: Journal) -> StatesError:
