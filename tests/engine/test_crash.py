@@ -127,4 +127,6 @@ def test_sqlite_workers_survive_sigkill(sqlite_url: str, tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 4])
 def test_postgres_workers_survive_sigkill(postgres_url: str, tmp_path: Path, workers: int) -> None:
-    _check(_run_with_kills(postgres_url, tmp_path, workers=workers, executions=30))
+    # 15 executions a worker: enough work that the kills land mid-execution
+    # and force takeovers even when four workers share it.
+    _check(_run_with_kills(postgres_url, tmp_path, workers=workers, executions=15 * workers))
