@@ -182,8 +182,19 @@ def test_alerts_page_hides_secrets_and_replays_a_dead_delivery(
 
 def test_trigger_now_and_replay_refuse_a_missing_csrf_token(server: Server, page: Any) -> None:
     _machine(server, "guarded-job")
+    # A rate schedule fires at once when created; starting it in 2099 leaves
+    # "Trigger now" as the only way a run could appear.
     stepwise(
-        server, "schedules", "create", "guarded", "--machine", "guarded-job", "--rate", "1 day"
+        server,
+        "schedules",
+        "create",
+        "guarded",
+        "--machine",
+        "guarded-job",
+        "--rate",
+        "1 day",
+        "--start-date",
+        "2099-01-01T00:00:00",
     )
     page.goto(server.url + "/ui/schedules")
     action = page.get_attribute('section[data-schedule="guarded"] form', "action")
