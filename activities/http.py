@@ -43,7 +43,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,7 +53,7 @@ from typing import Any
 from activities.netpolicy import HttpConnection, HttpPolicy, IPAddress
 from activities.registry import ActivityContext, ActivityError
 
-__all__ = ["HTTP_RESOURCE", "HttpObserver", "http_invoke", "observing"]
+__all__ = ["HTTP_RESOURCE", "HttpObserver", "http_invoke", "observing", "pinned_connection"]
 
 HTTP_RESOURCE = "arn:aws:states:::http:invoke"
 
@@ -273,24 +273,36 @@ def _connect(
     target: _Target, addresses: list[IPAddress], clock: _Clock
 ) -> http.client.HTTPConnection:
     """A connection to `target` that connects only to the checked `addresses`."""
+    return pinned_connection(target.scheme, target.host, target.port, addresses, clock.remaining)
+
+
+def pinned_connection(
+    scheme: str,
+    host: str,
+    port: int,
+    addresses: Sequence[IPAddress],
+    remaining: Callable[[], float],
+) -> http.client.HTTPConnection:
+    """An HTTP(S) connection to `host` whose socket goes only to the checked `addresses`.
+
+    No second DNS lookup happens, so a name that re-resolves between the
+    policy check and the connect (DNS rebinding) cannot move the request.
+    The host name is still what TLS verifies and what the Host header says.
+    `remaining` gives the seconds left for each connect attempt.
+    """
     connection: http.client.HTTPConnection
-    if target.scheme == "https":
+    if scheme == "https":
         connection = http.client.HTTPSConnection(
-            target.host,
-            target.port,
-            timeout=clock.remaining(),
-            context=ssl.create_default_context(),
+            host, port, timeout=remaining(), context=ssl.create_default_context()
         )
     else:
-        connection = http.client.HTTPConnection(target.host, target.port, timeout=clock.remaining())
+        connection = http.client.HTTPConnection(host, port, timeout=remaining())
 
     def pinned(_: Any, timeout: Any = None, source: Any = None) -> socket.socket:
-        # The host name is still what TLS verifies and what the Host header says;
-        # the socket goes only where the policy said yes.
         last: OSError | None = None
         for address in addresses:
             try:
-                return socket.create_connection((str(address), target.port), clock.remaining())
+                return socket.create_connection((str(address), port), remaining())
             except OSError as failure:
                 last = failure
         assert last is not None

@@ -45,7 +45,8 @@ from typing import Any
 
 import anyio
 
-from activities.netpolicy import HttpPolicy
+from activities.http import pinned_connection
+from activities.netpolicy import HttpPolicy, IPAddress
 from engine.clock import Clock
 from engine.lifecycle import Lifecycle, RunDb
 from engine.names import check_name
@@ -133,8 +134,12 @@ def _policy() -> HttpPolicy:
     return HttpPolicy(allow=("127.0.0.0/8", "::1/128", *[v for v in allowed if v]))
 
 
-def check_webhook_url(url: str, *, resolve: bool) -> tuple[str, str, int]:
-    """(scheme, host, port) of an allowed webhook URL; InvalidAlert saying why not."""
+def check_webhook_url(url: str, *, resolve: bool) -> _Webhook:
+    """An allowed webhook URL, split, with its checked addresses; InvalidAlert saying why not.
+
+    With `resolve`, every address the host resolves to is checked and kept:
+    the delivery connects to those addresses only (no second lookup).
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidAlert("a webhook must be an http:// or https:// URL with a host")
@@ -144,17 +149,21 @@ def check_webhook_url(url: str, *, resolve: bool) -> tuple[str, str, int]:
     refused = policy.refuse_host(host)
     if refused:
         raise InvalidAlert(f"webhook refused: {refused}")
-    addresses: list[str] = []
+    addresses: list[IPAddress] = []
     try:
-        addresses = [str(ipaddress.ip_address(host))]
+        addresses = [ipaddress.ip_address(host)]
     except ValueError:
         if resolve:
             try:
-                addresses = sorted({str(i[4][0]) for i in socket.getaddrinfo(host, port)})
-            except OSError as exc:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError) as exc:
                 raise InvalidAlert(f"webhook host {host} does not resolve: {exc}") from None
+            for info in infos:
+                address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+                if address not in addresses:
+                    addresses.append(address)
     for address in addresses:
-        refused = policy.refuse_address(host, ipaddress.ip_address(address))
+        refused = policy.refuse_address(host, address)
         if refused:
             raise InvalidAlert(
                 "webhook refused: "
@@ -163,12 +172,20 @@ def check_webhook_url(url: str, *, resolve: bool) -> tuple[str, str, int]:
                     "(STEPWISE_ALERTS_ALLOW)",
                 )
             )
-    return parts.scheme, host, port
+    return _Webhook(parts.scheme, host, port, tuple(addresses))
+
+
+@dataclass(frozen=True)
+class _Webhook:
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
 
 
 def _post(alert: AlertRecord, delivery: DeliveryRecord, body: bytes, now: datetime) -> int:
     """POST one signed delivery; returns the HTTP status (raises OSError on network failure)."""
-    scheme, host, port = check_webhook_url(alert.target, resolve=True)
+    webhook = check_webhook_url(alert.target, resolve=True)
     parts = urllib.parse.urlsplit(alert.target)
     path = parts.path or "/"
     if parts.query:
@@ -184,10 +201,9 @@ def _post(alert: AlertRecord, delivery: DeliveryRecord, body: bytes, now: dateti
     }
     if alert.secret:
         headers["webhook-signature"] = sign(alert.secret, message_id, timestamp, body)
-    connection_class = (
-        http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    connection = pinned_connection(
+        webhook.scheme, webhook.host, webhook.port, webhook.addresses, lambda: TIMEOUT_SECONDS
     )
-    connection = connection_class(host, port, timeout=TIMEOUT_SECONDS)
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -204,3 +205,44 @@ def test_a_redriven_execution_that_fails_again_is_announced_again(
             ]
 
     anyio.run(main)
+
+
+def test_a_delivery_connects_to_the_address_it_checked(
+    sqlite_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers the receiver's address once, then another one.
+
+    The deliverer resolves the webhook's host once, checks every address and
+    connects to the checked one; a second lookup (which would go to
+    127.0.0.2, where nothing listens) never happens.
+    """
+    receiver.failures = 0
+    port = receiver.server.server_address[1]
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1"])
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.example":
+            return real(next(answers, "127.0.0.2"), *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+
+    async def main() -> None:
+        async with Engine(sqlite_url) as engine:
+            assert engine.alert_deliverer is not None
+            engine.alert_deliverer.poll_seconds = 0.05
+            url = f"http://rebind.example:{port}/hook"
+            await engine.alerts.create("pinned", statuses=["FAILED"], webhook=url)
+            delivery = await engine.alerts.test("pinned")
+
+            async def settled() -> bool:
+                d = engine.store.get_delivery(delivery.delivery_id)
+                return d.state == DeliveryState.DELIVERED or d.attempts > 0
+
+            await until(settled, "the delivery was tried")
+            assert engine.store.get_delivery(delivery.delivery_id).state == DeliveryState.DELIVERED
+
+    anyio.run(main)
+    assert len(receiver.received) == 1
+    assert receiver.received[0][0]["host"] == f"rebind.example:{port}"
