@@ -55,6 +55,10 @@ _REDRIVABLE = frozenset(
 )
 
 
+# The "type" of a machine that was deleted: none of its executions can be redriven.
+DELETED = "DELETED"
+
+
 def redrive_status(
     record: ExecutionRecord,
     now: datetime,
@@ -63,6 +67,8 @@ def redrive_status(
     window: timedelta = REDRIVE_WINDOW,
 ) -> tuple[str, str | None]:
     """``("REDRIVABLE", None)`` or ``("NOT_REDRIVABLE", AWS's reason)`` for `record` at `now`."""
+    if machine_type == DELETED:
+        return "NOT_REDRIVABLE", "State machine is deleted; its executions cannot be redriven."
     if machine_type != "STANDARD":
         return "NOT_REDRIVABLE", "Execution is EXPRESS and cannot be redriven."
     if record.status not in _REDRIVABLE:
@@ -77,20 +83,23 @@ def redrive_status(
 
 
 def _machine_type(conn: Connection, record: ExecutionRecord) -> str:
-    kind = conn.execute(
-        sa.select(state_machine_versions.c.machine_type)
+    """The type of the machine version `record` runs, or DELETED once the machine is."""
+    row = conn.execute(
+        sa.select(state_machine_versions.c.machine_type, state_machines.c.deleted_at)
         .select_from(
-            state_machines.join(
+            state_machines.outerjoin(
                 state_machine_versions,
-                state_machines.c.id == state_machine_versions.c.machine_id,
+                sa.and_(
+                    state_machines.c.id == state_machine_versions.c.machine_id,
+                    state_machine_versions.c.version == record.version,
+                ),
             )
         )
-        .where(
-            state_machines.c.name == record.machine,
-            state_machine_versions.c.version == record.version,
-        )
-    ).scalar()
-    return str(kind or "STANDARD")
+        .where(state_machines.c.name == record.machine)
+    ).first()
+    if row is None or row.deleted_at is not None:
+        return DELETED
+    return str(row.machine_type or "STANDARD")
 
 
 class RedriveStore(StoreBase):

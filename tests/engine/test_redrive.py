@@ -150,6 +150,17 @@ def test_redrive_refusals_carry_aws_reasons(db_url: str) -> None:
         handlers.broken.add("load")
         failed = engine.wait_sync(engine.start_sync("Nightly", {}), timeout=60)
         assert engine.redrive_status_sync(failed) == ("REDRIVABLE", None)
+
+        # A deleted machine's executions are not redriven (nothing to run them under).
+        engine.create_state_machine_sync("Gone", json.dumps(CHAIN))
+        orphan = engine.wait_sync(engine.start_sync("Gone", {}), timeout=60)
+        assert orphan.status == ExecutionStatus.FAILED
+        engine.delete_state_machine_sync("Gone")
+        reason = "State machine is deleted; its executions cannot be redriven."
+        assert engine.redrive_status_sync(orphan) == ("NOT_REDRIVABLE", reason)
+        with pytest.raises(ExecutionNotRedrivable, match="State machine is deleted"):
+            engine.redrive_sync(orphan)
+        assert engine.describe_sync(orphan).status == ExecutionStatus.FAILED
     # Out of the redrive window: AWS's reason.
     with (
         Engine(db_url, worker=False, redrive_window=timedelta(0)) as engine,
