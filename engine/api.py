@@ -520,7 +520,9 @@ class Engine(TaskCallbacks):
         )
         return await self.test_state_request(request)
 
-    async def test_state_request(self, request: TestStateRequest) -> dict[str, Any]:
+    async def test_state_request(
+        self, request: TestStateRequest, *, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """`test_state` for a request as TestState's API spells it (JSON texts)."""
         handlers = Registry().merged(self.registry)
         if request.mocked:
@@ -528,7 +530,7 @@ class Engine(TaskCallbacks):
         with tempfile.TemporaryDirectory(prefix="stepwise-teststate-") as folder:
             url = f"sqlite:///{Path(folder) / 'teststate.db'}"
             async with Engine(url, registry=handlers, worker=False) as engine:
-                return await run_test_state(engine, request)
+                return await run_test_state(engine, request, timeout=timeout)
 
     # -- executions ----------------------------------------------------------
     async def start(

@@ -525,5 +525,29 @@ def test_test_state_runs_one_state(server: Server) -> None:
     assert json.loads(assigned["output"]) == {"seen": "hi"}
     with pytest.raises(client.exceptions.InvalidDefinition):
         client.test_state(definition='{"Type": "Bogus"}')
+    # A mock stands in for the Task's Resource: its result, or its error.
+    mocked = client.test_state(
+        definition=json.dumps({**task, "ResultPath": "$.r"}),
+        input='{"k": 1}',
+        mock={"result": '{"rows": 3}'},
+    )
+    assert (mocked["status"], json.loads(mocked["output"])) == (
+        "SUCCEEDED",
+        {"k": 1, "r": {"rows": 3}},
+    )
+    mocked_error = client.test_state(
+        definition=json.dumps(task),
+        mock={"errorOutput": {"error": "Mocked.Error", "cause": "as asked"}},
+    )
+    assert (mocked_error["status"], mocked_error["error"], mocked_error["cause"]) == (
+        "FAILED",
+        "Mocked.Error",
+        "as asked",
+    )
+    for bad_mock in ({}, {"result": "{}", "errorOutput": {"error": "E"}}):
+        with pytest.raises(client.exceptions.ValidationException):
+            client.test_state(definition=json.dumps(task), mock=bad_mock)
+    with pytest.raises(client.exceptions.ValidationException, match="secrets"):
+        client.test_state(definition=json.dumps(task), revealSecrets=True)
     listed = [m["name"] for m in client.list_state_machines(maxResults=1000)["stateMachines"]]
     assert not any(name.startswith("stepwise-teststate-") for name in listed)
