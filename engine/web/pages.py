@@ -44,6 +44,7 @@ from engine.web.render import (
     schedule_section,
     text,
     timeline_svg,
+    versions_section,
 )
 
 __all__ = ["EVENTS_PER_PAGE", "web_routes"]
@@ -328,6 +329,9 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
             for v in range(latest.version, 0, -1)
         )
         recent, _ = await engine.lifecycle.list_executions(machine=name, max_results=20)
+        published = versions_section(
+            name, await engine.list_versions(name), await engine.list_aliases(name)
+        )
         graph = machine_graph(shown.definition)
         for node in graph["nodes"]:
             node["outcome"] = "plain"
@@ -338,6 +342,7 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
             '<section><h2>Graph</h2><div class="graph" data-graph="machine-graph"></div>'
             f"{json_island('machine-graph', graph)}</section>"
             f"<section><h2>Definition</h2>{pretty(shown.definition)}</section>"
+            f"{published}"
             "<section><h2>Recent executions</h2><table><thead><tr><th>Name</th>"
             "<th>State machine</th><th>Status</th><th>Started</th><th>Stopped</th></tr></thead>"
             f"<tbody>{execution_rows(recent)}</tbody></table></section>"

@@ -22,6 +22,7 @@ from engine.store import Event, ExecutionRecord
 if TYPE_CHECKING:
     from engine.scheduling.service import ScheduleDescription
     from engine.store.outbox import AlertRecord, DeliveryRecord
+    from engine.store.versions import AliasRecord, PublishedVersion
 
 __all__ = [
     "STATIC",
@@ -37,6 +38,7 @@ __all__ = [
     "schedule_section",
     "text",
     "timeline_svg",
+    "versions_section",
 ]
 
 STATIC = "/ui/static"
@@ -200,6 +202,34 @@ def timeline_svg(bars: list[dict[str, Any]], start: datetime, end: datetime) -> 
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def versions_section(
+    machine: str, versions: list[PublishedVersion], aliases: list[AliasRecord]
+) -> str:
+    """A machine's published versions (each links to its revision) and its aliases' routes."""
+    base = f"/ui/machines/{text(quote(machine))}"
+    version_rows = "".join(
+        f'<tr data-version="{v.number}"><td>{v.number}</td>'
+        f'<td><a href="{base}?version={v.revision}">revision {v.revision}</a></td>'
+        f"<td>{text(v.description or '')}</td><td>{when(v.created_at)}</td></tr>"
+        for v in versions
+    )
+    alias_rows = "".join(
+        f'<tr data-alias="{text(a.name)}"><td>{text(a.name)}</td><td>'
+        + " · ".join(f"version {number}: {weight}%" for number, weight in a.routes)
+        + f"</td><td>{text(a.description or '')}</td><td>{when(a.updated_at)}</td></tr>"
+        for a in aliases
+    )
+    empty = '<tr><td colspan="4" class="empty">{}</td></tr>'
+    return (
+        '<section class="published"><h2>Published versions</h2><table><thead><tr>'
+        "<th>Version</th><th>Definition</th><th>Description</th><th>Published</th>"
+        f"</tr></thead><tbody>{version_rows or empty.format('none published')}</tbody></table>"
+        "<h2>Aliases</h2><table><thead><tr><th>Alias</th><th>Routes</th>"
+        "<th>Description</th><th>Updated</th></tr></thead>"
+        f"<tbody>{alias_rows or empty.format('none')}</tbody></table></section>"
+    )
 
 
 def query(**params: str | None) -> str:

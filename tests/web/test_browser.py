@@ -268,6 +268,34 @@ def test_state_machine_page_shows_definition_graph_and_recent_executions(
     )
     assert set(states) == set(EXPECTED)
     assert '"StartAt": "Fetch"' in page.inner_text("main")
+    assert "none published" in page.inner_text("section.published")
+
+
+def test_state_machine_page_shows_published_versions_and_alias_routes(
+    server: Server, page: Any
+) -> None:
+    client = server.client()
+    arn = _machine(server, "routed", WAITS)
+    first = client.publish_state_machine_version(stateMachineArn=arn, description="first")
+    client.update_state_machine(stateMachineArn=arn, definition=json.dumps(FAILS))
+    second = client.publish_state_machine_version(stateMachineArn=arn)
+    client.create_state_machine_alias(
+        name="live",
+        description="canary <b>10%</b>",
+        routingConfiguration=[
+            {"stateMachineVersionArn": first["stateMachineVersionArn"], "weight": 90},
+            {"stateMachineVersionArn": second["stateMachineVersionArn"], "weight": 10},
+        ],
+    )
+    page.goto(server.url + "/ui/machines/routed")
+    published = page.locator("section.published")
+    assert published.locator("tr[data-version]").count() == 2
+    routes = published.locator('tr[data-alias="live"]').inner_text()
+    assert "version 1: 90%" in routes and "version 2: 10%" in routes
+    assert "canary <b>10%</b>" in routes  # a description is text, never markup
+    published.locator('tr[data-version="1"] a').click()
+    page.wait_for_selector(".graph-svg g.node")
+    assert '"Seconds": 3600' in page.inner_text("main")
 
 
 def test_a_large_execution_opens_with_paged_events_and_folded_iterations(
