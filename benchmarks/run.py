@@ -25,7 +25,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,9 +40,18 @@ from benchmarks.workloads import (  # noqa: E402
     run_workload,
 )
 
-__all__ = ["Result", "format_ratio", "format_result", "main", "parse_result", "stepwise_version"]
+__all__ = [
+    "Result",
+    "format_peer_ratio",
+    "format_ratio",
+    "format_result",
+    "main",
+    "parse_result",
+    "stepwise_version",
+]
 
 CHILD_MARKER = "CHILD "
+LINE_KINDS = ("RESULT", "RATIO", "SERVER", "STARTUP")
 _databases = itertools.count(1)
 
 
@@ -62,6 +71,8 @@ class Result:
     execs_per_s_max: float
     wall_s: float
     peak_rss_mb: float
+    peer: str = "stepwise"
+    fsync: str = ""
 
 
 def stepwise_version() -> str:
@@ -82,19 +93,23 @@ def stepwise_version() -> str:
 def format_result(result: Result) -> str:
     """The RESULT line for `result`."""
     return (
-        f"RESULT peer=stepwise-{result.backend} version={result.version} "
+        f"RESULT peer={result.peer}-{result.backend} version={result.version} "
         f"workload={result.workload} runs={result.runs} execs={result.execs} "
         f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.2f} "
         f"steps_per_s={result.steps_per_s:.2f} "
         f"execs_per_s_spread={result.execs_per_s_min:.2f}..{result.execs_per_s_max:.2f} "
         f"wall_s={result.wall_s:.4g} peak_rss_mb={result.peak_rss_mb:.0f}"
+        + (f" fsync={result.fsync}" if result.fsync else "")
     )
 
 
 def parse_result(line: str) -> dict[str, str]:
-    """The key=value fields of a RESULT or RATIO line; raises ValueError on any other line."""
+    """The key=value fields of a RESULT, RATIO, SERVER or STARTUP line.
+
+    Raises ValueError on any other line.
+    """
     kind, _, rest = line.strip().partition(" ")
-    if kind not in ("RESULT", "RATIO"):
+    if kind not in LINE_KINDS:
         raise ValueError(f"not a RESULT or RATIO line: {line!r}")
     fields: dict[str, str] = {}
     for part in rest.split():
@@ -108,8 +123,10 @@ def parse_result(line: str) -> dict[str, str]:
 def format_ratio(result: Result, ceiling: Result) -> str:
     """The RATIO line: `result`'s steps/s over the ceiling's rows/s on the same backend."""
     ratio = result.steps_per_s / ceiling.steps_per_s if ceiling.steps_per_s else 0.0
+    peer = "" if result.peer == "stepwise" else f" peer={result.peer}"
     return (
-        f"RATIO workload={result.workload} backend={result.backend} steps_per_ceiling={ratio:.4f}"
+        f"RATIO workload={result.workload} backend={result.backend}{peer} "
+        f"steps_per_ceiling={ratio:.4f}"
     )
 
 
@@ -211,27 +228,36 @@ def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[
 
 @contextmanager
 def _server_url(args: argparse.Namespace) -> Iterator[str | None]:
-    """Where the children find their database: --db, or a throwaway PostgreSQL."""
+    """Where the children find their database: --db, or a durable throwaway PostgreSQL."""
     if args.backend == "sqlite" or args.db is not None:
         yield args.db
         return
-    from tests.engine.pg import start_server
+    from benchmarks import pgserver
 
-    server = start_server()
+    server = pgserver.start(fsync=not args.fsync_off)
     try:
         yield server.admin_url
     finally:
         server.stop()
 
 
+def format_peer_ratio(result: Result, peer: Result) -> str:
+    """The RATIO line of Stepwise over a peer on one workload, measured in one run."""
+    ratio = result.steps_per_s / peer.steps_per_s if peer.steps_per_s else 0.0
+    return (
+        f"RATIO workload={result.workload} backend={result.backend} "
+        f"stepwise_per_{peer.peer}={ratio:.3f}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "startup", "all"], default="all")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--db",
         help="sqlite: a file URL whose directory holds the per-run files; "
-        "postgres: a server URL allowed to CREATE DATABASE (default: a throwaway server)",
+        "postgres: a server URL allowed to CREATE DATABASE (default: a durable throwaway server)",
     )
     parser.add_argument(
         "--execs",
@@ -239,36 +265,114 @@ def _parser() -> argparse.ArgumentParser:
         help="executions per run (default: W1/W1c 200, W3 1000, ceiling 2000 rows; W2 is always 1)",
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run DBOS Transact and Restate on W1 and W2 (postgres only; their own venvs "
+        "under benchmarks/.peers, made on first use)",
+    )
+    parser.add_argument(
+        "--fsync-off",
+        action="store_true",
+        help="start the throwaway PostgreSQL with fsync off (every line then says fsync=off)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print RESULT lines, then RATIO lines when the ceiling ran.
+def _run_peers(
+    args: argparse.Namespace, db: str, results: dict[str, Result], fsync: str
+) -> list[Result]:
+    from benchmarks import peers
 
+    measured: list[Result] = []
+    for name, peer in peers.PEERS.items():
+        try:
+            peers.ensure(peer)
+        except peers.PeerUnavailable as exc:
+            print(f"SKIP peer={name}: {exc}", flush=True)
+            continue
+        for workload in peers.PEER_WORKLOADS:
+            if workload not in results:
+                continue
+            execs = 1 if workload == "W2" else results[workload].execs
+            report = peers.run_peer(peer, workload, execs, args.runs, db)
+            result = _summarize(workload, args.backend, str(report["version"]), report, args.runs)
+            if not peer.uses_postgres:
+                # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
+                result = replace(result, backend="rocksdb")
+            result = replace(result, peer=name, fsync=fsync if peer.uses_postgres else "")
+            print(format_result(result), flush=True)
+            measured.append(result)
+    return measured
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print SERVER, RESULT, STARTUP, then RATIO lines.
+
+    RATIO lines: each workload over the ceiling when the ceiling ran; with
+    `--peers`, Stepwise over each peer and each peer over the ceiling.
     Exits non-zero (SystemExit) when a workload fails or returns a wrong output.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.runs < 1 or (args.execs is not None and args.execs < 1):
         raise SystemExit("--runs and --execs must be at least 1")
+    if args.peers and args.backend != "postgres":
+        parser.error("--peers runs on PostgreSQL: add --backend postgres")
     if args.child:
         return _child(args)
-    workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    if args.workload == "all":
+        workloads = list(WORKLOADS)
+    elif args.workload == "startup":
+        workloads = []
+    else:
+        workloads = [args.workload]
+    if args.peers:
+        # A peer's figure is read beside Stepwise's and the ceiling's, measured in this run.
+        workloads = [w for w in WORKLOADS if w in {*workloads, "W1", "W2", "ceiling"}]
     version = stepwise_version()
     results: dict[str, Result] = {}
+    peer_results: list[Result] = []
+    fsync = ""
     with _server_url(args) as db:
+        if args.backend == "postgres" and db is not None:
+            from benchmarks import pgserver
+
+            values = pgserver.settings(db)
+            fsync = values["fsync"]
+            print(pgserver.format_server(values), flush=True)
         for workload in workloads:
             report = _run_child(workload, args, db)
             result = _summarize(workload, args.backend, version, report, args.runs)
             if result.steps_per_exec != STEPS_PER_EXEC[workload]:
                 raise SystemExit(f"{workload}: {result.steps_per_exec} steps per execution")
+            result = replace(result, fsync=fsync)
             results[workload] = result
             print(format_result(result), flush=True)
+        if args.peers and db is not None:
+            peer_results = _run_peers(args, db, results, fsync)
+    if args.workload in ("all", "startup"):
+        # A small process of its own measures them: see benchmarks/startup.py.
+        startup = [sys.executable, str(REPO / "benchmarks" / "startup.py")]
+        done = subprocess.run(
+            [*startup, "--runs", str(max(args.runs, 3))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"start-up figures failed: {done.stderr[-2000:]}")
+        print(done.stdout, end="", flush=True)
     ceiling = results.get("ceiling")
     if ceiling is not None:
         for workload, result in results.items():
             if workload != "ceiling":
                 print(format_ratio(result, ceiling), flush=True)
+    for peer in peer_results:
+        print(format_peer_ratio(results[peer.workload], peer), flush=True)
+        if ceiling is not None:
+            print(format_ratio(peer, ceiling), flush=True)
     return 0
 
 

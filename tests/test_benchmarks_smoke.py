@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import Result, format_ratio, format_result, parse_result
+from benchmarks.run import Result, format_peer_ratio, format_ratio, format_result, parse_result
+from benchmarks.scaling import Point, format_point, parse_workers
+from benchmarks.startup import Startup, format_startup
 from benchmarks.workloads import (
     MAP_ITEMS,
     WorkloadFailed,
@@ -48,7 +50,21 @@ def _bench(*args: str) -> list[str]:
 def _check_output(lines: list[str], backend: str, execs: int) -> None:
     results = [parse_result(line) for line in lines if line.startswith("RESULT ")]
     ratios = [parse_result(line) for line in lines if line.startswith("RATIO ")]
-    assert len(lines) == len(results) + len(ratios), lines
+    servers = [parse_result(line) for line in lines if line.startswith("SERVER ")]
+    startups = [parse_result(line) for line in lines if line.startswith("STARTUP ")]
+    assert len(lines) == len(results) + len(ratios) + len(servers) + len(startups), lines
+    if backend == "postgres":
+        # The figures say which durability they were measured with.
+        assert len(servers) == 1 and servers[0]["fsync"] in ("on", "off")
+        assert {r["fsync"] for r in results} == {servers[0]["fsync"]}
+    else:
+        assert servers == []
+    # `--workload all` also times whole `stepwise` commands.
+    assert [s["command"] for s in startups] == ["help", "run-hello"]
+    for startup in startups:
+        assert int(startup["runs"]) == 3
+        assert float(startup["wall_s"]) > 0
+        assert 5 < int(startup["peak_rss_mb"]) < 4096
     assert [r["workload"] for r in results] == ["W1", "W1c", "W2", "W3", "ceiling"]
     for fields in results:
         workload = fields["workload"]
@@ -93,11 +109,41 @@ def test_every_workload_on_postgres(postgres_server: pg.PostgresServer) -> None:
     _check_output(lines, "postgres", 3)
 
 
-def test_postgres_without_db_starts_its_own_server() -> None:
+def test_postgres_without_db_starts_its_own_durable_server() -> None:
     lines = _bench("--workload", "ceiling", "--backend", "postgres", "--execs", "5", "--runs", "2")
-    assert len(lines) == 1
-    fields = parse_result(lines[0])
+    assert len(lines) == 2
+    server = parse_result(lines[0])
+    # PostgreSQL's own durability defaults: a commit waits for its WAL flush.
+    assert lines[0].startswith("SERVER ")
+    assert (server["fsync"], server["synchronous_commit"], server["full_page_writes"]) == (
+        "on",
+        "on",
+        "on",
+    )
+    fields = parse_result(lines[1])
     assert (fields["workload"], fields["runs"], fields["execs"]) == ("ceiling", "2", "5")
+    assert fields["fsync"] == "on"
+
+
+def test_fsync_off_is_labelled_on_every_line() -> None:
+    lines = _bench(
+        "--workload", "ceiling", "--backend", "postgres", "--execs", "5", "--runs", "1",
+        "--fsync-off",
+    )  # fmt: skip
+    assert parse_result(lines[0])["fsync"] == "off"
+    assert parse_result(lines[0])["synchronous_commit"] == "off"
+    assert parse_result(lines[1])["fsync"] == "off"
+
+
+def test_peers_need_postgres() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--peers", "--backend", "sqlite"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--peers runs on PostgreSQL" in done.stderr
 
 
 def test_one_workload_prints_no_ratio(tmp_path: Path) -> None:
@@ -133,6 +179,17 @@ def test_result_line_round_trips() -> None:
     assert (
         format_ratio(result, ceiling) == "RATIO workload=W1 backend=sqlite steps_per_ceiling=0.2500"
     )
+    dbos = Result(
+        "postgres", "3.4.0", "W1", 3, 200, 10, 10.0, 100.0, 9.0, 11.0, 20.0, 66, "dbos", "on"
+    )
+    assert format_result(dbos).startswith("RESULT peer=dbos-postgres version=3.4.0 workload=W1")
+    assert parse_result(format_result(dbos))["fsync"] == "on"
+    assert format_peer_ratio(result, dbos) == (
+        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000"
+    )
+    assert format_ratio(dbos, ceiling) == (
+        "RATIO workload=W1 backend=postgres peer=dbos steps_per_ceiling=0.1250"
+    )
     with pytest.raises(ValueError, match="not a RESULT"):
         parse_result("hello world")
     with pytest.raises(ValueError, match="malformed field"):
@@ -156,3 +213,23 @@ def test_a_wrong_answer_fails_the_workload(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(workloads, "increment", lambda value: {"v": value["v"] + 2})
     with pytest.raises(WorkloadFailed, match=r"returned \{'v': 20\}, expected \{'v': 10\}"):
         run_workload("W1", f"sqlite:///{tmp_path / 'b.db'}", 1)
+
+
+def test_startup_and_scaling_lines_parse() -> None:
+    line = format_startup(Startup("help", 5, 0.1234, 0.1, 0.2, 19.4))
+    assert line == (
+        "STARTUP command=help runs=5 wall_s=0.123 wall_s_spread=0.100..0.200 peak_rss_mb=19"
+    )
+    assert parse_result(line)["wall_s"] == "0.123"
+    point = Point(2, 600, steps=4800, window_s=4.0, worker_cpu_s=3.0, pg_cpu_s=1.0)
+    point.machine_busy, point.commits = 0.95, 800
+    point.waits = {"CPU:running": 1.5, "IO:WALSync": 0.25}
+    scaling = format_point(point, baseline=800.0)
+    assert scaling == (
+        "SCALING workers=2 execs=600 steps=4800 window_s=4.000 steps_per_s=1200.0 vs_first=1.50 "
+        "worker_cpu_pct=75 pg_cpu_pct=25 machine_cpu_pct=95 commits_per_s=200 "
+        "steps_per_commit=6.00 waits=CPU:running:1.50,IO:WALSync:0.25"
+    )
+    assert parse_workers("1,2,4") == [1, 2, 4]
+    with pytest.raises(ValueError, match="positive integers"):
+        parse_workers("0,2")
