@@ -27,12 +27,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     # `python benchmarks/run.py` puts benchmarks/ on the path, not the repository.
     sys.path.insert(0, str(REPO))
 
+from benchmarks.peers import PEER_WORKLOADS  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     DEFAULT_EXECS,
     STEPS_PER_EXEC,
@@ -198,7 +200,9 @@ def _summarize(
     )
 
 
-def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[str, object]:
+def _run_child(
+    workload: str, args: argparse.Namespace, db: str | None, runs: int | None = None
+) -> dict[str, object]:
     execs = args.execs if args.execs is not None else DEFAULT_EXECS[workload]
     if workload == "W2":
         execs = 1  # W2 is one Map execution by definition
@@ -213,7 +217,7 @@ def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[
         "--execs",
         str(execs),
         "--runs",
-        str(args.runs),
+        str(runs or args.runs),
     ]
     if db is not None:
         argv += ["--db", db]
@@ -241,12 +245,18 @@ def _server_url(args: argparse.Namespace) -> Iterator[str | None]:
         server.stop()
 
 
-def format_peer_ratio(result: Result, peer: Result) -> str:
-    """The RATIO line of Stepwise over a peer on one workload, measured in one run."""
-    ratio = result.steps_per_s / peer.steps_per_s if peer.steps_per_s else 0.0
+def format_peer_ratio(result: Result, peer: Result, pairs: Sequence[float]) -> str:
+    """The RATIO line of Stepwise over a peer on one workload, measured in one run.
+
+    `pairs` are Stepwise's steps/s over the peer's in each pair of runs made
+    back to back (A B A B …); the line gives their median and spread, so a
+    machine whose speed drifts during the run moves both sides of a pair.
+    """
+    ratio = statistics.median(pairs) if pairs else 0.0
+    spread = f"{min(pairs):.3f}..{max(pairs):.3f}" if pairs else "0..0"
     return (
         f"RATIO workload={result.workload} backend={result.backend} "
-        f"stepwise_per_{peer.peer}={ratio:.3f}"
+        f"stepwise_per_{peer.peer}={ratio:.3f} pairs={len(pairs)} pair_spread={spread}"
     )
 
 
@@ -280,31 +290,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_peers(
-    args: argparse.Namespace, db: str, results: dict[str, Result], fsync: str
-) -> list[Result]:
+@dataclass
+class _Paired:
+    """Stepwise's and each peer's runs of one workload, made in turn."""
+
+    stepwise: list[dict[str, object]]
+    peers: dict[str, list[dict[str, object]]]
+
+
+def _available_peers() -> list[tuple[str, Any]]:
     from benchmarks import peers
 
-    measured: list[Result] = []
+    available = []
     for name, peer in peers.PEERS.items():
         try:
             peers.ensure(peer)
         except peers.PeerUnavailable as exc:
             print(f"SKIP peer={name}: {exc}", flush=True)
             continue
-        for workload in peers.PEER_WORKLOADS:
-            if workload not in results:
-                continue
-            execs = 1 if workload == "W2" else results[workload].execs
-            report = peers.run_peer(peer, workload, execs, args.runs, db)
-            result = _summarize(workload, args.backend, str(report["version"]), report, args.runs)
-            if not peer.uses_postgres:
-                # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
-                result = replace(result, backend="rocksdb")
-            result = replace(result, peer=name, fsync=fsync if peer.uses_postgres else "")
-            print(format_result(result), flush=True)
-            measured.append(result)
-    return measured
+        available.append((name, peer))
+    return available
+
+
+def _run_paired(
+    workload: str, args: argparse.Namespace, db: str, available: list[tuple[str, Any]]
+) -> _Paired:
+    """Run `workload` for Stepwise and each peer in turn, one run each, `args.runs` times."""
+    from benchmarks import peers
+
+    execs = 1 if workload == "W2" else (args.execs or DEFAULT_EXECS[workload])
+    paired = _Paired([], {name: [] for name, _ in available})
+    for _ in range(args.runs):
+        paired.stepwise.append(_run_child(workload, args, db, runs=1))
+        for name, peer in available:
+            paired.peers[name].append(peers.run_peer(peer, workload, execs, 1, db))
+    return paired
+
+
+def _merge(reports: list[dict[str, object]]) -> dict[str, object]:
+    walls = [float(w) for r in reports for w in r["walls"]]  # type: ignore[attr-defined]
+    peak = max(float(r["peak_rss_mb"]) for r in reports)  # type: ignore[arg-type]
+    return {**reports[-1], "walls": walls, "peak_rss_mb": peak}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workloads = [w for w in WORKLOADS if w in {*workloads, "W1", "W2", "ceiling"}]
     version = stepwise_version()
     results: dict[str, Result] = {}
-    peer_results: list[Result] = []
+    peer_results: list[tuple[Result, list[float]]] = []
     fsync = ""
     with _server_url(args) as db:
         if args.backend == "postgres" and db is not None:
@@ -342,16 +368,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             values = pgserver.settings(db)
             fsync = values["fsync"]
             print(pgserver.format_server(values), flush=True)
+        available = _available_peers() if args.peers else []
         for workload in workloads:
-            report = _run_child(workload, args, db)
+            paired = None
+            if available and db is not None and workload in PEER_WORKLOADS:
+                paired = _run_paired(workload, args, db, available)
+                report = _merge(paired.stepwise)
+            else:
+                report = _run_child(workload, args, db)
             result = _summarize(workload, args.backend, version, report, args.runs)
             if result.steps_per_exec != STEPS_PER_EXEC[workload]:
                 raise SystemExit(f"{workload}: {result.steps_per_exec} steps per execution")
             result = replace(result, fsync=fsync)
             results[workload] = result
             print(format_result(result), flush=True)
-        if args.peers and db is not None:
-            peer_results = _run_peers(args, db, results, fsync)
+            if paired is None:
+                continue
+            for name, peer in available:
+                peer_report = _merge(paired.peers[name])
+                version_of_peer = str(peer_report["version"])
+                measured = _summarize(
+                    workload, args.backend, version_of_peer, peer_report, args.runs
+                )
+                # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
+                backend = args.backend if peer.uses_postgres else "rocksdb"
+                measured = replace(
+                    measured, peer=name, backend=backend, fsync=fsync if peer.uses_postgres else ""
+                )
+                print(format_result(measured), flush=True)
+                pairs = [
+                    float(theirs["walls"][0]) / float(ours["walls"][0])  # type: ignore[index]
+                    for ours, theirs in zip(paired.stepwise, paired.peers[name], strict=True)
+                ]
+                peer_results.append((measured, pairs))
     if args.workload in ("all", "startup"):
         # A small process of its own measures them: see benchmarks/startup.py.
         startup = [sys.executable, str(REPO / "benchmarks" / "startup.py")]
@@ -369,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workload, result in results.items():
             if workload != "ceiling":
                 print(format_ratio(result, ceiling), flush=True)
-    for peer in peer_results:
-        print(format_peer_ratio(results[peer.workload], peer), flush=True)
+    for peer, pairs in peer_results:
+        print(format_peer_ratio(results[peer.workload], peer, pairs), flush=True)
         if ceiling is not None:
             print(format_ratio(peer, ceiling), flush=True)
     return 0

@@ -184,8 +184,10 @@ def test_result_line_round_trips() -> None:
     )
     assert format_result(dbos).startswith("RESULT peer=dbos-postgres version=3.4.0 workload=W1")
     assert parse_result(format_result(dbos))["fsync"] == "on"
-    assert format_peer_ratio(result, dbos) == (
-        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000"
+    # Stepwise over the peer: the median of the back-to-back pairs, and their spread.
+    assert format_peer_ratio(result, dbos, [2.5, 1.5, 2.0]) == (
+        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000 pairs=3 "
+        "pair_spread=1.500..2.500"
     )
     assert format_ratio(dbos, ceiling) == (
         "RATIO workload=W1 backend=postgres peer=dbos steps_per_ceiling=0.1250"
