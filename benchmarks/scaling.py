@@ -1,7 +1,7 @@
 """Worker scaling on one PostgreSQL: throughput for 1, 2, 4 … worker processes, and what saturates.
 
 ``python benchmarks/scaling.py [--workers 1,2,4] [--execs 600] [--concurrency 64]
-[--db ADMIN_URL] [--fsync-off]``. For each worker count N, on a fresh
+[--rounds R] [--db ADMIN_URL] [--fsync-off]``. For each worker count N, on a fresh
 database: start `--execs` executions of W1c's machine (10 sequential
 Tasks) with no worker running (not timed), then launch N `stepwise worker`
 subprocesses and poll until every execution has ended. The figures cover
@@ -12,8 +12,11 @@ server processes used in it (percent of one core; the machine's total in
 percent of all its cores), commits/s on the database (pg_stat_database,
 less this script's own polls), and what the database's active sessions
 were waiting on (pg_stat_activity sampled at each poll: the mean number of
-sessions per wait event, `CPU:running` when not waiting). One `SCALING`
-line per N, then the raw INSERT+COMMIT ceiling measured on the same server
+sessions per wait event, `CPU:running` when not waiting,
+`IdleInTransaction:ClientRead` for a session holding a transaction open
+while it waits for its worker's next statement). One `SCALING` line per N
+and round (with `--rounds R`, the counts are repeated R times and a
+`SCALING_MEDIAN` line per N follows), then the raw INSERT+COMMIT ceiling measured on the same server
 in the same run. Without `--db` it starts a durable server (fsync on;
 `benchmarks/pgserver.py`).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -95,12 +99,16 @@ def format_point(point: Point, baseline: float | None) -> str:
     )
 
 
-def _cpu_s(pid: int) -> float:
+def _cpu_s(pid: int, reaped: bool = False) -> float:
+    """CPU seconds `pid` used; with `reaped`, also its children that exited and were waited for."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    used = int(fields[11]) + int(fields[12])
+    if reaped:
+        used += int(fields[13]) + int(fields[14])
+    return used / TICKS
 
 
 def _children(parent: int) -> list[int]:
@@ -154,7 +162,9 @@ class _Probe:
         ).fetchone()
         pg = 0.0
         if self.postmaster is not None:
-            pg = _cpu_s(self.postmaster) + sum(_cpu_s(p) for p in _children(self.postmaster))
+            # Live server processes, plus backends that already exited (reaped by the postmaster).
+            pg = _cpu_s(self.postmaster, reaped=True)
+            pg += sum(_cpu_s(p) for p in _children(self.postmaster))
         return _Snapshot(
             time.perf_counter(),
             sum(_cpu_s(pid) for pid in self.workers),
@@ -166,7 +176,8 @@ class _Probe:
 
     def sample_waits(self) -> None:
         rows = self.admin.execute(
-            "SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, 'running'), "
+            "SELECT CASE WHEN state = 'idle in transaction' THEN 'IdleInTransaction' "
+            "ELSE coalesce(wait_event_type, 'CPU') END || ':' || coalesce(wait_event, 'running'), "
             "count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
             "AND state IN ('active', 'idle in transaction') GROUP BY 1",
             (self.database,),
@@ -291,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--execs", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the worker counts; medians at the end"
+    )
     parser.add_argument("--db", help="a PostgreSQL admin URL (default: a durable server)")
     parser.add_argument("--fsync-off", action="store_true", help="the started server without fsync")
     args = parser.parse_args(argv)
@@ -303,10 +317,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _server(args) as server:
         print(pgserver.format_server(pgserver.settings(server.admin_url)), flush=True)
         baseline = None
-        for workers in counts:
-            point = _measure(server, workers, args.execs, args.concurrency)
-            print(format_point(point, baseline), flush=True)
-            baseline = baseline or point.steps_per_s
+        rates: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(max(1, args.rounds)):
+            for workers in counts:
+                point = _measure(server, workers, args.execs, args.concurrency)
+                print(format_point(point, baseline), flush=True)
+                baseline = baseline or point.steps_per_s
+                rates[workers].append(point.steps_per_s)
+        if args.rounds > 1:
+            first = statistics.median(rates[counts[0]])
+            for workers, values in rates.items():
+                median = statistics.median(values)
+                print(
+                    f"SCALING_MEDIAN workers={workers} rounds={len(values)} "
+                    f"steps_per_s={median:.1f} vs_first={median / first if first else 0:.2f} "
+                    f"spread={min(values):.1f}..{max(values):.1f}",
+                    flush=True,
+                )
         name = f"stepwise_scaling_ceiling_{os.getpid()}"
         url = server.create_database(name)
         try:
