@@ -10,7 +10,8 @@ ended to the moment 90% have — so worker start-up and the tail do not
 count: steps/s over that window, the CPU the workers and the PostgreSQL
 server processes used in it (percent of one core; the machine's total in
 percent of all its cores), commits/s on the database (pg_stat_database,
-less this script's own polls), and what the database's active sessions
+less this script's own polls), new database sessions (connections) per
+second, and what the database's active sessions
 were waiting on (pg_stat_activity sampled at each poll: the mean number of
 sessions per wait event, `CPU:running` when not waiting,
 `IdleInTransaction:ClientRead` for a session holding a transaction open
@@ -66,6 +67,7 @@ class Point:
     pg_cpu_s: float = 0.0
     machine_busy: float = 0.0
     commits: int = 0
+    sessions: int = 0
     waits: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -95,6 +97,7 @@ def format_point(point: Point, baseline: float | None) -> str:
         f"machine_cpu_pct={100 * point.machine_busy:.0f} "
         f"commits_per_s={commits_per_s:.0f} "
         f"steps_per_commit={point.steps / point.commits if point.commits else 0:.2f} "
+        f"new_sessions_per_s={point.sessions / window:.1f} "
         f"waits={waits or 'none'}"
     )
 
@@ -137,6 +140,7 @@ class _Snapshot:
     pg: float
     machine: tuple[float, float]
     commits: int
+    sessions: int
     own_queries: int
 
 
@@ -158,7 +162,8 @@ class _Probe:
 
     def snapshot(self, own_queries: int) -> _Snapshot:
         row = self.admin.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.database,)
+            "SELECT xact_commit, sessions FROM pg_stat_database WHERE datname = %s",
+            (self.database,),
         ).fetchone()
         pg = 0.0
         if self.postmaster is not None:
@@ -171,6 +176,7 @@ class _Probe:
             pg,
             _machine(),
             int(row[0]) if row else 0,
+            int(row[1]) if row else 0,
             own_queries,
         )
 
@@ -277,6 +283,7 @@ def _measure(server: PostgresServer, workers: int, execs: int, concurrency: int)
         point.commits = max(
             0, last.commits - first.commits - (last.own_queries - first.own_queries)
         )
+        point.sessions = last.sessions - first.sessions
         samples = max(1, probe.samples)
         point.waits = {k: v / samples for k, v in probe.waits.most_common()}
         return point

@@ -186,8 +186,7 @@ def test_result_line_round_trips() -> None:
     assert parse_result(format_result(dbos))["fsync"] == "on"
     # Stepwise over the peer: the median of the back-to-back pairs, and their spread.
     assert format_peer_ratio(result, dbos, [2.5, 1.5, 2.0]) == (
-        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000 pairs=3 "
-        "pair_spread=1.500..2.500"
+        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000 pairs=3 pair_spread=1.500..2.500"
     )
     assert format_ratio(dbos, ceiling) == (
         "RATIO workload=W1 backend=postgres peer=dbos steps_per_ceiling=0.1250"
@@ -230,7 +229,7 @@ def test_startup_and_scaling_lines_parse() -> None:
     assert scaling == (
         "SCALING workers=2 execs=600 steps=4800 window_s=4.000 steps_per_s=1200.0 vs_first=1.50 "
         "worker_cpu_pct=75 pg_cpu_pct=25 machine_cpu_pct=95 commits_per_s=200 "
-        "steps_per_commit=6.00 waits=CPU:running:1.50,IO:WALSync:0.25"
+        "steps_per_commit=6.00 new_sessions_per_s=0.0 waits=CPU:running:1.50,IO:WALSync:0.25"
     )
     assert parse_workers("1,2,4") == [1, 2, 4]
     with pytest.raises(ValueError, match="positive integers"):
