@@ -6,7 +6,9 @@ and `stepwise run examples/hello.json` (its handlers from
 `examples.hello_activities`, a fresh SQLite file in a temporary directory
 each time). Wall time is measured around the whole process; peak RSS is
 the kernel's own accounting of the finished process (`wait4`'s
-`ru_maxrss`). Figures are the median, minimum and maximum over the runs.
+`ru_maxrss`), and so is its CPU time (user + system: on a shared machine
+the wall waits for a core, the CPU time much less). Figures are the
+median, minimum and maximum over the runs.
 Run as a script (`python benchmarks/startup.py [--runs N]`, which is what
 `run.py` does) it prints one STARTUP line per command: a process forked
 from a large parent would carry the parent's resident pages into the
@@ -41,6 +43,7 @@ class Startup:
     wall_s_min: float
     wall_s_max: float
     peak_rss_mb: float
+    cpu_s_median: float = 0.0
 
 
 def _argv(command: str, directory: Path) -> list[str]:
@@ -54,7 +57,7 @@ def _argv(command: str, directory: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _once(command: str) -> tuple[float, float]:
+def _once(command: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory(prefix="stepwise-startup-") as directory:
         argv = _argv(command, Path(directory))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -68,7 +71,7 @@ def _once(command: str) -> tuple[float, float]:
         stderr = process.stderr.read() if process.stderr else b""
         if process.returncode != 0:
             raise SystemExit(f"stepwise {command} exited {process.returncode}: {stderr[-1000:]!r}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def measure(command: str, runs: int = 5) -> Startup:
@@ -77,8 +80,16 @@ def measure(command: str, runs: int = 5) -> Startup:
     Raises SystemExit when the command fails.
     """
     _once(command)
-    walls, peaks = zip(*(_once(command) for _ in range(runs)), strict=True)
-    return Startup(command, runs, statistics.median(walls), min(walls), max(walls), max(peaks))
+    walls, peaks, cpus = zip(*(_once(command) for _ in range(runs)), strict=True)
+    return Startup(
+        command,
+        runs,
+        statistics.median(walls),
+        min(walls),
+        max(walls),
+        max(peaks),
+        statistics.median(cpus),
+    )
 
 
 def format_startup(startup: Startup) -> str:
@@ -86,7 +97,8 @@ def format_startup(startup: Startup) -> str:
     return (
         f"STARTUP command={startup.command} runs={startup.runs} "
         f"wall_s={startup.wall_s_median:.3f} wall_s_spread={startup.wall_s_min:.3f}.."
-        f"{startup.wall_s_max:.3f} peak_rss_mb={startup.peak_rss_mb:.0f}"
+        f"{startup.wall_s_max:.3f} cpu_s={startup.cpu_s_median:.3f} "
+        f"peak_rss_mb={startup.peak_rss_mb:.0f}"
     )
 
 

@@ -64,6 +64,7 @@ def _check_output(lines: list[str], backend: str, execs: int) -> None:
     for startup in startups:
         assert int(startup["runs"]) == 3
         assert float(startup["wall_s"]) > 0
+        assert float(startup["cpu_s"]) > 0
         assert 5 < int(startup["peak_rss_mb"]) < 4096
     assert [r["workload"] for r in results] == ["W1", "W1c", "W2", "W3", "ceiling"]
     for fields in results:
@@ -217,9 +218,10 @@ def test_a_wrong_answer_fails_the_workload(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_startup_and_scaling_lines_parse() -> None:
-    line = format_startup(Startup("help", 5, 0.1234, 0.1, 0.2, 19.4))
+    line = format_startup(Startup("help", 5, 0.1234, 0.1, 0.2, 19.4, 0.0871))
     assert line == (
-        "STARTUP command=help runs=5 wall_s=0.123 wall_s_spread=0.100..0.200 peak_rss_mb=19"
+        "STARTUP command=help runs=5 wall_s=0.123 wall_s_spread=0.100..0.200 cpu_s=0.087 "
+        "peak_rss_mb=19"
     )
     assert parse_result(line)["wall_s"] == "0.123"
     point = Point(2, 600, steps=4800, window_s=4.0, worker_cpu_s=3.0, pg_cpu_s=1.0)
