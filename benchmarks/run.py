@@ -1,14 +1,20 @@
 """The benchmark command: runs workloads in fresh subprocesses and prints RESULT/RATIO lines.
 
-``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|all --backend
-sqlite|postgres [--db URL] [--execs N] [--runs R]``. Each workload runs in
-its own subprocess (so its peak RSS is its own), each run of it on a fresh
-database: a new temporary SQLite file, or a new PostgreSQL database created
-on the server `--db` names (an admin URL allowed to CREATE DATABASE) or, with
-no `--db`, on a throwaway server started for the benchmark and stopped after
-it. The parent prints one RESULT line per workload with medians over the
-runs, then, when the ceiling ran too, one RATIO line per workload: its
-steps/s divided by the ceiling's INSERT+COMMITs/s on the same database.
+``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|startup|all
+--backend sqlite|postgres [--db URL] [--execs N] [--runs R] [--peers]
+[--fsync-off]``. Each workload runs in its own subprocess (so its peak RSS
+is its own), each run of it on a fresh database: a new temporary SQLite
+file, or a new PostgreSQL database created on the server `--db` names (an
+admin URL allowed to CREATE DATABASE) or, with no `--db`, on a durable
+throwaway server (fsync on; `benchmarks/pgserver.py`) started for the
+benchmark and stopped after it. On PostgreSQL a SERVER line first says what
+the server runs with. The parent prints one RESULT line per workload with
+medians over the runs; with `--peers`, W1 and W2 run in turn with DBOS
+Transact and Restate (`benchmarks/peers.py`), one run each, and each
+peer's RESULT line follows Stepwise's. `all` and `startup` add STARTUP
+lines (`benchmarks/startup.py`). Then RATIO lines: each workload's steps/s
+over the ceiling's INSERT+COMMITs/s on the same database, and Stepwise over
+each peer as the median of the back-to-back pairs.
 """
 
 from __future__ import annotations
@@ -27,14 +33,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     # `python benchmarks/run.py` puts benchmarks/ on the path, not the repository.
     sys.path.insert(0, str(REPO))
 
-from benchmarks.peers import PEER_WORKLOADS  # noqa: E402
+from benchmarks.peers import (  # noqa: E402
+    PEER_WORKLOADS,
+    PEERS,
+    Peer,
+    PeerUnavailable,
+    ensure,
+    run_peer,
+)
 from benchmarks.workloads import (  # noqa: E402
     DEFAULT_EXECS,
     STEPS_PER_EXEC,
@@ -298,33 +310,50 @@ class _Paired:
     peers: dict[str, list[dict[str, object]]]
 
 
-def _available_peers() -> list[tuple[str, Any]]:
-    from benchmarks import peers
-
+def _available_peers() -> list[Peer]:
+    """The peers whose environments exist or could be made; a SKIP line for each other."""
     available = []
-    for name, peer in peers.PEERS.items():
+    for name, peer in PEERS.items():
         try:
-            peers.ensure(peer)
-        except peers.PeerUnavailable as exc:
+            ensure(peer)
+        except PeerUnavailable as exc:
             print(f"SKIP peer={name}: {exc}", flush=True)
             continue
-        available.append((name, peer))
+        available.append(peer)
     return available
 
 
-def _run_paired(
-    workload: str, args: argparse.Namespace, db: str, available: list[tuple[str, Any]]
-) -> _Paired:
+def _run_paired(workload: str, args: argparse.Namespace, db: str, available: list[Peer]) -> _Paired:
     """Run `workload` for Stepwise and each peer in turn, one run each, `args.runs` times."""
-    from benchmarks import peers
-
     execs = 1 if workload == "W2" else (args.execs or DEFAULT_EXECS[workload])
-    paired = _Paired([], {name: [] for name, _ in available})
+    paired = _Paired([], {peer.name: [] for peer in available})
     for _ in range(args.runs):
         paired.stepwise.append(_run_child(workload, args, db, runs=1))
-        for name, peer in available:
-            paired.peers[name].append(peers.run_peer(peer, workload, execs, 1, db))
+        for peer in available:
+            paired.peers[peer.name].append(run_peer(peer, workload, execs, 1, db))
     return paired
+
+
+def _peer_results(
+    workload: str, args: argparse.Namespace, paired: _Paired, available: list[Peer], fsync: str
+) -> list[tuple[Result, list[float]]]:
+    """Print each peer's RESULT line for `workload`; return it with its pair ratios."""
+    measured: list[tuple[Result, list[float]]] = []
+    for peer in available:
+        report = _merge(paired.peers[peer.name])
+        result = _summarize(workload, args.backend, str(report["version"]), report, args.runs)
+        # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
+        backend = args.backend if peer.uses_postgres else "rocksdb"
+        result = replace(
+            result, peer=peer.name, backend=backend, fsync=fsync if peer.uses_postgres else ""
+        )
+        print(format_result(result), flush=True)
+        pairs = [
+            float(theirs["walls"][0]) / float(ours["walls"][0])  # type: ignore[index]
+            for ours, theirs in zip(paired.stepwise, paired.peers[peer.name], strict=True)
+        ]
+        measured.append((result, pairs))
+    return measured
 
 
 def _merge(reports: list[dict[str, object]]) -> dict[str, object]:
@@ -382,25 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = replace(result, fsync=fsync)
             results[workload] = result
             print(format_result(result), flush=True)
-            if paired is None:
-                continue
-            for name, peer in available:
-                peer_report = _merge(paired.peers[name])
-                version_of_peer = str(peer_report["version"])
-                measured = _summarize(
-                    workload, args.backend, version_of_peer, peer_report, args.runs
-                )
-                # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
-                backend = args.backend if peer.uses_postgres else "rocksdb"
-                measured = replace(
-                    measured, peer=name, backend=backend, fsync=fsync if peer.uses_postgres else ""
-                )
-                print(format_result(measured), flush=True)
-                pairs = [
-                    float(theirs["walls"][0]) / float(ours["walls"][0])  # type: ignore[index]
-                    for ours, theirs in zip(paired.stepwise, paired.peers[name], strict=True)
-                ]
-                peer_results.append((measured, pairs))
+            if paired is not None:
+                peer_results += _peer_results(workload, args, paired, available, fsync)
     if args.workload in ("all", "startup"):
         # A small process of its own measures them: see benchmarks/startup.py.
         startup = [sys.executable, str(REPO / "benchmarks" / "startup.py")]
