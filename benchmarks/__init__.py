@@ -6,7 +6,8 @@
 `benchmarks.peers` (with `peer_dbos.py` and `peer_restate.py`, which run in
 the peers' own virtual environments) measures DBOS Transact and Restate;
 `benchmarks.startup` times whole `stepwise` commands; `benchmarks.scaling`
-runs N worker processes on one PostgreSQL (`docs/SCALING.md`).
+runs N worker processes on one PostgreSQL (`docs/SCALING.md`);
+`benchmarks.table` runs what the README's table needs and prints the table.
 """
 
 __all__: list[str] = []

@@ -16,6 +16,7 @@ import pytest
 from benchmarks.run import Result, format_peer_ratio, format_ratio, format_result, parse_result
 from benchmarks.scaling import Point, format_point, parse_workers
 from benchmarks.startup import Startup, format_startup
+from benchmarks.table import parse_line, render
 from benchmarks.workloads import (
     MAP_ITEMS,
     WorkloadFailed,
@@ -236,3 +237,48 @@ def test_startup_and_scaling_lines_parse() -> None:
     assert parse_workers("1,2,4") == [1, 2, 4]
     with pytest.raises(ValueError, match="positive integers"):
         parse_workers("0,2")
+
+
+def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
+    lines = [
+        "SERVER backend=postgres server_version=15.18 fsync=on synchronous_commit=on "
+        "full_page_writes=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=W1 runs=3 execs=200 "
+        "steps_per_exec=10 execs_per_s=30 steps_per_s=300 execs_per_s_spread=29..31 wall_s=6.6 "
+        "peak_rss_mb=66 fsync=on",
+        "RESULT peer=dbos-postgres version=3.4.0 workload=W1 runs=3 execs=200 steps_per_exec=10 "
+        "execs_per_s=10 steps_per_s=100 execs_per_s_spread=9..11 wall_s=20 peak_rss_mb=67 fsync=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=W2 runs=3 execs=1 "
+        "steps_per_exec=100 execs_per_s=20 steps_per_s=2000 execs_per_s_spread=19..21 "
+        "wall_s=0.05 peak_rss_mb=66 fsync=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=ceiling runs=3 execs=2000 "
+        "steps_per_exec=1 execs_per_s=1000 steps_per_s=1000 execs_per_s_spread=900..1100 "
+        "wall_s=2 peak_rss_mb=60 fsync=on",
+        "RESULT peer=stepwise-sqlite version=0.1.0 workload=W3 runs=3 execs=1000 "
+        "steps_per_exec=20 execs_per_s=100 steps_per_s=2000 execs_per_s_spread=99..101 "
+        "wall_s=10 peak_rss_mb=70",
+        "RESULT peer=stepwise-sqlite version=0.1.0 workload=ceiling runs=3 execs=2000 "
+        "steps_per_exec=1 execs_per_s=40000 steps_per_s=40000 execs_per_s_spread=1..2 "
+        "wall_s=0.05 peak_rss_mb=60",
+        "STARTUP command=help runs=3 wall_s=0.120 wall_s_spread=0.1..0.2 cpu_s=0.080 "
+        "peak_rss_mb=19",
+        "RATIO workload=W1 backend=postgres stepwise_per_dbos=3.000 pairs=3 "
+        "pair_spread=2.500..3.500",
+        "SCALING_MEDIAN workers=1 rounds=2 steps_per_s=900.0 vs_first=1.00 spread=1..2",
+        "SCALING_MEDIAN workers=4 rounds=2 steps_per_s=1800.0 vs_first=2.00 spread=1..2",
+        "SKIP peer=restate: npm is not installed",
+    ]
+    table = render(lines)
+    rows = {row.split(" | ")[0]: row for row in table.splitlines()}
+    assert (
+        "| 300 | 100 | — | 3.00× (2.500..3.500) | — | 0.30, 0.10, — |"
+        in rows["| W1: 200 × 10 sequential Tasks, steps/s"]
+    )
+    assert "| 50 ms |" in rows["| W2: one Map of 100 Tasks, wall"]
+    assert (
+        "0.050 of SQLite's 40,000" in rows["| W3: 1,000 × 20 Pass/Choice on SQLite, transitions/s"]
+    )
+    assert "0.12 s (CPU 0.08 s), 19 MB" in rows["| `stepwise --help`, wall"]
+    assert "900 / 1,800 (× 1.00 / 2.00)" in rows["| workers on one PostgreSQL: 1 / 4, steps/s"]
+    assert "(fsync=on)" in table
+    assert parse_line("hello world") is None
