@@ -16,10 +16,10 @@ were waiting on (pg_stat_activity sampled at each poll: the mean number of
 sessions per wait event, `CPU:running` when not waiting,
 `IdleInTransaction:ClientRead` for a session holding a transaction open
 while it waits for its worker's next statement). One `SCALING` line per N
-and round (with `--rounds R`, the counts are repeated R times and a
-`SCALING_MEDIAN` line per N follows), then the raw INSERT+COMMIT ceiling measured on the same server
-in the same run. Without `--db` it starts a durable server (fsync on;
-`benchmarks/pgserver.py`).
+and round (with `--rounds R`, the counts are repeated R times), a
+`SCALING_MEDIAN` line per N over the rounds, then the raw INSERT+COMMIT
+ceiling measured on the same server in the same run. Without `--db` it
+starts a durable server (fsync on; `benchmarks/pgserver.py`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from tests.engine.pg import PostgresServer  # noqa: E402
 __all__ = ["Point", "format_point", "main", "parse_workers"]
 
 TICKS = os.sysconf("SC_CLK_TCK")
-POLL_S = 0.1
+POLL_S = 0.05
+MIN_WINDOW_POLLS = 3
 
 
 @dataclass
@@ -233,7 +234,7 @@ def _measure(server: PostgresServer, workers: int, execs: int, concurrency: int)
         probe = _Probe(server.admin_url, name, [p.pid for p in procs])
         low, high = max(1, execs // 10), execs - execs // 10
         first = last = None
-        polls = 0
+        polls = first_done = first_poll = 0
         deadline = time.monotonic() + 600
         try:
             while time.monotonic() < deadline:
@@ -247,8 +248,13 @@ def _measure(server: PostgresServer, workers: int, execs: int, concurrency: int)
                     probe.sample_waits()
                 if first is None and done >= low:
                     first = probe.snapshot(polls)
-                    first_done = done
+                    first_done, first_poll = done, polls
                 if first is not None and last is None and done >= high:
+                    if polls - first_poll < MIN_WINDOW_POLLS:
+                        raise SystemExit(
+                            f"{workers} workers ran the steady window in under "
+                            f"{MIN_WINDOW_POLLS} polls: too short to measure, raise --execs"
+                        )
                     last = probe.snapshot(polls)
                     point.steps = (done - first_done) * TASK_CHAIN_LENGTH
                 if done >= execs:
@@ -331,16 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(format_point(point, baseline), flush=True)
                 baseline = baseline or point.steps_per_s
                 rates[workers].append(point.steps_per_s)
-        if args.rounds > 1:
-            first = statistics.median(rates[counts[0]])
-            for workers, values in rates.items():
-                median = statistics.median(values)
-                print(
-                    f"SCALING_MEDIAN workers={workers} rounds={len(values)} "
-                    f"steps_per_s={median:.1f} vs_first={median / first if first else 0:.2f} "
-                    f"spread={min(values):.1f}..{max(values):.1f}",
-                    flush=True,
-                )
+        first = statistics.median(rates[counts[0]])
+        for workers, values in rates.items():
+            median = statistics.median(values)
+            print(
+                f"SCALING_MEDIAN workers={workers} rounds={len(values)} "
+                f"steps_per_s={median:.1f} vs_first={median / first if first else 0:.2f} "
+                f"spread={min(values):.1f}..{max(values):.1f}",
+                flush=True,
+            )
         name = f"stepwise_scaling_ceiling_{os.getpid()}"
         url = server.create_database(name)
         try:

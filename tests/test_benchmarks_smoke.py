@@ -282,3 +282,26 @@ def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
     assert "900 / 1,800 (× 1.00 / 2.00)" in rows["| workers on one PostgreSQL: 1 / 4, steps/s"]
     assert "(fsync=on)" in table
     assert parse_line("hello world") is None
+
+
+def test_scaling_runs_worker_processes_against_one_postgres(
+    postgres_server: pg.PostgresServer,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "scaling.py"), "--db",
+         postgres_server.admin_url, "--workers", "1,2", "--execs", "300"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("SERVER backend=postgres ")
+    points = [parse_line(line) for line in lines if line.startswith("SCALING ")]
+    assert [p[1]["workers"] for p in points if p] == ["1", "2"]
+    for point in points:
+        assert point is not None
+        # Every execution ended (the script checks each succeeded); the window saw steps.
+        assert point[1]["execs"] == "300"
+        assert int(point[1]["steps"]) > 0
+    medians = [parse_line(line) for line in lines if line.startswith("SCALING_MEDIAN ")]
+    assert [m[1]["workers"] for m in medians if m] == ["1", "2"]
+    assert lines[-1].startswith("CEILING commits_per_s=")
