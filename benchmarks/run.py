@@ -1,14 +1,20 @@
 """The benchmark command: runs workloads in fresh subprocesses and prints RESULT/RATIO lines.
 
-``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|all --backend
-sqlite|postgres [--db URL] [--execs N] [--runs R]``. Each workload runs in
-its own subprocess (so its peak RSS is its own), each run of it on a fresh
-database: a new temporary SQLite file, or a new PostgreSQL database created
-on the server `--db` names (an admin URL allowed to CREATE DATABASE) or, with
-no `--db`, on a throwaway server started for the benchmark and stopped after
-it. The parent prints one RESULT line per workload with medians over the
-runs, then, when the ceiling ran too, one RATIO line per workload: its
-steps/s divided by the ceiling's INSERT+COMMITs/s on the same database.
+``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|startup|all
+--backend sqlite|postgres [--db URL] [--execs N] [--runs R] [--peers]
+[--fsync-off]``. Each workload runs in its own subprocess (so its peak RSS
+is its own), each run of it on a fresh database: a new temporary SQLite
+file, or a new PostgreSQL database created on the server `--db` names (an
+admin URL allowed to CREATE DATABASE) or, with no `--db`, on a durable
+throwaway server (fsync on; `benchmarks/pgserver.py`) started for the
+benchmark and stopped after it. On PostgreSQL a SERVER line first says what
+the server runs with. The parent prints one RESULT line per workload with
+medians over the runs; with `--peers`, W1 and W2 run in turn with DBOS
+Transact and Restate (`benchmarks/peers.py`), one run each, and each
+peer's RESULT line follows Stepwise's. `all` and `startup` add STARTUP
+lines (`benchmarks/startup.py`). Then RATIO lines: each workload's steps/s
+over the ceiling's INSERT+COMMITs/s on the same database, and Stepwise over
+each peer as the median of the back-to-back pairs.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +39,14 @@ if str(REPO) not in sys.path:
     # `python benchmarks/run.py` puts benchmarks/ on the path, not the repository.
     sys.path.insert(0, str(REPO))
 
+from benchmarks.peers import (  # noqa: E402
+    PEER_WORKLOADS,
+    PEERS,
+    Peer,
+    PeerUnavailable,
+    ensure,
+    run_peer,
+)
 from benchmarks.workloads import (  # noqa: E402
     DEFAULT_EXECS,
     STEPS_PER_EXEC,
@@ -40,9 +54,18 @@ from benchmarks.workloads import (  # noqa: E402
     run_workload,
 )
 
-__all__ = ["Result", "format_ratio", "format_result", "main", "parse_result", "stepwise_version"]
+__all__ = [
+    "Result",
+    "format_peer_ratio",
+    "format_ratio",
+    "format_result",
+    "main",
+    "parse_result",
+    "stepwise_version",
+]
 
 CHILD_MARKER = "CHILD "
+LINE_KINDS = ("RESULT", "RATIO", "SERVER", "STARTUP")
 _databases = itertools.count(1)
 
 
@@ -62,6 +85,8 @@ class Result:
     execs_per_s_max: float
     wall_s: float
     peak_rss_mb: float
+    peer: str = "stepwise"
+    fsync: str = ""
 
 
 def stepwise_version() -> str:
@@ -82,19 +107,23 @@ def stepwise_version() -> str:
 def format_result(result: Result) -> str:
     """The RESULT line for `result`."""
     return (
-        f"RESULT peer=stepwise-{result.backend} version={result.version} "
+        f"RESULT peer={result.peer}-{result.backend} version={result.version} "
         f"workload={result.workload} runs={result.runs} execs={result.execs} "
         f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.2f} "
         f"steps_per_s={result.steps_per_s:.2f} "
         f"execs_per_s_spread={result.execs_per_s_min:.2f}..{result.execs_per_s_max:.2f} "
         f"wall_s={result.wall_s:.4g} peak_rss_mb={result.peak_rss_mb:.0f}"
+        + (f" fsync={result.fsync}" if result.fsync else "")
     )
 
 
 def parse_result(line: str) -> dict[str, str]:
-    """The key=value fields of a RESULT or RATIO line; raises ValueError on any other line."""
+    """The key=value fields of a RESULT, RATIO, SERVER or STARTUP line.
+
+    Raises ValueError on any other line.
+    """
     kind, _, rest = line.strip().partition(" ")
-    if kind not in ("RESULT", "RATIO"):
+    if kind not in LINE_KINDS:
         raise ValueError(f"not a RESULT or RATIO line: {line!r}")
     fields: dict[str, str] = {}
     for part in rest.split():
@@ -108,8 +137,10 @@ def parse_result(line: str) -> dict[str, str]:
 def format_ratio(result: Result, ceiling: Result) -> str:
     """The RATIO line: `result`'s steps/s over the ceiling's rows/s on the same backend."""
     ratio = result.steps_per_s / ceiling.steps_per_s if ceiling.steps_per_s else 0.0
+    peer = "" if result.peer == "stepwise" else f" peer={result.peer}"
     return (
-        f"RATIO workload={result.workload} backend={result.backend} steps_per_ceiling={ratio:.4f}"
+        f"RATIO workload={result.workload} backend={result.backend}{peer} "
+        f"steps_per_ceiling={ratio:.4f}"
     )
 
 
@@ -181,7 +212,9 @@ def _summarize(
     )
 
 
-def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[str, object]:
+def _run_child(
+    workload: str, args: argparse.Namespace, db: str | None, runs: int | None = None
+) -> dict[str, object]:
     execs = args.execs if args.execs is not None else DEFAULT_EXECS[workload]
     if workload == "W2":
         execs = 1  # W2 is one Map execution by definition
@@ -196,7 +229,7 @@ def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[
         "--execs",
         str(execs),
         "--runs",
-        str(args.runs),
+        str(runs or args.runs),
     ]
     if db is not None:
         argv += ["--db", db]
@@ -211,27 +244,42 @@ def _run_child(workload: str, args: argparse.Namespace, db: str | None) -> dict[
 
 @contextmanager
 def _server_url(args: argparse.Namespace) -> Iterator[str | None]:
-    """Where the children find their database: --db, or a throwaway PostgreSQL."""
+    """Where the children find their database: --db, or a durable throwaway PostgreSQL."""
     if args.backend == "sqlite" or args.db is not None:
         yield args.db
         return
-    from tests.engine.pg import start_server
+    from benchmarks import pgserver
 
-    server = start_server()
+    server = pgserver.start(fsync=not args.fsync_off)
     try:
         yield server.admin_url
     finally:
         server.stop()
 
 
+def format_peer_ratio(result: Result, peer: Result, pairs: Sequence[float]) -> str:
+    """The RATIO line of Stepwise over a peer on one workload, measured in one run.
+
+    `pairs` are Stepwise's steps/s over the peer's in each pair of runs made
+    back to back (A B A B …); the line gives their median and spread, so a
+    machine whose speed drifts during the run moves both sides of a pair.
+    """
+    ratio = statistics.median(pairs) if pairs else 0.0
+    spread = f"{min(pairs):.3f}..{max(pairs):.3f}" if pairs else "0..0"
+    return (
+        f"RATIO workload={result.workload} backend={result.backend} "
+        f"stepwise_per_{peer.peer}={ratio:.3f} pairs={len(pairs)} pair_spread={spread}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "startup", "all"], default="all")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--db",
         help="sqlite: a file URL whose directory holds the per-run files; "
-        "postgres: a server URL allowed to CREATE DATABASE (default: a throwaway server)",
+        "postgres: a server URL allowed to CREATE DATABASE (default: a durable throwaway server)",
     )
     parser.add_argument(
         "--execs",
@@ -239,36 +287,153 @@ def _parser() -> argparse.ArgumentParser:
         help="executions per run (default: W1/W1c 200, W3 1000, ceiling 2000 rows; W2 is always 1)",
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run DBOS Transact and Restate on W1 and W2 (postgres only; their own venvs "
+        "under benchmarks/.peers, made on first use)",
+    )
+    parser.add_argument(
+        "--fsync-off",
+        action="store_true",
+        help="start the throwaway PostgreSQL with fsync off (every line then says fsync=off)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print RESULT lines, then RATIO lines when the ceiling ran.
+@dataclass
+class _Paired:
+    """Stepwise's and each peer's runs of one workload, made in turn."""
 
+    stepwise: list[dict[str, object]]
+    peers: dict[str, list[dict[str, object]]]
+
+
+def _available_peers() -> list[Peer]:
+    """The peers whose environments exist or could be made; a SKIP line for each other."""
+    available = []
+    for name, peer in PEERS.items():
+        try:
+            ensure(peer)
+        except PeerUnavailable as exc:
+            print(f"SKIP peer={name}: {exc}", flush=True)
+            continue
+        available.append(peer)
+    return available
+
+
+def _run_paired(workload: str, args: argparse.Namespace, db: str, available: list[Peer]) -> _Paired:
+    """Run `workload` for Stepwise and each peer in turn, one run each, `args.runs` times."""
+    execs = 1 if workload == "W2" else (args.execs or DEFAULT_EXECS[workload])
+    paired = _Paired([], {peer.name: [] for peer in available})
+    for _ in range(args.runs):
+        paired.stepwise.append(_run_child(workload, args, db, runs=1))
+        for peer in available:
+            paired.peers[peer.name].append(run_peer(peer, workload, execs, 1, db))
+    return paired
+
+
+def _peer_results(
+    workload: str, args: argparse.Namespace, paired: _Paired, available: list[Peer], fsync: str
+) -> list[tuple[Result, list[float]]]:
+    """Print each peer's RESULT line for `workload`; return it with its pair ratios."""
+    measured: list[tuple[Result, list[float]]] = []
+    for peer in available:
+        report = _merge(paired.peers[peer.name])
+        result = _summarize(workload, args.backend, str(report["version"]), report, args.runs)
+        # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
+        backend = args.backend if peer.uses_postgres else "rocksdb"
+        result = replace(
+            result, peer=peer.name, backend=backend, fsync=fsync if peer.uses_postgres else ""
+        )
+        print(format_result(result), flush=True)
+        pairs = [
+            float(theirs["walls"][0]) / float(ours["walls"][0])  # type: ignore[index]
+            for ours, theirs in zip(paired.stepwise, paired.peers[peer.name], strict=True)
+        ]
+        measured.append((result, pairs))
+    return measured
+
+
+def _merge(reports: list[dict[str, object]]) -> dict[str, object]:
+    walls = [float(w) for r in reports for w in r["walls"]]  # type: ignore[attr-defined]
+    peak = max(float(r["peak_rss_mb"]) for r in reports)  # type: ignore[arg-type]
+    return {**reports[-1], "walls": walls, "peak_rss_mb": peak}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print SERVER, RESULT, STARTUP, then RATIO lines.
+
+    RATIO lines: each workload over the ceiling when the ceiling ran; with
+    `--peers`, Stepwise over each peer and each peer over the ceiling.
     Exits non-zero (SystemExit) when a workload fails or returns a wrong output.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.runs < 1 or (args.execs is not None and args.execs < 1):
         raise SystemExit("--runs and --execs must be at least 1")
+    if args.peers and args.backend != "postgres":
+        parser.error("--peers runs on PostgreSQL: add --backend postgres")
     if args.child:
         return _child(args)
-    workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    if args.workload == "all":
+        workloads = list(WORKLOADS)
+    elif args.workload == "startup":
+        workloads = []
+    else:
+        workloads = [args.workload]
+    if args.peers:
+        # A peer's figure is read beside Stepwise's and the ceiling's, measured in this run.
+        workloads = [w for w in WORKLOADS if w in {*workloads, "W1", "W2", "ceiling"}]
     version = stepwise_version()
     results: dict[str, Result] = {}
+    peer_results: list[tuple[Result, list[float]]] = []
+    fsync = ""
     with _server_url(args) as db:
+        if args.backend == "postgres" and db is not None:
+            from benchmarks import pgserver
+
+            values = pgserver.settings(db)
+            fsync = values["fsync"]
+            print(pgserver.format_server(values), flush=True)
+        available = _available_peers() if args.peers else []
         for workload in workloads:
-            report = _run_child(workload, args, db)
+            paired = None
+            if available and db is not None and workload in PEER_WORKLOADS:
+                paired = _run_paired(workload, args, db, available)
+                report = _merge(paired.stepwise)
+            else:
+                report = _run_child(workload, args, db)
             result = _summarize(workload, args.backend, version, report, args.runs)
             if result.steps_per_exec != STEPS_PER_EXEC[workload]:
                 raise SystemExit(f"{workload}: {result.steps_per_exec} steps per execution")
+            result = replace(result, fsync=fsync)
             results[workload] = result
             print(format_result(result), flush=True)
+            if paired is not None:
+                peer_results += _peer_results(workload, args, paired, available, fsync)
+    if args.workload in ("all", "startup"):
+        # A small process of its own measures them: see benchmarks/startup.py.
+        startup = [sys.executable, str(REPO / "benchmarks" / "startup.py")]
+        done = subprocess.run(
+            [*startup, "--runs", str(max(args.runs, 3))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"start-up figures failed: {done.stderr[-2000:]}")
+        print(done.stdout, end="", flush=True)
     ceiling = results.get("ceiling")
     if ceiling is not None:
         for workload, result in results.items():
             if workload != "ceiling":
                 print(format_ratio(result, ceiling), flush=True)
+    for peer, pairs in peer_results:
+        print(format_peer_ratio(results[peer.workload], peer, pairs), flush=True)
+        if ceiling is not None:
+            print(format_ratio(peer, ceiling), flush=True)
     return 0
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import Result, format_ratio, format_result, parse_result
+from benchmarks.run import Result, format_peer_ratio, format_ratio, format_result, parse_result
+from benchmarks.scaling import Point, format_point, parse_workers
+from benchmarks.startup import Startup, format_startup
+from benchmarks.table import parse_line, render
 from benchmarks.workloads import (
     MAP_ITEMS,
     WorkloadFailed,
@@ -48,7 +51,22 @@ def _bench(*args: str) -> list[str]:
 def _check_output(lines: list[str], backend: str, execs: int) -> None:
     results = [parse_result(line) for line in lines if line.startswith("RESULT ")]
     ratios = [parse_result(line) for line in lines if line.startswith("RATIO ")]
-    assert len(lines) == len(results) + len(ratios), lines
+    servers = [parse_result(line) for line in lines if line.startswith("SERVER ")]
+    startups = [parse_result(line) for line in lines if line.startswith("STARTUP ")]
+    assert len(lines) == len(results) + len(ratios) + len(servers) + len(startups), lines
+    if backend == "postgres":
+        # The figures say which durability they were measured with.
+        assert len(servers) == 1 and servers[0]["fsync"] in ("on", "off")
+        assert {r["fsync"] for r in results} == {servers[0]["fsync"]}
+    else:
+        assert servers == []
+    # `--workload all` also times whole `stepwise` commands.
+    assert [s["command"] for s in startups] == ["help", "run-hello"]
+    for startup in startups:
+        assert int(startup["runs"]) == 3
+        assert float(startup["wall_s"]) > 0
+        assert float(startup["cpu_s"]) > 0
+        assert 5 < int(startup["peak_rss_mb"]) < 4096
     assert [r["workload"] for r in results] == ["W1", "W1c", "W2", "W3", "ceiling"]
     for fields in results:
         workload = fields["workload"]
@@ -93,11 +111,41 @@ def test_every_workload_on_postgres(postgres_server: pg.PostgresServer) -> None:
     _check_output(lines, "postgres", 3)
 
 
-def test_postgres_without_db_starts_its_own_server() -> None:
+def test_postgres_without_db_starts_its_own_durable_server() -> None:
     lines = _bench("--workload", "ceiling", "--backend", "postgres", "--execs", "5", "--runs", "2")
-    assert len(lines) == 1
-    fields = parse_result(lines[0])
+    assert len(lines) == 2
+    server = parse_result(lines[0])
+    # PostgreSQL's own durability defaults: a commit waits for its WAL flush.
+    assert lines[0].startswith("SERVER ")
+    assert (server["fsync"], server["synchronous_commit"], server["full_page_writes"]) == (
+        "on",
+        "on",
+        "on",
+    )
+    fields = parse_result(lines[1])
     assert (fields["workload"], fields["runs"], fields["execs"]) == ("ceiling", "2", "5")
+    assert fields["fsync"] == "on"
+
+
+def test_fsync_off_is_labelled_on_every_line() -> None:
+    lines = _bench(
+        "--workload", "ceiling", "--backend", "postgres", "--execs", "5", "--runs", "1",
+        "--fsync-off",
+    )  # fmt: skip
+    assert parse_result(lines[0])["fsync"] == "off"
+    assert parse_result(lines[0])["synchronous_commit"] == "off"
+    assert parse_result(lines[1])["fsync"] == "off"
+
+
+def test_peers_need_postgres() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--peers", "--backend", "sqlite"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--peers runs on PostgreSQL" in done.stderr
 
 
 def test_one_workload_prints_no_ratio(tmp_path: Path) -> None:
@@ -133,6 +181,18 @@ def test_result_line_round_trips() -> None:
     assert (
         format_ratio(result, ceiling) == "RATIO workload=W1 backend=sqlite steps_per_ceiling=0.2500"
     )
+    dbos = Result(
+        "postgres", "3.4.0", "W1", 3, 200, 10, 10.0, 100.0, 9.0, 11.0, 20.0, 66, "dbos", "on"
+    )
+    assert format_result(dbos).startswith("RESULT peer=dbos-postgres version=3.4.0 workload=W1")
+    assert parse_result(format_result(dbos))["fsync"] == "on"
+    # Stepwise over the peer: the median of the back-to-back pairs, and their spread.
+    assert format_peer_ratio(result, dbos, [2.5, 1.5, 2.0]) == (
+        "RATIO workload=W1 backend=sqlite stepwise_per_dbos=2.000 pairs=3 pair_spread=1.500..2.500"
+    )
+    assert format_ratio(dbos, ceiling) == (
+        "RATIO workload=W1 backend=postgres peer=dbos steps_per_ceiling=0.1250"
+    )
     with pytest.raises(ValueError, match="not a RESULT"):
         parse_result("hello world")
     with pytest.raises(ValueError, match="malformed field"):
@@ -156,3 +216,92 @@ def test_a_wrong_answer_fails_the_workload(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(workloads, "increment", lambda value: {"v": value["v"] + 2})
     with pytest.raises(WorkloadFailed, match=r"returned \{'v': 20\}, expected \{'v': 10\}"):
         run_workload("W1", f"sqlite:///{tmp_path / 'b.db'}", 1)
+
+
+def test_startup_and_scaling_lines_parse() -> None:
+    line = format_startup(Startup("help", 5, 0.1234, 0.1, 0.2, 19.4, 0.0871))
+    assert line == (
+        "STARTUP command=help runs=5 wall_s=0.123 wall_s_spread=0.100..0.200 cpu_s=0.087 "
+        "peak_rss_mb=19"
+    )
+    assert parse_result(line)["wall_s"] == "0.123"
+    point = Point(2, 600, steps=4800, window_s=4.0, worker_cpu_s=3.0, pg_cpu_s=1.0)
+    point.machine_busy, point.commits = 0.95, 800
+    point.waits = {"CPU:running": 1.5, "IO:WALSync": 0.25}
+    scaling = format_point(point, baseline=800.0)
+    assert scaling == (
+        "SCALING workers=2 execs=600 steps=4800 window_s=4.000 steps_per_s=1200.0 vs_first=1.50 "
+        "worker_cpu_pct=75 pg_cpu_pct=25 machine_cpu_pct=95 commits_per_s=200 "
+        "steps_per_commit=6.00 new_sessions_per_s=0.0 waits=CPU:running:1.50,IO:WALSync:0.25"
+    )
+    assert parse_workers("1,2,4") == [1, 2, 4]
+    with pytest.raises(ValueError, match="positive integers"):
+        parse_workers("0,2")
+
+
+def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
+    lines = [
+        "SERVER backend=postgres server_version=15.18 fsync=on synchronous_commit=on "
+        "full_page_writes=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=W1 runs=3 execs=200 "
+        "steps_per_exec=10 execs_per_s=30 steps_per_s=300 execs_per_s_spread=29..31 wall_s=6.6 "
+        "peak_rss_mb=66 fsync=on",
+        "RESULT peer=dbos-postgres version=3.4.0 workload=W1 runs=3 execs=200 steps_per_exec=10 "
+        "execs_per_s=10 steps_per_s=100 execs_per_s_spread=9..11 wall_s=20 peak_rss_mb=67 fsync=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=W2 runs=3 execs=1 "
+        "steps_per_exec=100 execs_per_s=20 steps_per_s=2000 execs_per_s_spread=19..21 "
+        "wall_s=0.05 peak_rss_mb=66 fsync=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=ceiling runs=3 execs=2000 "
+        "steps_per_exec=1 execs_per_s=1000 steps_per_s=1000 execs_per_s_spread=900..1100 "
+        "wall_s=2 peak_rss_mb=60 fsync=on",
+        "RESULT peer=stepwise-sqlite version=0.1.0 workload=W3 runs=3 execs=1000 "
+        "steps_per_exec=20 execs_per_s=100 steps_per_s=2000 execs_per_s_spread=99..101 "
+        "wall_s=10 peak_rss_mb=70",
+        "RESULT peer=stepwise-sqlite version=0.1.0 workload=ceiling runs=3 execs=2000 "
+        "steps_per_exec=1 execs_per_s=40000 steps_per_s=40000 execs_per_s_spread=1..2 "
+        "wall_s=0.05 peak_rss_mb=60",
+        "STARTUP command=help runs=3 wall_s=0.120 wall_s_spread=0.1..0.2 cpu_s=0.080 "
+        "peak_rss_mb=19",
+        "RATIO workload=W1 backend=postgres stepwise_per_dbos=3.000 pairs=3 "
+        "pair_spread=2.500..3.500",
+        "SCALING_MEDIAN workers=1 rounds=2 steps_per_s=900.0 vs_first=1.00 spread=1..2",
+        "SCALING_MEDIAN workers=4 rounds=2 steps_per_s=1800.0 vs_first=2.00 spread=1..2",
+        "SKIP peer=restate: npm is not installed",
+    ]
+    table = render(lines)
+    rows = {row.split(" | ")[0]: row for row in table.splitlines()}
+    assert (
+        "| 300 | 100 | — | 3.00× (2.500..3.500) | — | 0.30, 0.10, — |"
+        in rows["| W1: 200 × 10 sequential Tasks, steps/s"]
+    )
+    assert "| 50 ms |" in rows["| W2: one Map of 100 Tasks, wall"]
+    assert (
+        "0.050 of SQLite's 40,000" in rows["| W3: 1,000 × 20 Pass/Choice on SQLite, transitions/s"]
+    )
+    assert "0.12 s (CPU 0.08 s), 19 MB" in rows["| `stepwise --help`, wall"]
+    assert "900 / 1,800 (× 1.00 / 2.00)" in rows["| workers on one PostgreSQL: 1 / 4, steps/s"]
+    assert "(fsync=on)" in table
+    assert parse_line("hello world") is None
+
+
+def test_scaling_runs_worker_processes_against_one_postgres(
+    postgres_server: pg.PostgresServer,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "scaling.py"), "--db",
+         postgres_server.admin_url, "--workers", "1,2", "--execs", "300"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("SERVER backend=postgres ")
+    points = [parse_line(line) for line in lines if line.startswith("SCALING ")]
+    assert [p[1]["workers"] for p in points if p] == ["1", "2"]
+    for point in points:
+        assert point is not None
+        # Every execution ended (the script checks each succeeded); the window saw steps.
+        assert point[1]["execs"] == "300"
+        assert int(point[1]["steps"]) > 0
+    medians = [parse_line(line) for line in lines if line.startswith("SCALING_MEDIAN ")]
+    assert [m[1]["workers"] for m in medians if m] == ["1", "2"]
+    assert lines[-1].startswith("CEILING commits_per_s=")
