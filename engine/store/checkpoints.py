@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
+from engine.store.map_run_hook import children_finished
 from engine.store.outbox_hook import enqueue_alerts
 from engine.store.records import (
     DEFAULT_QUEUE,
@@ -163,7 +164,9 @@ def write_checkpoints(
     finished = {c.execution_id for c in held if c.finish is not None}
     if finished:
         conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id.in_(finished)))
-    wake = False
+    # Map Run children that end are counted and replaced in this transaction.
+    ends = [(c.execution_id, c.finish.status) for c in held if c.finish is not None]
+    wake = children_finished(conn, ends, now, codec)
     for c in held:
         if c.release and c.execution_id not in finished:
             due = release_work(conn, work[c.execution_id], c.release_due_at, now)
