@@ -3,11 +3,12 @@
     python -m tests.engine.map_worker DB_URL LOG_FILE [CONCURRENCY]
 
 Its activity ``rows`` handles one batch of CSV rows (``{"Items": [...]}``):
-it appends a line per call to LOG_FILE (and one ``ready`` line at start) —
+it appends a line per call to LOG_FILE (and one ``ready`` line at start):
 pid, execution, the rows' ids, and how many children of the Map Run were
-running at that moment by the store's own counts (the Map Run row and the RUNNING child executions) — so
-a test can tell which process handled which row, how often, and that
-MaxConcurrency held. A row whose ``fail`` column is ``yes`` fails the child.
+running at that moment by the store's own counts (the Map Run row, and the
+RUNNING child executions), so a test can tell which process handled which
+row, how often, and that MaxConcurrency held. A row whose ``fail`` column is
+``yes`` fails the child.
 """
 
 from __future__ import annotations
