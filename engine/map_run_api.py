@@ -50,8 +50,10 @@ def _counts(record: MapRunRecord, items: dict[str, int] | None) -> dict[str, int
             "aborted": items.get("ABORTED", 0),
             "total": sum(items.values()),
         }
-    values["resultsWritten"] = record.results_written if items is None else (
-        values["total"] if record.results_written else 0
+    values["resultsWritten"] = (
+        record.results_written
+        if items is None
+        else (values["total"] if record.results_written else 0)
     )
     values["failuresNotRedrivable"] = 0
     values["pendingRedrive"] = 0
