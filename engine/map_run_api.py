@@ -77,9 +77,11 @@ def map_run_description(record: MapRunRecord, item_counts: dict[str, int]) -> di
             "toleratedFailureCount": int(record.tolerated_failure_count or 0),
             "itemCounts": _counts(record, item_counts),
             "executionCounts": _counts(record, None),
-            "redriveCount": 0,
+            "redriveCount": record.redrive_count,
         }
     )
+    if record.redrive_date is not None:
+        described["redriveDate"] = format_timestamp(record.redrive_date)
     return described
 
 

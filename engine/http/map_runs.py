@@ -49,6 +49,8 @@ async def describe_map_run(service: Service, members: Members) -> dict[str, Any]
     document["executionArn"] = service.arns.reformat(record.execution_id)
     document["startDate"] = epoch(record.start_date)
     document["stopDate"] = epoch(record.stop_date)
+    if record.redrive_date is not None:
+        document["redriveDate"] = epoch(record.redrive_date)
     return document
 
 

@@ -10,7 +10,9 @@ or the input's array, through ``ItemSelector`` and ``ItemBatcher``. Neither
 the items nor the children's inputs are ever held whole or journaled: the
 journal keeps only the run's id and ARN. The run's id is derived from the
 parent's ARN and the state's journal key, so a crash anywhere in that step
-resumes the same run after its last chunk. The children run the processor
+resumes the same run after its last chunk. A redriven parent redrives the
+Map Run its failed generation left (``MapRunRedriven``): only the children
+that did not succeed run again. The children run the processor
 as a machine of its own: a hidden state machine ``<machine>/<label>``
 (``/`` is no user's name; the label is the Map's ``Label`` or a digest of
 the processor), stored as any machine version is, so a child's ARN is
@@ -203,6 +205,18 @@ async def _start_run(
     arn = f"{labelled.replace(':stateMachine:', ':mapRun:', 1)}:{run_id}"
     execution_prefix = labelled.replace(":stateMachine:", ":execution:", 1)
     max_concurrency, count, percentage = limits
+    if frame.previous_keys:  # the parent was redriven: this Map's run goes on (AWS)
+        older = [
+            run
+            for run in await run_db(store.list_map_runs, walk.execution_id)
+            if run.state_key in frame.previous_keys
+        ]
+        if older:
+            redriven = await run_db(
+                store.redrive_map_run, older[0].map_run_id, now=walk.clock.now()
+            )
+            event = {"mapRunArn": redriven.arn, "redriveCount": redriven.redrive_count}
+            return {"id": redriven.map_run_id, "arn": redriven.arn}, [("MapRunRedriven", event)]
     run = await run_db(
         store.create_map_run,
         map_run_id=run_id,

@@ -11,7 +11,8 @@ chunk written), then `start_map_run` marks it loaded and releases the first
 MaxConcurrency children. From then on `map_run_hook.children_finished`,
 called by the commit path, keeps it going. `abort_map_runs` is the stop of
 the parent; `update_map_run` is UpdateMapRun (a raised MaxConcurrency
-releases more children at once). Reads: `get_map_run`, `list_map_runs`,
+releases more children at once); `redrive_map_run` reruns, when the parent
+is redriven, only the children that did not succeed. Reads: `get_map_run`, `list_map_runs`,
 `map_run_item_counts`, `map_run_children_page` (the children in item order
 with their executions' outcomes, a page at a time, for the parent's output
 and result files).
@@ -19,6 +20,7 @@ and result files).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -70,6 +72,8 @@ class MapRunRecord(msgspec.Struct, frozen=True):
     results_written: int
     error: str | None
     cause: str | None
+    redrive_count: int = 0
+    redrive_date: datetime | None = None
 
 
 class MapRunChild(msgspec.Struct, frozen=True):
@@ -136,6 +140,7 @@ class MapRunStore(StoreBase):
             "timed_out": 0,
             "aborted": 0,
             "results_written": 0,
+            "redrive_count": 0,
         }
         with self._write() as conn:
             conn.execute(
@@ -380,6 +385,71 @@ class MapRunStore(StoreBase):
                 elif run.loaded:
                     release_children(conn, run, now, self._codec)
                 self._backend.notify_in(conn)
+            row = self._locked(conn, map_run_id)
+        self._waker.wake_local()
+        return _record(row)
+
+    def redrive_map_run(self, map_run_id: str, *, now: datetime) -> MapRunRecord:
+        """Rerun what did not succeed in an ended Map Run (its parent is being redriven).
+
+        Children that failed, timed out, were aborted or never started go
+        back to PENDING under new execution ids (``<index>/r<n>``: the old
+        executions keep their histories); those that succeeded stay done.
+        The run is RUNNING again with its redrive count bumped, and releases
+        children up to its MaxConcurrency. A run still RUNNING, or one that
+        SUCCEEDED, is returned as it is (a repeated call changes nothing).
+        """
+        with self._write() as conn:
+            run = self._locked(conn, map_run_id)
+            if run.status in ("RUNNING", "SUCCEEDED"):
+                return _record(run)
+            count = run.redrive_count + 1
+            redone = list(
+                conn.execute(
+                    sa.select(map_run_children.c.item_index, map_run_children.c.execution_id)
+                    .where(
+                        map_run_children.c.map_run_id == map_run_id,
+                        map_run_children.c.status.in_(
+                            ["FAILED", "TIMED_OUT", "ABORTED", "PENDING"]
+                        ),
+                    )
+                    .order_by(map_run_children.c.item_index)
+                )
+            )
+            namespace = uuid.UUID(map_run_id)
+            for row in redone:
+                prefix = row.execution_id.rsplit(":", 1)[0]
+                name = uuid.uuid5(namespace, f"{row.item_index}/r{count}")
+                conn.execute(
+                    sa.update(map_run_children)
+                    .where(
+                        map_run_children.c.map_run_id == map_run_id,
+                        map_run_children.c.item_index == row.item_index,
+                    )
+                    .values(status="PENDING", execution_id=f"{prefix}:{name}")
+                )
+            conn.execute(
+                sa.update(map_runs)
+                .where(map_runs.c.map_run_id == map_run_id)
+                .values(
+                    status="RUNNING",
+                    stop_date=None,
+                    error=None,
+                    cause=None,
+                    pending=len(redone),
+                    failed=0,
+                    timed_out=0,
+                    aborted=0,
+                    redrive_count=count,
+                    redrive_date=now,
+                )
+            )
+            run = self._locked(conn, map_run_id)
+            if run.pending == 0 and run.running == 0:
+                end_run(conn, run, "SUCCEEDED", now)
+            else:
+                release_children(conn, run, now, self._codec)
+            self._backend.notify_in(conn)
             row = self._locked(conn, map_run_id)
         self._waker.wake_local()
         return _record(row)

@@ -556,6 +556,8 @@ def _define_map_runs(md: sa.MetaData) -> None:
         sa.Column("timed_out", sa.Integer, nullable=False),
         sa.Column("aborted", sa.Integer, nullable=False),
         sa.Column("results_written", sa.Integer, nullable=False),
+        sa.Column("redrive_count", sa.Integer, nullable=False, default=0),
+        sa.Column("redrive_date", UTCDateTime),
         sa.Column("error", sa.Text),
         sa.Column("cause", sa.Text),
         sa.Index("ix_map_runs_execution", "execution_id", "start_date"),

@@ -249,3 +249,45 @@ def test_stop_aborts_the_map_run_and_its_children(db_url: str) -> None:
         wait_until(lambda: engine.store.get_map_run(run.arn).running == 0)
         ended = engine.store.get_map_run(run.arn)
     assert (ended.status, ended.aborted, ended.pending, ended.succeeded) == ("ABORTED", 5, 0, 0)
+
+
+def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: str) -> None:
+    from activities import Registry
+
+    calls: list[int] = []
+    failing = {"on": True}
+
+    def handle(value: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(value["n"])
+        if failing["on"] and value["n"] == 1:
+            raise RuntimeError("not yet")
+        return value
+
+    registry = Registry()
+    registry.register("handle", handle)
+    definition = processor_map(MaxConcurrency=1)
+    definition["States"]["M"]["ItemProcessor"]["States"] = {
+        "H": {"Type": "Task", "Resource": "handle", "End": True}
+    }
+    definition["States"]["M"]["ItemProcessor"]["StartAt"] = "H"
+    items = [{"n": n} for n in range(5)]
+    with Engine(db_url, worker=False, registry=registry) as engine:
+        failed = engine.run_sync(definition, items)
+        assert failed.status == "FAILED"
+        assert failed.error == "States.ExceedToleratedFailureThreshold"
+        # One at a time: 0 succeeded, 1 failed, and 2-4 never started.
+        assert calls == [0, 1]
+        (run,) = engine.store.list_map_runs(failed.execution_id)
+        assert (run.succeeded, run.failed, run.aborted) == (1, 1, 3)
+        failing["on"] = False
+        engine.redrive_sync(failed)
+        done = engine.resume_sync(failed)
+        history = [event.type for event in engine.history_sync(done)]
+        again = engine.store.get_map_run(run.arn)
+    assert done.status == "SUCCEEDED", done.cause
+    assert json.loads(done.output or "") == items
+    # Only what did not succeed ran again, in the same Map Run.
+    assert calls == [0, 1, 1, 2, 3, 4]
+    assert history.count("MapRunStarted") == 1
+    assert history.count("MapRunRedriven") == 1
+    assert (again.status, again.succeeded, again.redrive_count) == ("SUCCEEDED", 5, 1)
