@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 from engine import keys
 from engine.itemreader import reader_request, stream_items
 from engine.journal import Events, Suspend
-from engine.resultwriter import ChildResult, transform, write_result_files
+from engine.resultwriter import ChildResult, ResultFiles, transform
 from engine.s3local import LocalS3, s3_root
 from engine.states.common import jsonata, payload_template
 from engine.states.dynamic import dynamic_int, dynamic_number
@@ -338,23 +338,29 @@ async def _results(
     transformation = config.get("Transformation", "NONE" if exporting else "COMPACT")
 
     async def produce() -> tuple[Any, Events]:
-        children = [child async for child in _children(frame, run_id)]
-        if not exporting:
-            return transform(children, transformation), ()
+        if not exporting:  # the output itself: bounded by the payload limit
+            return transform(
+                [child async for child in _children(frame, run_id)], transformation
+            ), ()
         arguments = await _writer_arguments(frame, writer, effective)
         storage = LocalS3(s3_root(), error=States.RESULT_WRITER_FAILED)
-        details = write_result_files(
+        files = ResultFiles(
             storage,
             bucket=arguments.get("Bucket"),
             prefix=arguments.get("Prefix", ""),
             map_run_arn=started["arn"],
-            children=children,
             transformation=transformation,
             output_type=config.get("OutputType", "JSON"),
         )
+        try:
+            async for child in _children(frame, run_id):  # a store page at a time
+                files.add(child)
+            details = files.finish()
+        except BaseException:
+            files.discard()
+            raise
         services = frame.walk.services
-        written = sum(child.status != "PENDING" for child in children)
-        await services.run_db(services.store.map_run_results_written, run_id, written)
+        await services.run_db(services.store.map_run_results_written, run_id, files.written)
         return details, ()
 
     key = keys.map_results(frame.key, number)
