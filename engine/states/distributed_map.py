@@ -257,6 +257,8 @@ async def _await_run(frame: Frame, run_id: str) -> tuple[dict[str, Any], Events]
         raise Suspend(None)
     if run.status == "SUCCEEDED":
         return {"status": run.status}, [("MapRunSucceeded", {})]
+    # The run failed: its children still running stop now (pending ones never started).
+    await services.run_db(services.store.stop_map_run_children, run_id, now=frame.walk.clock.now())
     error = run.error or ("States.Aborted" if run.status == "ABORTED" else "")
     details = {"error": error, "cause": run.cause or ""}
     return {"status": run.status, **details}, [("MapRunFailed", details)]

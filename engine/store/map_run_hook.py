@@ -6,8 +6,8 @@ the child's ``Execution<Status>`` event, as `outbox_hook.py` is called for
 alerts: a child that ends is counted, the next pending child is started
 (its execution row, ``ExecutionStarted`` and work row), and when the run is
 over — every child done, or the tolerated failures exceeded (the pending
-children are then ABORTED and the running ones asked to stop) — the
-parent's work is made due, so it wakes on any worker. A child is known by
+children are then ABORTED; the woken parent asks the running ones to stop)
+— the parent's work is made due, so it wakes on any worker. A child is known by
 its ARN alone (`is_child`): its machine is the hidden ``<machine>/<label>``,
 and ``/`` is never in a user's machine name, so the commit path pays
 nothing for executions that are not children. Lock order is the commit
@@ -41,6 +41,8 @@ __all__ = [
     "end_run",
     "is_child",
     "release_children",
+    "running_children",
+    "stop_running_children",
     "threshold_exceeded",
 ]
 
@@ -187,11 +189,16 @@ def end_run(
     *,
     error: str | None = None,
     cause: str | None = None,
+    stop_running: bool = False,
 ) -> None:
     """End the locked Map Run `run` with `status`, abort what has not finished, wake the parent.
 
-    Pending children become ABORTED (they never start); running ones get a
-    stop request their workers carry out (their ends are counted then).
+    Pending children become ABORTED (they never start). With `stop_running`
+    the running ones get a stop request their workers carry out (their ends
+    are counted then) — only for a caller that locked their work rows before
+    the run's, as the commit path locks them; otherwise the woken parent
+    stops them (`stop_running_children`), so no two transactions wait on
+    each other's rows.
     """
     aborted = conn.execute(
         sa.update(map_run_children)
@@ -201,29 +208,8 @@ def end_run(
         )
         .values(status="ABORTED")
     ).rowcount
-    running = [
-        row.execution_id
-        for row in conn.execute(
-            sa.select(map_run_children.c.execution_id).where(
-                map_run_children.c.map_run_id == run.map_run_id,
-                map_run_children.c.status == "RUNNING",
-            )
-        )
-    ]
-    if running:
-        conn.execute(
-            sa.update(executions)
-            .where(
-                executions.c.execution_id.in_(running),
-                executions.c.stop_requested.is_(False),
-            )
-            .values(
-                stop_requested=True,
-                stop_requested_error="States.Aborted" if status == "ABORTED" else None,
-            )
-        )
-        for execution_id in running:
-            _signal(conn, execution_id, now)
+    if stop_running:
+        stop_running_children(conn, run.map_run_id, now)
     conn.execute(
         sa.update(map_runs)
         .where(map_runs.c.map_run_id == run.map_run_id)
@@ -237,6 +223,39 @@ def end_run(
         )
     )
     _signal(conn, run.execution_id, now)
+
+
+def running_children(conn: Connection, map_run_id: str) -> list[str]:
+    """The execution ids of the run's RUNNING children."""
+    return [
+        row.execution_id
+        for row in conn.execute(
+            sa.select(map_run_children.c.execution_id).where(
+                map_run_children.c.map_run_id == map_run_id,
+                map_run_children.c.status == "RUNNING",
+            )
+        )
+    ]
+
+
+def stop_running_children(conn: Connection, map_run_id: str, now: datetime) -> int:
+    """Ask the run's RUNNING children to stop (their workers abort them); returns how many.
+
+    The caller has locked their work rows first (`checkpoints.lock_work`).
+    """
+    running = running_children(conn, map_run_id)
+    if running:
+        conn.execute(
+            sa.update(executions)
+            .where(
+                executions.c.execution_id.in_(running),
+                executions.c.stop_requested.is_(False),
+            )
+            .values(stop_requested=True)
+        )
+        for execution_id in running:
+            _signal(conn, execution_id, now)
+    return len(running)
 
 
 def _lock_run(conn: Connection, map_run_id: str) -> Any:

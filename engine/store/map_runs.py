@@ -31,7 +31,13 @@ import sqlalchemy as sa
 from engine.store.base import StoreBase
 from engine.store.checkpoints import lock_work
 from engine.store.errors import ResourceNotFound
-from engine.store.map_run_hook import end_run, release_children, threshold_exceeded
+from engine.store.map_run_hook import (
+    end_run,
+    release_children,
+    running_children,
+    stop_running_children,
+    threshold_exceeded,
+)
 from engine.store.schema import executions, map_run_children, map_runs
 from statemachine.errors import StepwiseError
 
@@ -334,11 +340,22 @@ class MapRunStore(StoreBase):
             for map_run_id in sorted(ids):
                 run = self._locked(conn, map_run_id)
                 if run.status == "RUNNING":
-                    end_run(conn, run, "ABORTED", now)
+                    end_run(conn, run, "ABORTED", now, stop_running=True)
                     aborted.append(run.arn)
             self._backend.notify_in(conn)
         self._waker.wake_local()
         return aborted
+
+    def stop_map_run_children(self, map_run_id: str, *, now: datetime) -> int:
+        """Ask the RUNNING children of an ended run to stop (the parent does, once woken)."""
+        with self._write() as conn:
+            lock_work(conn, running_children(conn, map_run_id))  # work rows first
+            stopped = stop_running_children(conn, map_run_id, now)
+            if stopped:
+                self._backend.notify_in(conn)
+        if stopped:
+            self._waker.wake_local()
+        return stopped
 
     def update_map_run(
         self,
