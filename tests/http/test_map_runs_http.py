@@ -72,6 +72,9 @@ def test_map_run_operations(server: Server) -> None:
     assert {child["status"] for child in children} == {"SUCCEEDED"}
     assert all(child["stateMachineArn"] == machine + "/each" for child in children)
     assert all(child["mapRunArn"] == map_run_arn for child in children)
+    child = client.describe_execution(executionArn=children[0]["executionArn"])
+    assert child["status"] == "SUCCEEDED"
+    assert child["stateMachineArn"] == machine + "/each"
 
     with pytest.raises(ClientError) as refused:
         client.update_map_run(mapRunArn=map_run_arn, maxConcurrency=5)
