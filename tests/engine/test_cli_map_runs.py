@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from engine import Engine
 from engine.cli import cli
+from tests.engine.processes import wait_until
 
 DEFINITION = {
     "StartAt": "M",
@@ -98,3 +99,27 @@ def test_unknown_map_run_is_one_line_and_exit_2(sqlite_url: str) -> None:
         assert "Map Run Does Not Exist" in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_update_raises_the_concurrency_of_a_running_map_run(db_url: str) -> None:
+    definition = json.loads(json.dumps(DEFINITION))
+    state = definition["States"]["M"]
+    state.pop("ItemBatcher")
+    state["MaxConcurrency"] = 1
+    state["ItemProcessor"]["States"]["P"] = {"Type": "Wait", "Seconds": 3600, "End": True}
+    with Engine(db_url) as engine:
+        engine.create_state_machine_sync("slow", definition)
+        parent = engine.start_sync("slow", [1, 2, 3, 4])
+        wait_until(lambda: engine.store.list_map_runs(parent.execution_id))
+        (run,) = engine.store.list_map_runs(parent.execution_id)
+        wait_until(lambda: engine.store.get_map_run(run.arn).running == 1)
+        result = invoke(["map-runs", "update", run.arn, "--max-concurrency", "3", "--db", db_url])
+        assert result.exit_code == 0, result.stderr
+        # Two more children started at once; the fourth waits for a free slot.
+        now = engine.store.get_map_run(run.arn)
+        assert (now.max_concurrency, now.running, now.pending) == (3, 3, 1)
+        described = invoke_json(["map-runs", "describe", run.arn, "--db", db_url])
+        assert described["executionCounts"]["running"] == 3
+        assert described["status"] == "RUNNING"
+        engine.stop_sync(parent)
+        assert engine.wait_sync(parent, timeout=60).status == "ABORTED"
