@@ -116,7 +116,6 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
             "inputDetails": {"truncated": False},
             "roleArn": _ROLE_ARN,
             "stateMachineVersionArn": version_arn,
-            "mapRunArn": run.arn,
         }
         execution_rows.append(
             {
