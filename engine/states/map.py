@@ -3,11 +3,12 @@
 JSONPath: InputPath → ItemsPath (must point to an array) → ItemSelector (or
 the deprecated Parameters) per item with ``$$.Map.Item`` → processor.
 JSONata: Items (an array, or the input itself) → ItemSelector → processor.
-MaxConcurrency 0 means unlimited. Inline mode fails on the first failed
-iteration; Distributed mode tolerates failures up to
-ToleratedFailureCount/Percentage, beyond which the state fails with
-States.ExceedToleratedFailureThreshold. Distributed child executions run
-in-process as iterations (same results and errors; no Map Run records).
+MaxConcurrency 0 means unlimited. Inline mode runs the iterations here,
+as anyio tasks, and fails on the first failed iteration (or, with
+ToleratedFailureCount/Percentage, beyond them with
+States.ExceedToleratedFailureThreshold). DISTRIBUTED mode is dispatched
+whole to `engine/states/distributed_map.py`: a Map Run whose items (or
+batches) run as child executions on any worker.
 """
 
 from __future__ import annotations
