@@ -24,7 +24,8 @@ it due (`engine.store.map_run_hook`), and it records ``MapRunSucceeded`` or
 ``MapRunFailed`` (``States.ExceedToleratedFailureThreshold``). Its output is
 the children's outputs in item order, read from the store a page at a time
 — or, with a ``ResultWriter``, AWS's result files (`engine.resultwriter`)
-and their details, journaled under ``map_results``.
+and their details, journaled under ``map_results``; a failed run writes its
+files too (children never run in ``PENDING_n.json``) before the state fails.
 """
 
 from __future__ import annotations
@@ -425,6 +426,9 @@ async def run_distributed(
         thread=frame.thread,
     )
     if ended["status"] != "SUCCEEDED":
+        if state.result_writer is not None and "Resource" in state.result_writer:
+            # AWS writes the files of a failed run too: PENDING_n.json holds what never ran.
+            await _results(frame, state, effective, number, started)
         raise FinalError(ended["error"], ended["cause"])
     frame.record_once(
         keys.map_succeeded(frame.key, number),

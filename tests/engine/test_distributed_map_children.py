@@ -291,3 +291,25 @@ def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: 
     assert history.count("MapRunStarted") == 1
     assert history.count("MapRunRedriven") == 1
     assert (again.status, again.succeeded, again.redrive_count) == ("SUCCEEDED", 5, 1)
+
+
+def test_a_failed_run_still_writes_its_result_files(sqlite_url: str, root: Path) -> None:
+    writer = {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": "data", "Prefix": "out"},
+    }
+    with Engine(sqlite_url, worker=False) as engine:
+        record = engine.run_sync(processor_map(MaxConcurrency=1, ResultWriter=writer), ITEMS)
+        (run,) = engine.store.list_map_runs(record.execution_id)
+    assert record.error == "States.ExceedToleratedFailureThreshold"
+    folder = root / "data" / "out" / run.map_run_id
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = manifest["ResultFiles"]
+    assert [len(files[s]) for s in ("SUCCEEDED", "FAILED", "PENDING")] == [1, 1, 1]
+    succeeded = json.loads((root / "data" / files["SUCCEEDED"][0]["Key"]).read_text())
+    failed = json.loads((root / "data" / files["FAILED"][0]["Key"]).read_text())
+    pending = json.loads((root / "data" / files["PENDING"][0]["Key"]).read_text())
+    # One at a time: item 0 succeeded, item 1 failed, items 2-9 never ran.
+    assert len(succeeded) == 1 and len(failed) == 1 and len(pending) == 8
+    assert failed[0]["Error"] == "Row.Bad"
+    assert json.loads(pending[0]["Input"]) == {"fail": False}
