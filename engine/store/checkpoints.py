@@ -164,14 +164,15 @@ def write_checkpoints(
     finished = {c.execution_id for c in held if c.finish is not None}
     if finished:
         conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id.in_(finished)))
-    # Map Run children that end are counted and replaced in this transaction.
-    ends = [(c.execution_id, c.finish.status) for c in held if c.finish is not None]
-    wake = children_finished(conn, ends, now, codec)
+    wake = False
     for c in held:
         if c.release and c.execution_id not in finished:
             due = release_work(conn, work[c.execution_id], c.release_due_at, now)
             wake = wake or (due is not None and due <= now)
-    return results, wake
+    # Map Run children that end are counted and replaced in this transaction;
+    # after the releases, so a parent released in this same group is woken.
+    ends = [(c.execution_id, c.finish.status) for c in held if c.finish is not None]
+    return results, children_finished(conn, ends, now, codec) or wake
 
 
 def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime) -> None:
