@@ -1,23 +1,28 @@
 """Distributed Map over a CSV on local S3 storage: wall time, children per second, peak RSS.
 
     python benchmarks/distributed_map.py [--backend sqlite|postgres] [--db URL]
-                                         [--rows 10000,100000] [--batch 100]
+                                         [--rows 10000,100000] [--batch 100] [--workers 4]
 
-For each row count, a CSV of that many rows is written under a fresh
-``--s3-root``; ``stepwise run`` (a process of its own, so its peak RSS is
-the parent's alone) runs a Distributed Map that reads it with
-``ItemReader``, batches it (``MaxItemsPerBatch``), sums each batch in a child
-and writes AWS's result files with ``ResultWriter``. The run's result files
-are checked (every row counted exactly once) before a ``RESULT`` line is
-printed. Today the children run inside the parent's process as iterations,
-so "workers" is 1; the issue's 4-worker figure needs child executions.
+For each row count, a CSV of that many rows is written under a fresh S3
+root; the benchmark starts ``--workers`` ``stepwise worker`` processes on
+one database and starts one execution of a Distributed Map that reads the
+CSV (``ItemReader``), batches it (``MaxItemsPerBatch``), sums each batch in a
+child execution — claimed by whichever worker is free — and writes AWS's
+result files (``ResultWriter``). Wall time runs from the start to the
+parent's end, once a few warm-up executions showed the workers running;
+``map_run_s`` is the Map Run alone (``MapRunStarted`` to
+``MapRunSucceeded`` in the parent's history: the children's work, the
+items' loading before it). The result files are checked (every row counted exactly
+once) before a ``RESULT`` line is printed. Peak RSS is read from each
+worker's ``/proc/PID/status`` (VmHWM) just before it is stopped; any
+worker may run the parent, so ``max_worker_rss_mb`` bounds the parent's
+worker's peak (``worker_rss_mb`` lists each).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -62,6 +67,9 @@ MACHINE = {
 }
 
 
+WARM_UP = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 1, "End": True}}}
+
+
 @contextmanager
 def _database(backend: str, db: str | None, directory: Path, rows: int) -> Iterator[str]:
     if backend == "sqlite":
@@ -82,7 +90,16 @@ def _database(backend: str, db: str | None, directory: Path, rows: int) -> Itera
             server.stop()
 
 
-def _one(rows: int, batch: int, backend: str, db: str | None) -> str:
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _one(rows: int, batch: int, backend: str, db: str | None, workers: int) -> str:
+    from engine import Engine
+
     with tempfile.TemporaryDirectory(prefix="stepwise-map-bench-") as folder:
         directory = Path(folder)
         bucket = directory / "s3" / "bench"
@@ -93,23 +110,38 @@ def _one(rows: int, batch: int, backend: str, db: str | None) -> str:
                 csv.write(f"{n},{n % 97}\n")
         machine = json.loads(json.dumps(MACHINE))
         machine["States"]["Rows"]["ItemBatcher"]["MaxItemsPerBatch"] = batch
-        (directory / "machine.json").write_text(json.dumps(machine))
         with _database(backend, db, directory, rows) as url:
-            started = time.perf_counter()
-            command = [sys.executable, "-m", "engine.cli", "run", "--db", url, "-o", "json"]
-            command += ["--s3-root", str(directory / "s3"), str(directory / "machine.json")]
-            done = subprocess.run(
-                command,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"run failed ({done.returncode}): {done.stderr[-2000:]}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        key = json.loads(done.stdout)["output"]["ResultWriterDetails"]["Key"]
+            command = [sys.executable, "-m", "engine.cli", "worker", "--db", url]
+            command += ["--s3-root", str(directory / "s3")]
+            with Engine(url, worker=False) as engine:
+                engine.create_state_machine_sync("bench-map", machine)
+                processes = [
+                    subprocess.Popen(
+                        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                    )
+                    for _ in range(workers)
+                ]
+                try:
+                    # Warm up: the workers have imported and opened the store.
+                    engine.create_state_machine_sync("bench-warm", WARM_UP)
+                    warm = [engine.start_sync("bench-warm", {}) for _ in range(2 * workers)]
+                    for record in warm:
+                        engine.wait_sync(record, timeout=600)
+                    started = time.perf_counter()
+                    record = engine.start_sync("bench-map", {})
+                    done = engine.wait_sync(record, timeout=3600)
+                    wall = time.perf_counter() - started
+                    peaks = [_peak_rss_mb(p.pid) for p in processes]
+                    moments = {e.type: e.timestamp for e in engine.history_sync(done)}
+                    run_s = (moments["MapRunSucceeded"] - moments["MapRunStarted"]).total_seconds()
+                finally:
+                    for process in processes:
+                        process.terminate()
+                    for process in processes:
+                        process.wait(timeout=60)
+        if done.status != "SUCCEEDED":
+            raise SystemExit(f"run failed: {done.status} {done.error} {done.cause}")
+        key = json.loads(done.output or "")["ResultWriterDetails"]["Key"]
         manifest = json.loads((bucket / key).read_text())
         counted = 0
         for entry in manifest["ResultFiles"]["SUCCEEDED"]:
@@ -117,11 +149,13 @@ def _one(rows: int, batch: int, backend: str, db: str | None) -> str:
         if counted != rows or manifest["ResultFiles"]["FAILED"]:
             raise SystemExit(f"wrong results: {counted} rows counted of {rows}")
         children = -(-rows // batch)
+        # Any worker may run the parent: the largest peak bounds the parent's worker's.
+        every = ",".join(f"{peak:.0f}" for peak in peaks)
         return (
             f"RESULT workload=distributed-map backend={backend} rows={rows} batch={batch} "
-            f"children={children} workers=1 wall_s={wall:.4g} "
+            f"children={children} workers={workers} wall_s={wall:.4g} map_run_s={run_s:.4g} "
             f"children_per_s={children / wall:.4g} rows_per_s={rows / wall:.4g} "
-            f"peak_rss_mb={peak_mb:.0f}"
+            f"max_worker_rss_mb={max(peaks):.0f} worker_rss_mb={every}"
         )
 
 
@@ -131,10 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", default=None, help="postgres: a URL allowed to CREATE DATABASE")
     parser.add_argument("--rows", default="10000,100000", help="comma-separated row counts")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
     for rows in (int(n) for n in args.rows.split(",")):
-        # Peak RSS of children is a high-water mark: the sizes run smallest first.
-        print(_one(rows, args.batch, args.backend, args.db), flush=True)
+        print(_one(rows, args.batch, args.backend, args.db, args.workers), flush=True)
     return 0
 
 

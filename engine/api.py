@@ -44,6 +44,7 @@ from engine.committer import Committer
 from engine.errors import InvalidName
 from engine.journal import history_event_limit
 from engine.lifecycle import Lifecycle
+from engine.map_run_api import MapRunApi
 from engine.names import check_name
 from engine.runner import Runtime
 from engine.sandbox import Sandbox
@@ -95,7 +96,7 @@ def _sync_twin(
 _NO_MOCK: Any = object()
 
 
-class Engine(TaskCallbacks):
+class Engine(TaskCallbacks, MapRunApi):
     """A Stepwise engine bound to one database."""
 
     def __init__(
@@ -714,22 +715,10 @@ class Engine(TaskCallbacks):
                         if until_stable:
                             return await self.describe(execution_id)
             if claimed:
-                await self._until_due(execution_id, due)
+                await self._wait_running_children(execution_id, due)
             else:
                 # Someone else holds it now (a worker, or our own in-process one).
                 await anyio.sleep(0.1)
-
-    async def _until_due(self, execution_id: str, due: datetime | None) -> None:
-        """Sleep until the execution's work is due: its timer, or earlier if a callback
-        or a stop request makes it due now (both move the work row's due time)."""
-        while True:
-            queued, due_at = await self._run_db(self.store.work_due_at, execution_id)
-            now = self.clock.now()
-            if not queued or (due_at is not None and due_at <= now):
-                return
-            wake = due_at if due_at is not None else due
-            step = 0.2 if wake is None else min(0.2, (wake - now).total_seconds())
-            await anyio.sleep(max(step, 0.0))
 
     # -- schedules -----------------------------------------------------------
     @property

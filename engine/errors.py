@@ -23,6 +23,7 @@ re-exported here::
     ├── ResourceNotFound             ResourceNotFound           2   no such version or alias
     ├── ConflictError                ConflictException          2   e.g. an alias routes there
     ├── InvalidRouting               ValidationException        2   alias routes/weights invalid
+    ├── MapRunUpdateRefused          ValidationException        2   UpdateMapRun on an ended run
     ├── InvalidTestState             InvalidDefinition          2   TestState: no such state
     ├── TestStateValidation          ValidationException        2   TestState: a bad argument
     ├── ExecutionAlreadyExists       ExecutionAlreadyExists     2   same name, other input
@@ -74,6 +75,7 @@ from engine.store.errors import (
     TaskDoesNotExist,
     TaskTimedOut,
 )
+from engine.store.map_runs import MapRunUpdateRefused
 from engine.store.outbox import (
     AlertAlreadyExists,
     AlertDoesNotExist,
@@ -117,6 +119,7 @@ __all__ = [
     "InvalidTestState",
     "InvalidToken",
     "LeaseLost",
+    "MapRunUpdateRefused",
     "NondeterminismError",
     "ResourceNotFound",
     "ScheduleAlreadyExists",

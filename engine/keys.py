@@ -43,6 +43,8 @@ __all__ = [
     "map_failed",
     "map_items",
     "map_results",
+    "map_run",
+    "map_run_end",
     "map_started",
     "map_succeeded",
     "mock_use",
@@ -180,6 +182,16 @@ def map_items(frame: str, attempt_number: int) -> str:
 def map_results(frame: str, attempt_number: int) -> str:
     """What a Map's ResultWriter made of its children's results for this attempt."""
     return f"{map_started(frame, attempt_number)}:results"
+
+
+def map_run(frame: str, attempt_number: int) -> str:
+    """A Distributed Map's Map Run for this attempt: its id and ARN (MapRunStarted)."""
+    return f"{map_started(frame, attempt_number)}:run"
+
+
+def map_run_end(frame: str, attempt_number: int) -> str:
+    """How a Distributed Map's Map Run ended (MapRunSucceeded / MapRunFailed)."""
+    return f"{map_started(frame, attempt_number)}:runend"
 
 
 def map_succeeded(frame: str, attempt_number: int) -> str:

@@ -287,6 +287,8 @@ class Lifecycle:
 
         The worker that holds the execution aborts it (cancelling a running
         task); a suspended one is due at once, so the next claim aborts it.
+        Its running Map Runs are ABORTED with it: pending children never
+        start, running ones are asked to stop.
         Raises ExecutionDoesNotExist, AmbiguousExecution and
         ExecutionNotRunning.
         """
@@ -298,6 +300,8 @@ class Lifecycle:
             cause=cause,
             now=self.clock.now(),
         )
+        # Its Distributed Maps' children stop with it (store/map_runs.py).
+        await self.run_db(self.store.abort_map_runs, record.execution_id, now=self.clock.now())
         return await self.describe(record.execution_id)
 
     # -- read ----------------------------------------------------------------

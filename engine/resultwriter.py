@@ -8,7 +8,8 @@ of ``Output``), the ``COMPACT`` and ``FLATTEN`` transformations of
 written under ``PREFIX/<map run id>/`` on local S3 storage:
 ``SUCCEEDED_0.json``, ``FAILED_0.json``, ``PENDING_0.json`` (only those with
 records; a JSON array, or one record per line for ``OutputType`` JSONL) and
-``manifest.json`` listing them. `write_result_files` returns what the Map
+``manifest.json`` listing them, streamed a record at a time (`ResultFiles`),
+so memory does not grow with the children. `write_result_files` returns what the Map
 state outputs when it exports: ``{"MapRunArn", "ResultWriterDetails":
 {"Bucket", "Key"}}``.
 """
@@ -16,12 +17,13 @@ state outputs when it exports: ``{"MapRunArn", "ResultWriterDetails":
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.s3local import LocalS3
+from engine.s3local import LocalS3, ObjectWriter
 
-__all__ = ["ChildResult", "execution_record", "transform", "write_result_files"]
+__all__ = ["ChildResult", "ResultFiles", "execution_record", "transform", "write_result_files"]
 
 Status = Literal["SUCCEEDED", "FAILED", "PENDING"]
 _FILE_SIZE_LIMIT = 5 * 1024**3  # AWS starts a new file after 5 GB
@@ -88,27 +90,96 @@ def transform(children: list[ChildResult], transformation: str) -> list[Any]:
     return results
 
 
-def _files(records: list[Any], output_type: str) -> list[bytes]:
-    """`records` serialised, cut into files of at most 5 GB each."""
-    files: list[bytes] = []
-    current: list[bytes] = []
-    size = 0
-    for record in records:
-        text = _json(record).encode()
-        if current and size + len(text) + 1 > _FILE_SIZE_LIMIT:
-            files.append(_join(current, output_type))
-            current, size = [], 0
-        current.append(text)
-        size += len(text) + 1
-    if current:
-        files.append(_join(current, output_type))
-    return files
+class ResultFiles:
+    """The result files of one Map Run, written as the children come, one record at a time.
 
+    `add` each child in item order; `finish` closes the files, writes the
+    manifest and returns the Map state's export result. Memory stays one
+    record whatever the number of children; a file rolls over at 5 GB.
+    """
 
-def _join(parts: list[bytes], output_type: str) -> bytes:
-    if output_type == "JSONL":
-        return b"".join(part + b"\n" for part in parts)
-    return b"[" + b",".join(parts) + b"]"
+    def __init__(
+        self,
+        storage: LocalS3,
+        *,
+        bucket: Any,
+        prefix: Any,
+        map_run_arn: str,
+        transformation: str,
+        output_type: str,
+    ) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._map_run_arn = map_run_arn
+        self._transformation = transformation
+        self._jsonl = output_type == "JSONL"
+        run_id = map_run_arn.rsplit(":", 1)[-1]
+        if not isinstance(prefix, str):
+            prefix = ""
+        self._folder = f"{prefix.rstrip('/')}/{run_id}" if prefix.strip("/") else run_id
+        self._open: dict[Status, ObjectWriter] = {}
+        self._listed: dict[Status, list[dict[str, Any]]] = {
+            "FAILED": [],
+            "PENDING": [],
+            "SUCCEEDED": [],
+        }
+        self.written = 0  # children whose results were written (not PENDING)
+
+    def add(self, child: ChildResult) -> None:
+        """Write `child`'s record(s) to the file of its status."""
+        if child.status == "SUCCEEDED":
+            records = transform([child], self._transformation)
+        else:
+            records = [execution_record(child)]
+        if child.status != "PENDING":
+            self.written += 1
+        for record in records:
+            self._append(child.status, _json(record).encode())
+
+    def _append(self, status: Status, text: bytes) -> None:
+        writer = self._open.get(status)
+        if writer is not None and writer.size + len(text) + 2 > _FILE_SIZE_LIMIT:
+            self._close(status)
+            writer = None
+        if writer is None:
+            number = len(self._listed[status])
+            key = f"{self._folder}/{status}_{number}.json"
+            writer = ObjectWriter(self._storage, self._bucket, key)
+            self._open[status] = writer
+            self._listed[status].append({"Key": key, "Size": 0})
+            if not self._jsonl:
+                writer.write(b"[")
+        elif not self._jsonl:
+            writer.write(b",")
+        writer.write(text + b"\n" if self._jsonl else text)
+
+    def _close(self, status: Status) -> None:
+        writer = self._open.pop(status)
+        if not self._jsonl:
+            writer.write(b"]")
+        self._listed[status][-1]["Size"] = writer.commit()
+
+    def finish(self) -> dict[str, Any]:
+        """Close the files, write ``manifest.json``; the Map's ``MapRunArn``/details result."""
+        for status in list(self._open):
+            self._close(status)
+        manifest = {
+            "DestinationBucket": self._bucket,
+            "MapRunArn": self._map_run_arn,
+            "ResultFiles": self._listed,
+        }
+        manifest_key = f"{self._folder}/manifest.json"
+        self._storage.put(self._bucket, manifest_key, _json(manifest).encode())
+        return {
+            "MapRunArn": self._map_run_arn,
+            "ResultWriterDetails": {"Bucket": self._bucket, "Key": manifest_key},
+        }
+
+    def discard(self) -> None:
+        """Drop the files not yet finished (the write failed)."""
+        for writer in self._open.values():
+            writer.discard()
+        self._open.clear()
 
 
 def write_result_files(
@@ -117,32 +188,23 @@ def write_result_files(
     bucket: Any,
     prefix: Any,
     map_run_arn: str,
-    children: list[ChildResult],
+    children: Iterable[ChildResult],
     transformation: str,
     output_type: str,
 ) -> dict[str, Any]:
     """Write the result files and their manifest; return the Map state's export result."""
-    run_id = map_run_arn.rsplit(":", 1)[-1]
-    if not isinstance(prefix, str):
-        prefix = ""
-    folder = f"{prefix.rstrip('/')}/{run_id}" if prefix.strip("/") else run_id
-    groups: dict[Status, list[Any]] = {"SUCCEEDED": [], "FAILED": [], "PENDING": []}
-    for child in children:
-        if child.status == "SUCCEEDED":
-            groups["SUCCEEDED"].extend(transform([child], transformation))
-        else:
-            groups[child.status].append(execution_record(child))
-    listed: dict[str, list[dict[str, Any]]] = {}
-    order: tuple[Status, ...] = ("FAILED", "PENDING", "SUCCEEDED")
-    for status in order:
-        listed[status] = []
-        for number, body in enumerate(_files(groups[status], output_type)):
-            key = f"{folder}/{status}_{number}.json"
-            listed[status].append({"Key": key, "Size": storage.put(bucket, key, body)})
-    manifest = {"DestinationBucket": bucket, "MapRunArn": map_run_arn, "ResultFiles": listed}
-    manifest_key = f"{folder}/manifest.json"
-    storage.put(bucket, manifest_key, _json(manifest).encode())
-    return {
-        "MapRunArn": map_run_arn,
-        "ResultWriterDetails": {"Bucket": bucket, "Key": manifest_key},
-    }
+    files = ResultFiles(
+        storage,
+        bucket=bucket,
+        prefix=prefix,
+        map_run_arn=map_run_arn,
+        transformation=transformation,
+        output_type=output_type,
+    )
+    try:
+        for child in children:
+            files.add(child)
+        return files.finish()
+    except BaseException:
+        files.discard()
+        raise

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from statemachine.errors import States, StatesError
 
-__all__ = ["S3_ROOT_ENV", "LocalS3", "s3_root"]
+__all__ = ["S3_ROOT_ENV", "LocalS3", "ObjectWriter", "s3_root"]
 
 S3_ROOT_ENV = "STEPWISE_S3_ROOT"
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -137,6 +137,49 @@ class LocalS3:
         except OSError as exc:
             raise self._fail(f"Cannot write s3://{bucket}/{key}: {exc.strerror}") from None
         return len(body)
+
+
+class ObjectWriter:
+    """An object written piece by piece (``putObject`` of a stream): appear whole, or not at all.
+
+    `write` appends; `commit` moves the finished object into place and
+    returns its size; `discard` drops it. Errors are the storage's own.
+    """
+
+    def __init__(self, storage: LocalS3, bucket: Any, key: Any) -> None:
+        self._storage = storage
+        self._shown = f"s3://{bucket}/{key}"
+        self.path = storage.path(bucket, key)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            storage._inside(self.path.parent, self._shown)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".stepwise-")
+        except OSError as exc:
+            raise storage._fail(f"Cannot write {self._shown}: {exc.strerror}") from None
+        self._temporary = Path(temporary)
+        self._out = os.fdopen(handle, "wb")
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            self.discard()
+            raise self._storage._fail(f"Cannot write {self._shown}: {exc.strerror}") from None
+        self.size += len(data)
+
+    def commit(self) -> int:
+        try:
+            self._out.close()
+            os.replace(self._temporary, self.path)
+        except OSError as exc:
+            self.discard()
+            raise self._storage._fail(f"Cannot write {self._shown}: {exc.strerror}") from None
+        return self.size
+
+    def discard(self) -> None:
+        self._out.close()
+        self._temporary.unlink(missing_ok=True)
 
 
 def _md5(path: Path) -> str:

@@ -11,7 +11,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_distributed_map_benchmark_runs_and_checks_its_results() -> None:
     done = subprocess.run(
-        [sys.executable, "benchmarks/distributed_map.py", "--rows", "50,120", "--batch", "10"],
+        [
+            sys.executable,
+            "benchmarks/distributed_map.py",
+            "--rows",
+            "50,120",
+            "--batch",
+            "10",
+            "--workers",
+            "2",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -24,4 +33,5 @@ def test_distributed_map_benchmark_runs_and_checks_its_results() -> None:
         ["rows=50", "batch=10"],
         ["rows=120", "batch=10"],
     ]
-    assert "children=12" in lines[1] and "peak_rss_mb=" in lines[1]
+    assert "children=12" in lines[1] and "workers=2" in lines[1]
+    assert "max_worker_rss_mb=" in lines[1] and "map_run_s=" in lines[1]

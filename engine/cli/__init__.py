@@ -4,8 +4,8 @@ This package owns the root click group `cli` and `main()`, the console
 script (``stepwise = "engine.cli:main"``); each command group lives in its
 own module: ``validate``/``run`` (definitions), ``machines``, ``aliases``, executions
 (``start``, ``describe``, ``history``, ``list``, ``stop``, ``redrive``, ``executions
-purge``), ``worker``, ``test-state``, ``task``/``activity`` (callbacks), ``schedules``,
-``triggers``, ``alerts``, ``trace`` and ``db``. Every command and
+purge``), ``map-runs``, ``worker``, ``test-state``, ``task``/``activity``
+(callbacks), ``schedules``, ``triggers``, ``alerts``, ``trace`` and ``db``. Every command and
 group accepts the global options ``--db URL`` (default
 $STEPWISE_DATABASE_URL, else ``sqlite:///./stepwise.db``) and ``-o/--output
 text|json`` before or after its name; JSON output is AWS-shaped (see
@@ -39,6 +39,7 @@ from engine.cli.executions import (
     stop_command,
 )
 from engine.cli.machines import machines
+from engine.cli.map_runs import map_runs
 from engine.cli.redrive import redrive_command
 from engine.cli.schedules import schedules
 from engine.cli.serve import serve
@@ -68,6 +69,7 @@ for _command in (
     stop_command,
     executions_group,
     redrive_command,
+    map_runs,
     test_state_command,
     run_command,
     worker_command,

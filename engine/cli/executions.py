@@ -247,6 +247,9 @@ def _table_page(events: list[Event], *, first: bool) -> None:
     default=None,
     help="Only executions redriven at least once (REDRIVEN), or never (NOT_REDRIVEN).",
 )
+@click.option(
+    "--map-run", metavar="MAPRUN", default=None, help="The child executions of a Map Run."
+)
 @global_options
 def list_command(
     machine: str | None,
@@ -254,6 +257,7 @@ def list_command(
     max_results: int | None,
     next_token: str | None,
     redrive_filter: str | None,
+    map_run: str | None,
 ) -> None:
     """List executions, newest first (paged with --max-results and --next-token)."""
     from engine.history import execution_list_item, iso_timestamp
@@ -261,7 +265,9 @@ def list_command(
     wanted = status.upper() if status else None
     redrive = redrive_filter.upper() if redrive_filter else None
     token: str | None = None
-    if max_results is None and next_token is None:
+    if map_run is not None:  # a Map Run's children, in item order (engine/map_run_api.py)
+        records = with_client(lambda engine: engine.list_map_run_executions(map_run))
+    elif max_results is None and next_token is None:
         records = with_client(
             lambda engine: engine.list_executions(
                 machine=machine, status=wanted, redrive_filter=redrive

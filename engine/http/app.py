@@ -29,7 +29,7 @@ from starlette.routing import Route
 from activities.registry import Registry
 from engine.api import Engine
 from engine.arns import Arns
-from engine.http import executions, machines, tags, tasks, teststate
+from engine.http import executions, machines, map_runs, tags, tasks, teststate
 from engine.http.protocol import CONTENT_TYPE, AwsError, Members, encode, error_for
 from engine.http.service import Operation, Service
 from engine.http.sigv4 import Verifier
@@ -49,6 +49,7 @@ OPERATIONS: dict[str, Operation] = {
     **tasks.OPERATIONS,
     **tags.OPERATIONS,
     **teststate.OPERATIONS,
+    **map_runs.OPERATIONS,
 }
 
 log = logging.getLogger("stepwise.http")

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from engine.history import event_to_aws
+from engine.http.map_runs import list_children
 from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.lifecycle import InvalidNextToken
@@ -202,8 +203,9 @@ async def list_executions(service: Service, members: Members) -> dict[str, Any]:
         raise AwsError(
             "ValidationException", "The PENDING_REDRIVE status filter requires a Map Run ARN"
         )
-    if map_run_arn is not None:
-        raise AwsError("ResourceNotFound", f"Resource not found: '{map_run_arn.resource}'")
+    if map_run_arn is not None:  # a Map Run's children (engine/http/map_runs.py)
+        wanted = None if status == "PENDING_REDRIVE" else status
+        return await list_children(service, map_run_arn, wanted, page_size, next_token)
     assert machine_arn is not None
     reference = service.machine_reference(machine_arn)
     if status == "PENDING_REDRIVE":

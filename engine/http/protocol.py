@@ -194,6 +194,19 @@ class Members:
             )
         return value
 
+    def number(self, name: str, *, minimum: float, maximum: float) -> float | None:
+        """A float member (UpdateMapRun's toleratedFailurePercentage); None when absent."""
+        value = self._get(name, False)
+        if value is _MISSING:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AwsError("SerializationException", f"'{name}' must be a number")
+        if not minimum <= value <= maximum:
+            raise validation_error(
+                name, value, f"Member must have value between {minimum} and {maximum}"
+            )
+        return float(value)
+
     def boolean(self, name: str, *, default: bool) -> bool:
         value = self._get(name, False)
         if value is _MISSING:

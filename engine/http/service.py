@@ -52,8 +52,8 @@ class Service:
 
     # -- ARNs ------------------------------------------------------------------
     def execution_id(self, arn: ParsedArn) -> str:
-        """The store's id of the execution an execution ARN names."""
-        if arn.qualifier is None or "/" in arn.resource:
+        """The store's id of the execution an execution ARN names (a Map Run's child too)."""
+        if arn.qualifier is None:
             raise AwsError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn.resource}'")
         return execution_arn(arn.resource, arn.qualifier)
 

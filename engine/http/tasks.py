@@ -8,8 +8,7 @@ most `Service.activity_poll_seconds` and answers ``{}`` when nothing came,
 as AWS does. Activities are matched by name; CreateActivity (idempotent on
 the name), DescribeActivity, DeleteActivity and ListActivities keep them
 in the store (`engine.store.activities`), so a restarted server has them. The Map
-Run operations live here too and answer an unsupported call until
-Distributed Map's Map Runs land.
+Run operations are `engine.http.map_runs`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import anyio
 
 from engine import callbacks
 from engine.http.protocol import AwsError, Members, epoch
-from engine.http.service import Operation, Service, decode_token, encode_token, unsupported
+from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.http.tags import keep_tags, read_tags, tag_key
 from engine.names import check_name
 
@@ -128,8 +127,6 @@ async def list_activities(service: Service, members: Members) -> dict[str, Any]:
     return document
 
 
-_MAP_RUNS = "Map Runs land with Distributed Map's child executions (their own issue)"
-
 OPERATIONS: dict[str, Operation] = {
     "SendTaskSuccess": send_task_success,
     "SendTaskFailure": send_task_failure,
@@ -139,7 +136,4 @@ OPERATIONS: dict[str, Operation] = {
     "DescribeActivity": describe_activity,
     "DeleteActivity": delete_activity,
     "ListActivities": list_activities,
-    "DescribeMapRun": unsupported("DescribeMapRun", _MAP_RUNS),
-    "ListMapRuns": unsupported("ListMapRuns", _MAP_RUNS),
-    "UpdateMapRun": unsupported("UpdateMapRun", _MAP_RUNS),
 }

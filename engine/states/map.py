@@ -3,11 +3,12 @@
 JSONPath: InputPath → ItemsPath (must point to an array) → ItemSelector (or
 the deprecated Parameters) per item with ``$$.Map.Item`` → processor.
 JSONata: Items (an array, or the input itself) → ItemSelector → processor.
-MaxConcurrency 0 means unlimited. Inline mode fails on the first failed
-iteration; Distributed mode tolerates failures up to
-ToleratedFailureCount/Percentage, beyond which the state fails with
-States.ExceedToleratedFailureThreshold. Distributed child executions run
-in-process as iterations (same results and errors; no Map Run records).
+MaxConcurrency 0 means unlimited. Inline mode runs the iterations here,
+as anyio tasks, and fails on the first failed iteration (or, with
+ToleratedFailureCount/Percentage, beyond them with
+States.ExceedToleratedFailureThreshold). DISTRIBUTED mode is dispatched
+whole to `engine/states/distributed_map.py`: a Map Run whose items (or
+batches) run as child executions on any worker.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
-from engine.states.distributed_map import reader_items, write_results
+from engine.states.distributed_map import run_distributed
 from engine.states.dynamic import dynamic_int, dynamic_number
 from engine.states.recovery import with_recovery
 from engine.walk import FinalError, Frame, Transition, enter
@@ -131,12 +132,18 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
     enter(frame, input_payload=frame.input)
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
+        if state.mode == "DISTRIBUTED":  # child executions: engine/states/distributed_map.py
+            with frame.evaluating():
+                effective = effective_input(frame)
+                listed = (
+                    None if state.item_reader is not None else await _items(frame, state, effective)
+                )
+            result = await run_distributed(frame, state, number, effective, listed, _select)
+            with frame.evaluating():
+                return await finish_result(frame, result)
         with frame.evaluating():
             effective = effective_input(frame)
-            if state.item_reader is not None:  # Distributed Map: engine/states/distributed_map.py
-                items = await reader_items(frame, state, effective, number)
-            else:
-                items = await _items(frame, state, effective)
+            items = await _items(frame, state, effective)
             concurrency = (
                 await dynamic_int(
                     frame,
@@ -193,8 +200,6 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
         results = list(outcome.outputs)
         for index, error in outcome.failures:
             results[index] = {"Error": error.error, "Cause": error.cause}
-        if state.result_writer is not None:  # Distributed Map: engine/states/distributed_map.py
-            results = await write_results(frame, state, effective, number, inputs, outcome)
         with frame.evaluating():
             return await finish_result(frame, results)
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
+from engine.store.map_run_hook import children_finished
 from engine.store.outbox_hook import enqueue_alerts
 from engine.store.records import (
     DEFAULT_QUEUE,
@@ -168,7 +169,10 @@ def write_checkpoints(
         if c.release and c.execution_id not in finished:
             due = release_work(conn, work[c.execution_id], c.release_due_at, now)
             wake = wake or (due is not None and due <= now)
-    return results, wake
+    # Map Run children that end are counted and replaced in this transaction;
+    # after the releases, so a parent released in this same group is woken.
+    ends = [(c.execution_id, c.finish.status) for c in held if c.finish is not None]
+    return results, children_finished(conn, ends, now, codec) or wake
 
 
 def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime) -> None:

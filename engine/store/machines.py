@@ -118,7 +118,10 @@ class MachineStore(StoreBase):
         return machine_version(row)
 
     def list_state_machines(self) -> list[MachineVersion]:
-        """Return the latest version of every state machine, ordered by name."""
+        """Return the latest version of every state machine, ordered by name.
+
+        The hidden machines a Distributed Map's children run are left out.
+        """
         latest = (
             sa.select(
                 state_machine_versions.c.machine_id,
@@ -138,6 +141,8 @@ class MachineStore(StoreBase):
                 ),
             )
             .where(state_machines.c.deleted_at.is_(None))
+            # Distributed Map children's hidden machines (<machine>/<label>) are not listed.
+            .where(~state_machines.c.name.contains("/", autoescape=True))
             .order_by(state_machines.c.name)
         )
         with self._read() as conn:

@@ -19,7 +19,14 @@ import sqlalchemy as sa
 
 from engine.store.base import StoreBase
 from engine.store.codec import KEYS_ENV, EncryptionKeyError
-from engine.store.schema import activity_tasks, executions, history_events, journal, sql_effects
+from engine.store.schema import (
+    activity_tasks,
+    executions,
+    history_events,
+    journal,
+    map_run_children,
+    sql_effects,
+)
 
 __all__ = ["PAYLOAD_COLUMNS", "RotationStore"]
 
@@ -30,6 +37,7 @@ PAYLOAD_COLUMNS: dict[sa.Table, tuple[tuple[str, ...], tuple[str, ...]]] = {
     journal: (("execution_id", "key"), ("value",)),
     activity_tasks: (("token",), ("input",)),
     sql_effects: (("execution_id", "key"), ("result",)),
+    map_run_children: (("map_run_id", "item_index"), ("input",)),
 }
 
 

@@ -35,6 +35,8 @@ __all__ = [
     "history_events",
     "journal",
     "machine_aliases",
+    "map_run_children",
+    "map_runs",
     "metadata",
     "migrate",
     "published_versions",
@@ -519,6 +521,74 @@ def _migration_activities_and_tags(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _define_map_runs(md: sa.MetaData) -> None:
+    """Distributed Map's Map Runs and their children (issue 13)."""
+    sa.Table(
+        "map_runs",
+        md,
+        sa.Column("map_run_id", sa.Text, primary_key=True),
+        sa.Column("arn", sa.Text, nullable=False, unique=True),
+        sa.Column(
+            "execution_id",
+            sa.Text,
+            sa.ForeignKey("executions.execution_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("state_key", sa.Text, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        # The hidden machine (``<parent machine>/<label>``) the children run.
+        sa.Column("machine", sa.Text, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("start_date", UTCDateTime, nullable=False),
+        sa.Column("stop_date", UTCDateTime),
+        sa.Column("max_concurrency", sa.Integer, nullable=False),
+        sa.Column("tolerated_failure_percentage", sa.Float),
+        sa.Column("tolerated_failure_count", sa.Integer),
+        # True once every item is a child row: only then may the run end.
+        sa.Column("loaded", sa.Boolean, nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("pending", sa.Integer, nullable=False),
+        sa.Column("running", sa.Integer, nullable=False),
+        sa.Column("succeeded", sa.Integer, nullable=False),
+        sa.Column("failed", sa.Integer, nullable=False),
+        sa.Column("timed_out", sa.Integer, nullable=False),
+        sa.Column("aborted", sa.Integer, nullable=False),
+        sa.Column("results_written", sa.Integer, nullable=False),
+        sa.Column("redrive_count", sa.Integer, nullable=False, default=0),
+        sa.Column("redrive_date", UTCDateTime),
+        sa.Column("error", sa.Text),
+        sa.Column("cause", sa.Text),
+        sa.Index("ix_map_runs_execution", "execution_id", "start_date"),
+    )
+    sa.Table(
+        "map_run_children",
+        md,
+        sa.Column(
+            "map_run_id",
+            sa.Text,
+            sa.ForeignKey("map_runs.map_run_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("item_index", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("execution_id", sa.Text, nullable=False, unique=True),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("item_count", sa.Integer, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Index("ix_map_run_children_status", "map_run_id", "status", "item_index"),
+    )
+
+
+def _migration_map_runs(conn: Connection) -> None:
+    """Add map_runs and map_run_children (Distributed Map child executions, issue 13)."""
+    frozen = sa.MetaData()
+    _define_v1(frozen)  # the foreign key's target
+    _define_map_runs(frozen)
+    frozen.tables["map_runs"].create(conn)
+    frozen.tables["map_run_children"].create(conn)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -533,6 +603,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (10, "alerts and their deliveries, the outbox (issue 14)", _migration_alerts),
     (11, "deleting a state machine: state_machines.deleted_at", _migration_machine_deletion),
     (12, "activities and resource tags of the HTTP API (issue 15)", _migration_activities_and_tags),
+    (13, "Distributed Map runs and their child executions (issue 13)", _migration_map_runs),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -552,6 +623,7 @@ _define_schedules(metadata)
 _define_alerts(metadata)
 _define_machine_deletion(metadata)
 _define_activities_and_tags(metadata)
+_define_map_runs(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
@@ -569,6 +641,8 @@ alert_deliveries = metadata.tables["alert_deliveries"]
 schedule_ticks = metadata.tables["schedule_ticks"]
 activities = metadata.tables["activities"]
 resource_tags = metadata.tables["resource_tags"]
+map_runs = metadata.tables["map_runs"]
+map_run_children = metadata.tables["map_run_children"]
 
 
 def current_version(conn: Connection) -> int:

@@ -17,7 +17,8 @@ activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `RedriveStore` (reopening a closed
 execution), `VersionStore` (published versions and aliases), `ScheduleStore`
 (schedules and their ticks), `AlertStore` (alerts and their outbox),
-`ActivityStore` (the HTTP API's activities and tags), and this module's executions:
+`ActivityStore` (the HTTP API's activities and tags), `MapRunStore` (Distributed
+Map's Map Runs and child executions), and this module's executions:
 start, describe, list, history (whole, or paged by event id so a reader
 of any execution holds one page at a time), load, stop and purge (closed
 executions older than a cutoff, with everything they own, one short
@@ -50,6 +51,7 @@ from engine.store.errors import (
     StoreUnavailable,
 )
 from engine.store.machines import MachineStore
+from engine.store.map_runs import MapRunStore
 from engine.store.outbox import AlertStore
 from engine.store.records import (
     DEFAULT_QUEUE,
@@ -112,7 +114,7 @@ def default_database_url() -> str:
 
 class Store(
     MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
-    ScheduleStore, AlertStore, ActivityStore
+    ScheduleStore, AlertStore, ActivityStore, MapRunStore
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 

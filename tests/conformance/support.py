@@ -96,29 +96,8 @@ def mismatches(
 # Histories Stepwise cannot record yet, by case id, with the reason. The
 # tests assert this is exactly the set of mismatching histories: a case
 # listed here that starts matching fails too, so the list shrinks the day
-# the feature lands.
-_MAP_RUN = (
-    "a DISTRIBUTED Map's Map Run (MapRunStarted/MapRunSucceeded with child "
-    "executions) is issue 13; Stepwise runs the children as inline iterations"
-)
-_SCENARIOS = "ls.scenarios.test_base_scenarios.TestBaseScenarios"
-KNOWN_HISTORY_GAPS: dict[str, str] = {
-    f"{_SCENARIOS}.{name}.get_execution_history.{tail}": _MAP_RUN
-    for name, tail in [
-        ("test_map_state_legacy_config_distributed", "dd6844d0"),
-        ("test_map_state_legacy_config_distributed_item_selector", "6c597e1f"),
-        ("test_map_state_tolerated_failure_percentage_path[0]", "3de9f997"),
-        ("test_map_state_tolerated_failure_percentage_path[1.1]", "25dde077"),
-        ("test_map_state_tolerated_failure_percentage_path[100]", "1ede2ffa"),
-        ("test_map_state_tolerated_failure_percentage_path[1]", "8cc86f4d"),
-        ("test_map_state_tolerated_failure_values[count_literal]", "88602dbf"),
-        ("test_map_state_tolerated_failure_values[percentage_literal]", "4feeb650"),
-    ]
-}
-KNOWN_HISTORY_GAPS[
-    "ls.local_mocking.test_base_scenarios.TestBaseScenarios.test_map_state_lambda"
-    ".get_execution_history.f8373ac8"
-] = _MAP_RUN
+# the feature lands. Empty since Distributed Map's Map Runs (issue 13).
+KNOWN_HISTORY_GAPS: dict[str, str] = {}
 
 
 def history_mismatch(case: dict[str, Any], types: list[str]) -> str | None:

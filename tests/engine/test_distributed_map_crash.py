@@ -1,10 +1,13 @@
 """A worker SIGKILLed mid Distributed Map loses nothing and redoes only what was in flight.
 
 The Map reads its items from a CSV on local S3 storage (the worker process
-gets the root through ``STEPWISE_S3_ROOT``). The first worker is killed while
-the first child's Task runs; the CSV is then rewritten. The successor
-replays the journaled items — not the new file — reruns only the child
-that was in flight, and writes the result files.
+gets the root through ``STEPWISE_S3_ROOT``) into a Map Run's child rows;
+each row is a child execution. The first worker is killed while the first
+child's Task runs; the CSV is then rewritten. The successor takes over the
+child in flight once its lease expires — the children were loaded from the
+file the first read saw, so the new file is never read — reruns only that
+child's Task (same idempotency key), runs the others once each, wakes the
+parent and writes the result files.
 """
 
 from __future__ import annotations

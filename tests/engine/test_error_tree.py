@@ -28,6 +28,7 @@ TABLE: list[tuple[type[StepwiseError], str | None, int]] = [
     (tree.ResourceNotFound, "ResourceNotFound", 2),
     (tree.ConflictError, "ConflictException", 2),
     (tree.InvalidRouting, "ValidationException", 2),
+    (tree.MapRunUpdateRefused, "ValidationException", 2),
     (tree.InvalidTestState, "InvalidDefinition", 2),
     (tree.TestStateValidation, "ValidationException", 2),
     (tree.ExecutionAlreadyExists, "ExecutionAlreadyExists", 2),

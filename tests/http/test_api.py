@@ -385,9 +385,10 @@ def test_redrive_and_unbuilt_operations_answer_aws_errors(server: Server) -> Non
     with pytest.raises(client.exceptions.ExecutionNotRedrivable):
         client.redrive_execution(executionArn=execution)
     # DeleteStateMachine is served now (tests/http/test_delete_machine_http.py).
+    # Map Runs are served now (tests/http/test_map_runs_http.py): an unknown one is not found.
     with pytest.raises(ClientError) as raised:
         client.describe_map_run(mapRunArn=arn.replace("stateMachine", "mapRun") + "/m:1")
-    assert _code(raised.value) == "UnknownOperationException"
+    assert _code(raised.value) == "ResourceNotFound"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 

@@ -1,0 +1,491 @@
+"""Distributed Map's Map Runs: creating one, loading its children, reading, updating, aborting.
+
+A Map Run row (`schema.map_runs`) belongs to one attempt of one Map state
+of a parent execution; its children (`schema.map_run_children`, one per
+item or batch, in item order) wait PENDING with their input until released.
+The parent creates the run (`create_map_run`, idempotent on its id, which
+the parent derives from its own ARN and the state's journal key), streams
+the children in chunks (`add_map_run_children`: each chunk one transaction
+that also moves the counts, so a crash mid-load resumes after the last
+chunk written), then `start_map_run` marks it loaded and releases the first
+MaxConcurrency children. From then on `map_run_hook.children_finished`,
+called by the commit path, keeps it going. `abort_map_runs` is the stop of
+the parent; `update_map_run` is UpdateMapRun (a raised MaxConcurrency
+releases more children at once); `redrive_map_run` reruns, when the parent
+is redriven, only the children that did not succeed. Reads: `get_map_run`, `list_map_runs`,
+`map_run_item_counts`, `map_run_children_page` (the children in item order
+with their executions' outcomes, a page at a time, for the parent's output
+and result files).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from engine.store.base import StoreBase
+from engine.store.checkpoints import lock_work
+from engine.store.errors import ResourceNotFound
+from engine.store.map_run_hook import (
+    end_run,
+    release_children,
+    running_children,
+    stop_running_children,
+    threshold_exceeded,
+)
+from engine.store.schema import executions, map_run_children, map_runs
+from statemachine.errors import StepwiseError
+
+__all__ = ["MapRunChild", "MapRunRecord", "MapRunStore", "MapRunUpdateRefused"]
+
+
+class MapRunUpdateRefused(StepwiseError):
+    """UpdateMapRun on a Map Run that has ended (AWS: CANNOT_UPDATE_COMPLETED_MAP_RUN)."""
+
+    aws_code = "ValidationException"
+
+
+class MapRunRecord(msgspec.Struct, frozen=True):
+    """One Map Run as DescribeMapRun reports it (execution counts kept; item counts summed)."""
+
+    map_run_id: str
+    arn: str
+    execution_id: str
+    state_key: str
+    attempt: int
+    machine: str
+    version: int
+    queue: str
+    status: str
+    start_date: datetime
+    stop_date: datetime | None
+    max_concurrency: int
+    tolerated_failure_percentage: float | None
+    tolerated_failure_count: int | None
+    loaded: bool
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    aborted: int
+    results_written: int
+    error: str | None
+    cause: str | None
+    redrive_count: int = 0
+    redrive_date: datetime | None = None
+
+
+class MapRunChild(msgspec.Struct, frozen=True):
+    """One child of a Map Run in item order, with its execution's outcome (None: never started)."""
+
+    index: int
+    execution_id: str
+    status: str
+    item_count: int
+    input: str
+    start_date: datetime | None = None
+    stop_date: datetime | None = None
+    output: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+def _record(row: Any) -> MapRunRecord:
+    values = {name: getattr(row, name) for name in MapRunRecord.__struct_fields__}
+    values["loaded"] = bool(values["loaded"])
+    return MapRunRecord(**values)
+
+
+class MapRunStore(StoreBase):
+    """The store's Map Run calls (a part of `Store`)."""
+
+    def create_map_run(
+        self,
+        *,
+        map_run_id: str,
+        arn: str,
+        execution_id: str,
+        state_key: str,
+        attempt: int,
+        machine: str,
+        version: int,
+        queue: str,
+        now: datetime,
+        max_concurrency: int,
+        tolerated_failure_percentage: float | None,
+        tolerated_failure_count: int | None,
+    ) -> MapRunRecord:
+        """Record a new Map Run (RUNNING, not loaded, no children), or return the existing one."""
+        values = {
+            "map_run_id": map_run_id,
+            "arn": arn,
+            "execution_id": execution_id,
+            "state_key": state_key,
+            "attempt": attempt,
+            "machine": machine,
+            "version": version,
+            "queue": queue,
+            "status": "RUNNING",
+            "start_date": now,
+            "max_concurrency": max_concurrency,
+            "tolerated_failure_percentage": tolerated_failure_percentage,
+            "tolerated_failure_count": tolerated_failure_count,
+            "loaded": False,
+            "total": 0,
+            "pending": 0,
+            "running": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "timed_out": 0,
+            "aborted": 0,
+            "results_written": 0,
+            "redrive_count": 0,
+        }
+        with self._write() as conn:
+            conn.execute(
+                self._backend.insert_ignoring_duplicates(map_runs, values, key=["map_run_id"])
+            )
+            row = conn.execute(sa.select(map_runs).where(map_runs.c.map_run_id == map_run_id)).one()
+        return _record(row)
+
+    def add_map_run_children(
+        self, map_run_id: str, children: Sequence[tuple[int, str, str, int]]
+    ) -> None:
+        """Add PENDING children (index, execution id, input JSON, item count) in one transaction.
+
+        The caller adds them in index order, after the run's `total`; the
+        counts move with them, so a crash leaves a prefix to resume after.
+        """
+        if not children:
+            return
+        rows = [
+            {
+                "map_run_id": map_run_id,
+                "item_index": index,
+                "execution_id": execution_id,
+                "status": "PENDING",
+                "item_count": item_count,
+                "input": self._codec.seal(text),
+            }
+            for index, execution_id, text, item_count in children
+        ]
+        with self._write() as conn:
+            conn.execute(
+                sa.select(map_runs.c.map_run_id)
+                .where(map_runs.c.map_run_id == map_run_id)
+                .with_for_update()
+            ).one()
+            conn.execute(sa.insert(map_run_children), rows)
+            conn.execute(
+                sa.update(map_runs)
+                .where(map_runs.c.map_run_id == map_run_id)
+                .values(total=map_runs.c.total + len(rows), pending=map_runs.c.pending + len(rows))
+            )
+
+    def start_map_run(self, map_run_id: str, *, now: datetime) -> MapRunRecord:
+        """Mark the run loaded and release its first children (an empty run succeeds at once)."""
+        with self._write() as conn:
+            run = self._locked(conn, map_run_id)
+            wake = False
+            if not run.loaded and run.status == "RUNNING":
+                conn.execute(
+                    sa.update(map_runs)
+                    .where(map_runs.c.map_run_id == map_run_id)
+                    .values(loaded=True)
+                )
+                if run.total == 0:
+                    end_run(conn, run, "SUCCEEDED", now)
+                else:
+                    release_children(conn, run, now, self._codec)
+                wake = True
+            if wake:
+                self._backend.notify_in(conn)
+            row = self._locked(conn, map_run_id)
+        if wake:
+            self._waker.wake_local()
+        return _record(row)
+
+    @staticmethod
+    def _locked(conn: Any, map_run_id: str) -> Any:
+        row = conn.execute(
+            sa.select(map_runs).where(map_runs.c.map_run_id == map_run_id).with_for_update()
+        ).first()
+        if row is None:
+            raise ResourceNotFound(f"Map Run Does Not Exist: '{map_run_id}'")
+        return row
+
+    def get_map_run(self, ref: str) -> MapRunRecord:
+        """The Map Run by its ARN or id; raises ResourceNotFound."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(map_runs).where(
+                    sa.or_(map_runs.c.arn == ref, map_runs.c.map_run_id == ref)
+                )
+            ).first()
+        if row is None:
+            raise ResourceNotFound(f"Map Run Does Not Exist: '{ref}'")
+        return _record(row)
+
+    def list_map_runs(self, execution_id: str) -> list[MapRunRecord]:
+        """The Map Runs of a parent execution, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(map_runs)
+                .where(map_runs.c.execution_id == execution_id)
+                .order_by(map_runs.c.start_date.desc(), map_runs.c.map_run_id.desc())
+            )
+            return [_record(row) for row in rows]
+
+    def map_run_item_counts(self, map_run_id: str) -> dict[str, int]:
+        """Items (not children) by child status: batches count every item they carry."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(map_run_children.c.status, sa.func.sum(map_run_children.c.item_count))
+                .where(map_run_children.c.map_run_id == map_run_id)
+                .group_by(map_run_children.c.status)
+            )
+            return {status: int(total or 0) for status, total in rows}
+
+    def map_run_children_page(
+        self, map_run_id: str, *, after: int = -1, limit: int = 1000
+    ) -> list[MapRunChild]:
+        """Up to `limit` children with index above `after`, in item order, with their outcomes."""
+        query = (
+            sa.select(
+                map_run_children.c.item_index,
+                map_run_children.c.execution_id,
+                map_run_children.c.status,
+                map_run_children.c.item_count,
+                map_run_children.c.input,
+                executions.c.start_date,
+                executions.c.stop_date,
+                executions.c.output,
+                executions.c.error,
+                executions.c.cause,
+            )
+            .select_from(
+                map_run_children.outerjoin(
+                    executions, executions.c.execution_id == map_run_children.c.execution_id
+                )
+            )
+            .where(
+                map_run_children.c.map_run_id == map_run_id,
+                map_run_children.c.item_index > after,
+            )
+            .order_by(map_run_children.c.item_index)
+            .limit(limit)
+        )
+        codec = self._codec
+        with self._read() as conn:
+            return [
+                MapRunChild(
+                    index=row.item_index,
+                    execution_id=row.execution_id,
+                    status=row.status,
+                    item_count=row.item_count,
+                    input=codec.open(row.input),
+                    start_date=row.start_date,
+                    stop_date=row.stop_date,
+                    output=codec.open_optional(row.output),
+                    error=row.error,
+                    cause=codec.open_optional(row.cause),
+                )
+                for row in conn.execute(query)
+            ]
+
+    def map_run_results_written(self, map_run_id: str, count: int) -> None:
+        """Record how many children's results the ResultWriter wrote."""
+        with self._write() as conn:
+            conn.execute(
+                sa.update(map_runs)
+                .where(map_runs.c.map_run_id == map_run_id)
+                .values(results_written=count)
+            )
+
+    def abort_map_runs(self, execution_id: str, *, now: datetime) -> list[str]:
+        """End the parent's RUNNING Map Runs as ABORTED (the parent is being stopped).
+
+        Pending children never start; running ones are asked to stop.
+        Returns the ARNs of the runs aborted.
+        """
+        aborted: list[str] = []
+        with self._write() as conn:
+            ids = [
+                row.map_run_id
+                for row in conn.execute(
+                    sa.select(map_runs.c.map_run_id).where(
+                        map_runs.c.execution_id == execution_id, map_runs.c.status == "RUNNING"
+                    )
+                )
+            ]
+            if not ids:
+                return []
+            running = [
+                row.execution_id
+                for row in conn.execute(
+                    sa.select(map_run_children.c.execution_id).where(
+                        map_run_children.c.map_run_id.in_(ids),
+                        map_run_children.c.status == "RUNNING",
+                    )
+                )
+            ]
+            lock_work(conn, running)  # work rows first, as the commit path locks them
+            for map_run_id in sorted(ids):
+                run = self._locked(conn, map_run_id)
+                if run.status == "RUNNING":
+                    end_run(conn, run, "ABORTED", now, stop_running=True)
+                    aborted.append(run.arn)
+            self._backend.notify_in(conn)
+        self._waker.wake_local()
+        return aborted
+
+    def stop_map_run_children(self, map_run_id: str, *, now: datetime) -> int:
+        """Ask the RUNNING children of an ended run to stop (the parent does, once woken)."""
+        with self._write() as conn:
+            lock_work(conn, running_children(conn, map_run_id))  # work rows first
+            stopped = stop_running_children(conn, map_run_id, now)
+            if stopped:
+                self._backend.notify_in(conn)
+        if stopped:
+            self._waker.wake_local()
+        return stopped
+
+    def update_map_run(
+        self,
+        ref: str,
+        *,
+        now: datetime,
+        max_concurrency: int | None = None,
+        tolerated_failure_percentage: float | None = None,
+        tolerated_failure_count: int | None = None,
+    ) -> MapRunRecord:
+        """UpdateMapRun: change a RUNNING run's limits; more concurrency starts children now.
+
+        A lowered tolerance that the failures already exceed fails the run.
+        Raises ResourceNotFound and MapRunUpdateRefused (the run has ended).
+        """
+        map_run_id = self.get_map_run(ref).map_run_id
+        changes: dict[str, Any] = {}
+        if max_concurrency is not None:
+            changes["max_concurrency"] = max_concurrency
+        if tolerated_failure_percentage is not None:
+            changes["tolerated_failure_percentage"] = tolerated_failure_percentage
+        if tolerated_failure_count is not None:
+            changes["tolerated_failure_count"] = tolerated_failure_count
+        with self._write() as conn:
+            run = self._locked(conn, map_run_id)
+            if run.status != "RUNNING":
+                raise MapRunUpdateRefused(
+                    f"Map Run '{run.arn}' is {run.status}: CANNOT_UPDATE_COMPLETED_MAP_RUN"
+                )
+            if changes:
+                conn.execute(
+                    sa.update(map_runs).where(map_runs.c.map_run_id == map_run_id).values(changes)
+                )
+                run = self._locked(conn, map_run_id)
+                if threshold_exceeded(run):
+                    end_run(
+                        conn,
+                        run,
+                        "FAILED",
+                        now,
+                        error="States.ExceedToleratedFailureThreshold",
+                        cause="The specified tolerated failure threshold was exceeded",
+                    )
+                elif run.loaded:
+                    release_children(conn, run, now, self._codec)
+                self._backend.notify_in(conn)
+            row = self._locked(conn, map_run_id)
+        self._waker.wake_local()
+        return _record(row)
+
+    def redrive_map_run(self, map_run_id: str, *, now: datetime) -> MapRunRecord:
+        """Rerun what did not succeed in an ended Map Run (its parent is being redriven).
+
+        Children that failed, timed out, were aborted or never started go
+        back to PENDING under new execution ids (``<index>/r<n>``: the old
+        executions keep their histories); those that succeeded stay done.
+        The run is RUNNING again with its redrive count bumped, and releases
+        children up to its MaxConcurrency. A run still RUNNING, or one that
+        SUCCEEDED, is returned as it is (a repeated call changes nothing).
+        """
+        with self._write() as conn:
+            run = self._locked(conn, map_run_id)
+            if run.status in ("RUNNING", "SUCCEEDED"):
+                return _record(run)
+            count = run.redrive_count + 1
+            redone = list(
+                conn.execute(
+                    sa.select(map_run_children.c.item_index, map_run_children.c.execution_id)
+                    .where(
+                        map_run_children.c.map_run_id == map_run_id,
+                        map_run_children.c.status.in_(
+                            ["FAILED", "TIMED_OUT", "ABORTED", "PENDING"]
+                        ),
+                    )
+                    .order_by(map_run_children.c.item_index)
+                )
+            )
+            namespace = uuid.UUID(map_run_id)
+            for row in redone:
+                prefix = row.execution_id.rsplit(":", 1)[0]
+                name = uuid.uuid5(namespace, f"{row.item_index}/r{count}")
+                conn.execute(
+                    sa.update(map_run_children)
+                    .where(
+                        map_run_children.c.map_run_id == map_run_id,
+                        map_run_children.c.item_index == row.item_index,
+                    )
+                    .values(status="PENDING", execution_id=f"{prefix}:{name}")
+                )
+            conn.execute(
+                sa.update(map_runs)
+                .where(map_runs.c.map_run_id == map_run_id)
+                .values(
+                    status="RUNNING",
+                    stop_date=None,
+                    error=None,
+                    cause=None,
+                    pending=len(redone),
+                    failed=0,
+                    timed_out=0,
+                    aborted=0,
+                    redrive_count=count,
+                    redrive_date=now,
+                )
+            )
+            run = self._locked(conn, map_run_id)
+            if run.pending == 0 and run.running == 0:
+                end_run(conn, run, "SUCCEEDED", now)
+            else:
+                release_children(conn, run, now, self._codec)
+            self._backend.notify_in(conn)
+            row = self._locked(conn, map_run_id)
+        self._waker.wake_local()
+        return _record(row)
+
+    def list_map_run_children(self, ref: str) -> list[str]:
+        """The execution ids of a Map Run's started children, in item order."""
+        map_run_id = self.get_map_run(ref).map_run_id
+        with self._read() as conn:
+            return [
+                row.execution_id
+                for row in conn.execute(
+                    sa.select(map_run_children.c.execution_id)
+                    .select_from(
+                        map_run_children.join(
+                            executions,
+                            executions.c.execution_id == map_run_children.c.execution_id,
+                        )
+                    )
+                    .where(map_run_children.c.map_run_id == map_run_id)
+                    .order_by(map_run_children.c.item_index)
+                )
+            ]
