@@ -815,6 +815,10 @@ class Engine(TaskCallbacks, MapRunApi):
     list_aliases_sync = _sync_twin(list_aliases)
     delete_alias_sync = _sync_twin(delete_alias)
     redrive_status_sync = _sync_twin(redrive_status)
+    describe_map_run_sync = _sync_twin(MapRunApi.describe_map_run)
+    list_map_runs_sync = _sync_twin(MapRunApi.list_map_runs)
+    update_map_run_sync = _sync_twin(MapRunApi.update_map_run)
+    list_map_run_executions_sync = _sync_twin(MapRunApi.list_map_run_executions)
     # mypy cannot rule out a `self=` among **options; the twins pass them through unchanged.
     create_schedule_sync = _sync_twin(create_schedule)  # type: ignore[arg-type]
     update_schedule_sync = _sync_twin(update_schedule)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.lifecycle import InvalidNextToken
 from engine.store import Event, ExecutionRecord, ExecutionStatus, MachineType
+from engine.store.map_run_hook import is_child
 
 __all__ = ["OPERATIONS"]
 
@@ -129,7 +130,14 @@ async def describe_execution(service: Service, members: Members) -> dict[str, An
     included = members.string("includedData", choices=["ALL_DATA", "METADATA_ONLY"])
     record = await _record(service, members)
     redrive = await service.engine.lifecycle.redrive_status(record)
-    return _execution(service, record, include_data=included != "METADATA_ONLY", redrive=redrive)
+    document = _execution(
+        service, record, include_data=included != "METADATA_ONLY", redrive=redrive
+    )
+    if is_child(record.execution_id):
+        map_run = await service.run_db(service.engine.store.map_run_of_child, record.execution_id)
+        if map_run is not None:
+            document["mapRunArn"] = service.arns.reformat(map_run)
+    return document
 
 
 async def describe_state_machine_for_execution(

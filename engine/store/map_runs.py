@@ -471,6 +471,20 @@ class MapRunStore(StoreBase):
         self._waker.wake_local()
         return _record(row)
 
+    def map_run_of_child(self, execution_id: str) -> str | None:
+        """The ARN of the Map Run whose child `execution_id` is (None: not a child)."""
+        with self._read() as conn:
+            arn = conn.execute(
+                sa.select(map_runs.c.arn)
+                .select_from(
+                    map_run_children.join(
+                        map_runs, map_runs.c.map_run_id == map_run_children.c.map_run_id
+                    )
+                )
+                .where(map_run_children.c.execution_id == execution_id)
+            ).scalar()
+        return None if arn is None else str(arn)
+
     def list_map_run_children(self, ref: str) -> list[str]:
         """The execution ids of a Map Run's started children, in item order."""
         map_run_id = self.get_map_run(ref).map_run_id

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from engine import Engine
+from engine.errors import MapRunUpdateRefused
 from engine.s3local import S3_ROOT_ENV
 from tests.engine.processes import ROOT, wait_until
 
@@ -313,3 +314,19 @@ def test_a_failed_run_still_writes_its_result_files(sqlite_url: str, root: Path)
     assert len(succeeded) == 1 and len(failed) == 1 and len(pending) == 8
     assert failed[0]["Error"] == "Row.Bad"
     assert json.loads(pending[0]["Input"]) == {"fail": False}
+
+
+def test_map_runs_from_plain_code(sqlite_url: str) -> None:
+    """The embedding API's _sync twins: list, describe, list children, update refused once ended."""
+    with Engine(sqlite_url, worker=False) as engine:
+        record = engine.run_sync(processor_map(MaxConcurrency=1, ToleratedFailureCount=2), ITEMS)
+        (run,) = engine.list_map_runs_sync(record)
+        described = engine.describe_map_run_sync(run.arn)
+        children = engine.list_map_run_executions_sync(run.arn)
+        with pytest.raises(MapRunUpdateRefused):
+            engine.update_map_run_sync(run.arn, max_concurrency=5)
+    assert record.status == "SUCCEEDED"
+    assert described["executionCounts"]["succeeded"] == 8
+    assert described["executionCounts"]["failed"] == 2
+    assert len(children) == 10
+    assert {child.status for child in children} == {"SUCCEEDED", "FAILED"}

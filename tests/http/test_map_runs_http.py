@@ -75,6 +75,8 @@ def test_map_run_operations(server: Server) -> None:
     child = client.describe_execution(executionArn=children[0]["executionArn"])
     assert child["status"] == "SUCCEEDED"
     assert child["stateMachineArn"] == machine + "/each"
+    assert child["mapRunArn"] == map_run_arn
+    assert "mapRunArn" not in client.describe_execution(executionArn=execution)
 
     with pytest.raises(ClientError) as refused:
         client.update_map_run(mapRunArn=map_run_arn, maxConcurrency=5)
