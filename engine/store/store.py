@@ -277,6 +277,7 @@ class Store(
         for an unknown `status`. `redriven` True keeps executions redriven
         at least once, False those never redriven. `published_version` and
         `alias` keep only executions started through that version or alias.
+        With no `machine`, a Distributed Map's child executions are left out.
         """
         query = sa.select(executions)
         if published_version is not None:
@@ -290,6 +291,10 @@ class Store(
             query = query.where(executions.c.status == ExecutionStatus(status).value)
         if machine is not None:
             query = query.where(executions.c.machine == machine)
+        else:
+            # A Distributed Map's children (machine ``<machine>/<label>``) are
+            # listed by their Map Run, not among all executions.
+            query = query.where(executions.c.machine.not_like("%/%"))
         if after is not None:
             after_date, after_id = after
             query = query.where(

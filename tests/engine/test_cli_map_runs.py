@@ -78,6 +78,9 @@ def test_map_run_commands(db_url: str) -> None:
     assert len(children) == 3
     assert all(child["status"] == "SUCCEEDED" for child in children)
     assert all("/squares:" in child["executionArn"] for child in children)
+    # The plain listing shows the parent, not the Map Run's children.
+    listed = invoke_json(["list", "--db", db_url])["executions"]
+    assert [e["executionArn"] for e in listed] == [record.execution_id]
 
     refused = invoke(["map-runs", "update", arn, "--max-concurrency", "5", "--db", db_url])
     assert refused.exit_code == 2
