@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from engine.api import Engine
 from engine.http.protocol import error_for
 from engine.store import ExecutionRecord, ExecutionStatus
+from engine.store.map_run_hook import is_child
 from engine.web.auth import SESSION_COOKIE, Sessions
 from engine.web.graph import StateAggregate, machine_graph, state_outcomes
 from engine.web.render import (
@@ -38,6 +39,8 @@ from engine.web.render import (
     execution_rows,
     json_island,
     layout,
+    map_run_href,
+    map_runs_table,
     pretty,
     query,
     rule_table,
@@ -52,6 +55,8 @@ __all__ = ["EVENTS_PER_PAGE", "web_routes"]
 log = logging.getLogger("stepwise.web")
 
 EVENTS_PER_PAGE = 200
+# A Map Run's page lists this many children (the CLI lists them all).
+MAP_RUN_CHILDREN_SHOWN = 500
 EXECUTIONS_PER_PAGE = 50
 # Timeline rows drawn at most (a Map's iterations fold into their states' rows beyond it).
 TIMELINE_ROWS = 200
@@ -251,11 +256,40 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
             aggregate = aggregates.get(node["state"])
             node["outcome"] = aggregate.outcome if aggregate is not None else "not-reached"
         details = {name: _state_details(aggregate) for name, aggregate in aggregates.items()}
-        return _page(
-            record.name,
-            _execution_body(request, record, events, aggregates, graph, details, session, engine),
-            session,
+        body = _execution_body(request, record, events, aggregates, graph, details, session, engine)
+        return _page(record.name, body + await _map_runs_of(engine, record), session)
+
+    async def map_run(request: Request, session: _Session, engine: Engine) -> Response:
+        arn = request.path_params["arn"]
+        described = await engine.describe_map_run(arn)
+        children = await engine.lifecycle.run_db(engine.store.list_map_run_children, arn)
+        shown = [await engine.describe(child) for child in children[:MAP_RUN_CHILDREN_SHOWN]]
+        more = ""
+        if len(children) > len(shown):
+            more = (
+                f'<p class="more">The first {len(shown)} of {len(children)} children; '
+                f"<code>stepwise list --map-run {text(arn)}</code> lists them all.</p>"
+            )
+        counts = described["executionCounts"]
+        body = (
+            f'<h1>Map Run <small>{text(arn.rsplit(":", 2)[-2])}</small> <span id="status" '
+            f'class="status {text(described["status"].lower())}">{text(described["status"])}'
+            f'</span></h1><p class="meta">Of execution <a href="'
+            f'{text(execution_href(described["executionArn"]))}">'
+            f"{text(described['executionArn'].rsplit(':', 1)[-1])}</a> · "
+            f"max concurrency {described['maxConcurrency']} · tolerated failures "
+            f"{described['toleratedFailurePercentage']:g}% or {described['toleratedFailureCount']}"
+            f" · <code>{text(arn)}</code></p>"
+            '<table class="counts"><thead><tr>'
+            + "".join(f"<th>{text(k)}</th>" for k in counts)
+            + "</tr></thead><tbody><tr>"
+            + "".join(f'<td data-count="{text(k)}">{int(v)}</td>' for k, v in counts.items())
+            + "</tr></tbody></table>"
+            '<section><h2>Child executions</h2><table class="executions"><thead><tr><th>Name'
+            "</th><th>State machine</th><th>Status</th><th>Started</th><th>Stopped</th></tr>"
+            f"</thead><tbody>{execution_rows(shown)}</tbody></table>{more}</section>"
         )
+        return _page("Map Run", body, session)
 
     async def execution_version(request: Request, session: _Session, engine: Engine) -> Response:
         record = await engine.describe(request.path_params["execution"])
@@ -453,7 +487,8 @@ def web_routes(engine_of: Callable[[], Engine | None], keys: Any) -> list[BaseRo
         Route("/ui/executions/{execution:path}/start", action(start_again), methods=["POST"]),
         Route("/ui/executions/{execution:path}", page(execution), methods=["GET"]),
         Route("/ui/machines", page(machines), methods=["GET"]),
-        Route("/ui/machines/{name}", page(machine), methods=["GET"]),
+        Route("/ui/machines/{name:path}", page(machine), methods=["GET"]),
+        Route("/ui/map-runs/{arn:path}", page(map_run), methods=["GET"]),
         Route("/ui/schedules", page(schedules), methods=["GET"]),
         Route("/ui/schedules/{name}/trigger", action(schedule_trigger), methods=["POST"]),
         Route("/ui/alerts", page(alerts), methods=["GET"]),
@@ -545,6 +580,22 @@ def _timeline(record: ExecutionRecord, aggregates: dict[str, StateAggregate]) ->
     moments: list[datetime] = [bar["end"] or bar["begin"] for bar in bars]
     end = record.stop_date or max([*moments, record.start_date])
     return timeline_svg(bars, record.start_date, end)
+
+
+async def _map_runs_of(engine: Engine, record: ExecutionRecord) -> str:
+    """The Map Runs section of a parent's page, or a child's link to its Map Run."""
+    runs = await engine.list_map_runs(record)
+    if runs:
+        return f"<section><h2>Map Runs</h2>{map_runs_table(runs)}</section>"
+    if not is_child(record.execution_id):
+        return ""
+    arn = await engine.lifecycle.run_db(engine.store.map_run_of_child, record.execution_id)
+    if arn is None:
+        return ""
+    return (
+        '<section><h2>Map Run</h2><p class="meta">A child execution of '
+        f'<a href="{text(map_run_href(arn))}">{text(arn)}</a></p></section>'
+    )
 
 
 def _execution_page(

@@ -21,6 +21,7 @@ from engine.store import Event, ExecutionRecord
 
 if TYPE_CHECKING:
     from engine.scheduling.service import ScheduleDescription
+    from engine.store.map_runs import MapRunRecord
     from engine.store.outbox import AlertRecord, DeliveryRecord
     from engine.store.versions import AliasRecord, PublishedVersion
 
@@ -32,6 +33,8 @@ __all__ = [
     "execution_rows",
     "json_island",
     "layout",
+    "map_run_href",
+    "map_runs_table",
     "pretty",
     "query",
     "rule_table",
@@ -229,6 +232,29 @@ def versions_section(
         "<h2>Aliases</h2><table><thead><tr><th>Alias</th><th>Routes</th>"
         "<th>Description</th><th>Updated</th></tr></thead>"
         f"<tbody>{alias_rows or empty.format('none')}</tbody></table></section>"
+    )
+
+
+def map_run_href(arn: str) -> str:
+    """The web view's page of a Map Run."""
+    return f"/ui/map-runs/{quote(arn, safe=':/')}"
+
+
+def map_runs_table(runs: list[MapRunRecord]) -> str:
+    """A Distributed Map's runs: each links to its page, with its children's counts."""
+    rows = "".join(
+        f'<tr data-map-run="{text(run.arn)}"><td><a href="{text(map_run_href(run.arn))}">'
+        f"{text(run.arn.rsplit(':', 2)[-2])}</a></td>"
+        f'<td class="status {text(run.status.lower())}">{text(run.status)}</td>'
+        f"<td>{run.succeeded}</td><td>{run.failed}</td><td>{run.running}</td>"
+        f"<td>{run.pending}</td><td>{run.aborted}</td><td>{run.total}</td>"
+        f"<td>{when(run.start_date)}</td><td>{when(run.stop_date)}</td></tr>"
+        for run in runs
+    )
+    return (
+        '<table class="map-runs"><thead><tr><th>Map Run</th><th>Status</th>'
+        "<th>Succeeded</th><th>Failed</th><th>Running</th><th>Pending</th><th>Aborted</th>"
+        f"<th>Total</th><th>Started</th><th>Stopped</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
 

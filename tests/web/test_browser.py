@@ -355,3 +355,46 @@ def test_home_page_filters_by_machine_and_status(server: Server, page: Any) -> N
     page.wait_for_selector('table.executions a:text-is("filtered-stopped")')
     assert page.locator('table.executions a:text-is("filtered-running")').count() == 0
     server.client().stop_execution(executionArn=running)
+
+
+DISTRIBUTED = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "Label": "rows",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Row",
+                "States": {"Row": {"Type": "Pass", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_a_distributed_map_shows_its_map_run_and_child_executions(
+    server: Server, page: Any
+) -> None:
+    arn = _machine(server, "fanned", DISTRIBUTED)
+    execution = _start(server, arn, [{"row": n} for n in range(3)], "fan-1")
+    assert _wait_closed(server, execution) == "SUCCEEDED"
+    _open_from_home(page, server, "fan-1")
+    run = page.locator("table.map-runs tr[data-map-run]")
+    assert run.count() == 1
+    assert "SUCCEEDED" in run.inner_text()
+    run.locator("a").click()
+    page.wait_for_selector("table.executions")
+    assert page.inner_text('table.counts td[data-count="total"]') == "3"
+    assert page.inner_text('table.counts td[data-count="succeeded"]') == "3"
+    children = page.locator("table.executions tbody tr")
+    assert children.count() == 3
+    assert children.first.inner_text().count("SUCCEEDED") == 1
+    children.first.locator("a").first.click()
+    page.wait_for_selector(".graph-svg g.node")
+    assert "A child execution of" in page.inner_text("main")
+    # The child's state machine is the hidden <machine>/<label> one, and its page opens.
+    page.click('p.meta a:text-is("fanned/rows")')
+    page.wait_for_selector(".graph-svg g.node")
+    assert '"Row"' in page.inner_text("main")
