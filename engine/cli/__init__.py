@@ -105,12 +105,30 @@ def cli() -> None:
     """Stepwise: run Amazon States Language state machines, durably, on SQLite or PostgreSQL."""
 
 
+class _Redaction(logging.Filter):
+    """`engine.redact.RedactingFilter`, built when the first record is logged.
+
+    Secret fields never reach the logs, and a command that logs nothing
+    (``--help``) never loads the redactor.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._filter: logging.Filter | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._filter is None:
+            from engine.redact import RedactingFilter
+
+            self._filter = RedactingFilter()
+        return bool(self._filter.filter(record))
+
+
 def main() -> None:
     """The `stepwise` console script."""
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="stepwise: %(levelname)s: %(message)s"
     )
-    from engine.redact import install_log_redaction
-
-    install_log_redaction()  # secret fields never reach the logs
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Redaction())
     cli.main(prog_name="stepwise")

@@ -58,7 +58,13 @@ def test_help_imports_no_command_module() -> None:
     for name in COMMANDS:
         assert f"  {name} " in stdout
     assert _loaded(modules, *_COMMAND_MODULES) == []
-    assert _loaded(modules, "sqlalchemy", "anyio", "statemachine", "activities") == []
+    assert _loaded(modules, "sqlalchemy", "anyio", "statemachine", "activities", "msgspec") == []
+    assert _loaded(modules, "engine") == [
+        "engine",
+        "engine.cli",
+        "engine.cli.core",
+        "engine.cli.output",
+    ]
 
 
 def test_every_command_has_a_summary() -> None:
@@ -143,3 +149,23 @@ def test_telemetry_off_loads_no_sdk(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_console_script_redacts_logs_and_loads_the_redactor_only_to_log() -> None:
+    probe = (
+        "import logging, sys\n"
+        "sys.argv = ['stepwise', '--version']\n"
+        "from engine.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('redactor loaded:', 'engine.redact' in sys.modules)\n"
+        "logging.getLogger('stepwise.probe').warning('login failed: password=hunter2 at db')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "redactor loaded: False" in result.stdout
+    assert "hunter2" not in result.stderr
+    assert "stepwise: WARNING: login failed: password=[REDACTED] at db" in result.stderr
