@@ -26,7 +26,7 @@ import sys
 
 import click
 
-from engine.cli.core import LazyGroup, global_options
+from engine.cli.core import LazyGroup, global_options, start_startup
 
 __all__ = ["COMMANDS", "SUMMARIES", "cli", "main"]
 
@@ -131,4 +131,5 @@ def main() -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Redaction())
+    start_startup()  # until the command's work begins (core.run_async, serve)
     cli.main(prog_name="stepwise")

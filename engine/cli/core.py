@@ -24,6 +24,7 @@ fast.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -53,6 +54,7 @@ __all__ = [
     "activities_option",
     "check_definition",
     "database_url",
+    "end_startup",
     "execution_input",
     "finish",
     "global_options",
@@ -66,6 +68,7 @@ __all__ = [
     "retry_seconds",
     "retry_transient",
     "run_async",
+    "start_startup",
     "with_client",
 ]
 
@@ -130,10 +133,39 @@ def json_output(ctx: click.Context | None = None) -> bool:
     return str(ctx.meta.get(_OUTPUT_KEY, "text")).lower() == "json"
 
 
+# While a command loads what it needs (SQLAlchemy, the language, the engine:
+# hundreds of thousands of objects that live as long as the process, and
+# next to no cyclic garbage) the cyclic collector would walk them again and
+# again, about a tenth of `stepwise run`'s start-up. `main()` switches it off
+# for that phase; `end_startup` switches it back on where the command's real
+# work begins: the event loop (`run_async`), the HTTP server, a purge's loop.
+_collector_paused = False
+
+
+def start_startup() -> None:
+    """Pause the cyclic garbage collector while the command loads (see `end_startup`)."""
+    global _collector_paused
+    if gc.isenabled():
+        gc.disable()
+        _collector_paused = True
+
+
+def end_startup() -> None:
+    """Resume the cyclic garbage collector if `start_startup` paused it."""
+    global _collector_paused
+    if _collector_paused:
+        _collector_paused = False
+        # What was loaded lives as long as the process: frozen, it is never walked
+        # again (without this the first collection walks all of it at once).
+        gc.freeze()
+        gc.enable()
+
+
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run one coroutine function to completion on a fresh event loop; return its result."""
     import anyio
 
+    end_startup()
     return anyio.run(fn)
 
 

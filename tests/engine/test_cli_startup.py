@@ -169,3 +169,56 @@ def test_the_console_script_redacts_logs_and_loads_the_redactor_only_to_log() ->
     assert "redactor loaded: False" in result.stdout
     assert "hunter2" not in result.stderr
     assert "stepwise: WARNING: login failed: password=[REDACTED] at db" in result.stderr
+
+
+def test_the_collector_is_back_on_when_the_work_begins() -> None:
+    import gc
+
+    from engine.cli.core import end_startup, run_async, start_startup
+
+    assert gc.isenabled()
+    start_startup()
+    try:
+        assert not gc.isenabled()  # paused while the command loads its modules
+
+        async def collecting() -> bool:
+            return gc.isenabled()
+
+        assert run_async(collecting)  # the command's work runs with the collector on
+        assert gc.get_freeze_count() > 0  # what was loaded is never walked again
+    finally:
+        end_startup()
+        gc.unfreeze()  # this test process's objects go back to the collector
+    assert gc.isenabled()
+
+
+def test_a_command_that_never_reaches_its_work_leaves_the_collector_as_it_was() -> None:
+    import gc
+
+    from engine.cli.core import end_startup, start_startup
+
+    gc.disable()  # an embedding program's own choice
+    try:
+        start_startup()
+        end_startup()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_stepwise_run_runs_its_execution_with_the_collector_on(tmp_path: Path) -> None:
+    (tmp_path / "gc_probe.py").write_text(
+        "import gc\n"
+        "from activities import activity\n"
+        "@activity('collector-on')\n"
+        "def collector_on(event: object) -> bool:\n"
+        "    return gc.isenabled()\n"
+    )
+    definition = {
+        "StartAt": "Probe",
+        "States": {"Probe": {"Type": "Task", "Resource": "collector-on", "End": True}},
+    }
+    (tmp_path / "probe.json").write_text(json.dumps(definition))
+    argv = ["--db", f"sqlite:///{tmp_path / 'run.db'}", "run", "probe.json"]
+    _modules, stdout = _modules_after([*argv, "--activities", "gc_probe"], tmp_path)
+    assert json.loads(stdout) is True
