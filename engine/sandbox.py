@@ -31,8 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statemachine.errors import StatesError
 from statemachine.jsonata import (
@@ -44,6 +43,10 @@ from statemachine.jsonata import (
     evaluate_template,
 )
 from statemachine.nondeterminism import Nondeterminism
+
+if TYPE_CHECKING:
+    # multiprocessing loads with the first worker (or in the worker itself), not at startup.
+    from multiprocessing.connection import Connection
 
 __all__ = ["MEMORY_LIMIT_BYTES", "Sandbox"]
 
@@ -181,6 +184,8 @@ class Sandbox:
                 stdin=subprocess.DEVNULL,
             )
             child.close()
+            from multiprocessing.connection import Connection
+
             self._process, self._connection = process, Connection(parent.detach())
         assert self._connection is not None
         return self._connection
@@ -256,6 +261,8 @@ def serve_fd(fd: int, memory_limit: int | None = None) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    from multiprocessing.connection import Connection
+
     _worker(Connection(fd))
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
-
-import regex
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from statemachine.errors import ExpressionSyntaxError
+
+if TYPE_CHECKING:
+    import regex  # loaded by the first `=~` filter compiled, not with the language
 
 __all__ = ["Path", "compile_path", "compile_reference_path"]
 
@@ -405,6 +406,8 @@ class _Parser:
             raise self.fail("unterminated regular expression")
         source = self.text[self.pos + 1 : end]
         self.pos = end + 1
+        import regex
+
         flags = 0
         while self.peek() in ("i", "m", "s") and self.peek():
             flags |= {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL}[self.peek()]

@@ -24,11 +24,13 @@ fast.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from gettext import gettext as _
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -46,11 +48,13 @@ if TYPE_CHECKING:
     from engine.api import Engine
 
 __all__ = [
+    "LazyGroup",
     "StepwiseCommand",
     "StepwiseGroup",
     "activities_option",
     "check_definition",
     "database_url",
+    "end_startup",
     "execution_input",
     "finish",
     "global_options",
@@ -64,6 +68,7 @@ __all__ = [
     "retry_seconds",
     "retry_transient",
     "run_async",
+    "start_startup",
     "with_client",
 ]
 
@@ -128,10 +133,39 @@ def json_output(ctx: click.Context | None = None) -> bool:
     return str(ctx.meta.get(_OUTPUT_KEY, "text")).lower() == "json"
 
 
+# While a command loads what it needs (SQLAlchemy, the language, the engine:
+# hundreds of thousands of objects that live as long as the process, and
+# next to no cyclic garbage) the cyclic collector would walk them again and
+# again, about a tenth of `stepwise run`'s start-up. `main()` switches it off
+# for that phase; `end_startup` switches it back on where the command's real
+# work begins: the event loop (`run_async`), the HTTP server, a purge's loop.
+_collector_paused = False
+
+
+def start_startup() -> None:
+    """Pause the cyclic garbage collector while the command loads (see `end_startup`)."""
+    global _collector_paused
+    if gc.isenabled():
+        gc.disable()
+        _collector_paused = True
+
+
+def end_startup() -> None:
+    """Resume the cyclic garbage collector if `start_startup` paused it."""
+    global _collector_paused
+    if _collector_paused:
+        _collector_paused = False
+        # What was loaded lives as long as the process: frozen, it is never walked
+        # again (without this the first collection walks all of it at once).
+        gc.freeze()
+        gc.enable()
+
+
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run one coroutine function to completion on a fresh event loop; return its result."""
     import anyio
 
+    end_startup()
     return anyio.run(fn)
 
 
@@ -338,6 +372,61 @@ class StepwiseGroup(click.Group):
         **extra: Any,
     ) -> Any:
         return _main_reporting_errors(self, args, prog_name, complete_var, standalone_mode, extra)
+
+
+class LazyGroup(StepwiseGroup):
+    """A `StepwiseGroup` whose subcommands are imported only when one is used.
+
+    `lazy` maps a command name to ``"module:attribute"``, the click command
+    to import when that command runs (or its own ``--help`` is asked for).
+    `summaries` maps a name to the first sentence of its help, so the group's
+    ``--help`` lists every command without importing any; a name without
+    one is imported to be listed. The listing is click's own, line for line.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy: Mapping[str, str] | None = None,
+        summaries: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+        self.summaries = dict(summaries or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self._load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, name: str) -> click.Command:
+        module, _colon, attribute = self.lazy[name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[name]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            if name not in self.commands and name in self.summaries:
+                # A stand-in carrying the summary: click shortens it exactly as it
+                # would the command's own help.
+                listed.append((name, click.Command(name, help=self.summaries[name])))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                listed.append((name, command))
+        if not listed:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _command in listed)
+        rows = [(name, command.get_short_help_str(limit)) for name, command in listed]
+        with formatter.section(_("Commands")):
+            formatter.write_dl(rows)
 
 
 class StepwiseCommand(click.Command):

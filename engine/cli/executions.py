@@ -27,6 +27,7 @@ from engine.cli.core import (
     StepwiseCommand,
     StepwiseGroup,
     database_url,
+    end_startup,
     execution_input,
     global_options,
     input_options,
@@ -375,6 +376,7 @@ def purge_command(
     wanted = [s.upper() for s in statuses] or None
     store = Store(database_url())
     purged = 0
+    end_startup()  # a purge may run long: the collector is back on
     try:
         while True:
             ids = store.purge_executions(

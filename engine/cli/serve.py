@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from engine.cli.core import StepwiseCommand, database_url, global_options
+from engine.cli.core import StepwiseCommand, database_url, end_startup, global_options
 from engine.cli.definitions import operator_options, operator_settings
 from engine.cli.s3root import s3_root_option
 
@@ -144,6 +144,7 @@ def serve(
         allow_unauthenticated=allow_unauthenticated,
         log_level=log_level,
     )
+    end_startup()
     try:
         run_server(options)
     except UnsafeBind as exc:

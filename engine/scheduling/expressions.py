@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, croniter
-
 from engine.store.schedules import InvalidScheduleExpression
 
 __all__ = ["InvalidScheduleExpression", "ScheduleExpression", "parse_expression"]
@@ -79,6 +77,8 @@ class ScheduleExpression:
         return found
 
     def _cron_ticks(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        from croniter import croniter  # loaded by the first cron schedule, not at startup
+
         assert self.cron is not None
         zone = ZoneInfo(self.timezone)
         # Walk the wall clock from a little before `start` (a fall-back hour
@@ -142,6 +142,8 @@ def parse_expression(text: str, timezone: str = "UTC") -> ScheduleExpression:
                 "or write cron(min hour day month weekday year)"
             )
         cron = " ".join([*fields, "0", "*"])
+    from croniter import CroniterBadCronError, croniter
+
     try:
         croniter(cron, datetime(2026, 1, 1)).get_next(datetime)
     except (CroniterBadCronError, ValueError, KeyError) as exc:

@@ -26,12 +26,18 @@ from engine.store.codec import PayloadCodec, codec_from_environment
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
 from engine.store.notify import Waker
-from engine.store.postgres import PostgresBackend
 from engine.store.sqlite import SqliteBackend
 
 __all__ = ["StoreBase"]
 
-_BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": PostgresBackend}
+
+def _backend_class(dialect: str) -> type[Backend]:
+    # PostgreSQL's backend (and psycopg with it) loads only for a postgresql:// URL.
+    if dialect == "postgresql":
+        from engine.store.postgres import PostgresBackend
+
+        return PostgresBackend
+    return SqliteBackend
 
 
 class StoreBase:
@@ -65,7 +71,7 @@ class StoreBase:
         _refuse_missing_directory(parsed, self._display)
         if not create:
             _refuse_missing_file(parsed, self._display)
-        self._backend: Backend = _BACKENDS[self.dialect]()
+        self._backend: Backend = _backend_class(self.dialect)()
         self._engine = self._backend.create_engine(parsed)
         self._waker: Waker = self._backend.waker(parsed, self._display, poll_interval)
         try:

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import psycopg
 from sqlalchemy import exc as sa_exc
 
 from engine.store.errors import StoreUnavailable
 
 __all__ = [
-    "UNAVAILABLE",
     "Backoff",
     "first_line",
     "is_transient",
@@ -41,13 +40,21 @@ __all__ = [
 ]
 
 # Failures that mean "the database cannot serve this call now", whichever
-# layer (SQLAlchemy or psycopg used directly) reports them.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
+# layer (SQLAlchemy or psycopg used directly) reports them. psycopg's two
+# join only once psycopg is loaded (a PostgreSQL store loads it): a process
+# on SQLite never imports the driver, and cannot meet its errors.
+_SQLALCHEMY_UNAVAILABLE: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
 )
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return _SQLALCHEMY_UNAVAILABLE
+    return (*_SQLALCHEMY_UNAVAILABLE, psycopg.OperationalError, psycopg.InterfaceError)
+
 
 # SQLSTATE classes and codes that no retry can fix: authentication (28),
 # a missing database (3D000) or role, insufficient privilege (42501).
@@ -130,7 +137,7 @@ def mapped_errors(display_url: str, *, doing: str = "") -> Iterator[None]:
     """
     try:
         yield
-    except UNAVAILABLE as exc:
+    except _unavailable_errors() as exc:
         raise unavailable(display_url, exc, doing=doing) from None
     except sa_exc.DatabaseError as exc:
         reason = first_line(exc)

@@ -13,11 +13,12 @@ interval, and work made due by the same process wakes it at once.
 from __future__ import annotations
 
 import threading
-from typing import Protocol
-
-import psycopg
+from typing import TYPE_CHECKING, Protocol
 
 from engine.store.boundary import unavailable
+
+if TYPE_CHECKING:
+    import psycopg  # imported where a listener connects: SQLite never loads the driver
 
 __all__ = ["CHANNEL", "PostgresListener", "SqliteWaker", "Waker"]
 
@@ -70,6 +71,8 @@ class PostgresListener:
         return None
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        import psycopg
+
         if self._connection is None or self._connection.closed:
             try:
                 connection = psycopg.connect(self._conninfo, autocommit=True)
@@ -81,6 +84,8 @@ class PostgresListener:
         return self._connection
 
     def wait(self, timeout: float) -> None:
+        import psycopg
+
         with self._lock:
             connection = self._connect()
             try:

@@ -6,7 +6,10 @@ the history events' own timestamps (`spans`), exported the OpenTelemetry way
 trace` command (`cli`). This module owns the process-wide switch: `configure`
 turns telemetry on from OTEL_* settings or ``--otlp``; `on_commit` is the one
 call the engine makes after each commit (a no-op while telemetry is off);
-`shutdown` flushes every exporter before the process exits.
+`shutdown` flushes every exporter before the process exits. The
+OpenTelemetry SDK (`export`, `metrics`) loads only when `configure` finds an
+exporter to build, or when one of their names is first used from here (PEP
+562): a process with telemetry off never imports it.
 """
 
 from __future__ import annotations
@@ -15,21 +18,9 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-
-from opentelemetry.sdk.metrics import MeterProvider
+from typing import TYPE_CHECKING, Any
 
 from engine.store import Event, ExecutionRecord
-from engine.telemetry.export import (
-    HistoryLoader,
-    TelemetryConfigError,
-    TraceEmitter,
-    bounded_shutdown,
-    make_resource,
-    span_exporters_from_env,
-    to_otlp_json,
-    to_readable_spans,
-)
-from engine.telemetry.metrics import EngineMetrics, metric_readers_from_env, record_commit_metrics
 from engine.telemetry.spans import (
     DEFAULT_SECRET_FIELDS,
     PayloadPolicy,
@@ -41,6 +32,20 @@ from engine.telemetry.spans import (
     task_span_id,
     traceparent_for,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from engine.telemetry.export import (
+        HistoryLoader,
+        TelemetryConfigError,
+        TraceEmitter,
+        to_otlp_json,
+        to_readable_spans,
+    )
+    from engine.telemetry.metrics import EngineMetrics, record_commit_metrics
 
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
@@ -82,6 +87,8 @@ class Telemetry:
         self.metrics = metrics
         self.meter_provider = meter_provider
         if metrics is not None:
+            from engine.telemetry.metrics import record_commit_metrics
+
             emitter.on_emitted = lambda record, events, spans: record_commit_metrics(
                 metrics, record, events, spans
             )
@@ -109,6 +116,16 @@ class Telemetry:
 
 
 _active: Telemetry | None = None
+# The settings that can turn an exporter on (see `export.span_exporters_from_env`
+# and `metrics.metric_readers_from_env`); with none of them set and no --otlp,
+# `configure` has nothing to build.
+_EXPORTER_SETTINGS = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
 _lock = threading.Lock()
 
 
@@ -139,14 +156,28 @@ def configure(
     settings that cannot be honoured.
     """
     global _active
-    span_exporters = span_exporters_from_env(otlp, env)
-    readers = metric_readers_from_env(otlp, env) if metrics else []
+    settings = os.environ if env is None else env
+    span_exporters: list[SpanExporter] = []
+    readers: list[MetricReader] = []
+    # With no --otlp and none of the settings, there is nothing to build: the
+    # OpenTelemetry SDK is not even loaded.
+    if otlp or any(settings.get(setting) for setting in _EXPORTER_SETTINGS):
+        from engine.telemetry.export import span_exporters_from_env
+        from engine.telemetry.metrics import metric_readers_from_env
+
+        span_exporters = span_exporters_from_env(otlp, env)
+        readers = metric_readers_from_env(otlp, env) if metrics else []
     with _lock:
         previous, _active = _active, None
     if previous is not None:
         previous.shutdown()
     if not span_exporters and not readers:
         return None
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from engine.telemetry.export import TraceEmitter, make_resource
+    from engine.telemetry.metrics import EngineMetrics
+
     resource = make_resource(env)
     # No atexit shutdown of its own: `shutdown` bounds the last flush (see bounded_shutdown).
     meter_provider = (
@@ -210,4 +241,27 @@ def shutdown() -> None:
     with _lock:
         telemetry, _active = _active, None
     if telemetry is not None:
+        from engine.telemetry.export import bounded_shutdown
+
         bounded_shutdown(telemetry.shutdown)  # ≤ 2 s and one warning when a collector is down
+
+
+_EXPORT_NAMES = frozenset(
+    {"HistoryLoader", "TelemetryConfigError", "TraceEmitter", "to_otlp_json", "to_readable_spans"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The names whose modules load the OpenTelemetry SDK, loaded on first use.
+    if name in _EXPORT_NAMES:
+        from engine.telemetry import export
+
+        value = getattr(export, name)
+    elif name in ("EngineMetrics", "record_commit_metrics"):
+        from engine.telemetry import metrics
+
+        value = getattr(metrics, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

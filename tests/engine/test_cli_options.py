@@ -57,7 +57,10 @@ def one_error_line(stderr: str) -> str:
 
 def every_command(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, command in group.commands.items():
+    context = click.Context(group)  # the root group imports its commands when asked for them
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         found.append((f"{prefix}{name}", command))
         if isinstance(command, click.Group):
             found.extend(every_command(command, f"{prefix}{name} "))
