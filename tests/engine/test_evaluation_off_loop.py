@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from engine import Engine
@@ -88,12 +87,16 @@ def test_a_wait_stays_on_time_beside_a_map_of_slow_jsonata(db_url: str) -> None:
         done = engine.wait_sync(sentinel, timeout=120)
         events = engine.history_sync(done)
         mapped = engine.wait_sync(slow, timeout=300)
-    entered = next(e.timestamp for e in events if e.type == "WaitStateEntered")
+        slow_events = engine.history_sync(mapped)
     exited = next(e.timestamp for e in events if e.type == "WaitStateExited")
     assert mapped.status == "SUCCEEDED", mapped.cause
     assert json.loads(mapped.output or "") == [10000] * 60
-    # 60 evaluations of ~0.2 s on the loop delayed the Wait by 10 s or more before.
-    assert exited - entered < timedelta(seconds=6)
+    # 60 evaluations of ~0.2 s on the loop delayed the 1 s Wait until the Map
+    # was done. Now the Wait ends while most iterations are still to finish:
+    # an order of events, not a duration, so a loaded machine cannot fail it.
+    finished = [e.timestamp for e in slow_events if e.type == "MapIterationSucceeded"]
+    assert len(finished) == 60
+    assert sum(1 for moment in finished if moment <= exited) < 30
 
 
 def test_a_greedy_evaluation_is_bounded_outside_the_engine_process(sqlite_url: str) -> None:
