@@ -3,7 +3,7 @@
 Workers are woken by LISTEN/NOTIFY (the NOTIFY rides in the transaction that
 made work due, so it arrives exactly when the work is visible), concurrent
 migrations queue on a transaction-scoped advisory lock, and a group commit
-first tries the two-round-trip pipelined path of `fastcommit.py`.
+first tries the one-round-trip pipelined path of `fastcommit.py`.
 """
 
 from __future__ import annotations
