@@ -46,6 +46,13 @@ class Backend:
         """An INSERT of one row that does nothing when the unique `key` columns are taken."""
         raise NotImplementedError
 
+    def reading(self, conn: Connection) -> Connection:
+        """`conn` set up for a read-only unit of work (the default: a transaction, one snapshot)."""
+        return conn
+
+    def claiming(self, conn: Connection) -> None:
+        """Set up the transaction of a lease claim or renewal (nothing by default)."""
+
     def notify_in(self, conn: Connection) -> None:
         """Queue a wake-up for other processes, delivered when this transaction commits."""
 

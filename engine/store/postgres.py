@@ -27,6 +27,7 @@ from engine.store.records import Checkpoint, CommitResult
 __all__ = ["PostgresBackend"]
 
 _NOTIFY_SQL = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
+_LAZY_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit TO OFF")
 # Any constant works; it only has to be the same in every Stepwise process.
 _MIGRATION_LOCK_KEY = 0x5757_0001
 
@@ -55,6 +56,20 @@ class PostgresBackend(Backend):
     ) -> Any:
         insert = pg_dialect.insert(table).values(**values)
         return insert.on_conflict_do_nothing(index_elements=list(key))
+
+    def reading(self, conn: Connection) -> Connection:
+        # Under READ COMMITTED every statement takes its own snapshot anyway,
+        # so a read-only BEGIN … COMMIT buys no consistency: it only costs two
+        # round trips. Reads run in autocommit (switched client-side by psycopg).
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def claiming(self, conn: Connection) -> None:
+        # A claim or renewal need not wait for its WAL flush: a lease lost in
+        # a crash only makes the worker's next checkpoint fail its lease check
+        # (which runs inside every commit), and that synchronous commit flushes
+        # the WAL up to and including the claim. Effects only ever follow such
+        # a commit, so no effect can rest on a claim that was not durable.
+        conn.execute(_LAZY_COMMIT_SQL)
 
     def notify_in(self, conn: Connection) -> None:
         conn.execute(_NOTIFY_SQL)
