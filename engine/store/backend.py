@@ -72,3 +72,12 @@ class Backend:
         Every payload it writes is sealed by `codec`.
         """
         return None
+
+    def fast_start(
+        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
+    ) -> bool | None:
+        """Insert a start in fewer round trips, if this backend can; None takes the careful path.
+
+        True when created, False when a unique key collided (nothing written).
+        """
+        return None

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
-from engine.store.fastcommit import pipelined_commit
+from engine.store.fastcommit import pipelined_commit, pipelined_start
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.records import Checkpoint, CommitResult
 
@@ -90,3 +90,8 @@ class PostgresBackend(Backend):
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
         return pipelined_commit(engine, checkpoints, worker_id, now, codec)
+
+    def fast_start(
+        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
+    ) -> bool | None:
+        return pipelined_start(engine, execution, first_event, queue)
