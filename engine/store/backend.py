@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
 from engine.store.records import Checkpoint, CommitResult
+from engine.store.schema import journal
 
 __all__ = ["Backend"]
 
@@ -52,6 +53,13 @@ class Backend:
 
     def claiming(self, conn: Connection) -> None:
         """Set up the transaction of a lease claim or renewal (nothing by default)."""
+
+    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
+        """Every (key, stored value) journal row of one execution, read on `conn`."""
+        rows = conn.execute(
+            sa.select(journal.c.key, journal.c.value).where(journal.c.execution_id == execution_id)
+        )
+        return [(row.key, row.value) for row in rows]
 
     def notify_in(self, conn: Connection) -> None:
         """Queue a wake-up for other processes, delivered when this transaction commits."""

@@ -442,12 +442,11 @@ class Store(
                 raise StateMachineDoesNotExist(
                     f"State Machine Does Not Exist: '{record.machine}:{record.version}'"
                 )
-            entries = conn.execute(
-                sa.select(journal.c.key, journal.c.value).where(
-                    journal.c.execution_id == execution_id
-                )
-            )
-            journal_values = {row.key: self._codec.open(row.value) for row in entries}
+            open_value = self._codec.open
+            journal_values = {
+                key: open_value(value)
+                for key, value in self._backend.journal_rows(conn, execution_id)
+            }
             token_rows = conn.execute(
                 sa.select(task_tokens).where(task_tokens.c.execution_id == execution_id)
             )
