@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import anyio
 import psycopg
 import pytest
 
@@ -146,37 +145,3 @@ def test_a_release_due_now_notifies_listeners_at_commit(
     assert [i for i, _due in store.claim_due("v", limit=1, lease_seconds=60, now=T0)] == [
         execution_id
     ]
-
-
-def test_the_event_loop_commit_writes_under_held_leases_and_defers_the_rest(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The committer's path without a thread hop: an ordinary group commits on
-    # the loop; a group with a lost lease is handed back (None) with nothing
-    # written, and only the careful path decides what each checkpoint gets.
-    ids = [_start(store, n) for n in ("a", "b")]
-    store.claim_due("w", limit=2, lease_seconds=60, now=T0)
-
-    def careful(*args: object, **kwargs: object) -> object:
-        raise AssertionError("the careful path ran for an ordinary batch")
-
-    async def on_loop(checkpoints: list[Checkpoint], now: datetime) -> object:
-        return await store.commit_on_loop(checkpoints, worker_id="w", now=now)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(work_module, "write_checkpoints", careful)
-        done = anyio.run(on_loop, [_checkpoint(ids[0], "k", 2)], T0, backend="asyncio")
-    assert done == [CommitResult.OK]
-    assert [e.event_id for e in store.history(ids[0])] == [1, 2]
-
-    later = T0 + timedelta(seconds=61)  # both leases expired
-    store.renew("w", ids[:1], lease_seconds=600, now=T0 + timedelta(seconds=30))
-    group = [_checkpoint(ids[0], "k2", 3), _checkpoint(ids[1], "k", 2)]
-    assert anyio.run(on_loop, group, later, backend="asyncio") is None
-    assert [e.event_id for e in store.history(ids[0])] == [1, 2]  # nothing of the group
-    assert store.commit(group, worker_id="w", now=later) == [
-        CommitResult.OK,
-        CommitResult.LEASE_LOST,
-    ]
-    assert [e.event_id for e in store.history(ids[0])] == [1, 2, 3]
-    assert store.load(ids[1]).journal == {}
