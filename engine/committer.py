@@ -86,18 +86,11 @@ class Committer:
         checkpoints = [w.checkpoint for w in batch]
         try:
             with anyio.CancelScope(shield=True):
-                now = self._clock.now()
-                # On the event loop when the store can (PostgreSQL under
-                # asyncio: no thread hop); anything it defers goes the thread way.
-                on_loop = await self._store.commit_on_loop(
-                    checkpoints, worker_id=self._worker_id, now=now
-                )
-                results: list[CommitResult] = (
-                    on_loop
-                    if on_loop is not None
-                    else await self._run_db(
-                        self._store.commit, checkpoints, worker_id=self._worker_id, now=now
-                    )
+                results = await self._run_db(
+                    self._store.commit,
+                    checkpoints,
+                    worker_id=self._worker_id,
+                    now=self._clock.now(),
                 )
         except Exception as failure:
             for waiter in batch:

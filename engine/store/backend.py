@@ -89,16 +89,3 @@ class Backend:
         True when created, False when a unique key collided (nothing written).
         """
         return None
-
-    async def commit_on_loop(
-        self,
-        checkpoints: Sequence[Checkpoint],
-        worker_id: str,
-        now: datetime,
-        codec: PayloadCodec,
-    ) -> tuple[list[CommitResult], bool] | None:
-        """A group commit awaited on the event loop, if this backend has one; None: use a thread."""
-        return None
-
-    def close(self) -> None:
-        """Release what the backend itself holds (the engine and waker are closed apart)."""

@@ -133,7 +133,6 @@ class StoreBase:
     def close(self) -> None:
         """Close every connection the store holds. The store is unusable afterwards."""
         self._waker.close()
-        self._backend.close()
         self._engine.dispose()
 
     # -- wake-ups ---------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,14 +34,7 @@ from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 from engine.store.schema import executions
 
-__all__ = [
-    "DEFERRED",
-    "RELEASE_SQL",
-    "CommitPlan",
-    "pipelined_commit",
-    "pipelined_start",
-    "plan_commit",
-]
+__all__ = ["pipelined_commit", "pipelined_start"]
 
 # Locks the group's work rows (in id order, as the careful path does) and
 # divides by zero unless every one is leased to this worker and unexpired at
@@ -65,9 +57,6 @@ _WORK = (
     "INSERT INTO work_queue (execution_id, queue, due_at, wakeups, wakeups_seen) "
     "VALUES (%s, %s, %s, 0, 0)"
 )
-# What makes the one-round-trip commit hand over to the careful path: a
-# lease not held (the check's division by zero) or a row already recorded.
-DEFERRED = (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero)
 _PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
 _FINISH = (
     "UPDATE executions SET status = %s, output = %s, error = %s, cause = %s, stop_date = %s "
@@ -89,39 +78,6 @@ _RELEASE = (
 )
 
 
-@dataclass(frozen=True)
-class CommitPlan:
-    """One group's commit as statements: (SQL, parameters, many) to send in order.
-
-    `releases` are the release statements, one per released execution, each
-    sent on its own cursor: a row back means work fell due now (a wake-up).
-    """
-
-    statements: list[tuple[str, Any, bool]]
-    releases: list[dict[str, Any]]
-
-
-def plan_commit(
-    checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime, codec: PayloadCodec = PLAIN
-) -> CommitPlan | None:
-    """The statements of the one-round-trip commit; None when the careful path must take it."""
-    if any(c.tokens for c in checkpoints):
-        return None
-    ids = sorted({c.execution_id for c in checkpoints})
-    finished = [c for c in checkpoints if c.finish is not None]
-    finished_ids = {c.execution_id for c in finished}
-    statements: list[tuple[str, Any, bool]] = [
-        (_LEASE_CHECK, {"ids": ids, "worker": worker_id, "now": now, "count": len(ids)}, False)
-    ]
-    _queue_writes(statements, checkpoints, finished, now, codec)
-    releases = [
-        {"due": c.release_due_at, "now": now, "id": c.execution_id}
-        for c in checkpoints
-        if c.release and c.execution_id not in finished_ids
-    ]
-    return CommitPlan(statements, releases)
-
-
 def pipelined_commit(
     engine: Engine,
     checkpoints: Sequence[Checkpoint],
@@ -136,30 +92,34 @@ def pipelined_commit(
     Returns (one OK per checkpoint, whether work became due now). Raises
     psycopg.OperationalError when the database fails (the store's boundary maps it).
     """
-    plan = plan_commit(checkpoints, worker_id, now, codec)
-    if plan is None:
+    if any(c.tokens for c in checkpoints):
         return None
+    ids = sorted({c.execution_id for c in checkpoints})
+    finished = [c for c in checkpoints if c.finish is not None]
+    finished_ids = {c.execution_id for c in finished}
+    releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
     pooled = engine.raw_connection()
     try:
         connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
             with connection.pipeline():
                 writes = connection.cursor()
-                for sql, params, many in plan.statements:
-                    if many:
-                        writes.executemany(sql, params)
-                    else:
-                        writes.execute(sql, params)
+                writes.execute(
+                    _LEASE_CHECK, {"ids": ids, "worker": worker_id, "now": now, "count": len(ids)}
+                )
+                _queue_writes(writes, checkpoints, finished, now, codec)
                 released = []
-                for params in plan.releases:
+                for c in releases:
                     cursor = connection.cursor()
-                    cursor.execute(_RELEASE, params)
+                    cursor.execute(
+                        _RELEASE, {"due": c.release_due_at, "now": now, "id": c.execution_id}
+                    )
                     released.append(cursor)
                 # COMMIT and the one wait for every answer: an aborted
                 # transaction (a lease not held, a collision) raises here.
                 connection.commit()
             wake = any(cursor.fetchone() is not None for cursor in released)
-        except DEFERRED:
+        except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
             connection.rollback()
             return None
         except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -175,7 +135,7 @@ def pipelined_commit(
 
 
 def _queue_writes(
-    statements: list[tuple[str, Any, bool]],
+    cursor: psycopg.Cursor[Any],
     checkpoints: Sequence[Checkpoint],
     finished: Sequence[Checkpoint],
     now: datetime,
@@ -187,7 +147,7 @@ def _queue_writes(
         for key, value in c.journal
     ]
     if journal_rows:
-        statements.append((_JOURNAL, journal_rows, True))
+        cursor.executemany(_JOURNAL, journal_rows)
     event_rows = []
     for c in checkpoints:
         for event in c.events:
@@ -203,50 +163,40 @@ def _queue_writes(
                 )
             )
     if event_rows:
-        statements.append((_EVENTS, event_rows, True))
+        cursor.executemany(_EVENTS, event_rows)
     progress: dict[str, int] = {}
     for c in checkpoints:
         last = max([c.last_event_id, *(e.event_id for e in c.events)])
         if last > 0:
             progress[c.execution_id] = max(last, progress.get(c.execution_id, 0))
     if progress:
-        statements.append((_PROGRESS, [(last, eid) for eid, last in progress.items()], True))
+        cursor.executemany(_PROGRESS, [(last, eid) for eid, last in progress.items()])
     for c in finished:
         finish = c.finish
         assert finish is not None
-        statements.append(
+        cursor.execute(
+            _FINISH,
             (
-                _FINISH,
-                (
-                    ExecutionStatus(finish.status).value,
-                    codec.seal_optional(finish.output),
-                    finish.error,
-                    codec.seal_optional(finish.cause),
-                    finish.stop_date,
-                    c.execution_id,
-                ),
-                False,
-            )
+                ExecutionStatus(finish.status).value,
+                codec.seal_optional(finish.output),
+                finish.error,
+                codec.seal_optional(finish.cause),
+                finish.stop_date,
+                c.execution_id,
+            ),
         )
         # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
         status = ExecutionStatus(finish.status).value
-        statements.append(
-            (
-                ENQUEUE_SQL,
-                {"execution": c.execution_id, "status": status, "now": finish.stop_date},
-                False,
-            )
+        cursor.execute(
+            ENQUEUE_SQL, {"execution": c.execution_id, "status": status, "now": finish.stop_date}
         )
         # Outstanding tokens become unusable when the execution closes.
-        statements.append(
-            (
-                _CLOSE_TOKENS,
-                (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value),
-                False,
-            )
+        cursor.execute(
+            _CLOSE_TOKENS,
+            (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value),
         )
     if finished:
-        statements.append((_DONE, ([c.execution_id for c in finished],), False))
+        cursor.execute(_DONE, ([c.execution_id for c in finished],))
 
 
 def pipelined_start(
@@ -304,6 +254,3 @@ def _start_sql(columns: tuple[str, ...]) -> str:
         f"INSERT INTO executions ({', '.join(columns)}) "
         f"VALUES ({', '.join(f'%({name})s' for name in columns)})"
     )
-
-
-RELEASE_SQL = _RELEASE

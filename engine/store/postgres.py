@@ -21,7 +21,6 @@ from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
 from engine.store.fastcommit import pipelined_commit, pipelined_start
-from engine.store.loopcommit import LoopCommitter
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.records import Checkpoint, CommitResult
 
@@ -34,45 +33,24 @@ _LAZY_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit TO OFF")
 _MIGRATION_LOCK_KEY = 0x5757_0001
 
 
-def _conninfo(parsed: URL) -> str:
-    """A libpq conninfo for `parsed`, with the store's timeouts and keepalives."""
-    # libpq reads a URI's "+" literally, so the options go in as keywords.
-    with_timeouts = postgres_url_with_timeouts(parsed)
-    base = with_timeouts.set(drivername="postgresql", query={})
-    options = {k: v for k, v in with_timeouts.query.items() if isinstance(v, str)}
-    return psycopg.conninfo.make_conninfo(base.render_as_string(hide_password=False), **options)
-
-
 class PostgresBackend(Backend):
     """The store's ways on PostgreSQL (psycopg 3)."""
 
     name: ClassVar[Literal["postgresql"]] = "postgresql"
     wakes_other_processes: ClassVar[bool] = True
 
-    def __init__(self) -> None:
-        self._loop_committer: LoopCommitter | None = None
-
     def create_engine(self, parsed: URL) -> Engine:
-        self._loop_committer = LoopCommitter(_conninfo(parsed))
         return create_postgres_engine(parsed)
 
     def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
-        return PostgresListener(_conninfo(parsed), display_url)
-
-    async def commit_on_loop(
-        self,
-        checkpoints: Sequence[Checkpoint],
-        worker_id: str,
-        now: datetime,
-        codec: PayloadCodec,
-    ) -> tuple[list[CommitResult], bool] | None:
-        if self._loop_committer is None:
-            return None
-        return await self._loop_committer.commit(checkpoints, worker_id, now, codec)
-
-    def close(self) -> None:
-        if self._loop_committer is not None:
-            self._loop_committer.close()
+        # libpq reads a URI's "+" literally, so the options go in as keywords.
+        with_timeouts = postgres_url_with_timeouts(parsed)
+        base = with_timeouts.set(drivername="postgresql", query={})
+        options = {k: v for k, v in with_timeouts.query.items() if isinstance(v, str)}
+        conninfo = psycopg.conninfo.make_conninfo(
+            base.render_as_string(hide_password=False), **options
+        )
+        return PostgresListener(conninfo, display_url)
 
     def insert_ignoring_duplicates(
         self, table: sa.Table, values: dict[str, Any], *, key: Sequence[str]

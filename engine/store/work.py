@@ -205,27 +205,6 @@ class WorkStore(StoreBase):
             self._waker.wake_local()
         return results
 
-    async def commit_on_loop(
-        self, checkpoints: Sequence[Checkpoint], *, worker_id: str, now: datetime
-    ) -> list[CommitResult] | None:
-        """`commit`'s fast path awaited on the event loop, when the backend has one.
-
-        None when it does not, or when a lease or a collision needs the
-        careful path: then call `commit` (on a thread). Never reports
-        LEASE_LOST or CONFLICT itself. Raises StoreUnavailable when the
-        database fails.
-        """
-        if not checkpoints:
-            return []
-        with mapped_errors(self._display):
-            fast = await self._backend.commit_on_loop(checkpoints, worker_id, now, self._codec)
-        if fast is None:
-            return None
-        results, wake = fast
-        if wake:
-            self._waker.wake_local()
-        return results
-
     def _commit_one_by_one(
         self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
     ) -> tuple[list[CommitResult], bool]:
