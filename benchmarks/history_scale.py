@@ -121,6 +121,9 @@ def fill_history(url: str) -> None:
             "journal": FILL_JOURNAL_EACH,
         }
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # A million rows may outlast the store's 15 s statement timeout.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             for statement in _FILL[engine.dialect.name]:
                 conn.execute(sa.text(statement), values)
         with engine.connect() as conn:
