@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
 from engine.store.records import Checkpoint, CommitResult
+from engine.store.schema import journal
 
 __all__ = ["Backend"]
 
@@ -46,6 +47,20 @@ class Backend:
         """An INSERT of one row that does nothing when the unique `key` columns are taken."""
         raise NotImplementedError
 
+    def reading(self, conn: Connection) -> Connection:
+        """`conn` set up for a read-only unit of work (the default: a transaction, one snapshot)."""
+        return conn
+
+    def claiming(self, conn: Connection) -> None:
+        """Set up the transaction of a lease claim or renewal (nothing by default)."""
+
+    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
+        """Every (key, stored value) journal row of one execution, read on `conn`."""
+        rows = conn.execute(
+            sa.select(journal.c.key, journal.c.value).where(journal.c.execution_id == execution_id)
+        )
+        return [(row.key, row.value) for row in rows]
+
     def notify_in(self, conn: Connection) -> None:
         """Queue a wake-up for other processes, delivered when this transaction commits."""
 
@@ -63,5 +78,14 @@ class Backend:
         """A faster group commit, if this backend has one; None takes the careful path.
 
         Every payload it writes is sealed by `codec`.
+        """
+        return None
+
+    def fast_start(
+        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
+    ) -> bool | None:
+        """Insert a start in fewer round trips, if this backend can; None takes the careful path.
+
+        True when created, False when a unique key collided (nothing written).
         """
         return None

@@ -100,8 +100,11 @@ class StoreBase:
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
         with mapped_errors(self._display), self._engine.connect() as conn:
-            if write:
-                conn = conn.execution_options(stepwise_write=True)
+            conn = (
+                conn.execution_options(stepwise_write=True)
+                if write
+                else self._backend.reading(conn)
+            )
             with conn.begin():
                 yield conn
 

@@ -1,20 +1,25 @@
-"""PostgreSQL's group commit in two round trips: everything pipelined, leases checked, COMMIT.
+"""PostgreSQL's group commit in one round trip: lease check, writes and COMMIT pipelined.
 
 The careful path (`checkpoints.write_checkpoints`) locks the work rows, reads
 the leases, and only then writes: six round trips per group on PostgreSQL
 (BEGIN, the lease check, journal, events, executions, COMMIT). Here psycopg's
-pipeline mode sends all of it at once — the locking lease read first, then
-every write — and the lease rows are read back before COMMIT. If any lease
-is no longer held, or any row collides (another worker recorded the step),
-the transaction is rolled back and the caller takes the careful path, which
-reports LEASE_LOST or CONFLICT per checkpoint. So a commit is still only ever
-made under held leases, and the database's unique keys still decide races:
-the pipeline changes how many round trips a commit costs, not what it
-commits. Batches that carry task tokens always take the careful path.
+pipeline mode sends all of it at once and waits once: BEGIN, a locking lease
+check that the database itself turns into an error when any lease of the
+group is not held by this worker (unexpired at the worker's `now`), every
+write, and COMMIT. An error anywhere — a lease not held, a row that collides
+because another worker recorded the step — aborts the transaction, so the
+COMMIT becomes a rollback and nothing of the group is written; the caller
+then takes the careful path, which reports LEASE_LOST or CONFLICT per
+checkpoint. So a commit is still only ever made under held leases (checked
+under the row locks, inside the committing transaction), and the database's
+unique keys still decide races: the pipeline changes how many round trips a
+commit costs, not what it commits, and it never decides a lost lease or a
+conflict by itself. Batches that carry task tokens always take the careful path.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,24 +27,36 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Engine
 
-from engine.store.checkpoints import PLAIN, event_row, holds_lease
+from engine.store.checkpoints import PLAIN, event_row
 from engine.store.codec import PayloadCodec
 from engine.store.map_run_hook import is_child
 from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
+from engine.store.schema import executions
 
-__all__ = ["pipelined_commit"]
+__all__ = ["pipelined_commit", "pipelined_start"]
 
-_LEASES = (
-    "SELECT execution_id, lease_owner, lease_expires_at FROM work_queue "
-    "WHERE execution_id = ANY(%s) ORDER BY execution_id FOR UPDATE"
+# Locks the group's work rows (in id order, as the careful path does) and
+# divides by zero unless every one is leased to this worker and unexpired at
+# `now`: the same rule as `checkpoints.holds_lease`, decided inside the commit.
+_LEASE_CHECK = (
+    "WITH held AS (SELECT execution_id FROM work_queue "
+    "WHERE execution_id = ANY(%(ids)s) AND lease_owner = %(worker)s "
+    "AND lease_expires_at > %(now)s ORDER BY execution_id FOR UPDATE) "
+    "SELECT 1 / (CASE WHEN count(*) = %(count)s THEN 1 ELSE 0 END) FROM held"
 )
 _JOURNAL = "INSERT INTO journal (execution_id, key, value, recorded_at) VALUES (%s, %s, %s, %s)"
 _EVENTS = (
     "INSERT INTO history_events "
     "(execution_id, event_id, previous_event_id, type, timestamp, details) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+# The executions columns a start may set; a column the row leaves out keeps its default.
+_EXECUTION_COLUMNS = frozenset(column.name for column in executions.columns)
+_WORK = (
+    "INSERT INTO work_queue (execution_id, queue, due_at, wakeups, wakeups_seen) "
+    "VALUES (%s, %s, %s, 0, 0)"
 )
 _PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
 _FINISH = (
@@ -50,12 +67,15 @@ _CLOSE_TOKENS = "UPDATE task_tokens SET status = %s WHERE execution_id = %s AND 
 _DONE = "DELETE FROM work_queue WHERE execution_id = ANY(%s)"
 # A callback or stop that arrived while the lease was held (wakeups moved
 # since the claim) makes the work due now, whatever due time was asked for.
+# Work that falls due now wakes the workers (NOTIFY, delivered at COMMIT)
+# from the same statement, so no answer is needed before the COMMIT.
 _RELEASE = (
-    "UPDATE work_queue SET lease_owner = NULL, lease_expires_at = NULL, "
+    "WITH released AS (UPDATE work_queue SET lease_owner = NULL, lease_expires_at = NULL, "
     "due_at = CASE WHEN wakeups <> wakeups_seen "
     "THEN LEAST(COALESCE(%(due)s::timestamptz, %(now)s::timestamptz), %(now)s::timestamptz) "
     "ELSE %(due)s::timestamptz END, wakeups_seen = wakeups "
-    "WHERE execution_id = %(id)s RETURNING due_at"
+    "WHERE execution_id = %(id)s RETURNING due_at) "
+    f"SELECT due_at, pg_notify('{CHANNEL}', '') FROM released WHERE due_at <= %(now)s"
 )
 
 
@@ -66,7 +86,7 @@ def pipelined_commit(
     now: datetime,
     codec: PayloadCodec = PLAIN,
 ) -> tuple[list[CommitResult], bool] | None:
-    """Commit the group in two round trips; None when the careful path must decide.
+    """Commit the group in one round trip; None when the careful path must decide.
 
     Every payload is sealed by `codec`, as on the careful path.
 
@@ -86,9 +106,10 @@ def pipelined_commit(
         connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
             with connection.pipeline():
-                leases = connection.cursor()
-                leases.execute(_LEASES, (ids,))
                 writes = connection.cursor()
+                writes.execute(
+                    _LEASE_CHECK, {"ids": ids, "worker": worker_id, "now": now, "count": len(ids)}
+                )
                 _queue_writes(writes, checkpoints, finished, now, codec)
                 released = []
                 for c in releases:
@@ -97,20 +118,11 @@ def pipelined_commit(
                         _RELEASE, {"due": c.release_due_at, "now": now, "id": c.execution_id}
                     )
                     released.append(cursor)
-            held = {
-                row[0] for row in leases.fetchall() if holds_lease(row[1], row[2], worker_id, now)
-            }
-            if held != set(ids):
-                connection.rollback()
-                return None
-            wake = False
-            for cursor in released:
-                row = cursor.fetchone()
-                wake = wake or (row is not None and row[0] is not None and row[0] <= now)
-            if wake:
-                writes.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-            connection.commit()
-        except psycopg.errors.IntegrityError:
+                # COMMIT and the one wait for every answer: an aborted
+                # transaction (a lease not held, a collision) raises here.
+                connection.commit()
+            wake = any(cursor.fetchone() is not None for cursor in released)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
             connection.rollback()
             return None
         except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -188,3 +200,60 @@ def _queue_writes(
         )
     if finished:
         cursor.execute(_DONE, ([c.execution_id for c in finished],))
+
+
+def pipelined_start(
+    engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
+) -> bool:
+    """Insert a start (executions row, ExecutionStarted, work row, NOTIFY) in one round trip.
+
+    `execution` and `first_event` are the rows the careful path would insert
+    (payloads already sealed). Returns False, having written nothing, when a
+    unique key collides (the name or id is taken): the caller decides what
+    the existing execution means. Raises psycopg.OperationalError when the
+    database fails (the store's boundary maps it).
+    """
+    row = {name: value for name, value in execution.items() if name in _EXECUTION_COLUMNS}
+    row["status"] = ExecutionStatus(execution["status"]).value
+    pooled = engine.raw_connection()
+    try:
+        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            with connection.pipeline():
+                cursor = connection.cursor()
+                cursor.execute(_start_sql(tuple(row)), row)
+                cursor.execute(
+                    _EVENTS,
+                    (
+                        first_event["execution_id"],
+                        first_event["event_id"],
+                        first_event["previous_event_id"],
+                        first_event["type"],
+                        first_event["timestamp"],
+                        first_event["details"],
+                    ),
+                )
+                cursor.execute(_WORK, (row["execution_id"], queue, row["start_date"]))
+                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                connection.commit()
+        except psycopg.errors.IntegrityError:
+            connection.rollback()
+            return False
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            pooled.invalidate()
+            raise
+        except BaseException:
+            connection.rollback()
+            raise
+    finally:
+        pooled.close()
+    return True
+
+
+@functools.cache
+def _start_sql(columns: tuple[str, ...]) -> str:
+    """The INSERT of a start's executions row with these columns (built once per shape)."""
+    return (
+        f"INSERT INTO executions ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'%({name})s' for name in columns)})"
+    )

@@ -3,7 +3,7 @@
 Workers are woken by LISTEN/NOTIFY (the NOTIFY rides in the transaction that
 made work due, so it arrives exactly when the work is visible), concurrent
 migrations queue on a transaction-scoped advisory lock, and a group commit
-first tries the two-round-trip pipelined path of `fastcommit.py`.
+first tries the one-round-trip pipelined path of `fastcommit.py`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
-from engine.store.fastcommit import pipelined_commit
+from engine.store.fastcommit import pipelined_commit, pipelined_start
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.records import Checkpoint, CommitResult
 
 __all__ = ["PostgresBackend"]
 
 _NOTIFY_SQL = sa.text(f"SELECT pg_notify('{CHANNEL}', '')")
+_JOURNAL_SQL = "SELECT key, value FROM journal WHERE execution_id = %s"
+_LAZY_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit TO OFF")
 # Any constant works; it only has to be the same in every Stepwise process.
 _MIGRATION_LOCK_KEY = 0x5757_0001
 
@@ -56,6 +58,33 @@ class PostgresBackend(Backend):
         insert = pg_dialect.insert(table).values(**values)
         return insert.on_conflict_do_nothing(index_elements=list(key))
 
+    def reading(self, conn: Connection) -> Connection:
+        # Under READ COMMITTED every statement takes its own snapshot anyway,
+        # so a read-only BEGIN … COMMIT buys no consistency: it only costs two
+        # round trips. Reads run in autocommit (switched client-side by psycopg).
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def claiming(self, conn: Connection) -> None:
+        # A claim or renewal need not wait for its WAL flush: a lease lost in
+        # a crash only makes the worker's next checkpoint fail its lease check
+        # (which runs inside every commit), and that synchronous commit flushes
+        # the WAL up to and including the claim. Effects only ever follow such
+        # a commit, so no effect can rest on a claim that was not durable.
+        conn.execute(_LAZY_COMMIT_SQL)
+
+    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
+        # A long history's journal is tens of thousands of rows: read with the
+        # driver's own cursor (same connection, same transaction), a third of
+        # the CPU of building SQLAlchemy rows for each.
+        driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(_JOURNAL_SQL, (execution_id,))
+                return cursor.fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            conn.invalidate()  # a lost connection must not go back to the pool
+            raise
+
     def notify_in(self, conn: Connection) -> None:
         conn.execute(_NOTIFY_SQL)
 
@@ -75,3 +104,8 @@ class PostgresBackend(Backend):
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
         return pipelined_commit(engine, checkpoints, worker_id, now, codec)
+
+    def fast_start(
+        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
+    ) -> bool | None:
+        return pipelined_start(engine, execution, first_event, queue)

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from engine.store.activities import ActivityStore
+from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import event_row, signal
 from engine.store.codec import PayloadCodec
 from engine.store.effects import EffectStore
@@ -171,30 +172,32 @@ class Store(
             published_version=published_version,
             alias=alias,
         )
-        try:
-            with self._write() as conn:
-                row = msgspec.structs.asdict(record)
-                row["input"] = self._codec.seal(input)
-                conn.execute(sa.insert(executions).values(row))
-                conn.execute(
-                    sa.insert(history_events).values(
-                        event_row(execution_id, first_event, self._codec)
-                    )
-                )
-                conn.execute(
-                    sa.insert(work_queue).values(
-                        execution_id=execution_id,
-                        queue=queue,
-                        due_at=start_date,
-                        wakeups=0,
-                        wakeups_seen=0,
-                    )
-                )
-                self._backend.notify_in(conn)
-        except sa_exc.IntegrityError:
-            collided = True
+        row = msgspec.structs.asdict(record)
+        row["input"] = self._codec.seal(input)
+        first_row = event_row(execution_id, first_event, self._codec)
+        with mapped_errors(self._display):
+            created = self._backend.fast_start(self._engine, row, first_row, queue)
+        if created is not None:
+            collided = not created
         else:
-            collided = False
+            try:
+                with self._write() as conn:
+                    conn.execute(sa.insert(executions).values(row))
+                    conn.execute(sa.insert(history_events).values(first_row))
+                    conn.execute(
+                        sa.insert(work_queue).values(
+                            execution_id=execution_id,
+                            queue=queue,
+                            due_at=start_date,
+                            wakeups=0,
+                            wakeups_seen=0,
+                        )
+                    )
+                    self._backend.notify_in(conn)
+            except sa_exc.IntegrityError:
+                collided = True
+            else:
+                collided = False
         if collided:
             # Outside the except block: what the name's owner is decides the
             # answer, and the driver's IntegrityError (with its SQL) is no
@@ -446,12 +449,11 @@ class Store(
                 raise StateMachineDoesNotExist(
                     f"State Machine Does Not Exist: '{record.machine}:{record.version}'"
                 )
-            entries = conn.execute(
-                sa.select(journal.c.key, journal.c.value).where(
-                    journal.c.execution_id == execution_id
-                )
-            )
-            journal_values = {row.key: self._codec.open(row.value) for row in entries}
+            open_value = self._codec.open
+            journal_values = {
+                key: open_value(value)
+                for key, value in self._backend.journal_rows(conn, execution_id)
+            }
             token_rows = conn.execute(
                 sa.select(task_tokens).where(task_tokens.c.execution_id == execution_id)
             )

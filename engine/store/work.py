@@ -50,26 +50,29 @@ class WorkStore(StoreBase):
             return []
         expires = now + timedelta(seconds=lease_seconds)
         free = sa.or_(work_queue.c.lease_expires_at.is_(None), work_queue.c.lease_expires_at <= now)
-        query = (
-            sa.select(work_queue.c.execution_id, work_queue.c.due_at)
+        due = (
+            sa.select(work_queue.c.execution_id)
             .where(work_queue.c.queue == queue, work_queue.c.due_at <= now, free)
             .order_by(work_queue.c.due_at, work_queue.c.execution_id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # One statement picks the due rows (skipping those another claimer
+        # locked) and leases them: no round trip between the pick and the lease.
+        claim = (
+            sa.update(work_queue)
+            .where(work_queue.c.execution_id.in_(due.scalar_subquery()))
+            .values(
+                lease_owner=worker_id, lease_expires_at=expires, wakeups_seen=work_queue.c.wakeups
+            )
+            .returning(work_queue.c.execution_id, work_queue.c.due_at)
+        )
         with self._write() as conn:
-            claimed = [(row.execution_id, row.due_at) for row in conn.execute(query)]
-            ids = [execution_id for execution_id, _due in claimed]
-            if ids:
-                conn.execute(
-                    sa.update(work_queue)
-                    .where(work_queue.c.execution_id.in_(ids))
-                    .values(
-                        lease_owner=worker_id,
-                        lease_expires_at=expires,
-                        wakeups_seen=work_queue.c.wakeups,
-                    )
-                )
+            self._backend.claiming(conn)
+            claimed = sorted(
+                ((row.execution_id, row.due_at) for row in conn.execute(claim)),
+                key=lambda pair: (pair[1], pair[0]),
+            )
         return claimed
 
     def claim_execution(
@@ -121,6 +124,7 @@ class WorkStore(StoreBase):
             work_queue.c.lease_expires_at > now,
         )
         with self._write() as conn:
+            self._backend.claiming(conn)
             held = {
                 row.execution_id
                 for row in conn.execute(

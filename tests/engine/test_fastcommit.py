@@ -1,4 +1,4 @@
-"""PostgreSQL's two-round-trip group commit: taken for ordinary batches, and it defers.
+"""PostgreSQL's one-round-trip group commit: taken for ordinary batches, and it defers.
 
 The fast path must commit exactly what the careful path would, and hand over
 (rolling back everything it sent) whenever a lease is lost or a row collides.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 import engine.store.work as work_module
@@ -96,3 +97,51 @@ def test_fast_path_defers_on_lost_leases_and_conflicts(store: Store) -> None:
     assert store.load(ids[0]).journal == {"k": '{"v":1,"e":0}'}
     assert [e.event_id for e in store.history(ids[1])] == [1, 2]
     assert store.load(ids[2]).journal == {}
+
+
+def test_an_expired_lease_of_our_own_is_refused_inside_the_commit(store: Store) -> None:
+    # The lease check runs in the database at the worker's `now`: a lease this
+    # worker held but let expire writes nothing, and the group's other
+    # checkpoint still commits once (the careful path decides, per checkpoint).
+    ids = [_start(store, n) for n in ("a", "b")]
+    store.claim_due("w", limit=2, lease_seconds=60, now=T0)
+    store.renew("w", ids[:1], lease_seconds=600, now=T0 + timedelta(seconds=30))
+    later = T0 + timedelta(seconds=61)
+    results = store.commit(
+        [_checkpoint(ids[0], "k", 2), _checkpoint(ids[1], "k", 2)], worker_id="w", now=later
+    )
+    assert results == [CommitResult.OK, CommitResult.LEASE_LOST]
+    assert [e.event_id for e in store.history(ids[0])] == [1, 2]
+    assert store.load(ids[1]).journal == {}
+    assert [e.event_id for e in store.history(ids[1])] == [1]
+
+
+def test_a_release_due_now_notifies_listeners_at_commit(
+    store: Store, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (execution_id,) = [_start(store, "a")]
+    store.claim_due("w", limit=1, lease_seconds=60, now=T0)
+
+    def careful(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the careful path ran for an ordinary release")
+
+    monkeypatch.setattr(work_module, "write_checkpoints", careful)
+    listener = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    listener.autocommit = True
+    try:
+        listener.execute("LISTEN stepwise_work")
+        results = store.commit(
+            [_checkpoint(execution_id, "k", 2, release=True, release_due_at=T0)],
+            worker_id="w",
+            now=T0,
+        )
+        assert results == [CommitResult.OK]
+        received = list(listener.notifies(timeout=30, stop_after=1))
+        assert [n.channel for n in received] == ["stepwise_work"]
+    finally:
+        listener.close()
+    # Released: due at once, and any worker may claim it.
+    assert store.work_due_at(execution_id) == (True, T0)
+    assert [i for i, _due in store.claim_due("v", limit=1, lease_seconds=60, now=T0)] == [
+        execution_id
+    ]
