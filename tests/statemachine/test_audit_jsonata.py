@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from statemachine.jsonata import Limits, compile_jsonata_template, evaluate_template
+from statemachine.jsonata import (
+    Limits,
+    QueryEvaluationError,
+    compile_jsonata_template,
+    evaluate_template,
+)
 from statemachine.nondeterminism import Fixed
 
 
@@ -48,3 +53,19 @@ def test_range_of_one_item_inside_an_expression_still_counts_as_one() -> None:
         "n": 1,
         "v": 4,
     }
+
+
+def test_a_function_result_is_an_unsupported_result_type() -> None:
+    """AWS-recorded (`test_map_state_items_eval_jsonata_fail[function]`) for a Map's Items."""
+    with pytest.raises(QueryEvaluationError) as caught:
+        output({"Items": "{% $fn := function($x){$x} %}"})
+    assert caught.value.location == "Output/Items"
+    assert caught.value.cause == (
+        "The JSONata expression '$fn := function($x){$x}' specified for the field "
+        "'Output/Items' returned an unsupported result type."
+    )
+
+
+def test_nothing_is_still_undefined() -> None:
+    with pytest.raises(QueryEvaluationError, match=r"returned nothing \(undefined\)"):
+        output("{% $nothing %}")
