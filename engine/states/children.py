@@ -120,8 +120,12 @@ async def run_children(
                     variables=Variables(frame.variables),
                     previous=older,
                 )
-            finally:
+            except anyio.get_cancelled_exc_class():
+                raise  # still running when a sibling's failure cancelled it: aborted below
+            except BaseException:
                 running.discard(index)
+                raise
+            running.discard(index)
             return output, [child.succeeded_event] if child.succeeded_event else []
 
         try:
