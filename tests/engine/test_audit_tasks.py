@@ -60,3 +60,51 @@ def test_too_large_result_names_the_task_as_aws_does(
         "Cause": f"The state/task '{named}' returned a result with a size exceeding the "
         "maximum number of bytes service limit.",
     }
+
+
+def identity(event: Any, context: Any = None) -> Any:
+    return event
+
+
+@pytest.mark.parametrize(
+    ("payload", "received"),
+    [
+        # AWS-recorded (`services/test_lambda_task_service.snapshot.json`,
+        # test_invoke and test_invoke_json_values): a string Payload is the
+        # request body itself, so JSON text in it arrives parsed; no Payload
+        # is an empty invocation, which the function reads as {}.
+        (None, {}),
+        ('"HelloWorld"', "HelloWorld"),
+        ("0.0", 0.0),
+        ("0", 0),
+        ("true", True),
+        ("null", None),
+        ("{}", {}),
+        ("[]", []),
+        # Not JSON text: sent as a JSON string.
+        ("plain words", "plain words"),
+        ({"a": 1}, {"a": 1}),
+    ],
+)
+def test_lambda_invoke_payload_reaches_the_function_as_aws_sends_it(
+    sqlite_url: str, payload: Any, received: Any
+) -> None:
+    registry = Registry()
+    lambda_function(FUNCTION, registry=registry)(identity)
+    machine = {
+        "StartAt": "Invoke",
+        "States": {
+            "Invoke": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName.$": "$.FunctionName", "Payload.$": "$.Payload"},
+                "End": True,
+            }
+        },
+    }
+    with Engine(sqlite_url, registry=registry, worker=False) as engine:
+        record = engine.run_sync(machine, {"FunctionName": FUNCTION, "Payload": payload})
+    assert record.status == "SUCCEEDED", (record.error, record.cause)
+    output = json.loads(record.output or "null")
+    assert output["Payload"] == received
+    assert output["StatusCode"] == 200
