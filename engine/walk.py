@@ -147,6 +147,9 @@ class Variables:
         self.values.update(updates)
 
 
+_RETRYING_TYPES = frozenset({"Task", "Parallel", "Map"})
+
+
 @dataclass
 class Transition:
     """How a state ended: its output, where to go (None: the scope ends), what it assigned."""
@@ -184,8 +187,9 @@ class Frame:
         ctx["State"] = {
             "Name": self.state.name,
             "EnteredTime": format_timestamp(self.entered_time or self.walk.clock.now()),
-            "RetryCount": self.retry_count,
         }
+        if self.state.type in _RETRYING_TYPES:  # AWS gives RetryCount only to states that retry
+            ctx["State"]["RetryCount"] = self.retry_count
         if self.task_token is not None:
             ctx["Task"] = {"Token": self.task_token}
         if map_item is not None:

@@ -406,10 +406,16 @@ class _Run:
             raise self._failure(expr, location, f"{type(error).__name__}: {error}") from None
         finally:
             _restore_current(previous)
-        if raw is None or _is_function(raw):
+        if raw is None:
             raise QueryEvaluationError(
                 f"The JSONata expression '{expr.text}' specified for the field '{location}' "
                 "returned nothing (undefined).",
+                location=location,
+            )
+        if _is_function(raw):
+            raise QueryEvaluationError(
+                f"The JSONata expression '{expr.text}' specified for the field '{location}' "
+                "returned an unsupported result type.",
                 location=location,
             )
         try:

@@ -223,7 +223,12 @@ def bind_functions(
         count = max(0, math.floor((end - start) / step) + 1)
         if count > max_items:
             raise GuardExceeded(f"$range would produce {count} items (limit {max_items})")
-        return [int(start) + index * int(step) for index in range(count)]
+        if count == 0:
+            return []
+        # AWS's $range yields a JSONata sequence: one item comes out as that item.
+        result = utils.Utils.create_sequence()
+        result.extend(int(start) + index * int(step) for index in range(count))
+        return result
 
     def hash_(value: Any, algorithm: Any) -> Any:
         if value is None:

@@ -49,6 +49,20 @@ class ChildOutcome:
     failures: list[tuple[int, FinalError]] = field(default_factory=list)
 
 
+def _abort_failed_task(raised: StatesError) -> None:
+    """AWS's TaskStateAborted for a Task whose failure ended this branch or iteration.
+
+    Recorded by AWS after the TaskFailed (a Parallel then writes
+    ParallelStateFailed; a Map iteration writes it after MapIterationFailed).
+    """
+    task: Frame | None = getattr(raised, "failed_task", None)
+    if task is None or keys.aborted(task.key) in task.walk.journal:
+        return
+    task.record_once(
+        keys.aborted(task.key), lambda: (None, [("TaskStateAborted", {})]), thread=task.thread
+    )
+
+
 def _last_attempt(frame: Frame, old_key: str) -> int | None:
     """The last Parallel or Map attempt the frame made under `old_key` (None: none)."""
     journal = frame.walk.journal
@@ -120,8 +134,12 @@ async def run_children(
                     variables=Variables(frame.variables),
                     previous=older,
                 )
-            finally:
+            except anyio.get_cancelled_exc_class():
+                raise  # still running when a sibling's failure cancelled it: aborted below
+            except BaseException:
                 running.discard(index)
+                raise
+            running.discard(index)
             return output, [child.succeeded_event] if child.succeeded_event else []
 
         try:
@@ -144,6 +162,7 @@ async def run_children(
                 thread=thread,
                 events=events,
             )
+            _abort_failed_task(raised)
             if tolerate is None or not tolerate(len(failures)):
                 group.cancel_scope.cancel()
 

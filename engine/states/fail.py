@@ -14,7 +14,7 @@ from engine.walk import FinalError, Frame, Transition, enter
 from statemachine.errors import States, StatesError
 from statemachine.intrinsics import evaluate_intrinsic
 from statemachine.model import Dynamic, FailState
-from statemachine.paths import resolve
+from statemachine.paths import MISSING, find
 
 __all__ = ["run_fail"]
 
@@ -30,7 +30,14 @@ async def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
     if dynamic.intrinsic is not None:
         value = evaluate_intrinsic(dynamic.intrinsic, frame.input, context, variables, frame)
     elif dynamic.path is not None:
-        value = resolve(dynamic.path, frame.input, context, variables)
+        value = find(dynamic.path, frame.input, context, variables)
+        if value is MISSING:
+            document = context if dynamic.path.root == "context" else frame.input
+            raise StatesError(
+                States.RUNTIME,
+                f"The JSONPath '{dynamic.path.text}' specified for the field '{dynamic.field}' "
+                f"could not be found in the input '{frame.walk.payload(document)}'",
+            )
     else:
         return None if dynamic.literal is None else str(dynamic.literal)
     if not isinstance(value, str):

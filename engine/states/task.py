@@ -20,6 +20,7 @@ from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.tasks import invoke
 from engine.walk import Frame, Transition, enter
+from statemachine.errors import StatesError
 from statemachine.model import TaskState
 from statemachine.quotas import MAX_SECONDS
 
@@ -56,4 +57,10 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
         with frame.evaluating():
             return await finish_result(frame, result)
 
-    return await with_recovery(frame, state, attempt)
+    try:
+        return await with_recovery(frame, state, attempt)
+    except StatesError as failure:
+        # Inside a Parallel branch or Map iteration AWS also records the failed
+        # Task as aborted; run_children writes it where AWS has it.
+        failure.failed_task = frame  # type: ignore[attr-defined]
+        raise

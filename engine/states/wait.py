@@ -16,6 +16,7 @@ from engine.states.common import effective_input, evaluate_assign, exit_state, j
 from engine.states.dynamic import dynamic_value
 from engine.walk import Frame, Transition, enter
 from statemachine.errors import States, StatesError
+from statemachine.jsonata import QueryEvaluationError
 from statemachine.model import Dynamic, WaitState
 from statemachine.paths import MISSING, find, to_json
 from statemachine.timestamps import parse_timestamp
@@ -78,10 +79,10 @@ async def _due(frame: Frame, state: WaitState, effective: Any) -> datetime:
     when = parse_timestamp(value) if isinstance(value, str) else None
     if when is None:
         if dynamic.expression is not None:
-            raise StatesError(
-                States.QUERY_EVALUATION_ERROR,
-                "The JSONata expression specified for the field 'Timestamp' returned a value "
-                f"that is not a valid ISO-8601 timestamp: {_shown(value)}",
+            raise QueryEvaluationError(
+                "The Timestamp field cannot be parsed as an ISO-8601 extended offset "
+                f"date-time format string: {_shown(value)}",
+                location="Timestamp",
             )
         where = dynamic.path.text if dynamic.path else ""
         raise StatesError(

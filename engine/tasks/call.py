@@ -62,8 +62,11 @@ class Call:
 
     @property
     def limit_name(self) -> str:
-        """What AWS names in a too-large result's cause: the state, or the service."""
-        return self.state.name if self.resource_type == "stepwise" else self.resource_type
+        """What AWS names in a too-large result's cause: the state, the service, or the
+        Lambda function ARN a legacy Resource gives."""
+        if self.resource_type == "stepwise":
+            return self.state.name
+        return self.base if self.base.startswith("arn:aws:lambda:") else self.resource_type
 
     @property
     def deadline(self) -> datetime | None:

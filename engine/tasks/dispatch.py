@@ -105,6 +105,23 @@ def _lambda_outcome(call: Call, answer: LambdaPayload | LambdaError) -> Outcome:
     return Succeeded(_payload(answer.payload))
 
 
+def _invoke_event(payload: Any) -> Any:
+    """The event a lambda:invoke Payload hands the function, as AWS sends it.
+
+    No Payload (or null) is an empty invocation, which Lambda's runtimes read
+    as ``{}``; a string is sent as the request body itself, so one holding
+    JSON text arrives parsed; anything else is sent as its JSON.
+    """
+    if payload is None:
+        return {}
+    if isinstance(payload, str):
+        try:
+            return msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return payload
+    return payload
+
+
 async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
     parameters = call.effective if isinstance(call.effective, dict) else {}
     function_name = parameters.get("FunctionName")
@@ -120,7 +137,7 @@ async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
             f"Function not found: {function_name} (no Lambda function of that name is registered).",
         )
     answer = await call_function(
-        function, parameters.get("Payload"), context, function=function_name
+        function, _invoke_event(parameters.get("Payload")), context, function=function_name
     )
     if isinstance(answer, LambdaError):
         return Failed(answer.error, answer.cause)
