@@ -43,7 +43,7 @@ from engine.clock import Clock, SystemClock
 from engine.committer import Committer
 from engine.errors import InvalidName
 from engine.journal import history_event_limit
-from engine.lifecycle import Lifecycle
+from engine.lifecycle import NO_INPUT, Lifecycle
 from engine.map_run_api import MapRunApi
 from engine.names import check_name
 from engine.runner import Runtime
@@ -537,16 +537,17 @@ class Engine(TaskCallbacks, MapRunApi):
     async def start(
         self,
         machine: str,
-        input: Any = None,
+        input: Any = NO_INPUT,
         *,
         name: str | None = None,
         queue: str | None = None,
     ) -> ExecutionRecord:
         """Start an execution of the latest version of `machine` on `queue` (None: the engine's).
 
-        Only a worker on that queue runs it. The same `name` with the same
-        input returns the existing execution; with a different input it
-        raises ExecutionAlreadyExists.
+        Only a worker on that queue runs it. Without `input` the input is
+        ``{}``; None is JSON null. The same `name` with the same input
+        returns the existing execution; with a different input it raises
+        ExecutionAlreadyExists.
         """
         return await self.lifecycle.start(machine, input, name=name, queue=queue or self.queue)
 
@@ -647,7 +648,7 @@ class Engine(TaskCallbacks, MapRunApi):
     async def run(
         self,
         definition: str | Mapping[str, Any],
-        input: Any = None,
+        input: Any = NO_INPUT,
         *,
         name: str | None = None,
         machine_name: str | None = None,

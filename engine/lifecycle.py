@@ -64,6 +64,7 @@ from statemachine.quotas import MAX_PAYLOAD_BYTES
 
 __all__ = [
     "MAX_LIST_RESULTS",
+    "NO_INPUT",
     "InvalidNextToken",
     "Lifecycle",
     "Resolved",
@@ -75,6 +76,16 @@ T = TypeVar("T")
 
 # ListExecutions' maxResults range on AWS.
 MAX_LIST_RESULTS = 1000
+
+
+class _NoInput:
+    """The absence of an execution input (which starts with ``{}``); None is JSON null."""
+
+    def __repr__(self) -> str:
+        return "NO_INPUT"
+
+
+NO_INPUT: Any = _NoInput()
 _ROLE_ARN = "arn:aws:iam::000000000000:role/stepwise"
 
 
@@ -183,16 +194,17 @@ class Lifecycle:
     async def start(
         self,
         machine: str,
-        input: Any = None,
+        input: Any = NO_INPUT,
         *,
         name: str | None = None,
         queue: str = DEFAULT_QUEUE,
     ) -> ExecutionRecord:
         """Start an execution of `machine` (see `resolve_machine`) and return its record.
 
-        `name` defaults to a fresh UUID. The execution's work goes on
-        `queue`: only a worker on that queue claims it (``stepwise run``
-        uses a private one). The same `name` with the same input returns
+        Without `input` the execution's input is ``{}`` (as StartExecution's
+        default); None is JSON ``null``. `name` defaults to a fresh UUID.
+        The execution's work goes on `queue`: only a worker on that queue
+        claims it (``stepwise run`` uses a private one). The same `name` with the same input returns
         the existing running execution (on the queue it was started on);
         with a different input, or once it has closed, it raises
         ExecutionAlreadyExists. Raises InvalidName (the name or the queue
@@ -406,7 +418,7 @@ def _encode_input(input: Any) -> str:
     Not JSON includes a string holding a lone surrogate and nesting deeper
     than `MAX_JSON_DEPTH` (see `statemachine.jsontext`).
     """
-    value = {} if input is None else input
+    value = {} if input is NO_INPUT else input
     problem = json_problem(value)
     if problem is not None:
         raise InvalidExecutionInput(f"Invalid execution input: {problem}")
