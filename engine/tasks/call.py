@@ -112,23 +112,32 @@ class Call:
         context = self.context(beat)
         missed_heartbeat = False
         result: Outcome | None = None
+        if self.heartbeat == math.inf:
+            # No heartbeat to watch: no task group to open and cancel per attempt,
+            # and no timer at all under the default timeout (over three years).
+            if self.deadline is None:
+                return await body(context)
+            with anyio.move_on_after(remaining) as timeout_scope:
+                result = await body(context)
+            if timeout_scope.cancelled_caught or result is None:
+                return Failed(States.TIMEOUT, None)
+            return result
         with anyio.move_on_after(remaining) as timeout_scope:
             async with anyio.create_task_group() as group:
-                if self.heartbeat < math.inf:
-                    heartbeat = self.heartbeat
+                heartbeat = self.heartbeat
 
-                    async def watch() -> None:
-                        nonlocal missed_heartbeat
-                        while True:
-                            due = last_beat[0] + heartbeat
-                            now = time.monotonic()
-                            if now >= due:
-                                missed_heartbeat = True
-                                group.cancel_scope.cancel()
-                                return
-                            await anyio.sleep(due - now)
+                async def watch() -> None:
+                    nonlocal missed_heartbeat
+                    while True:
+                        due = last_beat[0] + heartbeat
+                        now = time.monotonic()
+                        if now >= due:
+                            missed_heartbeat = True
+                            group.cancel_scope.cancel()
+                            return
+                        await anyio.sleep(due - now)
 
-                    group.start_soon(watch)
+                group.start_soon(watch)
                 result = await body(context)
                 group.cancel_scope.cancel()
         if timeout_scope.cancelled_caught or missed_heartbeat or result is None:
