@@ -10,6 +10,7 @@ with States.Timeout flagged as a missed heartbeat when no beat comes.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,17 @@ from statemachine.model import TaskState
 from statemachine.quotas import MAX_SECONDS
 
 __all__ = ["Call"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _resource_facts(resource: str) -> tuple[str, str, TaskEvents]:
+    """A Resource's base, its resourceType and its event builder: the same for every attempt.
+
+    The TaskEvents is shared, so it must stay read-only (it copies what it hands out).
+    """
+    base = base_resource(resource)
+    resource_type, _ = resource_parts(base)
+    return base, resource_type, TaskEvents(resource)
 
 
 class Call:
@@ -54,10 +66,8 @@ class Call:
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.resource = state.resource
-        self.base = base_resource(state.resource)
+        self.base, self.resource_type, self.events = _resource_facts(state.resource)
         self.callback = state.resource.endswith(".waitForTaskToken")
-        self.resource_type, _ = resource_parts(self.base)
-        self.events = TaskEvents(state.resource)
         self.started_at = datetime.min
 
     @property
