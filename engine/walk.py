@@ -175,6 +175,11 @@ class Frame:
     task_token: str | None = None
     # The exit record (value, events) the state made; `run_scope` records it.
     exit_record: tuple[dict[str, Any], Events] | None = None
+    # `input` as JSON text when the walk already has it (the previous state's
+    # live exit encoded it), and this state's output as its exit encoded it:
+    # each payload is encoded once for the events that carry it.
+    input_text: str | None = None
+    output_text: str | None = None
     _nd_counter: int = field(default=0)
     # EnteredTime as `$$` shows it, formatted once per visit (entered_time, its text).
     _entered_text: tuple[datetime, str] | None = field(default=None, repr=False)
@@ -420,7 +425,10 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     def produce() -> tuple[Any, Events]:
         nonlocal live
         live = True
-        details = {"name": name, "input": walk.payload(input_payload)}
+        text = frame.input_text
+        if text is None or input_payload is not frame.input:
+            text = walk.payload(input_payload)
+        details = {"name": name, "input": text}
         return {"s": name, "t": now.isoformat()}, [(f"{frame.state.type}StateEntered", details)]
 
     recorded = frame.record_once(
@@ -500,6 +508,7 @@ async def run_scope(
     run_state = walk.services.run_state
     name = scope.start_at
     step = 0
+    value_text: str | None = None
     while True:
         state = scope.states[name]
         key, previous_keys = _step_keys(walk, prefix, previous, step)
@@ -511,6 +520,7 @@ async def run_scope(
             thread=thread,
             variables=variables,
             previous_keys=previous_keys,
+            input_text=value_text,
         )
 
         async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:
@@ -542,5 +552,7 @@ async def run_scope(
         if transition.next is None:
             return transition.output
         value = transition.output
+        # Set only when the exit ran live just now (a replay never runs the state).
+        value_text = frame.output_text
         name = transition.next
         step += 1
