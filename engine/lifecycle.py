@@ -167,7 +167,7 @@ class Lifecycle:
         """The state machine revision an execution of `reference` runs (see `resolve`)."""
         return (await self.resolve(reference)).machine
 
-    async def resolve(self, reference: str) -> Resolved:
+    async def resolve(self, reference: str, *, status_checked: bool = False) -> Resolved:
         """What an execution of `reference` runs, and through which version and alias.
 
         ``NAME`` (or its ARN): the latest revision, no version. ``NAME:N``:
@@ -175,9 +175,12 @@ class Lifecycle:
         picked at random in proportion to the weights. Raises
         StateMachineDoesNotExist (also for a deleted machine none of whose
         executions still runs) and ResourceNotFound (no such version or alias).
+        `status_checked`: the caller has just read the machine's status
+        (which raises StateMachineDoesNotExist), so it is not read again.
         """
         name, qualifier = split_reference(reference)
-        await self.run_db(self.store.state_machine_status, name)
+        if not status_checked:  # `start` has just read it: one store call fewer per start
+            await self.run_db(self.store.state_machine_status, name)
         if qualifier is None:
             return Resolved(await self.run_db(self.store.get_state_machine, name))
         alias = None
@@ -216,7 +219,7 @@ class Lifecycle:
         name_of_machine, _qualifier = split_reference(machine)
         if await self.run_db(self.store.state_machine_status, name_of_machine) == "DELETING":
             raise StateMachineDeleting(f"State machine '{name_of_machine}' is being deleted")
-        resolved = await self.resolve(machine)
+        resolved = await self.resolve(machine, status_checked=True)
         version = resolved.machine
         name = name or str(uuid.uuid4())
         check_name(name, what="execution")

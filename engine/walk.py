@@ -17,10 +17,10 @@ every record names its state so a changed walk is caught.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -178,15 +178,26 @@ class Frame:
     task_token: str | None = None
     # The exit record (value, events) the state made; `run_scope` records it.
     exit_record: tuple[dict[str, Any], Events] | None = None
+    # `input` as JSON text when the walk already has it (the previous state's
+    # live exit encoded it), and this state's output as its exit encoded it:
+    # each payload is encoded once for the events that carry it.
+    input_text: str | None = None
+    output_text: str | None = None
     _nd_counter: int = field(default=0)
+    # EnteredTime as `$$` shows it, formatted once per visit (entered_time, its text).
+    _entered_text: tuple[datetime, str] | None = field(default=None, repr=False)
 
     # -- context object and nondeterminism ---------------------------------
     def context(self, *, map_item: tuple[int, Any] | None = None) -> dict[str, Any]:
-        """The `$$` context object as AWS builds it for this state."""
+        """The `$$` context object as AWS builds it for this state.
+
+        A fresh dict each call (a handler may mutate what it is given); the
+        timestamps in it are formatted once per execution and per visit.
+        """
         ctx = self.walk.base_context()
         ctx["State"] = {
             "Name": self.state.name,
-            "EnteredTime": format_timestamp(self.entered_time or self.walk.clock.now()),
+            "EnteredTime": self._entered_time_text(),
         }
         if self.state.type in _RETRYING_TYPES:  # AWS gives RetryCount only to states that retry
             ctx["State"]["RetryCount"] = self.retry_count
@@ -195,6 +206,15 @@ class Frame:
         if map_item is not None:
             ctx["Map"] = {"Item": {"Index": map_item[0], "Value": map_item[1]}}
         return ctx
+
+    def _entered_time_text(self) -> str:
+        entered = self.entered_time
+        if entered is None:
+            return format_timestamp(self.walk.clock.now())
+        cached = self._entered_text
+        if cached is None or cached[0] is not entered:
+            cached = self._entered_text = (entered, format_timestamp(entered))
+        return cached[1]
 
     def _next_nd_key(self, kind: str) -> str:
         self._nd_counter += 1
@@ -284,15 +304,28 @@ class Frame:
             )
         return result
 
-    @contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """Errors raised inside get AWS's prefix naming this state."""
-        try:
-            yield
-        except FinalError:
-            raise
-        except StatesError as error:
-            raise self.prefix(error) from None
+    def evaluating(self) -> _Evaluating:
+        """A context in which raised StatesErrors get AWS's prefix naming this state."""
+        return _Evaluating(self)
+
+
+class _Evaluating:
+    """`Frame.evaluating`: a plain class, not a generator, as it wraps every state's pipeline."""
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame: Frame) -> None:
+        self._frame = frame
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
+    ) -> None:
+        # Never swallows: an error leaves as it came, or as its prefixed form.
+        if isinstance(error, StatesError) and not isinstance(error, FinalError):
+            raise self._frame.prefix(error) from None
 
 
 @dataclass
@@ -325,6 +358,10 @@ class Walk:
         """A payload as the JSON text history events carry."""
         return msgspec.json.encode(value).decode()
 
+    @functools.cached_property
+    def _start_time_text(self) -> str:
+        return format_timestamp(self.start_time)
+
     def base_context(self) -> dict[str, Any]:
         return {
             "Execution": {
@@ -332,7 +369,7 @@ class Walk:
                 "Input": self.execution_input,
                 "Name": self.execution_name,
                 "RoleArn": "arn:aws:iam::000000000000:role/stepwise",
-                "StartTime": format_timestamp(self.start_time),
+                "StartTime": self._start_time_text,
                 "RedriveCount": self.redrive_count,
             },
             "StateMachine": {"Id": self.machine_id, "Name": self.machine_name},
@@ -392,7 +429,10 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     def produce() -> tuple[Any, Events]:
         nonlocal live
         live = True
-        details = {"name": name, "input": walk.payload(input_payload)}
+        text = frame.input_text
+        if text is None or input_payload is not frame.input:
+            text = walk.payload(input_payload)
+        details = {"name": name, "input": text}
         return {"s": name, "t": now.isoformat()}, [(f"{frame.state.type}StateEntered", details)]
 
     recorded = frame.record_once(
@@ -472,6 +512,7 @@ async def run_scope(
     run_state = walk.services.run_state
     name = scope.start_at
     step = 0
+    value_text: str | None = None
     while True:
         state = scope.states[name]
         key, previous_keys = _step_keys(walk, prefix, previous, step)
@@ -483,6 +524,7 @@ async def run_scope(
             thread=thread,
             variables=variables,
             previous_keys=previous_keys,
+            input_text=value_text,
         )
 
         async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:
@@ -514,5 +556,7 @@ async def run_scope(
         if transition.next is None:
             return transition.output
         value = transition.output
+        # Set only when the exit ran live just now (a replay never runs the state).
+        value_text = frame.output_text
         name = transition.next
         step += 1

@@ -339,6 +339,7 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     if transition.assigned:
         record["v"] = transition.assigned
     frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
+    frame.output_text = output_text
     return transition
 
 

@@ -10,6 +10,7 @@ with States.Timeout flagged as a missed heartbeat when no beat comes.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,17 @@ from statemachine.model import TaskState
 from statemachine.quotas import MAX_SECONDS
 
 __all__ = ["Call"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _resource_facts(resource: str) -> tuple[str, str, TaskEvents]:
+    """A Resource's base, its resourceType and its event builder: the same for every attempt.
+
+    The TaskEvents is shared, so it must stay read-only (it copies what it hands out).
+    """
+    base = base_resource(resource)
+    resource_type, _ = resource_parts(base)
+    return base, resource_type, TaskEvents(resource)
 
 
 class Call:
@@ -54,10 +66,8 @@ class Call:
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.resource = state.resource
-        self.base = base_resource(state.resource)
+        self.base, self.resource_type, self.events = _resource_facts(state.resource)
         self.callback = state.resource.endswith(".waitForTaskToken")
-        self.resource_type, _ = resource_parts(self.base)
-        self.events = TaskEvents(state.resource)
         self.started_at = datetime.min
 
     @property
@@ -115,23 +125,32 @@ class Call:
         context = self.context(beat)
         missed_heartbeat = False
         result: Outcome | None = None
+        if self.heartbeat == math.inf:
+            # No heartbeat to watch: no task group to open and cancel per attempt,
+            # and no timer at all under the default timeout (over three years).
+            if self.deadline is None:
+                return await body(context)
+            with anyio.move_on_after(remaining) as timeout_scope:
+                result = await body(context)
+            if timeout_scope.cancelled_caught or result is None:
+                return Failed(States.TIMEOUT, None)
+            return result
         with anyio.move_on_after(remaining) as timeout_scope:
             async with anyio.create_task_group() as group:
-                if self.heartbeat < math.inf:
-                    heartbeat = self.heartbeat
+                heartbeat = self.heartbeat
 
-                    async def watch() -> None:
-                        nonlocal missed_heartbeat
-                        while True:
-                            due = last_beat[0] + heartbeat
-                            now = time.monotonic()
-                            if now >= due:
-                                missed_heartbeat = True
-                                group.cancel_scope.cancel()
-                                return
-                            await anyio.sleep(due - now)
+                async def watch() -> None:
+                    nonlocal missed_heartbeat
+                    while True:
+                        due = last_beat[0] + heartbeat
+                        now = time.monotonic()
+                        if now >= due:
+                            missed_heartbeat = True
+                            group.cancel_scope.cancel()
+                            return
+                        await anyio.sleep(due - now)
 
-                    group.start_soon(watch)
+                group.start_soon(watch)
                 result = await body(context)
                 group.cancel_scope.cancel()
         if timeout_scope.cancelled_caught or missed_heartbeat or result is None:

@@ -1,0 +1,125 @@
+"""The interpreter alone: W3's and W1's machines walked with no store, for profiling.
+
+``python benchmarks/walk_only.py [pass|pass-replay|task] [executions]``
+walks the W3 chain (20 Pass/Choice states) or the W1 chain (10 Tasks
+calling the sync `increment` handler) `executions` times through
+`engine.walk.run_scope`, each time on a fresh in-memory journal, and
+prints the microseconds per transition (process CPU time, all threads, and
+wall time; on a shared machine the CPU figure is the steadier one). Checkpoints are no-ops, so the
+figure is the Python cost of a transition (or of a Task step apart from
+its commit): what `benchmarks/PROFILE.md` breaks down. ``pass-replay``
+walks a fully recorded journal (the cost of replaying a step on resume).
+Run it under a sampling profiler to see where the time goes::
+
+    py-spy record -r 1000 --format raw -o walk.txt -- python benchmarks/walk_only.py pass 4000
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from activities.registry import Registry  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    PASS_CHOICE_LENGTH,
+    RESOURCE,
+    TASK_CHAIN_LENGTH,
+    increment,
+    pass_choice_chain,
+    task_chain,
+)
+from engine.clock import SystemClock  # noqa: E402
+from engine.journal import Journal, Thread  # noqa: E402
+from engine.states import run_state  # noqa: E402
+from engine.walk import Services, Variables, Walk, run_scope  # noqa: E402
+from statemachine.build import load  # noqa: E402
+
+__all__ = ["main", "walk_once"]
+
+MODES = ("pass", "pass-replay", "task")
+
+
+async def _no_checkpoint(**_: Any) -> None:
+    return None
+
+
+_REGISTRY = Registry()
+_REGISTRY.register(RESOURCE, increment)
+_MACHINES = {"task": load(task_chain()), "pass": load(pass_choice_chain())}
+
+
+async def walk_once(mode: str, records: dict[str, str]) -> Journal:
+    """Walk the mode's machine once over `records`; return the journal it left."""
+    task = mode == "task"
+    machine = _MACHINES["task" if task else "pass"]
+    registry = _REGISTRY
+    clock = SystemClock()
+    journal = Journal("bench", dict(records), last_event_id=1, clock=clock)
+    services = Services(
+        store=None,  # type: ignore[arg-type]  # a walk of these machines never reads the store
+        run_db=None,  # type: ignore[arg-type]
+        committer=None,  # type: ignore[arg-type]
+        clock=clock,
+        registry=registry,
+        worker_id="bench",
+        run_state=run_state,
+    )
+    walk = Walk(
+        machine=machine,
+        journal=journal,
+        services=services,
+        execution_id="arn:aws:states:local:000000000000:execution:bench:bench",
+        execution_name="bench",
+        machine_id="arn:aws:states:local:000000000000:stateMachine:bench",
+        machine_name="bench",
+        execution_input={"v": 0},
+        start_time=datetime.now(UTC),
+        checkpoint=_no_checkpoint,
+        random_source=random.random,
+    )
+    output = await run_scope(
+        walk, machine.scope, {"v": 0}, prefix="", thread=Thread(1), variables=Variables()
+    )
+    expected = TASK_CHAIN_LENGTH if task else PASS_CHOICE_LENGTH // 2
+    if output != {"v": expected}:
+        raise AssertionError(f"walk returned {output!r}")
+    return journal
+
+
+async def _measure(mode: str, executions: int) -> tuple[float, float]:
+    records: dict[str, str] = {}
+    if mode == "pass-replay":
+        rows, _events = (await walk_once("pass", {})).drain()
+        records = dict(rows)
+    await walk_once(mode, records)  # warm-up
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(executions):
+        await walk_once(mode, records)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def main(argv: list[str]) -> None:
+    mode = argv[0] if argv else "pass"
+    if mode not in MODES:
+        raise SystemExit(f"mode must be one of {', '.join(MODES)}")
+    executions = int(argv[1]) if len(argv) > 1 else 2000
+    wall, cpu = anyio.run(_measure, mode, executions)
+    steps = executions * (TASK_CHAIN_LENGTH if mode == "task" else PASS_CHOICE_LENGTH)
+    print(
+        f"WALK mode={mode} executions={executions} cpu_us_per_transition={cpu / steps * 1e6:.1f} "
+        f"us_per_transition={wall / steps * 1e6:.1f} transitions_per_s={steps / wall:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
