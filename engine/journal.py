@@ -24,7 +24,7 @@ limit allows.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -168,6 +168,10 @@ class Journal:
 
     def __contains__(self, key: str) -> bool:
         return key in self._records
+
+    def recorded_keys(self) -> Iterable[str]:
+        """The keys of every record, committed or pending."""
+        return self._records.keys()
 
     def replay(self, key: str, thread: Thread | None = None, *, state: str | None = None) -> Any:
         """The value recorded under `key`, or MISSING; advances `thread` past its events.

@@ -20,6 +20,7 @@ what an older generation finished by looking under its keys
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "execution_end",
     "exited",
     "idempotency_key",
+    "is_map_run",
     "iteration_prefix",
     "map_failed",
     "map_items",
@@ -187,6 +189,14 @@ def map_results(frame: str, attempt_number: int) -> str:
 def map_run(frame: str, attempt_number: int) -> str:
     """A Distributed Map's Map Run for this attempt: its id and ARN (MapRunStarted)."""
     return f"{map_started(frame, attempt_number)}:run"
+
+
+_MAP_RUN = re.compile(r":m\d+:run$")
+
+
+def is_map_run(key: str) -> bool:
+    """Whether `key` is a `map_run` key: the execution started a Distributed Map's Map Run."""
+    return _MAP_RUN.search(key) is not None
 
 
 def map_run_end(frame: str, attempt_number: int) -> str:

@@ -330,3 +330,37 @@ def test_map_runs_from_plain_code(sqlite_url: str) -> None:
     assert described["executionCounts"]["failed"] == 2
     assert len(children) == 10
     assert {child.status for child in children} == {"SUCCEEDED", "FAILED"}
+
+
+def test_a_parent_that_times_out_aborts_its_map_run_and_children(sqlite_url: str) -> None:
+    """The parent's TimeoutSeconds ends it; its Map Run and waiting children end with it."""
+    slow = {
+        "TimeoutSeconds": 2,
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "Label": "slow",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Nap",
+                    "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}},
+                },
+                "End": True,
+            }
+        },
+    }
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("slow", json.dumps(slow))
+        parent = engine.wait_sync(engine.start_sync("slow", [1, 2, 3]), timeout=120)
+        (run,) = engine.list_map_runs_sync(parent)
+
+        def all_aborted() -> bool:
+            children = engine.list_map_run_executions_sync(run.arn)
+            return len(children) == 3 and {c.status for c in children} == {"ABORTED"}
+
+        wait_until(all_aborted, timeout=120)
+        described = engine.describe_map_run_sync(run.arn)
+    assert parent.status == "TIMED_OUT"
+    assert described["status"] == "ABORTED"
+    assert described["executionCounts"]["running"] == 0
