@@ -25,9 +25,9 @@ from engine.states.common import (
     payload_template,
 )
 from engine.states.distributed_map import run_distributed
-from engine.states.dynamic import dynamic_int, dynamic_number
+from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
-from engine.walk import FinalError, Frame, Transition, enter
+from engine.walk import Frame, Transition, enter
 from statemachine.dataflow import Template
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import JsonataTemplate, QueryEvaluationError
@@ -102,32 +102,6 @@ async def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[A
     return batches
 
 
-async def _tolerance(frame: Frame, state: MapState, total: int) -> Any:
-    if state.mode != "DISTRIBUTED":
-        return None
-    count = await dynamic_int(
-        frame,
-        state.tolerated_failure_count,
-        frame.input,
-        numeric_strings=True,
-        below_minimum="ToleratedFailureCount cannot be negative.",
-    )
-    percentage = await dynamic_number(
-        frame, state.tolerated_failure_percentage, frame.input, numeric_strings=True
-    )
-    if percentage is not None and not 0 <= percentage <= 100:
-        raise StatesError(States.RUNTIME, "ToleratedFailurePercentage must be between 0 and 100.")
-    if count is None and percentage is None:
-        return None
-
-    def tolerate(failures: int) -> bool:
-        if count is not None and failures > count:
-            return False
-        return not (percentage is not None and total and failures * 100.0 / total > percentage)
-
-    return tolerate
-
-
 async def run_map(frame: Frame, state: MapState) -> Transition:
     enter(frame, input_payload=frame.input)
 
@@ -165,10 +139,6 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
             lambda: (None, [("MapStateStarted", {"length": len(inputs)})]),
             thread=frame.thread,
         )
-        with frame.evaluating():
-            # AWS reads the tolerated failures once the Map Run starts: after
-            # MapStateStarted. Failures count child runs: batches when batching.
-            tolerate = await _tolerance(frame, state, len(inputs))
         children = [
             Child(
                 scope=state.processor,
@@ -181,17 +151,9 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
             )
             for index, value in enumerate(inputs)
         ]
-        try:
-            outcome = await run_children(
-                frame, children, max_concurrency=concurrency, tolerate=tolerate
-            )
-        except StatesError as failure:
-            if tolerate is not None:
-                raise FinalError(
-                    States.EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                    "The specified tolerated failure threshold was exceeded",
-                ) from failure
-            raise
+        # An inline Map has no tolerated failures (a DISTRIBUTED one went to
+        # run_distributed above): the first failed iteration fails the Map.
+        outcome = await run_children(frame, children, max_concurrency=concurrency)
         frame.record_once(
             keys.map_succeeded(frame.key, number),
             lambda: (None, [("MapStateSucceeded", {})]),
