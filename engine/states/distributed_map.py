@@ -48,10 +48,10 @@ from engine.walk import FinalError, Frame
 from statemachine.dataflow import compile_template
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import JsonataTemplate, compile_jsonata_template
-from statemachine.model import MapState
+from statemachine.model import Batcher, MapState
 from statemachine.timestamps import format_timestamp
 
-__all__ = ["Select", "child_machine_name", "run_distributed"]
+__all__ = ["Select", "batch_limits", "child_machine_name", "run_distributed"]
 
 T = TypeVar("T")
 ResultStatus = Literal["SUCCEEDED", "FAILED", "PENDING"]
@@ -137,6 +137,22 @@ async def _raw_items(
         yield item
 
 
+async def batch_limits(
+    frame: Frame, batcher: Batcher, effective: Any
+) -> tuple[int | None, int | None, dict[str, Any]]:
+    """ItemBatcher's (items per batch, bytes per batch, the part every batch shares)."""
+    max_items = await dynamic_int(frame, batcher.max_items, effective, minimum=1)
+    max_bytes = await dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
+    base: dict[str, Any] = {}
+    if batcher.has_batch_input:
+        template = batcher.batch_input
+        if isinstance(template, JsonataTemplate):
+            base["BatchInput"] = await jsonata(frame, template, "ItemBatcher/BatchInput")
+        else:
+            base["BatchInput"] = payload_template(frame, template, effective)
+    return max_items, max_bytes, base
+
+
 async def _child_inputs(
     frame: Frame,
     state: MapState,
@@ -152,15 +168,7 @@ async def _child_inputs(
             yield await select(frame, state, effective, index, item), 1
             index += 1
         return
-    max_items = await dynamic_int(frame, batcher.max_items, effective, minimum=1)
-    max_bytes = await dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
-    base: dict[str, Any] = {}
-    if batcher.has_batch_input:
-        template = batcher.batch_input
-        if isinstance(template, JsonataTemplate):
-            base["BatchInput"] = await jsonata(frame, template, "ItemBatcher/BatchInput")
-        else:
-            base["BatchInput"] = payload_template(frame, template, effective)
+    max_items, max_bytes, base = await batch_limits(frame, batcher, effective)
     current: list[Any] = []
     size = len(frame.walk.payload(base).encode()) + len(',"Items":[]')
     used = size

@@ -24,7 +24,7 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
-from engine.states.distributed_map import run_distributed
+from engine.states.distributed_map import batch_limits, run_distributed
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.walk import Frame, Transition, enter
@@ -75,15 +75,7 @@ async def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[A
     """Group the selected items into ItemBatcher's batch inputs."""
     batcher = state.item_batcher
     assert batcher is not None
-    max_items = await dynamic_int(frame, batcher.max_items, effective, minimum=1)
-    max_bytes = await dynamic_int(frame, batcher.max_bytes, effective, minimum=1)
-    base: dict[str, Any] = {}
-    if batcher.has_batch_input:
-        template = batcher.batch_input
-        if isinstance(template, JsonataTemplate):
-            base["BatchInput"] = await jsonata(frame, template, "ItemBatcher/BatchInput")
-        else:
-            base["BatchInput"] = payload_template(frame, template, effective)
+    max_items, max_bytes, base = await batch_limits(frame, batcher, effective)
     batches: list[Any] = []
     current: list[Any] = []
     size = len(frame.walk.payload(base).encode()) + len(',"Items":[]')
