@@ -9,6 +9,12 @@ acknowledged before it is durable. A checkpoint refused because its
 worker no longer holds the lease is logged (a warning on the
 ``stepwise.committer`` logger naming the execution) and counted in
 `leases_lost`, so a stale writer is visible, not silent.
+
+Once the serving task has stopped (the engine is shutting down and its
+task group was cancelled), what was queued is still flushed, and a
+checkpoint handed over later is committed by its own caller: an
+activation finishing during shutdown never waits for a committer that
+will not come back.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class Committer:
         self._max_batch = max_batch
         self._queue: list[_Waiter] = []
         self._wakeup = anyio.Event()
+        self._stopped = False
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
@@ -62,25 +69,37 @@ class Committer:
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
         waiter = _Waiter(checkpoint)
-        self._queue.append(waiter)
-        self._wakeup.set()
         with anyio.CancelScope(shield=True):
-            # Once queued, a checkpoint's outcome must be known before its
-            # activation moves on, even if that activation is being cancelled.
-            await waiter.done.wait()
+            # Once handed over, a checkpoint's outcome must be known before
+            # its activation moves on, even if that activation is being
+            # cancelled.
+            if self._stopped:
+                await self._flush([waiter])
+            else:
+                self._queue.append(waiter)
+                self._wakeup.set()
+                await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
         return waiter.result
 
     async def run(self) -> None:
-        """Serve commits until cancelled."""
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = anyio.Event()
-            while self._queue:
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                await self._flush(batch)
+        """Serve commits until cancelled; then flush what is queued and let callers commit."""
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                await self._drain()
+        finally:
+            self._stopped = True
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
         checkpoints = [w.checkpoint for w in batch]
