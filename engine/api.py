@@ -16,7 +16,10 @@ alerts (`engine.alerts`) are `Engine.alerts`; the in-process worker runs
 the scheduler and alert-delivery loops beside the claim loop. An
 Engine starts executions on, and its worker claims from, one queue
 (``default`` unless `queue` names another); `run` uses a private queue so
-that no other worker takes its execution.
+that no other worker takes its execution. State machines, versions and
+aliases are `MachineApi`'s, Map Runs `MapRunApi`'s, schedules, alerts and
+triggers `ScheduleApi`'s: mixins the Engine supplies a store, clock and
+lifecycle to.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import functools
 import hashlib
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,25 +44,24 @@ from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
-from engine.errors import InvalidName
 from engine.journal import history_event_limit
 from engine.lifecycle import NO_INPUT, Lifecycle
+from engine.machine_api import MachineApi
 from engine.map_run_api import MapRunApi
+from engine.mixins import entered
 from engine.names import check_name
 from engine.runner import Runtime
 from engine.sandbox import Sandbox
-from engine.scheduling import ScheduleDescription, Scheduler, ScheduleRecord, Schedules
+from engine.schedule_api import ScheduleApi
+from engine.scheduling import Scheduler, Schedules
 from engine.store import (
     DEFAULT_QUEUE,
     REDRIVE_WINDOW,
-    AliasRecord,
     CommitConflict,
     Event,
     ExecutionRecord,
     ExecutionStatus,
     LeaseLost,
-    MachineVersion,
-    PublishedVersion,
     Store,
     default_database_url,
 )
@@ -72,7 +74,7 @@ from engine.worker import (
     Worker,
     retention_setting,
 )
-from statemachine.build import check_definition_size, load, parse_definition
+from statemachine.build import load, parse_definition
 
 __all__ = ["Engine"]
 
@@ -96,7 +98,7 @@ def _sync_twin(
 _NO_MOCK: Any = object()
 
 
-class Engine(TaskCallbacks, MapRunApi):
+class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
     """A Stepwise engine bound to one database."""
 
     def __init__(
@@ -323,165 +325,21 @@ class Engine(TaskCallbacks, MapRunApi):
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._store
+        return entered(self._store)
 
     @property
     def lifecycle(self) -> Lifecycle:
         """The executions' lifecycle (start, stop, describe, list) on this engine's store."""
-        if self._lifecycle is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._lifecycle
+        return entered(self._lifecycle)
 
     @property
     def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._runtime
+        return entered(self._runtime)
 
     # -- activities ----------------------------------------------------------
     def register_activity(self, resource: str, handler: Handler) -> None:
         """Bind a Task Resource (name, ARN or `*` pattern) to a handler for this engine."""
         self.registry.register(resource, handler)
-
-    # -- state machines ------------------------------------------------------
-    async def create_state_machine(
-        self, name: str, definition: str | Mapping[str, Any], *, machine_type: str = "STANDARD"
-    ) -> MachineVersion:
-        """Validate `definition` and store it; a changed definition becomes a new version.
-
-        Raises DefinitionError (with every diagnostic) when it is invalid,
-        DEFINITION_TOO_LARGE when it is over 1 MiB as given.
-        """
-        check_name(name, what="state machine")
-        check_definition_size(definition)
-        raw = parse_definition(definition)
-        load(raw, machine_type=machine_type)  # type: ignore[arg-type]
-        text = msgspec.json.encode(raw).decode()
-        return await self._run_db(self.store.put_state_machine, name, text, machine_type)
-
-    async def describe_state_machine(self, name: str) -> MachineVersion:
-        """The revision `name` runs: ``NAME`` (the latest), ``NAME:VERSION`` or ``NAME:ALIAS``.
-
-        For an alias with two routes this is one of them, picked by weight.
-        """
-        return await self.lifecycle.resolve_machine(name)
-
-    async def update_state_machine(
-        self,
-        name: str,
-        definition: str | Mapping[str, Any],
-        *,
-        publish: bool = False,
-        description: str | None = None,
-    ) -> tuple[MachineVersion, PublishedVersion | None]:
-        """Store a new revision of existing machine `name`; with `publish`, publish it too.
-
-        Running executions keep the revision they started with. Raises
-        StateMachineDoesNotExist and DefinitionError.
-        """
-        current = await self._run_db(self.store.get_state_machine, name)
-        revision = await self.create_state_machine(
-            name, definition, machine_type=current.machine_type
-        )
-        published = None
-        if publish:
-            published = await self.publish_version(
-                name, description=description, revision=revision.version
-            )
-        return revision, published
-
-    async def publish_version(
-        self, name: str, *, description: str | None = None, revision: int | None = None
-    ) -> PublishedVersion:
-        """Publish the latest revision (or `revision`) of `name` as its next version number.
-
-        Publishing the revision the newest version already holds returns that
-        version. Raises StateMachineDoesNotExist and ResourceNotFound.
-        """
-        return await self._run_db(
-            self.store.publish_version,
-            name,
-            now=self.clock.now(),
-            description=description,
-            revision=revision,
-        )
-
-    async def list_versions(self, name: str) -> list[PublishedVersion]:
-        """The published versions of `name`, newest first."""
-        return await self._run_db(self.store.list_versions, name)
-
-    async def delete_version(self, name: str, number: int) -> None:
-        """Delete version `number` of `name`; ConflictError while an alias routes to it."""
-        await self._run_db(self.store.delete_version, name, number, now=self.clock.now())
-
-    async def create_alias(
-        self,
-        machine: str,
-        alias: str,
-        routes: Sequence[tuple[int, int]],
-        *,
-        description: str | None = None,
-    ) -> AliasRecord:
-        """Create alias `alias` of `machine` routing to (version, weight) pairs summing to 100.
-
-        Raises InvalidName, InvalidRouting, ResourceNotFound and ConflictError.
-        """
-        check_name(alias, what="alias")
-        if alias.isdigit():
-            raise InvalidName(f"Invalid Name: '{alias}' (an alias name cannot be a number)")
-        return await self._run_db(
-            self.store.create_alias,
-            machine,
-            alias,
-            routes,
-            now=self.clock.now(),
-            description=description,
-        )
-
-    async def update_alias(
-        self,
-        machine: str,
-        alias: str,
-        *,
-        routes: Sequence[tuple[int, int]] | None = None,
-        description: str | None = None,
-    ) -> AliasRecord:
-        """Change an alias's routes and/or description (new starts follow; running ones don't)."""
-        return await self._run_db(
-            self.store.update_alias,
-            machine,
-            alias,
-            now=self.clock.now(),
-            routes=routes,
-            description=description,
-        )
-
-    async def describe_alias(self, machine: str, alias: str) -> AliasRecord:
-        """Alias `alias` of `machine`; raises ResourceNotFound."""
-        return await self._run_db(self.store.get_alias, machine, alias)
-
-    async def list_aliases(self, machine: str) -> list[AliasRecord]:
-        """The aliases of `machine`, newest first."""
-        return await self._run_db(self.store.list_aliases, machine)
-
-    async def delete_alias(self, machine: str, alias: str) -> None:
-        """Delete an alias; its versions stay."""
-        await self._run_db(self.store.delete_alias, machine, alias)
-
-    async def delete_state_machine(self, name: str) -> None:
-        """Delete machine `name` (see `MachineStore.delete_state_machine`); unknown: a no-op."""
-        await self._run_db(self.store.delete_state_machine, name, now=self.clock.now())
-
-    async def list_state_machines(self) -> list[MachineVersion]:
-        return await self._run_db(self.store.list_state_machines)
 
     # -- TestState ---------------------------------------------------------------
     async def test_state(
@@ -721,78 +579,13 @@ class Engine(TaskCallbacks, MapRunApi):
                 # Someone else holds it now (a worker, or our own in-process one).
                 await anyio.sleep(0.1)
 
-    # -- schedules -----------------------------------------------------------
-    @property
-    def schedules(self) -> Schedules:
-        """The schedule operations (`engine.scheduling.Schedules`) on this engine's store."""
-        if self._schedules is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._schedules
-
-    async def create_schedule(
-        self, name: str, machine: str, expression: str, **options: Any
-    ) -> ScheduleRecord:
-        """Create a schedule; `options` are `Schedules.create`'s (timezone, input, overlap, …)."""
-        return await self.schedules.create(name, machine, expression, **options)
-
-    async def update_schedule(self, name: str, **changes: Any) -> ScheduleRecord:
-        """Change some of a schedule's settings (`Schedules.update`)."""
-        return await self.schedules.update(name, **changes)
-
-    async def describe_schedule(self, name: str) -> ScheduleDescription:
-        """A schedule with its next fire times, last runs and skipped ticks."""
-        return await self.schedules.describe(name)
-
-    async def list_schedules(self) -> list[ScheduleRecord]:
-        return await self.schedules.list_all()
-
-    async def pause_schedule(self, name: str) -> ScheduleRecord:
-        return await self.schedules.pause(name)
-
-    async def resume_schedule(self, name: str) -> ScheduleRecord:
-        return await self.schedules.resume(name)
-
-    async def delete_schedule(self, name: str) -> None:
-        await self.schedules.delete(name)
-
-    async def trigger_schedule(self, name: str) -> ExecutionRecord:
-        """Start one run of the schedule now, even while it is paused."""
-        return await self.schedules.trigger(name)
-
-    async def backfill_schedule(
-        self, name: str, start: datetime, end: datetime
-    ) -> list[ExecutionRecord]:
-        """Start one run per tick in [start, end), once each, whatever the overlap policy."""
-        return await self.schedules.backfill(name, start, end)
-
-    # -- alerts ----------------------------------------------------------------
-    @property
-    def alerts(self) -> Alerts:
-        """The alert operations (`engine.alerts.Alerts`): create, list, test, deliveries, replay."""
-        if self._alerts is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._alerts
-
-    @property
-    def triggers(self) -> Triggers:
-        """The trigger operations (`engine.triggers.Triggers`): start B when A's run closes."""
-        if self._triggers is None:
-            raise RuntimeError(
-                "use the Engine inside 'async with Engine(...)' or 'with Engine(...)'"
-            )
-        return self._triggers
-
     # -- plain-code twins ----------------------------------------------------
     def _call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if self._portal is None:
             raise RuntimeError("use the _sync methods inside 'with Engine(...) as engine:'")
         return self._portal.call(functools.partial(fn, *args, **kwargs))
 
-    create_state_machine_sync = _sync_twin(create_state_machine)
+    create_state_machine_sync = _sync_twin(MachineApi.create_state_machine)
     start_sync = _sync_twin(start)
     wait_sync = _sync_twin(wait)
     run_sync = _sync_twin(run)
@@ -805,28 +598,28 @@ class Engine(TaskCallbacks, MapRunApi):
     redrive_sync = _sync_twin(redrive)
     test_state_sync = _sync_twin(test_state)
     test_state_request_sync = _sync_twin(test_state_request)
-    update_state_machine_sync = _sync_twin(update_state_machine)
-    publish_version_sync = _sync_twin(publish_version)
-    list_versions_sync = _sync_twin(list_versions)
-    delete_version_sync = _sync_twin(delete_version)
-    delete_state_machine_sync = _sync_twin(delete_state_machine)
-    create_alias_sync = _sync_twin(create_alias)
-    update_alias_sync = _sync_twin(update_alias)
-    describe_alias_sync = _sync_twin(describe_alias)
-    list_aliases_sync = _sync_twin(list_aliases)
-    delete_alias_sync = _sync_twin(delete_alias)
+    update_state_machine_sync = _sync_twin(MachineApi.update_state_machine)
+    publish_version_sync = _sync_twin(MachineApi.publish_version)
+    list_versions_sync = _sync_twin(MachineApi.list_versions)
+    delete_version_sync = _sync_twin(MachineApi.delete_version)
+    delete_state_machine_sync = _sync_twin(MachineApi.delete_state_machine)
+    create_alias_sync = _sync_twin(MachineApi.create_alias)
+    update_alias_sync = _sync_twin(MachineApi.update_alias)
+    describe_alias_sync = _sync_twin(MachineApi.describe_alias)
+    list_aliases_sync = _sync_twin(MachineApi.list_aliases)
+    delete_alias_sync = _sync_twin(MachineApi.delete_alias)
     redrive_status_sync = _sync_twin(redrive_status)
     describe_map_run_sync = _sync_twin(MapRunApi.describe_map_run)
     list_map_runs_sync = _sync_twin(MapRunApi.list_map_runs)
     update_map_run_sync = _sync_twin(MapRunApi.update_map_run)
     list_map_run_executions_sync = _sync_twin(MapRunApi.list_map_run_executions)
     # mypy cannot rule out a `self=` among **options; the twins pass them through unchanged.
-    create_schedule_sync = _sync_twin(create_schedule)  # type: ignore[arg-type]
-    update_schedule_sync = _sync_twin(update_schedule)  # type: ignore[arg-type]
-    describe_schedule_sync = _sync_twin(describe_schedule)
-    list_schedules_sync = _sync_twin(list_schedules)
-    pause_schedule_sync = _sync_twin(pause_schedule)
-    resume_schedule_sync = _sync_twin(resume_schedule)
-    delete_schedule_sync = _sync_twin(delete_schedule)
-    trigger_schedule_sync = _sync_twin(trigger_schedule)
-    backfill_schedule_sync = _sync_twin(backfill_schedule)
+    create_schedule_sync = _sync_twin(ScheduleApi.create_schedule)  # type: ignore[arg-type]
+    update_schedule_sync = _sync_twin(ScheduleApi.update_schedule)  # type: ignore[arg-type]
+    describe_schedule_sync = _sync_twin(ScheduleApi.describe_schedule)
+    list_schedules_sync = _sync_twin(ScheduleApi.list_schedules)
+    pause_schedule_sync = _sync_twin(ScheduleApi.pause_schedule)
+    resume_schedule_sync = _sync_twin(ScheduleApi.resume_schedule)
+    delete_schedule_sync = _sync_twin(ScheduleApi.delete_schedule)
+    trigger_schedule_sync = _sync_twin(ScheduleApi.trigger_schedule)
+    backfill_schedule_sync = _sync_twin(ScheduleApi.backfill_schedule)

@@ -17,9 +17,8 @@ from typing import Any
 
 import anyio
 
-from engine.clock import Clock
-from engine.lifecycle import Lifecycle
-from engine.store import CommitConflict, ExecutionRecord, LeaseLost, Store
+from engine.mixins import EngineParts
+from engine.store import CommitConflict, ExecutionRecord, LeaseLost
 from engine.store.map_runs import MapRunRecord
 from engine.worker import LeaseKeeper
 from statemachine.timestamps import format_timestamp
@@ -99,19 +98,10 @@ def map_run_list_item(record: MapRunRecord) -> dict[str, Any]:
     return item
 
 
-class MapRunApi:
+class MapRunApi(EngineParts):
     """Mixin for `Engine`: Map Runs by ARN (needs `.store`, `.clock`, `.lifecycle`, `_keeper`)."""
 
-    clock: Clock
     _keeper: LeaseKeeper
-
-    @property
-    def store(self) -> Store:
-        raise NotImplementedError  # the Engine's own store
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        raise NotImplementedError  # the Engine's own lifecycle
 
     async def describe_map_run(self, map_run: str) -> dict[str, Any]:
         """DescribeMapRun: the run's AWS shape. Raises ResourceNotFound."""
