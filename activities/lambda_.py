@@ -12,13 +12,17 @@ module never imports the engine: the engine decides events and journaling.
 from __future__ import annotations
 
 import json
+import sysconfig
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any, TypeVar
+
+import anyio
 
 from activities.registry import (
     ActivityContext,
@@ -107,15 +111,39 @@ class LambdaError:
     request_id: str
 
 
+# Folders of the machinery that calls a handler (this package, the standard
+# library's event loop and threads, anyio): a Lambda runtime's stack trace
+# starts at the handler, with none of its own frames.
+_RUNTIME_FOLDERS = tuple(
+    str(Path(folder)) + "/"
+    for folder in (
+        sysconfig.get_paths()["stdlib"],
+        Path(anyio.__file__).parent,
+        Path(__file__).parent,
+    )
+)
+
+
+def handler_frames(failure: BaseException) -> list[str]:
+    """The stack trace of a handler's exception as Lambda shows it: from the handler's frame on."""
+    frames = traceback.extract_tb(failure.__traceback__)
+    first = next(
+        (i for i, frame in enumerate(frames) if not frame.filename.startswith(_RUNTIME_FOLDERS)),
+        len(frames),
+    )
+    return traceback.format_list(frames[first:])
+
+
 def function_error_cause(error_type: str, message: str, request_id: str, trace: list[str]) -> str:
-    """AWS's Cause of a function error: the runtime's JSON error object."""
+    """AWS's Cause of a function error: the runtime's JSON error object, compact as AWS has it."""
     return json.dumps(
         {
             "errorMessage": message,
             "errorType": error_type,
             "requestId": request_id,
             "stackTrace": trace,
-        }
+        },
+        separators=(",", ":"),
     )
 
 
@@ -140,7 +168,7 @@ async def call_function(
         value = await call_handler(registration, event, lambda_context)
     except Exception as failure:  # the function's own error is the Task's failure
         error_type = type(failure).__name__
-        trace = traceback.format_tb(failure.__traceback__)
+        trace = handler_frames(failure)
         return LambdaError(
             error_type,
             function_error_cause(error_type, str(failure), request_id, trace),

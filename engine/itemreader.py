@@ -74,8 +74,13 @@ async def _max_items(frame: Frame, config: dict[str, Any], effective: Any) -> in
         dynamic = Dynamic(field="MaxItemsPath", path=compile_path(config["MaxItemsPath"]))
     else:
         return None
-    # 0 means "no limit", as AWS reads it.
-    return await dynamic_int(frame, dynamic, effective) or None
+    # 0 means "no limit", as AWS reads it. A MaxItemsPath may select an
+    # integer written as a string ("2"): AWS reads it as the number
+    # (recorded: a variable holding "2" referenced by MaxItemsPath).
+    return (
+        await dynamic_int(frame, dynamic, effective, numeric_strings=dynamic.path is not None)
+        or None
+    )
 
 
 async def reader_request(frame: Frame, reader: dict[str, Any], effective: Any) -> ReaderRequest:

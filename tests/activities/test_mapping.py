@@ -230,6 +230,9 @@ def test_lambda_errors_and_raw_payloads(sqlite_url: str) -> None:
     cause = json.loads(out["err"]["Cause"])
     assert cause["errorMessage"] == "bad order 7" and cause["errorType"] == "OrderInvalid"
     assert isinstance(cause["stackTrace"], list) and len(cause["requestId"]) == 36
+    # As a Lambda runtime writes it: compact JSON, the stack from the handler on.
+    assert out["err"]["Cause"] == json.dumps(cause, separators=(",", ":"))
+    assert cause["stackTrace"] and all(__file__ in line for line in cause["stackTrace"])
     assert out["missing"]["Error"] == "Lambda.ResourceNotFoundException"
 
     async def events() -> list[str]:

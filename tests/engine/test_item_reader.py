@@ -86,6 +86,31 @@ def test_csv_first_row_batched_with_selector_and_max_items(db_url: str, root: Pa
     ]
 
 
+def test_max_items_path_reads_an_integer_written_as_a_string(db_url: str, root: Path) -> None:
+    # AWS reads a MaxItemsPath selecting "2" as 2 (recorded with a variable
+    # holding "2"); a string that is not an integer still fails the run.
+    (root / "data" / "orders.csv").write_text("id,amount\n1,10\n2,20\n3,30\n")
+    definition = reader_map(
+        {
+            "Resource": GET,
+            "Parameters": {"Bucket": "data", "Key.$": "$.key"},
+            "ReaderConfig": {
+                "InputType": "CSV",
+                "CSVHeaderLocation": "FIRST_ROW",
+                "MaxItemsPath": "$.limit",
+            },
+        },
+        ItemSelector={"id.$": "$$.Map.Item.Value.id"},
+    )
+    assert output_of(db_url, definition, {"key": "orders.csv", "limit": "2"}) == [
+        {"id": "1"},
+        {"id": "2"},
+    ]
+    failed = run(db_url, definition, {"key": "orders.csv", "limit": "two"})
+    assert (failed.status, failed.error) == ("FAILED", "States.Runtime")
+    assert "not a valid integer" in (failed.cause or "")
+
+
 def test_csv_given_headers_delimiter_short_rows_and_bom(sqlite_url: str, root: Path) -> None:
     (root / "data" / "p.csv").write_bytes("\ufeffa|b|c\n\nx|y\n".encode())
     definition = reader_map(
