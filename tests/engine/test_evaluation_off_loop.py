@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from engine import Engine
+from statemachine.jsonata import Limits
 from tests.engine.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +80,9 @@ GREEDY = {
 
 def test_a_wait_stays_on_time_beside_a_map_of_slow_jsonata(db_url: str) -> None:
     with Engine(db_url) as engine:
+        # A generous deadline: on a loaded machine the ~0.2 s evaluations must
+        # not hit the default 1 s one (that is another test's subject).
+        engine.runtime.jsonata_limits = Limits(timeout_seconds=60)
         engine.create_state_machine_sync("slow", SLOW_MAP)
         engine.create_state_machine_sync("sentinel", SENTINEL)
         sentinel = engine.start_sync("sentinel", {})
