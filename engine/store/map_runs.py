@@ -327,6 +327,10 @@ class MapRunStore(StoreBase):
             ]
             if not ids:
                 return []
+            # The parent's work row first: its terminal commit holds it while it
+            # aborts these same runs (map_run_hook.parents_ended), so waiting
+            # for it here, holding nothing, keeps the two from deadlocking.
+            lock_work(conn, [execution_id])
             running = [
                 row.execution_id
                 for row in conn.execute(

@@ -332,7 +332,7 @@ def test_map_runs_from_plain_code(sqlite_url: str) -> None:
     assert {child.status for child in children} == {"SUCCEEDED", "FAILED"}
 
 
-def test_a_parent_that_times_out_aborts_its_map_run_and_children(sqlite_url: str) -> None:
+def test_a_parent_that_times_out_aborts_its_map_run_and_children(db_url: str) -> None:
     """The parent's TimeoutSeconds ends it; its Map Run and waiting children end with it."""
     slow = {
         "TimeoutSeconds": 2,
@@ -350,7 +350,7 @@ def test_a_parent_that_times_out_aborts_its_map_run_and_children(sqlite_url: str
             }
         },
     }
-    with Engine(sqlite_url) as engine:
+    with Engine(db_url) as engine:
         engine.create_state_machine_sync("slow", json.dumps(slow))
         parent = engine.wait_sync(engine.start_sync("slow", [1, 2, 3]), timeout=120)
         (run,) = engine.list_map_runs_sync(parent)

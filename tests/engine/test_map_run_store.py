@@ -3,13 +3,18 @@
 A worker's group commit may carry, in one transaction, the parent's
 release (it suspended, having read its Map Run as still running) and the
 end of the run's last child: the parent must come out of that commit due,
-or it would wait forever (a lost wake-up). Both stores.
+or it would wait forever (a lost wake-up). And a parent's unsuccessful end
+takes its running Map Runs down in the commit that records it: with no
+further store call, the run is ABORTED, its pending children never start
+and its running ones are asked to stop. Both stores.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from engine import Engine
 from engine.store import Checkpoint, CommitResult, Finish
@@ -64,6 +69,71 @@ def test_parent_released_with_its_last_childs_end_in_one_commit_is_due(db_url: s
         assert (run.status, run.succeeded, run.running) == ("SUCCEEDED", 1, 0)
         queued, due_at = store.work_due_at(parent.execution_id)
         assert queued and due_at is not None and due_at <= later
+
+
+def start_parent_with_run(engine: Engine, now: datetime) -> tuple[str, str, list[str]]:
+    """A parent leased by WORKER with a Map Run of 3 children, 1 running (MaxConcurrency 1)."""
+    store = engine.store
+    engine.create_state_machine_sync("parent", PARENT)
+    child_machine = store.put_state_machine("parent/label", json_text(PARENT), "STANDARD")
+    parent = engine.start_sync("parent", {})
+    assert store.claim_execution(parent.execution_id, WORKER, lease_seconds=60, now=now)
+    run_id = "00000000-0000-0000-0000-000000000002"
+    arn = f"arn:aws:states:local:000000000000:mapRun:parent/label:{run_id}"
+    children = [f"arn:aws:states:local:000000000000:execution:parent/label:c-{i}" for i in range(3)]
+    store.create_map_run(
+        map_run_id=run_id,
+        arn=arn,
+        execution_id=parent.execution_id,
+        state_key="0",
+        attempt=0,
+        machine="parent/label",
+        version=child_machine.version,
+        queue=parent.queue,
+        now=now,
+        max_concurrency=1,
+        tolerated_failure_percentage=None,
+        tolerated_failure_count=None,
+    )
+    store.add_map_run_children(run_id, [(i, child, "1", 1) for i, child in enumerate(children)])
+    assert store.start_map_run(run_id, now=now).running == 1
+    return parent.execution_id, arn, children
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
+def test_a_parent_ending_unsuccessfully_aborts_its_runs_in_the_same_commit(
+    db_url: str, status: str
+) -> None:
+    with Engine(db_url, worker=False) as engine:
+        store = engine.store
+        now = datetime.now(UTC)
+        parent_id, arn, children = start_parent_with_run(engine, now)
+        later = now + timedelta(seconds=1)
+        # The parent's terminal commit, alone: nothing runs after it (as if
+        # its worker were killed the moment it returned).
+        results = store.commit(
+            [
+                Checkpoint(
+                    execution_id=parent_id,
+                    finish=Finish(status=status, stop_date=later, error="Boom"),
+                )
+            ],
+            worker_id=WORKER,
+            now=later,
+        )
+        assert results == [CommitResult.OK]
+        run = store.get_map_run(arn)
+        running = store.get_execution(children[0])
+        queued, due_at = store.work_due_at(children[0])
+        never_started = [child.status for child in store.map_run_children_page(run.map_run_id)]
+        started = store.list_map_run_children(arn)
+    assert (run.status, run.stop_date, run.pending, run.aborted) == ("ABORTED", later, 0, 2)
+    # The running child is asked to stop and due, so a worker aborts it now.
+    assert running.status == "RUNNING" and running.stop_requested
+    assert queued and due_at is not None and due_at <= later
+    # The pending ones never start.
+    assert never_started == ["RUNNING", "ABORTED", "ABORTED"]
+    assert started == [children[0]]
 
 
 def json_text(value: object) -> str:
