@@ -32,6 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
+from engine.store.reopen import reopen
+from engine.store.rows import execution_record
 from engine.store.schema import (
     executions,
     history_events,
@@ -107,7 +109,9 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
     """Start pending children of the locked Map Run `run` up to its MaxConcurrency.
 
     Each becomes an execution (RUNNING, ``ExecutionStarted``, a work row due
-    now on the run's queue). Returns how many were started.
+    now on the run's queue) — or, a child of a redriven run that ran before,
+    is redriven in place (`reopen.reopen`: same ARN, ``ExecutionRedriven``,
+    its redrive count bumped). Returns how many were started.
     """
     room = min(_limit(run) - run.running, run.pending)
     if room <= 0:
@@ -125,9 +129,21 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
     )
     if not rows:
         return 0
+    # Children of a redriven run that ran before are redriven in place (same ARN).
+    redriven = {
+        row.execution_id: execution_record(row, codec)
+        for row in conn.execute(
+            sa.select(executions).where(
+                executions.c.execution_id.in_([row.execution_id for row in rows])
+            )
+        )
+    }
     version_arn = f"{run.arn.split(':mapRun:', 1)[0]}:stateMachine:{run.machine}:{run.version}"
     execution_rows, event_rows, work_rows = [], [], []
     for row in rows:
+        if row.execution_id in redriven:
+            reopen(conn, redriven[row.execution_id], now, codec)
+            continue
         name = row.execution_id.rsplit(":", 1)[1]
         details = {
             "input": codec.open(row.input),
@@ -170,9 +186,10 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
                 "wakeups_seen": 0,
             }
         )
-    conn.execute(sa.insert(executions), execution_rows)
-    conn.execute(sa.insert(history_events), event_rows)
-    conn.execute(sa.insert(work_queue), work_rows)
+    if execution_rows:
+        conn.execute(sa.insert(executions), execution_rows)
+        conn.execute(sa.insert(history_events), event_rows)
+        conn.execute(sa.insert(work_queue), work_rows)
     conn.execute(
         sa.update(map_run_children)
         .where(

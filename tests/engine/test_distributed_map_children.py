@@ -280,11 +280,15 @@ def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: 
         assert calls == [0, 1]
         (run,) = engine.store.list_map_runs(failed.execution_id)
         assert (run.succeeded, run.failed, run.aborted) == (1, 1, 3)
+        first, second = engine.list_map_run_executions_sync(run.arn)
         failing["on"] = False
         engine.redrive_sync(failed)
         done = engine.resume_sync(failed)
         history = [event.type for event in engine.history_sync(done)]
         again = engine.store.get_map_run(run.arn)
+        described = engine.describe_map_run_sync(run.arn)
+        children = engine.list_map_run_executions_sync(run.arn)
+        histories = [[e.type for e in engine.history_sync(child)] for child in children]
     assert done.status == "SUCCEEDED", done.cause
     assert json.loads(done.output or "") == items
     # Only what did not succeed ran again, in the same Map Run.
@@ -292,6 +296,36 @@ def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: 
     assert history.count("MapRunStarted") == 1
     assert history.count("MapRunRedriven") == 1
     assert (again.status, again.succeeded, again.redrive_count) == ("SUCCEEDED", 5, 1)
+    assert again.redrive_date is not None
+    assert (described["redriveCount"], described["executionCounts"]["succeeded"]) == (1, 5)
+    assert "redriveDate" in described
+    # As AWS: the failed child is redriven in place (same ARN, ExecutionRedriven,
+    # from its failed step); the one that succeeded is untouched; those that
+    # never started start once.
+    assert [child.execution_id for child in children[:2]] == [
+        first.execution_id,
+        second.execution_id,
+    ]
+    assert [child.status for child in children] == ["SUCCEEDED"] * 5
+    assert [child.redrive_count for child in children] == [0, 1, 0, 0, 0]
+    assert children[1].redrive_date is not None
+    assert histories[0].count("ExecutionRedriven") == 0
+    assert histories[1] == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskFailed",
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert all("ExecutionRedriven" not in h for h in histories[2:])
 
 
 def test_a_failed_run_still_writes_its_result_files(sqlite_url: str, root: Path) -> None:

@@ -6,7 +6,9 @@ end of the run's last child: the parent must come out of that commit due,
 or it would wait forever (a lost wake-up). And a parent's unsuccessful end
 takes its running Map Runs down in the commit that records it: with no
 further store call, the run is ABORTED, its pending children never start
-and its running ones are asked to stop. Both stores.
+and its running ones are asked to stop. A redriven Map Run redrives its
+failed children in place, as AWS does, in its own transaction and in the
+commits that make room under MaxConcurrency. Both stores.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine import Engine
-from engine.store import Checkpoint, CommitResult, Finish
+from engine.store import Checkpoint, CommitResult, Event, Finish
+from engine.store.map_runs import MapRunRedriveCounts
 
 PARENT = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 WORKER = "worker-test"
@@ -71,7 +74,9 @@ def test_parent_released_with_its_last_childs_end_in_one_commit_is_due(db_url: s
         assert queued and due_at is not None and due_at <= later
 
 
-def start_parent_with_run(engine: Engine, now: datetime) -> tuple[str, str, list[str]]:
+def start_parent_with_run(
+    engine: Engine, now: datetime, tolerated_failure_count: int | None = None
+) -> tuple[str, str, list[str]]:
     """A parent leased by WORKER with a Map Run of 3 children, 1 running (MaxConcurrency 1)."""
     store = engine.store
     engine.create_state_machine_sync("parent", PARENT)
@@ -93,7 +98,7 @@ def start_parent_with_run(engine: Engine, now: datetime) -> tuple[str, str, list
         now=now,
         max_concurrency=1,
         tolerated_failure_percentage=None,
-        tolerated_failure_count=None,
+        tolerated_failure_count=tolerated_failure_count,
     )
     store.add_map_run_children(run_id, [(i, child, "1", 1) for i, child in enumerate(children)])
     assert store.start_map_run(run_id, now=now).running == 1
@@ -134,6 +139,102 @@ def test_a_parent_ending_unsuccessfully_aborts_its_runs_in_the_same_commit(
     # The pending ones never start.
     assert never_started == ["RUNNING", "ABORTED", "ABORTED"]
     assert started == [children[0]]
+
+
+def end_child(engine: Engine, child: str, status: str, at: datetime) -> None:
+    store = engine.store
+    assert store.claim_execution(child, WORKER, lease_seconds=60, now=at)
+    finish = Finish(status=status, stop_date=at, output="1" if status == "SUCCEEDED" else None)
+    last = store.get_execution(child).last_event_id
+    ended = Event(last + 1, last, "ExecutionSucceeded" if finish.output else "ExecutionFailed", at)
+    results = store.commit(
+        [Checkpoint(execution_id=child, events=[ended], finish=finish)], worker_id=WORKER, now=at
+    )
+    assert results == [CommitResult.OK]
+
+
+def test_a_redriven_run_redrives_its_failed_children_in_place(db_url: str) -> None:
+    with Engine(db_url, worker=False) as engine:
+        store = engine.store
+        now = datetime.now(UTC)
+        _parent, arn, (first, second, third) = start_parent_with_run(
+            engine, now, tolerated_failure_count=1
+        )
+        # 0 fails (tolerated), 1 fails (one too many): the run fails, 2 never starts.
+        end_child(engine, first, "FAILED", now + timedelta(seconds=1))
+        end_child(engine, second, "FAILED", now + timedelta(seconds=2))
+        run = store.get_map_run(arn)
+        assert (run.status, run.failed, run.aborted) == ("FAILED", 2, 1)
+        later = now + timedelta(seconds=3)
+        assert store.map_run_redrive_counts(run.map_run_id, now=later) == MapRunRedriveCounts()
+        redriven = store.redrive_map_run(run.map_run_id, now=later)
+        # In that one transaction: the run is RUNNING again and its first
+        # failed child, the same execution, is redriven (MaxConcurrency 1).
+        assert (redriven.status, redriven.redrive_count, redriven.redrive_date) == (
+            "RUNNING",
+            1,
+            later,
+        )
+        assert (redriven.running, redriven.pending, redriven.failed) == (1, 2, 0)
+        reopened = store.get_execution(first)
+        assert (reopened.status, reopened.redrive_count) == ("RUNNING", 1)
+        assert [e.type for e in engine.history_sync(first)][-2:] == [
+            "ExecutionFailed",
+            "ExecutionRedriven",
+        ]
+        assert store.work_due_at(first)[0]
+        # The second waits for room: still FAILED, pending redrive; the third never ran.
+        assert store.get_execution(second).status == "FAILED"
+        described = engine.describe_map_run_sync(arn)
+        assert described["executionCounts"]["pendingRedrive"] == 1
+        assert described["itemCounts"]["pendingRedrive"] == 1
+        assert described["redriveCount"] == 1
+        # The first one's end makes room: the commit redrives the second in place.
+        end_child(engine, first, "SUCCEEDED", now + timedelta(seconds=4))
+        again = store.get_execution(second)
+        assert (again.status, again.redrive_count) == ("RUNNING", 1)
+        assert [e.type for e in engine.history_sync(second)] == [
+            "ExecutionStarted",
+            "ExecutionFailed",
+            "ExecutionRedriven",
+        ]
+        end_child(engine, second, "SUCCEEDED", now + timedelta(seconds=5))
+        # The third starts for the first time, under its own id.
+        fresh = store.get_execution(third)
+        assert (fresh.status, fresh.redrive_count) == ("RUNNING", 0)
+        end_child(engine, third, "SUCCEEDED", now + timedelta(seconds=6))
+        done = store.get_map_run(arn)
+        assert (done.status, done.succeeded, done.failed, done.redrive_count) == (
+            "SUCCEEDED",
+            3,
+            0,
+            1,
+        )
+        assert store.list_map_run_children(arn) == [first, second, third]
+        assert engine.describe_map_run_sync(arn)["executionCounts"]["pendingRedrive"] == 0
+
+
+def test_children_past_their_redrive_window_stay_as_they_ended(db_url: str) -> None:
+    """A child a redrive cannot reopen (AWS: NOT_REDRIVABLE) counts as failuresNotRedrivable."""
+    with Engine(db_url, worker=False) as engine:
+        store = engine.store
+        now = datetime.now(UTC)
+        _parent, arn, (first, second, _third) = start_parent_with_run(
+            engine, now, tolerated_failure_count=1
+        )
+        end_child(engine, first, "FAILED", now)
+        end_child(engine, second, "FAILED", now)
+        run_id = store.get_map_run(arn).map_run_id
+        too_late = now + timedelta(days=15)
+        counts = store.map_run_redrive_counts(run_id, now=too_late)
+        redriven = store.redrive_map_run(run_id, now=too_late)
+        children = [child.status for child in store.map_run_children_page(run_id)]
+        still = store.get_execution(first)
+    assert (counts.failures_not_redrivable, counts.failures_not_redrivable_items) == (2, 2)
+    # Both stay FAILED (two failures, one tolerated): the run fails again at once.
+    assert (still.status, still.redrive_count) == ("FAILED", 0)
+    assert (redriven.status, redriven.failed, redriven.redrive_count) == ("FAILED", 2, 1)
+    assert children == ["FAILED", "FAILED", "ABORTED"]
 
 
 def json_text(value: object) -> str:
