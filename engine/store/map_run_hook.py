@@ -129,15 +129,20 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
     )
     if not rows:
         return 0
-    # Children of a redriven run that ran before are redriven in place (same ARN).
-    redriven = {
-        row.execution_id: execution_record(row, codec)
-        for row in conn.execute(
-            sa.select(executions).where(
-                executions.c.execution_id.in_([row.execution_id for row in rows])
+    # Children of a redriven run that ran before are redriven in place (same ARN);
+    # a run never redriven has none, and its commits pay no read for them.
+    redriven = (
+        {
+            row.execution_id: execution_record(row, codec)
+            for row in conn.execute(
+                sa.select(executions).where(
+                    executions.c.execution_id.in_([row.execution_id for row in rows])
+                )
             )
-        )
-    }
+        }
+        if run.redrive_count
+        else {}
+    )
     version_arn = f"{run.arn.split(':mapRun:', 1)[0]}:stateMachine:{run.machine}:{run.version}"
     execution_rows, event_rows, work_rows = [], [], []
     for row in rows:
