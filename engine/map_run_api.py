@@ -19,7 +19,7 @@ import anyio
 
 from engine.mixins import EngineParts
 from engine.store import CommitConflict, ExecutionRecord, LeaseLost
-from engine.store.map_runs import MapRunRecord
+from engine.store.map_runs import MapRunRecord, MapRunRedriveCounts
 from engine.worker import LeaseKeeper
 from statemachine.timestamps import format_timestamp
 
@@ -28,7 +28,9 @@ __all__ = ["MapRunApi", "map_run_description", "map_run_list_item"]
 _CLAIM_BATCH = 8
 
 
-def _counts(record: MapRunRecord, items: dict[str, int] | None) -> dict[str, int]:
+def _counts(
+    record: MapRunRecord, items: dict[str, int] | None, redrive: tuple[int, int]
+) -> dict[str, int]:
     if items is None:
         values = {
             "pending": record.pending,
@@ -54,13 +56,21 @@ def _counts(record: MapRunRecord, items: dict[str, int] | None) -> dict[str, int
         if items is None
         else (values["total"] if record.results_written else 0)
     )
-    values["failuresNotRedrivable"] = 0
-    values["pendingRedrive"] = 0
+    values["failuresNotRedrivable"], values["pendingRedrive"] = redrive
     return values
 
 
-def map_run_description(record: MapRunRecord, item_counts: dict[str, int]) -> dict[str, Any]:
-    """DescribeMapRun's answer for `record` (`item_counts`: items by child status)."""
+def map_run_description(
+    record: MapRunRecord,
+    item_counts: dict[str, int],
+    redrive: MapRunRedriveCounts | None = None,
+) -> dict[str, Any]:
+    """DescribeMapRun's answer for `record`.
+
+    `item_counts` are items by child status; `redrive` the run's
+    ``pendingRedrive`` and ``failuresNotRedrivable`` (none: both 0).
+    """
+    redrive = redrive or MapRunRedriveCounts()
     described: dict[str, Any] = {
         "mapRunArn": record.arn,
         "executionArn": record.execution_id,
@@ -74,8 +84,14 @@ def map_run_description(record: MapRunRecord, item_counts: dict[str, int]) -> di
             "maxConcurrency": record.max_concurrency,
             "toleratedFailurePercentage": float(record.tolerated_failure_percentage or 0.0),
             "toleratedFailureCount": int(record.tolerated_failure_count or 0),
-            "itemCounts": _counts(record, item_counts),
-            "executionCounts": _counts(record, None),
+            "itemCounts": _counts(
+                record,
+                item_counts,
+                (redrive.failures_not_redrivable_items, redrive.pending_redrive_items),
+            ),
+            "executionCounts": _counts(
+                record, None, (redrive.failures_not_redrivable, redrive.pending_redrive)
+            ),
             "redriveCount": record.redrive_count,
         }
     )
@@ -108,7 +124,10 @@ class MapRunApi(EngineParts):
         run_db = self.lifecycle.run_db
         record = await run_db(self.store.get_map_run, map_run)
         items = await run_db(self.store.map_run_item_counts, record.map_run_id)
-        return map_run_description(record, items)
+        redrive = await run_db(
+            self.store.map_run_redrive_counts, record.map_run_id, now=self.clock.now()
+        )
+        return map_run_description(record, items, redrive)
 
     async def list_map_runs(self, execution: str | ExecutionRecord) -> list[MapRunRecord]:
         """ListMapRuns: the execution's Map Runs, newest first. Raises ExecutionDoesNotExist."""

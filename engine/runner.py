@@ -444,14 +444,10 @@ async def _finish(
 ) -> Activation:
     now = runtime.clock.now()
     journal.record(end_key, None, events=[(event, _details(error, cause))], timestamp=now)
+    # A parent that failed, timed out or was aborted with a Distributed Map
+    # still running takes its Map Runs down in this same commit
+    # (store/map_run_hook.parents_ended): no child keeps running for an ended parent.
     await checkpoint(finish=Finish(status=status, stop_date=now, error=error, cause=cause))
-    if status != ExecutionStatus.SUCCEEDED and any(
-        keys.is_map_run(key) for key in journal.recorded_keys()
-    ):
-        # A parent that failed, timed out or was aborted with a Distributed Map
-        # still running takes its Map Runs down with it: no child keeps running
-        # (or starting) for an execution that has ended.
-        await runtime.run_db(runtime.store.abort_map_runs, journal.execution_id, now=now)
     return Activation(status)
 
 

@@ -43,8 +43,12 @@ def _labelled(service: Service, record: MapRunRecord) -> str:
 async def describe_map_run(service: Service, members: Members) -> dict[str, Any]:
     arn = members.required_arn("mapRunArn", "mapRun")
     record = await _record(service, arn)
-    items = await service.run_db(service.engine.store.map_run_item_counts, record.map_run_id)
-    document = map_run_description(record, items)
+    store = service.engine.store
+    items = await service.run_db(store.map_run_item_counts, record.map_run_id)
+    redrive = await service.run_db(
+        store.map_run_redrive_counts, record.map_run_id, now=service.engine.clock.now()
+    )
+    document = map_run_description(record, items, redrive)
     document["mapRunArn"] = service.arns.reformat(record.arn)
     document["executionArn"] = service.arns.reformat(record.execution_id)
     document["startDate"] = epoch(record.start_date)

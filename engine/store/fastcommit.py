@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from engine.store.checkpoints import PLAIN, event_row
 from engine.store.codec import PayloadCodec
-from engine.store.map_run_hook import is_child
+from engine.store.map_run_hook import takes_hook
 from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
@@ -95,8 +95,8 @@ def pipelined_commit(
     """
     if any(c.tokens for c in checkpoints):
         return None
-    if any(c.finish is not None and is_child(c.execution_id) for c in checkpoints):
-        return None  # a Map Run child's end is counted on the careful path (map_run_hook)
+    if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
+        return None  # Map Run children, unsuccessful parents: the careful path (map_run_hook)
     ids = sorted({c.execution_id for c in checkpoints})
     finished = [c for c in checkpoints if c.finish is not None]
     finished_ids = {c.execution_id for c in finished}

@@ -10,9 +10,14 @@ children are then ABORTED; the woken parent asks the running ones to stop)
 — the parent's work is made due, so it wakes on any worker. A child is known by
 its ARN alone (`is_child`): its machine is the hidden ``<machine>/<label>``,
 and ``/`` is never in a user's machine name, so the commit path pays
-nothing for executions that are not children. Lock order is the commit
-path's: work rows first, then the Map Run rows in id order, then the
-parent's work row.
+nothing for executions that are not children. The same call ends the Map
+Runs of a parent that ends FAILED, TIMED_OUT or ABORTED (`parents_ended`),
+in the commit that records the parent's end: no crash can leave a run
+RUNNING, or its children running, under an ended parent. A parent that
+SUCCEEDED has no run still going. `takes_hook` tells a faster commit path
+which ends it must leave to this one. Lock order is the commit path's: work
+rows first (the committing executions', then the stopped children's, each
+in id order), then the Map Run rows in id order, then the parent's work row.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
+from engine.store.reopen import reopen
+from engine.store.rows import execution_record
 from engine.store.schema import (
     executions,
     history_events,
@@ -40,9 +47,11 @@ __all__ = [
     "children_finished",
     "end_run",
     "is_child",
+    "parents_ended",
     "release_children",
     "running_children",
     "stop_running_children",
+    "takes_hook",
     "threshold_exceeded",
 ]
 
@@ -54,6 +63,8 @@ _COUNT_OF = {
     "TIMED_OUT": "timed_out",
     "ABORTED": "aborted",
 }
+# A parent ending with one of these takes its running Map Runs down with it.
+_ENDS_RUNS = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 _THRESHOLD_ERROR = "States.ExceedToleratedFailureThreshold"
 _THRESHOLD_CAUSE = "The specified tolerated failure threshold was exceeded"
 _ROLE_ARN = "arn:aws:iam::000000000000:role/stepwise"
@@ -63,6 +74,15 @@ def is_child(execution_id: str) -> bool:
     """Whether `execution_id` is a Map Run's child: its machine is ``<machine>/<label>``."""
     _, found, rest = execution_id.partition(":execution:")
     return bool(found) and "/" in rest.rsplit(":", 1)[0]
+
+
+def takes_hook(execution_id: str, status: str) -> bool:
+    """Whether an execution ending with `status` needs `children_finished` in its commit.
+
+    A child's end is always counted; an unsuccessful end may be a parent's
+    whose Map Runs must end with it (one indexed read finds out).
+    """
+    return status in _ENDS_RUNS or is_child(execution_id)
 
 
 def threshold_exceeded(run: Any) -> bool:
@@ -89,7 +109,9 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
     """Start pending children of the locked Map Run `run` up to its MaxConcurrency.
 
     Each becomes an execution (RUNNING, ``ExecutionStarted``, a work row due
-    now on the run's queue). Returns how many were started.
+    now on the run's queue) — or, a child of a redriven run that ran before,
+    is redriven in place (`reopen.reopen`: same ARN, ``ExecutionRedriven``,
+    its redrive count bumped). Returns how many were started.
     """
     room = min(_limit(run) - run.running, run.pending)
     if room <= 0:
@@ -107,9 +129,26 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
     )
     if not rows:
         return 0
+    # Children of a redriven run that ran before are redriven in place (same ARN);
+    # a run never redriven has none, and its commits pay no read for them.
+    redriven = (
+        {
+            row.execution_id: execution_record(row, codec)
+            for row in conn.execute(
+                sa.select(executions).where(
+                    executions.c.execution_id.in_([row.execution_id for row in rows])
+                )
+            )
+        }
+        if run.redrive_count
+        else {}
+    )
     version_arn = f"{run.arn.split(':mapRun:', 1)[0]}:stateMachine:{run.machine}:{run.version}"
     execution_rows, event_rows, work_rows = [], [], []
     for row in rows:
+        if row.execution_id in redriven:
+            reopen(conn, redriven[row.execution_id], now, codec)
+            continue
         name = row.execution_id.rsplit(":", 1)[1]
         details = {
             "input": codec.open(row.input),
@@ -152,9 +191,10 @@ def release_children(conn: Connection, run: Any, now: datetime, codec: PayloadCo
                 "wakeups_seen": 0,
             }
         )
-    conn.execute(sa.insert(executions), execution_rows)
-    conn.execute(sa.insert(history_events), event_rows)
-    conn.execute(sa.insert(work_queue), work_rows)
+    if execution_rows:
+        conn.execute(sa.insert(executions), execution_rows)
+        conn.execute(sa.insert(history_events), event_rows)
+        conn.execute(sa.insert(work_queue), work_rows)
     conn.execute(
         sa.update(map_run_children)
         .where(
@@ -263,21 +303,68 @@ def _lock_run(conn: Connection, map_run_id: str) -> Any:
     ).first()
 
 
+def parents_ended(conn: Connection, finished: Sequence[tuple[str, str]], now: datetime) -> bool:
+    """ABORT the RUNNING Map Runs of executions (id, status) ending unsuccessfully.
+
+    Runs in the transaction that records their ends (the caller has locked
+    their work rows). Pending children never start; running ones get a stop
+    request their workers carry out, counted when they end. Returns whether
+    any run ended (a wake-up is owed).
+    """
+    ended = sorted({eid for eid, status in finished if status in _ENDS_RUNS})
+    if not ended:
+        return False
+    ids = sorted(
+        row.map_run_id
+        for row in conn.execute(
+            sa.select(map_runs.c.map_run_id).where(
+                map_runs.c.execution_id.in_(ended), map_runs.c.status == "RUNNING"
+            )
+        )
+    )
+    if not ids:
+        return False
+    running = sorted(
+        row.execution_id
+        for row in conn.execute(
+            sa.select(map_run_children.c.execution_id).where(
+                map_run_children.c.map_run_id.in_(ids),
+                map_run_children.c.status == "RUNNING",
+            )
+        )
+    )
+    if running:  # their work rows before the runs', as every commit locks them
+        conn.execute(
+            sa.select(work_queue.c.execution_id)
+            .where(work_queue.c.execution_id.in_(running))
+            .order_by(work_queue.c.execution_id)
+            .with_for_update()
+        ).all()
+    for map_run_id in ids:
+        run = _lock_run(conn, map_run_id)
+        if run is not None and run.status == "RUNNING":
+            end_run(conn, run, "ABORTED", now, stop_running=True)
+    return True
+
+
 def children_finished(
     conn: Connection, finished: Sequence[tuple[str, str]], now: datetime, codec: PayloadCodec
 ) -> bool:
     """Count the ends of Map Run children (id, status) in the finishing transaction.
 
-    For each: its child row takes the status, the run's counts move, and the
-    run either starts its next pending child, or ends (SUCCEEDED when all
-    are done; FAILED with States.ExceedToleratedFailureThreshold when the
-    failures exceed the tolerance) and wakes its parent. Counting is
+    First the Map Runs of parents among them that ended unsuccessfully are
+    aborted (`parents_ended`). Then, for each child: its child row takes
+    the status, the run's counts move, and the run either starts its next
+    pending child, or ends (SUCCEEDED when all are done; FAILED with
+    States.ExceedToleratedFailureThreshold when the failures exceed the
+    tolerance) and wakes its parent. Counting is
     idempotent: a child already counted is skipped. Returns whether work
     became due (a wake-up is owed).
     """
+    wake = parents_ended(conn, finished, now)
     children = [(eid, status) for eid, status in finished if is_child(eid)]
     if not children:
-        return False
+        return wake
     rows = {
         row.execution_id: row
         for row in conn.execute(
@@ -289,7 +376,6 @@ def children_finished(
     runs = sorted({row.map_run_id for row in rows.values()})
     for map_run_id in runs:  # locked in id order, as every writer of runs does
         _lock_run(conn, map_run_id)
-    wake = False
     for execution_id, status in children:
         child = rows.get(execution_id)
         if child is None or status not in _COUNT_OF:

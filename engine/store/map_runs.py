@@ -12,15 +12,15 @@ MaxConcurrency children. From then on `map_run_hook.children_finished`,
 called by the commit path, keeps it going. `abort_map_runs` is the stop of
 the parent; `update_map_run` is UpdateMapRun (a raised MaxConcurrency
 releases more children at once); `redrive_map_run` reruns, when the parent
-is redriven, only the children that did not succeed. Reads: `get_map_run`, `list_map_runs`,
-`map_run_item_counts`, `map_run_children_page` (the children in item order
-with their executions' outcomes, a page at a time, for the parent's output
-and result files).
+is redriven, only the children that did not succeed (redriven in place, as
+AWS does: same executions, ``ExecutionRedriven``). Reads: `get_map_run`,
+`list_map_runs`, `map_run_item_counts`, `map_run_redrive_counts`,
+`map_run_children_page` (the children in item order with their executions'
+outcomes, a page at a time, for the parent's output and result files).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -38,10 +38,18 @@ from engine.store.map_run_hook import (
     stop_running_children,
     threshold_exceeded,
 )
+from engine.store.redrive import redrive_status
+from engine.store.rows import execution_record
 from engine.store.schema import executions, map_run_children, map_runs
 from statemachine.errors import StepwiseError
 
-__all__ = ["MapRunChild", "MapRunRecord", "MapRunStore", "MapRunUpdateRefused"]
+__all__ = [
+    "MapRunChild",
+    "MapRunRecord",
+    "MapRunRedriveCounts",
+    "MapRunStore",
+    "MapRunUpdateRefused",
+]
 
 
 class MapRunUpdateRefused(StepwiseError):
@@ -80,6 +88,15 @@ class MapRunRecord(msgspec.Struct, frozen=True):
     cause: str | None
     redrive_count: int = 0
     redrive_date: datetime | None = None
+
+
+class MapRunRedriveCounts(msgspec.Struct, frozen=True):
+    """A run's redrive counts as DescribeMapRun has them: children, and the items they carry."""
+
+    pending_redrive: int = 0
+    pending_redrive_items: int = 0
+    failures_not_redrivable: int = 0
+    failures_not_redrivable_items: int = 0
 
 
 class MapRunChild(msgspec.Struct, frozen=True):
@@ -253,6 +270,50 @@ class MapRunStore(StoreBase):
             )
             return {status: int(total or 0) for status, total in rows}
 
+    def map_run_redrive_counts(self, map_run_id: str, *, now: datetime) -> MapRunRedriveCounts:
+        """AWS's ``pendingRedrive`` and ``failuresNotRedrivable`` of the run, children and items.
+
+        Pending redrive: children of a redriven run that ran before (they
+        have an execution) waiting for room under MaxConcurrency. Failures
+        not redrivable: children that failed, timed out or were aborted and
+        that `redrive_status` refuses now (a redrive would leave them as
+        they are).
+        """
+        query = (
+            sa.select(
+                map_run_children.c.status.label("child_status"),
+                map_run_children.c.item_count,
+                executions,
+            )
+            .select_from(
+                map_run_children.join(
+                    executions, executions.c.execution_id == map_run_children.c.execution_id
+                )
+            )
+            .where(
+                map_run_children.c.map_run_id == map_run_id,
+                map_run_children.c.status.in_(["PENDING", "FAILED", "TIMED_OUT", "ABORTED"]),
+            )
+        )
+        pending = [0, 0]
+        refused = [0, 0]
+        with self._read() as conn:
+            for row in conn.execute(query):
+                if row.child_status == "PENDING":
+                    counts = pending
+                elif redrive_status(execution_record(row, self._codec), now)[1] is not None:
+                    counts = refused
+                else:
+                    continue
+                counts[0] += 1
+                counts[1] += int(row.item_count)
+        return MapRunRedriveCounts(
+            pending_redrive=pending[0],
+            pending_redrive_items=pending[1],
+            failures_not_redrivable=refused[0],
+            failures_not_redrivable_items=refused[1],
+        )
+
     def map_run_children_page(
         self, map_run_id: str, *, after: int = -1, limit: int = 1000
     ) -> list[MapRunChild]:
@@ -327,6 +388,10 @@ class MapRunStore(StoreBase):
             ]
             if not ids:
                 return []
+            # The parent's work row first: its terminal commit holds it while it
+            # aborts these same runs (map_run_hook.parents_ended), so waiting
+            # for it here, holding nothing, keeps the two from deadlocking.
+            lock_work(conn, [execution_id])
             running = [
                 row.execution_id
                 for row in conn.execute(
@@ -409,41 +474,61 @@ class MapRunStore(StoreBase):
     def redrive_map_run(self, map_run_id: str, *, now: datetime) -> MapRunRecord:
         """Rerun what did not succeed in an ended Map Run (its parent is being redriven).
 
-        Children that failed, timed out, were aborted or never started go
-        back to PENDING under new execution ids (``<index>/r<n>``: the old
-        executions keep their histories); those that succeeded stay done.
-        The run is RUNNING again with its redrive count bumped, and releases
-        children up to its MaxConcurrency. A run still RUNNING, or one that
-        SUCCEEDED, is returned as it is (a repeated call changes nothing).
+        As AWS does: children that failed, timed out or were aborted are
+        redriven in place — the same executions, same ARNs, each with
+        ``ExecutionRedriven`` and its redrive count bumped, from the step
+        that did not succeed — when each is itself redrivable (a child past
+        its history limit or redrive window stays as it ended); children that
+        never started start. They go back to PENDING, and the run releases
+        them up to its MaxConcurrency (`map_run_hook.release_children`
+        reopens those that ran before), all in this transaction. Those that
+        succeeded stay done. The run is RUNNING again with its redrive count
+        and date set. A run still RUNNING, or one that SUCCEEDED, is returned
+        as it is (a repeated call changes nothing).
         """
         with self._write() as conn:
             run = self._locked(conn, map_run_id)
             if run.status in ("RUNNING", "SUCCEEDED"):
                 return _record(run)
-            count = run.redrive_count + 1
-            redone = list(
-                conn.execute(
-                    sa.select(map_run_children.c.item_index, map_run_children.c.execution_id)
-                    .where(
-                        map_run_children.c.map_run_id == map_run_id,
-                        map_run_children.c.status.in_(
-                            ["FAILED", "TIMED_OUT", "ABORTED", "PENDING"]
-                        ),
-                    )
-                    .order_by(map_run_children.c.item_index)
+            unfinished = sa.select(
+                map_run_children.c.item_index,
+                map_run_children.c.status.label("child_status"),
+                executions,
+            ).select_from(
+                map_run_children.outerjoin(
+                    executions, executions.c.execution_id == map_run_children.c.execution_id
                 )
             )
-            namespace = uuid.UUID(map_run_id)
-            for row in redone:
-                prefix = row.execution_id.rsplit(":", 1)[0]
-                name = uuid.uuid5(namespace, f"{row.item_index}/r{count}")
+            kept: dict[str, int] = {"FAILED": 0, "TIMED_OUT": 0, "ABORTED": 0}
+            not_redrivable: list[tuple[int, str]] = []
+            for row in conn.execute(
+                unfinished.where(
+                    map_run_children.c.map_run_id == map_run_id,
+                    map_run_children.c.status.in_(list(kept)),
+                    executions.c.execution_id.is_not(None),
+                )
+            ):
+                # EXPRESS children are redriven by their Map Run too (AWS).
+                _status, reason = redrive_status(execution_record(row, self._codec), now)
+                if reason is not None:
+                    kept[row.child_status] += 1
+                    not_redrivable.append((row.item_index, row.child_status))
+            redone = conn.execute(
+                sa.update(map_run_children)
+                .where(
+                    map_run_children.c.map_run_id == map_run_id,
+                    map_run_children.c.status.in_(list(kept)),
+                )
+                .values(status="PENDING")
+            ).rowcount
+            for index, status in not_redrivable:  # usually none: back as they ended
                 conn.execute(
                     sa.update(map_run_children)
                     .where(
                         map_run_children.c.map_run_id == map_run_id,
-                        map_run_children.c.item_index == row.item_index,
+                        map_run_children.c.item_index == index,
                     )
-                    .values(status="PENDING", execution_id=f"{prefix}:{name}")
+                    .values(status=status)
                 )
             conn.execute(
                 sa.update(map_runs)
@@ -453,16 +538,25 @@ class MapRunStore(StoreBase):
                     stop_date=None,
                     error=None,
                     cause=None,
-                    pending=len(redone),
-                    failed=0,
-                    timed_out=0,
-                    aborted=0,
-                    redrive_count=count,
+                    pending=run.pending + redone - len(not_redrivable),
+                    failed=kept["FAILED"],
+                    timed_out=kept["TIMED_OUT"],
+                    aborted=kept["ABORTED"],
+                    redrive_count=run.redrive_count + 1,
                     redrive_date=now,
                 )
             )
             run = self._locked(conn, map_run_id)
-            if run.pending == 0 and run.running == 0:
+            if threshold_exceeded(run):
+                end_run(
+                    conn,
+                    run,
+                    "FAILED",
+                    now,
+                    error="States.ExceedToleratedFailureThreshold",
+                    cause="The specified tolerated failure threshold was exceeded",
+                )
+            elif run.pending == 0 and run.running == 0:
                 end_run(conn, run, "SUCCEEDED", now)
             else:
                 release_children(conn, run, now, self._codec)

@@ -4,10 +4,10 @@
 redriven, with AWS's ``redriveStatusReason`` strings; `describe` shows it and
 `RedriveStore.redrive_execution` enforces it, so the two never disagree. The
 redrive transaction locks the work row and the executions row (in the order
-commits do), checks eligibility under that lock, and then, together,
-reopens the execution (RUNNING, a stop request cleared, the count bumped,
-the date set), appends ``ExecutionRedriven`` (and a journal record of its
-event id, `keys.redriven`) and puts its work back on its queue due now.
+commits do), checks eligibility under that lock, and then reopens the
+execution with `reopen.reopen` (RUNNING, a stop request cleared, the count
+bumped, the date set, ``ExecutionRedriven`` appended, its work due now) —
+the same body a Map Run's redriven children go through.
 Two callers racing therefore redrive once: the second finds it RUNNING
 and is refused — unless it carries the winner's client token, in which
 case it gets the winner's answer (RedriveExecution is idempotent on
@@ -22,16 +22,13 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine import keys
 from engine.store.base import StoreBase
-from engine.store.checkpoints import event_row, journal_row, signal
 from engine.store.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
-from engine.store.records import Event, ExecutionRecord, ExecutionStatus
+from engine.store.records import ExecutionRecord, ExecutionStatus
+from engine.store.reopen import reopen
 from engine.store.rows import execution_record
 from engine.store.schema import (
     executions,
-    history_events,
-    journal,
     state_machine_versions,
     state_machines,
     work_queue,
@@ -151,43 +148,7 @@ class RedriveStore(StoreBase):
             )
             if reason is not None:
                 raise ExecutionNotRedrivable(reason)
-            count = record.redrive_count + 1
-            event = Event(
-                event_id=record.last_event_id + 1,
-                previous_event_id=record.last_event_id,
-                type="ExecutionRedriven",
-                timestamp=now,
-                details={"redriveCount": count},
-            )
-            reopened = {
-                "status": ExecutionStatus.RUNNING.value,
-                "output": None,
-                "error": None,
-                "cause": None,
-                "stop_date": None,
-                "stop_requested": False,
-                "stop_requested_error": None,
-                "stop_requested_cause": None,
-                "last_event_id": event.event_id,
-                "redrive_count": count,
-                "redrive_date": now,
-            }
-            conn.execute(
-                sa.update(executions)
-                .where(executions.c.execution_id == execution_id)
-                .values(**reopened, redrive_token=client_token)
-            )
-            conn.execute(
-                sa.insert(history_events).values(event_row(execution_id, event, self._codec))
-            )
-            # The new generation's first events chain on ExecutionRedriven (see Journal).
-            record_text = msgspec.json.encode({"v": None, "e": event.event_id}).decode()
-            conn.execute(
-                sa.insert(journal).values(
-                    journal_row(execution_id, keys.redriven(count), record_text, now, self._codec)
-                )
-            )
-            signal(conn, execution_id, now)
+            reopened = reopen(conn, record, now, self._codec, client_token=client_token)
             self._backend.notify_in(conn)
         self._waker.wake_local()
         return msgspec.structs.replace(record, **reopened)

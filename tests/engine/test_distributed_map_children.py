@@ -280,11 +280,15 @@ def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: 
         assert calls == [0, 1]
         (run,) = engine.store.list_map_runs(failed.execution_id)
         assert (run.succeeded, run.failed, run.aborted) == (1, 1, 3)
+        first, second = engine.list_map_run_executions_sync(run.arn)
         failing["on"] = False
         engine.redrive_sync(failed)
         done = engine.resume_sync(failed)
         history = [event.type for event in engine.history_sync(done)]
         again = engine.store.get_map_run(run.arn)
+        described = engine.describe_map_run_sync(run.arn)
+        children = engine.list_map_run_executions_sync(run.arn)
+        histories = [[e.type for e in engine.history_sync(child)] for child in children]
     assert done.status == "SUCCEEDED", done.cause
     assert json.loads(done.output or "") == items
     # Only what did not succeed ran again, in the same Map Run.
@@ -292,6 +296,36 @@ def test_redriving_the_parent_reruns_only_children_that_did_not_succeed(db_url: 
     assert history.count("MapRunStarted") == 1
     assert history.count("MapRunRedriven") == 1
     assert (again.status, again.succeeded, again.redrive_count) == ("SUCCEEDED", 5, 1)
+    assert again.redrive_date is not None
+    assert (described["redriveCount"], described["executionCounts"]["succeeded"]) == (1, 5)
+    assert "redriveDate" in described
+    # As AWS: the failed child is redriven in place (same ARN, ExecutionRedriven,
+    # from its failed step); the one that succeeded is untouched; those that
+    # never started start once.
+    assert [child.execution_id for child in children[:2]] == [
+        first.execution_id,
+        second.execution_id,
+    ]
+    assert [child.status for child in children] == ["SUCCEEDED"] * 5
+    assert [child.redrive_count for child in children] == [0, 1, 0, 0, 0]
+    assert children[1].redrive_date is not None
+    assert histories[0].count("ExecutionRedriven") == 0
+    assert histories[1] == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskFailed",
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert all("ExecutionRedriven" not in h for h in histories[2:])
 
 
 def test_a_failed_run_still_writes_its_result_files(sqlite_url: str, root: Path) -> None:
@@ -332,35 +366,78 @@ def test_map_runs_from_plain_code(sqlite_url: str) -> None:
     assert {child.status for child in children} == {"SUCCEEDED", "FAILED"}
 
 
-def test_a_parent_that_times_out_aborts_its_map_run_and_children(sqlite_url: str) -> None:
+SLOW = {
+    "TimeoutSeconds": 2,
+    "StartAt": "M",
+    "States": {
+        "M": {
+            "Type": "Map",
+            "Label": "slow",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Nap",
+                "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def all_aborted(engine: Engine, arn: str, count: int) -> bool:
+    children = engine.list_map_run_executions_sync(arn)
+    return len(children) == count and {c.status for c in children} == {"ABORTED"}
+
+
+def test_a_parent_that_times_out_aborts_its_map_run_and_children(db_url: str) -> None:
     """The parent's TimeoutSeconds ends it; its Map Run and waiting children end with it."""
-    slow = {
-        "TimeoutSeconds": 2,
-        "StartAt": "M",
-        "States": {
-            "M": {
-                "Type": "Map",
-                "Label": "slow",
-                "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                    "StartAt": "Nap",
-                    "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}},
-                },
-                "End": True,
-            }
-        },
-    }
-    with Engine(sqlite_url) as engine:
-        engine.create_state_machine_sync("slow", json.dumps(slow))
+    with Engine(db_url) as engine:
+        engine.create_state_machine_sync("slow", json.dumps(SLOW))
         parent = engine.wait_sync(engine.start_sync("slow", [1, 2, 3]), timeout=120)
         (run,) = engine.list_map_runs_sync(parent)
-
-        def all_aborted() -> bool:
-            children = engine.list_map_run_executions_sync(run.arn)
-            return len(children) == 3 and {c.status for c in children} == {"ABORTED"}
-
-        wait_until(all_aborted, timeout=120)
+        wait_until(lambda: all_aborted(engine, run.arn, 3), timeout=120)
         described = engine.describe_map_run_sync(run.arn)
     assert parent.status == "TIMED_OUT"
     assert described["status"] == "ABORTED"
     assert described["executionCounts"]["running"] == 0
+
+
+def test_workers_killed_as_the_parent_times_out_leave_no_run_going(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Two worker processes, SIGKILLed the moment the parent is seen TIMED_OUT.
+
+    The run ended in the parent's terminal commit: at that moment it is
+    already ABORTED and every running child has a stop request, with no
+    process left to do anything more. New workers then abort the children.
+    """
+    log = tmp_path / "calls.jsonl"
+    with Engine(db_url, worker=False) as engine:
+        store = engine.store
+        engine.create_state_machine_sync("slow", json.dumps(SLOW))
+        workers = [spawn(db_url, log), spawn(db_url, log)]
+        try:
+            wait_until(lambda: log.exists() and log.read_text().count('"ready"') == 2)
+            parent = engine.start_sync("slow", [1, 2, 3])
+            wait_until(
+                lambda: store.get_execution(parent.execution_id).status != "RUNNING", timeout=120
+            )
+        finally:
+            for worker in workers:
+                worker.kill()
+                worker.wait()
+        ended = store.get_execution(parent.execution_id)
+        (run,) = store.list_map_runs(parent.execution_id)
+        children = [store.get_execution(child) for child in store.list_map_run_children(run.arn)]
+        assert ended.status == "TIMED_OUT"
+        assert run.status == "ABORTED"
+        assert all(c.stop_requested for c in children if c.status == "RUNNING")
+        workers = [spawn(db_url, log), spawn(db_url, log)]
+        try:
+            wait_until(lambda: all_aborted(engine, run.arn, 3), timeout=120)
+            described = engine.describe_map_run_sync(run.arn)
+        finally:
+            for worker in workers:
+                worker.kill()
+                worker.wait()
+    assert (described["status"], described["executionCounts"]["aborted"]) == ("ABORTED", 3)
