@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from engine.store import rawstart
 from engine.store.base import StoreBase
 from engine.store.checkpoints import event_row
 from engine.store.errors import (
@@ -220,6 +221,11 @@ class _Planned:
 class StartStore(StoreBase):
     """The store's start calls (a part of `Store`)."""
 
+    # On SQLite, a batch's name check and inserts skip SQLAlchemy's statement
+    # building (`rawstart.py`); False takes the careful path everywhere (tests
+    # compare the two). PostgreSQL always takes the careful path.
+    raw_start_writes: bool = True
+
     def resolve_reference(
         self, name: str, qualifier: str | None, draw: Callable[[], float]
     ) -> Resolved:
@@ -270,7 +276,12 @@ class StartStore(StoreBase):
                     planned.append(_plan(index, request, resolver))
                 except StepwiseError as error:
                     results[index].error = error
-            taken = self._taken(conn, [plan.record for plan in planned])
+            wanted_records = [plan.record for plan in planned]
+            raw = self._raw_start_writes()
+            if raw and not rawstart.any_taken(conn, wanted_records):
+                taken: dict[Any, ExecutionRecord] = {}
+            else:
+                taken = self._taken(conn, wanted_records)
             for plan in planned:
                 wanted = plan.record
                 existing = _owner(taken, wanted)
@@ -282,7 +293,7 @@ class StartStore(StoreBase):
                 else:
                     results[plan.index] = _answer(existing, wanted)
             if created:
-                self._insert(conn, created)
+                self._insert(conn, created, raw=raw)
                 self._backend.notify_in(conn)
         for plan in created:
             results[plan.index] = StartResult(plan.record, True)
@@ -315,7 +326,11 @@ class StartStore(StoreBase):
             taken[record.execution_id] = record
         return taken
 
-    def _insert(self, conn: Connection, planned: Sequence[_Planned]) -> None:
+    def _raw_start_writes(self) -> bool:
+        """Whether this batch's check and inserts go through the raw driver (`rawstart.py`)."""
+        return self.raw_start_writes and self.dialect == "sqlite"
+
+    def _insert(self, conn: Connection, planned: Sequence[_Planned], *, raw: bool) -> None:
         """The executions rows, their ExecutionStarted events and work rows, payloads sealed."""
         codec = self._codec
         rows = []
@@ -323,24 +338,22 @@ class StartStore(StoreBase):
             row = msgspec.structs.asdict(plan.record)
             row["input"] = codec.seal(plan.record.input)
             rows.append(row)
-        conn.execute(sa.insert(executions), rows)
-        conn.execute(
-            sa.insert(history_events),
-            [event_row(p.record.execution_id, p.first_event, codec) for p in planned],
-        )
-        conn.execute(
-            sa.insert(work_queue),
-            [
-                {
-                    "execution_id": p.record.execution_id,
-                    "queue": p.record.queue,
-                    "due_at": p.record.start_date,
-                    "wakeups": 0,
-                    "wakeups_seen": 0,
-                }
-                for p in planned
-            ],
-        )
+        events = [event_row(p.record.execution_id, p.first_event, codec) for p in planned]
+        work = [
+            {
+                "execution_id": p.record.execution_id,
+                "queue": p.record.queue,
+                "due_at": p.record.start_date,
+                "wakeups": 0,
+                "wakeups_seen": 0,
+            }
+            for p in planned
+        ]
+        for table, table_rows in ((executions, rows), (history_events, events), (work_queue, work)):
+            if raw:
+                rawstart.insert_rows(conn, table, table_rows)
+            else:
+                conn.execute(sa.insert(table), table_rows)
 
     def _collided(self, request: StartRequest) -> StartResult:
         """The answer for a start whose insert collided with a row another process wrote."""
