@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store import rawstart
 from engine.store.base import StoreBase
+from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import event_row
 from engine.store.errors import (
     ExecutionAlreadyExists,
@@ -209,6 +210,10 @@ def _running(conn: Connection, name: str) -> bool:
     )
 
 
+class _Collided(Exception):
+    """A pipelined batch met a unique key: nothing was written (see `start_executions`)."""
+
+
 @dataclass
 class _Planned:
     """A start that resolved, before its rows are written."""
@@ -222,8 +227,8 @@ class StartStore(StoreBase):
     """The store's start calls (a part of `Store`)."""
 
     # On SQLite, a batch's name check and inserts skip SQLAlchemy's statement
-    # building (`rawstart.py`); False takes the careful path everywhere (tests
-    # compare the two). PostgreSQL always takes the careful path.
+    # building (`rawstart.py`); on PostgreSQL its writes are one pipelined
+    # round trip (`pgstart.py`). False takes the careful path (tests compare).
     raw_start_writes: bool = True
 
     def resolve_reference(
@@ -250,7 +255,7 @@ class StartStore(StoreBase):
         """
         try:
             return self._start_batch(requests)
-        except sa_exc.IntegrityError:
+        except (sa_exc.IntegrityError, _Collided):
             if len(requests) == 1:
                 # Another process took the name between the check and the
                 # insert: the existing execution decides (read after the
@@ -268,7 +273,10 @@ class StartStore(StoreBase):
     def _start_batch(self, requests: Sequence[StartRequest]) -> list[StartResult]:
         results = [StartResult() for _ in requests]
         created: list[_Planned] = []
-        with self._write() as conn:
+        # PostgreSQL: check in autocommit, then write in one pipelined round
+        # trip; the unique keys decide a name taken in between.
+        pipelined = self.raw_start_writes and self.dialect == "postgresql"
+        with self._read() if pipelined else self._write() as conn:
             resolver = _Resolver(conn, starting=True)
             planned: list[_Planned] = []
             for index, request in enumerate(requests):
@@ -292,9 +300,11 @@ class StartStore(StoreBase):
                     taken[wanted.execution_id] = wanted
                 else:
                     results[plan.index] = _answer(existing, wanted)
-            if created:
+            if created and not pipelined:
                 self._insert(conn, created, raw=raw)
                 self._backend.notify_in(conn)
+        if created and pipelined:
+            self._insert_pipelined(created)
         for plan in created:
             results[plan.index] = StartResult(plan.record, True)
         if created:
@@ -330,7 +340,7 @@ class StartStore(StoreBase):
         """Whether this batch's check and inserts go through the raw driver (`rawstart.py`)."""
         return self.raw_start_writes and self.dialect == "sqlite"
 
-    def _insert(self, conn: Connection, planned: Sequence[_Planned], *, raw: bool) -> None:
+    def _rows(self, planned: Sequence[_Planned]) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
         """The executions rows, their ExecutionStarted events and work rows, payloads sealed."""
         codec = self._codec
         rows = []
@@ -349,11 +359,24 @@ class StartStore(StoreBase):
             }
             for p in planned
         ]
-        for table, table_rows in ((executions, rows), (history_events, events), (work_queue, work)):
+        return [(executions, rows), (history_events, events), (work_queue, work)]
+
+    def _insert(self, conn: Connection, planned: Sequence[_Planned], *, raw: bool) -> None:
+        for table, table_rows in self._rows(planned):
             if raw:
                 rawstart.insert_rows(conn, table, table_rows)
             else:
                 conn.execute(sa.insert(table), table_rows)
+
+    def _insert_pipelined(self, planned: Sequence[_Planned]) -> None:
+        """PostgreSQL: the batch's writes in one round trip (`pgstart.py`); _Collided if taken."""
+        from engine.store.pgstart import pipelined_starts  # loads psycopg: PostgreSQL only
+
+        (_, rows), (_, events), (_, work) = self._rows(planned)
+        with mapped_errors(self._display):
+            written = pipelined_starts(self._engine, rows, events, work)
+        if not written:
+            raise _Collided
 
     def _collided(self, request: StartRequest) -> StartResult:
         """The answer for a start whose insert collided with a row another process wrote."""

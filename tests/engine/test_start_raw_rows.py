@@ -1,9 +1,9 @@
-"""On SQLite a start's rows go through the raw driver; they must be the careful path's rows.
+"""A start's fast writes (SQLite's raw driver, PostgreSQL's pipeline) are the careful path's rows.
 
 The same starts — by name, by published version, by alias, one under a
 taken name, one of an unknown machine, one refused by its builder — are
-made on two fresh SQLite files, one with the raw writes (the default) and
-one without; the executions, history and work rows must be identical
+made on two fresh databases of one kind, one with the fast writes (the
+default) and one without; the executions, history and work rows must be identical
 column for column, and so must every answer. With payload encryption the
 sealed values differ by their random nonces, so there the opened values are
 compared.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,27 @@ from engine.store import Event, Store
 from engine.store.codec import PayloadCodec
 from engine.store.schema import executions, history_events, work_queue
 from engine.store.starts import Resolved, StartRequest, StartResult
+from tests.engine import pg
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
-def _store(path: Path, *, raw: bool, codec: PayloadCodec | None = None) -> Store:
-    store = Store(f"sqlite:///{path}", codec=codec)
+@pytest.fixture
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh empty databases of the same kind: (for the fast path, for the careful path)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
+        return
+    request.getfixturevalue("postgres_server")
+    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
+    yield fast, careful
+    for name in (fast_name, careful_name):
+        pg.server().drop_database(name)
+
+
+def _store(url: str, *, raw: bool, codec: PayloadCodec | None = None) -> Store:
+    store = Store(url, codec=codec)
     store.raw_start_writes = raw
     store.put_state_machine("Machine", json.dumps(PASS))
     store.put_state_machine("Machine", json.dumps({**PASS, "Comment": "two"}))
@@ -104,9 +119,10 @@ def _prepare(store: Store) -> None:
     store.create_alias("Machine", "live", [(version.number, 100)], now=T0)
 
 
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("batched", [True, False])
-def test_raw_start_writes_are_the_careful_paths_rows(tmp_path: Path, batched: bool) -> None:
-    raw, careful = _store(tmp_path / "raw.db", raw=True), _store(tmp_path / "careful.db", raw=False)
+def test_fast_start_writes_are_the_careful_paths_rows(urls: tuple[str, str], batched: bool) -> None:
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
     try:
         answers = {}
         for name, store in (("raw", raw), ("careful", careful)):
@@ -126,10 +142,11 @@ def test_raw_start_writes_are_the_careful_paths_rows(tmp_path: Path, batched: bo
         careful.close()
 
 
-def test_raw_start_writes_seal_payloads_as_the_careful_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_fast_start_writes_seal_payloads_as_the_careful_path(urls: tuple[str, str]) -> None:
     codec = PayloadCodec([os.urandom(32)])
-    raw = _store(tmp_path / "raw.db", raw=True, codec=codec)
-    careful = _store(tmp_path / "careful.db", raw=False, codec=codec)
+    raw = _store(urls[0], raw=True, codec=codec)
+    careful = _store(urls[1], raw=False, codec=codec)
     try:
         for store in (raw, careful):
             _prepare(store)
@@ -149,7 +166,7 @@ def test_raw_start_writes_seal_payloads_as_the_careful_path(tmp_path: Path) -> N
 
 
 def test_raw_start_writes_leave_the_careful_rows_readable(tmp_path: Path) -> None:
-    store = _store(tmp_path / "raw.db", raw=True)
+    store = _store(f"sqlite:///{tmp_path / 'raw.db'}", raw=True)
     try:
         _prepare(store)
         store.start_executions(REQUESTS)
