@@ -36,7 +36,7 @@ import random
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -45,9 +45,10 @@ import msgspec
 from engine import telemetry
 from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
-from engine.errors import InvalidExecutionInput, InvalidToken, StateMachineDeleting
+from engine.errors import InvalidExecutionInput, InvalidName, InvalidToken, StepwiseError
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
+from engine.start_batcher import StartBatcher
 from engine.store import (
     DEFAULT_QUEUE,
     REDRIVE_WINDOW,
@@ -59,6 +60,7 @@ from engine.store import (
     Store,
     redrive_status,
 )
+from engine.store.starts import Resolved, StartRequest, pick_route
 from statemachine.jsontext import json_problem
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
@@ -70,6 +72,8 @@ __all__ = [
     "Resolved",
     "RunDb",
     "StartedHook",
+    "pick_route",
+    "split_reference",
 ]
 
 T = TypeVar("T")
@@ -116,15 +120,6 @@ class _PageToken(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redrive: str | None = None
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """What a machine reference runs: a revision, and the version/alias it came through."""
-
-    machine: MachineVersion
-    version: int | None = None  # the published version number
-    alias: str | None = None
-
-
 def split_reference(reference: str) -> tuple[str, str | None]:
     """``NAME`` or an ARN → (machine name, version number or alias name, or None)."""
     if reference.startswith("arn:"):
@@ -139,16 +134,6 @@ def split_reference(reference: str) -> tuple[str, str | None]:
     return name, qualifier or None
 
 
-def pick_route(routes: Sequence[tuple[int, int]], draw: float) -> int:
-    """The version an alias's weighted `routes` give for a `draw` in [0, 1)."""
-    point = draw * 100
-    for number, weight in routes:
-        if point < weight:
-            return number
-        point -= weight
-    return next(number for number, weight in reversed(routes) if weight > 0)
-
-
 @dataclass(frozen=True)
 class Lifecycle:
     """Start, stop, describe and list executions on one store."""
@@ -161,6 +146,11 @@ class Lifecycle:
     redrive_window: timedelta = REDRIVE_WINDOW
     # The draw an alias's weighted pick uses (tests may pass a seeded one).
     draw: Callable[[], float] = random.random
+    # Concurrent starts share a transaction (engine/start_batcher.py).
+    _starts: StartBatcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", StartBatcher(self.store, self.run_db))
 
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
@@ -174,25 +164,12 @@ class Lifecycle:
         published version N. ``NAME:ALIAS``: one of the alias's versions,
         picked at random in proportion to the weights. Raises
         StateMachineDoesNotExist (also for a deleted machine none of whose
-        executions still runs) and ResourceNotFound (no such version or alias).
-        `status_checked`: the caller has just read the machine's status
-        (which raises StateMachineDoesNotExist), so it is not read again.
+        executions still runs) and ResourceNotFound (no such version or
+        alias); a DELETING machine resolves (only `start` refuses it). One
+        store call; `status_checked` is accepted for older callers and changes nothing.
         """
         name, qualifier = split_reference(reference)
-        if not status_checked:  # `start` has just read it: one store call fewer per start
-            await self.run_db(self.store.state_machine_status, name)
-        if qualifier is None:
-            return Resolved(await self.run_db(self.store.get_state_machine, name))
-        alias = None
-        if qualifier.isdigit():
-            number = int(qualifier)
-        else:
-            routed = await self.run_db(self.store.get_alias, name, qualifier)
-            number = pick_route(routed.routes, self.draw())
-            alias = qualifier
-        published = await self.run_db(self.store.get_version, name, number)
-        revision = await self.run_db(self.store.get_state_machine, name, published.revision)
-        return Resolved(revision, number, alias)
+        return await self.run_db(self.store.resolve_reference, name, qualifier, self.draw)
 
     async def start(
         self,
@@ -214,51 +191,72 @@ class Lifecycle:
         name breaks AWS's name rules), InvalidExecutionInput (not JSON, or
         over MAX_PAYLOAD_BYTES), StateMachineDoesNotExist and
         StateMachineDeleting (the machine is being deleted).
+
+        The machine's status, the reference's resolution and the execution's
+        rows are one store call and one transaction, shared with the starts
+        made at the same moment (`StartBatcher`).
         """
         check_name(queue, what="queue")
-        name_of_machine, _qualifier = split_reference(machine)
-        if await self.run_db(self.store.state_machine_status, name_of_machine) == "DELETING":
-            raise StateMachineDeleting(f"State machine '{name_of_machine}' is being deleted")
-        resolved = await self.resolve(machine, status_checked=True)
-        version = resolved.machine
+        machine_name, qualifier = split_reference(machine)
         name = name or str(uuid.uuid4())
-        check_name(name, what="execution")
-        payload = _encode_input(input)
+        # The name and the input are judged here, off the store's thread, but
+        # their errors are raised after the machine's (as before batching:
+        # an unknown machine is reported first).
+        refused: StepwiseError | None = None
+        payload = ""
+        try:
+            check_name(name, what="execution")
+            payload = _encode_input(input)
+        except (InvalidName, InvalidExecutionInput) as error:
+            refused = error
         now = self.clock.now()
-        details: dict[str, Any] = {
-            "input": payload,
-            "inputDetails": {"truncated": False},
-            "roleArn": _ROLE_ARN,
-            # Started by name: the revision's number, as before versions existed.
-            "stateMachineVersionArn": f"{machine_arn(version.name)}:{version.version}",
-        }
-        if resolved.version is not None:
-            details["stateMachineVersionArn"] = f"{machine_arn(version.name)}:{resolved.version}"
-        if resolved.alias is not None:
-            details["stateMachineAliasArn"] = f"{machine_arn(version.name)}:{resolved.alias}"
-        first = Event(
-            event_id=1,
-            previous_event_id=0,
-            type="ExecutionStarted",
-            timestamp=now,
-            details=details,
-        )
-        record, created = await self.run_db(
-            self.store.create_execution,
-            execution_id=execution_arn(version.name, name),
+        execution_name = name
+        built: list[Event] = []  # the ExecutionStarted written (prepare may run again on a retry)
+
+        def prepare(resolved: Resolved) -> tuple[str, Event]:
+            if refused is not None:
+                raise refused
+            version = resolved.machine
+            arn = machine_arn(version.name)
+            details: dict[str, Any] = {
+                "input": payload,
+                "inputDetails": {"truncated": False},
+                "roleArn": _ROLE_ARN,
+                # Started by name: the revision's number, as before versions existed.
+                "stateMachineVersionArn": f"{arn}:{version.version}",
+            }
+            if resolved.version is not None:
+                details["stateMachineVersionArn"] = f"{arn}:{resolved.version}"
+            if resolved.alias is not None:
+                details["stateMachineAliasArn"] = f"{arn}:{resolved.alias}"
+            first = Event(
+                event_id=1,
+                previous_event_id=0,
+                type="ExecutionStarted",
+                timestamp=now,
+                details=details,
+            )
+            built.append(first)
+            return execution_arn(version.name, execution_name), first
+
+        request = StartRequest(
+            machine=machine_name,
+            qualifier=qualifier,
             name=name,
-            machine=version,
             input=payload,
             start_date=now,
             trace_id=secrets.token_hex(16),
-            first_event=first,
             queue=queue,
-            published_version=resolved.version,
-            alias=resolved.alias,
+            draw=self.draw,
+            prepare=prepare,
         )
-        if created:
-            self.on_started(record, [first])
-        return record
+        result = await self._starts.start(request)
+        if result.error is not None:
+            raise result.error
+        assert result.record is not None
+        if result.created:
+            self.on_started(result.record, [built[-1]])
+        return result.record
 
     # -- redrive -------------------------------------------------------------
     async def redrive(

@@ -12,6 +12,8 @@ from a worker thread.
 
 `Store` is assembled from one mixin per job on `StoreBase` (connections,
 transactions, migrations, wake-ups): `MachineStore` (state machines),
+`StartStore` (starts: a reference resolved and a batch of starts recorded
+in one transaction),
 `WorkStore` (claims, leases, group commit), `TokenStore` (task tokens and
 activity tasks), `EffectStore` (SQL effects), `RotationStore` (re-sealing
 payloads under a new encryption key), `RedriveStore` (reopening a closed
@@ -84,6 +86,7 @@ from engine.store.schema import (
     task_tokens,
     work_queue,
 )
+from engine.store.starts import StartStore
 from engine.store.tokens import TokenStore
 from engine.store.versions import VersionStore
 from engine.store.work import WorkStore
@@ -114,8 +117,8 @@ def default_database_url() -> str:
 
 
 class Store(
-    MachineStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore, RedriveStore,
-    ScheduleStore, AlertStore, ActivityStore, MapRunStore
+    MachineStore, StartStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore,
+    RedriveStore, ScheduleStore, AlertStore, ActivityStore, MapRunStore
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 

@@ -1,0 +1,101 @@
+"""Concurrent starts share one transaction: the start batcher of a `Lifecycle`.
+
+Starts handed to a `StartBatcher` while a batch is being committed wait,
+and go together in the next batch: one `Store.start_executions` call, one
+transaction, one commit. Each caller gets its own answer — its record, or
+its own error (a name already taken fails only that start). Alone, a start
+costs exactly one transaction. There is no serving task to start or stop:
+the first caller to find no batch in flight commits the queue (the
+*leader*); when its batch is done it hands the lead to the first start that
+queued meanwhile, so no caller commits more than its own batch. Every step
+of that runs shielded from cancellation, and every batch's waiters are
+woken in a ``finally``: a start handed over is always carried through or
+failed with the store's error, even while the engine shuts down, and a
+cancelled leader never leaves the others waiting (see `engine/committer.py`
+for the hang this guards against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.store import Store
+from engine.store.starts import StartRequest, StartResult
+
+__all__ = ["StartBatcher"]
+
+
+@dataclass
+class _Waiter:
+    request: StartRequest
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    result: StartResult | None = None
+    error: BaseException | None = None
+    lead: bool = False  # woken to commit the next batch, not with an answer
+
+
+class StartBatcher:
+    """Groups concurrent starts into shared transactions (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, run_db: Callable[..., Awaitable[Any]], *, max_batch: int = 256
+    ) -> None:
+        self._store = store
+        self._run_db = run_db
+        self._max_batch = max_batch
+        self._queue: list[_Waiter] = []
+        self._leading = False
+        self.transactions = 0
+        self.starts = 0
+
+    async def start(self, request: StartRequest) -> StartResult:
+        """Record `request` (in a batch with any starts queued beside it) and return its answer.
+
+        Raises what the store raises for the whole batch (StoreUnavailable).
+        """
+        waiter = _Waiter(request)
+        with anyio.CancelScope(shield=True):
+            # Once handed over, a start's outcome must be known before its
+            # caller moves on, even if that caller is being cancelled.
+            self._queue.append(waiter)
+            if self._leading:
+                await waiter.wake.wait()
+            else:
+                self._leading = True
+                waiter.lead = True
+            if waiter.lead:
+                # A leader is first in the queue, so its own start is in the batch it commits.
+                await self._commit_next()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    async def _commit_next(self) -> None:
+        """Commit the next batch; then hand the lead on, or give it up when nothing waits."""
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        try:
+            results = await self._run_db(self._store.start_executions, [w.request for w in batch])
+        except BaseException as failure:
+            for waiter in batch:
+                waiter.error = failure
+            if not isinstance(failure, Exception):
+                raise
+        else:
+            self.transactions += 1
+            self.starts += len(batch)
+            for waiter, result in zip(batch, results, strict=True):
+                waiter.result = result
+        finally:
+            for waiter in batch:
+                waiter.wake.set()
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                successor.wake.set()
+            else:
+                self._leading = False

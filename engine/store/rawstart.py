@@ -1,0 +1,104 @@
+"""SQLite's start writes through the raw driver: the same rows, without building statements.
+
+A start batch on SQLite spends most of its Python time having SQLAlchemy
+build, cache-key and compile its statements (`benchmarks/PROFILE.md`). Here
+the name check and the three inserts of `StartStore._start_batch` run on
+the sqlite3 connection underneath the store's own SQLAlchemy connection —
+same connection, same BEGIN IMMEDIATE transaction — with SQL text built
+once per shape. Every value goes through the column type's own bind
+processor (the one SQLAlchemy would apply), so the rows written are exactly
+those of the careful path (`tests/engine/test_start_raw_rows.py` compares
+them). The driver's errors are raised as SQLAlchemy's, so the store's error
+boundary and its collision fallback treat both paths alike. The name check
+only says whether any name or id is taken; the careful path then reads
+the existing executions.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Dialect
+
+from engine.store.records import ExecutionRecord
+
+__all__ = ["any_taken", "insert_rows"]
+
+_Processor = Callable[[Any], Any] | None
+
+
+@contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    """sqlite3's errors as SQLAlchemy's (what `boundary.mapped_errors` and the fallback expect)."""
+    try:
+        yield
+    except sqlite3.IntegrityError as error:
+        raise sa_exc.IntegrityError(statement, None, error) from error
+    except sqlite3.OperationalError as error:
+        raise sa_exc.OperationalError(statement, None, error) from error
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
+    """Whether an execution holds any (machine, name) or execution id of `wanted`."""
+    if not wanted:
+        return False
+    sql = _taken_sql(len(wanted))
+    params: list[str] = []
+    for record in wanted:
+        params += (record.machine, record.name)
+    params += [record.execution_id for record in wanted]
+    with _driver_errors(sql):
+        return _driver(conn).execute(sql, params).fetchone() is not None
+
+
+@functools.cache
+def _taken_sql(count: int) -> str:
+    names = " OR ".join(["(machine = ? AND name = ?)"] * count)
+    ids = ", ".join(["?"] * count)
+    return f"SELECT 1 FROM executions WHERE {names} OR execution_id IN ({ids}) LIMIT 1"
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT `rows` (all with the same keys) into `table`, bound as SQLAlchemy binds them."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    sql, processors = _insert_shape(table, columns, conn.dialect)
+    values = [
+        tuple(
+            _plain(row[name]) if process is None else process(_plain(row[name]))
+            for name, process in zip(columns, processors, strict=True)
+        )
+        for row in rows
+    ]
+    with _driver_errors(sql):
+        _driver(conn).executemany(sql, values)
+
+
+def _plain(value: Any) -> Any:
+    # A str/int Enum (ExecutionStatus) is written as its value, as SQLAlchemy's String does.
+    return value.value if isinstance(value, Enum) else value
+
+
+@functools.cache
+def _insert_shape(
+    table: sa.Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[_Processor, ...]]:
+    processors = tuple(table.c[name].type._cached_bind_processor(dialect) for name in columns)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    return sql, processors

@@ -1,0 +1,439 @@
+"""Starting executions: references resolved and a batch of starts recorded in one transaction.
+
+`StartStore.start_executions` is what `Lifecycle.start` (through its
+`StartBatcher`) calls: for each start it reads the machine's status
+(unknown, DELETING or gone), resolves the reference — the latest revision,
+a published version, or an alias's weighted pick — has the caller build
+its ``ExecutionStarted`` event (`StartRequest.prepare`, so the lifecycle
+stays the one builder of that event), and writes the executions row, the
+event and the work row; all starts of the batch share one transaction and
+one commit. Each start gets its own answer: a start whose machine does not
+resolve, whose input was refused, or whose name is taken by another
+execution fails alone (the names are checked inside the transaction, before
+any row is written, so a taken name never aborts the others). The same name
+with equal input while that execution is RUNNING returns it (StartExecution
+is idempotent on AWS), within a batch too. On PostgreSQL another process may
+take a name between the check and the insert; the batch then rolls back and
+each start is retried in a transaction of its own, where the unique key
+decides. `resolve_reference` is the same resolution as a read on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from engine.store import rawstart
+from engine.store.base import StoreBase
+from engine.store.boundary import mapped_errors
+from engine.store.checkpoints import event_row
+from engine.store.errors import (
+    ExecutionAlreadyExists,
+    ResourceNotFound,
+    StateMachineDeleting,
+    StateMachineDoesNotExist,
+    StoreUnavailable,
+)
+from engine.store.records import Event, ExecutionRecord, ExecutionStatus, MachineVersion
+from engine.store.rows import MACHINE_COLUMNS, execution_record, same_json
+from engine.store.schema import (
+    executions,
+    history_events,
+    machine_aliases,
+    published_versions,
+    state_machine_versions,
+    state_machines,
+    work_queue,
+)
+from statemachine.errors import StepwiseError
+
+__all__ = [
+    "Resolved",
+    "StartRequest",
+    "StartResult",
+    "StartStore",
+    "pick_route",
+]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a machine reference runs: a revision, and the version/alias it came through."""
+
+    machine: MachineVersion
+    version: int | None = None  # the published version number
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One start: the machine reference, the execution's name, input and the event builder.
+
+    `qualifier` is a published version number (digits) or an alias name, or
+    None for the latest revision. `draw` is called once, for an alias's
+    weighted pick only. `prepare` gets the resolved machine and returns the
+    execution's id and its ``ExecutionStarted`` event, or raises (its error
+    is that start's answer; nothing of it is written).
+    """
+
+    machine: str
+    qualifier: str | None
+    name: str
+    input: str
+    start_date: datetime
+    trace_id: str
+    queue: str
+    draw: Callable[[], float]
+    prepare: Callable[[Resolved], tuple[str, Event]]
+
+
+@dataclass
+class StartResult:
+    """One start's answer: (record, created) or the error it raised."""
+
+    record: ExecutionRecord | None = None
+    created: bool = False
+    error: StepwiseError | None = None
+
+
+def pick_route(routes: Sequence[tuple[int, int]], draw: float) -> int:
+    """The version an alias's weighted `routes` give for a `draw` in [0, 1)."""
+    point = draw * 100
+    for number, weight in routes:
+        if point < weight:
+            return number
+        point -= weight
+    return next(number for number, weight in reversed(routes) if weight > 0)
+
+
+# The machine's row with its latest revision (if any): status and the common
+# NAME start in one read.
+_HEAD = (
+    sa.select(state_machines.c.id, state_machines.c.deleted_at, *MACHINE_COLUMNS[1:])
+    .select_from(
+        state_machines.outerjoin(
+            state_machine_versions, state_machine_versions.c.machine_id == state_machines.c.id
+        )
+    )
+    .order_by(state_machine_versions.c.version.desc())
+    .limit(1)
+)
+
+
+class _Resolver:
+    """Resolves references on one connection, remembering machines for the rest of a batch."""
+
+    def __init__(self, conn: Connection, *, starting: bool) -> None:
+        self.conn = conn
+        # A start refuses a DELETING machine; a lookup still describes it.
+        self._starting = starting
+        self._heads: dict[str, Any] = {}
+
+    def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
+        conn = self.conn
+        head = self._heads.get(name)
+        if head is None:
+            head = conn.execute(_HEAD.where(state_machines.c.name == name)).first()
+            if head is None:
+                raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+            if head.deleted_at is not None:
+                if not _running(conn, name):
+                    raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+                if self._starting:
+                    raise StateMachineDeleting(f"State machine '{name}' is being deleted")
+            self._heads[name] = head
+        if qualifier is None:
+            if head.version is None:
+                raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+            return Resolved(_machine(name, head))
+        alias = None
+        if qualifier.isdigit():
+            number = int(qualifier)
+        else:
+            routes = conn.execute(
+                sa.select(machine_aliases.c.routes).where(
+                    machine_aliases.c.machine_id == head.id, machine_aliases.c.name == qualifier
+                )
+            ).scalar()
+            if routes is None:
+                raise ResourceNotFound(f"Resource not found: '{name}:{qualifier}'")
+            decoded = msgspec.json.decode(str(routes), type=list[tuple[int, int]])
+            number = pick_route(decoded, draw())
+            alias = qualifier
+        revision = conn.execute(
+            sa.select(published_versions.c.revision).where(
+                published_versions.c.machine_id == head.id,
+                published_versions.c.number == number,
+                published_versions.c.deleted_at.is_(None),
+            )
+        ).scalar()
+        if revision is None:
+            raise ResourceNotFound(f"Resource not found: '{name}:{number}'")
+        row = conn.execute(
+            sa.select(*MACHINE_COLUMNS[1:]).where(
+                state_machine_versions.c.machine_id == head.id,
+                state_machine_versions.c.version == revision,
+            )
+        ).first()
+        if row is None:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}:{revision}'")
+        return Resolved(_machine(name, row), number, alias)
+
+
+def _machine(name: str, row: Any) -> MachineVersion:
+    return MachineVersion(
+        name=name,
+        version=row.version,
+        definition=row.definition,
+        content_hash=row.content_hash,
+        machine_type=row.machine_type,
+        created_at=row.created_at,
+    )
+
+
+def _running(conn: Connection, name: str) -> bool:
+    """Whether any execution of machine `name` is RUNNING."""
+    return (
+        conn.execute(
+            sa.select(executions.c.execution_id)
+            .where(executions.c.machine == name, executions.c.status == "RUNNING")
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+class _Collided(Exception):
+    """A pipelined batch met a unique key: nothing was written (see `start_executions`)."""
+
+
+@dataclass
+class _Planned:
+    """A start that resolved, before its rows are written."""
+
+    index: int
+    record: ExecutionRecord
+    first_event: Event
+
+
+class StartStore(StoreBase):
+    """The store's start calls (a part of `Store`)."""
+
+    # On SQLite, a batch's name check and inserts skip SQLAlchemy's statement
+    # building (`rawstart.py`); on PostgreSQL its writes are one pipelined
+    # round trip (`pgstart.py`). False takes the careful path (tests compare).
+    raw_start_writes: bool = True
+
+    def resolve_reference(
+        self, name: str, qualifier: str | None, draw: Callable[[], float]
+    ) -> Resolved:
+        """What an execution of machine `name` (`qualifier`: version or alias) runs; one read.
+
+        Raises StateMachineDoesNotExist (unknown, or deleted with nothing
+        running) and ResourceNotFound (no such version or alias); a DELETING
+        machine still resolves (only a start refuses it).
+        """
+        with self._read() as conn:
+            return _Resolver(conn, starting=False).resolve(name, qualifier, draw)
+
+    def start_executions(self, requests: Sequence[StartRequest]) -> list[StartResult]:
+        """Record every start of `requests` in one transaction; one answer per request, in order.
+
+        An answer is (record, True) when created, (existing record, False)
+        for the same name with equal input while that execution is RUNNING,
+        or the error of that start alone: StateMachineDoesNotExist,
+        StateMachineDeleting, ResourceNotFound, ExecutionAlreadyExists or
+        what `prepare` raised. Raises StoreUnavailable when the database
+        fails (every start of the batch is then unknown to its caller).
+        """
+        try:
+            return self._start_batch(requests)
+        except (sa_exc.IntegrityError, _Collided):
+            if len(requests) == 1:
+                # Another process took the name between the check and the
+                # insert: the existing execution decides (read after the
+                # failed transaction rolled back).
+                return [self._collided(requests[0])]
+        # A batch: each start again in a transaction of its own, each with its own answer.
+        results = []
+        for request in requests:
+            try:
+                results.append(self.start_executions([request])[0])
+            except StoreUnavailable as error:
+                results.append(StartResult(error=error))
+        return results
+
+    def _start_batch(self, requests: Sequence[StartRequest]) -> list[StartResult]:
+        results = [StartResult() for _ in requests]
+        created: list[_Planned] = []
+        # PostgreSQL: check in autocommit, then write in one pipelined round
+        # trip; the unique keys decide a name taken in between.
+        pipelined = self.raw_start_writes and self.dialect == "postgresql"
+        with self._read() if pipelined else self._write() as conn:
+            resolver = _Resolver(conn, starting=True)
+            planned: list[_Planned] = []
+            for index, request in enumerate(requests):
+                try:
+                    planned.append(_plan(index, request, resolver))
+                except StepwiseError as error:
+                    results[index].error = error
+            wanted_records = [plan.record for plan in planned]
+            raw = self._raw_start_writes()
+            if raw and not rawstart.any_taken(conn, wanted_records):
+                taken: dict[Any, ExecutionRecord] = {}
+            else:
+                taken = self._taken(conn, wanted_records)
+            for plan in planned:
+                wanted = plan.record
+                existing = _owner(taken, wanted)
+                if existing is None:
+                    created.append(plan)
+                    # A later start of this batch under the same name meets this one.
+                    taken[wanted.machine, wanted.name] = wanted
+                    taken[wanted.execution_id] = wanted
+                else:
+                    results[plan.index] = _answer(existing, wanted)
+            if created and not pipelined:
+                self._insert(conn, created, raw=raw)
+                self._backend.notify_in(conn)
+        if created and pipelined:
+            self._insert_pipelined(created)
+        for plan in created:
+            results[plan.index] = StartResult(plan.record, True)
+        if created:
+            self._waker.wake_local()
+        return results
+
+    def _taken(
+        self, conn: Connection, wanted: Sequence[ExecutionRecord]
+    ) -> dict[Any, ExecutionRecord]:
+        """The executions holding the names or ids of `wanted`, keyed by (machine, name) and id."""
+        if not wanted:
+            return {}
+        by_machine: dict[str, set[str]] = {}
+        for w in wanted:
+            by_machine.setdefault(w.machine, set()).add(w.name)
+        # Each arm an indexed lookup: (machine, name) is unique, execution_id the key.
+        names = [
+            sa.and_(executions.c.machine == machine, executions.c.name.in_(sorted(names)))
+            for machine, names in by_machine.items()
+        ]
+        ids = sorted({w.execution_id for w in wanted})
+        rows = conn.execute(
+            sa.select(executions).where(sa.or_(*names, executions.c.execution_id.in_(ids)))
+        )
+        taken: dict[Any, ExecutionRecord] = {}
+        for row in rows:
+            record = execution_record(row, self._codec)
+            taken[record.machine, record.name] = record
+            taken[record.execution_id] = record
+        return taken
+
+    def _raw_start_writes(self) -> bool:
+        """Whether this batch's check and inserts go through the raw driver (`rawstart.py`)."""
+        return self.raw_start_writes and self.dialect == "sqlite"
+
+    def _rows(self, planned: Sequence[_Planned]) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
+        """The executions rows, their ExecutionStarted events and work rows, payloads sealed."""
+        codec = self._codec
+        rows = []
+        for plan in planned:
+            row = msgspec.structs.asdict(plan.record)
+            row["input"] = codec.seal(plan.record.input)
+            rows.append(row)
+        events = [event_row(p.record.execution_id, p.first_event, codec) for p in planned]
+        work = [
+            {
+                "execution_id": p.record.execution_id,
+                "queue": p.record.queue,
+                "due_at": p.record.start_date,
+                "wakeups": 0,
+                "wakeups_seen": 0,
+            }
+            for p in planned
+        ]
+        return [(executions, rows), (history_events, events), (work_queue, work)]
+
+    def _insert(self, conn: Connection, planned: Sequence[_Planned], *, raw: bool) -> None:
+        for table, table_rows in self._rows(planned):
+            if raw:
+                rawstart.insert_rows(conn, table, table_rows)
+            else:
+                conn.execute(sa.insert(table), table_rows)
+
+    def _insert_pipelined(self, planned: Sequence[_Planned]) -> None:
+        """PostgreSQL: the batch's writes in one round trip (`pgstart.py`); _Collided if taken."""
+        from engine.store.pgstart import pipelined_starts  # loads psycopg: PostgreSQL only
+
+        (_, rows), (_, events), (_, work) = self._rows(planned)
+        with mapped_errors(self._display):
+            written = pipelined_starts(self._engine, rows, events, work)
+        if not written:
+            raise _Collided
+
+    def _collided(self, request: StartRequest) -> StartResult:
+        """The answer for a start whose insert collided with a row another process wrote."""
+        try:
+            with self._read() as conn:
+                plan = _plan(0, request, _Resolver(conn, starting=True))
+                existing = _owner(self._taken(conn, [plan.record]), plan.record)
+        except StepwiseError as error:
+            return StartResult(error=error)
+        if existing is None:  # pragma: no cover - the colliding row vanished; only deletion could
+            raise StoreUnavailable("execution insert collided with a row that no longer exists")
+        return _answer(existing, plan.record)
+
+
+def _plan(index: int, request: StartRequest, resolver: _Resolver) -> _Planned:
+    """Resolve `request`'s machine and have its caller build the first event (may raise)."""
+    resolved = resolver.resolve(request.machine, request.qualifier, request.draw)
+    execution_id, first = request.prepare(resolved)
+    machine = resolved.machine
+    record = ExecutionRecord(
+        execution_id=execution_id,
+        name=request.name,
+        machine=machine.name,
+        version=machine.version,
+        status=ExecutionStatus.RUNNING,
+        input=request.input,
+        output=None,
+        error=None,
+        cause=None,
+        start_date=request.start_date,
+        stop_date=None,
+        trace_id=request.trace_id,
+        stop_requested=False,
+        stop_requested_error=None,
+        stop_requested_cause=None,
+        last_event_id=first.event_id,
+        queue=request.queue,
+        published_version=resolved.version,
+        alias=resolved.alias,
+    )
+    return _Planned(index, record, first)
+
+
+def _owner(taken: dict[Any, ExecutionRecord], wanted: ExecutionRecord) -> ExecutionRecord | None:
+    """The execution holding `wanted`'s name (of its machine) or its id, if any."""
+    return taken.get((wanted.machine, wanted.name)) or taken.get(wanted.execution_id)
+
+
+def _answer(existing: ExecutionRecord, wanted: ExecutionRecord) -> StartResult:
+    """A taken name: the running execution itself when the input is equal, else the error."""
+    if (
+        existing.machine == wanted.machine
+        and existing.name == wanted.name
+        and existing.status == ExecutionStatus.RUNNING
+        and same_json(existing.input, wanted.input)
+    ):
+        return StartResult(existing, False)
+    return StartResult(
+        error=ExecutionAlreadyExists(f"Execution Already Exists: '{existing.execution_id}'")
+    )

@@ -1,0 +1,179 @@
+"""A start's fast writes (SQLite's raw driver, PostgreSQL's pipeline) are the careful path's rows.
+
+The same starts — by name, by published version, by alias, one under a
+taken name, one of an unknown machine, one refused by its builder — are
+made on two fresh databases of one kind, one with the fast writes (the
+default) and one without; the executions, history and work rows must be identical
+column for column, and so must every answer. With payload encryption the
+sealed values differ by their random nonces, so there the opened values are
+compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import InvalidExecutionInput
+from engine.store import Event, Store
+from engine.store.codec import PayloadCodec
+from engine.store.schema import executions, history_events, work_queue
+from engine.store.starts import Resolved, StartRequest, StartResult
+from tests.engine import pg
+
+PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+@pytest.fixture
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh empty databases of the same kind: (for the fast path, for the careful path)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
+        return
+    request.getfixturevalue("postgres_server")
+    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
+    yield fast, careful
+    for name in (fast_name, careful_name):
+        pg.server().drop_database(name)
+
+
+def _store(url: str, *, raw: bool, codec: PayloadCodec | None = None) -> Store:
+    store = Store(url, codec=codec)
+    store.raw_start_writes = raw
+    store.put_state_machine("Machine", json.dumps(PASS))
+    store.put_state_machine("Machine", json.dumps({**PASS, "Comment": "two"}))
+    return store
+
+
+def _request(
+    machine: str, qualifier: str | None, name: str, input: str, *, refuse: bool = False
+) -> StartRequest:
+    def prepare(resolved: Resolved) -> tuple[str, Event]:
+        if refuse:
+            raise InvalidExecutionInput("Invalid execution input: refused")
+        details: dict[str, Any] = {
+            "input": input,
+            "version": resolved.machine.version,
+            "published": resolved.version,
+            "alias": resolved.alias,
+        }
+        return f"arn:exec:{machine}:{name}", Event(1, 0, "ExecutionStarted", T0, details)
+
+    return StartRequest(
+        machine=machine,
+        qualifier=qualifier,
+        name=name,
+        input=input,
+        start_date=T0,
+        trace_id="ab" * 16,
+        queue="q1",
+        draw=lambda: 0.5,
+        prepare=prepare,
+    )
+
+
+REQUESTS = [
+    _request("Machine", None, "a", '{"n": 1}'),
+    _request("Machine", "1", "b", '{"n": 2}'),
+    _request("Machine", "live", "c", '{"n": 3}'),
+    _request("Machine", None, "a", '{"n": 1}'),  # the same again: the running one
+    _request("Machine", None, "a", '{"n": 9}'),  # the name taken: refused
+    _request("Nowhere", None, "d", "{}"),
+    _request("Machine", None, "e", "{}", refuse=True),
+    _request("Machine", None, "f", '"\\u00e9t\\u00e9"'),
+]
+
+
+def _answers(results: list[StartResult]) -> list[Any]:
+    return [
+        (type(r.error).__name__, str(r.error)) if r.error else (r.record, r.created)
+        for r in results
+    ]
+
+
+def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every column of the three tables a start writes, as the database holds them."""
+    with store._engine.connect() as conn:
+        return {
+            table.name: [
+                tuple(row)
+                for row in conn.exec_driver_sql(
+                    f"SELECT * FROM {table.name} ORDER BY execution_id"
+                    + (", event_id" if table is history_events else "")
+                )
+            ]
+            for table in (executions, history_events, work_queue)
+        }
+
+
+def _prepare(store: Store) -> None:
+    version = store.publish_version("Machine", now=T0)
+    store.create_alias("Machine", "live", [(version.number, 100)], now=T0)
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("batched", [True, False])
+def test_fast_start_writes_are_the_careful_paths_rows(urls: tuple[str, str], batched: bool) -> None:
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
+    try:
+        answers = {}
+        for name, store in (("raw", raw), ("careful", careful)):
+            _prepare(store)
+            if batched:
+                results = store.start_executions(REQUESTS)
+            else:
+                results = [store.start_executions([r])[0] for r in REQUESTS]
+            answers[name] = _answers(results)
+        assert answers["raw"] == answers["careful"]
+        created = [a for a in answers["raw"] if isinstance(a[1], bool) and a[1]]
+        assert len(created) == 4
+        assert _rows(raw) == _rows(careful)
+        assert len(_rows(raw)["executions"]) == 4
+    finally:
+        raw.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_fast_start_writes_seal_payloads_as_the_careful_path(urls: tuple[str, str]) -> None:
+    codec = PayloadCodec([os.urandom(32)])
+    raw = _store(urls[0], raw=True, codec=codec)
+    careful = _store(urls[1], raw=False, codec=codec)
+    try:
+        for store in (raw, careful):
+            _prepare(store)
+            store.start_executions(REQUESTS)
+        sealed = _rows(raw)["executions"][0]
+        assert '"n": 1' not in json.dumps([str(v) for v in sealed])  # the input is sealed
+        for store in (raw, careful):
+            record = store.get_execution("arn:exec:Machine:a")
+            assert record.input == '{"n": 1}'
+            assert store.history("arn:exec:Machine:a")[0].details["input"] == '{"n": 1}'
+        assert raw.get_execution("arn:exec:Machine:c") == careful.get_execution(
+            "arn:exec:Machine:c"
+        )
+    finally:
+        raw.close()
+        careful.close()
+
+
+def test_raw_start_writes_leave_the_careful_rows_readable(tmp_path: Path) -> None:
+    store = _store(f"sqlite:///{tmp_path / 'raw.db'}", raw=True)
+    try:
+        _prepare(store)
+        store.start_executions(REQUESTS)
+        with store._engine.connect() as conn:
+            due = conn.execute(sa.select(work_queue.c.due_at)).scalars().all()
+        assert due == [T0] * 4  # read back by SQLAlchemy as the aware datetime written
+        record = store.get_execution("arn:exec:Machine:c")
+        assert (record.published_version, record.alias, record.version) == (1, "live", 2)
+    finally:
+        store.close()
