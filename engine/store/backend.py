@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 from engine.store.schema import journal
 
 __all__ = ["Backend"]
@@ -79,6 +79,20 @@ class Backend:
 
         Every payload it writes is sealed by `codec`.
         """
+        return None
+
+    def fast_claim(
+        self,
+        engine: Engine,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str,
+        codec: PayloadCodec,
+    ) -> list[tuple[str, datetime, LoadedExecution | None]] | None:
+        """Claim and load in fewer round trips, if this backend can; None takes the careful path."""
         return None
 
     def fast_start(

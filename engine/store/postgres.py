@@ -20,9 +20,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
+from engine.store.fastclaim import pipelined_claim
 from engine.store.fastcommit import pipelined_commit, pipelined_start
 from engine.store.notify import CHANNEL, PostgresListener, Waker
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 
 __all__ = ["PostgresBackend"]
 
@@ -104,6 +105,27 @@ class PostgresBackend(Backend):
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
         return pipelined_commit(engine, checkpoints, worker_id, now, codec)
+
+    def fast_claim(
+        self,
+        engine: Engine,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str,
+        codec: PayloadCodec,
+    ) -> list[tuple[str, datetime, LoadedExecution | None]] | None:
+        return pipelined_claim(
+            engine,
+            worker_id,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            now=now,
+            queue=queue,
+            codec=codec,
+        )
 
     def fast_start(
         self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str

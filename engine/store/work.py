@@ -108,6 +108,18 @@ class WorkStore(StoreBase):
         """
         if limit <= 0:
             return []
+        with mapped_errors(self._display):
+            fast = self._backend.fast_claim(
+                self._engine,
+                worker_id,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                now=now,
+                queue=queue,
+                codec=self._codec,
+            )
+        if fast is not None:
+            return fast
         with self._write() as conn:
             claimed = self._claim(conn, worker_id, limit, lease_seconds, now, queue)
             loaded = load_executions(

@@ -70,3 +70,15 @@ def test_the_loading_claim_leases_like_the_plain_one(store: Store) -> None:
     late = Checkpoint("exec-x", journal=[("k", "1")], last_event_id=1)
     assert store.commit([late], worker_id="w1", now=at(11)) == [CommitResult.LEASE_LOST]
     assert store.commit([late], worker_id="w2", now=at(11)) == [CommitResult.OK]
+
+
+def test_an_execution_already_leased_by_the_same_worker_is_not_claimed_again(store: Store) -> None:
+    machine = store.put_state_machine("Machine", DEFINITION)
+    start(store, "held", machine=machine)
+    start(store, "due", machine=machine, when=at(1))
+    # The same worker already drives one (as `Engine.run` does), leased until the same instant
+    # a claim at the same time would lease until.
+    assert store.claim_execution("exec-held", "w", lease_seconds=60, now=at(5))
+    claimed = store.claim_due_loaded("w", limit=5, lease_seconds=60, now=at(5))
+    assert [(i, loaded is not None) for i, _, loaded in claimed] == [("exec-due", True)]
+    assert claimed[0][2] == store.load("exec-due")
