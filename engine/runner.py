@@ -194,7 +194,9 @@ async def _activate(
     end_key = keys.execution_end(record.redrive_count)
     journal = Journal(
         execution_id,
-        dict(loaded.journal),
+        # Owned by this activation (a fresh load, or the claim's): no copy of a
+        # long history's journal.
+        loaded.journal,
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
         max_events=runtime.max_history_events,

@@ -11,7 +11,7 @@ are written once, with no branches on the dialect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -54,8 +54,8 @@ class Backend:
     def claiming(self, conn: Connection) -> None:
         """Set up the transaction of a lease claim or renewal (nothing by default)."""
 
-    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
-        """Every (key, stored value) journal row of one execution, read on `conn`."""
+    def journal_rows(self, conn: Connection, execution_id: str) -> Iterable[tuple[str, str]]:
+        """Every (key, stored value) journal row of one execution, read on `conn` as iterated."""
         rows = conn.execute(
             sa.select(journal.c.key, journal.c.value).where(journal.c.execution_id == execution_id)
         )
