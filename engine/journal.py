@@ -158,7 +158,7 @@ class Journal:
         # Set once a record was refused for the limit; the runner then fails the execution.
         self.limit_reached = False
         self._records = records
-        self._decoded: dict[str, Any] = {}
+        self._decoded: dict[str, dict[str, Any]] = {}
         self.last_event_id = last_event_id
         self._clock = clock
         self._pending = _Pending()
@@ -180,10 +180,7 @@ class Journal:
         """
         if key not in self._records:
             return MISSING
-        entry = self._decoded.get(key)
-        if entry is None:
-            entry = msgspec.json.decode(self._records[key])
-            self._decoded[key] = entry
+        entry = self._entry(key)
         recorded_state = entry.get("s")
         if state is not None and recorded_state is not None and recorded_state != state:
             raise NondeterminismError(
@@ -198,8 +195,21 @@ class Journal:
         """The id of the last event the record under `key` produced (0: none, or no record)."""
         if key not in self._records:
             return 0
-        self.replay(key)
-        return int(self._decoded[key].get("e") or 0)
+        return int(self._entry(key).get("e") or 0)
+
+    def _entry(self, key: str) -> dict[str, Any]:
+        """The decoded row under `key` (which must be recorded).
+
+        A row recorded by this activation is kept decoded; a loaded one is
+        decoded at each read, and not kept: a resume reads each of a long
+        history's rows once, and keeping tens of thousands of decoded rows
+        alive only sets the garbage collector off, again and again.
+        """
+        entry = self._decoded.get(key)
+        if entry is None:
+            decoded: dict[str, Any] = msgspec.json.decode(self._records[key])
+            return decoded
+        return entry
 
     def record(
         self,

@@ -154,18 +154,24 @@ class StopSignal:
 
 
 async def activate(
-    runtime: Runtime, execution_id: str, *, hold_seconds: float | None = None
+    runtime: Runtime,
+    execution_id: str,
+    *,
+    hold_seconds: float | None = None,
+    loaded: LoadedExecution | None = None,
 ) -> Activation:
     """Run the execution as far as it goes now (RUNNING + due_at when it waits).
 
     `hold_seconds` overrides how long a wait may hold this process before the
     execution is suspended instead (`Engine.run` holds every timer).
+    `loaded` is what the claim read under this lease (`claim_due_loaded`);
+    without it the activation loads the execution itself.
     Raises LeaseLost when another worker owns the execution now, and the
     other infrastructure errors as they come; any other exception is the
     execution's poison, never the worker's (see `_poisoned`).
     """
     try:
-        activation = await _activate(runtime, execution_id, hold_seconds)
+        activation = await _activate(runtime, execution_id, hold_seconds, loaded)
     except Exception as error:
         if not is_poison(error):
             raise
@@ -174,15 +180,23 @@ async def activate(
     return activation
 
 
-async def _activate(runtime: Runtime, execution_id: str, hold_seconds: float | None) -> Activation:
-    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
+async def _activate(
+    runtime: Runtime,
+    execution_id: str,
+    hold_seconds: float | None,
+    loaded: LoadedExecution | None,
+) -> Activation:
+    if loaded is None:
+        loaded = await runtime.run_db(runtime.store.load, execution_id)
     record = loaded.record
     if record.status != ExecutionStatus.RUNNING:
         return Activation(record.status)
     end_key = keys.execution_end(record.redrive_count)
     journal = Journal(
         execution_id,
-        dict(loaded.journal),
+        # Owned by this activation (a fresh load, or the claim's): no copy of a
+        # long history's journal.
+        loaded.journal,
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
         max_events=runtime.max_history_events,

@@ -32,7 +32,7 @@ from activities.registry import Registry
 from engine import keys
 from engine.clock import Clock
 from engine.committer import Committer
-from engine.journal import Events, Journal, NondeterminismError, Suspend, Thread
+from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
 from engine.sandbox import Sandbox
 from engine.store import Checkpoint, CommitConflict, CommitResult, LeaseLost, Store
 from statemachine.errors import States, StatesError, StepwiseError
@@ -493,6 +493,30 @@ def _step_keys(
     return key, tuple(old for old in older if keys.entered(old) in walk.journal)
 
 
+async def _visit(frame: Frame, run_state: StateRunner) -> tuple[dict[str, Any], Events]:
+    """Run one state live; its exit record (value, events), which `run_scope` records."""
+    try:
+        await run_state(frame)
+    except anyio.get_cancelled_exc_class():
+        _record_aborted(frame)
+        raise
+    except Exception as error:
+        if not is_poison(error):
+            raise
+        log.error(
+            "execution %s: state %r raised an unexpected %s; failing the execution",
+            frame.walk.execution_id,
+            frame.state.name,
+            type(error).__name__,
+            exc_info=error,
+        )
+        failure = frame.prefix(unexpected(error))
+        failure.uncatchable = True
+        raise failure from None
+    assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
+    return frame.exit_record
+
+
 async def run_scope(
     walk: Walk,
     scope: Scope,
@@ -510,53 +534,42 @@ async def run_scope(
     redrive's), newest first: what one of them finished is replayed.
     """
     run_state = walk.services.run_state
+    journal = walk.journal
     name = scope.start_at
     step = 0
     value_text: str | None = None
     while True:
         state = scope.states[name]
-        key, previous_keys = _step_keys(walk, prefix, previous, step)
-        frame = Frame(
-            walk=walk,
-            state=state,
-            key=key,
-            input=value,
-            thread=thread,
-            variables=variables,
-            previous_keys=previous_keys,
-            input_text=value_text,
-        )
-
-        async def visit(frame: Frame = frame) -> tuple[dict[str, Any], Events]:
-            try:
-                await run_state(frame)
-            except anyio.get_cancelled_exc_class():
-                _record_aborted(frame)
-                raise
-            except Exception as error:
-                if not is_poison(error):
-                    raise
-                log.error(
-                    "execution %s: state %r raised an unexpected %s; failing the execution",
-                    walk.execution_id,
-                    frame.state.name,
-                    type(error).__name__,
-                    exc_info=error,
-                )
-                failure = frame.prefix(unexpected(error))
-                failure.uncatchable = True
-                raise failure from None
-            assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
-            return frame.exit_record
-
-        exited = await frame.record_once_async(keys.exited(frame.key), visit, thread=thread)
+        if previous:
+            key, previous_keys = _step_keys(walk, prefix, previous, step)
+        else:  # no older generation (no redrive): the common case, without a call
+            key, previous_keys = keys.step(prefix, step), ()
+        # A step the journal holds the exit of replays without a Frame: a long
+        # history's resume walks tens of thousands of them (the same check of
+        # the recorded state's name as `Frame.record_once_async` makes).
+        exited = journal.replay(keys.exited(key), thread, state=state.name)
+        output_text: str | None = None
+        if exited is MISSING:
+            frame = Frame(
+                walk=walk,
+                state=state,
+                key=key,
+                input=value,
+                thread=thread,
+                variables=variables,
+                previous_keys=previous_keys,
+                input_text=value_text,
+            )
+            exited = await frame.record_once_async(
+                keys.exited(key), functools.partial(_visit, frame, run_state), thread=thread
+            )
+            # Set only when the exit ran live just now (a replay never runs the state).
+            output_text = frame.output_text
         transition = Transition(exited["o"], exited["n"], exited.get("v"))
         if transition.assigned:
             variables.assign(transition.assigned)
         if transition.next is None:
             return transition.output
-        value = transition.output
-        # Set only when the exit ran live just now (a replay never runs the state).
-        value_text = frame.output_text
+        value, value_text = transition.output, output_text
         name = transition.next
         step += 1

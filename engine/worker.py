@@ -39,7 +39,14 @@ import anyio
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
-from engine.store import DEFAULT_QUEUE, CommitConflict, LeaseLost, Store, StoreUnavailable
+from engine.store import (
+    DEFAULT_QUEUE,
+    CommitConflict,
+    LeaseLost,
+    LoadedExecution,
+    Store,
+    StoreUnavailable,
+)
 from engine.store.boundary import Backoff, is_transient
 
 __all__ = [
@@ -184,12 +191,15 @@ class LeaseKeeper:
         *,
         leased: bool,
         hold_seconds: float | None = None,
+        loaded: LoadedExecution | None = None,
     ) -> Ran:
         """Run one reserved execution here as far as it goes now, then unreserve it.
 
         `leased` says the caller already holds its lease (a `claim_due`);
         otherwise this claims it first (`claim_execution`), and returns
-        Ran(claimed=False) when another worker holds it. Raises LeaseLost
+        Ran(claimed=False) when another worker holds it. `loaded` is what
+        that claim read under the lease (`claim_due_loaded`), so the
+        activation does not load it again. Raises LeaseLost
         when the lease is lost mid-run and the store refuses a commit.
         """
         runtime = self.runtime
@@ -205,7 +215,9 @@ class LeaseKeeper:
             with scope:
                 return Ran(
                     claimed=True,
-                    activation=await activate(runtime, execution_id, hold_seconds=hold_seconds),
+                    activation=await activate(
+                        runtime, execution_id, hold_seconds=hold_seconds, loaded=loaded
+                    ),
                 )
             return Ran(claimed=True)  # the scope was cancelled: the lease is lost
         finally:
@@ -388,7 +400,7 @@ class Worker:
                     now = runtime.clock.now()
                     try:
                         claimed = await runtime.run_db(
-                            runtime.store.claim_due,
+                            runtime.store.claim_due_loaded,
                             runtime.worker_id,
                             limit=free,
                             lease_seconds=runtime.lease_seconds,
@@ -400,12 +412,12 @@ class Worker:
                         continue
                     outage.ok()
                     backoff.reset()
-                    for execution_id, due_at in claimed:
+                    for execution_id, due_at, loaded in claimed:
                         telemetry.record_claim(due_at, now)
                         scope = self.keeper.reserve(execution_id)
                         if scope is None:
                             continue  # this process already runs it (Engine.run)
-                        group.start_soon(self._run_one, execution_id, scope)
+                        group.start_soon(self._run_one, execution_id, scope, loaded)
                     if len(claimed) < free:
                         # Nothing more is due: sleep until new work is signalled
                         # (NOTIFY, or a local wake-up) or the poll interval passes.
@@ -433,10 +445,12 @@ class Worker:
         with anyio.move_on_after(self.poll_seconds):
             await self._slot_freed.wait()
 
-    async def _run_one(self, execution_id: str, scope: anyio.CancelScope) -> None:
+    async def _run_one(
+        self, execution_id: str, scope: anyio.CancelScope, loaded: LoadedExecution | None
+    ) -> None:
         completed = False
         try:
-            ran = await self._run_through_outages(execution_id, scope)
+            ran = await self._run_through_outages(execution_id, scope, loaded)
             if ran is None or not ran.claimed:
                 completed = True  # run here by someone else in this process, or elsewhere
             elif ran.activation is not None:
@@ -455,7 +469,9 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._release(execution_id)
 
-    async def _run_through_outages(self, execution_id: str, scope: anyio.CancelScope) -> Ran | None:
+    async def _run_through_outages(
+        self, execution_id: str, scope: anyio.CancelScope, loaded: LoadedExecution | None
+    ) -> Ran | None:
         """Run a claimed execution; when the store fails mid-run, wait for it and claim it again.
 
         The second claim succeeds while the lease is still ours or has
@@ -467,7 +483,7 @@ class Worker:
         leased = True
         while True:
             try:
-                return await self.keeper.run_one(execution_id, scope, leased=leased)
+                return await self.keeper.run_one(execution_id, scope, leased=leased, loaded=loaded)
             except Exception as exc:
                 failure = _store_outage_in(exc)
                 if failure is None:
@@ -476,7 +492,8 @@ class Worker:
             reserved = self.keeper.reserve(execution_id)
             if reserved is None:
                 return None
-            scope, leased = reserved, False
+            # Claimed again after an outage: what was loaded may be stale.
+            scope, leased, loaded = reserved, False, None
 
     async def _release(self, execution_id: str) -> None:
         try:

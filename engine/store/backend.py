@@ -11,7 +11,7 @@ are written once, with no branches on the dialect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 from engine.store.schema import journal
 
 __all__ = ["Backend"]
@@ -54,8 +54,8 @@ class Backend:
     def claiming(self, conn: Connection) -> None:
         """Set up the transaction of a lease claim or renewal (nothing by default)."""
 
-    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
-        """Every (key, stored value) journal row of one execution, read on `conn`."""
+    def journal_rows(self, conn: Connection, execution_id: str) -> Iterable[tuple[str, str]]:
+        """Every (key, stored value) journal row of one execution, read on `conn` as iterated."""
         rows = conn.execute(
             sa.select(journal.c.key, journal.c.value).where(journal.c.execution_id == execution_id)
         )
@@ -79,6 +79,20 @@ class Backend:
 
         Every payload it writes is sealed by `codec`.
         """
+        return None
+
+    def fast_claim(
+        self,
+        engine: Engine,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str,
+        codec: PayloadCodec,
+    ) -> list[tuple[str, datetime, LoadedExecution | None]] | None:
+        """Claim and load in fewer round trips, if this backend can; None takes the careful path."""
         return None
 
     def fast_start(

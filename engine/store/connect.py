@@ -1,6 +1,7 @@
 """Opening the database: URL parsing, connection timeouts and SQLAlchemy engine set-up.
 
-PostgreSQL goes through psycopg 3 with a pre-pinged pool, and every
+PostgreSQL goes through psycopg 3 with a pre-pinged pool sized to keep the
+sessions a busy worker uses open (`pool_size`), and every
 connection (pooled or LISTEN) carries a connect timeout, TCP keepalives and
 server-side statement and lock timeouts, so no call waits on a silent or
 wedged server for longer than a few seconds (`Timeouts`: defaults, the
@@ -19,6 +20,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +38,7 @@ __all__ = [
     "create_postgres_engine",
     "create_sqlite_engine",
     "parse_url",
+    "pool_size",
     "postgres_url_with_timeouts",
 ]
 
@@ -192,16 +195,45 @@ def create_engine(parsed: URL, dialect: str) -> Engine:
     return makers[dialect](parsed)
 
 
+# Sessions a process keeps open. A worker's store calls run on threads under
+# the engine's database limiter (8 on PostgreSQL, whatever the worker's
+# concurrency: `engine/api.py`), beside the committer, the lease keeper, the
+# HTTP API's activity polls and SQL effects. A pool smaller than that peak
+# closed each connection returned above its size and opened a new one at the
+# next peak: 11-16 new server sessions per second under load (docs/SCALING.md).
+_POOL_SIZE = 16
+
+
+def pool_size(env: Mapping[str, str] | None = None) -> int:
+    """Pooled PostgreSQL sessions a process keeps (``STEPWISE_PG_POOL_SIZE``, default 16).
+
+    As many again may be opened for a burst above it, and closed after.
+    """
+    raw = (os.environ if env is None else env).get("STEPWISE_PG_POOL_SIZE", "").strip()
+    if not raw:
+        return _POOL_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise permanent(f"STEPWISE_PG_POOL_SIZE must be a positive integer, not {raw!r}")
+    return size
+
+
 def create_postgres_engine(parsed: URL, timeouts: Timeouts | None = None) -> Engine:
     """A pooled psycopg 3 engine with timeouts, whose idle connections are pinged before reuse.
 
     A checkout waits at most the connect timeout for a free pooled connection.
     """
     timeouts = timeouts or Timeouts.from_env()
+    size = pool_size()
     engine = sa.create_engine(
         postgres_url_with_timeouts(parsed, timeouts),
-        pool_size=5,
-        max_overflow=10,
+        # Opened lazily, so an idle process holds few; kept once opened, so a
+        # busy worker never opens (forks) a new server session per call.
+        pool_size=size,
+        max_overflow=size,
         pool_timeout=max(timeouts.connect, 1.0) * 6,
         future=True,
     )

@@ -8,7 +8,7 @@ first tries the one-round-trip pipelined path of `fastcommit.py`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -20,9 +20,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
+from engine.store.fastclaim import pipelined_claim
 from engine.store.fastcommit import pipelined_commit, pipelined_start
 from engine.store.notify import CHANNEL, PostgresListener, Waker
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 
 __all__ = ["PostgresBackend"]
 
@@ -72,15 +73,16 @@ class PostgresBackend(Backend):
         # a commit, so no effect can rest on a claim that was not durable.
         conn.execute(_LAZY_COMMIT_SQL)
 
-    def journal_rows(self, conn: Connection, execution_id: str) -> list[tuple[str, str]]:
+    def journal_rows(self, conn: Connection, execution_id: str) -> Iterator[tuple[str, str]]:
         # A long history's journal is tens of thousands of rows: read with the
         # driver's own cursor (same connection, same transaction), a third of
-        # the CPU of building SQLAlchemy rows for each.
+        # the CPU of building SQLAlchemy rows for each, handed over one row at
+        # a time so no list of them all sets the garbage collector off.
         driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
         try:
             with driver.cursor() as cursor:
                 cursor.execute(_JOURNAL_SQL, (execution_id,))
-                return cursor.fetchall()
+                yield from cursor
         except (psycopg.OperationalError, psycopg.InterfaceError):
             conn.invalidate()  # a lost connection must not go back to the pool
             raise
@@ -104,6 +106,27 @@ class PostgresBackend(Backend):
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
         return pipelined_commit(engine, checkpoints, worker_id, now, codec)
+
+    def fast_claim(
+        self,
+        engine: Engine,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str,
+        codec: PayloadCodec,
+    ) -> list[tuple[str, datetime, LoadedExecution | None]] | None:
+        return pipelined_claim(
+            engine,
+            worker_id,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            now=now,
+            queue=queue,
+            codec=codec,
+        )
 
     def fast_start(
         self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str

@@ -8,18 +8,22 @@ process; its write lock (BEGIN IMMEDIATE) already serializes migrations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.backend import Backend
 from engine.store.connect import create_sqlite_engine
 from engine.store.notify import SqliteWaker, Waker
 
 __all__ = ["SqliteBackend"]
+
+_JOURNAL_SQL = "SELECT key, value FROM journal WHERE execution_id = ?"
 
 
 class SqliteBackend(Backend):
@@ -38,3 +42,18 @@ class SqliteBackend(Backend):
     ) -> Any:
         insert = sqlite_dialect.insert(table).values(**values)
         return insert.on_conflict_do_nothing(index_elements=list(key))
+
+    def journal_rows(self, conn: Connection, execution_id: str) -> Iterator[tuple[str, str]]:
+        # A long history's journal is tens of thousands of rows: read with the
+        # driver's own cursor (same connection, same transaction), half the CPU
+        # of building SQLAlchemy rows for each, and one row at a time, so the
+        # caller keeps the strings and each row's tuple is freed at once (a
+        # list of them all would set the garbage collector off, repeatedly).
+        # Errors are wrapped as SQLAlchemy's, so the store's boundary maps them.
+        driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        try:
+            yield from driver.execute(_JOURNAL_SQL, (execution_id,))
+        except sqlite3.Error as exc:
+            raise sa_exc.DBAPIError.instance(
+                _JOURNAL_SQL, (execution_id,), exc, sqlite3.Error
+            ) from exc

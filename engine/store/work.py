@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
 from engine.store.base import StoreBase
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import release_work, write_checkpoints
-from engine.store.records import DEFAULT_QUEUE, Checkpoint, CommitResult
+from engine.store.loading import load_executions
+from engine.store.records import DEFAULT_QUEUE, Checkpoint, CommitResult, LoadedExecution
 from engine.store.schema import work_queue
 
 __all__ = ["WorkStore"]
@@ -48,6 +50,20 @@ class WorkStore(StoreBase):
         """
         if limit <= 0:
             return []
+        with self._write() as conn:
+            return self._claim(conn, worker_id, limit, lease_seconds, now, queue)
+
+    def _claim(
+        self,
+        conn: Connection,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str,
+    ) -> list[tuple[str, datetime]]:
+        """Lease up to `limit` due rows of `queue` on `conn`: (id, due time) pairs, oldest first."""
+        self._backend.claiming(conn)
         expires = now + timedelta(seconds=lease_seconds)
         free = sa.or_(work_queue.c.lease_expires_at.is_(None), work_queue.c.lease_expires_at <= now)
         due = (
@@ -67,13 +83,51 @@ class WorkStore(StoreBase):
             )
             .returning(work_queue.c.execution_id, work_queue.c.due_at)
         )
-        with self._write() as conn:
-            self._backend.claiming(conn)
-            claimed = sorted(
-                ((row.execution_id, row.due_at) for row in conn.execute(claim)),
-                key=lambda pair: (pair[1], pair[0]),
+        return sorted(
+            ((row.execution_id, row.due_at) for row in conn.execute(claim)),
+            key=lambda pair: (pair[1], pair[0]),
+        )
+
+    def claim_due_loaded(
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        queue: str = DEFAULT_QUEUE,
+    ) -> list[tuple[str, datetime, LoadedExecution | None]]:
+        """`claim_due`, and what `Store.load` returns for each execution claimed.
+
+        The loads are read in the claiming transaction, after the claim
+        locked and leased the rows: nothing is read outside the lease, and
+        an activation need not call `load` again. The lease is still checked
+        at each commit, as for any claim. The loaded part is None when the
+        execution cannot be loaded (no row, or its machine version is gone):
+        the activation's own `load` then raises the error that says why.
+        """
+        if limit <= 0:
+            return []
+        with mapped_errors(self._display):
+            fast = self._backend.fast_claim(
+                self._engine,
+                worker_id,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                now=now,
+                queue=queue,
+                codec=self._codec,
             )
-        return claimed
+        if fast is not None:
+            return fast
+        with self._write() as conn:
+            claimed = self._claim(conn, worker_id, limit, lease_seconds, now, queue)
+            loaded = load_executions(
+                conn, self._backend, self._codec, [execution_id for execution_id, _ in claimed]
+            )
+        return [
+            (execution_id, due_at, loaded.get(execution_id)) for execution_id, due_at in claimed
+        ]
 
     def claim_execution(
         self, execution_id: str, worker_id: str, *, lease_seconds: float, now: datetime
