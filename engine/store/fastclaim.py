@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from sqlalchemy.engine import Engine
 
 from engine.store.codec import PayloadCodec
+from engine.store.pgraw import pooled_psycopg
 from engine.store.records import LoadedExecution, MachineVersion, TokenRecord
 from engine.store.rows import execution_record, machine_version, token_record
 
@@ -87,36 +88,24 @@ def pipelined_claim(
         "queue": queue,
         "limit": limit,
     }
-    pooled = engine.raw_connection()
-    try:
-        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        try:
-            with connection.pipeline():
-                connection.execute(_LAZY_COMMIT)
-                claim = connection.execute(_CLAIM, params)
-                executions = connection.cursor(row_factory=dict_row)
-                executions.execute(_EXECUTIONS, params)
-                machines = connection.cursor(row_factory=dict_row)
-                machines.execute(_MACHINES, params)
-                tokens = connection.cursor(row_factory=dict_row)
-                tokens.execute(_TOKENS, params)
-                journal = connection.cursor()
-                journal.execute(_JOURNAL, params)
-                connection.commit()  # the one wait for every answer
-            claimed = sorted(
-                ((row[0], _utc(row[1])) for row in claim.fetchall()),
-                key=lambda pair: (pair[1], pair[0]),
-            )
-            loaded = _loaded(executions, machines, tokens, journal, codec)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # A lost connection must not go back to the pool (its reset would fail noisily).
-            pooled.invalidate()
-            raise
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        pooled.close()
+    with pooled_psycopg(engine) as connection:
+        with connection.pipeline():
+            connection.execute(_LAZY_COMMIT)
+            claim = connection.execute(_CLAIM, params)
+            executions = connection.cursor(row_factory=dict_row)
+            executions.execute(_EXECUTIONS, params)
+            machines = connection.cursor(row_factory=dict_row)
+            machines.execute(_MACHINES, params)
+            tokens = connection.cursor(row_factory=dict_row)
+            tokens.execute(_TOKENS, params)
+            journal = connection.cursor()
+            journal.execute(_JOURNAL, params)
+            connection.commit()  # the one wait for every answer
+        claimed = sorted(
+            ((row[0], _utc(row[1])) for row in claim.fetchall()),
+            key=lambda pair: (pair[1], pair[0]),
+        )
+        loaded = _loaded(executions, machines, tokens, journal, codec)
     return [(execution_id, due_at, loaded.get(execution_id)) for execution_id, due_at in claimed]
 
 

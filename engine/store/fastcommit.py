@@ -32,6 +32,7 @@ from engine.store.codec import PayloadCodec
 from engine.store.map_run_hook import takes_hook
 from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
+from engine.store.pgraw import pooled_psycopg
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 from engine.store.schema import executions
 
@@ -101,10 +102,8 @@ def pipelined_commit(
     finished = [c for c in checkpoints if c.finish is not None]
     finished_ids = {c.execution_id for c in finished}
     releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
-    pooled = engine.raw_connection()
     try:
-        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        try:
+        with pooled_psycopg(engine) as connection:
             with connection.pipeline():
                 writes = connection.cursor()
                 writes.execute(
@@ -122,18 +121,8 @@ def pipelined_commit(
                 # transaction (a lease not held, a collision) raises here.
                 connection.commit()
             wake = any(cursor.fetchone() is not None for cursor in released)
-        except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
-            connection.rollback()
-            return None
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # A lost connection must not go back to the pool (its reset would fail noisily).
-            pooled.invalidate()
-            raise
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        pooled.close()
+    except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
+        return None
     return [CommitResult.OK] * len(checkpoints), wake
 
 
@@ -215,38 +204,26 @@ def pipelined_start(
     """
     row = {name: value for name, value in execution.items() if name in _EXECUTION_COLUMNS}
     row["status"] = ExecutionStatus(execution["status"]).value
-    pooled = engine.raw_connection()
     try:
-        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        try:
-            with connection.pipeline():
-                cursor = connection.cursor()
-                cursor.execute(_start_sql(tuple(row)), row)
-                cursor.execute(
-                    _EVENTS,
-                    (
-                        first_event["execution_id"],
-                        first_event["event_id"],
-                        first_event["previous_event_id"],
-                        first_event["type"],
-                        first_event["timestamp"],
-                        first_event["details"],
-                    ),
-                )
-                cursor.execute(_WORK, (row["execution_id"], queue, row["start_date"]))
-                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-                connection.commit()
-        except psycopg.errors.IntegrityError:
-            connection.rollback()
-            return False
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            pooled.invalidate()
-            raise
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        pooled.close()
+        with pooled_psycopg(engine) as connection, connection.pipeline():
+            cursor = connection.cursor()
+            cursor.execute(_start_sql(tuple(row)), row)
+            cursor.execute(
+                _EVENTS,
+                (
+                    first_event["execution_id"],
+                    first_event["event_id"],
+                    first_event["previous_event_id"],
+                    first_event["type"],
+                    first_event["timestamp"],
+                    first_event["details"],
+                ),
+            )
+            cursor.execute(_WORK, (row["execution_id"], queue, row["start_date"]))
+            cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            connection.commit()
+    except psycopg.errors.IntegrityError:
+        return False
     return True
 
 

@@ -24,6 +24,7 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from engine.store.notify import CHANNEL
+from engine.store.pgraw import pooled_psycopg
 
 __all__ = ["pipelined_starts"]
 
@@ -40,34 +41,22 @@ def pipelined_starts(
     Raises psycopg.OperationalError when the database fails (the store's
     boundary maps it).
     """
-    pooled = engine.raw_connection()
     try:
-        connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        try:
-            with connection.pipeline():
-                cursor = connection.cursor()
-                for table, rows in (
-                    ("executions", execution_rows),
-                    ("history_events", event_rows),
-                    ("work_queue", work_rows),
-                ):
-                    cursor.executemany(
-                        _insert_sql(table, tuple(rows[0])),
-                        [{k: _plain(v) for k, v in row.items()} for row in rows],
-                    )
-                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-                connection.commit()
-        except psycopg.errors.IntegrityError:
-            connection.rollback()
-            return False
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            pooled.invalidate()  # a lost connection must not go back to the pool
-            raise
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        pooled.close()
+        with pooled_psycopg(engine) as connection, connection.pipeline():
+            cursor = connection.cursor()
+            for table, rows in (
+                ("executions", execution_rows),
+                ("history_events", event_rows),
+                ("work_queue", work_rows),
+            ):
+                cursor.executemany(
+                    _insert_sql(table, tuple(rows[0])),
+                    [{k: _plain(v) for k, v in row.items()} for row in rows],
+                )
+            cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            connection.commit()
+    except psycopg.errors.IntegrityError:
+        return False
     return True
 
 
