@@ -157,7 +157,7 @@ class Lifecycle:
         """The state machine revision an execution of `reference` runs (see `resolve`)."""
         return (await self.resolve(reference)).machine
 
-    async def resolve(self, reference: str, *, status_checked: bool = False) -> Resolved:
+    async def resolve(self, reference: str) -> Resolved:
         """What an execution of `reference` runs, and through which version and alias.
 
         ``NAME`` (or its ARN): the latest revision, no version. ``NAME:N``:
@@ -166,7 +166,7 @@ class Lifecycle:
         StateMachineDoesNotExist (also for a deleted machine none of whose
         executions still runs) and ResourceNotFound (no such version or
         alias); a DELETING machine resolves (only `start` refuses it). One
-        store call; `status_checked` is accepted for older callers and changes nothing.
+        store call.
         """
         name, qualifier = split_reference(reference)
         return await self.run_db(self.store.resolve_reference, name, qualifier, self.draw)

@@ -94,12 +94,3 @@ class Backend:
     ) -> list[tuple[str, datetime, LoadedExecution | None]] | None:
         """Claim and load in fewer round trips, if this backend can; None takes the careful path."""
         return None
-
-    def fast_start(
-        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
-    ) -> bool | None:
-        """Insert a start in fewer round trips, if this backend can; None takes the careful path.
-
-        True when created, False when a unique key collided (nothing written).
-        """
-        return None

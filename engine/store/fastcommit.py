@@ -19,7 +19,6 @@ conflict by itself. Batches that carry task tokens always take the careful path.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -34,9 +33,8 @@ from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.pgraw import pooled_psycopg
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
-from engine.store.schema import executions
 
-__all__ = ["pipelined_commit", "pipelined_start"]
+__all__ = ["pipelined_commit"]
 
 # Locks the group's work rows (in id order, as the careful path does) and
 # divides by zero unless every one is leased to this worker and unexpired at
@@ -52,12 +50,6 @@ _EVENTS = (
     "INSERT INTO history_events "
     "(execution_id, event_id, previous_event_id, type, timestamp, details) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
-)
-# The executions columns a start may set; a column the row leaves out keeps its default.
-_EXECUTION_COLUMNS = frozenset(column.name for column in executions.columns)
-_WORK = (
-    "INSERT INTO work_queue (execution_id, queue, due_at, wakeups, wakeups_seen) "
-    "VALUES (%s, %s, %s, 0, 0)"
 )
 _PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
 _FINISH = (
@@ -189,48 +181,3 @@ def _queue_writes(
         )
     if finished:
         cursor.execute(_DONE, ([c.execution_id for c in finished],))
-
-
-def pipelined_start(
-    engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
-) -> bool:
-    """Insert a start (executions row, ExecutionStarted, work row, NOTIFY) in one round trip.
-
-    `execution` and `first_event` are the rows the careful path would insert
-    (payloads already sealed). Returns False, having written nothing, when a
-    unique key collides (the name or id is taken): the caller decides what
-    the existing execution means. Raises psycopg.OperationalError when the
-    database fails (the store's boundary maps it).
-    """
-    row = {name: value for name, value in execution.items() if name in _EXECUTION_COLUMNS}
-    row["status"] = ExecutionStatus(execution["status"]).value
-    try:
-        with pooled_psycopg(engine) as connection, connection.pipeline():
-            cursor = connection.cursor()
-            cursor.execute(_start_sql(tuple(row)), row)
-            cursor.execute(
-                _EVENTS,
-                (
-                    first_event["execution_id"],
-                    first_event["event_id"],
-                    first_event["previous_event_id"],
-                    first_event["type"],
-                    first_event["timestamp"],
-                    first_event["details"],
-                ),
-            )
-            cursor.execute(_WORK, (row["execution_id"], queue, row["start_date"]))
-            cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-            connection.commit()
-    except psycopg.errors.IntegrityError:
-        return False
-    return True
-
-
-@functools.cache
-def _start_sql(columns: tuple[str, ...]) -> str:
-    """The INSERT of a start's executions row with these columns (built once per shape)."""
-    return (
-        f"INSERT INTO executions ({', '.join(columns)}) "
-        f"VALUES ({', '.join(f'%({name})s' for name in columns)})"
-    )

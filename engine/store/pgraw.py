@@ -1,7 +1,7 @@
 """One pooled psycopg connection for a one-round-trip transaction, handed back however it ends.
 
 PostgreSQL's fast paths (`fastcommit.pipelined_commit`, `pgstart`,
-`fastclaim`, `fastcommit.pipelined_start`) run a whole transaction in
+`fastclaim`) run a whole transaction in
 psycopg's pipeline mode on the pool's raw driver connection. `pooled_psycopg`
 owns what they all must do around it: a connection lost mid-transaction is
 invalidated (its reset on return to the pool would fail noisily), any

@@ -21,7 +21,7 @@ from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
 from engine.store.fastclaim import pipelined_claim
-from engine.store.fastcommit import pipelined_commit, pipelined_start
+from engine.store.fastcommit import pipelined_commit
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 
@@ -127,8 +127,3 @@ class PostgresBackend(Backend):
             queue=queue,
             codec=codec,
         )
-
-    def fast_start(
-        self, engine: Engine, execution: dict[str, Any], first_event: dict[str, Any], queue: str
-    ) -> bool | None:
-        return pipelined_start(engine, execution, first_event, queue)

@@ -41,7 +41,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from engine.store.activities import ActivityStore
-from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import event_row, signal
 from engine.store.codec import PayloadCodec
 from engine.store.effects import EffectStore
@@ -117,8 +116,18 @@ def default_database_url() -> str:
 
 
 class Store(
-    MachineStore, StartStore, VersionStore, WorkStore, TokenStore, EffectStore, RotationStore,
-    RedriveStore, ScheduleStore, AlertStore, ActivityStore, MapRunStore
+    MachineStore,
+    StartStore,
+    VersionStore,
+    WorkStore,
+    TokenStore,
+    EffectStore,
+    RotationStore,
+    RedriveStore,
+    ScheduleStore,
+    AlertStore,
+    ActivityStore,
+    MapRunStore,
 ):
     """The durable store on one database URL (SQLite file or PostgreSQL).
 
@@ -178,29 +187,24 @@ class Store(
         row = msgspec.structs.asdict(record)
         row["input"] = self._codec.seal(input)
         first_row = event_row(execution_id, first_event, self._codec)
-        with mapped_errors(self._display):
-            created = self._backend.fast_start(self._engine, row, first_row, queue)
-        if created is not None:
-            collided = not created
-        else:
-            try:
-                with self._write() as conn:
-                    conn.execute(sa.insert(executions).values(row))
-                    conn.execute(sa.insert(history_events).values(first_row))
-                    conn.execute(
-                        sa.insert(work_queue).values(
-                            execution_id=execution_id,
-                            queue=queue,
-                            due_at=start_date,
-                            wakeups=0,
-                            wakeups_seen=0,
-                        )
+        try:
+            with self._write() as conn:
+                conn.execute(sa.insert(executions).values(row))
+                conn.execute(sa.insert(history_events).values(first_row))
+                conn.execute(
+                    sa.insert(work_queue).values(
+                        execution_id=execution_id,
+                        queue=queue,
+                        due_at=start_date,
+                        wakeups=0,
+                        wakeups_seen=0,
                     )
-                    self._backend.notify_in(conn)
-            except sa_exc.IntegrityError:
-                collided = True
-            else:
-                collided = False
+                )
+                self._backend.notify_in(conn)
+        except sa_exc.IntegrityError:
+            collided = True
+        else:
+            collided = False
         if collided:
             # Outside the except block: what the name's owner is decides the
             # answer, and the driver's IntegrityError (with its SQL) is no
