@@ -3,13 +3,15 @@
 Its engine is set up in `connect.py` (our own BEGIN IMMEDIATE, WAL, busy
 timeout). There is no cross-process signal, so idle workers poll at the
 store's poll interval and are woken at once by work made due in their own
-process; its write lock (BEGIN IMMEDIATE) already serializes migrations.
+process; its write lock (BEGIN IMMEDIATE) already serializes migrations. A
+group commit first tries the raw driver's path of `sqlitecommit.py`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
@@ -18,8 +20,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.backend import Backend
+from engine.store.codec import PayloadCodec
 from engine.store.connect import create_sqlite_engine
 from engine.store.notify import SqliteWaker, Waker
+from engine.store.records import Checkpoint, CommitResult
+from engine.store.sqlitecommit import raw_commit
 
 __all__ = ["SqliteBackend"]
 
@@ -57,3 +62,13 @@ class SqliteBackend(Backend):
             raise sa_exc.DBAPIError.instance(
                 _JOURNAL_SQL, (execution_id,), exc, sqlite3.Error
             ) from exc
+
+    def fast_commit(
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
+    ) -> tuple[list[CommitResult], bool] | None:
+        return raw_commit(engine, checkpoints, worker_id, now, codec)

@@ -31,6 +31,10 @@ __all__ = ["WorkStore"]
 class WorkStore(StoreBase):
     """The store's calls for work, leases and group commit (a part of `Store`)."""
 
+    # Whether a group commit first tries the backend's fast path (SQLite's raw
+    # driver, PostgreSQL's pipeline); off only to compare it with the careful path.
+    raw_commit_writes: bool = True
+
     def claim_due(
         self,
         worker_id: str,
@@ -241,8 +245,12 @@ class WorkStore(StoreBase):
         """
         if not checkpoints:
             return []
-        with mapped_errors(self._display):
-            fast = self._backend.fast_commit(self._engine, checkpoints, worker_id, now, self._codec)
+        fast = None
+        if self.raw_commit_writes:
+            with mapped_errors(self._display):
+                fast = self._backend.fast_commit(
+                    self._engine, checkpoints, worker_id, now, self._codec
+                )
         if fast is not None:
             results, wake = fast
             if wake:

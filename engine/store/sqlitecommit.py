@@ -1,0 +1,210 @@
+"""SQLite's group commit through the raw driver: the careful path's rows, fewer Python steps.
+
+On SQLite the careful path (`checkpoints.write_checkpoints`) spends most of a
+commit's time in Python, having SQLAlchemy build, compile and bind its
+statements (`benchmarks/PROFILE.md`). Here the same transaction runs on the
+pool's sqlite3 connection with SQL text built once: BEGIN IMMEDIATE (the
+database's write lock), the lease check — every lease of the group held by
+this worker and unexpired at `now`, counted inside the transaction before
+anything is written — then one executemany per table and COMMIT. Every value
+goes through its column type's own bind processor, as in `rawstart.py`, so
+the rows written are exactly the careful path's
+(`tests/engine/test_commit_raw_rows.py` compares them). A lease not held or a
+row that collides (another worker recorded the step) rolls everything back
+and returns None: the careful path then decides LEASE_LOST or CONFLICT per
+checkpoint, so this path never decides either by itself. Batches the careful
+path must see whole — task tokens, ends that Map Runs count — never come here.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect, Engine
+
+from engine.store.codec import PayloadCodec
+from engine.store.map_run_hook import takes_hook
+from engine.store.outbox_hook import ENQUEUE_SQL
+from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
+from engine.store.rows import encode_details
+from engine.store.schema import UTCDateTime
+
+__all__ = ["raw_commit"]
+
+_JOURNAL = "INSERT INTO journal (execution_id, key, value, recorded_at) VALUES (?, ?, ?, ?)"
+_EVENTS = (
+    "INSERT INTO history_events "
+    "(execution_id, event_id, previous_event_id, type, timestamp, details) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_PROGRESS = "UPDATE executions SET last_event_id = ? WHERE execution_id = ?"
+_FINISH = (
+    "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ? "
+    "WHERE execution_id = ?"
+)
+_ENQUEUE = (
+    ENQUEUE_SQL.replace("%(execution)s", ":execution")
+    .replace("%(status)s", ":status")
+    .replace("%(now)s", ":now")
+    .replace("%%", "%")
+)
+_CLOSE_TOKENS = "UPDATE task_tokens SET status = ? WHERE execution_id = ? AND status = ?"
+# A callback or stop that arrived while the lease was held (wakeups moved
+# since the claim) makes the work due now, whatever due time was asked for
+# (`checkpoints.release_work`); every right-hand side sees the row before the update.
+_RELEASE = (
+    "UPDATE work_queue SET lease_owner = NULL, lease_expires_at = NULL, "
+    "due_at = CASE WHEN wakeups <> wakeups_seen THEN min(coalesce(:due, :now), :now) "
+    "ELSE :due END, wakeups_seen = wakeups WHERE execution_id = :id RETURNING due_at"
+)
+
+
+@functools.cache
+def _lease_check(count: int) -> str:
+    ids = ", ".join(["?"] * count)
+    return (
+        f"SELECT count(*) FROM work_queue WHERE execution_id IN ({ids}) "
+        "AND lease_owner = ? AND lease_expires_at > ?"
+    )
+
+
+@functools.cache
+def _done(count: int) -> str:
+    return f"DELETE FROM work_queue WHERE execution_id IN ({', '.join(['?'] * count)})"
+
+
+@functools.cache
+def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
+    """UTCDateTime's bind processor on this dialect: what SQLAlchemy stores for a time."""
+    process = UTCDateTime()._cached_bind_processor(dialect)
+    assert process is not None  # UTCDateTime always normalizes
+    return process
+
+
+def raw_commit(
+    engine: Engine,
+    checkpoints: Sequence[Checkpoint],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec,
+) -> tuple[list[CommitResult], bool] | None:
+    """Commit the group in one raw transaction; None when the careful path must decide.
+
+    Returns (one OK per checkpoint, whether work became due now). Raises
+    SQLAlchemy's OperationalError (or another DBAPIError) when the database
+    fails, so the store's boundary maps it as for the careful path.
+    """
+    if any(c.tokens for c in checkpoints):
+        return None
+    if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
+        return None  # Map Run children, unsuccessful parents: the careful path (map_run_hook)
+    time = _time_processor(engine.dialect)
+    now_stored = time(now)
+    ids = sorted({c.execution_id for c in checkpoints})
+    pooled = engine.raw_connection()
+    try:
+        driver: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                (held,) = driver.execute(
+                    _lease_check(len(ids)), (*ids, worker_id, now_stored)
+                ).fetchone()
+                if held != len(ids):
+                    driver.execute("ROLLBACK")
+                    return None
+                wake = _write(driver, checkpoints, now_stored, time, codec)
+                driver.execute("COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    driver.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            return None
+        except sqlite3.Error as error:
+            raise sa_exc.DBAPIError.instance(
+                "raw group commit", None, error, sqlite3.Error
+            ) from error
+    finally:
+        pooled.close()
+    return [CommitResult.OK] * len(checkpoints), wake
+
+
+def _write(
+    driver: sqlite3.Connection,
+    checkpoints: Sequence[Checkpoint],
+    now_stored: Any,
+    time: Callable[[datetime], Any],
+    codec: PayloadCodec,
+) -> bool:
+    """Every write of the group, in the careful path's order; whether work became due now."""
+    journal_rows = [
+        (c.execution_id, key, codec.seal(value), now_stored)
+        for c in checkpoints
+        for key, value in c.journal
+    ]
+    if journal_rows:
+        driver.executemany(_JOURNAL, journal_rows)
+    event_rows = [
+        (
+            c.execution_id,
+            e.event_id,
+            e.previous_event_id,
+            e.type,
+            time(e.timestamp),
+            codec.seal(encode_details(e.details)),
+        )
+        for c in checkpoints
+        for e in c.events
+    ]
+    if event_rows:
+        driver.executemany(_EVENTS, event_rows)
+    progress: dict[str, int] = {}
+    for c in checkpoints:
+        last = max([c.last_event_id, *(e.event_id for e in c.events)])
+        if last > 0:
+            progress[c.execution_id] = max(last, progress.get(c.execution_id, 0))
+    if progress:
+        driver.executemany(_PROGRESS, [(last, eid) for eid, last in progress.items()])
+    finished: list[str] = []
+    for c in checkpoints:
+        finish = c.finish
+        if finish is None:
+            continue
+        finished.append(c.execution_id)
+        status = ExecutionStatus(finish.status).value
+        stop_date = time(finish.stop_date)
+        driver.execute(
+            _FINISH,
+            (
+                status,
+                codec.seal_optional(finish.output),
+                finish.error,
+                codec.seal_optional(finish.cause),
+                stop_date,
+                c.execution_id,
+            ),
+        )
+        # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
+        driver.execute(_ENQUEUE, {"execution": c.execution_id, "status": status, "now": stop_date})
+        # Outstanding tokens become unusable when the execution closes.
+        driver.execute(
+            _CLOSE_TOKENS, (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value)
+        )
+    if finished:
+        driver.execute(_done(len(finished)), finished)
+    wake = False
+    ended = set(finished)
+    for c in checkpoints:
+        if c.release and c.execution_id not in ended:
+            due = None if c.release_due_at is None else time(c.release_due_at)
+            (due_at,) = driver.execute(
+                _RELEASE, {"due": due, "now": now_stored, "id": c.execution_id}
+            ).fetchone()
+            wake = wake or (due_at is not None and due_at <= now_stored)
+    return wake

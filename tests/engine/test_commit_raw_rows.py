@@ -1,0 +1,207 @@
+"""A group commit's fast path (SQLite's raw driver, PostgreSQL's pipeline) writes the careful rows.
+
+The same executions get the same checkpoints on two fresh databases of one
+kind, one committing through the fast path (the default) and one through the
+careful path only; the journal, history, executions, work, token and alert
+delivery rows must be identical column for column, and so must every answer.
+The group mixes what a commit can carry without a task token: progress that
+keeps the lease, a finish that closes a token and queues an alert, a release
+due later and a release made due now by a callback that arrived meanwhile.
+A lease not held or a collision makes the fast path hand over untouched,
+and the careful path answers LEASE_LOST or CONFLICT per checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine.store.work as work_module
+from engine.store import Checkpoint, CommitResult, Event, Finish, Store, TokenRecord
+from engine.store.codec import PayloadCodec
+from engine.store.outbox import AlertRecord
+from engine.store.sqlitecommit import raw_commit
+from tests.engine import pg
+
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+LATER = T0 + timedelta(seconds=7, microseconds=12)
+DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
+TABLES = ("executions", "history_events", "journal", "work_queue", "task_tokens")
+
+
+@pytest.fixture
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh empty databases of the same kind: (for the fast path, for the careful path)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
+        return
+    request.getfixturevalue("postgres_server")
+    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
+    yield fast, careful
+    for name in (fast_name, careful_name):
+        pg.server().drop_database(name)
+
+
+def _event(event_id: int, type_: str, **details: Any) -> Event:
+    return Event(event_id, event_id - 1, type_, T0 + timedelta(milliseconds=event_id), details)
+
+
+def _prepared(url: str, *, fast: bool, codec: PayloadCodec | None = None) -> Store:
+    """A store with executions a to d claimed by worker w; a and d hold an open token each."""
+    store = Store(url, codec=codec)
+    store.raw_commit_writes = fast
+    machine = store.put_state_machine("m", DEFINITION)
+    store.create_alert(
+        AlertRecord(name="ends", machine=None, statuses=("SUCCEEDED",), target="x", created_at=T0)
+    )
+    for name in "abcd":
+        store.create_execution(
+            execution_id=f"e-{name}",
+            name=name,
+            machine=machine,
+            input='{"n": 1}',
+            start_date=T0,
+            trace_id="0" * 32,
+            first_event=_event(1, "ExecutionStarted", input='{"n": 1}'),
+        )
+    store.claim_due("w", limit=4, lease_seconds=60, now=T0)
+    for name in "ad":
+        token = TokenRecord(f"tok-{name}", f"e-{name}", "t/0", "A", created_at=T0)
+        assert store.commit(
+            [Checkpoint(f"e-{name}", tokens=[token], last_event_id=1)], worker_id="w", now=T0
+        ) == [CommitResult.OK]
+    # A callback answers d's token while w holds the lease: d's release is due now.
+    store.complete_token("tok-d", journal_key="t/0", value='"done"', status="SUCCEEDED", now=T0)
+    return store
+
+
+def _group() -> list[Checkpoint]:
+    return [
+        Checkpoint(
+            "e-a",
+            journal=[("s/A", '{"v":1}'), ("s/B", '{"v":"\\u00e9"}')],
+            events=[_event(2, "PassStateEntered", name="A"), _event(3, "ExecutionSucceeded")],
+            finish=Finish("SUCCEEDED", LATER, output='{"out": 1}'),
+            last_event_id=1,
+        ),
+        Checkpoint("e-b", journal=[("s/A", "1")], events=[_event(2, "TaskScheduled")]),
+        Checkpoint(
+            "e-c",
+            events=[_event(2, "WaitStateEntered")],
+            last_event_id=1,
+            release=True,
+            release_due_at=T0 + timedelta(hours=1),
+        ),
+        Checkpoint("e-d", events=[_event(2, "TaskSucceeded")], release=True),
+    ]
+
+
+def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every column of the tables a commit writes, as the database holds them."""
+    with store._engine.connect() as conn:
+        rows = {
+            table: sorted(
+                (tuple(row) for row in conn.exec_driver_sql(f"SELECT * FROM {table}")), key=repr
+            )
+            for table in TABLES
+        }
+        rows["alert_deliveries"] = sorted(
+            tuple(row)
+            for row in conn.exec_driver_sql(
+                "SELECT delivery_id, alert, execution_id, status, state, attempts, "
+                "next_attempt_at, created_at FROM alert_deliveries"
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_fast_commit_writes_are_the_careful_paths_rows(
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    try:
+        answers = {"careful": careful.commit(_group(), worker_id="w", now=LATER)}
+        with monkeypatch.context() as patched:
+
+            def refuse(*args: object, **kwargs: object) -> object:
+                raise AssertionError("the careful path ran for an ordinary group")
+
+            patched.setattr(work_module, "write_checkpoints", refuse)
+            answers["fast"] = fast.commit(_group(), worker_id="w", now=LATER)
+        assert answers["fast"] == answers["careful"] == [CommitResult.OK] * 4
+        assert _rows(fast) == _rows(careful)
+        assert len(_rows(fast)["alert_deliveries"]) == 1
+        assert fast.get_token("tok-a").status == "TIMED_OUT"  # closed by the finish
+        assert fast.work_due_at("e-d") == (True, LATER)  # the callback made it due now
+        assert fast.work_due_at("e-c") == (True, T0 + timedelta(hours=1))
+        assert fast.get_execution("e-a").output == '{"out": 1}'
+    finally:
+        fast.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_fast_commit_seals_payloads_as_the_careful_path(urls: tuple[str, str]) -> None:
+    codec = PayloadCodec([os.urandom(32)])
+    fast = _prepared(urls[0], fast=True, codec=codec)
+    careful = _prepared(urls[1], fast=False, codec=codec)
+    try:
+        for store in (fast, careful):
+            assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        stored = _rows(fast)
+        assert all('"out": 1' not in repr(row) for row in stored["executions"])
+        assert all("\\u00e9" not in repr(row) for row in stored["journal"])
+        for store in (fast, careful):
+            assert store.get_execution("e-a").output == '{"out": 1}'
+            assert store.load("e-b").journal["s/A"] == "1"
+        assert fast.history("e-a") == careful.history("e-a")
+    finally:
+        fast.close()
+        careful.close()
+
+
+def test_sqlite_raw_commit_hands_lost_leases_and_collisions_to_the_careful_path(
+    tmp_path: Path,
+) -> None:
+    store = _prepared(f"sqlite:///{tmp_path / 'fast.db'}", fast=True)
+    engine = store._engine
+    codec = PayloadCodec()
+    try:
+        # b's lease is taken over by another worker after it expired.
+        expired = T0 + timedelta(seconds=61)
+        store.renew("w", ["e-a", "e-c", "e-d"], lease_seconds=600, now=T0 + timedelta(seconds=30))
+        assert store.claim_execution("e-b", "other", lease_seconds=60, now=expired)
+        lost = [Checkpoint("e-a", journal=[("k", "1")]), Checkpoint("e-b", journal=[("k", "1")])]
+        assert raw_commit(engine, lost, "w", expired, codec) is None
+        assert store.load("e-a").journal.get("k") is None  # nothing of the group was written
+        assert store.commit(lost, worker_id="w", now=expired) == [
+            CommitResult.OK,
+            CommitResult.LEASE_LOST,
+        ]
+        # c's key is recorded already: the group collides and nothing of it stays.
+        store.commit([Checkpoint("e-c", journal=[("dup", "1")])], worker_id="w", now=expired)
+        colliding = [
+            Checkpoint("e-a", journal=[("k2", "1")]),
+            Checkpoint("e-c", journal=[("dup", "2")]),
+        ]
+        assert raw_commit(engine, colliding, "w", expired, codec) is None
+        assert "k2" not in store.load("e-a").journal
+        assert store.commit(colliding, worker_id="w", now=expired) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        assert store.load("e-c").journal["dup"] == "1"
+        # A release made due now (d's callback) is reported as a wake-up owed.
+        wake = raw_commit(engine, [Checkpoint("e-d", release=True)], "w", expired, codec)
+        assert wake == ([CommitResult.OK], True)
+        # Tokens always take the careful path.
+        token = TokenRecord("tok-x", "e-a", "t/1", "A", created_at=T0)
+        assert raw_commit(engine, [Checkpoint("e-a", tokens=[token])], "w", expired, codec) is None
+    finally:
+        store.close()
