@@ -24,14 +24,13 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import Engine
 
 from engine.store.checkpoints import PLAIN, event_row
 from engine.store.codec import PayloadCodec
 from engine.store.map_run_hook import takes_hook
 from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
-from engine.store.pgraw import pooled_psycopg
+from engine.store.pgraw import HeldConnection
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 
 __all__ = ["pipelined_commit"]
@@ -73,7 +72,7 @@ _RELEASE = (
 
 
 def pipelined_commit(
-    engine: Engine,
+    held: HeldConnection,
     checkpoints: Sequence[Checkpoint],
     worker_id: str,
     now: datetime,
@@ -95,7 +94,7 @@ def pipelined_commit(
     finished_ids = {c.execution_id for c in finished}
     releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
     try:
-        with pooled_psycopg(engine) as connection:
+        with held.transaction() as connection:
             with connection.pipeline():
                 writes = connection.cursor()
                 writes.execute(

@@ -23,6 +23,7 @@ from engine.store.connect import create_postgres_engine, postgres_url_with_timeo
 from engine.store.fastclaim import pipelined_claim
 from engine.store.fastcommit import pipelined_commit
 from engine.store.notify import CHANNEL, PostgresListener, Waker
+from engine.store.pgraw import HeldConnection
 from engine.store.records import Checkpoint, CommitResult, LoadedExecution
 
 __all__ = ["PostgresBackend"]
@@ -39,9 +40,13 @@ class PostgresBackend(Backend):
 
     name: ClassVar[Literal["postgresql"]] = "postgresql"
     wakes_other_processes: ClassVar[bool] = True
+    _held: HeldConnection | None = None
 
     def create_engine(self, parsed: URL) -> Engine:
-        return create_postgres_engine(parsed)
+        engine = create_postgres_engine(parsed)
+        # The group commit keeps one connection between commits (`pgraw.HeldConnection`).
+        self._held = HeldConnection(engine)
+        return engine
 
     def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
         # libpq reads a URI's "+" literally, so the options go in as keywords.
@@ -105,7 +110,10 @@ class PostgresBackend(Backend):
         now: datetime,
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        return pipelined_commit(engine, checkpoints, worker_id, now, codec)
+        held = self._held
+        if held is None or held.engine is not engine:
+            return pipelined_commit(HeldConnection(engine), checkpoints, worker_id, now, codec)
+        return pipelined_commit(held, checkpoints, worker_id, now, codec)
 
     def fast_claim(
         self,
