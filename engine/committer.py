@@ -4,7 +4,11 @@ Activations hand their checkpoints to the `Committer` and wait; a single
 task drains everything queued, commits it with one `Store.commit` call (one
 transaction, leases checked per checkpoint) and wakes each waiter with its
 own result. Under load many executions share each commit; alone, an
-execution pays for exactly one commit per checkpoint. Nothing is ever
+execution pays for exactly one commit per checkpoint, and a checkpoint that
+finds the committer idle (nothing queued, no commit under way) is committed
+by its caller's own task, sparing the hand-over to the committer's task and
+back. One commit at a time either way (`_turn`): what arrives meanwhile
+queues for the committer's task, which commits it as one group. Nothing is ever
 acknowledged before it is durable. A checkpoint refused because its
 worker no longer holds the lease is logged (a warning on the
 ``stepwise.committer`` logger naming the execution) and counted in
@@ -45,6 +49,10 @@ class _Waiter:
 class Committer:
     """Batches checkpoints into shared transactions."""
 
+    # Whether a checkpoint that finds the committer idle is committed by its
+    # caller's task; off only to measure the hand-over (benchmarks/).
+    direct: bool = True
+
     def __init__(
         self,
         store: Store,
@@ -62,6 +70,8 @@ class Committer:
         self._queue: list[_Waiter] = []
         self._wakeup = anyio.Event()
         self._stopped = False
+        # Held by whichever task is committing: one commit at a time.
+        self._turn = anyio.Lock()
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
@@ -75,6 +85,9 @@ class Committer:
             # cancelled.
             if self._stopped:
                 await self._flush([waiter])
+            elif self.direct and not self._queue and not self._turn.locked():
+                async with self._turn:
+                    await self._flush([waiter])
             else:
                 self._queue.append(waiter)
                 self._wakeup.set()
@@ -98,8 +111,10 @@ class Committer:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            await self._flush(batch)
+            async with self._turn:
+                # Taken after the turn, so what queued while waiting joins the group.
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
         checkpoints = [w.checkpoint for w in batch]
