@@ -24,7 +24,7 @@ from engine.store.codec import PayloadCodec
 from engine.store.connect import create_sqlite_engine
 from engine.store.notify import SqliteWaker, Waker
 from engine.store.records import Checkpoint, CommitResult
-from engine.store.sqlitecommit import raw_commit
+from engine.store.sqlitecommit import HeldSqlite, raw_commit
 
 __all__ = ["SqliteBackend"]
 
@@ -36,8 +36,13 @@ class SqliteBackend(Backend):
 
     name: ClassVar[Literal["sqlite"]] = "sqlite"
 
+    _held: HeldSqlite | None = None
+
     def create_engine(self, parsed: URL) -> Engine:
-        return create_sqlite_engine(parsed)
+        engine = create_sqlite_engine(parsed)
+        # The group commit keeps one connection between commits (`sqlitecommit.HeldSqlite`).
+        self._held = HeldSqlite(engine)
+        return engine
 
     def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
         return SqliteWaker(poll_interval)
@@ -71,4 +76,7 @@ class SqliteBackend(Backend):
         now: datetime,
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        return raw_commit(engine, checkpoints, worker_id, now, codec)
+        held = self._held
+        if held is None or held.engine is not engine:
+            held = HeldSqlite(engine)
+        return raw_commit(held, checkpoints, worker_id, now, codec)

@@ -25,7 +25,7 @@ import engine.store.work as work_module
 from engine.store import Checkpoint, CommitResult, Event, Finish, Store, TokenRecord
 from engine.store.codec import PayloadCodec
 from engine.store.outbox import AlertRecord
-from engine.store.sqlitecommit import raw_commit
+from engine.store.sqlitecommit import HeldSqlite, raw_commit
 from tests.engine import pg
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -170,7 +170,7 @@ def test_sqlite_raw_commit_hands_lost_leases_and_collisions_to_the_careful_path(
     tmp_path: Path,
 ) -> None:
     store = _prepared(f"sqlite:///{tmp_path / 'fast.db'}", fast=True)
-    engine = store._engine
+    engine = HeldSqlite(store._engine)
     codec = PayloadCodec()
     try:
         # b's lease is taken over by another worker after it expired.
