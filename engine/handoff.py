@@ -40,7 +40,7 @@ class StartTaker(Protocol):
     @property
     def lease_seconds(self) -> float: ...
 
-    def reserve_slot(self, queue: str) -> bool:
+    async def reserve_slot(self, queue: str) -> bool:
         """Promise a start on `queue` a slot; False when there is none (start as usual)."""
         ...
 

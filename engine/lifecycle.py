@@ -261,7 +261,7 @@ class Lifecycle:
             prepare=prepare,
         )
         taker = self._taker
-        if taker is not None and refused is None and taker.reserve_slot(queue):
+        if taker is not None and refused is None and await taker.reserve_slot(queue):
             # Leased to this process's worker from its first committed instant.
             started_id = execution_arn(machine_name, execution_name)
             result = await start_handed(self._starts, request, taker, started_id)

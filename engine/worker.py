@@ -390,6 +390,7 @@ class Worker:
         # Slots promised to starts in flight (`reserve_slot`) and to the claim in flight.
         self._promised = 0
         self._claiming = 0
+        self._claim_done = anyio.Event()
         self.handed_off = 0
 
     @property
@@ -400,20 +401,31 @@ class Worker:
     def lease_seconds(self) -> float:
         return self.runtime.lease_seconds
 
+    @property
+    def taking_starts(self) -> bool:
+        """Whether `reserve_slot` may promise slots: the worker runs and has not begun stopping."""
+        return self._group is not None
+
     def _busy(self) -> int:
         """Slots taken: runs held, starts promised a slot, and the claim in flight."""
         return len(self.keeper.held) + self._promised + self._claiming
 
-    def reserve_slot(self, queue: str) -> bool:
+    async def reserve_slot(self, queue: str) -> bool:
         """Promise a start on `queue` a slot of this worker; False when it has none to give.
 
         None is given when the worker is not running, serves another queue,
-        or has `concurrency` runs, promised starts and claims already. A
+        or has `concurrency` runs and promised starts already. A claim in
+        flight holds the slots it may fill: this waits for it to end (a
+        claim is one short transaction) and then counts what it took. A
         promised slot is settled by `take_started` (the start created its
         execution, leased to this worker) or `free_slot` (it did not).
-        Synchronous: checking and promising with no await between.
         """
-        if self._group is None or queue != self.queue or self._busy() >= self.concurrency:
+        if self._group is None or queue != self.queue:
+            return False
+        while self._claiming:
+            await self._claim_done.wait()
+        # Checked and promised with no await between.
+        if self._group is None or self._busy() >= self.concurrency:
             return False
         self._promised += 1
         return True
@@ -481,6 +493,7 @@ class Worker:
                     # Promised to the claim until its executions are reserved
                     # below, so a start cannot take one of these slots meanwhile.
                     self._claiming = free
+                    self._claim_done = anyio.Event()
                     try:
                         claimed = await runtime.run_db(
                             runtime.store.claim_due_loaded,
@@ -491,13 +504,12 @@ class Worker:
                             queue=self.queue,
                         )
                     except StoreUnavailable as error:
-                        self._claiming = 0
+                        self._claimed()
                         await outage.pause(error, backoff)
                         continue
                     except BaseException:
-                        self._claiming = 0
+                        self._claimed()
                         raise
-                    self._claiming = 0
                     outage.ok()
                     backoff.reset()
                     for execution_id, due_at, loaded in claimed:
@@ -506,6 +518,8 @@ class Worker:
                         if scope is None:
                             continue  # this process already runs it (Engine.run)
                         group.start_soon(self._run_one, execution_id, scope, loaded)
+                    # Reserved above with no await since the claim: now held, not promised.
+                    self._claimed()
                     if len(claimed) < free:
                         # Nothing more is due: sleep until new work is signalled
                         # (NOTIFY, or a local wake-up) or the poll interval passes.
@@ -525,8 +539,14 @@ class Worker:
             # its caller, who releases); what was handed before is held, and
             # released below with the rest.
             self._group = None
+            self._claimed()
             with anyio.CancelScope(shield=True):
                 await self._release_all()
+
+    def _claimed(self) -> None:
+        """The claim in flight is over: its slots are held runs now, or free."""
+        self._claiming = 0
+        self._claim_done.set()
 
     async def _slot(self) -> None:
         """Wait until a running execution ends (or the poll interval passes)."""
