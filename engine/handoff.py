@@ -19,6 +19,7 @@ process die instead, the start's rows are durable and the lease expires.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -59,16 +60,8 @@ class StartTaker(Protocol):
 
 def lease_request(request: StartRequest, taker: StartTaker) -> StartRequest:
     """`request` with its work row leased to `taker`'s worker for one lease period."""
-    return StartRequest(
-        machine=request.machine,
-        qualifier=request.qualifier,
-        name=request.name,
-        input=request.input,
-        start_date=request.start_date,
-        trace_id=request.trace_id,
-        queue=request.queue,
-        draw=request.draw,
-        prepare=request.prepare,
+    return replace(
+        request,
         lease_owner=taker.worker_id,
         lease_expires_at=request.start_date + timedelta(seconds=taker.lease_seconds),
     )

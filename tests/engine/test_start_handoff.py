@@ -7,20 +7,31 @@ and an idempotent repeat is never adopted a second time. The worker's
 concurrency bounds handed-off and claimed runs together; without a free
 slot, without a worker, or on another queue, a start is due and unleased as
 before. An Engine that closes right after its starts gives their leases
-back: another Engine runs them at once, not a lease period later.
+back: another Engine runs them at once, not a lease period later. A leased
+start's rows are the same on the raw/pipelined path as on the careful one.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import pytest
 import sqlalchemy as sa
 
 from activities import Registry
 from engine import Engine
 from engine.store.schema import work_queue
+from tests.engine.test_start_raw_rows import (  # the fast/careful comparison's own set-up
+    REQUESTS,
+    T0,
+    _prepare,
+    _rows,
+    _store,
+    urls,  # noqa: F401 - a fixture
+)
 
 HOLD = {"StartAt": "Hold", "States": {"Hold": {"Type": "Task", "Resource": "hold", "End": True}}}
 PASSES = {
@@ -178,3 +189,32 @@ def test_starts_handed_to_an_engine_that_closes_at_once_are_run_by_another(db_ur
                 assert done.status == "SUCCEEDED"
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_leased_start_writes_are_the_same_on_the_fast_and_the_careful_path(
+    urls: tuple[str, str],  # noqa: F811 - the imported fixture
+) -> None:
+    # Every other start of the batch handed to a worker: its work row leased, the rest due.
+    expires = T0 + timedelta(seconds=30)
+    requests = [
+        replace(request, lease_owner="worker-x", lease_expires_at=expires) if i % 2 else request
+        for i, request in enumerate(REQUESTS)
+    ]
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
+    try:
+        for store in (raw, careful):
+            _prepare(store)
+            store.start_executions(requests)
+        assert _rows(raw) == _rows(careful)
+        with raw._engine.connect() as conn:
+            work = {
+                row.execution_id: (row.lease_owner, row.lease_expires_at)
+                for row in conn.execute(sa.select(work_queue))
+            }
+        # REQUESTS[1] ("b") was leased; REQUESTS[0] ("a") was not.
+        assert work["arn:exec:Machine:b"] == ("worker-x", expires)
+        assert work["arn:exec:Machine:a"] == (None, None)
+    finally:
+        raw.close()
+        careful.close()
