@@ -9,12 +9,20 @@ slot, without a worker, or on another queue, a start is due and unleased as
 before. An Engine that closes right after its starts gives their leases
 back: another Engine runs them at once, not a lease period later. A leased
 start's rows are the same on the raw/pipelined path as on the careful one.
+A process killed (SIGKILL) while running a start it handed to itself loses
+nothing: its lease expires and another Engine finishes the execution,
+without running its recorded step again.
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,6 +32,8 @@ import sqlalchemy as sa
 from activities import Registry
 from engine import Engine
 from engine.store.schema import work_queue
+from tests.engine.processes import wait_until
+from tests.engine.test_queues import COUNT_THEN_HANG, REPO
 from tests.engine.test_start_raw_rows import (  # the fast/careful comparison's own set-up
     REQUESTS,
     T0,
@@ -218,3 +228,53 @@ def test_leased_start_writes_are_the_same_on_the_fast_and_the_careful_path(
     finally:
         raw.close()
         careful.close()
+
+
+# Run by the process the next test kills: starts one execution, handed to its
+# own worker (a 2-second lease), which records Count and then hangs in Hang.
+_STARTER = """
+import sys, anyio
+import tests.engine.queue_handlers
+from engine import Engine
+
+async def main():
+    url, definition, log, flag = sys.argv[1:]
+    async with Engine(url, lease_seconds=2, poll_seconds=0.1) as engine:
+        await engine.create_state_machine("m", definition)
+        await engine.start("m", {"log": log, "flag": flag}, name="handed")
+        assert engine.worker.handed_off == 1
+        await anyio.sleep(3600)
+
+anyio.run(main)
+"""
+
+
+def test_a_handed_off_start_whose_process_dies_is_taken_over_when_its_lease_expires(
+    db_url: str, tmp_path: Path
+) -> None:
+    import tests.engine.queue_handlers  # noqa: F401 - registers queue_count and queue_hang_once
+
+    log, flag = tmp_path / "count.log", tmp_path / "hanging.flag"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", _STARTER, db_url, json.dumps(COUNT_THEN_HANG), str(log), str(flag)],
+        cwd=REPO,
+    )
+    try:
+        wait_until(lambda: flag.exists() or starter.poll() is not None)
+        assert starter.poll() is None, "the starting process ended before its run hung"
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+    with Engine(db_url, poll_seconds=0.1) as engine:
+        done = engine.wait_sync("handed", timeout=120)
+        assert done.status == "SUCCEEDED"
+        assert json.loads(done.output or "null") == {
+            "log": str(log),
+            "flag": str(flag),
+            "hang": {"resumed": True},
+        }
+    # Count was recorded by the dead process's run before its effect: never run again.
+    assert log.read_text() == "count\n"
