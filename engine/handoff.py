@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from engine.start_batcher import StartBatcher
-from engine.store import LoadedExecution, StoreUnavailable
+from engine.store import LoadedExecution
 from engine.store.starts import StartRequest, StartResult
 
 __all__ = ["StartTaker", "lease_request", "start_handed"]
@@ -75,12 +75,13 @@ async def start_handed(
     `execution_id` is the id the start creates. Only an execution this
     start created is handed over; an existing one (the idempotent repeat)
     or an error gives the slot back. Raises what `StartBatcher.start`
-    raises; a store failure may have committed the start all the same, so
-    its lease is then given back too (best effort: else it expires).
+    raises; a failure there (StoreUnavailable: the outcome is unknown) may
+    have committed the start all the same, so its lease is then given back
+    too (best effort: else it expires).
     """
     try:
         result = await starts.start(lease_request(request, taker))
-    except StoreUnavailable:
+    except Exception:
         taker.free_slot()
         await taker.give_back(execution_id)
         raise
