@@ -246,6 +246,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
                 queue=self.queue,
             )
             group.start_soon(self.worker.run)
+            # Starts on its queue go straight to it while it has room (engine/handoff.py).
+            self._lifecycle.hand_starts_to(self.worker)
             if self.retention_days is not None:
                 group.start_soon(Retention(self._runtime, days=self.retention_days).run)
         if self.scheduler is not None:

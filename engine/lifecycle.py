@@ -17,7 +17,9 @@ queue's work, so a starter that needs particular handlers names a queue
 only workers with those handlers serve. Listing pages newest first as
 AWS's ListExecutions does, with an opaque `next_token`. Stopping records
 the stop request; a worker (or `Engine.stop`, which drives the execution
-itself) carries it out. A history is read a page at a time (`history_pages`).
+itself) carries it out. A start on the queue of this process's worker, when
+it has a free slot, is handed straight to it (`hand_starts_to`,
+`engine/handoff.py`): no claim. A history is read a page at a time (`history_pages`).
 Redriving lives here beside `stop`: ``Lifecycle.redrive(execution)`` has
 the store check (under a row lock) that the execution closed FAILED,
 TIMED_OUT or ABORTED within the redrive window, and record
@@ -46,6 +48,7 @@ from engine import telemetry
 from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
 from engine.errors import InvalidExecutionInput, InvalidName, InvalidToken, StepwiseError
+from engine.handoff import StartTaker, start_handed
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.start_batcher import StartBatcher
@@ -148,9 +151,16 @@ class Lifecycle:
     draw: Callable[[], float] = random.random
     # Concurrent starts share a transaction (engine/start_batcher.py).
     _starts: StartBatcher = field(init=False, repr=False, compare=False)
+    # This process's worker, which may take a start straight from its
+    # transaction (engine/handoff.py); None: every start waits for a claim.
+    _taker: StartTaker | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_starts", StartBatcher(self.store, self.run_db))
+
+    def hand_starts_to(self, taker: StartTaker | None) -> None:
+        """Hand starts on `taker`'s queue straight to it while it has a free slot (None: stop)."""
+        object.__setattr__(self, "_taker", taker)
 
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
@@ -250,7 +260,13 @@ class Lifecycle:
             draw=self.draw,
             prepare=prepare,
         )
-        result = await self._starts.start(request)
+        taker = self._taker
+        if taker is not None and refused is None and await taker.reserve_slot(queue):
+            # Leased to this process's worker from its first committed instant.
+            started_id = execution_arn(machine_name, execution_name)
+            result = await start_handed(self._starts, request, taker, started_id)
+        else:
+            result = await self._starts.start(request)
         if result.error is not None:
             raise result.error
         assert result.record is not None

@@ -8,7 +8,11 @@ cancelled locally at once: another worker may own it now, and the store
 refuses any further write from this one. When nothing is due the worker
 sleeps until woken (LISTEN/NOTIFY on PostgreSQL, polling on SQLite).
 Stopping (SIGTERM/SIGINT in the CLI) stops claiming, cancels what runs,
-and releases those leases so another worker resumes them at once.
+and releases those leases so another worker resumes them at once. A start
+made in this process on the worker's queue while it has a free slot skips
+the claim: the start's transaction writes the work row already leased to
+the worker, and the worker runs it from what the start has
+(`Worker.reserve_slot`, `Worker.take_started`; see `engine/handoff.py`).
 
 The loops survive the store: a transient store failure (see
 `engine.store.boundary`) never leaves `Worker.run`, `LeaseKeeper.run` or
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import anyio
+import anyio.abc
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
@@ -380,6 +385,92 @@ class Worker:
         self.poll_seconds = poll_seconds
         self._slot_freed = anyio.Event()
         self.finished = 0
+        # Set while `run` can start runs: the group that `take_started` runs a start in.
+        self._group: anyio.abc.TaskGroup | None = None
+        # Slots promised to starts in flight (`reserve_slot`) and to the claim in flight.
+        self._promised = 0
+        self._claiming = 0
+        self._claim_done = anyio.Event()
+        self.handed_off = 0
+
+    @property
+    def worker_id(self) -> str:
+        return self.runtime.worker_id
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.runtime.lease_seconds
+
+    @property
+    def taking_starts(self) -> bool:
+        """Whether `reserve_slot` may promise slots: the worker runs and has not begun stopping."""
+        return self._group is not None
+
+    def _busy(self) -> int:
+        """Slots taken: runs held, starts promised a slot, and the claim in flight."""
+        return len(self.keeper.held) + self._promised + self._claiming
+
+    async def reserve_slot(self, queue: str) -> bool:
+        """Promise a start on `queue` a slot of this worker; False when it has none to give.
+
+        None is given when the worker is not running, serves another queue,
+        or has `concurrency` runs and promised starts already. A claim in
+        flight holds the slots it may fill: this waits for it to end (a
+        claim is one short transaction) and then counts what it took. A
+        promised slot is settled by `take_started` (the start created its
+        execution, leased to this worker) or `free_slot` (it did not).
+        """
+        if self._group is None or queue != self.queue:
+            return False
+        while self._claiming:
+            await self._claim_done.wait()
+        # Checked and promised with no await between.
+        if self._group is None or self._busy() >= self.concurrency:
+            return False
+        self._promised += 1
+        return True
+
+    def free_slot(self) -> None:
+        """Give back a slot `reserve_slot` promised, unused."""
+        self._promised -= 1
+        self._slot_freed.set()
+
+    def take_started(self, loaded: LoadedExecution) -> bool:
+        """Run a just-started execution whose work row the start leased to this worker.
+
+        Settles the slot `reserve_slot` promised. The execution runs as a
+        claimed one does (`LeaseKeeper.reserve`, then `_run_one` with what
+        the start already has: `loaded`), with no claim and no load. True
+        when it runs here (or already did, by another path of this
+        process); False when this worker has stopped meanwhile: the caller
+        must then give the lease back (`give_back`) so another worker takes it.
+        """
+        self._promised -= 1
+        group = self._group
+        execution_id = loaded.record.execution_id
+        if group is None:
+            self._slot_freed.set()
+            return False
+        telemetry.record_claim(loaded.record.start_date, self.runtime.clock.now())
+        scope = self.keeper.reserve(execution_id)
+        if scope is None:
+            # This process runs it already (it claimed it with our worker id).
+            self._slot_freed.set()
+            return True
+        self.handed_off += 1
+        group.start_soon(self._run_one, execution_id, scope, loaded)
+        return True
+
+    async def give_back(self, execution_id: str) -> None:
+        """Release a lease a start took for this worker that nothing here will run (due now).
+
+        Not while this process runs `execution_id` (by another path): that
+        run holds the lease.
+        """
+        if execution_id in self.keeper.held:
+            return
+        with anyio.CancelScope(shield=True):
+            await self._release(execution_id)
 
     async def run(self) -> None:
         """Claim and run executions until cancelled; on cancellation release what is held.
@@ -392,12 +483,17 @@ class Worker:
         backoff = Backoff()
         try:
             async with anyio.create_task_group() as group:
+                self._group = group
                 while True:
-                    free = self.concurrency - len(self.keeper.held)
+                    free = self.concurrency - self._busy()
                     if free <= 0:
                         await self._slot()
                         continue
                     now = runtime.clock.now()
+                    # Promised to the claim until its executions are reserved
+                    # below, so a start cannot take one of these slots meanwhile.
+                    self._claiming = free
+                    self._claim_done = anyio.Event()
                     try:
                         claimed = await runtime.run_db(
                             runtime.store.claim_due_loaded,
@@ -408,8 +504,12 @@ class Worker:
                             queue=self.queue,
                         )
                     except StoreUnavailable as error:
+                        self._claimed()
                         await outage.pause(error, backoff)
                         continue
+                    except BaseException:
+                        self._claimed()
+                        raise
                     outage.ok()
                     backoff.reset()
                     for execution_id, due_at, loaded in claimed:
@@ -418,6 +518,8 @@ class Worker:
                         if scope is None:
                             continue  # this process already runs it (Engine.run)
                         group.start_soon(self._run_one, execution_id, scope, loaded)
+                    # Reserved above with no await since the claim: now held, not promised.
+                    self._claimed()
                     if len(claimed) < free:
                         # Nothing more is due: sleep until new work is signalled
                         # (NOTIFY, or a local wake-up) or the poll interval passes.
@@ -433,12 +535,22 @@ class Worker:
                         except StoreUnavailable as error:
                             await outage.pause(error, backoff)
         finally:
+            # No start is handed here from now on (`take_started` says so to
+            # its caller, who releases); what was handed before is held, and
+            # released below with the rest.
+            self._group = None
+            self._claimed()
             with anyio.CancelScope(shield=True):
                 await self._release_all()
 
+    def _claimed(self) -> None:
+        """The claim in flight is over: its slots are held runs now, or free."""
+        self._claiming = 0
+        self._claim_done.set()
+
     async def _slot(self) -> None:
         """Wait until a running execution ends (or the poll interval passes)."""
-        if len(self.keeper.held) < self.concurrency:
+        if self._busy() < self.concurrency:
             return
         # Checked and armed with no await in between: a slot cannot free unseen.
         self._slot_freed = anyio.Event()

@@ -4,8 +4,9 @@ On PostgreSQL a start batch reads first — the machine's status and
 revision, and whether any name is taken, in autocommit as every read there
 (`PostgresBackend.reading`) — and then sends its writes with psycopg's
 pipeline mode and waits once: BEGIN, the executions rows, their
-``ExecutionStarted`` events, their work rows, a NOTIFY for the workers, and
-COMMIT. The names were checked before, outside this transaction, so another
+``ExecutionStarted`` events, their work rows, a NOTIFY for the workers
+(none when every work row is leased already to a worker of this process),
+and COMMIT. The names were checked before, outside this transaction, so another
 process may have taken one since: the unique keys then abort the
 transaction, nothing of the batch is written, and the caller retries each
 start alone (`StartStore.start_executions`), where the existing execution
@@ -34,8 +35,13 @@ def pipelined_starts(
     execution_rows: Sequence[dict[str, Any]],
     event_rows: Sequence[dict[str, Any]],
     work_rows: Sequence[dict[str, Any]],
+    *,
+    notify: bool = True,
 ) -> bool:
     """Insert the rows of a start batch and NOTIFY in one transaction and one round trip.
+
+    `notify` False: no NOTIFY (every work row is leased to a worker of the
+    starting process already, so no worker need look).
 
     Returns False, having written nothing, when a unique key collides.
     Raises psycopg.OperationalError when the database fails (the store's
@@ -53,7 +59,8 @@ def pipelined_starts(
                     _insert_sql(table, tuple(rows[0])),
                     [{k: _plain(v) for k, v in row.items()} for row in rows],
                 )
-            cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            if notify:
+                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             connection.commit()
     except psycopg.errors.IntegrityError:
         return False

@@ -81,6 +81,11 @@ class StartRequest:
     weighted pick only. `prepare` gets the resolved machine and returns the
     execution's id and its ``ExecutionStarted`` event, or raises (its error
     is that start's answer; nothing of it is written).
+
+    `lease_owner` set: the work row is written already leased to that
+    worker until `lease_expires_at`, as a claim would lease it (the start
+    is handed straight to a worker of this process: `Worker.take_started`);
+    no wake-up is sent for it. None: the work row is due now, unleased.
     """
 
     machine: str
@@ -92,15 +97,22 @@ class StartRequest:
     queue: str
     draw: Callable[[], float]
     prepare: Callable[[Resolved], tuple[str, Event]]
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 @dataclass
 class StartResult:
-    """One start's answer: (record, created) or the error it raised."""
+    """One start's answer: (record, created) or the error it raised.
+
+    `machine` is the machine version a created execution runs (what a
+    claim would load with it); None for an existing one or an error.
+    """
 
     record: ExecutionRecord | None = None
     created: bool = False
     error: StepwiseError | None = None
+    machine: MachineVersion | None = None
 
 
 def pick_route(routes: Sequence[tuple[int, int]], draw: float) -> int:
@@ -221,6 +233,9 @@ class _Planned:
     index: int
     record: ExecutionRecord
     first_event: Event
+    machine: MachineVersion
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 class StartStore(StoreBase):
@@ -300,14 +315,18 @@ class StartStore(StoreBase):
                     taken[wanted.execution_id] = wanted
                 else:
                     results[plan.index] = _answer(existing, wanted)
+            # Work leased to a worker of this process needs no wake-up: it is
+            # handed to that worker; only due work makes workers look.
+            wake = any(plan.lease_owner is None for plan in created)
             if created and not pipelined:
                 self._insert(conn, created, raw=raw)
-                self._backend.notify_in(conn)
+                if wake:
+                    self._backend.notify_in(conn)
         if created and pipelined:
-            self._insert_pipelined(created)
+            self._insert_pipelined(created, notify=wake)
         for plan in created:
-            results[plan.index] = StartResult(plan.record, True)
-        if created:
+            results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
+        if created and wake:
             self._waker.wake_local()
         return results
 
@@ -354,6 +373,10 @@ class StartStore(StoreBase):
                 "execution_id": p.record.execution_id,
                 "queue": p.record.queue,
                 "due_at": p.record.start_date,
+                # Leased from its first committed instant when handed to a
+                # worker of this process: no other worker can claim it.
+                "lease_owner": p.lease_owner,
+                "lease_expires_at": p.lease_expires_at,
                 "wakeups": 0,
                 "wakeups_seen": 0,
             }
@@ -368,13 +391,13 @@ class StartStore(StoreBase):
             else:
                 conn.execute(sa.insert(table), table_rows)
 
-    def _insert_pipelined(self, planned: Sequence[_Planned]) -> None:
+    def _insert_pipelined(self, planned: Sequence[_Planned], *, notify: bool) -> None:
         """PostgreSQL: the batch's writes in one round trip (`pgstart.py`); _Collided if taken."""
         from engine.store.pgstart import pipelined_starts  # loads psycopg: PostgreSQL only
 
         (_, rows), (_, events), (_, work) = self._rows(planned)
         with mapped_errors(self._display):
-            written = pipelined_starts(self._engine, rows, events, work)
+            written = pipelined_starts(self._engine, rows, events, work, notify=notify)
         if not written:
             raise _Collided
 
@@ -417,7 +440,14 @@ def _plan(index: int, request: StartRequest, resolver: _Resolver) -> _Planned:
         published_version=resolved.version,
         alias=resolved.alias,
     )
-    return _Planned(index, record, first)
+    return _Planned(
+        index,
+        record,
+        first,
+        machine,
+        lease_owner=request.lease_owner,
+        lease_expires_at=request.lease_expires_at,
+    )
 
 
 def _owner(taken: dict[Any, ExecutionRecord], wanted: ExecutionRecord) -> ExecutionRecord | None:
