@@ -30,12 +30,14 @@ from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 
-__all__ = ["MAX_THREADS", "HandlerThreads", "run_in_thread"]
+__all__ = ["MAX_THREADS", "THREAD_NAME", "HandlerThreads", "run_in_thread"]
 
 T = TypeVar("T")
 
 # anyio's default thread limiter held 40 tokens: sync handlers keep that bound.
 MAX_THREADS = 40
+# Each thread's name starts with this (a stopping worker looks for them by name).
+THREAD_NAME = "stepwise handler"
 
 _Job = tuple[
     asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]
@@ -80,7 +82,7 @@ class HandlerThreads:
                 self._idle -= 1
             elif len(self._threads) < self.max_threads:
                 thread = threading.Thread(
-                    target=self._serve, name=f"stepwise handler {len(self._threads)}"
+                    target=self._serve, name=f"{THREAD_NAME} {len(self._threads)}"
                 )
                 self._threads.append(thread)
                 thread.start()
