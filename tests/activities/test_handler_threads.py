@@ -109,9 +109,7 @@ def test_a_blocked_handler_does_not_hold_up_another_executions_wait(db_url: str)
             pause = await engine.start("pause", {})
             woke = await engine.wait(pause)
             # The handler is still blocked in its thread while the Wait finished.
-            observed["blocked_when_wait_ended"] = (
-                await engine.describe(blocked)
-            ).status
+            observed["blocked_when_wait_ended"] = (await engine.describe(blocked)).status
             release.set()
             finished = await engine.wait(blocked)
             assert woke.status == "SUCCEEDED" and woke.output == '"woke"'
