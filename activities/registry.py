@@ -17,7 +17,6 @@ reads (built-ins enabled, mock responses, the HTTP built-in's network policy).
 from __future__ import annotations
 
 import fnmatch
-import functools
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
@@ -25,8 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import anyio
-
+from activities.handler_threads import run_in_thread
 from activities.netpolicy import HttpPolicy, parse_allow
 
 __all__ = [
@@ -116,16 +114,15 @@ def _registration(pattern: str, handler: Handler) -> Registration:
 
 async def call_handler(registration: Registration, event: Any, context: Any) -> Any:
     """Call a handler the way it is registered: with `context` if it takes two arguments,
-    awaited if async, else in a worker thread (abandoned, not waited for, on cancellation).
+    awaited if async, else in one of the long-lived handler threads
+    (`activities.handler_threads`; abandoned, not waited for, on cancellation).
 
     Whatever the handler raises propagates.
     """
     args = (event, context) if registration.wants_context else (event,)
     if registration.is_async:
         return await registration.handler(*args)
-    return await anyio.to_thread.run_sync(
-        functools.partial(registration.handler, *args), abandon_on_cancel=True
-    )
+    return await run_in_thread(registration.handler, *args)
 
 
 def lambda_name(reference: str) -> str:

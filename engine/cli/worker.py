@@ -177,11 +177,15 @@ def _exit_without_waiting_for_handler_threads() -> None:
     import threading
     import time
 
+    from activities.handler_threads import THREAD_NAME
+
     def lingering() -> list[threading.Thread]:
         return [
             thread
             for thread in threading.enumerate()
-            if thread.name == "AnyIO worker thread" and thread.is_alive() and not thread.daemon
+            if (thread.name == "AnyIO worker thread" or thread.name.startswith(THREAD_NAME))
+            and thread.is_alive()
+            and not thread.daemon
         ]
 
     deadline = time.monotonic() + _HANDLER_GRACE_SECONDS

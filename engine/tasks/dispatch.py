@@ -16,9 +16,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import msgspec
 
+from activities.handler_threads import run_in_thread
 from activities.http import http_invoke
 from activities.lambda_ import LambdaError, LambdaPayload, call_function, invoke_result
 from activities.registry import ActivityContext, ActivityError, Registration, call_handler
@@ -81,9 +81,7 @@ async def _builtin(
     call: Call, fn: Callable[[Any, ActivityContext], Any], context: ActivityContext
 ) -> Outcome:
     try:
-        value = await anyio.to_thread.run_sync(
-            functools.partial(fn, call.effective, context), abandon_on_cancel=True
-        )
+        value = await run_in_thread(fn, call.effective, context)
     except ActivityError as failure:
         return Failed(failure.error, failure.cause)
     return encode_result(value, call.limit_name)

@@ -99,7 +99,7 @@ MUTATIONS = [
     ),
     Mutation(
         "JSONata without its deadline",
-        "statemachine/jsonata.py",
+        "statemachine/jsonata_eval.py",
         "self._deadline = time.monotonic() + limits.timeout_seconds",
         'self._deadline = float("inf")',
         (
