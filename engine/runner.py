@@ -111,6 +111,10 @@ class Runtime:
     max_history_events: int = MAX_HISTORY_EVENTS
     # Executions someone in this process waits on, set when they finish here.
     finished: dict[str, anyio.Event] = field(default_factory=dict)
+    # Executions whose finishing checkpoint has committed while their run is
+    # still unwinding: the lease keeper must not take their gone work rows
+    # for a lost lease (`LeaseKeeper.run`); `run_one` forgets them.
+    ended: set[str] = field(default_factory=set)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
@@ -422,8 +426,10 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
         if result != CommitResult.OK:
             raise commit_error(result, f"execution {execution_id}: at commit")
         telemetry.on_commit(record, events, runtime.store.history)
-        if finish is not None and execution_id in runtime.finished:
-            runtime.finished[execution_id].set()
+        if finish is not None:
+            runtime.ended.add(execution_id)
+            if execution_id in runtime.finished:
+                runtime.finished[execution_id].set()
 
     return checkpoint
 

@@ -226,6 +226,7 @@ class LeaseKeeper:
                 )
             return Ran(claimed=True)  # the scope was cancelled: the lease is lost
         finally:
+            runtime.ended.discard(execution_id)
             if self.held.get(execution_id) is scope:
                 del self.held[execution_id]
 
@@ -266,9 +267,14 @@ class LeaseKeeper:
             outage.ok()
             renewed_at = time.monotonic()
             for execution_id in ids:
-                if execution_id not in kept and execution_id in self.held:
-                    log.warning("lease lost for %s; cancelling it here", execution_id)
-                    self.held[execution_id].cancel()
+                if execution_id in kept or execution_id not in self.held:
+                    continue
+                if execution_id in runtime.ended:
+                    # Its end committed (and deleted its work row) while this
+                    # renewal ran: nothing was lost, its run is unwinding.
+                    continue
+                log.warning("lease lost for %s; cancelling it here", execution_id)
+                self.held[execution_id].cancel()
 
 
 @dataclass
