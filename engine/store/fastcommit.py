@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -44,12 +45,33 @@ _LEASE_CHECK = (
     "AND lease_expires_at > %(now)s ORDER BY execution_id FOR UPDATE) "
     "SELECT 1 / (CASE WHEN count(*) = %(count)s THEN 1 ELSE 0 END) FROM held"
 )
-_JOURNAL = "INSERT INTO journal (execution_id, key, value, recorded_at) VALUES (%s, %s, %s, %s)"
+_JOURNAL = "INSERT INTO journal (execution_id, key, value, recorded_at) VALUES "
 _EVENTS = (
     "INSERT INTO history_events "
-    "(execution_id, event_id, previous_event_id, type, timestamp, details) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
+    "(execution_id, event_id, previous_event_id, type, timestamp, details) VALUES "
 )
+# Rows go in multi-row INSERTs of at most this many rows: one statement for
+# a step's few rows instead of one per row (psycopg's per-statement work is
+# most of a commit's CPU), and a bounded set of statement texts for psycopg
+# to prepare.
+_ROWS_PER_INSERT = 32
+
+
+@cache
+def _multi_row(head: str, columns: int, rows: int) -> str:
+    """`head` followed by `rows` placeholder tuples of `columns` values each."""
+    one = "(" + ", ".join(["%s"] * columns) + ")"
+    return head + ", ".join([one] * rows)
+
+
+def _insert_rows(cursor: psycopg.Cursor[Any], head: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert `rows` with as few multi-row statements as `_ROWS_PER_INSERT` allows."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        params = [value for row in chunk for value in row]
+        cursor.execute(_multi_row(head, len(chunk[0]), len(chunk)), params)
+
+
 _PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
 _FINISH = (
     "UPDATE executions SET status = %s, output = %s, error = %s, cause = %s, stop_date = %s "
@@ -130,7 +152,7 @@ def _queue_writes(
         for key, value in c.journal
     ]
     if journal_rows:
-        cursor.executemany(_JOURNAL, journal_rows)
+        _insert_rows(cursor, _JOURNAL, journal_rows)
     event_rows = []
     for c in checkpoints:
         for event in c.events:
@@ -146,7 +168,7 @@ def _queue_writes(
                 )
             )
     if event_rows:
-        cursor.executemany(_EVENTS, event_rows)
+        _insert_rows(cursor, _EVENTS, event_rows)
     progress: dict[str, int] = {}
     for c in checkpoints:
         last = max([c.last_event_id, *(e.event_id for e in c.events)])

@@ -147,6 +147,37 @@ def test_fast_commit_writes_are_the_careful_paths_rows(
 
 
 @pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+def test_a_group_of_many_rows_is_written_whole(
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More rows than one multi-row INSERT carries: all written, as the careful path writes them."""
+    group = [
+        Checkpoint(
+            f"e-{name}",
+            journal=[(f"s/{i}", f'{{"i":{i}}}') for i in range(n)],
+            events=[_event(2 + i, "PassStateEntered", name=f"S{i}") for i in range(n)],
+        )
+        for name, n in (("b", 70), ("c", 33), ("a", 1))
+    ]
+    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    try:
+        assert careful.commit(group, worker_id="w", now=LATER) == [CommitResult.OK] * 3
+        with monkeypatch.context() as patched:
+
+            def refuse(*args: object, **kwargs: object) -> object:
+                raise AssertionError("the careful path ran for an ordinary group")
+
+            patched.setattr(work_module, "write_checkpoints", refuse)
+            assert fast.commit(group, worker_id="w", now=LATER) == [CommitResult.OK] * 3
+        assert _rows(fast) == _rows(careful)
+        assert len(fast.load("e-b").journal) == 70
+        assert len(fast.history("e-c")) == 34  # ExecutionStarted and the 33 written here
+    finally:
+        fast.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 def test_fast_commit_seals_payloads_as_the_careful_path(urls: tuple[str, str]) -> None:
     codec = PayloadCodec([os.urandom(32)])
     fast = _prepared(urls[0], fast=True, codec=codec)
