@@ -49,3 +49,19 @@ def db_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh empty databases of one kind (the test's indirect parameter: sqlite or postgres).
+
+    For the fast/careful comparisons: (for the fast path, for the careful path).
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
+        return
+    request.getfixturevalue("postgres_server")
+    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
+    yield fast, careful
+    for name in (fast_name, careful_name):
+        pg.server().drop_database(name)

@@ -17,18 +17,17 @@ go when the engine is disposed (`Store.reset_connections`, `Store.close`).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from engine.store import connect
+from engine.store.held import HeldPooled
 
 __all__ = ["HeldConnection", "pooled_psycopg"]
 
@@ -51,21 +50,8 @@ def pooled_psycopg(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
         pooled.close()
 
 
-class HeldConnection:
+class HeldConnection(HeldPooled):
     """One pooled psycopg connection kept checked out for a run of transactions."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._lock = threading.Lock()
-        self._pooled: PoolProxiedConnection | None = None
-        self._used_at = 0.0
-        self._disposed = False
-        sa_event.listen(engine, "engine_disposed", self._on_disposed)
-
-    @property
-    def engine(self) -> Engine:
-        """The engine whose pool the connection comes from."""
-        return self._engine
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -75,12 +61,12 @@ class HeldConnection:
         (`pooled_psycopg`) instead of waiting. A connection lost in use is
         invalidated and replaced at the next call.
         """
-        if not self._lock.acquire(blocking=False):
-            with pooled_psycopg(self._engine) as pooled_connection:
+        if not self._take():
+            with pooled_psycopg(self.engine) as pooled_connection:
                 yield pooled_connection
             return
         try:
-            pooled = self._checkout()
+            pooled = self._pinged() or self._checkout()
             connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
             try:
                 yield connection
@@ -95,43 +81,18 @@ class HeldConnection:
         finally:
             self._lock.release()
 
-    def _checkout(self) -> PoolProxiedConnection:
-        """The held connection (under the lock): fresh after a dispose, pinged after idling."""
-        if self._disposed:
-            self._disposed = False
+    _used_at = 0.0
+
+    def _pinged(self) -> PoolProxiedConnection | None:
+        """The kept connection, pinged if it sat idle (as the pool does); None if it is unusable."""
+        pooled = self._kept()
+        if pooled is None or time.monotonic() - self._used_at < connect._PING_AFTER_IDLE_SECONDS:
+            return pooled
+        try:
+            driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+            driver.execute("SELECT 1")
+            driver.rollback()
+        except Exception:  # any failure means this connection is unusable
             self._drop(invalidate=True)
-        pooled = self._pooled
-        if (
-            pooled is not None
-            and time.monotonic() - self._used_at >= connect._PING_AFTER_IDLE_SECONDS
-        ):
-            try:
-                driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-                driver.execute("SELECT 1")
-                driver.rollback()
-            except Exception:  # any failure means this connection is unusable
-                self._drop(invalidate=True)
-                pooled = None
-        if pooled is None:
-            # The pool pings it if it sat idle there, and replaces a dead one.
-            pooled = self._pooled = self._engine.raw_connection()
+            return None
         return pooled
-
-    def _drop(self, *, invalidate: bool) -> None:
-        pooled, self._pooled = self._pooled, None
-        if pooled is None:
-            return
-        if invalidate:
-            pooled.invalidate()
-        pooled.close()
-
-    def _on_disposed(self, _engine: Engine) -> None:
-        # The pool's connections are being closed: ours goes too, now if it
-        # is not in use, else by the next transaction.
-        if self._lock.acquire(blocking=False):
-            try:
-                self._drop(invalidate=True)
-            finally:
-                self._lock.release()
-        else:
-            self._disposed = True

@@ -112,7 +112,7 @@ class PostgresBackend(Backend):
     ) -> tuple[list[CommitResult], bool] | None:
         held = self._held
         if held is None or held.engine is not engine:
-            return pipelined_commit(HeldConnection(engine), checkpoints, worker_id, now, codec)
+            return None  # an engine this backend did not make: the careful path
         return pipelined_commit(held, checkpoints, worker_id, now, codec)
 
     def fast_claim(

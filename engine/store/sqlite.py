@@ -78,5 +78,5 @@ class SqliteBackend(Backend):
     ) -> tuple[list[CommitResult], bool] | None:
         held = self._held
         if held is None or held.engine is not engine:
-            held = HeldSqlite(engine)
+            return None  # an engine this backend did not make: the careful path
         return raw_commit(held, checkpoints, worker_id, now, codec)

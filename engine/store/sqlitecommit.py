@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.engine import Dialect
 
 from engine.store.codec import PayloadCodec
+from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
@@ -108,15 +106,8 @@ def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
     return process
 
 
-class HeldSqlite:
+class HeldSqlite(HeldPooled):
     """The pool's sqlite3 connection kept checked out for the commit path's transactions."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._lock = threading.Lock()
-        self._pooled: PoolProxiedConnection | None = None
-        self._disposed = False
-        sa_event.listen(engine, "engine_disposed", self._on_disposed)
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -124,7 +115,7 @@ class HeldSqlite:
 
         The caller ends its transaction; a connection left inside one is dropped.
         """
-        if not self._lock.acquire(blocking=False):
+        if not self._take():
             pooled = self.engine.raw_connection()
             try:
                 yield pooled.driver_connection  # type: ignore[misc]
@@ -132,12 +123,8 @@ class HeldSqlite:
                 pooled.close()
             return
         try:
-            if self._disposed:
-                self._disposed = False
-                self._drop(invalidate=True)
-            if self._pooled is None:
-                self._pooled = self.engine.raw_connection()
-            driver: sqlite3.Connection = self._pooled.driver_connection  # type: ignore[assignment]
+            kept = self._kept() or self._checkout()
+            driver: sqlite3.Connection = kept.driver_connection  # type: ignore[assignment]
             try:
                 yield driver
             finally:
@@ -145,24 +132,6 @@ class HeldSqlite:
                     self._drop(invalidate=False)  # the pool's reset rolls it back
         finally:
             self._lock.release()
-
-    def _drop(self, *, invalidate: bool) -> None:
-        pooled, self._pooled = self._pooled, None
-        if pooled is not None:
-            if invalidate:
-                pooled.invalidate()
-            pooled.close()
-
-    def _on_disposed(self, _engine: Engine) -> None:
-        # The pool's connections are being closed: ours goes too, now if it
-        # is not in use, else after the transaction under way.
-        if self._lock.acquire(blocking=False):
-            try:
-                self._drop(invalidate=True)
-            finally:
-                self._lock.release()
-        else:
-            self._disposed = True
 
 
 def raw_commit(

@@ -14,7 +14,6 @@ and the careful path answers LEASE_LOST or CONFLICT per checkpoint.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,25 +25,11 @@ from engine.store import Checkpoint, CommitResult, Event, Finish, Store, TokenRe
 from engine.store.codec import PayloadCodec
 from engine.store.outbox import AlertRecord
 from engine.store.sqlitecommit import HeldSqlite, raw_commit
-from tests.engine import pg
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 LATER = T0 + timedelta(seconds=7, microseconds=12)
 DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
 TABLES = ("executions", "history_events", "journal", "work_queue", "task_tokens")
-
-
-@pytest.fixture
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two fresh empty databases of the same kind: (for the fast path, for the careful path)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
-        return
-    request.getfixturevalue("postgres_server")
-    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
-    yield fast, careful
-    for name in (fast_name, careful_name):
-        pg.server().drop_database(name)
 
 
 def _event(event_id: int, type_: str, **details: Any) -> Event:

@@ -40,7 +40,6 @@ from tests.engine.test_start_raw_rows import (  # the fast/careful comparison's 
     _prepare,
     _rows,
     _store,
-    urls,  # noqa: F401 - a fixture
 )
 
 HOLD = {"StartAt": "Hold", "States": {"Hold": {"Type": "Task", "Resource": "hold", "End": True}}}
@@ -203,7 +202,7 @@ def test_starts_handed_to_an_engine_that_closes_at_once_are_run_by_another(db_ur
 
 @pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 def test_leased_start_writes_are_the_same_on_the_fast_and_the_careful_path(
-    urls: tuple[str, str],  # noqa: F811 - the imported fixture
+    urls: tuple[str, str],
 ) -> None:
     # Every other start of the batch handed to a worker: its work row leased, the rest due.
     expires = T0 + timedelta(seconds=30)

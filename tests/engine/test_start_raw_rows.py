@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,23 +25,9 @@ from engine.store import Event, Store
 from engine.store.codec import PayloadCodec
 from engine.store.schema import executions, history_events, work_queue
 from engine.store.starts import Resolved, StartRequest, StartResult
-from tests.engine import pg
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-
-
-@pytest.fixture
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two fresh empty databases of the same kind: (for the fast path, for the careful path)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'careful.db'}"
-        return
-    request.getfixturevalue("postgres_server")
-    (fast, fast_name), (careful, careful_name) = pg.fresh_database_url(), pg.fresh_database_url()
-    yield fast, careful
-    for name in (fast_name, careful_name):
-        pg.server().drop_database(name)
 
 
 def _store(url: str, *, raw: bool, codec: PayloadCodec | None = None) -> Store:
