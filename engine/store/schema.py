@@ -589,6 +589,68 @@ def _migration_map_runs(conn: Connection) -> None:
     frozen.tables["map_run_children"].create(conn)
 
 
+# Migration 14's function: PostgreSQL's group commit as one statement (see
+# `fastcommit.onecall_commit`, which builds `batch`). Frozen here as applied:
+# a change is a new migration that replaces it under a new name. It checks
+# the leases first, under the work rows' locks taken in id order, and raises
+# (SQLSTATE P0001) unless every one is held by `p_worker` and unexpired
+# at `p_now`; a row colliding with a unique key raises too. Either aborts the
+# statement's transaction, so nothing is written and the caller's careful
+# path decides. It returns whether released work fell due now (and then
+# NOTIFYs the workers, delivered at COMMIT).
+_COMMIT_FUNCTION_V1 = """
+CREATE FUNCTION stepwise_commit_v1(p_worker text, p_now timestamptz, p_batch text)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+    b json := p_batch::json;
+    ids text[] := ARRAY(SELECT json_array_elements_text(b->'ids'));
+    held integer;
+    item json;
+    due timestamptz;
+    wake boolean := false;
+BEGIN
+    SELECT count(*) INTO held FROM (
+        SELECT 1 FROM work_queue
+        WHERE execution_id = ANY(ids) AND lease_owner = p_worker AND lease_expires_at > p_now
+        ORDER BY execution_id FOR UPDATE
+    ) AS locked;
+    IF held <> cardinality(ids) THEN
+        RAISE EXCEPTION 'a lease of the group is not held';
+    END IF;
+    INSERT INTO journal (execution_id, key, value, recorded_at)
+    SELECT r->>0, r->>1, r->>2, p_now FROM json_array_elements(b->'journal') AS r;
+    INSERT INTO history_events
+        (execution_id, event_id, previous_event_id, type, timestamp, details)
+    SELECT r->>0, (r->>1)::integer, (r->>2)::integer, r->>3, (r->>4)::timestamptz, r->>5
+    FROM json_array_elements(b->'events') AS r;
+    UPDATE executions AS x SET last_event_id = (r->>1)::integer
+    FROM json_array_elements(b->'progress') AS r WHERE x.execution_id = r->>0;
+    FOR item IN SELECT json_array_elements(b->'release') LOOP
+        UPDATE work_queue SET lease_owner = NULL, lease_expires_at = NULL,
+            due_at = CASE WHEN wakeups <> wakeups_seen
+                THEN LEAST(COALESCE((item->>1)::timestamptz, p_now), p_now)
+                ELSE (item->>1)::timestamptz END,
+            wakeups_seen = wakeups
+        WHERE execution_id = item->>0 RETURNING due_at INTO due;
+        IF due <= p_now THEN
+            wake := true;
+        END IF;
+    END LOOP;
+    IF wake THEN
+        PERFORM pg_notify('stepwise_work', '');
+    END IF;
+    RETURN wake;
+END
+$fn$
+"""
+
+
+def _migration_commit_function(conn: Connection) -> None:
+    """PostgreSQL only: the group commit's one-statement function (nothing on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(_COMMIT_FUNCTION_V1))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -604,6 +666,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "deleting a state machine: state_machines.deleted_at", _migration_machine_deletion),
     (12, "activities and resource tags of the HTTP API (issue 15)", _migration_activities_and_tags),
     (13, "Distributed Map runs and their child executions (issue 13)", _migration_map_runs),
+    (14, "PostgreSQL: the group commit as one function call", _migration_commit_function),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,0 +1,204 @@
+"""PostgreSQL's group commit as one call of migration 14's function: same rows, same refusals.
+
+A group that finishes no execution commits through `stepwise_commit_v1` in
+one statement. It must write exactly the careful path's rows (column for
+column, on two fresh databases), and when a lease is not held or a row
+collides it must write nothing and leave the verdict — LEASE_LOST or
+CONFLICT — to the careful path. A database at migration 13 upgrades to 14
+when a store opens it and then commits through the function; one opened
+without migrating still commits (through the pipeline).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import engine.store.fastcommit as fastcommit
+import engine.store.schema as schema
+import engine.store.work as work_module
+from engine.store import Checkpoint, CommitResult, Store
+from tests.engine.test_commit_raw_rows import LATER, T0, _event, _prepared, _rows
+
+
+def _refuse(what: str) -> Any:
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError(f"{what} ran for a group the one call commits")
+
+    return refuse
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every answer of the one call (None: it handed over to the careful path)."""
+    answers: list[object] = []
+    real = fastcommit._one_call
+
+    def spying(*args: Any, **kwargs: Any) -> bool | None:
+        answer = real(*args, **kwargs)
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(fastcommit, "_one_call", spying)
+    return answers
+
+
+def _group() -> list[Checkpoint]:
+    """Progress that keeps the lease, a release due later, one made due now by a callback."""
+    return [
+        Checkpoint(
+            "e-a",
+            journal=[("s/A", '{"v":1}'), ("s/B", '{"v":"\\u00e9","q":"\\"x\\""}')],
+            events=[_event(2, "PassStateEntered", name="A"), _event(3, "PassStateExited")],
+            last_event_id=1,
+        ),
+        Checkpoint("e-b", journal=[("s/A", "1")], events=[_event(2, "TaskScheduled")]),
+        Checkpoint(
+            "e-c",
+            events=[_event(2, "WaitStateEntered")],
+            last_event_id=1,
+            release=True,
+            release_due_at=T0 + timedelta(hours=1, microseconds=3),
+        ),
+        Checkpoint("e-d", events=[_event(2, "TaskSucceeded")], release=True),
+    ]
+
+
+@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
+def test_the_one_call_writes_the_careful_paths_rows(
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    try:
+        answers = {"careful": careful.commit(_group(), worker_id="w", now=LATER)}
+        with monkeypatch.context() as patched:
+            patched.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
+            patched.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
+            calls = _spy(patched)
+            answers["fast"] = fast.commit(_group(), worker_id="w", now=LATER)
+        assert calls == [True]  # one call, and d's release fell due now
+        assert answers["fast"] == answers["careful"] == [CommitResult.OK] * 4
+        assert _rows(fast) == _rows(careful)
+        assert fast.work_due_at("e-d") == (True, LATER)  # the callback made it due now
+        assert fast.work_due_at("e-c") == (True, T0 + timedelta(hours=1, microseconds=3))
+        assert fast.load("e-a").journal["s/B"] == '{"v":"\\u00e9","q":"\\"x\\""}'
+        assert fast.history("e-a") == careful.history("e-a")
+    finally:
+        fast.close()
+        careful.close()
+
+
+def test_a_lost_lease_rolls_the_one_call_back_and_the_careful_path_decides(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _prepared(postgres_url, fast=True)
+    try:
+        # b's lease is taken over by another worker after it expired.
+        expired = T0 + timedelta(seconds=61)
+        store.renew("w", ["e-a", "e-c", "e-d"], lease_seconds=600, now=T0 + timedelta(seconds=30))
+        assert store.claim_execution("e-b", "other", lease_seconds=60, now=expired)
+        monkeypatch.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
+        calls = _spy(monkeypatch)
+        group = [
+            Checkpoint("e-a", journal=[("k", "1")], events=[_event(2, "TaskScheduled")]),
+            Checkpoint("e-b", journal=[("k", "1")], events=[_event(2, "TaskScheduled")]),
+        ]
+        assert store.commit(group, worker_id="w", now=expired) == [
+            CommitResult.OK,
+            CommitResult.LEASE_LOST,
+        ]
+        assert calls == [None]  # the one call handed over; the careful path decided
+        assert store.load("e-a").journal == {"k": "1"}  # written once, by the careful path
+        assert [e.event_id for e in store.history("e-a")] == [1, 2]
+        assert store.load("e-b").journal == {}
+        assert [e.event_id for e in store.history("e-b")] == [1]
+        with store._engine.connect() as conn:
+            owner = conn.execute(
+                sa.text("SELECT lease_owner FROM work_queue WHERE execution_id = 'e-b'")
+            ).scalar()
+        assert owner == "other"  # the other worker's lease is untouched
+    finally:
+        store.close()
+
+
+def test_a_collision_rolls_the_one_call_back_and_the_careful_path_decides(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _prepared(postgres_url, fast=True)
+    try:
+        store.commit([Checkpoint("e-c", journal=[("dup", "1")])], worker_id="w", now=T0)
+        monkeypatch.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
+        calls = _spy(monkeypatch)
+        group = [
+            Checkpoint("e-a", journal=[("k", "1")], events=[_event(2, "TaskScheduled")]),
+            Checkpoint("e-c", journal=[("dup", "2")], release=True),
+        ]
+        assert store.commit(group, worker_id="w", now=T0) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        assert calls == [None]
+        assert store.load("e-a").journal == {"k": "1"}
+        assert [e.event_id for e in store.history("e-a")] == [1, 2]
+        assert store.load("e-c").journal == {"dup": "1"}
+    finally:
+        store.close()
+
+
+def _at_migration_13(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build the schema as Stepwise's migration 13 left it."""
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:13])
+        patched.setattr(schema, "SCHEMA_VERSION", 13)
+        Store(url).close()
+
+
+def _has_function(store: Store) -> bool:
+    with store._engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'stepwise_commit_v1'")
+        ).scalar()
+    return bool(found)
+
+
+def test_a_migration_13_database_upgrades_and_commits_in_one_call(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _at_migration_13(postgres_url, monkeypatch)
+    unmigrated = Store(postgres_url, auto_migrate=False)
+    try:
+        assert unmigrated.schema_version() == 13
+        assert not _has_function(unmigrated)
+    finally:
+        unmigrated.close()
+    store = _prepared(postgres_url, fast=True)  # opening it migrates
+    try:
+        assert store.schema_version() == schema.SCHEMA_VERSION == 14
+        assert _has_function(store)
+        calls = _spy(monkeypatch)
+        assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        assert calls == [True]
+        assert store.load("e-b").journal == {"s/A": "1"}
+    finally:
+        store.close()
+
+
+def test_a_database_not_yet_migrated_still_commits(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _at_migration_13(postgres_url, monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:13])
+        patched.setattr(schema, "SCHEMA_VERSION", 13)
+        store = _prepared(postgres_url, fast=True)
+    try:
+        store_version = store.schema_version()
+        assert store_version == 13
+        monkeypatch.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
+        assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        assert store.load("e-b").journal == {"s/A": "1"}
+        assert store.work_due_at("e-d") == (True, LATER)
+    finally:
+        store.close()
