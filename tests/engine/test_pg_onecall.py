@@ -6,11 +6,14 @@ column, on two fresh databases), and when a lease is not held or a row
 collides it must write nothing and leave the verdict — LEASE_LOST or
 CONFLICT — to the careful path. A database at migration 13 upgrades to 14
 when a store opens it and then commits through the function; one opened
-without migrating still commits (through the pipeline).
+without migrating still commits (through the pipeline). A start batch is one
+statement too (`pgstart.py`): when a name was taken meanwhile it writes
+nothing, and each start is then decided alone.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -18,9 +21,11 @@ import pytest
 import sqlalchemy as sa
 
 import engine.store.fastcommit as fastcommit
+import engine.store.pgstart as pgstart
 import engine.store.schema as schema
 import engine.store.work as work_module
-from engine.store import Checkpoint, CommitResult, Store
+from engine.store import Checkpoint, CommitResult, Event, Store
+from engine.store.starts import Resolved, StartRequest, StartStore
 from tests.engine.test_commit_raw_rows import LATER, T0, _event, _prepared, _rows
 
 
@@ -202,3 +207,67 @@ def test_a_database_not_yet_migrated_still_commits(
         assert store.work_due_at("e-d") == (True, LATER)
     finally:
         store.close()
+
+
+def test_a_start_batch_that_collides_writes_nothing_and_each_start_is_decided_alone(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process took a name between the check and the insert: the one statement aborts."""
+    store = _start_store(postgres_url)
+    try:
+        (first,) = store.start_executions([_start_request("x")])
+        assert first.created
+        real_taken = StartStore._taken
+        checks: list[int] = []
+
+        def blind_once(self: StartStore, conn: Any, wanted: Any) -> Any:
+            checks.append(len(wanted))
+            return {} if len(checks) == 1 else real_taken(self, conn, wanted)
+
+        monkeypatch.setattr(StartStore, "_taken", blind_once)
+        written: list[bool] = []
+        real_starts = pgstart.pipelined_starts
+
+        def spying(*args: Any, **kwargs: Any) -> bool:
+            written.append(real_starts(*args, **kwargs))
+            return written[-1]
+
+        monkeypatch.setattr(pgstart, "pipelined_starts", spying)
+        again, other = store.start_executions([_start_request("x"), _start_request("y")])
+        assert written[0] is False  # the batch's statement collided and wrote nothing
+        assert (again.created, again.record.execution_id) == (False, first.record.execution_id)
+        assert other.created
+        assert [e.type for e in store.history(other.record.execution_id)] == ["ExecutionStarted"]
+        assert len(store.history(first.record.execution_id)) == 1
+        with store._engine.connect() as conn:
+            work = conn.execute(sa.text("SELECT count(*) FROM work_queue")).scalar()
+        assert work == 2
+    finally:
+        store.close()
+
+
+PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+
+
+def _start_store(url: str) -> Store:
+    store = Store(url)
+    store.put_state_machine("Machine", json.dumps(PASS))
+    return store
+
+
+def _start_request(name: str) -> StartRequest:
+    def prepare(resolved: Resolved) -> tuple[str, Event]:
+        details = {"input": "{}", "version": resolved.machine.version}
+        return f"arn:exec:Machine:{name}", Event(1, 0, "ExecutionStarted", T0, details)
+
+    return StartRequest(
+        machine="Machine",
+        qualifier=None,
+        name=name,
+        input="{}",
+        start_date=T0,
+        trace_id="ab" * 16,
+        queue="q1",
+        draw=lambda: 0.5,
+        prepare=prepare,
+    )
