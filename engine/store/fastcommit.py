@@ -197,17 +197,11 @@ def _one_call(
         "release": [(c.execution_id, c.release_due_at) for c in releases],
     }
     try:
-        with held.transaction() as connection:
-            # One statement in autocommit: its own transaction, one round
-            # trip, no BEGIN or COMMIT of ours and no pipeline around it.
-            connection.autocommit = True
-            try:
-                cursor = connection.execute(
-                    _ONE_CALL, (worker_id, now, _encode(batch).decode()), prepare=True
-                )
-                answer = cursor.fetchone()
-            finally:
-                connection.autocommit = False
+        # One statement in autocommit: its own transaction, one round trip,
+        # no BEGIN or COMMIT of ours and no pipeline around it.
+        with held.statement() as cursor:
+            cursor.execute(_ONE_CALL, (worker_id, now, _encode(batch).decode()), prepare=True)
+            answer = cursor.fetchone()
     except (psycopg.errors.IntegrityError, psycopg.errors.RaiseException):
         return None
     return bool(answer and answer[0])

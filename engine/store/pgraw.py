@@ -10,7 +10,8 @@ decide" catches it after), and the connection always goes back to the pool.
 `HeldConnection` does the same for the group commit, which runs one
 transaction after another: it keeps one pooled connection checked out
 between commits instead of paying the pool's checkout, check-in and reset
-each time. It still pings a connection that sat idle (as the pool does),
+each time (and, for commits that are one statement in autocommit, its
+cursor too). It still pings a connection that sat idle (as the pool does),
 replaces one that was lost, lets a concurrent caller use the pool, and lets
 go when the engine is disposed (`Store.reset_connections`, `Store.close`).
 """
@@ -65,10 +66,42 @@ class HeldConnection(HeldPooled):
             with pooled_psycopg(self.engine) as pooled_connection:
                 yield pooled_connection
             return
+        with self._held(autocommit=False) as connection:
+            yield connection
+
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor in autocommit, for one statement that is its own transaction.
+
+        The held connection stays in autocommit between such statements and
+        keeps its cursor (`transaction` switches it back); a pooled one, lent
+        while the held one is in use, goes back to the pool as it came.
+        """
+        if not self._take():
+            with pooled_psycopg(self.engine) as pooled_connection:
+                pooled_connection.autocommit = True
+                try:
+                    yield pooled_connection.cursor()
+                finally:
+                    pooled_connection.autocommit = False
+            return
+        with self._held(autocommit=True) as connection:
+            cursor = self._cursor
+            if cursor is None or cursor.connection is not connection:
+                cursor = self._cursor = connection.cursor()
+            yield cursor
+
+    _cursor: psycopg.Cursor[Any] | None = None
+
+    @contextmanager
+    def _held(self, *, autocommit: bool) -> Iterator[psycopg.Connection[Any]]:
+        """The held connection (taken already by `_take`) in this autocommit mode."""
         try:
             pooled = self._pinged() or self._checkout()
             connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
             try:
+                if connection.autocommit != autocommit:
+                    connection.autocommit = autocommit
                 yield connection
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self._drop(invalidate=True)

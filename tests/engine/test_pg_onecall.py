@@ -271,3 +271,31 @@ def _start_request(name: str) -> StartRequest:
         draw=lambda: 0.5,
         prepare=prepare,
     )
+
+
+def test_a_connection_lent_while_the_held_one_is_busy_goes_back_as_it_came(
+    postgres_url: str,
+) -> None:
+    """The one call on a pooled connection leaves it out of autocommit for the pool's next user."""
+    store = _prepared(postgres_url, fast=True)
+    try:
+        held = store._backend._held  # type: ignore[attr-defined]
+        assert held._take()  # another thread's commit holds the kept connection
+        try:
+            group = [Checkpoint("e-b", journal=[("k", "1")], events=[_event(2, "TaskScheduled")])]
+            assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK]
+        finally:
+            held._lock.release()
+        pooled = [store._engine.raw_connection() for _ in range(4)]  # every one the pool has
+        try:
+            assert [p.driver_connection.autocommit for p in pooled] == [False] * 4  # type: ignore[union-attr]
+        finally:
+            for p in pooled:
+                p.close()
+        assert store.load("e-b").journal == {"k": "1"}
+        # The kept connection, back in use, commits as before.
+        more = [Checkpoint("e-b", journal=[("k2", "1")], events=[_event(3, "TaskSucceeded")])]
+        assert store.commit(more, worker_id="w", now=T0) == [CommitResult.OK]
+        assert [e.event_id for e in store.history("e-b")] == [1, 2, 3]
+    finally:
+        store.close()
