@@ -1,26 +1,26 @@
-"""PostgreSQL's group commit in one round trip: lease check, writes and COMMIT together.
+"""PostgreSQL's group commit in one statement and one round trip.
 
 The careful path (`checkpoints.write_checkpoints`) locks the work rows, reads
 the leases, and only then writes: six round trips per group on PostgreSQL
-(BEGIN, the lease check, journal, events, executions, COMMIT). Here the
-database gets it all at once and the caller waits once. A group that
-finishes no execution is one statement in autocommit — a call of migration
+(BEGIN, the lease check, journal, events, executions, COMMIT). Here a group
+is one statement in autocommit — its own transaction — calling migration
 14's function `stepwise_commit_v1` (engine/store/schema.py) with the rows as
-one bound JSON parameter — so psycopg's pipeline machinery, a BEGIN and a
-COMMIT of ours are all spared (about half of a small commit's CPU). A group
-that finishes one goes through psycopg's pipeline mode: BEGIN, a locking
-lease check that the database itself turns into an error when any lease of
-the group is not held, every write, and COMMIT. Either way the lease check
-comes first (this worker's, unexpired at the worker's `now`, under the work
-rows' locks), and an error anywhere — a lease not held, a row that collides
-because another worker recorded the step — aborts the transaction, so
-nothing of the group is written; the caller then takes the careful path,
-which reports LEASE_LOST or CONFLICT per checkpoint. So a commit is still
-only ever made under held leases (checked inside the committing
-transaction), and the database's unique keys still decide races: this
-changes how many round trips a commit costs, not what it commits, and it
-never decides a lost lease or a conflict by itself. Batches that carry task
-tokens always take the careful path.
+one bound JSON parameter: no BEGIN or COMMIT of ours and none of psycopg's
+pipeline machinery, about half the CPU of the pipelined commit it replaced.
+A database not yet migrated to 14 gets that pipelined commit still: BEGIN,
+a locking lease check that the database itself turns into an error when any
+lease of the group is not held, every write, and COMMIT, sent at once.
+Either way the lease check comes first (this worker's, unexpired at the
+worker's `now`, under the work rows' locks taken in id order), and an error
+anywhere — a lease not held, a row that collides because another worker
+recorded the step — aborts the transaction, so nothing of the group is
+written; the caller then takes the careful path, which reports LEASE_LOST or
+CONFLICT per checkpoint. So a commit is still only ever made under held
+leases (checked inside the committing transaction), and the database's
+unique keys still decide races: this changes how many round trips a commit
+costs, not what it commits, and it never decides a lost lease or a conflict
+by itself. Batches that carry task tokens, and finishes that a Map Run
+hooks, always take the careful path.
 """
 
 from __future__ import annotations
@@ -79,8 +79,7 @@ def _insert_rows(cursor: psycopg.Cursor[Any], head: str, rows: Sequence[tuple[An
         cursor.execute(_multi_row(head, len(chunk[0]), len(chunk)), params)
 
 
-# Migration 14's function (engine/store/schema.py): the group commit of
-# checkpoints that finish nothing, as one statement.
+# Migration 14's function (engine/store/schema.py): the group commit as one statement.
 _ONE_CALL = "SELECT stepwise_commit_v1(%s, %s, %s)"
 _encode = msgspec.json.Encoder().encode
 
@@ -114,6 +113,9 @@ def pipelined_commit(
 ) -> tuple[list[CommitResult], bool] | None:
     """Commit the group in one round trip; None when the careful path must decide.
 
+    One call of migration 14's function; psycopg's pipeline on a database
+    not migrated yet.
+
     Every payload is sealed by `codec`, as on the careful path.
 
     Returns (one OK per checkpoint, whether work became due now). Raises
@@ -127,13 +129,12 @@ def pipelined_commit(
     finished = [c for c in checkpoints if c.finish is not None]
     finished_ids = {c.execution_id for c in finished}
     releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
-    if not finished:
-        try:
-            wake = _one_call(held, checkpoints, ids, releases, worker_id, now, codec)
-        except psycopg.errors.UndefinedFunction:
-            pass  # a database not migrated to 14 (opened without auto_migrate): the pipeline
-        else:
-            return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake)
+    try:
+        wake = _one_call(held, checkpoints, ids, finished, releases, worker_id, now, codec)
+    except psycopg.errors.UndefinedFunction:
+        pass  # a database not migrated to 14 (opened without auto_migrate): the pipeline
+    else:
+        return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake)
     try:
         with held.transaction() as connection:
             with connection.pipeline():
@@ -162,6 +163,7 @@ def _one_call(
     held: HeldConnection,
     checkpoints: Sequence[Checkpoint],
     ids: list[str],
+    finished: Sequence[Checkpoint],
     releases: Sequence[Checkpoint],
     worker_id: str,
     now: datetime,
@@ -194,6 +196,18 @@ def _one_call(
         ],
         "events": events,
         "progress": list(_progress(checkpoints).items()),
+        "finish": [
+            (
+                c.execution_id,
+                ExecutionStatus(c.finish.status).value,
+                codec.seal_optional(c.finish.output),
+                c.finish.error,
+                codec.seal_optional(c.finish.cause),
+                c.finish.stop_date,
+            )
+            for c in finished
+            if c.finish is not None
+        ],
         "release": [(c.execution_id, c.release_due_at) for c in releases],
     }
     try:

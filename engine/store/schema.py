@@ -590,14 +590,17 @@ def _migration_map_runs(conn: Connection) -> None:
 
 
 # Migration 14's function: PostgreSQL's group commit as one statement (see
-# `fastcommit.onecall_commit`, which builds `batch`). Frozen here as applied:
-# a change is a new migration that replaces it under a new name. It checks
+# `fastcommit._one_call`, which builds `p_batch`). Frozen here as applied:
+# a change is a new migration that replaces it under a new name (so is a
+# change of the outbox's `ENQUEUE_SQL`, copied into it). It checks
 # the leases first, under the work rows' locks taken in id order, and raises
 # (SQLSTATE P0001) unless every one is held by `p_worker` and unexpired
 # at `p_now`; a row colliding with a unique key raises too. Either aborts the
 # statement's transaction, so nothing is written and the caller's careful
-# path decides. It returns whether released work fell due now (and then
-# NOTIFYs the workers, delivered at COMMIT).
+# path decides. Then, in the pipeline's order: journal and history rows,
+# progress, finishes (status, outbox, tokens closed, work done), releases.
+# It returns whether released work fell due now (and then NOTIFYs the
+# workers, delivered at COMMIT).
 _COMMIT_FUNCTION_V1 = """
 CREATE FUNCTION stepwise_commit_v1(p_worker text, p_now timestamptz, p_batch text)
 RETURNS boolean LANGUAGE plpgsql AS $fn$
@@ -625,6 +628,27 @@ BEGIN
     FROM json_array_elements(b->'events') AS r;
     UPDATE executions AS x SET last_event_id = (r->>1)::integer
     FROM json_array_elements(b->'progress') AS r WHERE x.execution_id = r->>0;
+    FOR item IN SELECT json_array_elements(b->'finish') LOOP
+        UPDATE executions SET status = item->>1, output = item->>2, error = item->>3,
+            cause = item->>4, stop_date = (item->>5)::timestamptz
+        WHERE execution_id = item->>0;
+        -- The outbox (outbox_hook.ENQUEUE_SQL as it stands at migration 14).
+        INSERT INTO alert_deliveries (delivery_id, alert, execution_id, status, state, attempts,
+            next_attempt_at, created_at)
+        SELECT (item->>0) || '|' || alerts.name || '|' || (item->>1)
+            || (SELECT CASE WHEN redrive_count > 0 THEN '|r' || redrive_count ELSE '' END
+                FROM executions WHERE execution_id = item->>0),
+            alerts.name, item->>0, item->>1, 'PENDING', 0,
+            (item->>5)::timestamptz, (item->>5)::timestamptz
+        FROM alerts
+        WHERE alerts.paused = 0 AND alerts.statuses LIKE '%,' || (item->>1) || ',%'
+            AND (alerts.machine IS NULL OR alerts.machine =
+                (SELECT machine FROM executions WHERE execution_id = item->>0))
+        ON CONFLICT (delivery_id) DO NOTHING;
+        UPDATE task_tokens SET status = 'TIMED_OUT'
+        WHERE execution_id = item->>0 AND status = 'OPEN';
+        DELETE FROM work_queue WHERE execution_id = item->>0;
+    END LOOP;
     FOR item IN SELECT json_array_elements(b->'release') LOOP
         UPDATE work_queue SET lease_owner = NULL, lease_expires_at = NULL,
             due_at = CASE WHEN wakeups <> wakeups_seen
@@ -648,7 +672,8 @@ $fn$
 def _migration_commit_function(conn: Connection) -> None:
     """PostgreSQL only: the group commit's one-statement function (nothing on SQLite)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(_COMMIT_FUNCTION_V1))
+        # Passed to the driver as it is: no parameters, so its %s stay literal.
+        conn.execution_options(no_parameters=True).exec_driver_sql(_COMMIT_FUNCTION_V1)
 
 
 # (version, description, step). Append only; never edit an applied step.

@@ -1,9 +1,10 @@
 """PostgreSQL's group commit as one call of migration 14's function: same rows, same refusals.
 
-A group that finishes no execution commits through `stepwise_commit_v1` in
-one statement. It must write exactly the careful path's rows (column for
-column, on two fresh databases), and when a lease is not held or a row
-collides it must write nothing and leave the verdict — LEASE_LOST or
+A group commits through `stepwise_commit_v1` in one statement. It must
+write exactly the careful path's rows (column for column, on two fresh
+databases, finishes with their alert deliveries and closed tokens
+included), and when a lease is not held or a row collides it must write
+nothing and leave the verdict — LEASE_LOST or
 CONFLICT — to the careful path. A database at migration 13 upgrades to 14
 when a store opens it and then commits through the function; one opened
 without migrating still commits (through the pipeline). A start batch is one
@@ -27,6 +28,7 @@ import engine.store.work as work_module
 from engine.store import Checkpoint, CommitResult, Event, Store
 from engine.store.starts import Resolved, StartRequest, StartStore
 from tests.engine.test_commit_raw_rows import LATER, T0, _event, _prepared, _rows
+from tests.engine.test_commit_raw_rows import _group as _finishing_group
 
 
 def _refuse(what: str) -> Any:
@@ -90,6 +92,32 @@ def test_the_one_call_writes_the_careful_paths_rows(
         assert fast.work_due_at("e-c") == (True, T0 + timedelta(hours=1, microseconds=3))
         assert fast.load("e-a").journal["s/B"] == '{"v":"\\u00e9","q":"\\"x\\""}'
         assert fast.history("e-a") == careful.history("e-a")
+    finally:
+        fast.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
+def test_a_finish_in_the_one_call_writes_the_careful_paths_rows(
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status, the outbox's delivery, the closed token and the work row gone, as carefully."""
+    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    try:
+        answers = {"careful": careful.commit(_finishing_group(), worker_id="w", now=LATER)}
+        with monkeypatch.context() as patched:
+            patched.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
+            patched.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
+            calls = _spy(patched)
+            answers["fast"] = fast.commit(_finishing_group(), worker_id="w", now=LATER)
+        assert calls == [True]
+        assert answers["fast"] == answers["careful"] == [CommitResult.OK] * 4
+        assert _rows(fast) == _rows(careful)
+        assert len(_rows(fast)["alert_deliveries"]) == 1
+        assert fast.get_token("tok-a").status == "TIMED_OUT"  # closed by the finish
+        assert fast.get_token("tok-d").status == careful.get_token("tok-d").status
+        assert fast.work_due_at("e-a") == (False, None)  # finished: no more work
+        assert fast.get_execution("e-a").output == '{"out": 1}'
     finally:
         fast.close()
         careful.close()
@@ -202,9 +230,13 @@ def test_a_database_not_yet_migrated_still_commits(
         store_version = store.schema_version()
         assert store_version == 13
         monkeypatch.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
-        assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        group = _finishing_group()
+        assert store.commit(group, worker_id="w", now=LATER) == [CommitResult.OK] * 4
         assert store.load("e-b").journal == {"s/A": "1"}
         assert store.work_due_at("e-d") == (True, LATER)
+        assert store.get_execution("e-a").status == "SUCCEEDED"
+        assert store.get_token("tok-a").status == "TIMED_OUT"
+        assert len(_rows(store)["alert_deliveries"]) == 1
     finally:
         store.close()
 
