@@ -34,12 +34,20 @@ __all__ = ["HeldConnection", "pooled_psycopg"]
 
 
 @contextmanager
-def pooled_psycopg(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
-    """The pool's psycopg connection for one transaction; rolled back if the body raises."""
+def pooled_psycopg(
+    engine: Engine, *, autocommit: bool = False
+) -> Iterator[psycopg.Connection[Any]]:
+    """The pool's psycopg connection for one transaction; rolled back if the body raises.
+
+    `autocommit`: for one statement that is its own transaction (or reads
+    needing none); the connection goes back to the pool out of autocommit.
+    """
     pooled = engine.raw_connection()
     try:
         connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
+            if autocommit:
+                connection.autocommit = True
             yield connection
         except (psycopg.OperationalError, psycopg.InterfaceError):
             pooled.invalidate()
@@ -47,6 +55,9 @@ def pooled_psycopg(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
         except BaseException:
             connection.rollback()
             raise
+        finally:
+            if autocommit and not connection.closed:
+                connection.autocommit = False
     finally:
         pooled.close()
 
@@ -78,12 +89,8 @@ class HeldConnection(HeldPooled):
         while the held one is in use, goes back to the pool as it came.
         """
         if not self._take():
-            with pooled_psycopg(self.engine) as pooled_connection:
-                pooled_connection.autocommit = True
-                try:
-                    yield pooled_connection.cursor()
-                finally:
-                    pooled_connection.autocommit = False
+            with pooled_psycopg(self.engine, autocommit=True) as pooled_connection:
+                yield pooled_connection.cursor()
             return
         with self._held(autocommit=True) as connection:
             cursor = self._cursor

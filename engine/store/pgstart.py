@@ -55,14 +55,10 @@ def pipelined_starts(
     )
     params = [_encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)]
     try:
-        with pooled_psycopg(engine) as connection:
-            # One statement in autocommit is its own transaction: no BEGIN
-            # or COMMIT of ours, no pipeline.
-            connection.autocommit = True
-            try:
-                connection.execute(statement, params, prepare=True)
-            finally:
-                connection.autocommit = False
+        # One statement in autocommit is its own transaction: no BEGIN or
+        # COMMIT of ours, no pipeline.
+        with pooled_psycopg(engine, autocommit=True) as connection:
+            connection.execute(statement, params, prepare=True)
     except psycopg.errors.IntegrityError:
         return False
     return True
