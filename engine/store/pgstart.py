@@ -14,7 +14,10 @@ have taken one since: the unique keys then abort the statement, nothing of
 the batch is written, and the caller retries each start alone
 (`StartStore.start_executions`), where the existing execution decides. The
 rows are those the careful path inserts (same dicts, payloads already
-sealed); `tests/engine/test_start_raw_rows.py` compares them.
+sealed); `tests/engine/test_start_raw_rows.py` compares them. `any_taken` is
+the name check by the driver (as SQLite's `rawstart.any_taken`): whether
+any name or id of the batch is taken, so the careful read of the existing
+executions is only needed when one is.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from typing import Any
 
 import msgspec
 import psycopg
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from engine.store.notify import CHANNEL
 from engine.store.pgraw import pooled_psycopg
+from engine.store.records import ExecutionRecord
 
-__all__ = ["pipelined_starts"]
+__all__ = ["any_taken", "pipelined_starts"]
 
 
 def pipelined_starts(
@@ -95,3 +99,29 @@ def _statement(
     ]
     tail = f"SELECT pg_notify('{CHANNEL}', '')" if notify else "SELECT 1"
     return "WITH " + ", ".join(inserts) + " " + tail
+
+
+def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
+    """Whether an execution holds any (machine, name) or execution id of `wanted`.
+
+    Read on the driver connection under `conn` (the start's own reading
+    connection, in its transaction or autocommit). Raises psycopg.Error when
+    the database fails (the store's boundary maps it).
+    """
+    if not wanted:
+        return False
+    params: list[Any] = []
+    for record in wanted:
+        params += (record.machine, record.name)
+    params.append([record.execution_id for record in wanted])
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    with driver.cursor() as cursor:
+        cursor.execute(_taken_sql(len(wanted)), params)
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _taken_sql(count: int) -> str:
+    # Each arm an indexed lookup: (machine, name) is unique, execution_id the key.
+    names = " OR ".join(["(machine = %s AND name = %s)"] * count)
+    return f"SELECT 1 FROM executions WHERE {names} OR execution_id = ANY(%s) LIMIT 1"
