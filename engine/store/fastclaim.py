@@ -84,7 +84,7 @@ def read_execution(
     """
     with pooled_psycopg(engine, autocommit=True) as connection:
         cursor = connection.cursor(row_factory=dict_row)
-        cursor.execute(_EXECUTION, (execution_id,), prepare=True)
+        cursor.execute(_EXECUTION, (execution_id,))
         rows = list(_rows(cursor))
     return execution_record(rows[0], codec) if rows else None
 

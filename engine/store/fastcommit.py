@@ -214,7 +214,7 @@ def _one_call(
         # One statement in autocommit: its own transaction, one round trip,
         # no BEGIN or COMMIT of ours and no pipeline around it.
         with held.statement() as cursor:
-            cursor.execute(_ONE_CALL, (worker_id, now, _encode(batch).decode()), prepare=True)
+            cursor.execute(_ONE_CALL, (worker_id, now, _encode(batch).decode()))
             answer = cursor.fetchone()
     except (psycopg.errors.IntegrityError, psycopg.errors.RaiseException):
         return None

@@ -62,7 +62,7 @@ def pipelined_starts(
         # One statement in autocommit is its own transaction: no BEGIN or
         # COMMIT of ours, no pipeline.
         with pooled_psycopg(engine, autocommit=True) as connection:
-            connection.execute(statement, params, prepare=True)
+            connection.execute(statement, params)
     except psycopg.errors.IntegrityError:
         return False
     return True
