@@ -50,7 +50,7 @@ from engine.machine_api import MachineApi
 from engine.map_run_api import MapRunApi
 from engine.mixins import entered
 from engine.names import check_name
-from engine.runner import Runtime
+from engine.runner import FinishWatch, Runtime
 from engine.sandbox import Sandbox
 from engine.schedule_api import ScheduleApi
 from engine.scheduling import Scheduler, Schedules
@@ -492,18 +492,45 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
 
         Without an in-process worker this only watches; some worker must run it.
         """
-        record = await self.describe(execution)
-        finished = self.runtime.finished
+        runtime = self.runtime
+        finished = runtime.finished
+        ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
         with anyio.fail_after(timeout):
-            while record.status == ExecutionStatus.RUNNING:
-                # Woken at once when this process finishes it; polled when
-                # another process (a remote worker) does.
-                event = finished.setdefault(record.execution_id, anyio.Event())
+            record: ExecutionRecord | None = None
+            if not self._running_here(ref):
+                record = await self.describe(execution)
+                ref = record.execution_id
+            while record is None or record.status == ExecutionStatus.RUNNING:
+                # Answered at once when this process finishes it (with the record
+                # its finishing commit read back); polled when another process
+                # (a remote worker) does.
+                watch = finished.setdefault(ref, FinishWatch())
                 with anyio.move_on_after(0.25):
-                    await event.wait()
-                record = await self.describe(record.execution_id)
-        finished.pop(record.execution_id, None)
+                    await watch.event.wait()
+                if watch.event.is_set():
+                    if finished.get(ref) is watch:
+                        del finished[ref]
+                    if watch.record is not None:
+                        record = watch.record
+                        continue
+                record = await self.describe(ref)
+        finished.pop(ref, None)
         return record
+
+    def _running_here(self, execution_id: str) -> bool:
+        """Whether this process runs `execution_id` now and has not committed its end yet.
+
+        Its finishing checkpoint will then answer a `FinishWatch` registered
+        now (no await between this check and the registration), so a wait
+        needs no describe first. Anything else (a name, a run elsewhere, an
+        end already committed) describes as before.
+        """
+        keeper = getattr(self, "_keeper", None)
+        return (
+            keeper is not None
+            and execution_id in keeper.held
+            and execution_id not in self.runtime.ended
+        )
 
     async def run(
         self,
