@@ -24,6 +24,7 @@ lifecycle to.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import tempfile
@@ -36,8 +37,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import msgspec
 
+from activities.handler_threads import HandlerThreads
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
@@ -96,6 +99,15 @@ def _sync_twin(
 
 
 _NO_MOCK: Any = object()
+
+
+def _on_asyncio() -> bool:
+    """Whether this runs on asyncio (trio, which the tests also use, keeps anyio's threads)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
@@ -159,6 +171,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         self._sync_stack: ExitStack | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._db_limiter: anyio.CapacityLimiter | None = None
+        # The threads store calls run in, on asyncio (`_run_db`); None: anyio's.
+        self._db_threads: HandlerThreads | None = None
         self._lifecycle: Lifecycle | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
@@ -170,7 +184,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Engine:
-        self._db_limiter = anyio.CapacityLimiter(1 if self.database_url.startswith("sqlite") else 8)
+        slots = 1 if self.database_url.startswith("sqlite") else 8
+        self._db_limiter = anyio.CapacityLimiter(slots)
+        if not self.inline_store and _on_asyncio():
+            self._db_threads = HandlerThreads(slots)
         self._store = await self._run_db(Store, self.database_url)
         stack = AsyncExitStack()
         await stack.__aenter__()
@@ -266,9 +283,14 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             await stack.__aexit__(None, None, None)
 
     async def _close_store(self) -> None:
-        if self._store is not None:
-            await self._run_db(self._store.close)
-            self._store = None
+        try:
+            if self._store is not None:
+                await self._run_db(self._store.close)
+                self._store = None
+        finally:
+            threads, self._db_threads = self._db_threads, None
+            if threads is not None:
+                threads.close()
 
     def __enter__(self) -> Engine:
         self._sync_stack = ExitStack()
@@ -319,6 +341,19 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             return await anyio.to_thread.run_sync(
                 functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
             )
+        threads = self._db_threads
+        if threads is not None:
+            # The store's own threads, as many as its slots (FIFO, like the
+            # limiter): one queue put and one call_soon_threadsafe per call,
+            # about half the CPU of anyio's hop (benchmarks/PROFILE.md).
+            call = functools.partial(fn, *args, **kwargs)
+            if cancellable:
+                return await threads.run(call)
+            # As anyio's: a caller already cancelled does not start the call;
+            # once started, its answer is awaited whatever happens.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            with anyio.CancelScope(shield=True):
+                return await threads.run(call)
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs),
             limiter=self._db_limiter,
