@@ -30,17 +30,15 @@ import hashlib
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack, ExitStack, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
-import anyio.lowlevel
 import msgspec
 
-from activities.handler_threads import HandlerThreads
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
@@ -68,6 +66,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
+from engine.storethreads import StoreThreads
 from engine.teststate import MOCK_RESOURCE, TestStateRequest, mock_handler, run_test_state
 from engine.triggers import FolderWatcher, Triggers
 from engine.worker import (
@@ -172,7 +171,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._db_limiter: anyio.CapacityLimiter | None = None
         # The threads store calls run in, on asyncio (`_run_db`); None: anyio's.
-        self._db_threads: HandlerThreads | None = None
+        self._db_threads: StoreThreads | None = None
         self._lifecycle: Lifecycle | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
@@ -187,7 +186,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         slots = 1 if self.database_url.startswith("sqlite") else 8
         self._db_limiter = anyio.CapacityLimiter(slots)
         if not self.inline_store and _on_asyncio():
-            self._db_threads = HandlerThreads(slots)
+            self._db_threads = StoreThreads(slots)
         self._store = await self._run_db(Store, self.database_url)
         stack = AsyncExitStack()
         await stack.__aenter__()
@@ -343,17 +342,11 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             )
         threads = self._db_threads
         if threads is not None:
-            # The store's own threads, as many as its slots (FIFO, like the
-            # limiter): one queue put and one call_soon_threadsafe per call,
-            # about half the CPU of anyio's hop (benchmarks/PROFILE.md).
-            call = functools.partial(fn, *args, **kwargs)
-            if cancellable:
-                return await threads.run(call)
-            # As anyio's: a caller already cancelled does not start the call;
-            # once started, its answer is awaited whatever happens.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            with anyio.CancelScope(shield=True):
-                return await threads.run(call)
+            # The store's own threads, as many as its slots, first come first
+            # served like the limiter, cancellation as anyio's (engine/storethreads.py).
+            return await threads.call(
+                functools.partial(fn, *args, **kwargs), cancellable=cancellable
+            )
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs),
             limiter=self._db_limiter,
@@ -530,7 +523,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         runtime = self.runtime
         finished = runtime.finished
         ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
             record: ExecutionRecord | None = None
             if not self._running_here(ref):
                 record = await self.describe(execution)
