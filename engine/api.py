@@ -186,8 +186,12 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         slots = 1 if self.database_url.startswith("sqlite") else 8
         self._db_limiter = anyio.CapacityLimiter(slots)
         if not self.inline_store and _on_asyncio():
-            self._db_threads = StoreThreads(slots)
-        self._store = await self._run_db(Store, self.database_url)
+            self._db_threads = StoreThreads.for_this_run(slots)
+        try:
+            self._store = await self._run_db(Store, self.database_url)
+        except BaseException:
+            self._close_threads()  # unreachable database: nothing else to close
+            raise
         stack = AsyncExitStack()
         await stack.__aenter__()
         self._stack = stack
@@ -287,9 +291,12 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
                 await self._run_db(self._store.close)
                 self._store = None
         finally:
-            threads, self._db_threads = self._db_threads, None
-            if threads is not None:
-                threads.close()
+            self._close_threads()
+
+    def _close_threads(self) -> None:
+        threads, self._db_threads = self._db_threads, None
+        if threads is not None:
+            threads.close()
 
     def __enter__(self) -> Engine:
         self._sync_stack = ExitStack()

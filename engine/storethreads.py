@@ -16,8 +16,9 @@ running. Any other call, once started, is waited for whatever happens (its
 outcome must be known: a commit's, a claim's), and the cancellation is
 raised when it has returned; a call cancelled before a thread took it never
 runs. The threads stop at `close()` (idle ones at once, a busy one when its
-call returns). They are named like the sync handlers' threads, so a stopping
-`stepwise worker` treats a store call stuck in one as it treats a handler.
+call returns), at the latest when the event loop's run ends. They are named
+like the sync handlers' threads, so a stopping `stepwise worker` treats a
+store call stuck in one as it treats a handler.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ class StoreThreads:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._closed = False
+
+    @classmethod
+    def for_this_run(cls, slots: int) -> StoreThreads:
+        """New threads that also close when this event loop's run ends (as anyio's do).
+
+        Their owner closes them first; this is the safety net for an owner
+        that never got that far (its threads would keep the process alive).
+        """
+        from anyio._backends._asyncio import find_root_task
+
+        threads = cls(slots)
+        find_root_task().add_done_callback(lambda _task: threads.close())
+        return threads
 
     async def call(self, fn: Callable[[], T], *, cancellable: bool = False) -> T:
         """Run `fn` in one of the threads and return (or raise) what it did."""
