@@ -49,6 +49,7 @@ from engine.walk import (
     Walk,
     commit_error,
     is_poison,
+    mentions_context,
     run_scope,
     unexpected,
 )
@@ -243,6 +244,7 @@ async def _activate(
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
         redrive_count=record.redrive_count,
+        reads_context=mentions_context(loaded.machine.definition),
     )
     # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
