@@ -10,7 +10,9 @@ first served from one `SimpleQueue`, each answer handed back with one
 ``call_soon_threadsafe``. The call runs in a copy of the caller's
 contextvars, as with anyio.
 
-Cancellation keeps anyio's two meanings. A `cancellable` call is abandoned
+Cancellation keeps anyio's rules. A caller already cancelled never starts
+its call (a Task's SQL effect must not run in an activation being torn
+down). A `cancellable` call is abandoned
 by a cancelled caller: never run if not yet started, its answer dropped if
 running. Any other call, once started, is waited for whatever happens (its
 outcome must be known: a commit's, a claim's), and the cancellation is
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from activities.handler_threads import THREAD_NAME
 
@@ -91,6 +94,9 @@ class StoreThreads:
 
     async def call(self, fn: Callable[[], T], *, cancellable: bool = False) -> T:
         """Run `fn` in one of the threads and return (or raise) what it did."""
+        # As anyio's: a caller already cancelled never starts the call (a
+        # thread could take it at once, before the first await below notices).
+        await anyio.lowlevel.checkpoint_if_cancelled()
         loop = asyncio.get_running_loop()
         call = _Call(loop, loop.create_future(), fn)
         with self._lock:

@@ -119,6 +119,26 @@ def test_a_started_call_is_waited_for_and_a_queued_one_never_runs() -> None:
         threads.close()
 
 
+def test_a_caller_already_cancelled_never_starts_its_call() -> None:
+    threads = StoreThreads(1)
+    ran: list[str] = []
+
+    async def main() -> None:
+        for cancellable in (False, True):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await threads.call(lambda: ran.append("effect"), cancellable=cancellable)
+            assert scope.cancelled_caught
+        # The thread is idle and would have taken it at once.
+        assert await threads.call(lambda: "next") == "next"
+        assert ran == []
+
+    try:
+        anyio.run(main)
+    finally:
+        threads.close()
+
+
 def test_a_cancellable_call_is_abandoned() -> None:
     threads = StoreThreads(1)
     started, release = threading.Event(), threading.Event()
