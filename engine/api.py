@@ -24,12 +24,13 @@ lifecycle to.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack, ExitStack, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -50,7 +51,7 @@ from engine.machine_api import MachineApi
 from engine.map_run_api import MapRunApi
 from engine.mixins import entered
 from engine.names import check_name
-from engine.runner import Runtime
+from engine.runner import FinishWatch, Runtime
 from engine.sandbox import Sandbox
 from engine.schedule_api import ScheduleApi
 from engine.scheduling import Scheduler, Schedules
@@ -65,6 +66,7 @@ from engine.store import (
     Store,
     default_database_url,
 )
+from engine.storethreads import StoreThreads
 from engine.teststate import MOCK_RESOURCE, TestStateRequest, mock_handler, run_test_state
 from engine.triggers import FolderWatcher, Triggers
 from engine.worker import (
@@ -96,6 +98,15 @@ def _sync_twin(
 
 
 _NO_MOCK: Any = object()
+
+
+def _on_asyncio() -> bool:
+    """Whether this runs on asyncio (trio, which the tests also use, keeps anyio's threads)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
@@ -159,6 +170,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         self._sync_stack: ExitStack | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._db_limiter: anyio.CapacityLimiter | None = None
+        # The threads store calls run in, on asyncio (`_run_db`); None: anyio's.
+        self._db_threads: StoreThreads | None = None
         self._lifecycle: Lifecycle | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
@@ -170,8 +183,15 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Engine:
-        self._db_limiter = anyio.CapacityLimiter(1 if self.database_url.startswith("sqlite") else 8)
-        self._store = await self._run_db(Store, self.database_url)
+        slots = 1 if self.database_url.startswith("sqlite") else 8
+        self._db_limiter = anyio.CapacityLimiter(slots)
+        if not self.inline_store and _on_asyncio():
+            self._db_threads = StoreThreads.for_this_run(slots)
+        try:
+            self._store = await self._run_db(Store, self.database_url)
+        except BaseException:
+            self._close_threads()  # unreachable database: nothing else to close
+            raise
         stack = AsyncExitStack()
         await stack.__aenter__()
         self._stack = stack
@@ -266,9 +286,17 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             await stack.__aexit__(None, None, None)
 
     async def _close_store(self) -> None:
-        if self._store is not None:
-            await self._run_db(self._store.close)
-            self._store = None
+        try:
+            if self._store is not None:
+                await self._run_db(self._store.close)
+                self._store = None
+        finally:
+            self._close_threads()
+
+    def _close_threads(self) -> None:
+        threads, self._db_threads = self._db_threads, None
+        if threads is not None:
+            threads.close()
 
     def __enter__(self) -> Engine:
         self._sync_stack = ExitStack()
@@ -318,6 +346,13 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         if idle:
             return await anyio.to_thread.run_sync(
                 functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+            )
+        threads = self._db_threads
+        if threads is not None:
+            # The store's own threads, as many as its slots, first come first
+            # served like the limiter, cancellation as anyio's (engine/storethreads.py).
+            return await threads.call(
+                functools.partial(fn, *args, **kwargs), cancellable=cancellable
             )
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs),
@@ -492,18 +527,45 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
 
         Without an in-process worker this only watches; some worker must run it.
         """
-        record = await self.describe(execution)
-        finished = self.runtime.finished
-        with anyio.fail_after(timeout):
-            while record.status == ExecutionStatus.RUNNING:
-                # Woken at once when this process finishes it; polled when
-                # another process (a remote worker) does.
-                event = finished.setdefault(record.execution_id, anyio.Event())
+        runtime = self.runtime
+        finished = runtime.finished
+        ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
+        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+            record: ExecutionRecord | None = None
+            if not self._running_here(ref):
+                record = await self.describe(execution)
+                ref = record.execution_id
+            while record is None or record.status == ExecutionStatus.RUNNING:
+                # Answered at once when this process finishes it (with the record
+                # its finishing commit read back); polled when another process
+                # (a remote worker) does.
+                watch = finished.setdefault(ref, FinishWatch())
                 with anyio.move_on_after(0.25):
-                    await event.wait()
-                record = await self.describe(record.execution_id)
-        finished.pop(record.execution_id, None)
+                    await watch.event.wait()
+                if watch.event.is_set():
+                    if finished.get(ref) is watch:
+                        del finished[ref]
+                    if watch.record is not None:
+                        record = watch.record
+                        continue
+                record = await self.describe(ref)
+        finished.pop(ref, None)
         return record
+
+    def _running_here(self, execution_id: str) -> bool:
+        """Whether this process runs `execution_id` now and has not committed its end yet.
+
+        Its finishing checkpoint will then answer a `FinishWatch` registered
+        now (no await between this check and the registration), so a wait
+        needs no describe first. Anything else (a name, a run elsewhere, an
+        end already committed) describes as before.
+        """
+        keeper = getattr(self, "_keeper", None)
+        return (
+            keeper is not None
+            and execution_id in keeper.held
+            and execution_id not in self.runtime.ended
+        )
 
     async def run(
         self,

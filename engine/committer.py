@@ -18,7 +18,9 @@ Once the serving task has stopped (the engine is shutting down and its
 task group was cancelled), what was queued is still flushed, and a
 checkpoint handed over later is committed by its own caller: an
 activation finishing during shutdown never waits for a committer that
-will not come back.
+will not come back. `commit_reading` also reads the execution back after
+its commit, in the same store call: a finishing checkpoint someone in this
+process waits on answers that waiter (`Engine.wait`) with no describe of its own.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import anyio
 
 from engine.clock import Clock
-from engine.store import Checkpoint, CommitResult, Store
+from engine.errors import StepwiseError
+from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 
 __all__ = ["Committer"]
 
@@ -41,9 +45,40 @@ log = logging.getLogger("stepwise.committer")
 @dataclass
 class _Waiter:
     checkpoint: Checkpoint
+    # Read the execution's record back right after the commit (`commit_reading`).
+    read_back: bool = False
     done: anyio.Event = field(default_factory=anyio.Event)
     result: CommitResult | None = None
+    record: ExecutionRecord | None = None
     error: BaseException | None = None
+
+
+def _commit_and_read(
+    store: Store,
+    checkpoints: list[Checkpoint],
+    read_back: list[str],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
+    """`Store.commit`, then `Store.get_execution` of `read_back`'s committed executions.
+
+    One call on the store's thread: the reads are what a describe returns
+    once the commit is durable. A read that fails is left out (its caller
+    describes later); it never turns a committed checkpoint into an error.
+    """
+    results = store.commit(checkpoints, worker_id=worker_id, now=now)
+    committed = {
+        c.execution_id for c, r in zip(checkpoints, results, strict=True) if r is CommitResult.OK
+    }
+    records: dict[str, ExecutionRecord] = {}
+    for execution_id in read_back:
+        if execution_id in committed:
+            try:
+                records[execution_id] = store.get_execution(execution_id)
+            except StepwiseError:
+                pass
+    return results, records
 
 
 class Committer:
@@ -78,7 +113,21 @@ class Committer:
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
-        waiter = _Waiter(checkpoint)
+        return (await self._submit(_Waiter(checkpoint))).result  # type: ignore[return-value]
+
+    async def commit_reading(
+        self, checkpoint: Checkpoint
+    ) -> tuple[CommitResult, ExecutionRecord | None]:
+        """`commit`, and the execution's record as a describe reads it once the commit is durable.
+
+        The read shares the commit's store call (no second thread hop);
+        the record is None when the commit was not OK or the read failed.
+        """
+        waiter = await self._submit(_Waiter(checkpoint, read_back=True))
+        assert waiter.result is not None
+        return waiter.result, waiter.record
+
+    async def _submit(self, waiter: _Waiter) -> _Waiter:
         with anyio.CancelScope(shield=True):
             # Once handed over, a checkpoint's outcome must be known before
             # its activation moves on, even if that activation is being
@@ -95,7 +144,7 @@ class Committer:
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
-        return waiter.result
+        return waiter
 
     async def run(self) -> None:
         """Serve commits until cancelled; then flush what is queued and let callers commit."""
@@ -118,14 +167,26 @@ class Committer:
 
     async def _flush(self, batch: list[_Waiter]) -> None:
         checkpoints = [w.checkpoint for w in batch]
+        read_back = [w.checkpoint.execution_id for w in batch if w.read_back]
+        records: dict[str, ExecutionRecord] = {}
         try:
             with anyio.CancelScope(shield=True):
-                results = await self._run_db(
-                    self._store.commit,
-                    checkpoints,
-                    worker_id=self._worker_id,
-                    now=self._clock.now(),
-                )
+                if read_back:
+                    results, records = await self._run_db(
+                        _commit_and_read,
+                        self._store,
+                        checkpoints,
+                        read_back,
+                        worker_id=self._worker_id,
+                        now=self._clock.now(),
+                    )
+                else:
+                    results = await self._run_db(
+                        self._store.commit,
+                        checkpoints,
+                        worker_id=self._worker_id,
+                        now=self._clock.now(),
+                    )
         except Exception as failure:
             for waiter in batch:
                 waiter.error = failure
@@ -142,4 +203,6 @@ class Committer:
                     self._worker_id,
                 )
             waiter.result = result
+            if waiter.read_back:
+                waiter.record = records.get(waiter.checkpoint.execution_id)
             waiter.done.set()

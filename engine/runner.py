@@ -49,6 +49,7 @@ from engine.walk import (
     Walk,
     commit_error,
     is_poison,
+    mentions_context,
     run_scope,
     unexpected,
 )
@@ -61,6 +62,7 @@ from statemachine.quotas import MAX_HISTORY_EVENTS
 __all__ = [
     "POISON_STRIKES",
     "Activation",
+    "FinishWatch",
     "Runtime",
     "StopSignal",
     "activate",
@@ -92,6 +94,19 @@ class Activation:
 
 
 @dataclass
+class FinishWatch:
+    """Waiters on one execution's end in this process (`Engine.wait`).
+
+    Set by the finishing checkpoint once its commit is durable; `record` is
+    then the execution's record as a describe read it right after that
+    commit, or None when it could not be read with the commit (describe it).
+    """
+
+    event: anyio.Event = field(default_factory=anyio.Event)
+    record: ExecutionRecord | None = None
+
+
+@dataclass
 class Runtime:
     """What every activation in one process shares."""
 
@@ -109,8 +124,8 @@ class Runtime:
     jsonata_limits: Limits = field(default_factory=Limits)
     # AWS's history limit: an execution reaching it fails (States.Runtime).
     max_history_events: int = MAX_HISTORY_EVENTS
-    # Executions someone in this process waits on, set when they finish here.
-    finished: dict[str, anyio.Event] = field(default_factory=dict)
+    # Executions someone in this process waits on, answered when they finish here.
+    finished: dict[str, FinishWatch] = field(default_factory=dict)
     # Executions whose finishing checkpoint has committed while their run is
     # still unwinding: the lease keeper must not take their gone work rows
     # for a lost lease (`LeaseKeeper.run`); `run_one` forgets them.
@@ -229,6 +244,7 @@ async def _activate(
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
         redrive_count=record.redrive_count,
+        reads_context=mentions_context(loaded.machine.definition),
     )
     # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
@@ -412,24 +428,30 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
         if not journal.dirty and finish is None and not release:
             return
         rows, events = journal.drain()
-        result = await runtime.committer.commit(
-            Checkpoint(
-                execution_id=execution_id,
-                journal=rows,
-                events=events,
-                finish=finish,
-                release=release,
-                release_due_at=due_at,
-                last_event_id=journal.last_event_id,
-            )
+        done = Checkpoint(
+            execution_id=execution_id,
+            journal=rows,
+            events=events,
+            finish=finish,
+            release=release,
+            release_due_at=due_at,
+            last_event_id=journal.last_event_id,
         )
+        final: ExecutionRecord | None = None
+        if finish is not None and execution_id in runtime.finished:
+            # Someone here waits on this end: read the record back with the commit.
+            result, final = await runtime.committer.commit_reading(done)
+        else:
+            result = await runtime.committer.commit(done)
         if result != CommitResult.OK:
             raise commit_error(result, f"execution {execution_id}: at commit")
         telemetry.on_commit(record, events, runtime.store.history)
         if finish is not None:
             runtime.ended.add(execution_id)
-            if execution_id in runtime.finished:
-                runtime.finished[execution_id].set()
+            watch = runtime.finished.get(execution_id)
+            if watch is not None:
+                watch.record = final
+                watch.event.set()
 
     return checkpoint
 

@@ -207,6 +207,18 @@ class Frame:
             ctx["Map"] = {"Item": {"Index": map_item[0], "Value": map_item[1]}}
         return ctx
 
+    def path_context(self, *, map_item: tuple[int, Any] | None = None) -> dict[str, Any]:
+        """`context` for a JSONPath evaluation: empty when no path of the machine reads `$$`.
+
+        Only a path rooted at ``$$`` reads the context object, so a machine
+        whose definition never writes ``$$`` (`mentions_context`) skips
+        building it for every state. JSONata's ``$states.context`` always
+        gets the real one (`context`).
+        """
+        if self.walk.reads_context:
+            return self.context(map_item=map_item)
+        return {}
+
     def _entered_time_text(self) -> str:
         entered = self.entered_time
         if entered is None:
@@ -345,6 +357,9 @@ class Walk:
     random_source: Callable[[], float]
     hold_seconds: float = 30.0
     redrive_count: int = 0
+    # Whether a JSONPath of this machine may read `$$` (`mentions_context`):
+    # when not, JSONPath evaluation gets no context object built for it.
+    reads_context: bool = True
 
     @property
     def clock(self) -> Clock:
@@ -391,6 +406,15 @@ class Walk:
             key, lambda: ((self.clock.now() + timedelta(seconds=delay)).isoformat(), ())
         )
         await self.sleep_until(datetime.fromisoformat(str(recorded)))
+
+
+def mentions_context(definition: str) -> bool:
+    """Whether a definition's JSON text may hold a JSONPath that reads the context object.
+
+    Conservative: any ``$$`` in the text, or any escaped ``$`` (``\\u0024``),
+    whose decoded form might spell one.
+    """
+    return "$$" in definition or "\\u0024" in definition
 
 
 def is_poison(error: BaseException) -> bool:

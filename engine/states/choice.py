@@ -35,7 +35,7 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
     enter(frame, input_payload=frame.input)
     with frame.evaluating():
         effective = effective_input(frame)
-        context = frame.context()
+        context = frame.path_context()
         variables = frame.variables.visible()
         for index, rule in enumerate(state.choices):
             if state.jsonata:

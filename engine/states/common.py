@@ -63,10 +63,10 @@ def effective_input(frame: Frame) -> Any:
     if state.jsonata:
         return frame.input
     if state.input_path_null:
-        return apply_input_path(None, frame.input, frame.context(), _vars(frame))
+        return apply_input_path(None, frame.input, frame.path_context(), _vars(frame))
     if state.input_path is None:
         return frame.input
-    return apply_input_path(state.input_path, frame.input, frame.context(), _vars(frame))
+    return apply_input_path(state.input_path, frame.input, frame.path_context(), _vars(frame))
 
 
 async def task_input(frame: Frame, state: TaskState | ParallelState) -> Any:
@@ -82,10 +82,10 @@ def output_path(frame: Frame, value: Any) -> Any:
     """OutputPath applied to `value` (JSONPath mode)."""
     state = frame.state
     if state.output_path_null:
-        return apply_output_path(None, value, frame.context(), _vars(frame))
+        return apply_output_path(None, value, frame.path_context(), _vars(frame))
     if state.output_path is None:
         return value
-    return apply_output_path(state.output_path, value, frame.context(), _vars(frame))
+    return apply_output_path(state.output_path, value, frame.path_context(), _vars(frame))
 
 
 def payload_template(
@@ -94,7 +94,9 @@ def payload_template(
     """Evaluate Parameters / ResultSelector / ItemSelector against `value` (absent: `value`)."""
     if template is None:
         return value
-    return evaluate_template(template, value, frame.context(map_item=map_item), _vars(frame), frame)
+    return evaluate_template(
+        template, value, frame.path_context(map_item=map_item), _vars(frame), frame
+    )
 
 
 async def jsonata(

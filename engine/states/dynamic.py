@@ -25,10 +25,10 @@ async def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
         return await jsonata(frame, dynamic.expression, dynamic.field)
     if dynamic.intrinsic is not None:
         return evaluate_intrinsic(
-            dynamic.intrinsic, data, frame.context(), frame.variables.visible(), frame
+            dynamic.intrinsic, data, frame.path_context(), frame.variables.visible(), frame
         )
     if dynamic.path is not None:
-        return resolve(dynamic.path, data, frame.context(), frame.variables.visible())
+        return resolve(dynamic.path, data, frame.path_context(), frame.variables.visible())
     return dynamic.literal
 
 

@@ -23,7 +23,7 @@ async def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
     if dynamic is None:
         return None
     value: Any
-    context = frame.context()
+    context = frame.path_context()
     variables = frame.variables.visible()
     if dynamic.expression is not None:
         return str(await jsonata_typed(frame, dynamic.expression, dynamic.field, "string"))

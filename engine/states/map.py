@@ -51,7 +51,8 @@ async def _items(frame: Frame, state: MapState, effective: Any) -> list[Any]:
         items = effective
         where = "$"
     else:
-        items = resolve(state.items_path, effective, frame.context(), frame.variables.visible())
+        context = frame.path_context()
+        items = resolve(state.items_path, effective, context, frame.variables.visible())
         where = state.items_path.text
     if not isinstance(items, list):
         raise StatesError(

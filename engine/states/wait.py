@@ -35,7 +35,7 @@ async def _value(frame: Frame, dynamic: Dynamic, effective: Any, field: str) -> 
     """The field's value; a `…Path` that selects nothing fails with AWS's wording."""
     if dynamic.path is None:
         return await dynamic_value(frame, dynamic, effective)
-    value = find(dynamic.path, effective, frame.context(), frame.variables.visible())
+    value = find(dynamic.path, effective, frame.path_context(), frame.variables.visible())
     if value is MISSING:
         raise StatesError(
             States.RUNTIME,

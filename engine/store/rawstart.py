@@ -11,13 +11,16 @@ those of the careful path (`tests/engine/test_start_raw_rows.py` compares
 them). The driver's errors are raised as SQLAlchemy's, so the store's error
 boundary and its collision fallback treat both paths alike. The name check
 only says whether any name or id is taken; the careful path then reads
-the existing executions.
+the existing executions. `first_row` runs a prepared SELECT the same way
+(its columns through their types' result processors): the start's machine
+lookup and `Store.get_execution` read through it.
 """
 
 from __future__ import annotations
 
 import functools
 import sqlite3
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
@@ -29,9 +32,14 @@ from sqlalchemy.engine import Connection, Dialect
 
 from engine.store.records import ExecutionRecord
 
-__all__ = ["any_taken", "insert_rows"]
+__all__ = ["any_taken", "first_row", "insert_rows"]
 
 _Processor = Callable[[Any], Any] | None
+# A prepared SELECT: its SQL, its parameters (name, default, bind processor) in
+# order, its columns' result processors, and the row type.
+_SelectShape = tuple[
+    str, tuple[tuple[str, Any, _Processor], ...], tuple[_Processor, ...], Callable[..., Any]
+]
 
 
 @contextmanager
@@ -102,3 +110,43 @@ def _insert_shape(
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
     return sql, processors
+
+
+def first_row(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any:
+    """The first row of `statement` (bound by name from `params`) on the driver, or None.
+
+    The row has the statement's column keys as attributes and each value
+    through its column type's result processor, as SQLAlchemy's own row
+    would (`tests/engine/test_start_raw_rows.py` compares them). The
+    statement is compiled once per dialect: pass a module-level constant
+    whose parameters are `sa.bindparam`s.
+    """
+    sql, binds, processors, make = _select_shape(statement, conn.dialect)
+    values = tuple(
+        params.get(name, default) if bind is None else bind(params.get(name, default))
+        for name, default, bind in binds
+    )
+    with _driver_errors(sql):
+        row = _driver(conn).execute(sql, values).fetchone()
+    if row is None:
+        return None
+    return make(
+        *(
+            value if process is None else process(value)
+            for value, process in zip(row, processors, strict=True)
+        )
+    )
+
+
+@functools.cache
+def _select_shape(statement: sa.Select[Any], dialect: Dialect) -> _SelectShape:
+    compiled = statement.compile(dialect=dialect)
+    defaults = compiled.params  # e.g. LIMIT's value; None for the caller's parameters
+    bind_processors: dict[str, _Processor] = compiled._bind_processors  # type: ignore[assignment]
+    binds = tuple(
+        (name, defaults.get(name), bind_processors.get(name)) for name in compiled.positiontup or ()
+    )
+    columns = list(statement.selected_columns)
+    processors = tuple(column.type._cached_result_processor(dialect, None) for column in columns)
+    make = namedtuple("_Row", [column.key for column in columns])  # type: ignore[misc]
+    return compiled.string, binds, processors, make

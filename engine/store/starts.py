@@ -137,6 +137,7 @@ _HEAD = (
     .order_by(state_machine_versions.c.version.desc())
     .limit(1)
 )
+_HEAD_BY_NAME = _HEAD.where(state_machines.c.name == sa.bindparam("name"))
 
 
 class _Resolver:
@@ -147,12 +148,18 @@ class _Resolver:
         # A start refuses a DELETING machine; a lookup still describes it.
         self._starting = starting
         self._heads: dict[str, Any] = {}
+        # SQLite reads the machine through the driver (`rawstart.first_row`): the
+        # same row, without SQLAlchemy's statement and result machinery.
+        self._raw = conn.dialect.name == "sqlite"
 
     def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
         conn = self.conn
         head = self._heads.get(name)
         if head is None:
-            head = conn.execute(_HEAD.where(state_machines.c.name == name)).first()
+            if self._raw:
+                head = rawstart.first_row(conn, _HEAD_BY_NAME, name=name)
+            else:
+                head = conn.execute(_HEAD_BY_NAME, {"name": name}).first()
             if head is None:
                 raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
             if head.deleted_at is not None:

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from engine.store import rawstart
 from engine.store.activities import ActivityStore
 from engine.store.checkpoints import event_row, signal
 from engine.store.codec import PayloadCodec
@@ -108,6 +109,9 @@ _OWNED_BY_EXECUTION = (
 )
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
+
+# `get_execution`'s read by id; on SQLite through the driver (`rawstart.first_row`).
+_EXECUTION_BY_ID = sa.select(executions).where(executions.c.execution_id == sa.bindparam("ref"))
 
 
 def default_database_url() -> str:
@@ -245,9 +249,11 @@ class Store(
         when the name belongs to executions of several machines.
         """
         with self._read() as conn:
-            row = conn.execute(
-                sa.select(executions).where(executions.c.execution_id == ref)
-            ).first()
+            row = (
+                rawstart.first_row(conn, _EXECUTION_BY_ID, ref=ref)
+                if self.dialect == "sqlite"
+                else conn.execute(_EXECUTION_BY_ID, {"ref": ref}).first()
+            )
             rows = (
                 [row]
                 if row is not None

@@ -1,0 +1,99 @@
+"""JSONPath reads `$$` wherever a definition writes it, however its JSON text spells it.
+
+A machine whose definition never mentions ``$$`` gets no context object
+built for its JSONPath evaluation (`Frame.path_context`); every other one
+gets the real one: in Parameters, a Choice rule, an InputPath, ItemSelector
+— also when the stored JSON text escapes the dollar signs (``\\u0024``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from engine import Engine
+from engine.walk import mentions_context
+
+READS = {
+    "StartAt": "Check",
+    "States": {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$$.Execution.Input.go", "BooleanEquals": True, "Next": "Show"}
+            ],
+            "Default": "Show",
+        },
+        "Show": {
+            "Type": "Pass",
+            "Parameters": {
+                "name.$": "$$.Execution.Name",
+                "state.$": "$$.State.Name",
+                "upper.$": "States.Format('{}!', $$.StateMachine.Name)",
+            },
+            "Next": "Each",
+        },
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$$.Execution.Input.items",
+            "ItemSelector": {"at.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"},
+            "ItemProcessor": {
+                "StartAt": "Keep",
+                "States": {"Keep": {"Type": "Pass", "End": True}},
+            },
+            "ResultPath": "$.items",
+            "End": True,
+        },
+    },
+}
+PLAIN = {
+    "StartAt": "Add",
+    "States": {
+        "Add": {
+            "Type": "Pass",
+            "Parameters": {"v.$": "States.MathAdd($.v, 1)"},
+            "OutputPath": "$",
+            "End": True,
+        }
+    },
+}
+
+
+def test_paths_read_the_context_object(sqlite_url: str) -> None:
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("Reads", READS)
+        record = engine.start_sync("Reads", {"go": True, "items": ["a", "b"]}, name="run-1")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        assert json.loads(final.output or "null") == {
+            "name": "run-1",
+            "state": "Show",
+            "upper": "Reads!",
+            "items": [{"at": 0, "v": "a"}, {"at": 1, "v": "b"}],
+        }
+
+
+def test_escaped_dollars_in_the_stored_text_still_read_the_context(sqlite_url: str) -> None:
+    text = json.dumps(READS).replace("$$", "\\u0024\\u0024")
+    assert "$$" not in text
+    with Engine(sqlite_url) as engine:
+        engine.store.put_state_machine("Escaped", text)
+        record = engine.start_sync("Escaped", {"go": False, "items": [1]}, name="run-2")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        output = json.loads(final.output or "null")
+        assert output["name"] == "run-2" and output["items"] == [{"at": 0, "v": 1}]
+
+
+def test_a_machine_without_context_paths_runs_as_before(sqlite_url: str) -> None:
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("Plain", PLAIN)
+        final = engine.wait_sync(engine.start_sync("Plain", {"v": 41}), timeout=30)
+        assert final.status == "SUCCEEDED"
+        assert json.loads(final.output or "null") == {"v": 42}
+
+
+def test_mentions_context_is_conservative() -> None:
+    assert mentions_context(json.dumps(READS))
+    assert mentions_context(json.dumps(READS).replace("$$", "\\u0024\\u0024"))
+    assert mentions_context('{"Comment": "costs $$$"}')
+    assert not mentions_context(json.dumps(PLAIN))
