@@ -308,7 +308,15 @@ class StartStore(StoreBase):
                     results[index].error = error
             wanted_records = [plan.record for plan in planned]
             raw = self._raw_start_writes()
-            if raw and not rawstart.any_taken(conn, wanted_records):
+            if raw:
+                free = not rawstart.any_taken(conn, wanted_records)
+            elif pipelined:
+                from engine.store.pgstart import any_taken  # loads psycopg: PostgreSQL only
+
+                free = not any_taken(conn, wanted_records)
+            else:
+                free = False
+            if free:
                 taken: dict[Any, ExecutionRecord] = {}
             else:
                 taken = self._taken(conn, wanted_records)
