@@ -4,8 +4,10 @@
 on PostgreSQL (a database created for the test on the session's server and
 dropped after it); `sqlite_url` and `postgres_url` give one backend only.
 The PostgreSQL server comes from tests/engine/pg.py: $STEPWISE_TEST_DATABASE_URL
-if set, else a private server started once per session. A server that
-cannot start fails the tests that need it; it never skips them.
+if set, else a private server started once per session — once per xdist
+worker, since the suite runs in parallel (pyproject's addopts) and each
+worker is a session of its own. A server that cannot start fails the tests
+that need it; it never skips them.
 """
 
 from __future__ import annotations

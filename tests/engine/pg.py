@@ -5,7 +5,11 @@ $STEPWISE_TEST_DATABASE_URL (an admin URL; nothing is started), else a
 private PostgreSQL 15 started on 127.0.0.1 on a free port, with trust auth
 and fsync off, run as an unprivileged OS user because PostgreSQL refuses to
 run as root. It stops when the process exits. `fresh_database_url()` creates
-an empty database on it. `start_server()` starts a private one, which a
+an empty database on it, named by this process's pid and a counter. Under
+pytest-xdist every worker is a process of its own, so each worker starts
+its own server (a free port, its own temporary folder) or, with
+$STEPWISE_TEST_DATABASE_URL set, all workers share that one server and
+never each other's databases. `start_server()` starts a private one, which a
 test may crash-restart (`restart`, immediate mode) or stop and start again
 on the same port (`halt`, `resume`) without disturbing the session's
 server. Subprocesses get plain URLs, so they need nothing from here;

@@ -42,20 +42,30 @@ def _run_with_kills(url: str, tmp_path: Path, *, workers: int, executions: int) 
         ]
         procs = [spawn_worker(url, log) for _ in range(workers)]
         rng = random.Random(7)
-        kills = 0
+        kills = runs_at_kill = 0
         deadline = time.monotonic() + 150
         try:
             while time.monotonic() < deadline:
                 time.sleep(rng.uniform(0.3, 0.7))
+                # Kill only after some step ran since the last kill: a kill that
+                # lands while the workers are still starting interrupts nothing,
+                # and on a loaded machine (a worker's start-up there outlasts
+                # the 0.3-0.7 s cadence) back-to-back kills left no time to work.
+                while _runs_logged(log) == runs_at_kill and time.monotonic() < deadline:
+                    if not engine.list_executions_sync(machine="crashy", status="RUNNING"):
+                        break
+                    time.sleep(0.1)
                 victim = rng.randrange(workers)
                 procs[victim].send_signal(signal.SIGKILL)
                 procs[victim].wait()
                 kills += 1
+                runs_at_kill = _runs_logged(log)
                 procs[victim] = spawn_worker(url, log)
                 running = engine.list_executions_sync(machine="crashy", status="RUNNING")
                 if not running:
                     break
-            # Let the survivors finish without further kills.
+            # Let the survivors finish without further kills (a deadline of their own).
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 if not engine.list_executions_sync(machine="crashy", status="RUNNING"):
                     break
@@ -68,6 +78,11 @@ def _run_with_kills(url: str, tmp_path: Path, *, workers: int, executions: int) 
         histories = {e: engine.history_sync(e) for e in started}
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     return {"records": records, "histories": histories, "runs": runs, "kills": kills}
+
+
+def _runs_logged(log: Path) -> int:
+    """How many handler runs the workers have logged so far (one line each)."""
+    return log.read_bytes().count(b"\n") if log.exists() else 0
 
 
 def _check(result: dict[str, Any]) -> None:

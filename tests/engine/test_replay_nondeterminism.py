@@ -16,11 +16,10 @@ import json
 import signal
 from pathlib import Path
 
-import anyio
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.store import ExecutionRecord, Store
+from engine.store import Store
 from engine.store.schema import journal
 from tests.engine.processes import spawn_worker, wait_until
 
@@ -100,14 +99,11 @@ def test_a_changed_walk_is_caught_at_any_record_not_only_entry(sqlite_url: str) 
     execution_id = _suspended_in_wait(sqlite_url)
     _rewrite(sqlite_url, "0:wait", '"s":"W"', '"s":"Elsewhere"')
 
-    async def replay(engine: Engine) -> ExecutionRecord:
-        # Without the check the replay would trust the hour-long due time and
-        # wait: the generous deadline turns that into a failure, not a hang.
-        with anyio.fail_after(30):
-            return await engine._drive(execution_id, hold_seconds=1)
-
+    # One activation, until it ends or suspends: without the check the replay
+    # would trust the hour-long due time and suspend in the Wait (RUNNING),
+    # so nothing here waits for the hour or for a deadline.
     with Engine(sqlite_url, worker=False, hold_seconds=1) as engine:
-        finished = engine._call(replay, engine)
+        finished = engine._call(engine._drive, execution_id, hold_seconds=1, until_stable=True)
     assert finished.status == "FAILED"
     assert finished.error == "States.Runtime"
     cause = finished.cause or ""

@@ -287,6 +287,9 @@ def test_the_scheduler_loop_wakes_on_time(sqlite_url: str) -> None:
     async def main() -> list[str]:
         clock = LoopClock(T0)
         async with Engine(sqlite_url, worker=False, clock=clock, inline_store=True) as engine:
+            # Nothing runs here to be stopped (worker=False): the stop watcher's
+            # 1 s poll would only wake the mocked loop 172,800 times in two days.
+            engine.runtime.stop_poll_seconds = 3600
             await engine.create_state_machine("nightly", PASS)
             await engine.create_schedule("hourly", "nightly", "rate(1 hour)", overlap="allow_all")
             scheduler = Scheduler(

@@ -127,7 +127,8 @@ def _copy_tree(target: Path) -> Path:
 
 
 def _environment(tree: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # Not an xdist worker's identity: the child is a plain pytest run of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["STEPWISE_CONFORMANCE_DIR"] = str(CONFORMANCE_ROOT)
@@ -135,8 +136,13 @@ def _environment(tree: Path) -> dict[str, str]:
 
 
 def _pytest(tree: Path, tests: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run `tests` in the copy, each bounded by TEST_SECONDS."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"]
+    """Run `tests` in the copy, each bounded by TEST_SECONDS, in one process (`-n 0`).
+
+    The copied pyproject's addopts run the suite in parallel; a handful of
+    tests gain nothing from worker processes, and xdist's report would
+    differ from the plain one the FAILED lines are read from.
+    """
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "-n", "0"]
     command += [f"--timeout={TEST_SECONDS}", *tests]
     return subprocess.run(command, cwd=tree, env=_environment(tree), capture_output=True, text=True)
 
