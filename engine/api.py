@@ -530,26 +530,38 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         runtime = self.runtime
         finished = runtime.finished
         ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
-        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-            record: ExecutionRecord | None = None
-            if not self._running_here(ref):
-                record = await self.describe(execution)
-                ref = record.execution_id
-            while record is None or record.status == ExecutionStatus.RUNNING:
-                # Answered at once when this process finishes it (with the record
-                # its finishing commit read back); polled when another process
-                # (a remote worker) does.
-                watch = finished.setdefault(ref, FinishWatch())
-                with anyio.move_on_after(0.25):
-                    await watch.event.wait()
-                if watch.event.is_set():
-                    if finished.get(ref) is watch:
-                        del finished[ref]
-                    if watch.record is not None:
-                        record = watch.record
-                        continue
-                record = await self.describe(ref)
-        finished.pop(ref, None)
+        watch: FinishWatch | None = None
+        try:
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                record: ExecutionRecord | None = None
+                if not self._running_here(ref):
+                    record = await self.describe(execution)
+                    ref = record.execution_id
+                while record is None or record.status == ExecutionStatus.RUNNING:
+                    # Answered at once when this process finishes it (with the record
+                    # its finishing commit read back); polled when another process
+                    # (a remote worker) does.
+                    if watch is None:
+                        watch = finished.setdefault(ref, FinishWatch())
+                        watch.waiters += 1
+                    with anyio.move_on_after(0.25):
+                        await watch.event.wait()
+                    if watch.event.is_set():
+                        # The finishing checkpoint took it out of `finished`: a
+                        # later wait (after a redrive) gets a fresh one.
+                        done, watch = watch, None
+                        done.waiters -= 1
+                        if done.record is not None:
+                            record = done.record
+                            continue
+                    record = await self.describe(ref)
+        finally:
+            # A wait that ends any other way (a timeout, a cancellation, a
+            # describe that found the end) leaves no watch nobody waits on.
+            if watch is not None:
+                watch.waiters -= 1
+                if watch.waiters == 0 and finished.get(ref) is watch:
+                    del finished[ref]
         return record
 
     def _running_here(self, execution_id: str) -> bool:

@@ -34,7 +34,6 @@ from typing import Any
 import anyio
 
 from engine.clock import Clock
-from engine.errors import StepwiseError
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 
 __all__ = ["Committer"]
@@ -76,7 +75,7 @@ def _commit_and_read(
         if execution_id in committed:
             try:
                 records[execution_id] = store.get_execution(execution_id)
-            except StepwiseError:
+            except Exception:  # the commit is durable: the waiter describes later
                 pass
     return results, records
 

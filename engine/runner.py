@@ -104,6 +104,8 @@ class FinishWatch:
 
     event: anyio.Event = field(default_factory=anyio.Event)
     record: ExecutionRecord | None = None
+    # How many `Engine.wait` calls wait on it (the last to leave unanswered removes it).
+    waiters: int = 0
 
 
 @dataclass
@@ -448,7 +450,9 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
         telemetry.on_commit(record, events, runtime.store.history)
         if finish is not None:
             runtime.ended.add(execution_id)
-            watch = runtime.finished.get(execution_id)
+            # Taken out as it is answered: its waiters hold it, and a wait after
+            # a redrive must not find this end.
+            watch = runtime.finished.pop(execution_id, None)
             if watch is not None:
                 watch.record = final
                 watch.event.set()

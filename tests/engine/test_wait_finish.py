@@ -14,6 +14,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
+from activities import ActivityError
 from activities.registry import Registry
 from engine import Engine
 from engine.store import ExecutionStatus, Store
@@ -113,3 +116,53 @@ def test_a_wait_on_an_execution_another_engine_runs_describes_it(db_url: str) ->
             final = watcher.wait_sync(record, timeout=30)
             assert final.status == ExecutionStatus.SUCCEEDED
             assert final == runner.describe_sync(record) == _durable(db_url, record.execution_id)
+
+
+def test_a_wait_that_timed_out_leaves_nothing_that_answers_a_later_wait(db_url: str) -> None:
+    """A wait given up (timed out) before the end must not answer a wait after a redrive.
+
+    The first run fails while nobody waits any more; after the redrive the
+    Task runs again, and a new wait must return that second end (SUCCEEDED),
+    never the first run's FAILED record. No watch is left behind either.
+    """
+    runs: list[int] = []
+    started = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+
+    def gate(_input: Any) -> Any:
+        run = len(runs)
+        runs.append(run)
+        started[run].set()
+        assert release[run].wait(30)
+        if run == 0:
+            raise ActivityError("Broken", "the first run fails")
+        return {"ok": True}
+
+    registry = Registry()
+    registry.register("gate", gate)
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("Gated", TASK)
+        record = engine.start_sync("Gated", {})
+        assert started[0].wait(30)
+        with pytest.raises(TimeoutError):
+            engine.wait_sync(record, timeout=0.2)
+        assert record.execution_id not in engine.runtime.finished
+        release[0].set()
+        while engine.describe_sync(record).status == ExecutionStatus.RUNNING:
+            threading.Event().wait(0.02)
+        assert engine.describe_sync(record).status == ExecutionStatus.FAILED
+        engine.redrive_sync(record)
+        assert started[1].wait(30)
+
+        def release_once_watched() -> None:
+            while record.execution_id not in engine.runtime.finished:
+                threading.Event().wait(0.005)
+            release[1].set()
+
+        releasing = threading.Thread(target=release_once_watched)
+        releasing.start()
+        final = engine.wait_sync(record, timeout=30)
+        releasing.join()
+        assert final.status == ExecutionStatus.SUCCEEDED
+        assert final == _durable(db_url, record.execution_id)
+        assert engine.runtime.finished == {}
