@@ -129,12 +129,16 @@ def pipelined_commit(
     finished = [c for c in checkpoints if c.finish is not None]
     finished_ids = {c.execution_id for c in finished}
     releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
-    try:
-        wake = _one_call(held, checkpoints, ids, finished, releases, worker_id, now, codec)
-    except psycopg.errors.UndefinedFunction:
-        pass  # a database not migrated to 14 (opened without auto_migrate): the pipeline
-    else:
-        return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake)
+    if not held.without_function:
+        try:
+            wake = _one_call(held, checkpoints, ids, finished, releases, worker_id, now, codec)
+        except psycopg.errors.UndefinedFunction:
+            # A database not migrated to 14 (opened without auto_migrate): the
+            # pipeline, from now on without asking again (each miss is a round
+            # trip and an ERROR line in the server's log).
+            held.without_function = True
+        else:
+            return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake)
     try:
         with held.transaction() as connection:
             with connection.pipeline():

@@ -65,6 +65,9 @@ def pooled_psycopg(
 class HeldConnection(HeldPooled):
     """One pooled psycopg connection kept checked out for a run of transactions."""
 
+    # Set by the group commit when the database lacks migration 14's function.
+    without_function: bool = False
+
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """The held connection for one transaction; rolled back if the body raises.

@@ -115,9 +115,13 @@ def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
         params += (record.machine, record.name)
     params.append([record.execution_id for record in wanted])
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    with driver.cursor() as cursor:
-        cursor.execute(_taken_sql(len(wanted)), params)
-        return cursor.fetchone() is not None
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(_taken_sql(len(wanted)), params)
+            return cursor.fetchone() is not None
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        conn.invalidate()  # a lost connection must not go back to the pool
+        raise
 
 
 @functools.cache

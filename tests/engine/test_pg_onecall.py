@@ -237,6 +237,19 @@ def test_a_database_not_yet_migrated_still_commits(
         assert store.get_execution("e-a").status == "SUCCEEDED"
         assert store.get_token("tok-a").status == "TIMED_OUT"
         assert len(_rows(store)["alert_deliveries"]) == 1
+        # The missing function is asked for once, not at every commit.
+        attempts: list[int] = []
+        real = fastcommit._one_call
+
+        def counting(*args: Any, **kwargs: Any) -> bool | None:
+            attempts.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(fastcommit, "_one_call", counting)
+        later = [Checkpoint("e-b", journal=[("s/Z", "2")], events=[_event(9, "TaskScheduled")])]
+        assert store.commit(later, worker_id="w", now=LATER) == [CommitResult.OK]
+        assert store.load("e-b").journal == {"s/A": "1", "s/Z": "2"}
+        assert attempts == []
     finally:
         store.close()
 
