@@ -13,7 +13,9 @@ boundary and its collision fallback treat both paths alike. The name check
 only says whether any name or id is taken; the careful path then reads
 the existing executions. `first_row` runs a prepared SELECT the same way
 (its columns through their types' result processors): the start's machine
-lookup and `Store.get_execution` read through it.
+lookup and `Store.get_execution` read through it. The `*_on` forms take the
+sqlite3 connection itself (its errors stay sqlite3's): a start batch run
+wholly on the driver (`StartStore._raw_batch`) uses them.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ with equal input while that execution is RUNNING returns it (StartExecution
 is idempotent on AWS), within a batch too. On PostgreSQL another process may
 take a name between the check and the insert; the batch then rolls back and
 each start is retried in a transaction of its own, where the unique key
-decides. `resolve_reference` is the same resolution as a read on its own.
+decides. On SQLite a batch first runs as one transaction on the sqlite3
+connection the group commit keeps (`StartStore._raw_batch`); whatever that
+path does not decide alone, it rolls back and leaves to the path above.
+`resolve_reference` is the same resolution as a read on its own.
 """
 
 from __future__ import annotations
