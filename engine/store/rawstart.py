@@ -13,7 +13,9 @@ boundary and its collision fallback treat both paths alike. The name check
 only says whether any name or id is taken; the careful path then reads
 the existing executions. `first_row` runs a prepared SELECT the same way
 (its columns through their types' result processors): the start's machine
-lookup and `Store.get_execution` read through it.
+lookup and `Store.get_execution` read through it. The `*_on` forms take the
+sqlite3 connection itself (its errors stay sqlite3's): a start batch run
+wholly on the driver (`StartStore._raw_batch`) uses them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from sqlalchemy.engine import Connection, Dialect
 
 from engine.store.records import ExecutionRecord
 
-__all__ = ["any_taken", "first_row", "insert_rows"]
+__all__ = [
+    "any_taken",
+    "any_taken_on",
+    "first_row",
+    "first_row_on",
+    "insert_rows",
+    "insert_rows_on",
+]
 
 _Processor = Callable[[Any], Any] | None
 # A prepared SELECT: its SQL, its parameters (name, default, bind processor) in
@@ -60,6 +69,12 @@ def _driver(conn: Connection) -> sqlite3.Connection:
 
 def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
     """Whether an execution holds any (machine, name) or execution id of `wanted`."""
+    with _driver_errors(_taken_sql(max(len(wanted), 1))):
+        return any_taken_on(_driver(conn), wanted)
+
+
+def any_taken_on(driver: sqlite3.Connection, wanted: Sequence[ExecutionRecord]) -> bool:
+    """`any_taken` on a sqlite3 connection itself (its errors are sqlite3's)."""
     if not wanted:
         return False
     sql = _taken_sql(len(wanted))
@@ -67,8 +82,7 @@ def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
     for record in wanted:
         params += (record.machine, record.name)
     params += [record.execution_id for record in wanted]
-    with _driver_errors(sql):
-        return _driver(conn).execute(sql, params).fetchone() is not None
+    return driver.execute(sql, params).fetchone() is not None
 
 
 @functools.cache
@@ -82,8 +96,18 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
     """INSERT `rows` (all with the same keys) into `table`, bound as SQLAlchemy binds them."""
     if not rows:
         return
+    with _driver_errors(_insert_shape(table, tuple(rows[0]), conn.dialect)[0]):
+        insert_rows_on(_driver(conn), conn.dialect, table, rows)
+
+
+def insert_rows_on(
+    driver: sqlite3.Connection, dialect: Dialect, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """`insert_rows` on a sqlite3 connection itself (its errors are sqlite3's)."""
+    if not rows:
+        return
     columns = tuple(rows[0])
-    sql, processors = _insert_shape(table, columns, conn.dialect)
+    sql, processors = _insert_shape(table, columns, dialect)
     values = [
         tuple(
             _plain(row[name]) if process is None else process(_plain(row[name]))
@@ -91,8 +115,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         )
         for row in rows
     ]
-    with _driver_errors(sql):
-        _driver(conn).executemany(sql, values)
+    driver.executemany(sql, values)
 
 
 def _plain(value: Any) -> Any:
@@ -121,13 +144,20 @@ def first_row(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any
     statement is compiled once per dialect: pass a module-level constant
     whose parameters are `sa.bindparam`s.
     """
-    sql, binds, processors, make = _select_shape(statement, conn.dialect)
+    with _driver_errors(_select_shape(statement, conn.dialect)[0]):
+        return first_row_on(_driver(conn), conn.dialect, statement, **params)
+
+
+def first_row_on(
+    driver: sqlite3.Connection, dialect: Dialect, statement: sa.Select[Any], **params: Any
+) -> Any:
+    """`first_row` on a sqlite3 connection itself (its errors are sqlite3's)."""
+    sql, binds, processors, make = _select_shape(statement, dialect)
     values = tuple(
         params.get(name, default) if bind is None else bind(params.get(name, default))
         for name, default, bind in binds
     )
-    with _driver_errors(sql):
-        row = _driver(conn).execute(sql, values).fetchone()
+    row = driver.execute(sql, values).fetchone()
     if row is None:
         return None
     return make(

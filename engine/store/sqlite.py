@@ -4,7 +4,8 @@ Its engine is set up in `connect.py` (our own BEGIN IMMEDIATE, WAL, busy
 timeout). There is no cross-process signal, so idle workers poll at the
 store's poll interval and are woken at once by work made due in their own
 process; its write lock (BEGIN IMMEDIATE) already serializes migrations. A
-group commit first tries the raw driver's path of `sqlitecommit.py`.
+group commit first tries the raw driver's path of `sqlitecommit.py`, a start
+batch that of `starts.py` (`StartStore._raw_batch`); both on one kept connection.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ class SqliteBackend(Backend):
                 _JOURNAL_SQL, (execution_id,), exc, sqlite3.Error
             ) from exc
 
+    def held_for(self, engine: Engine) -> HeldSqlite | None:
+        """The connection the fast paths keep for `engine`; None for an engine not made here.
+
+        The group commit (`fast_commit`) and a start batch (`starts.py`) both run on it.
+        """
+        held = self._held
+        return held if held is not None and held.engine is engine else None
+
     def fast_commit(
         self,
         engine: Engine,
@@ -76,7 +85,7 @@ class SqliteBackend(Backend):
         now: datetime,
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        held = self._held
-        if held is None or held.engine is not engine:
+        held = self.held_for(engine)
+        if held is None:
             return None  # an engine this backend did not make: the careful path
         return raw_commit(held, checkpoints, worker_id, now, codec)

@@ -15,11 +15,15 @@ with equal input while that execution is RUNNING returns it (StartExecution
 is idempotent on AWS), within a batch too. On PostgreSQL another process may
 take a name between the check and the insert; the batch then rolls back and
 each start is retried in a transaction of its own, where the unique key
-decides. `resolve_reference` is the same resolution as a read on its own.
+decides. On SQLite a batch first runs as one transaction on the sqlite3
+connection the group commit keeps (`StartStore._raw_batch`); whatever that
+path does not decide alone, it rolls back and leaves to the path above.
+`resolve_reference` is the same resolution as a read on its own.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +32,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from engine.store import rawstart
 from engine.store.base import StoreBase
@@ -229,6 +233,39 @@ def _running(conn: Connection, name: str) -> bool:
     )
 
 
+class _Careful(Exception):
+    """The raw start met a case only the careful path handles: it rolls back and hands over."""
+
+
+class _RawResolver:
+    """The common case of `_Resolver` on the sqlite3 connection itself: a name's latest revision.
+
+    Raises what `_Resolver` raises for a machine that does not exist or has
+    no revision; a qualifier (version or alias) or a machine being deleted
+    raises `_Careful`, so `_Resolver` decides those.
+    """
+
+    def __init__(self, driver: sqlite3.Connection, dialect: Dialect) -> None:
+        self._driver = driver
+        self._dialect = dialect
+        self._heads: dict[str, Any] = {}
+
+    def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
+        if qualifier is not None:
+            raise _Careful
+        head = self._heads.get(name)
+        if head is None:
+            head = rawstart.first_row_on(self._driver, self._dialect, _HEAD_BY_NAME, name=name)
+            if head is None:
+                raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+            if head.deleted_at is not None:
+                raise _Careful
+            self._heads[name] = head
+        if head.version is None:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+        return Resolved(_machine(name, head))
+
+
 class _Collided(Exception):
     """A pipelined batch met a unique key: nothing was written (see `start_executions`)."""
 
@@ -276,7 +313,8 @@ class StartStore(StoreBase):
         fails (every start of the batch is then unknown to its caller).
         """
         try:
-            return self._start_batch(requests)
+            fast = self._raw_batch(requests) if self._raw_start_writes() else None
+            return self._start_batch(requests) if fast is None else fast
         except (sa_exc.IntegrityError, _Collided):
             if len(requests) == 1:
                 # Another process took the name between the check and the
@@ -294,7 +332,6 @@ class StartStore(StoreBase):
 
     def _start_batch(self, requests: Sequence[StartRequest]) -> list[StartResult]:
         results = [StartResult() for _ in requests]
-        created: list[_Planned] = []
         # PostgreSQL: check in autocommit, then write in one pipelined round
         # trip; the unique keys decide a name taken in between.
         pipelined = self.raw_start_writes and self.dialect == "postgresql"
@@ -320,16 +357,7 @@ class StartStore(StoreBase):
                 taken: dict[Any, ExecutionRecord] = {}
             else:
                 taken = self._taken(conn, wanted_records)
-            for plan in planned:
-                wanted = plan.record
-                existing = _owner(taken, wanted)
-                if existing is None:
-                    created.append(plan)
-                    # A later start of this batch under the same name meets this one.
-                    taken[wanted.machine, wanted.name] = wanted
-                    taken[wanted.execution_id] = wanted
-                else:
-                    results[plan.index] = _answer(existing, wanted)
+            created = _sort_out(planned, taken, results)
             # Work leased to a worker of this process needs no wake-up: it is
             # handed to that worker; only due work makes workers look.
             wake = any(plan.lease_owner is None for plan in created)
@@ -344,6 +372,68 @@ class StartStore(StoreBase):
         if created and wake:
             self._waker.wake_local()
         return results
+
+    def _raw_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
+        """SQLite: the whole batch as one transaction on the kept sqlite3 connection, or None.
+
+        BEGIN IMMEDIATE, the machines resolved (`_RawResolver`), the names
+        checked, the careful path's rows inserted (`_rows`, bound as
+        SQLAlchemy binds them), COMMIT. A start this path does not decide
+        alone — a qualifier, a machine being deleted, a name or id already
+        taken — or any error of the database rolls everything back and
+        returns None: the careful path (`_start_batch`) then gives the
+        answers, so both paths answer alike. What `prepare` raises is that
+        start's answer, as on the careful path.
+        """
+        from engine.store.sqlite import SqliteBackend  # the backend that keeps the connection
+
+        backend = self._backend
+        held = backend.held_for(self._engine) if isinstance(backend, SqliteBackend) else None
+        if held is None:
+            return None
+        results = [StartResult() for _ in requests]
+        with mapped_errors(self._display), held.connection() as driver:
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                try:
+                    created = self._raw_writes(driver, held.engine.dialect, requests, results)
+                    driver.execute("COMMIT" if created is not None else "ROLLBACK")
+                except BaseException:
+                    if driver.in_transaction:
+                        driver.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, _Careful):
+                return None
+        if created is None:
+            return None
+        for plan in created:
+            results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
+        # Work leased to a worker of this process is handed to it: no wake-up.
+        if any(plan.lease_owner is None for plan in created):
+            self._waker.wake_local()
+        return results
+
+    def _raw_writes(
+        self,
+        driver: sqlite3.Connection,
+        dialect: Dialect,
+        requests: Sequence[StartRequest],
+        results: list[StartResult],
+    ) -> list[_Planned] | None:
+        """`_raw_batch`'s transaction body: the starts written, or None (nothing written)."""
+        resolver = _RawResolver(driver, dialect)
+        planned: list[_Planned] = []
+        for index, request in enumerate(requests):
+            try:
+                planned.append(_plan(index, request, resolver))
+            except StepwiseError as error:
+                results[index].error = error
+        if rawstart.any_taken_on(driver, [plan.record for plan in planned]):
+            return None  # the careful path reads the executions holding them
+        created = _sort_out(planned, {}, results)
+        for table, table_rows in self._rows(created):
+            rawstart.insert_rows_on(driver, dialect, table, table_rows)
+        return created
 
     def _taken(
         self, conn: Connection, wanted: Sequence[ExecutionRecord]
@@ -429,7 +519,7 @@ class StartStore(StoreBase):
         return _answer(existing, plan.record)
 
 
-def _plan(index: int, request: StartRequest, resolver: _Resolver) -> _Planned:
+def _plan(index: int, request: StartRequest, resolver: _Resolver | _RawResolver) -> _Planned:
     """Resolve `request`'s machine and have its caller build the first event (may raise)."""
     resolved = resolver.resolve(request.machine, request.qualifier, request.draw)
     execution_id, first = request.prepare(resolved)
@@ -463,6 +553,24 @@ def _plan(index: int, request: StartRequest, resolver: _Resolver) -> _Planned:
         lease_owner=request.lease_owner,
         lease_expires_at=request.lease_expires_at,
     )
+
+
+def _sort_out(
+    planned: Sequence[_Planned], taken: dict[Any, ExecutionRecord], results: list[StartResult]
+) -> list[_Planned]:
+    """The starts of `planned` to create; the others' answers (a name taken) go in `results`."""
+    created: list[_Planned] = []
+    for plan in planned:
+        wanted = plan.record
+        existing = _owner(taken, wanted)
+        if existing is None:
+            created.append(plan)
+            # A later start of this batch under the same name meets this one.
+            taken[wanted.machine, wanted.name] = wanted
+            taken[wanted.execution_id] = wanted
+        else:
+            results[plan.index] = _answer(existing, wanted)
+    return created
 
 
 def _owner(taken: dict[Any, ExecutionRecord], wanted: ExecutionRecord) -> ExecutionRecord | None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,108 @@ def test_raw_start_writes_leave_the_careful_rows_readable(tmp_path: Path) -> Non
         assert (record.published_version, record.alias, record.version) == (1, "live", 2)
     finally:
         store.close()
+
+
+# SQLite runs a batch of starts by name as one transaction on the sqlite3
+# connection itself (`StartStore._raw_batch`); a qualifier, a machine being
+# deleted or a name already taken hands the batch to the other path.
+BY_NAME = [request for request in REQUESTS if request.qualifier is None]
+
+
+def _sqlalchemy_begins(store: Store) -> list[int]:
+    """A counter of the transactions SQLAlchemy begins on `store` from now on."""
+    count = [0]
+
+    def begun(_conn: Any) -> None:
+        count[0] += 1
+
+    sa.event.listen(store._engine, "begin", begun)
+    return count
+
+
+def _leased(requests: list[StartRequest]) -> list[StartRequest]:
+    """Every other start handed to a worker of this process (its work row leased)."""
+    expires = T0 + timedelta(seconds=30)
+    return [
+        replace(request, lease_owner="worker-x", lease_expires_at=expires) if i % 2 else request
+        for i, request in enumerate(requests)
+    ]
+
+
+@pytest.mark.parametrize("urls", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("leased", [False, True])
+def test_starts_by_name_are_one_raw_transaction_with_the_careful_paths_rows_and_answers(
+    urls: tuple[str, str], batched: bool, leased: bool
+) -> None:
+    requests = _leased(BY_NAME) if leased else BY_NAME
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
+    try:
+        begins = _sqlalchemy_begins(raw)
+        answers = {}
+        for name, store in (("raw", raw), ("careful", careful)):
+            if batched:
+                results = store.start_executions(requests)
+            else:
+                results = [store.start_executions([r])[0] for r in requests]
+            answers[name] = _answers(results)
+        # No SQLAlchemy transaction, the driver's own; one at a time, the two
+        # later starts named "a" find the name in the database: the other path.
+        assert begins[0] == (0 if batched else 2)
+        assert answers["raw"] == answers["careful"]
+        assert [a[1] for a in answers["raw"] if isinstance(a[1], bool)] == [True, False, True]
+        assert _rows(raw) == _rows(careful)
+        # The same starts again: every name taken, so the other path answers, alike.
+        again = {
+            name: _answers(store.start_executions(requests))
+            for name, store in (("raw", raw), ("careful", careful))
+        }
+        assert begins[0] > 0
+        assert again["raw"] == again["careful"]
+        assert [a[0] for a in again["raw"]].count("ExecutionAlreadyExists") == 1
+        assert _rows(raw) == _rows(careful)
+    finally:
+        raw.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite"], indirect=True)
+def test_raw_starts_seal_payloads_as_the_careful_path(urls: tuple[str, str]) -> None:
+    codec = PayloadCodec([os.urandom(32)])
+    raw = _store(urls[0], raw=True, codec=codec)
+    careful = _store(urls[1], raw=False, codec=codec)
+    try:
+        begins = _sqlalchemy_begins(raw)
+        answers = [_answers(store.start_executions(BY_NAME)) for store in (raw, careful)]
+        assert begins[0] == 0
+        assert answers[0] == answers[1]
+        sealed = _rows(raw)["executions"][0]
+        assert '"n": 1' not in json.dumps([str(v) for v in sealed])  # the input is sealed
+        for store in (raw, careful):
+            assert store.get_execution("arn:exec:Machine:a").input == '{"n": 1}'
+            assert store.history("arn:exec:Machine:a")[0].details["input"] == '{"n": 1}'
+            assert store.get_execution("arn:exec:Machine:f").input == '"\\u00e9t\\u00e9"'
+    finally:
+        raw.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite"], indirect=True)
+def test_a_start_of_a_machine_being_deleted_gets_the_careful_paths_answer(
+    urls: tuple[str, str],
+) -> None:
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
+    try:
+        answers = []
+        for store in (raw, careful):
+            store.start_executions([_request("Machine", None, "running", "{}")])
+            store.delete_state_machine("Machine", now=T0)
+            # Refused (DELETING) alone; the start of an unknown machine beside it too.
+            batch = [_request("Machine", None, "late", "{}"), _request("Nowhere", None, "x", "{}")]
+            answers.append(_answers(store.start_executions(batch)))
+        assert answers[0] == answers[1]
+        assert [a[0] for a in answers[0]] == ["StateMachineDeleting", "StateMachineDoesNotExist"]
+        assert _rows(raw) == _rows(careful)
+    finally:
+        raw.close()
+        careful.close()
