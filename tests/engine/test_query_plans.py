@@ -101,6 +101,11 @@ def _fill(store: Store) -> None:
     statements = _POSTGRES_FILL if engine.dialect.name == "postgresql" else _SQLITE_FILL
     values = {"count": EXECUTIONS, "events": EVENTS_EACH, "journal": JOURNAL_EACH}
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # The fill is set-up, not a query under test: the store's statement
+            # timeout (meant for its own short statements) does not apply to it;
+            # on a loaded machine a million-row INSERT can outlast it.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         for statement in statements[:-1]:
             conn.execute(sa.text(statement), values)
     with engine.connect() as conn:
