@@ -8,7 +8,12 @@ execution pays for exactly one commit per checkpoint, and a checkpoint that
 finds the committer idle (nothing queued, no commit under way) is committed
 by its caller's own task, sparing the hand-over to the committer's task and
 back. One commit at a time either way (`_turn`): what arrives meanwhile
-queues for the committer's task, which commits it as one group. Nothing is ever
+queues for the committer's task, which commits it as one group; a plain
+checkpoint (no finish, no release, no read-back) of an execution whose
+plain checkpoint is still queued joins that one (`_join`: its rows and
+events appended, one waiter, one answer for both), so a Map's or a
+Parallel's many children checkpointing at once make one checkpoint per
+group, not one each. Nothing is ever
 acknowledged before it is durable. A checkpoint refused because its
 worker no longer holds the lease is logged (a warning on the
 ``stepwise.committer`` logger naming the execution) and counted in
@@ -32,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import msgspec
 
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
@@ -50,6 +56,12 @@ class _Waiter:
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
     error: BaseException | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether another plain checkpoint of its execution may join it (see `Committer._join`)."""
+        c = self.checkpoint
+        return c.finish is None and not c.release and not self.read_back
 
 
 def _commit_and_read(
@@ -102,6 +114,8 @@ class Committer:
         self._run_db = run_db
         self._max_batch = max_batch
         self._queue: list[_Waiter] = []
+        # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
+        self._joinable: dict[str, _Waiter] = {}
         self._wakeup = anyio.Event()
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
@@ -137,13 +151,44 @@ class Committer:
                 async with self._turn:
                     await self._flush([waiter])
             else:
-                self._queue.append(waiter)
-                self._wakeup.set()
+                waiter = self._enqueue(waiter)
                 await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
         return waiter
+
+    def _enqueue(self, waiter: _Waiter) -> _Waiter:
+        """Queue `waiter`, or join it to its execution's queued one; returns the waiter to await."""
+        execution_id = waiter.checkpoint.execution_id
+        if waiter.plain:
+            queued = self._joinable.get(execution_id)
+            if queued is not None:
+                self._join(queued, waiter.checkpoint)
+                return queued
+            self._joinable[execution_id] = waiter
+        else:
+            # Nothing queued before it may take what comes after it.
+            self._joinable.pop(execution_id, None)
+        self._queue.append(waiter)
+        self._wakeup.set()
+        return waiter
+
+    @staticmethod
+    def _join(queued: _Waiter, later: Checkpoint) -> None:
+        """Append `later`'s rows and events to `queued`'s checkpoint (same execution, both plain).
+
+        One checkpoint of both, in the order they were recorded: the same
+        transaction would have written both, under the same lease check.
+        """
+        first = queued.checkpoint
+        queued.checkpoint = msgspec.structs.replace(
+            first,
+            journal=[*first.journal, *later.journal],
+            events=[*first.events, *later.events],
+            tokens=[*first.tokens, *later.tokens],
+            last_event_id=max(first.last_event_id, later.last_event_id),
+        )
 
     async def run(self) -> None:
         """Serve commits until cancelled; then flush what is queued and let callers commit."""
@@ -162,6 +207,9 @@ class Committer:
             async with self._turn:
                 # Taken after the turn, so what queued while waiting joins the group.
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                for waiter in batch:  # taken: nothing joins them any more
+                    if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
+                        del self._joinable[waiter.checkpoint.execution_id]
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
