@@ -10,7 +10,7 @@ by its caller's own task, sparing the hand-over to the committer's task and
 back. One commit at a time either way (`_turn`): what arrives meanwhile
 queues for the committer's task, which commits it as one group; a plain
 checkpoint (no finish, no release, no read-back) of an execution whose
-plain checkpoint is still queued joins that one (`_join`: its rows and
+plain checkpoint is still queued joins that one (`_enqueue`: its rows and
 events appended, one waiter, one answer for both), so a Map's or a
 Parallel's many children checkpointing at once make one checkpoint per
 group, not one each. Nothing is ever
@@ -56,12 +56,29 @@ class _Waiter:
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
     error: BaseException | None = None
+    # Plain checkpoints of the same execution that joined this one while it
+    # was queued, in order (`Committer._enqueue`); merged into it when taken.
+    joined: list[Checkpoint] = field(default_factory=list)
 
-    @property
-    def plain(self) -> bool:
-        """Whether another plain checkpoint of its execution may join it (see `Committer._join`)."""
-        c = self.checkpoint
-        return c.finish is None and not c.release and not self.read_back
+
+def _plain(checkpoint: Checkpoint, read_back: bool) -> bool:
+    """Whether the checkpoint may join, or be joined by, another of its execution."""
+    return checkpoint.finish is None and not checkpoint.release and not read_back
+
+
+def _merged(first: Checkpoint, later: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint of `first` and the `later` ones of its execution, in order.
+
+    The same transaction would have written them all, under the same lease check.
+    """
+    every = [first, *later]
+    return msgspec.structs.replace(
+        first,
+        journal=[row for c in every for row in c.journal],
+        events=[event for c in every for event in c.events],
+        tokens=[token for c in every for token in c.tokens],
+        last_event_id=max(c.last_event_id for c in every),
+    )
 
 
 def _commit_and_read(
@@ -126,7 +143,7 @@ class Committer:
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
-        return (await self._submit(_Waiter(checkpoint))).result  # type: ignore[return-value]
+        return (await self._submit(checkpoint)).result  # type: ignore[return-value]
 
     async def commit_reading(
         self, checkpoint: Checkpoint
@@ -136,59 +153,47 @@ class Committer:
         The read shares the commit's store call (no second thread hop);
         the record is None when the commit was not OK or the read failed.
         """
-        waiter = await self._submit(_Waiter(checkpoint, read_back=True))
+        waiter = await self._submit(checkpoint, read_back=True)
         assert waiter.result is not None
         return waiter.result, waiter.record
 
-    async def _submit(self, waiter: _Waiter) -> _Waiter:
+    async def _submit(self, checkpoint: Checkpoint, read_back: bool = False) -> _Waiter:
         with anyio.CancelScope(shield=True):
             # Once handed over, a checkpoint's outcome must be known before
             # its activation moves on, even if that activation is being
             # cancelled.
             if self._stopped:
+                waiter = _Waiter(checkpoint, read_back)
                 await self._flush([waiter])
             elif self.direct and not self._queue and not self._turn.locked():
+                waiter = _Waiter(checkpoint, read_back)
                 async with self._turn:
                     await self._flush([waiter])
             else:
-                waiter = self._enqueue(waiter)
+                waiter = self._enqueue(checkpoint, read_back)
                 await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
         return waiter
 
-    def _enqueue(self, waiter: _Waiter) -> _Waiter:
-        """Queue `waiter`, or join it to its execution's queued one; returns the waiter to await."""
-        execution_id = waiter.checkpoint.execution_id
-        if waiter.plain:
+    def _enqueue(self, checkpoint: Checkpoint, read_back: bool) -> _Waiter:
+        """Queue `checkpoint`, or join it to its execution's queued one; the waiter to await."""
+        execution_id = checkpoint.execution_id
+        if _plain(checkpoint, read_back):
             queued = self._joinable.get(execution_id)
             if queued is not None:
-                self._join(queued, waiter.checkpoint)
+                queued.joined.append(checkpoint)
                 return queued
+            waiter = _Waiter(checkpoint, read_back)
             self._joinable[execution_id] = waiter
         else:
+            waiter = _Waiter(checkpoint, read_back)
             # Nothing queued before it may take what comes after it.
             self._joinable.pop(execution_id, None)
         self._queue.append(waiter)
         self._wakeup.set()
         return waiter
-
-    @staticmethod
-    def _join(queued: _Waiter, later: Checkpoint) -> None:
-        """Append `later`'s rows and events to `queued`'s checkpoint (same execution, both plain).
-
-        One checkpoint of both, in the order they were recorded: the same
-        transaction would have written both, under the same lease check.
-        """
-        first = queued.checkpoint
-        queued.checkpoint = msgspec.structs.replace(
-            first,
-            journal=[*first.journal, *later.journal],
-            events=[*first.events, *later.events],
-            tokens=[*first.tokens, *later.tokens],
-            last_event_id=max(first.last_event_id, later.last_event_id),
-        )
 
     async def run(self) -> None:
         """Serve commits until cancelled; then flush what is queued and let callers commit."""
@@ -210,6 +215,8 @@ class Committer:
                 for waiter in batch:  # taken: nothing joins them any more
                     if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
                         del self._joinable[waiter.checkpoint.execution_id]
+                    if waiter.joined:
+                        waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
