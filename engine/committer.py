@@ -8,7 +8,12 @@ execution pays for exactly one commit per checkpoint, and a checkpoint that
 finds the committer idle (nothing queued, no commit under way) is committed
 by its caller's own task, sparing the hand-over to the committer's task and
 back. One commit at a time either way (`_turn`): what arrives meanwhile
-queues for the committer's task, which commits it as one group. Nothing is ever
+queues for the committer's task, which commits it as one group; a plain
+checkpoint (no finish, no release, no read-back) of an execution whose
+plain checkpoint is still queued joins that one (`_enqueue`: its rows and
+events appended, one waiter, one answer for both), so a Map's or a
+Parallel's many children checkpointing at once make one checkpoint per
+group, not one each. Nothing is ever
 acknowledged before it is durable. A checkpoint refused because its
 worker no longer holds the lease is logged (a warning on the
 ``stepwise.committer`` logger naming the execution) and counted in
@@ -32,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import msgspec
 
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
@@ -50,6 +56,29 @@ class _Waiter:
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
     error: BaseException | None = None
+    # Plain checkpoints of the same execution that joined this one while it
+    # was queued, in order (`Committer._enqueue`); merged into it when taken.
+    joined: list[Checkpoint] = field(default_factory=list)
+
+
+def _plain(checkpoint: Checkpoint, read_back: bool) -> bool:
+    """Whether the checkpoint may join, or be joined by, another of its execution."""
+    return checkpoint.finish is None and not checkpoint.release and not read_back
+
+
+def _merged(first: Checkpoint, later: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint of `first` and the `later` ones of its execution, in order.
+
+    The same transaction would have written them all, under the same lease check.
+    """
+    every = [first, *later]
+    return msgspec.structs.replace(
+        first,
+        journal=[row for c in every for row in c.journal],
+        events=[event for c in every for event in c.events],
+        tokens=[token for c in every for token in c.tokens],
+        last_event_id=max(c.last_event_id for c in every),
+    )
 
 
 def _commit_and_read(
@@ -102,6 +131,8 @@ class Committer:
         self._run_db = run_db
         self._max_batch = max_batch
         self._queue: list[_Waiter] = []
+        # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
+        self._joinable: dict[str, _Waiter] = {}
         self._wakeup = anyio.Event()
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
@@ -112,7 +143,7 @@ class Committer:
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
-        return (await self._submit(_Waiter(checkpoint))).result  # type: ignore[return-value]
+        return (await self._submit(checkpoint)).result  # type: ignore[return-value]
 
     async def commit_reading(
         self, checkpoint: Checkpoint
@@ -122,27 +153,46 @@ class Committer:
         The read shares the commit's store call (no second thread hop);
         the record is None when the commit was not OK or the read failed.
         """
-        waiter = await self._submit(_Waiter(checkpoint, read_back=True))
+        waiter = await self._submit(checkpoint, read_back=True)
         assert waiter.result is not None
         return waiter.result, waiter.record
 
-    async def _submit(self, waiter: _Waiter) -> _Waiter:
+    async def _submit(self, checkpoint: Checkpoint, read_back: bool = False) -> _Waiter:
         with anyio.CancelScope(shield=True):
             # Once handed over, a checkpoint's outcome must be known before
             # its activation moves on, even if that activation is being
             # cancelled.
             if self._stopped:
+                waiter = _Waiter(checkpoint, read_back)
                 await self._flush([waiter])
             elif self.direct and not self._queue and not self._turn.locked():
+                waiter = _Waiter(checkpoint, read_back)
                 async with self._turn:
                     await self._flush([waiter])
             else:
-                self._queue.append(waiter)
-                self._wakeup.set()
+                waiter = self._enqueue(checkpoint, read_back)
                 await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
+        return waiter
+
+    def _enqueue(self, checkpoint: Checkpoint, read_back: bool) -> _Waiter:
+        """Queue `checkpoint`, or join it to its execution's queued one; the waiter to await."""
+        execution_id = checkpoint.execution_id
+        if _plain(checkpoint, read_back):
+            queued = self._joinable.get(execution_id)
+            if queued is not None:
+                queued.joined.append(checkpoint)
+                return queued
+            waiter = _Waiter(checkpoint, read_back)
+            self._joinable[execution_id] = waiter
+        else:
+            waiter = _Waiter(checkpoint, read_back)
+            # Nothing queued before it may take what comes after it.
+            self._joinable.pop(execution_id, None)
+        self._queue.append(waiter)
+        self._wakeup.set()
         return waiter
 
     async def run(self) -> None:
@@ -162,6 +212,11 @@ class Committer:
             async with self._turn:
                 # Taken after the turn, so what queued while waiting joins the group.
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                for waiter in batch:  # taken: nothing joins them any more
+                    if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
+                        del self._joinable[waiter.checkpoint.execution_id]
+                    if waiter.joined:
+                        waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
