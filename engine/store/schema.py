@@ -626,8 +626,12 @@ BEGIN
         (execution_id, event_id, previous_event_id, type, timestamp, details)
     SELECT r->>0, (r->>1)::integer, (r->>2)::integer, r->>3, (r->>4)::timestamptz, r->>5
     FROM json_array_elements(b->'events') AS r;
-    UPDATE executions AS x SET last_event_id = (r->>1)::integer
-    FROM json_array_elements(b->'progress') AS r WHERE x.execution_id = r->>0;
+    -- One indexed UPDATE per row: a join with json_array_elements is planned
+    -- for 100 rows and reads the whole executions table (a hash join).
+    FOR item IN SELECT json_array_elements(b->'progress') LOOP
+        UPDATE executions SET last_event_id = (item->>1)::integer
+        WHERE execution_id = item->>0;
+    END LOOP;
     FOR item IN SELECT json_array_elements(b->'finish') LOOP
         UPDATE executions SET status = item->>1, output = item->>2, error = item->>3,
             cause = item->>4, stop_date = (item->>5)::timestamptz
