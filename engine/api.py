@@ -28,6 +28,7 @@ import asyncio
 import functools
 import gc
 import hashlib
+import os
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -124,12 +125,14 @@ def _freeze_started_heap() -> None:
     off every few runs (W2 on PostgreSQL: ~4 ms of a ~30 ms run's CPU, see
     benchmarks/PROFILE_STORE.md). Frozen objects are still freed by their
     reference counts; the CLI's start-up (`engine.cli.core.end_startup`)
-    freezes what it loaded the same way.
+    freezes what it loaded the same way. `STEPWISE_GC_FREEZE=0` turns it off.
     """
     global _heap_frozen
     if not _heap_frozen:
         _heap_frozen = True
-        gc.freeze()
+        # An application that wants every cycle collected opts out.
+        if os.environ.get("STEPWISE_GC_FREEZE", "1") != "0":
+            gc.freeze()
 
 
 class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):

@@ -1,0 +1,47 @@
+"""The first Engine in a process freezes its start-up heap unless STEPWISE_GC_FREEZE=0.
+
+Full collections then skip what lives as long as the process (modules, the
+store, the engine's machinery); an application that wants every cycle
+collected, frozen or not, turns it off. Each case runs in a fresh
+interpreter, since the freeze happens once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAM = """
+import gc, sys
+from engine import Engine
+assert gc.get_freeze_count() == 0
+with Engine(sys.argv[1]) as engine:
+    machine = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    engine.create_state_machine_sync("p", machine)
+    engine.wait_sync(engine.start_sync("p", {}), timeout=30)
+print(gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize(("setting", "frozen"), [(None, True), ("1", True), ("0", False)])
+def test_the_start_up_heap_is_frozen_unless_turned_off(
+    tmp_path: Path, setting: str | None, frozen: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STEPWISE_GC_FREEZE"}
+    if setting is not None:
+        env["STEPWISE_GC_FREEZE"] = setting
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM, f"sqlite:///{tmp_path / 'f.db'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (int(done.stdout.strip()) > 0) is frozen
