@@ -177,20 +177,7 @@ def _one_call(
 
     Returns whether work became due now.
     """
-    events = []
-    for c in checkpoints:
-        for event in c.events:
-            row = event_row(c.execution_id, event, codec)
-            events.append(
-                (
-                    row["execution_id"],
-                    row["event_id"],
-                    row["previous_event_id"],
-                    row["type"],
-                    row["timestamp"],
-                    row["details"],
-                )
-            )
+    events = _event_tuples(checkpoints, codec)
     batch = {
         "ids": ids,
         "journal": [
@@ -249,20 +236,7 @@ def _queue_writes(
     ]
     if journal_rows:
         _insert_rows(cursor, _JOURNAL, journal_rows)
-    event_rows = []
-    for c in checkpoints:
-        for event in c.events:
-            row = event_row(c.execution_id, event, codec)
-            event_rows.append(
-                (
-                    row["execution_id"],
-                    row["event_id"],
-                    row["previous_event_id"],
-                    row["type"],
-                    row["timestamp"],
-                    row["details"],
-                )
-            )
+    event_rows = _event_tuples(checkpoints, codec)
     if event_rows:
         _insert_rows(cursor, _EVENTS, event_rows)
     progress = _progress(checkpoints)
@@ -294,3 +268,22 @@ def _queue_writes(
         )
     if finished:
         cursor.execute(_DONE, ([c.execution_id for c in finished],))
+
+
+def _event_tuples(checkpoints: Sequence[Checkpoint], codec: PayloadCodec) -> list[tuple[Any, ...]]:
+    """The history rows of `checkpoints`, details sealed, in the events table's column order."""
+    rows = []
+    for c in checkpoints:
+        for event in c.events:
+            row = event_row(c.execution_id, event, codec)
+            rows.append(
+                (
+                    row["execution_id"],
+                    row["event_id"],
+                    row["previous_event_id"],
+                    row["type"],
+                    row["timestamp"],
+                    row["details"],
+                )
+            )
+    return rows
