@@ -10,9 +10,7 @@ once hung `Engine.__exit__` and with it a whole CI run.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -20,30 +18,7 @@ import pytest
 from engine.clock import SystemClock
 from engine.committer import Committer
 from engine.store import Checkpoint, CommitResult, Event, Store
-
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
-DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
-
-
-async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-
-
-def _claimed_execution(store: Store, name: str) -> str:
-    machine = store.put_state_machine("m", DEFINITION)
-    record, _ = store.create_execution(
-        execution_id=f"e-{name}",
-        name=name,
-        machine=machine,
-        input="{}",
-        start_date=T0,
-        trace_id="0" * 32,
-        first_event=Event(1, 0, "ExecutionStarted", T0, {}),
-    )
-    assert [i for i, _ in store.claim_due("w", limit=1, lease_seconds=60, now=T0)] == [
-        record.execution_id
-    ]
-    return record.execution_id
+from tests.engine.committing import T0, claimed, in_thread
 
 
 def _checkpoint(execution_id: str) -> Checkpoint:
@@ -60,8 +35,8 @@ def test_a_checkpoint_is_committed_after_the_committer_stopped(
     tmp_path: Path, queued_before_stop: bool
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    execution_id = _claimed_execution(store, "a")
-    committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=_in_thread)
+    (execution_id,) = claimed(store, 1)
+    committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=in_thread)
     results: list[CommitResult] = []
 
     async def main() -> None:
