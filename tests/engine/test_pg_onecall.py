@@ -73,21 +73,39 @@ def _group() -> list[Checkpoint]:
     ]
 
 
-@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
-def test_the_one_call_writes_the_careful_paths_rows(
-    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _committed_both_ways(
+    urls: tuple[str, str], group: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, Store]:
+    """The same group committed by the one call and by the careful path, on two databases.
+
+    Asserts the one call alone wrote it (neither the careful path nor the
+    pipeline ran), that both answered OK for every checkpoint and that every
+    table holds the same rows; returns the two stores for further checks.
+    """
     fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
     try:
-        answers = {"careful": careful.commit(_group(), worker_id="w", now=LATER)}
+        answers = {"careful": careful.commit(group(), worker_id="w", now=LATER)}
         with monkeypatch.context() as patched:
             patched.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
             patched.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
             calls = _spy(patched)
-            answers["fast"] = fast.commit(_group(), worker_id="w", now=LATER)
-        assert calls == [True]  # one call, and d's release fell due now
+            answers["fast"] = fast.commit(group(), worker_id="w", now=LATER)
+        assert calls == [True]  # one call
         assert answers["fast"] == answers["careful"] == [CommitResult.OK] * 4
         assert _rows(fast) == _rows(careful)
+    except BaseException:
+        fast.close()
+        careful.close()
+        raise
+    return fast, careful
+
+
+@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
+def test_the_one_call_writes_the_careful_paths_rows(
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, careful = _committed_both_ways(urls, _group, monkeypatch)
+    try:
         assert fast.work_due_at("e-d") == (True, LATER)  # the callback made it due now
         assert fast.work_due_at("e-c") == (True, T0 + timedelta(hours=1, microseconds=3))
         assert fast.load("e-a").journal["s/B"] == '{"v":"\\u00e9","q":"\\"x\\""}'
@@ -102,17 +120,8 @@ def test_a_finish_in_the_one_call_writes_the_careful_paths_rows(
     urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The status, the outbox's delivery, the closed token and the work row gone, as carefully."""
-    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    fast, careful = _committed_both_ways(urls, _finishing_group, monkeypatch)
     try:
-        answers = {"careful": careful.commit(_finishing_group(), worker_id="w", now=LATER)}
-        with monkeypatch.context() as patched:
-            patched.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
-            patched.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
-            calls = _spy(patched)
-            answers["fast"] = fast.commit(_finishing_group(), worker_id="w", now=LATER)
-        assert calls == [True]
-        assert answers["fast"] == answers["careful"] == [CommitResult.OK] * 4
-        assert _rows(fast) == _rows(careful)
         assert len(_rows(fast)["alert_deliveries"]) == 1
         assert fast.get_token("tok-a").status == "TIMED_OUT"  # closed by the finish
         assert fast.get_token("tok-d").status == careful.get_token("tok-d").status
