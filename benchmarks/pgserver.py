@@ -13,62 +13,13 @@ the SERVER line reports the server's word, not ours.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
-
 import psycopg
 
-from tests.engine.pg import PostgresServer
+from tests.engine.pg import PostgresServer, start_server
 
 __all__ = ["REPORTED_SETTINGS", "format_server", "settings", "start"]
 
 REPORTED_SETTINGS = ("server_version", "fsync", "synchronous_commit", "full_page_writes")
-_BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
-_OS_USERS = ("postgres", "stepwise-pg")
-
-
-def _bin(name: str) -> str:
-    for directory in _BIN_DIRS:
-        path = Path(directory) / name
-        if path.exists():
-            return str(path)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"PostgreSQL's {name} is not installed")
-    return found
-
-
-def _os_user() -> str:
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    for name in _OS_USERS:
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _OS_USERS[1]],
-        check=True,
-        capture_output=True,
-    )
-    return _OS_USERS[1]
-
-
-def _as(user: str) -> list[str]:
-    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start(*, fsync: bool = True, max_connections: int = 200) -> PostgresServer:
@@ -79,42 +30,12 @@ def start(*, fsync: bool = True, max_connections: int = 200) -> PostgresServer:
     off, as on the test suite's server. Raises RuntimeError with
     PostgreSQL's own words when it cannot start.
     """
-    user = _os_user()
-    root = Path(tempfile.mkdtemp(prefix="stepwise-bench-pg-"))
-    record = pwd.getpwnam(user)
-    os.chown(root, record.pw_uid, record.pw_gid)
-    os.chmod(root, 0o700)
-    data_dir = root / "data"
-    init = subprocess.run(
-        [*_as(user), _bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust",
-         "-E", "UTF8", "--locale=C"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if init.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
-    durability = [] if fsync else [
-        "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-    ]  # fmt: skip
-    last_error = ""
-    for _attempt in range(3):
-        port = _free_port()
-        options = " ".join(
-            [f"-p {port}", "-h 127.0.0.1", f"-k {root}", *durability,
-             f"-c max_connections={max_connections}", "-c shared_buffers=128MB"]
-        )  # fmt: skip
-        started = subprocess.run(
-            [*_as(user), _bin("pg_ctl"), "-D", str(data_dir), "-o", options,
-             "-l", str(root / "log"), "-w", "-t", "60", "start"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if started.returncode == 0:
-            admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-            return PostgresServer(admin, data_dir=data_dir, os_user=user, options=options)
-        log = root / "log"
-        last_error = (log.read_text() if log.exists() else "") or started.stderr
-    shutil.rmtree(root, ignore_errors=True)
-    raise RuntimeError(f"PostgreSQL did not start: {last_error.strip()[-2000:]}")
+    return start_server(
+        durable=fsync,
+        max_connections=max_connections,
+        shared_buffers="128MB",
+        prefix="stepwise-bench-pg-",
+    )
 
 
 def settings(admin_url: str) -> dict[str, str]:

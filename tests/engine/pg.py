@@ -160,64 +160,48 @@ def _run_as(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*_as_user(user), *argv], capture_output=True, text=True, check=False)
 
 
-def start_server() -> PostgresServer:
-    """Start a private PostgreSQL; raise RuntimeError with PostgreSQL's own words if it fails."""
+def start_server(
+    *,
+    durable: bool = False,
+    max_connections: int = 400,
+    shared_buffers: str = "64MB",
+    prefix: str = "stepwise-pg-",
+) -> PostgresServer:
+    """Start a private PostgreSQL on 127.0.0.1; raise RuntimeError with its own words if it fails.
+
+    The tests' server is not `durable`: fsync, synchronous_commit and
+    full_page_writes are off, to run faster. The benchmarks' server
+    (`benchmarks/pgserver.py`) is, keeping PostgreSQL's defaults.
+    """
     user = _os_user()
-    root = Path(tempfile.mkdtemp(prefix="stepwise-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir = root / "data"
     record = pwd.getpwnam(user)
     os.chown(root, record.pw_uid, record.pw_gid)
     os.chmod(root, 0o700)
     init = _run_as(
         user,
-        [
-            _bin("initdb"),
-            "-D",
-            str(data_dir),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "--locale=C",
-        ],
-    )
+        [_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+         *([] if durable else ["--no-sync"]), "--locale=C"],
+    )  # fmt: skip
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
+    durability = [] if durable else [
+        "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+    ]  # fmt: skip
     last_error = ""
     for _attempt in range(3):
         port = _free_port()
         options = " ".join(
-            [
-                f"-p {port}",
-                "-h 127.0.0.1",
-                f"-k {root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=400",
-                "-c shared_buffers=64MB",
-            ]
-        )
+            [f"-p {port}", "-h 127.0.0.1", f"-k {root}", *durability,
+             f"-c max_connections={max_connections}", f"-c shared_buffers={shared_buffers}"]
+        )  # fmt: skip
         started = _run_as(
             user,
-            [
-                _bin("pg_ctl"),
-                "-D",
-                str(data_dir),
-                "-o",
-                options,
-                "-l",
-                str(root / "log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
+            [_bin("pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(root / "log"),
+             "-w", "-t", "60", "start"],
+        )  # fmt: skip
         if started.returncode == 0:
             admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
             return PostgresServer(admin, data_dir=data_dir, os_user=user, options=options)
