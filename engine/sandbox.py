@@ -58,6 +58,12 @@ MEMORY_LIMIT_BYTES = 1 << 30
 # presumed stuck in C code: pipe latency and result serialisation.
 _GRACE_SECONDS = 0.25
 
+# Time a new worker may take to start (an interpreter, our modules, the
+# JSONata library) before it is presumed broken. Start-up is not evaluation:
+# an expression's deadline starts once the worker has said it is ready, so
+# a loaded machine's slow start never turns into a spurious D1012.
+_BOOT_SECONDS = 60.0
+
 
 class Sandbox:
     """Evaluates JSONata templates in a killable worker process.
@@ -187,8 +193,20 @@ class Sandbox:
             from multiprocessing.connection import Connection
 
             self._process, self._connection = process, Connection(parent.detach())
+            self._await_ready(self._connection)
         assert self._connection is not None
         return self._connection
+
+    def _await_ready(self, connection: Connection) -> None:
+        """Wait for a new worker's "ready"; stop it and raise States.Runtime if none comes."""
+        try:
+            if connection.poll(_BOOT_SECONDS) and connection.recv() == ("ready",):
+                return
+            why = f"did not start within {_BOOT_SECONDS:.0f} s"
+        except (EOFError, OSError):
+            why = "ended while starting"
+        self._stop()
+        raise StatesError("States.Runtime", f"The JSONata sandbox's worker process {why}")
 
     def _stop(self) -> None:
         if self._process is not None:
@@ -269,6 +287,10 @@ def serve_fd(fd: int, memory_limit: int | None = None) -> None:
 def _worker(connection: Connection) -> None:
     compiled: dict[str, JsonataTemplate] = {}
     nondeterminism = _AskParent(connection)
+    # Load the JSONata library before saying ready: its import is start-up,
+    # not part of the first expression's time.
+    compile_jsonata_template("{% 1 %}")
+    connection.send(("ready",))
     while True:
         try:
             _, source, field, states, variables, limits = connection.recv()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.sandbox import Sandbox
-from statemachine.errors import ExpressionSyntaxError, States
+from statemachine.errors import ExpressionSyntaxError, States, StatesError
 from statemachine.jsonata import (
     JsonataTemplate,
     Limits,
@@ -514,3 +515,45 @@ def test_property_partition_concatenates_back(items: list[int], size: int) -> No
     parts = run("{% $partition($v, $n) %}", variables={"v": items, "n": size}) if items else []
     assert [item for part in parts for item in part] == items
     assert all(len(part) == size for part in parts[:-1])
+
+
+def test_a_slow_starting_sandbox_worker_does_not_eat_the_expressions_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose start-up outlasts the deadline still evaluates: start-up is not evaluation.
+
+    Every new worker imports `sitecustomize` from the path it inherits; this
+    one sleeps a second, longer than the expression's whole budget (0.1 s
+    plus the grace), as a cold start on a loaded machine can.
+    """
+    (tmp_path / "sitecustomize.py").write_text("import time\ntime.sleep(1.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    template = compile_jsonata_template("{% $contains('ab', /b/) %}")
+    with Sandbox() as box:
+        answer = box.evaluate_isolated(
+            template,
+            field="Output",
+            states={"input": {}, "context": {}},
+            variables={},
+            nondeterminism=Fixed(),
+            limits=Limits(timeout_seconds=0.1),
+        )
+    assert answer is True
+
+
+def test_a_sandbox_worker_that_cannot_start_is_a_clear_runtime_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    template = compile_jsonata_template("{% $contains('ab', /b/) %}")
+    with Sandbox() as box, pytest.raises(StatesError) as failed:
+        box.evaluate_isolated(
+            template,
+            field="Output",
+            states={"input": {}, "context": {}},
+            variables={},
+            nondeterminism=Fixed(),
+        )
+    assert failed.value.error == States.RUNTIME
+    assert failed.value.cause == "The JSONata sandbox's worker process ended while starting"
