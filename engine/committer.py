@@ -52,7 +52,9 @@ class _Waiter:
     checkpoint: Checkpoint
     # Read the execution's record back right after the commit (`commit_reading`).
     read_back: bool = False
-    done: anyio.Event = field(default_factory=anyio.Event)
+    # What a queued checkpoint's caller waits on (`_submit`); None when its
+    # caller commits it itself and waits on nothing.
+    done: anyio.Event | None = None
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
     error: BaseException | None = None
@@ -158,19 +160,24 @@ class Committer:
         return waiter.result, waiter.record
 
     async def _submit(self, checkpoint: Checkpoint, read_back: bool = False) -> _Waiter:
-        with anyio.CancelScope(shield=True):
-            # Once handed over, a checkpoint's outcome must be known before
-            # its activation moves on, even if that activation is being
-            # cancelled.
-            if self._stopped:
-                waiter = _Waiter(checkpoint, read_back)
+        # Once handed over, a checkpoint's outcome must be known before its
+        # activation moves on, even if that activation is being cancelled.
+        # Committed here, it is handed over with no await before `_flush`,
+        # whose store call is shielded; queued, its wait is shielded.
+        if self._stopped:
+            waiter = _Waiter(checkpoint, read_back)
+            await self._flush([waiter])
+        elif self.direct and not self._queue and not self._turn.locked():
+            waiter = _Waiter(checkpoint, read_back)
+            self._turn.acquire_nowait()  # free: nothing awaited since `locked()`
+            try:
                 await self._flush([waiter])
-            elif self.direct and not self._queue and not self._turn.locked():
-                waiter = _Waiter(checkpoint, read_back)
-                async with self._turn:
-                    await self._flush([waiter])
-            else:
-                waiter = self._enqueue(checkpoint, read_back)
+            finally:
+                self._turn.release()
+        else:
+            waiter = self._enqueue(checkpoint, read_back)
+            assert waiter.done is not None
+            with anyio.CancelScope(shield=True):
                 await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -185,10 +192,10 @@ class Committer:
             if queued is not None:
                 queued.joined.append(checkpoint)
                 return queued
-            waiter = _Waiter(checkpoint, read_back)
+            waiter = _Waiter(checkpoint, read_back, done=anyio.Event())
             self._joinable[execution_id] = waiter
         else:
-            waiter = _Waiter(checkpoint, read_back)
+            waiter = _Waiter(checkpoint, read_back, done=anyio.Event())
             # Nothing queued before it may take what comes after it.
             self._joinable.pop(execution_id, None)
         self._queue.append(waiter)
@@ -244,7 +251,8 @@ class Committer:
         except Exception as failure:
             for waiter in batch:
                 waiter.error = failure
-                waiter.done.set()
+                if waiter.done is not None:
+                    waiter.done.set()
             return
         self.commits += 1
         self.checkpoints += len(batch)
@@ -259,4 +267,5 @@ class Committer:
             waiter.result = result
             if waiter.read_back:
                 waiter.record = records.get(waiter.checkpoint.execution_id)
-            waiter.done.set()
+            if waiter.done is not None:
+                waiter.done.set()
