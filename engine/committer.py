@@ -31,6 +31,7 @@ process waits on answers that waiter (`Engine.wait`) with no describe of its own
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,7 +164,8 @@ class Committer:
         # Once handed over, a checkpoint's outcome must be known before its
         # activation moves on, even if that activation is being cancelled.
         # Committed here, it is handed over with no await before `_flush`,
-        # whose store call is shielded; queued, its wait is shielded.
+        # whose store call is shielded; queued, a cancellation of its wait
+        # waits again, shielded, and is then left to land at the next await.
         if self._stopped:
             waiter = _Waiter(checkpoint, read_back)
             await self._flush([waiter])
@@ -177,8 +179,17 @@ class Committer:
         else:
             waiter = self._enqueue(checkpoint, read_back)
             assert waiter.done is not None
-            with anyio.CancelScope(shield=True):
+            try:
                 await waiter.done.wait()
+            except anyio.get_cancelled_exc_class():
+                # Cancelled while queued: the outcome first, waited for shielded
+                # (no shielded scope per checkpoint when nothing cancels).
+                with anyio.CancelScope(shield=True):
+                    await waiter.done.wait()
+                if anyio.current_effective_deadline() != -math.inf:
+                    raise  # not a cancel scope's (asyncio's own Task.cancel): passed on
+                # A cancel scope's: it is still cancelled and cancels the
+                # caller's next await, as when the whole wait was shielded.
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None

@@ -53,9 +53,10 @@ def _checkpoint(execution_id: str) -> Checkpoint:
     )
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("queued", [False, True], ids=["committed-by-caller", "queued"])
 def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellation(
-    tmp_path: Path, queued: bool
+    tmp_path: Path, queued: bool, backend: str
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     first, second = _claimed(store, 2)
@@ -103,7 +104,9 @@ def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellati
                 await anyio.sleep(0.01)
             group.cancel_scope.cancel()
 
-    runner = threading.Thread(target=anyio.run, args=(main,), daemon=True)
+    runner = threading.Thread(
+        target=anyio.run, args=(main,), kwargs={"backend": backend}, daemon=True
+    )
     runner.start()
     runner.join(timeout=60)
     assert not runner.is_alive(), "the commit or its caller never ended"
