@@ -53,8 +53,9 @@ class _Waiter:
     checkpoint: Checkpoint
     # Read the execution's record back right after the commit (`commit_reading`).
     read_back: bool = False
-    # What a queued checkpoint's caller waits on (`_submit`); None when its
-    # caller commits it itself and waits on nothing.
+    # What a queued checkpoint's caller waits on (`answered`): the event of
+    # everything queued with it, set once per group; None when its caller
+    # commits it itself and waits on nothing.
     done: anyio.Event | None = None
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
@@ -62,6 +63,16 @@ class _Waiter:
     # Plain checkpoints of the same execution that joined this one while it
     # was queued, in order (`Committer._enqueue`); merged into it when taken.
     joined: list[Checkpoint] = field(default_factory=list)
+
+    async def answered(self) -> None:
+        """Wait until the commit's outcome (result or error) is set.
+
+        Woken again while unanswered when its group was taken without it
+        (more than `max_batch` queued): it waits on the event it was moved to.
+        """
+        while self.result is None and self.error is None:
+            assert self.done is not None
+            await self.done.wait()
 
 
 def _plain(checkpoint: Checkpoint, read_back: bool) -> bool:
@@ -82,6 +93,16 @@ def _merged(first: Checkpoint, later: list[Checkpoint]) -> Checkpoint:
         tokens=[token for c in every for token in c.tokens],
         last_event_id=max(c.last_event_id for c in every),
     )
+
+
+def _answer(batch: list[_Waiter]) -> None:
+    """Wake the callers waiting on `batch`'s outcomes: each group's event once."""
+    woken: set[int] = set()
+    for waiter in batch:
+        done = waiter.done
+        if done is not None and id(done) not in woken:
+            woken.add(id(done))
+            done.set()
 
 
 def _commit_and_read(
@@ -136,6 +157,8 @@ class Committer:
         self._queue: list[_Waiter] = []
         # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
         self._joinable: dict[str, _Waiter] = {}
+        # The event every checkpoint queued since the last group was taken waits on.
+        self._queued_done: anyio.Event | None = None
         self._wakeup = anyio.Event()
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
@@ -178,14 +201,13 @@ class Committer:
                 self._turn.release()
         else:
             waiter = self._enqueue(checkpoint, read_back)
-            assert waiter.done is not None
             try:
-                await waiter.done.wait()
+                await waiter.answered()
             except anyio.get_cancelled_exc_class():
                 # Cancelled while queued: the outcome first, waited for shielded
                 # (no shielded scope per checkpoint when nothing cancels).
                 with anyio.CancelScope(shield=True):
-                    await waiter.done.wait()
+                    await waiter.answered()
                 if anyio.current_effective_deadline() != -math.inf:
                     raise  # not a cancel scope's (asyncio's own Task.cancel): passed on
                 # A cancel scope's: it is still cancelled and cancels the
@@ -195,6 +217,12 @@ class Committer:
         assert waiter.result is not None
         return waiter
 
+    def _group_done(self) -> anyio.Event:
+        """The event the queued checkpoints' callers wait on, set when their group commits."""
+        if self._queued_done is None:
+            self._queued_done = anyio.Event()
+        return self._queued_done
+
     def _enqueue(self, checkpoint: Checkpoint, read_back: bool) -> _Waiter:
         """Queue `checkpoint`, or join it to its execution's queued one; the waiter to await."""
         execution_id = checkpoint.execution_id
@@ -203,10 +231,10 @@ class Committer:
             if queued is not None:
                 queued.joined.append(checkpoint)
                 return queued
-            waiter = _Waiter(checkpoint, read_back, done=anyio.Event())
+            waiter = _Waiter(checkpoint, read_back, done=self._group_done())
             self._joinable[execution_id] = waiter
         else:
-            waiter = _Waiter(checkpoint, read_back, done=anyio.Event())
+            waiter = _Waiter(checkpoint, read_back, done=self._group_done())
             # Nothing queued before it may take what comes after it.
             self._joinable.pop(execution_id, None)
         self._queue.append(waiter)
@@ -230,6 +258,13 @@ class Committer:
             async with self._turn:
                 # Taken after the turn, so what queued while waiting joins the group.
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                # What queues from now on waits on an event of its own; so does
+                # what is left queued (woken by this group's, it waits again).
+                self._queued_done = None
+                if self._queue:
+                    left = self._group_done()
+                    for waiter in self._queue:
+                        waiter.done = left
                 for waiter in batch:  # taken: nothing joins them any more
                     if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
                         del self._joinable[waiter.checkpoint.execution_id]
@@ -262,8 +297,7 @@ class Committer:
         except Exception as failure:
             for waiter in batch:
                 waiter.error = failure
-                if waiter.done is not None:
-                    waiter.done.set()
+            _answer(batch)
             return
         self.commits += 1
         self.checkpoints += len(batch)
@@ -278,5 +312,4 @@ class Committer:
             waiter.result = result
             if waiter.read_back:
                 waiter.record = records.get(waiter.checkpoint.execution_id)
-            if waiter.done is not None:
-                waiter.done.set()
+        _answer(batch)
