@@ -31,6 +31,7 @@ process waits on answers that waiter (`Engine.wait`) with no describe of its own
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,13 +53,26 @@ class _Waiter:
     checkpoint: Checkpoint
     # Read the execution's record back right after the commit (`commit_reading`).
     read_back: bool = False
-    done: anyio.Event = field(default_factory=anyio.Event)
+    # What a queued checkpoint's caller waits on (`answered`): the event of
+    # everything queued with it, set once per group; None when its caller
+    # commits it itself and waits on nothing.
+    done: anyio.Event | None = None
     result: CommitResult | None = None
     record: ExecutionRecord | None = None
     error: BaseException | None = None
     # Plain checkpoints of the same execution that joined this one while it
     # was queued, in order (`Committer._enqueue`); merged into it when taken.
     joined: list[Checkpoint] = field(default_factory=list)
+
+    async def answered(self) -> None:
+        """Wait until the commit's outcome (result or error) is set.
+
+        Woken again while unanswered when its group was taken without it
+        (more than `max_batch` queued): it waits on the event it was moved to.
+        """
+        while self.result is None and self.error is None:
+            assert self.done is not None
+            await self.done.wait()
 
 
 def _plain(checkpoint: Checkpoint, read_back: bool) -> bool:
@@ -79,6 +93,16 @@ def _merged(first: Checkpoint, later: list[Checkpoint]) -> Checkpoint:
         tokens=[token for c in every for token in c.tokens],
         last_event_id=max(c.last_event_id for c in every),
     )
+
+
+def _answer(batch: list[_Waiter]) -> None:
+    """Wake the callers waiting on `batch`'s outcomes: each group's event once."""
+    woken: set[int] = set()
+    for waiter in batch:
+        done = waiter.done
+        if done is not None and id(done) not in woken:
+            woken.add(id(done))
+            done.set()
 
 
 def _commit_and_read(
@@ -133,6 +157,8 @@ class Committer:
         self._queue: list[_Waiter] = []
         # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
         self._joinable: dict[str, _Waiter] = {}
+        # The event every checkpoint queued since the last group was taken waits on.
+        self._queued_done: anyio.Event | None = None
         self._wakeup = anyio.Event()
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
@@ -158,24 +184,44 @@ class Committer:
         return waiter.result, waiter.record
 
     async def _submit(self, checkpoint: Checkpoint, read_back: bool = False) -> _Waiter:
-        with anyio.CancelScope(shield=True):
-            # Once handed over, a checkpoint's outcome must be known before
-            # its activation moves on, even if that activation is being
-            # cancelled.
-            if self._stopped:
-                waiter = _Waiter(checkpoint, read_back)
+        # Once handed over, a checkpoint's outcome must be known before its
+        # activation moves on, even if that activation is being cancelled.
+        # Committed here, it is handed over with no await before `_flush`,
+        # whose store call is shielded; queued, a cancellation of its wait
+        # waits again, shielded, and is then left to land at the next await.
+        if self._stopped:
+            waiter = _Waiter(checkpoint, read_back)
+            await self._flush([waiter])
+        elif self.direct and not self._queue and not self._turn.locked():
+            waiter = _Waiter(checkpoint, read_back)
+            self._turn.acquire_nowait()  # free: nothing awaited since `locked()`
+            try:
                 await self._flush([waiter])
-            elif self.direct and not self._queue and not self._turn.locked():
-                waiter = _Waiter(checkpoint, read_back)
-                async with self._turn:
-                    await self._flush([waiter])
-            else:
-                waiter = self._enqueue(checkpoint, read_back)
-                await waiter.done.wait()
+            finally:
+                self._turn.release()
+        else:
+            waiter = self._enqueue(checkpoint, read_back)
+            try:
+                await waiter.answered()
+            except anyio.get_cancelled_exc_class():
+                # Cancelled while queued: the outcome first, waited for shielded
+                # (no shielded scope per checkpoint when nothing cancels).
+                with anyio.CancelScope(shield=True):
+                    await waiter.answered()
+                if anyio.current_effective_deadline() != -math.inf:
+                    raise  # not a cancel scope's (asyncio's own Task.cancel): passed on
+                # A cancel scope's: it is still cancelled and cancels the
+                # caller's next await, as when the whole wait was shielded.
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
         return waiter
+
+    def _group_done(self) -> anyio.Event:
+        """The event the queued checkpoints' callers wait on, set when their group commits."""
+        if self._queued_done is None:
+            self._queued_done = anyio.Event()
+        return self._queued_done
 
     def _enqueue(self, checkpoint: Checkpoint, read_back: bool) -> _Waiter:
         """Queue `checkpoint`, or join it to its execution's queued one; the waiter to await."""
@@ -185,10 +231,10 @@ class Committer:
             if queued is not None:
                 queued.joined.append(checkpoint)
                 return queued
-            waiter = _Waiter(checkpoint, read_back)
+            waiter = _Waiter(checkpoint, read_back, done=self._group_done())
             self._joinable[execution_id] = waiter
         else:
-            waiter = _Waiter(checkpoint, read_back)
+            waiter = _Waiter(checkpoint, read_back, done=self._group_done())
             # Nothing queued before it may take what comes after it.
             self._joinable.pop(execution_id, None)
         self._queue.append(waiter)
@@ -212,6 +258,13 @@ class Committer:
             async with self._turn:
                 # Taken after the turn, so what queued while waiting joins the group.
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                # What queues from now on waits on an event of its own; so does
+                # what is left queued (woken by this group's, it waits again).
+                self._queued_done = None
+                if self._queue:
+                    left = self._group_done()
+                    for waiter in self._queue:
+                        waiter.done = left
                 for waiter in batch:  # taken: nothing joins them any more
                     if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
                         del self._joinable[waiter.checkpoint.execution_id]
@@ -244,7 +297,7 @@ class Committer:
         except Exception as failure:
             for waiter in batch:
                 waiter.error = failure
-                waiter.done.set()
+            _answer(batch)
             return
         self.commits += 1
         self.checkpoints += len(batch)
@@ -259,4 +312,4 @@ class Committer:
             waiter.result = result
             if waiter.read_back:
                 waiter.record = records.get(waiter.checkpoint.execution_id)
-            waiter.done.set()
+        _answer(batch)

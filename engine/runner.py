@@ -163,15 +163,19 @@ class Runtime:
 
 @dataclass
 class StopSignal:
-    """Set when a stop is requested for a running activation's execution."""
+    """Set when a stop is requested for a running activation's execution: cancels its walk."""
 
-    event: anyio.Event = field(default_factory=anyio.Event)
     error: str | None = None
     cause: str | None = None
+    requested: bool = False
+    # The walk's cancel scope while it runs (`_activate`); None before and after.
+    scope: anyio.CancelScope | None = None
 
     def set(self, error: str | None, cause: str | None) -> None:
         self.error, self.cause = error, cause
-        self.event.set()
+        self.requested = True
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 async def activate(
@@ -267,58 +271,45 @@ async def _activate(
         return await _finish_timed_out(runtime, journal, end_key, checkpoint)
 
     stop = StopSignal()
-    runtime.stop_signals[execution_id] = stop
-    stopped = False
-    walked = False
-    timed_out = False
     outcome: Any = None
     suspended: Suspend | None = None
     failure: StatesError | None = None
-    async with anyio.create_task_group() as group:
-
-        async def watch_stop() -> None:
-            # Every way out of this group cancels this task: unregister here.
-            nonlocal stopped
+    escaped: Exception | None = None
+    remaining = (deadline - runtime.clock.now()).total_seconds() if deadline else float("inf")
+    # One scope, in this task, ends the walk at the deadline or when a stop is
+    # requested (the worker's StopWatcher calls `stop.set`, which cancels it):
+    # no task group and no watcher task per activation. Registered and
+    # entered with no await in between; unregistered as it exits.
+    runtime.stop_signals[execution_id] = stop
+    try:
+        with anyio.move_on_after(remaining) as scope:
+            stop.scope = scope
             try:
-                await stop.event.wait()
-            finally:
-                runtime.stop_signals.pop(execution_id, None)
-            if walked:  # the walk ended first and woke this watcher to let it go
-                return
-            stopped = True
-            group.cancel_scope.cancel()
-
-        async def walk_machine() -> None:
-            nonlocal outcome, suspended, failure, timed_out, walked
-            remaining = (
-                (deadline - runtime.clock.now()).total_seconds() if deadline else float("inf")
-            )
-            with anyio.move_on_after(remaining) as scope:
-                try:
-                    outcome = await run_scope(
-                        walk,
-                        machine.scope,
-                        execution_input,
-                        prefix=keys.redrive_prefix(record.redrive_count),
-                        # ExecutionStarted is event 1 (a redrive's: ExecutionRedriven).
-                        thread=Thread(1),
-                        variables=Variables(),
-                        previous=[
-                            keys.redrive_prefix(generation)
-                            for generation in reversed(range(record.redrive_count))
-                        ],
-                    )
-                except Suspend as signal:
-                    suspended = signal
-                except NondeterminismError as error:
-                    failure = StatesError(States.RUNTIME, str(error))
-                except StatesError as error:
-                    failure = error
-                except Exception as error:
-                    # The limit signal, alone or grouped by a Parallel's or Map's task group.
-                    if not journal.limit_reached:
-                        if not is_poison(error):
-                            raise
+                outcome = await run_scope(
+                    walk,
+                    machine.scope,
+                    execution_input,
+                    prefix=keys.redrive_prefix(record.redrive_count),
+                    # ExecutionStarted is event 1 (a redrive's: ExecutionRedriven).
+                    thread=Thread(1),
+                    variables=Variables(),
+                    previous=[
+                        keys.redrive_prefix(generation)
+                        for generation in reversed(range(record.redrive_count))
+                    ],
+                )
+            except Suspend as signal:
+                suspended = signal
+            except NondeterminismError as error:
+                failure = StatesError(States.RUNTIME, str(error))
+            except StatesError as error:
+                failure = error
+            except Exception as error:
+                # The limit signal, alone or grouped by a Parallel's or Map's task group.
+                if not journal.limit_reached:
+                    if not is_poison(error):
+                        escaped = error
+                    else:
                         log.error(
                             "execution %s: unexpected %s in its walk; failing it",
                             execution_id,
@@ -326,17 +317,21 @@ async def _activate(
                             exc_info=error,
                         )
                         failure = unexpected(error)
-                if journal.limit_reached:
-                    suspended, failure = None, _history_limit(journal)
-            if scope.cancelled_caught:
-                timed_out = True
-            # Let the watcher go rather than cancel it: anyio's cancel() formats
-            # repr(task), a measurable part of a short activation.
-            walked = True
-            stop.event.set()
-
-        group.start_soon(watch_stop)
-        group.start_soon(walk_machine)
+            if journal.limit_reached:
+                suspended, failure = None, _history_limit(journal)
+    finally:
+        stop.scope = None
+        runtime.stop_signals.pop(execution_id, None)
+    if escaped is not None:
+        # What leaves the walk (lease lost, a conflict, the store away) leaves
+        # it grouped, as it did when the walk ran in its own task group: the
+        # callers tell a walk's conflict (it fails `Engine.run`) from one at
+        # the claim or the end (another owner: `_drive` retries), and
+        # `_store_outage_in` reads either shape.
+        raise ExceptionGroup("unhandled errors in the walk", [escaped])
+    # A stop that came after the walk's last await did not end it: the walk's end stands.
+    stopped = scope.cancelled_caught and stop.requested
+    timed_out = scope.cancelled_caught and not stop.requested
 
     if stopped:
         return await _finish_aborted(runtime, journal, end_key, checkpoint, stop.error, stop.cause)

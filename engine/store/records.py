@@ -5,6 +5,10 @@ version, an execution row, a history event, a task token, a queued activity
 task, the checkpoint a worker commits and what became of it. Payloads
 (execution input and output, journal values) travel as JSON *text* the
 caller encoded; event details travel as dicts. Every datetime is timezone-aware UTC.
+The Structs are untracked by the cyclic collector (``gc=False``): they hold
+text, numbers, datetimes, JSON-shaped dicts and lists and one another, never
+a reference back to themselves, so a step's many events and checkpoints add
+nothing to the young collections' count or work.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class CommitResult(StrEnum):
     CONFLICT = "CONFLICT"
 
 
-class MachineVersion(msgspec.Struct, frozen=True):
+class MachineVersion(msgspec.Struct, frozen=True, gc=False):
     """One immutable version (1, 2, …) of a named state machine."""
 
     name: str
@@ -82,7 +86,7 @@ class MachineVersion(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-class ExecutionRecord(msgspec.Struct, frozen=True):
+class ExecutionRecord(msgspec.Struct, frozen=True, gc=False):
     """The executions row: a projection of the history for fast queries."""
 
     execution_id: str
@@ -111,7 +115,7 @@ class ExecutionRecord(msgspec.Struct, frozen=True):
     alias: str | None = None
 
 
-class Event(msgspec.Struct, frozen=True):
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One history event: AWS's `id`, `previousEventId`, `type`, `timestamp` and details."""
 
     event_id: int
@@ -121,7 +125,7 @@ class Event(msgspec.Struct, frozen=True):
     details: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class TokenRecord(msgspec.Struct, frozen=True):
+class TokenRecord(msgspec.Struct, frozen=True, gc=False):
     """A callback task token and the journal key its answer will be recorded under."""
 
     token: str
@@ -133,7 +137,7 @@ class TokenRecord(msgspec.Struct, frozen=True):
     created_at: datetime | None = None
 
 
-class ActivityTaskRecord(msgspec.Struct, frozen=True):
+class ActivityTaskRecord(msgspec.Struct, frozen=True, gc=False):
     """A task queued for activity workers: its token, the step it answers and its input (JSON)."""
 
     token: str
@@ -143,7 +147,7 @@ class ActivityTaskRecord(msgspec.Struct, frozen=True):
     input: str
 
 
-class Finish(msgspec.Struct, frozen=True):
+class Finish(msgspec.Struct, frozen=True, gc=False):
     """The closing fields of an execution, written with its last checkpoint."""
 
     status: str
@@ -153,7 +157,7 @@ class Finish(msgspec.Struct, frozen=True):
     cause: str | None = None
 
 
-class Checkpoint(msgspec.Struct, frozen=True):
+class Checkpoint(msgspec.Struct, frozen=True, gc=False):
     """Everything one execution recorded since its last commit.
 
     `release` hands the execution back to the queue (due at `release_due_at`,
@@ -172,7 +176,7 @@ class Checkpoint(msgspec.Struct, frozen=True):
     last_event_id: int = 0
 
 
-class LoadedExecution(msgspec.Struct, frozen=True):
+class LoadedExecution(msgspec.Struct, frozen=True, gc=False):
     """What a replay needs: the execution, its definition and everything journaled."""
 
     record: ExecutionRecord
