@@ -1,7 +1,9 @@
 """The long-lived threads blocking calls run in, so a call does not pay anyio's thread hop.
 
 `LoopThreads` is the one pool core: a bounded set of threads that outlive
-each call (spawned on demand under a lock, counted idle between calls), fed
+each call (asked for on demand under a lock and started by a spawner
+thread, so the loop never waits for a thread's start-up but the
+spawner's; counted idle between calls), fed
 first come first served from one `SimpleQueue`, each call run in a copy of
 the caller's contextvars and answered with one ``call_soon_threadsafe`` —
 less than anyio's per-call cancel scope, limiter and worker hand-off. A
@@ -92,6 +94,11 @@ class LoopThreads:
         # Guards the thread count and each call's started/cancelled decision.
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Threads asked for (started or not yet), at most `max_threads`.
+        self._spawned = 0
+        # True: start one more thread; False: stop. Read by the spawner thread.
+        self._spawns: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
         self._idle = 0
         self._closed = False
 
@@ -109,14 +116,53 @@ class LoopThreads:
                 raise RuntimeError(f"the {self._what} are closed")
             if self._idle > 0:
                 self._idle -= 1
-            elif len(self._threads) < self.max_threads:
-                thread = threading.Thread(
-                    target=self._serve, name=f"{self._name} {len(self._threads)}"
-                )
-                self._threads.append(thread)
-                thread.start()
+            elif self._spawned == 0:
+                # The first thread is started here, so a call never waits for
+                # the spawner (`Thread.start` blocks until the thread runs).
+                thread = self._start_thread()
+                try:
+                    thread.start()
+                except BaseException:
+                    self._threads.remove(thread)
+                    raise
+                self._spawned = 1
+            elif self._spawned < self.max_threads:
+                self._spawned += 1
+                self._spawns.put(True)
+                if self._spawner is None:
+                    # The only other thread start the loop waits for: the
+                    # spawner starts the rest while the loop goes on.
+                    spawner = threading.Thread(
+                        target=self._spawn_threads, name=f"{self._name} spawner"
+                    )
+                    try:
+                        spawner.start()
+                    except RuntimeError:  # no thread to be had now: the running ones serve
+                        self._spawned -= 1
+                    else:
+                        self._spawner = spawner
             self._calls.put(call)
         return call
+
+    def _start_thread(self) -> threading.Thread:
+        """Add one serving thread (under the lock); the caller starts it."""
+        thread = threading.Thread(target=self._serve, name=f"{self._name} {len(self._threads)}")
+        self._threads.append(thread)
+        return thread
+
+    def _spawn_threads(self) -> None:
+        """Start the threads `submit` asked for, off the loop, until `close`."""
+        while self._spawns.get():
+            with self._lock:
+                if self._closed:
+                    return
+                thread = self._start_thread()
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had now: the running ones serve
+                with self._lock:
+                    self._threads.remove(thread)
+                    self._spawned -= 1
 
     def _serve(self) -> None:
         while True:
@@ -150,6 +196,7 @@ class LoopThreads:
             self._closed = True
             for _ in self._threads:
                 self._calls.put(None)
+            self._spawns.put(False)
 
 
 class HandlerThreads(LoopThreads):
