@@ -1,20 +1,27 @@
-"""The long-lived threads sync handlers run in, so a Task does not pay anyio's thread hop.
+"""The long-lived threads blocking calls run in, so a call does not pay anyio's thread hop.
+
+`LoopThreads` is the one pool core: a bounded set of threads that outlive
+each call (asked for on demand under a lock and started by a spawner
+thread, so the loop never waits for a thread's start-up but the
+spawner's; counted idle between calls), fed
+first come first served from one `SimpleQueue`, each call run in a copy of
+the caller's contextvars and answered with one ``call_soon_threadsafe`` —
+less than anyio's per-call cancel scope, limiter and worker hand-off. A
+call whose waiter was cancelled before a thread took it never runs (the
+thread decides under the lock and marks the call `started`, so a waiter
+can tell whether its call ran). Its two users differ only in what a
+cancelled waiter does: `HandlerThreads` (sync handlers, and the HTTP and
+shell built-ins, through `run_in_thread`) abandons a running call and
+drops its answer; `engine.storethreads.StoreThreads` checks for
+cancellation before the call and waits for a started call to return.
 
 `run_in_thread(fn, *args)` runs a blocking callable off the event loop and
-awaits its result, the one way sync handlers (and the HTTP and shell
-built-ins) leave the loop. On asyncio it hands the call to this loop's
-`HandlerThreads`: a bounded set of threads (`MAX_THREADS`, as many as
-anyio's default limiter allowed before) that outlive each call, fed through
-one queue, each call answered with one ``call_soon_threadsafe`` — less than
-anyio's per-call cancel scope, limiter and worker hand-off. Off asyncio
-(trio, as the tests also run) it falls back to
-``anyio.to_thread.run_sync``. Either way the callable runs in a copy of the
-caller's contextvars (a handler sees the telemetry context it ran under),
-and cancelling the caller stops it waiting: a call not yet started never
-runs, one already running finishes on its own and its answer is dropped.
-The pool's threads stop when the run's root task ends (when the event loop
-that an Engine runs on finishes, as anyio's own worker threads do), or at
-`close()`.
+awaits its result. On asyncio it hands the call to this loop's
+`HandlerThreads` (`MAX_THREADS`, as many as anyio's default limiter allowed
+before); off asyncio (trio, as the tests also run) it falls back to
+``anyio.to_thread.run_sync``. The pool's threads stop when the run's root
+task ends (when the event loop that an Engine runs on finishes, as anyio's
+own worker threads do), or at `close()`.
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 
-__all__ = ["MAX_THREADS", "THREAD_NAME", "HandlerThreads", "run_in_thread"]
+__all__ = [
+    "MAX_THREADS",
+    "THREAD_NAME",
+    "HandlerThreads",
+    "LoopThreads",
+    "ThreadCall",
+    "run_in_thread",
+]
 
 T = TypeVar("T")
 
@@ -38,10 +52,6 @@ T = TypeVar("T")
 MAX_THREADS = 40
 # Each thread's name starts with this (a stopping worker looks for them by name).
 THREAD_NAME = "stepwise handler"
-
-_Job = tuple[
-    asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]
-]
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -54,14 +64,41 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class HandlerThreads:
-    """A bounded set of long-lived threads that run blocking calls for one event loop."""
+class ThreadCall:
+    """One call handed to the threads: its answer's future, and whether a thread started it."""
 
-    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+    __slots__ = ("context", "fn", "future", "loop", "started")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]
+    ) -> None:
+        self.loop = loop
+        self.future = future
+        self.context = contextvars.copy_context()
+        self.fn = fn
+        self.started = False
+
+
+class LoopThreads:
+    """A bounded set of long-lived threads running blocking calls for an event loop.
+
+    `name` starts each thread's name (numbered after it); `what` names the
+    pool in the error a call to a closed pool raises.
+    """
+
+    def __init__(self, max_threads: int, *, name: str, what: str) -> None:
         self.max_threads = max_threads
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._name = name
+        self._what = what
+        self._calls: queue.SimpleQueue[ThreadCall | None] = queue.SimpleQueue()
+        # Guards the thread count and each call's started/cancelled decision.
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Threads asked for (started or not yet), at most `max_threads`.
+        self._spawned = 0
+        # True: start one more thread; False: stop. Read by the spawner thread.
+        self._spawns: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
         self._idle = 0
         self._closed = False
 
@@ -70,44 +107,84 @@ class HandlerThreads:
         """How many threads are alive (for tests and telemetry)."""
         return sum(1 for thread in self._threads if thread.is_alive())
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in one of the threads, in a copy of the caller's context; await its answer."""
+    def submit(self, fn: Callable[[], Any]) -> ThreadCall:
+        """Queue `fn` for a thread (on the loop); its answer settles the call's future."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        job = (loop, future, contextvars.copy_context(), fn)
+        call = ThreadCall(loop, loop.create_future(), fn)
         with self._lock:
             if self._closed:
-                raise RuntimeError("the handler threads are closed")
+                raise RuntimeError(f"the {self._what} are closed")
             if self._idle > 0:
                 self._idle -= 1
-            elif len(self._threads) < self.max_threads:
-                thread = threading.Thread(
-                    target=self._serve, name=f"{THREAD_NAME} {len(self._threads)}"
-                )
-                self._threads.append(thread)
+            elif self._spawned == 0:
+                # The first thread is started here, so a call never waits for
+                # the spawner (`Thread.start` blocks until the thread runs).
+                thread = self._start_thread()
+                try:
+                    thread.start()
+                except BaseException:
+                    self._threads.remove(thread)
+                    raise
+                self._spawned = 1
+            elif self._spawned < self.max_threads:
+                self._spawned += 1
+                self._spawns.put(True)
+                if self._spawner is None:
+                    # The only other thread start the loop waits for: the
+                    # spawner starts the rest while the loop goes on.
+                    spawner = threading.Thread(
+                        target=self._spawn_threads, name=f"{self._name} spawner"
+                    )
+                    try:
+                        spawner.start()
+                    except RuntimeError:  # no thread to be had now: the running ones serve
+                        self._spawned -= 1
+                    else:
+                        self._spawner = spawner
+            self._calls.put(call)
+        return call
+
+    def _start_thread(self) -> threading.Thread:
+        """Add one serving thread (under the lock); the caller starts it."""
+        thread = threading.Thread(target=self._serve, name=f"{self._name} {len(self._threads)}")
+        self._threads.append(thread)
+        return thread
+
+    def _spawn_threads(self) -> None:
+        """Start the threads `submit` asked for, off the loop, until `close`."""
+        while self._spawns.get():
+            with self._lock:
+                if self._closed:
+                    return
+                thread = self._start_thread()
+            try:
                 thread.start()
-            self._jobs.put(job)
-        return await future
+            except RuntimeError:  # no thread to be had now: the running ones serve
+                with self._lock:
+                    self._threads.remove(thread)
+                    self._spawned -= 1
 
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            call = self._calls.get()
+            if call is None:
                 return
-            loop, future, context, fn = job
-            answer: tuple[bool, Any] | None = None
             # A waiter cancelled before its call started: the call never runs.
-            if not future.cancelled():
+            with self._lock:
+                run = not call.future.cancelled()
+                call.started = run
+            if run:
                 try:
-                    answer = (True, context.run(fn))
+                    answer: tuple[bool, Any] = (True, call.context.run(call.fn))
                 except BaseException as failure:  # handed to the waiter, never lost here
                     answer = (False, failure)
                 try:
-                    loop.call_soon_threadsafe(_settle, future, *answer)
+                    call.loop.call_soon_threadsafe(_settle, call.future, *answer)
                 except RuntimeError:
                     pass  # the loop closed while the call ran: nobody waits for it
+                del answer
             # Hold nothing of a finished call (its loop, its answer) while idle.
-            del job, loop, future, context, fn, answer
+            del call
             with self._lock:
                 self._idle += 1
 
@@ -118,7 +195,20 @@ class HandlerThreads:
                 return
             self._closed = True
             for _ in self._threads:
-                self._jobs.put(None)
+                self._calls.put(None)
+            self._spawns.put(False)
+
+
+class HandlerThreads(LoopThreads):
+    """The threads sync handlers run in; a cancelled waiter abandons its call."""
+
+    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+        super().__init__(max_threads, name=THREAD_NAME, what="handler threads")
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in one of the threads, in a copy of the caller's context; await its answer."""
+        result: T = await self.submit(fn).future
+        return result
 
 
 _POOLS: WeakKeyDictionary[asyncio.AbstractEventLoop, HandlerThreads] = WeakKeyDictionary()

@@ -1,0 +1,65 @@
+"""The one thread-pool core: blocking calls get as many threads as the bound allows, then none.
+
+`LoopThreads` backs both the sync handlers' threads and the store's. The
+loop starts only the first thread itself; a spawner thread starts the
+others, so the calls a burst queues still run side by side up to the
+bound (a handler that blocks does not hold up the next one), and closing
+the pool leaves no thread of it behind, spawner included.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+
+from activities.handler_threads import LoopThreads
+
+NAME = "stepwise handler (pooltest)"
+
+
+def _pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(NAME) and t.is_alive()]
+
+
+def test_a_burst_of_blocking_calls_runs_side_by_side_up_to_the_bound() -> None:
+    pool = LoopThreads(5, name=NAME, what="test threads")
+    # Each call returns only once all five run at the same time.
+    together = threading.Barrier(5, timeout=30)
+
+    def blocked(index: int) -> int:
+        together.wait()
+        return index
+
+    async def main() -> list[int]:
+        calls = [pool.submit(lambda index=index: blocked(index)) for index in range(5)]  # type: ignore[misc]
+        return [await call.future for call in calls]
+
+    try:
+        assert anyio.run(main) == [0, 1, 2, 3, 4]
+        assert pool.threads == 5
+    finally:
+        pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []
+
+
+def test_threads_are_reused_and_never_exceed_the_bound() -> None:
+    pool = LoopThreads(3, name=NAME, what="test threads")
+
+    async def main() -> list[int]:
+        results: list[int] = []
+        for _ in range(10):
+            calls = [pool.submit(lambda index=index: index) for index in range(20)]  # type: ignore[misc]
+            results.extend([await call.future for call in calls])
+        return results
+
+    try:
+        assert anyio.run(main) == list(range(20)) * 10
+        assert 1 <= pool.threads <= 3
+    finally:
+        pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []
