@@ -26,17 +26,19 @@ from engine.store.codec import PayloadCodec, codec_from_environment
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
 from engine.store.notify import Waker
-from engine.store.sqlite import SqliteBackend
 
 __all__ = ["StoreBase"]
 
 
 def _backend_class(dialect: str) -> type[Backend]:
-    # PostgreSQL's backend (and psycopg with it) loads only for a postgresql:// URL.
+    # Each backend (psycopg, or sqlite3 and SQLAlchemy's SQLite dialect) loads
+    # only for its own URL: a PostgreSQL worker never maps SQLite's libraries.
     if dialect == "postgresql":
         from engine.store.postgres import PostgresBackend
 
         return PostgresBackend
+    from engine.store.sqlite import SqliteBackend
+
     return SqliteBackend
 
 
