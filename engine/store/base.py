@@ -11,6 +11,7 @@ this base, one module each: `machines.py`, `work.py`, `tokens.py`,
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -96,6 +97,9 @@ class StoreBase:
             )
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
+            # Each migration built its own throwaway tables (reference cycles):
+            # free them now, before the first Engine freezes the heap.
+            gc.collect()
 
     # -- connections and transactions ------------------------------------
 
