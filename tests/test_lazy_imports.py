@@ -81,3 +81,30 @@ def test_a_run_on_postgresql_does_not_load_sqlite(postgres_url: str) -> None:
     assert "psycopg" in loaded  # the check itself sees what a run loads
     assert not {"sqlite3", "_sqlite3", "sqlalchemy.dialects.sqlite"} & loaded
     assert not {m for m in loaded if m.startswith("engine.store.sqlite")}
+
+
+def test_a_run_on_sqlite_loads_no_optional_feature(sqlite_url: str) -> None:
+    loaded = _modules_after_a_run(sqlite_url)
+    assert "sqlite3" in loaded  # the check itself sees what a run loads
+    optional = (
+        "psycopg",  # PostgreSQL's driver
+        "sqlalchemy.dialects.postgresql",
+        "opentelemetry",  # telemetry, unless configured
+        "croniter",  # schedules
+        "jsonata",  # JSONata expressions
+        "cryptography",  # payload encryption
+        "starlette",  # the HTTP API and web view
+        "uvicorn",
+        "multiprocessing",
+        "engine.cli",
+        "engine.http",
+        "engine.web",
+        "engine.telemetry.export",
+        "engine.telemetry.metrics",
+    )
+    assert not {
+        module
+        for module in loaded
+        for name in optional
+        if module == name or module.startswith(name + ".")
+    }
