@@ -98,8 +98,10 @@ class StoreBase:
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
             # Each migration built its own throwaway tables (reference cycles):
-            # free them now, before the first Engine freezes the heap.
-            gc.collect()
+            # free them now, before the first Engine freezes the heap. They are
+            # young: collecting generations 0-1 frees them for ~1 ms of CPU
+            # (a full collection walks every loaded module: ~27 ms).
+            gc.collect(1)
 
     # -- connections and transactions ------------------------------------
 
