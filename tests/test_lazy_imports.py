@@ -33,3 +33,82 @@ def test_the_jsonata_library_loads_only_with_the_first_jsonata_expression() -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# A fresh interpreter runs a small workflow (a Task, a Pass) on the store at
+# argv[1], then prints the names of the modules it loaded.
+RUN_AND_LIST = """
+import sys
+import anyio
+from activities.registry import Registry
+from engine import Engine
+
+def inc(payload):
+    return {"v": payload["v"] + 1}
+
+registry = Registry()
+registry.register("inc", inc)
+
+DEFINITION = {"StartAt": "T", "States": {
+    "T": {"Type": "Task", "Resource": "inc", "Next": "P"},
+    "P": {"Type": "Pass", "End": True}}}
+
+async def main():
+    async with Engine(sys.argv[1], registry=registry) as engine:
+        await engine.create_state_machine("m", DEFINITION)
+        record = await engine.wait(await engine.start("m", {"v": 1}))
+        assert record.status == "SUCCEEDED", record
+
+anyio.run(main)
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def _modules_after_a_run(url: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST, url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_a_run_on_postgresql_does_not_load_sqlite(postgres_url: str) -> None:
+    loaded = _modules_after_a_run(postgres_url)
+    assert "psycopg" in loaded  # the check itself sees what a run loads
+    assert not {"sqlite3", "_sqlite3", "sqlalchemy.dialects.sqlite"} & loaded
+    assert not {m for m in loaded if m.startswith("engine.store.sqlite")}
+
+
+def test_a_run_on_sqlite_loads_no_optional_feature(sqlite_url: str) -> None:
+    loaded = _modules_after_a_run(sqlite_url)
+    assert "sqlite3" in loaded  # the check itself sees what a run loads
+    optional = (
+        "psycopg",  # PostgreSQL's driver
+        "sqlalchemy.dialects.postgresql",
+        "opentelemetry",  # telemetry, unless configured
+        "croniter",  # schedules
+        "jsonata",  # JSONata expressions
+        "cryptography",  # payload encryption
+        "starlette",  # the HTTP API and web view
+        "uvicorn",
+        "multiprocessing",
+        "engine.cli",
+        "engine.http",
+        "engine.web",
+        "engine.telemetry.export",
+        "engine.telemetry.metrics",
+        "engine.states.distributed_map",  # Distributed Map, its item reader and writer
+        "engine.itemreader",
+        "engine.resultwriter",
+        "engine.s3local",
+    )
+    assert not {
+        module
+        for module in loaded
+        for name in optional
+        if module == name or module.startswith(name + ".")
+    }

@@ -24,7 +24,6 @@ from engine.states.common import (
     jsonata_typed,
     payload_template,
 )
-from engine.states.distributed_map import batch_limits, run_distributed
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.walk import Frame, Transition, enter
@@ -74,6 +73,8 @@ async def _select(frame: Frame, state: MapState, effective: Any, index: int, ite
 
 async def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -> list[Any]:
     """Group the selected items into ItemBatcher's batch inputs."""
+    from engine.states.distributed_map import batch_limits  # Distributed Map loads when used
+
     batcher = state.item_batcher
     assert batcher is not None
     max_items, max_bytes, base = await batch_limits(frame, batcher, effective)
@@ -100,6 +101,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         if state.mode == "DISTRIBUTED":  # child executions: engine/states/distributed_map.py
+            from engine.states.distributed_map import run_distributed  # loaded when used
+
             with frame.evaluating():
                 effective = effective_input(frame)
                 listed = (

@@ -11,6 +11,7 @@ this base, one module each: `machines.py`, `work.py`, `tokens.py`,
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -26,17 +27,19 @@ from engine.store.codec import PayloadCodec, codec_from_environment
 from engine.store.connect import parse_url
 from engine.store.errors import StoreUnavailable
 from engine.store.notify import Waker
-from engine.store.sqlite import SqliteBackend
 
 __all__ = ["StoreBase"]
 
 
 def _backend_class(dialect: str) -> type[Backend]:
-    # PostgreSQL's backend (and psycopg with it) loads only for a postgresql:// URL.
+    # Each backend (psycopg, or sqlite3 and SQLAlchemy's SQLite dialect) loads
+    # only for its own URL: a PostgreSQL worker never maps SQLite's libraries.
     if dialect == "postgresql":
         from engine.store.postgres import PostgresBackend
 
         return PostgresBackend
+    from engine.store.sqlite import SqliteBackend
+
     return SqliteBackend
 
 
@@ -94,6 +97,11 @@ class StoreBase:
             )
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
+            # Each migration built its own throwaway tables (reference cycles):
+            # free them now, before the first Engine freezes the heap. They are
+            # young: collecting generations 0-1 frees them for ~1 ms of CPU
+            # (a full collection walks every loaded module: ~27 ms).
+            gc.collect(1)
 
     # -- connections and transactions ------------------------------------
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,6 +175,8 @@ def _enable_wal(cursor: Any, busy_timeout_ms: int) -> None:
     processes opening a new database at once would fail at random. The mode
     persists in the file: once converted, this returns at the first try.
     """
+    import sqlite3  # here, not at the top: a PostgreSQL process never loads it
+
     deadline = time.monotonic() + busy_timeout_ms / 1000
     delay = 0.005
     while True:

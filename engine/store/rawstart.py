@@ -21,18 +21,20 @@ wholly on the driver (`StartStore._raw_batch`) uses them.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 
 from engine.store.records import ExecutionRecord
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "any_taken",
@@ -54,6 +56,8 @@ _SelectShape = tuple[
 @contextmanager
 def _driver_errors(statement: str) -> Iterator[None]:
     """sqlite3's errors as SQLAlchemy's (what `boundary.mapped_errors` and the fallback expect)."""
+    import sqlite3  # here: only SQLite runs this, and a PostgreSQL process never loads sqlite3
+
     try:
         yield
     except sqlite3.IntegrityError as error:

@@ -23,11 +23,10 @@ path does not decide alone, it rolls back and leaves to the path above.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -57,6 +56,9 @@ from engine.store.schema import (
     work_queue,
 )
 from statemachine.errors import StepwiseError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "Resolved",
@@ -385,6 +387,8 @@ class StartStore(StoreBase):
         answers, so both paths answer alike. What `prepare` raises is that
         start's answer, as on the careful path.
         """
+        import sqlite3  # only SQLite comes here; a PostgreSQL process never loads it
+
         from engine.store.sqlite import SqliteBackend  # the backend that keeps the connection
 
         backend = self._backend

@@ -7,11 +7,14 @@ statement the worker's calls (claim, load, stop poll) and the CLI's calls
 is captured from the store's own connection and explained (EXPLAIN on
 PostgreSQL, EXPLAIN QUERY PLAN on SQLite). No plan may read the events,
 the journal or the executions table in full: the assertion is on the plan,
-never on a timing.
+never on a timing. The statements inside PostgreSQL's group-commit function
+(`stepwise_commit_v1`, migration 14) never pass through SQLAlchemy: they are
+explained as they run, by auto_explain loaded into the store's sessions.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store import Store
+from engine.store import Checkpoint, CommitResult, Event, Finish, Store
 
 EXECUTIONS = 10_000
 EVENTS_EACH = 100
@@ -181,3 +184,144 @@ def test_worker_and_cli_queries_use_indexes_with_a_million_events(db_url: str) -
         assert problems == {}
     finally:
         store.close()
+
+
+# -- inside the group commit's function (PostgreSQL) ---------------------------
+
+# The work table joins the big ones here: the function locks its rows by id.
+_FUNCTION_TABLES = (*BIG_TABLES, "work_queue")
+
+
+def _plans_in(message: str) -> list[dict[str, Any]]:
+    """The JSON plans in one auto_explain message ("duration: … ms  plan:\\n{…}")."""
+    _, found, rest = message.partition("plan:")
+    if not found:
+        return []
+    plan, _ = json.JSONDecoder().raw_decode(rest.strip())
+    return [plan]
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _reads_in_full(plan: dict[str, Any]) -> list[str]:
+    """The nodes of one statement's plan that scan a big table sequentially or hash-join one."""
+    found = []
+    for node in _nodes(plan["Plan"]):
+        relation = node.get("Relation Name")
+        if node["Node Type"] == "Seq Scan" and relation in _FUNCTION_TABLES:
+            found.append(f"Seq Scan on {relation}")
+        if node["Node Type"] == "Hash Join":
+            joined = {str(n.get("Relation Name")) for n in _nodes(node)} & set(_FUNCTION_TABLES)
+            found.extend(f"Hash Join over {name}" for name in sorted(joined))
+    return found
+
+
+def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_url: str) -> None:
+    """Every statement `stepwise_commit_v1` runs is explained as it runs (auto_explain).
+
+    Its statements never pass through SQLAlchemy, so the test above cannot see
+    them: here the database loads auto_explain into every session of the
+    store (nested statements included, plans as JSON sent to the client as
+    NOTICEs), a group of progress, a finish and releases is committed through
+    the store's normal commit path, and every plan the function produced is
+    checked. The join form of the progress UPDATE (before 6934584) is planned
+    here as a hash join over a sequential scan of executions.
+    """
+    filling = Store(postgres_url)
+    try:
+        _fill(filling)
+        # Many executions waiting (timers far ahead): a work table of the fill's size.
+        with filling._engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO work_queue (execution_id, due_at, wakeups, wakeups_seen) "
+                "SELECT execution_id, now() + interval '1 day', 0, 0 FROM executions "
+                "WHERE status <> 'RUNNING'"
+            )
+        with filling._engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE work_queue"
+            )
+    finally:
+        filling.close()
+    database = sa.make_url(postgres_url).database
+    settings = {
+        "session_preload_libraries": "auto_explain",
+        "auto_explain.log_min_duration": "0",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_format": "json",
+        "auto_explain.log_level": "notice",
+    }
+    admin = sa.create_engine(postgres_url)
+    try:
+        with admin.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("LOAD 'auto_explain'")
+            for name, value in settings.items():
+                conn.exec_driver_sql(f"ALTER DATABASE {database} SET {name} = '{value}'")
+    finally:
+        admin.dispose()
+
+    store = Store(postgres_url)
+    plans: list[dict[str, Any]] = []
+    listening: set[int] = set()
+
+    def on_notice(diagnostic: Any) -> None:
+        plans.extend(_plans_in(diagnostic.message_primary or ""))
+
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        if id(dbapi_connection) not in listening:
+            listening.add(id(dbapi_connection))
+            dbapi_connection.add_notice_handler(on_notice)
+
+    sa.event.listen(store._engine, "checkout", on_checkout)
+    try:
+        now = datetime.now(UTC)
+        claimed = [row[0] for row in store.claim_due("w", limit=8, lease_seconds=60, now=now)]
+        assert len(claimed) == 8
+        stamp = now + timedelta(seconds=1)
+
+        def event(event_id: int, type_: str) -> Event:
+            return Event(event_id, event_id - 1, type_, stamp, {"name": "P"})
+
+        group = [
+            Checkpoint(
+                eid,
+                journal=[("step:next", '{"v": 1, "e": 0}')],
+                events=[event(EVENTS_EACH + 1, "PassStateExited")],
+                last_event_id=EVENTS_EACH,
+            )
+            for eid in claimed[:5]
+        ]
+        group.append(
+            Checkpoint(
+                claimed[5],
+                events=[event(EVENTS_EACH + 1, "ExecutionSucceeded")],
+                last_event_id=EVENTS_EACH,
+                finish=Finish("SUCCEEDED", stamp, output="{}"),
+            )
+        )
+        group += [
+            Checkpoint(eid, events=[event(EVENTS_EACH + 1, "WaitStateEntered")], release=True)
+            for eid in claimed[6:]
+        ]
+        plans.clear()
+        results = store.commit(group, worker_id="w", now=stamp)
+        assert results == [CommitResult.OK] * len(group)
+        assert store.get_execution(claimed[5]).status == "SUCCEEDED"
+    finally:
+        sa.event.remove(store._engine, "checkout", on_checkout)
+        store.close()
+
+    texts = [plan.get("Query Text", "") for plan in plans]
+    # The check sees the function's own statements, not only the call.
+    assert any("stepwise_commit_v1" in text for text in texts), texts
+    for inside in ("INSERT INTO history_events", "SET last_event_id", "DELETE FROM work_queue"):
+        assert any(inside in text for text in texts), (inside, texts)
+    problems = {
+        plan.get("Query Text", ""): found for plan in plans if (found := _reads_in_full(plan))
+    }
+    assert problems == {}
