@@ -37,6 +37,7 @@ import logging
 import os
 import random
 import socket
+import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -238,9 +239,10 @@ class AlertDeliverer:
     async def run(self) -> None:
         """Deliver until cancelled; a failing pass is logged and retried after the poll interval."""
         while True:
+            asked = time.monotonic()
             try:
                 sent = await self.run_once()
-                outage_of(self.store).ok()
+                outage_of(self.store).ok(asked)
             except StoreUnavailable as error:
                 # The store is away: one line per outage (shared with the worker's loops).
                 outage_of(self.store).failed(error)

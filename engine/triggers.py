@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -254,9 +255,10 @@ class FolderWatcher:
     async def run(self) -> None:
         """Scan every `poll_seconds` until cancelled; a failing scan is logged and retried."""
         while True:
+            asked = time.monotonic()
             try:
                 await self.run_once()
-                outage_of(self.store).ok()
+                outage_of(self.store).ok(asked)
             except StoreUnavailable as error:
                 # The store is away: one line per outage (shared with the worker's loops).
                 outage_of(self.store).failed(error)

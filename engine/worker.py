@@ -101,9 +101,15 @@ class StoreOutage:
         except Exception:  # best effort: the next attempt reconnects anyway
             log.debug("could not drop pooled connections", exc_info=True)
 
-    def ok(self) -> None:
-        """Note a success; the first after an outage logs its duration."""
-        if self.down_since is None:
+    def ok(self, since: float | None = None) -> None:
+        """Note a success; the first after an outage logs its duration.
+
+        `since` is when the successful call began (`time.monotonic()`): a
+        call already under way when the outage was noticed (answered just
+        before the server went away) does not end it, or one outage would be
+        reported as two.
+        """
+        if self.down_since is None or (since is not None and since <= self.down_since):
             return
         seconds = time.monotonic() - self.down_since
         self.down_since = None
@@ -247,6 +253,7 @@ class LeaseKeeper:
                 renewed_at = time.monotonic()
                 continue
             ids = list(self.held)
+            asked = time.monotonic()
             try:
                 kept = await runtime.run_db(
                     runtime.store.renew,
@@ -264,7 +271,7 @@ class LeaseKeeper:
                         if execution_id in self.held:
                             self.held[execution_id].cancel()
                 continue
-            outage.ok()
+            outage.ok(asked)
             renewed_at = time.monotonic()
             for execution_id in ids:
                 if execution_id in kept or execution_id not in self.held:
@@ -296,6 +303,7 @@ class StopWatcher:
             ids = list(runtime.stop_signals)
             if not ids:
                 continue
+            asked = time.monotonic()
             try:
                 requested = await runtime.run_db(runtime.store.stop_requests, ids)
             except StoreUnavailable as failure:
@@ -303,7 +311,7 @@ class StopWatcher:
                     raise
                 outage.failed(failure)
                 continue  # asked again at the next poll
-            outage.ok()
+            outage.ok(asked)
             for execution_id, (error, cause) in requested.items():
                 signal = runtime.stop_signals.get(execution_id)
                 if signal is not None:
@@ -500,6 +508,7 @@ class Worker:
                     # below, so a start cannot take one of these slots meanwhile.
                     self._claiming = free
                     self._claim_done = anyio.Event()
+                    asked = time.monotonic()
                     try:
                         claimed = await runtime.run_db(
                             runtime.store.claim_due_loaded,
@@ -516,7 +525,7 @@ class Worker:
                     except BaseException:
                         self._claimed()
                         raise
-                    outage.ok()
+                    outage.ok(asked)
                     backoff.reset()
                     for execution_id, due_at, loaded in claimed:
                         telemetry.record_claim(due_at, now)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -140,9 +141,10 @@ class Scheduler:
     async def run(self) -> None:
         """Advance due schedules until cancelled; a failing pass is logged and retried."""
         while True:
+            asked = time.monotonic()
             try:
                 claimed = await self.run_once()
-                outage_of(self.store).ok()
+                outage_of(self.store).ok(asked)
             except StoreUnavailable as error:
                 # The store is away: one line per outage (shared with the worker's loops).
                 outage_of(self.store).failed(error)

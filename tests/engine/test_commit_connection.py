@@ -89,4 +89,8 @@ def test_closing_the_store_closes_the_commit_connection(started: Store, postgres
     assert started.commit([_step(1)], worker_id="w", now=T0) == [CommitResult.OK]
     assert _sessions(postgres_url, kill=False) >= 1
     started.close()
+    # The server ends a session a moment after its client closes it.
+    deadline = time.monotonic() + 30
+    while _sessions(postgres_url, kill=False) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _sessions(postgres_url, kill=False) == 0

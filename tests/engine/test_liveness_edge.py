@@ -363,3 +363,34 @@ def test_an_outage_is_one_line_when_it_starts_one_when_it_ends_and_a_metric(
     assert points["stepwise.store.outages"].value == 1  # type: ignore[union-attr]
     assert points["stepwise.store.unavailable"].value == 0  # type: ignore[union-attr]
     assert points["stepwise.store.outage.duration"].sum == 1.5  # type: ignore[union-attr]
+
+
+def test_a_call_answered_as_the_outage_began_does_not_end_it(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call under way when the server went away may still succeed; the outage is not over.
+
+    When PostgreSQL stops, one loop's call fails (the listener's, say) while
+    another's, sent a moment earlier, is answered: that success must not log
+    "available again" and then a second outage for the same stop.
+    """
+    from engine.worker import StoreOutage
+
+    store = Store(sqlite_url)
+    outage = StoreOutage(store)
+    try:
+        with caplog.at_level(logging.WARNING, logger="stepwise.worker"):
+            sent_before = time.monotonic()
+            outage.failed(StoreUnavailable("lost the work listener: server closed the connection"))
+            outage.ok(sent_before)  # answered just before the server went away
+            assert outage.down
+            outage.ok(time.monotonic())  # a call made during the outage succeeded: it is over
+            assert not outage.down
+    finally:
+        store.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "stepwise.worker"]
+    assert [line.split(",")[0].split(" after")[0] for line in lines] == [
+        "store unavailable",
+        "store available again",
+    ]
+    assert outage.outages == 1
