@@ -35,7 +35,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import socket
@@ -47,11 +46,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.client import HTTPResponse, responses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from activities.netpolicy import HttpConnection, HttpPolicy, IPAddress
 from activities.registry import ActivityContext, ActivityError
+
+if TYPE_CHECKING:
+    # http.client (and the email package under it) loads with the first call.
+    import http.client
+    from http.client import HTTPResponse
 
 __all__ = ["HTTP_RESOURCE", "HttpObserver", "http_invoke", "observing", "pinned_connection"]
 
@@ -116,12 +119,19 @@ def _observed_request(
     }
 
 
+def _reason(status: int) -> str:
+    """The standard reason phrase of `status` ("" for a code it does not know)."""
+    from http.client import responses
+
+    return responses.get(status, "")
+
+
 def _observed_response(target: _Target, response: HTTPResponse, raw: bytes) -> dict[str, str]:
     status = int(response.status or 0)
     return {
         "protocol": target.scheme,
         "statusCode": str(status),
-        "statusMessage": response.reason or responses.get(status, ""),
+        "statusMessage": response.reason or _reason(status),
         "headers": _render_headers(response.headers.items(), _SECRET_RESPONSE_HEADERS),
         "body": raw.decode("utf-8", errors="replace"),
     }
@@ -290,6 +300,8 @@ def pinned_connection(
     The host name is still what TLS verifies and what the Host header says.
     `remaining` gives the seconds left for each connect attempt.
     """
+    import http.client
+
     connection: http.client.HTTPConnection
     if scheme == "https":
         connection = http.client.HTTPSConnection(
@@ -359,7 +371,7 @@ def _result(response: HTTPResponse, raw: bytes) -> dict[str, Any]:
     status = int(response.status or 0)
     return {
         "StatusCode": status,
-        "StatusText": response.reason or responses.get(status, ""),
+        "StatusText": response.reason or _reason(status),
         "Headers": headers,
         "ResponseBody": body,
     }
@@ -471,6 +483,8 @@ def http_invoke(
     """
     if not isinstance(input, dict) or not isinstance(input.get("ApiEndpoint"), str):
         raise ActivityError(RUNTIME, "The HTTP Task needs an ApiEndpoint string.")
+    import http.client
+
     try:
         with _observers_lock:
             observe = _observers.get(context.execution_id)

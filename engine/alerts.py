@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import importlib
 import ipaddress
 import json
@@ -270,6 +269,8 @@ class AlertDeliverer:
         return len(claimed)
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
+        import http.client  # with the first delivery, not at start-up
+
         now = self.clock.now()
         error: str | None = None
         dead = False
