@@ -65,7 +65,11 @@ def pooled_psycopg(
 class HeldConnection(HeldPooled):
     """One pooled psycopg connection kept checked out for a run of transactions."""
 
-    # Set by the group commit when the database lacks migration 14's function.
+    # The group commit's function this connection's database has: migration
+    # 15's `stepwise_commit_v2` until a call finds it missing, then migration
+    # 14's v1 (same arguments and answer); `without_function` once v1 is
+    # missing too (a database not migrated to 14: the pipeline).
+    function_version: int = 2
     without_function: bool = False
 
     @contextmanager

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
+from engine.store.pgfunctions import COMMIT_FUNCTION_V2
 from engine.store.records import DEFAULT_QUEUE
 
 __all__ = [
@@ -680,6 +681,12 @@ def _migration_commit_function(conn: Connection) -> None:
         conn.execution_options(no_parameters=True).exec_driver_sql(_COMMIT_FUNCTION_V1)
 
 
+def _migration_commit_function_jsonb(conn: Connection) -> None:
+    """PostgreSQL only: `stepwise_commit_v2`, v1 reading its batch as jsonb (pgfunctions.py)."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(no_parameters=True).exec_driver_sql(COMMIT_FUNCTION_V2)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -696,6 +703,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (12, "activities and resource tags of the HTTP API (issue 15)", _migration_activities_and_tags),
     (13, "Distributed Map runs and their child executions (issue 13)", _migration_map_runs),
     (14, "PostgreSQL: the group commit as one function call", _migration_commit_function),
+    (15, "PostgreSQL: the group commit's function reads jsonb", _migration_commit_function_jsonb),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

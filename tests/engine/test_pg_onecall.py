@@ -1,13 +1,16 @@
-"""PostgreSQL's group commit as one call of migration 14's function: same rows, same refusals.
+"""PostgreSQL's group commit as one call of the commit function: same rows, same refusals.
 
-A group commits through `stepwise_commit_v1` in one statement. It must
-write exactly the careful path's rows (column for column, on two fresh
+A group commits through migration 15's `stepwise_commit_v2` in one
+statement (migration 14's `stepwise_commit_v1` on a database at 14). Either
+must write exactly the careful path's rows (column for column, on two fresh
 databases, finishes with their alert deliveries and closed tokens
 included), and when a lease is not held or a row collides it must write
 nothing and leave the verdict — LEASE_LOST or
-CONFLICT — to the careful path. A database at migration 13 upgrades to 14
+CONFLICT — to the careful path. A database at migration 13 upgrades
 when a store opens it and then commits through the function; one opened
-without migrating still commits (through the pipeline). A start batch is one
+without migrating still commits (through the pipeline). A database at 14
+opened without migrating commits through v1; opened with migrating, it
+upgrades to 15 and commits through v2. A start batch is one
 statement too (`pgstart.py`): when a name was taken meanwhile it writes
 nothing, and each start is then decided alone.
 """
@@ -25,7 +28,7 @@ import engine.store.fastcommit as fastcommit
 import engine.store.pgstart as pgstart
 import engine.store.schema as schema
 import engine.store.work as work_module
-from engine.store import Checkpoint, CommitResult, Event, Store
+from engine.store import Checkpoint, CommitResult, Event, Finish, Store
 from engine.store.starts import Resolved, StartRequest, StartStore
 from tests.engine.test_commit_raw_rows import LATER, T0, _event, _prepared, _rows
 from tests.engine.test_commit_raw_rows import _group as _finishing_group
@@ -74,15 +77,18 @@ def _group() -> list[Checkpoint]:
 
 
 def _committed_both_ways(
-    urls: tuple[str, str], group: Any, monkeypatch: pytest.MonkeyPatch
+    urls: tuple[str, str], group: Any, monkeypatch: pytest.MonkeyPatch, version: int = 2
 ) -> tuple[Store, Store]:
     """The same group committed by the one call and by the careful path, on two databases.
 
-    Asserts the one call alone wrote it (neither the careful path nor the
-    pipeline ran), that both answered OK for every checkpoint and that every
-    table holds the same rows; returns the two stores for further checks.
+    The one call is the commit function of `version` (both are defined on a
+    database at 15). Asserts the one call alone wrote it (neither the careful
+    path nor the pipeline ran), that both answered OK for every checkpoint
+    and that every table holds the same rows; returns the two stores for
+    further checks.
     """
     fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    fast._backend._held.function_version = version  # type: ignore[attr-defined]
     try:
         answers = {"careful": careful.commit(group(), worker_id="w", now=LATER)}
         with monkeypatch.context() as patched:
@@ -100,11 +106,12 @@ def _committed_both_ways(
     return fast, careful
 
 
+@pytest.mark.parametrize("version", [2, 1])
 @pytest.mark.parametrize("urls", ["postgres"], indirect=True)
 def test_the_one_call_writes_the_careful_paths_rows(
-    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
-    fast, careful = _committed_both_ways(urls, _group, monkeypatch)
+    fast, careful = _committed_both_ways(urls, _group, monkeypatch, version)
     try:
         assert fast.work_due_at("e-d") == (True, LATER)  # the callback made it due now
         assert fast.work_due_at("e-c") == (True, T0 + timedelta(hours=1, microseconds=3))
@@ -115,12 +122,13 @@ def test_the_one_call_writes_the_careful_paths_rows(
         careful.close()
 
 
+@pytest.mark.parametrize("version", [2, 1])
 @pytest.mark.parametrize("urls", ["postgres"], indirect=True)
 def test_a_finish_in_the_one_call_writes_the_careful_paths_rows(
-    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
     """The status, the outbox's delivery, the closed token and the work row gone, as carefully."""
-    fast, careful = _committed_both_ways(urls, _finishing_group, monkeypatch)
+    fast, careful = _committed_both_ways(urls, _finishing_group, monkeypatch, version)
     try:
         assert len(_rows(fast)["alert_deliveries"]) == 1
         assert fast.get_token("tok-a").status == "TIMED_OUT"  # closed by the finish
@@ -189,18 +197,22 @@ def test_a_collision_rolls_the_one_call_back_and_the_careful_path_decides(
         store.close()
 
 
-def _at_migration_13(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Build the schema as Stepwise's migration 13 left it."""
+def _at_migration(url: str, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+    """Build the schema as Stepwise's migration `version` left it."""
     with monkeypatch.context() as patched:
-        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:13])
-        patched.setattr(schema, "SCHEMA_VERSION", 13)
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        patched.setattr(schema, "SCHEMA_VERSION", version)
         Store(url).close()
 
 
-def _has_function(store: Store) -> bool:
+def _at_migration_13(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _at_migration(url, monkeypatch, 13)
+
+
+def _has_function(store: Store, name: str = "stepwise_commit_v1") -> bool:
     with store._engine.connect() as conn:
         found = conn.execute(
-            sa.text("SELECT count(*) FROM pg_proc WHERE proname = 'stepwise_commit_v1'")
+            sa.text("SELECT count(*) FROM pg_proc WHERE proname = :name"), {"name": name}
         ).scalar()
     return bool(found)
 
@@ -217,12 +229,87 @@ def test_a_migration_13_database_upgrades_and_commits_in_one_call(
         unmigrated.close()
     store = _prepared(postgres_url, fast=True)  # opening it migrates
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 14
-        assert _has_function(store)
+        assert store.schema_version() == schema.SCHEMA_VERSION == 15
+        assert _has_function(store, "stepwise_commit_v1")
+        assert _has_function(store, "stepwise_commit_v2")
         calls = _spy(monkeypatch)
         assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
         assert calls == [True]
+        assert store._backend._held.function_version == 2  # type: ignore[attr-defined]
         assert store.load("e-b").journal == {"s/A": "1"}
+    finally:
+        store.close()
+
+
+def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v2(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened without migrating, a database at 14 commits through v1, asking for v2 once."""
+    _at_migration(postgres_url, monkeypatch, 14)
+    with monkeypatch.context() as patched:
+        patched.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
+        patched.setattr(fastcommit, "_queue_writes", _refuse("the pipeline"))
+        at_14 = Store(postgres_url, auto_migrate=False)
+        try:
+            assert at_14.schema_version() == 14
+            assert not _has_function(at_14, "stepwise_commit_v2")
+            at_14.raw_commit_writes = True
+            machine = at_14.put_state_machine(
+                "m", '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
+            )
+            for name in "ab":
+                at_14.create_execution(
+                    execution_id=f"e-{name}",
+                    name=name,
+                    machine=machine,
+                    input="{}",
+                    start_date=T0,
+                    trace_id="0" * 32,
+                    first_event=_event(1, "ExecutionStarted", input="{}"),
+                )
+            at_14.claim_due("w", limit=2, lease_seconds=600, now=T0)
+            calls = _spy(patched)
+            first = [Checkpoint("e-a", journal=[("k", "1")], events=[_event(2, "TaskScheduled")])]
+            assert at_14.commit(first, worker_id="w", now=T0) == [CommitResult.OK]
+            held = at_14._backend._held  # type: ignore[attr-defined]
+            assert (held.function_version, held.without_function) == (1, False)
+            # v2 was asked for once (it wrote nothing), then v1 committed
+            # (False: no work fell due; None would have been a hand-over).
+            assert calls == [False]
+            second = [Checkpoint("e-a", journal=[("k2", "2")], events=[_event(3, "TaskSucceeded")])]
+            assert at_14.commit(second, worker_id="w", now=T0) == [CommitResult.OK]
+            assert calls == [False, False]  # straight to v1
+            assert at_14.load("e-a").journal == {"k": "1", "k2": "2"}
+            assert [e.event_id for e in at_14.history("e-a")] == [1, 2, 3]
+        finally:
+            at_14.close()
+    store = Store(postgres_url)  # opening it migrates
+    try:
+        assert store.schema_version() == 15
+        assert _has_function(store, "stepwise_commit_v2")
+        store.raw_commit_writes = True
+        monkeypatch.setattr(work_module, "write_checkpoints", _refuse("the careful path"))
+        used: list[int] = []
+        real = fastcommit._one_call
+
+        def recording(held: Any, *args: Any, **kwargs: Any) -> bool | None:
+            used.append(held.function_version)
+            return real(held, *args, **kwargs)
+
+        monkeypatch.setattr(fastcommit, "_one_call", recording)
+        group = [
+            Checkpoint("e-b", journal=[("k", "1")], events=[_event(2, "TaskScheduled")]),
+            Checkpoint(
+                "e-a",
+                events=[_event(4, "ExecutionSucceeded")],
+                finish=Finish("SUCCEEDED", LATER, output='{"out": 1}'),
+            ),
+        ]
+        assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK] * 2
+        assert used == [2]  # v2, at the first call
+        assert store.load("e-b").journal == {"k": "1"}
+        assert store.get_execution("e-a").status == "SUCCEEDED"
+        assert store.work_due_at("e-a") == (False, None)
     finally:
         store.close()
 
