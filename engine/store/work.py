@@ -185,8 +185,14 @@ class WorkStore(StoreBase):
             self._backend.claiming(conn)
             held = {
                 row.execution_id
+                # Locked in id order, as every commit locks them: in any other
+                # order a renewal and a commit can each hold a row the other
+                # waits for, and PostgreSQL aborts one ("deadlock detected").
                 for row in conn.execute(
-                    sa.select(work_queue.c.execution_id).where(mine).with_for_update()
+                    sa.select(work_queue.c.execution_id)
+                    .where(mine)
+                    .order_by(work_queue.c.execution_id)
+                    .with_for_update()
                 )
             }
             if held:
