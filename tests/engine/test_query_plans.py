@@ -8,7 +8,7 @@ is captured from the store's own connection and explained (EXPLAIN on
 PostgreSQL, EXPLAIN QUERY PLAN on SQLite). No plan may read the events,
 the journal or the executions table in full: the assertion is on the plan,
 never on a timing. The statements inside PostgreSQL's group-commit function
-(`stepwise_commit_v1`, migration 14) never pass through SQLAlchemy: they are
+(`stepwise_commit_v2`, migration 15) never pass through SQLAlchemy: they are
 explained as they run, by auto_explain loaded into the store's sessions.
 """
 
@@ -221,7 +221,7 @@ def _reads_in_full(plan: dict[str, Any]) -> list[str]:
 
 
 def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_url: str) -> None:
-    """Every statement `stepwise_commit_v1` runs is explained as it runs (auto_explain).
+    """Every statement `stepwise_commit_v2` runs is explained as it runs (auto_explain).
 
     Its statements never pass through SQLAlchemy, so the test above cannot see
     them: here the database loads auto_explain into every session of the
@@ -318,7 +318,7 @@ def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_u
 
     texts = [plan.get("Query Text", "") for plan in plans]
     # The check sees the function's own statements, not only the call.
-    assert any("stepwise_commit_v1" in text for text in texts), texts
+    assert any("stepwise_commit_v2" in text for text in texts), texts
     for inside in ("INSERT INTO history_events", "SET last_event_id", "DELETE FROM work_queue"):
         assert any(inside in text for text in texts), (inside, texts)
     problems = {
