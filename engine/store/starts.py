@@ -17,7 +17,10 @@ take a name between the check and the insert; the batch then rolls back and
 each start is retried in a transaction of its own, where the unique key
 decides. On SQLite a batch first runs as one transaction on the sqlite3
 connection the group commit keeps (`StartStore._raw_batch`); whatever that
-path does not decide alone, it rolls back and leaves to the path above.
+path does not decide alone, it rolls back and leaves to the path above. On
+PostgreSQL a batch of names the engine drew (`StartRequest.fresh_name`)
+reads the machines by the driver and writes without a name check
+(`StartStore._fresh_batch`): the unique keys alone decide there.
 `resolve_reference` is the same resolution as a read on its own.
 """
 
