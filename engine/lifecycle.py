@@ -208,6 +208,7 @@ class Lifecycle:
         """
         check_name(queue, what="queue")
         machine_name, qualifier = split_reference(machine)
+        fresh_name = not name
         name = name or str(uuid.uuid4())
         # The name and the input are judged here, off the store's thread, but
         # their errors are raised after the machine's (as before batching:
@@ -259,6 +260,7 @@ class Lifecycle:
             queue=queue,
             draw=self.draw,
             prepare=prepare,
+            fresh_name=fresh_name,
         )
         taker = self._taker
         if taker is not None and refused is None and await taker.reserve_slot(queue):

@@ -17,12 +17,17 @@ take a name between the check and the insert; the batch then rolls back and
 each start is retried in a transaction of its own, where the unique key
 decides. On SQLite a batch first runs as one transaction on the sqlite3
 connection the group commit keeps (`StartStore._raw_batch`); whatever that
-path does not decide alone, it rolls back and leaves to the path above.
+path does not decide alone, it rolls back and leaves to the path above. On
+PostgreSQL a batch of names the engine drew (`StartRequest.fresh_name`)
+reads the machines by the driver and writes without a name check
+(`StartStore._fresh_batch`): the unique keys alone decide there.
 `resolve_reference` is the same resolution as a read on its own.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,6 +110,10 @@ class StartRequest:
     prepare: Callable[[Resolved], tuple[str, Event]]
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    # True: `name` is a fresh UUID the engine drew (the caller gave none), so
+    # no execution holds it or its id; PostgreSQL's batch then skips the name
+    # check (`StartStore._fresh_batch`). The unique keys still decide.
+    fresh_name: bool = False
 
 
 @dataclass
@@ -268,6 +277,53 @@ class _RawResolver:
         return Resolved(_machine(name, head))
 
 
+class _PgResolver:
+    """`_RawResolver` on a psycopg connection: a name's latest revision, one statement.
+
+    The same row `_Resolver` reads (`_HEAD_BY_NAME`, compiled once per
+    dialect, each value through its column type's result processor), without
+    SQLAlchemy's connection, statement and result machinery. Raises what
+    `_Resolver` raises for a machine that does not exist or has no revision;
+    a qualifier or a machine being deleted raises `_Careful`.
+    """
+
+    def __init__(self, driver: Any, dialect: Dialect) -> None:
+        self._driver = driver
+        self._sql, self._defaults, self._processors, self._make = _pg_head_shape(dialect)
+        self._heads: dict[str, Any] = {}
+
+    def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
+        if qualifier is not None:
+            raise _Careful
+        head = self._heads.get(name)
+        if head is None:
+            row = self._driver.execute(self._sql, {**self._defaults, "name": name}).fetchone()
+            if row is None:
+                raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+            head = self._make(
+                *(
+                    value if process is None else process(value)
+                    for value, process in zip(row, self._processors, strict=True)
+                )
+            )
+            if head.deleted_at is not None:
+                raise _Careful
+            self._heads[name] = head
+        if head.version is None:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
+        return Resolved(_machine(name, head))
+
+
+@functools.cache
+def _pg_head_shape(dialect: Dialect) -> tuple[str, dict[str, Any], tuple[Any, ...], Any]:
+    """`_HEAD_BY_NAME` for `dialect`: its SQL, fixed parameters, result processors, row type."""
+    compiled = _HEAD_BY_NAME.compile(dialect=dialect)
+    columns = list(_HEAD_BY_NAME.selected_columns)
+    processors = tuple(column.type.result_processor(dialect, None) for column in columns)
+    fixed = {key: value for key, value in compiled.params.items() if key != "name"}
+    return str(compiled), fixed, processors, namedtuple("_Head", [str(c.key) for c in columns])
+
+
 class _Collided(Exception):
     """A pipelined batch met a unique key: nothing was written (see `start_executions`)."""
 
@@ -333,10 +389,14 @@ class StartStore(StoreBase):
         return results
 
     def _start_batch(self, requests: Sequence[StartRequest]) -> list[StartResult]:
-        results = [StartResult() for _ in requests]
         # PostgreSQL: check in autocommit, then write in one pipelined round
         # trip; the unique keys decide a name taken in between.
         pipelined = self.raw_start_writes and self.dialect == "postgresql"
+        if pipelined and all(r.fresh_name and r.qualifier is None for r in requests):
+            fresh = self._fresh_batch(requests)
+            if fresh is not None:
+                return fresh
+        results = [StartResult() for _ in requests]
         with self._read() if pipelined else self._write() as conn:
             resolver = _Resolver(conn, starting=True)
             planned: list[_Planned] = []
@@ -368,6 +428,42 @@ class StartStore(StoreBase):
                 if wake:
                     self._backend.notify_in(conn)
         if created and pipelined:
+            self._insert_pipelined(created, notify=wake)
+        for plan in created:
+            results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
+        if created and wake:
+            self._waker.wake_local()
+        return results
+
+    def _fresh_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
+        """PostgreSQL: a batch of fresh names, each of a machine's latest revision; None: careful.
+
+        The machines are read by the driver in autocommit (`_PgResolver`), as
+        the careful path reads them; no name check (no execution holds a
+        fresh UUID or its id), and the rows are written as the careful path
+        writes them (`_insert_pipelined`): two round trips, none through
+        SQLAlchemy. Should a name collide all the same, the unique keys abort
+        the write and `start_executions` answers each start alone. A machine
+        being deleted returns None before anything is written.
+        """
+        from engine.store.pgraw import pooled_psycopg  # loads psycopg: PostgreSQL only
+
+        results = [StartResult() for _ in requests]
+        planned: list[_Planned] = []
+        with mapped_errors(self._display), pooled_psycopg(self._engine, autocommit=True) as driver:
+            resolver = _PgResolver(driver, self._engine.dialect)
+            for index, request in enumerate(requests):
+                try:
+                    planned.append(_plan(index, request, resolver))
+                except _Careful:
+                    return None
+                except StepwiseError as error:
+                    results[index].error = error
+        created = _sort_out(planned, {}, results)
+        # Work leased to a worker of this process needs no wake-up: it is
+        # handed to that worker; only due work makes workers look.
+        wake = any(plan.lease_owner is None for plan in created)
+        if created:
             self._insert_pipelined(created, notify=wake)
         for plan in created:
             results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
@@ -523,7 +619,9 @@ class StartStore(StoreBase):
         return _answer(existing, plan.record)
 
 
-def _plan(index: int, request: StartRequest, resolver: _Resolver | _RawResolver) -> _Planned:
+def _plan(
+    index: int, request: StartRequest, resolver: _Resolver | _RawResolver | _PgResolver
+) -> _Planned:
     """Resolve `request`'s machine and have its caller build the first event (may raise)."""
     resolved = resolver.resolve(request.machine, request.qualifier, request.draw)
     execution_id, first = request.prepare(resolved)
