@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
+import anyio.lowlevel
 import anyio.to_thread
 
 __all__ = [
@@ -127,8 +128,6 @@ class LoopThreads:
                     raise
                 self._spawned = 1
             elif self._spawned < self.max_threads:
-                self._spawned += 1
-                self._spawns.put(True)
                 if self._spawner is None:
                     # The only other thread start the loop waits for: the
                     # spawner starts the rest while the loop goes on.
@@ -138,9 +137,12 @@ class LoopThreads:
                     try:
                         spawner.start()
                     except RuntimeError:  # no thread to be had now: the running ones serve
-                        self._spawned -= 1
+                        pass
                     else:
                         self._spawner = spawner
+                if self._spawner is not None:  # counted only once asked of a spawner
+                    self._spawned += 1
+                    self._spawns.put(True)
             self._calls.put(call)
         return call
 
@@ -206,7 +208,12 @@ class HandlerThreads(LoopThreads):
         super().__init__(max_threads, name=THREAD_NAME, what="handler threads")
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in one of the threads, in a copy of the caller's context; await its answer."""
+        """Run `fn` in one of the threads, in a copy of the caller's context; await its answer.
+
+        A caller already cancelled (a stop, a deadline or a lost lease that
+        arrived while a shielded checkpoint committed) never starts `fn`.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
         result: T = await self.submit(fn).future
         return result
 
