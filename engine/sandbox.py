@@ -59,10 +59,12 @@ MEMORY_LIMIT_BYTES = 1 << 30
 _GRACE_SECONDS = 0.25
 
 # Time a new worker may take to start (an interpreter, our modules, the
-# JSONata library) before it is presumed broken. Start-up is not evaluation:
-# an expression's deadline starts once the worker has said it is ready, so
-# a loaded machine's slow start never turns into a spurious D1012.
-_BOOT_SECONDS = 60.0
+# JSONata library; ~0.3 s on an idle machine) before it is presumed broken.
+# Start-up is not evaluation: an expression's deadline starts once the
+# worker has said it is ready, so a loaded machine's slow start never turns
+# into a spurious D1012. Bounded well below a lease (30 s), since a
+# nondeterministic template waits for it on the event loop.
+_BOOT_SECONDS = 10.0
 
 
 class Sandbox:
@@ -183,8 +185,10 @@ class Sandbox:
             # never re-import the embedding program's main module.
             parent, child = socket.socketpair()
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+            # The last argument asks the worker to say when it can evaluate.
+            argv = [sys.executable, "-c", _BOOT, str(child.fileno()), str(MEMORY_LIMIT_BYTES)]
             process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child.fileno()), str(MEMORY_LIMIT_BYTES)],
+                [*argv, "ready"],
                 pass_fds=[child.fileno()],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -265,15 +269,18 @@ class _AskParent:
 
 _BOOT = (
     "import sys; from engine.sandbox import serve_fd; "
-    "serve_fd(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)"
+    "serve_fd(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None, "
+    "announce=sys.argv[3:4] == ['ready'])"
 )
 
 
-def serve_fd(fd: int, memory_limit: int | None = None) -> None:
+def serve_fd(fd: int, memory_limit: int | None = None, *, announce: bool = False) -> None:
     """The sandbox worker's entry point: serve evaluations on the socket `fd`.
 
     `memory_limit` caps the process's address space (bytes), set before any
-    evaluation runs.
+    evaluation runs. With `announce` (the parent asked for it) the worker
+    sends "ready" once it can evaluate; a parent of an older version, which
+    does not ask, never receives a message it does not expect.
     """
     if memory_limit is not None:
         import resource
@@ -281,16 +288,17 @@ def serve_fd(fd: int, memory_limit: int | None = None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     from multiprocessing.connection import Connection
 
-    _worker(Connection(fd))
+    _worker(Connection(fd), announce=announce)
 
 
-def _worker(connection: Connection) -> None:
+def _worker(connection: Connection, *, announce: bool) -> None:
     compiled: dict[str, JsonataTemplate] = {}
     nondeterminism = _AskParent(connection)
     # Load the JSONata library before saying ready: its import is start-up,
     # not part of the first expression's time.
     compile_jsonata_template("{% 1 %}")
-    connection.send(("ready",))
+    if announce:
+        connection.send(("ready",))
     while True:
         try:
             _, source, field, states, variables, limits = connection.recv()

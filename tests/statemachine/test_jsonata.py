@@ -557,3 +557,35 @@ def test_a_sandbox_worker_that_cannot_start_is_a_clear_runtime_error(
         )
     assert failed.value.error == States.RUNTIME
     assert failed.value.cause == "The JSONata sandbox's worker process ended while starting"
+
+
+def test_a_sandbox_worker_not_asked_for_ready_answers_only_what_it_is_sent() -> None:
+    """A parent of an older version (no "ready" argument) gets its answer as the first message."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from multiprocessing.connection import Connection
+
+    from engine import sandbox
+
+    parent, child = socket.socketpair()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    process = subprocess.Popen(
+        [sys.executable, "-c", sandbox._BOOT, str(child.fileno()), str(sandbox.MEMORY_LIMIT_BYTES)],
+        pass_fds=[child.fileno()],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    child.close()
+    connection = Connection(parent.detach())
+    try:
+        source = "{% $contains('ab', /b/) %}"
+        request = ("evaluate", source, "Output", {"input": {}, "context": {}}, {}, Limits())
+        connection.send(request)
+        assert connection.poll(60)
+        assert connection.recv() == ("ok", True)
+    finally:
+        connection.close()
+        process.kill()
+        process.wait()
