@@ -172,7 +172,9 @@ class WorkStore(StoreBase):
         """Extend the worker's unexpired leases; return the ids it still holds.
 
         An id missing from the result was lost (expired, taken over, or the
-        execution finished): the worker must stop working on it.
+        execution finished): the worker must stop working on it. A row that
+        a commit holds locked at this moment is not waited for: it counts as
+        held if its last committed state says so, and is renewed next time.
         """
         if not execution_ids:
             return set()
@@ -183,16 +185,17 @@ class WorkStore(StoreBase):
         )
         with self._write() as conn:
             self._backend.claiming(conn)
+            # A row another transaction holds (a commit, which locks its
+            # group's rows and then, ending a Map parent, its children's) is
+            # skipped, not waited for: waiting could close a cycle with that
+            # commit, and PostgreSQL would abort one ("deadlock detected").
             held = {
                 row.execution_id
-                # Locked in id order, as every commit locks them: in any other
-                # order a renewal and a commit can each hold a row the other
-                # waits for, and PostgreSQL aborts one ("deadlock detected").
                 for row in conn.execute(
                     sa.select(work_queue.c.execution_id)
                     .where(mine)
                     .order_by(work_queue.c.execution_id)
-                    .with_for_update()
+                    .with_for_update(skip_locked=True)
                 )
             }
             if held:
@@ -201,6 +204,18 @@ class WorkStore(StoreBase):
                     .where(work_queue.c.execution_id.in_(held))
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
                 )
+            busy = set(execution_ids) - held
+            if busy:
+                # Skipped rows that are still this worker's by their last
+                # committed state stay held; they are renewed next time.
+                held |= {
+                    row.execution_id
+                    for row in conn.execute(
+                        sa.select(work_queue.c.execution_id).where(
+                            mine, work_queue.c.execution_id.in_(busy)
+                        )
+                    )
+                }
         return held
 
     def release(

@@ -1,22 +1,22 @@
-"""A lease renewal locks work rows in execution-id order, as the group commit does.
+"""A lease renewal never waits for a work row a commit holds, so it cannot deadlock one.
 
-The commit (`stepwise_commit_v2`, and the careful path) locks its group's
-work rows ordered by execution id. A renewal that locked the same rows in
-the table's order could hold one the commit wants while waiting for one
-the commit holds: PostgreSQL then aborts one of them ("deadlock detected"),
-which a worker reports as an outage. Here a transaction stands in for a
-commit: it holds `a`, a renewal of `b` and `a` (with `b` stored first)
-starts and waits, and the stand-in then locks `b` — which the renewal must
-not be holding.
+A commit locks its group's work rows in execution-id order, and a commit
+that ends a Map parent unsuccessfully then locks the parent's running
+children's rows too (`map_run_hook.parents_ended`) — whose ids sort before
+the parent's. A renewal that waited for a locked row while holding another
+could close a cycle with such a commit, and PostgreSQL would abort one of
+them ("deadlock detected", which a worker logs as an outage). The renewal
+skips rows locked at that moment: they still count as held by their last
+committed state and are renewed next time.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from engine.store import Event, Store
 
@@ -24,47 +24,54 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
 
 
-def test_a_renewal_waits_in_id_order_and_never_deadlocks_a_commit(postgres_url: str) -> None:
+@pytest.mark.parametrize(
+    ("stored", "first", "then"),
+    [
+        (("b", "a"), "a", "b"),  # a group commit: rows in id order, b stored first
+        (("m:p", "m/label:c"), "m:p", "m/label:c"),  # a parent's end, then its child's row
+    ],
+)
+def test_a_renewal_skips_a_row_a_commit_holds_and_the_commit_goes_on(
+    postgres_url: str, stored: tuple[str, str], first: str, then: str
+) -> None:
     store = Store(postgres_url)
     raw_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     try:
         machine = store.put_state_machine("m", DEFINITION)
-        for name in ("b", "a"):  # b's work row is stored first
+        for name in stored:
             store.create_execution(
                 execution_id=name,
-                name=name,
+                name=name.replace(":", "-").replace("/", "-"),
                 machine=machine,
                 input="{}",
                 start_date=T0,
                 trace_id="0" * 32,
                 first_event=Event(1, 0, "ExecutionStarted", T0, {}),
             )
-        assert len(store.claim_due("w", limit=2, lease_seconds=3600, now=T0)) == 2
+        assert len(store.claim_due("w", limit=2, lease_seconds=60, now=T0)) == 2
         renewed: list[set[str]] = []
-        with psycopg.connect(raw_url) as commit, psycopg.connect(raw_url, autocommit=True) as look:
+        later = T0 + timedelta(seconds=30)
+        with psycopg.connect(raw_url) as commit:
             commit.execute("SET lock_timeout = '20s'")
-            commit.execute("SELECT 1 FROM work_queue WHERE execution_id = 'a' FOR UPDATE")
+            commit.execute("SELECT 1 FROM work_queue WHERE execution_id = %s FOR UPDATE", (first,))
             renewal = threading.Thread(
                 target=lambda: renewed.append(
-                    store.renew("w", ["b", "a"], lease_seconds=3600, now=T0)
+                    store.renew("w", list(stored), lease_seconds=60, now=later)
                 )
             )
             renewal.start()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # until the renewal waits for a row lock
-                row = look.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                ).fetchone()
-                if row and row[0]:
-                    break
-                time.sleep(0.02)
-            else:
-                raise AssertionError("the renewal never waited for the commit's row")
-            # The stand-in commit takes its next row: free, since the renewal waits on a.
-            commit.execute("SELECT 1 FROM work_queue WHERE execution_id = 'b' FOR UPDATE")
-            commit.commit()
             renewal.join(60)
-        assert renewed == [{"a", "b"}]
+            assert not renewal.is_alive(), "the renewal waited for the commit's row"
+            # The stand-in commit takes its next row: the renewal holds none.
+            commit.execute("SELECT 1 FROM work_queue WHERE execution_id = %s FOR UPDATE", (then,))
+            commit.commit()
+        assert renewed == [set(stored)]  # both still held
+        with psycopg.connect(raw_url) as look:
+            expiry = dict(
+                look.execute("SELECT execution_id, lease_expires_at FROM work_queue").fetchall()
+            )
+        assert expiry[then] == later + timedelta(seconds=60)  # renewed
+        assert expiry[first] == T0 + timedelta(seconds=60)  # skipped: renewed next time
+        assert store.renew("w", list(stored), lease_seconds=60, now=later) == set(stored)
     finally:
         store.close()
