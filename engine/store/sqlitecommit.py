@@ -115,7 +115,7 @@ def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
 
 
 class WalCheckpointer:
-    """Runs SQLite's WAL checkpoints on a thread of its own, every `every` write transactions.
+    """Runs SQLite's WAL checkpoints on a thread of its own, every few write transactions.
 
     In WAL mode the connection whose commit takes the log past 1,000 pages
     checkpoints it then and there: copies the pages into the database file
@@ -128,8 +128,18 @@ class WalCheckpointer:
     or fails, the committing connection's own auto-checkpoint does the work
     as before, and what is committed and when it is durable are unchanged.
     The thread starts at the first signal and ends when the engine is
-    disposed (`stop`); a later signal starts a new one.
+    disposed (`stop`); a later signal starts a new one. How many
+    transactions make a signal adapts to their size: each checkpoint says
+    how many pages it found in the log, and the interval doubles below
+    `_FEW_PAGES` and halves above `_MANY_PAGES` (between `_MIN_EVERY` and
+    `_MAX_EVERY`), so a checkpoint copies a few hundred pages, well before
+    the committer's own would start.
     """
+
+    _FEW_PAGES = 200
+    _MANY_PAGES = 600
+    _MIN_EVERY = 4
+    _MAX_EVERY = 512
 
     def __init__(self, engine: Engine, every: int = 32) -> None:
         self._engine = engine
@@ -186,13 +196,19 @@ class WalCheckpointer:
                 cursor = pooled.driver_connection.execute(  # type: ignore[union-attr]
                     "PRAGMA wal_checkpoint(PASSIVE)"
                 )
-                cursor.fetchall()
+                row = cursor.fetchone()
             finally:
                 pooled.close()
         except (sqlite3.Error, sa_exc.SQLAlchemyError) as error:
             log.debug("background WAL checkpoint failed: %s", error)
             return
         self.checkpoints += 1
+        # (busy, pages in the log, pages copied); -1 pages when the file is not in WAL mode.
+        pages = row[1] if row is not None else -1
+        if 0 <= pages < self._FEW_PAGES:
+            self._every = min(self._every * 2, self._MAX_EVERY)
+        elif pages > self._MANY_PAGES:
+            self._every = max(self._every // 2, self._MIN_EVERY)
 
 
 class HeldSqlite(HeldPooled):

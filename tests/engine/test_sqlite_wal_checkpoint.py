@@ -54,6 +54,21 @@ def _checkpoint_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "stepwise sqlite checkpoint"]
 
 
+def _write_until_a_thread_starts(
+    held: HeldSqlite, before: set[threading.Thread]
+) -> threading.Thread:
+    """Empty write transactions until a checkpoint thread not in `before` runs; that thread."""
+    for _ in range(2_000):  # far more than the longest interval between signals
+        with held.connection() as driver:
+            driver.execute("BEGIN IMMEDIATE")
+            driver.execute("COMMIT")
+        started = [t for t in _checkpoint_threads() if t not in before]
+        if started:
+            assert len(started) == 1
+            return started[0]
+    raise AssertionError("no checkpoint thread started")
+
+
 def test_committed_rows_reach_the_database_file_without_the_committer_checkpointing(
     tmp_path: Path,
 ) -> None:
@@ -89,23 +104,13 @@ def test_disposing_of_the_engine_ends_the_checkpoint_thread(tmp_path: Path) -> N
     held = HeldSqlite(engine)
     assert held.checkpointer is not None
     before = set(_checkpoint_threads())
-    for _ in range(40):  # more than one signal's worth of write transactions
-        with held.connection() as driver:
-            driver.execute("BEGIN IMMEDIATE")
-            driver.execute("COMMIT")
-    started = [t for t in _checkpoint_threads() if t not in before]
-    assert len(started) == 1
+    started = _write_until_a_thread_starts(held, before)
     engine.dispose()
-    assert not started[0].is_alive()
+    assert not started.is_alive()
     # The engine may be used after a dispose (an outage's reset): a new thread starts.
-    for _ in range(40):
-        with held.connection() as driver:
-            driver.execute("BEGIN IMMEDIATE")
-            driver.execute("COMMIT")
-    restarted = [t for t in _checkpoint_threads() if t not in before and t is not started[0]]
-    assert len(restarted) == 1
+    restarted = _write_until_a_thread_starts(held, before | {started})
     engine.dispose()
-    assert not restarted[0].is_alive()
+    assert not restarted.is_alive()
 
 
 def test_an_in_memory_database_has_no_checkpointer() -> None:
