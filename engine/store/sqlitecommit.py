@@ -130,10 +130,10 @@ class WalCheckpointer:
     The thread starts at the first signal and ends when the engine is
     disposed (`stop`); a later signal starts a new one. How many
     transactions make a signal adapts to their size: each checkpoint says
-    how many pages it found in the log, and the interval doubles below
-    `_FEW_PAGES` and halves above `_MANY_PAGES` (between `_MIN_EVERY` and
-    `_MAX_EVERY`), so a checkpoint copies a few hundred pages, well before
-    the committer's own would start.
+    how long the log is, so how many pages were written since the last one,
+    and the interval doubles below `_FEW_PAGES` and halves above
+    `_MANY_PAGES` (between `_MIN_EVERY` and `_MAX_EVERY`), so a checkpoint
+    copies a few hundred pages, well before the committer's own would start.
     """
 
     _FEW_PAGES = 200
@@ -145,6 +145,7 @@ class WalCheckpointer:
         self._engine = engine
         self._every = every
         self._count = 0
+        self._log_pages = 0  # the log's length in pages at the last checkpoint
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop: threading.Event | None = None
@@ -204,8 +205,14 @@ class WalCheckpointer:
             return
         self.checkpoints += 1
         # (busy, pages in the log, pages copied); -1 pages when the file is not in WAL mode.
-        pages = row[1] if row is not None else -1
-        if 0 <= pages < self._FEW_PAGES:
+        log_pages = row[1] if row is not None else -1
+        if log_pages < 0:
+            return
+        # The pages written since the last checkpoint: the log is started over
+        # (by the next writer after a complete checkpoint) or grew since.
+        last, self._log_pages = self._log_pages, log_pages
+        pages = log_pages if log_pages < last else log_pages - last
+        if pages < self._FEW_PAGES:
             self._every = min(self._every * 2, self._MAX_EVERY)
         elif pages > self._MANY_PAGES:
             self._every = max(self._every // 2, self._MIN_EVERY)
