@@ -114,6 +114,12 @@ def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
     return process
 
 
+# The auto-checkpoint threshold of the commit path's kept connection while a
+# `WalCheckpointer` runs: SQLite's default is 1,000 pages; the thread copies
+# the log back at about 400-900, so this one acts only as the fallback.
+_COMMIT_PATH_CHECKPOINT_PAGES = 4000
+
+
 class WalCheckpointer:
     """Runs SQLite's WAL checkpoints on a thread of its own, every few write transactions.
 
@@ -136,8 +142,8 @@ class WalCheckpointer:
     copies a few hundred pages, well before the committer's own would start.
     """
 
-    _FEW_PAGES = 200
-    _MANY_PAGES = 600
+    _FEW_PAGES = 400
+    _MANY_PAGES = 900
     _MIN_EVERY = 4
     _MAX_EVERY = 512
 
@@ -246,8 +252,14 @@ class HeldSqlite(HeldPooled):
                 pooled.close()
             return
         try:
-            kept = self._kept() or self._checkout()
+            kept = self._kept()
+            fresh = kept is None
+            if kept is None:
+                kept = self._checkout()
             driver: sqlite3.Connection = kept.driver_connection  # type: ignore[assignment]
+            if fresh and self.checkpointer is not None:
+                # The thread checkpoints first; this connection only when it falls far behind.
+                driver.execute(f"PRAGMA wal_autocheckpoint={_COMMIT_PATH_CHECKPOINT_PAGES}")
             try:
                 yield driver
             finally:
