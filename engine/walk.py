@@ -444,28 +444,35 @@ def unexpected(error: BaseException) -> StatesError:
 
 
 def enter(frame: Frame, *, input_payload: Any) -> None:
-    """Record the state's entry (or replay it): entered time and event id."""
-    walk = frame.walk
-    name = frame.state.name
-    now = walk.clock.now()
-    live = False
+    """Record the state's entry (or replay it): entered time and event id.
 
-    def produce() -> tuple[Any, Events]:
-        nonlocal live
-        live = True
+    `Frame.record_once` spelled out (replay, else record), as every state
+    visit runs it: no closure or extra calls per transition.
+    """
+    walk = frame.walk
+    journal = walk.journal
+    state = frame.state
+    name = state.name
+    thread = frame.thread
+    key = keys.entered(frame.key)
+    now = walk.clock.now()
+    recorded = journal.replay(key, thread, state=name)
+    if recorded is MISSING:
         text = frame.input_text
         if text is None or input_payload is not frame.input:
             text = walk.payload(input_payload)
-        details = {"name": name, "input": text}
-        return {"s": name, "t": now.isoformat()}, [(f"{frame.state.type}StateEntered", details)]
-
-    recorded = frame.record_once(
-        keys.entered(frame.key), produce, thread=frame.thread, timestamp=now
-    )
-    frame.entered_event_id = frame.thread.last_event_id
-    if live:
+        journal.record(
+            key,
+            {"s": name, "t": now.isoformat()},
+            thread=thread,
+            events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
+            timestamp=now,
+            state=name,
+        )
+        frame.entered_event_id = thread.last_event_id
         frame.entered_time = now
         return
+    frame.entered_event_id = thread.last_event_id
     # Records from before rows named their state carry it in the value.
     if recorded["s"] != name:
         raise NondeterminismError(

@@ -16,20 +16,26 @@ checkpoint, so this path never decides either by itself. Batches the careful
 path must see whole — task tokens, ends that Map Runs count — never come here.
 The commit path keeps its connection between commits (`HeldSqlite`), sparing
 the pool's checkout and check-in each time, and lets go of it when the engine
-is disposed.
+is disposed. The WAL is checkpointed off that path (`WalCheckpointer`): every
+few write transactions a thread of its own runs a PASSIVE checkpoint, so the
+commit that crosses SQLite's auto-checkpoint threshold (1,000 pages) rarely
+has to copy the pages and fsync while every start and commit waits for it.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import StaticPool
 
 from engine.store.codec import PayloadCodec
 from engine.store.held import HeldPooled
@@ -39,7 +45,9 @@ from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, Toke
 from engine.store.rows import encode_details
 from engine.store.schema import UTCDateTime
 
-__all__ = ["HeldSqlite", "raw_commit"]
+__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit"]
+
+log = logging.getLogger("stepwise.store")
 
 _JOURNAL = "INSERT INTO journal (execution_id, key, value, recorded_at) VALUES (?, ?, ?, ?)"
 _EVENTS = (
@@ -106,8 +114,129 @@ def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
     return process
 
 
+# The auto-checkpoint threshold of the commit path's kept connection while a
+# `WalCheckpointer` runs: SQLite's default is 1,000 pages; the thread copies
+# the log back at about 400-900, so this one acts only as the fallback.
+_COMMIT_PATH_CHECKPOINT_PAGES = 4000
+
+
+class WalCheckpointer:
+    """Runs SQLite's WAL checkpoints on a thread of its own, every few write transactions.
+
+    In WAL mode the connection whose commit takes the log past 1,000 pages
+    checkpoints it then and there: copies the pages into the database file
+    and fsyncs both (synchronous=NORMAL fsyncs only there), tens of
+    milliseconds during which the store thread, and so every start and
+    commit, waits. Here a PASSIVE checkpoint (it takes no lock a reader or
+    writer waits for) runs on a pooled connection of the same engine, so the
+    log is copied back before it reaches the threshold and the next write
+    transaction starts it over. Nothing depends on it: when it falls behind
+    or fails, the committing connection's own auto-checkpoint does the work
+    as before, and what is committed and when it is durable are unchanged.
+    The thread starts at the first signal and ends when the engine is
+    disposed (`stop`); a later signal starts a new one. How many
+    transactions make a signal adapts to their size: each checkpoint says
+    how long the log is, so how many pages were written since the last one,
+    and the interval doubles below `_FEW_PAGES` and halves above
+    `_MANY_PAGES` (between `_MIN_EVERY` and `_MAX_EVERY`), so a checkpoint
+    copies a few hundred pages, well before the committer's own would start.
+    """
+
+    _FEW_PAGES = 400
+    _MANY_PAGES = 900
+    _MIN_EVERY = 4
+    _MAX_EVERY = 512
+
+    def __init__(self, engine: Engine, every: int = 32) -> None:
+        self._engine = engine
+        self._every = every
+        self._count = 0
+        self._log_pages = 0  # the log's length in pages at the last checkpoint
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.checkpoints = 0  # PASSIVE checkpoints run, for tests and benchmarks
+
+    def wrote(self) -> None:
+        """One write transaction ended on the commit path; every `every`-th wakes the thread."""
+        self._count += 1
+        if self._count < self._every:
+            return
+        self._count = 0
+        with self._lock:
+            if self._thread is None:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name="stepwise sqlite checkpoint",
+                    daemon=True,
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the thread (after the checkpoint under way, if any)."""
+        with self._lock:
+            thread, stop, self._thread, self._stop = self._thread, self._stop, None, None
+        if thread is None or stop is None:
+            return
+        stop.set()
+        self._wake.set()
+        if thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            self._wake.wait()
+            if stop.is_set():
+                return
+            self._wake.clear()
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """One PASSIVE checkpoint now; a failure is logged and left to the next one."""
+        try:
+            pooled = self._engine.raw_connection()
+            try:
+                cursor = pooled.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                )
+                row = cursor.fetchone()
+            finally:
+                pooled.close()
+        except (sqlite3.Error, sa_exc.SQLAlchemyError) as error:
+            log.debug("background WAL checkpoint failed: %s", error)
+            return
+        self.checkpoints += 1
+        # (busy, pages in the log, pages copied); -1 pages when the file is not in WAL mode.
+        log_pages = row[1] if row is not None else -1
+        if log_pages < 0:
+            return
+        # The pages written since the last checkpoint: the log is started over
+        # (by the next writer after a complete checkpoint) or grew since.
+        last, self._log_pages = self._log_pages, log_pages
+        pages = log_pages if log_pages < last else log_pages - last
+        if pages < self._FEW_PAGES:
+            self._every = min(self._every * 2, self._MAX_EVERY)
+        elif pages > self._MANY_PAGES:
+            self._every = max(self._every // 2, self._MIN_EVERY)
+
+
 class HeldSqlite(HeldPooled):
     """The pool's sqlite3 connection kept checked out for the commit path's transactions."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        # An in-memory database has one connection (StaticPool) and no WAL: nothing to do.
+        memory = isinstance(engine.pool, StaticPool)
+        self.checkpointer = None if memory else WalCheckpointer(engine)
+
+    def _on_disposed(self, engine: Engine) -> None:
+        super()._on_disposed(engine)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -123,8 +252,14 @@ class HeldSqlite(HeldPooled):
                 pooled.close()
             return
         try:
-            kept = self._kept() or self._checkout()
+            kept = self._kept()
+            fresh = kept is None
+            if kept is None:
+                kept = self._checkout()
             driver: sqlite3.Connection = kept.driver_connection  # type: ignore[assignment]
+            if fresh and self.checkpointer is not None:
+                # The thread checkpoints first; this connection only when it falls far behind.
+                driver.execute(f"PRAGMA wal_autocheckpoint={_COMMIT_PATH_CHECKPOINT_PAGES}")
             try:
                 yield driver
             finally:
@@ -132,6 +267,8 @@ class HeldSqlite(HeldPooled):
                     self._drop(invalidate=False)  # the pool's reset rolls it back
         finally:
             self._lock.release()
+        if self.checkpointer is not None:
+            self.checkpointer.wrote()
 
 
 def raw_commit(
