@@ -6,7 +6,8 @@ finishing commit, which reads the record back (`Committer.commit_reading`,
 in its own round trip, after a Sync, so it runs only once the commit is
 durable: the record shows the finish (a read sent before the commit would
 show RUNNING) and a stop requested while the execution ran, field for
-field as `get_execution` reads it. When the one call hands over to the
+field as `get_execution` reads it, in a transaction of its own (not the
+call's, before its COMMIT). When the one call hands over to the
 careful path (a lease not held, a collision, a group with tokens), what the
 read saw is dropped — it ran after a failed call — and the record is read
 after the careful path's commit, or not at all for a checkpoint refused.
@@ -143,5 +144,28 @@ def test_the_careful_path_still_answers_the_durable_record(db_url: str) -> None:
         assert result is CommitResult.OK
         assert record == store.get_execution("e-b")
         assert record is not None and record.status == ExecutionStatus.SUCCEEDED
+    finally:
+        store.close()
+
+
+def test_the_read_is_a_transaction_of_its_own_after_the_calls(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not read inside the call's transaction (before its COMMIT), where its writes show too.
+
+    The read is narrowed to transactions that wrote nothing: the call's own
+    transaction has written the finish (it has a transaction id), a read
+    after the Sync has not.
+    """
+    monkeypatch.setattr(
+        fastcommit,
+        "EXECUTIONS_BY_ID",
+        fastcommit.EXECUTIONS_BY_ID + " AND txid_current_if_assigned() IS NULL",
+    )
+    store = _prepared(postgres_url, fast=True)
+    try:
+        results, records = store.commit_reading([_finish("e-a")], ["e-a"], worker_id="w", now=T0)
+        assert results == [CommitResult.OK]
+        assert records == {"e-a": store.get_execution("e-a")}
     finally:
         store.close()
