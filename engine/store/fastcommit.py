@@ -6,11 +6,11 @@ the leases, and only then writes: six round trips per group on PostgreSQL
 is one statement in autocommit — its own transaction — calling migration
 15's function `stepwise_commit_v2` (engine/store/pgfunctions.py) with the
 rows as one bound JSON parameter: no BEGIN or COMMIT of ours and none of
-psycopg's pipeline machinery, about half the CPU of the pipelined commit it
-replaced. A database at migration 14 gets the same call of its function
-`stepwise_commit_v1` (same arguments and answer; it reads the batch as
-`json`, v2 as `jsonb`, which costs the server about half as much). A
-database not yet migrated to 14 gets that pipelined commit still: BEGIN,
+psycopg's pipeline machinery (but for a read-back, below), about half the
+CPU of the pipelined commit it replaced. A database at migration 14 gets
+the same call of its function `stepwise_commit_v1` (same arguments and
+answer; it reads the batch as `json`, v2 as `jsonb`, which costs the server
+about half as much). A database not yet migrated to 14 gets that pipelined commit still: BEGIN,
 a locking lease check that the database itself turns into an error when any
 lease of the group is not held, every write, and COMMIT, sent at once.
 Either way the lease check comes first (this worker's, unexpired at the
