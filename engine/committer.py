@@ -113,19 +113,20 @@ def _commit_and_read(
     worker_id: str,
     now: datetime,
 ) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
-    """`Store.commit`, then `Store.get_execution` of `read_back`'s committed executions.
+    """`Store.commit_reading`, then `Store.get_execution` of what it did not read back.
 
-    One call on the store's thread: the reads are what a describe returns
-    once the commit is durable. A read that fails is left out (its caller
+    One call on the store's thread: the records are what a describe returns
+    once the commit is durable (on PostgreSQL's one-call commit, read in the
+    commit's own round trip). A read that fails is left out (its caller
     describes later); it never turns a committed checkpoint into an error.
     """
-    results = store.commit(checkpoints, worker_id=worker_id, now=now)
+    results, read = store.commit_reading(checkpoints, read_back, worker_id=worker_id, now=now)
     committed = {
         c.execution_id for c, r in zip(checkpoints, results, strict=True) if r is CommitResult.OK
     }
-    records: dict[str, ExecutionRecord] = {}
+    records = {eid: record for eid, record in read.items() if eid in committed}
     for execution_id in read_back:
-        if execution_id in committed:
+        if execution_id in committed and execution_id not in records:
             try:
                 records[execution_id] = store.get_execution(execution_id)
             except Exception:  # the commit is durable: the waiter describes later

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
-from engine.store.records import Checkpoint, CommitResult, LoadedExecution
+from engine.store.records import Checkpoint, CommitResult, ExecutionRecord, LoadedExecution
 from engine.store.schema import journal
 
 __all__ = ["Backend"]
@@ -80,6 +80,23 @@ class Backend:
         Every payload it writes is sealed by `codec`.
         """
         return None
+
+    def fast_commit_reading(
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        read_back: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
+    ) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+        """`fast_commit`, and `read_back`'s records if this backend reads them in the same trip.
+
+        The records (id → record) are read after the commit is durable; the
+        default reads none (the caller reads them). None takes the careful path.
+        """
+        fast = self.fast_commit(engine, checkpoints, worker_id, now, codec)
+        return None if fast is None else (fast[0], fast[1], {})
 
     def fast_claim(
         self,

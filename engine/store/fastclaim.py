@@ -12,7 +12,10 @@ locked until COMMIT). The result keeps only the ids the UPDATE returned.
 Nothing is read outside the lease, the claim is the same statement as the
 careful path's, and every later commit still checks the lease.
 `read_execution` is the same raw read for one execution record, for callers
-that ask for one often (a describe, a wait on an execution).
+that ask for one often (a describe, a wait on an execution);
+`EXECUTIONS_BY_ID` and `execution_records` are that read for statements
+sent in someone else's pipeline (the finishing commit's read-back,
+`fastcommit.pipelined_commit_reading`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from engine.store.pgraw import pooled_psycopg
 from engine.store.records import ExecutionRecord, LoadedExecution, MachineVersion, TokenRecord
 from engine.store.rows import execution_record, machine_version, token_record
 
-__all__ = ["pipelined_claim", "read_execution"]
+__all__ = ["EXECUTIONS_BY_ID", "execution_records", "pipelined_claim", "read_execution"]
 
 _LAZY_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 _CLAIM = (
@@ -69,6 +72,18 @@ def _rows(cursor: psycopg.Cursor[dict[str, Any]]) -> Iterable[SimpleNamespace]:
 
 
 _EXECUTION = "SELECT * FROM executions WHERE execution_id = %s"
+# The records of a list of ids (one bound array), read as `read_execution` reads one.
+EXECUTIONS_BY_ID = "SELECT * FROM executions WHERE execution_id = ANY(%s)"
+
+
+def execution_records(
+    cursor: psycopg.Cursor[dict[str, Any]], codec: PayloadCodec
+) -> dict[str, ExecutionRecord]:
+    """Execution id → record of the rows of `cursor` (a `dict_row` cursor of executions rows).
+
+    The records `Store.get_execution` returns, payloads opened by `codec`.
+    """
+    return {row.execution_id: execution_record(row, codec) for row in _rows(cursor)}
 
 
 def read_execution(

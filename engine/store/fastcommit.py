@@ -6,11 +6,11 @@ the leases, and only then writes: six round trips per group on PostgreSQL
 is one statement in autocommit — its own transaction — calling migration
 15's function `stepwise_commit_v2` (engine/store/pgfunctions.py) with the
 rows as one bound JSON parameter: no BEGIN or COMMIT of ours and none of
-psycopg's pipeline machinery, about half the CPU of the pipelined commit it
-replaced. A database at migration 14 gets the same call of its function
-`stepwise_commit_v1` (same arguments and answer; it reads the batch as
-`json`, v2 as `jsonb`, which costs the server about half as much). A
-database not yet migrated to 14 gets that pipelined commit still: BEGIN,
+psycopg's pipeline machinery (but for a read-back, below), about half the
+CPU of the pipelined commit it replaced. A database at migration 14 gets
+the same call of its function `stepwise_commit_v1` (same arguments and
+answer; it reads the batch as `json`, v2 as `jsonb`, which costs the server
+about half as much). A database not yet migrated to 14 gets that pipelined commit still: BEGIN,
 a locking lease check that the database itself turns into an error when any
 lease of the group is not held, every write, and COMMIT, sent at once.
 Either way the lease check comes first (this worker's, unexpired at the
@@ -24,6 +24,18 @@ unique keys still decide races: this changes how many round trips a commit
 costs, not what it commits, and it never decides a lost lease or a conflict
 by itself. Batches that carry task tokens, and finishes that a Map Run
 hooks, always take the careful path.
+
+`pipelined_commit_reading` also reads executions' records back (a finish
+someone in this process waits on: `Engine.wait`) in the same round trip:
+the call, a Sync, and the read, sent together in psycopg's pipeline mode on
+the autocommit connection. The Sync ends the call's implicit transaction,
+so the call commits (and its WAL is flushed) before the server even starts
+the read, which runs as a transaction of its own: it sees the committed
+row, and a stop requested meanwhile, as a describe at that moment would.
+A record is handed back only when the call answered (a durable, successful
+commit); when the call fails — a lease not held, a collision — the read
+still runs after it but its rows are dropped, and the caller reads after
+the careful path's commit, as before.
 """
 
 from __future__ import annotations
@@ -35,16 +47,24 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.rows import dict_row
 
 from engine.store.checkpoints import PLAIN, event_row
 from engine.store.codec import PayloadCodec
+from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
 from engine.store.map_run_hook import takes_hook
 from engine.store.notify import CHANNEL
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.pgraw import HeldConnection
-from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
+from engine.store.records import (
+    Checkpoint,
+    CommitResult,
+    ExecutionRecord,
+    ExecutionStatus,
+    TokenStatus,
+)
 
-__all__ = ["pipelined_commit"]
+__all__ = ["pipelined_commit", "pipelined_commit_reading"]
 
 # Locks the group's work rows (in id order, as the careful path does) and
 # divides by zero unless every one is leased to this worker and unexpired at
@@ -129,6 +149,26 @@ def pipelined_commit(
     Returns (one OK per checkpoint, whether work became due now). Raises
     psycopg.OperationalError when the database fails (the store's boundary maps it).
     """
+    committed = pipelined_commit_reading(held, checkpoints, (), worker_id, now, codec)
+    return None if committed is None else (committed[0], committed[1])
+
+
+def pipelined_commit_reading(
+    held: HeldConnection,
+    checkpoints: Sequence[Checkpoint],
+    read_back: Sequence[str],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec = PLAIN,
+) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+    """`pipelined_commit`, and the records of `read_back`'s executions once it is durable.
+
+    The read shares the commit's round trip when the commit is one call (see
+    the module docstring); the records (id → what `Store.get_execution`
+    returns, payloads opened by `codec`) are then those read after the
+    commit, else none: the caller reads them itself. None when the careful
+    path must decide (nothing read either).
+    """
     if any(c.tokens for c in checkpoints):
         return None
     if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
@@ -137,9 +177,21 @@ def pipelined_commit(
     finished = [c for c in checkpoints if c.finish is not None]
     finished_ids = {c.execution_id for c in finished}
     releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
+    records: dict[str, ExecutionRecord] = {}
     while not held.without_function:
         try:
-            wake = _one_call(held, checkpoints, ids, finished, releases, worker_id, now, codec)
+            wake = _one_call(
+                held,
+                checkpoints,
+                ids,
+                finished,
+                releases,
+                worker_id,
+                now,
+                codec,
+                read_back=read_back,
+                records=records,
+            )
         except psycopg.errors.UndefinedFunction:
             # A database opened without auto_migrate: at 14, v1 (the call
             # wrote nothing); older, the pipeline. From now on without asking
@@ -150,7 +202,7 @@ def pipelined_commit(
             else:
                 held.without_function = True
         else:
-            return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake)
+            return None if wake is None else ([CommitResult.OK] * len(checkpoints), wake, records)
     try:
         with held.transaction() as connection:
             with connection.pipeline():
@@ -172,7 +224,7 @@ def pipelined_commit(
             wake = any(cursor.fetchone() is not None for cursor in released)
     except (psycopg.errors.IntegrityError, psycopg.errors.DivisionByZero):
         return None
-    return [CommitResult.OK] * len(checkpoints), wake
+    return [CommitResult.OK] * len(checkpoints), wake, {}
 
 
 def _one_call(
@@ -184,12 +236,17 @@ def _one_call(
     worker_id: str,
     now: datetime,
     codec: PayloadCodec,
+    *,
+    read_back: Sequence[str] = (),
+    records: dict[str, ExecutionRecord] | None = None,
 ) -> bool | None:
     """The group as one call of the commit function; None when the careful path must decide.
 
     Calls `held.function_version`'s function. Returns whether work became
-    due now. Raises psycopg.errors.UndefinedFunction, having written
-    nothing, when the database lacks that function.
+    due now. With `read_back`, the records of those executions, read after
+    the call committed in the same round trip, go into `records` — only
+    when the call answered. Raises psycopg.errors.UndefinedFunction, having
+    written nothing, when the database lacks that function.
     """
     events = _event_tuples(checkpoints, codec)
     batch = {
@@ -215,17 +272,51 @@ def _one_call(
         ],
         "release": [(c.execution_id, c.release_due_at) for c in releases],
     }
+    call = _ONE_CALL[held.function_version]
+    params = (worker_id, now, _encode(batch).decode())
     try:
         # One statement in autocommit: its own transaction, one round trip,
-        # no BEGIN or COMMIT of ours and no pipeline around it.
+        # no BEGIN or COMMIT of ours.
         with held.statement() as cursor:
-            cursor.execute(
-                _ONE_CALL[held.function_version], (worker_id, now, _encode(batch).decode())
-            )
+            if read_back and records is not None and _can_sync():
+                read = _call_then_read(cursor, call, params, read_back)
+            else:
+                cursor.execute(call, params)
+                read = None
             answer = cursor.fetchone()
     except (psycopg.errors.IntegrityError, psycopg.errors.RaiseException):
         return None
+    # Only now, the call having answered: the read ran after a durable commit.
+    if read is not None and records is not None:
+        records.update(execution_records(read, codec))
     return bool(answer and answer[0])
+
+
+def _can_sync() -> bool:
+    """Whether a Sync can be queued inside a pipeline without waiting (see `_call_then_read`)."""
+    return psycopg.Pipeline.is_supported() and hasattr(psycopg.Pipeline, "_enqueue_sync")
+
+
+def _call_then_read(
+    cursor: psycopg.Cursor[Any], call: str, params: tuple[Any, ...], read_back: Sequence[str]
+) -> psycopg.Cursor[dict[str, Any]]:
+    """Send the call, a Sync and the read of `read_back`'s records together; wait once.
+
+    `cursor` is in autocommit. The Sync between them ends the call's
+    implicit transaction: the server commits it before it reads on, so the
+    read is its own transaction after a durable commit; an error in the
+    call raises here (the read's rows are then never looked at). psycopg
+    has no public way to queue a Sync without waiting for it
+    (`Pipeline.sync` waits), hence its `_enqueue_sync`, checked by
+    `_can_sync` (without it the caller reads in a second round trip).
+    """
+    connection = cursor.connection
+    with connection.pipeline() as pipeline:
+        cursor.execute(call, params)
+        pipeline._enqueue_sync()
+        read = connection.cursor(row_factory=dict_row)
+        read.execute(EXECUTIONS_BY_ID, (list(read_back),))
+    return read
 
 
 def _progress(checkpoints: Sequence[Checkpoint]) -> dict[str, int]:

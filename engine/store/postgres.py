@@ -21,10 +21,10 @@ from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
 from engine.store.fastclaim import pipelined_claim
-from engine.store.fastcommit import pipelined_commit
+from engine.store.fastcommit import pipelined_commit, pipelined_commit_reading
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.pgraw import HeldConnection
-from engine.store.records import Checkpoint, CommitResult, LoadedExecution
+from engine.store.records import Checkpoint, CommitResult, ExecutionRecord, LoadedExecution
 
 __all__ = ["PostgresBackend"]
 
@@ -114,6 +114,20 @@ class PostgresBackend(Backend):
         if held is None or held.engine is not engine:
             return None  # an engine this backend did not make: the careful path
         return pipelined_commit(held, checkpoints, worker_id, now, codec)
+
+    def fast_commit_reading(
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        read_back: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
+    ) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+        held = self._held
+        if held is None or held.engine is not engine:
+            return None  # an engine this backend did not make: the careful path
+        return pipelined_commit_reading(held, checkpoints, read_back, worker_id, now, codec)
 
     def fast_claim(
         self,

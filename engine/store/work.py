@@ -22,7 +22,13 @@ from engine.store.base import StoreBase
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import release_work, write_checkpoints
 from engine.store.loading import load_executions
-from engine.store.records import DEFAULT_QUEUE, Checkpoint, CommitResult, LoadedExecution
+from engine.store.records import (
+    DEFAULT_QUEUE,
+    Checkpoint,
+    CommitResult,
+    ExecutionRecord,
+    LoadedExecution,
+)
 from engine.store.schema import work_queue
 
 __all__ = ["WorkStore"]
@@ -277,6 +283,44 @@ class WorkStore(StoreBase):
             if wake:
                 self._waker.wake_local()
             return results
+        return self._careful_commit(checkpoints, worker_id, now)
+
+    def commit_reading(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        read_back: Sequence[str],
+        *,
+        worker_id: str,
+        now: datetime,
+    ) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
+        """`commit`, and the records of `read_back`'s executions if read with it.
+
+        Where the backend's fast commit can (PostgreSQL's one call), the
+        records are read in the commit's own round trip, after it is
+        durable: what `get_execution` would return then. Records come only
+        for executions whose checkpoint is OK, and maybe not for all of
+        them (never on the careful path): the caller reads the rest itself.
+        Raises StoreUnavailable when the database fails.
+        """
+        if not read_back or not checkpoints:
+            return self.commit(checkpoints, worker_id=worker_id, now=now), {}
+        fast = None
+        if self.raw_commit_writes:
+            with mapped_errors(self._display):
+                fast = self._backend.fast_commit_reading(
+                    self._engine, checkpoints, read_back, worker_id, now, self._codec
+                )
+        if fast is None:
+            return self._careful_commit(checkpoints, worker_id, now), {}
+        results, wake, records = fast
+        if wake:
+            self._waker.wake_local()
+        return results, records
+
+    def _careful_commit(
+        self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
+    ) -> list[CommitResult]:
+        """The group in one transaction under the lease checks of `write_checkpoints`."""
         try:
             with self._write() as conn:
                 results, wake = write_checkpoints(conn, checkpoints, worker_id, now, self._codec)
