@@ -27,10 +27,10 @@ hooks, always take the careful path.
 
 `pipelined_commit_reading` also reads executions' records back (a finish
 someone in this process waits on: `Engine.wait`) in the same round trip:
-the call, a Sync, and the read, sent together in psycopg's pipeline mode on
-the autocommit connection. The Sync ends the call's implicit transaction,
-so the call commits (and its WAL is flushed) before the server even starts
-the read, which runs as a transaction of its own: it sees the committed
+BEGIN, the call, COMMIT and the read, sent together in psycopg's pipeline
+mode on the autocommit connection. The call commits (and its WAL is
+flushed) before the server even starts the read, which runs as a
+transaction of its own: it sees the committed
 row, and a stop requested meanwhile, as a describe at that moment would.
 A record is handed back only when the call answered (a durable, successful
 commit); when the call fails — a lease not held, a collision — the read
@@ -293,27 +293,28 @@ def _one_call(
 
 
 def _can_sync() -> bool:
-    """Whether a Sync can be queued inside a pipeline without waiting (see `_call_then_read`)."""
-    return psycopg.Pipeline.is_supported() and hasattr(psycopg.Pipeline, "_enqueue_sync")
+    """Whether this libpq can pipeline the call and its read (`_call_then_read`)."""
+    return psycopg.Pipeline.is_supported()
 
 
 def _call_then_read(
     cursor: psycopg.Cursor[Any], call: str, params: tuple[Any, ...], read_back: Sequence[str]
 ) -> psycopg.Cursor[dict[str, Any]]:
-    """Send the call, a Sync and the read of `read_back`'s records together; wait once.
+    """Send the call in its own transaction, then the read of `read_back`'s records; wait once.
 
-    `cursor` is in autocommit. The Sync between them ends the call's
-    implicit transaction: the server commits it before it reads on, so the
-    read is its own transaction after a durable commit; an error in the
-    call raises here (the read's rows are then never looked at). psycopg
-    has no public way to queue a Sync without waiting for it
-    (`Pipeline.sync` waits), hence its `_enqueue_sync`, checked by
-    `_can_sync` (without it the caller reads in a second round trip).
+    `cursor` is in autocommit, but a pipeline syncs only at its end, so the
+    call is wrapped in an explicit BEGIN … COMMIT: the server commits it
+    (its WAL flushed) before it runs the read, which is then a transaction
+    of its own that sees the committed rows — and a stop requested
+    meanwhile — as a describe would. An error in the call makes the server
+    skip the rest (COMMIT, read) and roll back at the pipeline's sync; it
+    raises here, and the read's rows are never looked at.
     """
     connection = cursor.connection
-    with connection.pipeline() as pipeline:
+    with connection.pipeline():
+        connection.execute("BEGIN")
         cursor.execute(call, params)
-        pipeline._enqueue_sync()
+        connection.execute("COMMIT")
         read = connection.cursor(row_factory=dict_row)
         read.execute(EXECUTIONS_BY_ID, (list(read_back),))
     return read

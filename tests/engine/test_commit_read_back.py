@@ -155,7 +155,7 @@ def test_the_read_is_a_transaction_of_its_own_after_the_calls(
 
     The read is narrowed to transactions that wrote nothing: the call's own
     transaction has written the finish (it has a transaction id), a read
-    after the Sync has not.
+    after its COMMIT has not.
     """
     monkeypatch.setattr(
         fastcommit,
