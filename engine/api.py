@@ -42,6 +42,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import msgspec
 
+from activities.handler_threads import prestart_threads
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
@@ -313,6 +314,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             )
             group.start_soon(self.folder_watcher.run)
         if settle:
+            # The start path's and the sync handlers' one-time set-up, beside
+            # the loops' first calls (an engine that runs work needs both).
+            prestart_threads()
+            group.start_soon(self._run_db, self._store.prepare_starts)
             await self._first_rounds()
         _freeze_started_heap()
         return self
