@@ -177,6 +177,12 @@ class LoopThreads:
             with self._lock:
                 if self._closed:
                     return
+                if self._threads and self._calls.empty():
+                    # Every call so far was taken: the running threads keep
+                    # up (a burst of short calls, which the GIL runs one at a
+                    # time anyway). The next call that finds none idle asks again.
+                    self._spawned -= 1
+                    continue
                 thread = self._start_thread()
             try:
                 thread.start()
@@ -218,6 +224,12 @@ class LoopThreads:
             for _ in self._threads:
                 self._calls.put(None)
             self._spawns.put(False)
+            spawner = self._spawner
+        # A thread the spawner is starting now is told to stop above but may
+        # not run yet: once the spawner is done, every thread of the pool has
+        # started (a caller joining them finds them all).
+        if spawner is not None and spawner is not threading.current_thread():
+            spawner.join()
 
 
 class HandlerThreads(LoopThreads):
