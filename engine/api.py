@@ -287,7 +287,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(group.cancel_scope.cancel)
         settle = self.run_worker_in_process and self._db_threads is not None
-        if settle:
+        # Only where the first calls open the pool's connections (PostgreSQL's
+        # eight slots): SQLite's one connection is open already, and its
+        # first calls would only queue one after another in its one slot.
+        if settle and slots > 1:
             self._first_calls = []
         group.start_soon(committer.run)
         group.start_soon(self._keeper.run)
@@ -318,7 +321,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             # the loops' first calls (an engine that runs work needs both).
             prestart_threads()
             group.start_soon(self._run_db, self._store.prepare_starts)
-            await self._first_rounds()
+            if self._first_calls is not None:
+                await self._first_rounds()
         _freeze_started_heap()
         return self
 
@@ -328,9 +332,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
     async def _first_rounds(self) -> None:
         """Wait for the first store calls of the loops just started (worker, scheduler, alerts).
 
-        Each loop's first pass (a claim, the due schedules and alerts, the
-        watched folders) opens the pool's connections and runs each
-        statement for the first time: an engine that runs work pays for it
+        On PostgreSQL, with a worker in this process. Each loop's first
+        pass (a claim, the due schedules and alerts, the watched folders)
+        opens the pool's connections and runs each statement for the first
+        time: an engine that runs work pays for it
         at once, as a pool opening its minimum connections does. Paid here,
         it does not land in the engine's first execution, where it ran
         beside that execution's start and first commits. Two rounds (a
