@@ -3,7 +3,9 @@
 `LoopThreads` is the one pool core: a bounded set of threads that outlive
 each call (asked for on demand under a lock and started by a spawner
 thread, so the loop never waits for a thread's start-up but the
-spawner's; counted idle between calls), fed
+spawner's — which starts one only while a call waits in the queue, and
+which an owner about to submit calls may start ahead with `prestart`;
+counted idle between calls), fed
 first come first served from one `SimpleQueue`, each call run in a copy of
 the caller's contextvars and answered with one ``call_soon_threadsafe`` —
 less than anyio's per-call cancel scope, limiter and worker hand-off. A
