@@ -3,7 +3,9 @@
 `LoopThreads` is the one pool core: a bounded set of threads that outlive
 each call (asked for on demand under a lock and started by a spawner
 thread, so the loop never waits for a thread's start-up but the
-spawner's; counted idle between calls), fed
+spawner's — which starts one only while a call waits in the queue, and
+which an owner about to submit calls may start ahead with `prestart`;
+counted idle between calls), fed
 first come first served from one `SimpleQueue`, each call run in a copy of
 the caller's contextvars and answered with one ``call_soon_threadsafe`` —
 less than anyio's per-call cancel scope, limiter and worker hand-off. A
@@ -44,6 +46,7 @@ __all__ = [
     "HandlerThreads",
     "LoopThreads",
     "ThreadCall",
+    "prestart_threads",
     "run_in_thread",
 ]
 
@@ -146,6 +149,26 @@ class LoopThreads:
             self._calls.put(call)
         return call
 
+    def prestart(self) -> None:
+        """Have the first thread started now, off the loop (for an owner about to submit calls).
+
+        Starts the spawner, which starts the first thread, so neither start
+        lands in the first `submit` (`Thread.start` blocks the loop until the
+        new thread runs: 2-4 ms in a cold W2 run on the busy machine). A no-op
+        once a thread was asked for, or after `close`.
+        """
+        with self._lock:
+            if self._closed or self._spawned or self._spawner is not None:
+                return
+            spawner = threading.Thread(target=self._spawn_threads, name=f"{self._name} spawner")
+            try:
+                spawner.start()
+            except RuntimeError:  # no thread to be had now: the first submit starts one
+                return
+            self._spawner = spawner
+            self._spawned = 1
+            self._spawns.put(True)
+
     def _start_thread(self) -> threading.Thread:
         """Add one serving thread (under the lock); the caller starts it."""
         thread = threading.Thread(target=self._serve, name=f"{self._name} {len(self._threads)}")
@@ -158,6 +181,12 @@ class LoopThreads:
             with self._lock:
                 if self._closed:
                     return
+                if self._threads and self._calls.empty():
+                    # Every call so far was taken: the running threads keep
+                    # up (a burst of short calls, which the GIL runs one at a
+                    # time anyway). The next call that finds none idle asks again.
+                    self._spawned -= 1
+                    continue
                 thread = self._start_thread()
             try:
                 thread.start()
@@ -199,6 +228,12 @@ class LoopThreads:
             for _ in self._threads:
                 self._calls.put(None)
             self._spawns.put(False)
+            spawner = self._spawner
+        # A thread the spawner is starting now is told to stop above but may
+        # not run yet: once the spawner is done, every thread of the pool has
+        # started (a caller joining them finds them all).
+        if spawner is not None and spawner is not threading.current_thread():
+            spawner.join()
 
 
 class HandlerThreads(LoopThreads):
@@ -236,6 +271,19 @@ def _close(loop: asyncio.AbstractEventLoop, pool: HandlerThreads) -> None:
     pool.close()
     if _POOLS.get(loop) is pool:
         del _POOLS[loop]
+
+
+def prestart_threads() -> None:
+    """Start this event loop's handler threads' first thread, off the loop (see `prestart`).
+
+    An Engine whose worker runs here calls it at start. Off asyncio (trio)
+    `run_in_thread` uses anyio's threads: nothing to do.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    _pool(loop).prestart()
 
 
 async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:

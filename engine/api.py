@@ -39,8 +39,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import msgspec
 
+from activities.handler_threads import prestart_threads
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
@@ -206,6 +208,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         self._triggers: Triggers | None = None
         self.folder_watcher: FolderWatcher | None = None
         self._schedules: Schedules | None = None
+        # While `__aenter__` waits for the background loops' first store
+        # calls (`_first_rounds`): one event per call made meanwhile, set when
+        # it returns. None otherwise (a store call then pays nothing for it).
+        self._first_calls: list[anyio.Event] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -280,6 +286,12 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         telemetry.watch_leases(lambda: len(keeper.held))
         group = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(group.cancel_scope.cancel)
+        settle = self.run_worker_in_process and self._db_threads is not None
+        # Only where the first calls open the pool's connections (PostgreSQL's
+        # eight slots): SQLite's one connection is open already, and its
+        # first calls would only queue one after another in its one slot.
+        if settle and slots > 1:
+            self._first_calls = []
         group.start_soon(committer.run)
         group.start_soon(self._keeper.run)
         group.start_soon(StopWatcher(self._runtime).run)
@@ -304,8 +316,46 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
                 store=self._store, lifecycle=self._lifecycle, clock=self.clock, run_db=self._run_db
             )
             group.start_soon(self.folder_watcher.run)
+        if settle:
+            # The start path's and the sync handlers' one-time set-up, beside
+            # the loops' first calls (an engine that runs work needs both).
+            prestart_threads()
+            group.start_soon(self._run_db, self._store.prepare_starts)
+            if self._first_calls is not None:
+                await self._first_rounds()
         _freeze_started_heap()
         return self
+
+    # How many times `_first_rounds` waits for the calls made meanwhile.
+    _FIRST_ROUNDS = 2
+
+    async def _first_rounds(self) -> None:
+        """Wait for the first store calls of the loops just started (worker, scheduler, alerts).
+
+        On PostgreSQL, with a worker in this process. Each loop's first
+        pass (a claim, the due schedules and alerts, the watched folders)
+        opens the pool's connections and runs each statement for the first
+        time: an engine that runs work pays for it
+        at once, as a pool opening its minimum connections does. Paid here,
+        it does not land in the engine's first execution, where it ran
+        beside that execution's start and first commits. Two rounds (a
+        pass's follow-up call, such as the scheduler's next due time, is the
+        second); only the calls made while this waits are waited for, so a
+        backlog of due work never holds the start up. A failed call (the
+        store away) ends its wait as any answer does: its loop retries as
+        always.
+        """
+        try:
+            for _ in range(self._FIRST_ROUNDS):
+                await anyio.lowlevel.checkpoint()  # each loop makes its next call
+                calls = self._first_calls or []
+                if not calls:
+                    return
+                self._first_calls = []
+                for answered in calls:
+                    await answered.wait()
+        finally:
+            self._first_calls = None
 
     async def __aexit__(self, *exc: object) -> None:
         stack, self._stack = self._stack, None
@@ -374,6 +424,20 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             return await anyio.to_thread.run_sync(
                 functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
             )
+        first_calls = self._first_calls
+        if first_calls is not None:
+            answered = anyio.Event()
+            first_calls.append(answered)
+            try:
+                return await self._run_db_now(fn, args, kwargs, cancellable)
+            finally:
+                answered.set()
+        return await self._run_db_now(fn, args, kwargs, cancellable)
+
+    async def _run_db_now(
+        self, fn: Callable[..., T], args: Any, kwargs: Any, cancellable: bool
+    ) -> T:
+        """`_run_db` for a store call that is not the worker's idle wait."""
         threads = self._db_threads
         if threads is not None:
             # The store's own threads, as many as its slots, first come first

@@ -63,3 +63,35 @@ def test_threads_are_reused_and_never_exceed_the_bound() -> None:
     for thread in _pool_threads():
         thread.join(timeout=10)
     assert _pool_threads() == []
+
+
+def test_bursts_of_short_calls_behind_a_blocked_one_are_all_answered_in_order() -> None:
+    # The spawner starts a thread only while a call waits in the queue (a
+    # burst the running threads keep up with gets no thread per call); the
+    # requests it skips must never strand a call: the first blocks until the
+    # whole burst is queued, the rest return at once, and a second burst
+    # finds the threads idle.
+    pool = LoopThreads(40, name=NAME, what="test threads")
+    release = threading.Event()
+
+    def first() -> int:
+        release.wait(timeout=30)
+        return -1
+
+    async def main() -> list[int]:
+        calls = [pool.submit(first)]
+        calls += [pool.submit(lambda index=index: index) for index in range(99)]  # type: ignore[misc]
+        release.set()
+        answers = [await call.future for call in calls]
+        # A second burst finds threads idle: still no thread per call.
+        again = [pool.submit(lambda index=index: index) for index in range(99)]  # type: ignore[misc]
+        return answers + [await call.future for call in again]
+
+    try:
+        assert anyio.run(main) == [-1, *range(99), *range(99)]
+        assert 1 <= pool.threads <= 40
+    finally:
+        pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []
