@@ -110,10 +110,8 @@ class PostgresBackend(Backend):
         now: datetime,
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
-        held = self._held
-        if held is None or held.engine is not engine:
-            return None  # an engine this backend did not make: the careful path
-        return pipelined_commit(held, checkpoints, worker_id, now, codec)
+        held = self._held_for(engine)
+        return None if held is None else pipelined_commit(held, checkpoints, worker_id, now, codec)
 
     def fast_commit_reading(
         self,
@@ -124,10 +122,15 @@ class PostgresBackend(Backend):
         now: datetime,
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
-        held = self._held
-        if held is None or held.engine is not engine:
-            return None  # an engine this backend did not make: the careful path
+        held = self._held_for(engine)
+        if held is None:
+            return None
         return pipelined_commit_reading(held, checkpoints, read_back, worker_id, now, codec)
+
+    def _held_for(self, engine: Engine) -> HeldConnection | None:
+        """`engine`'s kept commit connection; None (the careful path) for an engine not ours."""
+        held = self._held
+        return held if held is not None and held.engine is engine else None
 
     def fast_claim(
         self,

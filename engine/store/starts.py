@@ -443,11 +443,7 @@ class StartStore(StoreBase):
                     self._backend.notify_in(conn)
         if created and pipelined:
             self._insert_pipelined(created, notify=wake)
-        for plan in created:
-            results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
-        if created and wake:
-            self._waker.wake_local()
-        return results
+        return self._answered(created, results)
 
     def _fresh_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """PostgreSQL: a batch of fresh names, each of a machine's latest revision; None: careful.
@@ -479,11 +475,7 @@ class StartStore(StoreBase):
         wake = any(plan.lease_owner is None for plan in created)
         if created:
             self._insert_pipelined(created, notify=wake)
-        for plan in created:
-            results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
-        if created and wake:
-            self._waker.wake_local()
-        return results
+        return self._answered(created, results)
 
     def _raw_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """SQLite: the whole batch as one transaction on the kept sqlite3 connection, or None.
@@ -520,9 +512,15 @@ class StartStore(StoreBase):
                 return None
         if created is None:
             return None
+        return self._answered(created, results)
+
+    def _answered(self, created: list[_Planned], results: list[StartResult]) -> list[StartResult]:
+        """Each created start's answer in `results`; wakes this process's workers for due work.
+
+        Work leased to a worker of this process is handed to it: no wake-up.
+        """
         for plan in created:
             results[plan.index] = StartResult(plan.record, True, machine=plan.machine)
-        # Work leased to a worker of this process is handed to it: no wake-up.
         if any(plan.lease_owner is None for plan in created):
             self._waker.wake_local()
         return results

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
 import pytest
-import sqlalchemy as sa
 
 from engine import Engine
 from engine.errors import InvalidExecutionInput
 from engine.store import Event, Store
-from engine.store.schema import executions, history_events, work_queue
-from engine.store.starts import Resolved, StartRequest, StartResult
-
-PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+from engine.store.starts import Resolved, StartRequest
+from tests.engine.test_start_raw_rows import PASS, T0, _answers, _rows, _sqlalchemy_begins
 
 
 def _store(url: str, *, raw: bool) -> Store:
@@ -66,39 +62,6 @@ FRESH = [
     _request("Machine", "f3", "{}", refuse=True),
     _request("Machine", "f4", '"\\u00e9t\\u00e9"'),
 ]
-
-
-def _answers(results: list[StartResult]) -> list[Any]:
-    return [
-        (type(r.error).__name__, str(r.error)) if r.error else (r.record, r.created)
-        for r in results
-    ]
-
-
-def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """Every column of the three tables a start writes, as the database holds them."""
-    with store._engine.connect() as conn:
-        return {
-            table.name: [
-                tuple(row)
-                for row in conn.exec_driver_sql(
-                    f"SELECT * FROM {table.name} ORDER BY execution_id"
-                    + (", event_id" if table is history_events else "")
-                )
-            ]
-            for table in (executions, history_events, work_queue)
-        }
-
-
-def _sqlalchemy_begins(store: Store) -> list[int]:
-    """A counter of the transactions SQLAlchemy begins on `store` from now on."""
-    count = [0]
-
-    def begun(_conn: Any) -> None:
-        count[0] += 1
-
-    sa.event.listen(store._engine, "begin", begun)
-    return count
 
 
 @pytest.mark.parametrize("urls", ["postgres"], indirect=True)
