@@ -278,7 +278,7 @@ def _one_call(
         # One statement in autocommit: its own transaction, one round trip,
         # no BEGIN or COMMIT of ours.
         with held.statement() as cursor:
-            if read_back and records is not None and _can_sync():
+            if read_back and records is not None and _can_pipeline():
                 read = _call_then_read(cursor, call, params, read_back)
             else:
                 cursor.execute(call, params)
@@ -292,7 +292,7 @@ def _one_call(
     return bool(answer and answer[0])
 
 
-def _can_sync() -> bool:
+def _can_pipeline() -> bool:
     """Whether this libpq can pipeline the call and its read (`_call_then_read`)."""
     return psycopg.Pipeline.is_supported()
 
