@@ -48,6 +48,7 @@ __all__ = [
     "encode_row",
     "history_event_limit",
     "history_limit_error",
+    "superseded_entries",
 ]
 
 MISSING: Final = object()
@@ -310,6 +311,36 @@ class Journal:
         return bool(self._pending.journal)
 
     def drain(self) -> tuple[list[tuple[str, str]], list[Event]]:
-        """Hand over what is pending for a commit and start a fresh batch."""
+        """Hand over what is pending for a commit and start a fresh batch.
+
+        A state's entry row (``K:in``) is left out of the batch when its exit
+        row (``K:out``) is in the same batch (`superseded_entries`): every
+        event is still handed over, so the history is the same.
+        """
         pending, self._pending = self._pending, _Pending()
-        return pending.journal, pending.events
+        return superseded_entries(pending.journal), pending.events
+
+
+_ENTERED: Final = keys.entered("")
+_EXITED: Final = keys.exited("")
+
+
+def superseded_entries(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`rows` without each entry row whose state's exit row is among them.
+
+    Nothing reads an entry once its exit is durable: a replay or redrive
+    takes a state with an exit from the exit alone (`run_scope`, and a
+    redrive's older generations return on their exit first), and an entry
+    is read only for a state still in flight (`enter`, `_record_aborted`).
+    Committed in one transaction, the two are durable together or not at
+    all, so writing the entry is waste; an exit committed later than its
+    entry leaves the entry written, as before. The exit's unique key stays
+    the safety net against a second writer.
+    """
+    if len(rows) < 2:
+        return rows
+    exited = {key[: -len(_EXITED)] for key, _ in rows if key.endswith(_EXITED)}
+    if not exited:
+        return rows
+    cut = len(_ENTERED)
+    return [row for row in rows if not (row[0].endswith(_ENTERED) and row[0][:-cut] in exited)]

@@ -1,0 +1,146 @@
+"""A state's entry row is not written when its exit commits with it; nothing a user sees changes.
+
+Pure states (Pass, Choice) enter and exit inside one checkpoint, so their
+``:in`` rows were written only to be passed over by every later replay. The
+history (every event, its id and previousEventId) stays the same; a state
+whose entry committed before its exit (a Task: its entry goes with the
+scheduling checkpoint, before its handler runs) keeps the entry; a resume
+and a redrive replay the pure states from their exits alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import sqlalchemy as sa
+
+from activities import ActivityContext, ActivityError, Registry
+from engine import Engine
+from engine.journal import superseded_entries
+from engine.store import ExecutionStatus, Store
+from engine.store.schema import journal
+
+PURE = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": 1, "ResultPath": "$.n", "Next": "Decide"},
+        "Decide": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "Done"}],
+            "Default": "Done",
+        },
+        "Done": {"Type": "Pass", "End": True},
+    },
+}
+
+WITH_TASK = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": 1, "ResultPath": "$.n", "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": "work", "ResultPath": "$.work", "Next": "Report"},
+        "Report": {"Type": "Pass", "Result": "ok", "ResultPath": "$.report", "End": True},
+    },
+}
+
+
+def journal_keys(db_url: str, execution_id: str) -> set[str]:
+    store = Store(db_url)
+    try:
+        with store._engine.connect() as conn:  # reading the table on purpose
+            rows = conn.execute(
+                sa.select(journal.c.key).where(journal.c.execution_id == execution_id)
+            )
+            return {row.key for row in rows}
+    finally:
+        store.close()
+
+
+def test_pure_states_write_their_exit_rows_only_and_the_same_history(db_url: str) -> None:
+    with Engine(db_url) as engine:
+        engine.create_state_machine_sync("pure", json.dumps(PURE))
+        done = engine.wait_sync(engine.start_sync("pure", {"x": 1}), timeout=60)
+        assert done.status == ExecutionStatus.SUCCEEDED
+        assert json.loads(done.output or "null") == {"x": 1, "n": 1}
+        history = engine.history_sync(done)
+
+    assert journal_keys(db_url, done.execution_id) == {"0:out", "1:out", "2:out", "execution:end"}
+    # Every event is still written, numbered and chained as before.
+    assert [(e.type, e.event_id, e.previous_event_id) for e in history] == [
+        ("ExecutionStarted", 1, 0),
+        ("PassStateEntered", 2, 1),
+        ("PassStateExited", 3, 2),
+        ("ChoiceStateEntered", 4, 3),
+        ("ChoiceStateExited", 5, 4),
+        ("PassStateEntered", 6, 5),
+        ("PassStateExited", 7, 6),
+        ("ExecutionSucceeded", 8, 7),
+    ]
+    assert [e.details.get("name") for e in history[1:-1]] == [
+        "Prepare",
+        "Prepare",
+        "Decide",
+        "Decide",
+        "Done",
+        "Done",
+    ]
+
+
+def test_a_redrive_replays_pure_states_from_their_exits_alone(db_url: str) -> None:
+    calls: Counter[str] = Counter()
+    broken = [True]
+
+    def work(value: Any, context: ActivityContext) -> Any:
+        calls[context.idempotency_key] += 1
+        if broken[0]:
+            raise ActivityError("Broken", "not yet")
+        return value["n"] + 1
+
+    registry = Registry()
+    registry.register("work", work)
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("chain", json.dumps(WITH_TASK))
+        failed = engine.wait_sync(engine.start_sync("chain", {}), timeout=60)
+        assert failed.status == ExecutionStatus.FAILED
+        # Prepare's entry went out with its exit; the Task's entry committed
+        # before its handler ran (with its schedule), and it never exited.
+        keys = journal_keys(db_url, failed.execution_id)
+        assert "0:out" in keys and "0:in" not in keys
+        assert "1:in" in keys and "1:out" not in keys
+
+        broken[0] = False
+        engine.redrive_sync(failed)
+        done = engine.wait_sync(failed, timeout=60)
+        assert done.status == ExecutionStatus.SUCCEEDED
+        assert json.loads(done.output or "null") == {"n": 1, "work": 2, "report": "ok"}
+        history = engine.history_sync(done)
+
+    kinds = [(e.type, e.details.get("name")) for e in history]
+    # Prepare ran once, before the failure: the redrive replayed it from its exit.
+    assert kinds.count(("PassStateEntered", "Prepare")) == 1
+    assert kinds.count(("PassStateEntered", "Report")) == 1
+    assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+    assert sorted(calls.values()) == [1, 1]  # the failed try and the redriven one
+    keys = journal_keys(db_url, done.execution_id)
+    # Only the Task's entries remain (before the redrive, and in its new generation).
+    assert {key for key in keys if key.endswith(":in")} == {"1:in", "r1/1:in"}
+
+
+def test_only_an_entry_whose_own_exit_is_in_the_batch_is_left_out() -> None:
+    rows = [
+        ("0:in", "a"),  # its exit is elsewhere: an iteration's step ends, not this state
+        ("0.a0.i0/0:in", "b"),
+        ("0.a0.i0/0:out", "c"),
+        ("0.a0.i1/0:in", "d"),  # in flight
+        ("1:in", "e"),
+        ("10:out", "f"),  # another step's exit: 1:in stays
+    ]
+    assert superseded_entries(rows) == [
+        ("0:in", "a"),
+        ("0.a0.i0/0:out", "c"),
+        ("0.a0.i1/0:in", "d"),
+        ("1:in", "e"),
+        ("10:out", "f"),
+    ]
+    assert superseded_entries([("0:in", "a")]) == [("0:in", "a")]
