@@ -24,6 +24,7 @@ import functools
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 
 from engine.store.records import ExecutionRecord
+from engine.store.schema import UTCDateTime
 
 if TYPE_CHECKING:
     import sqlite3
@@ -43,6 +45,7 @@ __all__ = [
     "first_row_on",
     "insert_rows",
     "insert_rows_on",
+    "utc_time_processor",
 ]
 
 _Processor = Callable[[Any], Any] | None
@@ -131,12 +134,52 @@ def _plain(value: Any) -> Any:
 def _insert_shape(
     table: sa.Table, columns: tuple[str, ...], dialect: Dialect
 ) -> tuple[str, tuple[_Processor, ...]]:
-    processors = tuple(table.c[name].type._cached_bind_processor(dialect) for name in columns)
+    processors = tuple(
+        utc_time_processor(dialect)
+        if isinstance(table.c[name].type, UTCDateTime)
+        else table.c[name].type._cached_bind_processor(dialect)
+        for name in columns
+    )
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
     return sql, processors
+
+
+@functools.cache
+def utc_time_processor(dialect: Dialect) -> Callable[[datetime | None], Any]:
+    """What SQLAlchemy stores for a time on this dialect (UTCDateTime's bind processor), faster.
+
+    Its fixed-width text is also what `datetime.isoformat` writes for the
+    naive UTC time, at a fraction of the cost (an aware UTC time needs no
+    conversion: its text up to the offset); that shortcut is taken only when
+    it agrees with the processor on sample times (naive ones still go to the
+    processor, which refuses them).
+    """
+    process = UTCDateTime()._cached_bind_processor(dialect)
+    assert process is not None  # UTCDateTime always normalizes
+
+    def formatted(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        zone = value.tzinfo
+        if zone is UTC:
+            return value.isoformat(" ", "microseconds")[:26]
+        if zone is None:
+            return process(value)
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    samples = [
+        datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime.fromisoformat("2030-01-02T05:04:05.000001+02:00"),
+    ]
+    if all(formatted(value) == process(value) for value in samples):
+        return formatted
+    return process
 
 
 def first_row(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any:

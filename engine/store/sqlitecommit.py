@@ -30,7 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -41,9 +41,9 @@ from engine.store.codec import PayloadCodec
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
+from engine.store.rawstart import utc_time_processor
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
 from engine.store.rows import encode_details
-from engine.store.schema import UTCDateTime
 
 __all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit"]
 
@@ -91,27 +91,9 @@ def _done(count: int) -> str:
     return f"DELETE FROM work_queue WHERE execution_id IN ({', '.join(['?'] * count)})"
 
 
-@functools.cache
 def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
-    """What SQLAlchemy stores for a time on this dialect (UTCDateTime's bind processor).
-
-    Its fixed-width text is also what `datetime.isoformat` writes for the
-    naive UTC time, at a fraction of the cost; that shortcut is taken only
-    when it agrees with the processor on sample times (naive ones still go
-    to the processor, which refuses them).
-    """
-    process = UTCDateTime()._cached_bind_processor(dialect)
-    assert process is not None  # UTCDateTime always normalizes
-
-    def formatted(value: datetime) -> Any:
-        if value.tzinfo is None:
-            return process(value)
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-    samples = [datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)]
-    if all(formatted(value) == process(value) for value in samples):
-        return formatted
-    return process
+    """What SQLAlchemy stores for a time on this dialect (see `rawstart.utc_time_processor`)."""
+    return utc_time_processor(dialect)
 
 
 # The auto-checkpoint threshold of the commit path's kept connection while a

@@ -1,0 +1,39 @@
+"""The raw SQLite paths store a time as the exact text SQLAlchemy's UTCDateTime stores.
+
+Starts and group commits written through the sqlite3 driver format their
+times with `utc_time_processor`; a row they write must read back (and sort,
+`due_at <= now`) exactly as one the careful path wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy.dialects import sqlite
+
+from engine.store.rawstart import utc_time_processor
+from engine.store.schema import UTCDateTime
+
+TIMES = [
+    datetime(2026, 12, 2, 7, 40, 45, 389143, tzinfo=UTC),
+    datetime(2026, 12, 2, 7, 40, 45, tzinfo=UTC),  # no microseconds: still six digits
+    datetime(2026, 12, 2, 9, 40, 45, 1, tzinfo=timezone(timedelta(hours=2))),
+    datetime(2026, 12, 1, 23, 0, tzinfo=timezone(timedelta(hours=-9))),  # the next day in UTC
+    datetime(1, 1, 1, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize("value", TIMES, ids=str)
+def test_a_time_is_stored_as_sqlalchemy_stores_it(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    careful = UTCDateTime()._cached_bind_processor(dialect)
+    assert careful is not None
+    assert utc_time_processor(dialect)(value) == careful(value)
+
+
+def test_no_time_and_a_naive_time_are_handled_as_the_careful_path_does() -> None:
+    fast = utc_time_processor(sqlite.dialect())
+    assert fast(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        fast(datetime(2026, 12, 2))
