@@ -112,8 +112,14 @@ class Call:
         scheduled = last if self.events.family == "activity" else last - 1
         return traceparent_for(trace_id, task_span_id(trace_id, scheduled))
 
-    async def limited(self, body: Callable[[ActivityContext], Awaitable[Outcome]]) -> Outcome:
-        """Run `body` under TimeoutSeconds (from the recorded start) and HeartbeatSeconds."""
+    async def limited(
+        self, body: Callable[[Callable[[], ActivityContext]], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Run `body` under TimeoutSeconds (from the recorded start) and HeartbeatSeconds.
+
+        `body` is given how to build the handler's context (`context`), so
+        work that takes none (most registered handlers) never builds it.
+        """
         elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
         remaining = max(0.0, self.timeout - elapsed)
         # Monotonic time, not the loop's: sync handlers beat from their worker thread.
@@ -122,7 +128,9 @@ class Call:
         def beat() -> None:
             last_beat[0] = time.monotonic()
 
-        context = self.context(beat)
+        def context() -> ActivityContext:
+            return self.context(beat)
+
         missed_heartbeat = False
         result: Outcome | None = None
         if self.heartbeat == math.inf:

@@ -41,33 +41,40 @@ from statemachine.quotas import MAX_PAYLOAD_BYTES
 __all__ = ["run_in_process"]
 
 
-async def run_in_process(call: Call, context: ActivityContext) -> Outcome:
-    """Run the attempt's work here and return its outcome."""
+async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> Outcome:
+    """Run the attempt's work here and return its outcome.
+
+    `context` builds what the handler is given; it is built only for work
+    that takes it (a registered handler of one argument never sees it).
+    """
     registry = call.walk.registry
     resolution = resolve_resource(call.resource, registry)
     if resolution.kind == "lambda":
         assert resolution.registration is not None
         answer = await call_function(
-            resolution.registration, call.effective, context, function=call.base
+            resolution.registration, call.effective, context(), function=call.base
         )
         return _lambda_outcome(call, answer)
     if resolution.kind == "lambda_invoke":
-        return await _lambda_invoke(call, context)
+        return await _lambda_invoke(call, context())
     if resolution.kind == "handler":
-        assert resolution.registration is not None
-        return await _handler(call, resolution.registration, context)
+        registration = resolution.registration
+        assert registration is not None
+        return await _handler(call, registration, context() if registration.wants_context else None)
     if resolution.builtin == "http":
         http = functools.partial(http_invoke, policy=registry.http_policy)
-        return await _builtin(call, http, context)
+        return await _builtin(call, http, context())
     if resolution.builtin == "sql":
         return await _sql(call)
     if resolution.builtin == "shell":
         shell = functools.partial(shell_run, allowed=registry.shell_commands)
-        return await _builtin(call, shell, context)
+        return await _builtin(call, shell, context())
     return Failed(States.RUNTIME, resolution.cause)
 
 
-async def _handler(call: Call, registration: Registration, context: ActivityContext) -> Outcome:
+async def _handler(
+    call: Call, registration: Registration, context: ActivityContext | None
+) -> Outcome:
     try:
         value = await call_handler(registration, call.effective, context)
     except ActivityError as failure:
