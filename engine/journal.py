@@ -6,7 +6,8 @@ value, a time read — is recorded under a deterministic key (the position of
 the state through branches, iterations and attempts). When an execution
 resumes, the walk starts again from the top and every recorded step returns
 its recorded value at once; the first unrecorded step is where live work
-resumes.
+resumes. A state's entry row whose exit row commits with it is not
+written (`superseded_entries`): a replay reads only the exit.
 
 History events are only ever produced together with a journal record and
 committed in the same transaction, so a replay never emits an event twice
