@@ -11,7 +11,9 @@ and a redrive replay the pure states from their exits alone.
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +23,7 @@ from engine import Engine
 from engine.journal import superseded_entries
 from engine.store import ExecutionStatus, Store
 from engine.store.schema import journal
+from tests.engine.processes import spawn_worker, wait_until
 
 PURE = {
     "StartAt": "Prepare",
@@ -125,6 +128,58 @@ def test_a_redrive_replays_pure_states_from_their_exits_alone(db_url: str) -> No
     keys = journal_keys(db_url, done.execution_id)
     # Only the Task's entries remain (before the redrive, and in its new generation).
     assert {key for key in keys if key.endswith(":in")} == {"1:in", "r1/1:in"}
+
+
+PURE_THEN_TASK = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": 1, "ResultPath": "$.n", "Next": "Decide"},
+        "Decide": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "Label"}],
+            "Default": "Label",
+        },
+        "Label": {"Type": "Pass", "Result": "x", "ResultPath": "$.label", "Next": "Capture"},
+        "Capture": {"Type": "Task", "Resource": "capture", "End": True},
+    },
+}
+
+
+def test_a_worker_killed_after_the_pure_states_committed_resumes_from_their_exits(
+    db_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while the Task's handler runs (the pure states' exits are durable, their
+    entries never written): another worker replays them and finishes with one history."""
+    log = tmp_path / "calls.jsonl"
+    with Engine(db_url, worker=False, lease_seconds=2) as engine:
+        engine.create_state_machine_sync("pure-task", PURE_THEN_TASK)
+        started = engine.start_sync("pure-task", {"v": 0})
+        first = spawn_worker(db_url, log)
+        wait_until(lambda: log.exists() and log.read_text().strip())
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        keys = journal_keys(db_url, started.execution_id)
+        assert {"0:out", "1:out", "2:out", "3:in"} <= keys
+        assert not {"0:in", "1:in", "2:in"} & keys
+        second = spawn_worker(db_url, log)
+        try:
+            done = engine.wait_sync(started, timeout=60)
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+        history = engine.history_sync(done)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 2 and calls[0]["pid"] != calls[1]["pid"]
+    assert calls[0]["key"] == calls[1]["key"]
+    assert calls[0]["input"] == calls[1]["input"] == {"v": 0, "n": 1, "label": "x"}
+    assert done.status == "SUCCEEDED"
+    assert json.loads(done.output or "null") == {"v": 0, "n": 1, "label": "x"}
+    kinds = [(e.type, e.details.get("name")) for e in history]
+    assert kinds.count(("PassStateEntered", "Prepare")) == 1
+    assert kinds.count(("ChoiceStateEntered", "Decide")) == 1
+    assert kinds.count(("PassStateEntered", "Label")) == 1
+    assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+    assert [e.previous_event_id for e in history[1:8]] == list(range(1, 8))
 
 
 def test_only_an_entry_whose_own_exit_is_in_the_batch_is_left_out() -> None:
