@@ -40,6 +40,16 @@ def _is_summary(key: str) -> bool:
     return key == "execution:end" or key.endswith((":out", "/end"))
 
 
+def _droppable(key: str, journal: dict[str, Any]) -> bool:
+    """A summary the deep replay drops: a child's end, or a state's exit whose entry
+    row was recorded. A state whose exit committed with its entry has no entry row
+    (`journal.superseded_entries`); its exit is then its only record, and dropping
+    it would describe a journal no database can hold."""
+    if not _is_summary(key):
+        return False
+    return not key.endswith(":out") or f"{key[: -len(':out')]}:in" in journal
+
+
 @pytest.mark.parametrize("deep", [False, True], ids=["before-end", "inner-records-only"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 def test_golden_history_replays_without_running_anything(
@@ -67,10 +77,11 @@ def test_golden_history_replays_without_running_anything(
             ),
         )
         assert store.claim_execution(execution_id, "loader", lease_seconds=60, now=now)
+        recorded = golden["journal"]
         journal = [
             (key, msgspec.json.encode(value).decode())
-            for key, value in golden["journal"].items()
-            if key != "execution:end" and not (deep and _is_summary(key))
+            for key, value in recorded.items()
+            if key != "execution:end" and not (deep and _droppable(key, recorded))
         ]
         events = [
             Event(event_id=e["id"], previous_event_id=e["previous"], type=e["type"], timestamp=now)
