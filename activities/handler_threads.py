@@ -103,6 +103,11 @@ class LoopThreads:
         self._backlog: deque[ThreadCall] = deque()
         # The idle threads' inboxes, the most recently idle last (taken first).
         self._idle: list[queue.SimpleQueue[ThreadCall | None]] = []
+        # Calls finished and not yet matched by a new call: while positive, a
+        # thread is (or is about to be) free, so a new call asks for no new
+        # thread — a burst of short calls that the running threads keep up
+        # with (the GIL runs them one at a time anyway) gets no thread per call.
+        self._finished = 0
         # Guards the backlog, the idle stack, the thread count and each
         # call's started/cancelled decision.
         self._lock = threading.Lock()
@@ -132,11 +137,16 @@ class LoopThreads:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the {self._what} are closed")
+            free = self._finished > 0
+            if free:
+                self._finished -= 1
             if self._idle:
                 # The most recently idle thread: the warmest (LIFO).
                 self._idle.pop().put(call)
                 return call
             self._backlog.append(call)
+            if free:
+                return call  # a thread that just finished a call takes it from the backlog
             if self._spawned == 0:
                 # The first thread is started here, so a call never waits for
                 # the spawner (`Thread.start` blocks until the thread runs).
@@ -247,6 +257,8 @@ class LoopThreads:
                 del answer
             # Hold nothing of a finished call (its loop, its answer) while idle.
             del call
+            with self._lock:
+                self._finished += 1
 
     def close(self) -> None:
         """Stop the threads: idle ones at once, busy ones when the backlog is done.
