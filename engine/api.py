@@ -81,9 +81,7 @@ from engine.worker import (
 )
 from statemachine.build import load, parse_definition
 
-if TYPE_CHECKING:
-    # Loaded on first use: the schedule service (and the expressions, with
-    # zoneinfo) by `schedules`, TestState by `test_state`.
+if TYPE_CHECKING:  # loaded on first use (`_open_schedules`, `test_state`)
     from engine.scheduling.service import Schedules
     from engine.teststate import TestStateRequest
 
@@ -328,13 +326,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
     def _open_schedules(self) -> Schedules:
         from engine.scheduling.service import Schedules
 
-        return Schedules(
-            store=self.store,
-            lifecycle=self.lifecycle,
-            clock=self.clock,
-            run_db=self._run_db,
-            poke=self.scheduler.poke if self.scheduler else None,
-        )
+        poke = self.scheduler.poke if self.scheduler else None
+        return Schedules(self.store, self.lifecycle, self.clock, self._run_db, poke=poke)
 
     # How many times `_first_rounds` waits for the calls made meanwhile.
     _FIRST_ROUNDS = 2

@@ -133,9 +133,7 @@ class StoreBase:
                 self._backend.lock_migrations(conn)
                 # Run once per database: compiled into a cache of their own,
                 # dropped afterwards, not the engine's LRU (~0.2 MB kept for good).
-                return schema.migrate(
-                    conn.execution_options(compiled_cache={}), datetime.now(UTC)
-                )
+                return schema.migrate(conn.execution_options(compiled_cache={}), datetime.now(UTC))
         except RuntimeError as exc:
             raise permanent(f"database {self._display}: {exc}") from None
 
