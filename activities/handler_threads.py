@@ -3,11 +3,15 @@
 `LoopThreads` is the one pool core: a bounded set of threads that outlive
 each call (asked for on demand under a lock and started by a spawner
 thread, so the loop never waits for a thread's start-up but the
-spawner's — which starts one only while a call waits in the queue, and
-which an owner about to submit calls may start ahead with `prestart`;
-counted idle between calls), fed
-first come first served from one `SimpleQueue`, each call run in a copy of
-the caller's contextvars and answered with one ``call_soon_threadsafe`` —
+spawner's — which starts one only while a call waits in the backlog, and
+which an owner about to submit calls may start ahead with `prestart`).
+A call goes to the **most recently idle** thread (a stack of idle threads,
+each waiting on its own inbox), or, with none idle, to a first come first
+served backlog that a thread finishing its call takes from: under light
+load (one call at a time) one thread stays hot — its caches warm — and the
+others' stacks and malloc arenas stay untouched, while a burst still uses
+every thread. Each call runs in a copy of the caller's contextvars and is
+answered with one ``call_soon_threadsafe`` —
 less than anyio's per-call cancel scope, limiter and worker hand-off. A
 call whose waiter was cancelled before a thread took it never runs (the
 thread decides under the lock and marks the call `started`, so a waiter
@@ -33,6 +37,7 @@ import contextvars
 import functools
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
@@ -94,8 +99,17 @@ class LoopThreads:
         self.max_threads = max_threads
         self._name = name
         self._what = what
-        self._calls: queue.SimpleQueue[ThreadCall | None] = queue.SimpleQueue()
-        # Guards the thread count and each call's started/cancelled decision.
+        # Calls no idle thread could take at once, first come first served.
+        self._backlog: deque[ThreadCall] = deque()
+        # The idle threads' inboxes, the most recently idle last (taken first).
+        self._idle: list[queue.SimpleQueue[ThreadCall | None]] = []
+        # Calls finished and not yet matched by a new call: while positive, a
+        # thread is (or is about to be) free, so a new call asks for no new
+        # thread — a burst of short calls that the running threads keep up
+        # with (the GIL runs them one at a time anyway) gets no thread per call.
+        self._finished = 0
+        # Guards the backlog, the idle stack, the thread count and each
+        # call's started/cancelled decision.
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         # Threads asked for (started or not yet), at most `max_threads`.
@@ -103,7 +117,6 @@ class LoopThreads:
         # True: start one more thread; False: stop. Read by the spawner thread.
         self._spawns: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
-        self._idle = 0
         self._closed = False
 
     @property
@@ -111,16 +124,30 @@ class LoopThreads:
         """How many threads are alive (for tests and telemetry)."""
         return sum(1 for thread in self._threads if thread.is_alive())
 
+    @property
+    def idle_threads(self) -> int:
+        """How many threads wait for a call (for tests and telemetry)."""
+        with self._lock:
+            return len(self._idle)
+
     def submit(self, fn: Callable[[], Any]) -> ThreadCall:
-        """Queue `fn` for a thread (on the loop); its answer settles the call's future."""
+        """Hand `fn` to a thread (on the loop); its answer settles the call's future."""
         loop = asyncio.get_running_loop()
         call = ThreadCall(loop, loop.create_future(), fn)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the {self._what} are closed")
-            if self._idle > 0:
-                self._idle -= 1
-            elif self._spawned == 0:
+            free = self._finished > 0
+            if free:
+                self._finished -= 1
+            if self._idle:
+                # The most recently idle thread: the warmest (LIFO).
+                self._idle.pop().put(call)
+                return call
+            self._backlog.append(call)
+            if free:
+                return call  # a thread that just finished a call takes it from the backlog
+            if self._spawned == 0:
                 # The first thread is started here, so a call never waits for
                 # the spawner (`Thread.start` blocks until the thread runs).
                 thread = self._start_thread()
@@ -128,6 +155,7 @@ class LoopThreads:
                     thread.start()
                 except BaseException:
                     self._threads.remove(thread)
+                    self._backlog.pop()
                     raise
                 self._spawned = 1
             elif self._spawned < self.max_threads:
@@ -146,7 +174,6 @@ class LoopThreads:
                 if self._spawner is not None:  # counted only once asked of a spawner
                     self._spawned += 1
                     self._spawns.put(True)
-            self._calls.put(call)
         return call
 
     def prestart(self) -> None:
@@ -181,7 +208,7 @@ class LoopThreads:
             with self._lock:
                 if self._closed:
                     return
-                if self._threads and self._calls.empty():
+                if self._threads and not self._backlog:
                     # Every call so far was taken: the running threads keep
                     # up (a burst of short calls, which the GIL runs one at a
                     # time anyway). The next call that finds none idle asks again.
@@ -195,9 +222,23 @@ class LoopThreads:
                     self._threads.remove(thread)
                     self._spawned -= 1
 
+    def _next_call(self, inbox: queue.SimpleQueue[ThreadCall | None]) -> ThreadCall | None:
+        """The backlog's oldest call, else (idle, on top of the stack) the next one handed over.
+
+        None: the pool is closed and nothing waits in the backlog.
+        """
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._closed:
+                return None
+            self._idle.append(inbox)
+        return inbox.get()
+
     def _serve(self) -> None:
+        inbox: queue.SimpleQueue[ThreadCall | None] = queue.SimpleQueue()
         while True:
-            call = self._calls.get()
+            call = self._next_call(inbox)
             if call is None:
                 return
             # A waiter cancelled before its call started: the call never runs.
@@ -217,20 +258,25 @@ class LoopThreads:
             # Hold nothing of a finished call (its loop, its answer) while idle.
             del call
             with self._lock:
-                self._idle += 1
+                self._finished += 1
 
     def close(self) -> None:
-        """Stop the threads: idle ones at once, busy ones when their call returns."""
+        """Stop the threads: idle ones at once, busy ones when the backlog is done.
+
+        Calls already handed over still run (as before: they were queued
+        ahead of the stop); no call is accepted after this.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for _ in self._threads:
-                self._calls.put(None)
+            for inbox in self._idle:
+                inbox.put(None)
+            self._idle.clear()
             self._spawns.put(False)
             spawner = self._spawner
-        # A thread the spawner is starting now is told to stop above but may
-        # not run yet: once the spawner is done, every thread of the pool has
+        # A thread the spawner is starting now finds the pool closed when it
+        # runs; once the spawner is done, every thread of the pool has
         # started (a caller joining them finds them all).
         if spawner is not None and spawner is not threading.current_thread():
             spawner.join()

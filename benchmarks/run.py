@@ -24,11 +24,9 @@ import itertools
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -91,6 +89,8 @@ class Result:
 
 def stepwise_version() -> str:
     """The project version from pyproject.toml, with the git commit when there is one."""
+    import tomllib  # the parent's alone: the measured child never loads it
+
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     try:
         commit = subprocess.run(
@@ -194,6 +194,8 @@ def _summarize(
     walls = [float(w) for w in report["walls"]]  # type: ignore[attr-defined]
     execs = int(report["execs"])  # type: ignore[call-overload]
     steps = int(report["steps"])  # type: ignore[call-overload]
+    import statistics  # the parent's alone, as tomllib
+
     rates = [execs / wall for wall in walls]
     wall = statistics.median(walls)
     return Result(
@@ -264,6 +266,8 @@ def format_peer_ratio(result: Result, peer: Result, pairs: Sequence[float]) -> s
     back to back (A B A B …); the line gives their median and spread, so a
     machine whose speed drifts during the run moves both sides of a pair.
     """
+    import statistics
+
     ratio = statistics.median(pairs) if pairs else 0.0
     spread = f"{min(pairs):.3f}..{max(pairs):.3f}" if pairs else "0..0"
     return (

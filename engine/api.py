@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -58,7 +58,7 @@ from engine.names import check_name
 from engine.runner import FinishWatch, Runtime
 from engine.sandbox import Sandbox
 from engine.schedule_api import ScheduleApi
-from engine.scheduling import Scheduler, Schedules
+from engine.scheduling.scheduler import Scheduler
 from engine.store import (
     DEFAULT_QUEUE,
     REDRIVE_WINDOW,
@@ -71,7 +71,6 @@ from engine.store import (
     default_database_url,
 )
 from engine.storethreads import StoreThreads
-from engine.teststate import MOCK_RESOURCE, TestStateRequest, mock_handler, run_test_state
 from engine.triggers import FolderWatcher, Triggers
 from engine.worker import (
     LeaseKeeper,
@@ -81,6 +80,10 @@ from engine.worker import (
     retention_setting,
 )
 from statemachine.build import load, parse_definition
+
+if TYPE_CHECKING:  # loaded on first use (`_open_schedules`, `test_state`)
+    from engine.scheduling.service import Schedules
+    from engine.teststate import TestStateRequest
 
 __all__ = ["Engine"]
 
@@ -274,13 +277,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
                 # Held for one attempt: the lease outlives the webhook's timeout.
                 lease_seconds=self.lease_seconds + 2 * TIMEOUT_SECONDS,
             )
-        self._schedules = Schedules(
-            store=self._store,
-            lifecycle=self._lifecycle,
-            clock=self.clock,
-            run_db=self._run_db,
-            poke=self.scheduler.poke if self.scheduler else None,
-        )
+        self._schedules = None  # built on first use (`_open_schedules`)
         self._keeper = LeaseKeeper(self._runtime)
         keeper = self._keeper
         telemetry.watch_leases(lambda: len(keeper.held))
@@ -325,6 +322,12 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
                 await self._first_rounds()
         _freeze_started_heap()
         return self
+
+    def _open_schedules(self) -> Schedules:
+        from engine.scheduling.service import Schedules
+
+        poke = self.scheduler.poke if self.scheduler else None
+        return Schedules(self.store, self.lifecycle, self.clock, self._run_db, poke=poke)
 
     # How many times `_first_rounds` waits for the calls made meanwhile.
     _FIRST_ROUNDS = 2
@@ -492,6 +495,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         database: it runs in a throwaway SQLite file. Raises
         InvalidTestState, InvalidExecutionInput and TestStateValidation.
         """
+        from engine.teststate import TestStateRequest
+
         text = definition if isinstance(definition, str) else msgspec.json.encode(definition)
         request = TestStateRequest(
             definition=text if isinstance(text, str) else text.decode(),
@@ -511,6 +516,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         self, request: TestStateRequest, *, timeout: float = 60.0
     ) -> dict[str, Any]:
         """`test_state` for a request as TestState's API spells it (JSON texts)."""
+        from engine.teststate import MOCK_RESOURCE, mock_handler, run_test_state
+
         handlers = Registry().merged(self.registry)
         if request.mocked:
             handlers.register(MOCK_RESOURCE, mock_handler(request))

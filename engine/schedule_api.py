@@ -1,8 +1,10 @@
 """The Engine's schedule calls, and its alert and trigger operations.
 
-`ScheduleApi` is a mixin of `engine.Engine`, which builds the `Schedules`,
-`Alerts` and `Triggers` objects when it is entered (they need its store,
-lifecycle and clock); before that, using them is a clear RuntimeError. The
+`ScheduleApi` is a mixin of `engine.Engine`, which builds the `Alerts` and
+`Triggers` objects when it is entered (they need its store, lifecycle and
+clock) and the `Schedules` object on first use (`_open_schedules`: the
+schedule service and the expressions, with zoneinfo, load only then);
+before the Engine is entered, using them is a clear RuntimeError. The
 in-process worker runs the scheduler and alert-delivery loops
 (`engine.scheduling.Scheduler`, `engine.alerts.AlertDeliverer`).
 """
@@ -10,13 +12,15 @@ in-process worker runs the scheduler and alert-delivery loops
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.alerts import Alerts
 from engine.mixins import entered
-from engine.scheduling import ScheduleDescription, ScheduleRecord, Schedules
-from engine.store import ExecutionRecord
-from engine.triggers import Triggers
+
+if TYPE_CHECKING:
+    from engine.alerts import Alerts
+    from engine.scheduling import ScheduleDescription, ScheduleRecord, Schedules
+    from engine.store import ExecutionRecord
+    from engine.triggers import Triggers
 
 __all__ = ["ScheduleApi"]
 
@@ -31,7 +35,13 @@ class ScheduleApi:
     @property
     def schedules(self) -> Schedules:
         """The schedule operations (`engine.scheduling.Schedules`) on this engine's store."""
-        return entered(self._schedules)
+        if self._schedules is None:
+            self._schedules = self._open_schedules()
+        return self._schedules
+
+    def _open_schedules(self) -> Schedules:
+        """A new `Schedules` on the entered Engine's store (RuntimeError before it is entered)."""
+        raise NotImplementedError  # the Engine's own
 
     async def create_schedule(
         self, name: str, machine: str, expression: str, **options: Any

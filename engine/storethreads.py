@@ -5,12 +5,13 @@ SQLite's store has one slot (its calls take turns, in order), PostgreSQL's
 eight. anyio's hop pays per call for a cancel scope, a capacity limiter, a
 `queue.Queue` hand-off and a task check — about twice the CPU of the call's
 own hand-off on a short store call (`benchmarks/PROFILE.md`). `StoreThreads`
-keeps as many long-lived threads as the store has slots, fed first come
-first served from one `SimpleQueue`, each answer handed back with one
-``call_soon_threadsafe``. The call runs in a copy of the caller's
-contextvars, as with anyio. The pool itself is `activities.handler_threads.LoopThreads`,
-shared with the sync handlers' threads; this module adds the store's
-cancellation rules.
+keeps as many long-lived threads as the store has slots, each call handed
+to the most recently idle one (or, none idle, queued first come first
+served), each answer handed back with one ``call_soon_threadsafe``: one
+call at a time (W1) keeps one thread hot instead of waking them in turn.
+The call runs in a copy of the caller's contextvars, as with anyio. The
+pool itself is `activities.handler_threads.LoopThreads`, shared with the
+sync handlers' threads; this module adds the store's cancellation rules.
 
 Cancellation keeps anyio's rules. A caller already cancelled never starts
 its call (a Task's SQL effect must not run in an activation being torn

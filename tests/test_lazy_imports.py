@@ -76,11 +76,59 @@ def _modules_after_a_run(url: str) -> set[str]:
     return set(result.stdout.split())
 
 
+# Engine features a plain run does not use, on either store: TestState, and
+# the schedule service and expressions (the scheduler loop itself runs on
+# every in-process worker, but loads them only with the first schedule due).
+UNUSED_ENGINE_FEATURES = {
+    "engine.teststate",
+    "engine.scheduling.expressions",
+    "engine.scheduling.service",
+}
+
+
 def test_a_run_on_postgresql_does_not_load_sqlite(postgres_url: str) -> None:
     loaded = _modules_after_a_run(postgres_url)
     assert "psycopg" in loaded  # the check itself sees what a run loads
     assert not {"sqlite3", "_sqlite3", "sqlalchemy.dialects.sqlite"} & loaded
     assert not {m for m in loaded if m.startswith("engine.store.sqlite")}
+    assert "engine.scheduling.scheduler" in loaded  # the loop runs
+    assert not UNUSED_ENGINE_FEATURES & loaded
+
+
+def test_the_schedule_api_and_teststate_load_when_used(sqlite_url: str) -> None:
+    # The lazy paths still work: a schedule created and described, a state
+    # tested, through the Engine and the public import paths.
+    check = """
+import sys
+import anyio
+from engine import Engine
+
+async def main():
+    async with Engine(sys.argv[1]) as engine:
+        assert "engine.scheduling.service" not in sys.modules
+        from engine.scheduling import Schedules, parse_expression, ScheduleDescription
+        await engine.create_state_machine(
+            "m", {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+        await engine.create_schedule("every-hour", "m", "rate(1 hour)")
+        described = await engine.describe_schedule("every-hour")
+        assert isinstance(engine.schedules, Schedules)
+        assert isinstance(described, ScheduleDescription)
+        answer = await engine.test_state({"Type": "Pass", "Result": 1, "End": True})
+        assert answer["status"] == "SUCCEEDED", answer
+        assert parse_expression("rate(5 minutes)", "UTC") is not None
+
+anyio.run(main)
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", check, sqlite_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_a_run_on_sqlite_loads_no_optional_feature(sqlite_url: str) -> None:
@@ -113,3 +161,4 @@ def test_a_run_on_sqlite_loads_no_optional_feature(sqlite_url: str) -> None:
         for name in optional
         if module == name or module.startswith(name + ".")
     }
+    assert not UNUSED_ENGINE_FEATURES & loaded

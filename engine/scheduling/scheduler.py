@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -36,12 +36,14 @@ import msgspec
 from engine.clock import Clock
 from engine.lifecycle import Lifecycle, RunDb
 from engine.runner import execution_arn
-from engine.scheduling.expressions import ScheduleExpression, parse_expression
 from engine.store import ExecutionRecord, ExecutionStatus, Store
 from engine.store.errors import StoreUnavailable
 from engine.store.schedules import ScheduleRecord, TickOutcome, TickRecord
 from engine.worker import outage_of
 from statemachine.errors import StepwiseError
+
+if TYPE_CHECKING:
+    from engine.scheduling.expressions import ScheduleExpression
 
 __all__ = [
     "DEFAULT_CATCHUP_WINDOW",
@@ -187,6 +189,10 @@ class Scheduler:
 
     async def advance(self, schedule: ScheduleRecord, now: datetime) -> None:
         """Record the ticks due by `now`, start or hold them by the overlap policy, release."""
+        # Loaded with the first schedule due (the loop runs on every worker;
+        # most have no schedule): the expressions and zoneinfo stay unloaded.
+        from engine.scheduling.expressions import parse_expression
+
         expression = parse_expression(schedule.expression, schedule.timezone)
         queue = list(schedule.buffered)
         missed: list[TickRecord] = []

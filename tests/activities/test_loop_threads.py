@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 import anyio
+import pytest
 
 from activities.handler_threads import LoopThreads
 
@@ -92,6 +93,64 @@ def test_bursts_of_short_calls_behind_a_blocked_one_are_all_answered_in_order() 
         assert 1 <= pool.threads <= 40
     finally:
         pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []
+
+
+def test_one_call_at_a_time_is_served_by_one_thread_while_the_others_stay_idle() -> None:
+    # A call goes to the most recently idle thread: under light load one
+    # thread stays hot, and the threads a burst started stay untouched.
+    pool = LoopThreads(4, name=NAME, what="test threads")
+    together = threading.Barrier(4, timeout=30)
+
+    def blocked() -> int:
+        together.wait()
+        return threading.get_ident()
+
+    async def main() -> tuple[set[int], list[int]]:
+        burst = [pool.submit(blocked) for _ in range(4)]
+        burst_threads = {await call.future for call in burst}
+        one_at_a_time = []
+        for _ in range(30):
+            while pool.idle_threads < 4:  # the last call's thread is idle again
+                await anyio.sleep(0.001)
+            one_at_a_time.append(await pool.submit(threading.get_ident).future)
+        return burst_threads, one_at_a_time
+
+    try:
+        burst_threads, one_at_a_time = anyio.run(main)
+        assert len(burst_threads) == 4  # the burst ran on every thread, side by side
+        assert len(set(one_at_a_time)) == 1  # then one thread served every single call
+        assert set(one_at_a_time) <= burst_threads
+    finally:
+        pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []
+
+
+def test_calls_handed_over_before_close_still_run_and_none_after() -> None:
+    pool = LoopThreads(1, name=NAME, what="test threads")
+    release = threading.Event()
+    ran: list[int] = []
+
+    def first() -> int:
+        release.wait(timeout=30)
+        ran.append(0)
+        return 0
+
+    async def main() -> list[int]:
+        calls = [pool.submit(first)]
+        calls += [pool.submit(lambda index=index: ran.append(index) or index) for index in (1, 2)]  # type: ignore[func-returns-value]
+        pool.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            pool.submit(lambda: 3)
+        release.set()
+        return [await call.future for call in calls]
+
+    assert anyio.run(main) == [0, 1, 2]
+    assert ran == [0, 1, 2]
     for thread in _pool_threads():
         thread.join(timeout=10)
     assert _pool_threads() == []
