@@ -228,8 +228,16 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         await stack.__aenter__()
         self._stack = stack
         stack.push_async_callback(self._close_store)
+        # PostgreSQL on asyncio: step commits sent from this loop (engine/store/asynccommit.py).
+        on_loop = self._store.loop_commit() if self._db_threads is not None else None
+        if on_loop is not None:
+            stack.push_async_callback(on_loop.aclose)  # after the committer and activations
         committer = Committer(
-            self._store, worker_id=self.worker_id, clock=self.clock, run_db=self._run_db
+            self._store,
+            worker_id=self.worker_id,
+            clock=self.clock,
+            run_db=self._run_db,
+            on_loop=on_loop,
         )
         self._runtime = Runtime(
             store=self._store,
