@@ -26,6 +26,13 @@ activation finishing during shutdown never waits for a committer that
 will not come back. `commit_reading` also reads the execution back after
 its commit, in the same store call: a finishing checkpoint someone in this
 process waits on answers that waiter (`Engine.wait`) with no describe of its own.
+
+A group is committed by a store call on a thread (`run_db`), except on
+PostgreSQL on asyncio, where the one-call commit is sent from the event loop
+itself (`on_loop`, engine/store/asynccommit.py): no thread hop. What that
+call refuses (nothing written) is committed on the careful path, which
+alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
+thread as before.
 """
 
 from __future__ import annotations
@@ -198,6 +205,15 @@ class Committer:
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
+
+    @property
+    def on_loop(self) -> LoopCommit | None:
+        """The one-call commit sent from the event loop, if this committer has one.
+
+        Its `commits` counts the groups it committed; its `backend_pid` is
+        its connection's server process.
+        """
+        return self._on_loop
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
