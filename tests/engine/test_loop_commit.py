@@ -1,4 +1,4 @@
-"""On PostgreSQL an asyncio Engine sends its step commits from the event loop, with the same outcomes.
+"""On PostgreSQL an asyncio Engine sends step commits from the event loop, with the same outcomes.
 
 The committer's groups go out as the one-call commit on an
 `AsyncConnection` the loop drives (`engine/store/asynccommit.py`), no store
