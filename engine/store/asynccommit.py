@@ -159,16 +159,36 @@ class LoopCommit:
         records = {} if rows is None else execution_records(rows, self._codec)
         return [CommitResult.OK] * len(checkpoints), records
 
-    async def connect(self) -> None:
-        """Open the connection now (an engine's start), unless it is open or in use."""
+    async def connect(self, worker_id: str, now: datetime) -> None:
+        """Open the connection now (an engine's start), unless it is open or in use.
+
+        And call the commit function once with an empty group (no lease to
+        check, nothing to write: a transaction that changes nothing), so the
+        server compiles it in this session then, not in the first commit.
+        Failures are left for the first commit to meet.
+        """
         if self._busy or self._closed:
             return
         self._busy = True
         try:
-            await self._open()
+            # Shielded: a connection opened must be kept (and closed at the
+            # Engine's exit), not dropped by a cancellation on its way back.
+            with anyio.CancelScope(shield=True):
+                await self._warm(worker_id, now)
         finally:
             self._busy = False
             self._used_at = time.monotonic()
+
+    async def _warm(self, worker_id: str, now: datetime) -> None:
+        connection = await self._open()
+        if connection is not None and not self._held.without_function:
+            version = self._held.function_version
+            call, params = one_call_statement((), worker_id, now, self._codec, version)
+            try:
+                await _sent(self._send(connection, call, params, ()))
+            except psycopg.Error:
+                if connection.broken or not _idle(connection):
+                    await self._drop()
 
     async def aclose(self) -> None:
         """Close the connection; from now on every group goes to the threads."""
