@@ -24,11 +24,19 @@ import anyio
 import psycopg
 import pytest
 
+import engine.store.connect as connect
 from activities.registry import Registry
 from engine import Engine
 from engine.clock import SystemClock
 from engine.committer import Committer
-from engine.store import Checkpoint, CommitResult, ExecutionRecord, ExecutionStatus, Store
+from engine.store import (
+    Checkpoint,
+    CommitResult,
+    ExecutionRecord,
+    ExecutionStatus,
+    Store,
+    StoreUnavailable,
+)
 from tests.engine import pg
 from tests.engine.committing import in_thread
 from tests.engine.liveness import machine
@@ -276,5 +284,80 @@ def test_the_finishing_commit_answers_what_a_describe_returns(
         assert record is not None and record == real("e-b")
         assert record.status == ExecutionStatus.SUCCEEDED and record.stop_date == LATER
         assert record.stop_requested and record.stop_requested_error == "Halt"
+    finally:
+        store.close()
+
+
+def _terminate(url: str, pid: int | None) -> None:
+    assert pid is not None
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _step(execution_id: str, n: int) -> Checkpoint:
+    return Checkpoint(
+        execution_id,
+        journal=[(f"k{n}", "1")],
+        events=[_event(n + 1, "PassStateEntered", name=f"S{n}")],
+        last_event_id=n,
+    )
+
+
+def test_the_loop_connection_killed_while_idle_is_replaced_without_an_error(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connect, "_PING_AFTER_IDLE_SECONDS", 0.05)
+    store = _prepared(postgres_url, fast=True)
+    try:
+        committer = _committer(store)
+        on_loop = committer.on_loop
+        assert on_loop is not None
+
+        async def scenario() -> list[CommitResult]:
+            try:
+                first = await committer.commit(_step("e-c", 1))
+                pid = on_loop.backend_pid
+                _terminate(postgres_url, pid)
+                await anyio.sleep(0.1)
+                second = await committer.commit(_step("e-c", 2))
+                assert on_loop.backend_pid not in (None, pid)
+                return [first, second]
+            finally:
+                await on_loop.aclose()
+
+        assert _on_asyncio(scenario) == [CommitResult.OK] * 2
+        assert on_loop.commits == 2
+        assert [e.event_id for e in store.history("e-c")] == [1, 2, 3]
+    finally:
+        store.close()
+
+
+def test_the_loop_connection_killed_in_use_fails_one_commit_then_recovers(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connect, "_PING_AFTER_IDLE_SECONDS", 3600.0)
+    store = _prepared(postgres_url, fast=True)
+    try:
+        committer = _committer(store)
+        on_loop = committer.on_loop
+        assert on_loop is not None
+
+        async def scenario() -> list[CommitResult]:
+            try:
+                first = await committer.commit(_step("e-c", 1))
+                _terminate(postgres_url, on_loop.backend_pid)
+                # Its outcome unknown to the caller, as on the store's threads.
+                with pytest.raises(StoreUnavailable):
+                    await committer.commit(_step("e-c", 2))
+                assert on_loop.backend_pid is None  # dropped
+                second = await committer.commit(_step("e-c", 2))
+                return [first, second]
+            finally:
+                await on_loop.aclose()
+
+        assert _on_asyncio(scenario) == [CommitResult.OK] * 2
+        assert on_loop.commits == 2
+        assert [e.event_id for e in store.history("e-c")] == [1, 2, 3]
+        assert store.load("e-c").journal == {"k1": "1", "k2": "1"}
     finally:
         store.close()
