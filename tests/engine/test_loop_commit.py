@@ -178,8 +178,12 @@ def test_the_loop_connection_killed_mid_run_still_ends_every_execution_once(
 
 @pytest.fixture(scope="module")
 def private_server() -> Iterator[pg.PostgresServer]:
-    """A PostgreSQL server of this module's own, so restarting it disturbs no other test."""
-    server = pg.start_server()
+    """A PostgreSQL server of this module's own, so restarting it disturbs no other test.
+
+    Durable (fsync and synchronous_commit on, as in production): a commit
+    acknowledged before the crash-restart must still be there after it.
+    """
+    server = pg.start_server(durable=True)
     try:
         yield server
     finally:
