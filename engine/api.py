@@ -329,8 +329,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             # the loops' first calls (an engine that runs work needs both).
             prestart_threads()
             group.start_soon(self._run_db, self._store.prepare_starts)
-            if on_loop is not None:  # its connection, and the commit function compiled
-                group.start_soon(on_loop.connect, self.worker_id, self.clock.now())
+            if on_loop is not None:  # its connection and the commit function, beside the loops'
+                await on_loop.connect(self.worker_id, self.clock.now())
             if self._first_calls is not None:
                 await self._first_rounds()
         _freeze_started_heap()
