@@ -228,17 +228,11 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         await stack.__aenter__()
         self._stack = stack
         stack.push_async_callback(self._close_store)
-        # PostgreSQL on asyncio: step commits sent from this loop (engine/store/asynccommit.py).
-        on_loop = self._store.loop_commit() if self._db_threads is not None else None
-        if on_loop is not None:
-            stack.push_async_callback(on_loop.aclose)  # after the committer and activations
         committer = Committer(
-            self._store,
-            worker_id=self.worker_id,
-            clock=self.clock,
-            run_db=self._run_db,
-            on_loop=on_loop,
+            self._store, worker_id=self.worker_id, clock=self.clock, run_db=self._run_db
         )
+        if self._db_threads is not None:  # PostgreSQL: step commits sent from this loop
+            stack.push_async_callback(committer.send_from_loop())
         self._runtime = Runtime(
             store=self._store,
             clock=self.clock,
@@ -329,8 +323,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             # the loops' first calls (an engine that runs work needs both).
             prestart_threads()
             group.start_soon(self._run_db, self._store.prepare_starts)
-            if on_loop is not None:  # its connection and the commit function, beside the loops'
-                await on_loop.connect(self.worker_id, self.clock.now())
+            await committer.connect()  # PostgreSQL: the loop's commit connection, beside them
             if self._first_calls is not None:
                 await self._first_rounds()
         _freeze_started_heap()

@@ -162,6 +162,10 @@ def _records(
     return records
 
 
+async def _nothing() -> None:
+    pass
+
+
 class Committer:
     """Batches checkpoints into shared transactions."""
 
@@ -205,6 +209,25 @@ class Committer:
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
+
+    def send_from_loop(self) -> Callable[[], Awaitable[None]]:
+        """Send groups from the running event loop from now on, where the store can (PostgreSQL).
+
+        Returns what closes its connection: the Engine calls it at exit,
+        once the committer and the activations have stopped.
+        """
+        on_loop = self._store.loop_commit()
+        if on_loop is None:
+            return _nothing
+        from engine.store.asynccommit import Handed  # loads psycopg: PostgreSQL only
+
+        self._on_loop, self._careful = on_loop, Handed.CAREFUL
+        return on_loop.aclose
+
+    async def connect(self) -> None:
+        """Open the event loop's commit connection now (an Engine's start), if it has one."""
+        if self._on_loop is not None:
+            await self._on_loop.connect(self._worker_id, self._clock.now())
 
     @property
     def on_loop(self) -> LoopCommit | None:
