@@ -234,6 +234,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         committer = Committer(
             self._store, worker_id=self.worker_id, clock=self.clock, run_db=self._run_db
         )
+        if self._db_threads is not None:  # PostgreSQL: step commits sent from this loop
+            stack.push_async_callback(committer.send_from_loop())
         self._runtime = Runtime(
             store=self._store,
             clock=self.clock,
@@ -318,6 +320,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             # the loops' first calls (an engine that runs work needs both).
             prestart_threads()
             group.start_soon(self._run_db, self._store.prepare_starts)
+            await committer.connect()  # PostgreSQL: the loop's commit connection, beside them
             if self._first_calls is not None:
                 await self._first_rounds()
         _freeze_started_heap()

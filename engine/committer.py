@@ -26,6 +26,13 @@ activation finishing during shutdown never waits for a committer that
 will not come back. `commit_reading` also reads the execution back after
 its commit, in the same store call: a finishing checkpoint someone in this
 process waits on answers that waiter (`Engine.wait`) with no describe of its own.
+
+A group is committed by a store call on a thread (`run_db`), except on
+PostgreSQL on asyncio, where the one-call commit is sent from the event loop
+itself (`on_loop`, engine/store/asynccommit.py): no thread hop. What that
+call refuses (nothing written) is committed on the careful path, which
+alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
+thread as before.
 """
 
 from __future__ import annotations
@@ -35,13 +42,16 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
+
+if TYPE_CHECKING:
+    from engine.store.asynccommit import Handed, LoopCommit
 
 __all__ = ["Committer"]
 
@@ -112,6 +122,7 @@ def _commit_and_read(
     *,
     worker_id: str,
     now: datetime,
+    carefully: bool = False,
 ) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
     """`Store.commit_reading`, then `Store.get_execution` of what it did not read back.
 
@@ -119,8 +130,25 @@ def _commit_and_read(
     once the commit is durable (on PostgreSQL's one-call commit, read in the
     commit's own round trip). A read that fails is left out (its caller
     describes later); it never turns a committed checkpoint into an error.
+    `carefully`: on the careful path alone (`Store.commit_carefully`), for
+    a group the one call refused.
     """
-    results, read = store.commit_reading(checkpoints, read_back, worker_id=worker_id, now=now)
+    if carefully:
+        results = store.commit_carefully(checkpoints, worker_id=worker_id, now=now)
+        read: dict[str, ExecutionRecord] = {}
+    else:
+        results, read = store.commit_reading(checkpoints, read_back, worker_id=worker_id, now=now)
+    return results, _records(store, checkpoints, results, read, read_back)
+
+
+def _records(
+    store: Store,
+    checkpoints: list[Checkpoint],
+    results: list[CommitResult],
+    read: dict[str, ExecutionRecord],
+    read_back: list[str],
+) -> dict[str, ExecutionRecord]:
+    """`read`'s records of committed checkpoints, and `get_execution`'s of those it lacks."""
     committed = {
         c.execution_id for c, r in zip(checkpoints, results, strict=True) if r is CommitResult.OK
     }
@@ -131,7 +159,11 @@ def _commit_and_read(
                 records[execution_id] = store.get_execution(execution_id)
             except Exception:  # the commit is durable: the waiter describes later
                 pass
-    return results, records
+    return records
+
+
+async def _nothing() -> None:
+    pass
 
 
 class Committer:
@@ -149,8 +181,18 @@ class Committer:
         clock: Clock,
         run_db: Callable[..., Awaitable[Any]],
         max_batch: int = 256,
+        on_loop: LoopCommit | None = None,
     ) -> None:
         self._store = store
+        # PostgreSQL on asyncio: the one-call commit sent from this event
+        # loop, no store thread (engine/store/asynccommit.py).
+        self._on_loop = on_loop
+        self._careful: Handed | None = None
+        if on_loop is not None:
+            # Here, not at the top: that module loads psycopg (SQLite never does).
+            from engine.store.asynccommit import Handed
+
+            self._careful = Handed.CAREFUL
         self._worker_id = worker_id
         self._clock = clock
         self._run_db = run_db
@@ -167,6 +209,34 @@ class Committer:
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
+
+    def send_from_loop(self) -> Callable[[], Awaitable[None]]:
+        """Send groups from the running event loop from now on, where the store can (PostgreSQL).
+
+        Returns what closes its connection: the Engine calls it at exit,
+        once the committer and the activations have stopped.
+        """
+        on_loop = self._store.loop_commit()
+        if on_loop is None:
+            return _nothing
+        from engine.store.asynccommit import Handed  # loads psycopg: PostgreSQL only
+
+        self._on_loop, self._careful = on_loop, Handed.CAREFUL
+        return on_loop.aclose
+
+    async def connect(self) -> None:
+        """Open the event loop's commit connection now (an Engine's start), if it has one."""
+        if self._on_loop is not None:
+            await self._on_loop.connect(self._worker_id, self._clock.now())
+
+    @property
+    def on_loop(self) -> LoopCommit | None:
+        """The one-call commit sent from the event loop, if this committer has one.
+
+        Its `commits` counts the groups it committed; its `backend_pid` is
+        its connection's server process.
+        """
+        return self._on_loop
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
@@ -279,22 +349,7 @@ class Committer:
         records: dict[str, ExecutionRecord] = {}
         try:
             with anyio.CancelScope(shield=True):
-                if read_back:
-                    results, records = await self._run_db(
-                        _commit_and_read,
-                        self._store,
-                        checkpoints,
-                        read_back,
-                        worker_id=self._worker_id,
-                        now=self._clock.now(),
-                    )
-                else:
-                    results = await self._run_db(
-                        self._store.commit,
-                        checkpoints,
-                        worker_id=self._worker_id,
-                        now=self._clock.now(),
-                    )
+                results, records = await self._commit(checkpoints, read_back)
         except Exception as failure:
             for waiter in batch:
                 waiter.error = failure
@@ -314,3 +369,36 @@ class Committer:
             if waiter.read_back:
                 waiter.record = records.get(waiter.checkpoint.execution_id)
         _answer(batch)
+
+    async def _commit(
+        self, checkpoints: list[Checkpoint], read_back: list[str]
+    ) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
+        """Commit the group (called shielded): on the loop's connection if it can, else a thread."""
+        now = self._clock.now()
+        carefully = False
+        on_loop = self._on_loop
+        if on_loop is not None and self._store.raw_commit_writes:
+            done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
+            if isinstance(done, tuple):
+                results, read = done
+                if all(eid in read for eid in read_back):
+                    return results, read
+                return results, await self._run_db(
+                    _records, self._store, checkpoints, results, read, read_back
+                )
+            carefully = done is self._careful
+        if read_back or carefully:
+            answer: tuple[list[CommitResult], dict[str, ExecutionRecord]] = await self._run_db(
+                _commit_and_read,
+                self._store,
+                checkpoints,
+                read_back,
+                worker_id=self._worker_id,
+                now=now,
+                carefully=carefully,
+            )
+            return answer
+        results = await self._run_db(
+            self._store.commit, checkpoints, worker_id=self._worker_id, now=now
+        )
+        return results, {}

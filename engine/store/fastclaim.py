@@ -66,7 +66,7 @@ def _utc(value: Any) -> Any:
     return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
-def _rows(cursor: psycopg.Cursor[dict[str, Any]]) -> Iterable[SimpleNamespace]:
+def _rows(cursor: Iterable[dict[str, Any]]) -> Iterable[SimpleNamespace]:
     for row in cursor:
         yield SimpleNamespace(**{name: _utc(value) for name, value in row.items()})
 
@@ -77,9 +77,9 @@ EXECUTIONS_BY_ID = "SELECT * FROM executions WHERE execution_id = ANY(%s)"
 
 
 def execution_records(
-    cursor: psycopg.Cursor[dict[str, Any]], codec: PayloadCodec
+    cursor: Iterable[dict[str, Any]], codec: PayloadCodec
 ) -> dict[str, ExecutionRecord]:
-    """Execution id → record of the rows of `cursor` (a `dict_row` cursor of executions rows).
+    """Execution id → record of the rows of `cursor` (`dict_row` rows of executions).
 
     The records `Store.get_execution` returns, payloads opened by `codec`.
     """

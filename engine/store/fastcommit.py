@@ -64,7 +64,13 @@ from engine.store.records import (
     TokenStatus,
 )
 
-__all__ = ["pipelined_commit", "pipelined_commit_reading"]
+__all__ = [
+    "ONE_CALL_REFUSALS",
+    "one_call_may_commit",
+    "one_call_statement",
+    "pipelined_commit",
+    "pipelined_commit_reading",
+]
 
 # Locks the group's work rows (in id order, as the careful path does) and
 # divides by zero unless every one is leased to this worker and unexpired at
@@ -169,14 +175,9 @@ def pipelined_commit_reading(
     commit, else none: the caller reads them itself. None when the careful
     path must decide (nothing read either).
     """
-    if any(c.tokens for c in checkpoints):
+    if not one_call_may_commit(checkpoints):
         return None
-    if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
-        return None  # Map Run children, unsuccessful parents: the careful path (map_run_hook)
-    ids = sorted({c.execution_id for c in checkpoints})
-    finished = [c for c in checkpoints if c.finish is not None]
-    finished_ids = {c.execution_id for c in finished}
-    releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
+    ids, finished, releases = _parts(checkpoints)
     records: dict[str, ExecutionRecord] = {}
     while not held.without_function:
         try:
@@ -248,6 +249,77 @@ def _one_call(
     when the call answered. Raises psycopg.errors.UndefinedFunction, having
     written nothing, when the database lacks that function.
     """
+    call, params = one_call_statement(
+        checkpoints, worker_id, now, codec, held.function_version, parts=(ids, finished, releases)
+    )
+    try:
+        # One statement in autocommit: its own transaction, one round trip,
+        # no BEGIN or COMMIT of ours.
+        with held.statement() as cursor:
+            if read_back and records is not None and _can_pipeline():
+                read = _call_then_read(cursor, call, params, read_back)
+            else:
+                cursor.execute(call, params)
+                read = None
+            answer = cursor.fetchone()
+    except ONE_CALL_REFUSALS:
+        return None
+    # Only now, the call having answered: the read ran after a durable commit.
+    if read is not None and records is not None:
+        records.update(execution_records(read, codec))
+    return bool(answer and answer[0])
+
+
+# What the one call raises when it refused the group, having written nothing:
+# a collision with a recorded row, a lease not held (the function's RAISE).
+# The careful path then decides, checkpoint by checkpoint.
+ONE_CALL_REFUSALS: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.IntegrityError,
+    psycopg.errors.RaiseException,
+)
+
+
+def one_call_may_commit(checkpoints: Sequence[Checkpoint]) -> bool:
+    """Whether the one call may commit this group: no task tokens, no Map Run hook.
+
+    Groups that carry task tokens, and finishes a Map Run hooks (its
+    children, unsuccessful parents: `map_run_hook`), take the careful path.
+    """
+    if any(c.tokens for c in checkpoints):
+        return False
+    return not any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints)
+
+
+_Parts = tuple[list[str], Sequence[Checkpoint], Sequence[Checkpoint]]
+
+
+def _parts(checkpoints: Sequence[Checkpoint]) -> _Parts:
+    """The group's execution ids (sorted), its finishes, and its releases of unfinished ones."""
+    ids = sorted({c.execution_id for c in checkpoints})
+    finished = [c for c in checkpoints if c.finish is not None]
+    finished_ids = {c.execution_id for c in finished}
+    releases = [c for c in checkpoints if c.release and c.execution_id not in finished_ids]
+    return ids, finished, releases
+
+
+def one_call_statement(
+    checkpoints: Sequence[Checkpoint],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec,
+    version: int,
+    *,
+    parts: _Parts | None = None,
+) -> tuple[str, tuple[str, datetime, str]]:
+    """The group as one call of commit function `version` (2: v2, 1: v1): statement and params.
+
+    Only for a group `one_call_may_commit`. The call answers one row whose
+    one value says whether work became due now; it raises one of
+    `ONE_CALL_REFUSALS`, having written nothing, when the careful path must
+    decide. Shared by the held connection's call (`_one_call`) and the
+    event loop's (`engine/store/loopcommit.py`).
+    """
+    ids, finished, releases = _parts(checkpoints) if parts is None else parts
     events = _event_tuples(checkpoints, codec)
     batch = {
         "ids": ids,
@@ -272,24 +344,7 @@ def _one_call(
         ],
         "release": [(c.execution_id, c.release_due_at) for c in releases],
     }
-    call = _ONE_CALL[held.function_version]
-    params = (worker_id, now, _encode(batch).decode())
-    try:
-        # One statement in autocommit: its own transaction, one round trip,
-        # no BEGIN or COMMIT of ours.
-        with held.statement() as cursor:
-            if read_back and records is not None and _can_pipeline():
-                read = _call_then_read(cursor, call, params, read_back)
-            else:
-                cursor.execute(call, params)
-                read = None
-            answer = cursor.fetchone()
-    except (psycopg.errors.IntegrityError, psycopg.errors.RaiseException):
-        return None
-    # Only now, the call having answered: the read ran after a durable commit.
-    if read is not None and records is not None:
-        records.update(execution_records(read, codec))
-    return bool(answer and answer[0])
+    return _ONE_CALL[version], (worker_id, now, _encode(batch).decode())
 
 
 def _can_pipeline() -> bool:

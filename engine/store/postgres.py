@@ -3,12 +3,13 @@
 Workers are woken by LISTEN/NOTIFY (the NOTIFY rides in the transaction that
 made work due, so it arrives exactly when the work is visible), concurrent
 migrations queue on a transaction-scoped advisory lock, and a group commit
-first tries the one-round-trip pipelined path of `fastcommit.py`.
+first tries the one-round-trip pipelined path of `fastcommit.py` (on an
+asyncio engine, sent from the event loop itself: `asynccommit.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import URL, Connection, Engine
 
+from engine.store.asynccommit import LoopCommit
 from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_postgres_engine, postgres_url_with_timeouts
@@ -35,6 +37,16 @@ _LAZY_COMMIT_SQL = sa.text("SET LOCAL synchronous_commit TO OFF")
 _MIGRATION_LOCK_KEY = 0x5757_0001
 
 
+def _conninfo(url: URL) -> str:
+    """libpq's connection string for a psycopg URL of ours (its query as keywords).
+
+    libpq reads a URI's "+" literally, so the options go in as keywords.
+    """
+    base = url.set(drivername="postgresql", query={})
+    options = {k: v for k, v in url.query.items() if isinstance(v, str)}
+    return psycopg.conninfo.make_conninfo(base.render_as_string(hide_password=False), **options)
+
+
 class PostgresBackend(Backend):
     """The store's ways on PostgreSQL (psycopg 3)."""
 
@@ -49,14 +61,32 @@ class PostgresBackend(Backend):
         return engine
 
     def waker(self, parsed: URL, display_url: str, poll_interval: float) -> Waker:
-        # libpq reads a URI's "+" literally, so the options go in as keywords.
-        with_timeouts = postgres_url_with_timeouts(parsed)
-        base = with_timeouts.set(drivername="postgresql", query={})
-        options = {k: v for k, v in with_timeouts.query.items() if isinstance(v, str)}
-        conninfo = psycopg.conninfo.make_conninfo(
-            base.render_as_string(hide_password=False), **options
+        return PostgresListener(_conninfo(postgres_url_with_timeouts(parsed)), display_url)
+
+    def loop_commit(
+        self,
+        engine: Engine,
+        codec: PayloadCodec,
+        display_url: str,
+        wake_local: Callable[[], None],
+    ) -> LoopCommit | None:
+        """The group commit's one call on an event loop's own connection (`asynccommit.py`).
+
+        Its connection has the pool's settings: `engine`'s URL, which carries
+        the timeouts, keepalives and server options (`connect.py`). None for
+        an engine not ours.
+        """
+        held = self._held_for(engine)
+        if held is None:
+            return None
+        return LoopCommit(
+            engine,
+            held,
+            conninfo=_conninfo(engine.url),
+            codec=codec,
+            display_url=display_url,
+            wake_local=wake_local,
         )
-        return PostgresListener(conninfo, display_url)
 
     def insert_ignoring_duplicates(
         self, table: sa.Table, values: dict[str, Any], *, key: Sequence[str]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -59,6 +59,8 @@ from engine.store.map_runs import MapRunStore
 from engine.store.outbox import AlertStore
 from engine.store.records import (
     DEFAULT_QUEUE,
+    Checkpoint,
+    CommitResult,
     Event,
     ExecutionRecord,
     ExecutionStatus,
@@ -91,6 +93,9 @@ from engine.store.starts import StartStore
 from engine.store.tokens import TokenStore
 from engine.store.versions import VersionStore
 from engine.store.work import WorkStore
+
+if TYPE_CHECKING:
+    from engine.store.asynccommit import LoopCommit
 
 __all__ = ["HISTORY_PAGE_SIZE", "PURGE_BATCH_SIZE", "Store", "default_database_url"]
 
@@ -142,6 +147,34 @@ class Store(
     this code. Every call raises StoreUnavailable, never a driver exception,
     when the database fails.
     """
+
+    # -- the group commit from an event loop ------------------------------
+
+    def loop_commit(self) -> LoopCommit | None:
+        """The one-call group commit sent from the event loop itself; None but on PostgreSQL.
+
+        For an asyncio engine's committer (`engine/store/asynccommit.py`):
+        groups it refuses go to `commit_carefully`, groups it hands back to
+        `commit`. Opens no connection until its first commit.
+        """
+        if self.dialect != "postgresql":
+            return None
+        from engine.store.postgres import PostgresBackend
+
+        backend = self._backend
+        assert isinstance(backend, PostgresBackend)
+        return backend.loop_commit(self._engine, self._codec, self._display, self._waker.wake_local)
+
+    def commit_carefully(
+        self, checkpoints: Sequence[Checkpoint], *, worker_id: str, now: datetime
+    ) -> list[CommitResult]:
+        """`commit` on the careful path alone, which decides LEASE_LOST and CONFLICT.
+
+        For a group the one call refused (having written nothing).
+        """
+        if not checkpoints:
+            return []
+        return self._careful_commit(checkpoints, worker_id, now)
 
     # -- executions -------------------------------------------------------
 

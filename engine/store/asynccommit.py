@@ -1,0 +1,288 @@
+"""PostgreSQL's one-call group commit sent from the event loop itself, on its own connection.
+
+On asyncio every store call leaves the loop for a store thread (a queue put,
+a cold thread's wake-up, the answer handed back through the loop's
+self-pipe): a large share of a Task step when the step's one store call is
+its commit (`benchmarks/PROFILE.md`, session s8w1). `LoopCommit` sends the
+committer's groups as the very call `fastcommit` sends — the same statement
+and batch (`fastcommit.one_call_statement`), the same refusals, the same
+pipelined read-back for `commit_reading` (BEGIN, the call, COMMIT, the read,
+synced once) — on a `psycopg.AsyncConnection` the loop drives, opened lazily
+with the pool's connection settings (the same conninfo: timeouts,
+keepalives, server options; autocommit; psycopg's default prepare
+threshold, as on the pool's). Only that call moves: a group it may not
+commit (tokens, a Map Run hook, a database without the function), a group
+it finds the connection busy for, and anything while a reconnect is backing
+off are handed back untouched (`Handed.THREADS`: the store's own commit on
+its threads, as before); a refused call (a lease not held, a collision:
+nothing written) is handed to the careful path (`Handed.CAREFUL`), which
+alone decides LEASE_LOST or CONFLICT. Once sent, a call is waited for even
+if its caller is cancelled (its outcome must be known), and a connection
+that fails under it (a server restart, `pg_terminate_backend`) is dropped
+and the failure raised as the thread path raises it — `StoreUnavailable`,
+the outcome unknown, resolved as always by the replay and the unique keys;
+the next commit connects again, or after a failed connect goes to the
+threads for a backoff's while. It lets go of its connection when the pool is
+disposed (an outage, `Store.reset_connections`) and when the Engine closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+
+from engine.store import connect
+from engine.store.boundary import Backoff, mapped_errors
+from engine.store.codec import PayloadCodec
+from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
+from engine.store.fastcommit import ONE_CALL_REFUSALS, one_call_may_commit, one_call_statement
+from engine.store.pgraw import HeldConnection
+from engine.store.records import Checkpoint, CommitResult, ExecutionRecord
+
+__all__ = ["Committed", "Handed", "LoopCommit"]
+
+T = TypeVar("T")
+
+# One result per checkpoint, and the records read back with the commit.
+Committed = tuple[list[CommitResult], dict[str, ExecutionRecord]]
+
+
+class Handed(enum.Enum):
+    """Why `LoopCommit.commit` did not commit a group itself."""
+
+    # Nothing sent: commit it on the store's threads as before (`Store.commit`).
+    THREADS = "threads"
+    # Sent and refused, nothing written: the careful path decides (`Store.commit_carefully`).
+    CAREFUL = "careful"
+
+
+_Answer = tuple[Any, list[dict[str, Any]] | None]
+
+
+class LoopCommit:
+    """The group commit's one call on an AsyncConnection of the running event loop."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        held: HeldConnection,
+        *,
+        conninfo: str,
+        codec: PayloadCodec,
+        display_url: str,
+        wake_local: Callable[[], None],
+    ) -> None:
+        # The thread path's held connection: which commit function the
+        # database has (`function_version`), found out there.
+        self._held = held
+        self._conninfo = conninfo
+        self._codec = codec
+        self._display = display_url
+        self._wake_local = wake_local
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
+        self._busy = False
+        self._closed = False
+        self._disposed = False
+        self._used_at = 0.0
+        # After a failed connect, groups go to the threads until then.
+        self._down_until = 0.0
+        self._backoff = Backoff()
+        # Groups committed here (an observable for tests and benchmarks).
+        self.commits = 0
+        sa_event.listen(engine, "engine_disposed", self._on_disposed)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the open connection; None while there is none."""
+        connection = self._connection
+        return None if connection is None or connection.closed else connection.info.backend_pid
+
+    async def commit(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        read_back: Sequence[str],
+        *,
+        worker_id: str,
+        now: datetime,
+    ) -> Committed | Handed:
+        """Commit the group in one call, reading `read_back`'s records after it; or say why not.
+
+        Raises StoreUnavailable when the connection fails under the call
+        (the outcome is unknown, as on the thread path).
+        """
+        held = self._held
+        if (
+            self._closed
+            or self._busy
+            or held.without_function
+            or not checkpoints
+            or not one_call_may_commit(checkpoints)
+        ):
+            return Handed.THREADS
+        self._busy = True
+        try:
+            connection = await self._open()
+            if connection is None:
+                return Handed.THREADS
+            call, params = one_call_statement(
+                checkpoints, worker_id, now, self._codec, held.function_version
+            )
+            try:
+                with mapped_errors(self._display):
+                    answer, rows = await _sent(self._send(connection, call, params, read_back))
+            except ONE_CALL_REFUSALS:
+                return Handed.CAREFUL
+            except psycopg.errors.UndefinedFunction:
+                # Nothing written: the thread path finds out which function there is.
+                return Handed.THREADS
+            except BaseException:
+                if connection.closed or connection.broken or not _idle(connection):
+                    await self._drop()
+                raise
+        finally:
+            self._busy = False
+            self._used_at = time.monotonic()
+        self.commits += 1
+        if answer and answer[0]:
+            self._wake_local()
+        records = {} if rows is None else execution_records(rows, self._codec)
+        return [CommitResult.OK] * len(checkpoints), records
+
+    async def connect(self, worker_id: str, now: datetime) -> None:
+        """Open the connection now (an engine's start), unless it is open or in use.
+
+        And call the commit function once with an empty group (no lease to
+        check, nothing to write: a transaction that changes nothing), so the
+        server compiles it in this session then, not in the first commit.
+        Failures are left for the first commit to meet.
+        """
+        if self._busy or self._closed:
+            return
+        self._busy = True
+        try:
+            # Shielded: a connection opened must be kept (and closed at the
+            # Engine's exit), not dropped by a cancellation on its way back.
+            with anyio.CancelScope(shield=True):
+                await self._warm(worker_id, now)
+        finally:
+            self._busy = False
+            self._used_at = time.monotonic()
+
+    async def _warm(self, worker_id: str, now: datetime) -> None:
+        connection = await self._open()
+        if connection is not None and not self._held.without_function:
+            version = self._held.function_version
+            call, params = one_call_statement((), worker_id, now, self._codec, version)
+            try:
+                await _sent(self._send(connection, call, params, ()))
+            except psycopg.Error:
+                if connection.broken or not _idle(connection):
+                    await self._drop()
+
+    async def aclose(self) -> None:
+        """Close the connection; from now on every group goes to the threads."""
+        self._closed = True
+        await self._drop()
+
+    async def _open(self) -> psycopg.AsyncConnection[Any] | None:
+        """The connection, pinged if it sat idle, opened if there is none; None if it cannot be."""
+        if self._disposed:
+            self._disposed = False
+            await self._drop()
+        connection = self._connection
+        if connection is not None and (connection.closed or connection.broken):
+            await self._drop()
+            connection = None
+        if (
+            connection is not None
+            and time.monotonic() - self._used_at >= connect._PING_AFTER_IDLE_SECONDS
+        ):
+            try:
+                await _sent(connection.execute("SELECT 1"))
+            except Exception:  # any failure means this connection is unusable
+                await self._drop()
+                connection = None
+        if connection is not None:
+            return connection
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            opened: psycopg.AsyncConnection[Any] = await _sent(
+                psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            )
+        except psycopg.Error:
+            # The threads commit (and report the outage) while this backs off.
+            self._down_until = time.monotonic() + self._backoff.next_delay()
+            return None
+        self._backoff.reset()
+        self._connection, self._cursor = opened, opened.cursor()
+        return opened
+
+    async def _send(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        call: str,
+        params: tuple[Any, ...],
+        read_back: Sequence[str],
+    ) -> _Answer:
+        """The call (and the read after its COMMIT), its answer row and the rows read."""
+        cursor = self._cursor
+        assert cursor is not None
+        if not read_back or not psycopg.AsyncPipeline.is_supported():
+            await cursor.execute(call, params)
+            return await cursor.fetchone(), None
+        # As `fastcommit._call_then_read`: the call in its own transaction,
+        # committed (WAL flushed) before the server runs the read; an error
+        # in it skips the rest and raises here, the read never looked at.
+        async with connection.pipeline():
+            await connection.execute("BEGIN")
+            await cursor.execute(call, params)
+            await connection.execute("COMMIT")
+            read = connection.cursor(row_factory=dict_row)
+            await read.execute(EXECUTIONS_BY_ID, (list(read_back),))
+        return await cursor.fetchone(), await read.fetchall()
+
+    async def _drop(self) -> None:
+        connection, self._connection, self._cursor = self._connection, None, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:  # a lost connection's close has nothing to tell
+                pass
+
+    def _on_disposed(self, _engine: Engine) -> None:
+        # The pool's connections are being closed (an outage, a reset): ours
+        # goes too, at the next commit (this runs on a store thread).
+        self._disposed = True
+
+
+def _idle(connection: psycopg.AsyncConnection[Any]) -> bool:
+    return connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+async def _sent(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` to its end even if the caller is cancelled meanwhile (then re-raise).
+
+    What was sent must be answered before the connection can be used again
+    and the outcome known: as the store threads wait for a started call.
+    """
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller is gone
+        raise
