@@ -6,7 +6,9 @@ output, so a replay skips finished children entirely. A child that must
 wait long suspends without disturbing its siblings: once every child has
 finished or suspended, the parent suspends until the earliest wake-up. The
 first child failure cancels the others (AWS's fail-fast), unless the
-caller tolerates failures (Distributed Map).
+caller tolerates failures (Distributed Map). The children launched and
+not yet ended are counted on the walk (`Walk.children_running`), so that
+their checkpoints gather into one commit (`Walk.durable`).
 
 In a redriven Parallel or Map (`Frame.previous_keys`), a child that ended
 in the last attempt of an older generation is not run again: its recorded
