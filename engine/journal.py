@@ -7,7 +7,9 @@ the state through branches, iterations and attempts). When an execution
 resumes, the walk starts again from the top and every recorded step returns
 its recorded value at once; the first unrecorded step is where live work
 resumes. A state's entry row whose exit row commits with it is not
-written (`superseded_entries`): a replay reads only the exit.
+written, nor are a Map iteration's or Parallel branch's inner rows that
+commit with its end (`superseded_entries`): a replay reads only the exit
+or the end.
 
 History events are only ever produced together with a journal record and
 committed in the same transaction, so a replay never emits an event twice
@@ -315,8 +317,9 @@ class Journal:
         """Hand over what is pending for a commit and start a fresh batch.
 
         A state's entry row (``K:in``) is left out of the batch when its exit
-        row (``K:out``) is in the same batch (`superseded_entries`): every
-        event is still handed over, so the history is the same.
+        row (``K:out``) is in the same batch, and a child's inner rows when
+        its end row is (`superseded_entries`): every event is still handed
+        over, so the history is the same.
         """
         pending, self._pending = self._pending, _Pending()
         return superseded_entries(pending.journal), pending.events
@@ -324,24 +327,58 @@ class Journal:
 
 _ENTERED: Final = keys.entered("")
 _EXITED: Final = keys.exited("")
+# A child's prefix ends with "/" (`keys.iteration_prefix`, `keys.branch_prefix`);
+# its end row is the prefix plus this.
+_CHILD_END: Final = keys.child_ended("")
 
 
 def superseded_entries(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`rows` without each entry row whose state's exit row is among them.
+    """`rows` without the rows their batch makes unread.
 
-    Nothing reads an entry once its exit is durable: a replay or redrive
-    takes a state with an exit from the exit alone (`run_scope`, and a
-    redrive's older generations return on their exit first), and an entry
-    is read only for a state still in flight (`enter`, `_record_aborted`).
-    Committed in one transaction, the two are durable together or not at
-    all, so writing the entry is waste; an exit committed later than its
-    entry leaves the entry written, as before. The exit's unique key stays
-    the safety net against a second writer.
+    Two kinds: a state's entry row whose exit row is among them, and every
+    row under a child's prefix (a Map iteration, a Parallel branch: its
+    start, its states, their task records, nested children) whose end row
+    is among them. Nothing reads them once that exit or end is durable: a
+    replay or redrive takes a state with an exit from the exit alone
+    (`run_scope`, and a redrive's older generations return on their exit
+    first), a child with an end from the end alone (`run_children`, and a
+    redrive's older generations reuse an ended child's output), and an
+    entry is read only for a state still in flight (`enter`,
+    `_record_aborted`). Committed in one transaction, they are durable
+    together or not at all, so writing them is waste; an exit or end
+    committed later than the rows before it leaves those written, as
+    before. The exit's or end's unique key, and every history event's
+    (all still written), stay the safety net against a second writer.
     """
     if len(rows) < 2:
         return rows
-    exited = {key[: -len(_EXITED)] for key, _ in rows if key.endswith(_EXITED)}
-    if not exited:
+    exited: set[str] = set()
+    ended: set[str] = set()
+    for key, _ in rows:
+        if key.endswith(_EXITED):
+            exited.add(key[: -len(_EXITED)])
+        elif key.endswith(_CHILD_END) and key[-len(_CHILD_END) - 1 : -len(_CHILD_END)] == "/":
+            ended.add(key[: -len(_CHILD_END)])
+    if not exited and not ended:
         return rows
     cut = len(_ENTERED)
-    return [row for row in rows if not (row[0].endswith(_ENTERED) and row[0][:-cut] in exited)]
+    kept = []
+    for row in rows:
+        key = row[0]
+        if key.endswith(_ENTERED) and key[:-cut] in exited:
+            continue
+        if ended and _under_ended_child(key, ended):
+            continue
+        kept.append(row)
+    return kept
+
+
+def _under_ended_child(key: str, ended: set[str]) -> bool:
+    """Whether `key` lies under one of the `ended` child prefixes (other than its own end)."""
+    slash = key.find("/")
+    while slash != -1:
+        prefix = key[: slash + 1]
+        if prefix in ended and key != prefix + _CHILD_END:
+            return True
+        slash = key.find("/", slash + 1)
+    return False

@@ -34,7 +34,14 @@ from engine.clock import Clock
 from engine.committer import Committer
 from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
 from engine.sandbox import Sandbox
-from engine.store import Checkpoint, CommitConflict, CommitResult, LeaseLost, Store
+from engine.store import (
+    Checkpoint,
+    CommitConflict,
+    CommitResult,
+    LeaseLost,
+    Store,
+    StoreUnavailable,
+)
 from statemachine.errors import States, StatesError, StepwiseError
 from statemachine.jsonata import Limits
 from statemachine.model import Scope, State, StateMachine
@@ -340,6 +347,39 @@ class _Evaluating:
             raise self._frame.prefix(error) from None
 
 
+class _Gathering:
+    """One checkpoint that siblings' checkpoints joined (`Walk.durable`): its outcome, once set."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+    async def joined(self) -> None:
+        """Wait until the gathered commit's outcome is known; raise its error, if any.
+
+        Cancelled meanwhile, the outcome is still waited for (shielded), as
+        a checkpoint handed to the committer is, and the cancellation then
+        passed on: rows handed over are never left with an unknown fate.
+        """
+        try:
+            await self.done.wait()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self.done.wait()
+            raise
+        error = self.error
+        if error is None:
+            return
+        if isinstance(error, Exception):
+            raise error
+        # The gatherer left without an outcome (not an error of the commit):
+        # these rows' fate is unknown, so this activation stops here and the
+        # execution is resumed from what is durable.
+        raise StoreUnavailable("a gathered checkpoint ended without an outcome")
+
+
 @dataclass
 class Walk:
     """Everything one activation of one execution shares."""
@@ -360,6 +400,48 @@ class Walk:
     # Whether a JSONPath of this machine may read `$$` (`mentions_context`):
     # when not, JSONPath evaluation gets no context object built for it.
     reads_context: bool = True
+    # Children (Map iterations, Parallel branches) launched and not yet
+    # ended: while several are, their checkpoints gather into one (`durable`).
+    children_running: int = 0
+    _gathering: _Gathering | None = field(default=None, repr=False, compare=False)
+
+    async def durable(self) -> None:
+        """Commit what the journal recorded (`checkpoint`); return once it is durable.
+
+        Raises what the checkpoint raises (LeaseLost, CommitConflict, ...).
+        While several children walk at once, the first to ask yields once
+        before draining the journal, so the siblings ready to run record
+        their steps and join it: one commit makes all of theirs durable
+        (a Map of 100 Tasks schedules all 100 in one commit, not one and
+        then 99). A joiner returns only when that commit has succeeded, and
+        raises its error otherwise; nothing is acknowledged before it is
+        durable. A checkpoint asked for once the journal was drained opens
+        a gathering of its own.
+        """
+        if self.children_running < 2:
+            await self.checkpoint()
+            return
+        gathering = self._gathering
+        if gathering is not None:
+            await gathering.joined()
+            return
+        gathering = self._gathering = _Gathering()
+        try:
+            # Shielded: the joiners' rows ride on this commit, so its outcome
+            # must be known; a cancellation lands at this task's next await.
+            with anyio.CancelScope(shield=True):
+                await anyio.lowlevel.checkpoint()  # the ready siblings record and join
+                # Closed before the drain (which `checkpoint` does before its
+                # first await): whoever asks later is not in this commit.
+                self._gathering = None
+                await self.checkpoint()
+        except BaseException as error:
+            gathering.error = error
+            raise
+        finally:
+            if self._gathering is gathering:
+                self._gathering = None
+            gathering.done.set()
 
     @property
     def clock(self) -> Clock:
@@ -397,7 +479,7 @@ class Walk:
             return
         if remaining > self.hold_seconds:
             raise Suspend(due)
-        await self.checkpoint()
+        await self.durable()
         await self.clock.sleep_until(due)
 
     async def timer(self, frame: Frame, key: str, delay: float) -> None:

@@ -6,7 +6,9 @@ output, so a replay skips finished children entirely. A child that must
 wait long suspends without disturbing its siblings: once every child has
 finished or suspended, the parent suspends until the earliest wake-up. The
 first child failure cancels the others (AWS's fail-fast), unless the
-caller tolerates failures (Distributed Map).
+caller tolerates failures (Distributed Map). The children launched and
+not yet ended are counted on the walk (`Walk.children_running`), so that
+their checkpoints gather into one commit (`Walk.durable`).
 
 In a redriven Parallel or Map (`Frame.previous_keys`), a child that ended
 in the last attempt of an older generation is not run again: its recorded
@@ -102,7 +104,19 @@ async def run_children(
     limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency > 0 else None
     running: set[int] = set()
 
+    # Children launched and not yet ended, counted on the walk too, so that
+    # their checkpoints gather into one commit (`Walk.durable`).
+    launched = ended = 0
+
     async def one(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
+        nonlocal ended
+        try:
+            await one_child(index, child, group)
+        finally:
+            ended += 1
+            walk.children_running -= 1
+
+    async def one_child(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
         # A child either ended or failed; a failure is recorded under its own key.
         failed = frame.replay(keys.child_failed(child.prefix), frame.thread)
         if failed is not MISSING:
@@ -173,21 +187,29 @@ async def run_children(
         finally:
             limiter.release_on_behalf_of(slot)
 
-    async with anyio.create_task_group() as group:
-        for index, child in enumerate(children):
-            if limiter is None:
-                group.start_soon(one, index, child, group)
-                continue
-            # The slot is taken here, in item order, before the child starts:
-            # the scheduler's order of new tasks is not the items' order (trio
-            # randomises it), and AWS starts iterations in order under
-            # MaxConcurrency. A failure cancels this loop, so no later child starts.
-            slot = object()
-            await limiter.acquire_on_behalf_of(slot)
-            if group.cancel_scope.cancel_called:
-                limiter.release_on_behalf_of(slot)
-                break
-            group.start_soon(limited, index, child, group, slot)
+    try:
+        async with anyio.create_task_group() as group:
+            for index, child in enumerate(children):
+                if limiter is None:
+                    launched += 1
+                    walk.children_running += 1
+                    group.start_soon(one, index, child, group)
+                    continue
+                # The slot is taken here, in item order, before the child starts:
+                # the scheduler's order of new tasks is not the items' order (trio
+                # randomises it), and AWS starts iterations in order under
+                # MaxConcurrency. A failure cancels this loop, so no later child starts.
+                slot = object()
+                await limiter.acquire_on_behalf_of(slot)
+                if group.cancel_scope.cancel_called:
+                    limiter.release_on_behalf_of(slot)
+                    break
+                launched += 1
+                walk.children_running += 1
+                group.start_soon(limited, index, child, group, slot)
+    finally:
+        # A child cancelled before it began never counted itself out.
+        walk.children_running -= launched - ended
 
     if failures and (tolerate is None or not tolerate(len(failures))):
         for index in sorted(running):

@@ -70,7 +70,7 @@ async def _run(call: Call) -> Outcome:
         thread=frame.thread,
     )
     # The record of the start commits before the effect leaves the process.
-    await walk.checkpoint()
+    await walk.durable()
     call.started_at = datetime.fromisoformat(str(started))
     mocked = _mocked(call)
     if mocked is not None:

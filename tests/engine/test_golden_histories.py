@@ -41,12 +41,16 @@ def _is_summary(key: str) -> bool:
 
 
 def _droppable(key: str, journal: dict[str, Any]) -> bool:
-    """A summary the deep replay drops: a child's end, or a state's exit whose entry
-    row was recorded. A state whose exit committed with its entry has no entry row
-    (`journal.superseded_entries`); its exit is then its only record, and dropping
-    it would describe a journal no database can hold."""
+    """A summary the deep replay drops: a child's end whose inner rows were recorded,
+    or a state's exit whose entry row was recorded. A state whose exit committed
+    with its entry has no entry row, and a child whose end committed with its inner
+    rows has none of them (`journal.superseded_entries`); the exit or end is then
+    its only record, and dropping it would describe a journal no database can hold."""
     if not _is_summary(key):
         return False
+    if key.endswith("/end"):
+        prefix = key[: -len("end")]
+        return any(other.startswith(prefix) and other != key for other in journal)
     return not key.endswith(":out") or f"{key[: -len(':out')]}:in" in journal
 
 

@@ -199,3 +199,82 @@ def test_only_an_entry_whose_own_exit_is_in_the_batch_is_left_out() -> None:
         ("10:out", "f"),
     ]
     assert superseded_entries([("0:in", "a")]) == [("0:in", "a")]
+
+
+def test_a_childs_inner_rows_are_left_out_when_its_end_is_in_the_batch() -> None:
+    rows = [
+        ("0.a0.i0/0:t0:r", "a"),  # iteration 0 ends in this batch: its rows go
+        ("0.a0.i0/0:out", "b"),
+        ("0.a0.i0/1.a0.b0/0:out", "c"),  # nested: under the ended iteration too
+        ("0.a0.i0/end", "d"),
+        ("0.a0.i1/0:t0:r", "e"),  # iteration 1 has not ended: kept
+        ("0.a0.i10/0:out", "f"),  # another child, whose prefix merely starts alike
+        ("0.a0.i2/1.a0.b0/end", "g"),  # a nested branch ended, its iteration not
+        ("0.a0.i2/1.a0.b0/0:out", "h"),
+        ("0.a0.i2/1:in", "i"),
+        ("0:m0:succeeded", "j"),  # the Map's own rows are not under a child
+    ]
+    assert superseded_entries(rows) == [
+        ("0.a0.i0/end", "d"),
+        ("0.a0.i1/0:t0:r", "e"),
+        ("0.a0.i10/0:out", "f"),
+        ("0.a0.i2/1.a0.b0/end", "g"),
+        ("0.a0.i2/1:in", "i"),
+        ("0:m0:succeeded", "j"),
+    ]
+    assert superseded_entries([("execution:end", "x"), ("0:out", "y")]) == [
+        ("execution:end", "x"),
+        ("0:out", "y"),
+    ]
+
+
+MAP_OF_TASKS = {
+    "StartAt": "Fan",
+    "States": {
+        "Fan": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": "Work",
+                "States": {
+                    "Work": {"Type": "Task", "Resource": "work", "Next": "Tag"},
+                    "Tag": {"Type": "Pass", "Result": "t", "ResultPath": "$.tag", "End": True},
+                },
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_an_iteration_ending_with_its_last_steps_writes_its_end_and_the_same_history(
+    db_url: str,
+) -> None:
+    registry = Registry()
+    registry.register("work", lambda value: {"n": value * 10})
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("fan", json.dumps(MAP_OF_TASKS))
+        done = engine.wait_sync(engine.start_sync("fan", {"items": [1, 2, 3]}), timeout=60)
+        history = engine.history_sync(done)
+    assert done.status == ExecutionStatus.SUCCEEDED
+    assert json.loads(done.output or "null") == [{"n": n * 10, "tag": "t"} for n in (1, 2, 3)]
+
+    written = journal_keys(db_url, done.execution_id)
+    for index in range(3):
+        prefix = f"0.a0.i{index}/"
+        # Scheduling committed before the handler ran: those rows stay. What the
+        # iteration recorded after it (the task's result, the Pass, the Task's
+        # exit) committed with the iteration's end, which alone is written.
+        assert {k for k in written if k.startswith(prefix)} == {
+            f"{prefix}start",
+            f"{prefix}0:in",
+            f"{prefix}0:t0:s",
+            f"{prefix}end",
+        }
+    counts = Counter(e.type for e in history)
+    for kind in ("MapIterationStarted", "TaskScheduled", "TaskSucceeded", "TaskStateExited"):
+        assert counts[kind] == 3
+    assert counts["PassStateExited"] == 3
+    assert counts["MapIterationSucceeded"] == 3
+    assert [e.event_id for e in history] == list(range(1, len(history) + 1))

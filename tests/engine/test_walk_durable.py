@@ -1,0 +1,145 @@
+"""`Walk.durable`: sibling children's checkpoints gather into one, and share its fate.
+
+The checkpoint hook here is the runner's contract in small: it drains the
+journal and commits what it drained (or refuses, as a lost lease does).
+While several children walk, the first to ask yields once; whoever recorded
+meanwhile joins, returns only once that one checkpoint has succeeded, and
+raises its error when it failed; a step recorded after the drain is in a
+checkpoint of its own. With one child walking, each asks alone.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from activities import Registry
+from engine.clock import SystemClock
+from engine.journal import Journal
+from engine.states import run_state
+from engine.store import LeaseLost
+from engine.walk import Services, Walk
+from statemachine import load
+
+MACHINE = load({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}})
+
+
+class Hook:
+    """Drains the journal like the runner's checkpoint; fails when `refuse` is set."""
+
+    def __init__(self, journal: Journal, refuse: bool = False) -> None:
+        self.journal = journal
+        self.refuse = refuse
+        self.commits: list[list[str]] = []
+
+    async def __call__(self) -> None:
+        rows, _events = self.journal.drain()
+        await anyio.sleep(0.01)  # the commit's round trip
+        if self.refuse:
+            raise LeaseLost("lease lost at commit")
+        self.commits.append([key for key, _ in rows])
+
+
+def _walk(refuse: bool = False) -> tuple[Walk, Hook]:
+    clock = SystemClock()
+    journal = Journal("e", {}, last_event_id=1, clock=clock)
+    hook = Hook(journal, refuse)
+    services = Services(
+        store=None,  # type: ignore[arg-type]  # these walks read no store
+        run_db=None,  # type: ignore[arg-type]
+        committer=None,  # type: ignore[arg-type]
+        clock=clock,
+        registry=Registry(),
+        worker_id="w",
+        run_state=run_state,
+    )
+    walk = Walk(
+        machine=MACHINE,
+        journal=journal,
+        services=services,
+        execution_id="e",
+        execution_name="e",
+        machine_id="m",
+        machine_name="m",
+        execution_input={},
+        start_time=datetime.now(UTC),
+        checkpoint=hook,
+        random_source=random.random,
+    )
+    return walk, hook
+
+
+async def _children(walk: Walk, names: list[str], outcome: dict[str, str]) -> None:
+    walk.children_running = len(names)
+
+    async def child(name: str) -> None:
+        walk.journal.record(name, name)
+        try:
+            await walk.durable()
+        except LeaseLost:
+            outcome[name] = "lease lost"
+            return
+        committed = {key for keys in hook_commits(walk) for key in keys}
+        outcome[name] = "durable" if name in committed else "not durable"
+
+    async with anyio.create_task_group() as group:
+        for name in names:
+            group.start_soon(child, name)
+
+
+def hook_commits(walk: Walk) -> list[list[str]]:
+    hook = walk.checkpoint
+    assert isinstance(hook, Hook)
+    return hook.commits
+
+
+@pytest.mark.anyio
+async def test_siblings_checkpoints_gather_into_one_and_each_returns_once_it_is_durable() -> None:
+    walk, hook = _walk()
+    outcome: dict[str, str] = {}
+    await _children(walk, ["a", "b", "c"], outcome)
+    assert [sorted(keys) for keys in hook.commits] == [["a", "b", "c"]]  # trio shuffles
+    assert outcome == {"a": "durable", "b": "durable", "c": "durable"}
+
+
+@pytest.mark.anyio
+async def test_every_joiner_raises_the_gathered_checkpoints_error() -> None:
+    walk, _hook = _walk(refuse=True)
+    outcome: dict[str, str] = {}
+    await _children(walk, ["a", "b", "c"], outcome)
+    assert outcome == {"a": "lease lost", "b": "lease lost", "c": "lease lost"}
+
+
+@pytest.mark.anyio
+async def test_a_step_recorded_after_the_drain_gets_a_checkpoint_of_its_own() -> None:
+    walk, hook = _walk()
+    walk.children_running = 2
+    late: list[str] = []
+
+    async def first() -> None:
+        walk.journal.record("a", 1)
+        await walk.durable()
+
+    async def second() -> None:
+        await anyio.sleep(0.002)  # after the first checkpoint drained, before it committed
+        walk.journal.record("b", 2)
+        await walk.durable()
+        late.append("b")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        group.start_soon(second)
+    assert hook.commits == [["a"], ["b"]]
+    assert late == ["b"]
+
+
+@pytest.mark.anyio
+async def test_a_lone_child_checkpoints_without_waiting_for_siblings() -> None:
+    walk, hook = _walk()
+    walk.children_running = 1
+    walk.journal.record("a", 1)
+    await walk.durable()
+    assert hook.commits == [["a"]]
