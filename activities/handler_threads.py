@@ -103,10 +103,12 @@ class LoopThreads:
         self._backlog: deque[ThreadCall] = deque()
         # The idle threads' inboxes, the most recently idle last (taken first).
         self._idle: list[queue.SimpleQueue[ThreadCall | None]] = []
-        # Calls finished and not yet matched by a new call: while positive, a
-        # thread is (or is about to be) free, so a new call asks for no new
-        # thread — a burst of short calls that the running threads keep up
-        # with (the GIL runs them one at a time anyway) gets no thread per call.
+        # Calls finished and not yet matched by a new call or by the backlog
+        # call their thread took next: never more than the threads idle or
+        # between calls, so while positive a thread is (or is about to be)
+        # free, and a new call asks for no new thread — a burst of short
+        # calls that the running threads keep up with (the GIL runs them one
+        # at a time anyway) gets no thread per call.
         self._finished = 0
         # Guards the backlog, the idle stack, the thread count and each
         # call's started/cancelled decision.
@@ -229,6 +231,12 @@ class LoopThreads:
         """
         with self._lock:
             if self._backlog:
+                # This thread's own finish is spent on the call it takes: a
+                # credit counts only threads idle or between calls (else,
+                # left over from a burst, it would park calls in the backlog
+                # behind long-running ones while slots are free).
+                if self._finished > 0:
+                    self._finished -= 1
                 return self._backlog.popleft()
             if self._closed:
                 return None

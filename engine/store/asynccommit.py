@@ -142,9 +142,11 @@ class LoopCommit:
                 with mapped_errors(self._display):
                     answer, rows = await _sent(self._send(connection, call, params, read_back))
             except ONE_CALL_REFUSALS:
+                await self._restore(connection)
                 return Handed.CAREFUL
             except psycopg.errors.UndefinedFunction:
                 # Nothing written: the thread path finds out which function there is.
+                await self._restore(connection)
                 return Handed.THREADS
             except BaseException:
                 if connection.closed or connection.broken or not _idle(connection):
@@ -252,6 +254,22 @@ class LoopCommit:
             read = connection.cursor(row_factory=dict_row)
             await read.execute(EXECUTIONS_BY_ID, (list(read_back),))
         return await cursor.fetchone(), await read.fetchall()
+
+    async def _restore(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """After a refused call: the session out of its failed transaction, or dropped.
+
+        A refusal inside the read-back's explicit transaction (BEGIN, call,
+        COMMIT, read) leaves the session in a failed transaction; the next
+        group sent on it would fail on that, not on its own rows. As the
+        thread path's held connection rolls back after any error.
+        """
+        if connection.closed or connection.broken:
+            await self._drop()
+        elif not _idle(connection):
+            try:
+                await _sent(connection.rollback())
+            except Exception:  # whatever is wrong with it, a new connection will do
+                await self._drop()
 
     async def _drop(self) -> None:
         connection, self._connection, self._cursor = self._connection, None, None

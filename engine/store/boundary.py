@@ -20,6 +20,7 @@ mapped here: each caller decides what a collision means.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 from collections.abc import Iterator
@@ -149,6 +150,10 @@ def mapped_errors(display_url: str, *, doing: str = "") -> Iterator[None]:
 
 
 _JITTER = random.Random()
+# A forked child (a pre-forking server that imported the engine first) draws
+# its own jitter, not its parent's sequence: workers retry apart, not in step.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_JITTER.seed)
 
 
 @dataclass

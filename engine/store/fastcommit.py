@@ -317,7 +317,7 @@ def one_call_statement(
     one value says whether work became due now; it raises one of
     `ONE_CALL_REFUSALS`, having written nothing, when the careful path must
     decide. Shared by the held connection's call (`_one_call`) and the
-    event loop's (`engine/store/loopcommit.py`).
+    event loop's (`engine/store/asynccommit.py`).
     """
     ids, finished, releases = _parts(checkpoints) if parts is None else parts
     events = _event_tuples(checkpoints, codec)

@@ -154,3 +154,42 @@ def test_calls_handed_over_before_close_still_run_and_none_after() -> None:
     for thread in _pool_threads():
         thread.join(timeout=10)
     assert _pool_threads() == []
+
+
+def test_a_call_behind_long_running_ones_gets_a_free_slot_after_a_burst() -> None:
+    # A burst of short calls that one thread keeps up with leaves no credit
+    # behind: once every running thread is in a long call (a handler that
+    # runs for minutes), the next call gets a thread of its own — it does
+    # not wait in the backlog for a long call to end while slots are free.
+    pool = LoopThreads(40, name=NAME, what="test threads")
+    release = threading.Event()
+
+    async def main() -> str:
+        # Fewer calls than the bound: whatever threads the burst starts, a slot stays free.
+        burst = [pool.submit(lambda: sum(range(2000))) for _ in range(30)]
+        for call in burst:
+            await call.future
+        while pool.idle_threads < pool.threads:  # the burst's threads all idle again
+            await anyio.sleep(0.001)
+        await anyio.sleep(0.2)  # the spawner done with the burst's requests too
+        longs = [pool.submit(lambda: release.wait(60)) for _ in range(pool.threads)]
+        while pool.idle_threads:  # every thread in a long call
+            await anyio.sleep(0.001)
+        try:
+            with anyio.fail_after(30):  # a bound on starvation, not a speed figure
+                quick: str = await pool.submit(lambda: "quick").future
+            assert not release.is_set()  # answered while every long call still runs
+        finally:
+            release.set()
+        for call in longs:
+            await call.future
+        return quick
+
+    try:
+        assert anyio.run(main) == "quick"
+    finally:
+        release.set()
+        pool.close()
+    for thread in _pool_threads():
+        thread.join(timeout=10)
+    assert _pool_threads() == []

@@ -365,3 +365,36 @@ def test_the_loop_connection_killed_in_use_fails_one_commit_then_recovers(
         assert store.load("e-c").journal == {"k1": "1", "k2": "1"}
     finally:
         store.close()
+
+
+def test_a_refused_finishing_commit_leaves_the_loop_connection_fit_for_the_next(
+    postgres_url: str,
+) -> None:
+    # A finishing commit someone waits on is sent as BEGIN, call, COMMIT and
+    # the read-back; refused inside that transaction (a lease lost), the
+    # session must not carry the failed transaction into the next group,
+    # which belongs to other executions and must commit as if nothing happened.
+    store = _prepared(postgres_url, fast=True)
+    try:
+        committer = _committer(store)
+        on_loop = committer.on_loop
+        assert on_loop is not None
+
+        async def scenario() -> tuple[CommitResult, CommitResult, CommitResult]:
+            try:
+                first = await committer.commit(_step("e-c", 1))
+                assert store.claim_execution(
+                    "e-b", "other", lease_seconds=60, now=T0 + timedelta(minutes=2)
+                )
+                lost, _record = await committer.commit_reading(_finish("e-b"))
+                after = await committer.commit(_step("e-c", 2))
+                return first, lost, after
+            finally:
+                await on_loop.aclose()
+
+        first, lost, after = _on_asyncio(scenario)
+        assert (first, lost, after) == (CommitResult.OK, CommitResult.LEASE_LOST, CommitResult.OK)
+        assert on_loop.commits == 2  # the step after the refusal went out on the loop too
+        assert [e.event_id for e in store.history("e-c")] == [1, 2, 3]
+    finally:
+        store.close()
