@@ -37,3 +37,12 @@ def test_no_time_and_a_naive_time_are_handled_as_the_careful_path_does() -> None
     assert fast(None) is None
     with pytest.raises(ValueError, match="naive"):
         fast(datetime(2026, 12, 2))
+
+
+def test_sqlite_takes_the_fast_formatter_not_the_fallback() -> None:
+    # The shortcut is checked against SQLAlchemy's processor on sample times
+    # and dropped when they disagree; on SQLite (what the raw paths serve)
+    # they agree, so the formatter in use must be the shortcut itself.
+    fast = utc_time_processor(sqlite.dialect())
+    assert fast is not UTCDateTime()._cached_bind_processor(sqlite.dialect())
+    assert fast.__name__ == "formatted"
