@@ -34,6 +34,11 @@ from engine.store.tables import (
 __all__ = ["MIGRATIONS"]
 
 
+def _create_index_if_missing(conn: Connection, index: sa.Index) -> None:
+    """CREATE INDEX IF NOT EXISTS (both backends): what `checkfirst=True` does, unreflected."""
+    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+
+
 def _migration_1(conn: Connection) -> None:
     """Create the first schema: machines, executions, history, journal, timers, tokens, queue."""
     frozen = sa.MetaData()
@@ -61,7 +66,7 @@ def _migration_4(conn: Connection) -> None:
     """Add ix_executions_start_id so each page of ListExecutions is an index range scan."""
     frozen = sa.MetaData()
     define_v1(frozen)
-    define_executions_newest_first_index(frozen).create(conn, checkfirst=True)
+    _create_index_if_missing(conn, define_executions_newest_first_index(frozen))
 
 
 def _migration_queues(conn: Connection) -> None:
@@ -76,14 +81,14 @@ def _migration_queues(conn: Connection) -> None:
         )
     frozen = sa.MetaData()
     define_v1(frozen)
-    define_queues(frozen).create(conn, checkfirst=True)
+    _create_index_if_missing(conn, define_queues(frozen))
 
 
 def _migration_6(conn: Connection) -> None:
     """Add ix_executions_stop_date so each purge batch is an index range scan, not a table scan."""
     frozen = sa.MetaData()
     define_v1(frozen)
-    define_retention_index(frozen).create(conn, checkfirst=True)
+    _create_index_if_missing(conn, define_retention_index(frozen))
 
 
 def _migration_redrive(conn: Connection) -> None:
