@@ -162,3 +162,59 @@ def test_a_run_on_sqlite_loads_no_optional_feature(sqlite_url: str) -> None:
         if module == name or module.startswith(name + ".")
     }
     assert not UNUSED_ENGINE_FEATURES & loaded
+
+
+# A fresh interpreter opens the store at argv[1] (migrating it when it is
+# behind) and prints whether it imported the migrations' module, and whether
+# that module is still alive afterwards (in sys.modules or anywhere in the heap).
+OPEN_AND_WATCH = """
+import gc, sys
+
+imported = []
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        imported.append(name)
+        return None
+
+sys.meta_path.insert(0, Watch())
+from engine.store import Store
+from engine.store.schema import SCHEMA_VERSION
+
+store = Store(sys.argv[1])
+assert store.schema_version() == SCHEMA_VERSION
+alive = "engine.store.migrations" in sys.modules or any(
+    isinstance(o, type(sys)) and o.__name__ == "engine.store.migrations" for o in gc.get_objects()
+)
+store.close()
+print("engine.store.migrations" in imported, alive)
+"""
+
+
+def _open_and_watch(url: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_WATCH, url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_migrations_load_only_to_migrate_and_are_released_after(db_url: str) -> None:
+    # A fresh database: the store migrates it to the current version, then
+    # drops the migrations' module (nothing keeps its code for the run).
+    assert _open_and_watch(db_url) == "True False"
+    # A migrated database: the process never imports the migrations.
+    assert _open_and_watch(db_url) == "False False"
+
+
+def test_the_schema_version_is_the_last_migrations_number() -> None:
+    from engine.store.migrations import MIGRATIONS
+    from engine.store.schema import SCHEMA_VERSION
+
+    versions = [version for version, _description, _step in MIGRATIONS]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    assert versions[-1] == SCHEMA_VERSION

@@ -1,6 +1,6 @@
 """PostgreSQL functions that migrations create, from migration 15 on, frozen as applied.
 
-`schema.py` holds the numbered migrations; the text of a PL/pgSQL function
+`migrations.py` holds the numbered migrations; the text of a PL/pgSQL function
 one of them creates is long, so from migration 15 on it lives here, kept
 exactly as applied: a change is a new function under a new name, created by
 a new migration (the function before it stays defined, for processes that
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["COMMIT_FUNCTION_V2"]
 
-# Migration 15's function: `stepwise_commit_v1` (schema.py) with the same
+# Migration 15's function: `stepwise_commit_v1` (migrations.py) with the same
 # contract, arguments, answer and order of work, reading the batch as `jsonb`
 # instead of `json`. A `json` value is text: each `->>` re-parses its element
 # from the start, so reading six columns of a row parsed it six times over
