@@ -347,6 +347,10 @@ class _Evaluating:
             raise self._frame.prefix(error) from None
 
 
+class _Abandoned(Exception):
+    """A gathering whose first sibling was cancelled before it drained anything."""
+
+
 class _Gathering:
     """One checkpoint that siblings' checkpoints joined (`Walk.durable`): its outcome, once set."""
 
@@ -418,25 +422,43 @@ class Walk:
         durable. A checkpoint asked for once the journal was drained opens
         a gathering of its own.
         """
-        if self.children_running < 2:
-            await self.checkpoint()
+        while True:
+            if self.children_running < 2:
+                await self.checkpoint()
+                return
+            gathering = self._gathering
+            if gathering is not None:
+                try:
+                    await gathering.joined()
+                except _Abandoned:
+                    continue  # nothing was drained: ask again (this one may gather)
+                return
+            await self._gather()
             return
-        gathering = self._gathering
-        if gathering is not None:
-            await gathering.joined()
-            return
+
+    async def _gather(self) -> None:
+        """`durable` for the first sibling to ask: yield once, then commit for all who joined."""
         gathering = self._gathering = _Gathering()
         try:
-            # Shielded: the joiners' rows ride on this commit, so its outcome
-            # must be known; a cancellation lands at this task's next await.
-            with anyio.CancelScope(shield=True):
+            try:
+                # Not shielded: a walk cancelled here (a worker stopping, a
+                # lease lost) commits nothing for it — what its cancelled
+                # siblings record as they unwind (`_record_aborted`) must not
+                # ride a commit, but go with the runner's finish or vanish.
                 await anyio.lowlevel.checkpoint()  # the ready siblings record and join
+            except anyio.get_cancelled_exc_class():
+                gathering.error = _Abandoned()
+                raise
+            # Shielded from here: the joiners' rows ride on this commit, so
+            # its outcome must be known; a cancellation lands at the next await.
+            with anyio.CancelScope(shield=True):
                 # Closed before the drain (which `checkpoint` does before its
                 # first await): whoever asks later is not in this commit.
                 self._gathering = None
                 await self.checkpoint()
         except BaseException as error:
-            gathering.error = error
+            if gathering.error is None:
+                gathering.error = error
             raise
         finally:
             if self._gathering is gathering:

@@ -41,7 +41,7 @@ def _is_summary(key: str) -> bool:
 
 
 def _droppable(key: str, journal: dict[str, Any]) -> bool:
-    """A summary the deep replay drops: a child's end whose inner rows were recorded,
+    """A summary the deep replay drops: a child's end whose inner record is complete,
     or a state's exit whose entry row was recorded. A state whose exit committed
     with its entry has no entry row, and a child whose end committed with its inner
     rows has none of them (`journal.superseded_entries`); the exit or end is then
@@ -50,7 +50,15 @@ def _droppable(key: str, journal: dict[str, Any]) -> bool:
         return False
     if key.endswith("/end"):
         prefix = key[: -len("end")]
-        return any(other.startswith(prefix) and other != key for other in journal)
+        inner = [other for other in journal if other.startswith(prefix) and other != key]
+        # Complete: every state entered under it exited, every child started ended.
+        # A child's scheduling rows (durable before its handler ran) outlive the
+        # rest of its record when its end superseded them.
+        return bool(inner) and all(
+            (not other.endswith(":in") or f"{other[: -len(':in')]}:out" in journal)
+            and (not other.endswith("/start") or f"{other[: -len('start')]}end" in journal)
+            for other in inner
+        )
     return not key.endswith(":out") or f"{key[: -len(':out')]}:in" in journal
 
 

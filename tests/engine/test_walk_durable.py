@@ -143,3 +143,72 @@ async def test_a_lone_child_checkpoints_without_waiting_for_siblings() -> None:
     walk.journal.record("a", 1)
     await walk.durable()
     assert hook.commits == [["a"]]
+
+
+@pytest.mark.anyio
+async def test_a_walk_cancelled_as_a_sibling_gathers_commits_no_abort_rows() -> None:
+    # A worker stopping while one iteration is ready to checkpoint and a
+    # sibling waits on a long call: the sibling records its abort as it
+    # unwinds (as `_record_aborted` does). Those rows must not ride a
+    # commit — they go with the runner's finish or vanish with the stop —
+    # so the gathering sibling, cancelled in its yield, commits nothing.
+    walk, hook = _walk()
+    walk.children_running = 2
+    ready = anyio.Event()
+
+    async def scheduling() -> None:
+        await ready.wait()
+        walk.journal.record("i0/1:t0:s", "scheduled")
+        await walk.durable()
+
+    async def waiting() -> None:
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            walk.journal.record("i1/0:aborted", "TaskStateAborted")
+            raise
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduling)
+        group.start_soon(waiting)
+        await anyio.sleep(0.05)
+        ready.set()  # the iteration is ready to run ...
+        group.cancel_scope.cancel()  # ... as the worker stops
+    assert all("i1/0:aborted" not in keys for keys in hook.commits), hook.commits
+
+
+@pytest.mark.anyio
+async def test_joiners_of_an_abandoned_gathering_checkpoint_again() -> None:
+    # The first sibling to ask is cancelled alone (its own scope) before it
+    # drained anything: the siblings that joined it are not cancelled, so
+    # they checkpoint again and return only once their rows are durable.
+    walk, hook = _walk()
+    walk.children_running = 3
+    outcome: dict[str, str] = {}
+
+    scope = anyio.CancelScope()
+    gathering = anyio.Event()
+
+    async def first() -> None:
+        with scope:
+            walk.journal.record("a", 1)
+            gathering.set()
+            await walk.durable()  # yields: the joiners join, then the cancel lands
+        outcome["a"] = "cancelled"
+
+    async def joiner(name: str) -> None:
+        await gathering.wait()
+        walk.journal.record(name, name)
+        if name == "b":
+            scope.cancel()  # lands when the first sibling's yield ends
+        await walk.durable()
+        committed = {key for keys in hook.commits for key in keys}
+        outcome[name] = "durable" if name in committed else "not durable"
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        group.start_soon(joiner, "b")
+        group.start_soon(joiner, "c")
+    assert outcome == {"a": "cancelled", "b": "durable", "c": "durable"}
+    # The rows were committed by a joiner's own gathering, once.
+    assert sorted(key for keys in hook.commits for key in keys) == ["a", "b", "c"]
