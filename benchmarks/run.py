@@ -381,6 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--peers runs on PostgreSQL: add --backend postgres")
     if args.child:
         return _child(args)
+    from benchmarks.startup import compile_project
+
+    compile_project()
     if args.workload == "all":
         workloads = list(WORKLOADS)
     elif args.workload == "startup":

@@ -18,6 +18,7 @@ child's `ru_maxrss`, so the measuring process imports nothing of Stepwise.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -102,8 +103,22 @@ def format_startup(startup: Startup) -> str:
     )
 
 
+def compile_project() -> None:
+    """Write the project's bytecode before anything is measured, as an installed package has it.
+
+    A user's Stepwise runs from compiled bytecode (a wheel's install writes
+    it). Under ``PYTHONDONTWRITEBYTECODE`` — set in some shells and CI
+    images — an editable checkout never caches it, and every measured
+    process would compile the engine's sources again: +0.1 s on
+    `stepwise run`, and the compiler's memory in the peak RSS.
+    """
+    for package in ("engine", "activities", "statemachine", "benchmarks"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
+
 def main() -> int:
     """Print one STARTUP line per command."""
+    compile_project()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
