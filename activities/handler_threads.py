@@ -37,6 +37,7 @@ import contextvars
 import functools
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -61,6 +62,9 @@ T = TypeVar("T")
 MAX_THREADS = 40
 # Each thread's name starts with this (a stopping worker looks for them by name).
 THREAD_NAME = "stepwise handler"
+# How long a call may wait in the backlog on a finished call's credit before
+# the spawner gives it a thread of its own (`LoopThreads._watch`).
+PATIENCE = 0.02
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -76,7 +80,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 class ThreadCall:
     """One call handed to the threads: its answer's future, and whether a thread started it."""
 
-    __slots__ = ("context", "fn", "future", "loop", "started")
+    __slots__ = ("context", "fn", "future", "loop", "queued_at", "started")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]
@@ -86,6 +90,7 @@ class ThreadCall:
         self.context = contextvars.copy_context()
         self.fn = fn
         self.started = False
+        self.queued_at = time.monotonic()
 
 
 class LoopThreads:
@@ -103,12 +108,14 @@ class LoopThreads:
         self._backlog: deque[ThreadCall] = deque()
         # The idle threads' inboxes, the most recently idle last (taken first).
         self._idle: list[queue.SimpleQueue[ThreadCall | None]] = []
-        # Calls finished and not yet matched by a new call or by the backlog
-        # call their thread took next: never more than the threads idle or
-        # between calls, so while positive a thread is (or is about to be)
-        # free, and a new call asks for no new thread — a burst of short
-        # calls that the running threads keep up with (the GIL runs them one
-        # at a time anyway) gets no thread per call.
+        # Calls finished and not yet matched by a new call: while positive, a
+        # thread is (or is about to be) free, so a new call asks for no new
+        # thread — a burst of short calls that the running threads keep up
+        # with (the GIL runs them one at a time anyway) gets no thread per
+        # call. A guess, not a count: left over from a burst, it may promise
+        # a thread that is in a long call, so such a call is also watched
+        # (`_watch`): still waiting after `PATIENCE`, it gets a thread.
+        self._watching = False
         self._finished = 0
         # Guards the backlog, the idle stack, the thread count and each
         # call's started/cancelled decision.
@@ -116,8 +123,9 @@ class LoopThreads:
         self._threads: list[threading.Thread] = []
         # Threads asked for (started or not yet), at most `max_threads`.
         self._spawned = 0
-        # True: start one more thread; False: stop. Read by the spawner thread.
-        self._spawns: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        # True: start one more thread; None: watch the backlog (`_watch`);
+        # False: stop. Read by the spawner thread.
+        self._spawns: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
         self._closed = False
 
@@ -148,7 +156,12 @@ class LoopThreads:
                 return call
             self._backlog.append(call)
             if free:
-                return call  # a thread that just finished a call takes it from the backlog
+                # A thread that just finished a call takes it from the
+                # backlog — unless the credit was stale: watched meanwhile.
+                if not self._watching and self._has_spawner():
+                    self._watching = True
+                    self._spawns.put(None)
+                return call
             if self._spawned == 0:
                 # The first thread is started here, so a call never waits for
                 # the spawner (`Thread.start` blocks until the thread runs).
@@ -160,23 +173,25 @@ class LoopThreads:
                     self._backlog.pop()
                     raise
                 self._spawned = 1
-            elif self._spawned < self.max_threads:
-                if self._spawner is None:
-                    # The only other thread start the loop waits for: the
-                    # spawner starts the rest while the loop goes on.
-                    spawner = threading.Thread(
-                        target=self._spawn_threads, name=f"{self._name} spawner"
-                    )
-                    try:
-                        spawner.start()
-                    except RuntimeError:  # no thread to be had now: the running ones serve
-                        pass
-                    else:
-                        self._spawner = spawner
-                if self._spawner is not None:  # counted only once asked of a spawner
-                    self._spawned += 1
-                    self._spawns.put(True)
+            elif self._spawned < self.max_threads and self._has_spawner():
+                self._spawned += 1  # counted only once asked of a spawner
+                self._spawns.put(True)
         return call
+
+    def _has_spawner(self) -> bool:
+        """Whether the spawner runs, started now if not (under the lock).
+
+        The only other thread start the loop waits for: the spawner starts
+        the rest while the loop goes on.
+        """
+        if self._spawner is None:
+            spawner = threading.Thread(target=self._spawn_threads, name=f"{self._name} spawner")
+            try:
+                spawner.start()
+            except RuntimeError:  # no thread to be had now: the running ones serve
+                return False
+            self._spawner = spawner
+        return True
 
     def prestart(self) -> None:
         """Have the first thread started now, off the loop (for an owner about to submit calls).
@@ -206,7 +221,13 @@ class LoopThreads:
 
     def _spawn_threads(self) -> None:
         """Start the threads `submit` asked for, off the loop, until `close`."""
-        while self._spawns.get():
+        while True:
+            ask = self._spawns.get()
+            if ask is None:
+                self._watch()
+                continue
+            if not ask:
+                return
             with self._lock:
                 if self._closed:
                     return
@@ -224,6 +245,33 @@ class LoopThreads:
                     self._threads.remove(thread)
                     self._spawned -= 1
 
+    def _watch(self) -> None:
+        """Start threads for calls left in the backlog longer than `PATIENCE` (the spawner's).
+
+        A call queued on a finished call's credit waits for that thread to
+        come back; when the credit was left over from a burst and every
+        thread is in a long call, nothing would come back soon while slots
+        are free. Checked every `PATIENCE` while calls wait, never otherwise.
+        """
+        while True:
+            time.sleep(PATIENCE)
+            with self._lock:
+                if self._closed or not self._backlog or self._spawned >= self.max_threads:
+                    self._watching = False
+                    return
+                if time.monotonic() - self._backlog[0].queued_at < PATIENCE:
+                    continue
+                self._spawned += 1
+                thread = self._start_thread()
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had now: the running ones serve
+                with self._lock:
+                    self._threads.remove(thread)
+                    self._spawned -= 1
+                    self._watching = False
+                return
+
     def _next_call(self, inbox: queue.SimpleQueue[ThreadCall | None]) -> ThreadCall | None:
         """The backlog's oldest call, else (idle, on top of the stack) the next one handed over.
 
@@ -231,12 +279,6 @@ class LoopThreads:
         """
         with self._lock:
             if self._backlog:
-                # This thread's own finish is spent on the call it takes: a
-                # credit counts only threads idle or between calls (else,
-                # left over from a burst, it would park calls in the backlog
-                # behind long-running ones while slots are free).
-                if self._finished > 0:
-                    self._finished -= 1
                 return self._backlog.popleft()
             if self._closed:
                 return None

@@ -157,10 +157,11 @@ def test_calls_handed_over_before_close_still_run_and_none_after() -> None:
 
 
 def test_a_call_behind_long_running_ones_gets_a_free_slot_after_a_burst() -> None:
-    # A burst of short calls that one thread keeps up with leaves no credit
-    # behind: once every running thread is in a long call (a handler that
-    # runs for minutes), the next call gets a thread of its own — it does
-    # not wait in the backlog for a long call to end while slots are free.
+    # A burst of short calls that one thread keeps up with leaves finished
+    # calls' credit behind; once every running thread is in a long call (a
+    # handler that runs for minutes), the next call queued on that credit is
+    # watched and gets a thread of its own — it does not wait in the backlog
+    # for a long call to end while slots are free.
     pool = LoopThreads(40, name=NAME, what="test threads")
     release = threading.Event()
 
