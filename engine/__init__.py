@@ -8,9 +8,8 @@ from the command line. The public names below are loaded on first use
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from engine.lazy import lazy_names
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.api import Engine
@@ -38,4 +37,14 @@ _HOME = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -12,9 +12,7 @@ dependencies load when used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from engine.lazy import lazy_names
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.cli.serve import serve
@@ -31,4 +29,10 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.http' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -11,9 +11,9 @@ finds no schedule due never imports them (nor zoneinfo).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from engine.lazy import lazy_names
 from engine.scheduling.scheduler import (
     DEFAULT_CATCHUP_WINDOW,
     OVERLAP_POLICIES,
@@ -61,4 +61,14 @@ _HOME = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'engine.scheduling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
