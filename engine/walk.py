@@ -42,6 +42,7 @@ from engine.store import (
     Store,
     StoreUnavailable,
 )
+from engine.store.boundary import fault_of
 from statemachine.errors import States, StatesError, StepwiseError
 from statemachine.jsonata import Limits
 from statemachine.model import Scope, State, StateMachine
@@ -56,6 +57,7 @@ __all__ = [
     "Walk",
     "commit_error",
     "is_poison",
+    "is_unstorable",
     "run_scope",
     "unexpected",
 ]
@@ -526,12 +528,28 @@ def is_poison(error: BaseException) -> bool:
 
     Poison is any exception that is neither ASL's (StatesError), nor the
     engine's own signals and infrastructure errors (Suspend, StepwiseError:
-    lease lost, store unavailable, nondeterminism), nor a cancellation; an
-    exception group is poison only when everything in it is.
+    lease lost, store unavailable, nondeterminism), nor a cancellation, nor
+    a driver error (`boundary.fault_of`: one that escaped the boundary
+    unmapped is still the store's, or a refusal of data, `is_unstorable`);
+    an exception group is poison only when everything in it is.
     """
     if isinstance(error, BaseExceptionGroup):
         return all(is_poison(inner) for inner in error.exceptions)
-    return isinstance(error, Exception) and not isinstance(error, Suspend | StepwiseError)
+    if not isinstance(error, Exception) or isinstance(error, Suspend | StepwiseError):
+        return False
+    return fault_of(error) is None
+
+
+def is_unstorable(error: BaseException) -> bool:
+    """Whether the database refused this execution's data (`boundary.fault_of`), grouped or not.
+
+    Not poison inside the walk (no state's failure: what the walk recorded
+    since its last commit is not durable), but the activation's: the
+    execution is reloaded and, after its strikes, failed (`runner._poisoned`).
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return bool(error.exceptions) and all(is_unstorable(e) for e in error.exceptions)
+    return fault_of(error) == "data"
 
 
 def unexpected(error: BaseException) -> StatesError:
