@@ -40,7 +40,6 @@ from engine.store import (
     CommitResult,
     LeaseLost,
     Store,
-    StoreUnavailable,
 )
 from engine.store.boundary import fault_of
 from statemachine.errors import States, StatesError, StepwiseError
@@ -350,7 +349,11 @@ class _Evaluating:
 
 
 class _Abandoned(Exception):
-    """A gathering whose first sibling was cancelled before it drained anything."""
+    """A gathering whose first sibling left without committing: its joiners checkpoint again.
+
+    Cancelled before it drained anything, or ended mid-commit by something
+    other than the commit's error (its rows then put back: `Walk._gather`).
+    """
 
 
 class _Gathering:
@@ -376,14 +379,8 @@ class _Gathering:
                 await self.done.wait()
             raise
         error = self.error
-        if error is None:
-            return
-        if isinstance(error, Exception):
+        if error is not None:
             raise error
-        # The gatherer left without an outcome (not an error of the commit):
-        # these rows' fate is unknown, so this activation stops here and the
-        # execution is resumed from what is durable.
-        raise StoreUnavailable("a gathered checkpoint ended without an outcome")
 
 
 @dataclass
@@ -453,11 +450,25 @@ class Walk:
                 raise
             # Shielded from here: the joiners' rows ride on this commit, so
             # its outcome must be known; a cancellation lands at the next await.
+            batch = self.journal.next_batch()
             with anyio.CancelScope(shield=True):
                 # Closed before the drain (which `checkpoint` does before its
                 # first await): whoever asks later is not in this commit.
                 self._gathering = None
-                await self.checkpoint()
+                try:
+                    await self.checkpoint()
+                except Exception:
+                    raise
+                except BaseException:
+                    # Not the commit's error but this task's own end (asyncio's
+                    # own Task.cancel, which no shield holds back, or an
+                    # interrupt): the outcome is lost with it. The rows go back
+                    # in the journal and the joiners checkpoint them again (the
+                    # unique keys refuse them if they were committed); this
+                    # task's cancellation propagates as a cancellation.
+                    self.journal.restore(batch)
+                    gathering.error = _Abandoned()
+                    raise
         except BaseException as error:
             if gathering.error is None:
                 gathering.error = error
