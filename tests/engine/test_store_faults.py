@@ -7,17 +7,21 @@ while a switch is on) ends the activation as an outage does: the execution
 is retried and, once the fault is gone, succeeds with nothing recorded lost.
 An error about the data (SQLSTATE 22P05, a character the database cannot
 store) fails only the execution whose checkpoint held it: the group commit
-it shared is committed again without it.
+it shared is committed again without it. A SQLite file locked by another
+process past the busy timeout is an outage too.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from typing import Any
 
 import anyio
 import psycopg
+import pytest
 
 from activities import Registry
 from engine import Engine
@@ -199,3 +203,59 @@ def test_an_execution_whose_data_is_refused_fails_alone(postgres_url: str) -> No
     assert [(r.status, json.loads(r.output or "")) for r in ended] == [
         ("SUCCEEDED", {"v": n}) for n in range(8)
     ]
+
+
+_HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+def test_a_sqlite_file_locked_past_the_busy_timeout_is_an_outage_not_a_failure(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the file's write lock for longer than the busy
+    # timeout while a Task's result is committed: the commit fails, the
+    # worker backs off, and once the lock is gone the execution succeeds.
+    monkeypatch.setenv("STEPWISE_SQLITE_BUSY_TIMEOUT", "0.1")
+    entered, proceed = threading.Event(), threading.Event()
+    calls: list[Any] = []
+    registry = Registry()
+
+    def gate(value: Any) -> Any:
+        calls.append(value)
+        if len(calls) == 1:
+            entered.set()
+            proceed.wait(60)
+        return {"calls": len(calls)}
+
+    registry.register("gate", gate)
+    gated = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "gate", "End": True}}}
+    with Engine(sqlite_url, registry=registry) as engine:
+        engine.create_state_machine_sync("gated", gated)
+        started = engine.start_sync("gated", {})
+        assert entered.wait(60)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, sqlite_url.removeprefix("sqlite:///")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+            proceed.set()  # the Task's result is committed into the locked file
+            wait_until(lambda: outage_of(engine.runtime.store).outages >= 1)
+            assert engine.describe_sync(started).status == "RUNNING"
+        finally:
+            holder.communicate("\n", timeout=60)
+        ended = engine.wait_sync(started, timeout=60)
+        events = engine.history_sync(ended)
+    assert ended.status == "SUCCEEDED", ended.cause
+    assert len(calls) >= 2  # the result met the lock, was never recorded, and ran again
+    types = [e.type for e in events]
+    assert types.count("TaskSucceeded") == 1 and types[-1] == "ExecutionSucceeded"
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
