@@ -14,7 +14,9 @@ plain checkpoint is still queued joins that one (`_enqueue`: its rows and
 events appended, one waiter, one answer for both), so a Map's or a
 Parallel's many children checkpointing at once make one checkpoint per
 group, not one each. Nothing is ever
-acknowledged before it is durable. A checkpoint refused because its
+acknowledged before it is durable. A group the database refuses for one
+execution's data (`UnstorableData`) is committed again in halves until
+that execution stands alone: only its checkpoint fails (`_settle`). A checkpoint refused because its
 worker no longer holds the lease is logged (a warning on the
 ``stepwise.committer`` logger naming the execution) and counted in
 `leases_lost`, so a stale writer is visible, not silent.
@@ -49,6 +51,7 @@ import msgspec
 
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
+from engine.store.boundary import fault_of
 
 if TYPE_CHECKING:
     from engine.store.asynccommit import Handed, LoopCommit
@@ -344,6 +347,26 @@ class Committer:
                 await self._flush(batch)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
+        await self._settle(batch, {})
+        _answer(batch)
+
+    async def _settle(self, batch: list[_Waiter], refused: dict[str, BaseException]) -> None:
+        """Commit `batch` and set each waiter's outcome; isolate an execution whose data is refused.
+
+        A group the database refused for one execution's data (`UnstorableData`:
+        nothing of the group written) is committed again in halves, down to
+        that execution alone, so only it gets the error; a later checkpoint of
+        an execution already refused (`refused`) gets the same error unsent.
+        Any other failure is every waiter's.
+        """
+        if refused:
+            for waiter in batch:
+                error = refused.get(waiter.checkpoint.execution_id)
+                if error is not None:
+                    waiter.error = error
+            batch = [w for w in batch if w.error is None]
+            if not batch:
+                return
         checkpoints = [w.checkpoint for w in batch]
         read_back = [w.checkpoint.execution_id for w in batch if w.read_back]
         records: dict[str, ExecutionRecord] = {}
@@ -351,9 +374,15 @@ class Committer:
             with anyio.CancelScope(shield=True):
                 results, records = await self._commit(checkpoints, read_back)
         except Exception as failure:
+            if fault_of(failure) == "data":
+                if len(batch) > 1:
+                    middle = len(batch) // 2
+                    await self._settle(batch[:middle], refused)
+                    await self._settle(batch[middle:], refused)
+                    return
+                refused[batch[0].checkpoint.execution_id] = failure
             for waiter in batch:
                 waiter.error = failure
-            _answer(batch)
             return
         self.commits += 1
         self.checkpoints += len(batch)
@@ -368,7 +397,6 @@ class Committer:
             waiter.result = result
             if waiter.read_back:
                 waiter.record = records.get(waiter.checkpoint.execution_id)
-        _answer(batch)
 
     async def _commit(
         self, checkpoints: list[Checkpoint], read_back: list[str]

@@ -42,6 +42,7 @@ re-exported here::
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
         │   └── EncryptionKeyError                                  a payload key missing, wrong
+        ├── UnstorableData                                          the database refused a value
         ├── LeaseLost                                               another worker owns it now
         └── CommitConflict                                          another writer recorded the step
 
@@ -74,6 +75,7 @@ from engine.store.errors import (
     StoreUnavailable,
     TaskDoesNotExist,
     TaskTimedOut,
+    UnstorableData,
 )
 from engine.store.map_runs import MapRunUpdateRefused
 from engine.store.outbox import (
@@ -133,6 +135,7 @@ __all__ = [
     "TaskDoesNotExist",
     "TaskTimedOut",
     "TestStateValidation",
+    "UnstorableData",
 ]
 
 

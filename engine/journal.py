@@ -324,6 +324,22 @@ class Journal:
         pending, self._pending = self._pending, _Pending()
         return superseded_entries(pending.journal), pending.events
 
+    def next_batch(self) -> object:
+        """The batch the next `drain` hands over: what `restore` takes back if its fate is lost."""
+        return self._pending
+
+    def restore(self, batch: object) -> None:
+        """Put a drained `batch` back, before what was recorded since; nothing if never drained.
+
+        For a commit whose outcome its caller lost (`Walk._gather`): the rows
+        are committed again, and the unique keys refuse them (CONFLICT) if
+        that commit had in fact made them durable.
+        """
+        if batch is self._pending or not isinstance(batch, _Pending):
+            return
+        later = self._pending
+        self._pending = _Pending(batch.journal + later.journal, batch.events + later.events)
+
 
 _ENTERED: Final = keys.entered("")
 _EXITED: Final = keys.exited("")

@@ -49,6 +49,7 @@ from engine.walk import (
     Walk,
     commit_error,
     is_poison,
+    is_unstorable,
     mentions_context,
     run_scope,
     unexpected,
@@ -198,7 +199,7 @@ async def activate(
     try:
         activation = await _activate(runtime, execution_id, hold_seconds, loaded)
     except Exception as error:
-        if not is_poison(error):
+        if not (is_poison(error) or is_unstorable(error)):
             raise
         return await _poisoned(runtime, execution_id, error)
     runtime.poison_strikes.pop(execution_id, None)

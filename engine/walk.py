@@ -40,8 +40,8 @@ from engine.store import (
     CommitResult,
     LeaseLost,
     Store,
-    StoreUnavailable,
 )
+from engine.store.boundary import fault_of
 from statemachine.errors import States, StatesError, StepwiseError
 from statemachine.jsonata import Limits
 from statemachine.model import Scope, State, StateMachine
@@ -56,6 +56,7 @@ __all__ = [
     "Walk",
     "commit_error",
     "is_poison",
+    "is_unstorable",
     "run_scope",
     "unexpected",
 ]
@@ -348,7 +349,11 @@ class _Evaluating:
 
 
 class _Abandoned(Exception):
-    """A gathering whose first sibling was cancelled before it drained anything."""
+    """A gathering whose first sibling left without committing: its joiners checkpoint again.
+
+    Cancelled before it drained anything, or ended mid-commit by something
+    other than the commit's error (its rows then put back: `Walk._gather`).
+    """
 
 
 class _Gathering:
@@ -374,14 +379,8 @@ class _Gathering:
                 await self.done.wait()
             raise
         error = self.error
-        if error is None:
-            return
-        if isinstance(error, Exception):
+        if error is not None:
             raise error
-        # The gatherer left without an outcome (not an error of the commit):
-        # these rows' fate is unknown, so this activation stops here and the
-        # execution is resumed from what is durable.
-        raise StoreUnavailable("a gathered checkpoint ended without an outcome")
 
 
 @dataclass
@@ -451,11 +450,25 @@ class Walk:
                 raise
             # Shielded from here: the joiners' rows ride on this commit, so
             # its outcome must be known; a cancellation lands at the next await.
+            batch = self.journal.next_batch()
             with anyio.CancelScope(shield=True):
                 # Closed before the drain (which `checkpoint` does before its
                 # first await): whoever asks later is not in this commit.
                 self._gathering = None
-                await self.checkpoint()
+                try:
+                    await self.checkpoint()
+                except Exception:
+                    raise
+                except BaseException:
+                    # Not the commit's error but this task's own end (asyncio's
+                    # own Task.cancel, which no shield holds back, or an
+                    # interrupt): the outcome is lost with it. The rows go back
+                    # in the journal and the joiners checkpoint them again (the
+                    # unique keys refuse them if they were committed); this
+                    # task's cancellation propagates as a cancellation.
+                    self.journal.restore(batch)
+                    gathering.error = _Abandoned()
+                    raise
         except BaseException as error:
             if gathering.error is None:
                 gathering.error = error
@@ -526,12 +539,28 @@ def is_poison(error: BaseException) -> bool:
 
     Poison is any exception that is neither ASL's (StatesError), nor the
     engine's own signals and infrastructure errors (Suspend, StepwiseError:
-    lease lost, store unavailable, nondeterminism), nor a cancellation; an
-    exception group is poison only when everything in it is.
+    lease lost, store unavailable, nondeterminism), nor a cancellation, nor
+    a driver error (`boundary.fault_of`: one that escaped the boundary
+    unmapped is still the store's, or a refusal of data, `is_unstorable`);
+    an exception group is poison only when everything in it is.
     """
     if isinstance(error, BaseExceptionGroup):
         return all(is_poison(inner) for inner in error.exceptions)
-    return isinstance(error, Exception) and not isinstance(error, Suspend | StepwiseError)
+    if not isinstance(error, Exception) or isinstance(error, Suspend | StepwiseError):
+        return False
+    return fault_of(error) is None
+
+
+def is_unstorable(error: BaseException) -> bool:
+    """Whether the database refused this execution's data (`boundary.fault_of`), grouped or not.
+
+    Not poison inside the walk (no state's failure: what the walk recorded
+    since its last commit is not durable), but the activation's: the
+    execution is reloaded and, after its strikes, failed (`runner._poisoned`).
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return bool(error.exceptions) and all(is_unstorable(e) for e in error.exceptions)
+    return fault_of(error) == "data"
 
 
 def unexpected(error: BaseException) -> StatesError:

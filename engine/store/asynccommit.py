@@ -67,6 +67,8 @@ class Handed(enum.Enum):
 
 
 _Answer = tuple[Any, list[dict[str, Any]] | None]
+# What `LoopCommit.commit` handles itself, past the store's boundary.
+_PASSING = (*ONE_CALL_REFUSALS, psycopg.errors.UndefinedFunction)
 
 
 class LoopCommit:
@@ -139,7 +141,8 @@ class LoopCommit:
                 checkpoints, worker_id, now, self._codec, held.function_version
             )
             try:
-                with mapped_errors(self._display):
+                # Refusals and a missing function leave unmapped: handled below.
+                with mapped_errors(self._display, passing=_PASSING):
                     answer, rows = await _sent(self._send(connection, call, params, read_back))
             except ONE_CALL_REFUSALS:
                 await self._restore(connection)

@@ -15,6 +15,19 @@ is not a database: a configuration error, reported at once), and it holds
 the one retry policy for transient failures, `Backoff` (capped exponential
 with jitter, DBOS's ``@db_retry()`` habit). Integrity errors are not
 mapped here: each caller decides what a collision means.
+
+It also decides whose fault a driver error is (`fault_of`), once for every
+caller. An error the database raises about the *data* it was given
+(SQLSTATE class 22, a data exception such as an untranslatable character
+or a value out of range; 54000, a value over a program limit; sqlite3's
+DataError, e.g. a string too big; an encoding error binding a value) is
+the fault of whoever supplied that data: it leaves as `UnstorableData`,
+which fails the one execution whose checkpoint it was (the committer
+isolates it from its group-mates). Every other driver error — an
+operational or interface error, a connection left in a failed transaction
+(InFailedSqlTransaction), an internal or unexpected server error — is the
+store's: it leaves as `StoreUnavailable`, which ends the activation as an
+outage does (the execution is retried later), never failing an execution.
 """
 
 from __future__ import annotations
@@ -29,10 +42,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import exc as sa_exc
 
-from engine.store.errors import StoreUnavailable
+from engine.store.errors import StoreUnavailable, UnstorableData
 
 __all__ = [
     "Backoff",
+    "fault_of",
     "first_line",
     "is_transient",
     "mapped_errors",
@@ -55,6 +69,70 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     if psycopg is None:
         return _SQLALCHEMY_UNAVAILABLE
     return (*_SQLALCHEMY_UNAVAILABLE, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """Every error class a driver raises: SQLAlchemy's, and psycopg's and sqlite3's once loaded."""
+    found: list[type[BaseException]] = [sa_exc.DBAPIError]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found.append(psycopg.Error)
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None:
+        found.append(sqlite3.Error)
+    return tuple(found)
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    inner = getattr(exc, "orig", None) or exc
+    if isinstance(exc, sa_exc.IntegrityError):
+        return True
+    sqlstate = getattr(inner, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("23")
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(inner, sqlite3.IntegrityError)
+
+
+# SQLSTATEs that say the data given was refused: class 22 (data exception:
+# an untranslatable character, a value out of range, bad JSON text) and
+# 54000 (a value over a program limit, e.g. a row or jsonb too large).
+_DATA_SQLSTATES = ("22", "54000")
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    inner = getattr(exc, "orig", None) or exc
+    if isinstance(inner, UnicodeError):
+        return True  # a value the driver cannot encode (a lone surrogate)
+    sqlstate = getattr(inner, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_DATA_SQLSTATES)
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(inner, sqlite3.DataError)
+
+
+def fault_of(exc: BaseException) -> str | None:
+    """Whose fault a driver error is: "data", "collision", "store", or None (not a driver's).
+
+    "data": the database refused the values it was given (their supplier's
+    fault; `UnstorableData`). "collision": a unique key or constraint
+    (each caller decides what it means). "store": anything else the driver
+    raised, the database's or the connection's (`StoreUnavailable`).
+    """
+    if isinstance(exc, StoreUnavailable):
+        return "store"
+    if isinstance(exc, UnstorableData):
+        return "data"
+    if isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError):
+        # SQLAlchemy could not bind a value (it wraps the driver's refusal).
+        return "data" if isinstance(exc.orig, UnicodeError) else None
+    if not isinstance(exc, _driver_errors()):
+        return None
+    if _is_integrity_error(exc):
+        return "collision"
+    if _is_data_error(exc):
+        return "data"
+    return "store"
 
 
 # SQLSTATE classes and codes that no retry can fix: authentication (28),
@@ -130,23 +208,39 @@ _CORRUPT_WORDS = ("file is not a database", "database disk image is malformed")
 
 
 @contextmanager
-def mapped_errors(display_url: str, *, doing: str = "") -> Iterator[None]:
+def mapped_errors(
+    display_url: str, *, doing: str = "", passing: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
     """Run a block, raising StoreUnavailable (no chained cause) for any driver failure.
 
     A file that is not a SQLite database (or a damaged one) is a permanent
     StoreUnavailable too: one line naming the file, never a traceback.
+    Any other driver error is classified by `fault_of`: a refusal of the
+    data given raises `UnstorableData`, anything else the driver raised
+    StoreUnavailable; collisions, and the errors in `passing` (what the
+    block's caller handles itself), leave unmapped.
     """
     try:
         yield
     except _unavailable_errors() as exc:
         raise unavailable(display_url, exc, doing=doing) from None
-    except sa_exc.DatabaseError as exc:
-        reason = first_line(exc)
-        if not any(words in reason.lower() for words in _CORRUPT_WORDS):
+    except Exception as exc:
+        if passing and isinstance(exc, passing):
             raise
-        raise permanent(
-            f"database {display_url} is not a usable Stepwise database: {reason}"
-        ) from None
+        fault = fault_of(exc)
+        if fault is None or fault == "collision" or isinstance(exc, StoreUnavailable):
+            raise
+        reason = first_line(exc)
+        if fault == "data":
+            if isinstance(exc, UnstorableData):
+                raise
+            # No URL: the message may become a failed execution's cause.
+            raise UnstorableData(f"the database refused a value: {reason}") from None
+        if any(words in reason.lower() for words in _CORRUPT_WORDS):
+            raise permanent(
+                f"database {display_url} is not a usable Stepwise database: {reason}"
+            ) from None
+        raise unavailable(display_url, exc, doing=doing) from None
 
 
 _JITTER = random.Random()

@@ -27,6 +27,7 @@ __all__ = [
     "StoreUnavailable",
     "TaskDoesNotExist",
     "TaskTimedOut",
+    "UnstorableData",
 ]
 
 
@@ -47,6 +48,20 @@ class StoreUnavailable(InfrastructureError):
     """
 
     transient: bool = True
+
+
+class UnstorableData(InfrastructureError):
+    """The database refused a value as data (not an outage): the fault of whoever supplied it.
+
+    A data exception (SQLSTATE class 22: e.g. a character the database
+    cannot store, a value out of range), a value over a program limit
+    (54000), sqlite3's DataError (a string too big) or an encoding error
+    binding a value; `store/boundary.py` decides which driver errors these
+    are. Raised by a commit, it fails the one execution whose checkpoint
+    it was (States.Runtime, after the strikes of `runner._poisoned`); its
+    group-mates commit without it. Every other driver error is
+    `StoreUnavailable`: retried, never an execution's failure.
+    """
 
 
 class LeaseLost(InfrastructureError):

@@ -47,6 +47,7 @@ TABLE: list[tuple[type[StepwiseError], str | None, int]] = [
     (tree.InfrastructureError, None, 3),
     (tree.StoreUnavailable, None, 3),
     (tree.EncryptionKeyError, None, 3),
+    (tree.UnstorableData, None, 3),
     (tree.LeaseLost, None, 3),
     (tree.CommitConflict, None, 3),
 ]

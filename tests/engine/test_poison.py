@@ -3,21 +3,25 @@
 Each case runs a hostile execution on a real in-process worker beside a
 sentinel execution holding a 1-second Wait, on both stores. The hostile
 execution must end (FAILED with AWS's error, or caught by its Catch), the
-sentinel's Wait must fire on time (a generous bound: the issue saw 49 s),
-and the same worker must still run a fresh execution afterwards.
+sentinel's Wait, entered before the hostile execution started, must fire
+and its execution succeed, and the same worker must still run a fresh
+execution afterwards. No lateness is measured: every hostile input here is
+bounded by a limit (depth, a lone surrogate, the regex engine's timeout),
+not by the wall clock, and pytest's timeout is the hang guard. That a long
+evaluation leaves the loop free is test_evaluation_off_loop's subject,
+shown there by the order of events.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from activities import Registry
 from engine import Engine
-from engine.store import ExecutionRecord
+from tests.engine.processes import wait_until
 
 SENTINEL = {
     "StartAt": "Pause",
@@ -140,13 +144,6 @@ CASES: dict[str, tuple[dict[str, Any], Any, str, str | None, str]] = {
 }
 
 
-def _wait_took(engine: Engine, record: ExecutionRecord) -> timedelta:
-    events = engine.history_sync(record)
-    entered = next(e.timestamp for e in events if e.type == "WaitStateEntered")
-    exited = next(e.timestamp for e in events if e.type == "WaitStateExited")
-    return exited - entered
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_execution_fails_alone_and_the_worker_lives(db_url: str, case: str) -> None:
     definition, payload, status, error, cause = CASES[case]
@@ -155,15 +152,14 @@ def test_hostile_execution_fails_alone_and_the_worker_lives(db_url: str, case: s
         engine.create_state_machine_sync("hostile", definition)
         engine.create_state_machine_sync("quick", QUICK)
         sentinel = engine.start_sync("sentinel", {})
+        wait_until(lambda: "WaitStateEntered" in [e.type for e in engine.history_sync(sentinel)])
         hostile = engine.start_sync("hostile", payload)
         ended = engine.wait_sync(hostile, timeout=60)
-        on_time = engine.wait_sync(sentinel, timeout=60)
+        fired = engine.wait_sync(sentinel, timeout=60)
         after = engine.wait_sync(engine.start_sync("quick", {"still": "alive"}), timeout=60)
-        took = _wait_took(engine, on_time)
     assert (ended.status, ended.error) == (status, error), ended.cause
     assert cause in (ended.cause or "")
-    assert on_time.status == "SUCCEEDED"
-    assert took < timedelta(seconds=10)  # generous: a wedged loop misses it by far
+    assert (fired.status, json.loads(fired.output or "")) == ("SUCCEEDED", "on time")
     assert after.status == "SUCCEEDED" and json.loads(after.output or "") == {"still": "alive"}
 
 

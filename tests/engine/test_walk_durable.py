@@ -212,3 +212,75 @@ async def test_joiners_of_an_abandoned_gathering_checkpoint_again() -> None:
     assert outcome == {"a": "cancelled", "b": "durable", "c": "durable"}
     # The rows were committed by a joiner's own gathering, once.
     assert sorted(key for keys in hook.commits for key in keys) == ["a", "b", "c"]
+
+
+class _Ended(BaseException):
+    """A non-Exception ending a task (as an interrupt would), not an error of the commit."""
+
+
+class _LosingHook(Hook):
+    """Drains, then loses the first commit's outcome to `ending` (the gatherer's own end)."""
+
+    def __init__(self, journal: Journal, ending: BaseException) -> None:
+        super().__init__(journal)
+        self.ending: BaseException | None = ending
+
+    async def __call__(self) -> None:
+        if self.ending is None:
+            await super().__call__()
+            return
+        ending, self.ending = self.ending, None
+        self.journal.drain()
+        await anyio.sleep(0.01)
+        raise ending
+
+
+async def _gather_losing(ending: BaseException) -> tuple[dict[str, str], _LosingHook]:
+    """Three children checkpoint at once; the gatherer's commit ends with `ending`.
+
+    Each child's outcome: "ended" (it left with `ending`'s class), else
+    whether its row is durable when its checkpoint returned.
+    """
+    walk, plain = _walk()
+    hook = _LosingHook(plain.journal, ending)
+    walk.checkpoint = hook
+    walk.children_running = 3
+    outcome: dict[str, str] = {}
+
+    async def child(name: str) -> None:
+        walk.journal.record(name, name)
+        try:
+            await walk.durable()
+        except type(ending):
+            outcome[name] = "ended"
+            return
+        committed = {key for keys in hook.commits for key in keys}
+        outcome[name] = "durable" if name in committed else "not durable"
+
+    async with anyio.create_task_group() as group:
+        for name in ["a", "b", "c"]:
+            group.start_soon(child, name)
+    return outcome, hook
+
+
+@pytest.mark.anyio
+async def test_joiners_of_a_gatherer_ended_mid_commit_checkpoint_their_rows_again() -> None:
+    # The gatherer's commit outcome is lost with its own end (not an error of
+    # the commit): the joiners neither report an outage nor go on as if their
+    # rows were durable; the rows are put back and committed again.
+    outcome, hook = await _gather_losing(_Ended())
+    assert sorted(outcome.values()) == ["durable", "durable", "ended"]  # the gatherer ended
+    # Every row, the gatherer's included, is committed again, once.
+    assert sorted(key for keys in hook.commits for key in keys) == ["a", "b", "c"]
+
+
+@pytest.mark.anyio
+async def test_a_gatherer_cancelled_mid_commit_propagates_its_cancellation() -> None:
+    # asyncio's own Task.cancel (no cancel scope's, which the shield holds back)
+    # ending the gatherer mid-commit: it leaves as a cancellation, never as
+    # a store outage, and the joiners checkpoint their rows again.
+    import asyncio
+
+    outcome, hook = await _gather_losing(asyncio.CancelledError())
+    assert sorted(outcome.values()) == ["durable", "durable", "ended"]  # the gatherer cancelled
+    assert sorted(key for keys in hook.commits for key in keys) == ["a", "b", "c"]
