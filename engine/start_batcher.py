@@ -18,7 +18,7 @@ for the hang this guards against).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -32,7 +32,9 @@ __all__ = ["StartBatcher"]
 @dataclass
 class _Waiter:
     request: StartRequest
-    wake: anyio.Event = field(default_factory=anyio.Event)
+    # Made only for a start that queues behind a batch in flight: a leader
+    # (every start of a lone caller) never waits to be woken.
+    wake: anyio.Event | None = None
     result: StartResult | None = None
     error: BaseException | None = None
     lead: bool = False  # woken to commit the next batch, not with an answer
@@ -63,7 +65,8 @@ class StartBatcher:
             # caller moves on, even if that caller is being cancelled.
             self._queue.append(waiter)
             if self._leading:
-                await waiter.wake.wait()
+                wake = waiter.wake = anyio.Event()
+                await wake.wait()
             else:
                 self._leading = True
                 waiter.lead = True
@@ -92,10 +95,12 @@ class StartBatcher:
                 waiter.result = result
         finally:
             for waiter in batch:
-                waiter.wake.set()
+                if waiter.wake is not None:
+                    waiter.wake.set()
             if self._queue:
                 successor = self._queue[0]
                 successor.lead = True
+                assert successor.wake is not None  # it queued while this batch was in flight
                 successor.wake.set()
             else:
                 self._leading = False

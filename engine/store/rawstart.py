@@ -43,6 +43,7 @@ __all__ = [
     "any_taken_on",
     "first_row",
     "first_row_on",
+    "first_row_read",
     "insert_rows",
     "insert_rows_on",
     "utc_time_processor",
@@ -193,6 +194,14 @@ def first_row(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any
     """
     with _driver_errors(_select_shape(statement, conn.dialect)[0]):
         return first_row_on(_driver(conn), conn.dialect, statement, **params)
+
+
+def first_row_read(
+    driver: sqlite3.Connection, dialect: Dialect, statement: sa.Select[Any], **params: Any
+) -> Any:
+    """`first_row_on` as one SELECT outside a transaction; errors as SQLAlchemy's."""
+    with _driver_errors(_select_shape(statement, dialect)[0]):
+        return first_row_on(driver, dialect, statement, **params)
 
 
 def first_row_on(

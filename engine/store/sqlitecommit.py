@@ -221,10 +221,12 @@ class HeldSqlite(HeldPooled):
             self.checkpointer.stop()
 
     @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
+    def connection(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """The held connection for one transaction (a pooled one while another thread has it).
 
-        The caller ends its transaction; a connection left inside one is dropped.
+        The caller ends its transaction; a connection left inside one is
+        dropped. A read (``write=False``) does not count toward the WAL
+        checkpointer's write transactions.
         """
         if not self._take():
             pooled = self.engine.raw_connection()
@@ -249,7 +251,7 @@ class HeldSqlite(HeldPooled):
                     self._drop(invalidate=False)  # the pool's reset rolls it back
         finally:
             self._lock.release()
-        if self.checkpointer is not None:
+        if write and self.checkpointer is not None:
             self.checkpointer.wrote()
 
 

@@ -290,6 +290,10 @@ class Store(
                 record = read_execution(self._engine, ref, self._codec)
             if record is not None:
                 return record
+        if self.dialect == "sqlite" and self.raw_start_writes:
+            record = self._sqlite_execution(ref)
+            if record is not None:
+                return record
         with self._read() as conn:
             row = (
                 rawstart.first_row(conn, _EXECUTION_BY_ID, ref=ref)
@@ -312,6 +316,24 @@ class Store(
                 f"{'+' if len(rows) > 10 else ''} executions ({ids}); give the execution id"
             )
         return execution_record(rows[0], self._codec)
+
+    def _sqlite_execution(self, ref: str) -> ExecutionRecord | None:
+        """SQLite: the execution with id `ref` read on the commit path's kept connection.
+
+        One SELECT outside a transaction (its own snapshot of the last
+        commit, as the careful path's one-statement transaction sees), no
+        SQLAlchemy connection, BEGIN or pool checkout. None when there is no
+        such id or no kept connection: the careful path answers (names, errors).
+        """
+        from engine.store.sqlite import SqliteBackend  # the backend that keeps the connection
+
+        backend = self._backend
+        held = backend.held_for(self._engine) if isinstance(backend, SqliteBackend) else None
+        if held is None:
+            return None
+        with mapped_errors(self._display), held.connection(write=False) as driver:
+            row = rawstart.first_row_read(driver, held.engine.dialect, _EXECUTION_BY_ID, ref=ref)
+        return None if row is None else execution_record(row, self._codec)
 
     def list_executions(
         self,

@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.store import ExecutionStatus, Store
+from engine.store import ExecutionDoesNotExist, ExecutionStatus, Store
 from engine.store.rawstart import first_row
 from engine.store.schema import executions
 from engine.store.starts import _HEAD_BY_NAME
@@ -87,3 +88,40 @@ def test_describe_reads_the_same_row(tmp_path: Path) -> None:
         # Executions.c columns are all read, none renamed.
         raw, _ = _both(store, _EXECUTION_BY_ID, ref=done.execution_id)
         assert raw._fields == tuple(column.key for column in executions.c)
+
+
+def test_describe_on_the_kept_connection_sees_other_writers(tmp_path: Path) -> None:
+    """A describe by id reads the commit path's kept sqlite3 connection, outside a transaction.
+
+    It must answer as the careful path does, see what another process's
+    connection committed since (no snapshot left open), and leave the kept
+    connection out of any transaction, so the next start or commit can begin.
+    """
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Engine(url) as engine:
+        engine.create_state_machine_sync("Wait", WAIT)
+        started = engine.start_sync("Wait", {"v": 1})
+        store = engine.store
+        first = store.get_execution(started.execution_id)
+        with store._read() as conn:
+            careful = conn.execute(_EXECUTION_BY_ID, {"ref": started.execution_id}).first()
+        assert careful is not None and first.status == ExecutionStatus.RUNNING
+        assert first.execution_id == careful.execution_id and first.start_date == careful.start_date
+        other = Store(url)
+        try:
+            other.request_stop(
+                started.execution_id, error="Halt", cause="elsewhere", now=datetime.now(UTC)
+            )
+        finally:
+            other.close()
+        again = store.get_execution(started.execution_id)
+        assert again.stop_requested is True and again.stop_requested_cause == "elsewhere"
+        held = store._backend.held_for(store._engine)  # type: ignore[attr-defined]
+        assert held is not None
+        with held.connection(write=False) as driver:
+            assert not driver.in_transaction
+        # The kept connection still writes: a start after the reads commits.
+        later = engine.start_sync("Wait", {"v": 2})
+        assert store.get_execution(later.execution_id).status == ExecutionStatus.RUNNING
+        with pytest.raises(ExecutionDoesNotExist):
+            store.get_execution("nope")
