@@ -171,6 +171,11 @@ class Lifecycle:
         """
         return self._starts.send_from_loop()
 
+    @property
+    def starts(self) -> StartBatcher:
+        """The start batcher (`transactions`, `batches_on_loop`, `on_loop`: observables)."""
+        return self._starts
+
     async def connect_starts(self) -> None:
         """Open the starts' event loop connection now (an Engine's start), if they have one."""
         await self._starts.connect()

@@ -58,7 +58,7 @@ class StartBatcher:
         self.transactions = 0
         self.starts = 0
         # Batches recorded from the event loop (an observable for tests).
-        self.on_loop = 0
+        self.batches_on_loop = 0
 
     def send_from_loop(self) -> Callable[[], Awaitable[None]]:
         """Send batches from the running event loop from now on, where the store can (PostgreSQL).
@@ -71,6 +71,11 @@ class StartBatcher:
             return _nothing
         self._on_loop = on_loop
         return on_loop.aclose
+
+    @property
+    def on_loop(self) -> LoopCommit | None:
+        """The start connection of the event loop, if batches are sent from it (`backend_pid`)."""
+        return self._on_loop
 
     async def connect(self) -> None:
         """Open the event loop's connection now (an Engine's start), if there is one.
@@ -144,7 +149,7 @@ class StartBatcher:
 
             done = await start_on_loop(on_loop, self._store, requests)
             if isinstance(done, list):
-                self.on_loop += 1
+                self.batches_on_loop += 1
                 return done
         results: list[StartResult] = await self._run_db(self._store.start_executions, requests)
         return results

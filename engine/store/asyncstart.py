@@ -15,8 +15,10 @@ decide alone, it hands back to the store's threads with nothing written
 machine being deleted, a name already taken (the existing execution
 decides there: the same running execution back, or ExecutionAlreadyExists),
 a unique key's collision, and a connection in use by a commit or not to be
-had. A connection failing under the call raises StoreUnavailable, as the
-thread path does (the start's outcome unknown).
+had, or a connection that fails before the write is sent (a server
+restart, `pg_terminate_backend`: dropped, the next batch connects again).
+A connection failing under the write raises StoreUnavailable, as the thread
+path does (the start's outcome unknown).
 """
 
 from __future__ import annotations
@@ -45,7 +47,15 @@ async def start_on_loop(
     """
     if not store.raw_start_writes or any(r.qualifier is not None for r in requests):
         return Handed.THREADS
-    return await on_loop.run(functools.partial(_start, store, requests))
+    try:
+        return await on_loop.run(functools.partial(_start, store, requests))
+    except _ReadFailed:
+        # Nothing written (the connection is dropped): the threads start them.
+        return Handed.THREADS
+
+
+class _ReadFailed(Exception):
+    """The connection failed before the write was sent: nothing of the batch is written."""
 
 
 async def _start(
@@ -53,9 +63,12 @@ async def _start(
 ) -> list[StartResult] | Handed:
     sql, fixed = store.head_query()
     heads: dict[str, Any] = {}
-    for name in dict.fromkeys(request.machine for request in requests):
-        cursor = await connection.execute(sql, {**fixed, "name": name})
-        heads[name] = await cursor.fetchone()
+    try:
+        for name in dict.fromkeys(request.machine for request in requests):
+            cursor = await connection.execute(sql, {**fixed, "name": name})
+            heads[name] = await cursor.fetchone()
+    except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
+        raise _ReadFailed from failure
     planned = store.plan_read(requests, heads.__getitem__)
     if planned is None:
         return Handed.THREADS
@@ -65,9 +78,12 @@ async def _start(
     named = [plan.record for plan in created if not requests[plan.index].fresh_name]
     if named:
         taken, params = taken_query(named)
-        cursor = await connection.execute(taken, params)
-        if await cursor.fetchone() is not None:
-            return Handed.THREADS
+        try:
+            cursor = await connection.execute(taken, params)
+            if await cursor.fetchone() is not None:
+                return Handed.THREADS
+        except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
+            raise _ReadFailed from failure
     statement, params = store.start_statement(created, notify=wakes(created))
     try:
         await connection.execute(statement, params)
