@@ -106,5 +106,5 @@ async def warm_starts(on_loop: LoopCommit, store: Store) -> None:
 
     try:
         await on_loop.run(lookup)
-    except StoreUnavailable:
+    except (StoreUnavailable, psycopg.Error):
         pass
