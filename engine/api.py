@@ -256,6 +256,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             run_db=self._run_db,
             redrive_window=self.redrive_window,
         )
+        if self._db_threads is not None:  # PostgreSQL: starts sent from this loop
+            stack.push_async_callback(self._lifecycle.send_starts_from_loop())
         if self.run_worker_in_process:
             self.scheduler = Scheduler(
                 store=self._store,
@@ -320,7 +322,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
             # the loops' first calls (an engine that runs work needs both).
             prestart_threads()
             group.start_soon(self._run_db, self._store.prepare_starts)
-            await committer.connect()  # PostgreSQL: the loop's commit connection, beside them
+            # PostgreSQL: the loop's commit and start connections, beside them.
+            async with anyio.create_task_group() as connecting:
+                connecting.start_soon(committer.connect)
+                connecting.start_soon(self._lifecycle.connect_starts)
             if self._first_calls is not None:
                 await self._first_rounds()
         _freeze_started_heap()

@@ -162,6 +162,24 @@ class Lifecycle:
         """Hand starts on `taker`'s queue straight to it while it has a free slot (None: stop)."""
         object.__setattr__(self, "_taker", taker)
 
+    def send_starts_from_loop(self) -> Callable[[], Awaitable[None]]:
+        """Record starts from the running event loop from now on, where the store can (PostgreSQL).
+
+        On a connection of their own (engine/store/asyncstart.py), not the
+        committer's: a start never makes a step's commit wait or go to a
+        thread. Returns what closes it: the Engine calls it at exit.
+        """
+        return self._starts.send_from_loop()
+
+    @property
+    def starts(self) -> StartBatcher:
+        """The start batcher (`transactions`, `batches_on_loop`, `on_loop`: observables)."""
+        return self._starts
+
+    async def connect_starts(self) -> None:
+        """Open the starts' event loop connection now (an Engine's start), if they have one."""
+        await self._starts.connect()
+
     # -- start ---------------------------------------------------------------
     async def resolve_machine(self, reference: str) -> MachineVersion:
         """The state machine revision an execution of `reference` runs (see `resolve`)."""

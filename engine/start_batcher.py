@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from engine.store import Store
 from engine.store.starts import StartRequest, StartResult
+
+if TYPE_CHECKING:
+    from engine.store.asynccommit import LoopCommit
 
 __all__ = ["StartBatcher"]
 
@@ -49,10 +52,47 @@ class StartBatcher:
         self._store = store
         self._run_db = run_db
         self._max_batch = max_batch
+        # PostgreSQL on asyncio: batches sent from the event loop where they
+        # can be (`send_from`, engine/store/asyncstart.py).
+        self._on_loop: LoopCommit | None = None
         self._queue: list[_Waiter] = []
         self._leading = False
         self.transactions = 0
         self.starts = 0
+        # Batches recorded from the event loop (an observable for tests).
+        self.batches_on_loop = 0
+
+    def send_from_loop(self) -> Callable[[], Awaitable[None]]:
+        """Send batches from the running event loop from now on, where the store can (PostgreSQL).
+
+        On a connection of the starts' own (`Store.loop_commit`'s). Returns
+        what closes it.
+        """
+        on_loop = self._store.loop_commit()
+        if on_loop is None:
+            return _nothing
+        self._on_loop = on_loop
+        return on_loop.aclose
+
+    @property
+    def on_loop(self) -> LoopCommit | None:
+        """The start connection of the event loop, if batches are sent from it (`backend_pid`)."""
+        return self._on_loop
+
+    async def connect(self) -> None:
+        """Open the event loop's connection now (an Engine's start), if there is one.
+
+        And read a machine once (none: the name is empty), so the server
+        has planned the lookup before the first start. Failures are left for
+        the first start to meet (it goes to the threads if it cannot connect).
+        """
+        on_loop = self._on_loop
+        if on_loop is not None:
+            from engine.store.asyncstart import warm_starts  # loads psycopg: PostgreSQL only
+
+            # Shielded: a connection opened must be kept (and closed at exit).
+            with anyio.CancelScope(shield=True):
+                await warm_starts(on_loop, self._store)
 
     async def start(self, request: StartRequest) -> StartResult:
         """Record `request` (in a batch with any starts queued beside it) and return its answer.
@@ -82,7 +122,7 @@ class StartBatcher:
         """Commit the next batch; then hand the lead on, or give it up when nothing waits."""
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         try:
-            results = await self._run_db(self._store.start_executions, [w.request for w in batch])
+            results = await self._recorded([w.request for w in batch])
         except BaseException as failure:
             for waiter in batch:
                 waiter.error = failure
@@ -104,3 +144,21 @@ class StartBatcher:
                 successor.wake.set()
             else:
                 self._leading = False
+
+    async def _recorded(self, requests: list[StartRequest]) -> list[StartResult]:
+        """The store's answers for a batch: from the event loop where it can, else a thread."""
+        on_loop = self._on_loop
+        if on_loop is not None:
+            # Here, not at the top: it loads psycopg (SQLite never does).
+            from engine.store.asyncstart import start_on_loop
+
+            done = await start_on_loop(on_loop, self._store, requests)
+            if isinstance(done, list):
+                self.batches_on_loop += 1
+                return done
+        results: list[StartResult] = await self._run_db(self._store.start_executions, requests)
+        return results
+
+
+async def _nothing() -> None:
+    return None

@@ -164,6 +164,35 @@ class LoopCommit:
         records = {} if rows is None else execution_records(rows, self._codec)
         return [CommitResult.OK] * len(checkpoints), records
 
+    async def run(
+        self, work: Callable[[psycopg.AsyncConnection[Any]], Coroutine[Any, Any, T]]
+    ) -> T | Handed:
+        """Await `work` on the connection (another store call sent from the loop), or THREADS.
+
+        THREADS (nothing sent) when the connection is in use, closed, or
+        cannot be opened now. `work` runs in autocommit and must leave the
+        session idle. Raises StoreUnavailable when the connection fails
+        under it (dropped; the next use connects again), and what `work`
+        raises.
+        """
+        if self._closed or self._busy:
+            return Handed.THREADS
+        self._busy = True
+        try:
+            connection = await self._open()
+            if connection is None:
+                return Handed.THREADS
+            try:
+                with mapped_errors(self._display):
+                    return await _sent(work(connection))
+            except BaseException:
+                if connection.closed or connection.broken or not _idle(connection):
+                    await self._drop()
+                raise
+        finally:
+            self._busy = False
+            self._used_at = time.monotonic()
+
     async def connect(self, worker_id: str, now: datetime) -> None:
         """Open the connection now (an engine's start), unless it is open or in use.
 

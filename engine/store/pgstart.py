@@ -34,7 +34,7 @@ from engine.store.notify import CHANNEL
 from engine.store.pgraw import pooled_psycopg
 from engine.store.records import ExecutionRecord
 
-__all__ = ["any_taken", "pipelined_starts"]
+__all__ = ["any_taken", "pipelined_starts", "start_statement", "taken_query"]
 
 
 def pipelined_starts(
@@ -54,10 +54,7 @@ def pipelined_starts(
     Raises psycopg.OperationalError when the database fails (the store's
     boundary maps it).
     """
-    statement = _statement(
-        tuple(execution_rows[0]), tuple(event_rows[0]), tuple(work_rows[0]), notify=notify
-    )
-    params = [_encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)]
+    statement, params = start_statement(execution_rows, event_rows, work_rows, notify=notify)
     try:
         # One statement in autocommit is its own transaction: no BEGIN or
         # COMMIT of ours, no pipeline.
@@ -66,6 +63,33 @@ def pipelined_starts(
     except psycopg.errors.IntegrityError:
         return False
     return True
+
+
+def start_statement(
+    execution_rows: Sequence[dict[str, Any]],
+    event_rows: Sequence[dict[str, Any]],
+    work_rows: Sequence[dict[str, Any]],
+    *,
+    notify: bool = True,
+) -> tuple[str, list[str]]:
+    """`pipelined_starts`'s one statement and its parameters, for a connection of the caller's.
+
+    Sent in autocommit it is its own transaction; a unique key's collision
+    (psycopg.errors.IntegrityError) aborts it with nothing written.
+    """
+    statement = _statement(
+        tuple(execution_rows[0]), tuple(event_rows[0]), tuple(work_rows[0]), notify=notify
+    )
+    return statement, [_encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)]
+
+
+def taken_query(wanted: Sequence[ExecutionRecord]) -> tuple[str, list[Any]]:
+    """`any_taken`'s query and parameters (`wanted` not empty): a row back when one is taken."""
+    params: list[Any] = []
+    for record in wanted:
+        params += (record.machine, record.name)
+    params.append([record.execution_id for record in wanted])
+    return _taken_sql(len(wanted)), params
 
 
 # Rows travel as JSON (one bound parameter per table); payloads are text
@@ -110,14 +134,11 @@ def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:
     """
     if not wanted:
         return False
-    params: list[Any] = []
-    for record in wanted:
-        params += (record.machine, record.name)
-    params.append([record.execution_id for record in wanted])
+    sql, params = taken_query(wanted)
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     try:
         with driver.cursor() as cursor:
-            cursor.execute(_taken_sql(len(wanted)), params)
+            cursor.execute(sql, params)
             return cursor.fetchone() is not None
     except (psycopg.OperationalError, psycopg.InterfaceError):
         conn.invalidate()  # a lost connection must not go back to the pool

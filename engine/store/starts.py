@@ -71,6 +71,7 @@ __all__ = [
     "StartResult",
     "StartStore",
     "pick_route",
+    "wakes",
 ]
 
 
@@ -287,9 +288,10 @@ class _PgResolver:
     a qualifier or a machine being deleted raises `_Careful`.
     """
 
-    def __init__(self, driver: Any, dialect: Dialect) -> None:
-        self._driver = driver
-        self._sql, self._defaults, self._processors, self._make = _pg_head_shape(dialect)
+    def __init__(self, read_head: Callable[[str], Any], dialect: Dialect) -> None:
+        # A machine name → its `_HEAD_BY_NAME` row (None: no such machine).
+        self._read_head = read_head
+        _, _, self._processors, self._make = _pg_head_shape(dialect)
         self._heads: dict[str, Any] = {}
 
     def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
@@ -297,7 +299,7 @@ class _PgResolver:
             raise _Careful
         head = self._heads.get(name)
         if head is None:
-            row = self._driver.execute(self._sql, {**self._defaults, "name": name}).fetchone()
+            row = self._read_head(name)
             if row is None:
                 raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
             head = self._make(
@@ -312,6 +314,15 @@ class _PgResolver:
         if head.version is None:
             raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
         return Resolved(_machine(name, head))
+
+
+def wakes(created: Sequence[_Planned]) -> bool:
+    """Whether writing `created` must wake the workers (NOTIFY).
+
+    Work leased to a worker of this process needs no wake-up: it is handed
+    to that worker; only due work makes workers look.
+    """
+    return any(plan.lease_owner is None for plan in created)
 
 
 @functools.cache
@@ -434,16 +445,14 @@ class StartStore(StoreBase):
             else:
                 taken = self._taken(conn, wanted_records)
             created = _sort_out(planned, taken, results)
-            # Work leased to a worker of this process needs no wake-up: it is
-            # handed to that worker; only due work makes workers look.
-            wake = any(plan.lease_owner is None for plan in created)
+            wake = wakes(created)
             if created and not pipelined:
                 self._insert(conn, created, raw=raw)
                 if wake:
                     self._backend.notify_in(conn)
         if created and pipelined:
             self._insert_pipelined(created, notify=wake)
-        return self._answered(created, results)
+        return self.answered(created, results)
 
     def _fresh_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """PostgreSQL: a batch of fresh names, each of a machine's latest revision; None: careful.
@@ -458,24 +467,58 @@ class StartStore(StoreBase):
         """
         from engine.store.pgraw import pooled_psycopg  # loads psycopg: PostgreSQL only
 
+        with mapped_errors(self._display), pooled_psycopg(self._engine, autocommit=True) as driver:
+            sql, fixed = self.head_query()
+            planned = self.plan_read(
+                requests, lambda name: driver.execute(sql, {**fixed, "name": name}).fetchone()
+            )
+        if planned is None:
+            return None
+        results, created = planned
+        if created:
+            self._insert_pipelined(created, notify=wakes(created))
+        return self.answered(created, results)
+
+    def head_query(self) -> tuple[str, dict[str, Any]]:
+        """PostgreSQL: the machine lookup `plan_read` wants rows of (SQL, fixed parameters).
+
+        The caller adds ``name``; the row is the machine's status with its
+        latest revision, None for no such machine.
+        """
+        sql, fixed, _, _ = _pg_head_shape(self._engine.dialect)
+        return sql, fixed
+
+    def plan_read(
+        self, requests: Sequence[StartRequest], read_head: Callable[[str], Any]
+    ) -> tuple[list[StartResult], list[_Planned]] | None:
+        """Resolve `requests` by `read_head` (a name → its `pg_head_query` row); None: careful.
+
+        PostgreSQL. Returns the answers so far (each start that does not
+        resolve has its error) and the starts to create, a name repeated in
+        the batch answered by its first start (`_sort_out`); None when a
+        qualifier or a machine being deleted needs the careful path. The
+        names are not checked against the database here.
+        """
         results = [StartResult() for _ in requests]
         planned: list[_Planned] = []
-        with mapped_errors(self._display), pooled_psycopg(self._engine, autocommit=True) as driver:
-            resolver = _PgResolver(driver, self._engine.dialect)
-            for index, request in enumerate(requests):
-                try:
-                    planned.append(_plan(index, request, resolver))
-                except _Careful:
-                    return None
-                except StepwiseError as error:
-                    results[index].error = error
-        created = _sort_out(planned, {}, results)
-        # Work leased to a worker of this process needs no wake-up: it is
-        # handed to that worker; only due work makes workers look.
-        wake = any(plan.lease_owner is None for plan in created)
-        if created:
-            self._insert_pipelined(created, notify=wake)
-        return self._answered(created, results)
+        resolver = _PgResolver(read_head, self._engine.dialect)
+        for index, request in enumerate(requests):
+            try:
+                planned.append(_plan(index, request, resolver))
+            except _Careful:
+                return None
+            except StepwiseError as error:
+                results[index].error = error
+        return results, _sort_out(planned, {}, results)
+
+    def start_statement(
+        self, created: Sequence[_Planned], *, notify: bool
+    ) -> tuple[str, list[str]]:
+        """PostgreSQL: the one statement (and its parameters) writing `created`'s rows."""
+        from engine.store.pgstart import start_statement  # loads psycopg: PostgreSQL only
+
+        (_, rows), (_, events), (_, work) = self._rows(created)
+        return start_statement(rows, events, work, notify=notify)
 
     def _raw_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """SQLite: the whole batch as one transaction on the kept sqlite3 connection, or None.
@@ -512,9 +555,9 @@ class StartStore(StoreBase):
                 return None
         if created is None:
             return None
-        return self._answered(created, results)
+        return self.answered(created, results)
 
-    def _answered(self, created: list[_Planned], results: list[StartResult]) -> list[StartResult]:
+    def answered(self, created: list[_Planned], results: list[StartResult]) -> list[StartResult]:
         """Each created start's answer in `results`; wakes this process's workers for due work.
 
         Work leased to a worker of this process is handed to it: no wake-up.
