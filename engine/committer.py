@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,21 +57,31 @@ __all__ = ["Committer"]
 log = logging.getLogger("stepwise.committer")
 
 
-@dataclass
 class _Waiter:
-    checkpoint: Checkpoint
-    # Read the execution's record back right after the commit (`commit_reading`).
-    read_back: bool = False
-    # What a queued checkpoint's caller waits on (`answered`): the event of
-    # everything queued with it, set once per group; None when its caller
-    # commits it itself and waits on nothing.
-    done: anyio.Event | None = None
-    result: CommitResult | None = None
-    record: ExecutionRecord | None = None
-    error: BaseException | None = None
-    # Plain checkpoints of the same execution that joined this one while it
-    # was queued, in order (`Committer._enqueue`); merged into it when taken.
-    joined: list[Checkpoint] = field(default_factory=list)
+    """One checkpoint handed to the committer, and its outcome once known.
+
+    A plain slotted class, not a dataclass: one is made for nearly every
+    step's commit, on the event loop.
+    """
+
+    __slots__ = ("checkpoint", "done", "error", "joined", "read_back", "record", "result")
+
+    def __init__(
+        self, checkpoint: Checkpoint, read_back: bool = False, done: anyio.Event | None = None
+    ) -> None:
+        self.checkpoint = checkpoint
+        # Read the execution's record back right after the commit (`commit_reading`).
+        self.read_back = read_back
+        # What a queued checkpoint's caller waits on (`answered`): the event of
+        # everything queued with it, set once per group; None when its caller
+        # commits it itself and waits on nothing.
+        self.done = done
+        self.result: CommitResult | None = None
+        self.record: ExecutionRecord | None = None
+        self.error: BaseException | None = None
+        # Plain checkpoints of the same execution that joined this one while it
+        # was queued, in order (`Committer._enqueue`); merged into it when taken.
+        self.joined: list[Checkpoint] = []
 
     async def answered(self) -> None:
         """Wait until the commit's outcome (result or error) is set.
