@@ -28,8 +28,10 @@ its commit, in the same store call: a finishing checkpoint someone in this
 process waits on answers that waiter (`Engine.wait`) with no describe of its own.
 
 A group is committed by a store call on a thread (`run_db`), except on
-PostgreSQL on asyncio, where the one-call commit is sent from the event loop
-itself (`on_loop`, engine/store/asynccommit.py): no thread hop. What that
+PostgreSQL on asyncio, where a group of up to `loop_group_max` checkpoints
+is sent as the one-call commit from the event loop itself (`on_loop`,
+engine/store/asynccommit.py): no thread hop; a larger group's encoding and
+driver work run on the thread, off the busy loop. What that
 call refuses (nothing written) is committed on the careful path, which
 alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
 thread as before.
@@ -181,6 +183,13 @@ class Committer:
     # Whether a checkpoint that finds the committer idle is committed by its
     # caller's task; off only to measure the hand-over (benchmarks/).
     direct: bool = True
+    # The largest group sent from the event loop (`on_loop`); a larger one
+    # goes to a store thread. Under a full group the loop is the worker's
+    # bottleneck, and there the thread's encoding and the sync driver's wait
+    # (in C, the GIL released) leave the loop free for the walks, while the
+    # hop costs one hand-off per group; small groups (one execution walking
+    # alone: W1) keep the loop's saving of a hop per commit.
+    loop_group_max: int = 8
 
     def __init__(
         self,
@@ -386,7 +395,11 @@ class Committer:
         now = self._clock.now()
         carefully = False
         on_loop = self._on_loop
-        if on_loop is not None and self._store.raw_commit_writes:
+        if (
+            on_loop is not None
+            and self._store.raw_commit_writes
+            and len(checkpoints) <= self.loop_group_max
+        ):
             done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
             if isinstance(done, tuple):
                 results, read = done
