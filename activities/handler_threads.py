@@ -38,6 +38,7 @@ import functools
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -140,9 +141,12 @@ class LoopThreads:
         with self._lock:
             return len(self._idle)
 
-    def submit(self, fn: Callable[[], Any]) -> ThreadCall:
-        """Hand `fn` to a thread (on the loop); its answer settles the call's future."""
-        loop = asyncio.get_running_loop()
+    def submit(
+        self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop | None = None
+    ) -> ThreadCall:
+        """Hand `fn` to a thread (on `loop`, else the running loop); its answer settles it."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         call = ThreadCall(loop, loop.create_future(), fn)
         with self._lock:
             if self._closed:
@@ -338,21 +342,30 @@ class HandlerThreads(LoopThreads):
     def __init__(self, max_threads: int = MAX_THREADS) -> None:
         super().__init__(max_threads, name=THREAD_NAME, what="handler threads")
 
-    async def run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop | None = None) -> T:
         """Run `fn` in one of the threads, in a copy of the caller's context; await its answer.
 
         A caller already cancelled (a stop, a deadline or a lost lease that
         arrived while a shielded checkpoint committed) never starts `fn`.
+        `loop` is the running loop, when the caller has it at hand.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
-        result: T = await self.submit(fn).future
+        result: T = await self.submit(fn, loop).future
         return result
 
 
 _POOLS: WeakKeyDictionary[asyncio.AbstractEventLoop, HandlerThreads] = WeakKeyDictionary()
+# The last loop asked for (by weak reference) and its pool: one Engine's loop
+# asks for every call, and a WeakKeyDictionary look-up builds a weak
+# reference each time.
+_LAST: tuple[weakref.ref[asyncio.AbstractEventLoop], HandlerThreads] | None = None
 
 
 def _pool(loop: asyncio.AbstractEventLoop) -> HandlerThreads:
+    global _LAST
+    last = _LAST
+    if last is not None and last[0]() is loop:
+        return last[1]
     pool = _POOLS.get(loop)
     if pool is None:
         pool = _POOLS[loop] = HandlerThreads()
@@ -360,11 +373,15 @@ def _pool(loop: asyncio.AbstractEventLoop) -> HandlerThreads:
         from anyio._backends._asyncio import find_root_task
 
         find_root_task().add_done_callback(lambda _task: _close(loop, pool))
+    _LAST = (weakref.ref(loop), pool)
     return pool
 
 
 def _close(loop: asyncio.AbstractEventLoop, pool: HandlerThreads) -> None:
+    global _LAST
     pool.close()
+    if _LAST is not None and _LAST[1] is pool:
+        _LAST = None
     if _POOLS.get(loop) is pool:
         del _POOLS[loop]
 
@@ -395,4 +412,4 @@ async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args) if args else fn, abandon_on_cancel=True
         )
-    return await _pool(loop).run(functools.partial(fn, *args) if args else fn)
+    return await _pool(loop).run(functools.partial(fn, *args) if args else fn, loop)

@@ -30,8 +30,10 @@ its commit, in the same store call: a finishing checkpoint someone in this
 process waits on answers that waiter (`Engine.wait`) with no describe of its own.
 
 A group is committed by a store call on a thread (`run_db`), except on
-PostgreSQL on asyncio, where the one-call commit is sent from the event loop
-itself (`on_loop`, engine/store/asynccommit.py): no thread hop. What that
+PostgreSQL on asyncio, where a group of up to `loop_group_max` checkpoints
+is sent as the one-call commit from the event loop itself (`on_loop`,
+engine/store/asynccommit.py): no thread hop; a larger group's encoding and
+driver work run on the thread, off the busy loop. What that
 call refuses (nothing written) is committed on the careful path, which
 alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
 thread as before.
@@ -42,7 +44,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,21 +62,31 @@ __all__ = ["Committer"]
 log = logging.getLogger("stepwise.committer")
 
 
-@dataclass
 class _Waiter:
-    checkpoint: Checkpoint
-    # Read the execution's record back right after the commit (`commit_reading`).
-    read_back: bool = False
-    # What a queued checkpoint's caller waits on (`answered`): the event of
-    # everything queued with it, set once per group; None when its caller
-    # commits it itself and waits on nothing.
-    done: anyio.Event | None = None
-    result: CommitResult | None = None
-    record: ExecutionRecord | None = None
-    error: BaseException | None = None
-    # Plain checkpoints of the same execution that joined this one while it
-    # was queued, in order (`Committer._enqueue`); merged into it when taken.
-    joined: list[Checkpoint] = field(default_factory=list)
+    """One checkpoint handed to the committer, and its outcome once known.
+
+    A plain slotted class, not a dataclass: one is made for nearly every
+    step's commit, on the event loop.
+    """
+
+    __slots__ = ("checkpoint", "done", "error", "joined", "read_back", "record", "result")
+
+    def __init__(
+        self, checkpoint: Checkpoint, read_back: bool = False, done: anyio.Event | None = None
+    ) -> None:
+        self.checkpoint = checkpoint
+        # Read the execution's record back right after the commit (`commit_reading`).
+        self.read_back = read_back
+        # What a queued checkpoint's caller waits on (`answered`): the event of
+        # everything queued with it, set once per group; None when its caller
+        # commits it itself and waits on nothing.
+        self.done = done
+        self.result: CommitResult | None = None
+        self.record: ExecutionRecord | None = None
+        self.error: BaseException | None = None
+        # Plain checkpoints of the same execution that joined this one while it
+        # was queued, in order (`Committer._enqueue`); merged into it when taken.
+        self.joined: list[Checkpoint] = []
 
     async def answered(self) -> None:
         """Wait until the commit's outcome (result or error) is set.
@@ -175,6 +186,13 @@ class Committer:
     # Whether a checkpoint that finds the committer idle is committed by its
     # caller's task; off only to measure the hand-over (benchmarks/).
     direct: bool = True
+    # The largest group sent from the event loop (`on_loop`); a larger one
+    # goes to a store thread. Under a full group the loop is the worker's
+    # bottleneck, and there the thread's encoding and the sync driver's wait
+    # (in C, the GIL released) leave the loop free for the walks, while the
+    # hop costs one hand-off per group; small groups (one execution walking
+    # alone: W1) keep the loop's saving of a hop per commit.
+    loop_group_max: int = 8
 
     def __init__(
         self,
@@ -405,7 +423,11 @@ class Committer:
         now = self._clock.now()
         carefully = False
         on_loop = self._on_loop
-        if on_loop is not None and self._store.raw_commit_writes:
+        if (
+            on_loop is not None
+            and self._store.raw_commit_writes
+            and len(checkpoints) <= self.loop_group_max
+        ):
             done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
             if isinstance(done, tuple):
                 results, read = done

@@ -17,6 +17,7 @@ pollers) always pass.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,8 +44,13 @@ _SUFFIXES = (".waitForTaskToken", ".sync:2", ".sync")
 _BUILTINS = {HTTP_RESOURCE: "http", SQL_RESOURCE: "sql", SHELL_RESOURCE: "shell"}
 
 
+@functools.lru_cache(maxsize=4096)
 def base_resource(resource: str) -> str:
-    """The Resource without its integration-pattern suffix."""
+    """The Resource without its integration-pattern suffix.
+
+    Cached: every Task attempt asks (`resolve_resource`), with the few
+    Resources its definitions name.
+    """
     for suffix in _SUFFIXES:
         if resource.endswith(suffix):
             return resource[: -len(suffix)]

@@ -49,7 +49,7 @@ import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
-from engine.store.checkpoints import PLAIN, event_row
+from engine.store.checkpoints import PLAIN
 from engine.store.codec import PayloadCodec
 from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
 from engine.store.map_run_hook import takes_hook
@@ -63,6 +63,7 @@ from engine.store.records import (
     ExecutionStatus,
     TokenStatus,
 )
+from engine.store.rows import encode_details
 
 __all__ = [
     "ONE_CALL_REFUSALS",
@@ -434,19 +435,21 @@ def _queue_writes(
 
 
 def _event_tuples(checkpoints: Sequence[Checkpoint], codec: PayloadCodec) -> list[tuple[Any, ...]]:
-    """The history rows of `checkpoints`, details sealed, in the events table's column order."""
-    rows = []
-    for c in checkpoints:
-        for event in c.events:
-            row = event_row(c.execution_id, event, codec)
-            rows.append(
-                (
-                    row["execution_id"],
-                    row["event_id"],
-                    row["previous_event_id"],
-                    row["type"],
-                    row["timestamp"],
-                    row["details"],
-                )
-            )
-    return rows
+    """The history rows of `checkpoints`, details sealed, in the events table's column order.
+
+    The values `checkpoints.event_row` gives, as tuples built directly (no
+    row dict per event: this runs on the event loop for every step).
+    """
+    seal = codec.seal
+    return [
+        (
+            c.execution_id,
+            event.event_id,
+            event.previous_event_id,
+            event.type,
+            event.timestamp,
+            seal(encode_details(event.details)),
+        )
+        for c in checkpoints
+        for event in c.events
+    ]

@@ -112,6 +112,11 @@ class Call:
         scheduled = last if self.events.family == "activity" else last - 1
         return traceparent_for(trace_id, task_span_id(trace_id, scheduled))
 
+    def _remaining(self) -> float:
+        """Seconds of TimeoutSeconds left, counted from the recorded start."""
+        elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
+        return max(0.0, self.timeout - elapsed)
+
     async def limited(
         self, body: Callable[[Callable[[], ActivityContext]], Awaitable[Outcome]]
     ) -> Outcome:
@@ -120,8 +125,6 @@ class Call:
         `body` is given how to build the handler's context (`context`), so
         work that takes none (most registered handlers) never builds it.
         """
-        elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
-        remaining = max(0.0, self.timeout - elapsed)
         # Monotonic time, not the loop's: sync handlers beat from their worker thread.
         last_beat = [time.monotonic()]
 
@@ -138,12 +141,12 @@ class Call:
             # and no timer at all under the default timeout (over three years).
             if self.deadline is None:
                 return await body(context)
-            with anyio.move_on_after(remaining) as timeout_scope:
+            with anyio.move_on_after(self._remaining()) as timeout_scope:
                 result = await body(context)
             if timeout_scope.cancelled_caught or result is None:
                 return Failed(States.TIMEOUT, None)
             return result
-        with anyio.move_on_after(remaining) as timeout_scope:
+        with anyio.move_on_after(self._remaining()) as timeout_scope:
             async with anyio.create_task_group() as group:
                 heartbeat = self.heartbeat
 

@@ -118,6 +118,26 @@ def test_step_commits_go_from_the_event_loop_with_the_thread_paths_results(
             time.sleep(0.05)
 
 
+def test_groups_larger_than_the_loops_share_commit_on_a_store_thread_with_the_same_histories(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = _reference_shape(postgres_url, monkeypatch)
+    with Engine(postgres_url, registry=_registry(), concurrency=30) as engine:
+        committer = engine.runtime.committer
+        on_loop = committer.on_loop
+        assert on_loop is not None
+        # Only single checkpoints on the loop: 30 executions walking at once
+        # queue several checkpoints per group, and those groups take the thread.
+        committer.loop_group_max = 1
+        engine.create_state_machine_sync("chain", machine(STEPS))
+        records = _run_all(engine, 30, prefix="wide")
+        _assert_all_ended_once(engine, records, reference)
+        assert committer.checkpoints >= 30 * (STEPS + 1)
+        # Fewer groups than checkpoints: some were shared, and those left the loop.
+        assert committer.commits < committer.checkpoints
+        assert on_loop.commits < committer.commits
+
+
 def test_a_sqlite_engine_has_no_loop_connection(sqlite_url: str) -> None:
     with Engine(sqlite_url, registry=_registry()) as engine:
         assert engine.runtime.committer.on_loop is None
