@@ -34,13 +34,18 @@ class Hook:
         self.journal = journal
         self.refuse = refuse
         self.commits: list[list[str]] = []
+        self.drained = anyio.Event()  # set once a checkpoint has drained the journal
+        # One commit at a time, in the order asked, as the runner's committer does.
+        self._turn = anyio.Lock()
 
     async def __call__(self) -> None:
-        rows, _events = self.journal.drain()
-        await anyio.sleep(0.01)  # the commit's round trip
-        if self.refuse:
-            raise LeaseLost("lease lost at commit")
-        self.commits.append([key for key, _ in rows])
+        async with self._turn:
+            rows, _events = self.journal.drain()
+            self.drained.set()
+            await anyio.sleep(0.01)  # the commit's round trip
+            if self.refuse:
+                raise LeaseLost("lease lost at commit")
+            self.commits.append([key for key, _ in rows])
 
 
 def _walk(refuse: bool = False) -> tuple[Walk, Hook]:
@@ -124,7 +129,7 @@ async def test_a_step_recorded_after_the_drain_gets_a_checkpoint_of_its_own() ->
         await walk.durable()
 
     async def second() -> None:
-        await anyio.sleep(0.002)  # after the first checkpoint drained, before it committed
+        await hook.drained.wait()  # after the first checkpoint drained, before it committed
         walk.journal.record("b", 2)
         await walk.durable()
         late.append("b")
