@@ -10,7 +10,9 @@ Starts made at the same moment share one transaction (`StartBatcher`; on
 PostgreSQL on asyncio sent from the event loop, `asyncstart.py`): a start
 whose input is refused fails alone, its caller gets InvalidExecutionInput
 (a client's error: exit 2 from the CLI, a 400 from the HTTP API), and the
-other starts of its batch are recorded and run to success.
+other starts of its batch are recorded and run to success. An execution
+whose Task result is refused fails at once with States.Runtime: the same
+walk would hand the database the same data again, so it is not retried.
 """
 
 from __future__ import annotations
@@ -158,3 +160,31 @@ def test_the_cli_answers_a_refused_start_with_a_client_error(sqlite_url: str) ->
     ), result.stderr
     fine = CliRunner().invoke(cli, ["start", "echo", "--input", '{"v": 1}', "--db", sqlite_url])
     assert fine.exit_code == 0, fine.stderr
+
+
+def test_an_execution_whose_result_is_refused_fails_at_its_first_refusal(db_url: str) -> None:
+    calls: list[Any] = []
+    registry = Registry()
+
+    def tainted(value: Any) -> Any:
+        calls.append(value)
+        return {"v": "zqfault"}  # the input is stored; this result is refused
+
+    registry.register("tainted", tainted)
+    machine = {
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "tainted", "End": True}},
+    }
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("tainted", machine)
+        _refuse_zqfault(db_url)
+        started = engine.start_sync("tainted", {"v": 1})
+        ended = engine.wait_sync(started, timeout=60)
+        events = engine.history_sync(ended)
+    assert (ended.status, ended.error) == ("FAILED", "States.Runtime")
+    assert (ended.cause or "").startswith("UnstorableData: the database refused a value: ")
+    assert calls == [{"v": 1}]  # one attempt: the refusal was not retried
+    types = [e.type for e in events]
+    assert "TaskSucceeded" not in types and types.count("TaskStarted") == 1
+    assert types[-1] == "ExecutionFailed"
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
