@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import anyio
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from activities import Registry
@@ -30,6 +32,7 @@ from engine import Engine
 from engine.cli import cli
 from engine.errors import InvalidExecutionInput
 from engine.store import ExecutionRecord
+from tests.http.support import Server
 
 _PG_REFUSAL = """
 CREATE FUNCTION refuse_zqfault() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -160,6 +163,26 @@ def test_the_cli_answers_a_refused_start_with_a_client_error(sqlite_url: str) ->
     ), result.stderr
     fine = CliRunner().invoke(cli, ["start", "echo", "--input", '{"v": 1}', "--db", sqlite_url])
     assert fine.exit_code == 0, fine.stderr
+
+
+def test_the_http_api_answers_a_refused_start_with_a_client_error(
+    db_url: str, tmp_path: Path
+) -> None:
+    with Engine(db_url, worker=False) as engine:
+        engine.create_state_machine_sync("echo", ECHO)
+    _refuse_zqfault(db_url)
+    server = Server(db_url, tmp_path / "server.log", "--no-worker").start()
+    try:
+        client = server.client()
+        arn = client.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+        with pytest.raises(client.exceptions.InvalidExecutionInput) as refused:
+            client.start_execution(stateMachineArn=arn, input='{"v": "zqfault"}')
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "the database refused a value" in refused.value.response["Error"]["Message"]
+        assert client.start_execution(stateMachineArn=arn, input='{"v": 1}')["executionArn"]
+    finally:
+        server.stop()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_an_execution_whose_result_is_refused_fails_at_its_first_refusal(db_url: str) -> None:
