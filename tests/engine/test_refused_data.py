@@ -106,7 +106,9 @@ def test_a_start_whose_input_is_refused_fails_alone_in_its_batch(db_url: str) ->
     inputs[5] = {"n": "zqfault"}  # the database refuses this one's ExecutionStarted
 
     async def scenario() -> None:
-        async with Engine(db_url, registry=_echo_registry([])) as engine:
+        # No worker in the starting engine: a worker's claim would wait on the
+        # lock below (on SQLite the whole file's), and starts on its slots with it.
+        async with Engine(db_url, worker=False) as engine:
             await engine.create_state_machine("echo", ECHO)
             _refuse_zqfault(db_url)
             batcher = engine.lifecycle._starts
@@ -138,8 +140,9 @@ def test_a_start_whose_input_is_refused_fails_alone_in_its_batch(db_url: str) ->
             assert "the database refused a value" in str(refused)
             started = [a for i, a in enumerate(answers) if i != 5]
             assert all(isinstance(a, ExecutionRecord) for a in started), answers
-            ended = [await engine.wait(a, timeout=60) for a in started]
-            listed, _ = await engine.lifecycle.list_executions(machine="echo")
+        async with Engine(db_url, registry=_echo_registry([])) as worker:
+            ended = [await worker.wait(a, timeout=60) for a in started]
+            listed, _ = await worker.lifecycle.list_executions(machine="echo")
         assert [(r.status, json.loads(r.output or "")) for r in ended] == [
             ("SUCCEEDED", value) for i, value in enumerate(inputs) if i != 5
         ]
