@@ -19,7 +19,7 @@ Engine starts executions on, and its worker claims from, one queue
 that no other worker takes its execution. State machines, versions and
 aliases are `MachineApi`'s, Map Runs `MapRunApi`'s, schedules, alerts and
 triggers `ScheduleApi`'s: mixins the Engine supplies a store, clock and
-lifecycle to.
+lifecycle to; TestState is `TestStateApi`'s.
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ import functools
 import gc
 import hashlib
 import os
-import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack, nullcontext
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -71,6 +69,7 @@ from engine.store import (
     default_database_url,
 )
 from engine.storethreads import StoreThreads
+from engine.teststate_api import TestStateApi
 from engine.triggers import FolderWatcher, Triggers
 from engine.worker import (
     LeaseKeeper,
@@ -81,9 +80,8 @@ from engine.worker import (
 )
 from statemachine.build import load, parse_definition
 
-if TYPE_CHECKING:  # loaded on first use (`_open_schedules`, `test_state`)
+if TYPE_CHECKING:  # loaded on first use (`_open_schedules`)
     from engine.scheduling.service import Schedules
-    from engine.teststate import TestStateRequest
 
 __all__ = ["Engine"]
 
@@ -102,9 +100,6 @@ def _sync_twin(
     twin.__name__ = twin.__qualname__ = f"{method.__name__}_sync"
     twin.__doc__ = f"`{method.__name__}` for plain code, inside ``with Engine(...)``."
     return twin
-
-
-_NO_MOCK: Any = object()
 
 
 def _on_asyncio() -> bool:
@@ -140,7 +135,7 @@ def _freeze_started_heap() -> None:
             gc.freeze()
 
 
-class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
+class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
     """A Stepwise engine bound to one database."""
 
     def __init__(
@@ -480,59 +475,9 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
         """Bind a Task Resource (name, ARN or `*` pattern) to a handler for this engine."""
         self.registry.register(resource, handler)
 
-    # -- TestState ---------------------------------------------------------------
-    async def test_state(
-        self,
-        definition: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        state_name: str | None = None,
-        inspection_level: str = "INFO",
-        variables: Mapping[str, Any] | None = None,
-        mock_result: Any = _NO_MOCK,
-        mock_error: str | None = None,
-        mock_cause: str | None = None,
-    ) -> dict[str, Any]:
-        """Run one state (alone, or `state_name` of a machine) as AWS's TestState does.
-
-        Returns TestState's answer: ``status`` (SUCCEEDED, FAILED, RETRIABLE,
-        CAUGHT_ERROR), ``output``, ``error``, ``cause``, ``nextState`` and, at
-        DEBUG or TRACE, ``inspectionData``. A Task answers `mock_result`, or
-        fails with `mock_error`/`mock_cause`, instead of calling its
-        Resource; otherwise this engine's handlers run it. Needs no
-        database: it runs in a throwaway SQLite file. Raises
-        InvalidTestState, InvalidExecutionInput and TestStateValidation.
-        """
-        from engine.teststate import TestStateRequest
-
-        text = definition if isinstance(definition, str) else msgspec.json.encode(definition)
-        request = TestStateRequest(
-            definition=text if isinstance(text, str) else text.decode(),
-            input=msgspec.json.encode({} if input is None else input).decode(),
-            state_name=state_name,
-            inspection_level=inspection_level,
-            variables=None if variables is None else msgspec.json.encode(variables).decode(),
-            mock_result=None
-            if mock_result is _NO_MOCK
-            else msgspec.json.encode(mock_result).decode(),
-            mock_error=mock_error,
-            mock_cause=mock_cause,
-        )
-        return await self.test_state_request(request)
-
-    async def test_state_request(
-        self, request: TestStateRequest, *, timeout: float = 60.0
-    ) -> dict[str, Any]:
-        """`test_state` for a request as TestState's API spells it (JSON texts)."""
-        from engine.teststate import MOCK_RESOURCE, mock_handler, run_test_state
-
-        handlers = Registry().merged(self.registry)
-        if request.mocked:
-            handlers.register(MOCK_RESOURCE, mock_handler(request))
-        with tempfile.TemporaryDirectory(prefix="stepwise-teststate-") as folder:
-            url = f"sqlite:///{Path(folder) / 'teststate.db'}"
-            async with Engine(url, registry=handlers, worker=False) as engine:
-                return await run_test_state(engine, request, timeout=timeout)
+    def _test_engine(self, url: str, registry: Registry) -> Engine:
+        """TestState's engine (`TestStateApi`): on `url`, with `registry`, without a worker."""
+        return Engine(url, registry=registry, worker=False)
 
     # -- executions ----------------------------------------------------------
     async def start(
@@ -778,8 +723,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi):
     list_executions_sync = _sync_twin(list_executions)
     list_executions_page_sync = _sync_twin(list_executions_page)
     redrive_sync = _sync_twin(redrive)
-    test_state_sync = _sync_twin(test_state)
-    test_state_request_sync = _sync_twin(test_state_request)
+    test_state_sync = _sync_twin(TestStateApi.test_state)
+    test_state_request_sync = _sync_twin(TestStateApi.test_state_request)
     update_state_machine_sync = _sync_twin(MachineApi.update_state_machine)
     publish_version_sync = _sync_twin(MachineApi.publish_version)
     list_versions_sync = _sync_twin(MachineApi.list_versions)

@@ -47,7 +47,13 @@ import msgspec
 from engine import telemetry
 from engine.arns import InvalidArnText, parse_arn
 from engine.clock import Clock
-from engine.errors import InvalidExecutionInput, InvalidName, InvalidToken, StepwiseError
+from engine.errors import (
+    InvalidExecutionInput,
+    InvalidName,
+    InvalidToken,
+    StepwiseError,
+    UnstorableData,
+)
 from engine.handoff import StartTaker, start_handed
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
@@ -216,8 +222,9 @@ class Lifecycle:
         the existing running execution (on the queue it was started on);
         with a different input, or once it has closed, it raises
         ExecutionAlreadyExists. Raises InvalidName (the name or the queue
-        name breaks AWS's name rules), InvalidExecutionInput (not JSON, or
-        over MAX_PAYLOAD_BYTES), StateMachineDoesNotExist and
+        name breaks AWS's name rules), InvalidExecutionInput (not JSON, over
+        MAX_PAYLOAD_BYTES, or refused by the database: only this start of
+        its batch fails), StateMachineDoesNotExist and
         StateMachineDeleting (the machine is being deleted).
 
         The machine's status, the reference's resolution and the execution's
@@ -287,6 +294,10 @@ class Lifecycle:
             result = await start_handed(self._starts, request, taker, started_id)
         else:
             result = await self._starts.start(request)
+        if isinstance(result.error, UnstorableData):
+            # The database refused this start's data (its input): the
+            # client's error, not the store's; the starts beside it went on.
+            raise InvalidExecutionInput(f"Invalid execution input: {result.error}") from None
         if result.error is not None:
             raise result.error
         assert result.record is not None

@@ -377,17 +377,23 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
     is dropped: the execution is reloaded, and either released with a short
     backoff (the first `POISON_STRIKES - 1` times in this process) or failed
     durably with States.Runtime, so a worker never re-activates it in a loop.
+    Data the database refused (`is_unstorable`) fails it at the first
+    strike: the same walk would hand the database the same data again.
     """
-    strikes = runtime.poison_strikes.get(execution_id, 0) + 1
+    if is_unstorable(error):
+        strikes = POISON_STRIKES
+        log.error("execution %s: the database refused its data: %s", execution_id, error)
+    else:
+        strikes = runtime.poison_strikes.get(execution_id, 0) + 1
+        log.error(
+            "execution %s: unexpected %s outside its states (strike %d of %d)",
+            execution_id,
+            type(error).__name__,
+            strikes,
+            POISON_STRIKES,
+            exc_info=error,
+        )
     runtime.poison_strikes[execution_id] = strikes
-    log.error(
-        "execution %s: unexpected %s outside its states (strike %d of %d)",
-        execution_id,
-        type(error).__name__,
-        strikes,
-        POISON_STRIKES,
-        exc_info=error,
-    )
     loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
     if loaded.record.status != ExecutionStatus.RUNNING:
         runtime.poison_strikes.pop(execution_id, None)

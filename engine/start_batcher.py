@@ -3,16 +3,17 @@
 Starts handed to a `StartBatcher` while a batch is being committed wait,
 and go together in the next batch: one `Store.start_executions` call, one
 transaction, one commit. Each caller gets its own answer — its record, or
-its own error (a name already taken fails only that start). Alone, a start
-costs exactly one transaction. There is no serving task to start or stop:
-the first caller to find no batch in flight commits the queue (the
-*leader*); when its batch is done it hands the lead to the first start that
-queued meanwhile, so no caller commits more than its own batch. Every step
-of that runs shielded from cancellation, and every batch's waiters are
-woken in a ``finally``: a start handed over is always carried through or
-failed with the store's error, even while the engine shuts down, and a
-cancelled leader never leaves the others waiting (see `engine/committer.py`
-for the hang this guards against).
+its own error (a name already taken, or data the database refused, fails
+only that start). Alone, a start costs exactly one transaction. There is
+no serving task to start or stop: the first caller to find no batch in
+flight commits the queue (the *leader*); when its batch is done it hands
+the lead to the first start that queued meanwhile, so no caller commits
+more than its own batch. Every step of that runs shielded from
+cancellation, and every batch's waiters are woken in a ``finally``: a
+start handed over is always carried through or failed with the store's
+error, even while the engine shuts down, and a cancelled leader never
+leaves the others waiting (see `engine/committer.py` for the hang this
+guards against).
 """
 
 from __future__ import annotations

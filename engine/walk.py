@@ -556,7 +556,7 @@ def is_unstorable(error: BaseException) -> bool:
 
     Not poison inside the walk (no state's failure: what the walk recorded
     since its last commit is not durable), but the activation's: the
-    execution is reloaded and, after its strikes, failed (`runner._poisoned`).
+    execution is reloaded and failed (`runner._poisoned`), not retried.
     """
     if isinstance(error, BaseExceptionGroup):
         return bool(error.exceptions) and all(is_unstorable(e) for e in error.exceptions)

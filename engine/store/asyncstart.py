@@ -14,9 +14,11 @@ decide alone, it hands back to the store's threads with nothing written
 (`Handed.THREADS`, then `Store.start_executions` as before): a qualifier, a
 machine being deleted, a name already taken (the existing execution
 decides there: the same running execution back, or ExecutionAlreadyExists),
-a unique key's collision, and a connection in use by a commit or not to be
-had, or a connection that fails before the write is sent (a server
-restart, `pg_terminate_backend`: dropped, the next batch connects again).
+a unique key's collision, a refusal of some start's data (`UnstorableData`:
+the threads answer that start alone with it and record the others), a
+connection in use by a commit or not to be had, and a connection that fails
+before the write is sent (a server restart, `pg_terminate_backend`: dropped,
+the next batch connects again).
 A connection failing under the write raises StoreUnavailable, as the thread
 path does (the start's outcome unknown).
 """
@@ -30,7 +32,7 @@ from typing import Any
 import psycopg
 
 from engine.store.asynccommit import Handed, LoopCommit
-from engine.store.errors import StoreUnavailable
+from engine.store.errors import StoreUnavailable, UnstorableData
 from engine.store.pgstart import taken_query
 from engine.store.starts import StartRequest, StartResult, wakes
 from engine.store.store import Store
@@ -51,6 +53,10 @@ async def start_on_loop(
         return await on_loop.run(functools.partial(_start, store, requests))
     except _ReadFailed:
         # Nothing written (the connection is dropped): the threads start them.
+        return Handed.THREADS
+    except UnstorableData:
+        # One statement refused for some start's data, nothing written: the
+        # threads find which start it was (`Store.start_executions`).
         return Handed.THREADS
 
 

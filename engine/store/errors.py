@@ -58,9 +58,11 @@ class UnstorableData(InfrastructureError):
     (54000), sqlite3's DataError (a string too big) or an encoding error
     binding a value; `store/boundary.py` decides which driver errors these
     are. Raised by a commit, it fails the one execution whose checkpoint
-    it was (States.Runtime, after the strikes of `runner._poisoned`); its
-    group-mates commit without it. Every other driver error is
-    `StoreUnavailable`: retried, never an execution's failure.
+    it was at once (States.Runtime, `runner._poisoned`); its group-mates
+    commit without it. A start's answer (`StartResult.error`) when its own
+    data was refused: `Lifecycle.start` raises InvalidExecutionInput for
+    it. Every other driver error is `StoreUnavailable`: retried, never an
+    execution's failure.
     """
 
 

@@ -14,10 +14,13 @@ any row is written, so a taken name never aborts the others). The same name
 with equal input while that execution is RUNNING returns it (StartExecution
 is idempotent on AWS), within a batch too. On PostgreSQL another process may
 take a name between the check and the insert; the batch then rolls back and
-each start is retried in a transaction of its own, where the unique key
-decides. On SQLite a batch first runs as one transaction on the sqlite3
-connection the group commit keeps (`StartStore._raw_batch`); whatever that
-path does not decide alone, it rolls back and leaves to the path above. On
+is recorded again in halves, until the start that collided stands alone,
+where the unique key decides. A batch the database refuses for one start's
+data (`UnstorableData`, e.g. an input it cannot store) is split the same
+way: that start's answer is the refusal, the others are recorded. On
+SQLite a batch first runs as one transaction on the sqlite3 connection the
+group commit keeps (`StartStore._raw_batch`); whatever that path does not
+decide alone, it rolls back and leaves to the path above. On
 PostgreSQL a batch of names the engine drew (`StartRequest.fresh_name`)
 reads the machines by the driver and writes without a name check
 (`StartStore._fresh_batch`): the unique keys alone decide there.
@@ -48,6 +51,7 @@ from engine.store.errors import (
     StateMachineDeleting,
     StateMachineDoesNotExist,
     StoreUnavailable,
+    UnstorableData,
 )
 from engine.store.records import Event, ExecutionRecord, ExecutionStatus, MachineVersion
 from engine.store.rows import MACHINE_COLUMNS, execution_record, same_json
@@ -391,9 +395,10 @@ class StartStore(StoreBase):
         An answer is (record, True) when created, (existing record, False)
         for the same name with equal input while that execution is RUNNING,
         or the error of that start alone: StateMachineDoesNotExist,
-        StateMachineDeleting, ResourceNotFound, ExecutionAlreadyExists or
-        what `prepare` raised. Raises StoreUnavailable when the database
-        fails (every start of the batch is then unknown to its caller).
+        StateMachineDeleting, ResourceNotFound, ExecutionAlreadyExists,
+        UnstorableData (the database refused its data) or what `prepare`
+        raised. Raises StoreUnavailable when the database fails (every start
+        of the batch is then unknown to its caller).
         """
         try:
             fast = self._raw_batch(requests) if self._raw_start_writes() else None
@@ -404,13 +409,18 @@ class StartStore(StoreBase):
                 # insert: the existing execution decides (read after the
                 # failed transaction rolled back).
                 return [self._collided(requests[0])]
-        # A batch: each start again in a transaction of its own, each with its own answer.
-        results = []
-        for request in requests:
+        except UnstorableData as refused:
+            if len(requests) == 1:
+                return [StartResult(error=refused)]  # its data alone: its own answer
+        # A batch refused, nothing written: each half again in a transaction
+        # of its own, until the start refused stands alone.
+        middle = len(requests) // 2
+        results: list[StartResult] = []
+        for half in (requests[:middle], requests[middle:]):
             try:
-                results.append(self.start_executions([request])[0])
+                results.extend(self.start_executions(half))
             except StoreUnavailable as error:
-                results.append(StartResult(error=error))
+                results.extend(StartResult(error=error) for _ in half)
         return results
 
     def _start_batch(self, requests: Sequence[StartRequest]) -> list[StartResult]:
