@@ -59,7 +59,7 @@ class StartBatcher:
         # encoding would stall the loop (measured: 256 starts of 256 KB,
         # 373 ms).
         self.loop_batch_max = 8
-        self.loop_input_max = 256 * 1024  # characters of input, summed over the batch
+        self.loop_input_max = 64 * 1024  # characters of input, summed over the batch
         # PostgreSQL on asyncio: batches sent from the event loop where they
         # can be (`send_from`, engine/store/asyncstart.py).
         self._on_loop: LoopCommit | None = None
