@@ -8,8 +8,10 @@ costs exactly one transaction. There is no serving task to start or stop:
 the first caller to find no batch in flight commits the queue (the
 *leader*); when its batch is done it hands the lead to the first start that
 queued meanwhile, so no caller commits more than its own batch. Every step
-of that runs shielded from cancellation, and every batch's waiters are
-woken in a ``finally``: a start handed over is always carried through or
+of that runs shielded from cancellation (on asyncio, whose own cancellation
+anyio's shield does not block, a batch runs as a task of its own and a
+start cancelled while it queues leaves the queue), and every batch's
+waiters are woken in a ``finally``: a start handed over is always carried through or
 failed with the store's error, even while the engine shuts down, and a
 cancelled leader never leaves the others waiting (see `engine/committer.py`
 for the hang this guards against).

@@ -23,7 +23,8 @@ and the failure raised as the thread path raises it — `StoreUnavailable`,
 the outcome unknown, resolved as always by the replay and the unique keys;
 the next commit connects again, or after a failed connect goes to the
 threads for a backoff's while. It lets go of its connection when the pool is
-disposed (an outage, `Store.reset_connections`) and when the Engine closes.
+disposed (an outage, `Store.reset_connections`) and when the Engine closes
+(once the call in flight on it is done).
 """
 
 from __future__ import annotations
