@@ -9,20 +9,24 @@ no serving task to start or stop: the first caller to find no batch in
 flight commits the queue (the *leader*); when its batch is done it hands
 the lead to the first start that queued meanwhile, so no caller commits
 more than its own batch. Every step of that runs shielded from
-cancellation, and every batch's waiters are woken in a ``finally``: a
-start handed over is always carried through or failed with the store's
-error, even while the engine shuts down, and a cancelled leader never
-leaves the others waiting (see `engine/committer.py` for the hang this
-guards against).
+cancellation (on asyncio, whose own cancellation anyio's shield does not
+block, a batch runs as a task of its own and a start cancelled while it
+queues leaves the queue), and every batch's waiters are woken in a
+``finally``: a start handed over is always carried through or failed with
+the store's error, even while the engine shuts down, and a cancelled
+leader never leaves the others waiting (see `engine/committer.py` for the
+hang this guards against).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import sniffio
 
 from engine.store import Store
 from engine.store.starts import StartRequest, StartResult
@@ -53,6 +57,12 @@ class StartBatcher:
         self._store = store
         self._run_db = run_db
         self._max_batch = max_batch
+        # A larger batch is encoded and sent on a store thread, not on the
+        # event loop (as the committer's `loop_group_max`): the inputs'
+        # encoding would stall the loop (measured: 256 starts of 256 KB,
+        # 373 ms).
+        self.loop_batch_max = 8
+        self.loop_input_max = 64 * 1024  # characters of input, summed over the batch
         # PostgreSQL on asyncio: batches sent from the event loop where they
         # can be (`send_from`, engine/store/asyncstart.py).
         self._on_loop: LoopCommit | None = None
@@ -99,21 +109,38 @@ class StartBatcher:
         """Record `request` (in a batch with any starts queued beside it) and return its answer.
 
         Raises what the store raises for the whole batch (StoreUnavailable).
+        A caller cancelled while its start still queues leaves the queue
+        (nothing of it written); once its start is in a batch, or the lead
+        handed to it, the batch is carried through first (its start
+        written, others answered), then the cancellation raised.
         """
         waiter = _Waiter(request)
+        cancelled: BaseException | None = None
         with anyio.CancelScope(shield=True):
             # Once handed over, a start's outcome must be known before its
             # caller moves on, even if that caller is being cancelled.
             self._queue.append(waiter)
             if self._leading:
                 wake = waiter.wake = anyio.Event()
-                await wake.wait()
+                cancelled = await _woken(wake)
+                if cancelled is not None and not waiter.lead and waiter in self._queue:
+                    # Cancelled by asyncio itself (anyio's shield does not
+                    # block it) while still queued: not in a batch, no lead.
+                    self._queue.remove(waiter)
+                    raise cancelled
+                if not wake.is_set():
+                    # In a batch in flight: its outcome first.
+                    late = await _woken(wake)
+                    cancelled = cancelled or late
             else:
                 self._leading = True
                 waiter.lead = True
             if waiter.lead:
                 # A leader is first in the queue, so its own start is in the batch it commits.
-                await self._commit_next()
+                late = await _carried(self._commit_next())
+                cancelled = cancelled or late
+        if cancelled is not None:
+            raise cancelled
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
@@ -149,7 +176,11 @@ class StartBatcher:
     async def _recorded(self, requests: list[StartRequest]) -> list[StartResult]:
         """The store's answers for a batch: from the event loop where it can, else a thread."""
         on_loop = self._on_loop
-        if on_loop is not None:
+        if (
+            on_loop is not None
+            and len(requests) <= self.loop_batch_max
+            and sum(len(request.input) for request in requests) <= self.loop_input_max
+        ):
             # Here, not at the top: it loads psycopg (SQLite never does).
             from engine.store.asyncstart import start_on_loop
 
@@ -163,3 +194,39 @@ class StartBatcher:
 
 async def _nothing() -> None:
     return None
+
+
+async def _woken(wake: anyio.Event) -> BaseException | None:
+    """Wait (shielded) for `wake`: None, or asyncio's own cancellation met on the way.
+
+    anyio's shield does not block asyncio's cancellation (`task.cancel()`,
+    `asyncio.wait_for`, `asyncio.timeout`): it is returned, for the caller
+    to act on and raise.
+    """
+    try:
+        await wake.wait()
+    except asyncio.CancelledError as cancelled:
+        return cancelled
+    return None
+
+
+async def _carried(work: Coroutine[Any, Any, None]) -> BaseException | None:
+    """Await `work` to its end; return asyncio's own cancellation of the caller met meanwhile.
+
+    On asyncio `work` runs as a task of its own, so cancelling the caller
+    (which anyio's shield does not block) cannot cut it short: a batch is
+    committed and all its waiters answered, the lead handed on. On trio the
+    caller's shield holds.
+    """
+    if sniffio.current_async_library() != "asyncio":
+        await work
+        return None
+    task = asyncio.ensure_future(work)
+    cancelled: BaseException | None = None
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError as failure:
+            cancelled = failure
+    task.result()  # raises what the batch raised beyond the store's errors
+    return cancelled

@@ -23,7 +23,8 @@ and the failure raised as the thread path raises it — `StoreUnavailable`,
 the outcome unknown, resolved as always by the replay and the unique keys;
 the next commit connects again, or after a failed connect goes to the
 threads for a backoff's while. It lets go of its connection when the pool is
-disposed (an outage, `Store.reset_connections`) and when the Engine closes.
+disposed (an outage, `Store.reset_connections`) and when the Engine closes
+(once the call in flight on it is done).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class LoopCommit:
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._cursor: psycopg.AsyncCursor[Any] | None = None
         self._busy = False
+        # Set when the call in flight is done: `aclose` waits for it.
+        self._idle: anyio.Event | None = None
         self._closed = False
         self._disposed = False
         self._used_at = 0.0
@@ -156,8 +159,7 @@ class LoopCommit:
                     await self._drop()
                 raise
         finally:
-            self._busy = False
-            self._used_at = time.monotonic()
+            self._done_using()
         self.commits += 1
         if answer and answer[0]:
             self._wake_local()
@@ -190,8 +192,7 @@ class LoopCommit:
                     await self._drop()
                 raise
         finally:
-            self._busy = False
-            self._used_at = time.monotonic()
+            self._done_using()
 
     async def connect(self, worker_id: str, now: datetime) -> None:
         """Open the connection now (an engine's start), unless it is open or in use.
@@ -210,8 +211,7 @@ class LoopCommit:
             with anyio.CancelScope(shield=True):
                 await self._warm(worker_id, now)
         finally:
-            self._busy = False
-            self._used_at = time.monotonic()
+            self._done_using()
 
     async def _warm(self, worker_id: str, now: datetime) -> None:
         connection = await self._open()
@@ -225,9 +225,25 @@ class LoopCommit:
                     await self._drop()
 
     async def aclose(self) -> None:
-        """Close the connection; from now on every group goes to the threads."""
+        """Close the connection once the call in flight on it is done; then all go to the threads.
+
+        A start or commit being sent (from outside the Engine's task group:
+        `start_sync` from another thread, a web handler) is answered first,
+        not failed by its connection closing under it.
+        """
         self._closed = True
+        if self._busy:
+            idle = self._idle = anyio.Event()
+            with anyio.CancelScope(shield=True):
+                await idle.wait()
         await self._drop()
+
+    def _done_using(self) -> None:
+        self._busy = False
+        self._used_at = time.monotonic()
+        idle = self._idle
+        if idle is not None:
+            idle.set()
 
     async def _open(self) -> psycopg.AsyncConnection[Any] | None:
         """The connection, pinged if it sat idle, opened if there is none; None if it cannot be."""
@@ -253,15 +269,19 @@ class LoopCommit:
             return None
         try:
             opened: psycopg.AsyncConnection[Any] = await _sent(
-                psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                psycopg.AsyncConnection.connect(self._conninfo, autocommit=True), self._kept
             )
         except psycopg.Error:
             # The threads commit (and report the outage) while this backs off.
             self._down_until = time.monotonic() + self._backoff.next_delay()
             return None
+        self._kept(opened)
+        return opened
+
+    def _kept(self, opened: psycopg.AsyncConnection[Any]) -> None:
+        """Use `opened` from now on (also one opened for a caller cancelled meanwhile)."""
         self._backoff.reset()
         self._connection, self._cursor = opened, opened.cursor()
-        return opened
 
     async def _send(
         self,
@@ -321,11 +341,13 @@ def _idle(connection: psycopg.AsyncConnection[Any]) -> bool:
     return connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-async def _sent(work: Coroutine[Any, Any, T]) -> T:
+async def _sent(work: Coroutine[Any, Any, T], unclaimed: Callable[[T], None] | None = None) -> T:
     """Await `work` to its end even if the caller is cancelled meanwhile (then re-raise).
 
     What was sent must be answered before the connection can be used again
     and the outcome known: as the store threads wait for a started call.
+    `unclaimed` gets what `work` returned to a caller so cancelled (a
+    connection opened, to be kept rather than left for the collector).
     """
     task: asyncio.Task[T] = asyncio.ensure_future(work)
     try:
@@ -333,6 +355,7 @@ async def _sent(work: Coroutine[Any, Any, T]) -> T:
     except asyncio.CancelledError:
         with anyio.CancelScope(shield=True):
             await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: its caller is gone
+        # The exception retrieved either way: its caller is gone.
+        if not task.cancelled() and task.exception() is None and unclaimed is not None:
+            unclaimed(task.result())
         raise

@@ -102,7 +102,9 @@ def test_describe_on_the_kept_connection_sees_other_writers(tmp_path: Path) -> N
         engine.create_state_machine_sync("Wait", WAIT)
         started = engine.start_sync("Wait", {"v": 1})
         store = engine.store
+        before = store.kept_reads
         first = store.get_execution(started.execution_id)
+        assert store.kept_reads == before + 1  # read on the kept connection
         with store._read() as conn:
             careful = conn.execute(_EXECUTION_BY_ID, {"ref": started.execution_id}).first()
         assert careful is not None and first.status == ExecutionStatus.RUNNING
@@ -116,6 +118,7 @@ def test_describe_on_the_kept_connection_sees_other_writers(tmp_path: Path) -> N
             other.close()
         again = store.get_execution(started.execution_id)
         assert again.stop_requested is True and again.stop_requested_cause == "elsewhere"
+        assert store.kept_reads == before + 2  # the other writer's commit seen there
         held = store._backend.held_for(store._engine)  # type: ignore[attr-defined]
         assert held is not None
         with held.connection(write=False) as driver:

@@ -137,7 +137,8 @@ def test_errors_keep_their_order_and_kind(store: Store) -> None:
     anyio.run(scenario)
 
 
-def test_starts_whose_callers_are_cancelled_are_still_recorded(store: Store) -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_starts_whose_callers_are_cancelled_are_still_recorded(store: Store, backend: str) -> None:
     life = _lifecycle(store)
 
     async def scenario() -> None:
@@ -153,7 +154,7 @@ def test_starts_whose_callers_are_cancelled_are_still_recorded(store: Store) -> 
         await life.start("Machine", {}, name="after")
         assert life._starts.transactions == before + 1
 
-    anyio.run(scenario)
+    anyio.run(scenario, backend=backend)
 
 
 def test_a_start_as_the_engine_closes_completes(db_url: str) -> None:
