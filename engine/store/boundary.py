@@ -107,8 +107,15 @@ def _is_data_error(exc: BaseException) -> bool:
     sqlstate = getattr(inner, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_DATA_SQLSTATES)
-    sqlite3 = sys.modules.get("sqlite3")
-    return sqlite3 is not None and isinstance(inner, sqlite3.DataError)
+    if isinstance(exc, sa_exc.DataError):
+        return True
+    # A driver's own refusal of a value, before the server sees it (psycopg's
+    # "text fields cannot contain NUL (0x00) bytes"): no SQLSTATE, still data.
+    for driver in ("psycopg", "sqlite3"):
+        module = sys.modules.get(driver)
+        if module is not None and isinstance(inner, module.DataError):
+            return True
+    return False
 
 
 def fault_of(exc: BaseException) -> str | None:
@@ -222,9 +229,11 @@ def mapped_errors(
     """
     try:
         yield
-    except _unavailable_errors() as exc:
-        raise unavailable(display_url, exc, doing=doing) from None
     except Exception as exc:
+        if isinstance(exc, _unavailable_errors()) and not _is_data_error(exc):
+            # An operational error is the store's; one a data SQLSTATE names
+            # (54000, a program limit, is psycopg's OperationalError) is data.
+            raise unavailable(display_url, exc, doing=doing) from None
         if passing and isinstance(exc, passing):
             raise
         fault = fault_of(exc)
