@@ -29,6 +29,7 @@ from engine.journal import Journal
 from engine.states import run_state
 from engine.store import Checkpoint, CommitResult, Event, Store
 from engine.store.boundary import fault_of, mapped_errors
+from engine.store.codec import PayloadCodec
 from engine.store.errors import StoreUnavailable, UnstorableData
 from engine.walk import Services, Walk, commit_error
 from engine.worker import outage_of
@@ -251,3 +252,13 @@ def test_a_gatherer_cancelled_after_its_commit_was_answered_ok_sends_nothing_aga
     assert outcome == {"a": "cancelled", "b": "durable", "c": "durable"}
     assert history == [(1, "ExecutionStarted")] + [(n, "PassStateEntered") for n in (2, 3, 4)]
     assert calls == [1, 1]  # the gathered commit was sent once
+
+
+@pytest.mark.parametrize(
+    "text", ["a\x00b", "\x00", 'swenc:n:"x"', "swenc:p:a\x00", 'line\nand \x00 quote"']
+)
+def test_free_text_with_a_nul_or_the_codecs_marker_reads_back_exactly(text: str) -> None:
+    codec = PayloadCodec()
+    stored = codec.seal(text)
+    assert "\x00" not in stored  # PostgreSQL's text can hold it
+    assert codec.open(stored) == text
