@@ -19,8 +19,10 @@ mapped here: each caller decides what a collision means.
 It also decides whose fault a driver error is (`fault_of`), once for every
 caller. An error the database raises about the *data* it was given
 (SQLSTATE class 22, a data exception such as an untranslatable character
-or a value out of range; 54000, a value over a program limit; sqlite3's
-DataError, e.g. a string too big; an encoding error binding a value) is
+or a value out of range; 54000, a value over a program limit, though
+psycopg files it under OperationalError; a driver's own DataError with no
+SQLSTATE, e.g. psycopg's NUL in text or sqlite3's string too big; an
+encoding error binding a value) is
 the fault of whoever supplied that data: it leaves as `UnstorableData`,
 which fails the one execution whose checkpoint it was (the committer
 isolates it from its group-mates). Every other driver error — an
