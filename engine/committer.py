@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +53,13 @@ import msgspec
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 from engine.store.boundary import fault_of
+from engine.store.errors import UnstorableData
+from engine.store.work import PartlyCommitted
 
 if TYPE_CHECKING:
     from engine.store.asynccommit import Handed, LoopCommit
 
-__all__ = ["Committer"]
+__all__ = ["Committer", "committed_before"]
 
 log = logging.getLogger("stepwise.committer")
 
@@ -117,6 +119,25 @@ def _merged(first: Checkpoint, later: list[Checkpoint]) -> Checkpoint:
         tokens=[token for c in every for token in c.tokens],
         last_event_id=max(c.last_event_id for c in every),
     )
+
+
+_COMMITTED = "stepwise_checkpoint_committed"
+
+
+def committed_before(ending: BaseException) -> bool:
+    """Whether `ending` (a cancellation) left a commit whose checkpoint is known durable.
+
+    asyncio's own Task.cancel of a caller whose checkpoint was queued: the
+    committer waits for the answer, then passes the cancellation on. When
+    the answer was OK, what the caller drained is durable: not to be sent
+    again (it would collide with its own rows).
+    """
+    return getattr(ending, _COMMITTED, False) is True
+
+
+def _not_data(error: BaseException | None) -> bool:
+    """Whether a waiter's error is a failure other than its data's (an outage: every one's)."""
+    return error is not None and fault_of(error) != "data"
 
 
 def _answer(batch: list[_Waiter]) -> None:
@@ -295,13 +316,17 @@ class Committer:
             waiter = self._enqueue(checkpoint, read_back)
             try:
                 await waiter.answered()
-            except anyio.get_cancelled_exc_class():
+            except anyio.get_cancelled_exc_class() as cancelled:
                 # Cancelled while queued: the outcome first, waited for shielded
                 # (no shielded scope per checkpoint when nothing cancels).
                 with anyio.CancelScope(shield=True):
                     await waiter.answered()
                 if anyio.current_effective_deadline() != -math.inf:
-                    raise  # not a cancel scope's (asyncio's own Task.cancel): passed on
+                    # Not a cancel scope's (asyncio's own Task.cancel): passed
+                    # on, saying whether the checkpoint is known durable.
+                    if waiter.error is None and waiter.result is CommitResult.OK:
+                        setattr(cancelled, _COMMITTED, True)
+                    raise
                 # A cancel scope's: it is still cancelled and cancels the
                 # caller's next await, as when the whole wait was shielded.
         if waiter.error is not None:
@@ -391,20 +416,45 @@ class Committer:
         try:
             with anyio.CancelScope(shield=True):
                 results, records = await self._commit(checkpoints, read_back)
+        except PartlyCommitted as partly:
+            # Committed one by one: the settled ones must not be sent again.
+            for waiter, outcome in zip(batch, partly.outcomes, strict=True):
+                if isinstance(outcome, UnstorableData):
+                    refused[waiter.checkpoint.execution_id] = waiter.error = outcome
+            pairs = zip(batch, partly.outcomes, strict=True)
+            settled = [(w, o) for w, o in pairs if w.error is None]
+            self._settled([w for w, _ in settled], [o for _, o in settled], {})
+            return
         except Exception as failure:
             if fault_of(failure) == "data":
                 if len(batch) > 1:
                     middle = len(batch) // 2
                     await self._settle(batch[:middle], refused)
-                    await self._settle(batch[middle:], refused)
+                    # Not the data's fault (an outage): the rest would meet it too.
+                    outage = next((w.error for w in batch[:middle] if _not_data(w.error)), None)
+                    if outage is None:
+                        await self._settle(batch[middle:], refused)
+                    else:
+                        for waiter in batch[middle:]:
+                            waiter.error = outage
                     return
                 refused[batch[0].checkpoint.execution_id] = failure
             for waiter in batch:
                 waiter.error = failure
             return
+        self._settled(batch, results, records)
+
+    def _settled(
+        self,
+        batch: list[_Waiter],
+        results: Sequence[CommitResult | UnstorableData],
+        records: dict[str, ExecutionRecord],
+    ) -> None:
+        """Set each committed waiter's result (and record, if it asked to read it back)."""
         self.commits += 1
         self.checkpoints += len(batch)
         for waiter, result in zip(batch, results, strict=True):
+            assert isinstance(result, CommitResult)
             if result is CommitResult.LEASE_LOST:
                 self.leases_lost += 1
                 log.warning(

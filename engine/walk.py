@@ -31,7 +31,7 @@ import msgspec
 from activities.registry import Registry
 from engine import keys
 from engine.clock import Clock
-from engine.committer import Committer
+from engine.committer import Committer, committed_before
 from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
 from engine.sandbox import Sandbox
 from engine.store import (
@@ -459,18 +459,23 @@ class Walk:
                     await self.checkpoint()
                 except Exception:
                     raise
-                except BaseException:
+                except BaseException as ending:
                     # Not the commit's error but this task's own end (asyncio's
                     # own Task.cancel, which no shield holds back, or an
-                    # interrupt): the outcome is lost with it. The rows go back
-                    # in the journal and the joiners checkpoint them again (the
-                    # unique keys refuse them if they were committed); this
+                    # interrupt). Known committed (the committer waited for
+                    # its answer), the joiners' rows are durable: they return.
+                    # Else the outcome is lost with it: the rows go back in
+                    # the journal and the joiners checkpoint them again (the
+                    # unique keys refuse them if they were committed). This
                     # task's cancellation propagates as a cancellation.
-                    self.journal.restore(batch)
-                    gathering.error = _Abandoned()
+                    if committed_before(ending):
+                        gathering.done.set()
+                    else:
+                        self.journal.restore(batch)
+                        gathering.error = _Abandoned()
                     raise
         except BaseException as error:
-            if gathering.error is None:
+            if gathering.error is None and not gathering.done.is_set():
                 gathering.error = error
             raise
         finally:

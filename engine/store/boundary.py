@@ -19,8 +19,10 @@ mapped here: each caller decides what a collision means.
 It also decides whose fault a driver error is (`fault_of`), once for every
 caller. An error the database raises about the *data* it was given
 (SQLSTATE class 22, a data exception such as an untranslatable character
-or a value out of range; 54000, a value over a program limit; sqlite3's
-DataError, e.g. a string too big; an encoding error binding a value) is
+or a value out of range; 54000, a value over a program limit, though
+psycopg files it under OperationalError; a driver's own DataError with no
+SQLSTATE, e.g. psycopg's NUL in text or sqlite3's string too big; an
+encoding error binding a value) is
 the fault of whoever supplied that data: it leaves as `UnstorableData`,
 which fails the one execution whose checkpoint it was (the committer
 isolates it from its group-mates). Every other driver error — an
@@ -107,8 +109,15 @@ def _is_data_error(exc: BaseException) -> bool:
     sqlstate = getattr(inner, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_DATA_SQLSTATES)
-    sqlite3 = sys.modules.get("sqlite3")
-    return sqlite3 is not None and isinstance(inner, sqlite3.DataError)
+    if isinstance(exc, sa_exc.DataError):
+        return True
+    # A driver's own refusal of a value, before the server sees it (psycopg's
+    # "text fields cannot contain NUL (0x00) bytes"): no SQLSTATE, still data.
+    for driver in ("psycopg", "sqlite3"):
+        module = sys.modules.get(driver)
+        if module is not None and isinstance(inner, module.DataError):
+            return True
+    return False
 
 
 def fault_of(exc: BaseException) -> str | None:
@@ -222,9 +231,11 @@ def mapped_errors(
     """
     try:
         yield
-    except _unavailable_errors() as exc:
-        raise unavailable(display_url, exc, doing=doing) from None
     except Exception as exc:
+        if isinstance(exc, _unavailable_errors()) and not _is_data_error(exc):
+            # An operational error is the store's; one a data SQLSTATE names
+            # (54000, a program limit, is psycopg's OperationalError) is data.
+            raise unavailable(display_url, exc, doing=doing) from None
         if passing and isinstance(exc, passing):
             raise
         fault = fault_of(exc)

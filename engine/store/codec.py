@@ -5,7 +5,9 @@ journal values, activity task inputs, SQL effect results — are written
 through `PayloadCodec.seal` and read through `PayloadCodec.open`, and
 nothing else in the engine sees stored text. Without keys the codec is
 plain: a value is stored as it is (only the rare free text that starts with
-the codec's marker is escaped, so it can never be mistaken for ciphertext).
+the codec's marker is escaped, so it can never be mistaken for ciphertext,
+and free text holding a NUL character, which PostgreSQL's text refuses, is
+stored as its JSON string).
 With keys (`STEPWISE_ENCRYPTION_KEYS`: comma-separated base64 32-byte keys,
 newest first, or `STEPWISE_ENCRYPTION_KEY_FILE`: the same list in a file,
 commas or lines) every value is sealed with AES-256-GCM under the newest key
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +52,7 @@ KEY_FILE_ENV = "STEPWISE_ENCRYPTION_KEY_FILE"
 _MARK = "swenc:"
 ENCRYPTED_PREFIX = _MARK + "1:"
 _ESCAPED = _MARK + "p:"
+_NUL_ESCAPED = _MARK + "n:"
 _NONCE_BYTES = 12
 # Binds each ciphertext to this format, so a value cannot be replayed into another scheme.
 _ASSOCIATED_DATA = b"stepwise-payload-v1"
@@ -115,6 +119,10 @@ class PayloadCodec:
         if self._newest is None:
             # Free text (an error cause) that looks like the codec's own
             # format is escaped, so reading it back can never try to decrypt it.
+            if "\x00" in text:
+                # PostgreSQL's text cannot hold NUL; AWS's causes can. Stored
+                # as JSON text (NUL as \u0000, as history details hold it).
+                return _NUL_ESCAPED + json.dumps(text)
             return _ESCAPED + text if text.startswith(_MARK) else text
         cipher = self._ciphers[self._newest]
         nonce = os.urandom(_NONCE_BYTES)
@@ -135,6 +143,9 @@ class PayloadCodec:
             return stored
         if stored.startswith(_ESCAPED):
             return stored[len(_ESCAPED) :]
+        if stored.startswith(_NUL_ESCAPED):
+            opened: str = json.loads(stored[len(_NUL_ESCAPED) :])
+            return opened
         if not stored.startswith(ENCRYPTED_PREFIX):
             return stored
         key_id, _, body = stored[len(ENCRYPTED_PREFIX) :].partition(":")

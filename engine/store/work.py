@@ -6,7 +6,9 @@ on PostgreSQL), renew the leases they hold, and commit many executions'
 checkpoints in one transaction, each only while its lease is held (the
 lease check of `checkpoints.py`, under a row lock). A collision with a
 recorded row rolls the group back and retries it one checkpoint at a time,
-so the colliding one is reported CONFLICT and the others still commit.
+so the colliding one is reported CONFLICT and the others still commit; a
+checkpoint whose data is refused there (`UnstorableData`) is rolled back
+alone, and the group's outcomes leave in `PartlyCommitted`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.engine import Connection
 from engine.store.base import StoreBase
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import release_work, write_checkpoints
+from engine.store.errors import UnstorableData
 from engine.store.loading import load_executions
 from engine.store.records import (
     DEFAULT_QUEUE,
@@ -31,7 +34,22 @@ from engine.store.records import (
 )
 from engine.store.schema import work_queue
 
-__all__ = ["WorkStore"]
+__all__ = ["PartlyCommitted", "WorkStore"]
+
+
+class PartlyCommitted(UnstorableData):
+    """A group committed one checkpoint at a time in which some checkpoint's data was refused.
+
+    The others are settled: `outcomes` holds each checkpoint's, in order —
+    its CommitResult (committed, or refused for its lease or a collision)
+    or the `UnstorableData` its own data got (that one rolled back alone).
+    Sending the settled ones again would collide with their own rows.
+    """
+
+    def __init__(self, outcomes: list[CommitResult | UnstorableData]) -> None:
+        refusal = next(o for o in outcomes if isinstance(o, UnstorableData))
+        super().__init__(str(refusal))
+        self.outcomes = outcomes
 
 
 class WorkStore(StoreBase):
@@ -335,9 +353,11 @@ class WorkStore(StoreBase):
     def _commit_one_by_one(
         self, checkpoints: Sequence[Checkpoint], worker_id: str, now: datetime
     ) -> tuple[list[CommitResult], bool]:
+        """Each checkpoint in a transaction of its own; PartlyCommitted if data was refused."""
         results: list[CommitResult] = []
+        refused: dict[int, UnstorableData] = {}
         wake = False
-        for checkpoint in checkpoints:
+        for index, checkpoint in enumerate(checkpoints):
             try:
                 with self._write() as conn:
                     (result,), woke = write_checkpoints(
@@ -347,8 +367,17 @@ class WorkStore(StoreBase):
                         self._backend.notify_in(conn)
             except sa_exc.IntegrityError:
                 result, woke = CommitResult.CONFLICT, False
+            except UnstorableData as refusal:  # this one's transaction rolled back, no other's
+                refused[index] = refusal
+                result, woke = CommitResult.CONFLICT, False  # a placeholder, replaced below
             results.append(result)
             wake = wake or woke
+        if refused:
+            if wake:
+                self._waker.wake_local()
+            raise PartlyCommitted(
+                [refused.get(index, result) for index, result in enumerate(results)]
+            )
         return results, wake
 
     def work_due_at(self, execution_id: str) -> tuple[bool, datetime | None]:

@@ -7,9 +7,10 @@ sentinel's Wait, entered before the hostile execution started, must fire
 and its execution succeed, and the same worker must still run a fresh
 execution afterwards. No lateness is measured: every hostile input here is
 bounded by a limit (depth, a lone surrogate, the regex engine's timeout),
-not by the wall clock, and pytest's timeout is the hang guard. That a long
-evaluation leaves the loop free is test_evaluation_off_loop's subject,
-shown there by the order of events.
+not by the wall clock, and pytest's timeout is the hang guard. That the
+loop stays free while a hostile input is evaluated is shown by an order of
+events: beside an input costing minutes of evaluation, the sentinel's Wait
+fires and its execution succeeds while the hostile one is still RUNNING.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import pytest
 
 from activities import Registry
 from engine import Engine
+from statemachine.jsonata import Limits
 from tests.engine.processes import wait_until
+from tests.engine.test_evaluation_off_loop import SELECTOR_MAP, _leased
 
 SENTINEL = {
     "StartAt": "Pause",
@@ -253,3 +256,23 @@ def test_an_unexpected_exception_outside_the_states_fails_after_a_few_activation
     strikes = [r for r in caplog.records if "outside its states" in r.getMessage()]
     assert len(strikes) == runner.POISON_STRIKES
     assert after.status == "SUCCEEDED"
+
+
+def test_the_loop_stays_responsive_while_a_hostile_input_is_evaluated(sqlite_url: str) -> None:
+    # 6,000 evaluations of ~0.2 s each in a Map's ItemSelector: minutes of
+    # evaluation, each under its deadline. Held on the loop, they would hold
+    # the sentinel's Wait until the Map was done.
+    with Engine(sqlite_url, registry=hostile_registry()) as engine:
+        engine.runtime.jsonata_limits = Limits(timeout_seconds=60)
+        engine.create_state_machine_sync("hostile", SELECTOR_MAP)
+        engine.create_state_machine_sync("sentinel", SENTINEL)
+        hostile = engine.start_sync("hostile", {})
+        wait_until(lambda: _leased(sqlite_url))  # claimed: its evaluations under way
+        sentinel = engine.start_sync("sentinel", {})
+        fired = engine.wait_sync(sentinel, timeout=120)  # a hang guard, not a measure
+        meanwhile = engine.describe_sync(hostile)
+        events = [e.type for e in engine.history_sync(hostile)]
+    assert (fired.status, json.loads(fired.output or "")) == ("SUCCEEDED", "on time")
+    # The sentinel ended first: the hostile input was still being evaluated.
+    assert meanwhile.status == "RUNNING"
+    assert "MapIterationStarted" not in events

@@ -183,26 +183,85 @@ def test_a_store_fault_in_a_commit_is_retried_and_the_execution_then_succeeds(
     assert [e.event_id for e in events] == list(range(1, len(events) + 1))
 
 
-def test_an_execution_whose_data_is_refused_fails_alone(postgres_url: str) -> None:
+# Holds a history insert whose details hold `zqgate` until the test's session
+# lets go of advisory lock 4242: that commit keeps the committer's turn.
+_GATE = """
+CREATE FUNCTION gate_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.details LIKE '%zqgate%' THEN
+    PERFORM pg_advisory_xact_lock_shared(4242);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER gate_hold BEFORE INSERT ON history_events
+  FOR EACH ROW EXECUTE FUNCTION gate_hold();
+"""
+
+
+def _waiting_on_the_gate(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    ).fetchone()
+    return row is not None and row[0] > 0
+
+
+@pytest.mark.parametrize(
+    "mates",
+    [
+        pytest.param(3, id="a group of 4: the event loop's one call"),
+        pytest.param(8, id="a group of 9: a store thread"),
+    ],
+)
+def test_an_execution_whose_data_is_refused_fails_alone(postgres_url: str, mates: int) -> None:
+    go = threading.Event()
+    entered: list[Any] = []
     registry = Registry()
-    # The culprit's result holds the refused text (its input does not: its start is stored).
-    registry.register("echo", lambda value: {"v": "zqfault"} if value == "bad" else value)
-    echo = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "echo", "End": True}}}
-    with Engine(postgres_url, registry=registry) as engine:
+
+    def echo(value: Any) -> Any:
+        if value == "gate":
+            return {"v": "zqgate"}
+        entered.append(value)
+        go.wait()
+        # The culprit's result holds the refused text (its input does not: its start is stored).
+        return {"v": "zqfault"} if value == "bad" else value
+
+    registry.register("echo", echo)
+    echo_machine = {
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "echo", "End": True}},
+    }
+    with (
+        Engine(postgres_url, registry=registry, concurrency=30) as engine,
+        psycopg.connect(_raw(postgres_url), autocommit=True) as holder,
+    ):
         _inject(postgres_url, "22P05")
-        engine.create_state_machine_sync("echo", echo)
+        holder.execute(_GATE)
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        engine.create_state_machine_sync("echo", echo_machine)
         culprit = engine.start_sync("echo", "bad")
-        mates = [engine.start_sync("echo", {"v": n}) for n in range(8)]
+        others = [engine.start_sync("echo", {"v": n}) for n in range(mates)]
+        wait_until(lambda: len(entered) == mates + 1)  # every handler called, held
+        # The gate's result commit holds the committer's turn (and a loop group
+        # of 1); the held results, let go, queue behind it: one group.
+        gate = engine.start_sync("echo", "gate")
+        wait_until(lambda: _waiting_on_the_gate(holder))
+        go.set()
+        committer = engine.runtime.committer
+        wait_until(lambda: len(committer._queue) == mates + 1)
+        holder.execute("SELECT pg_advisory_unlock(4242)")
         failed = engine.wait_sync(culprit, timeout=60)
-        ended = [engine.wait_sync(m, timeout=60) for m in mates]
+        ended = [engine.wait_sync(m, timeout=60) for m in [*others, gate]]
         events = engine.history_sync(failed)
+        outages = outage_of(engine.runtime.store).outages
     assert (failed.status, failed.error) == ("FAILED", "States.Runtime")
     assert "UnstorableData: the database refused a value: injected fault" in (failed.cause or "")
     assert "TaskSucceeded" not in [e.type for e in events]
     assert [e.event_id for e in events] == list(range(1, len(events) + 1))
     assert [(r.status, json.loads(r.output or "")) for r in ended] == [
-        ("SUCCEEDED", {"v": n}) for n in range(8)
+        *[("SUCCEEDED", {"v": n}) for n in range(mates)],
+        ("SUCCEEDED", {"v": "zqgate"}),
     ]
+    assert outages == 0
 
 
 _HOLD_LOCK = """
