@@ -46,7 +46,12 @@ from engine.store import connect
 from engine.store.boundary import Backoff, mapped_errors
 from engine.store.codec import PayloadCodec
 from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
-from engine.store.fastcommit import ONE_CALL_REFUSALS, one_call_may_commit, one_call_statement
+from engine.store.fastcommit import (
+    ONE_CALL_REFUSALS,
+    one_call_may_commit,
+    one_call_statement,
+    warm_call_statement,
+)
 from engine.store.pgraw import HeldConnection
 from engine.store.records import Checkpoint, CommitResult, ExecutionRecord
 
@@ -220,9 +225,26 @@ class LoopCommit:
             call, params = one_call_statement((), worker_id, now, self._codec, version)
             try:
                 await _sent(self._send(connection, call, params, ()))
+                if version == 2:
+                    await _sent(self._warm_branches(connection, worker_id, now))
             except psycopg.Error:
                 if connection.broken or not _idle(connection):
                     await self._drop()
+
+    async def _warm_branches(
+        self, connection: psycopg.AsyncConnection[Any], worker_id: str, now: datetime
+    ) -> None:
+        """The function's progress, finish and release statements planned too, nothing written.
+
+        The empty group's call skips their loops; a fresh Engine's first
+        Map (W2) would plan them in its first commits. Rolled back.
+        """
+        call, params = warm_call_statement(worker_id, now)
+        await connection.execute("BEGIN")
+        try:
+            await connection.execute(call, params)
+        finally:
+            await connection.rollback()
 
     async def aclose(self) -> None:
         """Close the connection once the call in flight on it is done; then all go to the threads.

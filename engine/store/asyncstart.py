@@ -99,16 +99,21 @@ async def _start(
 
 
 async def warm_starts(on_loop: LoopCommit, store: Store) -> None:
-    """Open `on_loop`'s connection and run the machine lookup once (no machine has no name).
+    """Open `on_loop`'s connection, run the machine lookup once (no machine has no name)
+    and the start's write once for no rows (writing nothing).
 
     An Engine's start calls it, so neither the server's fork nor the
-    lookup's first planning lands in the first start. Failures are left for
+    lookup's and the write's first planning lands in the first start. Failures are left for
     the first start to meet.
     """
     sql, fixed = store.head_query()
 
+    write, params = store.warm_statement()
+
     async def lookup(connection: psycopg.AsyncConnection[Any]) -> None:
         await connection.execute(sql, {**fixed, "name": ""})
+        # The start's write for no rows (nothing written): planned before the first start.
+        await connection.execute(write, params)
 
     try:
         await on_loop.run(lookup)

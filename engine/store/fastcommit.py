@@ -71,6 +71,7 @@ __all__ = [
     "one_call_statement",
     "pipelined_commit",
     "pipelined_commit_reading",
+    "warm_call_statement",
 ]
 
 # Locks the group's work rows (in id order, as the careful path does) and
@@ -346,6 +347,27 @@ def one_call_statement(
         "release": [(c.execution_id, c.release_due_at) for c in releases],
     }
     return _ONE_CALL[version], (worker_id, now, _encode(batch).decode())
+
+
+def warm_call_statement(worker_id: str, now: datetime) -> tuple[str, tuple[str, datetime, str]]:
+    """A call of commit function v2 that runs its every statement once for no row at all.
+
+    No execution in the group (no lease to check), and one progress, finish
+    and release item for the execution id "", which no execution has: each
+    UPDATE and DELETE meets no row, and the finish's status "" matches no
+    alert (the outbox INSERT selects none). The caller still sends it in a
+    transaction it rolls back. The server session has then planned every
+    statement of the function (plpgsql plans each on its first run).
+    """
+    batch = {
+        "ids": [],
+        "journal": [],
+        "events": [],
+        "progress": [("", 0)],
+        "finish": [("", "", None, None, None, now)],
+        "release": [("", None)],
+    }
+    return _ONE_CALL[2], (worker_id, now, _encode(batch).decode())
 
 
 def _can_pipeline() -> bool:

@@ -34,7 +34,7 @@ from engine.store.notify import CHANNEL
 from engine.store.pgraw import pooled_psycopg
 from engine.store.records import ExecutionRecord
 
-__all__ = ["any_taken", "pipelined_starts", "start_statement", "taken_query"]
+__all__ = ["any_taken", "pipelined_starts", "start_statement", "taken_query", "warm_statement"]
 
 
 def pipelined_starts(
@@ -81,6 +81,21 @@ def start_statement(
         tuple(execution_rows[0]), tuple(event_rows[0]), tuple(work_rows[0]), notify=notify
     )
     return statement, [_encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)]
+
+
+def warm_statement(
+    execution_columns: Sequence[str], event_columns: Sequence[str], work_columns: Sequence[str]
+) -> tuple[str, list[str]]:
+    """`start_statement`'s text for rows of these columns (no NOTIFY), with no rows at all.
+
+    Sent in autocommit it writes nothing (three empty INSERTs, no NOTIFY),
+    while the server session parses and plans the three tables' insert as a
+    start would: a connection's first start then finds them warm.
+    """
+    statement = _statement(
+        tuple(execution_columns), tuple(event_columns), tuple(work_columns), notify=False
+    )
+    return statement, ["[]", "[]", "[]"]
 
 
 def taken_query(wanted: Sequence[ExecutionRecord]) -> tuple[str, list[Any]]:

@@ -343,6 +343,18 @@ class _Collided(Exception):
     """A pipelined batch met a unique key: nothing was written (see `start_executions`)."""
 
 
+# The work_queue row a start writes (`StartStore._rows`), column by column.
+_WORK_COLUMNS = (
+    "execution_id",
+    "queue",
+    "due_at",
+    "lease_owner",
+    "lease_expires_at",
+    "wakeups",
+    "wakeups_seen",
+)
+
+
 @dataclass
 class _Planned:
     """A start that resolved, before its rows are written."""
@@ -530,6 +542,19 @@ class StartStore(StoreBase):
         (_, rows), (_, events), (_, work) = self._rows(created)
         return start_statement(rows, events, work, notify=notify)
 
+    def warm_statement(self) -> tuple[str, list[str]]:
+        """PostgreSQL: the write `start_statement` sends for starts handed to a worker, for no rows.
+
+        It writes nothing; sent at a connection's start, the server has the
+        three tables' insert parsed and planned before the first start.
+        """
+        from engine.store.pgstart import warm_statement  # loads psycopg: PostgreSQL only
+
+        event = Event(0, 0, "", datetime.min)
+        return warm_statement(
+            ExecutionRecord.__struct_fields__, tuple(event_row("", event)), _WORK_COLUMNS
+        )
+
     def _raw_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """SQLite: the whole batch as one transaction on the kept sqlite3 connection, or None.
 
@@ -638,18 +663,24 @@ class StartStore(StoreBase):
             row["input"] = codec.seal(plan.record.input)
             rows.append(row)
         events = [event_row(p.record.execution_id, p.first_event, codec) for p in planned]
+        # Leased from its first committed instant when handed to a worker of
+        # this process: no other worker can claim it.
         work = [
-            {
-                "execution_id": p.record.execution_id,
-                "queue": p.record.queue,
-                "due_at": p.record.start_date,
-                # Leased from its first committed instant when handed to a
-                # worker of this process: no other worker can claim it.
-                "lease_owner": p.lease_owner,
-                "lease_expires_at": p.lease_expires_at,
-                "wakeups": 0,
-                "wakeups_seen": 0,
-            }
+            dict(
+                zip(
+                    _WORK_COLUMNS,
+                    (
+                        p.record.execution_id,
+                        p.record.queue,
+                        p.record.start_date,
+                        p.lease_owner,
+                        p.lease_expires_at,
+                        0,
+                        0,
+                    ),
+                    strict=True,
+                )
+            )
             for p in planned
         ]
         return [(executions, rows), (history_events, events), (work_queue, work)]

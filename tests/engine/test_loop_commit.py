@@ -418,3 +418,38 @@ def test_a_refused_finishing_commit_leaves_the_loop_connection_fit_for_the_next(
         assert [e.event_id for e in store.history("e-c")] == [1, 2, 3]
     finally:
         store.close()
+
+
+def test_the_engines_start_plans_the_commit_functions_statements_writing_nothing(
+    postgres_url: str,
+) -> None:
+    # The warm-up runs the function's progress, finish and release statements
+    # for no execution (rolled back): an alert that takes every status gets no
+    # delivery, no row changes, and the first commits still land.
+
+    async def alert_on_everything() -> None:
+        async with Engine(postgres_url, registry=_registry()) as engine:
+            await engine.create_state_machine("chain", machine(STEPS))
+            statuses = ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+            await engine.alerts.create("all", statuses=statuses, webhook="http://127.0.0.1:9/h")
+
+    anyio.run(alert_on_everything)
+    counts = {t: _rows(postgres_url, t) for t in ("executions", "work_queue", "alert_deliveries")}
+    with Engine(postgres_url, registry=_registry()) as engine:
+        on_loop = engine.runtime.committer.on_loop
+        assert on_loop is not None
+        with psycopg.connect(_plain(postgres_url), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT query FROM pg_stat_activity WHERE pid = %s", (on_loop.backend_pid,)
+            ).fetchone()
+        assert row is not None and row[0] == "ROLLBACK"
+        assert {t: _rows(postgres_url, t) for t in counts} == counts
+        record = engine.wait_sync(engine.start_sync("chain", {"v": 0}), timeout=120)
+        assert record.status == "SUCCEEDED"
+        assert on_loop.commits > 0
+
+
+def _rows(url: str, table: str) -> int:
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+    return int(count)

@@ -110,3 +110,29 @@ def test_the_same_name_is_idempotent_and_errors_are_the_thread_paths(postgres_ur
         # Answered on the loop: the unknown machine is that path's own answer.
         assert starts.batches_on_loop == 3
         assert [r.name for r in engine.list_executions_sync(machine="chain")] == ["twice"]
+
+
+def _last_statement(url: str, pid: int | None) -> str:
+    assert pid is not None
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        row = conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_engines_start_sends_the_starts_write_once_writing_nothing(postgres_url: str) -> None:
+    # A fresh Engine's first start finds its write already parsed and planned
+    # on the session (W2's cold run), and the warm-up wrote no row.
+    with Engine(postgres_url, registry=_registry()) as engine:
+        on_loop = engine.lifecycle.starts.on_loop
+        assert on_loop is not None
+        warmed = _last_statement(postgres_url, on_loop.backend_pid)
+        assert warmed.startswith("WITH executions_rows AS (INSERT INTO executions")
+        written = [_count(postgres_url, table) for table in ("executions", "work_queue")]
+        engine.create_state_machine_sync("chain", machine(STEPS))
+        engine.wait_sync(engine.start_sync("chain", {"v": 0}), timeout=120)
+        assert engine.lifecycle.starts.batches_on_loop == 1
+        # The first start's write is the very statement the warm-up sent.
+        assert _last_statement(postgres_url, on_loop.backend_pid) == warmed
+    assert _count(postgres_url, "executions") == written[0] + 1
+    assert written == [0, 0]
