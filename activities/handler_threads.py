@@ -242,12 +242,18 @@ class LoopThreads:
                     self._spawned -= 1
                     continue
                 thread = self._start_thread()
-            try:
-                thread.start()
-            except RuntimeError:  # no thread to be had now: the running ones serve
-                with self._lock:
-                    self._threads.remove(thread)
-                    self._spawned -= 1
+            self._launched(thread)
+
+    def _launched(self, thread: threading.Thread) -> bool:
+        """Start `thread` (added under the lock); False, its slot given back, if none can be had."""
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had now: the running ones serve
+            with self._lock:
+                self._threads.remove(thread)
+                self._spawned -= 1
+            return False
+        return True
 
     def _watch(self) -> None:
         """Start threads for calls left in the backlog longer than `PATIENCE` (the spawner's).
@@ -267,12 +273,8 @@ class LoopThreads:
                     continue
                 self._spawned += 1
                 thread = self._start_thread()
-            try:
-                thread.start()
-            except RuntimeError:  # no thread to be had now: the running ones serve
+            if not self._launched(thread):
                 with self._lock:
-                    self._threads.remove(thread)
-                    self._spawned -= 1
                     self._watching = False
                 return
 
