@@ -1,9 +1,11 @@
-"""PostgreSQL's start batch sent from the event loop, on the loop's commit connection.
+"""PostgreSQL's start batch sent from the event loop, on a connection of the starts' own.
 
 On asyncio a start's store call leaves the loop for a store thread (the
 hop `asynccommit.py` removed from the step commits). `start_on_loop` sends
 the start path's statements for a batch of starts of machines' latest
-revisions (no qualifier) on `LoopCommit`'s connection instead: the machine
+revisions (no qualifier) on a `LoopCommit` of their own instead (not the
+step commits' one: a commit arriving during a start would go to the
+threads): the machine
 lookup `_PgResolver` reads (one statement per machine, in autocommit),
 the name check `pgstart.any_taken` makes (only for starts given a name: a
 fresh UUID is nobody's), and `pgstart`'s one statement writing the
