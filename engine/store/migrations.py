@@ -248,6 +248,49 @@ def _migration_commit_function_jsonb(conn: Connection) -> None:
         conn.execution_options(no_parameters=True).exec_driver_sql(COMMIT_FUNCTION_V2)
 
 
+# The foreign keys migration 16 drops on PostgreSQL: each journal and
+# history row a commit inserts fired an RI trigger (a `SELECT … FOR KEY
+# SHARE` of its execution), about half of a 700-row commit's server time
+# (benchmarks/PROFILE_STORE.md, session s12rows).
+_PER_ROW_FOREIGN_KEYS = ("journal", "history_events")
+
+
+def _migration_rows_without_foreign_keys(conn: Connection) -> None:
+    """PostgreSQL only: journal and history_events rows no longer check their execution per row.
+
+    What the foreign keys guaranteed, that no row outlives its execution,
+    rests on two rules instead. Every writer of these rows either writes
+    the execution's row or work row in the same transaction (the start, a
+    redrive, a Map Run's children: work_queue keeps its foreign key, so a
+    redrive of an execution deleted meanwhile fails whole), or holds a row
+    a deletion must delete first: the commit function's lease check locks
+    the execution's work row (FOR UPDATE) until it commits, a token's
+    answer its task_tokens row, an activity task's claim its activity_tasks
+    row. And the one path that deletes executions (`Store.purge_executions`)
+    deletes those rows and the executions row first, and the journal and
+    history rows after them, each in a statement of its own: under READ
+    COMMITTED a statement's snapshot starts after every lock it waited for
+    was released, so it sees the rows a writer holding one committed, and
+    a writer that comes later finds its lease (or token, or task) gone and
+    writes nothing (the commit function raises; the careful path reports
+    LEASE_LOST). SQLite keeps its foreign keys: dropping one rebuilds the
+    table, and its one writer at a time leaves no race to guard.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in _PER_ROW_FOREIGN_KEYS:
+        names = conn.execute(
+            sa.text(
+                "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                "AND conrelid = CAST(:table AS regclass) "
+                "AND confrelid = CAST('executions' AS regclass)"
+            ),
+            {"table": table},
+        ).scalars()
+        for name in list(names):
+            conn.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -265,4 +308,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (13, "Distributed Map runs and their child executions (issue 13)", _migration_map_runs),
     (14, "PostgreSQL: the group commit as one function call", _migration_commit_function),
     (15, "PostgreSQL: the group commit's function reads jsonb", _migration_commit_function_jsonb),
+    (
+        16,
+        "PostgreSQL: journal and history rows without a per-row foreign key check",
+        _migration_rows_without_foreign_keys,
+    ),
 ]

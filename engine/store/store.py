@@ -104,15 +104,14 @@ HISTORY_PAGE_SIZE = 1000
 # Executions deleted per purge transaction: small, so no lock is held long.
 PURGE_BATCH_SIZE = 50
 
-# The tables whose rows belong to one execution, deleted with it (children first).
-_OWNED_BY_EXECUTION = (
-    history_events,
-    journal,
-    task_tokens,
-    activity_tasks,
-    sql_effects,
-    work_queue,
-)
+# The tables whose rows belong to one execution, deleted with it: first
+# the rows a writer of its journal or history holds while it writes (the
+# commit's work row, a token, an activity task), then the executions row,
+# then the journal and history, each in a statement of its own. On
+# PostgreSQL no foreign key guards those two (migration 16): a statement
+# after the others sees what a writer holding one of their rows committed.
+_HELD_BY_WRITERS = (work_queue, task_tokens, activity_tasks, sql_effects)
+_RECORDED_FOR_EXECUTION = (history_events, journal)
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
 
@@ -500,9 +499,11 @@ class Store(
         with self._write() as conn:
             ids = [row.execution_id for row in conn.execute(query)]
             if ids:
-                for table in _OWNED_BY_EXECUTION:
+                for table in _HELD_BY_WRITERS:
                     conn.execute(sa.delete(table).where(table.c.execution_id.in_(ids)))
                 conn.execute(sa.delete(executions).where(executions.c.execution_id.in_(ids)))
+                for table in _RECORDED_FOR_EXECUTION:
+                    conn.execute(sa.delete(table).where(table.c.execution_id.in_(ids)))
         return ids
 
     @staticmethod
