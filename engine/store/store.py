@@ -478,9 +478,12 @@ class Store(
         tasks, SQL effects, work row), oldest first, in one short
         transaction; returns the deleted ids (fewer than `limit`: nothing
         more to purge). Optionally only `statuses` and one `machine`. A
-        RUNNING execution is never deleted, and on PostgreSQL rows another
-        transaction holds are skipped, so a purge never waits on a worker.
-        Raises ValueError for an unknown status or RUNNING.
+        RUNNING execution is never deleted, and on PostgreSQL executions rows
+        another transaction holds are skipped, so a purge does not wait on a
+        worker's step; a writer that holds a closed execution's work row,
+        token or activity task is waited for, and what it wrote is deleted
+        too (see `_HELD_BY_WRITERS`). Raises ValueError for an unknown
+        status or RUNNING.
         """
         wanted = [ExecutionStatus(s).value for s in statuses] if statuses else None
         if wanted is not None and ExecutionStatus.RUNNING.value in wanted:
