@@ -5,7 +5,7 @@ payload codec stores payload text holding one as its JSON string, and the
 columns kept in clear — an execution's error, a requested stop's error, a
 delivery's last error — are escaped the same way (`escape_clear`). On both
 stores: a Fail state, a handler's `ActivityError`, `SendTaskFailure`, a
-stop, a redrive, a Distributed Map child's failure and an alert's failed
+stop, a redrive (its client token too), a Distributed Map child's failure and an alert's failed
 delivery end as written — never `States.Runtime`, never an outage — and
 describe, history and the alert's event give back the very text.
 """
@@ -91,12 +91,18 @@ def test_fail_state_handler_callback_and_stop_keep_a_nul_on_both_stores(db_url: 
     assert outages == 0
 
 
-def test_a_redriven_failure_with_a_nul_fails_again_as_written(db_url: str) -> None:
+def test_a_redrive_with_a_nul_in_its_token_fails_again_as_written(db_url: str) -> None:
+    token = "client\x00token"  # kept in clear, as the token a repeat is compared with
     with Engine(db_url) as engine:
         engine.create_state_machine_sync("fail", FAIL)
         failed = engine.wait_sync(engine.start_sync("fail", {}), timeout=60)
-        assert (failed.status, failed.error, failed.cause) == ("FAILED", ERROR, CAUSE)
-        engine.redrive_sync(failed)
+    assert (failed.status, failed.error, failed.cause) == ("FAILED", ERROR, CAUSE)
+    with Engine(db_url, worker=False) as client:  # no worker: it stays RUNNING meanwhile
+        redriven = client.redrive_sync(failed, client_token=token)
+        repeated = client.redrive_sync(failed, client_token=token)  # the same redrive
+    assert (redriven.status, redriven.redrive_count) == ("RUNNING", 1)
+    assert (repeated.status, repeated.redrive_count) == ("RUNNING", 1)
+    with Engine(db_url) as engine:
         again = engine.wait_sync(failed, timeout=60)
         types = [e.type for e in engine.history_sync(again)]
     assert (again.status, again.error, again.cause, again.redrive_count) == (
@@ -105,7 +111,7 @@ def test_a_redriven_failure_with_a_nul_fails_again_as_written(db_url: str) -> No
         CAUSE,
         1,
     )
-    assert types.count("ExecutionFailed") == 2 and "ExecutionRedriven" in types
+    assert types.count("ExecutionFailed") == 2 and types.count("ExecutionRedriven") == 1
 
 
 def test_a_distributed_map_child_failure_with_a_nul_reaches_the_output(db_url: str) -> None:
