@@ -290,6 +290,22 @@ def test_a_nul_in_errors_and_causes_comes_back_exactly(server: Server) -> None:
     assert started["activityStartedEventDetails"] == {"workerName": "w\x00"}
 
 
+def test_a_value_the_database_refuses_is_a_validation_error_not_a_500(server: Server) -> None:
+    client = server.client()
+    activity = client.create_activity(name="nul-tags")["activityArn"]
+    try:
+        client.tag_resource(resourceArn=activity, tags=[{"key": "k", "value": "v\x00"}])
+    except client.exceptions.ClientError as error:  # PostgreSQL's text cannot hold it
+        assert server.db_url.startswith("postgresql")
+        assert error.response["Error"]["Code"] == "ValidationException"
+        assert "the database refused a value" in error.response["Error"]["Message"]
+        assert client.list_tags_for_resource(resourceArn=activity)["tags"] == []
+    else:  # SQLite's can: stored exactly
+        assert server.db_url.startswith("sqlite")
+        tags = client.list_tags_for_resource(resourceArn=activity)["tags"]
+        assert tags == [{"key": "k", "value": "v\x00"}]
+
+
 def test_start_sync_execution_answers_the_result(server: Server) -> None:
     client = server.client()
     express = _machine(client, "quick", PASS, type="EXPRESS")
