@@ -280,6 +280,16 @@ class Committer:
         """
         return self._on_loop
 
+    @property
+    def queued(self) -> int:
+        """How many checkpoints are handed over and wait for a group (none taken into one yet).
+
+        A checkpoint joined to its execution's queued one counts too; one
+        committed by its caller (the committer idle) never queues. An
+        observable for tests and metrics: the next groups carry these.
+        """
+        return sum(1 + len(waiter.joined) for waiter in self._queue)
+
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         """Make `checkpoint` durable; returns OK, LEASE_LOST or CONFLICT."""
         return (await self._submit(checkpoint)).result  # type: ignore[return-value]

@@ -9,8 +9,10 @@ is paid for it. The run is then exactly a claimed one's: its lease renewed
 by the `LeaseKeeper`, its first checkpoint lease-checked inside its commit.
 The slot is promised before the transaction (so the worker never runs more
 than its concurrency) and given back when the start fails or only found
-an existing execution (never adopted); when the worker stopped meanwhile
-the lease is released at once, due now, for any worker to take. Should the
+an existing execution (never adopted); when the worker stopped meanwhile,
+or the start's outcome is unknown (a store failure, or its caller cancelled
+by asyncio while its batch committed), the lease is released at once, due
+now, for any worker to take. Should the
 process die instead, the start's rows are durable and the lease expires.
 `StartTaker` is what the lifecycle needs of a worker (`Worker` is one);
 `start_handed` is the start path that uses it.
@@ -75,18 +77,22 @@ async def start_handed(
     `execution_id` is the id the start creates. Only an execution this
     start created is handed over; an existing one (the idempotent repeat)
     or an error gives the slot back. Raises what `StartBatcher.start`
-    raises; a failure there (StoreUnavailable: the outcome is unknown) may
-    have committed the start all the same, so its lease is then given back
-    too (best effort: else it expires).
+    raises; a failure there (StoreUnavailable: the outcome is unknown) or a
+    cancellation of the caller (raised once the start's batch committed)
+    may have committed the start all the same, so its lease is then given
+    back too (best effort: else it expires).
     """
     try:
         result = await starts.start(lease_request(request, taker))
-    except Exception:
+    except BaseException:
+        # Unknown outcome: a store failure, or a cancellation raised after the
+        # batch was carried through (asyncio's own: `StartBatcher.start`).
+        # Either may have committed the start leased to this worker, which
+        # nothing here will run: give the lease back (shielded), so it is due
+        # now, not a lease period later. Nothing is released for a start
+        # never written, nor one this worker runs by another path.
         taker.free_slot()
         await taker.give_back(execution_id)
-        raise
-    except BaseException:
-        taker.free_slot()
         raise
     record = result.record
     if not result.created or record is None or result.machine is None:

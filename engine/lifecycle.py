@@ -179,7 +179,7 @@ class Lifecycle:
 
     @property
     def starts(self) -> StartBatcher:
-        """The start batcher (`transactions`, `batches_on_loop`, `on_loop`: observables)."""
+        """The start batcher (`transactions`, `batches_on_loop`, `queued`, `leading`: observed)."""
         return self._starts
 
     async def connect_starts(self) -> None:

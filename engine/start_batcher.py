@@ -86,6 +86,16 @@ class StartBatcher:
         return on_loop.aclose
 
     @property
+    def queued(self) -> int:
+        """How many starts are handed over and wait for a batch (none taken into one yet)."""
+        return len(self._queue)
+
+    @property
+    def leading(self) -> bool:
+        """Whether a caller holds the lead: a batch is being recorded, or about to be."""
+        return self._leading
+
+    @property
     def on_loop(self) -> LoopCommit | None:
         """The start connection of the event loop, if batches are sent from it (`backend_pid`)."""
         return self._on_loop

@@ -26,6 +26,7 @@ from engine.errors import (
     AmbiguousExecution,
     ExecutionNotRunning,
     StoreUnavailable,
+    UnstorableData,
 )
 
 __all__ = [
@@ -47,6 +48,8 @@ _AWS_EQUIVALENT: tuple[tuple[type[BaseException], str], ...] = (
     (ExecutionNotRunning, "ValidationException"),
     # A name given where an ARN belongs that matches several executions.
     (AmbiguousExecution, "ExecutionDoesNotExist"),
+    # A value of the request the database refused (e.g. a NUL on PostgreSQL): the client's.
+    (UnstorableData, "ValidationException"),
 )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.map_run_hook import children_finished
 from engine.store.outbox_hook import enqueue_alerts
@@ -231,7 +231,7 @@ def _update_executions(conn: Connection, held: Sequence[Checkpoint], codec: Payl
             .values(
                 status=ExecutionStatus(finish.status).value,
                 output=codec.seal_optional(finish.output),
-                error=finish.error,
+                error=escape_clear(finish.error),
                 cause=codec.seal_optional(finish.cause),
                 stop_date=finish.stop_date,
             )

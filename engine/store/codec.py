@@ -7,7 +7,9 @@ nothing else in the engine sees stored text. Without keys the codec is
 plain: a value is stored as it is (only the rare free text that starts with
 the codec's marker is escaped, so it can never be mistaken for ciphertext,
 and free text holding a NUL character, which PostgreSQL's text refuses, is
-stored as its JSON string).
+stored as its JSON string). Free text that stays in clear even under keys —
+error names, a delivery's last error — is escaped the same way
+(`escape_clear`, `unescape_clear`), so a NUL in it is stored too.
 With keys (`STEPWISE_ENCRYPTION_KEYS`: comma-separated base64 32-byte keys,
 newest first, or `STEPWISE_ENCRYPTION_KEY_FILE`: the same list in a file,
 commas or lines) every value is sealed with AES-256-GCM under the newest key
@@ -40,7 +42,9 @@ __all__ = [
     "EncryptionKeyError",
     "PayloadCodec",
     "codec_from_environment",
+    "escape_clear",
     "generate_key",
+    "unescape_clear",
 ]
 
 if TYPE_CHECKING:
@@ -117,13 +121,7 @@ class PayloadCodec:
     def seal(self, text: str) -> str:
         """The stored form of payload `text`: ciphertext under the newest key, else `text`."""
         if self._newest is None:
-            # Free text (an error cause) that looks like the codec's own
-            # format is escaped, so reading it back can never try to decrypt it.
-            if "\x00" in text:
-                # PostgreSQL's text cannot hold NUL; AWS's causes can. Stored
-                # as JSON text (NUL as \u0000, as history details hold it).
-                return _NUL_ESCAPED + json.dumps(text)
-            return _ESCAPED + text if text.startswith(_MARK) else text
+            return _plain(text)
         cipher = self._ciphers[self._newest]
         nonce = os.urandom(_NONCE_BYTES)
         sealed = cipher.encrypt(nonce, text.encode(), _ASSOCIATED_DATA)
@@ -139,15 +137,8 @@ class PayloadCodec:
         Raises EncryptionKeyError when the value was sealed under a key that
         is not configured, or fails authentication.
         """
-        if not stored.startswith(_MARK):
-            return stored
-        if stored.startswith(_ESCAPED):
-            return stored[len(_ESCAPED) :]
-        if stored.startswith(_NUL_ESCAPED):
-            opened: str = json.loads(stored[len(_NUL_ESCAPED) :])
-            return opened
         if not stored.startswith(ENCRYPTED_PREFIX):
-            return stored
+            return _unescaped(stored)
         key_id, _, body = stored[len(ENCRYPTED_PREFIX) :].partition(":")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
@@ -181,6 +172,45 @@ class PayloadCodec:
         if self.newest_prefix is None:
             return not stored.startswith(ENCRYPTED_PREFIX)
         return stored.startswith(self.newest_prefix)
+
+
+def _plain(text: str) -> str:
+    # Free text (an error cause) that looks like the codec's own format is
+    # escaped, so reading it back can never try to decrypt it.
+    if "\x00" in text:
+        # PostgreSQL's text cannot hold NUL; AWS's errors and causes can.
+        # Stored as JSON text (NUL as \u0000, as history details hold it).
+        return _NUL_ESCAPED + json.dumps(text)
+    return _ESCAPED + text if text.startswith(_MARK) else text
+
+
+def escape_clear(text: str | None) -> str | None:
+    """The stored form of free text that stays in clear even under keys (None stays None).
+
+    Error names (an execution's error, a requested stop's error) and a
+    delivery's last error are listed and shown without keys, so they are
+    never encrypted; they are escaped as a plain codec's payloads are (a NUL,
+    which PostgreSQL's text refuses, or the codec's marker). Read them back
+    with `unescape_clear`.
+    """
+    return None if text is None else _plain(text)
+
+
+def unescape_clear(stored: str | None) -> str | None:
+    """The text `escape_clear` stored (a row written before the escape reads as it is)."""
+    return None if stored is None else _unescaped(stored)
+
+
+def _unescaped(stored: str) -> str:
+    """What `_plain` stored: the text itself, or its escape undone."""
+    if not stored.startswith(_MARK):
+        return stored
+    if stored.startswith(_ESCAPED):
+        return stored[len(_ESCAPED) :]
+    if stored.startswith(_NUL_ESCAPED):
+        opened: str = json.loads(stored[len(_NUL_ESCAPED) :])
+        return opened
+    return stored
 
 
 def _parse_keys(text: str, source: str) -> list[bytes]:

@@ -50,7 +50,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from engine.store.checkpoints import PLAIN
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
 from engine.store.map_run_hook import takes_hook
 from engine.store.notify import CHANNEL
@@ -337,7 +337,7 @@ def one_call_statement(
                 c.execution_id,
                 ExecutionStatus(c.finish.status).value,
                 codec.seal_optional(c.finish.output),
-                c.finish.error,
+                escape_clear(c.finish.error),
                 codec.seal_optional(c.finish.cause),
                 c.finish.stop_date,
             )
@@ -436,7 +436,7 @@ def _queue_writes(
             (
                 ExecutionStatus(finish.status).value,
                 codec.seal_optional(finish.output),
-                finish.error,
+                escape_clear(finish.error),
                 codec.seal_optional(finish.cause),
                 finish.stop_date,
                 c.execution_id,

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from engine.store.base import StoreBase
 from engine.store.checkpoints import lock_work
+from engine.store.codec import unescape_clear
 from engine.store.errors import ResourceNotFound
 from engine.store.map_run_hook import (
     end_run,
@@ -355,7 +356,7 @@ class MapRunStore(StoreBase):
                     start_date=row.start_date,
                     stop_date=row.stop_date,
                     output=codec.open_optional(row.output),
-                    error=row.error,
+                    error=unescape_clear(row.error),
                     cause=codec.open_optional(row.cause),
                 )
                 for row in conn.execute(query)

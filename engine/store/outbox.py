@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from engine.store.base import StoreBase
+from engine.store.codec import escape_clear, unescape_clear
 from engine.store.schema import alert_deliveries, alerts
 from statemachine.errors import StepwiseError
 
@@ -107,9 +108,9 @@ class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _delivery(row: Any) -> DeliveryRecord:
-    return DeliveryRecord(
-        **{field: getattr(row, field) for field in DeliveryRecord.__struct_fields__}
-    )
+    fields = {field: getattr(row, field) for field in DeliveryRecord.__struct_fields__}
+    fields["last_error"] = unescape_clear(fields["last_error"])  # an exception's text
+    return DeliveryRecord(**fields)
 
 
 class AlertStore(StoreBase):
@@ -260,7 +261,7 @@ class AlertStore(StoreBase):
                 .values(
                     state=state,
                     attempts=alert_deliveries.c.attempts + 1,
-                    last_error=error,
+                    last_error=escape_clear(error),
                     next_attempt_at=next_attempt_at,
                     delivered_at=now if state == DeliveryState.DELIVERED else None,
                     lease_owner=None,

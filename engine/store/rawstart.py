@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 
+from engine.store.boundary import fault_of
 from engine.store.records import ExecutionRecord
 from engine.store.schema import UTCDateTime
 
@@ -46,6 +47,7 @@ __all__ = [
     "first_row_read",
     "insert_rows",
     "insert_rows_on",
+    "refusal",
     "utc_time_processor",
 ]
 
@@ -68,6 +70,25 @@ def _driver_errors(statement: str) -> Iterator[None]:
         raise sa_exc.IntegrityError(statement, None, error) from error
     except sqlite3.OperationalError as error:
         raise sa_exc.OperationalError(statement, None, error) from error
+
+
+def refusal(error: BaseException) -> BaseException | None:
+    """What a raw start batch raises for `error`, when the careful path would meet it alike.
+
+    The database refusing the data (`boundary.fault_of`: a value too big)
+    or a unique key the name check did not see: the same rows written
+    carefully are refused the same way, so the batch is split at once
+    (`StartStore.start_executions`) rather than tried again. The data's
+    error as it is (the boundary names it `UnstorableData`), a collision as
+    SQLAlchemy's IntegrityError (what the split catches). None for anything
+    else: the careful path decides.
+    """
+    fault = fault_of(error)
+    if fault == "data":
+        return error
+    if fault == "collision":
+        return sa_exc.IntegrityError("a raw start batch", None, error)
+    return None
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.base import StoreBase
+from engine.store.codec import unescape_clear
 from engine.store.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
 from engine.store.records import ExecutionRecord, ExecutionStatus
 from engine.store.reopen import reopen
@@ -140,7 +141,7 @@ class RedriveStore(StoreBase):
             if (
                 client_token is not None
                 and record.status == ExecutionStatus.RUNNING
-                and row.redrive_token == client_token
+                and unescape_clear(row.redrive_token) == client_token
             ):
                 return record
             _status, reason = redrive_status(

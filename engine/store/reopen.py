@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import keys
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.records import ExecutionRecord, ExecutionStatus
 from engine.store.rows import encode_details
 from engine.store.schema import executions, history_events, journal, work_queue
@@ -62,7 +62,7 @@ def reopen(
     conn.execute(
         sa.update(executions)
         .where(executions.c.execution_id == execution_id)
-        .values(**reopened, redrive_token=client_token)
+        .values(**reopened, redrive_token=escape_clear(client_token))
     )
     conn.execute(
         sa.insert(history_events).values(

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, unescape_clear
 from engine.store.records import ExecutionRecord, MachineVersion, TokenRecord
 from engine.store.schema import state_machine_versions, state_machines
 
@@ -61,13 +61,13 @@ def execution_record(row: Any, codec: PayloadCodec) -> ExecutionRecord:
         status=row.status,
         input=codec.open(row.input),
         output=codec.open_optional(row.output),
-        error=row.error,
+        error=unescape_clear(row.error),
         cause=codec.open_optional(row.cause),
         start_date=row.start_date,
         stop_date=row.stop_date,
         trace_id=row.trace_id,
         stop_requested=bool(row.stop_requested),
-        stop_requested_error=row.stop_requested_error,
+        stop_requested_error=unescape_clear(row.stop_requested_error),
         stop_requested_cause=codec.open_optional(row.stop_requested_cause),
         last_event_id=row.last_event_id,
         queue=row.queue,

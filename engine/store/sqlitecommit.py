@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
@@ -349,7 +349,7 @@ def _write(
             (
                 status,
                 codec.seal_optional(finish.output),
-                finish.error,
+                escape_clear(finish.error),
                 codec.seal_optional(finish.cause),
                 stop_date,
                 c.execution_id,

@@ -564,8 +564,10 @@ class StartStore(StoreBase):
         alone — a qualifier, a machine being deleted, a name or id already
         taken — or any error of the database rolls everything back and
         returns None: the careful path (`_start_batch`) then gives the
-        answers, so both paths answer alike. What `prepare` raises is that
-        start's answer, as on the careful path.
+        answers, so both paths answer alike. A refusal that path would meet
+        alike (the data, a collision: `rawstart.refusal`) is raised instead,
+        so `start_executions` splits the batch at once. What `prepare`
+        raises is that start's answer, as on the careful path.
         """
         import sqlite3  # only SQLite comes here; a PostgreSQL process never loads it
 
@@ -586,8 +588,11 @@ class StartStore(StoreBase):
                     if driver.in_transaction:
                         driver.execute("ROLLBACK")
                     raise
-            except (sqlite3.Error, _Careful):
-                return None
+            except (sqlite3.Error, _Careful) as error:
+                refused = rawstart.refusal(error)
+                if refused is None:
+                    return None
+                raise refused from None  # the careful path would meet it too: split at once
         if created is None:
             return None
         return self.answered(created, results)

@@ -44,7 +44,7 @@ from engine.store import rawstart
 from engine.store.activities import ActivityStore
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import event_row, signal
-from engine.store.codec import PayloadCodec
+from engine.store.codec import PayloadCodec, escape_clear, unescape_clear
 from engine.store.effects import EffectStore
 from engine.store.errors import (
     AmbiguousExecution,
@@ -584,7 +584,7 @@ class Store(
                     .where(executions.c.execution_id == execution_id)
                     .values(
                         stop_requested=True,
-                        stop_requested_error=error,
+                        stop_requested_error=escape_clear(error),
                         stop_requested_cause=self._codec.seal_optional(cause),
                     )
                 )
@@ -618,7 +618,7 @@ class Store(
             )
             return {
                 row.execution_id: (
-                    row.stop_requested_error,
+                    unescape_clear(row.stop_requested_error),
                     self._codec.open_optional(row.stop_requested_cause),
                 )
                 for row in rows

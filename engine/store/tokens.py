@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from engine.store.base import StoreBase
 from engine.store.checkpoints import CLOSED_TOKEN, journal_row, open_token, signal
+from engine.store.codec import escape_clear
 from engine.store.errors import InvalidToken, TaskTimedOut
 from engine.store.records import ActivityTaskRecord, TokenRecord, TokenStatus
 from engine.store.rows import token_record
@@ -148,7 +149,7 @@ class TokenStore(StoreBase):
             conn.execute(
                 sa.update(activity_tasks)
                 .where(activity_tasks.c.token == row.token)
-                .values(worker_name=worker_name, started_at=now)
+                .values(worker_name=escape_clear(worker_name), started_at=now)
             )
             conn.execute(
                 sa.insert(journal).values(

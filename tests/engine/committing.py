@@ -51,11 +51,15 @@ async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 @dataclass
 class Held:
-    """What `commit_while_held` saw: each caller's result, each store call's group size."""
+    """What `commit_while_held` saw: each caller's result, each store call's group size.
+
+    `queued`: `Committer.queued` once every checkpoint was handed over, the first held.
+    """
 
     results: list[CommitResult]
     groups: list[int]
     most_at_once: int
+    queued: int
     committer: Committer = field(repr=False)
 
 
@@ -79,6 +83,7 @@ def commit_while_held(store: Store, first: Checkpoint, queued: list[Checkpoint])
 
     committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=gated)
     results: dict[int, CommitResult] = {}
+    queued_then: list[int] = []
 
     async def commit(index: int, checkpoint: Checkpoint) -> None:
         results[index] = await committer.commit(checkpoint)
@@ -94,8 +99,10 @@ def commit_while_held(store: Store, first: Checkpoint, queued: list[Checkpoint])
                     # In order: each is handed over before the next starts.
                     commits.start_soon(commit, index, checkpoint)
                     await anyio.wait_all_tasks_blocked()
+                queued_then.append(committer.queued)
                 release.set()
             group.cancel_scope.cancel()
 
     anyio.run(main)
-    return Held([results[i] for i in range(-1, len(queued))], groups, most, committer)
+    results_in_order = [results[i] for i in range(-1, len(queued))]
+    return Held(results_in_order, groups, most, queued_then[0], committer)

@@ -79,7 +79,7 @@ def test_checkpoints_beyond_one_group_are_answered_by_their_own_commit(tmp_path:
                     await anyio.sleep(0.01)
                 for execution_id in ids[1:]:
                     commits.start_soon(commit, execution_id)
-                while len(committer._queue) < len(ids) - 1:  # all six handed over
+                while committer.queued < len(ids) - 1:  # all six handed over
                     await anyio.sleep(0.01)
                 release.set()
             group.cancel_scope.cancel()

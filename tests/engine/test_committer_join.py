@@ -34,6 +34,7 @@ def test_queued_checkpoints_of_one_execution_commit_as_one(tmp_path: Path) -> No
         a, b = claimed(store, 2)
         queued = [_step(a, 2), _step(b, 2), _step(a, 3), _step(a, 4), _step(b, 3)]
         held = commit_while_held(store, _step(a, 1), queued)
+        assert held.queued == 5  # handed over, waiting: the joined ones counted too
         assert held.results == [CommitResult.OK] * 6  # every caller answered
         assert held.groups == [1, 2]  # the lone one, then one checkpoint per execution
         assert store.load(a).journal == {"k1": "1", "k2": "2", "k3": "3", "k4": "4"}

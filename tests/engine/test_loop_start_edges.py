@@ -105,7 +105,7 @@ def test_a_large_start_batch_is_sent_from_a_store_thread(postgres_url: str) -> N
             ]
 
             async def all_queued() -> bool:
-                return len(starts._queue) == len(names)
+                return starts.queued == len(names)
 
             await _until(all_queued)
             await locker.rollback()

@@ -111,7 +111,7 @@ def test_a_start_whose_input_is_refused_fails_alone_in_its_batch(db_url: str) ->
         async with Engine(db_url, worker=False) as engine:
             await engine.create_state_machine("echo", ECHO)
             _refuse_zqfault(db_url)
-            batcher = engine.lifecycle._starts
+            batcher = engine.lifecycle.starts
             answers: list[Any] = [None] * len(inputs)
 
             async def start(index: int) -> None:
@@ -126,11 +126,11 @@ def test_a_start_whose_input_is_refused_fails_alone_in_its_batch(db_url: str) ->
                     # A first start leads and waits on the lock; the others,
                     # the refused one among them, queue behind it: one batch.
                     group.start_soon(start, 0)
-                    while not batcher._leading:
+                    while not batcher.leading:
                         await anyio.sleep(0.01)
                     for index in range(1, len(inputs)):
                         group.start_soon(start, index)
-                    while len(batcher._queue) < len(inputs) - 1:
+                    while batcher.queued < len(inputs) - 1:
                         await anyio.sleep(0.01)
                     lock.release()
             finally:

@@ -73,7 +73,7 @@ def _names(store: Store) -> list[str]:
 async def _request(life: Lifecycle, name: str) -> StartRequest:
     """The request `Lifecycle.start` hands its batcher for a start of Machine named `name`."""
     captured: list[StartRequest] = []
-    batcher = life._starts
+    batcher = life.starts
 
     async def capture(request: StartRequest) -> Any:
         captured.append(request)
@@ -96,7 +96,7 @@ class _Captured(Exception):
 def _setup(store: Store) -> tuple[Lifecycle, StartBatcher, _Gated]:
     gated = _Gated(StoreThreads.for_this_run(2))
     life = Lifecycle(store=store, clock=SystemClock(), run_db=gated.run_db)
-    return life, life._starts, gated
+    return life, life.starts, gated
 
 
 def test_a_start_cancelled_while_queued_leaves_the_queue_and_the_next_leads(store: Store) -> None:
@@ -107,7 +107,7 @@ def test_a_start_cancelled_while_queued_leaves_the_queue_and_the_next_leads(stor
         await _until(gated.entered[0].is_set)  # a's batch in flight
         b = asyncio.create_task(batcher.start(requests[1]))
         c = asyncio.create_task(batcher.start(requests[2]))
-        await _until(lambda: len(batcher._queue) == 2)  # b first in the queue, then c
+        await _until(lambda: batcher.queued == 2)  # b first in the queue, then c
         b.cancel()
         with pytest.raises(asyncio.CancelledError):
             await b
@@ -116,7 +116,7 @@ def test_a_start_cancelled_while_queued_leaves_the_queue_and_the_next_leads(stor
         assert (await a).created
         assert (await c).created  # c led the next batch (it hung: the lead went to b)
         assert _names(store) == ["a", "c"]  # b left the queue unwritten
-        assert not batcher._leading and not batcher._queue
+        assert not batcher.leading and not batcher.queued
 
     asyncio.run(scenario())
 
@@ -130,7 +130,7 @@ def test_a_leader_cancelled_mid_batch_commits_and_its_batch_mates_get_their_answ
         a = asyncio.create_task(batcher.start(requests[0]))
         await _until(gated.entered[0].is_set)
         rest = [asyncio.create_task(batcher.start(r)) for r in requests[1:]]
-        await _until(lambda: len(batcher._queue) == 3)
+        await _until(lambda: batcher.queued == 3)
         gated.gates[0].set()
         await _until(gated.entered[1].is_set)  # b leads the batch [b, c, d], in flight
         rest[0].cancel()
@@ -141,7 +141,7 @@ def test_a_leader_cancelled_mid_batch_commits_and_its_batch_mates_get_their_answ
         # c and d were never cancelled: their answers, not b's cancellation.
         assert [(await task).created for task in rest[1:]] == [True, True]
         assert _names(store) == ["a", "b", "c", "d"]
-        assert not batcher._leading and not batcher._queue
+        assert not batcher.leading and not batcher.queued
         gated.gates[2].set()
         assert (await batcher.start(await _request(life, "e"))).created
 

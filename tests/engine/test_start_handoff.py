@@ -7,7 +7,8 @@ and an idempotent repeat is never adopted a second time. The worker's
 concurrency bounds handed-off and claimed runs together; without a free
 slot, without a worker, or on another queue, a start is due and unleased as
 before. An Engine that closes right after its starts gives their leases
-back: another Engine runs them at once, not a lease period later. A leased
+back: another Engine runs them at once, not a lease period later; so does
+a start whose caller is cancelled while its batch commits. A leased
 start's rows are the same on the raw/pipelined path as on the careful one.
 A process killed (SIGKILL) while running a start it handed to itself loses
 nothing: its lease expires and another Engine finishes the execution,
@@ -16,6 +17,7 @@ without running its recorded step again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -198,6 +201,46 @@ def test_starts_handed_to_an_engine_that_closes_at_once_are_run_by_another(db_ur
                 assert done.status == "SUCCEEDED"
 
     anyio.run(main)
+
+
+def _waiting_on_a_lock(raw_url: str) -> bool:
+    """Whether a session of the database waits for a lock (the start's write, behind LOCK TABLE)."""
+    with psycopg.connect(raw_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_a_handed_start_whose_caller_is_cancelled_as_it_commits_runs_at_once(
+    postgres_url: str,
+) -> None:
+    raw = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+
+    async def main() -> None:
+        # An hour-long lease: only a lease given back (or a run here) lets it run in this test.
+        async with Engine(postgres_url, lease_seconds=3600, poll_seconds=0.1) as engine:
+            await engine.create_state_machine("m", PASSES)
+            worker = engine.worker
+            assert worker is not None
+            await until(lambda: worker.taking_starts)
+            with psycopg.connect(raw) as locker:
+                # The start's write waits behind this lock: its batch is in flight.
+                locker.execute("LOCK TABLE executions IN SHARE ROW EXCLUSIVE MODE")
+                caller = asyncio.ensure_future(engine.start("m", {}, name="cut"))
+                await until(lambda: _waiting_on_a_lock(raw))
+                # asyncio's own cancellation (a client's timeout), which anyio's
+                # shield does not hold: the batch is carried through, then it is raised.
+                caller.cancel()
+                await asyncio.sleep(0)
+                locker.commit()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            done = await engine.wait("cut", timeout=60)
+            assert done.status == "SUCCEEDED"
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)

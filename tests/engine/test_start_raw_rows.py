@@ -268,3 +268,33 @@ def test_a_start_of_a_machine_being_deleted_gets_the_careful_paths_answer(
     finally:
         raw.close()
         careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite"], indirect=True)
+def test_a_refused_batch_is_split_on_the_raw_path_and_answered_as_the_careful_path(
+    urls: tuple[str, str],
+) -> None:
+    # Imported here: that module's HTTP helpers are not needed by the others.
+    from tests.engine.test_refused_data import _refuse_zqfault
+
+    requests = [
+        _request("Machine", None, f"s{n}", '{"v": "zqfault"}' if n in (2, 6) else f'{{"n": {n}}}')
+        for n in range(8)
+    ]
+    raw, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
+    try:
+        for url in urls:
+            _refuse_zqfault(url)  # refuses an ExecutionStarted holding "zqfault"
+        begins = _sqlalchemy_begins(raw)
+        answers = [_answers(store.start_executions(requests)) for store in (raw, careful)]
+        # Each half tried once, raw: never again on the careful path.
+        assert begins[0] == 0
+        assert answers[0] == answers[1]
+        refused = [n for n, answer in enumerate(answers[0]) if answer[0] == "UnstorableData"]
+        assert refused == [2, 6]
+        assert all(answers[0][n][1] is True for n in range(8) if n not in refused)
+        assert _rows(raw) == _rows(careful)
+        assert len(_rows(raw)["executions"]) == 6
+    finally:
+        raw.close()
+        careful.close()

@@ -247,7 +247,7 @@ def test_an_execution_whose_data_is_refused_fails_alone(postgres_url: str, mates
         wait_until(lambda: _waiting_on_the_gate(holder))
         go.set()
         committer = engine.runtime.committer
-        wait_until(lambda: len(committer._queue) == mates + 1)
+        wait_until(lambda: committer.queued == mates + 1)
         holder.execute("SELECT pg_advisory_unlock(4242)")
         failed = engine.wait_sync(culprit, timeout=60)
         ended = [engine.wait_sync(m, timeout=60) for m in [*others, gate]]

@@ -252,6 +252,60 @@ def test_activity_task_round_trip(server: Server) -> None:
     assert {"ActivityScheduled", "ActivityStarted", "ActivitySucceeded"} <= set(types)
 
 
+def test_a_nul_in_errors_and_causes_comes_back_exactly(server: Server) -> None:
+    # PostgreSQL's text cannot hold U+0000; AWS's errors and causes can.
+    client = server.client()
+    activity = client.create_activity(name="nul-activity")["activityArn"]
+    asks = _machine(
+        client,
+        "nul-activity",
+        {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": activity, "End": True}}},
+    )
+    fails = _machine(
+        client,
+        "nul-fail",
+        {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "F\x00E", "Cause": "f\x00c"}}},
+    )
+    asked = client.start_execution(stateMachineArn=asks)["executionArn"]
+    failed = client.start_execution(stateMachineArn=fails)["executionArn"]
+    stopped = client.start_execution(stateMachineArn=_machine(client, "nul-wait", WAIT))
+    client.stop_execution(executionArn=stopped["executionArn"], error="S\x00E", cause="s\x00c")
+    task: dict[str, Any] = {}
+
+    def poll() -> bool:
+        task.update(client.get_activity_task(activityArn=activity, workerName="w\x00"))
+        return "taskToken" in task
+
+    wait_until(poll)
+    client.send_task_failure(taskToken=task["taskToken"], error="A\x00E", cause="a\x00c")
+    ended = [wait_for_end(client, arn) for arn in (asked, failed, stopped["executionArn"])]
+    assert [(d["status"], d["error"], d["cause"]) for d in ended] == [
+        ("FAILED", "A\x00E", "a\x00c"),
+        ("FAILED", "F\x00E", "f\x00c"),
+        ("ABORTED", "S\x00E", "s\x00c"),
+    ]
+    events = client.get_execution_history(executionArn=asked)["events"]
+    assert events[-1]["executionFailedEventDetails"] == {"error": "A\x00E", "cause": "a\x00c"}
+    started = next(e for e in events if e["type"] == "ActivityStarted")
+    assert started["activityStartedEventDetails"] == {"workerName": "w\x00"}
+
+
+def test_a_value_the_database_refuses_is_a_validation_error_not_a_500(server: Server) -> None:
+    client = server.client()
+    activity = client.create_activity(name="nul-tags")["activityArn"]
+    try:
+        client.tag_resource(resourceArn=activity, tags=[{"key": "k", "value": "v\x00"}])
+    except client.exceptions.ClientError as error:  # PostgreSQL's text cannot hold it
+        assert server.db_url.startswith("postgresql")
+        assert error.response["Error"]["Code"] == "ValidationException"
+        assert "the database refused a value" in error.response["Error"]["Message"]
+        assert client.list_tags_for_resource(resourceArn=activity)["tags"] == []
+    else:  # SQLite's can: stored exactly
+        assert server.db_url.startswith("sqlite")
+        tags = client.list_tags_for_resource(resourceArn=activity)["tags"]
+        assert tags == [{"key": "k", "value": "v\x00"}]
+
+
 def test_start_sync_execution_answers_the_result(server: Server) -> None:
     client = server.client()
     express = _machine(client, "quick", PASS, type="EXPRESS")
