@@ -33,6 +33,7 @@ from engine.store.starts import StartRequest, StartResult
 
 if TYPE_CHECKING:
     from engine.store.asynccommit import LoopCommit
+    from engine.store.asyncstart import LoopHeads
 
 __all__ = ["StartBatcher"]
 
@@ -66,6 +67,8 @@ class StartBatcher:
         # PostgreSQL on asyncio: batches sent from the event loop where they
         # can be (`send_from`, engine/store/asyncstart.py).
         self._on_loop: LoopCommit | None = None
+        # The machines' rows its starts were last planned with (`asyncstart.LoopHeads`).
+        self.heads: LoopHeads | None = None
         self._queue: list[_Waiter] = []
         self._leading = False
         self.transactions = 0
@@ -82,7 +85,10 @@ class StartBatcher:
         on_loop = self._store.loop_commit()
         if on_loop is None:
             return _nothing
+        from engine.store.asyncstart import LoopHeads  # loads psycopg: PostgreSQL only
+
         self._on_loop = on_loop
+        self.heads = LoopHeads()
         return on_loop.aclose
 
     @property
@@ -186,15 +192,17 @@ class StartBatcher:
     async def _recorded(self, requests: list[StartRequest]) -> list[StartResult]:
         """The store's answers for a batch: from the event loop where it can, else a thread."""
         on_loop = self._on_loop
+        heads = self.heads
         if (
             on_loop is not None
+            and heads is not None
             and len(requests) <= self.loop_batch_max
             and sum(len(request.input) for request in requests) <= self.loop_input_max
         ):
             # Here, not at the top: it loads psycopg (SQLite never does).
             from engine.store.asyncstart import start_on_loop
 
-            done = await start_on_loop(on_loop, self._store, requests)
+            done = await start_on_loop(on_loop, self._store, requests, heads)
             if isinstance(done, list):
                 self.batches_on_loop += 1
                 return done

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
@@ -370,14 +371,55 @@ async def _sent(work: Coroutine[Any, Any, T], unclaimed: Callable[[T], None] | N
     and the outcome known: as the store threads wait for a started call.
     `unclaimed` gets what `work` returned to a caller so cancelled (a
     connection opened, to be kept rather than left for the collector).
+
+    `work` runs in the caller's own task, stepped here: each future it
+    waits on is awaited through a future of this call's (`_settle`), so a
+    cancellation of the caller — asyncio's own `Task.cancel`, which cancels
+    the future a task waits on, or an anyio scope's — cancels that one and
+    never reaches `work` (no task and no `asyncio.shield` per call). After
+    the first, the rest of the call runs in a shielded scope (anyio does not
+    cancel it again meanwhile); the cancellation is raised once `work` is
+    done, or its error retrieved.
     """
-    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    cancelled: BaseException | None = None
+    shield: anyio.CancelScope | None = None
+    send = work.send
     try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait([task])
-        # The exception retrieved either way: its caller is gone.
-        if not task.cancelled() and task.exception() is None and unclaimed is not None:
-            unclaimed(task.result())
-        raise
+        while True:
+            try:
+                waited = send(None)
+            except StopIteration as stop:
+                result: T = stop.value
+                break
+            except BaseException:
+                if cancelled is not None:
+                    raise cancelled from None
+                raise
+            if waited is not None:
+                waited._asyncio_future_blocking = False  # as a task does when it is yielded
+            while waited is None or not waited.done():
+                try:
+                    if waited is None:  # a bare yield (`asyncio.sleep(0)`)
+                        await asyncio.sleep(0)
+                        break
+                    mine = waited.get_loop().create_future()
+                    waited.add_done_callback(functools.partial(_settle, mine))
+                    await mine
+                except asyncio.CancelledError as failure:
+                    cancelled = cancelled or failure
+                    if shield is None:
+                        shield = anyio.CancelScope(shield=True)
+                        shield.__enter__()
+    finally:
+        if shield is not None:
+            shield.__exit__(None, None, None)
+    if cancelled is not None:
+        if unclaimed is not None:
+            unclaimed(result)
+        raise cancelled
+    return result
+
+
+def _settle(mine: asyncio.Future[None], _waited: object) -> None:
+    if not mine.done():  # cancelled with its caller: `_sent` waits on another
+        mine.set_result(None)

@@ -6,12 +6,18 @@ the start path's statements for a batch of starts of machines' latest
 revisions (no qualifier) on a `LoopCommit` of their own instead (not the
 step commits' one: a commit arriving during a start would go to the
 threads): the machine
-lookup `_PgResolver` reads (one statement per machine, in autocommit),
-the name check `pgstart.any_taken` makes (only for starts given a name: a
-fresh UUID is nobody's), and `pgstart`'s one statement writing the
-executions rows, their ``ExecutionStarted`` events, the work rows and the
-NOTIFY — the very statements and rows of `StartStore._fresh_batch` and
-`StartStore._start_batch`, built by the same code. What this path does not
+lookup `_PgResolver` reads (one statement per machine, in autocommit;
+only for a machine `LoopHeads` has no row of), the name check
+`pgstart.any_taken` makes (only for starts given a name: a fresh UUID is
+nobody's), and `pgstart`'s one statement writing the executions rows,
+their ``ExecutionStarted`` events, the work rows and the NOTIFY — the very
+statements and rows of `StartStore._fresh_batch` and
+`StartStore._start_batch`, built by the same code — guarded: it writes
+only while each machine is, in the write's own snapshot, still at the
+revision the batch was planned with and not deleted
+(`pgstart.guarded_statement`). So a start of a machine started before is
+one round trip; a machine moved since (a new revision or a deletion, in
+any process) writes nothing, is read again and the batch planned again. What this path does not
 decide alone, it hands back to the store's threads with nothing written
 (`Handed.THREADS`, then `Store.start_executions` as before): a qualifier, a
 machine being deleted, a name already taken (the existing execution
@@ -39,11 +45,36 @@ from engine.store.pgstart import taken_query
 from engine.store.starts import StartRequest, StartResult, wakes
 from engine.store.store import Store
 
-__all__ = ["start_on_loop", "warm_starts"]
+__all__ = ["LoopHeads", "start_on_loop", "warm_starts"]
+
+
+class LoopHeads:
+    """The machine rows (`Store.head_query`'s) the start connection last read, by machine name.
+
+    A start of a machine found here is planned with that row and sent as
+    one statement, the guarded write (`Store.start_statement`), which
+    writes nothing when the machine has moved since — a new revision or a
+    deletion, by any process: the row is then dropped, read again and the
+    batch planned again. Kept only for machines a start was written for
+    (not deleted, with a revision); at most `limit` machines.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self.rows: dict[str, Any] = {}
+        self.limit = limit
+        # Lookups sent, and guarded writes that found a head moved (observables).
+        self.lookups = 0
+        self.moved = 0
+
+    def keep(self, name: str, row: Any) -> None:
+        rows = self.rows
+        if name not in rows and len(rows) >= self.limit:
+            del rows[next(iter(rows))]  # the oldest
+        rows[name] = row
 
 
 async def start_on_loop(
-    on_loop: LoopCommit, store: Store, requests: Sequence[StartRequest]
+    on_loop: LoopCommit, store: Store, requests: Sequence[StartRequest], heads: LoopHeads
 ) -> list[StartResult] | Handed:
     """`Store.start_executions(requests)` on the loop's connection, or THREADS (nothing written).
 
@@ -52,7 +83,7 @@ async def start_on_loop(
     if not store.raw_start_writes or any(r.qualifier is not None for r in requests):
         return Handed.THREADS
     try:
-        return await on_loop.run(functools.partial(_start, store, requests))
+        return await on_loop.run(functools.partial(_start, store, requests, heads))
     except _ReadFailed:
         # Nothing written (the connection is dropped): the threads start them.
         return Handed.THREADS
@@ -67,37 +98,71 @@ class _ReadFailed(Exception):
 
 
 async def _start(
-    store: Store, requests: Sequence[StartRequest], connection: psycopg.AsyncConnection[Any]
+    store: Store,
+    requests: Sequence[StartRequest],
+    heads: LoopHeads,
+    connection: psycopg.AsyncConnection[Any],
 ) -> list[StartResult] | Handed:
+    names = list(dict.fromkeys(request.machine for request in requests))
+    rows = {name: heads.rows[name] for name in names if name in heads.rows}
+    while True:
+        cached = bool(rows)
+        await _look_up(store, heads, connection, [name for name in names if name not in rows], rows)
+        planned = store.plan_read(requests, rows.__getitem__)
+        if planned is None:
+            return Handed.THREADS
+        results, created = planned
+        if not created:
+            return results
+        named = [plan.record for plan in created if not requests[plan.index].fresh_name]
+        if named and await _any_taken(connection, named):
+            return Handed.THREADS
+        statement, params = store.start_statement(created, notify=wakes(created))
+        try:
+            cursor = await connection.execute(statement, params)
+        except psycopg.errors.IntegrityError:
+            return Handed.THREADS
+        if await cursor.fetchone() is not None:
+            for plan in created:
+                heads.keep(plan.machine.name, rows[plan.machine.name])
+            return store.answered(created, results)
+        # A machine moved since its row was read (nothing written): read them all again.
+        heads.moved += 1
+        for name in names:
+            heads.rows.pop(name, None)
+        if not cached:
+            return Handed.THREADS  # moved between this batch's own read and write
+        rows = {}
+
+
+async def _look_up(
+    store: Store,
+    heads: LoopHeads,
+    connection: psycopg.AsyncConnection[Any],
+    names: Sequence[str],
+    rows: dict[str, Any],
+) -> None:
+    """Read the rows of machines `names` into `rows` (one statement each)."""
+    if not names:
+        return
     sql, fixed = store.head_query()
-    heads: dict[str, Any] = {}
     try:
-        for name in dict.fromkeys(request.machine for request in requests):
+        for name in names:
             cursor = await connection.execute(sql, {**fixed, "name": name})
-            heads[name] = await cursor.fetchone()
+            rows[name] = await cursor.fetchone()
+            heads.lookups += 1
     except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
         raise _ReadFailed from failure
-    planned = store.plan_read(requests, heads.__getitem__)
-    if planned is None:
-        return Handed.THREADS
-    results, created = planned
-    if not created:
-        return results
-    named = [plan.record for plan in created if not requests[plan.index].fresh_name]
-    if named:
-        taken, params = taken_query(named)
-        try:
-            cursor = await connection.execute(taken, params)
-            if await cursor.fetchone() is not None:
-                return Handed.THREADS
-        except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
-            raise _ReadFailed from failure
-    statement, params = store.start_statement(created, notify=wakes(created))
+
+
+async def _any_taken(connection: psycopg.AsyncConnection[Any], named: list[Any]) -> bool:
+    """Whether an execution holds a name or id of `named` (the threads then decide)."""
+    taken, params = taken_query(named)
     try:
-        await connection.execute(statement, params)
-    except psycopg.errors.IntegrityError:
-        return Handed.THREADS
-    return store.answered(created, results)
+        cursor = await connection.execute(taken, params)
+        return await cursor.fetchone() is not None
+    except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
+        raise _ReadFailed from failure
 
 
 async def warm_starts(on_loop: LoopCommit, store: Store) -> None:

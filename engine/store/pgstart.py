@@ -34,7 +34,14 @@ from engine.store.notify import CHANNEL
 from engine.store.pgraw import pooled_psycopg
 from engine.store.records import ExecutionRecord
 
-__all__ = ["any_taken", "pipelined_starts", "start_statement", "taken_query", "warm_statement"]
+__all__ = [
+    "any_taken",
+    "guarded_statement",
+    "pipelined_starts",
+    "start_statement",
+    "taken_query",
+    "warm_statement",
+]
 
 
 def pipelined_starts(
@@ -83,19 +90,54 @@ def start_statement(
     return statement, [_encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)]
 
 
+def guarded_statement(
+    execution_rows: Sequence[dict[str, Any]],
+    event_rows: Sequence[dict[str, Any]],
+    work_rows: Sequence[dict[str, Any]],
+    heads: Sequence[tuple[str, int]],
+    *,
+    notify: bool = True,
+) -> tuple[str, list[str]]:
+    """`start_statement` writing only while every machine of `heads` is still at that revision.
+
+    `heads` are (machine name, revision) pairs, the revisions the batch was
+    planned with. In the statement's own snapshot, before any row is
+    written, each machine must exist, not be deleted (``deleted_at`` NULL)
+    and have that revision as its latest; otherwise nothing is written (no
+    row, no NOTIFY). The statement returns one row when it wrote the batch,
+    none when a head had moved.
+    """
+    statement = _statement(
+        tuple(execution_rows[0]),
+        tuple(event_rows[0]),
+        tuple(work_rows[0]),
+        notify=notify,
+        guarded=True,
+    )
+    guard = _encode([{"name": name, "version": version} for name, version in heads]).decode()
+    execution_json, event_json, work_json = (
+        _encode(rows).decode() for rows in (execution_rows, event_rows, work_rows)
+    )
+    return statement, [execution_json, guard, event_json, work_json]
+
+
 def warm_statement(
     execution_columns: Sequence[str], event_columns: Sequence[str], work_columns: Sequence[str]
 ) -> tuple[str, list[str]]:
-    """`start_statement`'s text for rows of these columns (no NOTIFY), with no rows at all.
+    """`guarded_statement`'s text for rows of these columns (no NOTIFY), with no rows at all.
 
     Sent in autocommit it writes nothing (three empty INSERTs, no NOTIFY),
     while the server session parses and plans the three tables' insert as a
     start would: a connection's first start then finds them warm.
     """
     statement = _statement(
-        tuple(execution_columns), tuple(event_columns), tuple(work_columns), notify=False
+        tuple(execution_columns),
+        tuple(event_columns),
+        tuple(work_columns),
+        notify=False,
+        guarded=True,
     )
-    return statement, ["[]", "[]", "[]"]
+    return statement, ["[]", "[]", "[]", "[]"]
 
 
 def taken_query(wanted: Sequence[ExecutionRecord]) -> tuple[str, list[Any]]:
@@ -119,25 +161,47 @@ def _statement(
     work_columns: tuple[str, ...],
     *,
     notify: bool,
+    guarded: bool = False,
 ) -> str:
     """The batch's one statement for these row shapes (built once per shape).
 
     Each table's rows come from one JSON array of objects, read by
     `json_populate_recordset` into that table's own row type, so every value
-    is cast to its column's type by the database.
+    is cast to its column's type by the database. `guarded`: the executions
+    rows are inserted only when `_HEADS_UNMOVED` holds (a second parameter,
+    after theirs), the other tables' only when executions rows were, and
+    the statement returns a row only then.
     """
-    inserts = [
-        f"{table}_rows AS (INSERT INTO {table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(f'r.{name}' for name in columns)} "
-        f"FROM json_populate_recordset(NULL::{table}, %s::json) AS r)"
-        for table, columns in (
-            ("executions", execution_columns),
-            ("history_events", event_columns),
-            ("work_queue", work_columns),
+    inserts = []
+    for table, columns in (
+        ("executions", execution_columns),
+        ("history_events", event_columns),
+        ("work_queue", work_columns),
+    ):
+        insert = (
+            f"{table}_rows AS (INSERT INTO {table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(f'r.{name}' for name in columns)} "
+            f"FROM json_populate_recordset(NULL::{table}, %s::json) AS r"
         )
-    ]
+        if guarded and table == "executions":
+            insert += f" WHERE {_HEADS_UNMOVED} RETURNING 1"
+        elif guarded:
+            insert += " WHERE EXISTS (SELECT FROM executions_rows)"
+        inserts.append(insert + ")")
     tail = f"SELECT pg_notify('{CHANNEL}', '')" if notify else "SELECT 1"
+    if guarded:
+        tail += " FROM executions_rows LIMIT 1"
     return "WITH " + ", ".join(inserts) + " " + tail
+
+
+# No machine of the batch's (name, revision) pairs has moved: each exists,
+# is not deleted, and that revision is still its latest.
+_HEADS_UNMOVED = (
+    "NOT EXISTS (SELECT FROM json_to_recordset(%s::json) AS w(name text, version int) "
+    "WHERE NOT EXISTS (SELECT FROM state_machines m WHERE m.name = w.name "
+    "AND m.deleted_at IS NULL AND w.version = (SELECT max(v.version) "
+    "FROM state_machine_versions v WHERE v.machine_id = m.id)))"
+)
 
 
 def any_taken(conn: Connection, wanted: Sequence[ExecutionRecord]) -> bool:

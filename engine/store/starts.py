@@ -536,11 +536,16 @@ class StartStore(StoreBase):
     def start_statement(
         self, created: Sequence[_Planned], *, notify: bool
     ) -> tuple[str, list[str]]:
-        """PostgreSQL: the one statement (and its parameters) writing `created`'s rows."""
-        from engine.store.pgstart import start_statement  # loads psycopg: PostgreSQL only
+        """PostgreSQL: the one statement (and its parameters) writing `created`'s rows.
+
+        Guarded (`pgstart.guarded_statement`): it writes only while each
+        machine is still at the revision its starts were planned with.
+        """
+        from engine.store.pgstart import guarded_statement  # loads psycopg: PostgreSQL only
 
         (_, rows), (_, events), (_, work) = self._rows(created)
-        return start_statement(rows, events, work, notify=notify)
+        heads = dict.fromkeys((p.machine.name, p.machine.version) for p in created)
+        return guarded_statement(rows, events, work, list(heads), notify=notify)
 
     def warm_statement(self) -> tuple[str, list[str]]:
         """PostgreSQL: the write `start_statement` sends for starts handed to a worker, for no rows.
