@@ -14,8 +14,9 @@ its batch's rows (`drain(rows=False)`, the runner's checkpoint): nothing
 resumes or redrives a SUCCEEDED execution, so nothing reads them.
 
 History events are only ever produced together with a journal record and
-committed in the same transaction, so a replay never emits an event twice
-and a crash never leaves an event without its record. A record carries the
+committed in the same transaction (bar a SUCCEEDED end's commit, whose rows
+nothing would read), so a replay never emits an event twice and a crash
+never leaves an event without its record. A record carries the
 id of the last event it produced, so `previousEventId` chains stay right
 across a resume.
 
