@@ -9,11 +9,14 @@ its recorded value at once; the first unrecorded step is where live work
 resumes. A state's entry row whose exit row commits with it is not
 written, nor are a Map iteration's or Parallel branch's inner rows that
 commit with its end (`superseded_entries`): a replay reads only the exit
-or the end.
+or the end. The commit of an execution's own SUCCEEDED end writes none of
+its batch's rows (`drain(rows=False)`, the runner's checkpoint): nothing
+resumes or redrives a SUCCEEDED execution, so nothing reads them.
 
 History events are only ever produced together with a journal record and
-committed in the same transaction, so a replay never emits an event twice
-and a crash never leaves an event without its record. A record carries the
+committed in the same transaction (bar a SUCCEEDED end's commit, whose rows
+nothing would read), so a replay never emits an event twice and a crash
+never leaves an event without its record. A record carries the
 id of the last event it produced, so `previousEventId` chains stay right
 across a resume.
 
@@ -313,15 +316,18 @@ class Journal:
     def dirty(self) -> bool:
         return bool(self._pending.journal)
 
-    def drain(self) -> tuple[list[tuple[str, str]], list[Event]]:
+    def drain(self, *, rows: bool = True) -> tuple[list[tuple[str, str]], list[Event]]:
         """Hand over what is pending for a commit and start a fresh batch.
 
         A state's entry row (``K:in``) is left out of the batch when its exit
         row (``K:out``) is in the same batch, and a child's inner rows when
         its end row is (`superseded_entries`): every event is still handed
-        over, so the history is the same.
+        over, so the history is the same. `rows` False hands over no row at
+        all, only the events (the commit of the execution's SUCCEEDED end).
         """
         pending, self._pending = self._pending, _Pending()
+        if not rows:
+            return [], pending.events
         return superseded_entries(pending.journal), pending.events
 
     def next_batch(self) -> object:

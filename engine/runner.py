@@ -137,6 +137,10 @@ class Runtime:
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
     poison_strikes: dict[str, int] = field(default_factory=dict)
+    # Called, once the commit of an execution's SUCCEEDED end is durable, with
+    # the journal rows that commit left out (`_checkpointer`): how
+    # tests/histories/record.py records a complete journal. None: not built.
+    unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
     _machines: dict[str, StateMachine] = field(default_factory=dict)
 
     def services(self, trace_id: str | None) -> Services:
@@ -423,6 +427,22 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
 
     Nothing to write and nothing to finish or release: no commit at all.
     Spans are a view of what is durable: only committed events become spans.
+
+    The commit of the execution's SUCCEEDED end writes its events, the
+    executions row and the rest as any commit, but none of its batch's
+    journal rows. The journal is read only to resume a RUNNING execution
+    (`_activate`, `_poisoned`: an ended one is not walked) and to redrive
+    one that FAILED, TIMED_OUT or was ABORTED; nothing resumes or redrives
+    a SUCCEEDED one (`redrive.redrive_status`; a Map Run's redrive leaves
+    its SUCCEEDED children done). Every other reader (describe, history,
+    the web view, the CLI, the HTTP API, Map Runs, TestState, telemetry)
+    reads events and executions rows; retention and key rotation take what
+    rows there are. One transaction makes the end durable or none of the
+    batch: a crash before it leaves the earlier commits' rows, as before.
+    The end's ExecutionSucceeded event, always new, keeps the unique-key
+    safety net. Only the execution's own end: a Map iteration's or Parallel
+    branch's end is a row like any other, and FAILED, TIMED_OUT and ABORTED
+    ends keep their rows for a redrive.
     """
     execution_id = record.execution_id
 
@@ -431,7 +451,12 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
     ) -> None:
         if not journal.dirty and finish is None and not release:
             return
-        rows, events = journal.drain()
+        succeeded = finish is not None and finish.status == ExecutionStatus.SUCCEEDED
+        hook = runtime.unwritten_rows if succeeded else None
+        rows, events = journal.drain(rows=not succeeded or hook is not None)
+        unwritten: list[tuple[str, str]] = []
+        if succeeded:
+            unwritten, rows = rows, []
         done = Checkpoint(
             execution_id=execution_id,
             journal=rows,
@@ -450,6 +475,8 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
         if result != CommitResult.OK:
             raise commit_error(result, f"execution {execution_id}: at commit")
         telemetry.on_commit(record, events, runtime.store.history)
+        if hook is not None:
+            hook(execution_id, unwritten)
         if finish is not None:
             runtime.ended.add(execution_id)
             # Taken out as it is answered: its waiters hold it, and a wait after

@@ -61,14 +61,21 @@ def journal_keys(db_url: str, execution_id: str) -> set[str]:
 
 
 def test_pure_states_write_their_exit_rows_only_and_the_same_history(db_url: str) -> None:
+    batches: list[tuple[str, list[tuple[str, str]]]] = []
     with Engine(db_url) as engine:
+        # The end's commit holds every row here, and a SUCCEEDED end writes
+        # none of them (test_succeeded_journal.py): the hook sees the batch.
+        engine.runtime.unwritten_rows = lambda execution, rows: batches.append((execution, rows))
         engine.create_state_machine_sync("pure", json.dumps(PURE))
         done = engine.wait_sync(engine.start_sync("pure", {"x": 1}), timeout=60)
         assert done.status == ExecutionStatus.SUCCEEDED
         assert json.loads(done.output or "null") == {"x": 1, "n": 1}
         history = engine.history_sync(done)
 
-    assert journal_keys(db_url, done.execution_id) == {"0:out", "1:out", "2:out", "execution:end"}
+    [(execution, rows)] = batches
+    assert execution == done.execution_id
+    assert [key for key, _ in rows] == ["0:out", "1:out", "2:out", "execution:end"]
+    assert journal_keys(db_url, done.execution_id) == set()
     # Every event is still written, numbered and chained as before.
     assert [(e.type, e.event_id, e.previous_event_id) for e in history] == [
         ("ExecutionStarted", 1, 0),
@@ -242,8 +249,11 @@ MAP_OF_TASKS = {
                     "Tag": {"Type": "Pass", "Result": "t", "ResultPath": "$.tag", "End": True},
                 },
             },
-            "End": True,
-        }
+            "Next": "Count",
+        },
+        # The iterations' ends commit with Count's scheduling, before its
+        # handler runs, not with the execution's end (which writes no rows).
+        "Count": {"Type": "Task", "Resource": "count", "End": True},
     },
 }
 
@@ -253,12 +263,15 @@ def test_an_iteration_ending_with_its_last_steps_writes_its_end_and_the_same_his
 ) -> None:
     registry = Registry()
     registry.register("work", lambda value: {"n": value * 10})
+    registry.register("count", lambda value: {"iterations": value})
     with Engine(db_url, registry=registry) as engine:
         engine.create_state_machine_sync("fan", json.dumps(MAP_OF_TASKS))
         done = engine.wait_sync(engine.start_sync("fan", {"items": [1, 2, 3]}), timeout=60)
         history = engine.history_sync(done)
     assert done.status == ExecutionStatus.SUCCEEDED
-    assert json.loads(done.output or "null") == [{"n": n * 10, "tag": "t"} for n in (1, 2, 3)]
+    assert json.loads(done.output or "null") == {
+        "iterations": [{"n": n * 10, "tag": "t"} for n in (1, 2, 3)]
+    }
 
     written = journal_keys(db_url, done.execution_id)
     for index in range(3):
@@ -274,7 +287,7 @@ def test_an_iteration_ending_with_its_last_steps_writes_its_end_and_the_same_his
         }
     counts = Counter(e.type for e in history)
     for kind in ("MapIterationStarted", "TaskScheduled", "TaskSucceeded", "TaskStateExited"):
-        assert counts[kind] == 3
+        assert counts[kind] == 3 + (kind != "MapIterationStarted")
     assert counts["PassStateExited"] == 3
     assert counts["MapIterationSucceeded"] == 3
     assert [e.event_id for e in history] == list(range(1, len(history) + 1))

@@ -9,6 +9,10 @@ its history events. tests/engine/test_golden_histories.py replays them
 against the current interpreter: a change that would make an in-flight
 execution replay differently (journal keys, walk order, data flow) fails it.
 Re-record only when such a change is intended, and say so in the commit.
+
+The commit of a SUCCEEDED end writes no journal rows (`engine.runner`): the
+recorder takes that commit's rows from `Runtime.unwritten_rows` and the
+earlier commits' from the table, so each file holds the complete journal.
 """
 
 from __future__ import annotations
@@ -231,6 +235,10 @@ def record(names: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/golden.db"
         with Engine(url, registry=registry(), worker=False) as engine:
+            unwritten: dict[str, list[tuple[str, str]]] = {}
+            engine.runtime.unwritten_rows = lambda execution_id, rows: unwritten.setdefault(
+                execution_id, []
+            ).extend(rows)
             for name, (definition, payload) in MACHINES.items():
                 if names and name not in names:
                     continue
@@ -238,16 +246,19 @@ def record(names: list[str] | None = None) -> None:
                 assert done.status == "SUCCEEDED", (name, done.cause)
                 events = engine.history_sync(done)
                 with engine.store._engine.connect() as conn:
-                    rows = conn.execute(
+                    stored = conn.execute(
                         sa.select(journal.c.key, journal.c.value).where(
                             journal.c.execution_id == done.execution_id
                         )
                     ).all()
+                rows = [(row.key, row.value) for row in stored]
+                # In key order, as the table's primary key returned them all before.
+                rows = sorted(rows + unwritten.pop(done.execution_id))
                 document = {
                     "definition": definition,
                     "input": payload,
                     "output": json.loads(done.output or "null"),
-                    "journal": {row.key: json.loads(row.value) for row in rows},
+                    "journal": {key: json.loads(value) for key, value in rows},
                     "events": [
                         {"id": e.event_id, "previous": e.previous_event_id, "type": e.type}
                         for e in events
