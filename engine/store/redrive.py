@@ -25,11 +25,13 @@ from sqlalchemy.engine import Connection
 from engine.store.base import StoreBase
 from engine.store.codec import unescape_clear
 from engine.store.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
+from engine.store.map_run_hook import is_child
 from engine.store.records import ExecutionRecord, ExecutionStatus
 from engine.store.reopen import reopen
 from engine.store.rows import execution_record
 from engine.store.schema import (
     executions,
+    map_run_children,
     state_machine_versions,
     state_machines,
     work_queue,
@@ -41,6 +43,19 @@ __all__ = [
     "RedriveStore",
     "redrive_status",
 ]
+
+# A Map Run child its redriven run holds PENDING is the run's to reopen
+# (`map_run_hook.release_children`): redriven directly as well, it would be
+# reopened a second time when the run releases it, even after it SUCCEEDED.
+_PENDING_IN_RUN = "Execution is pending redrive by its Map Run."
+
+
+def _pending_in_run(conn: Connection, execution_id: str) -> bool:
+    status = conn.execute(
+        sa.select(map_run_children.c.status).where(map_run_children.c.execution_id == execution_id)
+    ).scalar()
+    return status == "PENDING"
+
 
 # AWS: the execution must have closed at most 14 days ago.
 REDRIVE_WINDOW = timedelta(days=14)
@@ -147,6 +162,8 @@ class RedriveStore(StoreBase):
             _status, reason = redrive_status(
                 record, now, machine_type=_machine_type(conn, record), window=window
             )
+            if reason is None and is_child(execution_id) and _pending_in_run(conn, execution_id):
+                reason = _PENDING_IN_RUN
             if reason is not None:
                 raise ExecutionNotRedrivable(reason)
             reopened = reopen(conn, record, now, self._codec, client_token=client_token)

@@ -441,3 +441,58 @@ def test_workers_killed_as_the_parent_times_out_leave_no_run_going(
                 worker.kill()
                 worker.wait()
     assert (described["status"], described["executionCounts"]["aborted"]) == ("ABORTED", 3)
+
+
+def test_a_child_its_redriven_run_holds_pending_is_not_redriven_directly(db_url: str) -> None:
+    """RedriveExecution of a child the run will reopen itself is refused: redriven directly
+    too, it would be reopened a second time when the run releases it, and its recorded
+    Task would run again."""
+    import threading
+
+    from activities import Registry
+    from engine.errors import ExecutionNotRedrivable
+
+    calls: list[tuple[int, str]] = []
+    phase = {"second": False}
+    gate = threading.Event()
+
+    def handle(value: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append((value["n"], context.idempotency_key))
+        if not phase["second"] and value["n"] in (0, 1):
+            raise RuntimeError("not yet")
+        if phase["second"] and value["n"] == 0:
+            gate.wait(60)
+        return value
+
+    registry = Registry()
+    registry.register("handle", handle)
+    definition = processor_map(MaxConcurrency=1, ToleratedFailureCount=1)
+    definition["States"]["M"]["ItemProcessor"]["States"] = {
+        "H": {"Type": "Task", "Resource": "handle", "End": True}
+    }
+    definition["States"]["M"]["ItemProcessor"]["StartAt"] = "H"
+    items = [{"n": n} for n in range(3)]
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("dm", definition)
+        parent = engine.start_sync("dm", items)
+        failed = engine.wait_sync(parent, timeout=60)
+        assert failed.status == "FAILED"
+        (run,) = engine.store.list_map_runs(failed.execution_id)
+        phase["second"] = True
+        try:
+            engine.redrive_sync(failed)
+            # Child 0 runs again (held by the gate); child 1 waits PENDING in the run.
+            wait_until(lambda: sum(1 for n, _ in calls if n == 0) == 2)
+            child = next(
+                c for c in engine.list_map_run_executions_sync(run.arn) if c.status == "FAILED"
+            )
+            with pytest.raises(ExecutionNotRedrivable, match="pending redrive by its Map Run"):
+                engine.redrive_sync(child)
+        finally:
+            gate.set()
+        done = engine.wait_sync(parent, timeout=60)
+        reopened = engine.describe_sync(child)
+    assert done.status == "SUCCEEDED", done.cause
+    assert (reopened.status, reopened.redrive_count) == ("SUCCEEDED", 1)
+    # Item 1 ran once in the first run and once in the run's redrive: never a third time.
+    assert [n for n, _ in calls].count(1) == 2
