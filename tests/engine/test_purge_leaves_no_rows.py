@@ -309,10 +309,10 @@ def test_an_earlier_versions_purge_racing_a_commit_leaves_nothing_a_new_start_re
     finally:
         store.close()
     with Engine(postgres_url, registry=_registry()) as engine:
-        again = engine.wait_sync(engine.start_sync("task", {}, name="reused"), timeout=120)
+        # On a queue no worker serves: what it would replay is what it loads.
+        again = engine.start_sync("task", {}, name="reused", queue="unserved")
         assert again.execution_id == execution_id
-        assert again.status == "SUCCEEDED"
-        assert "late" not in engine.store.load(execution_id).journal
+        assert engine.store.load(execution_id).journal == {}
 
 
 def _at_schema(url: str, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
