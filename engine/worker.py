@@ -339,8 +339,9 @@ class Retention:
     """Purges closed executions that stopped more than `days` ago, in small batches.
 
     Every `interval_seconds` it deletes `batch` executions per transaction
-    (`Store.purge_executions`: RUNNING ones never, rows a worker holds
-    skipped) until a batch comes back short, pausing between batches so
+    (`Store.purge_executions`: RUNNING ones never, and on PostgreSQL an
+    execution a writer holds a row of is skipped, never waited for, and
+    purged in a later round) until a batch comes back short, pausing between batches so
     the workers' own transactions keep their turn. A store error waits for
     the next round: retention is never urgent.
     """

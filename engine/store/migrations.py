@@ -258,23 +258,31 @@ _PER_ROW_FOREIGN_KEYS = ("journal", "history_events")
 def _migration_rows_without_foreign_keys(conn: Connection) -> None:
     """PostgreSQL only: journal and history_events rows no longer check their execution per row.
 
+    Stop every process of an earlier Stepwise before this migration runs
+    (earlier processes check the schema version only when they start): an
+    earlier version's retention purge deletes journal and history before
+    the work row it then waits for, so a commit holding that row would
+    leave its rows behind, and a later start with the same name would
+    replay them. Migration 17's trigger deletes them with the execution
+    whoever deletes it, as defence in depth.
+
     What the foreign keys guaranteed, that no row outlives its execution,
     rests on two rules instead. Every writer of these rows either writes
     the execution's row or work row in the same transaction (the start, a
     redrive, a Map Run's children: work_queue keeps its foreign key, so a
     redrive of an execution deleted meanwhile fails whole), or holds a row
-    a deletion must delete first: the commit function's lease check locks
-    the execution's work row (FOR UPDATE) until it commits, a token's
-    answer its task_tokens row, an activity task's claim its activity_tasks
-    row. And the one path that deletes executions (`Store.purge_executions`)
-    deletes those rows and the executions row first, and the journal and
-    history rows after them, each in a statement of its own: under READ
-    COMMITTED a statement's snapshot starts after every lock it waited for
-    was released, so it sees the rows a writer holding one committed, and
-    a writer that comes later finds its lease (or token, or task) gone and
-    writes nothing (the commit function raises; the careful path reports
-    LEASE_LOST). SQLite keeps its foreign keys: dropping one rebuilds the
-    table, and its one writer at a time leaves no race to guard.
+    the purge must lock first: the commit function's lease check locks the
+    execution's work row (FOR UPDATE) until it commits, a token's answer
+    its task_tokens row, an activity task's claim its activity_tasks row.
+    And the one path that deletes executions (`Store.purge_executions`)
+    locks the executions row and then tries each of those rows with SKIP
+    LOCKED, leaving an execution a writer holds one of for a later purge
+    (writers lock the work row before the executions row: waiting would
+    deadlock): a writer that comes later waits for the purge, then finds
+    its lease (or token, or task) gone and writes nothing (the commit
+    function raises; the careful path reports LEASE_LOST). SQLite keeps its
+    foreign keys: dropping one rebuilds the table, and its one writer at a
+    time leaves no race to guard.
     """
     if conn.dialect.name != "postgresql":
         return
@@ -289,6 +297,44 @@ def _migration_rows_without_foreign_keys(conn: Connection) -> None:
         ).scalars()
         for name in list(names):
             conn.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+
+
+# Migration 17's trigger: what ON DELETE CASCADE did for journal and
+# history before migration 16, without the per-row check on insert. A
+# statement-level trigger fires once per DELETE of executions (only a
+# purge deletes them), never on the commit path.
+_DELETE_EXECUTION_ROWS = """
+CREATE OR REPLACE FUNCTION stepwise_delete_execution_rows() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM journal WHERE execution_id IN (SELECT execution_id FROM gone);
+    DELETE FROM history_events WHERE execution_id IN (SELECT execution_id FROM gone);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER stepwise_executions_deleted AFTER DELETE ON executions
+REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+EXECUTE FUNCTION stepwise_delete_execution_rows();
+DELETE FROM journal j WHERE NOT EXISTS
+    (SELECT 1 FROM executions e WHERE e.execution_id = j.execution_id);
+DELETE FROM history_events h WHERE NOT EXISTS
+    (SELECT 1 FROM executions e WHERE e.execution_id = h.execution_id);
+"""
+
+
+def _migration_delete_trigger(conn: Connection) -> None:
+    """PostgreSQL only: deleting an execution deletes its journal and history (a trigger).
+
+    Whoever deletes it: an earlier version's purge (whose order leaves a
+    concurrent commit's rows behind without the foreign keys migration 16
+    dropped), an operator's DELETE. Each statement of the trigger's
+    function reads a fresh snapshot, after every lock the DELETE waited
+    for, so it sees what a writer holding one committed. Without it a
+    start reusing a purged execution's name would load that journal and
+    replay a stale step. It also deletes rows already left behind.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(no_parameters=True).exec_driver_sql(_DELETE_EXECUTION_ROWS)
 
 
 # (version, description, step). Append only; never edit an applied step.
@@ -312,5 +358,10 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         16,
         "PostgreSQL: journal and history rows without a per-row foreign key check",
         _migration_rows_without_foreign_keys,
+    ),
+    (
+        17,
+        "PostgreSQL: deleting an execution deletes its journal and history (a trigger)",
+        _migration_delete_trigger,
     ),
 ]

@@ -31,6 +31,7 @@ and PostgreSQL lives in `sqlite.py` and `postgres.py`, not in branches here.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,7 @@ from engine.store.schema import (
     activity_tasks,
     executions,
     history_events,
-    journal,
+    map_runs,
     sql_effects,
     state_machine_versions,
     state_machines,
@@ -104,14 +105,38 @@ HISTORY_PAGE_SIZE = 1000
 # Executions deleted per purge transaction: small, so no lock is held long.
 PURGE_BATCH_SIZE = 50
 
-# The tables whose rows belong to one execution, deleted with it: first
-# the rows a writer of its journal or history holds while it writes (the
-# commit's work row, a token, an activity task), then the executions row,
-# then the journal and history, each in a statement of its own. On
-# PostgreSQL no foreign key guards those two (migration 16): a statement
-# after the others sees what a writer holding one of their rows committed.
-_HELD_BY_WRITERS = (work_queue, task_tokens, activity_tasks, sql_effects)
-_RECORDED_FOR_EXECUTION = (history_events, journal)
+# The tables whose rows a writer holds (locks) while it writes an
+# execution's journal or history: the commit's work row, a token, an
+# activity task, a SQL effect, a Distributed Map's run. Writers lock the
+# work row first and the executions row after; the purge locks the
+# executions row first, so it only ever tries these with SKIP LOCKED and
+# leaves an execution with one held for a later run: it never waits on a
+# writer, so it cannot deadlock with one. Deleting the executions row
+# deletes the rest: these rows by their foreign keys, journal and history
+# by their foreign keys on SQLite and by migration 17's trigger on
+# PostgreSQL (migration 16 dropped their keys there).
+_HELD_BY_WRITERS = (work_queue, task_tokens, activity_tasks, sql_effects, map_runs)
+
+
+def _held_by_writers(conn: Connection, ids: list[str]) -> set[str]:
+    """PostgreSQL: those of `ids` (executions rows this transaction locked) a writer holds a row of.
+
+    Per table, the rows this transaction could lock (SKIP LOCKED) are
+    counted against the rows there are, read after: one it could not lock
+    (or one inserted meanwhile) marks its execution held.
+    """
+    held: set[str] = set()
+    for table in _HELD_BY_WRITERS:
+        mine = table.c.execution_id.in_(ids)
+        locked = Counter(
+            conn.execute(
+                sa.select(table.c.execution_id).where(mine).with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        present = Counter(conn.execute(sa.select(table.c.execution_id).where(mine)).scalars())
+        held.update(present - locked)
+    return held
+
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
 
@@ -477,13 +502,13 @@ class Store(
         Each goes with everything it owns (events, journal, tokens, activity
         tasks, SQL effects, work row), oldest first, in one short
         transaction; returns the deleted ids (fewer than `limit`: nothing
-        more to purge). Optionally only `statuses` and one `machine`. A
-        RUNNING execution is never deleted, and on PostgreSQL executions rows
-        another transaction holds are skipped, so a purge does not wait on a
-        worker's step; a writer that holds a closed execution's work row,
-        token or activity task is waited for, and what it wrote is deleted
-        too (see `_HELD_BY_WRITERS`). Raises ValueError for an unknown
-        status or RUNNING.
+        more to purge now, skipped ones aside). Optionally only `statuses`
+        and one `machine`. A RUNNING execution is never deleted. On PostgreSQL the purge never
+        waits on a writer: an execution whose executions row, work row,
+        token, activity task, SQL effect or Map Run another transaction holds
+        is skipped (a later purge deletes it), so a purge neither waits on a
+        worker's step nor deadlocks with a commit (see `_HELD_BY_WRITERS`).
+        Raises ValueError for an unknown status or RUNNING.
         """
         wanted = [ExecutionStatus(s).value for s in statuses] if statuses else None
         if wanted is not None and ExecutionStatus.RUNNING.value in wanted:
@@ -501,12 +526,13 @@ class Store(
         )
         with self._write() as conn:
             ids = [row.execution_id for row in conn.execute(query)]
+            if ids and conn.dialect.name == "postgresql":
+                held = _held_by_writers(conn, ids)
+                ids = [execution_id for execution_id in ids if execution_id not in held]
             if ids:
-                for table in _HELD_BY_WRITERS:
-                    conn.execute(sa.delete(table).where(table.c.execution_id.in_(ids)))
+                # The foreign keys (and on PostgreSQL migration 17's trigger)
+                # delete every row the executions own.
                 conn.execute(sa.delete(executions).where(executions.c.execution_id.in_(ids)))
-                for table in _RECORDED_FOR_EXECUTION:
-                    conn.execute(sa.delete(table).where(table.c.execution_id.in_(ids)))
         return ids
 
     @staticmethod

@@ -229,7 +229,7 @@ def test_a_migration_13_database_upgrades_and_commits_in_one_call(
         unmigrated.close()
     store = _prepared(postgres_url, fast=True)  # opening it migrates
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 16
+        assert store.schema_version() == schema.SCHEMA_VERSION == 17
         assert _has_function(store, "stepwise_commit_v1")
         assert _has_function(store, "stepwise_commit_v2")
         calls = _spy(monkeypatch)
@@ -285,7 +285,7 @@ def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v2(
             at_14.close()
     store = Store(postgres_url)  # opening it migrates
     try:
-        assert store.schema_version() == 16
+        assert store.schema_version() == schema.SCHEMA_VERSION
         assert _has_function(store, "stepwise_commit_v2")
         store.raw_commit_writes = True
         monkeypatch.setattr(work_module, "write_checkpoints", _refuse("the careful path"))

@@ -220,16 +220,19 @@ def _reads_in_full(plan: dict[str, Any]) -> list[str]:
     return found
 
 
-def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_url: str) -> None:
-    """Every statement `stepwise_commit_v2` runs is explained as it runs (auto_explain).
+def test_the_commit_function_and_the_purge_trigger_use_indexes_with_a_million_events(
+    postgres_url: str,
+) -> None:
+    """Every statement `stepwise_commit_v2` and migration 17's trigger run is explained as it runs.
 
-    Its statements never pass through SQLAlchemy, so the test above cannot see
-    them: here the database loads auto_explain into every session of the
+    Their statements never pass through SQLAlchemy, so the test above cannot
+    see them: here the database loads auto_explain into every session of the
     store (nested statements included, plans as JSON sent to the client as
     NOTICEs), a group of progress, a finish and releases is committed through
-    the store's normal commit path, and every plan the function produced is
-    checked. The join form of the progress UPDATE (before 6934584) is planned
-    here as a hash join over a sequential scan of executions.
+    the store's normal commit path, a batch of executions is purged (their
+    journal and history go by the trigger), and every plan is checked. The
+    join form of the progress UPDATE (before 6934584) is planned here as a
+    hash join over a sequential scan of executions.
     """
     filling = Store(postgres_url)
     try:
@@ -312,6 +315,10 @@ def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_u
         results = store.commit(group, worker_id="w", now=stamp)
         assert results == [CommitResult.OK] * len(group)
         assert store.get_execution(claimed[5]).status == "SUCCEEDED"
+        # Migration 17's trigger: the purge's journal and history deletes.
+        plans.append({"Query Text": "-- the purge --", "Plan": {"Node Type": "Result"}})
+        purged = store.purge_executions(stopped_before=now - timedelta(days=6), limit=5)
+        assert len(purged) == 5
     finally:
         sa.event.remove(store._engine, "checkout", on_checkout)
         store.close()
@@ -319,8 +326,11 @@ def test_the_group_commit_function_uses_indexes_with_a_million_events(postgres_u
     texts = [plan.get("Query Text", "") for plan in plans]
     # The check sees the function's own statements, not only the call.
     assert any("stepwise_commit_v2" in text for text in texts), texts
+    purge = texts.index("-- the purge --")
     for inside in ("INSERT INTO history_events", "SET last_event_id", "DELETE FROM work_queue"):
-        assert any(inside in text for text in texts), (inside, texts)
+        assert any(inside in text for text in texts[:purge]), (inside, texts)
+    for inside in ("DELETE FROM journal", "DELETE FROM history_events"):
+        assert any(inside in text for text in texts[purge:]), (inside, texts)
     problems = {
         plan.get("Query Text", ""): found for plan in plans if (found := _reads_in_full(plan))
     }
