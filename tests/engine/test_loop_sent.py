@@ -10,11 +10,9 @@ session holds a lock so the call is in flight when the caller is cancelled.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
-import inspect
-import textwrap
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -149,11 +147,10 @@ def test_psycopgs_async_waits_never_cancel_their_own_task(wait: Callable[..., An
     # with asyncio.timeout (or wait_for on Python 3.12+) cancels that task,
     # which `_sent` takes for its caller's cancellation (the answer lost).
     # psycopg >= 3.3.9 (pyproject's floor) waits on a future and a timer.
-    tree = ast.parse(textwrap.dedent(inspect.getsource(wait)))
-    called = {
-        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-    }
+    codes, called = [wait.__code__], set[str]()
+    while codes:  # its names, and its nested functions' (no parse: its compiled code)
+        code = codes.pop()
+        called.update(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     assert {"create_future", "call_later"} <= called  # what it waits with: a future, a timer
     assert not called & {"timeout", "timeout_at", "wait_for", "ensure_future", "create_task"}
