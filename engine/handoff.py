@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from engine.start_batcher import StartBatcher
@@ -55,8 +55,8 @@ class StartTaker(Protocol):
         """Run the created execution (its slot settled); False when the worker has stopped."""
         ...
 
-    async def give_back(self, execution_id: str) -> None:
-        """Release a lease taken for this worker that nothing here will run (due now)."""
+    async def give_back(self, execution_id: str, leased_until: datetime) -> None:
+        """Release the lease a start took for this worker, ending at `leased_until` (due now)."""
         ...
 
 
@@ -82,17 +82,20 @@ async def start_handed(
     may have committed the start all the same, so its lease is then given
     back too (best effort: else it expires).
     """
+    leased = lease_request(request, taker)
+    assert leased.lease_expires_at is not None
     try:
-        result = await starts.start(lease_request(request, taker))
+        result = await starts.start(leased)
     except BaseException:
         # Unknown outcome: a store failure, or a cancellation raised after the
         # batch was carried through (asyncio's own: `StartBatcher.start`).
         # Either may have committed the start leased to this worker, which
         # nothing here will run: give the lease back (shielded), so it is due
-        # now, not a lease period later. Nothing is released for a start
-        # never written, nor one this worker runs by another path.
+        # now, not a lease period later. Only the lease this start wrote
+        # (its end, `leased_until`) is released: not one of an existing
+        # execution (a repeat start), nor one this worker's claim took since.
         taker.free_slot()
-        await taker.give_back(execution_id)
+        await taker.give_back(execution_id, leased.lease_expires_at)
         raise
     record = result.record
     if not result.created or record is None or result.machine is None:
@@ -103,5 +106,5 @@ async def start_handed(
     )
     if not taker.take_started(loaded):
         log.debug("worker stopped before %s could run; releasing it", record.execution_id)
-        await taker.give_back(record.execution_id)
+        await taker.give_back(record.execution_id, leased.lease_expires_at)
     return result

@@ -37,7 +37,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import anyio.abc
@@ -476,16 +476,17 @@ class Worker:
         group.start_soon(self._run_one, execution_id, scope, loaded)
         return True
 
-    async def give_back(self, execution_id: str) -> None:
+    async def give_back(self, execution_id: str, leased_until: datetime) -> None:
         """Release a lease a start took for this worker that nothing here will run (due now).
 
-        Not while this process runs `execution_id` (by another path): that
-        run holds the lease.
+        Only that lease, the one ending at `leased_until`: not one this
+        worker's claim took since (its run may be about to start), and not
+        while this process runs `execution_id` (by another path).
         """
         if execution_id in self.keeper.held:
             return
         with anyio.CancelScope(shield=True):
-            await self._release(execution_id)
+            await self._release(execution_id, leased_until)
 
     async def run(self) -> None:
         """Claim and run executions until cancelled; on cancellation release what is held.
@@ -623,7 +624,7 @@ class Worker:
             # Claimed again after an outage: what was loaded may be stale.
             scope, leased, loaded = reserved, False, None
 
-    async def _release(self, execution_id: str) -> None:
+    async def _release(self, execution_id: str, leased_until: datetime | None = None) -> None:
         try:
             await self.runtime.run_db(
                 self.runtime.store.release,
@@ -631,6 +632,7 @@ class Worker:
                 self.runtime.worker_id,
                 due_at=self.runtime.clock.now(),
                 now=self.runtime.clock.now(),
+                leased_until=leased_until,
             )
         except StoreUnavailable:  # the lease expires on its own anyway
             log.debug("could not release %s", execution_id)

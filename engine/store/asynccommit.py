@@ -379,7 +379,14 @@ async def _sent(work: Coroutine[Any, Any, T], unclaimed: Callable[[T], None] | N
     never reaches `work` (no task and no `asyncio.shield` per call). After
     the first, the rest of the call runs in a shielded scope (anyio does not
     cancel it again meanwhile); the cancellation is raised once `work` is
-    done, or its error retrieved.
+    done, or its error retrieved (a KeyboardInterrupt or SystemExit from
+    `work` is raised as itself).
+
+    So `work` must never cancel its own task: a wait bounded by
+    `asyncio.timeout` (or `wait_for` on Python 3.12+) would be taken for the
+    caller's cancellation and its answer lost. psycopg's async waits from
+    3.3.9 (pyproject's floor) wait on a future and a timer instead
+    (`test_psycopgs_async_waits_never_cancel_their_own_task`).
     """
     cancelled: BaseException | None = None
     shield: anyio.CancelScope | None = None
@@ -391,10 +398,12 @@ async def _sent(work: Coroutine[Any, Any, T], unclaimed: Callable[[T], None] | N
             except StopIteration as stop:
                 result: T = stop.value
                 break
-            except BaseException:
-                if cancelled is not None:
+            except BaseException as failure:
+                if cancelled is not None and isinstance(
+                    failure, (Exception, asyncio.CancelledError)
+                ):
                     raise cancelled from None
-                raise
+                raise  # KeyboardInterrupt, SystemExit: as themselves
             if waited is not None:
                 waited._asyncio_future_blocking = False  # as a task does when it is yielded
             while waited is None or not waited.done():

@@ -197,7 +197,14 @@ def escape_clear(text: str | None) -> str | None:
 
 
 def unescape_clear(stored: str | None) -> str | None:
-    """The text `escape_clear` stored (a row written before the escape reads as it is)."""
+    """The text `escape_clear` stored; never fails (None stays None).
+
+    A row written before the escape reads as it is, unless it happens to
+    begin with the escape's marker: a legacy value beginning with `swenc:p:`
+    reads with that prefix removed, and one beginning with `swenc:n:` that
+    does not decode as the NUL escape (a JSON string) reads as it is. That
+    ambiguity stays without a migration of such rows.
+    """
     return None if stored is None else _unescaped(stored)
 
 
@@ -208,8 +215,11 @@ def _unescaped(stored: str) -> str:
     if stored.startswith(_ESCAPED):
         return stored[len(_ESCAPED) :]
     if stored.startswith(_NUL_ESCAPED):
-        opened: str = json.loads(stored[len(_NUL_ESCAPED) :])
-        return opened
+        try:
+            opened: object = json.loads(stored[len(_NUL_ESCAPED) :])
+        except ValueError:  # not the escape: a legacy row stored as it is
+            return stored
+        return opened if isinstance(opened, str) else stored
     return stored
 
 

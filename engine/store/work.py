@@ -249,12 +249,15 @@ class WorkStore(StoreBase):
         *,
         due_at: datetime | None,
         now: datetime | None = None,
+        leased_until: datetime | None = None,
     ) -> None:
         """Give back the worker's lease; the work is next due at `due_at` (None: on a signal).
 
         A callback or stop that arrived while the lease was held makes the
         work due at `now` instead (the caller's clock; the wall clock when
-        omitted). Does nothing if the worker no longer holds the lease.
+        omitted). Does nothing if the worker no longer holds the lease, nor,
+        given `leased_until`, if its lease is not the one that ends then
+        (one the worker took since: a claim, not the caller's start).
         """
         now = now or datetime.now(UTC)
         with self._write() as conn:
@@ -264,6 +267,8 @@ class WorkStore(StoreBase):
                 .with_for_update()
             ).first()
             if row is None or row.lease_owner != worker_id:
+                return
+            if leased_until is not None and row.lease_expires_at != leased_until:
                 return
             due = release_work(conn, row, due_at, now)
             wake = due is not None and due <= now

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import psycopg
+import psycopg.waiting
 import pytest
 
 from engine.store import Store
-from engine.store.asynccommit import LoopCommit
+from engine.store.asynccommit import LoopCommit, _sent
 from tests.engine.test_loop_commit import _plain
 
 pytestmark = pytest.mark.timeout(120)  # a hang guard only
@@ -119,3 +121,36 @@ def test_an_anyio_scopes_cancel_waits_for_the_call_and_keeps_the_connection(
         assert scope.cancelled_caught
 
     _scenario(postgres_url, body)
+
+
+def test_a_keyboard_interrupt_in_the_call_after_a_cancel_is_raised_as_itself() -> None:
+    async def interrupted() -> None:
+        answer = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, answer.set_result, None)
+        await answer
+        raise KeyboardInterrupt
+
+    async def run() -> None:
+        task = asyncio.ensure_future(_sent(interrupted()))
+        await asyncio.sleep(0)  # the call is waiting on its answer
+        task.cancel()
+        await asyncio.wait([task])
+
+    # A KeyboardInterrupt leaves the event loop (not a CancelledError kept in the task).
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+@pytest.mark.parametrize("wait", [psycopg.waiting.wait_async, psycopg.waiting.wait_conn_async])
+def test_psycopgs_async_waits_never_cancel_their_own_task(wait: Callable[..., Any]) -> None:
+    # `_sent` steps the call in its caller's task: a wait that bounds itself
+    # with asyncio.timeout (or wait_for on Python 3.12+) cancels that task,
+    # which `_sent` takes for its caller's cancellation (the answer lost).
+    # psycopg >= 3.3.9 (pyproject's floor) waits on a future and a timer.
+    codes, called = [wait.__code__], set[str]()
+    while codes:  # its names, and its nested functions' (no parse: its compiled code)
+        code = codes.pop()
+        called.update(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    assert {"create_future", "call_later"} <= called  # what it waits with: a future, a timer
+    assert not called & {"timeout", "timeout_at", "wait_for", "ensure_future", "create_task"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -169,3 +170,25 @@ def test_clear_text_is_never_encrypted_and_reads_back_exactly(text: str, keys: b
     assert unescape_clear(stored) == text
     assert codec.open(stored) == text  # a payload reader reads it too
     assert escape_clear(None) is None and unescape_clear(None) is None
+
+
+def test_a_legacy_value_that_looks_escaped_reads_as_it_is_and_never_fails(tmp_path: Any) -> None:
+    # Error names as a release before the escape stored them (verbatim).
+    url = f"sqlite:///{tmp_path}/legacy.db"
+    fail = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E", "Cause": "c"}}}
+    with Engine(url) as engine:
+        engine.create_state_machine_sync("m", fail)
+        ids = [engine.start_sync("m", {}).execution_id for _ in range(2)]
+        for execution_id in ids:
+            engine.wait_sync(execution_id, timeout=30)
+    legacy = ["swenc:n:Custom", "swenc:n:7"]
+    with sqlite3.connect(f"{tmp_path}/legacy.db") as conn:
+        for execution_id, error in zip(ids, legacy, strict=True):
+            conn.execute(
+                "UPDATE executions SET error=? WHERE execution_id=?", (error, execution_id)
+            )
+    with Engine(url, worker=False) as engine:
+        assert [engine.describe_sync(i).error for i in ids] == legacy
+        listed = {e.execution_id: e for e in engine.list_executions_sync(machine="m")}
+        assert len(listed) == 2
+    assert unescape_clear('swenc:n:"x\\u0000"') == "x\x00"  # the escape itself still reads

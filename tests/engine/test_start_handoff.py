@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from activities import Registry
 from engine import Engine
+from engine.store import Store
 from engine.store.schema import work_queue
 from tests.engine.processes import wait_until
 from tests.engine.test_queues import COUNT_THEN_HANG, REPO
@@ -320,3 +321,50 @@ def test_a_handed_off_start_whose_process_dies_is_taken_over_when_its_lease_expi
         }
     # Count was recorded by the dead process's run before its effect: never run again.
     assert log.read_text() == "count\n"
+
+
+def test_a_start_gives_back_only_the_lease_it_wrote_never_one_its_worker_claimed(
+    db_url: str,
+) -> None:
+    # A repeat start of a name whose caller is cancelled gives back the lease its
+    # start would have written; the execution exists already, and this worker's
+    # claim (its run about to begin, not yet held) leased it meanwhile: that lease stays.
+    with Engine(db_url, lease_seconds=3600, poll_seconds=0.1) as engine:
+        engine.create_state_machine_sync("m", PASSES)
+        # On a queue this Engine's worker does not serve: claimed below as its claim would.
+        x = engine.start_sync("m", {}, name="x", queue="elsewhere").execution_id
+        worker = engine.worker
+        assert worker is not None
+        claimer = Store(db_url)
+        try:
+            claimed = claimer.claim_due_loaded(
+                engine.runtime.worker_id,
+                limit=1,
+                lease_seconds=3600,
+                now=datetime.now(UTC),
+                queue="elsewhere",
+            )
+        finally:
+            claimer.close()
+        assert [row[0] for row in claimed] == [x] and x not in worker.keeper.held
+        started = datetime.now(UTC)  # the repeat start's own lease would end an hour on
+        engine._call(worker.give_back, x, started + timedelta(seconds=3600))
+        assert lease_owners(db_url)[x] == engine.runtime.worker_id  # still leased
+        # The lease the start did write is given back (due now, for any worker).
+        ends = _lease_end(db_url, x)
+        engine._call(worker.give_back, x, ends)
+        assert lease_owners(db_url)[x] is None
+
+
+def _lease_end(db_url: str, execution_id: str) -> datetime:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            ends: datetime = conn.execute(
+                sa.select(work_queue.c.lease_expires_at).where(
+                    work_queue.c.execution_id == execution_id
+                )
+            ).scalar_one()
+            return ends
+    finally:
+        engine.dispose()
