@@ -4,10 +4,16 @@ Worker A is SIGSTOPped in the middle of a task; its lease expires and
 worker B takes the execution over and starts the same attempt. A is resumed
 and its handler finishes *first*, while B's is still running: A's commit
 carries the task's result, which nobody has recorded yet, so no unique key
-would stop it — only the lease check does. The test sees A's commit refused
-as a lost lease (the committer's warning on A's stderr), then lets B finish:
-the history holds B's result only, once, with no gap. Every step waits for
-an event (a log line, a file, a history event), never for a fixed time.
+would stop it — only the lease check does. The test sees A write nothing:
+its commit refused as a lost lease (the committer's warning on A's stderr)
+or, when A's lease keeper, overdue as A wakes, renews first and finds the
+lease gone, its run cancelled before the commit (the keeper's warning).
+Which of A's two timers fires first is the scheduler's choice, so both are
+accepted; the commit's own lease check is pinned deterministically by
+`test_store.py::test_commit_with_a_lost_lease_writes_nothing` (the
+mutation suite's row for it). Then B finishes: the history holds B's
+result only, once, with no gap. Every step waits for an event (a log line,
+a file, a history event), never for a fixed time.
 """
 
 from __future__ import annotations
@@ -70,15 +76,17 @@ def test_paused_worker_cannot_write_after_losing_its_lease(db_url: str, tmp_path
             Path(f"{log}.go-{first.pid}").touch()
             first.send_signal(signal.SIGCONT)
             refused = f"checkpoint of {started.execution_id} refused: lease lost"
-            # A's handler ends and A tries to commit its result: refused, or (if the
-            # lease check were missing) written — stop waiting at whichever comes first.
-            wait_until(
-                lambda: (
-                    refused in first_err.read_text() or _succeeded(engine.history_sync(started)) > 0
-                )
-            )
-            assert _phases(log, first.pid) == ["start", "end"]
-            assert refused in first_err.read_text(), first_err.read_text()
+            cancelled = f"lease lost for {started.execution_id}; cancelling it here"
+
+            def stopped() -> bool:
+                text = first_err.read_text()
+                return refused in text or cancelled in text
+
+            # A's handler ends and A tries to commit its result: refused (or its run
+            # cancelled by its keeper first), or (if the lease check were missing)
+            # written — stop waiting at whichever comes first.
+            wait_until(lambda: stopped() or _succeeded(engine.history_sync(started)) > 0)
+            assert stopped(), first_err.read_text()
             assert _succeeded(engine.history_sync(started)) == 0
             Path(f"{log}.go-{second.pid}").touch()
             done = engine.wait_sync(started, timeout=60)

@@ -47,9 +47,7 @@ MUTATIONS = [
         "    return lease_owner == worker_id and lease_expires_at is not None"
         " and lease_expires_at > now\n",
         "    return True\n",
-        (
-            "tests/engine/test_paused_worker.py::test_paused_worker_cannot_write_after_losing_its_lease[sqlite]",
-        ),
+        ("tests/engine/test_store.py::test_commit_with_a_lost_lease_writes_nothing[sqlite]",),
     ),
     Mutation(
         "SQL effect replayed instead of read back",
