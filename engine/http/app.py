@@ -4,7 +4,8 @@
 `Engine` on the database (with an in-process worker unless told not to),
 so the server alone is a complete Step Functions. Each request is read
 with a bounded body, checked against SigV4 when keys are configured,
-decoded as a JSON object and handed to the operation its target names;
+decoded as a JSON object, checked against AWS's constraints for the
+operation (`engine.http.validation`) and handed to the operation its target names;
 the answer is the operation's document, or AWS's error shape for
 whatever it raised (`engine.http.protocol.error_for`). No traceback or SQL
 ever reaches a response. ``POST /triggers/NAME`` serves webhook triggers
@@ -33,6 +34,7 @@ from engine.http import executions, machines, map_runs, tags, tasks, teststate
 from engine.http.protocol import CONTENT_TYPE, AwsError, Members, encode, error_for
 from engine.http.service import Operation, Service
 from engine.http.sigv4 import Verifier
+from engine.http.validation import check_request
 from engine.http.webhooks import answer_webhook
 from engine.runner import execution_arn
 from engine.web import web_routes
@@ -172,6 +174,8 @@ def create_app(settings: AppSettings) -> Starlette:
             raise AwsError("SerializationException", "The request body is not JSON") from None
         if not isinstance(members, dict):
             raise AwsError("SerializationException", "The request body is not a JSON object")
+        # AWS checks the model's constraints before the operation runs (and so does this).
+        check_request(name or "", members)
         service = holder.get("service")
         if service is None:
             raise AwsError("ServiceUnavailable", "The server is starting or stopping", status=503)

@@ -26,6 +26,7 @@ from engine.http.protocol import AwsError, Members, epoch
 from engine.http.service import Operation, Service, decode_token, encode_token
 from engine.http.tags import keep_tags, read_tags
 from engine.http.teststate import MACHINE_PREFIX
+from engine.http.validation import check_role_arn
 from engine.names import check_name
 from engine.store import MachineVersion, StateMachineDoesNotExist
 from statemachine.build import local_diagnostics
@@ -90,7 +91,7 @@ def _version_description(members: Members, publish: bool) -> None:
 async def create_state_machine(service: Service, members: Members) -> dict[str, Any]:
     name = members.required_string("name", min_length=1)
     check_name(name, what="state machine")
-    members.required_string("roleArn", min_length=1, max_length=256)
+    check_role_arn(members.required_string("roleArn", min_length=1, max_length=256))
     machine_type = members.string("type", default="STANDARD", choices=_TYPES) or "STANDARD"
     publish = members.boolean("publish", default=False)
     _version_description(members, publish)
@@ -212,11 +213,12 @@ async def update_state_machine(service: Service, members: Members) -> dict[str, 
             "ValidationException", "Only an unqualified state machine ARN can be updated"
         )
     service.machine_reference(arn)
+    role = members.string("roleArn", min_length=1, max_length=256)
+    check_role_arn(role)
     current = await service.engine.describe_state_machine(arn.resource)
     publish = members.boolean("publish", default=False)
     _version_description(members, publish)
     _configuration(members)
-    role = members.string("roleArn", min_length=1, max_length=256)
     raw = _checked_definition(members, current.machine_type, required=False)
     if (
         raw is None

@@ -37,6 +37,9 @@ def read_tags(members: Members, name: str = "tags") -> dict[str, str]:
         pair = Members(item)
         key = pair.required_string("key", min_length=1, max_length=128)
         tags[key] = pair.string("value", default="", max_length=256) or ""
+    if len(tags) > MAX_TAGS:
+        # Refused before anything is created: a new machine never exists without its tags.
+        raise AwsError("TooManyTags", f"Too many tags: {len(tags)}, at most {MAX_TAGS}")
     return tags
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.http.protocol import AwsError, Members
 from engine.http.service import Operation, Service
+from engine.http.validation import check_role_arn
 from engine.teststate import MACHINE_PREFIX, TestStateRequest, run_test_state
 
 __all__ = ["MACHINE_PREFIX", "OPERATIONS"]
@@ -26,7 +27,7 @@ __all__ = ["MACHINE_PREFIX", "OPERATIONS"]
 
 async def test_state(service: Service, members: Members) -> dict[str, Any]:
     text = members.required_string("definition", min_length=1, max_length=1_048_576)
-    members.string("roleArn", max_length=256)
+    check_role_arn(members.string("roleArn", max_length=256))
     given_input = members.string("input", default="{}", max_length=262_144) or "{}"
     level = members.string("inspectionLevel", default="INFO", choices=["INFO", "DEBUG", "TRACE"])
     state_name = members.string("stateName", min_length=1, max_length=80)

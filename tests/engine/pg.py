@@ -15,18 +15,30 @@ on the same port (`halt`, `resume`) without disturbing the session's
 server. Subprocesses get plain URLs, so they need nothing from here;
 `python -m tests.engine.pg` starts a server, prints its admin URL and keeps
 it up until interrupted, for benchmarks run by hand.
+
+A server never outlives the process that started it (its owner), even one
+killed without running its atexit hooks (a SIGKILLed pytest-xdist worker,
+an interrupted run): each server gets a watchdog, a tiny process in a
+session of its own that waits on the owner's pidfd and, when the owner is
+gone, stops the server in immediate mode and deletes its folder. The folder
+records its owner (``owner.json``: pid, the pid's start time, the OS user),
+so should the watchdog die too, the next `start_server` with the same
+prefix sweeps the server whose owner is gone (`sweep_orphans`). Folders
+without that record (servers started by older code) are left alone.
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -34,7 +46,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-__all__ = ["PostgresServer", "fresh_database_url", "server", "start_server"]
+__all__ = ["PostgresServer", "fresh_database_url", "server", "start_server", "sweep_orphans"]
 
 _PG_BIN_CANDIDATES = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
 _OS_USERS = ("postgres", "stepwise-pg")
@@ -53,11 +65,13 @@ class PostgresServer:
         data_dir: Path | None = None,
         os_user: str = "",
         options: str = "",
+        watchdog: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self.admin_url = admin_url
         self._data_dir = data_dir
         self._os_user = os_user
         self._options = options
+        self._watchdog = watchdog
 
     def _pg_ctl(self, *args: str) -> None:
         if self._data_dir is None:
@@ -109,6 +123,9 @@ class PostgresServer:
         if self._data_dir is None:
             return
         data_dir, self._data_dir = self._data_dir, None
+        if self._watchdog is not None:  # the owner stops it: the watchdog has nothing to do
+            self._watchdog.kill()
+            self._watchdog.wait()
         subprocess.run(
             [*_as_user(self._os_user), _bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
             capture_output=True,
@@ -160,6 +177,94 @@ def _run_as(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*_as_user(user), *argv], capture_output=True, text=True, check=False)
 
 
+# The watchdog: argv is owner pid, the server's folder, then the pg_ctl stop command.
+# It runs with -I -S (nothing imported but the standard library) in a session of its
+# own, so a Ctrl-C or a kill of the owner's process group does not reach it.
+_WATCHDOG = """
+import os, select, shutil, subprocess, sys, time
+owner, root, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+data = os.path.join(root, "data")
+try:
+    pidfd = os.pidfd_open(owner)
+except (AttributeError, OSError):
+    pidfd = None
+def owner_alive():
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+while os.path.isdir(data):
+    if pidfd is not None:
+        if select.select([pidfd], [], [], 1.0)[0]:
+            break
+    elif not owner_alive():
+        break
+    else:
+        time.sleep(0.5)
+else:
+    sys.exit(0)
+subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+shutil.rmtree(root, ignore_errors=True)
+"""
+_OWNER_FILE = "owner.json"
+_WATCHDOG_FILE = "watchdog.pid"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields follow the last ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _stop_command(user: str, data_dir: Path) -> list[str]:
+    return [*_as_user(user), _bin("pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop"]
+
+
+def _watch(root: Path, user: str) -> subprocess.Popen[bytes]:
+    """Record this process as the server's owner and start its watchdog."""
+    owner = {"pid": os.getpid(), "started": _start_time(os.getpid()), "user": user}
+    (root / _OWNER_FILE).write_text(json.dumps(owner))
+    watchdog = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(root),
+         *_stop_command(user, root / "data")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    (root / _WATCHDOG_FILE).write_text(str(watchdog.pid))
+    return watchdog
+
+
+def sweep_orphans(prefix: str = "stepwise-pg-") -> list[Path]:
+    """Stop the servers under `prefix` whose owner is gone and delete their folders.
+
+    Only folders that record their owner are considered, and one whose
+    owner (the same pid with the same start time) still runs is left alone.
+    Returns the folders swept.
+    """
+    swept = []
+    for root in sorted(Path(tempfile.gettempdir()).glob(f"{prefix}*")):
+        try:
+            owner = json.loads((root / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        started = _start_time(int(owner["pid"]))
+        if started is not None and started == owner.get("started"):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            stop = _stop_command(str(owner["user"]), root / "data")
+            subprocess.run(stop, capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+        swept.append(root)
+    return swept
+
+
 def start_server(
     *,
     durable: bool = False,
@@ -174,6 +279,7 @@ def start_server(
     (`benchmarks/pgserver.py`) is, keeping PostgreSQL's defaults.
     """
     user = _os_user()
+    sweep_orphans(prefix)
     root = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir = root / "data"
     record = pwd.getpwnam(user)
@@ -187,6 +293,8 @@ def start_server(
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
+    # Watched from before it starts: an owner killed mid-start leaves nothing behind either.
+    watchdog = _watch(root, user)
     durability = [] if durable else [
         "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
     ]  # fmt: skip
@@ -204,9 +312,13 @@ def start_server(
         )  # fmt: skip
         if started.returncode == 0:
             admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-            return PostgresServer(admin, data_dir=data_dir, os_user=user, options=options)
+            return PostgresServer(
+                admin, data_dir=data_dir, os_user=user, options=options, watchdog=watchdog
+            )
         log = root / "log"
         last_error = (log.read_text() if log.exists() else "") or started.stderr
+    watchdog.kill()
+    watchdog.wait()
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"PostgreSQL did not start: {last_error.strip()[-2000:]}")
 

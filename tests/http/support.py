@@ -3,8 +3,9 @@
 `Server` starts ``python -m engine.http --port 0`` on a database, reads the
 port it bound from its log, waits until its engine is up (``GET /health``)
 and hands out boto3 clients pointed at it with dummy credentials and
-``inject_host_prefix=False``. `stop` ends it with SIGTERM, `kill` with
-SIGKILL (nothing is flushed: what was committed is all there is).
+``inject_host_prefix=False``; `cli_env` is the AWS CLI's environment for it.
+`stop` ends it with SIGTERM, `kill` with SIGKILL (nothing is flushed: what
+was committed is all there is).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ _LISTENING = re.compile(r"serving the Step Functions API on http://([^\s]+):(\d+
 
 ACCESS_KEY = "AKIDSTEPWISETEST"
 SECRET_KEY = "stepwise-test-secret"
+
+
+def cli_env(folder: Path, **extra: str) -> dict[str, str]:
+    """The environment for the AWS CLI run against a test server: dummy keys, no user config."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(folder / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(folder / "none"),
+        **extra,
+    }
 
 
 class Server:

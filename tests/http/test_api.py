@@ -292,18 +292,28 @@ def test_a_nul_in_errors_and_causes_comes_back_exactly(server: Server) -> None:
 
 def test_a_value_the_database_refuses_is_a_validation_error_not_a_500(server: Server) -> None:
     client = server.client()
+    # A NUL in a tag is refused before any store sees it (AWS's tag characters) ...
     activity = client.create_activity(name="nul-tags")["activityArn"]
-    try:
+    with pytest.raises(client.exceptions.ValidationException):
         client.tag_resource(resourceArn=activity, tags=[{"key": "k", "value": "v\x00"}])
+    assert client.list_tags_for_resource(resourceArn=activity)["tags"] == []
+    # ... an alias's description has no such rule, so PostgreSQL's text is what refuses it.
+    arn = _machine(client, "nul-alias", PASS)
+    version = client.publish_state_machine_version(stateMachineArn=arn)["stateMachineVersionArn"]
+    routes = [{"stateMachineVersionArn": version, "weight": 100}]
+    try:
+        alias = client.create_state_machine_alias(
+            name="nul", description="v\x00", routingConfiguration=routes
+        )["stateMachineAliasArn"]
     except client.exceptions.ClientError as error:  # PostgreSQL's text cannot hold it
         assert server.db_url.startswith("postgresql")
         assert error.response["Error"]["Code"] == "ValidationException"
         assert "the database refused a value" in error.response["Error"]["Message"]
-        assert client.list_tags_for_resource(resourceArn=activity)["tags"] == []
+        assert client.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"] == []
     else:  # SQLite's can: stored exactly
         assert server.db_url.startswith("sqlite")
-        tags = client.list_tags_for_resource(resourceArn=activity)["tags"]
-        assert tags == [{"key": "k", "value": "v\x00"}]
+        described = client.describe_state_machine_alias(stateMachineAliasArn=alias)
+        assert described["description"] == "v\x00"
 
 
 def test_start_sync_execution_answers_the_result(server: Server) -> None:
@@ -355,7 +365,8 @@ def test_errors_arrive_as_modelled_exceptions(server: Server) -> None:
             lambda: client.start_execution(stateMachineArn=missing_execution),
         ),
         (
-            client.exceptions.InvalidName,
+            # AWS checks the model's 80 before the name's characters (getmoto/moto#6438).
+            client.exceptions.ValidationException,
             lambda: client.start_execution(stateMachineArn=arn, name="x" * 81),
         ),
         (

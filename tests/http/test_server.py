@@ -6,7 +6,6 @@ Each test starts its own `python -m engine.http` subprocess on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.http.support import ACCESS_KEY, ROOT, SECRET_KEY, Server
+from tests.http.support import ACCESS_KEY, ROOT, SECRET_KEY, Server, cli_env
 from tests.http.test_api import ROLE, wait_for_end
 
 PASS = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
@@ -154,14 +153,7 @@ def test_aws_cli_lists_executions(sqlite_url: str, tmp_path: Path) -> None:
         ]
         for execution in started:
             wait_for_end(client, execution)
-        env = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": str(tmp_path / "none"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        }
+        env = cli_env(tmp_path)
         listed = subprocess.run(
             [sys.executable, "-m", "awscli", "stepfunctions", "list-executions",
              "--state-machine-arn", arn, "--endpoint-url", server.url,
