@@ -297,7 +297,9 @@ async def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] 
             else await jsonata(frame, state.output, "Output", result=result)
         )
         return output, assigned
-    assigned = await evaluate_assign(frame, state.assign, dollar=result)
+    assigned = (
+        None if state.assign is None else await evaluate_assign(frame, state.assign, dollar=result)
+    )
     selected = payload_template(frame, getattr(state, "result_selector", None), result)
     merged = merge_result(frame, selected)
     return output_path(frame, merged), assigned
