@@ -7,7 +7,9 @@ calling the sync `increment` handler) `executions` times through
 prints the microseconds per transition (process CPU time, all threads, and
 wall time; on a shared machine the CPU figure is the steadier one). Checkpoints are no-ops, so the
 figure is the Python cost of a transition (or of a Task step apart from
-its commit): what `benchmarks/PROFILE.md` breaks down. ``pass-replay``
+its commit): what `benchmarks/PROFILE.md` breaks down. As the runner does,
+`Walk.reads_context` is set from the definition (`mentions_context`):
+neither machine reads `$$`, so no context object is built. ``pass-replay``
 walks a fully recorded journal (the cost of replaying a step on resume).
 Run it under a sampling profiler to see where the time goes::
 
@@ -16,6 +18,7 @@ Run it under a sampling profiler to see where the time goes::
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -41,7 +44,7 @@ from benchmarks.workloads import (  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
 from engine.journal import Journal, Thread  # noqa: E402
 from engine.states import run_state  # noqa: E402
-from engine.walk import Services, Variables, Walk, run_scope  # noqa: E402
+from engine.walk import Services, Variables, Walk, mentions_context, run_scope  # noqa: E402
 from statemachine.build import load  # noqa: E402
 
 __all__ = ["main", "walk_once"]
@@ -55,13 +58,19 @@ async def _no_checkpoint(**_: Any) -> None:
 
 _REGISTRY = Registry()
 _REGISTRY.register(RESOURCE, increment)
-_MACHINES = {"task": load(task_chain()), "pass": load(pass_choice_chain())}
+_DEFINITIONS = {"task": task_chain(), "pass": pass_choice_chain()}
+_MACHINES = {mode: load(definition) for mode, definition in _DEFINITIONS.items()}
+# As the runner decides it from the stored definition: neither machine reads `$$`.
+_READS_CONTEXT = {
+    mode: mentions_context(json.dumps(definition)) for mode, definition in _DEFINITIONS.items()
+}
 
 
 async def walk_once(mode: str, records: dict[str, str]) -> Journal:
     """Walk the mode's machine once over `records`; return the journal it left."""
     task = mode == "task"
     machine = _MACHINES["task" if task else "pass"]
+    reads_context = _READS_CONTEXT["task" if task else "pass"]
     registry = _REGISTRY
     clock = SystemClock()
     journal = Journal("bench", dict(records), last_event_id=1, clock=clock)
@@ -86,6 +95,7 @@ async def walk_once(mode: str, records: dict[str, str]) -> Journal:
         start_time=datetime.now(UTC),
         checkpoint=_no_checkpoint,
         random_source=random.random,
+        reads_context=reads_context,
     )
     output = await run_scope(
         walk, machine.scope, {"v": 0}, prefix="", thread=Thread(1), variables=Variables()

@@ -59,6 +59,8 @@ __all__ = [
 
 MISSING: Final = object()
 
+_encode: Final = msgspec.json.Encoder().encode
+
 Events = Sequence[tuple[str, dict[str, Any]]]
 
 
@@ -234,28 +236,25 @@ class Journal:
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """
-        self._check_limit(key, len(events))
-        when = timestamp or self._clock.now()
         last = 0
-        for kind, details in events:
-            self.last_event_id += 1
-            previous = thread.last_event_id if thread is not None else self.last_event_id - 1
-            if previous < self.chain_floor:
-                previous = self.chain_floor
-            self._pending.events.append(
-                Event(
-                    event_id=self.last_event_id,
-                    previous_event_id=previous,
-                    type=kind,
-                    timestamp=when,
-                    details=details,
-                )
-            )
-            if thread is not None:
-                thread.last_event_id = self.last_event_id
+        if events:
+            self._check_limit(key, len(events))
+            when = timestamp or self._clock.now()
+            pending = self._pending.events
+            floor = self.chain_floor
             last = self.last_event_id
-        entry = _entry(value, last, state)
-        text = msgspec.json.encode(entry).decode()
+            for kind, details in events:
+                previous = thread.last_event_id if thread is not None else last
+                last += 1
+                # Positional: event_id, previous_event_id, type, timestamp, details.
+                pending.append(Event(last, max(previous, floor), kind, when, details))
+                if thread is not None:
+                    thread.last_event_id = last
+            self.last_event_id = last
+        entry: dict[str, Any] = {"v": value, "e": last}
+        if state is not None:
+            entry["s"] = state
+        text = _encode(entry).decode()
         self._records[key] = text
         self._decoded[key] = entry
         self._pending.journal.append((key, text))

@@ -167,9 +167,9 @@ class Transition:
     assigned: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
-    """One visit of one state."""
+    """One visit of one state (slotted: one is made for every state a walk runs)."""
 
     walk: Walk
     state: State
@@ -324,18 +324,12 @@ class Frame:
             )
         return result
 
-    def evaluating(self) -> _Evaluating:
-        """A context in which raised StatesErrors get AWS's prefix naming this state."""
-        return _Evaluating(self)
+    def evaluating(self) -> Frame:
+        """A context in which raised StatesErrors get AWS's prefix naming this state.
 
-
-class _Evaluating:
-    """`Frame.evaluating`: a plain class, not a generator, as it wraps every state's pipeline."""
-
-    __slots__ = ("_frame",)
-
-    def __init__(self, frame: Frame) -> None:
-        self._frame = frame
+        The frame itself (no object made per state's pipeline): see `__exit__`.
+        """
+        return self
 
     def __enter__(self) -> None:
         return None
@@ -345,7 +339,7 @@ class _Evaluating:
     ) -> None:
         # Never swallows: an error leaves as it came, or as its prefixed form.
         if isinstance(error, StatesError) and not isinstance(error, FinalError):
-            raise self._frame.prefix(error) from None
+            raise self.prefix(error) from None
 
 
 class _Abandoned(Exception):
@@ -714,9 +708,11 @@ async def run_scope(
         else:  # no older generation (no redrive): the common case, without a call
             key, previous_keys = keys.step(prefix, step), ()
         # A step the journal holds the exit of replays without a Frame: a long
-        # history's resume walks tens of thousands of them (the same check of
-        # the recorded state's name as `Frame.record_once_async` makes).
-        exited = journal.replay(keys.exited(key), thread, state=state.name)
+        # history's resume walks tens of thousands of them. Otherwise the
+        # state runs and its exit is recorded: `Journal.record_once_async`
+        # spelled out, as every transition runs it (one replay, no partial).
+        exit_key = keys.exited(key)
+        exited = journal.replay(exit_key, thread, state=state.name)
         output_text: str | None = None
         if exited is MISSING:
             frame = Frame(
@@ -729,16 +725,16 @@ async def run_scope(
                 previous_keys=previous_keys,
                 input_text=value_text,
             )
-            exited = await frame.record_once_async(
-                keys.exited(key), functools.partial(_visit, frame, run_state), thread=thread
-            )
+            exited, events = await _visit(frame, run_state)
+            journal.record(exit_key, exited, thread=thread, events=events, state=state.name)
             # Set only when the exit ran live just now (a replay never runs the state).
             output_text = frame.output_text
-        transition = Transition(exited["o"], exited["n"], exited.get("v"))
-        if transition.assigned:
-            variables.assign(transition.assigned)
-        if transition.next is None:
-            return transition.output
-        value, value_text = transition.output, output_text
-        name = transition.next
+        assigned = exited.get("v")
+        if assigned:
+            variables.assign(assigned)
+        following = exited["n"]
+        if following is None:
+            return exited["o"]
+        value, value_text = exited["o"], output_text
+        name = following
         step += 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from engine.states.choice import run_choice
 from engine.states.fail import FailStateError, run_fail
 from engine.states.map import run_map
@@ -25,23 +28,25 @@ from statemachine.model import (
 __all__ = ["FailStateError", "run_state"]
 
 
+_RUNNERS: dict[type, Callable[[Any, Any], Awaitable[Transition]]] = {
+    TaskState: run_task,
+    PassState: run_pass,
+    ChoiceState: run_choice,
+    WaitState: run_wait,
+    ParallelState: run_parallel,
+    MapState: run_map,
+    SucceedState: run_succeed,
+    FailState: run_fail,
+}
+
+
 async def run_state(frame: Frame) -> Transition:
-    """Run one state visit to its transition (raises StatesError on an uncaught failure)."""
+    """Run one state visit to its transition (raises StatesError on an uncaught failure).
+
+    One lookup by the state's exact type (the model's state Structs are final).
+    """
     state = frame.state
-    if isinstance(state, TaskState):
-        return await run_task(frame, state)
-    if isinstance(state, PassState):
-        return await run_pass(frame, state)
-    if isinstance(state, ChoiceState):
-        return await run_choice(frame, state)
-    if isinstance(state, WaitState):
-        return await run_wait(frame, state)
-    if isinstance(state, ParallelState):
-        return await run_parallel(frame, state)
-    if isinstance(state, MapState):
-        return await run_map(frame, state)
-    if isinstance(state, SucceedState):
-        return await run_succeed(frame, state)
-    if isinstance(state, FailState):
-        return await run_fail(frame, state)
-    raise AssertionError(f"unknown state type {type(state).__name__}")
+    runner = _RUNNERS.get(type(state))
+    if runner is None:
+        raise AssertionError(f"unknown state type {type(state).__name__}")
+    return await runner(frame, state)

@@ -33,16 +33,26 @@ from statemachine.model import Scope
 __all__ = ["Child", "ChildOutcome", "run_children"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Child:
+    """One Parallel branch or Map iteration: its scope, its input and its key prefix.
+
+    A Map iteration names its Map (`map_name`) and its `index`: it has
+    AWS's MapIteration* events around it (a Parallel branch has none),
+    built only when recorded (`event`).
+    """
+
     scope: Scope
     input: Any
     prefix: str
-    # Events around the child (Map iterations have them; Parallel branches don't).
-    started_event: tuple[str, dict[str, Any]] | None = None
-    succeeded_event: tuple[str, dict[str, Any]] | None = None
-    failed_event: tuple[str, dict[str, Any]] | None = None
-    aborted_event: tuple[str, dict[str, Any]] | None = None
+    map_name: str | None = None
+    index: int = 0
+
+    def event(self, outcome: str) -> tuple[str, dict[str, Any]] | None:
+        """The iteration's ``MapIteration<outcome>`` event (None for a Parallel branch)."""
+        if self.map_name is None:
+            return None
+        return (f"MapIteration{outcome}", {"name": self.map_name, "index": self.index})
 
 
 @dataclass
@@ -122,8 +132,8 @@ async def run_children(
         if failed is not MISSING:
             failures.append((index, FinalError(failed["error"], failed.get("cause"))))
             return
-        older = _older_prefixes(frame, child.prefix)
-        if keys.child_ended(child.prefix) not in walk.journal:
+        older = _older_prefixes(frame, child.prefix) if frame.previous_keys else []
+        if older and keys.child_ended(child.prefix) not in walk.journal:
             for prefix in older:
                 ended = frame.replay(keys.child_ended(prefix))
                 if ended is not MISSING:
@@ -132,7 +142,7 @@ async def run_children(
         thread = Thread(frame.thread.last_event_id)
 
         async def walk_child() -> tuple[Any, Events]:
-            started = child.started_event
+            started = child.event("Started")
             if started is not None:
                 frame.record_once(
                     keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
@@ -154,7 +164,8 @@ async def run_children(
                 running.discard(index)
                 raise
             running.discard(index)
-            return output, [child.succeeded_event] if child.succeeded_event else []
+            succeeded = child.event("Succeeded")
+            return output, [succeeded] if succeeded is not None else []
 
         try:
             outputs[index] = await frame.record_once_async(
@@ -169,7 +180,8 @@ async def run_children(
         except StatesError as raised:
             error = final(raised)
             failures.append((index, error))
-            events = [child.failed_event] if child.failed_event else []
+            failed_event = child.event("Failed")
+            events = [failed_event] if failed_event is not None else []
             frame.record(
                 keys.child_failed(child.prefix),
                 {"error": error.error, "cause": error.cause},
@@ -213,7 +225,7 @@ async def run_children(
 
     if failures and (tolerate is None or not tolerate(len(failures))):
         for index in sorted(running):
-            aborted = children[index].aborted_event
+            aborted = children[index].event("Aborted")
             if aborted is not None:
                 frame.record_once(
                     keys.child_aborted(children[index].prefix),

@@ -37,17 +37,23 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
         effective = effective_input(frame)
         context = frame.path_context()
         variables = frame.variables.visible()
+        jsonata_rules = state.jsonata
         for index, rule in enumerate(state.choices):
-            if state.jsonata:
+            if jsonata_rules:
                 condition = state.conditions[index]
                 matched = condition is not None and await _condition(frame, condition)
             else:
                 matched = evaluate_rule(rule, effective, context, variables)
             if matched:
                 target: str = rule.next  # type: ignore[assignment]
-                assigned = await evaluate_assign(frame, state.rule_assigns[index], dollar=effective)
+                rule_assign = state.rule_assigns[index]
+                assigned = (
+                    None
+                    if rule_assign is None  # no coroutine to await: the common case
+                    else await evaluate_assign(frame, rule_assign, dollar=effective)
+                )
                 output: Any
-                if state.jsonata:
+                if jsonata_rules:
                     rule_output = state.rule_outputs[index]
                     output = (
                         frame.input

@@ -297,7 +297,9 @@ async def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] 
             else await jsonata(frame, state.output, "Output", result=result)
         )
         return output, assigned
-    assigned = await evaluate_assign(frame, state.assign, dollar=result)
+    assigned = (
+        None if state.assign is None else await evaluate_assign(frame, state.assign, dollar=result)
+    )
     selected = payload_template(frame, getattr(state, "result_selector", None), result)
     merged = merge_result(frame, selected)
     return output_path(frame, merged), assigned
@@ -324,7 +326,8 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     oversized state I/O as terminal, beyond Retry and Catch.
     """
     output_text = frame.walk.payload(transition.output)
-    if len(output_text.encode()) > MAX_PAYLOAD_BYTES:
+    # A character is at most 4 bytes of UTF-8: a short text needs no encoding to check.
+    if len(output_text) > _SURELY_SMALL and len(output_text.encode()) > MAX_PAYLOAD_BYTES:
         raise FinalError(
             States.DATA_LIMIT_EXCEEDED,
             f"The state/task '{frame.state.name}' returned a result with a size exceeding "
@@ -343,6 +346,9 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
     frame.output_text = output_text
     return transition
+
+
+_SURELY_SMALL: Final = MAX_PAYLOAD_BYTES // 4
 
 
 def _vars(frame: Frame) -> dict[str, Any]:

@@ -125,9 +125,16 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 )
                 or 0
             )
-            inputs = [
-                await _select(frame, state, effective, i, item) for i, item in enumerate(items)
-            ]
+            selector = state.item_selector
+            if isinstance(selector, Template):  # JSONPath: no coroutine per item
+                inputs = [
+                    payload_template(frame, selector, effective, map_item=(i, item))
+                    for i, item in enumerate(items)
+                ]
+            else:
+                inputs = [
+                    await _select(frame, state, effective, i, item) for i, item in enumerate(items)
+                ]
             if state.item_batcher is not None:
                 inputs = await _batches(frame, state, effective, inputs)
         frame.record_once(
@@ -140,10 +147,8 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
                 scope=state.processor,
                 input=value,
                 prefix=keys.iteration_prefix(frame.key, number, index),
-                started_event=("MapIterationStarted", {"name": state.name, "index": index}),
-                succeeded_event=("MapIterationSucceeded", {"name": state.name, "index": index}),
-                failed_event=("MapIterationFailed", {"name": state.name, "index": index}),
-                aborted_event=("MapIterationAborted", {"name": state.name, "index": index}),
+                map_name=state.name,
+                index=index,
             )
             for index, value in enumerate(inputs)
         ]

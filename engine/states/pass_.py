@@ -33,6 +33,10 @@ async def run_pass(frame: Frame, state: PassState) -> Transition:
                 result = state.result
             else:
                 result = payload_template(frame, state.parameters, effective)
-            assigned = await evaluate_assign(frame, state.assign, dollar=result)
+            assigned = (
+                None
+                if state.assign is None  # no coroutine to await: the common case
+                else await evaluate_assign(frame, state.assign, dollar=result)
+            )
             output = output_path(frame, merge_result(frame, result))
     return exit_state(frame, Transition(output, None if state.end else state.next, assigned))

@@ -44,8 +44,17 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
             )
         with frame.evaluating():
             effective = await task_input(frame, state)
-            timeout = await dynamic_int(frame, state.timeout, frame.input, minimum=1)
-            heartbeat = await dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
+            # Most Tasks give neither: no coroutine to await for an absent field.
+            timeout = (
+                None
+                if state.timeout is None
+                else await dynamic_int(frame, state.timeout, frame.input, minimum=1)
+            )
+            heartbeat = (
+                None
+                if state.heartbeat is None
+                else await dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
+            )
         result = await invoke(
             frame,
             state,

@@ -215,3 +215,23 @@ def test_payloads_over_256_kib_fail_as_aws_fails_them(db_url: str) -> None:
     # A state's output over the limit ends the execution: no Catch sees it.
     assert (grown.status, grown.error) == ("FAILED", "States.DataLimitExceeded")
     assert refused.value.aws_code == "InvalidExecutionInput"
+
+
+def test_a_state_output_is_measured_in_utf8_bytes_not_characters(db_url: str) -> None:
+    # 131,072 characters of a 3-byte character: half the limit in characters,
+    # 1.5 times it in bytes. The input (0.75 of the limit in bytes) is allowed;
+    # the output fails the execution as AWS fails it, though its text is short.
+    quarter = "\u20ac" * (MAX_PAYLOAD_BYTES // 4)
+    grow = {
+        "StartAt": "Grow",
+        "States": {
+            "Grow": {
+                "Type": "Pass",
+                "Parameters": {"blob.$": "States.Format('{}{}', $.quarter, $.quarter)"},
+                "End": True,
+            }
+        },
+    }
+    with Engine(db_url, worker=False) as engine:
+        grown = engine.run_sync(grow, {"quarter": quarter})
+    assert (grown.status, grown.error) == ("FAILED", "States.DataLimitExceeded")
