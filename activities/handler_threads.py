@@ -135,7 +135,9 @@ class ThreadCall:
 
     __slots__ = ("answers", "context", "fn", "future", "queued_at", "started")
 
-    def __init__(self, answers: Answers, future: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+    def __init__(
+        self, answers: Answers, future: asyncio.Future[Any], fn: Callable[[], Any]
+    ) -> None:
         # Where the answer goes: the waiting loop's batches.
         self.answers = answers
         self.future = future
@@ -143,6 +145,13 @@ class ThreadCall:
         self.fn = fn
         self.started = False
         self.queued_at = time.monotonic()
+
+
+def _decided(call: ThreadCall) -> bool:
+    """Under the pool's lock: whether `call` runs (its waiter waits), marked `started` if so."""
+    run = not call.future.cancelled()
+    call.started = run
+    return run
 
 
 class LoopThreads:
@@ -334,40 +343,54 @@ class LoopThreads:
                     self._watching = False
                 return
 
-    def _next_call(self, inbox: queue.SimpleQueue[ThreadCall | None]) -> ThreadCall | None:
-        """The backlog's oldest call, else (idle, on top of the stack) the next one handed over.
+    def _take(
+        self, inbox: queue.SimpleQueue[ThreadCall | None], finished: bool
+    ) -> ThreadCall | None:
+        """The next call this thread runs, decided under the lock; None once the pool is closed.
 
-        None: the pool is closed and nothing waits in the backlog.
+        While the backlog holds calls, what a thread does between two calls
+        is one hold of the lock (a hold a busy loop's `submit` may wait for):
+        count the call it `finished`, take the backlog's oldest call and
+        decide it. Otherwise it goes idle (on top of the stack) until a call
+        is handed over, and decides that one. A call whose waiter was
+        cancelled before this decision never runs (`started` stays False):
+        skipped, and counted as finished.
         """
-        with self._lock:
-            if self._backlog:
-                return self._backlog.popleft()
-            if self._closed:
+        handed: ThreadCall | None = None
+        while True:
+            with self._lock:
+                if finished:
+                    self._finished += 1
+                    finished = False
+                if handed is not None:
+                    if _decided(handed):
+                        return handed
+                    self._finished += 1
+                    handed = None
+                while self._backlog:
+                    call = self._backlog.popleft()
+                    if _decided(call):
+                        return call
+                    self._finished += 1
+                if self._closed:
+                    return None
+                self._idle.append(inbox)
+            handed = inbox.get()
+            if handed is None:
                 return None
-            self._idle.append(inbox)
-        return inbox.get()
 
     def _serve(self) -> None:
         inbox: queue.SimpleQueue[ThreadCall | None] = queue.SimpleQueue()
-        while True:
-            call = self._next_call(inbox)
-            if call is None:
-                return
-            # A waiter cancelled before its call started: the call never runs.
-            with self._lock:
-                run = not call.future.cancelled()
-                call.started = run
-            if run:
-                try:
-                    answer: tuple[bool, Any] = (True, call.context.run(call.fn))
-                except BaseException as failure:  # handed to the waiter, never lost here
-                    answer = (False, failure)
-                call.answers.give(call.future, *answer)
-                del answer
+        call = self._take(inbox, finished=False)
+        while call is not None:
+            try:
+                answer: tuple[bool, Any] = (True, call.context.run(call.fn))
+            except BaseException as failure:  # handed to the waiter, never lost here
+                answer = (False, failure)
+            call.answers.give(call.future, *answer)
             # Hold nothing of a finished call (its loop, its answer) while idle.
-            del call
-            with self._lock:
-                self._finished += 1
+            del answer, call
+            call = self._take(inbox, finished=True)
 
     def close(self) -> None:
         """Stop the threads: idle ones at once, busy ones when the backlog is done.
