@@ -11,8 +11,7 @@ served backlog that a thread finishing its call takes from: under light
 load (one call at a time) one thread stays hot — its caches warm — and the
 others' stacks and malloc arenas stay untouched, while a burst still uses
 every thread. Each call runs in a copy of the caller's contextvars and is
-answered through its loop's `Answers`: answers given while the loop is
-busy share one ``call_soon_threadsafe`` (one loop wake-up) —
+answered with one ``call_soon_threadsafe`` —
 less than anyio's per-call cancel scope, limiter and worker hand-off. A
 call whose waiter was cancelled before a thread took it never runs (the
 thread decides under the lock and marks the call `started`, so a waiter
@@ -51,7 +50,6 @@ import anyio.to_thread
 __all__ = [
     "MAX_THREADS",
     "THREAD_NAME",
-    "Answers",
     "HandlerThreads",
     "LoopThreads",
     "ThreadCall",
@@ -86,72 +84,20 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class Answers:
-    """One event loop's answers from the threads, handed over in batches.
-
-    A thread finishing a call appends its answer and wakes the loop (one
-    ``call_soon_threadsafe``: a self-pipe write) only if no drain is already
-    due; the drain settles every answer appended until it runs. When many
-    calls finish while the loop is busy (W1c: a group commit's executions
-    each running a handler), their answers take one wake-up and one loop
-    callback, not one each. The flag is cleared in the same locked block
-    that takes the answers, so an answer appended after that block schedules
-    a drain of its own: none is ever left behind.
-    """
-
-    __slots__ = ("_due", "_lock", "_waiting", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._waiting: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        # A drain is scheduled on the loop and has not yet taken the answers.
-        self._due = False
-
-    def give(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-        """From a thread: the answer for `future`, settled on the loop by the next drain."""
-        with self._lock:
-            self._waiting.append((future, ok, value))
-            if self._due:
-                return
-            self._due = True
-        try:
-            self.loop.call_soon_threadsafe(self.drain)
-        except RuntimeError:  # the loop closed while the call ran: nobody waits for it
-            with self._lock:
-                self._waiting.clear()
-
-    def drain(self) -> None:
-        """On the loop: settle every answer given so far (each waiter still waiting)."""
-        with self._lock:
-            answers, self._waiting = self._waiting, []
-            self._due = False
-        for future, ok, value in answers:
-            _settle(future, ok, value)
-
-
 class ThreadCall:
     """One call handed to the threads: its answer's future, and whether a thread started it."""
 
-    __slots__ = ("answers", "context", "fn", "future", "queued_at", "started")
+    __slots__ = ("context", "fn", "future", "loop", "queued_at", "started")
 
     def __init__(
-        self, answers: Answers, future: asyncio.Future[Any], fn: Callable[[], Any]
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]
     ) -> None:
-        # Where the answer goes: the waiting loop's batches.
-        self.answers = answers
+        self.loop = loop
         self.future = future
         self.context = contextvars.copy_context()
         self.fn = fn
         self.started = False
         self.queued_at = time.monotonic()
-
-
-def _decided(call: ThreadCall) -> bool:
-    """Under the pool's lock: whether `call` runs (its waiter waits), marked `started` if so."""
-    run = not call.future.cancelled()
-    call.started = run
-    return run
 
 
 class LoopThreads:
@@ -189,8 +135,6 @@ class LoopThreads:
         self._spawns: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
         self._closed = False
-        # The batches of the loop that last submitted (one pool, one loop, in practice).
-        self._answers: Answers | None = None
 
     @property
     def threads(self) -> int:
@@ -209,10 +153,7 @@ class LoopThreads:
         """Hand `fn` to a thread (on `loop`, else the running loop); its answer settles it."""
         if loop is None:
             loop = asyncio.get_running_loop()
-        answers = self._answers
-        if answers is None or answers.loop is not loop:
-            answers = self._answers = Answers(loop)
-        call = ThreadCall(answers, loop.create_future(), fn)
+        call = ThreadCall(loop, loop.create_future(), fn)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the {self._what} are closed")
@@ -343,54 +284,43 @@ class LoopThreads:
                     self._watching = False
                 return
 
-    def _take(
-        self, inbox: queue.SimpleQueue[ThreadCall | None], finished: bool
-    ) -> ThreadCall | None:
-        """The next call this thread runs, decided under the lock; None once the pool is closed.
+    def _next_call(self, inbox: queue.SimpleQueue[ThreadCall | None]) -> ThreadCall | None:
+        """The backlog's oldest call, else (idle, on top of the stack) the next one handed over.
 
-        While the backlog holds calls, what a thread does between two calls
-        is one hold of the lock (a hold a busy loop's `submit` may wait for):
-        count the call it `finished`, take the backlog's oldest call and
-        decide it. Otherwise it goes idle (on top of the stack) until a call
-        is handed over, and decides that one. A call whose waiter was
-        cancelled before this decision never runs (`started` stays False):
-        skipped, and counted as finished.
+        None: the pool is closed and nothing waits in the backlog.
         """
-        handed: ThreadCall | None = None
-        while True:
-            with self._lock:
-                if finished:
-                    self._finished += 1
-                    finished = False
-                if handed is not None:
-                    if _decided(handed):
-                        return handed
-                    self._finished += 1
-                    handed = None
-                while self._backlog:
-                    call = self._backlog.popleft()
-                    if _decided(call):
-                        return call
-                    self._finished += 1
-                if self._closed:
-                    return None
-                self._idle.append(inbox)
-            handed = inbox.get()
-            if handed is None:
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._closed:
                 return None
+            self._idle.append(inbox)
+        return inbox.get()
 
     def _serve(self) -> None:
         inbox: queue.SimpleQueue[ThreadCall | None] = queue.SimpleQueue()
-        call = self._take(inbox, finished=False)
-        while call is not None:
-            try:
-                answer: tuple[bool, Any] = (True, call.context.run(call.fn))
-            except BaseException as failure:  # handed to the waiter, never lost here
-                answer = (False, failure)
-            call.answers.give(call.future, *answer)
+        while True:
+            call = self._next_call(inbox)
+            if call is None:
+                return
+            # A waiter cancelled before its call started: the call never runs.
+            with self._lock:
+                run = not call.future.cancelled()
+                call.started = run
+            if run:
+                try:
+                    answer: tuple[bool, Any] = (True, call.context.run(call.fn))
+                except BaseException as failure:  # handed to the waiter, never lost here
+                    answer = (False, failure)
+                try:
+                    call.loop.call_soon_threadsafe(_settle, call.future, *answer)
+                except RuntimeError:
+                    pass  # the loop closed while the call ran: nobody waits for it
+                del answer
             # Hold nothing of a finished call (its loop, its answer) while idle.
-            del answer, call
-            call = self._take(inbox, finished=True)
+            del call
+            with self._lock:
+                self._finished += 1
 
     def close(self) -> None:
         """Stop the threads: idle ones at once, busy ones when the backlog is done.

@@ -7,8 +7,7 @@ eight. anyio's hop pays per call for a cancel scope, a capacity limiter, a
 own hand-off on a short store call (`benchmarks/PROFILE.md`). `StoreThreads`
 keeps as many long-lived threads as the store has slots, each call handed
 to the most recently idle one (or, none idle, queued first come first
-served), the answers handed back in batches (`Answers`: one
-``call_soon_threadsafe`` for what finished while the loop was busy): one
+served), each answer handed back with one ``call_soon_threadsafe``: one
 call at a time (W1) keeps one thread hot instead of waking them in turn.
 The call runs in a copy of the caller's contextvars, as with anyio. The
 pool itself is `activities.handler_threads.LoopThreads`, shared with the
