@@ -74,6 +74,12 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         return
     if ok:
         future.set_result(value)
+    elif isinstance(value, StopIteration):
+        # A future refuses StopIteration (TypeError): the waiter would never
+        # be answered. Raised as a coroutine's would be, as a RuntimeError.
+        error = RuntimeError(f"the call raised StopIteration: {value!r}")
+        error.__cause__ = value
+        future.set_exception(error)
     else:
         future.set_exception(value)
 

@@ -232,3 +232,29 @@ def test_the_threads_stop_when_the_run_ends(sqlite_url: str) -> None:
     for thread in _handler_threads():
         thread.join(timeout=10)
     assert _handler_threads() == []
+
+
+def test_a_sync_handler_raising_stop_iteration_fails_its_task_instead_of_hanging(
+    sqlite_url: str,
+) -> None:
+    # A future refuses StopIteration (TypeError on the loop): the answer was
+    # lost and the Task waited forever. It fails as a RuntimeError instead.
+    def work(_value: Any) -> Any:
+        raise StopIteration("out of items")
+
+    registry = Registry()
+    registry.register("work", work)
+
+    async def main() -> None:
+        async with Engine(sqlite_url, registry=registry) as engine:
+            await engine.create_state_machine("one", ONE_TASK)
+            # (fail_after: the guard against the hang this test is about)
+            with anyio.fail_after(60):
+                done = await engine.wait(await engine.start("one", {"v": 1}))
+            assert done.status == "FAILED"
+            assert done.error == "RuntimeError"
+            assert "StopIteration" in (done.cause or "")
+            # The threads go on answering.
+            assert await run_in_thread(lambda: "next") == "next"
+
+    anyio.run(main)
