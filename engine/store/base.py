@@ -97,7 +97,7 @@ class StoreBase:
             )
         # Whether history_blocks exists (migration 18): a store opened without
         # migrating an older database reads and writes history rows only.
-        self._history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
+        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
             # Each migration built its own throwaway tables (reference cycles):
@@ -143,8 +143,13 @@ class StoreBase:
                 )
         except RuntimeError as exc:
             raise permanent(f"database {self._display}: {exc}") from None
-        self._history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
+        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
         return version
+
+    @property
+    def _history_blocks(self) -> bool:
+        """Whether the database has history_blocks (migration 18; see `blocks.py`)."""
+        return self._backend.history_blocks
 
     def schema_version(self) -> int:
         """The highest migration applied to the database (0 when empty)."""

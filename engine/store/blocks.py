@@ -86,13 +86,28 @@ def block_row(execution_id: str, events: Sequence[Event], codec: PayloadCodec) -
 
 def grouped_events(
     pairs: Iterable[tuple[str, Sequence[Event]]],
-) -> dict[str, list[Event]]:
-    """The events of a group's checkpoints by execution, in the order given: one block each."""
+) -> list[tuple[str, Sequence[Event]]]:
+    """The blocks of a group's checkpoints (execution, events): one per execution.
+
+    Checkpoints of one execution in one group (the committer merges plain
+    ones; a finish may follow) make one block when their events ascend; if
+    they do not (two writers' events, a duplicate id), each checkpoint keeps
+    its own block, so the key refuses a duplicate first id as the rows'
+    keys refused a duplicate event.
+    """
     grouped: dict[str, list[Event]] = {}
+    apart: list[tuple[str, Sequence[Event]]] = []
     for execution_id, events in pairs:
-        if events:
-            grouped.setdefault(execution_id, []).extend(events)
-    return grouped
+        if not events:
+            continue
+        before = grouped.get(execution_id)
+        if before is None:
+            grouped[execution_id] = list(events)
+        elif before[-1].event_id < events[0].event_id:
+            before.extend(events)
+        else:
+            apart.append((execution_id, events))
+    return [*grouped.items(), *apart]
 
 
 def open_block(text: str, codec: PayloadCodec) -> list[Event]:

@@ -79,7 +79,7 @@ class RotationStore(StoreBase):
         return counts
 
     def _rotate_blocks(self, batch_size: int, progress: Callable[[str, int], None] | None) -> int:
-        """Re-seal the details of every block event not under the newest key; blocks rewritten.
+        """Re-seal the details of every block event not under the newest key; events re-sealed.
 
         A block's events are inside its JSON text, out of reach of a prefix
         test in SQL: every block is read, in key order, `batch_size` a
@@ -99,17 +99,19 @@ class RotationStore(StoreBase):
                 rows = conn.execute(query).all()
                 for execution_id, first_event_id, old in rows:
                     events = msgspec.json.decode(old)
-                    if all(codec.is_current(event[4]) for event in events):
+                    stale = [event for event in events if not codec.is_current(event[4])]
+                    if not stale:
                         continue
-                    for event in events:
+                    for event in stale:
                         event[4] = codec.seal(codec.open(event[4]))
                     new = msgspec.json.encode(events).decode()
                     # Compare-and-set: a writer that changed the block since wins.
-                    rewritten += conn.execute(
+                    updated = conn.execute(
                         sa.update(history_blocks)
                         .where(keys[0] == execution_id, keys[1] == first_event_id, text == old)
                         .values(events=new)
                     ).rowcount
+                    rewritten += updated * len(stale)
             if progress is not None:
                 progress(history_blocks.name, rewritten)
             if len(rows) < batch_size:

@@ -187,7 +187,7 @@ def test_key_rotation_reseals_blocks(db_url: str) -> None:
     rotator = Store(db_url, codec=_codec(KEY_B, KEY_A))
     try:
         counts = rotator.rotate_keys(batch_size=2)
-        assert counts["history_blocks"] == 3 and counts["history_events"] == 5
+        assert counts["history_blocks"] == 15 and counts["history_events"] == 5
         assert rotator.rotate_keys()["history_blocks"] == 0
     finally:
         rotator.close()
@@ -270,3 +270,65 @@ def test_deleting_an_execution_deletes_its_blocks_whoever_deletes_it(store: Stor
     with store._engine.begin() as conn:  # an operator's DELETE, on purpose
         conn.execute(sa.delete(executions).where(executions.c.execution_id == "e1"))
     assert _counts(store) == (0, 0)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_a_group_commit_writes_one_block_per_execution(sqlite_url: str, fast: bool) -> None:
+    """SQLite's raw commit and the careful path: each execution's events of a commit, one row."""
+    store = Store(sqlite_url, codec=_codec(KEY_A))
+    store.raw_commit_writes = fast
+    try:
+        ids = ["e1", "e2", "e3"]
+        for execution_id in ids:
+            _started(store, execution_id)
+        assert len(store.claim_due("w", limit=10, lease_seconds=3600, now=T0)) == 3
+        group = [
+            Checkpoint(execution_id, journal=[("A#0", "1")], events=[_event(i) for i in (2, 3)])
+            for execution_id in ids
+        ]
+        assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK] * 3
+        end = T0 + timedelta(seconds=30)
+        last = Checkpoint(
+            "e2",
+            events=[_event(i) for i in range(4, 9)],
+            finish=Finish("SUCCEEDED", end, output="{}"),
+            last_event_id=3,
+        )
+        assert store.commit([last], worker_id="w", now=T0) == [CommitResult.OK]
+        assert [_counts(store, execution_id) for execution_id in ids] == [(1, 1), (1, 2), (1, 1)]
+        assert store.history("e1") == store.history("e3") == [_event(i) for i in (1, 2, 3)]
+        assert store.history("e2") == [_event(i) for i in range(1, 9)]
+        assert store.get_execution("e2").last_event_id == 8
+        # The same events again (another writer resuming from the same point) are refused.
+        again = Checkpoint("e1", events=[_event(4)], last_event_id=3)
+        assert store.commit([again], worker_id="w", now=T0) == [CommitResult.OK]
+        assert store.commit([again], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Opened without migrating a database at schema 17, commits write one row per event."""
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:17])
+        patched.setattr(schema, "SCHEMA_VERSION", 17)
+        Store(sqlite_url).close()
+    store = Store(sqlite_url, auto_migrate=False)
+    store.raw_commit_writes = fast
+    try:
+        assert store.schema_version() == 17
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        group = [Checkpoint("e1", events=[_event(i) for i in (2, 3, 4)], last_event_id=1)]
+        assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK]
+        with store._engine.connect() as conn:
+            count = sa.select(sa.func.count()).select_from(history_events)
+            assert conn.execute(count).scalar_one() == 4
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+        assert store.history_page("e1", after=2, limit=1, reverse=True) == [_event(1)]
+    finally:
+        store.close()
