@@ -32,6 +32,17 @@ class Backend:
     name: ClassVar[Literal["sqlite", "postgresql"]]
     # Whether `notify_in` reaches workers in other processes (else they poll).
     wakes_other_processes: ClassVar[bool] = False
+    # Whether the database has history_blocks (migration 18), set by the
+    # store: one opened unmigrated on an older database writes history rows.
+    history_blocks: bool = True
+    # Whether its commits write history blocks (else one row per event;
+    # readers merge both either way).
+    writes_history_blocks: ClassVar[bool] = False
+
+    @property
+    def block_writes(self) -> bool:
+        """Whether a commit on this database writes its events as history blocks."""
+        return self.history_blocks and self.writes_history_blocks
 
     def create_engine(self, parsed: URL) -> Engine:
         """The SQLAlchemy engine for a parsed URL of this backend."""

@@ -95,6 +95,9 @@ class StoreBase:
                 f"no Stepwise database at {self._display}: it has no Stepwise tables "
                 "(check --db; commands that write create it)"
             )
+        # Whether history_blocks exists (migration 18): a store opened without
+        # migrating an older database reads and writes history rows only.
+        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
             # Each migration built its own throwaway tables (reference cycles):
@@ -135,9 +138,18 @@ class StoreBase:
                 self._backend.lock_migrations(conn)
                 # Run once per database: compiled into a cache of their own,
                 # dropped afterwards, not the engine's LRU (~0.2 MB kept for good).
-                return schema.migrate(conn.execution_options(compiled_cache={}), datetime.now(UTC))
+                version = schema.migrate(
+                    conn.execution_options(compiled_cache={}), datetime.now(UTC)
+                )
         except RuntimeError as exc:
             raise permanent(f"database {self._display}: {exc}") from None
+        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
+        return version
+
+    @property
+    def _history_blocks(self) -> bool:
+        """Whether the database has history_blocks (migration 18; see `blocks.py`)."""
+        return self._backend.history_blocks
 
     def schema_version(self) -> int:
         """The highest migration applied to the database (0 when empty)."""

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.store.blocks import block_row, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.map_run_hook import children_finished
@@ -32,7 +33,14 @@ from engine.store.records import (
     TokenStatus,
 )
 from engine.store.rows import encode_details, token_record
-from engine.store.schema import executions, history_events, journal, task_tokens, work_queue
+from engine.store.schema import (
+    executions,
+    history_blocks,
+    history_events,
+    journal,
+    task_tokens,
+    work_queue,
+)
 
 __all__ = [
     "CLOSED_TOKEN",
@@ -124,6 +132,8 @@ def write_checkpoints(
     worker_id: str,
     now: datetime,
     codec: PayloadCodec = PLAIN,
+    *,
+    blocks: bool = True,
 ) -> tuple[list[CommitResult], bool]:
     """Write every checkpoint whose execution `worker_id` holds an unexpired lease on.
 
@@ -131,7 +141,9 @@ def write_checkpoints(
     rows of all checkpoints go out as one batched INSERT per table, so a group
     costs a handful of round trips, not a handful per checkpoint. Returns one
     result per checkpoint (OK or LEASE_LOST) and whether work became due now
-    (a wake-up is owed). Every payload is sealed by `codec`. Raises
+    (a wake-up is owed). Every payload is sealed by `codec`. The events of
+    each execution go out as one history block (`blocks.py`; `blocks` False:
+    a database older than migration 18, one row each). Raises
     sqlalchemy IntegrityError when any row was already recorded; the caller
     rolls back and retries one by one.
     """
@@ -154,9 +166,17 @@ def write_checkpoints(
     ]
     if journal_rows:
         conn.execute(sa.insert(journal), journal_rows)
-    event_rows = [event_row(c.execution_id, e, codec) for c in held for e in c.events]
-    if event_rows:
-        conn.execute(sa.insert(history_events), event_rows)
+    if blocks:
+        grouped = grouped_events((c.execution_id, c.events) for c in held)
+        if grouped:
+            conn.execute(
+                sa.insert(history_blocks),
+                [block_row(eid, events, codec) for eid, events in grouped],
+            )
+    else:
+        event_rows = [event_row(c.execution_id, e, codec) for c in held for e in c.events]
+        if event_rows:
+            conn.execute(sa.insert(history_events), event_rows)
     tokens = [t for c in held for t in c.tokens]
     if tokens:
         _write_tokens(conn, tokens, now)

@@ -22,6 +22,7 @@ from engine.store.tables import (
     define_activities_and_tags,
     define_alerts,
     define_executions_newest_first_index,
+    define_history_blocks,
     define_map_runs,
     define_queues,
     define_retention_index,
@@ -337,6 +338,39 @@ def _migration_delete_trigger(conn: Connection) -> None:
         conn.execution_options(no_parameters=True).exec_driver_sql(_DELETE_EXECUTION_ROWS)
 
 
+# Migration 18's trigger function: migration 17's, deleting history blocks too.
+_DELETE_EXECUTION_ROWS_V2 = """
+CREATE OR REPLACE FUNCTION stepwise_delete_execution_rows() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM journal WHERE execution_id IN (SELECT execution_id FROM gone);
+    DELETE FROM history_events WHERE execution_id IN (SELECT execution_id FROM gone);
+    DELETE FROM history_blocks WHERE execution_id IN (SELECT execution_id FROM gone);
+    RETURN NULL;
+END
+$fn$
+"""
+
+
+def _migration_history_blocks(conn: Connection) -> None:
+    """Add history_blocks: one row holds the events one commit wrote for one execution.
+
+    No data migration: rows already in history_events stay where they are,
+    and the store's readers merge both tables by event id. On SQLite a block
+    cascades with its execution like history_events; on PostgreSQL it has no
+    foreign key (migration 16) and the trigger function of migration 17 is
+    replaced by one that deletes the execution's blocks too.
+    """
+    frozen = sa.MetaData()
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres:
+        define_v1(frozen)  # the foreign key's target
+    define_history_blocks(frozen, foreign_key=not postgres)
+    frozen.tables["history_blocks"].create(conn)
+    if postgres:
+        conn.execution_options(no_parameters=True).exec_driver_sql(_DELETE_EXECUTION_ROWS_V2)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -364,4 +398,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         "PostgreSQL: deleting an execution deletes its journal and history (a trigger)",
         _migration_delete_trigger,
     ),
+    (18, "history blocks: one row per execution per commit", _migration_history_blocks),
 ]

@@ -7,7 +7,10 @@ yet sealed under the newest key (plaintext rows from before encryption was
 turned on included). Each rewrite is a compare-and-set on the value it read,
 so a worker that changes a row in between (an execution finishing) always
 wins and nothing it wrote is lost; the next run picks up anything left. Run
-again, it finds nothing to do: rotation is idempotent.
+again, it finds nothing to do: rotation is idempotent. History blocks
+(`blocks.py`: a commit's events as one row, each event's details sealed on
+its own) are rewritten whole, every event's details re-sealed, by the same
+compare-and-set on the block's text.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from engine.store.base import StoreBase
@@ -22,6 +26,7 @@ from engine.store.codec import KEYS_ENV, EncryptionKeyError
 from engine.store.schema import (
     activity_tasks,
     executions,
+    history_blocks,
     history_events,
     journal,
     map_run_children,
@@ -69,7 +74,49 @@ class RotationStore(StoreBase):
             counts[table.name] = self._rotate_table(
                 table, key_names, column_names, prefix, batch_size, progress
             )
+        if self._history_blocks:  # else a database opened unmigrated, older than blocks
+            counts[history_blocks.name] = self._rotate_blocks(batch_size, progress)
         return counts
+
+    def _rotate_blocks(self, batch_size: int, progress: Callable[[str, int], None] | None) -> int:
+        """Re-seal the details of every block event not under the newest key; events re-sealed.
+
+        A block's events are inside its JSON text, out of reach of a prefix
+        test in SQL: every block is read, in key order, `batch_size` a
+        transaction, and one holding a stale event is rewritten whole.
+        """
+        keys = (history_blocks.c.execution_id, history_blocks.c.first_event_id)
+        text = history_blocks.c.events
+        codec = self._codec
+        rewritten = 0
+        after: tuple[Any, ...] | None = None
+        while True:
+            query = sa.select(*keys, text)
+            if after is not None:
+                query = query.where(sa.tuple_(*keys) > sa.tuple_(*after))
+            query = query.order_by(*keys).limit(batch_size)
+            with self._write() as conn:
+                rows = conn.execute(query).all()
+                for execution_id, first_event_id, old in rows:
+                    events = msgspec.json.decode(old)
+                    stale = [event for event in events if not codec.is_current(event[4])]
+                    if not stale:
+                        continue
+                    for event in stale:
+                        event[4] = codec.seal(codec.open(event[4]))
+                    new = msgspec.json.encode(events).decode()
+                    # Compare-and-set: a writer that changed the block since wins.
+                    updated = conn.execute(
+                        sa.update(history_blocks)
+                        .where(keys[0] == execution_id, keys[1] == first_event_id, text == old)
+                        .values(events=new)
+                    ).rowcount
+                    rewritten += updated * len(stale)
+            if progress is not None:
+                progress(history_blocks.name, rewritten)
+            if len(rows) < batch_size:
+                return rewritten
+            after = tuple(rows[-1][:2])
 
     def _rotate_table(
         self,

@@ -28,6 +28,7 @@ from engine.store.tables import (
     define_activities_and_tags,
     define_alerts,
     define_executions_newest_first_index,
+    define_history_blocks,
     define_machine_deletion,
     define_map_runs,
     define_queues,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from engine.store.migrations import MIGRATIONS
 
 __all__ = [
+    "HISTORY_BLOCKS_VERSION",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "UTCDateTime",
@@ -54,6 +56,7 @@ __all__ = [
     "alerts",
     "current_version",
     "executions",
+    "history_blocks",
     "history_events",
     "journal",
     "machine_aliases",
@@ -75,7 +78,9 @@ __all__ = [
 
 # The last entry of `migrations.MIGRATIONS` (a test checks they agree): known
 # without loading the migrations, which a migrated database never needs.
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
+# The migration that adds history_blocks (a database opened unmigrated may be older).
+HISTORY_BLOCKS_VERSION = 18
 
 _MIGRATIONS_MODULE = "engine.store.migrations"
 _Step = tuple[int, str, Callable[[Connection], None]]
@@ -98,10 +103,12 @@ define_alerts(metadata)
 define_machine_deletion(metadata)
 define_activities_and_tags(metadata)
 define_map_runs(metadata)
+define_history_blocks(metadata)
 state_machines = metadata.tables["state_machines"]
 state_machine_versions = metadata.tables["state_machine_versions"]
 executions = metadata.tables["executions"]
 history_events = metadata.tables["history_events"]
+history_blocks = metadata.tables["history_blocks"]
 journal = metadata.tables["journal"]
 task_tokens = metadata.tables["task_tokens"]
 work_queue = metadata.tables["work_queue"]

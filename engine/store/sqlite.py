@@ -36,6 +36,7 @@ class SqliteBackend(Backend):
     """The store's ways on a SQLite file (or ``:memory:``)."""
 
     name: ClassVar[Literal["sqlite"]] = "sqlite"
+    writes_history_blocks: ClassVar[bool] = True
 
     _held: HeldSqlite | None = None
 
@@ -88,4 +89,4 @@ class SqliteBackend(Backend):
         held = self.held_for(engine)
         if held is None:
             return None  # an engine this backend did not make: the careful path
-        return raw_commit(held, checkpoints, worker_id, now, codec)
+        return raw_commit(held, checkpoints, worker_id, now, codec, blocks=self.block_writes)

@@ -37,13 +37,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
+from engine.store.blocks import block_text, block_values, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
 from engine.store.rawstart import utc_time_processor
 from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
-from engine.store.rows import encode_details
 
 __all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit"]
 
@@ -54,6 +54,10 @@ _EVENTS = (
     "INSERT INTO history_events "
     "(execution_id, event_id, previous_event_id, type, timestamp, details) "
     "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_BLOCKS = (
+    "INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events) "
+    "VALUES (?, ?, ?, ?)"
 )
 _PROGRESS = "UPDATE executions SET last_event_id = ? WHERE execution_id = ?"
 _FINISH = (
@@ -261,8 +265,13 @@ def raw_commit(
     worker_id: str,
     now: datetime,
     codec: PayloadCodec,
+    *,
+    blocks: bool = True,
 ) -> tuple[list[CommitResult], bool] | None:
     """Commit the group in one raw transaction; None when the careful path must decide.
+
+    `blocks`: each execution's events as one history block (else, on a
+    database older than migration 18, one row each), as the careful path.
 
     Returns (one OK per checkpoint, whether work became due now). Raises
     SQLAlchemy's OperationalError (or another DBAPIError) when the database
@@ -285,7 +294,7 @@ def raw_commit(
                 if leased != len(ids):
                     driver.execute("ROLLBACK")
                     return None
-                wake = _write(driver, checkpoints, now_stored, time, codec)
+                wake = _write(driver, checkpoints, now_stored, time, codec, blocks)
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
@@ -306,6 +315,7 @@ def _write(
     now_stored: Any,
     time: Callable[[datetime], Any],
     codec: PayloadCodec,
+    blocks: bool,
 ) -> bool:
     """Every write of the group, in the careful path's order; whether work became due now."""
     journal_rows = [
@@ -315,20 +325,26 @@ def _write(
     ]
     if journal_rows:
         driver.executemany(_JOURNAL, journal_rows)
-    event_rows = [
-        (
-            c.execution_id,
-            e.event_id,
-            e.previous_event_id,
-            e.type,
-            time(e.timestamp),
-            codec.seal(encode_details(e.details)),
-        )
-        for c in checkpoints
-        for e in c.events
-    ]
-    if event_rows:
-        driver.executemany(_EVENTS, event_rows)
+    if blocks:
+        # One history block per execution (`blocks.py`), as the careful path writes.
+        grouped = grouped_events((c.execution_id, c.events) for c in checkpoints)
+        if grouped:
+            driver.executemany(
+                _BLOCKS,
+                [
+                    (eid, events[0].event_id, events[-1].event_id, block_text(events, codec))
+                    for eid, events in grouped
+                ],
+            )
+    else:
+        # A row's columns are a block item's (SQLite stores a time as that text).
+        event_rows = [
+            (c.execution_id, *values)
+            for c in checkpoints
+            for values in block_values(c.events, codec)
+        ]
+        if event_rows:
+            driver.executemany(_EVENTS, event_rows)
     progress: dict[str, int] = {}
     for c in checkpoints:
         last = max([c.last_event_id, *(e.event_id for e in c.events)])

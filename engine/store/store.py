@@ -43,9 +43,10 @@ from sqlalchemy.engine import Connection
 
 from engine.store import rawstart
 from engine.store.activities import ActivityStore
+from engine.store.blocks import history_events_of, history_page_of
 from engine.store.boundary import mapped_errors
 from engine.store.checkpoints import event_row, signal
-from engine.store.codec import PayloadCodec, escape_clear, unescape_clear
+from engine.store.codec import escape_clear, unescape_clear
 from engine.store.effects import EffectStore
 from engine.store.errors import (
     AmbiguousExecution,
@@ -434,16 +435,11 @@ class Store(
 
         Raises ExecutionDoesNotExist for an unknown execution.
         """
-        query = (
-            sa.select(history_events)
-            .where(history_events.c.execution_id == execution_id)
-            .order_by(history_events.c.event_id)
-        )
         with self._read() as conn:
-            rows = list(conn.execute(query))
-            if not rows:
+            events = history_events_of(conn, execution_id, self._codec, blocks=self._history_blocks)
+            if not events:
                 self._require_execution(conn, execution_id)
-        return [_event(row, self._codec) for row in rows]
+        return events
 
     def history_page(
         self,
@@ -457,20 +453,24 @@ class Store(
 
         In id order, those above `after` (newest first with `reverse`: those
         below it); None starts at the first (or, reversed, the last) event.
-        Each page is one indexed range read of the (execution, event id) key,
-        however long the history. Raises ExecutionDoesNotExist for an
+        Each page is an indexed range read of the (execution, event id) key
+        of the rows and of the blocks (`blocks.history_page_of`), however
+        long the history. Raises ExecutionDoesNotExist for an
         unknown execution.
         """
-        column = history_events.c.event_id
-        query = sa.select(history_events).where(history_events.c.execution_id == execution_id)
-        if after is not None:
-            query = query.where(column < after if reverse else column > after)
-        query = query.order_by(column.desc() if reverse else column).limit(limit)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-            if not rows and after is None:
+            events = history_page_of(
+                conn,
+                execution_id,
+                self._codec,
+                after=after,
+                limit=limit,
+                reverse=reverse,
+                blocks=self._history_blocks,
+            )
+            if not events and after is None:
                 self._require_execution(conn, execution_id)
-        return [_event(row, self._codec) for row in rows]
+        return events
 
     def iter_history(
         self, execution_id: str, *, page_size: int = HISTORY_PAGE_SIZE, reverse: bool = False
@@ -649,13 +649,3 @@ class Store(
                 )
                 for row in rows
             }
-
-
-def _event(row: Any, codec: PayloadCodec) -> Event:
-    return Event(
-        event_id=row.event_id,
-        previous_event_id=row.previous_event_id,
-        type=row.type,
-        timestamp=row.timestamp,
-        details=msgspec.json.decode(codec.open(row.details)),
-    )

@@ -23,6 +23,7 @@ __all__ = [
     "define_activities_and_tags",
     "define_alerts",
     "define_executions_newest_first_index",
+    "define_history_blocks",
     "define_machine_deletion",
     "define_map_runs",
     "define_queues",
@@ -461,4 +462,27 @@ def define_map_runs(md: sa.MetaData) -> None:
         sa.Column("item_count", sa.Integer, nullable=False),
         sa.Column("input", sa.Text, nullable=False),
         sa.Index("ix_map_run_children_status", "map_run_id", "status", "item_index"),
+    )
+
+
+def define_history_blocks(md: sa.MetaData, *, foreign_key: bool = True) -> None:
+    """Migration 18's table: the events of one commit of one execution as one row.
+
+    `events` is a JSON array of `[event_id, previous_event_id, type,
+    timestamp, details]` (`blocks.py`), each details sealed by the codec as
+    a history_events row's. The key (execution, first event id) is the
+    unique-key safety net: two writers resuming from the same point write
+    the same first id. PostgreSQL creates it without the foreign key
+    (migration 16's reasoning; migration 18's trigger deletes the blocks).
+    """
+    owner: list[Any] = (
+        [sa.ForeignKey("executions.execution_id", ondelete="CASCADE")] if foreign_key else []
+    )
+    sa.Table(
+        "history_blocks",
+        md,
+        sa.Column("execution_id", sa.Text, *owner, primary_key=True),
+        sa.Column("first_event_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("last_event_id", sa.Integer, nullable=False),
+        sa.Column("events", sa.Text, nullable=False),
     )

@@ -346,7 +346,14 @@ class WorkStore(StoreBase):
         """The group in one transaction under the lease checks of `write_checkpoints`."""
         try:
             with self._write() as conn:
-                results, wake = write_checkpoints(conn, checkpoints, worker_id, now, self._codec)
+                results, wake = write_checkpoints(
+                    conn,
+                    checkpoints,
+                    worker_id,
+                    now,
+                    self._codec,
+                    blocks=self._backend.block_writes,
+                )
                 if wake:
                     self._backend.notify_in(conn)
         except sa_exc.IntegrityError:
@@ -366,7 +373,12 @@ class WorkStore(StoreBase):
             try:
                 with self._write() as conn:
                     (result,), woke = write_checkpoints(
-                        conn, [checkpoint], worker_id, now, self._codec
+                        conn,
+                        [checkpoint],
+                        worker_id,
+                        now,
+                        self._codec,
+                        blocks=self._backend.block_writes,
                     )
                     if woke:
                         self._backend.notify_in(conn)

@@ -329,6 +329,10 @@ GATE_SQLITE = [
     """CREATE TRIGGER hold_results BEFORE INSERT ON history_events
        WHEN NEW.type = 'TaskSucceeded' AND EXISTS (SELECT 1 FROM result_gate)
        BEGIN SELECT RAISE(ABORT, 'result gate closed'); END""",
+    # Since migration 18 SQLite's commits write a commit's events as one history block.
+    """CREATE TRIGGER hold_block_results BEFORE INSERT ON history_blocks
+       WHEN NEW.events LIKE '%"TaskSucceeded"%' AND EXISTS (SELECT 1 FROM result_gate)
+       BEGIN SELECT RAISE(ABORT, 'result gate closed'); END""",
 ]
 GATE_POSTGRES = [
     "CREATE TABLE result_gate (closed INTEGER)",
@@ -352,6 +356,8 @@ def _ledger(engine: sa.Engine) -> tuple[list[int], int, int]:
         succeeded = conn.execute(
             sa.text("SELECT count(*) FROM history_events WHERE type = 'TaskSucceeded'")
         ).scalar_one()
+        for text in conn.execute(sa.text("SELECT events FROM history_blocks")).scalars():
+            succeeded += sum(1 for event in json.loads(text) if event[2] == "TaskSucceeded")
     return list(rows), effects, succeeded
 
 

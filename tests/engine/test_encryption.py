@@ -35,6 +35,7 @@ from engine.store.codec import (
 )
 from engine.store.records import ActivityTaskRecord
 from engine.store.rotation import PAYLOAD_COLUMNS
+from engine.store.schema import history_blocks
 from tests.engine import pg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,10 @@ def invoke(args: list[str], env: dict[str, str]) -> Result:
 
 
 def stored_payloads(url: str) -> list[str]:
-    """Every non-NULL payload value in the database, read raw (no codec)."""
+    """Every non-NULL payload value in the database, read raw (no codec).
+
+    A history block's events are payloads each (their details, sealed one by one).
+    """
     engine = sa.create_engine(url)
     values: list[str] = []
     try:
@@ -84,6 +88,8 @@ def stored_payloads(url: str) -> list[str]:
             for table, (_keys, columns) in PAYLOAD_COLUMNS.items():
                 for row in conn.execute(sa.select(*(table.c[c] for c in columns))):
                     values.extend(v for v in row if v is not None)
+            for text in conn.execute(sa.select(history_blocks.c.events)).scalars():
+                values.extend(event[4] for event in json.loads(text))
     finally:
         engine.dispose()
     return values

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from activities import Registry
 from engine import Engine
 from engine.store import ExecutionStatus, Store
-from engine.store.schema import history_events
+from engine.store.schema import history_blocks, history_events
 
 ITEMS = 12
 
@@ -53,9 +53,16 @@ def test_every_iteration_is_scheduled_durably_before_its_handler_in_one_commit(
     def work(value: dict[str, Any]) -> dict[str, Any]:
         index = value["i"]
         with reader._engine.connect() as conn:  # reading the table on purpose
-            details = conn.execute(
-                sa.select(history_events.c.details).where(history_events.c.type == "TaskScheduled")
-            ).scalars()
+            details = list(
+                conn.execute(
+                    sa.select(history_events.c.details).where(
+                        history_events.c.type == "TaskScheduled"
+                    )
+                ).scalars()
+            )
+            # Since migration 18 a commit's events are one history_blocks row.
+            for text in conn.execute(sa.select(history_blocks.c.events)).scalars():
+                details.extend(e[4] for e in json.loads(text) if e[2] == "TaskScheduled")
             scheduled = [json.loads(json.loads(d)["parameters"]) for d in details]
         with lock:
             seen[index] = {"i": index} in scheduled

@@ -48,7 +48,9 @@ CREATE TRIGGER refuse_zqfault BEFORE INSERT ON history_events
 # zeroblob over SQLITE_MAX_LENGTH: SQLITE_TOOBIG, raised as sqlite3.DataError.
 _SQLITE_REFUSAL = """
 CREATE TRIGGER refuse_zqfault BEFORE INSERT ON history_events
-  WHEN NEW.details LIKE '%zqfault%' BEGIN SELECT zeroblob(2000000000); END
+  WHEN NEW.details LIKE '%zqfault%' BEGIN SELECT zeroblob(2000000000); END;
+CREATE TRIGGER refuse_zqfault_block BEFORE INSERT ON history_blocks
+  WHEN NEW.events LIKE '%zqfault%' BEGIN SELECT zeroblob(2000000000); END;
 """
 
 ECHO = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "echo", "End": True}}}
@@ -58,7 +60,7 @@ def _refuse_zqfault(url: str) -> None:
     """Install the refusing trigger in the (migrated) database at `url`."""
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as conn:
-            conn.execute(_SQLITE_REFUSAL)
+            conn.executescript(_SQLITE_REFUSAL)  # since migration 18 commits write blocks
         return
     raw = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(raw, autocommit=True) as conn:

@@ -1,0 +1,239 @@
+"""History blocks: the events one commit writes for one execution, stored as one row.
+
+Every history event was its own `history_events` row; a commit's per-row
+cost (SQLite's B-tree inserts, PostgreSQL's per-row work and WAL, the
+client's binding) was a large share of it (`benchmarks/PROFILE.md`, s11d;
+`PROFILE_STORE.md`, s12rows). Since migration 18 the hot writers store a
+commit's events of one execution as one `history_blocks` row: `events` is a
+JSON array of `[event_id, previous_event_id, type, timestamp, details]`,
+the timestamp the naive UTC text SQLite stores for a time, the details
+sealed by the codec exactly as a row's (so encryption and key rotation
+work per event). Cold writers (a start's ExecutionStarted, a redrive's
+reopen, Map Run hooks) and every database written before keep rows, so
+the readers here read both tables and merge them by event id; nothing
+outside this module reads either table's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from heapq import merge
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.store.codec import PayloadCodec
+from engine.store.records import Event
+from engine.store.rows import encode_details
+from engine.store.schema import history_blocks, history_events
+
+__all__ = [
+    "block_row",
+    "block_text",
+    "block_values",
+    "grouped_events",
+    "history_events_of",
+    "history_page_of",
+    "open_block",
+    "stamp",
+]
+
+# Blocks read per query while a page is filled: most pages need one or two.
+_BLOCKS_PER_READ = 32
+
+
+def stamp(value: datetime) -> str:
+    """A block's text of an aware time: naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff` (SQLite's form)."""
+    zone = value.tzinfo
+    if zone is None:
+        raise ValueError(f"naive datetime {value!r}: the store only takes aware UTC times")
+    if zone is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def block_values(events: Sequence[Event], codec: PayloadCodec) -> list[list[Any]]:
+    """The JSON array items of a block of `events` (ascending ids), details sealed by `codec`."""
+    return [
+        [
+            e.event_id,
+            e.previous_event_id,
+            e.type,
+            stamp(e.timestamp),
+            codec.seal(encode_details(e.details)),
+        ]
+        for e in events
+    ]
+
+
+def block_text(events: Sequence[Event], codec: PayloadCodec) -> str:
+    """The `events` column of a block of `events`."""
+    return msgspec.json.encode(block_values(events, codec)).decode()
+
+
+def block_row(execution_id: str, events: Sequence[Event], codec: PayloadCodec) -> dict[str, Any]:
+    """The history_blocks row of one execution's `events` of one commit (ascending ids)."""
+    return {
+        "execution_id": execution_id,
+        "first_event_id": events[0].event_id,
+        "last_event_id": events[-1].event_id,
+        "events": block_text(events, codec),
+    }
+
+
+def grouped_events(
+    pairs: Iterable[tuple[str, Sequence[Event]]],
+) -> list[tuple[str, Sequence[Event]]]:
+    """The blocks of a group's checkpoints (execution, events): one per execution.
+
+    Checkpoints of one execution in one group (the committer merges plain
+    ones; a finish may follow) make one block when their events ascend; if
+    they do not (two writers' events, a duplicate id), each checkpoint keeps
+    its own block, so the key refuses a duplicate first id as the rows'
+    keys refused a duplicate event.
+    """
+    grouped: dict[str, list[Event]] = {}
+    apart: list[tuple[str, Sequence[Event]]] = []
+    for execution_id, events in pairs:
+        if not events:
+            continue
+        before = grouped.get(execution_id)
+        if before is None:
+            grouped[execution_id] = list(events)
+        elif before[-1].event_id < events[0].event_id:
+            before.extend(events)
+        else:
+            apart.append((execution_id, events))
+    return [*grouped.items(), *apart]
+
+
+def open_block(text: str, codec: PayloadCodec) -> list[Event]:
+    """The events of a block's `events` column, details opened by `codec`."""
+    opened = codec.open
+    return [
+        Event(
+            event_id=event_id,
+            previous_event_id=previous,
+            type=kind,
+            timestamp=datetime.fromisoformat(when).replace(tzinfo=UTC),
+            details=msgspec.json.decode(opened(details)),
+        )
+        for event_id, previous, kind, when, details in msgspec.json.decode(text)
+    ]
+
+
+def _row_event(row: Any, codec: PayloadCodec) -> Event:
+    return Event(
+        event_id=row.event_id,
+        previous_event_id=row.previous_event_id,
+        type=row.type,
+        timestamp=row.timestamp,
+        details=msgspec.json.decode(codec.open(row.details)),
+    )
+
+
+def _by_id(event: Event) -> int:
+    return event.event_id
+
+
+def history_events_of(
+    conn: Connection, execution_id: str, codec: PayloadCodec, *, blocks: bool = True
+) -> list[Event]:
+    """Every event of the execution, rows and blocks merged, in event-id order.
+
+    `blocks` False: the database is older than history_blocks (opened unmigrated).
+    """
+    rows = conn.execute(
+        sa.select(history_events)
+        .where(history_events.c.execution_id == execution_id)
+        .order_by(history_events.c.event_id)
+    )
+    from_rows = [_row_event(row, codec) for row in rows]
+    if not blocks:
+        return from_rows
+    texts = conn.execute(
+        sa.select(history_blocks.c.events)
+        .where(history_blocks.c.execution_id == execution_id)
+        .order_by(history_blocks.c.first_event_id)
+    ).scalars()
+    from_blocks = [event for text in texts for event in open_block(text, codec)]
+    if not from_blocks:
+        return from_rows
+    if not from_rows:
+        return from_blocks
+    return list(merge(from_rows, from_blocks, key=_by_id))
+
+
+def history_page_of(
+    conn: Connection,
+    execution_id: str,
+    codec: PayloadCodec,
+    *,
+    after: int | None,
+    limit: int,
+    reverse: bool,
+    blocks: bool = True,
+) -> list[Event]:
+    """Up to `limit` events of the execution above `after` (reversed: below it), rows and blocks.
+
+    The rows are one indexed range read, as before blocks; the blocks are
+    read in key order a few at a time until they hold `limit` events past
+    `after` (or run out), so a page reads about as many events as it returns.
+    """
+    column = history_events.c.event_id
+    query = sa.select(history_events).where(history_events.c.execution_id == execution_id)
+    if after is not None:
+        query = query.where(column < after if reverse else column > after)
+    query = query.order_by(column.desc() if reverse else column).limit(limit)
+    from_rows = [_row_event(row, codec) for row in conn.execute(query)]
+    if not blocks:
+        return from_rows
+    from_blocks = list(_block_events(conn, execution_id, codec, after, limit, reverse))
+    if not from_blocks:
+        return from_rows
+    merged = merge(from_rows, from_blocks, key=_by_id, reverse=reverse)
+    return [event for event, _ in zip(merged, range(limit), strict=False)]
+
+
+def _block_events(
+    conn: Connection,
+    execution_id: str,
+    codec: PayloadCodec,
+    after: int | None,
+    limit: int,
+    reverse: bool,
+) -> Iterator[Event]:
+    """The first `limit` (or more) block events past `after` in page order, read block by block."""
+    first = history_blocks.c.first_event_id
+    found = 0
+    cursor = after
+    resumed = False  # whether `cursor` is a block's first id (else it is `after`)
+    while found < limit:
+        query = sa.select(first, history_blocks.c.events).where(
+            history_blocks.c.execution_id == execution_id
+        )
+        if cursor is not None:
+            # Forward, a block holding `after` starts at or below it: its end decides.
+            if reverse:
+                query = query.where(first < cursor)
+            elif resumed:
+                query = query.where(first > cursor)
+            else:
+                query = query.where(history_blocks.c.last_event_id > cursor)
+        query = query.order_by(first.desc() if reverse else first).limit(_BLOCKS_PER_READ)
+        blocks = conn.execute(query).all()
+        for first_id, text in blocks:
+            events = open_block(text, codec)
+            if reverse:
+                events.reverse()
+            for event in events:
+                if after is None or (event.event_id < after if reverse else event.event_id > after):
+                    found += 1
+                    yield event
+            cursor = first_id
+            resumed = True
+        if len(blocks) < _BLOCKS_PER_READ:
+            return

@@ -1,0 +1,334 @@
+"""History blocks (migration 18): a commit's events of one execution as one row, read merged.
+
+The hot writers store the events one commit writes for one execution as one
+`history_blocks` row; rows written before (older versions) and by cold
+writers (a start's ExecutionStarted, a redrive, Map Run hooks) stay in
+`history_events`. Every reader goes through the store's two readers, which
+merge both tables by event id: the whole history, and the keyset pages of
+GetExecutionHistory (forward and reverse, any page size). Both stores.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from engine.store import Checkpoint, CommitResult, Event, Finish, Store, blocks, schema
+from engine.store.blocks import block_row
+from engine.store.checkpoints import event_row
+from engine.store.codec import ENCRYPTED_PREFIX, PayloadCodec
+from engine.store.schema import executions, history_blocks, history_events
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+MACHINE = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+SECRET = "hunter2-the-secret"
+KEY_A = base64.b64encode(b"a" * 32).decode()
+KEY_B = base64.b64encode(b"b" * 32).decode()
+
+# How the test history is stored: ExecutionStarted is the start's row, then
+# legacy rows, blocks, a row between blocks, a one-event block, the last block.
+LAYOUT: list[tuple[str, list[int]]] = [
+    ("rows", [2, 3, 4]),
+    ("block", [5, 6, 7, 8, 9]),
+    ("block", [10]),
+    ("rows", [11]),
+    ("block", list(range(12, 21))),
+]
+
+
+def _event(event_id: int) -> Event:
+    """Event `event_id`: its own type, a time with microseconds and a secret in its details."""
+    return Event(
+        event_id,
+        event_id - 1,
+        f"Type{event_id}",
+        T0 + timedelta(seconds=event_id, microseconds=event_id * 1001),
+        {"n": event_id, "secret": SECRET, "nested": {"list": [event_id, "é\x01"]}},
+    )
+
+
+def _codec(*keys: str) -> PayloadCodec:
+    return PayloadCodec([base64.b64decode(k) for k in keys])
+
+
+def _started(store: Store, execution_id: str = "e1") -> None:
+    machine = store.put_state_machine("M", json.dumps(MACHINE))
+    store.create_execution(
+        execution_id=execution_id,
+        name=execution_id,
+        machine=machine,
+        input="{}",
+        start_date=T0,
+        trace_id="0" * 32,
+        first_event=_event(1),
+    )
+
+
+def _write_layout(store: Store, codec: PayloadCodec, execution_id: str = "e1") -> None:
+    """The layout's rows and blocks after the start's row, as the writers would store them."""
+    with store._engine.begin() as conn:
+        for kind, ids in LAYOUT:
+            events = [_event(i) for i in ids]
+            if kind == "rows":
+                conn.execute(
+                    sa.insert(history_events), [event_row(execution_id, e, codec) for e in events]
+                )
+            else:
+                conn.execute(sa.insert(history_blocks), block_row(execution_id, events, codec))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    opened = Store(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _counts(store: Store, execution_id: str = "e1") -> tuple[int, int]:
+    with store._engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(
+                sa.select(sa.func.count()).where(table.c.execution_id == execution_id)
+            ).scalar_one()
+            for table in (history_events, history_blocks)
+        )
+
+
+def test_rows_and_blocks_read_back_merged_event_for_event(store: Store) -> None:
+    _started(store)
+    _write_layout(store, PayloadCodec())
+    assert _counts(store) == (5, 3)
+    assert store.history("e1") == [_event(i) for i in range(1, 21)]
+    assert store.history_page("e1", limit=1000) == [_event(i) for i in range(1, 21)]
+    assert store.history_page("e1", limit=1000, reverse=True) == [
+        _event(i) for i in range(20, 0, -1)
+    ]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 19, 20, 21])
+def test_paging_across_rows_and_blocks_gives_every_event_once(store: Store, limit: int) -> None:
+    _started(store)
+    _write_layout(store, PayloadCodec())
+    for reverse in (False, True):
+        seen: list[int] = []
+        for page in store.iter_history("e1", page_size=limit, reverse=reverse):
+            assert 0 < len(page) <= limit
+            seen.extend(e.event_id for e in page)
+        expected = list(range(1, 21))
+        assert seen == (expected[::-1] if reverse else expected)
+    # A page may start inside a block, forward and reversed.
+    assert [e.event_id for e in store.history_page("e1", after=6, limit=3)] == [7, 8, 9]
+    assert [e.event_id for e in store.history_page("e1", after=14, limit=4, reverse=True)] == [
+        13,
+        12,
+        11,
+        10,
+    ]
+    assert store.history_page("e1", after=20) == []
+    assert store.history_page("e1", after=1, reverse=True) == []
+
+
+def test_a_page_reads_about_the_blocks_it_returns(store: Store) -> None:
+    """A page of a long history decodes the blocks it needs, not the whole history."""
+    _started(store)
+    with store._engine.begin() as conn:
+        conn.execute(
+            sa.insert(history_blocks),
+            [
+                block_row("e1", [_event(i) for i in range(first, first + 10)], PayloadCodec())
+                for first in range(2, 2002, 10)
+            ],
+        )
+    opened: list[int] = []
+    real = blocks.open_block
+
+    def counting(text: str, codec: PayloadCodec) -> list[Event]:
+        opened.append(1)
+        return real(text, codec)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(blocks, "open_block", counting)
+        page = store.history_page("e1", after=1000, limit=25)
+    assert [e.event_id for e in page] == list(range(1001, 1026))
+    assert len(opened) <= 2 * blocks._BLOCKS_PER_READ
+
+
+def test_blocks_are_sealed_per_event_and_read_back_under_encryption(db_url: str) -> None:
+    codec = _codec(KEY_A)
+    sealed = Store(db_url, codec=codec)
+    try:
+        _started(sealed)
+        _write_layout(sealed, codec)
+        assert sealed.history("e1") == [_event(i) for i in range(1, 21)]
+        with sealed._engine.connect() as conn:
+            texts = conn.execute(sa.select(history_blocks.c.events)).scalars().all()
+        for text in texts:
+            assert SECRET not in text
+            assert all(event[4].startswith(ENCRYPTED_PREFIX) for event in json.loads(text))
+    finally:
+        sealed.close()
+
+
+def test_key_rotation_reseals_blocks(db_url: str) -> None:
+    old = Store(db_url, codec=_codec(KEY_A))
+    try:
+        _started(old)
+        _write_layout(old, _codec(KEY_A))
+    finally:
+        old.close()
+    rotator = Store(db_url, codec=_codec(KEY_B, KEY_A))
+    try:
+        counts = rotator.rotate_keys(batch_size=2)
+        assert counts["history_blocks"] == 15 and counts["history_events"] == 5
+        assert rotator.rotate_keys()["history_blocks"] == 0
+    finally:
+        rotator.close()
+    new_only = Store(db_url, codec=_codec(KEY_B))
+    try:
+        assert new_only.history("e1") == [_event(i) for i in range(1, 21)]
+    finally:
+        new_only.close()
+
+
+def test_a_duplicate_block_is_refused(store: Store) -> None:
+    _started(store)
+    with store._engine.begin() as conn:
+        conn.execute(sa.insert(history_blocks), block_row("e1", [_event(2)], PayloadCodec()))
+    with pytest.raises(sa_exc.IntegrityError), store._engine.begin() as conn:
+        conn.execute(
+            sa.insert(history_blocks),
+            block_row("e1", [_event(2), _event(3)], PayloadCodec()),
+        )
+    assert store.history("e1") == [_event(1), _event(2)]
+
+
+def test_purge_leaves_no_block(store: Store) -> None:
+    _started(store)
+    with store._engine.begin() as conn:
+        conn.execute(sa.insert(history_blocks), block_row("e1", [_event(2)], PayloadCodec()))
+    assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+    end = T0 + timedelta(seconds=30)
+    done = Checkpoint(
+        "e1",
+        events=[_event(3), _event(4)],
+        finish=Finish("SUCCEEDED", end, output="{}"),
+        last_event_id=2,
+    )
+    assert store.commit([done], worker_id="w", now=T0) == [CommitResult.OK]
+    assert store.history("e1") == [_event(i) for i in range(1, 5)]
+    assert store.purge_executions(stopped_before=end + timedelta(days=1)) == ["e1"]
+    with store._engine.connect() as conn:
+        for table in (history_events, history_blocks):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_a_database_from_before_blocks_reads_its_rows_merged_with_new_blocks(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written at schema 17 stay rows; blocks written after migration 18 merge with them."""
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:17])
+        patched.setattr(schema, "SCHEMA_VERSION", 17)
+        old = Store(db_url)
+        try:
+            _started(old)
+            with old._engine.begin() as conn:
+                assert not sa.inspect(conn).has_table("history_blocks")
+                conn.execute(
+                    sa.insert(history_events),
+                    [event_row("e1", _event(i), PayloadCodec()) for i in (2, 3, 4)],
+                )
+        finally:
+            old.close()
+    upgraded = Store(db_url)  # opening it migrates
+    try:
+        assert upgraded.schema_version() == 18
+        assert upgraded.history("e1") == [_event(i) for i in range(1, 5)]
+        with upgraded._engine.begin() as conn:
+            conn.execute(
+                sa.insert(history_blocks),
+                block_row("e1", [_event(i) for i in range(5, 9)], PayloadCodec()),
+            )
+        assert upgraded.history("e1") == [_event(i) for i in range(1, 9)]
+        assert [e.event_id for e in upgraded.history_page("e1", after=3, limit=3)] == [4, 5, 6]
+    finally:
+        upgraded.close()
+
+
+def test_deleting_an_execution_deletes_its_blocks_whoever_deletes_it(store: Store) -> None:
+    """SQLite by the foreign key's cascade, PostgreSQL by migration 18's trigger function."""
+    _started(store)
+    _write_layout(store, PayloadCodec())
+    with store._engine.begin() as conn:  # an operator's DELETE, on purpose
+        conn.execute(sa.delete(executions).where(executions.c.execution_id == "e1"))
+    assert _counts(store) == (0, 0)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_a_group_commit_writes_one_block_per_execution(sqlite_url: str, fast: bool) -> None:
+    """SQLite's raw commit and the careful path: each execution's events of a commit, one row."""
+    store = Store(sqlite_url, codec=_codec(KEY_A))
+    store.raw_commit_writes = fast
+    try:
+        ids = ["e1", "e2", "e3"]
+        for execution_id in ids:
+            _started(store, execution_id)
+        assert len(store.claim_due("w", limit=10, lease_seconds=3600, now=T0)) == 3
+        group = [
+            Checkpoint(execution_id, journal=[("A#0", "1")], events=[_event(i) for i in (2, 3)])
+            for execution_id in ids
+        ]
+        assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK] * 3
+        end = T0 + timedelta(seconds=30)
+        last = Checkpoint(
+            "e2",
+            events=[_event(i) for i in range(4, 9)],
+            finish=Finish("SUCCEEDED", end, output="{}"),
+            last_event_id=3,
+        )
+        assert store.commit([last], worker_id="w", now=T0) == [CommitResult.OK]
+        assert [_counts(store, execution_id) for execution_id in ids] == [(1, 1), (1, 2), (1, 1)]
+        assert store.history("e1") == store.history("e3") == [_event(i) for i in (1, 2, 3)]
+        assert store.history("e2") == [_event(i) for i in range(1, 9)]
+        assert store.get_execution("e2").last_event_id == 8
+        # The same events again (another writer resuming from the same point) are refused.
+        again = Checkpoint("e1", events=[_event(4)], last_event_id=3)
+        assert store.commit([again], worker_id="w", now=T0) == [CommitResult.OK]
+        assert store.commit([again], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Opened without migrating a database at schema 17, commits write one row per event."""
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:17])
+        patched.setattr(schema, "SCHEMA_VERSION", 17)
+        Store(sqlite_url).close()
+    store = Store(sqlite_url, auto_migrate=False)
+    store.raw_commit_writes = fast
+    try:
+        assert store.schema_version() == 17
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        group = [Checkpoint("e1", events=[_event(i) for i in (2, 3, 4)], last_event_id=1)]
+        assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK]
+        with store._engine.connect() as conn:
+            count = sa.select(sa.func.count()).select_from(history_events)
+            assert conn.execute(count).scalar_one() == 4
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+        assert store.history_page("e1", after=2, limit=1, reverse=True) == [_event(1)]
+    finally:
+        store.close()
