@@ -57,6 +57,7 @@ __all__ = [
     "commit_error",
     "is_poison",
     "is_unstorable",
+    "mentions_context",
     "run_scope",
     "unexpected",
 ]

@@ -40,8 +40,11 @@ MAX_SECONDS: Final = 99_999_999
 MAX_DELAY_SECONDS: Final = 31_622_400
 # State machine, execution, activity, alias and Map Run label names.
 MAX_NAME_LENGTH: Final = 80
-# Names may not contain white space, these characters or control characters.
-FORBIDDEN_NAME_CHARS: Final = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")
+# Names may not contain white space, these characters, control characters
+# (U+0000-001F, U+007F-009F, U+FFFE-FFFF), surrogates or U+10FFFF (AWS's rules).
+FORBIDDEN_NAME_CHARS: Final = re.compile(
+    r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\U0010ffff]"
+)
 
 
 def name_problem(name: object) -> str | None:
