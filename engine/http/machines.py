@@ -109,10 +109,12 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
             "StateMachineAlreadyExists",
             f"State Machine Already Exists: '{service.machine_arn(name)}'",
         )
-    version = existing or await service.engine.create_state_machine(
-        name, raw, machine_type=machine_type
-    )
-    await keep_tags(service, service.machine_arn(name), tags)
+    if existing is None:
+        version = await service.engine.create_state_machine(name, raw, machine_type=machine_type)
+        # AWS: a repeated create is idempotent and ignores a different roleArn or tags.
+        await keep_tags(service, service.machine_arn(name), tags)
+    else:
+        version = existing
     document: dict[str, Any] = {
         "stateMachineArn": service.machine_arn(name),
         "creationDate": epoch(version.created_at),

@@ -83,8 +83,11 @@ async def create_activity(service: Service, members: Members) -> dict[str, Any]:
     check_name(name, what="activity")
     tags = read_tags(members)
     store = service.engine.store
+    existed = await service.run_db(store.get_activity, name)
     created = await service.run_db(store.create_activity, name, service.engine.clock.now())
-    await keep_tags(service, service.arns.activity(name), tags)
+    if existed is None:
+        # AWS: a repeated create is idempotent (by name) and ignores different tags.
+        await keep_tags(service, service.arns.activity(name), tags)
     return {"activityArn": service.arns.activity(name), "creationDate": epoch(created)}
 
 

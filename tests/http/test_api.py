@@ -521,6 +521,17 @@ def test_tags_on_machines_and_activities(server: Server) -> None:
     assert client.list_tags_for_resource(resourceArn=activity["activityArn"])["tags"] == [
         {"key": "k", "value": "v"}
     ]
+    # A repeated create is idempotent and ignores its tags (AWS's CreateStateMachine and
+    # CreateActivity documentation): the resource's tags stay as they were.
+    assert _machine(client, "tagged", PASS, tags=[{"key": "other", "value": "x"}]) == arn
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [
+        {"key": "env", "value": "dev"}
+    ]
+    again = client.create_activity(name="tagged-activity", tags=[{"key": "k2", "value": "v2"}])
+    assert again["activityArn"] == activity["activityArn"]
+    assert client.list_tags_for_resource(resourceArn=activity["activityArn"])["tags"] == [
+        {"key": "k", "value": "v"}
+    ]
     with pytest.raises(client.exceptions.ResourceNotFound):
         client.list_tags_for_resource(resourceArn=arn + "-missing")
     with pytest.raises(client.exceptions.TooManyTags):
