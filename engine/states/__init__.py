@@ -43,10 +43,16 @@ _RUNNERS: dict[type, Callable[[Any, Any], Awaitable[Transition]]] = {
 async def run_state(frame: Frame) -> Transition:
     """Run one state visit to its transition (raises StatesError on an uncaught failure).
 
-    One lookup by the state's exact type (the model's state Structs are final).
+    One lookup by the state's exact type; a subclass of a model Struct (none in
+    this code base) finds its base's runner by `isinstance`.
     """
     state = frame.state
     runner = _RUNNERS.get(type(state))
     if runner is None:
-        raise AssertionError(f"unknown state type {type(state).__name__}")
+        for kind, candidate in _RUNNERS.items():
+            if isinstance(state, kind):
+                runner = candidate
+                break
+        else:
+            raise AssertionError(f"unknown state type {type(state).__name__}")
     return await runner(frame, state)

@@ -217,11 +217,21 @@ def test_payloads_over_256_kib_fail_as_aws_fails_them(db_url: str) -> None:
     assert refused.value.aws_code == "InvalidExecutionInput"
 
 
-def test_a_state_output_is_measured_in_utf8_bytes_not_characters(db_url: str) -> None:
-    # 131,072 characters of a 3-byte character: half the limit in characters,
-    # 1.5 times it in bytes. The input (0.75 of the limit in bytes) is allowed;
-    # the output fails the execution as AWS fails it, though its text is short.
-    quarter = "\u20ac" * (MAX_PAYLOAD_BYTES // 4)
+@pytest.mark.parametrize(
+    "quarter",
+    [
+        # 131,072 characters of a 3-byte character: half the limit in characters,
+        # 1.5 times it in bytes. The input (0.75 of the limit in bytes) is allowed.
+        "\u20ac" * (MAX_PAYLOAD_BYTES // 4),
+        # Just over a quarter of the limit in characters of a 4-byte character:
+        # the fewest characters that can exceed it (a shortcut that skips the
+        # byte count for texts under a third or a half of the limit lets it pass).
+        "\U0001f600" * (MAX_PAYLOAD_BYTES // 8 + 1),
+    ],
+    ids=["3-byte", "4-byte"],
+)
+def test_a_state_output_is_measured_in_utf8_bytes_not_characters(db_url: str, quarter: str) -> None:
+    # The output fails the execution as AWS fails it, though its text is short.
     grow = {
         "StartAt": "Grow",
         "States": {
