@@ -36,7 +36,7 @@ def test_pages_need_a_sign_in_with_an_access_key(guarded: Server, page: Any) -> 
     machine = client.create_state_machine(
         name="guarded",
         definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::1:role/x",
+        roleArn="arn:aws:iam::123456789012:role/x",
     )["stateMachineArn"]
     client.start_execution(stateMachineArn=machine, name="guarded-1", input="{}")
 

@@ -88,7 +88,7 @@ FAILS = {
 def _machine(server: Server, name: str, definition: dict[str, Any]) -> str:
     client = server.client()
     answer = client.create_state_machine(
-        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::1:role/x"
+        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
     )
     return str(answer["stateMachineArn"])
 
