@@ -1,7 +1,8 @@
 """AWS's input constraints at the HTTP API: what AWS refuses is refused, what it accepts is not.
 
 The constraints come from botocore's service model, copied into
-`engine.http.shapes`; the first test pins the copy to the installed model.
+`engine.http.shapes`; the first test pins the copy to the installed model
+(fully under the botocore it was generated from).
 The rest drive a real `stepwise serve` with boto3, raw requests (for what
 botocore's own client-side checks would stop first) and the AWS CLI.
 Validation happens before any store is touched, so one SQLite server serves
@@ -10,6 +11,7 @@ the module.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -19,12 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore
 import pytest
 from botocore.exceptions import ClientError
 
 from engine.http.app import OPERATIONS
-from engine.http.shapes import INPUTS, SHAPES
-from tests.http.aws_model import extract, render
+from engine.http.shapes import BOTOCORE_VERSION, INPUTS, SHAPES
+from tests.http.aws_model import extract, model, relied_on_but_missing, render
 from tests.http.support import Server, cli_env
 
 ROLE = "arn:aws:iam::123456789012:role/service-role/StepFunctions-orders"
@@ -36,11 +39,35 @@ WAIT = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": 
 
 
 def test_shapes_are_botocores_model_for_every_served_operation() -> None:
+    """`engine.http.shapes` against the installed botocore's model.
+
+    Under the botocore it was generated from (`BOTOCORE_VERSION`) the copy
+    must equal the model; under any other release (boto3 is unpinned) every
+    member the server relies on must still be there with its type, so a new
+    release does not turn CI red but drift in what we use does. Regenerate
+    with ``.venv/bin/python -m tests.http.aws_model > engine/http/shapes.py``
+    then ``.venv/bin/ruff format engine/http/shapes.py``.
+    """
+    assert sorted(INPUTS) == sorted(OPERATIONS), "served operations changed: regenerate shapes.py"
+    assert relied_on_but_missing(INPUTS, SHAPES, model()) == []
+    if botocore.__version__ != BOTOCORE_VERSION:
+        return
     inputs, shapes = extract(OPERATIONS)
     assert (inputs, shapes) == (INPUTS, SHAPES), (
         "engine/http/shapes.py is out of date; regenerate it (see tests/http/aws_model.py):\n"
         + render(inputs, shapes)[:2000]
     )
+
+
+def test_the_drift_check_finds_a_member_gone_or_retyped() -> None:
+    service = copy.deepcopy(model())
+    del service["shapes"]["StartExecutionInput"]["members"]["traceHeader"]
+    service["shapes"]["TagList"]["member"] = {"shape": "TagKey"}  # a list of strings now
+    problems = relied_on_but_missing(INPUTS, SHAPES, service)
+    assert "StartExecution.traceHeader: missing" in problems
+    # Each shape is walked once: the first path to reach TagList reports it.
+    retyped = [p for p in problems if p.endswith(".tags.member: string, not structure")]
+    assert len(problems) == 2 and len(retyped) == 1, problems
 
 
 @pytest.fixture(scope="module")
