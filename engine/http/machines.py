@@ -96,7 +96,7 @@ async def create_state_machine(service: Service, members: Members) -> dict[str, 
     publish = members.boolean("publish", default=False)
     _version_description(members, publish)
     _configuration(members)
-    tags = read_tags(members)
+    tags = read_tags(members, service.machine_arn(name))
     raw = _checked_definition(members, machine_type, required=True)
     try:
         existing: MachineVersion | None = await service.engine.describe_state_machine(name)

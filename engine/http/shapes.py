@@ -2,7 +2,8 @@
 
 Generated from botocore's ``stepfunctions`` model by ``python -m
 tests.http.aws_model`` (see there); `tests/http/test_validation.py` checks
-it against the installed model, so do not edit it by hand. `INPUTS` names
+it against the installed model (fully when that is `BOTOCORE_VERSION`,
+the botocore it was generated from), so do not edit it by hand. `INPUTS` names
 each served operation's input shape; `SHAPES` holds every shape those
 reach, with the model's ``min``, ``max``, ``pattern`` (Java syntax, whole
 string), ``enum``, ``required`` and ``sensitive`` (a value AWS never
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["INPUTS", "SHAPES", "Shape"]
+__all__ = ["BOTOCORE_VERSION", "INPUTS", "SHAPES", "Shape"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Shape:
     member: str | None = None
     sensitive: bool = False
 
+
+BOTOCORE_VERSION = "1.44.8"
 
 INPUTS: dict[str, str] = {
     "CreateActivity": "CreateActivityInput",

@@ -23,8 +23,12 @@ __all__ = ["MAX_TAGS", "OPERATIONS", "keep_tags", "read_tags", "tag_key"]
 MAX_TAGS = 50
 
 
-def read_tags(members: Members, name: str = "tags") -> dict[str, str]:
-    """The `tags` member as a dict, checked as AWS checks it."""
+def read_tags(members: Members, resource: str, name: str = "tags") -> dict[str, str]:
+    """The `tags` member as a dict, checked as AWS checks it.
+
+    `resource` is the ARN of the resource being tagged: AWS's TooManyTags
+    names it (``resourceName``).
+    """
     raw = members.body.get(name)
     if raw is None:
         return {}
@@ -39,7 +43,11 @@ def read_tags(members: Members, name: str = "tags") -> dict[str, str]:
         tags[key] = pair.string("value", default="", max_length=256) or ""
     if len(tags) > MAX_TAGS:
         # Refused before anything is created: a new machine never exists without its tags.
-        raise AwsError("TooManyTags", f"Too many tags: {len(tags)}, at most {MAX_TAGS}")
+        raise AwsError(
+            "TooManyTags",
+            f"Too many tags: {len(tags)}, at most {MAX_TAGS}",
+            resourceName=resource,
+        )
     return tags
 
 
@@ -78,7 +86,7 @@ async def keep_tags(service: Service, resource: str, tags: dict[str, str]) -> No
 
 
 async def tag_resource(service: Service, members: Members) -> dict[str, Any]:
-    tags = read_tags(members)
+    tags = read_tags(members, str(members.body.get("resourceArn")))
     if not tags and members.body.get("tags") is None:
         raise AwsError(
             "ValidationException",

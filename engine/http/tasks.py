@@ -81,7 +81,7 @@ async def get_activity_task(service: Service, members: Members) -> dict[str, Any
 async def create_activity(service: Service, members: Members) -> dict[str, Any]:
     name = members.required_string("name", min_length=1)
     check_name(name, what="activity")
-    tags = read_tags(members)
+    tags = read_tags(members, service.arns.activity(name))
     store = service.engine.store
     existed = await service.run_db(store.get_activity, name)
     created = await service.run_db(store.create_activity, name, service.engine.clock.now())

@@ -5,16 +5,20 @@ sees it: every member's type, ``required``, ``min``/``max`` (a string's or
 list's length, a number's value), ``pattern`` (the whole string) and
 ``enum``, nested structures and lists included. `check_request` does the
 same from `engine.http.shapes` (botocore's model, extracted), and answers
-every broken constraint at once in AWS's words::
+the broken constraints at once in AWS's words::
 
     2 validation errors detected: Value 'x…' at 'name' failed to satisfy
     constraint: Member must have length less than or equal to 80; Value
     '5000' at 'maxResults' failed to satisfy constraint: …
 
-A member of a list is named ``tags.1.member.key`` (counted from 1); a
-sensitive value (a definition, an input) is never repeated (``Value at
-'definition'``). A value of the wrong JSON type is a
-``SerializationException``, as AWS's deserializer answers. Two rules AWS
+Lengths are counted as AWS (Java) counts them, in UTF-16 code units (a
+character above U+FFFF counts 2); numbers are compared exactly, within
+their type's range too (``integer`` 32-bit, ``long`` 64-bit). The message
+counts every problem but lists only the first 10, so a request with
+thousands of bad tags gets a short answer. A member of a list is named
+``tags.1.member.key`` (counted from 1); a sensitive value (a definition,
+an input) is never repeated (``Value at 'definition'``). A value of the
+wrong JSON type is a ``SerializationException``, as AWS's deserializer answers. Two rules AWS
 documents without putting them in the model are checked here too, on tags
 being set: keys and values hold only Unicode letters, digits, white space
 and ``_ . : / = + - @``, and a key may not start with ``aws:`` (any case),
@@ -46,6 +50,20 @@ _SHOWN_CHARS = 100
 _MEASURED_BY_OPERATIONS = frozenset({"SensitiveData"})
 # An IAM role's ARN in any partition: arn:aws:iam::123456789012:role/path/name.
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/\S+")
+# The model's integral types are Java's: `integer` 32-bit, `long` 64-bit.
+_TYPE_RANGES: dict[str, tuple[int, int]] = {
+    "integer": (-(2**31), 2**31 - 1),
+    "long": (-(2**63), 2**63 - 1),
+}
+# A message lists at most this many problems (the count stays true), as AWS's do.
+_LISTED = 10
+
+
+def _utf16_length(text: str) -> int:
+    """`text`'s length as AWS (Java) counts it: UTF-16 code units, 2 above U+FFFF."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 @functools.cache
@@ -80,12 +98,15 @@ class _Checker:
     """Walks one request against its shapes, collecting AWS's messages."""
 
     def __init__(self) -> None:
-        self.problems: list[str] = []
+        self.count = 0
+        self.problems: list[str] = []  # the first `_LISTED` of `count`
 
     def fail(self, value: Any, shape: Shape, path: str, constraint: str) -> None:
-        self.problems.append(
-            f"{_shown(value, shape)} at '{path}' failed to satisfy constraint: {constraint}"
-        )
+        self.count += 1
+        if len(self.problems) < _LISTED:
+            self.problems.append(
+                f"{_shown(value, shape)} at '{path}' failed to satisfy constraint: {constraint}"
+            )
 
     def check(self, value: Any, name: str, path: str) -> None:
         shape = SHAPES[name]
@@ -95,7 +116,7 @@ class _Checker:
                 shape = Shape("string", sensitive=shape.sensitive)
             self._string(value, shape, path)
         elif kind in ("integer", "long", "float", "double"):
-            self._number(value, shape, path, integral=kind in ("integer", "long"))
+            self._number(value, shape, path, kind=kind)
         elif kind == "boolean":
             if not isinstance(value, bool):
                 raise AwsError("SerializationException", f"'{path}' must be a boolean")
@@ -121,31 +142,35 @@ class _Checker:
 
     def _length(self, value: str | list[Any], shape: Shape, path: str) -> bool:
         """Check a string's or list's length; False (with the problem noted) when it is wrong."""
-        if shape.min is not None and len(value) < shape.min:
+        size = _utf16_length(value) if isinstance(value, str) else len(value)
+        if shape.min is not None and size < shape.min:
             self.fail(
                 value, shape, path, f"Member must have length greater than or equal to {shape.min}"
             )
             return False
-        if shape.max is not None and len(value) > shape.max:
+        if shape.max is not None and size > shape.max:
             self.fail(
                 value, shape, path, f"Member must have length less than or equal to {shape.max}"
             )
             return False
         return True
 
-    def _number(self, value: Any, shape: Shape, path: str, *, integral: bool) -> None:
+    def _number(self, value: Any, shape: Shape, path: str, *, kind: str) -> None:
+        integral = kind in _TYPE_RANGES
         if isinstance(value, bool) or not isinstance(value, int if integral else int | float):
             noun = "an integer" if integral else "a number"
             raise AwsError("SerializationException", f"'{path}' must be {noun}")
-        amount = float(value)
-        if shape.min is not None and amount < shape.min:
-            self.fail(
-                value, shape, path, f"Member must have value greater than or equal to {shape.min}"
-            )
-        elif shape.max is not None and amount > shape.max:
-            self.fail(
-                value, shape, path, f"Member must have value less than or equal to {shape.max}"
-            )
+        # Compared as given (Python compares ints and floats exactly, however large), within
+        # the tighter of the shape's bounds and its type's (Java's int and long).
+        low, high = _TYPE_RANGES.get(kind, (None, None))
+        if shape.min is not None:
+            low = shape.min if low is None else max(low, shape.min)
+        if shape.max is not None:
+            high = shape.max if high is None else min(high, shape.max)
+        if low is not None and value < low:
+            self.fail(value, shape, path, f"Member must have value greater than or equal to {low}")
+        elif high is not None and value > high:
+            self.fail(value, shape, path, f"Member must have value less than or equal to {high}")
 
     def _list(self, value: Any, shape: Shape, path: str) -> None:
         if not isinstance(value, list):
@@ -203,9 +228,8 @@ def check_request(operation: str, body: dict[str, Any]) -> None:
         return
     checker = _Checker()
     checker.check(body, name, "")
-    problems = checker.problems
-    if problems:
-        count = len(problems)
+    count, problems = checker.count, checker.problems
+    if count:
         plural = "error" if count == 1 else "errors"
         raise AwsError(
             "ValidationException",

@@ -241,11 +241,27 @@ def _watch(root: Path, user: str) -> subprocess.Popen[bytes]:
     return watchdog
 
 
+def _runs_postmaster(data_dir: Path) -> bool:
+    """Whether the pid in `data_dir`'s postmaster.pid is that directory's postmaster.
+
+    A stale postmaster.pid may name a pid since reused by an unrelated
+    process (pids wrap), which pg_ctl would signal: the process must run
+    in `data_dir` (the postmaster's working directory) to count.
+    """
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        return os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(data_dir)
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def sweep_orphans(prefix: str = "stepwise-pg-") -> list[Path]:
     """Stop the servers under `prefix` whose owner is gone and delete their folders.
 
     Only folders that record their owner are considered, and one whose
     owner (the same pid with the same start time) still runs is left alone.
+    A server is stopped only when its postmaster.pid names a process that
+    runs in its data directory; otherwise the folder is just deleted.
     Returns the folders swept.
     """
     swept = []
@@ -257,7 +273,7 @@ def sweep_orphans(prefix: str = "stepwise-pg-") -> list[Path]:
         started = _start_time(int(owner["pid"]))
         if started is not None and started == owner.get("started"):
             continue
-        if (root / "data" / "postmaster.pid").exists():
+        if _runs_postmaster(root / "data"):
             stop = _stop_command(str(owner["user"]), root / "data")
             subprocess.run(stop, capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)

@@ -4,18 +4,22 @@ A subprocess starts a server through `tests.engine.pg.start_server` (as a
 pytest-xdist worker does) and is SIGKILLed: no atexit hook runs. The
 server must be gone, and its folder deleted, within a bounded wait — by
 its watchdog, or, when the watchdog was killed too, by the sweep the next
-`start_server` makes. Each test uses a prefix of its own, so the sweep
-never touches another process's servers.
+`start_server` makes. Each test uses a prefix of its own, outside the
+default ``stepwise-pg-*`` that every other process's `start_server`
+sweeps, so only the watchdog and the test's own sweeps can stop the test's
+servers (a pass never comes from another pytest-xdist worker's sweep).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +100,8 @@ class _Owner:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    name = f"stepwise-pg-watchdog-{os.getpid()}-{time.monotonic_ns()}-"
+    name = f"stepwise-pgwatch-{os.getpid()}-{time.monotonic_ns()}-"
+    assert not name.startswith("stepwise-pg-")  # outside the default sweep
     yield name
     pg.sweep_orphans(name)
 
@@ -144,3 +149,27 @@ def test_a_stopped_server_takes_its_watchdog_with_it(prefix: str) -> None:
     server.stop()
     assert not _alive(watchdog) and not _alive(postmaster)
     assert not root.exists()
+
+
+def test_the_sweep_never_signals_a_process_a_stale_pid_file_names(prefix: str) -> None:
+    """A reused pid in an orphan's postmaster.pid: its process survives, the folder goes."""
+    user = pg._os_user()
+    record = pwd.getpwnam(user)
+    # Not a postmaster, but owned by the servers' user, so pg_ctl could signal it.
+    victim = subprocess.Popen(["sleep", "600"], user=record.pw_uid if os.geteuid() == 0 else None)
+    try:
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        data = root / "data"
+        data.mkdir()
+        (data / "PG_VERSION").write_text("15\n")
+        (data / "postmaster.pid").write_text(f"{victim.pid}\n{data}\n{int(time.time())}\n5432\n")
+        owner = {"pid": os.getpid(), "started": "not this process's start", "user": user}
+        (root / "owner.json").write_text(json.dumps(owner))
+        for path in (root, data, data / "PG_VERSION", data / "postmaster.pid"):
+            os.chown(path, record.pw_uid, record.pw_gid)
+        assert pg.sweep_orphans(prefix) == [root]  # pg_ctl, had it run, has signalled by now
+        assert not root.exists()
+        assert victim.poll() is None and _alive(victim.pid), "the sweep signalled the victim"
+    finally:
+        victim.kill()
+        victim.wait()

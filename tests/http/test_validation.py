@@ -1,7 +1,8 @@
 """AWS's input constraints at the HTTP API: what AWS refuses is refused, what it accepts is not.
 
 The constraints come from botocore's service model, copied into
-`engine.http.shapes`; the first test pins the copy to the installed model.
+`engine.http.shapes`; the first test pins the copy to the installed model
+(fully under the botocore it was generated from).
 The rest drive a real `stepwise serve` with boto3, raw requests (for what
 botocore's own client-side checks would stop first) and the AWS CLI.
 Validation happens before any store is touched, so one SQLite server serves
@@ -10,6 +11,7 @@ the module.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -19,12 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore
 import pytest
 from botocore.exceptions import ClientError
 
 from engine.http.app import OPERATIONS
-from engine.http.shapes import INPUTS, SHAPES
-from tests.http.aws_model import extract, render
+from engine.http.shapes import BOTOCORE_VERSION, INPUTS, SHAPES
+from tests.http.aws_model import extract, model, relied_on_but_missing, render
 from tests.http.support import Server, cli_env
 
 ROLE = "arn:aws:iam::123456789012:role/service-role/StepFunctions-orders"
@@ -36,11 +39,35 @@ WAIT = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": 
 
 
 def test_shapes_are_botocores_model_for_every_served_operation() -> None:
+    """`engine.http.shapes` against the installed botocore's model.
+
+    Under the botocore it was generated from (`BOTOCORE_VERSION`) the copy
+    must equal the model; under any other release (boto3 is unpinned) every
+    member the server relies on must still be there with its type, so a new
+    release does not turn CI red but drift in what we use does. Regenerate
+    with ``.venv/bin/python -m tests.http.aws_model > engine/http/shapes.py``
+    then ``.venv/bin/ruff format engine/http/shapes.py``.
+    """
+    assert sorted(INPUTS) == sorted(OPERATIONS), "served operations changed: regenerate shapes.py"
+    assert relied_on_but_missing(INPUTS, SHAPES, model()) == []
+    if botocore.__version__ != BOTOCORE_VERSION:
+        return
     inputs, shapes = extract(OPERATIONS)
     assert (inputs, shapes) == (INPUTS, SHAPES), (
         "engine/http/shapes.py is out of date; regenerate it (see tests/http/aws_model.py):\n"
         + render(inputs, shapes)[:2000]
     )
+
+
+def test_the_drift_check_finds_a_member_gone_or_retyped() -> None:
+    service = copy.deepcopy(model())
+    del service["shapes"]["StartExecutionInput"]["members"]["traceHeader"]
+    service["shapes"]["TagList"]["member"] = {"shape": "TagKey"}  # a list of strings now
+    problems = relied_on_but_missing(INPUTS, SHAPES, service)
+    assert "StartExecution.traceHeader: missing" in problems
+    # Each shape is walked once: the first path to reach TagList reports it.
+    retyped = [p for p in problems if p.endswith(".tags.member: string, not structure")]
+    assert len(problems) == 2 and len(retyped) == 1, problems
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +372,46 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "1 validation error detected: Value null at 'tags' failed to satisfy constraint: "
         "Member must not be null",
     ),
+    # Numbers are compared exactly however large, within their type's range (Java's).
+    (
+        "ListStateMachines",
+        {"maxResults": 10**400},
+        "ValidationException",
+        "1 validation error detected: Value '" + str(10**400)[:100] + "…' at 'maxResults' failed "
+        "to satisfy constraint: Member must have value less than or equal to 1000",
+    ),
+    (
+        "ListActivities",
+        {"maxResults": -(10**400)},
+        "ValidationException",
+        "Member must have value greater than or equal to 0",
+    ),
+    (
+        "UpdateMapRun",
+        {"mapRunArn": "arn:aws:states:us-east-1:000000000000:mapRun:m/l:1",
+         "maxConcurrency": 2**31, "toleratedFailureCount": 2**63,
+         "toleratedFailurePercentage": 1e300},
+        "ValidationException",
+        "3 validation errors detected: Value '2147483648' at 'maxConcurrency' failed to satisfy "
+        "constraint: Member must have value less than or equal to 2147483647; Value "
+        "'1e+300' at 'toleratedFailurePercentage' failed to satisfy constraint: Member must have "
+        "value less than or equal to 100; Value '9223372036854775808' at 'toleratedFailureCount' "
+        "failed to satisfy constraint: Member must have value less than or equal to "
+        "9223372036854775807",
+    ),
+    # Lengths in UTF-16 code units, as AWS (Java) counts them: an emoji counts 2.
+    (
+        "CreateActivity",
+        {"name": "\N{GRINNING FACE}" * 41},
+        "ValidationException",
+        "at 'name' failed to satisfy constraint: " + f"{LONGEST} 80",
+    ),
+    (
+        "CreateActivity",
+        {"name": "act", "tags": [{"key": "k", "value": "\U00020000" * 129}]},
+        "ValidationException",
+        "at 'tags.1.member.value' failed to satisfy constraint: " + f"{LONGEST} 256",
+    ),
     (
         "CreateStateMachine",
         {"name": "n", "definition": json.dumps(PASS), "roleArn": ROLE, "tags": "team=a"},
@@ -364,6 +431,47 @@ def test_what_aws_refuses_is_refused_in_its_words(
         assert answer["message"].startswith(message), answer["message"]
     else:
         assert message in answer["message"], answer["message"]
+
+
+def test_a_message_counts_every_problem_and_lists_the_first_ten(server: Server) -> None:
+    tags = [{"key": f"aws:{i}", "value": "v"} for i in range(5000)]
+    status, answer = _raw(server, "CreateActivity", {"name": "capped", "tags": tags})
+    assert (status, answer["__type"]) == (400, "ValidationException")
+    message = answer["message"]
+    assert message.startswith("5000 validation errors detected: Value 'aws:0' at ")
+    assert message.count("failed to satisfy constraint") == 10
+    assert "'tags.10.member.key'" in message and "'tags.11.member.key'" not in message
+
+
+def test_lengths_count_utf16_code_units(server: Server) -> None:
+    client = server.client()
+    # 128 characters above U+FFFF are 256 UTF-16 code units: AWS's longest tag value.
+    answer = client.create_activity(name="utf16", tags=[{"key": "k", "value": "\U00020000" * 128}])
+    tags = client.list_tags_for_resource(resourceArn=answer["activityArn"])["tags"]
+    assert tags == [{"key": "k", "value": "\U00020000" * 128}]
+
+
+def test_too_many_tags_names_the_resource(server: Server) -> None:
+    client = server.client()
+    too_many = [{"key": f"k{i}", "value": "v"} for i in range(51)]
+    arn = _machine(client, "tag-target")
+    attempts = [
+        (lambda: client.tag_resource(resourceArn=arn, tags=too_many), arn),
+        (
+            lambda: client.create_state_machine(
+                name="too-many", definition=json.dumps(PASS), roleArn=ROLE, tags=too_many
+            ),
+            arn.replace("tag-target", "too-many"),
+        ),
+        (
+            lambda: client.create_activity(name="too-many", tags=too_many),
+            arn.replace("stateMachine:tag-target", "activity:too-many"),
+        ),
+    ]
+    for call, resource in attempts:
+        with pytest.raises(client.exceptions.TooManyTags) as raised:
+            call()
+        assert raised.value.response["resourceName"] == resource
 
 
 def test_refused_requests_change_nothing(server: Server) -> None:
