@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
-from engine.store.records import Event
+from engine.store.records import Checkpoint, Event
 from engine.store.rows import encode_details
 from engine.store.schema import history_blocks, history_events
 
@@ -34,6 +34,7 @@ __all__ = [
     "block_row",
     "block_text",
     "block_values",
+    "commit_progress",
     "grouped_events",
     "history_events_of",
     "history_page_of",
@@ -108,6 +109,34 @@ def grouped_events(
         else:
             apart.append((execution_id, events))
     return [*grouped.items(), *apart]
+
+
+def commit_progress(
+    checkpoints: Sequence[Checkpoint], grouped: Sequence[tuple[str, Sequence[Event]]]
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]] | None:
+    """How a commit moves its executions' `last_event_id`, given its blocks `grouped`.
+
+    Returns (execution, last, first) for each execution with a block — set
+    to `last` only while the stored last event id is below the block's
+    `first`, the compare-and-set that is the blocks' unique-key safety net
+    (a block overlapping events already durable at another first id would
+    pass the key) — and (execution, last) for the others, set as before.
+    None when an execution has two blocks (its checkpoints' events do not
+    ascend): a collision, which the caller handles as an IntegrityError.
+    """
+    last_of: dict[str, int] = {}
+    for c in checkpoints:
+        last = max([c.last_event_id, *(e.event_id for e in c.events)])
+        if last > 0:
+            last_of[c.execution_id] = max(last, last_of.get(c.execution_id, 0))
+    firsts: dict[str, int] = {}
+    for execution_id, events in grouped:
+        if execution_id in firsts:
+            return None
+        firsts[execution_id] = events[0].event_id
+    guarded = [(eid, last_of[eid], first) for eid, first in firsts.items()]
+    plain = [(eid, last) for eid, last in last_of.items() if eid not in firsts]
+    return guarded, plain
 
 
 def open_block(text: str, codec: PayloadCodec) -> list[Event]:

@@ -332,3 +332,51 @@ def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
         assert store.history_page("e1", after=2, limit=1, reverse=True) == [_event(1)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_events_already_recorded_are_refused_whatever_block_holds_them(
+    sqlite_url: str, fast: bool
+) -> None:
+    """The blocks' safety net: a commit of recorded events is CONFLICT, not a second copy.
+
+    With rows every event id was a key; a block's key is its first id, so a
+    re-commit of a batch whose outcome was lost (`Journal.restore`) or a
+    stale writer's overlapping events would pass it: the progress
+    compare-and-set refuses them, on SQLite's raw path and the careful path.
+    """
+    store = Store(sqlite_url)
+    store.raw_commit_writes = fast
+    try:
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        first = Checkpoint("e1", journal=[("A#0", "1")], events=[_event(2), _event(3)])
+        second = Checkpoint("e1", events=[_event(4), _event(5)], last_event_id=3)
+        # Two checkpoints of one execution in one group: one block, both OK.
+        assert store.commit([first, second], worker_id="w", now=T0) == [CommitResult.OK] * 2
+        assert _counts(store) == (1, 1)
+        # The second again, its outcome lost: inside the group's block, at another first id.
+        assert store.commit([second], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        # A stale writer resumed after event 4: overlaps event 5.
+        stale = Checkpoint("e1", events=[_event(5), _event(6)], last_event_id=4)
+        assert store.commit([stale], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        # In one group with a checkpoint of another execution, only the collision is refused.
+        _started(store, "e2")
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        fresh = Checkpoint("e2", events=[_event(2)], last_event_id=1)
+        assert store.commit([fresh, stale], worker_id="w", now=T0) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        # Overlapping events in one group (they do not ascend): the later one is refused.
+        after = Checkpoint("e1", events=[_event(6), _event(7)], last_event_id=5)
+        again = Checkpoint("e1", events=[_event(7)], last_event_id=6)
+        assert store.commit([after, again], worker_id="w", now=T0) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        assert store.history("e1") == [_event(i) for i in range(1, 8)]
+        assert store.history("e2") == [_event(1), _event(2)]
+        assert store.get_execution("e1").last_event_id == 7
+    finally:
+        store.close()
