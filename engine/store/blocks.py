@@ -31,6 +31,9 @@ from engine.store.rows import encode_details
 from engine.store.schema import history_blocks, history_events
 
 __all__ = [
+    "BLOCK_BYTES",
+    "BLOCK_EVENTS",
+    "block_pieces",
     "block_row",
     "block_text",
     "block_values",
@@ -44,6 +47,12 @@ __all__ = [
 
 # Blocks read per query while a page is filled: most pages need one or two.
 _BLOCKS_PER_READ = 32
+# A block holds at most this many events and (past its first event) about
+# this much sealed details text: a commit's events of one execution beyond
+# either go out as consecutive blocks, so a page, or key rotation's batch,
+# decodes a bounded amount whatever one commit wrote (an inline Map's end).
+BLOCK_EVENTS = 256
+BLOCK_BYTES = 1 << 20
 
 
 def stamp(value: datetime) -> str:
@@ -83,6 +92,27 @@ def block_row(execution_id: str, events: Sequence[Event], codec: PayloadCodec) -
         "last_event_id": events[-1].event_id,
         "events": block_text(events, codec),
     }
+
+
+def block_pieces(
+    execution_id: str, events: Sequence[Event], codec: PayloadCodec
+) -> list[tuple[str, int, int, str]]:
+    """(execution, first id, last id, text) of the blocks of `events`: consecutive, capped.
+
+    Each holds at most `BLOCK_EVENTS` events and stops at the event that
+    takes its sealed details past `BLOCK_BYTES`.
+    """
+    values = block_values(events, codec)
+    pieces: list[tuple[str, int, int, str]] = []
+    start = size = 0
+    for index, item in enumerate(values):
+        size += len(item[4])
+        if index + 1 - start >= BLOCK_EVENTS or size >= BLOCK_BYTES or index + 1 == len(values):
+            piece = values[start : index + 1]
+            text = msgspec.json.encode(piece).decode()
+            pieces.append((execution_id, piece[0][0], piece[-1][0], text))
+            start, size = index + 1, 0
+    return pieces
 
 
 def grouped_events(
@@ -237,6 +267,8 @@ def _block_events(
 ) -> Iterator[Event]:
     """The first `limit` (or more) block events past `after` in page order, read block by block."""
     first = history_blocks.c.first_event_id
+    # A block holds one event or more: `limit` events need at most `limit` + 1 blocks.
+    per_read = min(_BLOCKS_PER_READ, limit + 1)
     found = 0
     cursor = after
     resumed = False  # whether `cursor` is a block's first id (else it is `after`)
@@ -252,9 +284,11 @@ def _block_events(
                 query = query.where(first > cursor)
             else:
                 query = query.where(history_blocks.c.last_event_id > cursor)
-        query = query.order_by(first.desc() if reverse else first).limit(_BLOCKS_PER_READ)
+        query = query.order_by(first.desc() if reverse else first).limit(per_read)
         blocks = conn.execute(query).all()
         for first_id, text in blocks:
+            if found >= limit:
+                return  # the page is full: the blocks after it are not decoded
             events = open_block(text, codec)
             if reverse:
                 events.reverse()
@@ -264,5 +298,5 @@ def _block_events(
                     yield event
             cursor = first_id
             resumed = True
-        if len(blocks) < _BLOCKS_PER_READ:
+        if len(blocks) < per_read:
             return

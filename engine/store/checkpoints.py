@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from engine.store.blocks import block_row, commit_progress, grouped_events
+from engine.store.blocks import block_pieces, commit_progress, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.map_run_hook import children_finished
@@ -170,7 +170,17 @@ def write_checkpoints(
     grouped = grouped_events((c.execution_id, c.events) for c in held) if blocks else []
     if grouped:
         conn.execute(
-            sa.insert(history_blocks), [block_row(eid, events, codec) for eid, events in grouped]
+            sa.insert(history_blocks),
+            [
+                {
+                    "execution_id": eid,
+                    "first_event_id": first,
+                    "last_event_id": last,
+                    "events": text,
+                }
+                for owner, events in grouped
+                for eid, first, last, text in block_pieces(owner, events, codec)
+            ],
         )
     elif not blocks:
         event_rows = [event_row(c.execution_id, e, codec) for c in held for e in c.events]

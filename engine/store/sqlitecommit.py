@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.store.blocks import block_text, block_values, commit_progress, grouped_events
+from engine.store.blocks import block_pieces, block_values, commit_progress, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
@@ -332,10 +332,7 @@ def _write(
         # One history block per execution (`blocks.py`), as the careful path writes.
         driver.executemany(
             _BLOCKS,
-            [
-                (eid, events[0].event_id, events[-1].event_id, block_text(events, codec))
-                for eid, events in grouped
-            ],
+            [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)],
         )
     elif not blocks:
         # A row's columns are a block item's (SQLite stores a time as that text).

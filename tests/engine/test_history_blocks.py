@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
@@ -378,5 +379,69 @@ def test_events_already_recorded_are_refused_whatever_block_holds_them(
         assert store.history("e1") == [_event(i) for i in range(1, 8)]
         assert store.history("e2") == [_event(1), _event(2)]
         assert store.get_execution("e1").last_event_id == 7
+    finally:
+        store.close()
+
+
+def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline Map's end commits its iterations' events at once: consecutive capped blocks.
+
+    One block per commit would hold the whole Map (thousands of events, MBs),
+    decoded whole by every page and key rotation's batch; capped (here at 50
+    events or 20 KB of details, as at 256 events or 1 MB in production) a
+    one-event page decodes one block.
+    """
+    from engine import Engine
+
+    monkeypatch.setattr(blocks, "BLOCK_EVENTS", 50)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 20_000)
+    pad = "p" * 1000
+    iterator = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Result": pad, "Next": "B"},
+            "B": {"Type": "Pass", "End": True},
+        },
+    }
+    machine = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {"Type": "Map", "ItemsPath": "$.items", "Iterator": iterator, "End": True}
+        },
+    }
+    with Engine(sqlite_url) as engine:
+        record = engine.run_sync(machine, {"items": list(range(120))})
+    assert record.status == "SUCCEEDED"
+    store = Store(sqlite_url)
+    try:
+        history = store.history(record.execution_id)
+        assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+        assert len(history) > 120 * 5
+        with store._engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(history_blocks.c.first_event_id, history_blocks.c.last_event_id)
+                .where(history_blocks.c.execution_id == record.execution_id)
+                .order_by(history_blocks.c.first_event_id)
+            ).all()
+        assert len(stored) > len(history) // 50
+        assert all(last - first < 50 for first, last in stored)
+        # Consecutive: each block starts right after the one before.
+        assert all(b[0] == a[1] + 1 for a, b in pairwise(stored))
+        opened: list[int] = []
+        real = blocks.open_block
+
+        def counting(text: str, codec: PayloadCodec) -> list[Event]:
+            opened.append(1)
+            return real(text, codec)
+
+        monkeypatch.setattr(blocks, "open_block", counting)
+        middle = len(history) // 2
+        for reverse in (False, True):
+            opened.clear()
+            page = store.history_page(record.execution_id, after=middle, limit=1, reverse=reverse)
+            assert [e.event_id for e in page] == [middle - 1 if reverse else middle + 1]
+            assert len(opened) == 1
     finally:
         store.close()
