@@ -270,20 +270,27 @@ def _block_events(
     # A block holds one event or more: `limit` events need at most `limit` + 1 blocks.
     per_read = min(_BLOCKS_PER_READ, limit + 1)
     found = 0
+    if after is not None and not reverse:
+        # Forward, the block holding `after` (if any) is the last to start at or
+        # below it: one step of the key's range, not a walk of every earlier block.
+        holding = conn.execute(
+            sa.select(history_blocks.c.last_event_id, history_blocks.c.events)
+            .where(history_blocks.c.execution_id == execution_id, first <= after)
+            .order_by(first.desc())
+            .limit(1)
+        ).first()
+        if holding is not None and holding.last_event_id > after:
+            for event in open_block(holding.events, codec):
+                if event.event_id > after:
+                    found += 1
+                    yield event
     cursor = after
-    resumed = False  # whether `cursor` is a block's first id (else it is `after`)
     while found < limit:
         query = sa.select(first, history_blocks.c.events).where(
             history_blocks.c.execution_id == execution_id
         )
         if cursor is not None:
-            # Forward, a block holding `after` starts at or below it: its end decides.
-            if reverse:
-                query = query.where(first < cursor)
-            elif resumed:
-                query = query.where(first > cursor)
-            else:
-                query = query.where(history_blocks.c.last_event_id > cursor)
+            query = query.where(first < cursor if reverse else first > cursor)
         query = query.order_by(first.desc() if reverse else first).limit(per_read)
         blocks = conn.execute(query).all()
         for first_id, text in blocks:
@@ -297,6 +304,5 @@ def _block_events(
                     found += 1
                     yield event
             cursor = first_id
-            resumed = True
         if len(blocks) < per_read:
             return

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -137,17 +139,22 @@ def test_paging_across_rows_and_blocks_gives_every_event_once(store: Store, limi
     assert store.history_page("e1", after=1, reverse=True) == []
 
 
-def test_a_page_reads_about_the_blocks_it_returns(store: Store) -> None:
-    """A page of a long history decodes the blocks it needs, not the whole history."""
-    _started(store)
+def _blocks_of_ten(store: Store, count: int) -> None:
+    """Events 2 .. `count` + 1 of e1 as blocks of ten."""
     with store._engine.begin() as conn:
         conn.execute(
             sa.insert(history_blocks),
             [
                 block_row("e1", [_event(i) for i in range(first, first + 10)], PayloadCodec())
-                for first in range(2, 2002, 10)
+                for first in range(2, count + 2, 10)
             ],
         )
+
+
+def test_a_page_reads_about_the_blocks_it_returns(store: Store) -> None:
+    """A page of a long history decodes the blocks it needs, not the whole history."""
+    _started(store)
+    _blocks_of_ten(store, 2000)
     opened: list[int] = []
     real = blocks.open_block
 
@@ -443,5 +450,44 @@ def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
             page = store.history_page(record.execution_id, after=middle, limit=1, reverse=reverse)
             assert [e.event_id for e in page] == [middle - 1 if reverse else middle + 1]
             assert len(opened) == 1
+    finally:
+        store.close()
+
+
+def test_a_forward_page_finds_its_blocks_by_the_keys_range(sqlite_url: str) -> None:
+    """A page after event N reads blocks by (execution, first id) ranges, never every earlier one.
+
+    No index holds a block's last event id: a query on it walks every block
+    of the execution before the page. The plans of the page's block queries
+    must each search the primary key's range on the first event id.
+    """
+    store = Store(sqlite_url)
+    try:
+        _started(store)
+        _blocks_of_ten(store, 500)
+        sent: list[tuple[str, Any]] = []
+
+        def capture(*args: Any) -> None:
+            statement, parameters = args[2], args[3]
+            if "history_blocks" in statement:
+                sent.append((statement, parameters))
+
+        sa.event.listen(store._engine, "before_cursor_execute", capture)
+        try:
+            page = store.history_page("e1", after=255, limit=20)
+        finally:
+            sa.event.remove(store._engine, "before_cursor_execute", capture)
+        assert [e.event_id for e in page] == list(range(256, 276))
+        assert sent
+        with store._engine.connect() as conn:
+            for statement, parameters in sent:
+                plan = " ".join(
+                    row[-1]
+                    for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                )
+                assert re.search(r"\(execution_id=\? AND first_event_id[<>]=?\?\)", plan), (
+                    statement,
+                    plan,
+                )
     finally:
         store.close()
