@@ -26,14 +26,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
-from engine.store.records import Event
+from engine.store.records import Checkpoint, Event
 from engine.store.rows import encode_details
 from engine.store.schema import history_blocks, history_events
 
 __all__ = [
+    "BLOCK_BYTES",
+    "BLOCK_EVENTS",
+    "block_pieces",
     "block_row",
     "block_text",
     "block_values",
+    "commit_progress",
     "grouped_events",
     "history_events_of",
     "history_page_of",
@@ -43,6 +47,12 @@ __all__ = [
 
 # Blocks read per query while a page is filled: most pages need one or two.
 _BLOCKS_PER_READ = 32
+# A block holds at most this many events and (past its first event) about
+# this much sealed details text: a commit's events of one execution beyond
+# either go out as consecutive blocks, so a page, or key rotation's batch,
+# decodes a bounded amount whatever one commit wrote (an inline Map's end).
+BLOCK_EVENTS = 256
+BLOCK_BYTES = 1 << 20
 
 
 def stamp(value: datetime) -> str:
@@ -84,6 +94,31 @@ def block_row(execution_id: str, events: Sequence[Event], codec: PayloadCodec) -
     }
 
 
+def block_pieces(
+    execution_id: str, events: Sequence[Event], codec: PayloadCodec
+) -> list[tuple[str, int, int, str]]:
+    """(execution, first id, last id, text) of the blocks of `events`: consecutive, capped.
+
+    Each holds at most `BLOCK_EVENTS` events and stops at the event that
+    takes its sealed details past `BLOCK_BYTES`.
+    """
+    values = block_values(events, codec)
+    if len(values) <= BLOCK_EVENTS:
+        text = msgspec.json.encode(values).decode()
+        if len(text) < BLOCK_BYTES:  # a commit's usual few events: one block
+            return [(execution_id, values[0][0], values[-1][0], text)]
+    pieces: list[tuple[str, int, int, str]] = []
+    start = size = 0
+    for index, item in enumerate(values):
+        size += len(item[4])
+        if index + 1 - start >= BLOCK_EVENTS or size >= BLOCK_BYTES or index + 1 == len(values):
+            piece = values[start : index + 1]
+            text = msgspec.json.encode(piece).decode()
+            pieces.append((execution_id, piece[0][0], piece[-1][0], text))
+            start, size = index + 1, 0
+    return pieces
+
+
 def grouped_events(
     pairs: Iterable[tuple[str, Sequence[Event]]],
 ) -> list[tuple[str, Sequence[Event]]]:
@@ -108,6 +143,34 @@ def grouped_events(
         else:
             apart.append((execution_id, events))
     return [*grouped.items(), *apart]
+
+
+def commit_progress(
+    checkpoints: Sequence[Checkpoint], grouped: Sequence[tuple[str, Sequence[Event]]]
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]] | None:
+    """How a commit moves its executions' `last_event_id`, given its blocks `grouped`.
+
+    Returns (execution, last, first) for each execution with a block — set
+    to `last` only while the stored last event id is below the block's
+    `first`, the compare-and-set that is the blocks' unique-key safety net
+    (a block overlapping events already durable at another first id would
+    pass the key) — and (execution, last) for the others, set as before.
+    None when an execution has two blocks (its checkpoints' events do not
+    ascend): a collision, which the caller handles as an IntegrityError.
+    """
+    last_of: dict[str, int] = {}
+    for c in checkpoints:
+        last = max([c.last_event_id, *(e.event_id for e in c.events)])
+        if last > 0:
+            last_of[c.execution_id] = max(last, last_of.get(c.execution_id, 0))
+    firsts: dict[str, int] = {}
+    for execution_id, events in grouped:
+        if execution_id in firsts:
+            return None
+        firsts[execution_id] = events[0].event_id
+    guarded = [(eid, last_of[eid], first) for eid, first in firsts.items()]
+    plain = [(eid, last) for eid, last in last_of.items() if eid not in firsts]
+    return guarded, plain
 
 
 def open_block(text: str, codec: PayloadCodec) -> list[Event]:
@@ -208,24 +271,35 @@ def _block_events(
 ) -> Iterator[Event]:
     """The first `limit` (or more) block events past `after` in page order, read block by block."""
     first = history_blocks.c.first_event_id
+    # A block holds one event or more: `limit` events need at most `limit` + 1 blocks.
+    per_read = min(_BLOCKS_PER_READ, limit + 1)
     found = 0
+    if after is not None and not reverse:
+        # Forward, the block holding `after` (if any) is the last to start at or
+        # below it: one step of the key's range, not a walk of every earlier block.
+        holding = conn.execute(
+            sa.select(history_blocks.c.last_event_id, history_blocks.c.events)
+            .where(history_blocks.c.execution_id == execution_id, first <= after)
+            .order_by(first.desc())
+            .limit(1)
+        ).first()
+        if holding is not None and holding.last_event_id > after:
+            for event in open_block(holding.events, codec):
+                if event.event_id > after:
+                    found += 1
+                    yield event
     cursor = after
-    resumed = False  # whether `cursor` is a block's first id (else it is `after`)
     while found < limit:
         query = sa.select(first, history_blocks.c.events).where(
             history_blocks.c.execution_id == execution_id
         )
         if cursor is not None:
-            # Forward, a block holding `after` starts at or below it: its end decides.
-            if reverse:
-                query = query.where(first < cursor)
-            elif resumed:
-                query = query.where(first > cursor)
-            else:
-                query = query.where(history_blocks.c.last_event_id > cursor)
-        query = query.order_by(first.desc() if reverse else first).limit(_BLOCKS_PER_READ)
+            query = query.where(first < cursor if reverse else first > cursor)
+        query = query.order_by(first.desc() if reverse else first).limit(per_read)
         blocks = conn.execute(query).all()
         for first_id, text in blocks:
+            if found >= limit:
+                return  # the page is full: the blocks after it are not decoded
             events = open_block(text, codec)
             if reverse:
                 events.reverse()
@@ -234,6 +308,5 @@ def _block_events(
                     found += 1
                     yield event
             cursor = first_id
-            resumed = True
-        if len(blocks) < _BLOCKS_PER_READ:
+        if len(blocks) < per_read:
             return

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from engine.store.blocks import block_row, grouped_events
+from engine.store.blocks import block_pieces, commit_progress, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.errors import InvalidToken, TaskDoesNotExist, TaskTimedOut
 from engine.store.map_run_hook import children_finished
@@ -166,21 +167,29 @@ def write_checkpoints(
     ]
     if journal_rows:
         conn.execute(sa.insert(journal), journal_rows)
-    if blocks:
-        grouped = grouped_events((c.execution_id, c.events) for c in held)
-        if grouped:
-            conn.execute(
-                sa.insert(history_blocks),
-                [block_row(eid, events, codec) for eid, events in grouped],
-            )
-    else:
+    grouped = grouped_events((c.execution_id, c.events) for c in held) if blocks else []
+    if grouped:
+        conn.execute(
+            sa.insert(history_blocks),
+            [
+                {
+                    "execution_id": eid,
+                    "first_event_id": first,
+                    "last_event_id": last,
+                    "events": text,
+                }
+                for owner, events in grouped
+                for eid, first, last, text in block_pieces(owner, events, codec)
+            ],
+        )
+    elif not blocks:
         event_rows = [event_row(c.execution_id, e, codec) for c in held for e in c.events]
         if event_rows:
             conn.execute(sa.insert(history_events), event_rows)
     tokens = [t for c in held for t in c.tokens]
     if tokens:
         _write_tokens(conn, tokens, now)
-    _update_executions(conn, held, codec)
+    _update_executions(conn, held, grouped, codec)
     finished = {c.execution_id for c in held if c.finish is not None}
     if finished:
         conn.execute(sa.delete(work_queue).where(work_queue.c.execution_id.in_(finished)))
@@ -228,18 +237,32 @@ def _write_tokens(conn: Connection, tokens: Sequence[TokenRecord], now: datetime
             )
 
 
-def _update_executions(conn: Connection, held: Sequence[Checkpoint], codec: PayloadCodec) -> None:
-    progress: dict[str, int] = {}
-    for c in held:
-        last = max([c.last_event_id, *(e.event_id for e in c.events)])
-        if last > 0:
-            progress[c.execution_id] = max(last, progress.get(c.execution_id, 0))
-    if progress:
+def _update_executions(
+    conn: Connection,
+    held: Sequence[Checkpoint],
+    grouped: Sequence[tuple[str, Sequence[Event]]],
+    codec: PayloadCodec,
+) -> None:
+    progress = commit_progress(held, grouped)
+    if progress is None:
+        raise _collision("an execution's events do not ascend")
+    guarded, plain = progress
+    for eid, last, first in guarded:
+        # The blocks' safety net (`blocks.commit_progress`): events at or
+        # below the recorded last one were recorded, whatever block holds them.
+        advanced = conn.execute(
+            sa.update(executions)
+            .where(executions.c.execution_id == eid, executions.c.last_event_id < first)
+            .values(last_event_id=last)
+        ).rowcount
+        if advanced != 1:
+            raise _collision(f"execution {eid}: events from {first} already recorded")
+    if plain:
         conn.execute(
             sa.update(executions)
             .where(executions.c.execution_id == sa.bindparam("target"))
             .values(last_event_id=sa.bindparam("last")),
-            [{"target": eid, "last": last} for eid, last in progress.items()],
+            [{"target": eid, "last": last} for eid, last in plain],
         )
     for c in held:
         finish = c.finish
@@ -267,6 +290,11 @@ def _update_executions(conn: Connection, held: Sequence[Checkpoint], codec: Payl
             )
             .values(status=TokenStatus.TIMED_OUT)
         )
+
+
+def _collision(what: str) -> sa_exc.IntegrityError:
+    """The error of a history block that overlaps recorded events, as a duplicate key's."""
+    return sa_exc.IntegrityError(f"history blocks: {what}", None, ValueError(what))
 
 
 def signal(conn: Connection, execution_id: str, now: datetime) -> None:

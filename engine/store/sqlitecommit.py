@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.store.blocks import block_text, block_values, grouped_events
+from engine.store.blocks import block_pieces, block_values, commit_progress, grouped_events
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
@@ -60,6 +60,8 @@ _BLOCKS = (
     "VALUES (?, ?, ?, ?)"
 )
 _PROGRESS = "UPDATE executions SET last_event_id = ? WHERE execution_id = ?"
+# A block's compare-and-set (`blocks.commit_progress`): no row updated is a collision.
+_ADVANCE = "UPDATE executions SET last_event_id = ? WHERE execution_id = ? AND last_event_id < ?"
 _FINISH = (
     "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ? "
     "WHERE execution_id = ?"
@@ -325,18 +327,14 @@ def _write(
     ]
     if journal_rows:
         driver.executemany(_JOURNAL, journal_rows)
-    if blocks:
+    grouped = grouped_events((c.execution_id, c.events) for c in checkpoints) if blocks else []
+    if grouped:
         # One history block per execution (`blocks.py`), as the careful path writes.
-        grouped = grouped_events((c.execution_id, c.events) for c in checkpoints)
-        if grouped:
-            driver.executemany(
-                _BLOCKS,
-                [
-                    (eid, events[0].event_id, events[-1].event_id, block_text(events, codec))
-                    for eid, events in grouped
-                ],
-            )
-    else:
+        driver.executemany(
+            _BLOCKS,
+            [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)],
+        )
+    elif not blocks:
         # A row's columns are a block item's (SQLite stores a time as that text).
         event_rows = [
             (c.execution_id, *values)
@@ -345,13 +343,19 @@ def _write(
         ]
         if event_rows:
             driver.executemany(_EVENTS, event_rows)
-    progress: dict[str, int] = {}
-    for c in checkpoints:
-        last = max([c.last_event_id, *(e.event_id for e in c.events)])
-        if last > 0:
-            progress[c.execution_id] = max(last, progress.get(c.execution_id, 0))
-    if progress:
-        driver.executemany(_PROGRESS, [(last, eid) for eid, last in progress.items()])
+    progress = commit_progress(checkpoints, grouped)
+    if progress is None:
+        raise sqlite3.IntegrityError("history blocks: an execution's events do not ascend")
+    guarded, plain = progress
+    if guarded:
+        advanced = driver.executemany(
+            _ADVANCE, [(last, eid, first) for eid, last, first in guarded]
+        ).rowcount
+        if advanced != len(guarded):
+            # A block at or below an execution's recorded events: they were recorded.
+            raise sqlite3.IntegrityError("history blocks: events already recorded")
+    if plain:
+        driver.executemany(_PROGRESS, [(last, eid) for eid, last in plain])
     finished: list[str] = []
     for c in checkpoints:
         finish = c.finish

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -136,17 +139,22 @@ def test_paging_across_rows_and_blocks_gives_every_event_once(store: Store, limi
     assert store.history_page("e1", after=1, reverse=True) == []
 
 
-def test_a_page_reads_about_the_blocks_it_returns(store: Store) -> None:
-    """A page of a long history decodes the blocks it needs, not the whole history."""
-    _started(store)
+def _blocks_of_ten(store: Store, count: int) -> None:
+    """Events 2 .. `count` + 1 of e1 as blocks of ten."""
     with store._engine.begin() as conn:
         conn.execute(
             sa.insert(history_blocks),
             [
                 block_row("e1", [_event(i) for i in range(first, first + 10)], PayloadCodec())
-                for first in range(2, 2002, 10)
+                for first in range(2, count + 2, 10)
             ],
         )
+
+
+def test_a_page_reads_about_the_blocks_it_returns(store: Store) -> None:
+    """A page of a long history decodes the blocks it needs, not the whole history."""
+    _started(store)
+    _blocks_of_ten(store, 2000)
     opened: list[int] = []
     real = blocks.open_block
 
@@ -330,5 +338,156 @@ def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
             assert conn.execute(count).scalar_one() == 4
         assert store.history("e1") == [_event(i) for i in range(1, 5)]
         assert store.history_page("e1", after=2, limit=1, reverse=True) == [_event(1)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_events_already_recorded_are_refused_whatever_block_holds_them(
+    sqlite_url: str, fast: bool
+) -> None:
+    """The blocks' safety net: a commit of recorded events is CONFLICT, not a second copy.
+
+    With rows every event id was a key; a block's key is its first id, so a
+    re-commit of a batch whose outcome was lost (`Journal.restore`) or a
+    stale writer's overlapping events would pass it: the progress
+    compare-and-set refuses them, on SQLite's raw path and the careful path.
+    """
+    store = Store(sqlite_url)
+    store.raw_commit_writes = fast
+    try:
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        first = Checkpoint("e1", journal=[("A#0", "1")], events=[_event(2), _event(3)])
+        second = Checkpoint("e1", events=[_event(4), _event(5)], last_event_id=3)
+        # Two checkpoints of one execution in one group: one block, both OK.
+        assert store.commit([first, second], worker_id="w", now=T0) == [CommitResult.OK] * 2
+        assert _counts(store) == (1, 1)
+        # The second again, its outcome lost: inside the group's block, at another first id.
+        assert store.commit([second], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        # A stale writer resumed after event 4: overlaps event 5.
+        stale = Checkpoint("e1", events=[_event(5), _event(6)], last_event_id=4)
+        assert store.commit([stale], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        # In one group with a checkpoint of another execution, only the collision is refused.
+        _started(store, "e2")
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        fresh = Checkpoint("e2", events=[_event(2)], last_event_id=1)
+        assert store.commit([fresh, stale], worker_id="w", now=T0) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        # Overlapping events in one group (they do not ascend): the later one is refused.
+        after = Checkpoint("e1", events=[_event(6), _event(7)], last_event_id=5)
+        again = Checkpoint("e1", events=[_event(7)], last_event_id=6)
+        assert store.commit([after, again], worker_id="w", now=T0) == [
+            CommitResult.OK,
+            CommitResult.CONFLICT,
+        ]
+        assert store.history("e1") == [_event(i) for i in range(1, 8)]
+        assert store.history("e2") == [_event(1), _event(2)]
+        assert store.get_execution("e1").last_event_id == 7
+    finally:
+        store.close()
+
+
+def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline Map's end commits its iterations' events at once: consecutive capped blocks.
+
+    One block per commit would hold the whole Map (thousands of events, MBs),
+    decoded whole by every page and key rotation's batch; capped (here at 50
+    events or 20 KB of details, as at 256 events or 1 MB in production) a
+    one-event page decodes one block.
+    """
+    from engine import Engine
+
+    monkeypatch.setattr(blocks, "BLOCK_EVENTS", 50)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 20_000)
+    pad = "p" * 1000
+    iterator = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Result": pad, "Next": "B"},
+            "B": {"Type": "Pass", "End": True},
+        },
+    }
+    machine = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {"Type": "Map", "ItemsPath": "$.items", "Iterator": iterator, "End": True}
+        },
+    }
+    with Engine(sqlite_url) as engine:
+        record = engine.run_sync(machine, {"items": list(range(120))})
+    assert record.status == "SUCCEEDED"
+    store = Store(sqlite_url)
+    try:
+        history = store.history(record.execution_id)
+        assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+        assert len(history) > 120 * 5
+        with store._engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(history_blocks.c.first_event_id, history_blocks.c.last_event_id)
+                .where(history_blocks.c.execution_id == record.execution_id)
+                .order_by(history_blocks.c.first_event_id)
+            ).all()
+        assert len(stored) > len(history) // 50
+        assert all(last - first < 50 for first, last in stored)
+        # Consecutive: each block starts right after the one before.
+        assert all(b[0] == a[1] + 1 for a, b in pairwise(stored))
+        opened: list[int] = []
+        real = blocks.open_block
+
+        def counting(text: str, codec: PayloadCodec) -> list[Event]:
+            opened.append(1)
+            return real(text, codec)
+
+        monkeypatch.setattr(blocks, "open_block", counting)
+        middle = len(history) // 2
+        for reverse in (False, True):
+            opened.clear()
+            page = store.history_page(record.execution_id, after=middle, limit=1, reverse=reverse)
+            assert [e.event_id for e in page] == [middle - 1 if reverse else middle + 1]
+            assert len(opened) == 1
+    finally:
+        store.close()
+
+
+def test_a_forward_page_finds_its_blocks_by_the_keys_range(sqlite_url: str) -> None:
+    """A page after event N reads blocks by (execution, first id) ranges, never every earlier one.
+
+    No index holds a block's last event id: a query on it walks every block
+    of the execution before the page. The plans of the page's block queries
+    must each search the primary key's range on the first event id.
+    """
+    store = Store(sqlite_url)
+    try:
+        _started(store)
+        _blocks_of_ten(store, 500)
+        sent: list[tuple[str, Any]] = []
+
+        def capture(*args: Any) -> None:
+            statement, parameters = args[2], args[3]
+            if "history_blocks" in statement:
+                sent.append((statement, parameters))
+
+        sa.event.listen(store._engine, "before_cursor_execute", capture)
+        try:
+            page = store.history_page("e1", after=255, limit=20)
+        finally:
+            sa.event.remove(store._engine, "before_cursor_execute", capture)
+        assert [e.event_id for e in page] == list(range(256, 276))
+        assert sent
+        with store._engine.connect() as conn:
+            for statement, parameters in sent:
+                plan = " ".join(
+                    row[-1]
+                    for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                )
+                assert re.search(r"\(execution_id=\? AND first_event_id[<>]=?\?\)", plan), (
+                    statement,
+                    plan,
+                )
     finally:
         store.close()
