@@ -124,25 +124,36 @@ def grouped_events(
 ) -> list[tuple[str, Sequence[Event]]]:
     """The blocks of a group's checkpoints (execution, events): one per execution.
 
-    Checkpoints of one execution in one group (the committer merges plain
-    ones; a finish may follow) make one block when their events ascend; if
-    they do not (two writers' events, a duplicate id), each checkpoint keeps
-    its own block, so the key refuses a duplicate first id as the rows'
-    keys refused a duplicate event.
+    An execution's events in one group (the committer merges plain
+    checkpoints; a finish may follow) make one block in event id order,
+    whatever order they were given in. If two of them share an id (two
+    writers' events), the execution gets a second block, which
+    `commit_progress` reports as a collision, as the rows' keys refused a
+    duplicate event.
     """
     grouped: dict[str, list[Event]] = {}
-    apart: list[tuple[str, Sequence[Event]]] = []
     for execution_id, events in pairs:
-        if not events:
-            continue
-        before = grouped.get(execution_id)
-        if before is None:
-            grouped[execution_id] = list(events)
-        elif before[-1].event_id < events[0].event_id:
-            before.extend(events)
-        else:
-            apart.append((execution_id, events))
-    return [*grouped.items(), *apart]
+        if events:
+            before = grouped.get(execution_id)
+            if before is None:
+                grouped[execution_id] = list(events)
+            else:
+                before.extend(events)
+    blocks: list[tuple[str, Sequence[Event]]] = []
+    apart: list[tuple[str, Sequence[Event]]] = []
+    for execution_id, events in grouped.items():
+        ids = [e.event_id for e in events]
+        distinct = sorted(set(ids))
+        if ids != distinct:  # not strictly ascending
+            events.sort(key=_event_id)
+            if len(distinct) != len(ids):
+                apart.append((execution_id, events[-1:]))
+        blocks.append((execution_id, events))
+    return [*blocks, *apart]
+
+
+def _event_id(event: Event) -> int:
+    return event.event_id
 
 
 def commit_progress(
@@ -155,8 +166,8 @@ def commit_progress(
     `first`, the compare-and-set that is the blocks' unique-key safety net
     (a block overlapping events already durable at another first id would
     pass the key) — and (execution, last) for the others, set as before.
-    None when an execution has two blocks (its checkpoints' events do not
-    ascend): a collision, which the caller handles as an IntegrityError.
+    None when an execution has two blocks (two of its events share an id):
+    a collision, which the caller handles as an IntegrityError.
     """
     last_of: dict[str, int] = {}
     for c in checkpoints:

@@ -245,7 +245,7 @@ def _update_executions(
 ) -> None:
     progress = commit_progress(held, grouped)
     if progress is None:
-        raise _collision("an execution's events do not ascend")
+        raise _collision("two of an execution's events share an id")
     guarded, plain = progress
     for eid, last, first in guarded:
         # The blocks' safety net (`blocks.commit_progress`): events at or

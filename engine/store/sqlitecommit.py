@@ -345,7 +345,7 @@ def _write(
             driver.executemany(_EVENTS, event_rows)
     progress = commit_progress(checkpoints, grouped)
     if progress is None:
-        raise sqlite3.IntegrityError("history blocks: an execution's events do not ascend")
+        raise sqlite3.IntegrityError("history blocks: two of an execution's events share an id")
     guarded, plain = progress
     if guarded:
         advanced = driver.executemany(

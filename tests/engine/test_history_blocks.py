@@ -376,7 +376,7 @@ def test_events_already_recorded_are_refused_whatever_block_holds_them(
             CommitResult.OK,
             CommitResult.CONFLICT,
         ]
-        # Overlapping events in one group (they do not ascend): the later one is refused.
+        # Overlapping events in one group (event 7 twice): the later one is refused.
         after = Checkpoint("e1", events=[_event(6), _event(7)], last_event_id=5)
         again = Checkpoint("e1", events=[_event(7)], last_event_id=6)
         assert store.commit([after, again], worker_id="w", now=T0) == [
