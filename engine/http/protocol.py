@@ -69,14 +69,17 @@ class AwsError(Exception):
 
 def validation_error(member: str, value: Any, constraint: str) -> AwsError:
     """AWS's ``ValidationException`` for one member that breaks one constraint."""
-    shown = "null" if value is None else str(value)
-    if len(shown) > 100:
-        shown = shown[:100] + "…"
+    # AWS quotes a value it shows and writes a missing one bare: ``Value null``.
+    shown = "null" if value is None else f"'{_clipped(str(value))}'"
     return AwsError(
         "ValidationException",
-        f"1 validation error detected: Value '{shown}' at '{member}' failed to satisfy "
+        f"1 validation error detected: Value {shown} at '{member}' failed to satisfy "
         f"constraint: {constraint}",
     )
+
+
+def _clipped(text: str) -> str:
+    return text[:100] + "…" if len(text) > 100 else text
 
 
 def error_for(error: BaseException) -> AwsError:
@@ -129,17 +132,24 @@ class Members:
 
     Each getter returns the member (or its default when absent) and raises
     ``ValidationException`` with AWS's message when it is the wrong type,
-    too long, out of range or not one of the allowed values.
+    too long, out of range or not one of the allowed values. A nested
+    object's members are named by their path from the request, as AWS names
+    them: `at` is the object's own path (``tags.1.member``), so its ``key``
+    is ``tags.1.member.key``.
     """
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], *, at: str = "") -> None:
         self.body = body
+        self.at = at
+
+    def _path(self, name: str) -> str:
+        return f"{self.at}.{name}" if self.at else name
 
     def _get(self, name: str, required: bool) -> Any:
         value = self.body.get(name, _MISSING)
         if value is _MISSING or value is None:
             if required:
-                raise validation_error(name, None, "Member must not be null")
+                raise validation_error(self._path(name), None, "Member must not be null")
             return _MISSING
         return value
 
@@ -157,14 +167,18 @@ class Members:
         if value is _MISSING:
             return default
         if not isinstance(value, str):
-            raise AwsError("SerializationException", f"'{name}' must be a string")
+            raise AwsError("SerializationException", f"'{self._path(name)}' must be a string")
         if len(value) < min_length:
             raise validation_error(
-                name, value, f"Member must have length greater than or equal to {min_length}"
+                self._path(name),
+                value,
+                f"Member must have length greater than or equal to {min_length}",
             )
         if max_length is not None and len(value) > max_length:
             raise validation_error(
-                name, value, f"Member must have length less than or equal to {max_length}"
+                self._path(name),
+                value,
+                f"Member must have length less than or equal to {max_length}",
             )
         if choices is not None:
             allowed = list(choices)
@@ -186,14 +200,16 @@ class Members:
         if value is _MISSING:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise AwsError("SerializationException", f"'{name}' must be an integer")
+            raise AwsError("SerializationException", f"'{self._path(name)}' must be an integer")
         if minimum is not None and value < minimum:
             raise validation_error(
-                name, value, f"Member must have value greater than or equal to {minimum}"
+                self._path(name),
+                value,
+                f"Member must have value greater than or equal to {minimum}",
             )
         if maximum is not None and value > maximum:
             raise validation_error(
-                name, value, f"Member must have value less than or equal to {maximum}"
+                self._path(name), value, f"Member must have value less than or equal to {maximum}"
             )
         return value
 
@@ -203,10 +219,10 @@ class Members:
         if value is _MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise AwsError("SerializationException", f"'{name}' must be a number")
+            raise AwsError("SerializationException", f"'{self._path(name)}' must be a number")
         if not minimum <= value <= maximum:
             raise validation_error(
-                name, value, f"Member must have value between {minimum} and {maximum}"
+                self._path(name), value, f"Member must have value between {minimum} and {maximum}"
             )
         return float(value)
 
@@ -215,7 +231,7 @@ class Members:
         if value is _MISSING:
             return default
         if not isinstance(value, bool):
-            raise AwsError("SerializationException", f"'{name}' must be a boolean")
+            raise AwsError("SerializationException", f"'{self._path(name)}' must be a boolean")
         return value
 
     def max_results(self, name: str = "maxResults", *, maximum: int = 1000) -> int:

@@ -35,10 +35,10 @@ def read_tags(members: Members, resource: str, name: str = "tags") -> dict[str, 
     if not isinstance(raw, list):
         raise AwsError("SerializationException", f"'{name}' must be a list")
     tags: dict[str, str] = {}
-    for item in raw:
+    for index, item in enumerate(raw, start=1):
         if not isinstance(item, dict):
-            raise AwsError("SerializationException", f"'{name}' items must be objects")
-        pair = Members(item)
+            raise AwsError("SerializationException", f"'{name}.{index}.member' must be an object")
+        pair = Members(item, at=f"{name}.{index}.member")
         key = pair.required_string("key", min_length=1, max_length=128)
         tags[key] = pair.string("value", default="", max_length=256) or ""
     if len(tags) > MAX_TAGS:

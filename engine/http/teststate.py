@@ -65,7 +65,7 @@ def _mock(members: Members) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     if not isinstance(given, dict):
         raise AwsError("SerializationException", "'mock' must be an object")
-    mock = Members(given)
+    mock = Members(given, at="mock")
     mock.string("fieldValidationMode", choices=["STRICT", "PRESENT", "NONE"])
     result = mock.string("result", max_length=262_144)
     error_output = given.get("errorOutput")
@@ -74,8 +74,8 @@ def _mock(members: Members) -> tuple[str | None, str | None, str | None]:
     if result is not None:
         return result, None, None
     if not isinstance(error_output, dict):
-        raise AwsError("SerializationException", "'errorOutput' must be an object")
-    output = Members(error_output)
+        raise AwsError("SerializationException", "'mock.errorOutput' must be an object")
+    output = Members(error_output, at="mock.errorOutput")
     error = output.string("error", max_length=256) or ""
     return None, error, output.string("cause", max_length=32_768)
 

@@ -198,8 +198,10 @@ class _Checker:
             self.check(given, member_shape, where)
 
     def _tag(self, tag: dict[str, Any], path: str) -> None:
-        """AWS's documented tag rules that its model leaves out."""
+        """AWS's documented tag rules that its model leaves out (a key is required too)."""
         key, value = tag.get("key"), tag.get("value")
+        if key is None:
+            self.fail(None, SHAPES["TagKey"], f"{path}.key", "Member must not be null")
         for member, text in (("key", key), ("value", value)):
             if isinstance(text, str) and not _matches(TAG_PATTERN, text):
                 self.fail(

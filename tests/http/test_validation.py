@@ -372,6 +372,45 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "1 validation error detected: Value null at 'tags' failed to satisfy constraint: "
         "Member must not be null",
     ),
+    # A tag's key is required though the model leaves it optional; AWS names it by its path.
+    *(
+        (operation, {**body, "tags": [{"key": "k", "value": "v"}, {"value": "x"}]},
+         "ValidationException",
+         "1 validation error detected: Value null at 'tags.2.member.key' failed to satisfy "
+         "constraint: Member must not be null")
+        for operation, body in (
+            ("CreateActivity", {"name": "keyless"}),
+            ("CreateStateMachine", {"name": "n", "definition": json.dumps(PASS), "roleArn": ROLE}),
+            ("TagResource", {"resourceArn": MACHINE}),
+        )
+    ),
+    (
+        "CreateActivity",
+        {"name": "keyless", "tags": [{"key": None, "value": "v"}, {"key": "aws:x"}]},
+        "ValidationException",
+        "2 validation errors detected: Value null at 'tags.1.member.key' failed to satisfy "
+        "constraint: Member must not be null; Value 'aws:x' at 'tags.2.member.key' failed to "
+        "satisfy constraint: Member must not start with 'aws:'",
+    ),
+    (
+        "CreateStateMachine",
+        {"name": "n", "definition": json.dumps(PASS), "roleArn": ROLE,
+         "loggingConfiguration": {"level": "ALL", "destinations": [
+             {"cloudWatchLogsLogGroup": {"logGroupArn": "a"}},
+             {"cloudWatchLogsLogGroup": {"logGroupArn": ""}}]},
+         "tracingConfiguration": {"enabled": True}},
+        "ValidationException",
+        "1 validation error detected: Value '' at "
+        "'loggingConfiguration.destinations.2.member.cloudWatchLogsLogGroup.logGroupArn' failed "
+        "to satisfy constraint: Member must have length greater than or equal to 1",
+    ),
+    (
+        "CreateStateMachine",
+        {"name": "n", "definition": json.dumps(PASS), "roleArn": ROLE,
+         "tracingConfiguration": {"enabled": "yes"}},
+        "SerializationException",
+        "'tracingConfiguration.enabled' must be a boolean",
+    ),
     # Numbers are compared exactly however large, within their type's range (Java's).
     (
         "ListStateMachines",
@@ -441,6 +480,18 @@ def test_a_message_counts_every_problem_and_lists_the_first_ten(server: Server) 
     assert message.startswith("5000 validation errors detected: Value 'aws:0' at ")
     assert message.count("failed to satisfy constraint") == 10
     assert "'tags.10.member.key'" in message and "'tags.11.member.key'" not in message
+
+
+def test_a_keyless_tag_is_named_by_its_path_for_boto3_too(server: Server) -> None:
+    # botocore's model leaves a tag's key optional, so boto3 sends the request as it is.
+    client = server.client()
+    code, message = _refused(lambda: client.create_activity(name="kl", tags=[{"value": "x"}]))
+    assert (code, message) == (
+        "ValidationException",
+        "1 validation error detected: Value null at 'tags.1.member.key' failed to satisfy "
+        "constraint: Member must not be null",
+    )
+    assert "kl" not in [a["name"] for a in client.list_activities()["activities"]]
 
 
 def test_lengths_count_utf16_code_units(server: Server) -> None:
