@@ -77,11 +77,24 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     elif isinstance(value, StopIteration):
         # A future refuses StopIteration (TypeError): the waiter would never
         # be answered. Raised as a coroutine's would be, as a RuntimeError.
-        error = RuntimeError(f"the call raised StopIteration: {value!r}")
-        error.__cause__ = value
-        future.set_exception(error)
+        future.set_exception(_stop_iteration_error(value))
     else:
         future.set_exception(value)
+
+
+def _stop_iteration_error(stop: StopIteration) -> RuntimeError:
+    """What a call's StopIteration is raised as, on asyncio and trio alike."""
+    error = RuntimeError(f"the call raised StopIteration: {stop!r}")
+    error.__cause__ = stop
+    return error
+
+
+def _without_stop_iteration(fn: Callable[[], T]) -> T:
+    """`fn()`, its StopIteration raised as `_stop_iteration_error` (trio's text would differ)."""
+    try:
+        return fn()
+    except StopIteration as stop:
+        raise _stop_iteration_error(stop) from stop
 
 
 class ThreadCall:
@@ -417,7 +430,8 @@ async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:
     except RuntimeError:
         loop = None
     if loop is None:
+        call = functools.partial(fn, *args) if args else fn
         return await anyio.to_thread.run_sync(
-            functools.partial(fn, *args) if args else fn, abandon_on_cancel=True
+            functools.partial(_without_stop_iteration, call), abandon_on_cancel=True
         )
     return await _pool(loop).run(functools.partial(fn, *args) if args else fn, loop)

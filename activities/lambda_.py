@@ -26,6 +26,7 @@ import anyio
 
 from activities.registry import (
     ActivityContext,
+    HandlerStopIteration,
     Registration,
     Registry,
     call_handler,
@@ -167,11 +168,13 @@ async def call_function(
     try:
         value = await call_handler(registration, event, lambda_context)
     except Exception as failure:  # the function's own error is the Task's failure
-        error_type = type(failure).__name__
-        trace = handler_frames(failure)
+        # A StopIteration arrives carried (`HandlerStopIteration`): named as itself.
+        raised = failure.stop if isinstance(failure, HandlerStopIteration) else failure
+        error_type = type(raised).__name__
+        trace = handler_frames(raised)
         return LambdaError(
             error_type,
-            function_error_cause(error_type, str(failure), request_id, trace),
+            function_error_cause(error_type, str(raised), request_id, trace),
             request_id,
         )
     if isinstance(value, bytes | bytearray):

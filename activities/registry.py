@@ -31,6 +31,7 @@ __all__ = [
     "ActivityContext",
     "ActivityError",
     "Handler",
+    "HandlerStopIteration",
     "Registration",
     "Registry",
     "activity",
@@ -52,6 +53,30 @@ class ActivityError(Exception):
         super().__init__(cause or error)
         self.error = error
         self.cause = cause
+
+
+class HandlerStopIteration(ActivityError):
+    """A sync handler's StopIteration: its Task fails ``StopIteration`` with the message as cause.
+
+    That is what any other exception a handler raises gets (its class name
+    and message), but StopIteration cannot travel as itself from the
+    handler's thread to the Task: asyncio's futures refuse it and a
+    coroutine turns it into a RuntimeError (PEP 479), each with its own
+    text. The thread raises this in its place (`stop` is the original), so
+    the failure is the same on asyncio and trio.
+    """
+
+    def __init__(self, stop: StopIteration) -> None:
+        super().__init__("StopIteration", str(stop))
+        self.stop = stop
+
+
+def _carrying_stop_iteration(handler: Handler, *args: Any) -> Any:
+    """Call a sync handler (in its thread), its StopIteration raised as `HandlerStopIteration`."""
+    try:
+        return handler(*args)
+    except StopIteration as stop:
+        raise HandlerStopIteration(stop) from stop
 
 
 @dataclass
@@ -117,12 +142,13 @@ async def call_handler(registration: Registration, event: Any, context: Any) -> 
     awaited if async, else in one of the long-lived handler threads
     (`activities.handler_threads`; abandoned, not waited for, on cancellation).
 
-    Whatever the handler raises propagates.
+    Whatever the handler raises propagates, except a sync handler's
+    StopIteration, which is raised as `HandlerStopIteration`.
     """
     args = (event, context) if registration.wants_context else (event,)
     if registration.is_async:
         return await registration.handler(*args)
-    return await run_in_thread(registration.handler, *args)
+    return await run_in_thread(_carrying_stop_iteration, registration.handler, *args)
 
 
 def lambda_name(reference: str) -> str:

@@ -20,6 +20,7 @@ import anyio
 import pytest
 
 from activities.handler_threads import HandlerThreads, run_in_thread
+from activities.lambda_ import lambda_function
 from activities.registry import ActivityContext, Registry
 from engine import Engine
 
@@ -234,27 +235,60 @@ def test_the_threads_stop_when_the_run_ends(sqlite_url: str) -> None:
     assert _handler_threads() == []
 
 
-def test_a_sync_handler_raising_stop_iteration_fails_its_task_instead_of_hanging(
-    sqlite_url: str,
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_sync_handler_raising_stop_iteration_fails_its_task_as_any_exception_would(
+    sqlite_url: str, backend: str
 ) -> None:
-    # A future refuses StopIteration (TypeError on the loop): the answer was
-    # lost and the Task waited forever. It fails as a RuntimeError instead.
+    # StopIteration cannot cross a future (asyncio refuses it: the answer was
+    # lost and the Task hung) nor a coroutine (PEP 479's RuntimeError, whose
+    # text differed between the backends). It fails the Task as any other
+    # exception of a handler does, with its class name and its message, on
+    # either backend, and a Lambda function's the same way Lambda names it.
     def work(_value: Any) -> Any:
         raise StopIteration("out of items")
 
+    function = "arn:aws:lambda:us-east-1:123456789012:function:drain"
     registry = Registry()
     registry.register("work", work)
+    lambda_function(function, registry=registry)(work)
+    on_lambda = {
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": function, "End": True}},
+    }
 
     async def main() -> None:
         async with Engine(sqlite_url, registry=registry) as engine:
             await engine.create_state_machine("one", ONE_TASK)
+            await engine.create_state_machine("on-lambda", on_lambda)
             # (fail_after: the guard against the hang this test is about)
             with anyio.fail_after(60):
                 done = await engine.wait(await engine.start("one", {"v": 1}))
-            assert done.status == "FAILED"
-            assert done.error == "RuntimeError"
-            assert "StopIteration" in (done.cause or "")
+                by_lambda = await engine.wait(await engine.start("on-lambda", {"v": 1}))
+            assert (done.status, done.error, done.cause) == (
+                "FAILED",
+                "StopIteration",
+                "out of items",
+            )
+            assert (by_lambda.status, by_lambda.error) == ("FAILED", "StopIteration")
+            cause = json.loads(by_lambda.cause or "{}")
+            assert (cause["errorType"], cause["errorMessage"]) == ("StopIteration", "out of items")
+            assert any("in work" in frame for frame in cause["stackTrace"]), cause
             # The threads go on answering.
             assert await run_in_thread(lambda: "next") == "next"
 
-    anyio.run(main)
+    anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_run_in_thread_raises_a_calls_stop_iteration_alike_on_both_backends(backend: str) -> None:
+    def drained() -> None:
+        raise StopIteration("out of items")
+
+    async def main() -> BaseException:
+        with pytest.raises(RuntimeError) as raised:
+            await run_in_thread(drained)
+        return raised.value
+
+    error = anyio.run(main, backend=backend)
+    assert str(error) == "the call raised StopIteration: StopIteration('out of items')"
+    assert isinstance(error.__cause__, StopIteration)
