@@ -50,7 +50,7 @@ from engine.committer import Committer
 from engine.journal import history_event_limit
 from engine.lifecycle import NO_INPUT, Lifecycle
 from engine.machine_api import MachineApi
-from engine.map_run_api import MapRunApi
+from engine.map_run_api import PENDING_REDRIVE, MapRunApi
 from engine.mixins import entered
 from engine.names import check_name
 from engine.runner import FinishWatch, Runtime
@@ -87,6 +87,9 @@ __all__ = ["Engine"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+# What `wait` waits through: running, or a Map Run child its redriven run will reopen.
+_NOT_ENDED = frozenset({ExecutionStatus.RUNNING.value, PENDING_REDRIVE})
 
 
 def _sync_twin(
@@ -498,8 +501,12 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         return await self.lifecycle.start(machine, input, name=name, queue=queue or self.queue)
 
     async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:
-        """The execution by its executionArn or (when unambiguous) its name."""
-        return await self.lifecycle.describe(execution)
+        """The execution by its executionArn or (when unambiguous) its name.
+
+        A Map Run child waiting for its redriven run is ``PENDING_REDRIVE``.
+        """
+        (record,) = await self.with_pending_redrive([await self.lifecycle.describe(execution)])
+        return record
 
     async def history(self, execution: str | ExecutionRecord) -> list[Event]:
         return await self.lifecycle.history(execution)
@@ -588,7 +595,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
                 if not self._running_here(ref):
                     record = await self.describe(execution)
                     ref = record.execution_id
-                while record is None or record.status == ExecutionStatus.RUNNING:
+                while record is None or record.status in _NOT_ENDED:
                     # Answered at once when this process finishes it (with the record
                     # its finishing commit read back); polled when another process
                     # (a remote worker) does.

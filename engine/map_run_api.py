@@ -7,7 +7,9 @@ shapes (camelCase, ``itemCounts`` and ``executionCounts``). It also keeps
 `Engine.run` whole for a Distributed Map: the execution ``run`` drives is on
 a private queue no worker serves, so while it waits on a Map Run this
 process claims and runs that queue's due work — its children
-(`_wait_running_children`).
+(`_wait_running_children`). A child that its redriven run holds until
+MaxConcurrency has room for it is shown ``PENDING_REDRIVE``, as AWS shows
+it (`with_pending_redrive`), though its row keeps the status it ended with.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import anyio
 
 from engine.mixins import EngineParts
 from engine.store import CommitConflict, ExecutionRecord, LeaseLost
-from engine.store.map_runs import MapRunRecord, MapRunRedriveCounts
+from engine.store.map_run_hook import is_child
+from engine.store.map_runs import PENDING_REDRIVE, MapRunRecord, MapRunRedriveCounts
 from engine.worker import LeaseKeeper
 from statemachine.timestamps import format_timestamp
 
-__all__ = ["MapRunApi", "map_run_description", "map_run_list_item"]
+__all__ = ["PENDING_REDRIVE", "MapRunApi", "map_run_description", "map_run_list_item"]
 
 _CLAIM_BATCH = 8
+_ENDED_UNSUCCESSFULLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 
 
 def _counts(
@@ -166,9 +170,34 @@ class MapRunApi(EngineParts):
         return record
 
     async def list_map_run_executions(self, map_run: str) -> list[ExecutionRecord]:
-        """The Map Run's started children, in item order. Raises ResourceNotFound."""
+        """The Map Run's started children, in item order, as AWS shows them.
+
+        Raises ResourceNotFound.
+        """
         ids = await self.lifecycle.run_db(self.store.list_map_run_children, map_run)
-        return [await self.lifecycle.describe(execution_id) for execution_id in ids]
+        return await self.with_pending_redrive(
+            [await self.lifecycle.describe(execution_id) for execution_id in ids]
+        )
+
+    async def with_pending_redrive(self, records: list[ExecutionRecord]) -> list[ExecutionRecord]:
+        """`records` with the Map Run children waiting to be redriven shown ``PENDING_REDRIVE``.
+
+        A redriven run puts its children that did not succeed back to
+        PENDING and reopens them as MaxConcurrency makes room; until then
+        each has ended (FAILED, TIMED_OUT or ABORTED) and is AWS's
+        ``PENDING_REDRIVE``. A child that ended so is read again with its
+        place in the run (`MapRunStore.children_as_shown`): one read, and
+        only for such a child.
+        """
+        ended = [
+            record.execution_id
+            for record in records
+            if record.status in _ENDED_UNSUCCESSFULLY and is_child(record.execution_id)
+        ]
+        if not ended:
+            return records
+        shown = await self.lifecycle.run_db(self.store.children_as_shown, ended)
+        return [shown.get(record.execution_id, record) for record in records]
 
     # -- Engine.run of a Distributed Map ----------------------------------------------
     async def _wait_running_children(self, execution_id: str, due: datetime | None) -> None:

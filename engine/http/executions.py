@@ -128,7 +128,7 @@ async def _record(service: Service, members: Members) -> ExecutionRecord:
 
 async def describe_execution(service: Service, members: Members) -> dict[str, Any]:
     included = members.string("includedData", choices=["ALL_DATA", "METADATA_ONLY"])
-    record = await _record(service, members)
+    (record,) = await service.engine.with_pending_redrive([await _record(service, members)])
     redrive = await service.engine.lifecycle.redrive_status(record)
     document = _execution(
         service, record, include_data=included != "METADATA_ONLY", redrive=redrive
@@ -212,8 +212,7 @@ async def list_executions(service: Service, members: Members) -> dict[str, Any]:
             "ValidationException", "The PENDING_REDRIVE status filter requires a Map Run ARN"
         )
     if map_run_arn is not None:  # a Map Run's children (engine/http/map_runs.py)
-        wanted = None if status == "PENDING_REDRIVE" else status
-        return await list_children(service, map_run_arn, wanted, page_size, next_token)
+        return await list_children(service, map_run_arn, status, page_size, next_token)
     assert machine_arn is not None
     reference = service.machine_reference(machine_arn)
     if status == "PENDING_REDRIVE":

@@ -15,8 +15,10 @@ releases more children at once); `redrive_map_run` reruns, when the parent
 is redriven, only the children that did not succeed (redriven in place, as
 AWS does: same executions, ``ExecutionRedriven``). Reads: `get_map_run`,
 `list_map_runs`, `map_run_item_counts`, `map_run_redrive_counts`,
-`map_run_children_page` (the children in item order with their executions'
-outcomes, a page at a time, for the parent's output and result files).
+`children_as_shown` (``PENDING_REDRIVE`` for those waiting),
+`map_run_children_page` (the children in item order with their
+executions' outcomes, a page at a time, for the parent's output and result
+files).
 """
 
 from __future__ import annotations
@@ -39,18 +41,26 @@ from engine.store.map_run_hook import (
     stop_running_children,
     threshold_exceeded,
 )
+from engine.store.records import ExecutionRecord
 from engine.store.redrive import redrive_status
 from engine.store.rows import execution_record
 from engine.store.schema import executions, map_run_children, map_runs
 from statemachine.errors import StepwiseError
 
 __all__ = [
+    "PENDING_REDRIVE",
     "MapRunChild",
     "MapRunRecord",
     "MapRunRedriveCounts",
     "MapRunStore",
     "MapRunUpdateRefused",
 ]
+
+
+# AWS's status of a Map Run child waiting for its redriven run to reopen it. Never
+# stored: the child's row keeps the status it ended with until it is reopened.
+PENDING_REDRIVE = "PENDING_REDRIVE"
+_ENDED_UNSUCCESSFULLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 
 
 class MapRunUpdateRefused(StepwiseError):
@@ -314,6 +324,36 @@ class MapRunStore(StoreBase):
             failures_not_redrivable=refused[0],
             failures_not_redrivable_items=refused[1],
         )
+
+    def children_as_shown(self, execution_ids: Sequence[str]) -> dict[str, ExecutionRecord]:
+        """The Map Run children among `execution_ids`, read afresh, as AWS shows them.
+
+        A child that ran and did not succeed goes back to PENDING in its run
+        when the run is redriven, and keeps the status it ended with until
+        the run has room for it under MaxConcurrency: AWS shows it
+        ``PENDING_REDRIVE``. The execution and its place in the run are read
+        in one statement, so a child reopened meanwhile is never shown with
+        the status it had before. Ids of no child are left out.
+        """
+        if not execution_ids:
+            return {}
+        query = (
+            sa.select(map_run_children.c.status.label("child_status"), executions)
+            .select_from(
+                map_run_children.join(
+                    executions, executions.c.execution_id == map_run_children.c.execution_id
+                )
+            )
+            .where(map_run_children.c.execution_id.in_(list(execution_ids)))
+        )
+        shown: dict[str, ExecutionRecord] = {}
+        with self._read() as conn:
+            for row in conn.execute(query):
+                record = execution_record(row, self._codec)
+                if row.child_status == "PENDING" and record.status in _ENDED_UNSUCCESSFULLY:
+                    record = msgspec.structs.replace(record, status=PENDING_REDRIVE)
+                shown[record.execution_id] = record
+        return shown
 
     def map_run_children_page(
         self, map_run_id: str, *, after: int = -1, limit: int = 1000

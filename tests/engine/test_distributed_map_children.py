@@ -484,7 +484,9 @@ def test_a_child_its_redriven_run_holds_pending_is_not_redriven_directly(db_url:
             # Child 0 runs again (held by the gate); child 1 waits PENDING in the run.
             wait_until(lambda: sum(1 for n, _ in calls if n == 0) == 2)
             child = next(
-                c for c in engine.list_map_run_executions_sync(run.arn) if c.status == "FAILED"
+                c
+                for c in engine.list_map_run_executions_sync(run.arn)
+                if c.status == "PENDING_REDRIVE"
             )
             with pytest.raises(ExecutionNotRedrivable, match="pending redrive by its Map Run"):
                 engine.redrive_sync(child)
@@ -496,3 +498,71 @@ def test_a_child_its_redriven_run_holds_pending_is_not_redriven_directly(db_url:
     assert (reopened.status, reopened.redrive_count) == ("SUCCEEDED", 1)
     # Item 1 ran once in the first run and once in the run's redrive: never a third time.
     assert [n for n, _ in calls].count(1) == 2
+
+
+def test_children_waiting_for_their_redriven_run_show_pending_redrive(db_url: str) -> None:
+    """As AWS: a redriven run's children beyond MaxConcurrency are PENDING_REDRIVE (described,
+    listed, counted) until the run reopens each, when it is RUNNING; waiting on one waits
+    through it. Each redriven child blocks on a gate the test opens, so nothing races."""
+    import threading
+
+    from activities import Registry
+
+    calls: list[int] = []
+    phase = {"second": False}
+    gates = {n: threading.Event() for n in range(3)}
+
+    def handle(value: dict[str, Any]) -> dict[str, Any]:
+        calls.append(value["n"])
+        if not phase["second"]:
+            raise RuntimeError("not yet")
+        gates[value["n"]].wait(60)
+        return value
+
+    registry = Registry()
+    registry.register("handle", handle)
+    definition = processor_map(MaxConcurrency=1, ToleratedFailureCount=2)
+    definition["States"]["M"]["ItemProcessor"]["StartAt"] = "H"
+    definition["States"]["M"]["ItemProcessor"]["States"] = {
+        "H": {"Type": "Task", "Resource": "handle", "End": True}
+    }
+    with Engine(db_url, registry=registry) as engine:
+        engine.create_state_machine_sync("dm", definition)
+        parent = engine.start_sync("dm", [{"n": n} for n in range(3)])
+        failed = engine.wait_sync(parent, timeout=60)
+        assert failed.status == "FAILED"
+        (run,) = engine.store.list_map_runs(failed.execution_id)
+        first, second, third = (
+            c.execution_id for c in engine.list_map_run_executions_sync(run.arn)
+        )
+        assert [engine.describe_sync(c).status for c in (first, second, third)] == ["FAILED"] * 3
+        phase["second"] = True
+        try:
+            engine.redrive_sync(failed)
+            wait_until(lambda: calls.count(0) == 2)  # the first runs again, held by its gate
+            assert [engine.describe_sync(c).status for c in (first, second, third)] == [
+                "RUNNING",
+                "PENDING_REDRIVE",
+                "PENDING_REDRIVE",
+            ]
+            listed = engine.list_map_run_executions_sync(run.arn)
+            assert [c.status for c in listed] == ["RUNNING", "PENDING_REDRIVE", "PENDING_REDRIVE"]
+            counts = engine.describe_map_run_sync(run.arn)["executionCounts"]
+            assert (counts["pendingRedrive"], counts["running"]) == (2, 1)
+            # The first one's end makes room: the second's redrive starts, the third waits on.
+            gates[0].set()
+            wait_until(lambda: calls.count(1) == 2)
+            assert [engine.describe_sync(c).status for c in (second, third)] == [
+                "RUNNING",
+                "PENDING_REDRIVE",
+            ]
+            assert engine.describe_map_run_sync(run.arn)["executionCounts"]["pendingRedrive"] == 1
+        finally:
+            for gate in gates.values():
+                gate.set()
+        # A wait on a child pending redrive lasts until its redrive has ended.
+        assert engine.wait_sync(third, timeout=60).status == "SUCCEEDED"
+        done = engine.wait_sync(parent, timeout=60)
+        assert done.status == "SUCCEEDED", done.cause
+        assert engine.describe_map_run_sync(run.arn)["executionCounts"]["pendingRedrive"] == 0
+        assert [c.redrive_count for c in engine.list_map_run_executions_sync(run.arn)] == [1, 1, 1]

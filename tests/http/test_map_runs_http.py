@@ -10,6 +10,7 @@ does not exist.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -91,3 +92,81 @@ def test_map_run_operations(server: Server) -> None:
         with pytest.raises(ClientError) as raised:
             call()
         assert _code(raised.value) == "ResourceNotFound"
+
+
+def _activity_task(client: Any, activity: str) -> dict[str, Any]:
+    """The next task of `activity` (polled until one is scheduled), its input parsed."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = client.get_activity_task(activityArn=activity, workerName="test")
+        if task.get("taskToken"):
+            return {"token": task["taskToken"], "input": json.loads(task["input"])}
+    raise AssertionError(f"no task of {activity} within 60 s")
+
+
+def test_children_waiting_for_a_redriven_run_are_pending_redrive(server: Server) -> None:
+    """A redriven run's children beyond MaxConcurrency: PENDING_REDRIVE in DescribeExecution,
+    listed by ListExecutions(mapRunArn, statusFilter=PENDING_REDRIVE), counted in
+    ``pendingRedrive``, and RUNNING once their redrive starts. The children's work is an
+    activity task the test answers, so each waits for the test and nothing races."""
+    client: Any = server.client()
+    activity = client.create_activity(name="pending-redrive-work")["activityArn"]
+    definition = {
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "Label": "each",
+                "MaxConcurrency": 1,
+                "ToleratedFailureCount": 1,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Work",
+                    "States": {"Work": {"Type": "Task", "Resource": activity, "End": True}},
+                },
+                "End": True,
+            }
+        },
+    }
+    machine = client.create_state_machine(
+        name="redriven-fanout", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    items = [{"n": 0}, {"n": 1}]
+    parent = client.start_execution(stateMachineArn=machine, input=json.dumps(items))
+    for n in (0, 1):  # both fail: the second is one more than the run tolerates
+        task = _activity_task(client, activity)
+        assert task["input"] == {"n": n}
+        client.send_task_failure(taskToken=task["token"], error="Work.Failed", cause="first try")
+    assert wait_for_end(client, parent["executionArn"])["status"] == "FAILED"
+    (run,) = client.list_map_runs(executionArn=parent["executionArn"])["mapRuns"]
+    map_run = run["mapRunArn"]
+    first, second = (
+        c["executionArn"] for c in client.list_executions(mapRunArn=map_run)["executions"]
+    )
+
+    def statuses() -> list[str]:
+        return [client.describe_execution(executionArn=c)["status"] for c in (first, second)]
+
+    def pending() -> list[str]:
+        listed = client.list_executions(mapRunArn=map_run, statusFilter="PENDING_REDRIVE")
+        return [c["executionArn"] for c in listed["executions"]]
+
+    assert statuses() == ["FAILED", "FAILED"] and pending() == []
+    client.redrive_execution(executionArn=parent["executionArn"])
+    task = _activity_task(client, activity)  # the first child's redrive runs its Task again
+    assert task["input"] == {"n": 0}
+    assert statuses() == ["RUNNING", "PENDING_REDRIVE"]
+    assert pending() == [second]
+    listed = client.list_executions(mapRunArn=map_run)["executions"]
+    assert [c["status"] for c in listed] == ["RUNNING", "PENDING_REDRIVE"]
+    described = client.describe_map_run(mapRunArn=map_run)
+    assert described["executionCounts"]["pendingRedrive"] == 1
+    assert described["itemCounts"]["pendingRedrive"] == 1
+    client.send_task_success(taskToken=task["token"], output="{}")
+    task = _activity_task(client, activity)  # room made: the second's redrive starts
+    assert task["input"] == {"n": 1}
+    assert statuses()[1] == "RUNNING" and pending() == []
+    assert client.describe_map_run(mapRunArn=map_run)["executionCounts"]["pendingRedrive"] == 0
+    client.send_task_success(taskToken=task["token"], output="{}")
+    assert wait_for_end(client, parent["executionArn"])["status"] == "SUCCEEDED"
+    assert statuses() == ["SUCCEEDED", "SUCCEEDED"]
