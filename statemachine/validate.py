@@ -21,7 +21,13 @@ from typing import Any, Literal
 from statemachine.diagnostics import Diagnostic, pointer_child
 from statemachine.jsontext import json_problem
 from statemachine.quotas import MAX_SECONDS
-from statemachine.validate_exprs import QueryLanguage, Reporter, is_int, json_type
+from statemachine.validate_exprs import (
+    QueryLanguage,
+    Reporter,
+    is_int,
+    json_type,
+    query_language_value,
+)
 from statemachine.validate_resources import check_resources
 from statemachine.validate_states import StateFacts, check_state
 
@@ -158,8 +164,7 @@ class _Machine:
             elif ql != "JSONPath":
                 rep.schema(
                     "/QueryLanguage",
-                    f"The value for the field 'QueryLanguage' must be "
-                    f"'JSONPath' or 'JSONata', but was {ql!r}",
+                    query_language_value(ql),
                 )
         self.check_scope(definition, "", depth=0)
 

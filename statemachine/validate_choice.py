@@ -25,6 +25,7 @@ from statemachine.validate_exprs import (
     is_jsonata,
     is_number,
     json_type,
+    other_language_field,
 )
 
 __all__ = ["COMPARISON_OPERATORS", "check_choices"]
@@ -177,7 +178,7 @@ def _check_jsonpath_rule(
             if key == "Next":
                 message = "A nested choice rule (inside And, Or or Not) cannot have 'Next'"
             elif key in ("Condition", "Output"):
-                message = f"Field '{key}' is supported only when 'QueryLanguage' is 'JSONata'"
+                message = other_language_field("JSONPath", key)
             else:
                 message = f"Field '{key}' is not supported in a choice rule"
             rep.schema(pointer_child(location, key), message)

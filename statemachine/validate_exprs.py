@@ -32,9 +32,28 @@ __all__ = [
     "is_jsonata",
     "is_number",
     "json_type",
+    "other_language_field",
+    "query_language_value",
 ]
 
 QueryLanguage = Literal["JSONPath", "JSONata"]
+
+
+def other_language_field(ql: str, name: str) -> str:
+    """AWS's message for a field of the other query language, which it reports at the state."""
+    other = "JSONPath" if ql == "JSONata" else "JSONata"
+    return (
+        f"The QueryLanguage is set to '{ql}', but field '{name}' is only supported "
+        f"for the '{other}' QueryLanguage"
+    )
+
+
+def query_language_value(value: Any) -> str:
+    """AWS's message for a `QueryLanguage` that is neither JSONPath nor JSONata."""
+    if not isinstance(value, str):
+        return "Expected value of type [STRING]"
+    return "Value should be one of the following: [JSONPath, JSONata]"
+
 
 # Values nest freely inside templates and Choice rules; beyond this depth we
 # stop walking (validate() reports TOO_DEEPLY_NESTED for the document anyway).

@@ -23,6 +23,7 @@ from statemachine.validate_exprs import (
     is_jsonata,
     is_number,
     json_type,
+    other_language_field,
 )
 
 __all__ = ["check_map_fields"]
@@ -91,10 +92,7 @@ class _Fields:
     def path(self, name: str) -> None:
         if name in self.body:
             if self.ql == "JSONata":
-                self.rep.schema(
-                    self.at(name),
-                    f"The field '{name}' is not supported when 'QueryLanguage' is 'JSONata'",
-                )
+                self.rep.schema(self.location, other_language_field(self.ql, name))
             else:
                 check_path(self.rep, self.at(name), self.body[name], name)
 
@@ -119,11 +117,7 @@ class _Fields:
         elif name == "Arguments" and self.ql == "JSONata":
             check_jsonata_value(self.rep, self.at(name), self.body[name])
         else:
-            other = "JSONPath" if self.ql == "JSONata" else "JSONata"
-            self.rep.schema(
-                self.at(name),
-                f"The field '{name}' is supported only when 'QueryLanguage' is '{other}'",
-            )
+            self.rep.schema(self.location, other_language_field(self.ql, name))
 
 
 def check_map_fields(rep: Reporter, body: dict[str, Any], location: str, ql: QueryLanguage) -> None:

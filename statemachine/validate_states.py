@@ -35,6 +35,8 @@ from statemachine.validate_exprs import (
     is_jsonata,
     is_number,
     json_type,
+    other_language_field,
+    query_language_value,
 )
 from statemachine.validate_map import check_map_fields
 
@@ -263,15 +265,12 @@ def _state_query_language(
     value = body["QueryLanguage"]
     here = pointer_child(location, "QueryLanguage")
     if value not in ("JSONPath", "JSONata"):
-        rep.schema(
-            here,
-            f"The value for the field 'QueryLanguage' must be 'JSONPath' or "
-            f"'JSONata', but was {value!r}",
-        )
+        rep.schema(here, query_language_value(value))
         return machine_ql
     if value == "JSONPath" and machine_ql == "JSONata":
+        # AWS reports the downgrade at the state, as it does a field of the other language.
         rep.schema(
-            here,
+            location,
             "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
         )
         return "JSONata"
@@ -287,17 +286,13 @@ def _check_field_names(state: _State, state_type: str) -> None:
             continue
         if name in ja_only and state.ql == "JSONata":
             continue
-        if name in jp_only:
-            message = (
-                f"The field '{name}' is not supported when 'QueryLanguage' is 'JSONata'"
-                + (": use 'Arguments'" if name == "Parameters" else "")
-                + (": use 'Output'" if name in ("OutputPath", "ResultSelector") else "")
-            )
-        elif name in ja_only:
-            message = f"The field '{name}' is supported only when 'QueryLanguage' is 'JSONata'"
+        if name in jp_only or name in ja_only:
+            # AWS names the field in its message and reports it at the state.
+            state.rep.schema(state.location, other_language_field(state.ql, name))
         else:
-            message = f"Field '{name}' is not supported by state type '{state_type}'"
-        state.rep.schema(state.at(name), message)
+            state.rep.schema(
+                state.at(name), f"Field '{name}' is not supported by state type '{state_type}'"
+            )
 
 
 def _check_transition(state: _State, state_type: str) -> None:
@@ -650,7 +645,10 @@ def _check_scope_shape(
         state.rep.schema(location, f"{what} must be an OBJECT but was {json_type(scope)}")
         return
     for key in scope:
-        if key not in {"StartAt", "States", "Comment"} | extra:
+        if key == "QueryLanguage":
+            # Not a state, so no language of its own: AWS's words, at the processor or branch.
+            state.rep.schema(location, "Field 'QueryLanguage' is not supported")
+        elif key not in {"StartAt", "States", "Comment"} | extra:
             state.rep.schema(
                 pointer_child(location, key), f"Field '{key}' is not supported in {what}"
             )

@@ -110,18 +110,18 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
     (
         "jsonpath-field-in-jsonata",
         one({**PASS_END, "InputPath": "$"}, QueryLanguage="JSONata"),
-        {(SVF, "/States/A/InputPath")},
+        {(SVF, "/States/A")},
     ),
-    ("jsonata-field-in-jsonpath", one({**PASS_END, "Output": {}}), {(SVF, "/States/A/Output")}),
+    ("jsonata-field-in-jsonpath", one({**PASS_END, "Output": {}}), {(SVF, "/States/A")}),
     (
         "state-ql-overrides",
         one({**PASS_END, "QueryLanguage": "JSONata", "Parameters": {}}),
-        {(SVF, "/States/A/Parameters")},
+        {(SVF, "/States/A")},
     ),
     (
         "jsonpath-state-in-jsonata-machine",
         one({**PASS_END, "QueryLanguage": "JSONPath"}, QueryLanguage="JSONata"),
-        {(SVF, "/States/A/QueryLanguage")},
+        {(SVF, "/States/A")},
     ),
     (
         "state-ql-invalid",
@@ -138,7 +138,7 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
                 "ItemProcessor": {"StartAt": "I", "States": {"I": {**PASS_END, "Output": 1}}},
             }
         ),
-        {(SVF, "/States/A/ItemProcessor/States/I/Output")},
+        {(SVF, "/States/A/ItemProcessor/States/I")},
     ),
     (
         "next-and-end",
@@ -341,7 +341,7 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
     (
         "wait-secondspath-in-jsonata",
         wait(SecondsPath="$.s", QueryLanguage="JSONata"),
-        {(SVF, "/States/A/SecondsPath")},
+        {(SVF, "/States/A")},
     ),
     # --- paths ------------------------------------------------------------------------------
     ("inputpath-not-path", one({**PASS_END, "InputPath": "foo"}), {(JP, "/States/A/InputPath")}),
@@ -461,7 +461,7 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
     (
         "jsonata-parameters",
         task(Parameters={}, QueryLanguage="JSONata"),
-        {(SVF, "/States/A/Parameters")},
+        {(SVF, "/States/A")},
     ),
     (
         "jsonpath-timeout-expression",
@@ -473,7 +473,7 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
         task(TimeoutSeconds="{% 5 + %}", QueryLanguage="JSONata"),
         {("INVALID_JSONATA", "/States/A/TimeoutSeconds")},
     ),
-    ("jsonata-items-in-jsonpath", map_state(Items=[1]), {(SVF, "/States/A/Items")}),
+    ("jsonata-items-in-jsonpath", map_state(Items=[1]), {(SVF, "/States/A")}),
     (
         "jsonata-items-string",
         map_state(Items="abc", QueryLanguage="JSONata"),
@@ -716,7 +716,7 @@ INVALID: list[tuple[str, Any, set[tuple[str, str]]]] = [
     (
         "fail-errorpath-in-jsonata",
         fail(ErrorPath="$.e", QueryLanguage="JSONata"),
-        {(SVF, "/States/A/ErrorPath")},
+        {(SVF, "/States/A")},
     ),
     (
         "fail-cause-jsonata-syntax",
