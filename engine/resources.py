@@ -98,7 +98,7 @@ def resolve_resource(resource: str, registry: Registry) -> Resolution:
         return Resolution("lambda_invoke")
     registration = registry.resolve(resource) or registry.resolve(base)
     if registration is not None:
-        return Resolution("handler", registration=registration)
+        return _handler_resolution(registration)
     builtin = _BUILTINS.get(base)
     if builtin is not None and builtin in registry.builtins:
         return Resolution("builtin", builtin=builtin)
@@ -110,6 +110,25 @@ def resolve_resource(resource: str, registry: Registry) -> Resolution:
     else:
         cause = f"No handler is registered for the resource '{resource}'."
     return Resolution("unresolved", cause=cause)
+
+
+# Each registration's "handler" Resolution, made once: building the frozen
+# dataclass was half of a Task attempt's `resolve_resource`. Keyed by identity
+# (a handler need not be hashable), each entry holding its registration so the
+# id is not reused while cached; emptied when full.
+_HANDLER_RESOLUTIONS: dict[int, tuple[Registration, Resolution]] = {}
+_MAX_CACHED = 1024
+
+
+def _handler_resolution(registration: Registration) -> Resolution:
+    cached = _HANDLER_RESOLUTIONS.get(id(registration))
+    if cached is not None and cached[0] is registration:
+        return cached[1]
+    if len(_HANDLER_RESOLUTIONS) >= _MAX_CACHED:
+        _HANDLER_RESOLUTIONS.clear()
+    resolution = Resolution("handler", registration=registration)
+    _HANDLER_RESOLUTIONS[id(registration)] = (registration, resolution)
+    return resolution
 
 
 def is_resolvable(resource: str, registry: Registry) -> bool:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import keys
-from engine.journal import Events
+from engine.journal import MISSING, Events
 from engine.tasks.call import Call
 from engine.tasks.dispatch import run_in_process
 from engine.tasks.outcome import (
@@ -53,6 +53,8 @@ async def invoke(
         return to_record(outcome), call.events.outcome(outcome, frame.walk.payload)
 
     record = await frame.record_once_async(keys.task_result(call.key), produce, thread=frame.thread)
+    if "ok" in record:  # a success, read as `from_record` reads it, without the object
+        return record["ok"]
     outcome = from_record(record)
     if isinstance(outcome, Succeeded):
         return outcome.value
@@ -61,17 +63,29 @@ async def invoke(
 
 async def _run(call: Call) -> Outcome:
     walk, frame = call.walk, call.frame
-    started = frame.record_once(
-        keys.task_started(call.key),
-        lambda: (
-            walk.clock.now().isoformat(),
-            call.events.scheduled(walk.payload(call.effective), call.timeout, call.heartbeat),
-        ),
-        thread=frame.thread,
-    )
+    key = keys.task_started(call.key)
+    started = frame.replay(key, frame.thread)
+    if started is MISSING:
+        # One clock read for the record and its events. The input's text is the
+        # entered event's when the first attempt passes its input on unchanged
+        # (a later attempt's handler may have changed the object in place).
+        now = walk.clock.now()
+        text = frame.input_text
+        if text is None or call.attempt or call.effective is not frame.input:
+            text = walk.payload(call.effective)
+        walk.journal.record(
+            key,
+            now.isoformat(),
+            thread=frame.thread,
+            events=call.events.scheduled(text, call.timeout, call.heartbeat),
+            timestamp=now,
+            state=frame.state.name,
+        )
+        call.started_at = now
+    else:
+        call.started_at = datetime.fromisoformat(str(started))
     # The record of the start commits before the effect leaves the process.
     await walk.durable()
-    call.started_at = datetime.fromisoformat(str(started))
     mocked = _mocked(call)
     if mocked is not None:
         return mocked

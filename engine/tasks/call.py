@@ -69,6 +69,8 @@ class Call:
         self.base, self.resource_type, self.events = _resource_facts(state.resource)
         self.callback = state.resource.endswith(".waitForTaskToken")
         self.started_at = datetime.min
+        # When the handler last beat (`beat`), from when the attempt's work began.
+        self.last_beat = time.monotonic()
 
     @property
     def limit_name(self) -> str:
@@ -117,6 +119,24 @@ class Call:
         elapsed = (self.walk.clock.now() - self.started_at).total_seconds()
         return max(0.0, self.timeout - elapsed)
 
+    def beat(self) -> None:
+        """The handler's heartbeat (monotonic time, not the loop's: sync handlers beat from
+        their worker thread)."""
+        self.last_beat = time.monotonic()
+
+    def overran(self) -> Failed | None:
+        """The timeout of work that ran on the event loop, which no timer could interrupt.
+
+        States.Timeout (flagged as a missed heartbeat) when no beat came within
+        HeartbeatSeconds, else when TimeoutSeconds ran out; None when neither.
+        """
+        if self.heartbeat != math.inf and time.monotonic() - self.last_beat >= self.heartbeat:
+            return Failed(States.TIMEOUT, None, heartbeat=True)
+        deadline = self.deadline
+        if deadline is not None and self.walk.clock.now() >= deadline:
+            return Failed(States.TIMEOUT, None, heartbeat=False)
+        return None
+
     async def limited(
         self, body: Callable[[Callable[[], ActivityContext]], Awaitable[Outcome]]
     ) -> Outcome:
@@ -125,27 +145,24 @@ class Call:
         `body` is given how to build the handler's context (`context`), so
         work that takes none (most registered handlers) never builds it.
         """
-        # Monotonic time, not the loop's: sync handlers beat from their worker thread.
-        last_beat = [time.monotonic()]
-
-        def beat() -> None:
-            last_beat[0] = time.monotonic()
-
-        def context() -> ActivityContext:
-            return self.context(beat)
-
-        missed_heartbeat = False
         result: Outcome | None = None
         if self.heartbeat == math.inf:
             # No heartbeat to watch: no task group to open and cancel per attempt,
-            # and no timer at all under the default timeout (over three years).
+            # and no timer at all under the default timeout (over three years);
+            # a beat is not looked at, so the context carries none.
             if self.deadline is None:
-                return await body(context)
+                return await body(self.context)
             with anyio.move_on_after(self._remaining()) as timeout_scope:
-                result = await body(context)
+                result = await body(self.context)
             if timeout_scope.cancelled_caught or result is None:
                 return Failed(States.TIMEOUT, None)
             return result
+
+        def context() -> ActivityContext:
+            return self.context(self.beat)
+
+        missed_heartbeat = False
+        self.last_beat = time.monotonic()
         with anyio.move_on_after(self._remaining()) as timeout_scope:
             async with anyio.create_task_group() as group:
                 heartbeat = self.heartbeat
@@ -153,7 +170,7 @@ class Call:
                 async def watch() -> None:
                     nonlocal missed_heartbeat
                     while True:
-                        due = last_beat[0] + heartbeat
+                        due = self.last_beat + heartbeat
                         now = time.monotonic()
                         if now >= due:
                             missed_heartbeat = True

@@ -78,10 +78,16 @@ async def _handler(
     try:
         value = await call_handler(registration, call.effective, context)
     except ActivityError as failure:
-        return Failed(failure.error, failure.cause)
+        outcome: Outcome = Failed(failure.error, failure.cause)
     except Exception as failure:  # a handler's own exception is the Task's failure
-        return Failed(type(failure).__name__, str(failure))
-    return encode_result(value, call.limit_name)
+        outcome = Failed(type(failure).__name__, str(failure))
+    else:
+        outcome = encode_result(value, call.limit_name)
+    if registration.inline:
+        # On the event loop no timer could stop it: a run past TimeoutSeconds or
+        # HeartbeatSeconds times out, as it would have in a thread.
+        return call.overran() or outcome
+    return outcome
 
 
 async def _builtin(

@@ -42,6 +42,11 @@ class TaskEvents:
         # Task* events name the Resource as written (".waitForTaskToken" included).
         resource_type, named = resource_parts(resource if self.family == "task" else base)
         self.base = {"resourceType": resource_type, "resource": named}
+        # The outcome events' names, made once per Resource (not per attempt).
+        prefix = {"lambda": "LambdaFunction", "activity": "Activity"}.get(self.family, "Task")
+        self._succeeded = f"{prefix}Succeeded"
+        self._failed = f"{prefix}Failed"
+        self._timed_out = f"{prefix}TimedOut"
 
     def scheduled(self, payload: str, timeout: float, heartbeat: float) -> Events:
         """…Scheduled (and …Started, except for activities, which start when polled)."""
@@ -70,12 +75,11 @@ class TaskEvents:
 
     def outcome(self, outcome: Outcome, payload: Callable[[Any], str]) -> Events:
         """…Succeeded, …Failed or …TimedOut."""
-        prefix = {"lambda": "LambdaFunction", "activity": "Activity"}.get(self.family, "Task")
-        base = {} if self.family in ("lambda", "activity") else dict(self.base)
+        details: dict[str, Any] = {} if self.family in ("lambda", "activity") else dict(self.base)
         if isinstance(outcome, Succeeded):
-            return [(f"{prefix}Succeeded", {**base, "output": payload(outcome.value)})]
-        kind = "TimedOut" if outcome.error == States.TIMEOUT else "Failed"
-        details = {**base, "error": outcome.error}
+            details["output"] = payload(outcome.value)
+            return [(self._succeeded, details)]
+        details["error"] = outcome.error
         if outcome.cause is not None:
             details["cause"] = outcome.cause
-        return [(f"{prefix}{kind}", details)]
+        return [(self._timed_out if outcome.error == States.TIMEOUT else self._failed, details)]

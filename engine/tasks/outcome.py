@@ -115,11 +115,16 @@ def encode_result(value: Any, limit_name: str) -> Outcome:
     if len(encoded) > MAX_PAYLOAD_BYTES:
         return too_large(limit_name)
     result = msgspec.json.decode(encoded)
-    problem = json_problem(result)
-    if problem is not None:
-        return Failed(States.RUNTIME, f"The task result is not JSON: {problem}")
+    # Encoded, the value holds no lone surrogate (the encoder refuses one), so
+    # only its nesting is left to check, and a text too short for more than
+    # MAX_JSON_DEPTH levels (each takes two brackets) cannot hold too many.
+    if len(encoded) > _MAX_SHALLOW:
+        problem = json_problem(result)
+        if problem is not None:
+            return Failed(States.RUNTIME, f"The task result is not JSON: {problem}")
     return Succeeded(result)
 
 
+_MAX_SHALLOW = 2 * MAX_JSON_DEPTH
 _SURROGATE = "a string holds a lone surrogate (not valid Unicode; invalid UTF-8 reads as one)"
 _TOO_DEEP = f"JSON nests deeper than {MAX_JSON_DEPTH} levels"
