@@ -37,6 +37,7 @@ __all__ = [
     "block_row",
     "block_text",
     "block_values",
+    "commit_blocks",
     "commit_progress",
     "grouped_events",
     "history_events_of",
@@ -182,6 +183,25 @@ def commit_progress(
     guarded = [(eid, last_of[eid], first) for eid, first in firsts.items()]
     plain = [(eid, last) for eid, last in last_of.items() if eid not in firsts]
     return guarded, plain
+
+
+Piece = tuple[str, int, int, str]
+
+
+def commit_blocks(
+    checkpoints: Sequence[Checkpoint], codec: PayloadCodec
+) -> tuple[list[Piece], list[tuple[str, int, int]], list[tuple[str, int]]] | None:
+    """A group's history blocks and how it moves `last_event_id`, for a one-statement commit.
+
+    (the blocks as `block_pieces` gives them, then `commit_progress`'s
+    guarded and plain moves); None on a collision inside the group.
+    """
+    grouped = grouped_events((c.execution_id, c.events) for c in checkpoints)
+    progress = commit_progress(checkpoints, grouped)
+    if progress is None:
+        return None
+    pieces = [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)]
+    return pieces, progress[0], progress[1]
 
 
 def open_block(text: str, codec: PayloadCodec) -> list[Event]:
