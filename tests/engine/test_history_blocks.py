@@ -607,3 +607,29 @@ def test_postgres_without_commit_function_v3_writes_rows_on_every_path(
         assert store.commit([second], worker_id="w", now=T0) == [CommitResult.CONFLICT]
     finally:
         store.close()
+
+
+def test_commit_blocks_one_pass_agrees_with_the_merging_path() -> None:
+    """The one-pass build of the usual group gives what grouping and merging give."""
+    codec = PayloadCodec()
+    groups = [
+        [Checkpoint("a", events=[_event(2), _event(3)], last_event_id=1)],
+        [
+            Checkpoint("a", journal=[("k", "1")], events=[_event(4)], last_event_id=3),
+            Checkpoint("b", journal=[("k", "1")], last_event_id=7),
+            Checkpoint("c", last_event_id=0),
+            Checkpoint("d", events=[_event(i) for i in range(2, 300)], last_event_id=9),
+        ],
+    ]
+    for group in groups:
+        assert blocks.commit_blocks(group, codec) == blocks._merged_blocks(group, codec)
+    # An execution twice, or its events out of order: the merging path decides.
+    twice = [
+        Checkpoint("a", events=[_event(2)], last_event_id=1),
+        Checkpoint("a", events=[_event(3)], last_event_id=2),
+    ]
+    built = blocks.commit_blocks(twice, codec)
+    assert built is not None and built[1:] == ([("a", 3, 2)], [])
+    assert [(p[1], p[2]) for p in built[0]] == [(2, 3)]
+    clash = [Checkpoint("a", events=[_event(3), _event(3)], last_event_id=2)]
+    assert blocks.commit_blocks(clash, codec) is None
