@@ -49,6 +49,7 @@ from engine.store.codec import PayloadCodec
 from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
 from engine.store.fastcommit import (
     ONE_CALL_REFUSALS,
+    call_version,
     one_call_may_commit,
     one_call_statement,
     warm_call_statement,
@@ -90,10 +91,14 @@ class LoopCommit:
         codec: PayloadCodec,
         display_url: str,
         wake_local: Callable[[], None],
+        block_writes: Callable[[], bool] = lambda: False,
     ) -> None:
         # The thread path's held connection: which commit function the
         # database has (`function_version`), found out there.
         self._held = held
+        # Whether commits write history blocks now (`Backend.block_writes`):
+        # v3 then, else v2 or v1 (`fastcommit.call_version`).
+        self._block_writes = block_writes
         self._conninfo = conninfo
         self._codec = codec
         self._display = display_url
@@ -146,9 +151,11 @@ class LoopCommit:
             connection = await self._open()
             if connection is None:
                 return Handed.THREADS
-            call, params = one_call_statement(
-                checkpoints, worker_id, now, self._codec, held.function_version
-            )
+            version = call_version(held, self._block_writes())
+            statement = one_call_statement(checkpoints, worker_id, now, self._codec, version)
+            if statement is None:  # a collision within the group: nothing sent
+                return Handed.CAREFUL
+            call, params = statement
             try:
                 # Refusals and a missing function leave unmapped: handled below.
                 with mapped_errors(self._display, passing=_PASSING):
@@ -222,25 +229,27 @@ class LoopCommit:
     async def _warm(self, worker_id: str, now: datetime) -> None:
         connection = await self._open()
         if connection is not None and not self._held.without_function:
-            version = self._held.function_version
-            call, params = one_call_statement((), worker_id, now, self._codec, version)
+            version = call_version(self._held, self._block_writes())
+            statement = one_call_statement((), worker_id, now, self._codec, version)
+            assert statement is not None  # an empty group has no collision
+            call, params = statement
             try:
                 await _sent(self._send(connection, call, params, ()))
-                if version == 2:
-                    await _sent(self._warm_branches(connection, worker_id, now))
+                if version >= 2:
+                    await _sent(self._warm_branches(connection, version, worker_id, now))
             except psycopg.Error:
                 if connection.broken or not _idle(connection):
                     await self._drop()
 
     async def _warm_branches(
-        self, connection: psycopg.AsyncConnection[Any], worker_id: str, now: datetime
+        self, connection: psycopg.AsyncConnection[Any], version: int, worker_id: str, now: datetime
     ) -> None:
         """The function's progress, finish and release statements planned too, nothing written.
 
         The empty group's call skips their loops; a fresh Engine's first
         Map (W2) would plan them in its first commits. Rolled back.
         """
-        call, params = warm_call_statement(worker_id, now)
+        call, params = warm_call_statement(worker_id, now, version)
         await connection.execute("BEGIN")
         try:
             await connection.execute(call, params)

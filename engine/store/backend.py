@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from engine.store.codec import PayloadCodec
 from engine.store.notify import Waker
 from engine.store.records import Checkpoint, CommitResult, ExecutionRecord, LoadedExecution
-from engine.store.schema import journal
+from engine.store.schema import HISTORY_BLOCKS_VERSION, SCHEMA_VERSION, journal
 
 __all__ = ["Backend"]
 
@@ -32,17 +32,25 @@ class Backend:
     name: ClassVar[Literal["sqlite", "postgresql"]]
     # Whether `notify_in` reaches workers in other processes (else they poll).
     wakes_other_processes: ClassVar[bool] = False
+    # The schema version the store found (or migrated to): `found_schema`.
+    schema_version: int = SCHEMA_VERSION
     # Whether the database has history_blocks (migration 18), set by the
     # store: one opened unmigrated on an older database writes history rows.
     history_blocks: bool = True
-    # Whether its commits write history blocks (else one row per event;
-    # readers merge both either way).
-    writes_history_blocks: ClassVar[bool] = False
+    # The schema version from which its commits write history blocks (None:
+    # never; one row per event before it; readers merge both either way).
+    writes_history_blocks_from: ClassVar[int | None] = None
+
+    def found_schema(self, version: int) -> None:
+        """Note the database's schema version (the store's open and its migrations set it)."""
+        self.schema_version = version
+        self.history_blocks = version >= HISTORY_BLOCKS_VERSION
 
     @property
     def block_writes(self) -> bool:
         """Whether a commit on this database writes its events as history blocks."""
-        return self.history_blocks and self.writes_history_blocks
+        start = self.writes_history_blocks_from
+        return self.history_blocks and start is not None and self.schema_version >= start
 
     def create_engine(self, parsed: URL) -> Engine:
         """The SQLAlchemy engine for a parsed URL of this backend."""
@@ -61,6 +69,13 @@ class Backend:
     def reading(self, conn: Connection) -> Connection:
         """`conn` set up for a read-only unit of work (the default: a transaction, one snapshot)."""
         return conn
+
+    def snapshot_reading(self, conn: Connection) -> Connection:
+        """`conn` set up for reads that must all see one snapshot (a history's rows and blocks).
+
+        The default is `reading`'s transaction, which is one snapshot.
+        """
+        return self.reading(conn)
 
     def claiming(self, conn: Connection) -> None:
         """Set up the transaction of a lease claim or renewal (nothing by default)."""

@@ -97,7 +97,7 @@ class StoreBase:
             )
         # Whether history_blocks exists (migration 18): a store opened without
         # migrating an older database reads and writes history rows only.
-        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
+        self._backend.found_schema(version)
         if auto_migrate and version < schema.SCHEMA_VERSION:
             self.migrate()
             # Each migration built its own throwaway tables (reference cycles):
@@ -111,18 +111,23 @@ class StoreBase:
     # -- connections and transactions ------------------------------------
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+    def _transaction(self, *, write: bool, snapshot: bool = False) -> Iterator[Connection]:
         with mapped_errors(self._display), self._engine.connect() as conn:
-            conn = (
-                conn.execution_options(stepwise_write=True)
-                if write
-                else self._backend.reading(conn)
-            )
+            if write:
+                conn = conn.execution_options(stepwise_write=True)
+            elif snapshot:
+                conn = self._backend.snapshot_reading(conn)
+            else:
+                conn = self._backend.reading(conn)
             with conn.begin():
                 yield conn
 
     def _read(self) -> AbstractContextManager[Connection]:
         return self._transaction(write=False)
+
+    def _snapshot_read(self) -> AbstractContextManager[Connection]:
+        """A read whose statements all see one snapshot (`Backend.snapshot_reading`)."""
+        return self._transaction(write=False, snapshot=True)
 
     def _write(self) -> AbstractContextManager[Connection]:
         return self._transaction(write=True)
@@ -143,7 +148,7 @@ class StoreBase:
                 )
         except RuntimeError as exc:
             raise permanent(f"database {self._display}: {exc}") from None
-        self._backend.history_blocks = version >= schema.HISTORY_BLOCKS_VERSION
+        self._backend.found_schema(version)
         return version
 
     @property

@@ -37,6 +37,7 @@ __all__ = [
     "block_row",
     "block_text",
     "block_values",
+    "commit_blocks",
     "commit_progress",
     "grouped_events",
     "history_events_of",
@@ -67,16 +68,19 @@ def stamp(value: datetime) -> str:
 
 def block_values(events: Sequence[Event], codec: PayloadCodec) -> list[list[Any]]:
     """The JSON array items of a block of `events` (ascending ids), details sealed by `codec`."""
-    return [
-        [
-            e.event_id,
-            e.previous_event_id,
-            e.type,
-            stamp(e.timestamp),
-            codec.seal(encode_details(e.details)),
-        ]
-        for e in events
-    ]
+    seal = codec.seal
+    values: list[list[Any]] = []
+    # The events of one journal record share one time object: formatted once.
+    last_time: datetime | None = None
+    text = ""
+    for e in events:
+        if e.timestamp is not last_time:
+            last_time = e.timestamp
+            text = stamp(last_time)
+        values.append(
+            [e.event_id, e.previous_event_id, e.type, text, seal(encode_details(e.details))]
+        )
+    return values
 
 
 def block_text(events: Sequence[Event], codec: PayloadCodec) -> str:
@@ -182,6 +186,53 @@ def commit_progress(
     guarded = [(eid, last_of[eid], first) for eid, first in firsts.items()]
     plain = [(eid, last) for eid, last in last_of.items() if eid not in firsts]
     return guarded, plain
+
+
+Piece = tuple[str, int, int, str]
+
+
+def commit_blocks(
+    checkpoints: Sequence[Checkpoint], codec: PayloadCodec
+) -> tuple[list[Piece], list[tuple[str, int, int]], list[tuple[str, int]]] | None:
+    """A group's history blocks and how it moves `last_event_id`, for a one-statement commit.
+
+    (the blocks as `block_pieces` gives them, then `commit_progress`'s
+    guarded and plain moves); None on a collision inside the group.
+    """
+    pieces: list[Piece] = []
+    guarded: list[tuple[str, int, int]] = []
+    plain: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    # The usual group, in one pass: each execution once, its events ascending.
+    for c in checkpoints:
+        eid, events = c.execution_id, c.events
+        if eid in seen:
+            return _merged_blocks(checkpoints, codec)
+        seen.add(eid)
+        if not events:
+            if c.last_event_id > 0:
+                plain.append((eid, c.last_event_id))
+            continue
+        first = previous = events[0].event_id - 1
+        for e in events:
+            if e.event_id <= previous:
+                return _merged_blocks(checkpoints, codec)
+            previous = e.event_id
+        guarded.append((eid, max(c.last_event_id, previous), first + 1))
+        pieces.extend(block_pieces(eid, events, codec))
+    return pieces, guarded, plain
+
+
+def _merged_blocks(
+    checkpoints: Sequence[Checkpoint], codec: PayloadCodec
+) -> tuple[list[Piece], list[tuple[str, int, int]], list[tuple[str, int]]] | None:
+    """`commit_blocks` of a group with an execution twice or events out of order."""
+    grouped = grouped_events((c.execution_id, c.events) for c in checkpoints)
+    progress = commit_progress(checkpoints, grouped)
+    if progress is None:
+        return None
+    pieces = [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)]
+    return pieces, progress[0], progress[1]
 
 
 def open_block(text: str, codec: PayloadCodec) -> list[Event]:

@@ -258,10 +258,13 @@ def _update_executions(
         if advanced != 1:
             raise _collision(f"execution {eid}: events from {first} already recorded")
     if plain:
+        # Never backwards: a checkpoint without events carries the walk's last id.
+        moved = sa.bindparam("last", type_=sa.Integer)
+        stored = executions.c.last_event_id
         conn.execute(
             sa.update(executions)
             .where(executions.c.execution_id == sa.bindparam("target"))
-            .values(last_event_id=sa.bindparam("last")),
+            .values(last_event_id=sa.case((stored > moved, stored), else_=moved)),
             [{"target": eid, "last": last} for eid, last in plain],
         )
     for c in held:

@@ -4,15 +4,19 @@ The careful path (`checkpoints.write_checkpoints`) locks the work rows, reads
 the leases, and only then writes: six round trips per group on PostgreSQL
 (BEGIN, the lease check, journal, events, executions, COMMIT). Here a group
 is one statement in autocommit — its own transaction — calling migration
-15's function `stepwise_commit_v2` (engine/store/pgfunctions.py) with the
+19's function `stepwise_commit_v3` (engine/store/pgfunctions.py) with the
 rows as one bound JSON parameter: no BEGIN or COMMIT of ours and none of
 psycopg's pipeline machinery (but for a read-back, below), about half the
-CPU of the pipelined commit it replaced. A database at migration 14 gets
-the same call of its function `stepwise_commit_v1` (same arguments and
-answer; it reads the batch as `json`, v2 as `jsonb`, which costs the server
-about half as much). A database not yet migrated to 14 gets that pipelined commit still: BEGIN,
-a locking lease check that the database itself turns into an error when any
-lease of the group is not held, every write, and COMMIT, sent at once.
+CPU of the pipelined commit it replaced. v3 writes each execution's events
+of the group as history blocks (`blocks.py`, built here as SQLite's commit
+builds them) and moves `last_event_id` by compare-and-set. A database at
+migrations 15 to 18 gets the same call of `stepwise_commit_v2`, and at 14
+of `stepwise_commit_v1` (same arguments and answer; both write one history
+row per event; v1 reads the batch as `json`, v2 as `jsonb`, which costs
+the server about half as much). A database not yet migrated to 14 gets
+that pipelined commit still (history rows): BEGIN, a locking lease check
+that the database itself turns into an error when any lease of the group
+is not held, every write, and COMMIT, sent at once.
 Either way the lease check comes first (this worker's, unexpired at the
 worker's `now`, under the work rows' locks taken in id order), and an error
 anywhere — a lease not held, a row that collides because another worker
@@ -49,6 +53,7 @@ import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
+from engine.store.blocks import commit_blocks
 from engine.store.checkpoints import PLAIN
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.fastclaim import EXECUTIONS_BY_ID, execution_records
@@ -67,6 +72,7 @@ from engine.store.rows import encode_details
 
 __all__ = [
     "ONE_CALL_REFUSALS",
+    "call_version",
     "one_call_may_commit",
     "one_call_statement",
     "pipelined_commit",
@@ -111,15 +117,20 @@ def _insert_rows(cursor: psycopg.Cursor[Any], head: str, rows: Sequence[tuple[An
 
 
 # The group commit as one statement, by `HeldConnection.function_version`:
-# migration 15's function (engine/store/pgfunctions.py), or migration 14's
-# (engine/store/schema.py) on a database at 14. Same arguments, same answer.
+# migration 19's or 15's function (engine/store/pgfunctions.py), or migration
+# 14's (engine/store/migrations.py) on a database at 14. Same arguments, same
+# answer; v3's batch carries history blocks, the others' history rows.
 _ONE_CALL = {
+    3: "SELECT stepwise_commit_v3(%s, %s, %s)",
     2: "SELECT stepwise_commit_v2(%s, %s, %s)",
     1: "SELECT stepwise_commit_v1(%s, %s, %s)",
 }
 _encode = msgspec.json.Encoder().encode
 
-_PROGRESS = "UPDATE executions SET last_event_id = %s WHERE execution_id = %s"
+# Never backwards: a checkpoint without events carries the walk's last id.
+_PROGRESS = (
+    "UPDATE executions SET last_event_id = GREATEST(last_event_id, %s) WHERE execution_id = %s"
+)
 _FINISH = (
     "UPDATE executions SET status = %s, output = %s, error = %s, cause = %s, stop_date = %s "
     "WHERE execution_id = %s"
@@ -146,18 +157,23 @@ def pipelined_commit(
     worker_id: str,
     now: datetime,
     codec: PayloadCodec = PLAIN,
+    *,
+    blocks: bool = False,
 ) -> tuple[list[CommitResult], bool] | None:
     """Commit the group in one round trip; None when the careful path must decide.
 
-    One call of migration 15's function (14's on a database at 14);
-    psycopg's pipeline on a database not migrated to 14.
+    One call of migration 19's function with `blocks` (history blocks), else
+    of 15's (14's on a database at 14); psycopg's pipeline on a database not
+    migrated to 14.
 
     Every payload is sealed by `codec`, as on the careful path.
 
     Returns (one OK per checkpoint, whether work became due now). Raises
     psycopg.OperationalError when the database fails (the store's boundary maps it).
     """
-    committed = pipelined_commit_reading(held, checkpoints, (), worker_id, now, codec)
+    committed = pipelined_commit_reading(
+        held, checkpoints, (), worker_id, now, codec, blocks=blocks
+    )
     return None if committed is None else (committed[0], committed[1])
 
 
@@ -168,6 +184,8 @@ def pipelined_commit_reading(
     worker_id: str,
     now: datetime,
     codec: PayloadCodec = PLAIN,
+    *,
+    blocks: bool = False,
 ) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
     """`pipelined_commit`, and the records of `read_back`'s executions once it is durable.
 
@@ -182,9 +200,11 @@ def pipelined_commit_reading(
     ids, finished, releases = _parts(checkpoints)
     records: dict[str, ExecutionRecord] = {}
     while not held.without_function:
+        version = call_version(held, blocks)
         try:
             wake = _one_call(
                 held,
+                version,
                 checkpoints,
                 ids,
                 finished,
@@ -196,12 +216,15 @@ def pipelined_commit_reading(
                 records=records,
             )
         except psycopg.errors.UndefinedFunction:
-            # A database opened without auto_migrate: at 14, v1 (the call
-            # wrote nothing); older, the pipeline. From now on without asking
-            # again (each miss is a round trip and an ERROR line in the
-            # server's log).
-            if held.function_version > 1:
-                held.function_version -= 1
+            # A database opened without auto_migrate (or a role that could
+            # not create the function): the one before (the call wrote
+            # nothing); older than 14, the pipeline. From now on without
+            # asking again (each miss is a round trip and an ERROR line in
+            # the server's log). Below v3 the call writes rows, and so does
+            # every other path of the store (`PostgresBackend.block_writes`).
+            if version > 1:
+                held.function_version = version - 1
+                blocks = False
             else:
                 held.without_function = True
         else:
@@ -230,8 +253,14 @@ def pipelined_commit_reading(
     return [CommitResult.OK] * len(checkpoints), wake, {}
 
 
+def call_version(held: HeldConnection, blocks: bool) -> int:
+    """The commit function to call: v3 when the commit writes history blocks, else v2 or v1."""
+    return held.function_version if blocks else min(held.function_version, 2)
+
+
 def _one_call(
     held: HeldConnection,
+    version: int,
     checkpoints: Sequence[Checkpoint],
     ids: list[str],
     finished: Sequence[Checkpoint],
@@ -245,15 +274,18 @@ def _one_call(
 ) -> bool | None:
     """The group as one call of the commit function; None when the careful path must decide.
 
-    Calls `held.function_version`'s function. Returns whether work became
+    Calls commit function `version`. Returns whether work became
     due now. With `read_back`, the records of those executions, read after
     the call committed in the same round trip, go into `records` — only
     when the call answered. Raises psycopg.errors.UndefinedFunction, having
     written nothing, when the database lacks that function.
     """
-    call, params = one_call_statement(
-        checkpoints, worker_id, now, codec, held.function_version, parts=(ids, finished, releases)
+    statement = one_call_statement(
+        checkpoints, worker_id, now, codec, version, parts=(ids, finished, releases)
     )
+    if statement is None:
+        return None
+    call, params = statement
     try:
         # One statement in autocommit: its own transaction, one round trip,
         # no BEGIN or COMMIT of ours.
@@ -312,27 +344,36 @@ def one_call_statement(
     version: int,
     *,
     parts: _Parts | None = None,
-) -> tuple[str, tuple[str, datetime, str]]:
-    """The group as one call of commit function `version` (2: v2, 1: v1): statement and params.
+) -> tuple[str, tuple[str, datetime, str]] | None:
+    """The group as one call of commit function `version` (3, 2 or 1): statement and params.
 
     Only for a group `one_call_may_commit`. The call answers one row whose
     one value says whether work became due now; it raises one of
     `ONE_CALL_REFUSALS`, having written nothing, when the careful path must
-    decide. Shared by the held connection's call (`_one_call`) and the
-    event loop's (`engine/store/asynccommit.py`).
+    decide. None (nothing to send) when v3's blocks collide within the group
+    (two of an execution's events share an id): the careful path decides.
+    Shared by the held connection's call (`_one_call`) and the event loop's
+    (`engine/store/asynccommit.py`).
     """
     ids, finished, releases = _parts(checkpoints) if parts is None else parts
-    events = _event_tuples(checkpoints, codec)
-    batch = {
+    batch: dict[str, Any] = {
         "ids": ids,
         "journal": [
             (c.execution_id, key, codec.seal(value))
             for c in checkpoints
             for key, value in c.journal
         ],
-        "events": events,
-        "progress": list(_progress(checkpoints).items()),
-        "finish": [
+    }
+    if version >= 3:
+        blocks = commit_blocks(checkpoints, codec)
+        if blocks is None:
+            return None
+        batch["blocks"], batch["advance"], batch["progress"] = blocks
+    else:
+        batch["events"] = _event_tuples(checkpoints, codec)
+        batch["progress"] = list(_progress(checkpoints).items())
+    batch.update(
+        finish=[
             (
                 c.execution_id,
                 ExecutionStatus(c.finish.status).value,
@@ -344,30 +385,36 @@ def one_call_statement(
             for c in finished
             if c.finish is not None
         ],
-        "release": [(c.execution_id, c.release_due_at) for c in releases],
-    }
+        release=[(c.execution_id, c.release_due_at) for c in releases],
+    )
     return _ONE_CALL[version], (worker_id, now, _encode(batch).decode())
 
 
-def warm_call_statement(worker_id: str, now: datetime) -> tuple[str, tuple[str, datetime, str]]:
-    """A call of commit function v2 that runs its every statement once for no row at all.
+def warm_call_statement(
+    worker_id: str, now: datetime, version: int = 3
+) -> tuple[str, tuple[str, datetime, str]]:
+    """A call of commit function `version` (3 or 2) that runs its every statement for no row.
 
-    No execution in the group (no lease to check), and one progress, finish
-    and release item for the execution id "", which no execution has: each
-    UPDATE and DELETE meets no row, and the finish's status "" matches no
-    alert (the outbox INSERT selects none). The caller still sends it in a
-    transaction it rolls back. The server session has then planned every
-    statement of the function (plpgsql plans each on its first run).
+    No execution in the group (no lease to check), and one progress (v3:
+    and advance), finish and release item for the execution id "", which no
+    execution has: each UPDATE and DELETE meets no row (v3 raises nothing
+    for the id ""), and the finish's status "" matches no alert (the outbox
+    INSERT selects none). The caller still sends it in a transaction it
+    rolls back. The server session has then planned every statement of the
+    function (plpgsql plans each on its first run).
     """
-    batch = {
+    batch: dict[str, Any] = {
         "ids": [],
         "journal": [],
-        "events": [],
         "progress": [("", 0)],
         "finish": [("", "", None, None, None, now)],
         "release": [("", None)],
     }
-    return _ONE_CALL[2], (worker_id, now, _encode(batch).decode())
+    if version >= 3:
+        batch.update(blocks=[], advance=[("", 0, 0)])
+    else:
+        batch["events"] = []
+    return _ONE_CALL[version], (worker_id, now, _encode(batch).decode())
 
 
 def _can_pipeline() -> bool:

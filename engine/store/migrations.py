@@ -16,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.store.pgfunctions import COMMIT_FUNCTION_V2
+from engine.store.pgfunctions import COMMIT_FUNCTION_V2, COMMIT_FUNCTION_V3
 from engine.store.records import DEFAULT_QUEUE
 from engine.store.tables import (
     define_activities_and_tags,
@@ -371,6 +371,12 @@ def _migration_history_blocks(conn: Connection) -> None:
         conn.execution_options(no_parameters=True).exec_driver_sql(_DELETE_EXECUTION_ROWS_V2)
 
 
+def _migration_commit_function_blocks(conn: Connection) -> None:
+    """PostgreSQL only: `stepwise_commit_v3`, v2 writing history blocks (pgfunctions.py)."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(no_parameters=True).exec_driver_sql(COMMIT_FUNCTION_V3)
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -399,4 +405,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         _migration_delete_trigger,
     ),
     (18, "history blocks: one row per execution per commit", _migration_history_blocks),
+    (
+        19,
+        "PostgreSQL: the group commit's function writes history blocks",
+        _migration_commit_function_blocks,
+    ),
 ]

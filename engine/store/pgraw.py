@@ -66,10 +66,11 @@ class HeldConnection(HeldPooled):
     """One pooled psycopg connection kept checked out for a run of transactions."""
 
     # The group commit's function this connection's database has: migration
-    # 15's `stepwise_commit_v2` until a call finds it missing, then migration
-    # 14's v1 (same arguments and answer); `without_function` once v1 is
-    # missing too (a database not migrated to 14: the pipeline).
-    function_version: int = 2
+    # 19's `stepwise_commit_v3` until a call finds it missing, then 15's v2,
+    # then 14's v1 (same arguments and answer; v3 writes history blocks, the
+    # others rows); `without_function` once v1 is missing too (a database
+    # not migrated to 14: the pipeline).
+    function_version: int = 3
     without_function: bool = False
 
     @contextmanager

@@ -27,6 +27,7 @@ from engine.store.fastcommit import pipelined_commit, pipelined_commit_reading
 from engine.store.notify import CHANNEL, PostgresListener, Waker
 from engine.store.pgraw import HeldConnection
 from engine.store.records import Checkpoint, CommitResult, ExecutionRecord, LoadedExecution
+from engine.store.schema import PG_BLOCK_WRITES_VERSION
 
 __all__ = ["PostgresBackend"]
 
@@ -52,7 +53,22 @@ class PostgresBackend(Backend):
 
     name: ClassVar[Literal["postgresql"]] = "postgresql"
     wakes_other_processes: ClassVar[bool] = True
+    writes_history_blocks_from: ClassVar[int | None] = PG_BLOCK_WRITES_VERSION
     _held: HeldConnection | None = None
+
+    @property
+    def block_writes(self) -> bool:
+        """From migration 19 on, unless the commit function found missing is older than v3.
+
+        A database whose `stepwise_commit_v3` a call found missing (dropped,
+        or a role that could not create it) commits through v2 or v1, which
+        write rows: every path of this process then writes rows, so no row
+        of an event follows a block holding it (rows do not compare-and-set).
+        """
+        held = self._held
+        if held is not None and (held.without_function or held.function_version < 3):
+            return False
+        return super().block_writes
 
     def create_engine(self, parsed: URL) -> Engine:
         engine = create_postgres_engine(parsed)
@@ -86,6 +102,7 @@ class PostgresBackend(Backend):
             codec=codec,
             display_url=display_url,
             wake_local=wake_local,
+            block_writes=lambda: self.block_writes,
         )
 
     def insert_ignoring_duplicates(
@@ -99,6 +116,13 @@ class PostgresBackend(Backend):
         # so a read-only BEGIN … COMMIT buys no consistency: it only costs two
         # round trips. Reads run in autocommit (switched client-side by psycopg).
         return conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def snapshot_reading(self, conn: Connection) -> Connection:
+        # A history's rows and blocks are two reads (`blocks.py`): in autocommit
+        # each would see its own snapshot, and an event committed between them
+        # could be missed or seen twice. One REPEATABLE READ transaction (read
+        # only: it never waits on a writer nor fails to serialize) sees one.
+        return conn.execution_options(isolation_level="REPEATABLE READ")
 
     def claiming(self, conn: Connection) -> None:
         # A claim or renewal need not wait for its WAL flush: a lease lost in
@@ -141,7 +165,9 @@ class PostgresBackend(Backend):
         codec: PayloadCodec,
     ) -> tuple[list[CommitResult], bool] | None:
         held = self._held_for(engine)
-        return None if held is None else pipelined_commit(held, checkpoints, worker_id, now, codec)
+        if held is None:
+            return None
+        return pipelined_commit(held, checkpoints, worker_id, now, codec, blocks=self.block_writes)
 
     def fast_commit_reading(
         self,
@@ -155,7 +181,9 @@ class PostgresBackend(Backend):
         held = self._held_for(engine)
         if held is None:
             return None
-        return pipelined_commit_reading(held, checkpoints, read_back, worker_id, now, codec)
+        return pipelined_commit_reading(
+            held, checkpoints, read_back, worker_id, now, codec, blocks=self.block_writes
+        )
 
     def _held_for(self, engine: Engine) -> HeldConnection | None:
         """`engine`'s kept commit connection; None (the careful path) for an engine not ours."""

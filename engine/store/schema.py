@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HISTORY_BLOCKS_VERSION",
     "MIGRATIONS",
+    "PG_BLOCK_WRITES_VERSION",
     "SCHEMA_VERSION",
     "UTCDateTime",
     "activities",
@@ -78,9 +79,12 @@ __all__ = [
 
 # The last entry of `migrations.MIGRATIONS` (a test checks they agree): known
 # without loading the migrations, which a migrated database never needs.
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 # The migration that adds history_blocks (a database opened unmigrated may be older).
 HISTORY_BLOCKS_VERSION = 18
+# The migration from which PostgreSQL's commits write history blocks (its
+# commit function `stepwise_commit_v3`); SQLite's write them from 18.
+PG_BLOCK_WRITES_VERSION = 19
 
 _MIGRATIONS_MODULE = "engine.store.migrations"
 _Step = tuple[int, str, Callable[[Connection], None]]

@@ -25,6 +25,7 @@ from engine.store.codec import PayloadCodec
 from engine.store.connect import create_sqlite_engine
 from engine.store.notify import SqliteWaker, Waker
 from engine.store.records import Checkpoint, CommitResult
+from engine.store.schema import HISTORY_BLOCKS_VERSION
 from engine.store.sqlitecommit import HeldSqlite, raw_commit
 
 __all__ = ["SqliteBackend"]
@@ -36,7 +37,7 @@ class SqliteBackend(Backend):
     """The store's ways on a SQLite file (or ``:memory:``)."""
 
     name: ClassVar[Literal["sqlite"]] = "sqlite"
-    writes_history_blocks: ClassVar[bool] = True
+    writes_history_blocks_from: ClassVar[int | None] = HISTORY_BLOCKS_VERSION
 
     _held: HeldSqlite | None = None
 

@@ -59,7 +59,8 @@ _BLOCKS = (
     "INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events) "
     "VALUES (?, ?, ?, ?)"
 )
-_PROGRESS = "UPDATE executions SET last_event_id = ? WHERE execution_id = ?"
+# Never backwards: a checkpoint without events carries the walk's last id.
+_PROGRESS = "UPDATE executions SET last_event_id = max(last_event_id, ?) WHERE execution_id = ?"
 # A block's compare-and-set (`blocks.commit_progress`): no row updated is a collision.
 _ADVANCE = "UPDATE executions SET last_event_id = ? WHERE execution_id = ? AND last_event_id < ?"
 _FINISH = (

@@ -435,7 +435,7 @@ class Store(
 
         Raises ExecutionDoesNotExist for an unknown execution.
         """
-        with self._read() as conn:
+        with self._snapshot_read() as conn:
             events = history_events_of(conn, execution_id, self._codec, blocks=self._history_blocks)
             if not events:
                 self._require_execution(conn, execution_id)
@@ -458,7 +458,7 @@ class Store(
         long the history. Raises ExecutionDoesNotExist for an
         unknown execution.
         """
-        with self._read() as conn:
+        with self._snapshot_read() as conn:
             events = history_page_of(
                 conn,
                 execution_id,

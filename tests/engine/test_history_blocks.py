@@ -5,7 +5,10 @@ The hot writers store the events one commit writes for one execution as one
 writers (a start's ExecutionStarted, a redrive, Map Run hooks) stay in
 `history_events`. Every reader goes through the store's two readers, which
 merge both tables by event id: the whole history, and the keyset pages of
-GetExecutionHistory (forward and reverse, any page size). Both stores.
+GetExecutionHistory (forward and reverse, any page size), each in one
+snapshot. Both stores write blocks: SQLite's commits from migration 18,
+PostgreSQL's from 19 (its commit function `stepwise_commit_v3`; the careful
+path too); a database opened unmigrated below that writes rows.
 """
 
 from __future__ import annotations
@@ -258,7 +261,7 @@ def test_a_database_from_before_blocks_reads_its_rows_merged_with_new_blocks(
             old.close()
     upgraded = Store(db_url)  # opening it migrates
     try:
-        assert upgraded.schema_version() == 18
+        assert upgraded.schema_version() == schema.SCHEMA_VERSION
         assert upgraded.history("e1") == [_event(i) for i in range(1, 5)]
         with upgraded._engine.begin() as conn:
             conn.execute(
@@ -281,9 +284,9 @@ def test_deleting_an_execution_deletes_its_blocks_whoever_deletes_it(store: Stor
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
-def test_a_group_commit_writes_one_block_per_execution(sqlite_url: str, fast: bool) -> None:
-    """SQLite's raw commit and the careful path: each execution's events of a commit, one row."""
-    store = Store(sqlite_url, codec=_codec(KEY_A))
+def test_a_group_commit_writes_one_block_per_execution(db_url: str, fast: bool) -> None:
+    """The fast commit (SQLite's raw one, PostgreSQL's v3 call) and the careful path alike."""
+    store = Store(db_url, codec=_codec(KEY_A))
     store.raw_commit_writes = fast
     try:
         ids = ["e1", "e2", "e3"]
@@ -318,17 +321,21 @@ def test_a_group_commit_writes_one_block_per_execution(sqlite_url: str, fast: bo
 
 @pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
 def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, fast: bool
+    db_url: str, monkeypatch: pytest.MonkeyPatch, fast: bool
 ) -> None:
-    """Opened without migrating a database at schema 17, commits write one row per event."""
+    """Opened without migrating a database at schema 17, commits write one row per event.
+
+    On PostgreSQL at 18 too: history_blocks is there but not its commit function v3.
+    """
+    old = 18 if db_url.startswith("postgresql") else 17
     with monkeypatch.context() as patched:
-        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:17])
-        patched.setattr(schema, "SCHEMA_VERSION", 17)
-        Store(sqlite_url).close()
-    store = Store(sqlite_url, auto_migrate=False)
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:old])
+        patched.setattr(schema, "SCHEMA_VERSION", old)
+        Store(db_url).close()
+    store = Store(db_url, auto_migrate=False)
     store.raw_commit_writes = fast
     try:
-        assert store.schema_version() == 17
+        assert store.schema_version() == old
         _started(store)
         assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
         group = [Checkpoint("e1", events=[_event(i) for i in (2, 3, 4)], last_event_id=1)]
@@ -344,16 +351,17 @@ def test_a_store_on_an_unmigrated_database_writes_and_reads_rows(
 
 @pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
 def test_events_already_recorded_are_refused_whatever_block_holds_them(
-    sqlite_url: str, fast: bool
+    db_url: str, fast: bool
 ) -> None:
     """The blocks' safety net: a commit of recorded events is CONFLICT, not a second copy.
 
     With rows every event id was a key; a block's key is its first id, so a
     re-commit of a batch whose outcome was lost (`Journal.restore`) or a
     stale writer's overlapping events would pass it: the progress
-    compare-and-set refuses them, on SQLite's raw path and the careful path.
+    compare-and-set refuses them, on the fast paths (SQLite's raw commit,
+    PostgreSQL's v3 call) and the careful path.
     """
-    store = Store(sqlite_url)
+    store = Store(db_url)
     store.raw_commit_writes = fast
     try:
         _started(store)
@@ -391,7 +399,7 @@ def test_events_already_recorded_are_refused_whatever_block_holds_them(
 
 
 def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An inline Map's end commits its iterations' events at once: consecutive capped blocks.
 
@@ -418,10 +426,10 @@ def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
             "Each": {"Type": "Map", "ItemsPath": "$.items", "Iterator": iterator, "End": True}
         },
     }
-    with Engine(sqlite_url) as engine:
+    with Engine(db_url) as engine:
         record = engine.run_sync(machine, {"items": list(range(120))})
     assert record.status == "SUCCEEDED"
-    store = Store(sqlite_url)
+    store = Store(db_url)
     try:
         history = store.history(record.execution_id)
         assert [e.event_id for e in history] == list(range(1, len(history) + 1))
@@ -491,3 +499,137 @@ def test_a_forward_page_finds_its_blocks_by_the_keys_range(sqlite_url: str) -> N
                 )
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_a_commit_without_events_never_moves_last_event_id_back(db_url: str, fast: bool) -> None:
+    """A checkpoint with no events carries the walk's last id, which may lag the stored one.
+
+    Both paths' plain progress update is monotone, so a later block's
+    compare-and-set still refuses events at or below the recorded ones.
+    """
+    store = Store(db_url)
+    store.raw_commit_writes = fast
+    try:
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        ahead = Checkpoint("e1", events=[_event(i) for i in (2, 3, 4, 5)], last_event_id=1)
+        assert store.commit([ahead], worker_id="w", now=T0) == [CommitResult.OK]
+        behind = Checkpoint("e1", journal=[("late#0", "1")], last_event_id=3)
+        assert store.commit([behind], worker_id="w", now=T0) == [CommitResult.OK]
+        assert store.get_execution("e1").last_event_id == 5
+        # Events 4 and 5 again, from the lagging point: still refused.
+        stale = Checkpoint("e1", events=[_event(4), _event(5)], last_event_id=3)
+        assert store.commit([stale], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        forward = Checkpoint("e1", journal=[("next#0", "1")], last_event_id=9)
+        assert store.commit([forward], worker_id="w", now=T0) == [CommitResult.OK]
+        assert store.get_execution("e1").last_event_id == 9
+        assert store.history("e1") == [_event(i) for i in range(1, 6)]
+    finally:
+        store.close()
+
+
+def test_a_history_read_sees_one_snapshot_of_rows_and_blocks(db_url: str) -> None:
+    """A commit between the read of the rows and the read of the blocks is not half seen.
+
+    Another connection commits a row (event 21) and a block (22-23) right
+    after the reader's first statement: without one snapshot the reader
+    would see the block but not the row (event 21 missing from its history
+    and skipped by the pages after it).
+    """
+    store = Store(db_url)
+    other = Store(db_url)
+    try:
+        _started(store)
+        _write_layout(store, PayloadCodec())
+        done: list[int] = []
+
+        def commit_meanwhile(*args: Any) -> None:
+            if done or "FROM history_events" not in args[2]:
+                return  # after the read of the rows, the first of the reads
+            done.append(1)
+            with other._engine.begin() as conn:
+                conn.execute(sa.insert(history_events), event_row("e1", _event(21), PayloadCodec()))
+                conn.execute(
+                    sa.insert(history_blocks),
+                    block_row("e1", [_event(22), _event(23)], PayloadCodec()),
+                )
+
+        for read in (
+            lambda: store.history("e1"),
+            lambda: store.history_page("e1", after=15, limit=100),
+            lambda: store.history_page("e1", limit=100, reverse=True)[::-1],
+        ):
+            done.clear()
+            with other._engine.begin() as conn:
+                conn.execute(sa.delete(history_events).where(history_events.c.event_id > 20))
+                conn.execute(sa.delete(history_blocks).where(history_blocks.c.first_event_id > 20))
+            sa.event.listen(store._engine, "after_cursor_execute", commit_meanwhile)
+            try:
+                events = read()
+            finally:
+                sa.event.remove(store._engine, "after_cursor_execute", commit_meanwhile)
+            assert done
+            ids = [e.event_id for e in events]
+            assert ids == list(range(ids[0], 21)), ids
+            assert [e.event_id for e in store.history("e1")] == list(range(1, 24))
+    finally:
+        other.close()
+        store.close()
+
+
+def test_postgres_without_commit_function_v3_writes_rows_on_every_path(
+    postgres_url: str,
+) -> None:
+    """A database at 19 whose v3 is missing (dropped; a role that could not create it).
+
+    The first call finds it missing and commits through v2 (rows); from
+    then on the careful path writes rows too, so a row never follows a
+    block holding its event (rows do not compare-and-set).
+    """
+    store = Store(postgres_url)
+    try:
+        with store._engine.begin() as conn:
+            conn.exec_driver_sql("DROP FUNCTION stepwise_commit_v3(text, timestamptz, text)")
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        assert store._backend.block_writes
+        first = Checkpoint("e1", events=[_event(2), _event(3)], last_event_id=1)
+        assert store.commit([first], worker_id="w", now=T0) == [CommitResult.OK]
+        held = store._backend._held  # type: ignore[attr-defined]
+        assert held.function_version == 2
+        assert not store._backend.block_writes
+        store.raw_commit_writes = False
+        second = Checkpoint("e1", events=[_event(4)], last_event_id=3)
+        assert store.commit([second], worker_id="w", now=T0) == [CommitResult.OK]
+        assert _counts(store) == (4, 0)
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+        assert store.commit([second], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+    finally:
+        store.close()
+
+
+def test_commit_blocks_one_pass_agrees_with_the_merging_path() -> None:
+    """The one-pass build of the usual group gives what grouping and merging give."""
+    codec = PayloadCodec()
+    groups = [
+        [Checkpoint("a", events=[_event(2), _event(3)], last_event_id=1)],
+        [
+            Checkpoint("a", journal=[("k", "1")], events=[_event(4)], last_event_id=3),
+            Checkpoint("b", journal=[("k", "1")], last_event_id=7),
+            Checkpoint("c", last_event_id=0),
+            Checkpoint("d", events=[_event(i) for i in range(2, 300)], last_event_id=9),
+        ],
+    ]
+    for group in groups:
+        assert blocks.commit_blocks(group, codec) == blocks._merged_blocks(group, codec)
+    # An execution twice, or its events out of order: the merging path decides.
+    twice = [
+        Checkpoint("a", events=[_event(2)], last_event_id=1),
+        Checkpoint("a", events=[_event(3)], last_event_id=2),
+    ]
+    built = blocks.commit_blocks(twice, codec)
+    assert built is not None and built[1:] == ([("a", 3, 2)], [])
+    assert [(p[1], p[2]) for p in built[0]] == [(2, 3)]
+    clash = [Checkpoint("a", events=[_event(3), _event(3)], last_event_id=2)]
+    assert blocks.commit_blocks(clash, codec) is None

@@ -109,7 +109,7 @@ def test_step_commits_go_from_the_event_loop_with_the_thread_paths_results(
                 "SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)
             ).fetchone() or ("",)
         # Its last statement: the finishing call's read-back or the call itself.
-        assert "stepwise_commit_v2" in query or "FROM executions" in query
+        assert "stepwise_commit_v3" in query or "FROM executions" in query
     # The Engine's exit closed it.
     with psycopg.connect(_plain(postgres_url), autocommit=True) as conn:
         deadline = time.monotonic() + 30

@@ -1,7 +1,8 @@
 """PostgreSQL's group commit as one call of the commit function: same rows, same refusals.
 
-A group commits through migration 15's `stepwise_commit_v2` in one
-statement (migration 14's `stepwise_commit_v1` on a database at 14). Either
+A group commits through migration 19's `stepwise_commit_v3` in one
+statement (history blocks), 15's `stepwise_commit_v2` on a database at 15
+to 18, 14's `stepwise_commit_v1` at 14 (history rows). Each
 must write exactly the careful path's rows (column for column, on two fresh
 databases, finishes with their alert deliveries and closed tokens
 included), and when a lease is not held or a row collides it must write
@@ -10,7 +11,7 @@ CONFLICT — to the careful path. A database at migration 13 upgrades
 when a store opens it and then commits through the function; one opened
 without migrating still commits (through the pipeline). A database at 14
 opened without migrating commits through v1; opened with migrating, it
-upgrades to 15 and commits through v2. A start batch is one
+upgrades and commits through v3. A start batch is one
 statement too (`pgstart.py`): when a name was taken meanwhile it writes
 nothing, and each start is then decided alone.
 """
@@ -81,14 +82,16 @@ def _committed_both_ways(
 ) -> tuple[Store, Store]:
     """The same group committed by the one call and by the careful path, on two databases.
 
-    The one call is the commit function of `version` (both are defined on a
-    database at 15). Asserts the one call alone wrote it (neither the careful
-    path nor the pipeline ran), that both answered OK for every checkpoint
+    The one call is the commit function of `version` (all are defined on a
+    database at 19); below v3 both stores write history rows, at v3 blocks.
+    Asserts the one call alone wrote it (neither the careful path nor the
+    pipeline ran), that both answered OK for every checkpoint
     and that every table holds the same rows; returns the two stores for
     further checks.
     """
     fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
     fast._backend._held.function_version = version  # type: ignore[attr-defined]
+    careful._backend._held.function_version = version  # type: ignore[attr-defined]
     try:
         answers = {"careful": careful.commit(group(), worker_id="w", now=LATER)}
         with monkeypatch.context() as patched:
@@ -106,7 +109,7 @@ def _committed_both_ways(
     return fast, careful
 
 
-@pytest.mark.parametrize("version", [2, 1])
+@pytest.mark.parametrize("version", [3, 2, 1])
 @pytest.mark.parametrize("urls", ["postgres"], indirect=True)
 def test_the_one_call_writes_the_careful_paths_rows(
     urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch, version: int
@@ -122,7 +125,7 @@ def test_the_one_call_writes_the_careful_paths_rows(
         careful.close()
 
 
-@pytest.mark.parametrize("version", [2, 1])
+@pytest.mark.parametrize("version", [3, 2, 1])
 @pytest.mark.parametrize("urls", ["postgres"], indirect=True)
 def test_a_finish_in_the_one_call_writes_the_careful_paths_rows(
     urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch, version: int
@@ -229,19 +232,20 @@ def test_a_migration_13_database_upgrades_and_commits_in_one_call(
         unmigrated.close()
     store = _prepared(postgres_url, fast=True)  # opening it migrates
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 18
+        assert store.schema_version() == schema.SCHEMA_VERSION == 19
         assert _has_function(store, "stepwise_commit_v1")
         assert _has_function(store, "stepwise_commit_v2")
+        assert _has_function(store, "stepwise_commit_v3")
         calls = _spy(monkeypatch)
         assert store.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
         assert calls == [True]
-        assert store._backend._held.function_version == 2  # type: ignore[attr-defined]
+        assert store._backend._held.function_version == 3  # type: ignore[attr-defined]
         assert store.load("e-b").journal == {"s/A": "1"}
     finally:
         store.close()
 
 
-def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v2(
+def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v3(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Opened without migrating, a database at 14 commits through v1, asking for v2 once."""
@@ -306,7 +310,7 @@ def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v2(
             ),
         ]
         assert store.commit(group, worker_id="w", now=T0) == [CommitResult.OK] * 2
-        assert used == [2]  # v2, at the first call
+        assert used == [3]  # v3, at the first call
         assert store.load("e-b").journal == {"k": "1"}
         assert store.get_execution("e-a").status == "SUCCEEDED"
         assert store.work_due_at("e-a") == (False, None)

@@ -1,14 +1,15 @@
 """The queries workers and the CLI run use indexes with 1 M events in the database.
 
-On each store, 10,000 executions with 100 events and 10 journal rows each
-(1,000,000 events) are written with one INSERT … SELECT; then every SQL
+On each store, 10,000 executions with 100 events as rows, 50 more in five
+history blocks of ten, and 10 journal rows each (1,500,000 events) are
+written with one INSERT … SELECT per table; then every SQL
 statement the worker's calls (claim, load, stop poll) and the CLI's calls
 (describe by id or name, list pages, history pages both ways, purge) send
 is captured from the store's own connection and explained (EXPLAIN on
 PostgreSQL, EXPLAIN QUERY PLAN on SQLite). No plan may read the events,
 the journal or the executions table in full: the assertion is on the plan,
 never on a timing. The statements inside PostgreSQL's group-commit function
-(`stepwise_commit_v2`, migration 15) never pass through SQLAlchemy: they are
+(`stepwise_commit_v3`, migration 19) never pass through SQLAlchemy: they are
 explained as they run, by auto_explain loaded into the store's sessions.
 """
 
@@ -27,8 +28,12 @@ from engine.store import Checkpoint, CommitResult, Event, Finish, Store
 
 EXECUTIONS = 10_000
 EVENTS_EACH = 100
+# Events 101-150 of each execution: five blocks of ten.
+BLOCKS_EACH = 5
+BLOCK_SIZE = 10
 JOURNAL_EACH = 10
-BIG_TABLES = ("executions", "history_events", "journal")
+LAST_EVENT = EVENTS_EACH + BLOCKS_EACH * BLOCK_SIZE
+BIG_TABLES = ("executions", "history_events", "history_blocks", "journal")
 
 _SQLITE_FILL = [
     """
@@ -40,7 +45,7 @@ _SQLITE_FILL = [
            strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || n || ' minutes'),
            CASE WHEN n % 100 = 0 THEN NULL
                 ELSE strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || n || ' minutes') END,
-           printf('%032x', n), 0, :events
+           printf('%032x', n), 0, :last
     FROM g
     """,
     """
@@ -51,6 +56,18 @@ _SQLITE_FILL = [
     SELECT 'x-' || n, i, i - 1, 'PassStateEntered',
            strftime('%Y-%m-%d %H:%M:%f', 'now'), '{"name": "P"}'
     FROM g, e
+    """,
+    """
+    INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events)
+    WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count),
+                   b(f) AS (SELECT :events + 1 UNION ALL SELECT f + :size FROM b
+                            WHERE f + :size <= :last),
+                   e(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM e WHERE i + 1 < :size)
+    SELECT 'x-' || n, f, f + :size - 1,
+           (SELECT json_group_array(json_array(f + i, f + i - 1, 'PassStateEntered',
+                                               '2025-01-01 12:00:00.000000', '{"name": "P"}'))
+            FROM e)
+    FROM g, b
     """,
     """
     INSERT INTO journal (execution_id, key, value, recorded_at)
@@ -74,7 +91,7 @@ _POSTGRES_FILL = [
            CASE WHEN n % 100 = 0 THEN 'RUNNING' ELSE 'SUCCEEDED' END, '{}',
            now() - n * interval '1 minute',
            CASE WHEN n % 100 = 0 THEN NULL ELSE now() - n * interval '1 minute' END,
-           md5(n::text), false, :events
+           md5(n::text), false, :last
     FROM generate_series(1, :count) AS n
     """,
     """
@@ -82,6 +99,16 @@ _POSTGRES_FILL = [
                                 details)
     SELECT 'x-' || n, i, i - 1, 'PassStateEntered', now(), '{"name": "P"}'
     FROM generate_series(1, :count) AS n, generate_series(1, :events) AS i
+    """,
+    """
+    INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events)
+    SELECT 'x-' || n, f, f + :size - 1, blocks.events
+    FROM generate_series(1, :count) AS n,
+         generate_series(:events + 1, :last, :size) AS f,
+         LATERAL (SELECT json_agg(json_build_array(f + i, f + i - 1, 'PassStateEntered',
+                                                   '2025-01-01 12:00:00.000000', '{"name": "P"}')
+                  ORDER BY i)::text AS events
+                  FROM generate_series(0, :size - 1) AS i) AS blocks
     """,
     """
     INSERT INTO journal (execution_id, key, value, recorded_at)
@@ -102,7 +129,13 @@ def _fill(store: Store) -> None:
     )
     engine = store._engine
     statements = _POSTGRES_FILL if engine.dialect.name == "postgresql" else _SQLITE_FILL
-    values = {"count": EXECUTIONS, "events": EVENTS_EACH, "journal": JOURNAL_EACH}
+    values = {
+        "count": EXECUTIONS,
+        "events": EVENTS_EACH,
+        "size": BLOCK_SIZE,
+        "last": LAST_EVENT,
+        "journal": JOURNAL_EACH,
+    }
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # The fill is set-up, not a query under test: the store's statement
@@ -168,7 +201,15 @@ def test_worker_and_cli_queries_use_indexes_with_a_million_events(db_url: str) -
             assert [e.event_id for e in first] == list(range(1, 41))
             store.history_page("x-7", after=40, limit=40)
             store.history_page("x-7", after=60, limit=40, reverse=True)
-            assert sum(len(p) for p in store.iter_history("x-9", page_size=30)) == EVENTS_EACH
+            # Pages in the blocks, and across rows and blocks both ways.
+            inside = store.history_page("x-7", after=125, limit=10)
+            assert [e.event_id for e in inside] == list(range(126, 136))
+            store.history_page("x-7", after=95, limit=10)
+            store.history_page("x-7", after=105, limit=10, reverse=True)
+            store.history_page("x-7", limit=10, reverse=True)
+            assert [e.event_id for e in store.history("x-8")] == list(range(1, LAST_EVENT + 1))
+            paged = [e.event_id for p in store.iter_history("x-9", page_size=30) for e in p]
+            assert paged == list(range(1, LAST_EVENT + 1))
             purged = store.purge_executions(stopped_before=now - timedelta(days=6), limit=5)
             assert len(purged) == 5
         assert len(statements) >= 15
@@ -176,6 +217,11 @@ def test_worker_and_cli_queries_use_indexes_with_a_million_events(db_url: str) -
         no_parameters: Any = {} if store._engine.dialect.name == "postgresql" else ()
         unindexed = "SELECT * FROM history_events WHERE type = 'ExecutionFailed'"
         assert _full_scans(store, unindexed, no_parameters)
+        # And a read of the blocks by their last event id (no index holds it).
+        assert _full_scans(
+            store, "SELECT * FROM history_blocks WHERE last_event_id = 120", no_parameters
+        )
+        assert sum("history_blocks" in statement for statement, _ in statements) >= 8
         problems = {
             statement: scans
             for statement, parameters in statements
@@ -223,7 +269,7 @@ def _reads_in_full(plan: dict[str, Any]) -> list[str]:
 def test_the_commit_function_and_the_purge_trigger_use_indexes_with_a_million_events(
     postgres_url: str,
 ) -> None:
-    """Every statement `stepwise_commit_v2` and migration 17's trigger run is explained as it runs.
+    """Every statement `stepwise_commit_v3` and migration 18's trigger run is explained as it runs.
 
     Their statements never pass through SQLAlchemy, so the test above cannot
     see them: here the database loads auto_explain into every session of the
@@ -294,21 +340,22 @@ def test_the_commit_function_and_the_purge_trigger_use_indexes_with_a_million_ev
             Checkpoint(
                 eid,
                 journal=[("step:next", '{"v": 1, "e": 0}')],
-                events=[event(EVENTS_EACH + 1, "PassStateExited")],
-                last_event_id=EVENTS_EACH,
+                events=[event(LAST_EVENT + 1, "PassStateExited")],
+                last_event_id=LAST_EVENT,
             )
             for eid in claimed[:5]
         ]
+        # Events after the fill's blocks' (their last_event_id is LAST_EVENT).
         group.append(
             Checkpoint(
                 claimed[5],
-                events=[event(EVENTS_EACH + 1, "ExecutionSucceeded")],
-                last_event_id=EVENTS_EACH,
+                events=[event(LAST_EVENT + 1, "ExecutionSucceeded")],
+                last_event_id=LAST_EVENT,
                 finish=Finish("SUCCEEDED", stamp, output="{}"),
             )
         )
         group += [
-            Checkpoint(eid, events=[event(EVENTS_EACH + 1, "WaitStateEntered")], release=True)
+            Checkpoint(eid, events=[event(LAST_EVENT + 1, "WaitStateEntered")], release=True)
             for eid in claimed[6:]
         ]
         plans.clear()
@@ -325,11 +372,15 @@ def test_the_commit_function_and_the_purge_trigger_use_indexes_with_a_million_ev
 
     texts = [plan.get("Query Text", "") for plan in plans]
     # The check sees the function's own statements, not only the call.
-    assert any("stepwise_commit_v2" in text for text in texts), texts
+    assert any("stepwise_commit_v3" in text for text in texts), texts
     purge = texts.index("-- the purge --")
-    for inside in ("INSERT INTO history_events", "SET last_event_id", "DELETE FROM work_queue"):
+    for inside in ("INSERT INTO history_blocks", "SET last_event_id", "DELETE FROM work_queue"):
         assert any(inside in text for text in texts[:purge]), (inside, texts)
-    for inside in ("DELETE FROM journal", "DELETE FROM history_events"):
+    for inside in (
+        "DELETE FROM journal",
+        "DELETE FROM history_events",
+        "DELETE FROM history_blocks",
+    ):
         assert any(inside in text for text in texts[purge:]), (inside, texts)
     problems = {
         plan.get("Query Text", ""): found for plan in plans if (found := _reads_in_full(plan))

@@ -33,7 +33,7 @@ from engine.worker import outage_of
 from tests.engine.committing import T0, claimed
 from tests.engine.processes import wait_until
 
-# A trigger that refuses any history event whose details hold `zqfault`, with
+# A trigger that refuses any history row or block whose text holds `zqfault`, with
 # the SQLSTATE in fault_switch, while the switch is on; each refusal takes a
 # number from fault_hits (a sequence: not rolled back with the refused commit).
 _FAULT = """
@@ -44,13 +44,15 @@ CREATE FUNCTION fault_inject() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE chosen text;
 BEGIN
   SELECT code INTO chosen FROM fault_switch WHERE active;
-  IF chosen IS NOT NULL AND NEW.details LIKE '%zqfault%' THEN
+  IF chosen IS NOT NULL AND to_jsonb(NEW)::text LIKE '%zqfault%' THEN
     PERFORM nextval('fault_hits');
     RAISE EXCEPTION 'injected fault' USING ERRCODE = chosen;
   END IF;
   RETURN NEW;
 END $$;
 CREATE TRIGGER fault_inject BEFORE INSERT ON history_events
+  FOR EACH ROW EXECUTE FUNCTION fault_inject();
+CREATE TRIGGER fault_inject_blocks BEFORE INSERT ON history_blocks
   FOR EACH ROW EXECUTE FUNCTION fault_inject();
 """
 
@@ -188,12 +190,14 @@ def test_a_store_fault_in_a_commit_is_retried_and_the_execution_then_succeeds(
 _GATE = """
 CREATE FUNCTION gate_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.details LIKE '%zqgate%' THEN
+  IF to_jsonb(NEW)::text LIKE '%zqgate%' THEN
     PERFORM pg_advisory_xact_lock_shared(4242);
   END IF;
   RETURN NEW;
 END $$;
 CREATE TRIGGER gate_hold BEFORE INSERT ON history_events
+  FOR EACH ROW EXECUTE FUNCTION gate_hold();
+CREATE TRIGGER gate_hold_blocks BEFORE INSERT ON history_blocks
   FOR EACH ROW EXECUTE FUNCTION gate_hold();
 """
 
