@@ -104,8 +104,8 @@ class StartRequest:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     # True: `name` is a fresh UUID the engine drew (the caller gave none), so
-    # no execution holds it or its id; PostgreSQL's batch then skips the name
-    # check (`StartStore._fresh_batch`). The unique keys still decide.
+    # no execution holds it or its id; PostgreSQL's batch (`StartStore._fresh_batch`)
+    # and SQLite's raw one then skip its name check. The unique keys still decide.
     fresh_name: bool = False
 
 

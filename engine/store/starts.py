@@ -23,7 +23,8 @@ group commit keeps (`StartStore._raw_batch`); whatever that path does not
 decide alone, it rolls back and leaves to the path above. On
 PostgreSQL a batch of names the engine drew (`StartRequest.fresh_name`)
 reads the machines by the driver and writes without a name check
-(`StartStore._fresh_batch`): the unique keys alone decide there.
+(`StartStore._fresh_batch`), and SQLite's raw batch checks only the names
+it was given: the unique keys alone decide a drawn name.
 `resolve_reference` is the same resolution as a read on its own. What a
 start is and how it resolves (requests, answers, the resolvers, the planned
 record) is `engine/store/startplan.py`'s; this module runs the transactions
@@ -356,7 +357,11 @@ class StartStore(StoreBase):
                 planned.append(plan_start(index, request, resolver))
             except StepwiseError as error:
                 results[index].error = error
-        if rawstart.any_taken_on(driver, [plan.record for plan in planned]):
+        # A name the engine drew (a fresh UUID) is held by no execution, nor its
+        # id: only the others are checked; the unique keys decide all the same
+        # (a collision is raised as `rawstart.refusal` says, then answered alone).
+        asked = [plan.record for plan in planned if not requests[plan.index].fresh_name]
+        if rawstart.any_taken_on(driver, asked):
             return None  # the careful path reads the executions holding them
         created = sort_out(planned, {}, results)
         for table, table_rows in self._rows(created):
