@@ -21,7 +21,6 @@ process die instead, the start's rows are durable and the lease expires.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -29,7 +28,7 @@ from engine.start_batcher import StartBatcher
 from engine.store import LoadedExecution
 from engine.store.starts import StartRequest, StartResult
 
-__all__ = ["StartTaker", "lease_request", "start_handed"]
+__all__ = ["StartTaker", "lease_end", "start_handed"]
 
 log = logging.getLogger("stepwise.worker")
 
@@ -60,13 +59,13 @@ class StartTaker(Protocol):
         ...
 
 
-def lease_request(request: StartRequest, taker: StartTaker) -> StartRequest:
-    """`request` with its work row leased to `taker`'s worker for one lease period."""
-    return replace(
-        request,
-        lease_owner=taker.worker_id,
-        lease_expires_at=request.start_date + timedelta(seconds=taker.lease_seconds),
-    )
+def lease_end(start_date: datetime, taker: StartTaker) -> datetime:
+    """When the lease a start made at `start_date` takes for `taker`'s worker expires.
+
+    A request handed to `start_handed` carries it (`StartRequest.lease_expires_at`)
+    with `taker.worker_id` as its `lease_owner`: one lease period.
+    """
+    return start_date + timedelta(seconds=taker.lease_seconds)
 
 
 async def start_handed(
@@ -74,18 +73,20 @@ async def start_handed(
 ) -> StartResult:
     """Record `request` leased to `taker` (a slot already promised) and hand the new execution over.
 
-    `execution_id` is the id the start creates. Only an execution this
-    start created is handed over; an existing one (the idempotent repeat)
-    or an error gives the slot back. Raises what `StartBatcher.start`
-    raises; a failure there (StoreUnavailable: the outcome is unknown) or a
-    cancellation of the caller (raised once the start's batch committed)
-    may have committed the start all the same, so its lease is then given
-    back too (best effort: else it expires).
+    `request` is already leased to `taker`'s worker (`lease_owner`, and
+    `lease_expires_at` from `lease_end`). `execution_id` is the id the
+    start creates. Only an execution this start created is handed over;
+    an existing one (the idempotent repeat) or an error gives the slot
+    back. Raises what `StartBatcher.start` raises; a failure there
+    (StoreUnavailable: the outcome is unknown) or a cancellation of the
+    caller (raised once the start's batch committed) may have committed
+    the start all the same, so its lease is then given back too (best
+    effort: else it expires).
     """
-    leased = lease_request(request, taker)
-    assert leased.lease_expires_at is not None
+    leased_until = request.lease_expires_at
+    assert leased_until is not None and request.lease_owner == taker.worker_id
     try:
-        result = await starts.start(leased)
+        result = await starts.start(request)
     except BaseException:
         # Unknown outcome: a store failure, or a cancellation raised after the
         # batch was carried through (asyncio's own: `StartBatcher.start`).
@@ -95,7 +96,7 @@ async def start_handed(
         # (its end, `leased_until`) is released: not one of an existing
         # execution (a repeat start), nor one this worker's claim took since.
         taker.free_slot()
-        await taker.give_back(execution_id, leased.lease_expires_at)
+        await taker.give_back(execution_id, leased_until)
         raise
     record = result.record
     if not result.created or record is None or result.machine is None:
@@ -106,5 +107,5 @@ async def start_handed(
     )
     if not taker.take_started(loaded):
         log.debug("worker stopped before %s could run; releasing it", record.execution_id)
-        await taker.give_back(record.execution_id, leased.lease_expires_at)
+        await taker.give_back(record.execution_id, leased_until)
     return result

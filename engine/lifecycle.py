@@ -54,7 +54,7 @@ from engine.errors import (
     StepwiseError,
     UnstorableData,
 )
-from engine.handoff import StartTaker, start_handed
+from engine.handoff import StartTaker, lease_end, start_handed
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.start_batcher import StartBatcher
@@ -241,7 +241,8 @@ class Lifecycle:
         refused: StepwiseError | None = None
         payload = ""
         try:
-            check_name(name, what="execution")
+            if not fresh_name:  # a drawn UUID keeps AWS's name rules
+                check_name(name, what="execution")
             payload = _encode_input(input)
         except (InvalidName, InvalidExecutionInput) as error:
             refused = error
@@ -275,6 +276,9 @@ class Lifecycle:
             built.append(first)
             return execution_arn(version.name, execution_name), first
 
+        taker = self._taker
+        if taker is not None and (refused is not None or not await taker.reserve_slot(queue)):
+            taker = None
         request = StartRequest(
             machine=machine_name,
             qualifier=qualifier,
@@ -285,11 +289,12 @@ class Lifecycle:
             queue=queue,
             draw=self.draw,
             prepare=prepare,
+            # Leased to this process's worker from its first committed instant.
+            lease_owner=None if taker is None else taker.worker_id,
+            lease_expires_at=None if taker is None else lease_end(now, taker),
             fresh_name=fresh_name,
         )
-        taker = self._taker
-        if taker is not None and refused is None and await taker.reserve_slot(queue):
-            # Leased to this process's worker from its first committed instant.
+        if taker is not None:
             started_id = execution_arn(machine_name, execution_name)
             result = await start_handed(self._starts, request, taker, started_id)
         else:

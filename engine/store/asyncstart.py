@@ -6,7 +6,7 @@ the start path's statements for a batch of starts of machines' latest
 revisions (no qualifier) on a `LoopCommit` of their own instead (not the
 step commits' one: a commit arriving during a start would go to the
 threads): the machine
-lookup `_PgResolver` reads (one statement per machine, in autocommit;
+lookup `startplan.PgResolver` reads (one statement per machine, in autocommit;
 only for a machine `LoopHeads` has no row of), the name check
 `pgstart.any_taken` makes (only for starts given a name: a fresh UUID is
 nobody's), and `pgstart`'s one statement writing the executions rows,

@@ -135,6 +135,51 @@ def test_fast_commit_writes_are_the_careful_paths_rows(
 
 
 @pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("alerts", ["none", "paused", "another machine's", "two"])
+def test_fast_commit_queues_the_alerts_the_careful_path_queues(
+    urls: tuple[str, str], alerts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's raw commit skips the outbox's INSERT when no unpaused alert exists: same rows."""
+    fast, careful = _prepared(urls[0], fast=True), _prepared(urls[1], fast=False)
+    try:
+        for store in (fast, careful):
+            if alerts == "none":
+                store.delete_alert("ends")
+            elif alerts == "paused":
+                store.set_alert_paused("ends", True)
+            elif alerts == "another machine's":
+                store.delete_alert("ends")
+                store.create_alert(
+                    AlertRecord(
+                        name="other",
+                        machine="n",
+                        statuses=("SUCCEEDED",),
+                        target="x",
+                        created_at=T0,
+                    )
+                )
+            else:
+                store.create_alert(
+                    AlertRecord(
+                        name="more", machine="m", statuses=("SUCCEEDED",), target="y", created_at=T0
+                    )
+                )
+        assert careful.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        with monkeypatch.context() as patched:
+
+            def refuse(*args: object, **kwargs: object) -> object:
+                raise AssertionError("the careful path ran for an ordinary group")
+
+            patched.setattr(work_module, "write_checkpoints", refuse)
+            assert fast.commit(_group(), worker_id="w", now=LATER) == [CommitResult.OK] * 4
+        assert _rows(fast) == _rows(careful)
+        assert len(_rows(fast)["alert_deliveries"]) == (2 if alerts == "two" else 0)
+    finally:
+        fast.close()
+        careful.close()
+
+
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 def test_a_group_of_many_rows_is_written_whole(
     urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,7 +22,7 @@ from engine import Engine
 from engine.store import ExecutionDoesNotExist, ExecutionStatus, Store
 from engine.store.rawstart import first_row
 from engine.store.schema import executions
-from engine.store.starts import _HEAD_BY_NAME
+from engine.store.startplan import HEAD_BY_NAME
 from engine.store.store import _EXECUTION_BY_ID
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
@@ -50,15 +50,15 @@ def test_machine_lookup_reads_the_same_row(tmp_path: Path) -> None:
     store.put_state_machine("Machine", json.dumps({**PASS, "Comment": "two"}))
     store.put_state_machine("Gone", json.dumps(PASS))
     store.delete_state_machine("Gone", now=datetime.now(UTC))
-    raw, careful = _both(store, _HEAD_BY_NAME, name="Machine")
+    raw, careful = _both(store, HEAD_BY_NAME, name="Machine")
     _same(raw, careful)
     assert raw.version == 2 and "two" in raw.definition and raw.created_at.tzinfo is not None
-    gone_raw, gone_careful = _both(store, _HEAD_BY_NAME, name="Gone")
+    gone_raw, gone_careful = _both(store, HEAD_BY_NAME, name="Gone")
     if gone_careful is None:
         assert gone_raw is None
     else:
         _same(gone_raw, gone_careful)
-    assert _both(store, _HEAD_BY_NAME, name="Unknown") == (None, None)
+    assert _both(store, HEAD_BY_NAME, name="Unknown") == (None, None)
     store.close()
 
 
