@@ -84,7 +84,9 @@ async def start_handed(
     effort: else it expires).
     """
     leased_until = request.lease_expires_at
-    assert leased_until is not None and request.lease_owner == taker.worker_id
+    if leased_until is None or request.lease_owner != taker.worker_id:
+        # Unleased, the row would be due to every worker while this one runs it.
+        raise ValueError("start_handed needs a request leased to the taker's worker")
     try:
         result = await starts.start(request)
     except BaseException:

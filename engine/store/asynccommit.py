@@ -142,6 +142,7 @@ class LoopCommit:
             self._closed
             or self._busy
             or held.without_function
+            or held.careful_only
             or not checkpoints
             or not one_call_may_commit(checkpoints)
         ):
@@ -228,7 +229,7 @@ class LoopCommit:
 
     async def _warm(self, worker_id: str, now: datetime) -> None:
         connection = await self._open()
-        if connection is not None and not self._held.without_function:
+        if connection is not None and not (self._held.without_function or self._held.careful_only):
             version = call_version(self._held, self._block_writes())
             statement = one_call_statement((), worker_id, now, self._codec, version)
             assert statement is not None  # an empty group has no collision

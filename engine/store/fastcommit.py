@@ -195,7 +195,7 @@ def pipelined_commit_reading(
     commit, else none: the caller reads them itself. None when the careful
     path must decide (nothing read either).
     """
-    if not one_call_may_commit(checkpoints):
+    if held.careful_only or not one_call_may_commit(checkpoints):
         return None
     ids, finished, releases = _parts(checkpoints)
     records: dict[str, ExecutionRecord] = {}
@@ -222,6 +222,11 @@ def pipelined_commit_reading(
             # asking again (each miss is a round trip and an ERROR line in
             # the server's log). Below v3 the call writes rows, and so does
             # every other path of the store (`PostgresBackend.block_writes`).
+            # v3 missing while this process writes blocks (a database at 19):
+            # the careful path for good, never rows after blocks.
+            if version == 3:
+                held.careful_only = True
+                return None
             if version > 1:
                 held.function_version = version - 1
                 blocks = False

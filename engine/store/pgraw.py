@@ -72,6 +72,12 @@ class HeldConnection(HeldPooled):
     # not migrated to 14: the pipeline).
     function_version: int = 3
     without_function: bool = False
+    # Set when v3 is found missing after this process wrote history blocks
+    # (a database at 19 whose function was dropped, or never created by
+    # this role): every group then goes to the careful path, which writes
+    # blocks with their compare-and-set. Falling back to v2's rows instead
+    # could let a re-sent group's rows duplicate events a block holds.
+    careful_only: bool = False
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:

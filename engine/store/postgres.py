@@ -60,10 +60,11 @@ class PostgresBackend(Backend):
     def block_writes(self) -> bool:
         """From migration 19 on, unless the commit function found missing is older than v3.
 
-        A database whose `stepwise_commit_v3` a call found missing (dropped,
-        or a role that could not create it) commits through v2 or v1, which
-        write rows: every path of this process then writes rows, so no row
-        of an event follows a block holding it (rows do not compare-and-set).
+        A database at 19 whose `stepwise_commit_v3` a call found missing
+        (dropped, or a role that could not create it) keeps writing blocks,
+        through the careful path only (`HeldConnection.careful_only`): v2's
+        rows would not compare-and-set against the blocks already written.
+        Below 19 the calls are v2 or v1 and every path writes rows.
         """
         held = self._held
         if held is not None and (held.without_function or held.function_version < 3):

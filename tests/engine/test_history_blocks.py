@@ -578,14 +578,15 @@ def test_a_history_read_sees_one_snapshot_of_rows_and_blocks(db_url: str) -> Non
         store.close()
 
 
-def test_postgres_without_commit_function_v3_writes_rows_on_every_path(
+def test_postgres_without_commit_function_v3_commits_blocks_on_the_careful_path(
     postgres_url: str,
 ) -> None:
     """A database at 19 whose v3 is missing (dropped; a role that could not create it).
 
-    The first call finds it missing and commits through v2 (rows); from
-    then on the careful path writes rows too, so a row never follows a
-    block holding its event (rows do not compare-and-set).
+    The first call finds it missing; the group, and every one after it,
+    goes to the careful path, which writes blocks with their
+    compare-and-set: a group sent again after its block committed (a lost
+    answer) is refused, never written a second time as rows.
     """
     store = Store(postgres_url)
     try:
@@ -593,18 +594,19 @@ def test_postgres_without_commit_function_v3_writes_rows_on_every_path(
             conn.exec_driver_sql("DROP FUNCTION stepwise_commit_v3(text, timestamptz, text)")
         _started(store)
         assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
-        assert store._backend.block_writes
         first = Checkpoint("e1", events=[_event(2), _event(3)], last_event_id=1)
+        store.raw_commit_writes = False  # the careful path first: a block
         assert store.commit([first], worker_id="w", now=T0) == [CommitResult.OK]
+        store.raw_commit_writes = True  # the one call finds v3 missing: the careful path again
+        assert store.commit([first], worker_id="w", now=T0) == [CommitResult.CONFLICT]
         held = store._backend._held  # type: ignore[attr-defined]
-        assert held.function_version == 2
-        assert not store._backend.block_writes
-        store.raw_commit_writes = False
+        assert held.careful_only and held.function_version == 3
+        assert store._backend.block_writes
         second = Checkpoint("e1", events=[_event(4)], last_event_id=3)
         assert store.commit([second], worker_id="w", now=T0) == [CommitResult.OK]
-        assert _counts(store) == (4, 0)
         assert store.history("e1") == [_event(i) for i in range(1, 5)]
         assert store.commit([second], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
     finally:
         store.close()
 

@@ -297,7 +297,7 @@ def test_a_migration_14_database_commits_through_v1_then_upgrades_to_v3(
         real = fastcommit._one_call
 
         def recording(held: Any, *args: Any, **kwargs: Any) -> bool | None:
-            used.append(held.function_version)
+            used.append(args[0])  # the version called
             return real(held, *args, **kwargs)
 
         monkeypatch.setattr(fastcommit, "_one_call", recording)

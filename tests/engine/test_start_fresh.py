@@ -1,4 +1,4 @@
-"""Starts under a fresh name (none given) skip the name check on PostgreSQL, and answer alike.
+"""Fresh-named starts (none given) skip the name check on both backends, and answer alike.
 
 A start whose name the engine drew (a UUID: `StartRequest.fresh_name`)
 of a machine's latest revision is resolved by the driver and written
@@ -64,7 +64,7 @@ FRESH = [
 ]
 
 
-@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("leased", [False, True])
 def test_fresh_name_starts_write_the_careful_paths_rows_and_answers(
@@ -128,7 +128,7 @@ def test_a_fresh_name_taken_after_all_is_decided_by_the_unique_keys(
         careful.close()
 
 
-@pytest.mark.parametrize("urls", ["postgres"], indirect=True)
+@pytest.mark.parametrize("urls", ["sqlite", "postgres"], indirect=True)
 def test_a_fresh_start_of_a_machine_being_deleted_is_refused(urls: tuple[str, str]) -> None:
     fast, careful = _store(urls[0], raw=True), _store(urls[1], raw=False)
     try:
