@@ -345,6 +345,16 @@ GATE_POSTGRES = [
        END $$""",
     """CREATE TRIGGER hold_results BEFORE INSERT ON history_events
        FOR EACH ROW EXECUTE FUNCTION hold_results()""",
+    # Since migration 19 PostgreSQL's commits write a commit's events as one history block.
+    """CREATE FUNCTION hold_block_results() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.events LIKE '%"TaskSucceeded"%' AND EXISTS (SELECT 1 FROM result_gate) THEN
+           RAISE EXCEPTION 'result gate closed' USING ERRCODE = 'unique_violation';
+         END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER hold_block_results BEFORE INSERT ON history_blocks
+       FOR EACH ROW EXECUTE FUNCTION hold_block_results()""",
 ]
 
 

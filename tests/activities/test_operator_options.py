@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from activities import Registry
 from engine import Engine
-from engine.store.schema import history_events, sql_effects
+from engine.store.schema import history_blocks, history_events, sql_effects
 from tests.engine.processes import ROOT
 
 CALL = {
@@ -182,13 +182,20 @@ def _counts(url: str, execution_id: str) -> tuple[int, int, int]:
                 sa.select(sa.func.count())
                 .select_from(history_events)
                 .where(history_events.c.execution_id == execution_id)
-            ).scalar()
+            ).scalar_one()
+            # Since migration 19 a commit's events are one history block (a JSON array).
+            for text in conn.execute(
+                sa.select(history_blocks.c.events).where(
+                    history_blocks.c.execution_id == execution_id
+                )
+            ).scalars():
+                events += len(json.loads(text))
             effects = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(sql_effects)
                 .where(sql_effects.c.execution_id == execution_id)
             ).scalar()
-        return int(notes or 0), int(events or 0), int(effects or 0)
+        return int(notes or 0), int(events), int(effects or 0)
     finally:
         engine.dispose()
 

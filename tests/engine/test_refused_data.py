@@ -44,6 +44,16 @@ BEGIN
 END $$;
 CREATE TRIGGER refuse_zqfault BEFORE INSERT ON history_events
   FOR EACH ROW EXECUTE FUNCTION refuse_zqfault();
+-- Since migration 19 PostgreSQL's commits write a commit's events as one history block.
+CREATE FUNCTION refuse_zqfault_block() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.events LIKE '%zqfault%' THEN
+    RAISE EXCEPTION 'injected refusal' USING ERRCODE = '22P05';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_zqfault_block BEFORE INSERT ON history_blocks
+  FOR EACH ROW EXECUTE FUNCTION refuse_zqfault_block();
 """
 # zeroblob over SQLITE_MAX_LENGTH: SQLITE_TOOBIG, raised as sqlite3.DataError.
 _SQLITE_REFUSAL = """
