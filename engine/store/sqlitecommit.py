@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.store.blocks import block_pieces, block_values, commit_progress, grouped_events
+from engine.store.blocks import block_values, commit_blocks, commit_progress
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
@@ -332,14 +332,15 @@ def _write(
     ]
     if journal_rows:
         driver.executemany(_JOURNAL, journal_rows)
-    grouped = grouped_events((c.execution_id, c.events) for c in checkpoints) if blocks else []
-    if grouped:
+    if blocks:
         # One history block per execution (`blocks.py`), as the careful path writes.
-        driver.executemany(
-            _BLOCKS,
-            [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)],
-        )
-    elif not blocks:
+        planned = commit_blocks(checkpoints, codec)
+        if planned is None:
+            raise sqlite3.IntegrityError("history blocks: two of an execution's events share an id")
+        pieces, guarded, plain = planned
+        if pieces:
+            driver.executemany(_BLOCKS, pieces)
+    else:
         # A row's columns are a block item's (SQLite stores a time as that text).
         event_rows = [
             (c.execution_id, *values)
@@ -348,10 +349,9 @@ def _write(
         ]
         if event_rows:
             driver.executemany(_EVENTS, event_rows)
-    progress = commit_progress(checkpoints, grouped)
-    if progress is None:
-        raise sqlite3.IntegrityError("history blocks: two of an execution's events share an id")
-    guarded, plain = progress
+        progress = commit_progress(checkpoints, [])
+        assert progress is not None  # no blocks: no collision among them
+        guarded, plain = progress
     if guarded:
         advanced = driver.executemany(
             _ADVANCE, [(last, eid, first) for eid, last, first in guarded]
