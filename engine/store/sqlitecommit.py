@@ -67,6 +67,12 @@ _FINISH = (
     "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ? "
     "WHERE execution_id = ?"
 )
+# An end with a block of its own: `_FINISH` and its block's `_ADVANCE` as one
+# statement on the row (one b-tree descent and row rewrite, not two).
+_FINISH_ADVANCE = (
+    "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ?, "
+    "last_event_id = ? WHERE execution_id = ? AND last_event_id < ?"
+)
 _ENQUEUE = (
     ENQUEUE_SQL.replace("%(execution)s", ":execution")
     .replace("%(status)s", ":status")
@@ -316,6 +322,11 @@ def raw_commit(
     return [CommitResult.OK] * len(checkpoints), wake
 
 
+def _recorded_already() -> sqlite3.IntegrityError:
+    # A block at or below an execution's recorded events: they were recorded.
+    return sqlite3.IntegrityError("history blocks: events already recorded")
+
+
 def _write(
     driver: sqlite3.Connection,
     checkpoints: Sequence[Checkpoint],
@@ -352,13 +363,12 @@ def _write(
         progress = commit_progress(checkpoints, [])
         assert progress is not None  # no blocks: no collision among them
         guarded, plain = progress
-    if guarded:
-        advanced = driver.executemany(
-            _ADVANCE, [(last, eid, first) for eid, last, first in guarded]
-        ).rowcount
-        if advanced != len(guarded):
-            # A block at or below an execution's recorded events: they were recorded.
-            raise sqlite3.IntegrityError("history blocks: events already recorded")
+    ending = {c.execution_id for c in checkpoints if c.finish is not None}
+    # An ending execution's compare-and-set is made by its `_FINISH_ADVANCE`.
+    advance_at_end = {eid: (last, first) for eid, last, first in guarded if eid in ending}
+    advances = [(last, eid, first) for eid, last, first in guarded if eid not in ending]
+    if advances and driver.executemany(_ADVANCE, advances).rowcount != len(advances):
+        raise _recorded_already()
     if plain:
         driver.executemany(_PROGRESS, [(last, eid) for eid, last in plain])
     finished: list[str] = []
@@ -372,17 +382,21 @@ def _write(
         finished.append(c.execution_id)
         status = ExecutionStatus(finish.status).value
         stop_date = time(finish.stop_date)
-        driver.execute(
-            _FINISH,
-            (
-                status,
-                codec.seal_optional(finish.output),
-                escape_clear(finish.error),
-                codec.seal_optional(finish.cause),
-                stop_date,
-                c.execution_id,
-            ),
+        columns = (
+            status,
+            codec.seal_optional(finish.output),
+            escape_clear(finish.error),
+            codec.seal_optional(finish.cause),
+            stop_date,
         )
+        at_end = advance_at_end.pop(c.execution_id, None)
+        if at_end is None:
+            driver.execute(_FINISH, (*columns, c.execution_id))
+        else:
+            last, first = at_end
+            moved = driver.execute(_FINISH_ADVANCE, (*columns, last, c.execution_id, first))
+            if moved.rowcount != 1:
+                raise _recorded_already()
         if alerting:
             # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
             driver.execute(
