@@ -108,6 +108,15 @@ def _done(count: int) -> str:
     return f"DELETE FROM work_queue WHERE execution_id IN ({', '.join(['?'] * count)})"
 
 
+@functools.cache
+def _done_leased(count: int) -> str:
+    ids = ", ".join(["?"] * count)
+    return (
+        f"DELETE FROM work_queue WHERE execution_id IN ({ids}) "
+        "AND lease_owner = ? AND lease_expires_at > ?"
+    )
+
+
 def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
     """What SQLAlchemy stores for a time on this dialect (see `rawstart.utc_time_processor`)."""
     return utc_time_processor(dialect)
@@ -297,29 +306,45 @@ def raw_commit(
     time = _time_processor(held.engine.dialect)
     now_stored = time(now)
     ids = sorted({c.execution_id for c in checkpoints})
+    # A group of ends only: each work row's lease is checked by the DELETE
+    # that removes it (`_write`), not read first — the same check, inside the
+    # same transaction, one statement fewer.
+    lease = (worker_id, now_stored)
+    ends_only = all(c.finish is not None for c in checkpoints)
     with held.connection() as driver:
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
-                (leased,) = driver.execute(
-                    _lease_check(len(ids)), (*ids, worker_id, now_stored)
-                ).fetchone()
-                if leased != len(ids):
-                    driver.execute("ROLLBACK")
-                    return None
-                wake = _write(driver, checkpoints, now_stored, time, codec, blocks)
+                if not ends_only:
+                    (leased,) = driver.execute(_lease_check(len(ids)), (*ids, *lease)).fetchone()
+                    if leased != len(ids):
+                        driver.execute("ROLLBACK")
+                        return None
+                wake = _write(
+                    driver,
+                    checkpoints,
+                    now_stored,
+                    time,
+                    codec,
+                    blocks,
+                    lease if ends_only else None,
+                )
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
                 raise
-        except sqlite3.IntegrityError:
+        except (sqlite3.IntegrityError, _LeaseLost):
             return None
         except sqlite3.Error as error:
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
     return [CommitResult.OK] * len(checkpoints), wake
+
+
+class _LeaseLost(Exception):
+    """A work row of the group is not (or no longer) leased to the committing worker."""
 
 
 def _recorded_already() -> sqlite3.IntegrityError:
@@ -334,8 +359,13 @@ def _write(
     time: Callable[[datetime], Any],
     codec: PayloadCodec,
     blocks: bool,
+    lease: tuple[str, Any] | None = None,
 ) -> bool:
-    """Every write of the group, in the careful path's order; whether work became due now."""
+    """Every write of the group, in the careful path's order; whether work became due now.
+
+    `lease` (worker, now): the group's ends delete only work rows so leased,
+    and raise `_LeaseLost` unless they delete every one.
+    """
     journal_rows = [
         (c.execution_id, key, codec.seal(value), now_stored)
         for c in checkpoints
@@ -407,7 +437,12 @@ def _write(
             _CLOSE_TOKENS, (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value)
         )
     if finished:
-        driver.execute(_done(len(finished)), finished)
+        if lease is None:
+            driver.execute(_done(len(finished)), finished)
+        else:
+            gone = sorted(set(finished))
+            if driver.execute(_done_leased(len(gone)), (*gone, *lease)).rowcount != len(gone):
+                raise _LeaseLost
     wake = False
     ended = set(finished)
     for c in checkpoints:
