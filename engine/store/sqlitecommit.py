@@ -94,27 +94,24 @@ _RELEASE = (
 )
 
 
+# The work rows leased to the committing worker (its id, now): the lease check.
+_LEASED = "AND lease_owner = ? AND lease_expires_at > ?"
+
+
 @functools.cache
 def _lease_check(count: int) -> str:
-    ids = ", ".join(["?"] * count)
-    return (
-        f"SELECT count(*) FROM work_queue WHERE execution_id IN ({ids}) "
-        "AND lease_owner = ? AND lease_expires_at > ?"
-    )
+    return f"SELECT count(*) FROM work_queue WHERE {_work_rows(count)} {_LEASED}"
 
 
 @functools.cache
-def _done(count: int) -> str:
-    return f"DELETE FROM work_queue WHERE execution_id IN ({', '.join(['?'] * count)})"
+def _done(count: int, *, leased: bool = False) -> str:
+    """The DELETE of `count` work rows; `leased`: only those leased to the worker."""
+    statement = f"DELETE FROM work_queue WHERE {_work_rows(count)}"
+    return f"{statement} {_LEASED}" if leased else statement
 
 
-@functools.cache
-def _done_leased(count: int) -> str:
-    ids = ", ".join(["?"] * count)
-    return (
-        f"DELETE FROM work_queue WHERE execution_id IN ({ids}) "
-        "AND lease_owner = ? AND lease_expires_at > ?"
-    )
+def _work_rows(count: int) -> str:
+    return f"execution_id IN ({', '.join(['?'] * count)})"
 
 
 def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
@@ -441,7 +438,7 @@ def _write(
             driver.execute(_done(len(finished)), finished)
         else:
             gone = sorted(set(finished))
-            if driver.execute(_done_leased(len(gone)), (*gone, *lease)).rowcount != len(gone):
+            if driver.execute(_done(len(gone), leased=True), (*gone, *lease)).rowcount != len(gone):
                 raise _LeaseLost
     wake = False
     ended = set(finished)
