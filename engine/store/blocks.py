@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection
 
 from engine.store.codec import PayloadCodec
 from engine.store.records import Checkpoint, Event
-from engine.store.rows import encode_details
 from engine.store.schema import history_blocks, history_events
 
 __all__ = [
@@ -54,6 +53,8 @@ _BLOCKS_PER_READ = 32
 # decodes a bounded amount whatever one commit wrote (an inline Map's end).
 BLOCK_EVENTS = 256
 BLOCK_BYTES = 1 << 20
+# A details dict's JSON text, as `rows.encode_details` writes it.
+_DETAILS = msgspec.json.Encoder()
 
 
 def stamp(value: datetime) -> str:
@@ -63,24 +64,37 @@ def stamp(value: datetime) -> str:
         raise ValueError(f"naive datetime {value!r}: the store only takes aware UTC times")
     if zone is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    # Formatted field by field: `isoformat` of an aware time costs several
+    # times as much (it formats and then drops the offset), and every
+    # event of a commit has a time of its own (`benchmarks/PROFILE.md`, s15a).
+    return _STAMP % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
+
+
+_STAMP = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def block_values(events: Sequence[Event], codec: PayloadCodec) -> list[list[Any]]:
     """The JSON array items of a block of `events` (ascending ids), details sealed by `codec`."""
     seal = codec.seal
-    values: list[list[Any]] = []
-    # The events of one journal record share one time object: formatted once.
-    last_time: datetime | None = None
-    text = ""
-    for e in events:
-        if e.timestamp is not last_time:
-            last_time = e.timestamp
-            text = stamp(last_time)
-        values.append(
-            [e.event_id, e.previous_event_id, e.type, text, seal(encode_details(e.details))]
-        )
-    return values
+    encode = _DETAILS.encode
+    return [
+        [
+            e.event_id,
+            e.previous_event_id,
+            e.type,
+            stamp(e.timestamp),
+            seal(encode(e.details).decode()),
+        ]
+        for e in events
+    ]
 
 
 def block_text(events: Sequence[Event], codec: PayloadCodec) -> str:

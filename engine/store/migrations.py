@@ -30,6 +30,7 @@ from engine.store.tables import (
     define_v1,
     define_v2,
     define_versions_and_aliases,
+    superseded_due_index,
 )
 
 __all__ = ["MIGRATIONS"]
@@ -377,6 +378,16 @@ def _migration_commit_function_blocks(conn: Connection) -> None:
         conn.execution_options(no_parameters=True).exec_driver_sql(COMMIT_FUNCTION_V3)
 
 
+def _migration_drop_superseded_due_index(conn: Connection) -> None:
+    """Drop ix_work_queue_due_at: every claim reads the queues' (queue, due_at) index.
+
+    If it is already gone (an operator dropped it), nothing to do.
+    """
+    frozen = sa.MetaData()
+    define_v1(frozen)
+    conn.execute(sa.schema.DropIndex(superseded_due_index(frozen), if_exists=True))
+
+
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -409,5 +420,10 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         19,
         "PostgreSQL: the group commit's function writes history blocks",
         _migration_commit_function_blocks,
+    ),
+    (
+        20,
+        "drop ix_work_queue_due_at: claims read the (queue, due_at) index",
+        _migration_drop_superseded_due_index,
     ),
 ]

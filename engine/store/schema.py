@@ -40,6 +40,7 @@ from engine.store.tables import (
     define_versions_and_aliases,
     execution_version_columns,
     schema_migrations_table,
+    superseded_due_index,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ __all__ = [
 
 # The last entry of `migrations.MIGRATIONS` (a test checks they agree): known
 # without loading the migrations, which a migrated database never needs.
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 # The migration that adds history_blocks (a database opened unmigrated may be older).
 HISTORY_BLOCKS_VERSION = 18
 # The migration from which PostgreSQL's commits write history blocks (its
@@ -97,6 +98,7 @@ define_v2(metadata)
 metadata.remove(metadata.tables["timers"])  # dropped by migration 3
 define_executions_newest_first_index(metadata)
 define_queues(metadata)
+superseded_due_index(metadata)  # dropped by migration 20
 define_retention_index(metadata)
 define_redrive(metadata)
 define_versions_and_aliases(metadata)

@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
-from engine.store.blocks import block_pieces, block_values, commit_progress, grouped_events
+from engine.store.blocks import block_values, commit_blocks, commit_progress
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
@@ -67,6 +67,12 @@ _FINISH = (
     "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ? "
     "WHERE execution_id = ?"
 )
+# An end with a block of its own: `_FINISH` and its block's `_ADVANCE` as one
+# statement on the row (one b-tree descent and row rewrite, not two).
+_FINISH_ADVANCE = (
+    "UPDATE executions SET status = ?, output = ?, error = ?, cause = ?, stop_date = ?, "
+    "last_event_id = ? WHERE execution_id = ? AND last_event_id < ?"
+)
 _ENQUEUE = (
     ENQUEUE_SQL.replace("%(execution)s", ":execution")
     .replace("%(status)s", ":status")
@@ -88,18 +94,24 @@ _RELEASE = (
 )
 
 
+# The work rows leased to the committing worker (its id, now): the lease check.
+_LEASED = "AND lease_owner = ? AND lease_expires_at > ?"
+
+
 @functools.cache
 def _lease_check(count: int) -> str:
-    ids = ", ".join(["?"] * count)
-    return (
-        f"SELECT count(*) FROM work_queue WHERE execution_id IN ({ids}) "
-        "AND lease_owner = ? AND lease_expires_at > ?"
-    )
+    return f"SELECT count(*) FROM work_queue WHERE {_work_rows(count)} {_LEASED}"
 
 
 @functools.cache
-def _done(count: int) -> str:
-    return f"DELETE FROM work_queue WHERE execution_id IN ({', '.join(['?'] * count)})"
+def _done(count: int, *, leased: bool = False) -> str:
+    """The DELETE of `count` work rows; `leased`: only those leased to the worker."""
+    statement = f"DELETE FROM work_queue WHERE {_work_rows(count)}"
+    return f"{statement} {_LEASED}" if leased else statement
+
+
+def _work_rows(count: int) -> str:
+    return f"execution_id IN ({', '.join(['?'] * count)})"
 
 
 def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
@@ -291,29 +303,50 @@ def raw_commit(
     time = _time_processor(held.engine.dialect)
     now_stored = time(now)
     ids = sorted({c.execution_id for c in checkpoints})
+    # A group of ends only: each work row's lease is checked by the DELETE
+    # that removes it (`_write`), not read first — the same check, inside the
+    # same transaction, one statement fewer.
+    lease = (worker_id, now_stored)
+    ends_only = all(c.finish is not None for c in checkpoints)
     with held.connection() as driver:
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
-                (leased,) = driver.execute(
-                    _lease_check(len(ids)), (*ids, worker_id, now_stored)
-                ).fetchone()
-                if leased != len(ids):
-                    driver.execute("ROLLBACK")
-                    return None
-                wake = _write(driver, checkpoints, now_stored, time, codec, blocks)
+                if not ends_only:
+                    (leased,) = driver.execute(_lease_check(len(ids)), (*ids, *lease)).fetchone()
+                    if leased != len(ids):
+                        driver.execute("ROLLBACK")
+                        return None
+                wake = _write(
+                    driver,
+                    checkpoints,
+                    now_stored,
+                    time,
+                    codec,
+                    blocks,
+                    lease if ends_only else None,
+                )
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
                 raise
-        except sqlite3.IntegrityError:
+        except (sqlite3.IntegrityError, _LeaseLost):
             return None
         except sqlite3.Error as error:
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
     return [CommitResult.OK] * len(checkpoints), wake
+
+
+class _LeaseLost(Exception):
+    """A work row of the group is not (or no longer) leased to the committing worker."""
+
+
+def _recorded_already() -> sqlite3.IntegrityError:
+    # A block at or below an execution's recorded events: they were recorded.
+    return sqlite3.IntegrityError("history blocks: events already recorded")
 
 
 def _write(
@@ -323,8 +356,13 @@ def _write(
     time: Callable[[datetime], Any],
     codec: PayloadCodec,
     blocks: bool,
+    lease: tuple[str, Any] | None = None,
 ) -> bool:
-    """Every write of the group, in the careful path's order; whether work became due now."""
+    """Every write of the group, in the careful path's order; whether work became due now.
+
+    `lease` (worker, now): the group's ends delete only work rows so leased,
+    and raise `_LeaseLost` unless they delete every one.
+    """
     journal_rows = [
         (c.execution_id, key, codec.seal(value), now_stored)
         for c in checkpoints
@@ -332,14 +370,15 @@ def _write(
     ]
     if journal_rows:
         driver.executemany(_JOURNAL, journal_rows)
-    grouped = grouped_events((c.execution_id, c.events) for c in checkpoints) if blocks else []
-    if grouped:
+    if blocks:
         # One history block per execution (`blocks.py`), as the careful path writes.
-        driver.executemany(
-            _BLOCKS,
-            [piece for eid, events in grouped for piece in block_pieces(eid, events, codec)],
-        )
-    elif not blocks:
+        planned = commit_blocks(checkpoints, codec)
+        if planned is None:
+            raise sqlite3.IntegrityError("history blocks: two of an execution's events share an id")
+        pieces, guarded, plain = planned
+        if pieces:
+            driver.executemany(_BLOCKS, pieces)
+    else:
         # A row's columns are a block item's (SQLite stores a time as that text).
         event_rows = [
             (c.execution_id, *values)
@@ -348,17 +387,15 @@ def _write(
         ]
         if event_rows:
             driver.executemany(_EVENTS, event_rows)
-    progress = commit_progress(checkpoints, grouped)
-    if progress is None:
-        raise sqlite3.IntegrityError("history blocks: two of an execution's events share an id")
-    guarded, plain = progress
-    if guarded:
-        advanced = driver.executemany(
-            _ADVANCE, [(last, eid, first) for eid, last, first in guarded]
-        ).rowcount
-        if advanced != len(guarded):
-            # A block at or below an execution's recorded events: they were recorded.
-            raise sqlite3.IntegrityError("history blocks: events already recorded")
+        progress = commit_progress(checkpoints, [])
+        assert progress is not None  # no blocks: no collision among them
+        guarded, plain = progress
+    ending = {c.execution_id for c in checkpoints if c.finish is not None}
+    # An ending execution's compare-and-set is made by its `_FINISH_ADVANCE`.
+    advance_at_end = {eid: (last, first) for eid, last, first in guarded if eid in ending}
+    advances = [(last, eid, first) for eid, last, first in guarded if eid not in ending]
+    if advances and driver.executemany(_ADVANCE, advances).rowcount != len(advances):
+        raise _recorded_already()
     if plain:
         driver.executemany(_PROGRESS, [(last, eid) for eid, last in plain])
     finished: list[str] = []
@@ -372,17 +409,21 @@ def _write(
         finished.append(c.execution_id)
         status = ExecutionStatus(finish.status).value
         stop_date = time(finish.stop_date)
-        driver.execute(
-            _FINISH,
-            (
-                status,
-                codec.seal_optional(finish.output),
-                escape_clear(finish.error),
-                codec.seal_optional(finish.cause),
-                stop_date,
-                c.execution_id,
-            ),
+        columns = (
+            status,
+            codec.seal_optional(finish.output),
+            escape_clear(finish.error),
+            codec.seal_optional(finish.cause),
+            stop_date,
         )
+        at_end = advance_at_end.pop(c.execution_id, None)
+        if at_end is None:
+            driver.execute(_FINISH, (*columns, c.execution_id))
+        else:
+            last, first = at_end
+            moved = driver.execute(_FINISH_ADVANCE, (*columns, last, c.execution_id, first))
+            if moved.rowcount != 1:
+                raise _recorded_already()
         if alerting:
             # The outbox: alerts on this status change commit with it (engine/store/outbox.py).
             driver.execute(
@@ -393,7 +434,12 @@ def _write(
             _CLOSE_TOKENS, (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value)
         )
     if finished:
-        driver.execute(_done(len(finished)), finished)
+        if lease is None:
+            driver.execute(_done(len(finished)), finished)
+        else:
+            gone = sorted(set(finished))
+            if driver.execute(_done(len(gone), leased=True), (*gone, *lease)).rowcount != len(gone):
+                raise _LeaseLost
     wake = False
     ended = set(finished)
     for c in checkpoints:

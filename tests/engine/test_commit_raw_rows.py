@@ -230,6 +230,43 @@ def test_fast_commit_seals_payloads_as_the_careful_path(urls: tuple[str, str]) -
         careful.close()
 
 
+def test_sqlite_raw_commit_of_ends_only_checks_each_lease_as_it_deletes_the_work(
+    tmp_path: Path,
+) -> None:
+    """A group of ends checks each lease in its work row's DELETE: a lost one writes nothing."""
+    store = _prepared(f"sqlite:///{tmp_path / 'fast.db'}", fast=True)
+    engine = HeldSqlite(store._engine)
+    codec = PayloadCodec()
+    try:
+        expired = T0 + timedelta(seconds=61)
+        store.renew("w", ["e-c"], lease_seconds=600, now=T0 + timedelta(seconds=30))
+        # b's lease is taken over by another worker; a's expired (nobody took it).
+        assert store.claim_execution("e-b", "other", lease_seconds=60, now=expired)
+        end = Finish("SUCCEEDED", expired, output="{}")
+        c_end = Checkpoint(
+            "e-c", events=[_event(2, "ExecutionSucceeded")], finish=end, last_event_id=1
+        )
+        b_end = Checkpoint("e-b", events=[_event(2, "ExecutionSucceeded")], finish=end)
+        a_end = Checkpoint("e-a", events=[_event(2, "ExecutionSucceeded")], finish=end)
+        before = _rows(store)
+        assert raw_commit(engine, [c_end, b_end], "w", expired, codec) is None
+        assert raw_commit(engine, [a_end], "w", expired, codec) is None
+        assert _rows(store) == before  # nothing of either group was written
+        assert store.commit([c_end, b_end], worker_id="w", now=expired) == [
+            CommitResult.OK,
+            CommitResult.LEASE_LOST,
+        ]
+        assert store.commit([a_end], worker_id="w", now=expired) == [CommitResult.LEASE_LOST]
+        statuses = {eid: store.get_execution(eid).status for eid in ("e-a", "e-b", "e-c")}
+        assert statuses == {"e-a": "RUNNING", "e-b": "RUNNING", "e-c": "SUCCEEDED"}
+        assert [store.work_due_at(eid)[0] for eid in ("e-a", "e-b", "e-c")] == [True, True, False]
+        # The worker holding b's lease ends it on the raw path.
+        assert raw_commit(engine, [b_end], "other", expired, codec) == ([CommitResult.OK], False)
+        assert store.get_execution("e-b").status == "SUCCEEDED"
+    finally:
+        store.close()
+
+
 def test_sqlite_raw_commit_hands_lost_leases_and_collisions_to_the_careful_path(
     tmp_path: Path,
 ) -> None:

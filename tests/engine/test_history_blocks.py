@@ -398,6 +398,39 @@ def test_events_already_recorded_are_refused_whatever_block_holds_them(
         store.close()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["raw", "careful"])
+def test_an_end_over_recorded_events_is_refused_and_ends_nothing(db_url: str, fast: bool) -> None:
+    """The compare-and-set holds for a finishing checkpoint too (SQLite's raw commit makes
+    it in the end's own UPDATE): a stale end is CONFLICT, the execution stays RUNNING."""
+    store = Store(db_url)
+    store.raw_commit_writes = fast
+    try:
+        _started(store)
+        assert store.claim_due("w", limit=10, lease_seconds=3600, now=T0)
+        done = Checkpoint("e1", events=[_event(2), _event(3)], last_event_id=1)
+        assert store.commit([done], worker_id="w", now=T0) == [CommitResult.OK]
+        # A stale writer's end, resumed after event 2: overlaps event 3.
+        end = Finish("SUCCEEDED", T0 + timedelta(seconds=1), output='{"stale":true}')
+        stale = Checkpoint("e1", events=[_event(3), _event(4)], finish=end, last_event_id=2)
+        assert store.commit([stale], worker_id="w", now=T0) == [CommitResult.CONFLICT]
+        record = store.get_execution("e1")
+        assert (record.status, record.output, record.stop_date) == ("RUNNING", None, None)
+        assert record.last_event_id == 3
+        assert store.history("e1") == [_event(i) for i in range(1, 4)]
+        # The right end: recorded, the execution ended.
+        right = Checkpoint("e1", events=[_event(4)], finish=end, last_event_id=3)
+        assert store.commit([right], worker_id="w", now=T0) == [CommitResult.OK]
+        record = store.get_execution("e1")
+        assert (record.status, record.output, record.last_event_id) == (
+            "SUCCEEDED",
+            '{"stale":true}',
+            4,
+        )
+        assert store.history("e1") == [_event(i) for i in range(1, 5)]
+    finally:
+        store.close()
+
+
 def test_a_large_commit_is_stored_as_capped_blocks_and_paged_a_block_at_a_time(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

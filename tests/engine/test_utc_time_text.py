@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.dialects import sqlite
 
+from engine.store.blocks import stamp
 from engine.store.rawstart import utc_time_processor
 from engine.store.schema import UTCDateTime
 
@@ -21,6 +22,8 @@ TIMES = [
     datetime(2026, 12, 2, 9, 40, 45, 1, tzinfo=timezone(timedelta(hours=2))),
     datetime(2026, 12, 1, 23, 0, tzinfo=timezone(timedelta(hours=-9))),  # the next day in UTC
     datetime(1, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(999, 3, 4, 5, 6, 7, 80, tzinfo=UTC),  # a year of three digits: still four
 ]
 
 
@@ -30,6 +33,22 @@ def test_a_time_is_stored_as_sqlalchemy_stores_it(value: datetime) -> None:
     careful = UTCDateTime()._cached_bind_processor(dialect)
     assert careful is not None
     assert utc_time_processor(dialect)(value) == careful(value)
+
+
+@pytest.mark.parametrize("value", TIMES, ids=str)
+def test_a_block_stamp_is_the_stored_text_of_the_time(value: datetime) -> None:
+    # History blocks keep each event's time as this text (`blocks.stamp`):
+    # what a row of history_events holds, and what `isoformat` writes for
+    # the naive UTC time.
+    careful = UTCDateTime()._cached_bind_processor(sqlite.dialect())
+    assert careful is not None
+    assert stamp(value) == careful(value)
+    assert stamp(value) == value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+def test_a_block_stamp_refuses_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        stamp(datetime(2026, 12, 2))
 
 
 def test_no_time_and_a_naive_time_are_handled_as_the_careful_path_does() -> None:
