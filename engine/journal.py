@@ -148,6 +148,22 @@ class Thread:
 class _Pending:
     journal: list[tuple[str, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # What `drain` needs to leave superseded rows out without scanning every
+    # row (`Journal.record` keeps it): the entry keys recorded in this batch,
+    # the entry keys of the exits recorded in it, and whether a row may end a
+    # child (then, or for a restored batch, `superseded_entries` scans all).
+    entries: set[str] = field(default_factory=set)
+    exits: set[str] = field(default_factory=set)
+    scan: bool = False
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The batch's rows without those its own exits and ends supersede."""
+        if self.scan:
+            return superseded_entries(self.journal)
+        superseded = self.entries & self.exits
+        if not superseded:
+            return self.journal
+        return [row for row in self.journal if row[0] not in superseded]
 
 
 class Journal:
@@ -257,7 +273,14 @@ class Journal:
         text = _encode(entry).decode()
         self._records[key] = text
         self._decoded[key] = entry
-        self._pending.journal.append((key, text))
+        batch = self._pending
+        batch.journal.append((key, text))
+        if key.endswith(_ENTERED):
+            batch.entries.add(key)
+        elif key.endswith(_EXITED):
+            batch.exits.add(key[: -len(_EXITED)] + _ENTERED)
+        elif key.endswith(_CHILD_END):
+            batch.scan = True
         return value
 
     def record_once(
@@ -327,7 +350,7 @@ class Journal:
         pending, self._pending = self._pending, _Pending()
         if not rows:
             return [], pending.events
-        return superseded_entries(pending.journal), pending.events
+        return pending.rows(), pending.events
 
     def next_batch(self) -> object:
         """The batch the next `drain` hands over: what `restore` takes back if its fate is lost."""
@@ -343,7 +366,10 @@ class Journal:
         if batch is self._pending or not isinstance(batch, _Pending):
             return
         later = self._pending
-        self._pending = _Pending(batch.journal + later.journal, batch.events + later.events)
+        # Rows of two batches: which supersede which is found by a full scan.
+        self._pending = _Pending(
+            batch.journal + later.journal, batch.events + later.events, scan=True
+        )
 
 
 _ENTERED: Final = keys.entered("")
