@@ -149,18 +149,19 @@ class _Pending:
     journal: list[tuple[str, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # What `drain` needs to leave superseded rows out without scanning every
-    # row (`Journal.record` keeps it): the entry keys recorded in this batch,
-    # the entry keys of the exits recorded in it, and whether a row may end a
-    # child (then, or for a restored batch, `superseded_entries` scans all).
-    entries: set[str] = field(default_factory=set)
-    exits: set[str] = field(default_factory=set)
+    # row's key: the entry keys of the exits recorded in this batch (given by
+    # their recorder, `Journal.record`'s `supersedes`), and whether a row lies
+    # under a child (then, or for a restored batch, `superseded_entries` scans).
+    exits: list[str] = field(default_factory=list)
     scan: bool = False
 
     def rows(self) -> list[tuple[str, str]]:
         """The batch's rows without those its own exits and ends supersede."""
         if self.scan:
             return superseded_entries(self.journal)
-        superseded = self.entries & self.exits
+        if not self.exits:
+            return self.journal
+        superseded = {key for key, _ in self.journal}.intersection(self.exits)
         if not superseded:
             return self.journal
         return [row for row in self.journal if row[0] not in superseded]
@@ -245,10 +246,13 @@ class Journal:
         events: Events = (),
         timestamp: datetime | None = None,
         state: str | None = None,
+        supersedes: str | None = None,
     ) -> Any:
         """Record `value` under `key` with its history `events`; returns `value`.
 
         `state` names the state the step belongs to, checked on replay.
+        `supersedes` is given with a state's exit: its entry's key, whose row
+        `drain` leaves out when it is in the same batch (`superseded_entries`).
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """
@@ -275,11 +279,9 @@ class Journal:
         self._decoded[key] = entry
         batch = self._pending
         batch.journal.append((key, text))
-        if key.endswith(_ENTERED):
-            batch.entries.add(key)
-        elif key.endswith(_EXITED):
-            batch.exits.add(key[: -len(_EXITED)] + _ENTERED)
-        elif key.endswith(_CHILD_END):
+        if supersedes is not None:
+            batch.exits.append(supersedes)
+        if "/" in key:  # a child's row: a child's end supersedes its rows
             batch.scan = True
         return value
 

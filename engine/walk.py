@@ -730,7 +730,14 @@ async def run_scope(
                 input_text=value_text,
             )
             exited, events = await _visit(frame, run_state)
-            journal.record(exit_key, exited, thread=thread, events=events, state=state.name)
+            journal.record(
+                exit_key,
+                exited,
+                thread=thread,
+                events=events,
+                state=state.name,
+                supersedes=keys.entered(key),
+            )
             # Set only when the exit ran live just now (a replay never runs the state).
             output_text = frame.output_text
         assigned = exited.get("v")
