@@ -258,16 +258,19 @@ class Journal:
         """
         last = 0
         if events:
-            self._check_limit(key, len(events))
+            last = self.last_event_id
+            if self.limit_reached or last + len(events) >= self.max_events:
+                self._check_limit(key, len(events))  # only then can it refuse
             when = timestamp or self._clock.now()
             pending = self._pending.events
             floor = self.chain_floor
-            last = self.last_event_id
             for kind, details in events:
                 previous = thread.last_event_id if thread is not None else last
                 last += 1
                 # Positional: event_id, previous_event_id, type, timestamp, details.
-                pending.append(Event(last, max(previous, floor), kind, when, details))
+                pending.append(
+                    Event(last, previous if previous > floor else floor, kind, when, details)
+                )
                 if thread is not None:
                     thread.last_event_id = last
             self.last_event_id = last
