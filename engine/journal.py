@@ -148,6 +148,23 @@ class Thread:
 class _Pending:
     journal: list[tuple[str, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # What `drain` needs to leave superseded rows out without scanning every
+    # row's key: the entry keys of the exits recorded in this batch (given by
+    # their recorder, `Journal.record`'s `supersedes`), and whether a row lies
+    # under a child (then, or for a restored batch, `superseded_entries` scans).
+    exits: list[str] = field(default_factory=list)
+    scan: bool = False
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The batch's rows without those its own exits and ends supersede."""
+        if self.scan:
+            return superseded_entries(self.journal)
+        if not self.exits:
+            return self.journal
+        superseded = {key for key, _ in self.journal}.intersection(self.exits)
+        if not superseded:
+            return self.journal
+        return [row for row in self.journal if row[0] not in superseded]
 
 
 class Journal:
@@ -229,25 +246,31 @@ class Journal:
         events: Events = (),
         timestamp: datetime | None = None,
         state: str | None = None,
+        supersedes: str | None = None,
     ) -> Any:
         """Record `value` under `key` with its history `events`; returns `value`.
 
         `state` names the state the step belongs to, checked on replay.
+        `supersedes` is given with a state's exit: its entry's key, whose row
+        `drain` leaves out when it is in the same batch (`superseded_entries`).
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """
         last = 0
         if events:
-            self._check_limit(key, len(events))
+            last = self.last_event_id
+            if self.limit_reached or last + len(events) >= self.max_events:
+                self._check_limit(key, len(events))  # only then can it refuse
             when = timestamp or self._clock.now()
             pending = self._pending.events
             floor = self.chain_floor
-            last = self.last_event_id
             for kind, details in events:
                 previous = thread.last_event_id if thread is not None else last
                 last += 1
                 # Positional: event_id, previous_event_id, type, timestamp, details.
-                pending.append(Event(last, max(previous, floor), kind, when, details))
+                pending.append(
+                    Event(last, previous if previous > floor else floor, kind, when, details)
+                )
                 if thread is not None:
                     thread.last_event_id = last
             self.last_event_id = last
@@ -257,7 +280,12 @@ class Journal:
         text = _encode(entry).decode()
         self._records[key] = text
         self._decoded[key] = entry
-        self._pending.journal.append((key, text))
+        batch = self._pending
+        batch.journal.append((key, text))
+        if supersedes is not None:
+            batch.exits.append(supersedes)
+        if "/" in key:  # a child's row: a child's end supersedes its rows
+            batch.scan = True
         return value
 
     def record_once(
@@ -327,7 +355,7 @@ class Journal:
         pending, self._pending = self._pending, _Pending()
         if not rows:
             return [], pending.events
-        return superseded_entries(pending.journal), pending.events
+        return pending.rows(), pending.events
 
     def next_batch(self) -> object:
         """The batch the next `drain` hands over: what `restore` takes back if its fate is lost."""
@@ -343,7 +371,10 @@ class Journal:
         if batch is self._pending or not isinstance(batch, _Pending):
             return
         later = self._pending
-        self._pending = _Pending(batch.journal + later.journal, batch.events + later.events)
+        # Rows of two batches: which supersede which is found by a full scan.
+        self._pending = _Pending(
+            batch.journal + later.journal, batch.events + later.events, scan=True
+        )
 
 
 _ENTERED: Final = keys.entered("")

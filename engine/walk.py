@@ -192,6 +192,9 @@ class Frame:
     # each payload is encoded once for the events that carry it.
     input_text: str | None = None
     output_text: str | None = None
+    # A Task's live result and its text as the outcome event encoded it: the
+    # exit reuses the text when the result passes through to the output as is.
+    result_text: tuple[Any, str] | None = None
     _nd_counter: int = field(default=0)
     # EnteredTime as `$$` shows it, formatted once per visit (entered_time, its text).
     _entered_text: tuple[datetime, str] | None = field(default=None, repr=False)
@@ -727,7 +730,14 @@ async def run_scope(
                 input_text=value_text,
             )
             exited, events = await _visit(frame, run_state)
-            journal.record(exit_key, exited, thread=thread, events=events, state=state.name)
+            journal.record(
+                exit_key,
+                exited,
+                thread=thread,
+                events=events,
+                state=state.name,
+                supersedes=keys.entered(key),
+            )
             # Set only when the exit ran live just now (a replay never runs the state).
             output_text = frame.output_text
         assigned = exited.get("v")

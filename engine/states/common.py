@@ -325,7 +325,11 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     A state output over 256 KiB fails the execution at once: AWS treats
     oversized state I/O as terminal, beyond Retry and Catch.
     """
-    output_text = frame.walk.payload(transition.output)
+    result = frame.result_text
+    if result is not None and result[0] is transition.output:
+        output_text = result[1]  # the Task's result, unchanged: its event's text
+    else:
+        output_text = frame.walk.payload(transition.output)
     # A character is at most 4 bytes of UTF-8: a short text needs no encoding to check.
     if len(output_text) > _SURELY_SMALL and len(output_text.encode()) > MAX_PAYLOAD_BYTES:
         raise FinalError(

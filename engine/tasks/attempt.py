@@ -48,9 +48,15 @@ async def invoke(
     """
     call = Call(frame, state, effective, attempt, timeout=timeout, heartbeat=heartbeat)
 
+    def payload(value: Any) -> str:
+        # The result's text, kept for the state's exit (`exit_state`).
+        text = frame.walk.payload(value)
+        frame.result_text = (value, text)
+        return text
+
     async def produce() -> tuple[dict[str, Any], Events]:
         outcome = await _run(call)
-        return to_record(outcome), call.events.outcome(outcome, frame.walk.payload)
+        return to_record(outcome), call.events.outcome(outcome, payload)
 
     record = await frame.record_once_async(keys.task_result(call.key), produce, thread=frame.thread)
     if "ok" in record:  # a success, read as `from_record` reads it, without the object

@@ -67,3 +67,44 @@ def test_each_entered_input_is_the_previous_exited_output(db_url: str) -> None:
     expected = {"p": PAYLOAD, "n": 1, "echoed": {"seen": "Zoë ✓"}}
     assert json.loads(states[-1].details["output"]) == expected
     assert json.loads(record.output or "") == expected
+
+
+SHAPED = {
+    "StartAt": "Raw",
+    "States": {
+        "Raw": {"Type": "Task", "Resource": "wrap", "Next": "Selected"},
+        "Selected": {
+            "Type": "Task",
+            "Resource": "wrap",
+            "ResultSelector": {"picked.$": "$.wrapped"},
+            "Next": "Placed",
+        },
+        "Placed": {
+            "Type": "Task",
+            "Resource": "wrap",
+            "ResultPath": "$.placed",
+            "Next": "Narrowed",
+        },
+        "Narrowed": {"Type": "Task", "Resource": "wrap", "OutputPath": "$.wrapped", "End": True},
+    },
+}
+
+
+def test_a_task_exit_carries_its_output_whether_or_not_the_result_was_reshaped(
+    db_url: str,
+) -> None:
+    """A Task's exit reuses its result's text only when the result is its output as is."""
+    registry = Registry()
+    registry.register("wrap", lambda value: {"wrapped": value})
+    with Engine(db_url, registry=registry, worker=False) as engine:
+        record = engine.run_sync(SHAPED, {"v": 1})
+        events = engine.history_sync(record)
+    assert record.status == "SUCCEEDED", record.cause
+    succeeded = [json.loads(e.details["output"]) for e in events if e.type == "TaskSucceeded"]
+    exited = [json.loads(e.details["output"]) for e in events if e.type == "TaskStateExited"]
+    raw = {"wrapped": {"v": 1}}
+    selected = {"picked": raw}
+    placed = {**selected, "placed": {"wrapped": selected}}
+    assert succeeded == [raw, {"wrapped": raw}, {"wrapped": selected}, {"wrapped": placed}]
+    assert exited == [raw, selected, placed, placed]
+    assert json.loads(record.output or "") == placed

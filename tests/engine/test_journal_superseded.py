@@ -11,6 +11,7 @@ and a redrive replay the pure states from their exits alone.
 from __future__ import annotations
 
 import json
+import random
 import signal
 from collections import Counter
 from pathlib import Path
@@ -19,8 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from activities import ActivityContext, ActivityError, Registry
-from engine import Engine
-from engine.journal import superseded_entries
+from engine import Engine, keys
+from engine.clock import SystemClock
+from engine.journal import Journal, superseded_entries
 from engine.store import ExecutionStatus, Store
 from engine.store.schema import journal
 from tests.engine.processes import spawn_worker, wait_until
@@ -233,6 +235,58 @@ def test_a_childs_inner_rows_are_left_out_when_its_end_is_in_the_batch() -> None
         ("execution:end", "x"),
         ("0:out", "y"),
     ]
+
+
+def _random_key(rng: random.Random) -> str:
+    """A key of the grammar's shapes: steps, nested children, task rows, child ends."""
+    frame = keys.step("", rng.randrange(3))
+    if rng.random() < 0.5:
+        prefix = keys.iteration_prefix(frame, 0, rng.randrange(2))
+        if rng.random() < 0.3:
+            prefix = keys.branch_prefix(keys.step(prefix, rng.randrange(2)), 0, rng.randrange(2))
+        if rng.random() < 0.15:
+            return keys.child_ended(prefix)
+        frame = keys.step(prefix, rng.randrange(3))
+    return rng.choice(
+        [
+            keys.entered(frame),
+            keys.exited(frame),
+            keys.task_started(keys.attempt(frame, 0)),
+            keys.task_result(keys.attempt(frame, 0)),
+        ]
+    )
+
+
+def test_drain_leaves_out_what_a_scan_of_its_batch_would() -> None:
+    """`Journal.drain` keeps its own account (no scan per batch): it must agree with the scan.
+
+    Random batches of the key grammar's shapes, some drained, some put back
+    (`restore`) before later records, every batch checked against
+    `superseded_entries` of exactly the rows recorded in it.
+    """
+    rng = random.Random(1915)
+    for _ in range(400):
+        journal = Journal("e", {}, last_event_id=1, clock=SystemClock())
+        recorded: list[tuple[str, str]] = []
+        for _ in range(rng.randrange(1, 4)):
+            batch = journal.next_batch()
+            taken: list[tuple[str, str]] = []
+            for index in range(rng.randrange(1, 9)):
+                key = _random_key(rng)
+                # As the walk records an exit: naming the entry it supersedes.
+                exited = key.endswith(":out")
+                journal.record(key, index, supersedes=key[:-4] + ":in" if exited else None)
+                taken.append((key, journal._records[key]))
+            if rng.random() < 0.3:
+                journal.drain()
+                journal.restore(batch)  # its outcome lost: back before what follows
+            recorded.extend(taken)
+            if rng.random() < 0.5:
+                rows, _events = journal.drain()
+                assert rows == superseded_entries(recorded)
+                recorded = []
+        rows, _events = journal.drain()
+        assert rows == superseded_entries(recorded)
 
 
 MAP_OF_TASKS = {
