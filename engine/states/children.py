@@ -1,4 +1,4 @@
-"""Running Parallel branches and Map iterations as anyio task groups.
+"""Running Parallel branches and Map iterations as tasks of one group (`childtasks`).
 
 Each child walks its own scope with its own line of events and its own
 variable scope (reading the parent's). A child's end is journaled with its
