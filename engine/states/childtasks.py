@@ -11,7 +11,8 @@ scope, so a cancellation of the group or of any scope around it reaches
 it, shields inside it hold, and its exception cancels the group and is
 raised by the group's exit in the same exception group — all of that is
 anyio's own code (`__aenter__`, `__aexit__`, `CancelScope`); only the
-start of a task is ours. It leans on three internals of anyio's asyncio
+start of a task is ours (a loop with a task factory, which may be eager,
+gets anyio's group). It leans on three internals of anyio's asyncio
 backend (`TaskGroup._tasks`, `_task_states`, `TaskState`); where they are
 missing (another anyio) or on trio the group is anyio's, unchanged, and
 `spawn` is its `start_soon`. `tests/engine/test_child_tasks.py` pins which
@@ -135,8 +136,12 @@ def child_task_group() -> ChildTaskGroup:
     """A task group for children: the light one on asyncio (when available), else anyio's."""
     if _LightGroup is not None:
         try:
-            asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
+            return _AnyioGroup()
+        if loop.get_task_factory() is not None:
+            # An eager factory would run a task's first step before `spawn`
+            # registers it (anyio builds such tasks itself): anyio's group.
             return _AnyioGroup()
         group: ChildTaskGroup = _LightGroup()
         return group

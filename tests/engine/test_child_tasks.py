@@ -11,6 +11,7 @@ scopes (timeouts) work; the group's exit waits for every child.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -31,6 +32,15 @@ def test_the_light_group_runs_on_asyncio_with_the_installed_anyio() -> None:
 
     assert anyio.run(kind, backend="asyncio") == "_LightGroup"
     assert anyio.run(kind, backend="trio") == "_AnyioGroup"
+
+    async def kind_with_a_task_factory() -> str:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        return await kind()
+
+    # A factory (which may be eager) runs a task's first step before the light
+    # spawn could register it: anyio's group then.
+    assert anyio.run(kind_with_a_task_factory, backend="asyncio") == "_AnyioGroup"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
