@@ -1,4 +1,4 @@
-"""Running Parallel branches and Map iterations as anyio task groups.
+"""Running Parallel branches and Map iterations as tasks of one group (`childtasks`).
 
 Each child walks its own scope with its own line of events and its own
 variable scope (reading the parent's). A child's end is journaled with its
@@ -25,7 +25,8 @@ from typing import Any
 import anyio
 
 from engine import keys
-from engine.journal import MISSING, Events, Suspend, Thread
+from engine.journal import MISSING, Suspend, Thread
+from engine.states.childtasks import ChildTaskGroup, child_task_group
 from engine.walk import FinalError, Frame, Variables, final, run_scope
 from statemachine.errors import StatesError
 from statemachine.model import Scope
@@ -117,95 +118,92 @@ async def run_children(
     # Children launched and not yet ended, counted on the walk too, so that
     # their checkpoints gather into one commit (`Walk.durable`).
     launched = ended = 0
+    journal = walk.journal
+    name = frame.state.name
 
-    async def one(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
+    async def one(index: int, child: Child, group: ChildTaskGroup, slot: object | None) -> None:
+        # One coroutine (one frame) a child: the child's end is replayed or
+        # recorded here (`Journal.record_once_async` spelled out), its walk
+        # inline; a failure is recorded under its own key.
         nonlocal ended
         try:
-            await one_child(index, child, group)
+            failed = frame.replay(keys.child_failed(child.prefix), frame.thread)
+            if failed is not MISSING:
+                failures.append((index, FinalError(failed["error"], failed.get("cause"))))
+                return
+            ended_key = keys.child_ended(child.prefix)
+            older = _older_prefixes(frame, child.prefix) if frame.previous_keys else []
+            if older and ended_key not in journal:
+                for prefix in older:
+                    reused = frame.replay(keys.child_ended(prefix))
+                    if reused is not MISSING:
+                        outputs[index] = reused
+                        return
+            recorded = journal.replay(ended_key, frame.thread, state=name)
+            if recorded is not MISSING:
+                outputs[index] = recorded
+                return
+            thread = Thread(frame.thread.last_event_id)
+            try:
+                started = child.event("Started")
+                if started is not None:
+                    frame.record_once(
+                        keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
+                    )
+                running.add(index)
+                try:
+                    output = await run_scope(
+                        walk,
+                        child.scope,
+                        child.input,
+                        prefix=child.prefix,
+                        thread=thread,
+                        variables=Variables(frame.variables),
+                        previous=older,
+                    )
+                except anyio.get_cancelled_exc_class():
+                    raise  # still running when a sibling's failure cancelled it: aborted below
+                except BaseException:
+                    running.discard(index)
+                    raise
+                running.discard(index)
+                succeeded = child.event("Succeeded")
+                outputs[index] = journal.record(
+                    ended_key,
+                    output,
+                    thread=thread,
+                    events=[succeeded] if succeeded is not None else (),
+                    state=name,
+                )
+            except Suspend as signal:
+                suspended.append(signal)
+            except StatesError as raised:
+                error = final(raised)
+                failures.append((index, error))
+                failed_event = child.event("Failed")
+                frame.record(
+                    keys.child_failed(child.prefix),
+                    {"error": error.error, "cause": error.cause},
+                    thread=thread,
+                    events=[failed_event] if failed_event is not None else (),
+                )
+                _abort_failed_task(raised)
+                if tolerate is None or not tolerate(len(failures)):
+                    group.cancel_scope.cancel()
         finally:
             ended += 1
             walk.children_running -= 1
-
-    async def one_child(index: int, child: Child, group: anyio.abc.TaskGroup) -> None:
-        # A child either ended or failed; a failure is recorded under its own key.
-        failed = frame.replay(keys.child_failed(child.prefix), frame.thread)
-        if failed is not MISSING:
-            failures.append((index, FinalError(failed["error"], failed.get("cause"))))
-            return
-        older = _older_prefixes(frame, child.prefix) if frame.previous_keys else []
-        if older and keys.child_ended(child.prefix) not in walk.journal:
-            for prefix in older:
-                ended = frame.replay(keys.child_ended(prefix))
-                if ended is not MISSING:
-                    outputs[index] = ended
-                    return
-        thread = Thread(frame.thread.last_event_id)
-
-        async def walk_child() -> tuple[Any, Events]:
-            started = child.event("Started")
-            if started is not None:
-                frame.record_once(
-                    keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
-                )
-            running.add(index)
-            try:
-                output = await run_scope(
-                    walk,
-                    child.scope,
-                    child.input,
-                    prefix=child.prefix,
-                    thread=thread,
-                    variables=Variables(frame.variables),
-                    previous=older,
-                )
-            except anyio.get_cancelled_exc_class():
-                raise  # still running when a sibling's failure cancelled it: aborted below
-            except BaseException:
-                running.discard(index)
-                raise
-            running.discard(index)
-            succeeded = child.event("Succeeded")
-            return output, [succeeded] if succeeded is not None else []
-
-        try:
-            outputs[index] = await frame.record_once_async(
-                keys.child_ended(child.prefix),
-                walk_child,
-                thread=frame.thread,
-                record_thread=thread,
-            )
-        except Suspend as signal:
-            suspended.append(signal)
-            return
-        except StatesError as raised:
-            error = final(raised)
-            failures.append((index, error))
-            failed_event = child.event("Failed")
-            events = [failed_event] if failed_event is not None else []
-            frame.record(
-                keys.child_failed(child.prefix),
-                {"error": error.error, "cause": error.cause},
-                thread=thread,
-                events=events,
-            )
-            _abort_failed_task(raised)
-            if tolerate is None or not tolerate(len(failures)):
-                group.cancel_scope.cancel()
-
-    async def limited(index: int, child: Child, group: anyio.abc.TaskGroup, slot: object) -> None:
-        assert limiter is not None
-        try:
-            await one(index, child, group)
-        finally:
-            limiter.release_on_behalf_of(slot)
+            if slot is not None:
+                assert limiter is not None
+                limiter.release_on_behalf_of(slot)
 
     try:
-        async with anyio.create_task_group() as group:
+        async with child_task_group() as group:
             for index, child in enumerate(children):
                 if limiter is None:
                     launched += 1
                     walk.children_running += 1
-                    group.start_soon(one, index, child, group)
+                    group.spawn(one, index, child, group, None)
                     continue
                 # The slot is taken here, in item order, before the child starts:
                 # the scheduler's order of new tasks is not the items' order (trio
@@ -218,7 +216,7 @@ async def run_children(
                     break
                 launched += 1
                 walk.children_running += 1
-                group.start_soon(limited, index, child, group, slot)
+                group.spawn(one, index, child, group, slot)
     finally:
         # A child cancelled before it began never counted itself out.
         walk.children_running -= launched - ended
