@@ -12,10 +12,13 @@ it, shields inside it hold, and its exception cancels the group and is
 raised by the group's exit in the same exception group — all of that is
 anyio's own code (`__aenter__`, `__aexit__`, `CancelScope`); only the
 start of a task is ours (a loop with a task factory, which may be eager,
-gets anyio's group). It leans on three internals of anyio's asyncio
-backend (`TaskGroup._tasks`, `_task_states`, `TaskState`); where they are
-missing (another anyio) or on trio the group is anyio's, unchanged, and
-`spawn` is its `start_soon`. `tests/engine/test_child_tasks.py` pins which
+gets anyio's group). It leans on internals of anyio's asyncio backend
+(`_task_states`, `TaskState`; the task group's `_tasks`, `_entered`,
+`_exceptions`, `_on_completed_fut`; the cancel scope's `_tasks`,
+`_active`, `_host_task`, `_effectively_cancelled`), and is used only on
+the anyio versions it was checked against (4.14 up to 5) where all of them
+are present; elsewhere (an older or newer anyio) or on trio the group is
+anyio's, unchanged, and `spawn` is its `start_soon`. `tests/engine/test_child_tasks.py` pins which
 one runs on the installed anyio.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from importlib.metadata import version as _anyio_version
 from typing import Any, Protocol
 
 import anyio
@@ -82,14 +86,21 @@ try:
         _task_states,
     )
 
+    # Before 4.14 the group's flag was `_active` (and there were no handles
+    # to save); from 5 on its internals may change under the same names.
+    _version = tuple(int(part) for part in _anyio_version("anyio").split(".")[:2])
+    if not (4, 14) <= _version < (5, 0):
+        raise ImportError("an anyio this light group was not checked against")
     _probe = _AsyncioTaskGroup()
-    _REQUIRED = ("_tasks", "_exceptions", "_on_completed_fut", "cancel_scope")
-    if not all(hasattr(_probe, name) for name in _REQUIRED) or not hasattr(
-        _AsyncioScope(), "_tasks"
+    _REQUIRED = ("_tasks", "_entered", "_exceptions", "_on_completed_fut", "cancel_scope")
+    _SCOPE = ("_tasks", "_active", "_host_task", "_effectively_cancelled")
+    _scope = _AsyncioScope()
+    if not all(hasattr(_probe, name) for name in _REQUIRED) or not all(
+        hasattr(_scope, name) for name in _SCOPE
     ):
         raise ImportError("anyio's asyncio task group has changed")
-    del _probe
-except ImportError:  # pragma: no cover - another anyio: its task group as it is
+    del _probe, _scope
+except (ImportError, ValueError):  # pragma: no cover - another anyio: its group as it is
     _LightGroup: type | None = None
 else:
 
@@ -100,7 +111,14 @@ else:
             scope = self.cancel_scope
             if not self._entered or not scope._active:
                 raise RuntimeError("This task group is not active; no new tasks can be started.")
-            task = asyncio.get_running_loop().create_task(func(*args))
+            coroutine = func(*args)
+            try:
+                task = asyncio.get_running_loop().create_task(
+                    coroutine, name=getattr(func, "__qualname__", None)
+                )
+            except BaseException:
+                coroutine.close()
+                raise
             # As anyio's `_spawn` registers a task (before handles): under the
             # group's scope, so the scope's cancellation is delivered to it.
             _task_states[task] = _TaskState(id(scope._host_task), scope)
