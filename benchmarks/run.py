@@ -1,6 +1,6 @@
 """The benchmark command: runs workloads in fresh subprocesses and prints RESULT/RATIO lines.
 
-``python benchmarks/run.py --workload W1|W1c|W2|W3|ceiling|startup|all
+``python benchmarks/run.py --workload W1|W1i|W1c|W2|W3|ceiling|startup|all
 --backend sqlite|postgres [--db URL] [--execs N] [--runs R] [--peers]
 [--fsync-off]``. Each workload runs in its own subprocess (so its peak RSS
 is its own), each run of it on a fresh database: a new temporary SQLite
@@ -11,7 +11,9 @@ benchmark and stopped after it. On PostgreSQL a SERVER line first says what
 the server runs with. The parent prints one RESULT line per workload with
 medians over the runs; with `--peers`, W1 and W2 run in turn with DBOS
 Transact and Restate (`benchmarks/peers.py`), one run each, and each
-peer's RESULT line follows Stepwise's. `all` and `startup` add STARTUP
+peer's RESULT line follows Stepwise's. W1i (W1 with the handler registered
+inline) runs in W1's turns, right after Stepwise's W1: both are paired
+with the same runs of the peers' W1. `all` and `startup` add STARTUP
 lines (`benchmarks/startup.py`). Then RATIO lines: each workload's steps/s
 over the ceiling's INSERT+COMMITs/s on the same database, and Stepwise over
 each peer as the median of the back-to-back pairs.
@@ -58,6 +60,7 @@ __all__ = [
     "format_ratio",
     "format_result",
     "main",
+    "pair_ratios",
     "parse_result",
     "stepwise_version",
 ]
@@ -65,6 +68,10 @@ __all__ = [
 CHILD_MARKER = "CHILD "
 LINE_KINDS = ("RESULT", "RATIO", "SERVER", "STARTUP")
 _databases = itertools.count(1)
+# Which of the peers' workloads each Stepwise workload is paired with: a
+# DBOS step runs in its workflow's own thread, so W1i (the handler inline,
+# no thread hop) is W1's fairest counterpart and shares W1's peer runs.
+PAIRED_WITH = {"W1": "W1", "W1i": "W1", "W2": "W2"}
 
 
 @dataclass(frozen=True)
@@ -288,14 +295,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--execs",
         type=int,
-        help="executions per run (default: W1/W1c 200, W3 1000, ceiling 2000 rows; W2 is always 1)",
+        help="executions per run (default: W1/W1i/W1c 200, W3 1000, ceiling 2000 rows; "
+        "W2 is always 1)",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--peers",
         action="store_true",
-        help="also run DBOS Transact and Restate on W1 and W2 (postgres only; their own venvs "
-        "under benchmarks/.peers, made on first use)",
+        help="also run DBOS Transact and Restate on W1 and W2, paired with Stepwise's W1, W1i "
+        "and W2 (postgres only; their own venvs under benchmarks/.peers, made on first use)",
     )
     parser.add_argument(
         "--fsync-off",
@@ -308,9 +316,10 @@ def _parser() -> argparse.ArgumentParser:
 
 @dataclass
 class _Paired:
-    """Stepwise's and each peer's runs of one workload, made in turn."""
+    """Stepwise's runs of each workload paired with one peer workload, and each peer's, in turn."""
 
-    stepwise: list[dict[str, object]]
+    peer_workload: str
+    stepwise: dict[str, list[dict[str, object]]]
     peers: dict[str, list[dict[str, object]]]
 
 
@@ -327,35 +336,56 @@ def _available_peers() -> list[Peer]:
     return available
 
 
-def _run_paired(workload: str, args: argparse.Namespace, db: str, available: list[Peer]) -> _Paired:
-    """Run `workload` for Stepwise and each peer in turn, one run each, `args.runs` times."""
-    execs = 1 if workload == "W2" else (args.execs or DEFAULT_EXECS[workload])
-    paired = _Paired([], {peer.name: [] for peer in available})
+def _run_paired(
+    workloads: Sequence[str], args: argparse.Namespace, db: str, available: list[Peer]
+) -> _Paired:
+    """Run each of `workloads` for Stepwise, then each peer: one run each a turn, `args.runs` turns.
+
+    `workloads` share one peer workload (PAIRED_WITH), which each peer runs once a turn.
+    """
+    peer_workload = PAIRED_WITH[workloads[0]]
+    execs = 1 if peer_workload == "W2" else (args.execs or DEFAULT_EXECS[peer_workload])
+    paired = _Paired(
+        peer_workload, {w: [] for w in workloads}, {peer.name: [] for peer in available}
+    )
     for _ in range(args.runs):
-        paired.stepwise.append(_run_child(workload, args, db, runs=1))
+        for workload in workloads:
+            paired.stepwise[workload].append(_run_child(workload, args, db, runs=1))
         for peer in available:
-            paired.peers[peer.name].append(run_peer(peer, workload, execs, 1, db))
+            paired.peers[peer.name].append(run_peer(peer, peer_workload, execs, 1, db))
     return paired
 
 
+def pair_ratios(
+    ours: Sequence[dict[str, object]], theirs: Sequence[dict[str, object]]
+) -> list[float]:
+    """Stepwise's speed over a peer's in each turn: the peer's one wall over ours."""
+    return [
+        float(peer["walls"][0]) / float(stepwise["walls"][0])  # type: ignore[index]
+        for stepwise, peer in zip(ours, theirs, strict=True)
+    ]
+
+
 def _peer_results(
-    workload: str, args: argparse.Namespace, paired: _Paired, available: list[Peer], fsync: str
-) -> list[tuple[Result, list[float]]]:
-    """Print each peer's RESULT line for `workload`; return it with its pair ratios."""
-    measured: list[tuple[Result, list[float]]] = []
+    args: argparse.Namespace, paired: _Paired, available: list[Peer], fsync: str
+) -> list[tuple[Result, dict[str, list[float]]]]:
+    """Print each peer's RESULT line; return it with its pair ratios per Stepwise workload."""
+    measured: list[tuple[Result, dict[str, list[float]]]] = []
     for peer in available:
         report = _merge(paired.peers[peer.name])
-        result = _summarize(workload, args.backend, str(report["version"]), report, args.runs)
+        result = _summarize(
+            paired.peer_workload, args.backend, str(report["version"]), report, args.runs
+        )
         # Restate keeps its journal in its own log and RocksDB, not in PostgreSQL.
         backend = args.backend if peer.uses_postgres else "rocksdb"
         result = replace(
             result, peer=peer.name, backend=backend, fsync=fsync if peer.uses_postgres else ""
         )
         print(format_result(result), flush=True)
-        pairs = [
-            float(theirs["walls"][0]) / float(ours["walls"][0])  # type: ignore[index]
-            for ours, theirs in zip(paired.stepwise, paired.peers[peer.name], strict=True)
-        ]
+        pairs = {
+            workload: pair_ratios(runs, paired.peers[peer.name])
+            for workload, runs in paired.stepwise.items()
+        }
         measured.append((result, pairs))
     return measured
 
@@ -395,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workloads = [w for w in WORKLOADS if w in {*workloads, "W1", "W2", "ceiling"}]
     version = stepwise_version()
     results: dict[str, Result] = {}
-    peer_results: list[tuple[Result, list[float]]] = []
+    peer_results: list[tuple[Result, dict[str, list[float]]]] = []
+    paired_sets: dict[str, _Paired] = {}
     fsync = ""
     with _server_url(args) as db:
         if args.backend == "postgres" and db is not None:
@@ -407,9 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         available = _available_peers() if args.peers else []
         for workload in workloads:
             paired = None
-            if available and db is not None and workload in PEER_WORKLOADS:
-                paired = _run_paired(workload, args, db, available)
-                report = _merge(paired.stepwise)
+            peer_workload = PAIRED_WITH.get(workload)
+            if available and db is not None and peer_workload in PEER_WORKLOADS:
+                if peer_workload not in paired_sets:
+                    group = [w for w in workloads if PAIRED_WITH.get(w) == peer_workload]
+                    paired_sets[peer_workload] = _run_paired(group, args, db, available)
+                paired = paired_sets[peer_workload]
+                report = _merge(paired.stepwise[workload])
             else:
                 report = _run_child(workload, args, db)
             result = _summarize(workload, args.backend, version, report, args.runs)
@@ -418,8 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = replace(result, fsync=fsync)
             results[workload] = result
             print(format_result(result), flush=True)
-            if paired is not None:
-                peer_results += _peer_results(workload, args, paired, available, fsync)
+            if paired is not None and workload == list(paired.stepwise)[-1]:
+                # Once the last Stepwise workload of the set is printed: the peers' follow.
+                peer_results += _peer_results(args, paired, available, fsync)
     if args.workload in ("all", "startup"):
         # A small process of its own measures them: see benchmarks/startup.py.
         startup = [sys.executable, str(REPO / "benchmarks" / "startup.py")]
@@ -437,8 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workload, result in results.items():
             if workload != "ceiling":
                 print(format_ratio(result, ceiling), flush=True)
-    for peer, pairs in peer_results:
-        print(format_peer_ratio(results[peer.workload], peer, pairs), flush=True)
+    for peer, pairs_by_workload in peer_results:
+        for workload, pairs in pairs_by_workload.items():
+            print(format_peer_ratio(results[workload], peer, pairs), flush=True)
         if ceiling is not None:
             print(format_ratio(peer, ceiling), flush=True)
     return 0

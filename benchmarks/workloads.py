@@ -26,6 +26,7 @@ from engine.store.connect import create_engine, parse_url
 __all__ = [
     "CONCURRENCY",
     "DEFAULT_EXECS",
+    "INLINE_WORKLOADS",
     "MAP_ITEMS",
     "STEPS_PER_EXEC",
     "WORKLOADS",
@@ -46,10 +47,14 @@ TASK_CHAIN_LENGTH = 10
 PASS_CHOICE_LENGTH = 20
 RESOURCE = "bench-increment"
 
-WORKLOADS = ("W1", "W1c", "W2", "W3", "ceiling")
-DEFAULT_EXECS = {"W1": 200, "W1c": 200, "W2": 1, "W3": 1000, "ceiling": 2000}
+WORKLOADS = ("W1", "W1i", "W1c", "W2", "W3", "ceiling")
+# W1i is W1 with `increment` registered inline=True: it runs on the event
+# loop, as a DBOS step runs in its workflow's own thread (issue 19).
+INLINE_WORKLOADS = frozenset({"W1i"})
+DEFAULT_EXECS = {"W1": 200, "W1i": 200, "W1c": 200, "W2": 1, "W3": 1000, "ceiling": 2000}
 STEPS_PER_EXEC = {
     "W1": TASK_CHAIN_LENGTH,
+    "W1i": TASK_CHAIN_LENGTH,
     "W1c": TASK_CHAIN_LENGTH,
     "W2": MAP_ITEMS,
     "W3": PASS_CHOICE_LENGTH,
@@ -140,9 +145,9 @@ def pass_choice_chain(length: int = PASS_CHOICE_LENGTH) -> dict[str, Any]:
     return {"StartAt": names[0], "States": states}
 
 
-def _registry() -> Registry:
+def _registry(*, inline: bool) -> Registry:
     registry = Registry()
-    registry.register(RESOURCE, increment)
+    registry.register(RESOURCE, increment, inline=inline)
     return registry
 
 
@@ -219,6 +224,7 @@ async def _w3(engine: Engine, execs: int) -> Measurement:
 
 _ENGINE_WORKLOADS: dict[str, Callable[[Engine, int], Coroutine[Any, Any, Measurement]]] = {
     "W1": _w1,
+    "W1i": _w1,  # the same body; only the handler's registration differs
     "W1c": _w1c,
     "W2": _w2,
     "W3": _w3,
@@ -279,9 +285,10 @@ def run_workload(workload: str, database_url: str, execs: int) -> Measurement:
     if workload == "ceiling":
         return ceiling(database_url, execs)
     body = _ENGINE_WORKLOADS[workload]
+    registry = _registry(inline=workload in INLINE_WORKLOADS)
 
     async def main() -> Measurement:
-        async with Engine(database_url, registry=_registry(), concurrency=CONCURRENCY) as engine:
+        async with Engine(database_url, registry=registry, concurrency=CONCURRENCY) as engine:
             return await body(engine, execs)
 
     return anyio.run(main)

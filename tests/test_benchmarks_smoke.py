@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks.run import Result, format_peer_ratio, format_ratio, format_result, parse_result
+from benchmarks.run import (
+    Result,
+    format_peer_ratio,
+    format_ratio,
+    format_result,
+    pair_ratios,
+    parse_result,
+)
 from benchmarks.scaling import Point, format_point, parse_workers
 from benchmarks.startup import Startup, format_startup
 from benchmarks.table import parse_line, render
@@ -32,7 +41,7 @@ from tests.engine import pg
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "benchmarks" / "run.py"
-STEPS = {"W1": 10, "W1c": 10, "W2": 100, "W3": 20, "ceiling": 1}
+STEPS = {"W1": 10, "W1i": 10, "W1c": 10, "W2": 100, "W3": 20, "ceiling": 1}
 
 
 def _bench(*args: str) -> list[str]:
@@ -67,7 +76,7 @@ def _check_output(lines: list[str], backend: str, execs: int) -> None:
         assert float(startup["wall_s"]) > 0
         assert float(startup["cpu_s"]) > 0
         assert 5 < int(startup["peak_rss_mb"]) < 4096
-    assert [r["workload"] for r in results] == ["W1", "W1c", "W2", "W3", "ceiling"]
+    assert [r["workload"] for r in results] == ["W1", "W1i", "W1c", "W2", "W3", "ceiling"]
     for fields in results:
         workload = fields["workload"]
         assert fields["peer"] == f"stepwise-{backend}"
@@ -87,7 +96,7 @@ def _check_output(lines: list[str], backend: str, execs: int) -> None:
         assert float(fields["wall_s"]) > 0
         assert 10 < int(fields["peak_rss_mb"]) < 4096
     ceiling = float(results[-1]["steps_per_s"])
-    assert [r["workload"] for r in ratios] == ["W1", "W1c", "W2", "W3"]
+    assert [r["workload"] for r in ratios] == ["W1", "W1i", "W1c", "W2", "W3"]
     for ratio, result in zip(ratios, results, strict=False):
         assert ratio["backend"] == backend
         assert float(ratio["steps_per_ceiling"]) == pytest.approx(
@@ -210,12 +219,44 @@ def test_definitions_are_valid_asl_of_the_advertised_size() -> None:
     assert MAP_ITEMS == 100
 
 
-def test_a_wrong_answer_fails_the_workload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workload", ["W1", "W1i"])
+def test_a_wrong_answer_fails_the_workload(
+    workload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import benchmarks.workloads as workloads
 
     monkeypatch.setattr(workloads, "increment", lambda value: {"v": value["v"] + 2})
     with pytest.raises(WorkloadFailed, match=r"returned \{'v': 20\}, expected \{'v': 10\}"):
-        run_workload("W1", f"sqlite:///{tmp_path / 'b.db'}", 1)
+        run_workload(workload, f"sqlite:///{tmp_path / 'b.db'}", 1)
+
+
+def test_w1i_runs_its_handler_inline_and_w1_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmarks.workloads as workloads
+
+    threads: dict[str, set[threading.Thread]] = {"W1": set(), "W1i": set()}
+    running = ""
+
+    def increment(value: dict[str, Any]) -> dict[str, Any]:
+        threads[running].add(threading.current_thread())
+        return {"v": value["v"] + 1}
+
+    monkeypatch.setattr(workloads, "increment", increment)
+    for running in ("W1", "W1i"):
+        measurement = run_workload(running, f"sqlite:///{tmp_path / f'{running}.db'}", 2)
+        assert (measurement.execs, measurement.steps) == (2, 20)
+    # run_workload's event loop runs on this thread: only an inline handler runs here.
+    assert threads["W1i"] == {threading.current_thread()}
+    assert threads["W1"] and threading.current_thread() not in threads["W1"]
+
+
+def test_pair_ratios_divide_the_peer_wall_by_ours_turn_by_turn() -> None:
+    ours = [{"walls": [2.0]}, {"walls": [4.0]}]
+    theirs = [{"walls": [6.0]}, {"walls": [4.0]}]
+    assert pair_ratios(ours, theirs) == [3.0, 1.0]
+    with pytest.raises(ValueError):
+        pair_ratios(ours, theirs[:1])
 
 
 def test_startup_and_scaling_lines_parse() -> None:
@@ -248,6 +289,9 @@ def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
         "peak_rss_mb=66 fsync=on",
         "RESULT peer=dbos-postgres version=3.4.0 workload=W1 runs=3 execs=200 steps_per_exec=10 "
         "execs_per_s=10 steps_per_s=100 execs_per_s_spread=9..11 wall_s=20 peak_rss_mb=67 fsync=on",
+        "RESULT peer=stepwise-postgres version=0.1.0 workload=W1i runs=3 execs=200 "
+        "steps_per_exec=10 execs_per_s=40 steps_per_s=400 execs_per_s_spread=39..41 wall_s=5 "
+        "peak_rss_mb=66 fsync=on",
         "RESULT peer=stepwise-postgres version=0.1.0 workload=W2 runs=3 execs=1 "
         "steps_per_exec=100 execs_per_s=20 steps_per_s=2000 execs_per_s_spread=19..21 "
         "wall_s=0.05 peak_rss_mb=66 fsync=on",
@@ -264,6 +308,8 @@ def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
         "peak_rss_mb=19",
         "RATIO workload=W1 backend=postgres stepwise_per_dbos=3.000 pairs=3 "
         "pair_spread=2.500..3.500",
+        "RATIO workload=W1i backend=postgres stepwise_per_dbos=4.000 pairs=3 "
+        "pair_spread=3.500..4.500",
         "SCALING_MEDIAN workers=1 rounds=2 steps_per_s=900.0 vs_first=1.00 spread=1..2",
         "SCALING_MEDIAN workers=4 rounds=2 steps_per_s=1800.0 vs_first=2.00 spread=1..2",
         "SKIP peer=restate: npm is not installed",
@@ -273,6 +319,13 @@ def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
     assert (
         "| 300 | 100 | — | 3.00× (2.500..3.500) | — | 0.30, 0.10, — |"
         in rows["| W1: 200 × 10 sequential Tasks, steps/s"]
+    )
+    # W1i's row comes right under W1's, beside the same DBOS runs, with its own pairs.
+    names = list(rows)
+    w1i = "| W1i: W1 with the handler registered inline=True, steps/s"
+    assert names.index(w1i) == names.index("| W1: 200 × 10 sequential Tasks, steps/s") + 1
+    assert rows[w1i].endswith(
+        "| 400 | 100 | — | 4.00× (3.500..4.500) | — | 0.40, 0.10, — | ≥ 3× DBOS (aim 6×) |"
     )
     assert "| 50 ms |" in rows["| W2: one Map of 100 Tasks, wall"]
     assert (
