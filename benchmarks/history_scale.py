@@ -183,7 +183,7 @@ def _databases(backend: str, db: str | None, count: int) -> Iterator[list[str]]:
 
 
 async def _w1_rate(url: str, execs: int) -> float:
-    async with Engine(url, registry=_registry(), concurrency=64) as engine:
+    async with Engine(url, registry=_registry(inline=False), concurrency=64) as engine:
         # A fresh machine name per round: the database keeps every earlier round's executions.
         measurement = await _w1(engine, execs)
     return measurement.steps / measurement.wall_s

@@ -51,7 +51,7 @@ async def _run(
     url: str, database: str, admin: str, execs: int, concurrency: int, serial: bool
 ) -> str:
     with psycopg.connect(admin, autocommit=True) as monitor:
-        async with Engine(url, registry=_registry(), concurrency=concurrency) as engine:
+        async with Engine(url, registry=_registry(inline=False), concurrency=concurrency) as engine:
             await engine.create_state_machine("w1c", task_chain())
             warm = max(1, execs // 10)
             if serial:  # W1: one execution at a time, started and awaited
