@@ -5,10 +5,11 @@
 
 - ``workload=W1-1M``: W1 (sequential 10-Task executions, `benchmarks.workloads`)
   on an empty database and on one already holding 10,000 closed executions
-  with 1,000,000 history events and 100,000 journal rows (written by one
-  INSERT … SELECT each, then VACUUM ANALYZE), interleaved round by round in
-  alternating order so both see the same machine load; ``ratio`` is
-  filled ÷ empty (target ≥ 0.9).
+  with 1,000,000 history events and 100,000 journal rows (stored as the
+  engine stores them: ExecutionStarted as a history_events row, the rest as
+  history_blocks of three events; one INSERT … SELECT each, then VACUUM
+  ANALYZE), interleaved round by round in alternating order so both see
+  the same machine load; ``ratio`` is filled ÷ empty (target ≥ 0.9).
 - ``workload=resume-25k``: one execution that loops Pass → Choice until its
   history holds about 24,000 events, then suspends at a one-hour Wait. Each
   round claims it and runs one activation, which loads the journal, replays
@@ -56,6 +57,29 @@ FILL_JOURNAL_EACH = 10
 # Four events per Pass → Choice loop: 6,000 loops ≈ 24,000 events, under AWS's 25,000.
 RESUME_LOOPS = 6_000
 
+# How the engine stores them (`engine/store/blocks.py`): each execution's
+# ExecutionStarted as a history_events row (a start is a cold writer), the
+# other 99 events as history_blocks rows of three events each, as a Task
+# step's commit writes them (block b holds events 3b-1 .. 3b+1).
+EVENTS_PER_BLOCK = 3
+_FIRST = "3 * b - 1"
+_LAST = "3 * b + 1"
+_DETAILS_JSON = '"{\\"name\\": \\"P\\", \\"input\\": \\"{}\\"}"'
+
+
+def _block_item(event_id: str) -> str:
+    return (
+        f"'[' || ({event_id}) || ',' || ({event_id} - 1) || "
+        f'\',"PassStateEntered","2026-01-01 00:00:00.000000",{_DETAILS_JSON}]\''
+    )
+
+
+_BLOCK_TEXT = (
+    "'[' || "
+    + " || ',' || ".join(_block_item(f"3 * b - 1 + {k}") for k in range(EVENTS_PER_BLOCK))
+    + " || ']'"
+)
+
 _FILL = {
     "postgresql": [
         """
@@ -69,8 +93,13 @@ _FILL = {
         """
         INSERT INTO history_events (execution_id, event_id, previous_event_id, type, timestamp,
                                     details)
-        SELECT 'x-' || n, i, i - 1, 'PassStateEntered', now(), '{"name": "P", "input": "{}"}'
-        FROM generate_series(1, :count) AS n, generate_series(1, :events) AS i
+        SELECT 'x-' || n, 1, 0, 'ExecutionStarted', now(), '{"input": "{}"}'
+        FROM generate_series(1, :count) AS n
+        """,
+        f"""
+        INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events)
+        SELECT 'x-' || n, {_FIRST}, {_LAST}, {_BLOCK_TEXT}
+        FROM generate_series(1, :count) AS n, generate_series(1, :blocks) AS b
         """,
         """
         INSERT INTO journal (execution_id, key, value, recorded_at)
@@ -92,11 +121,17 @@ _FILL = {
         """
         INSERT INTO history_events (execution_id, event_id, previous_event_id, type, timestamp,
                                     details)
+        WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count)
+        SELECT 'x-' || n, 1, 0, 'ExecutionStarted',
+               strftime('%Y-%m-%d %H:%M:%f', 'now'), '{"input": "{}"}'
+        FROM g
+        """,
+        f"""
+        INSERT INTO history_blocks (execution_id, first_event_id, last_event_id, events)
         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count),
-                       e(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM e WHERE i < :events)
-        SELECT 'x-' || n, i, i - 1, 'PassStateEntered',
-               strftime('%Y-%m-%d %H:%M:%f', 'now'), '{"name": "P", "input": "{}"}'
-        FROM g, e
+                       k(b) AS (SELECT 1 UNION ALL SELECT b + 1 FROM k WHERE b < :blocks)
+        SELECT 'x-' || n, {_FIRST}, {_LAST}, {_BLOCK_TEXT}
+        FROM g, k
         """,
         """
         INSERT INTO journal (execution_id, key, value, recorded_at)
@@ -122,6 +157,7 @@ def fill_history(url: str) -> None:
             "count": FILL_EXECUTIONS,
             "events": FILL_EVENTS_EACH,
             "journal": FILL_JOURNAL_EACH,
+            "blocks": (FILL_EVENTS_EACH - 1) // EVENTS_PER_BLOCK,
         }
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
@@ -134,6 +170,10 @@ def fill_history(url: str) -> None:
         maintenance = "VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(maintenance)
+        # The store reads the fill as it reads its own writes: ids 1..100, in order.
+        ids = [event.event_id for event in store.history(f"x-{FILL_EXECUTIONS}")]
+        if ids != list(range(1, FILL_EVENTS_EACH + 1)):
+            raise SystemExit(f"the fill reads back as event ids {ids[:5]}...: not 1..100")
     finally:
         store.close()
 
