@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -54,6 +54,7 @@ __all__ = [
     "encode_row",
     "history_event_limit",
     "history_limit_error",
+    "row_time",
     "superseded_entries",
 ]
 
@@ -79,6 +80,31 @@ def _entry(value: Any, last_event_id: int, state: str | None) -> dict[str, Any]:
     if state is not None:
         entry["s"] = state
     return entry
+
+
+# The last second `row_time` formatted: (its fields, its text), replaced whole,
+# so threads share it safely.
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
+def row_time(moment: datetime) -> str:
+    """`moment.isoformat()`, with the text up to the second kept from the last call.
+
+    Every state's entry row records its entered time this way; consecutive
+    entries mostly fall in the same second, so only the microseconds are
+    formatted (half the work of `isoformat`). The same text as `isoformat`
+    for any time: one not in UTC is given to `isoformat` itself.
+    """
+    global _last_second
+    if moment.tzinfo is not UTC:
+        return moment.isoformat()
+    second = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    last = _last_second
+    if second != last[0]:
+        last = _last_second = (second, moment.replace(microsecond=0, tzinfo=None).isoformat())
+    micro = moment.microsecond
+    # isoformat leaves out a zero fraction.
+    return f"{last[1]}.{micro:06d}+00:00" if micro else f"{last[1]}+00:00"
 
 
 class Suspend(Exception):  # a control-flow signal, not an error

@@ -32,7 +32,15 @@ from activities.registry import Registry
 from engine import keys
 from engine.clock import Clock
 from engine.committer import Committer, committed_before
-from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
+from engine.journal import (
+    MISSING,
+    Events,
+    Journal,
+    NondeterminismError,
+    Suspend,
+    Thread,
+    row_time,
+)
 from engine.sandbox import Sandbox
 from engine.store import (
     Checkpoint,
@@ -599,7 +607,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             text = walk.payload(input_payload)
         journal.record(
             key,
-            {"s": name, "t": now.isoformat()},
+            {"s": name, "t": row_time(now)},
             thread=thread,
             events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
             timestamp=now,
@@ -660,28 +668,18 @@ def _step_keys(
     return key, tuple(old for old in older if keys.entered(old) in walk.journal)
 
 
-async def _visit(frame: Frame, run_state: StateRunner) -> tuple[dict[str, Any], Events]:
-    """Run one state live; its exit record (value, events), which `run_scope` records."""
-    try:
-        await run_state(frame)
-    except anyio.get_cancelled_exc_class():
-        _record_aborted(frame)
-        raise
-    except Exception as error:
-        if not is_poison(error):
-            raise
-        log.error(
-            "execution %s: state %r raised an unexpected %s; failing the execution",
-            frame.walk.execution_id,
-            frame.state.name,
-            type(error).__name__,
-            exc_info=error,
-        )
-        failure = frame.prefix(unexpected(error))
-        failure.uncatchable = True
-        raise failure from None
-    assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
-    return frame.exit_record
+def _poisoned(frame: Frame, error: Exception) -> FinalError:
+    """The uncatchable failure of a state that raised a poison `error` (`is_poison`), logged."""
+    log.error(
+        "execution %s: state %r raised an unexpected %s; failing the execution",
+        frame.walk.execution_id,
+        frame.state.name,
+        type(error).__name__,
+        exc_info=error,
+    )
+    failure = frame.prefix(unexpected(error))
+    failure.uncatchable = True
+    return failure
 
 
 async def run_scope(
@@ -719,17 +717,21 @@ async def run_scope(
         exited = journal.replay(exit_key, thread, state=state.name)
         output_text: str | None = None
         if exited is MISSING:
-            frame = Frame(
-                walk=walk,
-                state=state,
-                key=key,
-                input=value,
-                thread=thread,
-                variables=variables,
-                previous_keys=previous_keys,
-                input_text=value_text,
-            )
-            exited, events = await _visit(frame, run_state)
+            frame = Frame(walk, state, key, value, thread, variables, previous_keys)
+            frame.input_text = value_text
+            # The state runs live (its module's coroutine awaited here, no frame between).
+            try:
+                await run_state(frame)
+            except anyio.get_cancelled_exc_class():
+                _record_aborted(frame)
+                raise
+            except Exception as error:
+                if not is_poison(error):
+                    raise
+                raise _poisoned(frame, error) from None
+            if frame.exit_record is None:
+                raise AssertionError(f"{state.name} ended without exit_state")
+            exited, events = frame.exit_record
             journal.record(
                 exit_key,
                 exited,
