@@ -33,7 +33,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -61,6 +61,11 @@ __all__ = [
 MISSING: Final = object()
 
 _encode: Final = msgspec.json.Encoder().encode
+
+
+def _text(entry: dict[str, Any]) -> str:
+    return _encode(entry).decode()
+
 
 Events = Sequence[tuple[str, dict[str, Any]]]
 
@@ -170,9 +175,14 @@ class Thread:
     last_event_id: int = 0
 
 
+# A pending row: its text, or (recorded with `encode_later`) the entry whose
+# text `drain` makes, when the row is not left out.
+_Row = TypeVar("_Row")
+
+
 @dataclass
 class _Pending:
-    journal: list[tuple[str, str]] = field(default_factory=list)
+    journal: list[tuple[str, str | dict[str, Any]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # What `drain` needs to leave superseded rows out without scanning every
     # row's key: the entry keys of the exits recorded in this batch (given by
@@ -180,17 +190,21 @@ class _Pending:
     # under a child (then, or for a restored batch, `superseded_entries` scans).
     exits: list[str] = field(default_factory=list)
     scan: bool = False
+    # Whether a row's text is still to be made (`encode_later`).
+    unencoded: bool = False
 
     def rows(self) -> list[tuple[str, str]]:
-        """The batch's rows without those its own exits and ends supersede."""
+        """The batch's rows, as text, without those its own exits and ends supersede."""
+        rows = self.journal
         if self.scan:
-            return superseded_entries(self.journal)
-        if not self.exits:
-            return self.journal
-        superseded = {key for key, _ in self.journal}.intersection(self.exits)
-        if not superseded:
-            return self.journal
-        return [row for row in self.journal if row[0] not in superseded]
+            rows = superseded_entries(rows)
+        elif self.exits:
+            superseded = {key for key, _ in rows}.intersection(self.exits)
+            if superseded:
+                rows = [row for row in rows if row[0] not in superseded]
+        if not self.unencoded:
+            return cast("list[tuple[str, str]]", rows)  # every row is text
+        return [(key, row if isinstance(row, str) else _text(row)) for key, row in rows]
 
 
 class Journal:
@@ -273,12 +287,17 @@ class Journal:
         timestamp: datetime | None = None,
         state: str | None = None,
         supersedes: str | None = None,
+        encode_later: bool = False,
     ) -> Any:
         """Record `value` under `key` with its history `events`; returns `value`.
 
         `state` names the state the step belongs to, checked on replay.
         `supersedes` is given with a state's exit: its entry's key, whose row
         `drain` leaves out when it is in the same batch (`superseded_entries`).
+        `encode_later` is for a value of strings and numbers only (nothing
+        that could change in place before the drain): its row's text is made
+        by `drain`, and never when the batch leaves the row out (a state's
+        entry whose exit shares the commit).
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """
@@ -303,11 +322,16 @@ class Journal:
         entry: dict[str, Any] = {"v": value, "e": last}
         if state is not None:
             entry["s"] = state
-        text = _encode(entry).decode()
-        self._records[key] = text
-        self._decoded[key] = entry
         batch = self._pending
-        batch.journal.append((key, text))
+        self._decoded[key] = entry  # what every read of this activation's records takes
+        if encode_later:
+            self._records[key] = ""  # its text is made by `drain`
+            batch.journal.append((key, entry))
+            batch.unencoded = True
+        else:
+            text = _encode(entry).decode()
+            self._records[key] = text
+            batch.journal.append((key, text))
         if supersedes is not None:
             batch.exits.append(supersedes)
         if "/" in key:  # a child's row: a child's end supersedes its rows
@@ -399,7 +423,10 @@ class Journal:
         later = self._pending
         # Rows of two batches: which supersede which is found by a full scan.
         self._pending = _Pending(
-            batch.journal + later.journal, batch.events + later.events, scan=True
+            batch.journal + later.journal,
+            batch.events + later.events,
+            scan=True,
+            unencoded=batch.unencoded or later.unencoded,
         )
 
 
@@ -410,7 +437,7 @@ _EXITED: Final = keys.exited("")
 _CHILD_END: Final = keys.child_ended("")
 
 
-def superseded_entries(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def superseded_entries(rows: list[tuple[str, _Row]]) -> list[tuple[str, _Row]]:
     """`rows` without the rows their batch makes unread.
 
     Two kinds: a state's entry row whose exit row is among them, and every

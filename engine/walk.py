@@ -196,8 +196,9 @@ class Frame:
     # The exit record (value, events) the state made; `run_scope` records it.
     exit_record: tuple[dict[str, Any], Events] | None = None
     # `input` as JSON text when the walk already has it (the previous state's
-    # live exit encoded it), and this state's output as its exit encoded it:
-    # each payload is encoded once for the events that carry it.
+    # live exit or this state's entry encoded it), and this state's output as
+    # its exit encoded it: each payload is encoded once for the events that
+    # carry it.
     input_text: str | None = None
     output_text: str | None = None
     # A Task's live result and its text as the outcome event encoded it: the
@@ -602,9 +603,13 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     now = walk.clock.now()
     recorded = journal.replay(key, thread, state=name)
     if recorded is MISSING:
-        text = frame.input_text
-        if text is None or input_payload is not frame.input:
+        known = frame.input_text
+        if input_payload is not frame.input:
             text = walk.payload(input_payload)
+        elif known is None:  # kept: the input's text, as its entered event carries it
+            text = frame.input_text = walk.payload(input_payload)
+        else:
+            text = known
         journal.record(
             key,
             {"s": name, "t": row_time(now)},
@@ -612,6 +617,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
             timestamp=now,
             state=name,
+            encode_later=True,  # strings only; dropped unencoded when the exit shares the commit
         )
         frame.entered_event_id = thread.last_event_id
         frame.entered_time = now
