@@ -49,6 +49,7 @@ __all__ = [
     "HistoryLimitReached",
     "Journal",
     "NondeterminismError",
+    "RowTime",
     "Suspend",
     "Thread",
     "encode_row",
@@ -64,7 +65,17 @@ _encode: Final = msgspec.json.Encoder().encode
 
 
 def _text(entry: dict[str, Any]) -> str:
-    return _encode(entry).decode()
+    """The text of a row recorded with `encode_later` (its `RowTime`s as `row_time` text)."""
+    return _encode_later(entry).decode()
+
+
+def _later_hook(value: Any) -> str:
+    if isinstance(value, RowTime):
+        return str(value)
+    raise NotImplementedError  # msgspec's own TypeError for what it cannot encode
+
+
+_encode_later: Final = msgspec.json.Encoder(enc_hook=_later_hook).encode
 
 
 Events = Sequence[tuple[str, dict[str, Any]]]
@@ -90,6 +101,23 @@ def _entry(value: Any, last_event_id: int, state: str | None) -> dict[str, Any]:
 # The last second `row_time` formatted: (its fields, its text), replaced whole,
 # so threads share it safely.
 _last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
+class RowTime:
+    """A time a row records (its text `row_time`'s), formatted only when it is read or encoded.
+
+    A state's entry row carries one: the row is encoded only when the drain
+    keeps it (`Journal.record`'s `encode_later`), so the entered time of a
+    state whose exit shares the commit is never formatted.
+    """
+
+    __slots__ = ("moment",)
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __str__(self) -> str:
+        return row_time(self.moment)
 
 
 def row_time(moment: datetime) -> str:
@@ -294,10 +322,10 @@ class Journal:
         `state` names the state the step belongs to, checked on replay.
         `supersedes` is given with a state's exit: its entry's key, whose row
         `drain` leaves out when it is in the same batch (`superseded_entries`).
-        `encode_later` is for a value of strings and numbers only (nothing
-        that could change in place before the drain): its row's text is made
-        by `drain`, and never when the batch leaves the row out (a state's
-        entry whose exit shares the commit).
+        `encode_later` is for a value of strings, numbers and `RowTime`s
+        only (nothing that could change in place before the drain): its
+        row's text is made by `drain`, and never when the batch leaves the
+        row out (a state's entry whose exit shares the commit).
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """

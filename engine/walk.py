@@ -37,9 +37,9 @@ from engine.journal import (
     Events,
     Journal,
     NondeterminismError,
+    RowTime,
     Suspend,
     Thread,
-    row_time,
 )
 from engine.sandbox import Sandbox
 from engine.store import (
@@ -612,12 +612,12 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             text = known
         journal.record(
             key,
-            {"s": name, "t": row_time(now)},
+            {"s": name, "t": RowTime(now)},
             thread=thread,
             events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
             timestamp=now,
             state=name,
-            encode_later=True,  # strings only; dropped unencoded when the exit shares the commit
+            encode_later=True,  # never encoded when the exit shares the commit
         )
         frame.entered_event_id = thread.last_event_id
         frame.entered_time = now
@@ -629,7 +629,8 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             f"execution {walk.execution_id}: step {frame.key} was recorded for state "
             f"{recorded['s']!r} but the walk reached {name!r}"
         )
-    frame.entered_time = parse_timestamp(recorded["t"]) or datetime.fromisoformat(recorded["t"])
+    entered_text = str(recorded["t"])  # a RowTime when this activation recorded it
+    frame.entered_time = parse_timestamp(entered_text) or datetime.fromisoformat(entered_text)
 
 
 # States that can be in flight when an execution is stopped or a sibling branch fails.
