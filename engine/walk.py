@@ -167,7 +167,7 @@ class Variables:
 _RETRYING_TYPES = frozenset({"Task", "Parallel", "Map"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Transition:
     """How a state ended: its output, where to go (None: the scope ends), what it assigned."""
 
@@ -600,7 +600,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     name = state.name
     thread = frame.thread
     key = keys.entered(frame.key)
-    now = walk.clock.now()
+    now = walk.services.clock.now()
     recorded = journal.replay(key, thread, state=name)
     if recorded is MISSING:
         known = frame.input_text
