@@ -32,8 +32,8 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -49,17 +49,34 @@ __all__ = [
     "HistoryLimitReached",
     "Journal",
     "NondeterminismError",
+    "RowTime",
     "Suspend",
     "Thread",
     "encode_row",
     "history_event_limit",
     "history_limit_error",
+    "row_time",
     "superseded_entries",
 ]
 
 MISSING: Final = object()
 
 _encode: Final = msgspec.json.Encoder().encode
+
+
+def _text(entry: dict[str, Any]) -> str:
+    """The text of a row recorded with `encode_later` (its `RowTime`s as `row_time` text)."""
+    return _encode_later(entry).decode()
+
+
+def _later_hook(value: Any) -> str:
+    if isinstance(value, RowTime):
+        return str(value)
+    raise NotImplementedError  # msgspec's own TypeError for what it cannot encode
+
+
+_encode_later: Final = msgspec.json.Encoder(enc_hook=_later_hook).encode
+
 
 Events = Sequence[tuple[str, dict[str, Any]]]
 
@@ -79,6 +96,48 @@ def _entry(value: Any, last_event_id: int, state: str | None) -> dict[str, Any]:
     if state is not None:
         entry["s"] = state
     return entry
+
+
+# The last second `row_time` formatted: (its fields, its text), replaced whole,
+# so threads share it safely.
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
+class RowTime:
+    """A time a row records (its text `row_time`'s), formatted only when it is read or encoded.
+
+    A state's entry row carries one: the row is encoded only when the drain
+    keeps it (`Journal.record`'s `encode_later`), so the entered time of a
+    state whose exit shares the commit is never formatted.
+    """
+
+    __slots__ = ("moment",)
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __str__(self) -> str:
+        return row_time(self.moment)
+
+
+def row_time(moment: datetime) -> str:
+    """`moment.isoformat()`, with the text up to the second kept from the last call.
+
+    Every state's entry row records its entered time this way; consecutive
+    entries mostly fall in the same second, so only the microseconds are
+    formatted (half the work of `isoformat`). The same text as `isoformat`
+    for any time: one not in UTC is given to `isoformat` itself.
+    """
+    global _last_second
+    if moment.tzinfo is not UTC:
+        return moment.isoformat()
+    second = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    last = _last_second
+    if second != last[0]:
+        last = _last_second = (second, moment.replace(microsecond=0, tzinfo=None).isoformat())
+    micro = moment.microsecond
+    # isoformat leaves out a zero fraction.
+    return f"{last[1]}.{micro:06d}+00:00" if micro else f"{last[1]}+00:00"
 
 
 class Suspend(Exception):  # a control-flow signal, not an error
@@ -144,9 +203,14 @@ class Thread:
     last_event_id: int = 0
 
 
+# A pending row: its text, or (recorded with `encode_later`) the entry whose
+# text `drain` makes, when the row is not left out.
+_Row = TypeVar("_Row")
+
+
 @dataclass
 class _Pending:
-    journal: list[tuple[str, str]] = field(default_factory=list)
+    journal: list[tuple[str, str | dict[str, Any]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # What `drain` needs to leave superseded rows out without scanning every
     # row's key: the entry keys of the exits recorded in this batch (given by
@@ -154,17 +218,21 @@ class _Pending:
     # under a child (then, or for a restored batch, `superseded_entries` scans).
     exits: list[str] = field(default_factory=list)
     scan: bool = False
+    # Whether a row's text is still to be made (`encode_later`).
+    unencoded: bool = False
 
     def rows(self) -> list[tuple[str, str]]:
-        """The batch's rows without those its own exits and ends supersede."""
+        """The batch's rows, as text, without those its own exits and ends supersede."""
+        rows = self.journal
         if self.scan:
-            return superseded_entries(self.journal)
-        if not self.exits:
-            return self.journal
-        superseded = {key for key, _ in self.journal}.intersection(self.exits)
-        if not superseded:
-            return self.journal
-        return [row for row in self.journal if row[0] not in superseded]
+            rows = superseded_entries(rows)
+        elif self.exits:
+            superseded = {key for key, _ in rows}.intersection(self.exits)
+            if superseded:
+                rows = [row for row in rows if row[0] not in superseded]
+        if not self.unencoded:
+            return cast("list[tuple[str, str]]", rows)  # every row is text
+        return [(key, row if isinstance(row, str) else _text(row)) for key, row in rows]
 
 
 class Journal:
@@ -247,12 +315,17 @@ class Journal:
         timestamp: datetime | None = None,
         state: str | None = None,
         supersedes: str | None = None,
+        encode_later: bool = False,
     ) -> Any:
         """Record `value` under `key` with its history `events`; returns `value`.
 
         `state` names the state the step belongs to, checked on replay.
         `supersedes` is given with a state's exit: its entry's key, whose row
         `drain` leaves out when it is in the same batch (`superseded_entries`).
+        `encode_later` is for a value of strings, numbers and `RowTime`s
+        only (nothing that could change in place before the drain): its
+        row's text is made by `drain`, and never when the batch leaves the
+        row out (a state's entry whose exit shares the commit).
         Raises HistoryLimitReached when the events would leave no room under
         `max_events` for the execution's end event (which is always allowed).
         """
@@ -277,11 +350,16 @@ class Journal:
         entry: dict[str, Any] = {"v": value, "e": last}
         if state is not None:
             entry["s"] = state
-        text = _encode(entry).decode()
-        self._records[key] = text
-        self._decoded[key] = entry
         batch = self._pending
-        batch.journal.append((key, text))
+        self._decoded[key] = entry  # what every read of this activation's records takes
+        if encode_later:
+            self._records[key] = ""  # its text is made by `drain`
+            batch.journal.append((key, entry))
+            batch.unencoded = True
+        else:
+            text = _encode(entry).decode()
+            self._records[key] = text
+            batch.journal.append((key, text))
         if supersedes is not None:
             batch.exits.append(supersedes)
         if "/" in key:  # a child's row: a child's end supersedes its rows
@@ -373,7 +451,10 @@ class Journal:
         later = self._pending
         # Rows of two batches: which supersede which is found by a full scan.
         self._pending = _Pending(
-            batch.journal + later.journal, batch.events + later.events, scan=True
+            batch.journal + later.journal,
+            batch.events + later.events,
+            scan=True,
+            unencoded=batch.unencoded or later.unencoded,
         )
 
 
@@ -384,7 +465,7 @@ _EXITED: Final = keys.exited("")
 _CHILD_END: Final = keys.child_ended("")
 
 
-def superseded_entries(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def superseded_entries(rows: list[tuple[str, _Row]]) -> list[tuple[str, _Row]]:
     """`rows` without the rows their batch makes unread.
 
     Two kinds: a state's entry row whose exit row is among them, and every

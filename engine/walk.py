@@ -32,7 +32,15 @@ from activities.registry import Registry
 from engine import keys
 from engine.clock import Clock
 from engine.committer import Committer, committed_before
-from engine.journal import MISSING, Events, Journal, NondeterminismError, Suspend, Thread
+from engine.journal import (
+    MISSING,
+    Events,
+    Journal,
+    NondeterminismError,
+    RowTime,
+    Suspend,
+    Thread,
+)
 from engine.sandbox import Sandbox
 from engine.store import (
     Checkpoint,
@@ -159,7 +167,7 @@ class Variables:
 _RETRYING_TYPES = frozenset({"Task", "Parallel", "Map"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Transition:
     """How a state ended: its output, where to go (None: the scope ends), what it assigned."""
 
@@ -188,8 +196,9 @@ class Frame:
     # The exit record (value, events) the state made; `run_scope` records it.
     exit_record: tuple[dict[str, Any], Events] | None = None
     # `input` as JSON text when the walk already has it (the previous state's
-    # live exit encoded it), and this state's output as its exit encoded it:
-    # each payload is encoded once for the events that carry it.
+    # live exit or this state's entry encoded it), and this state's output as
+    # its exit encoded it: each payload is encoded once for the events that
+    # carry it.
     input_text: str | None = None
     output_text: str | None = None
     # A Task's live result and its text as the outcome event encoded it: the
@@ -591,19 +600,24 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     name = state.name
     thread = frame.thread
     key = keys.entered(frame.key)
-    now = walk.clock.now()
+    now = walk.services.clock.now()
     recorded = journal.replay(key, thread, state=name)
     if recorded is MISSING:
-        text = frame.input_text
-        if text is None or input_payload is not frame.input:
+        known = frame.input_text
+        if input_payload is not frame.input:
             text = walk.payload(input_payload)
+        elif known is None:  # kept: the input's text, as its entered event carries it
+            text = frame.input_text = walk.payload(input_payload)
+        else:
+            text = known
         journal.record(
             key,
-            {"s": name, "t": now.isoformat()},
+            {"s": name, "t": RowTime(now)},
             thread=thread,
             events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
             timestamp=now,
             state=name,
+            encode_later=True,  # never encoded when the exit shares the commit
         )
         frame.entered_event_id = thread.last_event_id
         frame.entered_time = now
@@ -615,7 +629,8 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             f"execution {walk.execution_id}: step {frame.key} was recorded for state "
             f"{recorded['s']!r} but the walk reached {name!r}"
         )
-    frame.entered_time = parse_timestamp(recorded["t"]) or datetime.fromisoformat(recorded["t"])
+    entered_text = str(recorded["t"])  # a RowTime when this activation recorded it
+    frame.entered_time = parse_timestamp(entered_text) or datetime.fromisoformat(entered_text)
 
 
 # States that can be in flight when an execution is stopped or a sibling branch fails.
@@ -660,28 +675,18 @@ def _step_keys(
     return key, tuple(old for old in older if keys.entered(old) in walk.journal)
 
 
-async def _visit(frame: Frame, run_state: StateRunner) -> tuple[dict[str, Any], Events]:
-    """Run one state live; its exit record (value, events), which `run_scope` records."""
-    try:
-        await run_state(frame)
-    except anyio.get_cancelled_exc_class():
-        _record_aborted(frame)
-        raise
-    except Exception as error:
-        if not is_poison(error):
-            raise
-        log.error(
-            "execution %s: state %r raised an unexpected %s; failing the execution",
-            frame.walk.execution_id,
-            frame.state.name,
-            type(error).__name__,
-            exc_info=error,
-        )
-        failure = frame.prefix(unexpected(error))
-        failure.uncatchable = True
-        raise failure from None
-    assert frame.exit_record is not None, f"{frame.state.name} ended without exit_state"
-    return frame.exit_record
+def _poisoned(frame: Frame, error: Exception) -> FinalError:
+    """The uncatchable failure of a state that raised a poison `error` (`is_poison`), logged."""
+    log.error(
+        "execution %s: state %r raised an unexpected %s; failing the execution",
+        frame.walk.execution_id,
+        frame.state.name,
+        type(error).__name__,
+        exc_info=error,
+    )
+    failure = frame.prefix(unexpected(error))
+    failure.uncatchable = True
+    return failure
 
 
 async def run_scope(
@@ -719,17 +724,21 @@ async def run_scope(
         exited = journal.replay(exit_key, thread, state=state.name)
         output_text: str | None = None
         if exited is MISSING:
-            frame = Frame(
-                walk=walk,
-                state=state,
-                key=key,
-                input=value,
-                thread=thread,
-                variables=variables,
-                previous_keys=previous_keys,
-                input_text=value_text,
-            )
-            exited, events = await _visit(frame, run_state)
+            frame = Frame(walk, state, key, value, thread, variables, previous_keys)
+            frame.input_text = value_text
+            # The state runs live (its module's coroutine awaited here, no frame between).
+            try:
+                await run_state(frame)
+            except anyio.get_cancelled_exc_class():
+                _record_aborted(frame)
+                raise
+            except Exception as error:
+                if not is_poison(error):
+                    raise
+                raise _poisoned(frame, error) from None
+            if frame.exit_record is None:
+                raise AssertionError(f"{state.name} ended without exit_state")
+            exited, events = frame.exit_record
             journal.record(
                 exit_key,
                 exited,

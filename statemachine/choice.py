@@ -16,6 +16,7 @@ not numbers, numbers compare as IEEE doubles, timestamps as instants, and a
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,12 +41,13 @@ __all__ = [
     "first_match",
 ]
 
+# Only ever given two floats, two strings, two bools or two datetimes: each gives a bool.
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "Equals": lambda a, b: bool(a == b),
-    "LessThan": lambda a, b: bool(a < b),
-    "GreaterThan": lambda a, b: bool(a > b),
-    "LessThanEquals": lambda a, b: bool(a <= b),
-    "GreaterThanEquals": lambda a, b: bool(a >= b),
+    "Equals": operator.eq,
+    "LessThan": operator.lt,
+    "GreaterThan": operator.gt,
+    "LessThanEquals": operator.le,
+    "GreaterThanEquals": operator.ge,
 }
 # operator name -> (family, comparison); the families decide operand types.
 _COMPARISONS: dict[str, tuple[str, str]] = {
@@ -89,8 +91,9 @@ class DataTestRule(ChoiceRule, frozen=True, kw_only=True):
     ``IsPresent`` …) and `operand` its raw value (the path text for `…Path`
     operators, whose compiled form is `operand_path`). `timestamp` holds a
     Timestamp literal already parsed (None if it is not a valid timestamp,
-    which makes the comparison false); `segments`/`pattern_error` are the
-    compiled StringMatches pattern.
+    which makes the comparison false); `number` a Numeric literal as the
+    double it compares as; `segments`/`pattern_error` are the compiled
+    StringMatches pattern.
     """
 
     variable: Path
@@ -98,6 +101,7 @@ class DataTestRule(ChoiceRule, frozen=True, kw_only=True):
     operand: Any
     operand_path: Path | None = None
     timestamp: datetime | None = None
+    number: float | None = None
     segments: tuple[str, ...] = ()
     pattern_error: str | None = None
 
@@ -254,12 +258,15 @@ def compile_choice_rule(
     _check_operand(operator, operand)
     operand_path = None
     timestamp = None
+    number = None
     segments: tuple[str, ...] = ()
     pattern_error = None
     if operator.endswith("Path"):
         operand_path = _compile_path(operand, operator)
     elif operator.startswith("Timestamp"):
         timestamp = parse_timestamp(operand)
+    elif operator.startswith("Numeric"):
+        number = _double(operand)
     elif operator == "StringMatches":
         segments, pattern_error = _split_pattern(operand)
     return DataTestRule(
@@ -268,6 +275,7 @@ def compile_choice_rule(
         operand=operand,
         operand_path=operand_path,
         timestamp=timestamp,
+        number=number,
         segments=segments,
         pattern_error=pattern_error,
         next=next_state,
@@ -302,7 +310,10 @@ def _invalid_path(path: Path) -> StatesError:
 
 def _double(value: Any) -> float | None:
     # JSON numbers are IEEE doubles on AWS; bool is an int subclass in Python but not a number.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)
+    if kind is float:  # as float(value) gives it
+        return value  # type: ignore[no-any-return]
+    if kind is not int and (isinstance(value, bool) or not isinstance(value, int | float)):
         return None
     try:
         return float(value)
@@ -361,6 +372,12 @@ def _evaluate_test(
     rule: DataTestRule, data: Any, context: Any, variables: Mapping[str, Any]
 ) -> bool:
     value = find(rule.variable, data, context, variables)
+    number = rule.number
+    if number is not None:  # a Numeric literal comparison, the commonest rule: as below
+        if value is MISSING:
+            raise _invalid_path(rule.variable)
+        left = _double(value)
+        return left is not None and _COMPARE[_COMPARISONS[rule.operator][1]](left, number)
     if rule.operator == "IsPresent":
         return (value is not MISSING) is rule.operand
     if value is MISSING:

@@ -128,27 +128,28 @@ def _evaluate(
     variables: Mapping[str, Any],
     nondeterminism: Nondeterminism,
 ) -> Any:
+    # Commonest node first, and a loop rather than a comprehension's frame.
+    if isinstance(node, _Dynamic):
+        expression = node.expression
+        if isinstance(expression, Intrinsic):
+            return evaluate_intrinsic(expression, data, context, variables, nondeterminism)
+        value = find(expression, data, context, variables)
+        if value is MISSING:
+            document = _document_for(expression, data, context, variables)
+            raise StatesError(
+                States.RUNTIME,
+                f"The JSONPath '{expression.text}' specified for the field '{node.field}' "
+                f"could not be found in the input '{to_json(document)}'",
+            )
+        return value
+    if isinstance(node, _Object):
+        built: dict[str, Any] = {}
+        for name, child in node.fields:
+            built[name] = _evaluate(child, data, context, variables, nondeterminism)
+        return built
     if isinstance(node, _Literal):
         return node.value
-    if isinstance(node, _Object):
-        return {
-            name: _evaluate(child, data, context, variables, nondeterminism)
-            for name, child in node.fields
-        }
-    if isinstance(node, _Array):
-        return [_evaluate(item, data, context, variables, nondeterminism) for item in node.items]
-    expression = node.expression
-    if isinstance(expression, Intrinsic):
-        return evaluate_intrinsic(expression, data, context, variables, nondeterminism)
-    value = find(expression, data, context, variables)
-    if value is MISSING:
-        document = _document_for(expression, data, context, variables)
-        raise StatesError(
-            States.RUNTIME,
-            f"The JSONPath '{expression.text}' specified for the field '{node.field}' "
-            f"could not be found in the input '{to_json(document)}'",
-        )
-    return value
+    return [_evaluate(item, data, context, variables, nondeterminism) for item in node.items]
 
 
 def evaluate_template(

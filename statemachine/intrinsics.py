@@ -331,7 +331,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# Integers a double holds exactly: `math.isfinite` takes them without overflow.
+_EXACT: Final = 2**53
+
+
 def _java_round(value: Any, function: str) -> int:
+    if type(value) is int and -_EXACT <= value <= _EXACT:  # the common case, as below
+        return value
     if not _is_number(value) or not math.isfinite(value):
         raise _failure(f"The arguments of {function} must be numbers, got: {to_json(value)}")
     if isinstance(value, int):
@@ -557,12 +563,12 @@ def _evaluate_call(
 ) -> Any:
     args: list[Any] = []
     for argument in call.arguments:
-        if isinstance(argument, _StringLiteral | _Literal):
-            args.append(argument.value)
-        elif isinstance(argument, _PathArgument):
+        if isinstance(argument, _PathArgument):  # commonest first: one check each
             args.append(resolve(argument.path, data, context, variables))
-        else:
+        elif isinstance(argument, _Call):
             args.append(_evaluate_call(argument, data, context, variables, nondeterminism))
+        else:
+            args.append(argument.value)
     if call.name == "States.Format":
         template = call.arguments[0]
         parts = template.format_parts if isinstance(template, _StringLiteral) else None

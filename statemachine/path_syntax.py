@@ -93,7 +93,10 @@ class Path:
 
     `root` says which document the path starts from: ``input`` (``$``),
     ``context`` (``$$``) or ``variable`` (``$name``, with `variable` = name).
-    `definite` is True when the path names a single node.
+    `definite` is True when the path names a single node. `names` is the
+    path's property names when every segment is one name (``$.a.b`` →
+    ``("a", "b")``; ``$`` → ``()``), else None: such a path is evaluated by
+    a plain lookup of each name (`statemachine.paths`), the common case.
     """
 
     text: str
@@ -101,6 +104,7 @@ class Path:
     variable: str | None
     definite: bool
     segments: tuple[_Segment, ...] = field(repr=False, compare=False)
+    names: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text
@@ -453,7 +457,10 @@ def compile_path(text: str) -> Path:
         parser.pos = 1
     segments = parser.segments(stop="")
     definite = all(_segment_definite(s) for s in segments)
-    return Path(text, root, variable, definite, segments)
+    names = None
+    if all(isinstance(s, _Name) and len(s.names) == 1 for s in segments):
+        names = tuple(s.names[0] for s in segments if isinstance(s, _Name))
+    return Path(text, root, variable, definite, segments, names)
 
 
 def compile_reference_path(text: str) -> Path:

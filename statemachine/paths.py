@@ -326,6 +326,35 @@ def _test(predicate: _Predicate, item: Any, root: Any) -> bool:
 # public evaluation ---------------------------------------------------------------
 
 
+def _lookup(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> Any:
+    """A path of names only (`Path.names`) by plain lookups: its value, or MISSING.
+
+    What `_evaluate` finds for such a path, without its walk: a definite
+    path of single names selects the node each name leads to, and nothing
+    when one is missing or its parent is not an object. MISSING also for a
+    path with other segments, and for an undefined variable; `_evaluate`
+    then says why.
+    """
+    names = path.names
+    if names is None:
+        return MISSING
+    root = path.root
+    if root == "input":
+        node = data
+    elif root == "context":
+        node = context
+    else:
+        variable = path.variable
+        if variable is None or variable not in variables:
+            return MISSING
+        node = variables[variable]
+    for name in names:
+        if not isinstance(node, dict) or name not in node:
+            return MISSING
+        node = node[name]
+    return node
+
+
 def _evaluate(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> Any:
     """Evaluate `path`; raises `_NotFound` with Jayway's message when nothing matches."""
     if path.root == "input":
@@ -355,6 +384,8 @@ def find(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> A
     its matches, ``[]`` when there are none. The returned value is not
     copied. Never raises for data reasons.
     """
+    if path.names is not None:  # names only: found by lookups, or nothing
+        return _lookup(path, data, context, variables)
     try:
         return _evaluate(path, data, context, variables)
     except _NotFound:
@@ -367,6 +398,9 @@ def resolve(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -
     The error is ``States.Runtime`` with AWS's cause, e.g.
     ``Invalid path '$.no.such' : Missing property in path $['no']``.
     """
+    value = _lookup(path, data, context, variables)
+    if value is not MISSING:
+        return value
     try:
         return _evaluate(path, data, context, variables)
     except _NotFound as exc:

@@ -40,11 +40,13 @@ _RUNNERS: dict[type, Callable[[Any, Any], Awaitable[Transition]]] = {
 }
 
 
-async def run_state(frame: Frame) -> Transition:
+def run_state(frame: Frame) -> Awaitable[Transition]:
     """Run one state visit to its transition (raises StatesError on an uncaught failure).
 
-    One lookup by the state's exact type; a subclass of a model Struct (none in
-    this code base) finds its base's runner by `isinstance`.
+    Returns the state module's own coroutine, for the walk to await: no
+    coroutine of its own a state visit. One lookup by the state's exact
+    type; a subclass of a model Struct (none in this code base) finds its
+    base's runner by `isinstance`.
     """
     state = frame.state
     runner = _RUNNERS.get(type(state))
@@ -55,4 +57,4 @@ async def run_state(frame: Frame) -> Transition:
                 break
         else:
             raise AssertionError(f"unknown state type {type(state).__name__}")
-    return await runner(frame, state)
+    return runner(frame, state)

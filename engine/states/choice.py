@@ -62,7 +62,7 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
                     )
                 else:
                     output = output_path(frame, effective)
-                return exit_state(frame, Transition(output, target, assigned))
+                return exit_state(frame, Transition(output, target, assigned), pure=True)
         if state.default is None:
             raise StatesError(States.NO_CHOICE_MATCHED, "No Matches!")
         assigned = await evaluate_assign(frame, state.assign, dollar=effective)
@@ -74,4 +74,4 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
             )
         else:
             output = output_path(frame, effective)
-    return exit_state(frame, Transition(output, state.default, assigned))
+    return exit_state(frame, Transition(output, state.default, assigned), pure=True)

@@ -316,11 +316,13 @@ def merge_result(frame: Frame, result: Any) -> Any:
     return apply_result_path(frame.input, path, result)
 
 
-def exit_state(frame: Frame, transition: Transition) -> Transition:
+def exit_state(frame: Frame, transition: Transition, *, pure: bool = False) -> Transition:
     """Make the state's exit record (output, next, assignments) with its Exited event.
 
     `run_scope` records it once the state returns (on replay it returns the
-    record instead of running the state).
+    record instead of running the state). `pure` says nothing ran since the
+    entry that could change the input in place (no handler, no child: Pass,
+    Choice), so an output that is the input is the entered event's text.
 
     A state output over 256 KiB fails the execution at once: AWS treats
     oversized state I/O as terminal, beyond Retry and Catch.
@@ -328,6 +330,8 @@ def exit_state(frame: Frame, transition: Transition) -> Transition:
     result = frame.result_text
     if result is not None and result[0] is transition.output:
         output_text = result[1]  # the Task's result, unchanged: its event's text
+    elif pure and transition.output is frame.input and frame.input_text is not None:
+        output_text = frame.input_text
     else:
         output_text = frame.walk.payload(transition.output)
     # A character is at most 4 bytes of UTF-8: a short text needs no encoding to check.

@@ -39,4 +39,6 @@ async def run_pass(frame: Frame, state: PassState) -> Transition:
                 else await evaluate_assign(frame, state.assign, dollar=result)
             )
             output = output_path(frame, merge_result(frame, result))
-    return exit_state(frame, Transition(output, None if state.end else state.next, assigned))
+    return exit_state(
+        frame, Transition(output, None if state.end else state.next, assigned), pure=True
+    )

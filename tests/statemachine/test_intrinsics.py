@@ -225,6 +225,8 @@ def test_math_add_rounds_like_java() -> None:
         (-2.5, 0): -2,
         (-0.5, 0.5): 1,
         (0.5, 0): 1,
+        (2**60, 1): 2**60 + 1,  # exact beyond the doubles' integers
+        (-(2**53), 2**53): 0,
     }
     for (a, b), expected in cases.items():
         assert call("States.MathAdd($.a, $.b)", {"a": a, "b": b}) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -247,3 +248,55 @@ def test_random_paths_never_crash(document: Any, text: str) -> None:
     except StatesError as exc:
         assert exc.error == "States.Runtime"
         assert value is MISSING
+
+
+names_path_text = st.tuples(
+    st.sampled_from(["$", "$$", "$var"]),
+    st.lists(st.sampled_from([".a", ".b", ".c", "['x y']", "['0']"]), max_size=4),
+).map(lambda parts: parts[0] + "".join(parts[1]))
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("$", ()),
+        ("$.a.b", ("a", "b")),
+        ("$['x y'].c", ("x y", "c")),
+        ("$$.Execution.Id", ("Execution", "Id")),
+        ("$var.k", ("k",)),
+        ("$.a.b[0]", None),
+        ("$.items[*].v", None),
+        ("$['a','x y']", None),
+        ("$..v", None),
+    ],
+)
+def test_a_path_of_single_names_keeps_them(text: str, names: tuple[str, ...] | None) -> None:
+    """`Path.names`: what the plain-lookup evaluation walks; None for any other segment."""
+    assert compile_path(text).names == names
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    document=json_values,
+    context=json_values,
+    variable=json_values,
+    defined=st.booleans(),
+    text=names_path_text,
+)
+def test_a_names_path_finds_what_the_general_walk_finds(
+    document: Any, context: Any, variable: Any, defined: bool, text: str
+) -> None:
+    """The plain lookups of a names-only path agree with the segment walk, errors included."""
+    path = compile_path(text)
+    assert path.names is not None
+    walked = dataclasses.replace(path, names=None)  # the same path, evaluated segment by segment
+    variables = {"var": variable} if defined else {}
+    assert find(path, document, context, variables) == find(walked, document, context, variables)
+    try:
+        expected = resolve(walked, document, context, variables)
+    except StatesError as error:
+        with pytest.raises(StatesError) as caught:
+            resolve(path, document, context, variables)
+        assert (caught.value.error, caught.value.cause) == (error.error, error.cause)
+    else:
+        assert resolve(path, document, context, variables) == expected
