@@ -331,12 +331,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-# Integers a double holds exactly: `math.isfinite` takes them without overflow.
-_EXACT: Final = 2**53
-
-
 def _java_round(value: Any, function: str) -> int:
-    if type(value) is int and -_EXACT <= value <= _EXACT:  # the common case, as below
+    if type(value) is int:  # any size: `math.isfinite` would overflow past a double's range
         return value
     if not _is_number(value) or not math.isfinite(value):
         raise _failure(f"The arguments of {function} must be numbers, got: {to_json(value)}")
@@ -347,6 +343,8 @@ def _java_round(value: Any, function: str) -> int:
 
 
 def _integer(value: Any, function: str, what: str) -> int:
+    if type(value) is int:  # any size (`float` of a huge one overflows)
+        return value
     if _is_number(value) and float(value).is_integer():
         return int(value)
     raise _failure(f"The {what} of {function} must be an integer, got: {to_json(value)}")

@@ -195,6 +195,8 @@ def check_result_type(value: Any, *, expected: str, field: str, expression_text:
         raise ValueError(f"unknown JSON type {expected!r}")
     actual = json_type(value)
     if expected == "integer":
+        if type(value) is int:  # any size (`float` of a huge one overflows)
+            return value
         if actual == "number" and math.isfinite(value) and float(value).is_integer():
             return int(value)
     elif actual == expected:

@@ -227,6 +227,7 @@ def test_math_add_rounds_like_java() -> None:
         (0.5, 0): 1,
         (2**60, 1): 2**60 + 1,  # exact beyond the doubles' integers
         (-(2**53), 2**53): 0,
+        (10**400, 1): 10**400 + 1,  # past a double's range: still exact, never an OverflowError
     }
     for (a, b), expected in cases.items():
         assert call("States.MathAdd($.a, $.b)", {"a": a, "b": b}) == expected
