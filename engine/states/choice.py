@@ -62,7 +62,9 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
                     )
                 else:
                     output = output_path(frame, effective)
-                return exit_state(frame, Transition(output, target, assigned), pure=True)
+                return exit_state(
+                    frame, Transition(output, target, assigned), pure=not jsonata_rules
+                )
         if state.default is None:
             raise StatesError(States.NO_CHOICE_MATCHED, "No Matches!")
         assigned = await evaluate_assign(frame, state.assign, dollar=effective)
@@ -74,4 +76,6 @@ async def run_choice(frame: Frame, state: ChoiceState) -> Transition:
             )
         else:
             output = output_path(frame, effective)
-    return exit_state(frame, Transition(output, state.default, assigned), pure=True)
+    # JSONata may leave the loop (a regex, a slow expression runs in a thread):
+    # the input can change meanwhile, so its entered text is not reused.
+    return exit_state(frame, Transition(output, state.default, assigned), pure=not state.jsonata)

@@ -321,8 +321,9 @@ def exit_state(frame: Frame, transition: Transition, *, pure: bool = False) -> T
 
     `run_scope` records it once the state returns (on replay it returns the
     record instead of running the state). `pure` says nothing ran since the
-    entry that could change the input in place (no handler, no child: Pass,
-    Choice), so an output that is the input is the entered event's text.
+    entry that could change the input in place (no handler, no child, no
+    await: a JSONPath Pass or Choice), so an output that is the input is the
+    entered event's text.
 
     A state output over 256 KiB fails the execution at once: AWS treats
     oversized state I/O as terminal, beyond Retry and Catch.

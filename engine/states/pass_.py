@@ -39,6 +39,11 @@ async def run_pass(frame: Frame, state: PassState) -> Transition:
                 else await evaluate_assign(frame, state.assign, dollar=result)
             )
             output = output_path(frame, merge_result(frame, result))
+    # JSONata may leave the loop (a regex, a slow expression runs in a thread),
+    # and a Parallel sibling's handler may change a shared input meanwhile:
+    # only a JSONPath Pass, which never awaits, reuses its entered text.
     return exit_state(
-        frame, Transition(output, None if state.end else state.next, assigned), pure=True
+        frame,
+        Transition(output, None if state.end else state.next, assigned),
+        pure=not state.jsonata,
     )
