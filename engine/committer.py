@@ -41,7 +41,6 @@ thread as before.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,58 +64,6 @@ __all__ = ["Committer", "committed_before"]
 log = logging.getLogger("stepwise.committer")
 
 
-class _LoopSignal:
-    """A one-shot event of one asyncio loop, lighter than anyio's `Event` there.
-
-    anyio's `Event` on asyncio wraps an `asyncio.Event`, whose every `wait`
-    asks for the running loop again (`_get_loop`); one is made per group and
-    waited on per queued checkpoint, on the event loop. This one holds its
-    loop and gives each waiter a future of its own, so cancelling one
-    waiter (anyio's cancel scopes cancel the task's awaited future) never
-    wakes the others. On trio the committer uses anyio's `Event` (`_signal`).
-    """
-
-    __slots__ = ("_futures", "_loop", "_set")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._futures: list[asyncio.Future[None]] = []
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        """Wake every waiter; later waits return at once."""
-        if self._set:
-            return
-        self._set = True
-        for future in self._futures:
-            if not future.done():  # a cancelled waiter's
-                future.set_result(None)
-        self._futures.clear()
-
-    async def wait(self) -> None:
-        """Return once `set` was called (at once if it was)."""
-        if self._set:
-            return
-        future = self._loop.create_future()
-        self._futures.append(future)
-        await future
-
-
-_Signal = anyio.Event | _LoopSignal
-
-
-def _signal() -> _Signal:
-    """A new one-shot event: the loop's own on asyncio, anyio's elsewhere (trio)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.Event()
-    return _LoopSignal(loop)
-
-
 class _Waiter:
     """One checkpoint handed to the committer, and its outcome once known.
 
@@ -127,7 +74,7 @@ class _Waiter:
     __slots__ = ("checkpoint", "done", "error", "joined", "read_back", "record", "result")
 
     def __init__(
-        self, checkpoint: Checkpoint, read_back: bool = False, done: _Signal | None = None
+        self, checkpoint: Checkpoint, read_back: bool = False, done: anyio.Event | None = None
     ) -> None:
         self.checkpoint = checkpoint
         # Read the execution's record back right after the commit (`commit_reading`).
@@ -296,8 +243,8 @@ class Committer:
         # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
         self._joinable: dict[str, _Waiter] = {}
         # The event every checkpoint queued since the last group was taken waits on.
-        self._queued_done: _Signal | None = None
-        self._wakeup: _Signal = _signal()
+        self._queued_done: anyio.Event | None = None
+        self._wakeup = anyio.Event()
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
         self._turn = anyio.Lock()
@@ -397,10 +344,10 @@ class Committer:
         assert waiter.result is not None
         return waiter
 
-    def _group_done(self) -> _Signal:
+    def _group_done(self) -> anyio.Event:
         """The event the queued checkpoints' callers wait on, set when their group commits."""
         if self._queued_done is None:
-            self._queued_done = _signal()
+            self._queued_done = anyio.Event()
         return self._queued_done
 
     def _enqueue(self, checkpoint: Checkpoint, read_back: bool) -> _Waiter:
@@ -426,7 +373,7 @@ class Committer:
         try:
             while True:
                 await self._wakeup.wait()
-                self._wakeup = _signal()
+                self._wakeup = anyio.Event()
                 await self._drain()
         finally:
             self._stopped = True
