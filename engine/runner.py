@@ -64,6 +64,7 @@ __all__ = [
     "POISON_STRIKES",
     "Activation",
     "FinishWatch",
+    "KeptEnds",
     "Runtime",
     "StopSignal",
     "activate",
@@ -109,6 +110,60 @@ class FinishWatch:
     waiters: int = 0
 
 
+class KeptEnds:
+    """SUCCEEDED ends committed here, kept for an `Engine.wait` that comes after the end.
+
+    A wait on an execution that has already ended would otherwise describe
+    it (a store call on a thread: ~300 µs of process CPU on PostgreSQL).
+    Off until `enabled` (an Engine that starts executions turns it on:
+    only a process that starts executions waits on them); then each
+    SUCCEEDED end nobody waits on yet is read back with its finishing
+    commit (as a `FinishWatch`'s is) and kept until a wait takes it. Only
+    SUCCEEDED: such a record never changes again (no redrive), so the kept
+    record is what a describe would read. Bounded: at most `max_records`
+    records and `max_chars` characters of input and output together, the
+    oldest dropped first; a record larger than a sixteenth of `max_chars`
+    is not kept (its wait describes).
+    """
+
+    __slots__ = ("_chars", "_records", "enabled", "max_chars", "max_records")
+
+    def __init__(self, *, max_records: int = 1024, max_chars: int = 16 * 1024 * 1024) -> None:
+        self.enabled = False
+        self.max_records = max_records
+        self.max_chars = max_chars
+        self._records: dict[str, ExecutionRecord] = {}
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def keep(self, record: ExecutionRecord) -> None:
+        """Keep `record` (a SUCCEEDED end just committed) for a later wait, within the bounds."""
+        if record.status != ExecutionStatus.SUCCEEDED:
+            return
+        size = _chars(record)
+        if size > self.max_chars // 16:
+            return
+        self.take(record.execution_id)
+        self._records[record.execution_id] = record
+        self._chars += size
+        while len(self._records) > self.max_records or self._chars > self.max_chars:
+            oldest = next(iter(self._records))
+            self.take(oldest)
+
+    def take(self, execution_id: str) -> ExecutionRecord | None:
+        """The kept end of `execution_id`, no longer kept; None when there is none."""
+        record = self._records.pop(execution_id, None)
+        if record is not None:
+            self._chars -= _chars(record)
+        return record
+
+
+def _chars(record: ExecutionRecord) -> int:
+    return len(record.input) + len(record.output or "")
+
+
 @dataclass
 class Runtime:
     """What every activation in one process shares."""
@@ -129,6 +184,8 @@ class Runtime:
     max_history_events: int = MAX_HISTORY_EVENTS
     # Executions someone in this process waits on, answered when they finish here.
     finished: dict[str, FinishWatch] = field(default_factory=dict)
+    # SUCCEEDED ends committed here nobody waited on yet (see `KeptEnds`).
+    kept_ends: KeptEnds = field(default_factory=KeptEnds)
     # Executions whose finishing checkpoint has committed while their run is
     # still unwinding: the lease keeper must not take their gone work rows
     # for a lost lease (`LeaseKeeper.run`); `run_one` forgets them.
@@ -467,8 +524,11 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
             last_event_id=journal.last_event_id,
         )
         final: ExecutionRecord | None = None
-        if finish is not None and execution_id in runtime.finished:
-            # Someone here waits on this end: read the record back with the commit.
+        if finish is not None and (
+            execution_id in runtime.finished or (succeeded and runtime.kept_ends.enabled)
+        ):
+            # Someone here waits, or may wait, on this end: read the record
+            # back with the commit.
             result, final = await runtime.committer.commit_reading(done)
         else:
             result = await runtime.committer.commit(done)
@@ -485,6 +545,8 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
             if watch is not None:
                 watch.record = final
                 watch.event.set()
+            elif final is not None:
+                runtime.kept_ends.keep(final)
 
     return checkpoint
 
