@@ -363,6 +363,8 @@ class Retention:
                 runtime.store.purge_executions, stopped_before=cutoff, limit=self.batch
             )
             total += len(ids)
+            for execution_id in ids:  # a wait must not find a purged end
+                runtime.kept_ends.take(execution_id)
             if len(ids) < self.batch:
                 break
             await anyio.sleep(self.pause_seconds)

@@ -4,7 +4,8 @@ Both stores. An Engine that starts executions keeps each SUCCEEDED end it
 commits (read back with the finishing commit) until a wait takes it: the
 record is exactly what a describe reads. A FAILED end is not kept (a
 redrive may change it): its wait describes. An Engine that never starts
-anything keeps nothing. The kept records are bounded in number and size.
+anything keeps nothing. An end this process's retention purges is no
+longer kept. The kept records are bounded in number and size.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import anyio
 import pytest
 
 from engine import Engine
+from engine.errors import ExecutionDoesNotExist
 from engine.runner import KeptEnds
 from engine.store import ExecutionRecord
+from engine.worker import Retention
+from tests.engine.test_retention import _age
 
 PASSES = {
     "StartAt": "A",
@@ -77,6 +81,22 @@ def test_an_engine_that_starts_nothing_keeps_no_end(db_url: str) -> None:
             await _ended(worker, record)
             assert len(worker.runtime.kept_ends) == 0
             assert (await worker.wait(record)).status == "SUCCEEDED"
+
+    anyio.run(main)
+
+
+def test_an_end_purged_by_this_processs_retention_is_no_longer_kept(db_url: str) -> None:
+    async def main() -> None:
+        async with Engine(db_url, poll_seconds=0.1) as engine:
+            await engine.create_state_machine("m", PASSES)
+            record = await engine.start("m", {"n": 1})
+            await _ended(engine, record)
+            assert len(engine.runtime.kept_ends) == 1
+            _age(db_url, [record.execution_id], days=91)
+            assert await Retention(engine.runtime, days=90).sweep() == 1
+            assert len(engine.runtime.kept_ends) == 0
+            with pytest.raises(ExecutionDoesNotExist):
+                await engine.wait(record)
 
     anyio.run(main)
 
