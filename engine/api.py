@@ -591,9 +591,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         finished = runtime.finished
         ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
         watch: FinishWatch | None = None
-        kept = runtime.kept_ends.take(ref)
-        if kept is not None:
-            return kept  # it ended here (SUCCEEDED) before this wait: no describe
+        if isinstance(execution, ExecutionRecord):
+            kept = runtime.kept_ends.take(execution)
+            if kept is not None:
+                return kept  # it ended here (SUCCEEDED) before this wait: no describe
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 record: ExecutionRecord | None = None

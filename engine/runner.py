@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from engine.store import (
     MachineVersion,
     Store,
 )
+from engine.store.map_run_hook import is_child
 from engine.walk import (
     Services,
     Variables,
@@ -117,46 +119,72 @@ class KeptEnds:
     it (a store call on a thread: ~300 µs of process CPU on PostgreSQL).
     Off until `enabled` (an Engine that starts executions turns it on:
     only a process that starts executions waits on them); then each
-    SUCCEEDED end nobody waits on yet is read back with its finishing
-    commit (as a `FinishWatch`'s is) and kept until a wait takes it. Only
-    SUCCEEDED: such a record never changes again (no redrive), so the kept
-    record is what a describe would read. Bounded: at most `max_records`
-    records and `max_chars` characters of input and output together, the
-    oldest dropped first; a record larger than a sixteenth of `max_chars`
-    is not kept (its wait describes).
+    SUCCEEDED end of a top-level execution nobody waits on yet is read back
+    with its finishing commit (as a `FinishWatch`'s is) and kept until a
+    wait takes it. Only SUCCEEDED: such a record never changes again (no
+    redrive). A wait takes it only for the same execution *incarnation*:
+    the record the wait was given (as `Engine.start` returned it) must
+    carry the kept record's start date, since a name can be started again
+    once its execution is purged, by any process. Every end committed here
+    drops what was kept for its id first. Bounded: at most `max_records`
+    records and `max_chars` characters of input and output together, and
+    `max_age` seconds (monotonic), the oldest dropped first; a record
+    larger than a sixteenth of `max_chars` is not kept (its wait describes).
     """
 
-    __slots__ = ("_chars", "_records", "enabled", "max_chars", "max_records")
+    __slots__ = ("_chars", "_records", "enabled", "max_age", "max_chars", "max_records")
 
-    def __init__(self, *, max_records: int = 1024, max_chars: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        max_records: int = 1024,
+        max_chars: int = 16 * 1024 * 1024,
+        max_age: float = 60.0,
+    ) -> None:
         self.enabled = False
         self.max_records = max_records
         self.max_chars = max_chars
-        self._records: dict[str, ExecutionRecord] = {}
+        self.max_age = max_age
+        self._records: dict[str, tuple[float, ExecutionRecord]] = {}
         self._chars = 0
 
     def __len__(self) -> int:
         return len(self._records)
 
     def keep(self, record: ExecutionRecord) -> None:
-        """Keep `record` (a SUCCEEDED end just committed) for a later wait, within the bounds."""
-        if record.status != ExecutionStatus.SUCCEEDED:
+        """Keep `record` (an end just committed here) for a later wait, within the bounds."""
+        self.drop(record.execution_id)
+        if record.status != ExecutionStatus.SUCCEEDED or is_child(record.execution_id):
             return
         size = _chars(record)
         if size > self.max_chars // 16:
             return
-        self.take(record.execution_id)
-        self._records[record.execution_id] = record
+        now = time.monotonic()
+        self._records[record.execution_id] = (now, record)
         self._chars += size
-        while len(self._records) > self.max_records or self._chars > self.max_chars:
-            oldest = next(iter(self._records))
-            self.take(oldest)
+        records = self._records
+        while records and (
+            len(records) > self.max_records
+            or self._chars > self.max_chars
+            or now - next(iter(records.values()))[0] > self.max_age
+        ):
+            self.drop(next(iter(records)))
 
-    def take(self, execution_id: str) -> ExecutionRecord | None:
-        """The kept end of `execution_id`, no longer kept; None when there is none."""
-        record = self._records.pop(execution_id, None)
-        if record is not None:
-            self._chars -= _chars(record)
+    def drop(self, execution_id: str) -> None:
+        """Keep nothing for `execution_id` (it ended again, or was purged)."""
+        kept = self._records.pop(execution_id, None)
+        if kept is not None:
+            self._chars -= _chars(kept[1])
+
+    def take(self, execution: ExecutionRecord) -> ExecutionRecord | None:
+        """The kept end of `execution` (same id and start date, not expired), no longer kept."""
+        kept = self._records.pop(execution.execution_id, None)
+        if kept is None:
+            return None
+        at, record = kept
+        self._chars -= _chars(record)
+        if record.start_date != execution.start_date or time.monotonic() - at > self.max_age:
+            return None
         return record
 
 
@@ -525,7 +553,8 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
         )
         final: ExecutionRecord | None = None
         if finish is not None and (
-            execution_id in runtime.finished or (succeeded and runtime.kept_ends.enabled)
+            execution_id in runtime.finished
+            or (succeeded and runtime.kept_ends.enabled and not is_child(execution_id))
         ):
             # Someone here waits, or may wait, on this end: read the record
             # back with the commit.
@@ -545,8 +574,10 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
             if watch is not None:
                 watch.record = final
                 watch.event.set()
-            elif final is not None:
+            if final is not None and watch is None:
                 runtime.kept_ends.keep(final)
+            else:
+                runtime.kept_ends.drop(execution_id)
 
     return checkpoint
 

@@ -364,7 +364,7 @@ class Retention:
             )
             total += len(ids)
             for execution_id in ids:  # a wait must not find a purged end
-                runtime.kept_ends.take(execution_id)
+                runtime.kept_ends.drop(execution_id)
             if len(ids) < self.batch:
                 break
             await anyio.sleep(self.pause_seconds)

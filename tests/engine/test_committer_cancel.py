@@ -133,10 +133,10 @@ def test_a_caller_cancelled_while_queued_does_not_disturb_the_others_of_its_grou
 ) -> None:
     """Two checkpoints queue in one group; one caller's scope is cancelled: the other is only told.
 
-    On asyncio each queued caller waits on a future of its own (anyio's cancel
-    scope cancels the future its task awaits): a shared one would be
-    cancelled for both, and the caller nobody cancelled would get a
-    CancelledError instead of its outcome.
+    The group's callers share one anyio Event; a cancel scope cancels only
+    the wait of the task it covers, so the caller nobody cancelled still
+    gets its outcome (a shared asyncio future awaited directly would be
+    cancelled for both).
     """
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     under_way, cancelled_one, bystander = _claimed(store, 3)

@@ -10,16 +10,17 @@ longer kept. The kept records are bounded in number and size.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from engine import Engine
 from engine.errors import ExecutionDoesNotExist
 from engine.runner import KeptEnds
-from engine.store import ExecutionRecord
+from engine.store import ExecutionRecord, Store
 from engine.worker import Retention
 from tests.engine.test_retention import _age
 
@@ -31,9 +32,15 @@ FAILS = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E", "Cause":
 
 
 async def _ended(engine: Engine, record: ExecutionRecord) -> None:
-    """Poll (describe) until `record`'s execution has ended (a liveness bound, not a timing)."""
+    """Poll until `record`'s execution has ended and its run here has unwound.
+
+    The end is durable (a describe sees it) a moment before the run's
+    checkpoint resumes on the loop and keeps the record: the run leaving the
+    lease keeper's `held` comes after both. A liveness bound, not a timing.
+    """
+    held = engine._keeper.held
     with anyio.fail_after(60):
-        while (await engine.describe(record)).status == "RUNNING":
+        while (await engine.describe(record)).status == "RUNNING" or record.execution_id in held:
             await anyio.sleep(0.01)
 
 
@@ -136,8 +143,8 @@ def test_kept_ends_are_bounded_the_oldest_dropped_first(bound: str) -> None:
     expected = 3 if bound == "records" else (16 * 30) // 22
     assert len(kept) == expected
     total = 30 if bound == "chars" else 5
-    assert kept.take(f"e{total - expected - 1}") is None  # dropped
-    assert kept.take(f"e{total - 1}") is not None  # the newest stays
+    assert kept.take(_record(f"e{total - expected - 1}", "")) is None  # dropped
+    assert kept.take(_record(f"e{total - 1}", "")) is not None  # the newest stays
     assert len(kept) == expected - 1
 
 
@@ -146,7 +153,70 @@ def test_kept_ends_keep_only_succeeded_records_of_a_bounded_size() -> None:
     kept.keep(_record("failed", "null", status="FAILED"))
     kept.keep(_record("large", "x" * 100))  # over a sixteenth of max_chars
     kept.keep(_record("small", "x" * 10))
-    assert kept.take("failed") is None
-    assert kept.take("large") is None
-    assert kept.take("small") is not None
-    assert kept.take("small") is None
+    assert kept.take(_record("failed", "")) is None
+    assert kept.take(_record("large", "")) is None
+    assert kept.take(_record("small", "")) is not None
+    assert kept.take(_record("small", "")) is None
+
+
+def test_a_kept_end_answers_only_the_same_incarnation_and_only_while_fresh() -> None:
+    kept = KeptEnds()
+    kept.keep(_record("e", "1"))
+    later = msgspec.structs.replace(_record("e", ""), start_date=datetime(2030, 1, 2, tzinfo=UTC))
+    assert kept.take(later) is None  # a new execution under the purged one's name
+    assert len(kept) == 0  # and the stale record is gone
+    stale = KeptEnds(max_age=-1.0)
+    stale.keep(_record("e", "1"))
+    assert stale.take(_record("e", "")) is None  # past its age: the wait describes
+    # A later end of the same id (a FAILED one is never read back) drops it.
+    kept.keep(_record("e", "1"))
+    kept.drop("e")
+    assert kept.take(_record("e", "")) is None
+
+
+def test_map_run_children_are_not_kept() -> None:
+    kept = KeptEnds()
+    child = "arn:aws:states:us-east-1:000000000000:execution:m/run-label:child-1"
+    kept.keep(_record(child, "1"))
+    assert len(kept) == 0
+
+
+CHOOSES = {
+    "StartAt": "C",
+    "States": {
+        "C": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.n", "StringEquals": "new", "Next": "F"}],
+            "Default": "P",
+        },
+        "F": {"Type": "Fail", "Error": "E", "Cause": "c"},
+        "P": {"Type": "Pass", "End": True},
+    },
+}
+
+
+def test_a_name_started_again_after_another_processs_purge_is_waited_on_afresh(
+    db_url: str,
+) -> None:
+    """The kept end of a purged execution never answers for the new one under its name."""
+
+    async def main() -> None:
+        async with Engine(db_url, poll_seconds=0.1) as engine:
+            await engine.create_state_machine("m", CHOOSES)
+            old = await engine.start("m", {"n": "old"}, name="order-42")
+            await _ended(engine, old)
+            assert len(engine.runtime.kept_ends) == 1
+            other = Store(db_url)  # the CLI's purge, or another worker's retention
+            try:
+                other.purge_executions(
+                    stopped_before=datetime.now(UTC) + timedelta(seconds=1), limit=100
+                )
+            finally:
+                other.close()
+            new = await engine.start("m", {"n": "new"}, name="order-42")
+            assert new.execution_id == old.execution_id
+            waited = await engine.wait(new)
+            assert (waited.status, waited.input) == ("FAILED", '{"n":"new"}')
+            assert waited == await engine.describe(new)
+
+    anyio.run(main)
