@@ -498,6 +498,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         returns the existing execution; with a different input it raises
         ExecutionAlreadyExists.
         """
+        # A process that starts executions may wait on them after they end.
+        self.runtime.kept_ends.enabled = True
         return await self.lifecycle.start(machine, input, name=name, queue=queue or self.queue)
 
     async def describe(self, execution: str | ExecutionRecord) -> ExecutionRecord:
@@ -589,6 +591,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         finished = runtime.finished
         ref = execution.execution_id if isinstance(execution, ExecutionRecord) else execution
         watch: FinishWatch | None = None
+        if isinstance(execution, ExecutionRecord):
+            kept = runtime.kept_ends.take(execution)
+            if kept is not None:
+                return kept  # it ended here (SUCCEEDED) before this wait: no describe
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 record: ExecutionRecord | None = None

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio
-import anyio.abc
 
 from engine import telemetry
 from engine.runner import Activation, Runtime, activate
+from engine.states.childtasks import ChildTaskGroup, child_task_group
 from engine.store import (
     DEFAULT_QUEUE,
     CommitConflict,
@@ -363,6 +363,8 @@ class Retention:
                 runtime.store.purge_executions, stopped_before=cutoff, limit=self.batch
             )
             total += len(ids)
+            for execution_id in ids:  # a wait must not find a purged end
+                runtime.kept_ends.drop(execution_id)
             if len(ids) < self.batch:
                 break
             await anyio.sleep(self.pause_seconds)
@@ -401,7 +403,7 @@ class Worker:
         self._slot_freed = anyio.Event()
         self.finished = 0
         # Set while `run` can start runs: the group that `take_started` runs a start in.
-        self._group: anyio.abc.TaskGroup | None = None
+        self._group: ChildTaskGroup | None = None
         # Slots promised to starts in flight (`reserve_slot`) and to the claim in flight.
         self._promised = 0
         self._claiming = 0
@@ -473,7 +475,7 @@ class Worker:
             self._slot_freed.set()
             return True
         self.handed_off += 1
-        group.start_soon(self._run_one, execution_id, scope, loaded)
+        group.spawn(self._run_one, execution_id, scope, loaded)
         return True
 
     async def give_back(self, execution_id: str, leased_until: datetime) -> None:
@@ -498,7 +500,10 @@ class Worker:
         outage = outage_of(runtime.store)
         backoff = Backoff()
         try:
-            async with anyio.create_task_group() as group:
+            # Runs start in the light group on asyncio (no anyio TaskHandle per
+            # run, `engine/states/childtasks.py`): a stop still cancels them all,
+            # each under the group's scope, as anyio's own group would.
+            async with child_task_group() as group:
                 self._group = group
                 while True:
                     free = self.concurrency - self._busy()
@@ -534,7 +539,7 @@ class Worker:
                         scope = self.keeper.reserve(execution_id)
                         if scope is None:
                             continue  # this process already runs it (Engine.run)
-                        group.start_soon(self._run_one, execution_id, scope, loaded)
+                        group.spawn(self._run_one, execution_id, scope, loaded)
                     # Reserved above with no await since the claim: now held, not promised.
                     self._claimed()
                     if len(claimed) < free:

@@ -53,15 +53,8 @@ def _checkpoint(execution_id: str) -> Checkpoint:
     )
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("queued", [False, True], ids=["committed-by-caller", "queued"])
-def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellation(
-    tmp_path: Path, queued: bool, backend: str
-) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    first, second = _claimed(store, 2)
-    # The first commit to reach the store waits here, so the cancellation
-    # below lands while a commit is under way.
+def _gated_run_db() -> tuple[threading.Event, threading.Event, Any]:
+    """A `run_db` whose first store call sets `entered`, then waits for `gate`."""
     entered, gate = threading.Event(), threading.Event()
 
     async def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -72,6 +65,20 @@ def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellati
             return fn(*args, **kwargs)
 
         return await anyio.to_thread.run_sync(call)
+
+    return entered, gate, run_db
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("queued", [False, True], ids=["committed-by-caller", "queued"])
+def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellation(
+    tmp_path: Path, queued: bool, backend: str
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first, second = _claimed(store, 2)
+    # The first commit to reach the store waits here, so the cancellation
+    # below lands while a commit is under way.
+    entered, gate, run_db = _gated_run_db()
 
     committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=run_db)
     told: list[CommitResult] = []
@@ -113,6 +120,65 @@ def test_a_cancelled_caller_learns_its_checkpoints_outcome_before_the_cancellati
     assert told == [CommitResult.OK]
     assert cancelled_after == [True]
     for execution_id in (first, second) if queued else (first,):
+        assert [e.type for e in store.history(execution_id)] == [
+            "ExecutionStarted",
+            "SucceedStateEntered",
+        ]
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_caller_cancelled_while_queued_does_not_disturb_the_others_of_its_group(
+    tmp_path: Path, backend: str
+) -> None:
+    """Two checkpoints queue in one group; one caller's scope is cancelled: the other is only told.
+
+    The group's callers share one anyio Event; a cancel scope cancels only
+    the wait of the task it covers, so the caller nobody cancelled still
+    gets its outcome (a shared asyncio future awaited directly would be
+    cancelled for both).
+    """
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    under_way, cancelled_one, bystander = _claimed(store, 3)
+    entered, gate, run_db = _gated_run_db()
+
+    committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=run_db)
+    told: dict[str, CommitResult | BaseException] = {}
+
+    async def caller(execution_id: str, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                told[execution_id] = await committer.commit(_checkpoint(execution_id))
+            except BaseException as error:
+                told[execution_id] = error
+                raise
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(committer.run)
+            await anyio.sleep(0)
+            group.start_soon(committer.commit, _checkpoint(under_way))
+            await anyio.to_thread.run_sync(entered.wait, 30)
+            scope = anyio.CancelScope()
+            group.start_soon(caller, cancelled_one, scope)
+            group.start_soon(caller, bystander, anyio.CancelScope())
+            while committer.queued < 2:
+                await anyio.sleep(0.01)
+            scope.cancel()
+            await anyio.sleep(0.05)
+            gate.set()
+            while len(told) < 2:
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+
+    runner = threading.Thread(
+        target=anyio.run, args=(main,), kwargs={"backend": backend}, daemon=True
+    )
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "a queued caller never learnt its outcome"
+    assert told == {cancelled_one: CommitResult.OK, bystander: CommitResult.OK}
+    for execution_id in (under_way, cancelled_one, bystander):
         assert [e.type for e in store.history(execution_id)] == [
             "ExecutionStarted",
             "SucceedStateEntered",

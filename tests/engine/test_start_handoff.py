@@ -368,3 +368,40 @@ def _lease_end(db_url: str, execution_id: str) -> datetime:
             return ends
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_engine_closing_cancels_its_claimed_and_handed_off_runs_and_gives_their_leases_back(
+    db_url: str, backend: str
+) -> None:
+    """The worker's runs (on asyncio in the light task group) all end with the worker's stop.
+
+    Two executions are claimed (started by a client with no worker) and two
+    handed off (started by the worker's own Engine); all four hold in their
+    handler when the Engine closes: each run is cancelled and its lease
+    released at once, so another Engine finishes all four now, not an hour later.
+    """
+
+    async def main() -> None:
+        holding = Holding()
+        async with Engine(db_url, worker=False) as client:
+            await client.create_state_machine("m", HOLD)
+            claimed = [await client.start("m", {"n": n}) for n in range(2)]
+        async with Engine(
+            db_url, registry=holding.registry(), lease_seconds=3600, poll_seconds=0.1
+        ) as engine:
+            await until(lambda: len(holding.calls) == 2)
+            handed = [await engine.start("m", {"n": n}) for n in range(2, 4)]
+            await until(lambda: len(holding.calls) == 4)
+            assert engine.worker is not None
+            assert engine.worker.handed_off == 2
+            assert set(lease_owners(db_url).values()) == {engine.worker_id}
+        assert holding.running == 0
+        assert set(lease_owners(db_url).values()) == {None}
+        finishing = Registry()
+        finishing.register("hold", lambda value: value)
+        async with Engine(db_url, registry=finishing, poll_seconds=0.1) as second:
+            for record in claimed + handed:
+                assert (await second.wait(record, timeout=60)).status == "SUCCEEDED"
+
+    anyio.run(main, backend=backend)
