@@ -586,6 +586,10 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         """Wait until the execution has ended; returns its final record.
 
         Without an in-process worker this only watches; some worker must run it.
+        Given the record `start` returned, an execution that SUCCEEDED here in
+        the last minute is answered from its end's own commit (a SUCCEEDED
+        execution never changes; if another process purged it since, that
+        final record is still what this returns).
         """
         runtime = self.runtime
         finished = runtime.finished
