@@ -344,7 +344,10 @@ def _read_body(
     while True:
         # The deadline is the whole call's: each wait gets only what is left of it.
         remaining = clock.remaining()
-        if stream is not None:
+        # From Python 3.13 the response closes its socket as soon as it has read
+        # Content-Length bytes (3.11 waits for the empty read): a closed one's
+        # read1 answers b"" at once, and its socket takes no timeout (EBADF).
+        if stream is not None and not response.isclosed():
             stream.settimeout(remaining)
         # read1: whatever has arrived, so a slow drip cannot outlast the deadline.
         chunk = response.read1(min(_CHUNK, limit + 1 - total))

@@ -18,13 +18,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = """
 import gc, sys
+# Python 3.12.1 starts with objects already frozen (375 here); 3.11 and 3.13 with none.
+before = gc.get_freeze_count()
 from engine import Engine
-assert gc.get_freeze_count() == 0
+assert gc.get_freeze_count() == before
 with Engine(sys.argv[1]) as engine:
     machine = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
     engine.create_state_machine_sync("p", machine)
     engine.wait_sync(engine.start_sync("p", {}), timeout=30)
-print(gc.get_freeze_count())
+print(gc.get_freeze_count() - before)
 """
 
 

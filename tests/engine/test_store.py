@@ -35,6 +35,7 @@ from engine.store import (
     TokenRecord,
     default_database_url,
 )
+from engine.store.schema import UTCDateTime
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
@@ -140,9 +141,13 @@ def test_database_newer_than_the_code_is_refused(db_url: str) -> None:
     store.close()
     engine = sa.create_engine(store.url)
     with engine.begin() as conn:
+        # Bound as the store binds it: a raw datetime would go through sqlite3's
+        # default adapter, deprecated since Python 3.12.
         conn.execute(
-            sa.text("INSERT INTO schema_migrations (version, applied_at) VALUES (999, :t)"),
-            {"t": T0.replace(tzinfo=None) if db_url.startswith("sqlite") else T0},
+            sa.text(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (999, :t)"
+            ).bindparams(sa.bindparam("t", type_=UTCDateTime)),
+            {"t": T0},
         )
     engine.dispose()
     with pytest.raises(StoreUnavailable, match="version 999, newer than this Stepwise"):
