@@ -178,11 +178,11 @@ class KeptEnds:
 
     def take(self, execution: ExecutionRecord) -> ExecutionRecord | None:
         """The kept end of `execution` (same id and start date, not expired), no longer kept."""
-        kept = self._records.pop(execution.execution_id, None)
+        kept = self._records.get(execution.execution_id)
         if kept is None:
             return None
+        self.drop(execution.execution_id)
         at, record = kept
-        self._chars -= _chars(record)
         if record.start_date != execution.start_date or time.monotonic() - at > self.max_age:
             return None
         return record
