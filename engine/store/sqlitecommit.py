@@ -14,6 +14,10 @@ row that collides (another worker recorded the step) rolls everything back
 and returns None: the careful path then decides LEASE_LOST or CONFLICT per
 checkpoint, so this path never decides either by itself. Batches the careful
 path must see whole — task tokens, ends that Map Runs count — never come here.
+A finishing checkpoint whose record is wanted back (`raw_commit_reading`) is
+read in the same transaction, after its writes and before COMMIT: the write
+lock keeps every other writer out until then, so it is the record a describe
+reads once the commit is done, without a read transaction of its own.
 The commit path keeps its connection between commits (`HeldSqlite`), sparing
 the pool's checkout and check-in each time, and lets go of it when the engine
 is disposed. The WAL is checkpointed off that path (`WalCheckpointer`): every
@@ -28,7 +32,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -42,10 +46,17 @@ from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
-from engine.store.rawstart import utc_time_processor
-from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
+from engine.store.rawstart import first_row_on, utc_time_processor
+from engine.store.records import (
+    Checkpoint,
+    CommitResult,
+    ExecutionRecord,
+    ExecutionStatus,
+    TokenStatus,
+)
+from engine.store.rows import EXECUTION_BY_ID, execution_record
 
-__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit"]
+__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit", "raw_commit_reading"]
 
 log = logging.getLogger("stepwise.store")
 
@@ -296,6 +307,29 @@ def raw_commit(
     SQLAlchemy's OperationalError (or another DBAPIError) when the database
     fails, so the store's boundary maps it as for the careful path.
     """
+    committed = raw_commit_reading(held, checkpoints, (), worker_id, now, codec, blocks=blocks)
+    return None if committed is None else (committed[0], committed[1])
+
+
+def raw_commit_reading(
+    held: HeldSqlite,
+    checkpoints: Sequence[Checkpoint],
+    read_back: Collection[str],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec,
+    *,
+    blocks: bool = True,
+) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+    """`raw_commit`, and the records of `read_back`'s executions that end in the group.
+
+    Each is read inside the commit's own transaction, after its writes
+    (the lock is held: no other writer can come between the read and the
+    COMMIT), so once COMMIT has succeeded it is what `Store.get_execution`
+    would read then — without a transaction, a lock hand-off and a store
+    call of its own. An execution of `read_back` that does not end here
+    gets no record (the caller reads it).
+    """
     if any(c.tokens for c in checkpoints):
         return None
     if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
@@ -308,6 +342,8 @@ def raw_commit(
     # same transaction, one statement fewer.
     lease = (worker_id, now_stored)
     ends_only = all(c.finish is not None for c in checkpoints)
+    reading = [c.execution_id for c in checkpoints if c.finish and c.execution_id in read_back]
+    rows: dict[str, Any] = {}
     with held.connection() as driver:
         try:
             driver.execute("BEGIN IMMEDIATE")
@@ -326,6 +362,11 @@ def raw_commit(
                     blocks,
                     lease if ends_only else None,
                 )
+                dialect = held.engine.dialect
+                for execution_id in reading:
+                    rows[execution_id] = first_row_on(
+                        driver, dialect, EXECUTION_BY_ID, ref=execution_id
+                    )
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
@@ -337,7 +378,8 @@ def raw_commit(
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
-    return [CommitResult.OK] * len(checkpoints), wake
+    records = {eid: execution_record(row, codec) for eid, row in rows.items() if row is not None}
+    return [CommitResult.OK] * len(checkpoints), wake, records
 
 
 class _LeaseLost(Exception):
