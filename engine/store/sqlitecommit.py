@@ -248,6 +248,40 @@ class HeldSqlite(HeldPooled):
         # An in-memory database has one connection (StaticPool) and no WAL: nothing to do.
         memory = isinstance(engine.pool, StaticPool)
         self.checkpointer = None if memory else WalCheckpointer(engine)
+        # Machine head rows read on the kept connection: (that connection, its
+        # data_version then, name -> row). See `machine_heads`.
+        self._heads: tuple[sqlite3.Connection, int, dict[str, Any]] | None = None
+        # In memory every path shares the one connection: its own writes
+        # (a new revision) would not change its data_version.
+        self._keeps_heads = not memory
+        self.head_reuses = 0  # starts that found their machine's row here (tests, benchmarks)
+
+    def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
+        """The machine head rows raw starts may reuse on `driver`, inside its transaction.
+
+        Only the kept connection keeps them, and only while its
+        ``PRAGMA data_version`` is unchanged: it changes when any other
+        connection (this process's careful paths, another process) commits,
+        and the kept connection itself never writes a machine (only the raw
+        starts, commits and reads run on it; a connection given back to the
+        pool loses them, `_drop`). Read inside the start's transaction, so
+        the rows are those of its snapshot, as a read would be. Any other
+        connection gets an empty dict of its own, kept nowhere.
+        """
+        kept = self._pooled
+        if not self._keeps_heads or kept is None or kept.driver_connection is not driver:
+            return {}
+        (version,) = driver.execute("PRAGMA data_version").fetchone()
+        heads = self._heads
+        if heads is not None and heads[0] is driver and heads[1] == version:
+            return heads[2]
+        fresh: dict[str, Any] = {}
+        self._heads = (driver, version, fresh)
+        return fresh
+
+    def _drop(self, *, invalidate: bool) -> None:
+        self._heads = None  # back in the pool, any path may write machines on it
+        super()._drop(invalidate=invalidate)
 
     def _on_disposed(self, engine: Engine) -> None:
         super()._on_disposed(engine)
