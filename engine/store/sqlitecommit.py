@@ -412,7 +412,16 @@ def raw_commit_reading(
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
-    records = {eid: execution_record(row, codec) for eid, row in rows.items() if row is not None}
+    records: dict[str, ExecutionRecord] = {}
+    for execution_id, row in rows.items():
+        if row is None:
+            continue
+        try:
+            records[execution_id] = execution_record(row, codec)
+        except Exception:  # e.g. a payload under a key not configured here
+            # The commit is durable: left out, its caller describes it (and
+            # meets the same error there), as when its own read fails.
+            continue
     return [CommitResult.OK] * len(checkpoints), wake, records
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
 
 import engine.store.fastcommit as fastcommit
 from engine.clock import SystemClock
@@ -36,6 +37,8 @@ from engine.store import (
     Store,
     TokenRecord,
 )
+from engine.store.codec import ENCRYPTED_PREFIX, EncryptionKeyError
+from engine.store.schema import executions
 from tests.engine.committing import in_thread
 from tests.engine.test_commit_raw_rows import LATER, T0, _event, _prepared
 
@@ -230,5 +233,27 @@ def test_sqlite_answers_no_record_from_a_raw_commit_that_handed_over(sqlite_url:
         records = _ends_with_b_lost(store)
         assert records == {}  # the careful path committed a; its caller reads a itself
         assert store.get_execution("e-b").status == ExecutionStatus.RUNNING
+    finally:
+        store.close()
+
+
+def test_sqlite_a_record_that_cannot_be_opened_leaves_the_commit_ok(sqlite_url: str) -> None:
+    """The read-back never turns a committed end into an error: the record is left out."""
+    store = _prepared(sqlite_url, fast=True)
+    try:
+        # A stop cause sealed under a key this process does not have.
+        with store._engine.begin() as conn:
+            conn.execute(
+                sa.update(executions)
+                .where(executions.c.execution_id == "e-a")
+                .values(stop_requested_cause=f"{ENCRYPTED_PREFIX}k9:AAAA")
+            )
+        results, records = store.commit_reading(
+            [_finish("e-a"), _finish("e-c")], ["e-a", "e-c"], worker_id="w", now=T0
+        )
+        assert results == [CommitResult.OK] * 2
+        assert set(records) == {"e-c"}
+        with pytest.raises(EncryptionKeyError):
+            store.get_execution("e-a")  # what its caller meets when it describes
     finally:
         store.close()
