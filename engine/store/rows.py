@@ -54,8 +54,8 @@ def encode_details(details: dict[str, Any]) -> str:
 
 
 # An execution's row by id: `Store.get_execution`'s read (on SQLite through the
-# driver, `rawstart.first_row`), and the columns SQLite's raw finishing commit
-# returns for the record it reads back (`rawstart.returning`).
+# driver, `rawstart.first_row`), and the read-back SQLite's raw finishing commit
+# makes inside its transaction (`sqlitecommit.raw_commit_reading`).
 EXECUTION_BY_ID = sa.select(executions).where(executions.c.execution_id == sa.bindparam("ref"))
 
 

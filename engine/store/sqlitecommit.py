@@ -254,7 +254,9 @@ class HeldSqlite(HeldPooled):
         # In memory every path shares the one connection: its own writes
         # (a new revision) would not change its data_version.
         self._keeps_heads = not memory
-        self.head_reuses = 0  # starts that found their machine's row here (tests, benchmarks)
+        # Starts whose machine row was not read again (a batch's later starts
+        # of one machine count too): an observable for tests and benchmarks.
+        self.head_reuses = 0
 
     def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
         """The machine head rows raw starts may reuse on `driver`, inside its transaction.
@@ -376,7 +378,9 @@ def raw_commit_reading(
     # same transaction, one statement fewer.
     lease = (worker_id, now_stored)
     ends_only = all(c.finish is not None for c in checkpoints)
-    reading = [c.execution_id for c in checkpoints if c.finish and c.execution_id in read_back]
+    reading = [
+        c.execution_id for c in checkpoints if c.finish is not None and c.execution_id in read_back
+    ]
     rows: dict[str, Any] = {}
     with held.connection() as driver:
         try:
