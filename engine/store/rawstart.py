@@ -252,6 +252,25 @@ def first_row_on(
     )
 
 
+def raw_first_on(
+    driver: sqlite3.Connection, dialect: Dialect, statement: sa.Select[Any], **params: Any
+) -> tuple[Any, ...] | None:
+    """`first_row_on`'s values as the driver returns them: nothing of ours can raise."""
+    sql, binds, _, _ = _select_shape(statement, dialect)
+    values = tuple(
+        params.get(name, default) if bind is None else bind(params.get(name, default))
+        for name, default, bind in binds
+    )
+    row: tuple[Any, ...] | None = driver.execute(sql, values).fetchone()
+    return row
+
+
+def row_of(dialect: Dialect, statement: sa.Select[Any], raw: tuple[Any, ...]) -> Any:
+    """`raw_first_on`'s values as `first_row_on`'s row (result processors may raise)."""
+    _, _, processors, make = _select_shape(statement, dialect)
+    return make(*(v if p is None else p(v) for v, p in zip(raw, processors, strict=True)))
+
+
 @functools.cache
 def _select_shape(statement: sa.Select[Any], dialect: Dialect) -> _SelectShape:
     compiled = statement.compile(dialect=dialect)

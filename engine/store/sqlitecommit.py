@@ -39,14 +39,14 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from engine.store.blocks import block_values, commit_blocks, commit_progress
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
-from engine.store.rawstart import first_row_on, utc_time_processor
+from engine.store.rawstart import raw_first_on, row_of, utc_time_processor
 from engine.store.records import (
     Checkpoint,
     CommitResult,
@@ -251,9 +251,11 @@ class HeldSqlite(HeldPooled):
         # Machine head rows read on the kept connection: (that connection, its
         # data_version then, name -> row). See `machine_heads`.
         self._heads: tuple[sqlite3.Connection, int, dict[str, Any]] | None = None
-        # In memory every path shares the one connection: its own writes
-        # (a new revision) would not change its data_version.
-        self._keeps_heads = not memory
+        # Only a QueuePool never hands the kept connection to another path: in
+        # memory (StaticPool) or with a memory URI (SingletonThreadPool) the
+        # careful path writes on this same connection, and its own writes (a
+        # new revision, a deletion) would not change its data_version.
+        self._keeps_heads = isinstance(engine.pool, QueuePool)
         # Starts whose machine row was not read again (a batch's later starts
         # of one machine count too): an observable for tests and benchmarks.
         self.head_reuses = 0
@@ -402,7 +404,7 @@ def raw_commit_reading(
                 )
                 dialect = held.engine.dialect
                 for execution_id in reading:
-                    rows[execution_id] = first_row_on(
+                    rows[execution_id] = raw_first_on(
                         driver, dialect, EXECUTION_BY_ID, ref=execution_id
                     )
                 driver.execute("COMMIT")
@@ -421,7 +423,9 @@ def raw_commit_reading(
         if row is None:
             continue
         try:
-            records[execution_id] = execution_record(row, codec)
+            records[execution_id] = execution_record(
+                row_of(held.engine.dialect, EXECUTION_BY_ID, row), codec
+            )
         except Exception:  # e.g. a payload under a key not configured here
             # The commit is durable: left out, its caller describes it (and
             # meets the same error there), as when its own read fails.

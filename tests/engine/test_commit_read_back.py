@@ -257,3 +257,29 @@ def test_sqlite_a_record_that_cannot_be_opened_leaves_the_commit_ok(sqlite_url: 
             store.get_execution("e-a")  # what its caller meets when it describes
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["careful", "raw"])
+def test_sqlite_a_row_that_cannot_be_read_back_never_fails_the_group(
+    tmp_path: Any, fast: bool
+) -> None:
+    # A stored time no processor can parse: the read-back's record is left
+    # out, the group (a bystander's end among it) is committed all the same.
+    store = _prepared(f"sqlite:///{tmp_path / 'r.db'}", fast=fast)
+    try:
+        with store._engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE executions SET start_date = 'garbage' WHERE execution_id = 'e-c'")
+            )
+        results, records = store.commit_reading(
+            [_finish("e-b"), _finish("e-c")], ["e-b", "e-c"], worker_id="w", now=T0
+        )
+        assert results == [CommitResult.OK] * 2
+        assert set(records) <= {"e-b"}
+        with store._engine.connect() as conn:
+            status = conn.execute(
+                sa.select(executions.c.status).where(executions.c.execution_id == "e-c")
+            ).scalar_one()
+        assert status == ExecutionStatus.SUCCEEDED
+    finally:
+        store.close()

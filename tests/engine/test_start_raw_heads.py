@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.store import Store
 from engine.store.sqlite import SqliteBackend
 from engine.store.sqlitecommit import HeldSqlite
@@ -74,6 +76,31 @@ def test_an_in_memory_database_never_reuses_a_head() -> None:
         assert _version_started(store, "a") == 1
         _revise(store, "two")
         assert _version_started(store, "b") == 2
+        assert _held(store).head_reuses == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///file:heads_shared?mode=memory&cache=shared&uri=true",
+        "sqlite:///file:heads_private?mode=memory&uri=true",
+    ],
+)
+def test_a_memory_uri_never_reuses_a_head(url: str) -> None:
+    # SQLAlchemy pools a memory URI with one connection a thread
+    # (SingletonThreadPool): the careful path writes on the kept connection.
+    store = Store(url)
+    try:
+        store.put_state_machine("Machine", json.dumps(PASS))
+        assert _version_started(store, "a") == 1
+        assert _version_started(store, "b") == 1
+        _revise(store, "two")
+        assert _version_started(store, "c") == 2
+        store.delete_state_machine("Machine", now=T0)
+        (refused,) = store.start_executions([_request("Machine", None, "d", "{}")])
+        assert type(refused.error).__name__ == "StateMachineDeleting"
         assert _held(store).head_reuses == 0
     finally:
         store.close()
