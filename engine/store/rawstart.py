@@ -137,15 +137,21 @@ def insert_rows_on(
     if not rows:
         return
     columns = tuple(rows[0])
-    sql, processors = _insert_shape(table, columns, dialect)
-    values = [
-        tuple(
-            _plain(row[name]) if process is None else process(_plain(row[name]))
-            for name, process in zip(columns, processors, strict=True)
-        )
-        for row in rows
-    ]
+    sql, processed = _insert_shape(table, columns, dialect)
+    values = []
+    for row in rows:
+        row_values = [row[name] for name in columns]
+        for index, value in enumerate(row_values):
+            if type(value) not in _PLAIN_TYPES:
+                row_values[index] = _plain(value)
+        for index, process in processed:
+            row_values[index] = process(row_values[index])
+        values.append(row_values)
     driver.executemany(sql, values)
+
+
+# Values bound as they are; anything else goes through `_plain` first.
+_PLAIN_TYPES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _plain(value: Any) -> Any:
@@ -156,18 +162,22 @@ def _plain(value: Any) -> Any:
 @functools.cache
 def _insert_shape(
     table: sa.Table, columns: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[_Processor, ...]]:
-    processors = tuple(
+) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """The INSERT of `columns`, and the (index, bind processor) of the columns that have one."""
+    processors = (
         utc_time_processor(dialect)
         if isinstance(table.c[name].type, UTCDateTime)
         else table.c[name].type._cached_bind_processor(dialect)
         for name in columns
     )
+    processed = tuple(
+        (index, process) for index, process in enumerate(processors) if process is not None
+    )
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
-    return sql, processors
+    return sql, processed
 
 
 @functools.cache
@@ -240,6 +250,25 @@ def first_row_on(
             for value, process in zip(row, processors, strict=True)
         )
     )
+
+
+def raw_first_on(
+    driver: sqlite3.Connection, dialect: Dialect, statement: sa.Select[Any], **params: Any
+) -> tuple[Any, ...] | None:
+    """`first_row_on`'s values as the driver returns them: nothing of ours can raise."""
+    sql, binds, _, _ = _select_shape(statement, dialect)
+    values = tuple(
+        params.get(name, default) if bind is None else bind(params.get(name, default))
+        for name, default, bind in binds
+    )
+    row: tuple[Any, ...] | None = driver.execute(sql, values).fetchone()
+    return row
+
+
+def row_of(dialect: Dialect, statement: sa.Select[Any], raw: tuple[Any, ...]) -> Any:
+    """`raw_first_on`'s values as `first_row_on`'s row (result processors may raise)."""
+    _, _, processors, make = _select_shape(statement, dialect)
+    return make(*(v if p is None else p(v) for v, p in zip(raw, processors, strict=True)))
 
 
 @functools.cache

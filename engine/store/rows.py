@@ -11,12 +11,14 @@ import hashlib
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 
 from engine.store.codec import PayloadCodec, unescape_clear
 from engine.store.records import ExecutionRecord, MachineVersion, TokenRecord
-from engine.store.schema import state_machine_versions, state_machines
+from engine.store.schema import executions, state_machine_versions, state_machines
 
 __all__ = [
+    "EXECUTION_BY_ID",
     "MACHINE_COLUMNS",
     "MACHINE_JOIN",
     "encode_details",
@@ -49,6 +51,12 @@ def same_json(a: str, b: str) -> bool:
 
 def encode_details(details: dict[str, Any]) -> str:
     return msgspec.json.encode(details).decode()
+
+
+# An execution's row by id: `Store.get_execution`'s read (on SQLite through the
+# driver, `rawstart.first_row`), and the read-back SQLite's raw finishing commit
+# makes inside its transaction (`sqlitecommit.raw_commit_reading`).
+EXECUTION_BY_ID = sa.select(executions).where(executions.c.execution_id == sa.bindparam("ref"))
 
 
 def execution_record(row: Any, codec: PayloadCodec) -> ExecutionRecord:

@@ -24,9 +24,9 @@ from engine.store.backend import Backend
 from engine.store.codec import PayloadCodec
 from engine.store.connect import create_sqlite_engine
 from engine.store.notify import SqliteWaker, Waker
-from engine.store.records import Checkpoint, CommitResult
+from engine.store.records import Checkpoint, CommitResult, ExecutionRecord
 from engine.store.schema import HISTORY_BLOCKS_VERSION
-from engine.store.sqlitecommit import HeldSqlite, raw_commit
+from engine.store.sqlitecommit import HeldSqlite, raw_commit, raw_commit_reading
 
 __all__ = ["SqliteBackend"]
 
@@ -91,3 +91,23 @@ class SqliteBackend(Backend):
         if held is None:
             return None  # an engine this backend did not make: the careful path
         return raw_commit(held, checkpoints, worker_id, now, codec, blocks=self.block_writes)
+
+    def fast_commit_reading(
+        self,
+        engine: Engine,
+        checkpoints: Sequence[Checkpoint],
+        read_back: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        codec: PayloadCodec,
+    ) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+        """`fast_commit`, each ending execution of `read_back` read inside its transaction.
+
+        No read of its own after the commit (`sqlitecommit.raw_commit_reading`).
+        """
+        held = self.held_for(engine)
+        if held is None:
+            return None  # an engine this backend did not make: the careful path
+        return raw_commit_reading(
+            held, checkpoints, read_back, worker_id, now, codec, blocks=self.block_writes
+        )

@@ -14,6 +14,10 @@ row that collides (another worker recorded the step) rolls everything back
 and returns None: the careful path then decides LEASE_LOST or CONFLICT per
 checkpoint, so this path never decides either by itself. Batches the careful
 path must see whole — task tokens, ends that Map Runs count — never come here.
+A finishing checkpoint whose record is wanted back (`raw_commit_reading`) is
+read in the same transaction, after its writes and before COMMIT: the write
+lock keeps every other writer out until then, so it is the record a describe
+reads once the commit is done, without a read transaction of its own.
 The commit path keeps its connection between commits (`HeldSqlite`), sparing
 the pool's checkout and check-in each time, and lets go of it when the engine
 is disposed. The WAL is checkpointed off that path (`WalCheckpointer`): every
@@ -28,24 +32,31 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from engine.store.blocks import block_values, commit_blocks, commit_progress
 from engine.store.codec import PayloadCodec, escape_clear
 from engine.store.held import HeldPooled
 from engine.store.map_run_hook import takes_hook
 from engine.store.outbox_hook import ENQUEUE_SQL
-from engine.store.rawstart import utc_time_processor
-from engine.store.records import Checkpoint, CommitResult, ExecutionStatus, TokenStatus
+from engine.store.rawstart import raw_first_on, row_of, utc_time_processor
+from engine.store.records import (
+    Checkpoint,
+    CommitResult,
+    ExecutionRecord,
+    ExecutionStatus,
+    TokenStatus,
+)
+from engine.store.rows import EXECUTION_BY_ID, execution_record
 
-__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit"]
+__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit", "raw_commit_reading"]
 
 log = logging.getLogger("stepwise.store")
 
@@ -237,6 +248,44 @@ class HeldSqlite(HeldPooled):
         # An in-memory database has one connection (StaticPool) and no WAL: nothing to do.
         memory = isinstance(engine.pool, StaticPool)
         self.checkpointer = None if memory else WalCheckpointer(engine)
+        # Machine head rows read on the kept connection: (that connection, its
+        # data_version then, name -> row). See `machine_heads`.
+        self._heads: tuple[sqlite3.Connection, int, dict[str, Any]] | None = None
+        # Only a QueuePool never hands the kept connection to another path: in
+        # memory (StaticPool) or with a memory URI (SingletonThreadPool) the
+        # careful path writes on this same connection, and its own writes (a
+        # new revision, a deletion) would not change its data_version.
+        self._keeps_heads = isinstance(engine.pool, QueuePool)
+        # Starts whose machine row was not read again (a batch's later starts
+        # of one machine count too): an observable for tests and benchmarks.
+        self.head_reuses = 0
+
+    def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
+        """The machine head rows raw starts may reuse on `driver`, inside its transaction.
+
+        Only the kept connection keeps them, and only while its
+        ``PRAGMA data_version`` is unchanged: it changes when any other
+        connection (this process's careful paths, another process) commits,
+        and the kept connection itself never writes a machine (only the raw
+        starts, commits and reads run on it; a connection given back to the
+        pool loses them, `_drop`). Read inside the start's transaction, so
+        the rows are those of its snapshot, as a read would be. Any other
+        connection gets an empty dict of its own, kept nowhere.
+        """
+        kept = self._pooled
+        if not self._keeps_heads or kept is None or kept.driver_connection is not driver:
+            return {}
+        (version,) = driver.execute("PRAGMA data_version").fetchone()
+        heads = self._heads
+        if heads is not None and heads[0] is driver and heads[1] == version:
+            return heads[2]
+        fresh: dict[str, Any] = {}
+        self._heads = (driver, version, fresh)
+        return fresh
+
+    def _drop(self, *, invalidate: bool) -> None:
+        self._heads = None  # back in the pool, any path may write machines on it
+        super()._drop(invalidate=invalidate)
 
     def _on_disposed(self, engine: Engine) -> None:
         super()._on_disposed(engine)
@@ -296,6 +345,29 @@ def raw_commit(
     SQLAlchemy's OperationalError (or another DBAPIError) when the database
     fails, so the store's boundary maps it as for the careful path.
     """
+    committed = raw_commit_reading(held, checkpoints, (), worker_id, now, codec, blocks=blocks)
+    return None if committed is None else (committed[0], committed[1])
+
+
+def raw_commit_reading(
+    held: HeldSqlite,
+    checkpoints: Sequence[Checkpoint],
+    read_back: Collection[str],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec,
+    *,
+    blocks: bool = True,
+) -> tuple[list[CommitResult], bool, dict[str, ExecutionRecord]] | None:
+    """`raw_commit`, and the records of `read_back`'s executions that end in the group.
+
+    Each is read inside the commit's own transaction, after its writes
+    (the lock is held: no other writer can come between the read and the
+    COMMIT), so once COMMIT has succeeded it is what `Store.get_execution`
+    would read then — without a transaction, a lock hand-off and a store
+    call of its own. An execution of `read_back` that does not end here
+    gets no record (the caller reads it).
+    """
     if any(c.tokens for c in checkpoints):
         return None
     if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
@@ -308,6 +380,10 @@ def raw_commit(
     # same transaction, one statement fewer.
     lease = (worker_id, now_stored)
     ends_only = all(c.finish is not None for c in checkpoints)
+    reading = [
+        c.execution_id for c in checkpoints if c.finish is not None and c.execution_id in read_back
+    ]
+    rows: dict[str, Any] = {}
     with held.connection() as driver:
         try:
             driver.execute("BEGIN IMMEDIATE")
@@ -326,6 +402,11 @@ def raw_commit(
                     blocks,
                     lease if ends_only else None,
                 )
+                dialect = held.engine.dialect
+                for execution_id in reading:
+                    rows[execution_id] = raw_first_on(
+                        driver, dialect, EXECUTION_BY_ID, ref=execution_id
+                    )
                 driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
@@ -337,7 +418,19 @@ def raw_commit(
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
-    return [CommitResult.OK] * len(checkpoints), wake
+    records: dict[str, ExecutionRecord] = {}
+    for execution_id, row in rows.items():
+        if row is None:
+            continue
+        try:
+            records[execution_id] = execution_record(
+                row_of(held.engine.dialect, EXECUTION_BY_ID, row), codec
+            )
+        except Exception:  # e.g. a payload under a key not configured here
+            # The commit is durable: left out, its caller describes it (and
+            # meets the same error there), as when its own read fails.
+            continue
+    return [CommitResult.OK] * len(checkpoints), wake, records
 
 
 class _LeaseLost(Exception):

@@ -249,22 +249,29 @@ class RawResolver:
     raises `Careful`, so `Resolver` decides those.
     """
 
-    def __init__(self, driver: sqlite3.Connection, dialect: Dialect) -> None:
+    def __init__(
+        self, driver: sqlite3.Connection, dialect: Dialect, heads: dict[str, Any] | None = None
+    ) -> None:
         self._driver = driver
-        self._dialect = dialect
-        self._heads: dict[str, Any] = {}
+        self.dialect = dialect
+        # Rows read before on this connection and still current
+        # (`HeldSqlite.machine_heads`), else this batch's own.
+        self._heads: dict[str, Any] = {} if heads is None else heads
+        self.reused = 0  # resolutions answered without a read (tests, benchmarks)
 
     def resolve(self, name: str, qualifier: str | None, draw: Callable[[], float]) -> Resolved:
         if qualifier is not None:
             raise Careful
         head = self._heads.get(name)
         if head is None:
-            head = rawstart.first_row_on(self._driver, self._dialect, HEAD_BY_NAME, name=name)
+            head = rawstart.first_row_on(self._driver, self.dialect, HEAD_BY_NAME, name=name)
             if head is None:
                 raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
             if head.deleted_at is not None:
                 raise Careful
             self._heads[name] = head
+        else:
+            self.reused += 1
         if head.version is None:
             raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{name}'")
         return Resolved(_machine(name, head))

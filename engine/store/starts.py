@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from engine.store import rawstart
 from engine.store.base import StoreBase
@@ -292,7 +292,9 @@ class StartStore(StoreBase):
     def _raw_batch(self, requests: Sequence[StartRequest]) -> list[StartResult] | None:
         """SQLite: the whole batch as one transaction on the kept sqlite3 connection, or None.
 
-        BEGIN IMMEDIATE, the machines resolved (`RawResolver`), the names
+        BEGIN IMMEDIATE, the machines resolved (`RawResolver`; on the kept
+        connection a machine's row read by an earlier start is reused while
+        no other connection has committed, `HeldSqlite.machine_heads`), the names
         checked, the careful path's rows inserted (`_rows`, bound as
         SQLAlchemy binds them), COMMIT. A start this path does not decide
         alone — a qualifier, a machine being deleted, a name or id already
@@ -316,7 +318,9 @@ class StartStore(StoreBase):
             try:
                 driver.execute("BEGIN IMMEDIATE")
                 try:
-                    created = self._raw_writes(driver, held.engine.dialect, requests, results)
+                    resolver = RawResolver(driver, held.engine.dialect, held.machine_heads(driver))
+                    created = self._raw_writes(driver, resolver, requests, results)
+                    held.head_reuses += resolver.reused
                     driver.execute("COMMIT" if created is not None else "ROLLBACK")
                 except BaseException:
                     if driver.in_transaction:
@@ -345,12 +349,12 @@ class StartStore(StoreBase):
     def _raw_writes(
         self,
         driver: sqlite3.Connection,
-        dialect: Dialect,
+        resolver: RawResolver,
         requests: Sequence[StartRequest],
         results: list[StartResult],
     ) -> list[Planned] | None:
         """`_raw_batch`'s transaction body: the starts written, or None (nothing written)."""
-        resolver = RawResolver(driver, dialect)
+        dialect = resolver.dialect
         planned: list[Planned] = []
         for index, request in enumerate(requests):
             try:

@@ -72,6 +72,7 @@ from engine.store.records import (
 from engine.store.redrive import RedriveStore
 from engine.store.rotation import RotationStore
 from engine.store.rows import (
+    EXECUTION_BY_ID,
     MACHINE_COLUMNS,
     MACHINE_JOIN,
     execution_record,
@@ -142,7 +143,7 @@ def _held_by_writers(conn: Connection, ids: list[str]) -> set[str]:
 _DEFAULT_URL = "sqlite:///./stepwise.db"
 
 # `get_execution`'s read by id; on SQLite through the driver (`rawstart.first_row`).
-_EXECUTION_BY_ID = sa.select(executions).where(executions.c.execution_id == sa.bindparam("ref"))
+_EXECUTION_BY_ID = EXECUTION_BY_ID
 
 
 def default_database_url() -> str:

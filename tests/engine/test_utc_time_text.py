@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.dialects import sqlite
 
-from engine.store.blocks import stamp
+from engine.store.blocks import stamp, stamps
 from engine.store.rawstart import utc_time_processor
 from engine.store.schema import UTCDateTime
 
@@ -65,3 +65,26 @@ def test_sqlite_takes_the_fast_formatter_not_the_fallback() -> None:
     fast = utc_time_processor(sqlite.dialect())
     assert fast is not UTCDateTime()._cached_bind_processor(sqlite.dialect())
     assert fast.__name__ == "formatted"
+
+
+def test_a_run_of_block_stamps_is_each_time_s_stamp() -> None:
+    # `stamps` formats a minute's text once per run of times in it: times
+    # that cross a minute, an hour, a day, a month and a year (and come back,
+    # and come in other zones) must each still get their own full text.
+    base = datetime(2026, 12, 31, 23, 58, 59, 999999, tzinfo=UTC)
+    steps = [0, 1, 2, 60_000_000, 60_000_001, 3_600_000_000, 86_400_000_000, -1, 0, 5]
+    run = [base + timedelta(microseconds=step) for step in steps]
+    run += [value.astimezone(timezone(timedelta(hours=-9))) for value in run]
+    run += [
+        datetime(2026, 11, 30, 23, 59, 0, tzinfo=UTC),  # same minute, hour and day of a month
+        datetime(2026, 12, 30, 23, 59, 0, tzinfo=UTC),  # ... but not the month
+        datetime(2025, 12, 30, 23, 59, 0, tzinfo=UTC),  # ... nor the year
+        *TIMES,
+    ]
+    assert stamps(run) == [stamp(value) for value in run]
+    assert stamps([]) == []
+
+
+def test_a_run_of_block_stamps_refuses_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        stamps([datetime(2026, 12, 2, tzinfo=UTC), datetime(2026, 12, 2)])
