@@ -227,6 +227,8 @@ class Runtime:
     # tests/histories/record.py records a complete journal. None: not built.
     unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
     _machines: dict[str, StateMachine] = field(default_factory=dict)
+    # `mentions_context` of each definition, by content hash (as `_machines`).
+    _reads_context: dict[str, bool] = field(default_factory=dict)
 
     def services(self, trace_id: str | None) -> Services:
         """The walk's services for one activation of the execution traced as `trace_id`."""
@@ -249,6 +251,13 @@ class Runtime:
             cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
             self._machines[version.content_hash] = cached
         return cached
+
+    def reads_context(self, version: MachineVersion) -> bool:
+        """`mentions_context` of the version's definition, scanned once per definition."""
+        reads = self._reads_context.get(version.content_hash)
+        if reads is None:
+            reads = self._reads_context[version.content_hash] = mentions_context(version.definition)
+        return reads
 
 
 @dataclass
@@ -340,7 +349,7 @@ async def _activate(
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
         redrive_count=record.redrive_count,
-        reads_context=mentions_context(loaded.machine.definition),
+        reads_context=runtime.reads_context(loaded.machine),
     )
     # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
