@@ -218,6 +218,9 @@ class Runtime:
     # still unwinding: the lease keeper must not take their gone work rows
     # for a lost lease (`LeaseKeeper.run`); `run_one` forgets them.
     ended: set[str] = field(default_factory=set)
+    # Executions whose finishing checkpoint is being committed: the lease
+    # keeper leaves them to that commit's own lease check (`LeaseKeeper.run`).
+    finishing: set[str] = field(default_factory=set)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
@@ -561,15 +564,21 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
             last_event_id=journal.last_event_id,
         )
         final: ExecutionRecord | None = None
-        if finish is not None and (
-            execution_id in runtime.finished
-            or (succeeded and runtime.kept_ends.enabled and not is_child(execution_id))
-        ):
-            # Someone here waits, or may wait, on this end: read the record
-            # back with the commit.
-            result, final = await runtime.committer.commit_reading(done)
-        else:
-            result = await runtime.committer.commit(done)
+        if finish is not None:
+            runtime.finishing.add(execution_id)
+        try:
+            if finish is not None and (
+                execution_id in runtime.finished
+                or (succeeded and runtime.kept_ends.enabled and not is_child(execution_id))
+            ):
+                # Someone here waits, or may wait, on this end: read the record
+                # back with the commit.
+                result, final = await runtime.committer.commit_reading(done)
+            else:
+                result = await runtime.committer.commit(done)
+        finally:
+            if finish is not None:
+                runtime.finishing.discard(execution_id)
         if result != CommitResult.OK:
             raise commit_error(result, f"execution {execution_id}: at commit")
         telemetry.on_commit(record, events, runtime.store.history)
