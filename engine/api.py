@@ -40,7 +40,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import msgspec
 
-from activities.handler_threads import ThreadCall, prestart_threads
+from activities.handler_threads import prestart_threads
 from activities.registry import Handler, Registry, default_registry
 from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
@@ -256,8 +256,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         )
         if self._db_threads is not None:  # PostgreSQL: starts sent from this loop
             stack.push_async_callback(self._lifecycle.send_starts_from_loop())
-            # The rest of the start batches go to the threads with no task of their own.
-            self._lifecycle.starts.hand_calls_to(self._db_call)
         if self.run_worker_in_process:
             self.scheduler = Scheduler(
                 store=self._store,
@@ -461,19 +459,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
             limiter=self._db_limiter,
             abandon_on_cancel=cancellable,
         )
-
-    def _db_call(self, fn: Callable[[], T]) -> ThreadCall | None:
-        """Hand the store call `fn` to a store thread now: its answer settles the call's future.
-
-        None where `_run_db` must run it instead (no store threads: trio or
-        `inline_store`, the Engine closed; or the first calls are still
-        being counted). Nothing checks its caller's cancellation: for a
-        caller whose outcome must be known whatever happens (a start batch).
-        """
-        threads = self._db_threads
-        if threads is None or self._first_calls is not None:
-            return None
-        return threads.submit(fn)
 
     @property
     def store(self) -> Store:

@@ -16,15 +16,6 @@ queues leaves the queue), and every batch's waiters are woken in a
 the store's error, even while the engine shuts down, and a cancelled
 leader never leaves the others waiting (see `engine/committer.py` for the
 hang this guards against).
-
-Where the batch goes to the store's threads on asyncio (SQLite; on
-PostgreSQL a batch not sent from the loop), the leader needs no task of its
-own: it hands the store call to a thread (`hand_calls_to`) and a
-done-callback on the call's future answers the batch and hands the lead on,
-on the loop, whatever becomes of the leader meanwhile; the leader waits
-for its answer as a queued start does (the task, `asyncio.wait`, the
-coroutine layers of `Engine._run_db` and its shield are ~15 to 20 µs of the
-loop a batch: `benchmarks/PROFILE.md`, s18b).
 """
 
 from __future__ import annotations
@@ -41,14 +32,10 @@ from engine.store import Store
 from engine.store.starts import StartRequest, StartResult
 
 if TYPE_CHECKING:
-    from activities.handler_threads import ThreadCall
     from engine.store.asynccommit import LoopCommit
     from engine.store.asyncstart import LoopHeads
 
 __all__ = ["StartBatcher"]
-
-# Hands a store call to a thread at once (`StartBatcher.hand_calls_to`).
-_Submit = Callable[[Callable[[], Any]], "ThreadCall | None"]
 
 
 @dataclass
@@ -82,8 +69,6 @@ class StartBatcher:
         self._on_loop: LoopCommit | None = None
         # The machines' rows its starts were last planned with (`asyncstart.LoopHeads`).
         self.heads: LoopHeads | None = None
-        # Hands a store call to a thread now (`Engine._db_call`); None: `run_db` only.
-        self._submit: _Submit | None = None
         self._queue: list[_Waiter] = []
         self._leading = False
         self.transactions = 0
@@ -105,15 +90,6 @@ class StartBatcher:
         self._on_loop = on_loop
         self.heads = LoopHeads()
         return on_loop.aclose
-
-    def hand_calls_to(self, submit: _Submit | None) -> None:
-        """Send batches to the store's threads through `submit` from now on (None: `run_db`).
-
-        `submit(fn)` hands `fn` to a thread at once and returns the call,
-        whose future gets its answer on this event loop; or None when it
-        cannot now (the batch then goes through `run_db`).
-        """
-        self._submit = submit
 
     @property
     def queued(self) -> int:
@@ -177,10 +153,7 @@ class StartBatcher:
                 waiter.lead = True
             if waiter.lead:
                 # A leader is first in the queue, so its own start is in the batch it commits.
-                if self._handed(waiter):
-                    late = await _answered(waiter)
-                else:
-                    late = await _carried(self._commit_next())
+                late = await _carried(self._commit_next())
                 cancelled = cancelled or late
         if cancelled is not None:
             raise cancelled
@@ -189,72 +162,21 @@ class StartBatcher:
         assert waiter.result is not None
         return waiter.result
 
-    def _handed(self, leader: _Waiter) -> bool:
-        """Hand the next batch to a store thread, answered by its future's callback; False: not so.
-
-        Not so when there is no `submit`, or it declines now, or the batch
-        is one the event loop sends itself (`_loop_sends`): the caller then
-        commits it with `_commit_next`. Synchronous: the batch is taken and
-        handed over with no await between.
-        """
-        submit = self._submit
-        if submit is None:
-            return False
-        batch = self._queue[: self._max_batch]
-        requests = [w.request for w in batch]
-        if self._loop_sends(requests):
-            return False
-        store = self._store
-        refused: Exception | None = None
-        try:
-            call = submit(lambda: store.start_executions(requests))
-        except Exception as failure:  # a closed pool: the batch's answer, as a store failure
-            call, refused = None, failure
-        else:
-            if call is None:
-                return False
-        self._queue = self._queue[self._max_batch :]
-        leader.wake = anyio.Event()
-        if call is None:
-            self._answer(batch, None, refused)
-        else:
-            call.future.add_done_callback(lambda done: self._answer_from(batch, done))
-        return True
-
-    def _answer_from(self, batch: list[_Waiter], done: asyncio.Future[Any]) -> None:
-        """Answer `batch` from its store call's settled future (on the event loop)."""
-        if done.cancelled():
-            self._answer(batch, None, asyncio.CancelledError())
-        elif (failure := done.exception()) is not None:
-            self._answer(batch, None, failure)
-        else:
-            self._answer(batch, done.result(), None)
-
     async def _commit_next(self) -> None:
         """Commit the next batch; then hand the lead on, or give it up when nothing waits."""
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         try:
             results = await self._recorded([w.request for w in batch])
         except BaseException as failure:
-            self._answer(batch, None, failure)
+            for waiter in batch:
+                waiter.error = failure
             if not isinstance(failure, Exception):
                 raise
         else:
-            self._answer(batch, results, None)
-
-    def _answer(
-        self, batch: list[_Waiter], results: list[StartResult] | None, failure: BaseException | None
-    ) -> None:
-        """Give `batch` its answers (or the store's `failure`), wake it, hand the lead on."""
-        try:
-            if results is None:
-                for waiter in batch:
-                    waiter.error = failure
-            else:
-                self.transactions += 1
-                self.starts += len(batch)
-                for waiter, result in zip(batch, results, strict=True):
-                    waiter.result = result
+            self.transactions += 1
+            self.starts += len(batch)
+            for waiter, result in zip(batch, results, strict=True):
+                waiter.result = result
         finally:
             for waiter in batch:
                 if waiter.wake is not None:
@@ -267,20 +189,16 @@ class StartBatcher:
             else:
                 self._leading = False
 
-    def _loop_sends(self, requests: list[StartRequest]) -> bool:
-        """Whether `_recorded` sends these starts from the event loop (PostgreSQL), not a thread."""
-        return (
-            self._on_loop is not None
-            and self.heads is not None
-            and len(requests) <= self.loop_batch_max
-            and sum(len(request.input) for request in requests) <= self.loop_input_max
-        )
-
     async def _recorded(self, requests: list[StartRequest]) -> list[StartResult]:
         """The store's answers for a batch: from the event loop where it can, else a thread."""
         on_loop = self._on_loop
         heads = self.heads
-        if on_loop is not None and heads is not None and self._loop_sends(requests):
+        if (
+            on_loop is not None
+            and heads is not None
+            and len(requests) <= self.loop_batch_max
+            and sum(len(request.input) for request in requests) <= self.loop_input_max
+        ):
             # Here, not at the top: it loads psycopg (SQLite never does).
             from engine.store.asyncstart import start_on_loop
 
@@ -308,16 +226,6 @@ async def _woken(wake: anyio.Event) -> BaseException | None:
     except asyncio.CancelledError as cancelled:
         return cancelled
     return None
-
-
-async def _answered(waiter: _Waiter) -> BaseException | None:
-    """Wait (shielded) until `waiter`'s batch is answered; asyncio's cancellation met meanwhile."""
-    wake = waiter.wake
-    assert wake is not None
-    cancelled: BaseException | None = None
-    while not wake.is_set():
-        cancelled = await _woken(wake) or cancelled
-    return cancelled
 
 
 async def _carried(work: Coroutine[Any, Any, None]) -> BaseException | None:
