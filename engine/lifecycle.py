@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import random
-import threading
+import secrets
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -234,8 +234,7 @@ class Lifecycle:
         check_name(queue, what="queue")
         machine_name, qualifier = split_reference(machine)
         fresh_name = not name
-        drawn = _RANDOM.take(32)  # the name's UUID (when drawn) and the trace id
-        name = name or _uuid4_text(drawn[:16])
+        name = name or str(uuid.uuid4())
         # The name and the input are judged here, off the store's thread, but
         # their errors are raised after the machine's (as before batching:
         # an unknown machine is reported first).
@@ -286,7 +285,7 @@ class Lifecycle:
             name=name,
             input=payload,
             start_date=now,
-            trace_id=drawn[16:].hex(),
+            trace_id=secrets.token_hex(16),
             queue=queue,
             draw=self.draw,
             prepare=prepare,
@@ -464,52 +463,6 @@ class Lifecycle:
         return page, _encode_token(
             _PageToken(last.start_date, last.execution_id, machine, status, redrive_filter)
         )
-
-
-class _RandomBytes:
-    """Bytes from `os.urandom`, drawn 4 KiB at a time: one syscall per 128 starts, not two a start.
-
-    `os.urandom` releases the GIL for its syscall, so on a busy process
-    each call is a chance for a store thread to take the GIL from the event
-    loop (`benchmarks/PROFILE.md`, s18b). The same randomness, fetched in
-    larger pieces; a forked child drops what its parent fetched (never
-    the same bytes in two processes); thread-safe.
-    """
-
-    _FETCH = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._at = 0
-
-    def take(self, size: int) -> bytes:
-        """`size` (at most 4,096) random bytes none of this process's calls got before."""
-        with self._lock:
-            at = self._at
-            if at + size > len(self._pool):
-                self._pool, at = os.urandom(self._FETCH), 0
-            self._at = at + size
-            return self._pool[at : at + size]
-
-    def forget(self) -> None:
-        """Drop the bytes fetched so far (a forked child's: its parent may use them)."""
-        self._lock = threading.Lock()  # a fork may have copied it held
-        self._pool, self._at = b"", 0
-
-
-_RANDOM = _RandomBytes()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_RANDOM.forget)
-
-
-def _uuid4_text(raw: bytes) -> str:
-    """`str(uuid.UUID(bytes=raw, version=4))` for 16 random bytes, without the UUID object."""
-    marked = bytearray(raw)
-    marked[6] = marked[6] & 0x0F | 0x40  # version 4
-    marked[8] = marked[8] & 0x3F | 0x80  # RFC 4122 variant
-    h = marked.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _encode_input(input: Any) -> str:
