@@ -5,9 +5,10 @@ runs in the same instant finds no row, as it would for a lease lost to
 another worker; before, the keeper then logged "lease lost" and cancelled
 the run while it was only unwinding after its committed end. Now a run
 whose end has committed (`Runtime.ended`) is left alone, and a run whose
-row vanished otherwise is still cancelled. So is a run whose finishing
-commit is still in flight (`Runtime.finishing`): the renewal's answer may
-reach the loop before that commit's, and the commit checks the lease itself.
+row vanished otherwise is still cancelled. A run whose finishing commit
+is still in flight (`Runtime.finishing`) is left alone too: the renewal's
+answer may reach the loop before that commit's, and the commit checks the
+lease itself.
 """
 
 from __future__ import annotations
