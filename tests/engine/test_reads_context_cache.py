@@ -33,3 +33,15 @@ def test_each_definition_gets_its_own_judgement_in_one_engine(sqlite_url: str) -
         versions = [engine.store.get_state_machine(name) for name in ("Plain", "Reads")]
         runtime = engine.runtime
         assert [runtime.reads_context(v) for v in versions] == [False, True]
+
+
+def test_a_new_revision_that_reads_the_context_is_judged_again(sqlite_url: str) -> None:
+    # The judgement is the definition's, not the machine name's.
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("M", PLAIN)
+        first = engine.wait_sync(engine.start_sync("M", {"v": 1}), timeout=30)
+        assert json.loads(first.output or "null") == {"v": 1}
+        engine.update_state_machine_sync("M", READS)
+        second = engine.wait_sync(engine.start_sync("M", {}, name="n1"), timeout=30)
+        assert second.status == "SUCCEEDED", second.cause
+        assert json.loads(second.output or "null") == {"name": "n1"}
