@@ -218,6 +218,9 @@ class Runtime:
     # still unwinding: the lease keeper must not take their gone work rows
     # for a lost lease (`LeaseKeeper.run`); `run_one` forgets them.
     ended: set[str] = field(default_factory=set)
+    # Executions whose finishing checkpoint is being committed: the lease
+    # keeper leaves them to that commit's own lease check (`LeaseKeeper.run`).
+    finishing: set[str] = field(default_factory=set)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
@@ -227,6 +230,8 @@ class Runtime:
     # tests/histories/record.py records a complete journal. None: not built.
     unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
     _machines: dict[str, StateMachine] = field(default_factory=dict)
+    # `mentions_context` of each definition, by content hash (as `_machines`).
+    _reads_context: dict[str, bool] = field(default_factory=dict)
 
     def services(self, trace_id: str | None) -> Services:
         """The walk's services for one activation of the execution traced as `trace_id`."""
@@ -249,6 +254,13 @@ class Runtime:
             cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
             self._machines[version.content_hash] = cached
         return cached
+
+    def reads_context(self, version: MachineVersion) -> bool:
+        """`mentions_context` of the version's definition, scanned once per definition."""
+        reads = self._reads_context.get(version.content_hash)
+        if reads is None:
+            reads = self._reads_context[version.content_hash] = mentions_context(version.definition)
+        return reads
 
 
 @dataclass
@@ -340,7 +352,7 @@ async def _activate(
         random_source=random.random,
         hold_seconds=runtime.hold_seconds if hold_seconds is None else hold_seconds,
         redrive_count=record.redrive_count,
-        reads_context=mentions_context(loaded.machine.definition),
+        reads_context=runtime.reads_context(loaded.machine),
     )
     # A redrive restarts the execution's TimeoutSeconds (AWS resets it).
     deadline = (
@@ -552,15 +564,21 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
             last_event_id=journal.last_event_id,
         )
         final: ExecutionRecord | None = None
-        if finish is not None and (
-            execution_id in runtime.finished
-            or (succeeded and runtime.kept_ends.enabled and not is_child(execution_id))
-        ):
-            # Someone here waits, or may wait, on this end: read the record
-            # back with the commit.
-            result, final = await runtime.committer.commit_reading(done)
-        else:
-            result = await runtime.committer.commit(done)
+        if finish is not None:
+            runtime.finishing.add(execution_id)
+        try:
+            if finish is not None and (
+                execution_id in runtime.finished
+                or (succeeded and runtime.kept_ends.enabled and not is_child(execution_id))
+            ):
+                # Someone here waits, or may wait, on this end: read the record
+                # back with the commit.
+                result, final = await runtime.committer.commit_reading(done)
+            else:
+                result = await runtime.committer.commit(done)
+        finally:
+            if finish is not None:
+                runtime.finishing.discard(execution_id)
         if result != CommitResult.OK:
             raise commit_error(result, f"execution {execution_id}: at commit")
         telemetry.on_commit(record, events, runtime.store.history)

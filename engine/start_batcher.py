@@ -144,8 +144,8 @@ class StartBatcher:
                     # block it) while still queued: not in a batch, no lead.
                     self._queue.remove(waiter)
                     raise cancelled
-                if not wake.is_set():
-                    # In a batch in flight: its outcome first.
+                while not wake.is_set():
+                    # In a batch in flight: its outcome first, however often cancelled.
                     late = await _woken(wake)
                     cancelled = cancelled or late
             else:

@@ -276,9 +276,12 @@ class LeaseKeeper:
             for execution_id in ids:
                 if execution_id in kept or execution_id not in self.held:
                     continue
-                if execution_id in runtime.ended:
+                if execution_id in runtime.ended or execution_id in runtime.finishing:
                     # Its end committed (and deleted its work row) while this
-                    # renewal ran: nothing was lost, its run is unwinding.
+                    # renewal ran: nothing was lost, its run is unwinding. Or
+                    # its end is being committed: that commit checks the lease
+                    # itself, and its answer may reach the loop after this
+                    # renewal's (a cancellation would not stop it).
                     continue
                 log.warning("lease lost for %s; cancelling it here", execution_id)
                 self.held[execution_id].cancel()

@@ -146,3 +146,33 @@ def test_a_leader_cancelled_mid_batch_commits_and_its_batch_mates_get_their_answ
         assert (await batcher.start(await _request(life, "e"))).created
 
     asyncio.run(scenario())
+
+
+def test_a_batch_mate_cancelled_twice_still_waits_for_its_batch(store: Store) -> None:
+    """A second cancellation (an outer timeout, then a TaskGroup's abort) is no way out either."""
+
+    async def scenario() -> None:
+        life, batcher, gated = _setup(store)
+        requests = [await _request(life, name) for name in "abcd"]
+        a = asyncio.create_task(batcher.start(requests[0]))
+        await _until(gated.entered[0].is_set)
+        rest = [asyncio.create_task(batcher.start(r)) for r in requests[1:]]
+        await _until(lambda: batcher.queued == 3)
+        gated.gates[0].set()
+        await _until(gated.entered[1].is_set)  # b leads [b, c, d], in flight
+        c = rest[1]
+        c.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        c.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not c.done(), f"c gave up before its batch committed (rows: {_names(store)})"
+        gated.gates[1].set()
+        assert (await a).created
+        with pytest.raises(asyncio.CancelledError):
+            await c
+        assert _names(store) == ["a", "b", "c", "d"]
+        assert [(await task).created for task in (rest[0], rest[2])] == [True, True]
+
+    asyncio.run(scenario())
