@@ -97,3 +97,43 @@ def test_mentions_context_is_conservative() -> None:
     assert mentions_context(json.dumps(READS).replace("$$", "\\u0024\\u0024"))
     assert mentions_context('{"Comment": "costs $$$"}')
     assert not mentions_context(json.dumps(PLAIN))
+
+
+WHOLE_CONTEXT = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemSelector": {"ctx.$": "$$", "at.$": "$$.Map.Item.Index"},
+            "ItemProcessor": {
+                "StartAt": "Keep",
+                "States": {"Keep": {"Type": "Pass", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_each_item_selector_gets_the_whole_context_with_its_own_item(sqlite_url: str) -> None:
+    # The Map's `$$` is built once and each item's Map.Item put on a copy of it
+    # (`engine/states/map.py`): every item must still see its own item, with
+    # the context's keys in AWS's order.
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("Whole", WHOLE_CONTEXT)
+        record = engine.start_sync("Whole", ["a", "b", "c"], name="run-3")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        outputs = json.loads(final.output or "null")
+    assert [output["at"] for output in outputs] == [0, 1, 2]
+    for index, (output, value) in enumerate(zip(outputs, "abc", strict=True)):
+        context = output["ctx"]
+        assert list(context) == ["Execution", "StateMachine", "State", "Map"]
+        assert context["Map"] == {"Item": {"Index": index, "Value": value}}
+        assert context["Execution"]["Name"] == "run-3"
+        assert context["Execution"]["Input"] == ["a", "b", "c"]
+        assert context["State"]["Name"] == "Each"
+        assert context["State"]["RetryCount"] == 0
+        assert {k: v for k, v in context.items() if k != "Map"} == {
+            k: v for k, v in outputs[0]["ctx"].items() if k != "Map"
+        }
