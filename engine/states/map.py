@@ -71,13 +71,17 @@ async def _select(frame: Frame, state: MapState, effective: Any, index: int, ite
     return payload_template(frame, selector, effective, map_item=(index, item))
 
 
+# The parts of `$$` each Map item gets a copy of (what a handler could change in place).
+_OWN_PARTS = ("Execution", "StateMachine", "State", "Task")
+
+
 def _selected(frame: Frame, selector: Template, effective: Any, items: list[Any]) -> list[Any]:
     """A JSONPath ItemSelector's input for every item, with the Map's `$$` and variables built once.
 
-    Each item's context object is the Map state's own (`Frame.context`, the
-    same for every item) with its ``Map.Item``: the parts they share are
-    shared, as a path's selection from the input already is (a template's
-    values are never changed in place: `evaluate_template`).
+    Each item's context object is the Map state's own (`Frame.context`,
+    built once) with its ``Map.Item``; its Execution, StateMachine and State
+    objects are each item's own shallow copies, so a handler that changes
+    the `$$` it was given cannot change what its sibling items see.
     """
     variables = frame.variables.visible()
     if not frame.walk.reads_context:  # no path of the machine reads `$$`
@@ -87,7 +91,11 @@ def _selected(frame: Frame, selector: Template, effective: Any, items: list[Any]
         evaluate_template(
             selector,
             effective,
-            {**shared, "Map": {"Item": {"Index": index, "Value": item}}},
+            {
+                **shared,
+                **{key: {**shared[key]} for key in _OWN_PARTS if key in shared},
+                "Map": {"Item": {"Index": index, "Value": item}},
+            },
             variables,
             frame,
         )

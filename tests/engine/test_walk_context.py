@@ -9,7 +9,9 @@ gets the real one: in Parameters, a Choice rule, an InputPath, ItemSelector
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from activities import Registry
 from engine import Engine
 from engine.walk import mentions_context
 
@@ -137,3 +139,50 @@ def test_each_item_selector_gets_the_whole_context_with_its_own_item(sqlite_url:
         assert {k: v for k, v in context.items() if k != "Map"} == {
             k: v for k, v in outputs[0]["ctx"].items() if k != "Map"
         }
+
+
+SCRIBBLE = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "MaxConcurrency": 1,
+            "ItemSelector": {"ctx.$": "$$"},
+            "ItemProcessor": {
+                "StartAt": "Work",
+                "States": {"Work": {"Type": "Task", "Resource": "scribble", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_a_handler_changing_its_items_context_does_not_reach_the_next_items(
+    sqlite_url: str,
+) -> None:
+    """`$$` is built once per Map, but each item gets its own Execution, StateMachine and State."""
+    registry = Registry()
+
+    def scribble(value: dict[str, Any]) -> dict[str, Any]:
+        context = value["ctx"]
+        seen = {
+            "state": context["State"]["Name"],
+            "start": context["Execution"]["StartTime"],
+            "machine": context["StateMachine"]["Name"],
+        }
+        context["State"]["Name"] = "Scribbled"
+        context["Execution"]["StartTime"] = "scribbled"
+        context["StateMachine"]["Name"] = "scribbled"
+        return seen
+
+    registry.register("scribble", scribble)
+    with Engine(sqlite_url, registry=registry) as engine:
+        engine.create_state_machine_sync("Scribble", SCRIBBLE)
+        record = engine.start_sync("Scribble", ["a", "b", "c"], name="run-1")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        outputs = json.loads(final.output or "null")
+    assert [o["state"] for o in outputs] == ["Each"] * 3
+    assert [o["machine"] for o in outputs] == ["Scribble"] * 3
+    assert "scribbled" not in {o["start"] for o in outputs}
