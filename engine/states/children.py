@@ -146,10 +146,12 @@ async def run_children(
             thread = Thread(frame.thread.last_event_id)
             try:
                 started = child.event("Started")
-                if started is not None:
-                    frame.record_once(
-                        keys.child_started(child.prefix), lambda: (None, [started]), thread=thread
-                    )
+                if started is not None:  # `record_once` spelled out: no closure a child
+                    started_key = keys.child_started(child.prefix)
+                    if journal.replay(started_key, thread, state=name) is MISSING:
+                        journal.record(
+                            started_key, None, thread=thread, events=[started], state=name
+                        )
                 running.add(index)
                 try:
                     output = await run_scope(

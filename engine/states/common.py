@@ -51,6 +51,7 @@ __all__ = [
     "finish_result",
     "jsonata",
     "jsonata_typed",
+    "jsonpath_result",
     "output_path",
     "payload_template",
     "task_input",
@@ -286,9 +287,21 @@ async def evaluate_assign(
     return values
 
 
+def jsonpath_result(frame: Frame, result: Any) -> Any:
+    """`finish_result` of a JSONPath state without Assign, awaiting nothing: its output.
+
+    ResultSelector → ResultPath → OutputPath; a Task's or Map's commonest
+    end, spared a coroutine.
+    """
+    selected = payload_template(frame, getattr(frame.state, "result_selector", None), result)
+    return output_path(frame, merge_result(frame, selected))
+
+
 async def finish_result(frame: Frame, result: Any) -> tuple[Any, dict[str, Any] | None]:
     """Turn a Task/Map/Parallel result into the state output (and its assignments)."""
     state = frame.state
+    if not state.jsonata and state.assign is None:
+        return jsonpath_result(frame, result), None
     if state.jsonata:
         assigned = await evaluate_assign(frame, state.assign, dollar=result, result=result)
         output = (

@@ -27,7 +27,7 @@ from engine.states.common import (
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.walk import Frame, Transition, enter
-from statemachine.dataflow import Template
+from statemachine.dataflow import Template, evaluate_template
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import JsonataTemplate, QueryEvaluationError
 from statemachine.model import MapState
@@ -69,6 +69,38 @@ async def _select(frame: Frame, state: MapState, effective: Any, index: int, ite
         return await jsonata(frame, selector, "ItemSelector", map_item=(index, item))
     assert isinstance(selector, Template)
     return payload_template(frame, selector, effective, map_item=(index, item))
+
+
+# The parts of `$$` each Map item gets a copy of (what a handler could change in place).
+_OWN_PARTS = ("Execution", "StateMachine", "State", "Task")
+
+
+def _selected(frame: Frame, selector: Template, effective: Any, items: list[Any]) -> list[Any]:
+    """A JSONPath ItemSelector's input for every item, with the Map's `$$` and variables built once.
+
+    Each item's context object is the Map state's own (`Frame.context`,
+    built once) with its ``Map.Item``; its Execution, StateMachine and State
+    objects are each item's own shallow copies, so a handler that changes
+    the `$$` it was given cannot change what its sibling items see.
+    """
+    variables = frame.variables.visible()
+    if not frame.walk.reads_context:  # no path of the machine reads `$$`
+        return [evaluate_template(selector, effective, {}, variables, frame) for _ in items]
+    shared = frame.context()
+    return [
+        evaluate_template(
+            selector,
+            effective,
+            {
+                **shared,
+                **{key: {**shared[key]} for key in _OWN_PARTS if key in shared},
+                "Map": {"Item": {"Index": index, "Value": item}},
+            },
+            variables,
+            frame,
+        )
+        for index, item in enumerate(items)
+    ]
 
 
 async def _batches(frame: Frame, state: MapState, effective: Any, inputs: list[Any]) -> list[Any]:
@@ -127,10 +159,7 @@ async def run_map(frame: Frame, state: MapState) -> Transition:
             )
             selector = state.item_selector
             if isinstance(selector, Template):  # JSONPath: no coroutine per item
-                inputs = [
-                    payload_template(frame, selector, effective, map_item=(i, item))
-                    for i, item in enumerate(items)
-                ]
+                inputs = _selected(frame, selector, effective, items)
             else:
                 inputs = [
                     await _select(frame, state, effective, i, item) for i, item in enumerate(items)

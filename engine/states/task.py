@@ -15,7 +15,13 @@ import uuid
 from typing import Any
 
 from engine import keys
-from engine.states.common import finish_result, task_input
+from engine.states.common import (
+    effective_input,
+    finish_result,
+    jsonpath_result,
+    payload_template,
+    task_input,
+)
 from engine.states.dynamic import dynamic_int
 from engine.states.recovery import with_recovery
 from engine.tasks import invoke
@@ -32,6 +38,7 @@ DEFAULT_TIMEOUT_SECONDS = MAX_SECONDS
 
 async def run_task(frame: Frame, state: TaskState) -> Transition:
     enter(frame, input_payload=frame.input)
+    plain = not state.jsonata and state.assign is None  # its result's steps await nothing
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         frame.task_token = None
@@ -43,7 +50,12 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
                 lambda: (str(uuid.uuid4()), ()),
             )
         with frame.evaluating():
-            effective = await task_input(frame, state)
+            # JSONPath's InputPath and Parameters await nothing: no coroutine for them.
+            effective = (
+                await task_input(frame, state)
+                if state.jsonata
+                else payload_template(frame, state.parameters, effective_input(frame))
+            )
             # Most Tasks give neither: no coroutine to await for an absent field.
             timeout = (
                 None
@@ -64,6 +76,8 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
             heartbeat=float(heartbeat) if heartbeat else math.inf,
         )
         with frame.evaluating():
+            if plain:
+                return jsonpath_result(frame, result), None
             return await finish_result(frame, result)
 
     try:

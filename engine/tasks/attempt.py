@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import keys
-from engine.journal import MISSING, Events
+from engine.journal import MISSING, row_time
 from engine.tasks.call import Call
 from engine.tasks.dispatch import run_in_process
 from engine.tasks.outcome import (
@@ -47,24 +47,40 @@ async def invoke(
     May raise Suspend while a callback or activity task waits for its answer.
     """
     call = Call(frame, state, effective, attempt, timeout=timeout, heartbeat=heartbeat)
-
-    def payload(value: Any) -> str:
-        # The result's text, kept for the state's exit (`exit_state`).
-        text = frame.walk.payload(value)
-        frame.result_text = (value, text)
-        return text
-
-    async def produce() -> tuple[dict[str, Any], Events]:
+    # `Journal.record_once_async` spelled out, as every attempt runs it: no
+    # closure and no two coroutine frames between the walk and the work.
+    journal = frame.walk.journal
+    key = keys.task_result(call.key)
+    name = state.name
+    record = journal.replay(key, frame.thread, state=name)
+    if record is MISSING:
         outcome = await _run(call)
-        return to_record(outcome), call.events.outcome(outcome, payload)
-
-    record = await frame.record_once_async(keys.task_result(call.key), produce, thread=frame.thread)
+        if isinstance(outcome, Succeeded):
+            value = outcome.value
+            # The result's text, kept for the state's exit (`exit_state`).
+            text = frame.walk.payload(value)
+            frame.result_text = (value, text)
+            journal.record(
+                key,
+                {"ok": value},
+                thread=frame.thread,
+                events=call.events.succeeded(text),
+                state=name,
+            )
+            return value
+        record = journal.record(
+            key,
+            to_record(outcome),
+            thread=frame.thread,
+            events=call.events.outcome(outcome, frame.walk.payload),
+            state=name,
+        )
     if "ok" in record:  # a success, read as `from_record` reads it, without the object
         return record["ok"]
-    outcome = from_record(record)
-    if isinstance(outcome, Succeeded):
-        return outcome.value
-    raise TaskFailure(outcome.error, outcome.cause, heartbeat=bool(outcome.heartbeat))
+    failed = from_record(record)
+    if isinstance(failed, Succeeded):
+        return failed.value
+    raise TaskFailure(failed.error, failed.cause, heartbeat=bool(failed.heartbeat))
 
 
 async def _run(call: Call) -> Outcome:
@@ -81,7 +97,7 @@ async def _run(call: Call) -> Outcome:
             text = walk.payload(call.effective)
         walk.journal.record(
             key,
-            now.isoformat(),
+            row_time(now),  # `isoformat`'s text
             thread=frame.thread,
             events=call.events.scheduled(text, call.timeout, call.heartbeat),
             timestamp=now,
@@ -99,6 +115,8 @@ async def _run(call: Call) -> Outcome:
         return await wait_for_activity(call)
     if call.callback:
         return await wait_for_callback(call)
+    if call.unlimited:  # no timer and no heartbeat to watch: the work is awaited here
+        return await run_in_process(call, call.context)
     return await call.limited(lambda context: run_in_process(call, context))
 
 

@@ -81,6 +81,11 @@ class Call:
         return self.base if self.base.startswith("arn:aws:lambda:") else self.resource_type
 
     @property
+    def unlimited(self) -> bool:
+        """Whether `limited` would only await its body: no heartbeat, no timeout worth a timer."""
+        return self.heartbeat == math.inf and self.timeout >= MAX_SECONDS
+
+    @property
     def deadline(self) -> datetime | None:
         """When TimeoutSeconds runs out (None: the Task has no timeout worth waking for)."""
         if self.timeout < MAX_SECONDS:

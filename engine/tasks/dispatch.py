@@ -21,7 +21,7 @@ import msgspec
 from activities.handler_threads import run_in_thread
 from activities.http import http_invoke
 from activities.lambda_ import LambdaError, LambdaPayload, call_function, invoke_result
-from activities.registry import ActivityContext, ActivityError, Registration, call_handler
+from activities.registry import ActivityContext, ActivityError, call_handler
 from activities.shell import shell_run
 from activities.sql import parse_statements
 from engine.callbacks import run_sql_effect
@@ -49,18 +49,32 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
     """
     registry = call.walk.registry
     resolution = resolve_resource(call.resource, registry)
+    registration = resolution.registration
+    if resolution.kind == "handler":  # the commonest, run here: no coroutine of its own
+        assert registration is not None
+        try:
+            value = await call_handler(
+                registration,
+                call.effective,
+                context() if registration.wants_context else None,
+            )
+        except ActivityError as failure:
+            outcome: Outcome = Failed(failure.error, failure.cause)
+        except Exception as failure:  # a handler's own exception is the Task's failure
+            outcome = Failed(type(failure).__name__, str(failure))
+        else:
+            outcome = encode_result(value, call.limit_name)
+        if registration.inline:
+            # On the event loop no timer could stop it: a run past TimeoutSeconds or
+            # HeartbeatSeconds times out, as it would have in a thread.
+            return call.overran() or outcome
+        return outcome
     if resolution.kind == "lambda":
-        assert resolution.registration is not None
-        answer = await call_function(
-            resolution.registration, call.effective, context(), function=call.base
-        )
+        assert registration is not None
+        answer = await call_function(registration, call.effective, context(), function=call.base)
         return _lambda_outcome(call, answer)
     if resolution.kind == "lambda_invoke":
         return await _lambda_invoke(call, context())
-    if resolution.kind == "handler":
-        registration = resolution.registration
-        assert registration is not None
-        return await _handler(call, registration, context() if registration.wants_context else None)
     if resolution.builtin == "http":
         http = functools.partial(http_invoke, policy=registry.http_policy)
         return await _builtin(call, http, context())
@@ -70,24 +84,6 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
         shell = functools.partial(shell_run, allowed=registry.shell_commands)
         return await _builtin(call, shell, context())
     return Failed(States.RUNTIME, resolution.cause)
-
-
-async def _handler(
-    call: Call, registration: Registration, context: ActivityContext | None
-) -> Outcome:
-    try:
-        value = await call_handler(registration, call.effective, context)
-    except ActivityError as failure:
-        outcome: Outcome = Failed(failure.error, failure.cause)
-    except Exception as failure:  # a handler's own exception is the Task's failure
-        outcome = Failed(type(failure).__name__, str(failure))
-    else:
-        outcome = encode_result(value, call.limit_name)
-    if registration.inline:
-        # On the event loop no timer could stop it: a run past TimeoutSeconds or
-        # HeartbeatSeconds times out, as it would have in a thread.
-        return call.overran() or outcome
-    return outcome
 
 
 async def _builtin(

@@ -73,12 +73,17 @@ class TaskEvents:
         """TaskSubmitted: a `.waitForTaskToken` handler ran and the wait begins."""
         return [("TaskSubmitted", {**self.base, "output": payload})]
 
+    def succeeded(self, output: str) -> Events:
+        """…Succeeded with the result's text."""
+        details: dict[str, Any] = {} if self.family in ("lambda", "activity") else dict(self.base)
+        details["output"] = output
+        return [(self._succeeded, details)]
+
     def outcome(self, outcome: Outcome, payload: Callable[[Any], str]) -> Events:
         """…Succeeded, …Failed or …TimedOut."""
-        details: dict[str, Any] = {} if self.family in ("lambda", "activity") else dict(self.base)
         if isinstance(outcome, Succeeded):
-            details["output"] = payload(outcome.value)
-            return [(self._succeeded, details)]
+            return self.succeeded(payload(outcome.value))
+        details: dict[str, Any] = {} if self.family in ("lambda", "activity") else dict(self.base)
         details["error"] = outcome.error
         if outcome.cause is not None:
             details["cause"] = outcome.cause

@@ -9,7 +9,9 @@ gets the real one: in Parameters, a Choice rule, an InputPath, ItemSelector
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from activities import Registry
 from engine import Engine
 from engine.walk import mentions_context
 
@@ -97,3 +99,90 @@ def test_mentions_context_is_conservative() -> None:
     assert mentions_context(json.dumps(READS).replace("$$", "\\u0024\\u0024"))
     assert mentions_context('{"Comment": "costs $$$"}')
     assert not mentions_context(json.dumps(PLAIN))
+
+
+WHOLE_CONTEXT = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemSelector": {"ctx.$": "$$", "at.$": "$$.Map.Item.Index"},
+            "ItemProcessor": {
+                "StartAt": "Keep",
+                "States": {"Keep": {"Type": "Pass", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_each_item_selector_gets_the_whole_context_with_its_own_item(sqlite_url: str) -> None:
+    # The Map's `$$` is built once and each item's Map.Item put on a copy of it
+    # (`engine/states/map.py`): every item must still see its own item, with
+    # the context's keys in AWS's order.
+    with Engine(sqlite_url) as engine:
+        engine.create_state_machine_sync("Whole", WHOLE_CONTEXT)
+        record = engine.start_sync("Whole", ["a", "b", "c"], name="run-3")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        outputs = json.loads(final.output or "null")
+    assert [output["at"] for output in outputs] == [0, 1, 2]
+    for index, (output, value) in enumerate(zip(outputs, "abc", strict=True)):
+        context = output["ctx"]
+        assert list(context) == ["Execution", "StateMachine", "State", "Map"]
+        assert context["Map"] == {"Item": {"Index": index, "Value": value}}
+        assert context["Execution"]["Name"] == "run-3"
+        assert context["Execution"]["Input"] == ["a", "b", "c"]
+        assert context["State"]["Name"] == "Each"
+        assert context["State"]["RetryCount"] == 0
+        assert {k: v for k, v in context.items() if k != "Map"} == {
+            k: v for k, v in outputs[0]["ctx"].items() if k != "Map"
+        }
+
+
+SCRIBBLE = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "MaxConcurrency": 1,
+            "ItemSelector": {"ctx.$": "$$"},
+            "ItemProcessor": {
+                "StartAt": "Work",
+                "States": {"Work": {"Type": "Task", "Resource": "scribble", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def test_a_handler_changing_its_items_context_does_not_reach_the_next_items(
+    sqlite_url: str,
+) -> None:
+    """`$$` is built once per Map, but each item gets its own Execution, StateMachine and State."""
+    registry = Registry()
+
+    def scribble(value: dict[str, Any]) -> dict[str, Any]:
+        context = value["ctx"]
+        seen = {
+            "state": context["State"]["Name"],
+            "start": context["Execution"]["StartTime"],
+            "machine": context["StateMachine"]["Name"],
+        }
+        context["State"]["Name"] = "Scribbled"
+        context["Execution"]["StartTime"] = "scribbled"
+        context["StateMachine"]["Name"] = "scribbled"
+        return seen
+
+    registry.register("scribble", scribble)
+    with Engine(sqlite_url, registry=registry) as engine:
+        engine.create_state_machine_sync("Scribble", SCRIBBLE)
+        record = engine.start_sync("Scribble", ["a", "b", "c"], name="run-1")
+        final = engine.wait_sync(record, timeout=30)
+        assert final.status == "SUCCEEDED", final.cause
+        outputs = json.loads(final.output or "null")
+    assert [o["state"] for o in outputs] == ["Each"] * 3
+    assert [o["machine"] for o in outputs] == ["Scribble"] * 3
+    assert "scribbled" not in {o["start"] for o in outputs}
