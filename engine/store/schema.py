@@ -158,6 +158,8 @@ def migrate(conn: Connection, now: datetime) -> int:
     ones find nothing left to do. Raises RuntimeError when the database is
     newer than this code knows. The migrations' module is loaded only when a
     step is missing, and unloaded afterwards unless it was loaded before.
+    An empty SQLite database gets the migrated schema in one pass
+    (`fresh_sqlite.py`).
     """
     schema_migrations_table(sa.MetaData()).create(conn, checkfirst=True)
     applied = current_version(conn)
@@ -167,6 +169,15 @@ def migrate(conn: Connection, now: datetime) -> int:
             f"understands ({SCHEMA_VERSION}); upgrade Stepwise"
         )
     if applied == SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    if applied == 0 and _replays_fresh(conn):
+        from engine.store import fresh_sqlite
+
+        fresh_sqlite.create(conn)
+        conn.execute(
+            sa.insert(schema_migrations),
+            [{"version": v, "applied_at": now} for v in range(1, SCHEMA_VERSION + 1)],
+        )
         return SCHEMA_VERSION
     loaded_before = _MIGRATIONS_MODULE in sys.modules
     try:
@@ -187,6 +198,23 @@ def migrate(conn: Connection, now: datetime) -> int:
         if not loaded_before:
             _unload_migrations()
     return SCHEMA_VERSION
+
+
+def _replays_fresh(conn: Connection) -> bool:
+    """Whether an empty database may take `fresh_sqlite`'s statements for its migrations.
+
+    Only SQLite, only when they were generated from the migrations this
+    code has (`FRESH_VERSION`), and not while a test has set
+    `schema.MIGRATIONS` to a shorter list to build an older schema.
+    """
+    if conn.dialect.name != "sqlite":
+        return False
+    from engine.store.fresh_sqlite import FRESH_VERSION
+
+    steps: list[_Step] | None = globals().get("MIGRATIONS")
+    if steps is not None and (not steps or steps[-1][0] != SCHEMA_VERSION):
+        return False
+    return FRESH_VERSION == SCHEMA_VERSION
 
 
 def _unload_migrations() -> None:
