@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from activities.handler_threads import run_in_thread
 from activities.http import http_invoke
-from activities.lambda_ import LambdaError, LambdaPayload, call_function, invoke_result
 from activities.registry import ActivityContext, ActivityError, Registration, call_handler
 from activities.shell import shell_run
 from activities.sql import parse_statements
@@ -38,6 +37,9 @@ from engine.tasks.outcome import (
 from statemachine.errors import States
 from statemachine.quotas import MAX_PAYLOAD_BYTES
 
+if TYPE_CHECKING:
+    from activities.lambda_ import LambdaError, LambdaPayload
+
 __all__ = ["run_in_process"]
 
 
@@ -50,6 +52,8 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
     registry = call.walk.registry
     resolution = resolve_resource(call.resource, registry)
     if resolution.kind == "lambda":
+        from activities.lambda_ import call_function
+
         assert resolution.registration is not None
         answer = await call_function(
             resolution.registration, call.effective, context(), function=call.base
@@ -109,6 +113,8 @@ def _payload(raw: bytes) -> Any:
 
 
 def _lambda_outcome(call: Call, answer: LambdaPayload | LambdaError) -> Outcome:
+    from activities.lambda_ import LambdaError
+
     if isinstance(answer, LambdaError):
         return Failed(answer.error, answer.cause)
     if len(answer.payload) > MAX_PAYLOAD_BYTES:
@@ -134,6 +140,8 @@ def _invoke_event(payload: Any) -> Any:
 
 
 async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
+    from activities.lambda_ import LambdaError, call_function, invoke_result
+
     parameters = call.effective if isinstance(call.effective, dict) else {}
     function_name = parameters.get("FunctionName")
     if not isinstance(function_name, str):
