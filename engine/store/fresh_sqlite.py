@@ -9,8 +9,9 @@ after `schema_migrations` itself —, so replaying them gives the same schema
 (`tests/engine/test_fresh_sqlite.py` compares ``sqlite_master``, every
 table's columns and contents of both paths). `schema.migrate` replays them
 only on an empty SQLite database whose migrations end at `FRESH_VERSION`;
-anything else (an older database, PostgreSQL, a test's shorter list of
-migrations, statements not regenerated after a new migration) goes through
+anything else (an older database, a file holding another application's
+tables, PostgreSQL, a test's shorter list of migrations, statements not
+regenerated after a new migration) goes through
 the migrations, and the test fails until they are regenerated with
 ``python -m engine.store.migrations``.
 """

@@ -204,8 +204,10 @@ def _replays_fresh(conn: Connection) -> bool:
     """Whether an empty database may take `fresh_sqlite`'s statements for its migrations.
 
     Only SQLite, only when they were generated from the migrations this
-    code has (`FRESH_VERSION`), and not while a test has set
-    `schema.MIGRATIONS` to a shorter list to build an older schema.
+    code has (`FRESH_VERSION`), not while a test has set `schema.MIGRATIONS`
+    to a shorter list to build an older schema, and only when the file holds
+    nothing but `schema_migrations` (a file shared with another
+    application's tables goes through the migrations, as it always has).
     """
     if conn.dialect.name != "sqlite":
         return False
@@ -214,7 +216,12 @@ def _replays_fresh(conn: Connection) -> bool:
     steps: list[_Step] | None = globals().get("MIGRATIONS")
     if steps is not None and (not steps or steps[-1][0] != SCHEMA_VERSION):
         return False
-    return FRESH_VERSION == SCHEMA_VERSION
+    if FRESH_VERSION != SCHEMA_VERSION:
+        return False
+    others = conn.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE tbl_name != 'schema_migrations'"
+    ).scalar()
+    return others == 0
 
 
 def _unload_migrations() -> None:

@@ -93,21 +93,38 @@ def test_the_stored_statements_are_what_the_current_migrations_leave(
     assert statements == fresh_sqlite.STATEMENTS, "run `python -m engine.store.migrations`"
 
 
-def test_a_fresh_sqlite_store_never_loads_the_migrations(tmp_path: Path) -> None:
-    # A fresh process, so nothing the test session imported counts.
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def _loads_the_migrations(url: str) -> bool:
+    """Whether a fresh process opening a store on `url` imports the migrations' module."""
     probe = (
         "import sys\n"
         "seen = []\n"
         "sys.addaudithook(lambda event, args: event == 'import' and seen.append(args[0]))\n"
         "from engine.store import Store\n"
         f"Store({url!r}).close()\n"
-        "print('engine.store.migrations' in seen, 'engine.store.fresh_sqlite' in seen)\n"
+        "print('engine.store.migrations' in seen)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["False", "True"]
+    return result.stdout.split() == ["True"]
+
+
+def test_a_fresh_sqlite_store_never_loads_the_migrations(tmp_path: Path) -> None:
+    assert not _loads_the_migrations(f"sqlite:///{tmp_path / 'fresh.db'}")
+
+
+def test_a_file_holding_other_tables_goes_through_the_migrations(tmp_path: Path) -> None:
+    shared, fresh = tmp_path / "shared.db", tmp_path / "fresh.db"
+    with sqlite3.connect(shared) as db:
+        db.execute("CREATE TABLE app_notes (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("INSERT INTO app_notes (body) VALUES ('kept')")
+    db.close()
+    assert _loads_the_migrations(f"sqlite:///{shared}")
+    Store(f"sqlite:///{fresh}").close()
+    described = _describe(shared)
+    assert described.pop("app_notes")["rows"] == [(1, "kept")]
+    described["master"] = [row for row in described["master"] if row[2] != "app_notes"]
+    assert described == _describe(fresh)
 
 
 def test_a_shorter_list_of_migrations_still_builds_the_older_schema(
