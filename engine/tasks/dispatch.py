@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from activities.handler_threads import run_in_thread
-from activities.http import http_invoke
 from activities.registry import ActivityContext, ActivityError, Registration, call_handler
-from activities.shell import shell_run
-from activities.sql import parse_statements
 from engine.callbacks import run_sql_effect
 from engine.resources import resolve_resource
 from engine.tasks.call import Call
@@ -66,11 +63,15 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
         assert registration is not None
         return await _handler(call, registration, context() if registration.wants_context else None)
     if resolution.builtin == "http":
+        from activities.http import http_invoke
+
         http = functools.partial(http_invoke, policy=registry.http_policy)
         return await _builtin(call, http, context())
     if resolution.builtin == "sql":
         return await _sql(call)
     if resolution.builtin == "shell":
+        from activities.shell import shell_run
+
         shell = functools.partial(shell_run, allowed=registry.shell_commands)
         return await _builtin(call, shell, context())
     return Failed(States.RUNTIME, resolution.cause)
@@ -172,6 +173,8 @@ async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
 
 
 async def _sql(call: Call) -> Outcome:
+    from activities.sql import parse_statements
+
     try:
         statements = parse_statements(call.effective)
     except ActivityError as failure:
