@@ -39,3 +39,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = lambda_function
         return lambda_function
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
