@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from activities.builtins import HTTP_RESOURCE
 from activities.netpolicy import HttpConnection, HttpPolicy, IPAddress
 from activities.registry import ActivityContext, ActivityError
 
@@ -57,8 +58,6 @@ if TYPE_CHECKING:
     from http.client import HTTPResponse
 
 __all__ = ["HTTP_RESOURCE", "HttpObserver", "http_invoke", "observing", "pinned_connection"]
-
-HTTP_RESOURCE = "arn:aws:states:::http:invoke"
 
 FORBIDDEN = "Stepwise.Http.Forbidden"
 SOCKET = "States.Http.Socket"

@@ -15,11 +15,10 @@ import subprocess
 from datetime import UTC, datetime
 from typing import Any
 
+from activities.builtins import SHELL_RESOURCE
 from activities.registry import ActivityContext, ActivityError
 
 __all__ = ["SHELL_RESOURCE", "check_command", "shell_run"]
-
-SHELL_RESOURCE = "stepwise:shell"
 
 
 def check_command(input: Any, allowed: set[str] | None) -> list[str]:

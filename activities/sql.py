@@ -23,11 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from activities.builtins import SQL_RESOURCE
 from activities.registry import ActivityError
 
 __all__ = ["SQL_RESOURCE", "SqlPolicy", "SqlStatement", "parse_statements", "set_role_statement"]
-
-SQL_RESOURCE = "stepwise:sql"
 
 
 @dataclass(frozen=True)

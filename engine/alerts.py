@@ -45,7 +45,6 @@ from typing import Any
 
 import anyio
 
-from activities.http import pinned_connection
 from activities.netpolicy import HttpPolicy, IPAddress
 from engine.clock import Clock
 from engine.lifecycle import Lifecycle, RunDb
@@ -185,6 +184,8 @@ class _Webhook:
 
 def _post(alert: AlertRecord, delivery: DeliveryRecord, body: bytes, now: datetime) -> int:
     """POST one signed delivery; returns the HTTP status (raises OSError on network failure)."""
+    from activities.http import pinned_connection
+
     webhook = check_webhook_url(alert.target, resolve=True)
     parts = urllib.parse.urlsplit(alert.target)
     path = parts.path or "/"

@@ -22,10 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from activities.http import HTTP_RESOURCE
+from activities.builtins import HTTP_RESOURCE, SHELL_RESOURCE, SQL_RESOURCE
 from activities.registry import Registration, Registry
-from activities.shell import SHELL_RESOURCE
-from activities.sql import SQL_RESOURCE
 from statemachine.diagnostics import Diagnostic, json_pointer
 
 __all__ = [

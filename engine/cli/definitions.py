@@ -236,7 +236,6 @@ def operator_settings(
     """
     from activities.netpolicy import PolicyError
     from activities.registry import Registry
-    from activities.sql import SqlPolicy
 
     registry = Registry()
     try:
@@ -244,6 +243,8 @@ def operator_settings(
     except PolicyError as exc:
         raise CliError(f"--allow-http-to: {exc}") from None
     if sql_role is not None:
+        from activities.sql import SqlPolicy
+
         if not url.startswith("postgresql"):
             raise CliError("--sql-role needs a PostgreSQL database (SQLite has no roles)")
         try:

@@ -11,7 +11,6 @@ this base, one module each: `machines.py`, `work.py`, `tokens.py`,
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -99,14 +98,7 @@ class StoreBase:
         # migrating an older database reads and writes history rows only.
         self._backend.found_schema(version)
         if auto_migrate and version < schema.SCHEMA_VERSION:
-            self.migrate()
-            # Each migration built its own throwaway tables (reference cycles):
-            # free them now, before the first Engine freezes the heap (frozen
-            # garbage is never freed). `schema.migrate` collected each step's
-            # young ones; ~1,800 objects of a fresh database's 15 steps had
-            # reached the oldest generation meanwhile, so this collection is
-            # full: ~25 ms of CPU, once, on a database that was behind.
-            gc.collect()
+            self.migrate()  # (collects the steps' garbage itself, when steps ran)
 
     # -- connections and transactions ------------------------------------
 

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from activities.sql import set_role_statement
 from engine.store.base import StoreBase
 from engine.store.checkpoints import holds_lease, lock_work
 from engine.store.errors import LeaseLost
@@ -76,6 +75,8 @@ class EffectStore(StoreBase):
         `role` runs the statements as that PostgreSQL role (a SQL error
         outcome on SQLite, which has no roles).
         """
+        from activities.sql import set_role_statement
+
         with self._write() as conn:
             work = lock_work(conn, [execution_id]).get(execution_id)
             if work is None or not holds_lease(

@@ -24,7 +24,7 @@ from engine import keys
 from engine.resources import base_resource, resource_parts
 from engine.tasks.events import TaskEvents
 from engine.tasks.outcome import Failed, Outcome
-from engine.telemetry.spans import task_span_id, traceparent_for
+from engine.telemetry.ids import task_span_id, traceparent_for
 from engine.walk import Frame, Walk
 from statemachine.errors import States
 from statemachine.model import TaskState

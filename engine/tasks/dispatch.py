@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from activities.handler_threads import run_in_thread
-from activities.http import http_invoke
-from activities.lambda_ import LambdaError, LambdaPayload, call_function, invoke_result
 from activities.registry import ActivityContext, ActivityError, call_handler
-from activities.shell import shell_run
-from activities.sql import parse_statements
 from engine.callbacks import run_sql_effect
 from engine.resources import resolve_resource
 from engine.tasks.call import Call
@@ -37,6 +33,9 @@ from engine.tasks.outcome import (
 )
 from statemachine.errors import States
 from statemachine.quotas import MAX_PAYLOAD_BYTES
+
+if TYPE_CHECKING:
+    from activities.lambda_ import LambdaError, LambdaPayload
 
 __all__ = ["run_in_process"]
 
@@ -70,17 +69,23 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
             return call.overran() or outcome
         return outcome
     if resolution.kind == "lambda":
+        from activities.lambda_ import call_function
+
         assert registration is not None
         answer = await call_function(registration, call.effective, context(), function=call.base)
         return _lambda_outcome(call, answer)
     if resolution.kind == "lambda_invoke":
         return await _lambda_invoke(call, context())
     if resolution.builtin == "http":
+        from activities.http import http_invoke
+
         http = functools.partial(http_invoke, policy=registry.http_policy)
         return await _builtin(call, http, context())
     if resolution.builtin == "sql":
         return await _sql(call)
     if resolution.builtin == "shell":
+        from activities.shell import shell_run
+
         shell = functools.partial(shell_run, allowed=registry.shell_commands)
         return await _builtin(call, shell, context())
     return Failed(States.RUNTIME, resolution.cause)
@@ -105,6 +110,8 @@ def _payload(raw: bytes) -> Any:
 
 
 def _lambda_outcome(call: Call, answer: LambdaPayload | LambdaError) -> Outcome:
+    from activities.lambda_ import LambdaError
+
     if isinstance(answer, LambdaError):
         return Failed(answer.error, answer.cause)
     if len(answer.payload) > MAX_PAYLOAD_BYTES:
@@ -130,6 +137,8 @@ def _invoke_event(payload: Any) -> Any:
 
 
 async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
+    from activities.lambda_ import LambdaError, call_function, invoke_result
+
     parameters = call.effective if isinstance(call.effective, dict) else {}
     function_name = parameters.get("FunctionName")
     if not isinstance(function_name, str):
@@ -160,6 +169,8 @@ async def _lambda_invoke(call: Call, context: ActivityContext) -> Outcome:
 
 
 async def _sql(call: Call) -> Outcome:
+    from activities.sql import parse_statements
+
     try:
         statements = parse_statements(call.effective)
     except ActivityError as failure:

@@ -9,7 +9,8 @@ call the engine makes after each commit (a no-op while telemetry is off);
 `shutdown` flushes every exporter before the process exits. The
 OpenTelemetry SDK (`export`, `metrics`) loads only when `configure` finds an
 exporter to build, or when one of their names is first used from here (PEP
-562): a process with telemetry off never imports it.
+562): a process with telemetry off never imports it. The trace builder
+(`spans`) loads the same way; the ids a running task needs are in `ids`.
 """
 
 from __future__ import annotations
@@ -20,24 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.store import Event, ExecutionRecord
-from engine.telemetry.spans import (
-    DEFAULT_SECRET_FIELDS,
-    PayloadPolicy,
-    SpanEvent,
-    SpanRecord,
-    TraceBuilder,
-    build_spans,
-    span_id_for,
-    task_span_id,
-    traceparent_for,
-)
+from engine.telemetry.ids import span_id_for, task_span_id, traceparent_for
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from engine.store import Event, ExecutionRecord
     from engine.telemetry.export import (
         HistoryLoader,
         TelemetryConfigError,
@@ -46,6 +37,14 @@ if TYPE_CHECKING:
         to_readable_spans,
     )
     from engine.telemetry.metrics import EngineMetrics, record_commit_metrics
+    from engine.telemetry.spans import (
+        DEFAULT_SECRET_FIELDS,
+        PayloadPolicy,
+        SpanEvent,
+        SpanRecord,
+        TraceBuilder,
+        build_spans,
+    )
 
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
@@ -134,6 +133,8 @@ def payload_policy(
 ) -> PayloadPolicy:
     """The payload policy: off unless `trace_payloads`; secret field names from
     $STEPWISE_SECRET_FIELDS (comma-separated) on top of the defaults."""
+    from engine.telemetry.spans import DEFAULT_SECRET_FIELDS, PayloadPolicy
+
     env = os.environ if env is None else env
     extra = {
         f.strip().lower() for f in env.get("STEPWISE_SECRET_FIELDS", "").split(",") if f.strip()
@@ -251,9 +252,26 @@ _EXPORT_NAMES = frozenset(
 )
 
 
+_SPANS_NAMES = frozenset(
+    {
+        "DEFAULT_SECRET_FIELDS",
+        "PayloadPolicy",
+        "SpanEvent",
+        "SpanRecord",
+        "TraceBuilder",
+        "build_spans",
+    }
+)
+
+
 def __getattr__(name: str) -> Any:
-    # The names whose modules load the OpenTelemetry SDK, loaded on first use.
-    if name in _EXPORT_NAMES:
+    # The names whose modules load the OpenTelemetry SDK, loaded on first use;
+    # the trace builder's (`spans`), which a process with telemetry off never uses.
+    if name in _SPANS_NAMES:
+        from engine.telemetry import spans
+
+        value = getattr(spans, name)
+    elif name in _EXPORT_NAMES:
         from engine.telemetry import export
 
         value = getattr(export, name)
@@ -265,3 +283,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -41,7 +41,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from engine.store import Event, ExecutionRecord
-from engine.telemetry.spans import TASK, PayloadPolicy, SpanRecord, TraceBuilder
+from engine.telemetry.ids import TASK
+from engine.telemetry.spans import PayloadPolicy, SpanRecord, TraceBuilder
 
 __all__ = [
     "SCOPE",

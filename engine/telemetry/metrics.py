@@ -28,7 +28,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from engine.store import Event, ExecutionRecord
-from engine.telemetry.spans import EXECUTION, STATE, TASK, SpanRecord
+from engine.telemetry.ids import EXECUTION, STATE, TASK
+from engine.telemetry.spans import SpanRecord
 
 __all__ = ["EngineMetrics", "metric_readers_from_env", "record_commit_metrics"]
 

@@ -21,7 +21,6 @@ fields are redacted by the rules of `engine/redact.py`, inside error causes too.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +31,16 @@ import msgspec
 
 from engine.redact import DEFAULT_SECRET_FIELDS, Redactor
 from engine.store import Event, ExecutionRecord
+from engine.telemetry.ids import (
+    BRANCH,
+    EXECUTION,
+    ITERATION,
+    STATE,
+    TASK,
+    span_id_for,
+    task_span_id,
+    traceparent_for,
+)
 
 __all__ = [
     "DEFAULT_SECRET_FIELDS",
@@ -49,8 +58,7 @@ __all__ = [
 AttributeValue = str | bool | int | float
 
 
-# Span kinds of the tree; task attempts are CLIENT spans (work leaves the process).
-EXECUTION, STATE, BRANCH, ITERATION, TASK = "execution", "state", "branch", "iteration", "task"
+# Span kinds of the tree (`ids.py`); task attempts are CLIENT spans (work leaves the process).
 
 _END_OF_EXECUTION = {
     "ExecutionSucceeded": None,
@@ -60,38 +68,12 @@ _END_OF_EXECUTION = {
 }
 
 
-def span_id_for(trace_id: str, event_id: int, kind: str) -> str:
-    """The 16-hex span id of the `kind` span that `event_id` starts in trace `trace_id`.
-
-    Deterministic, so re-emitting a history yields the same ids; never all zeros.
-    """
-    digest = hashlib.sha256(f"{trace_id}/{event_id}/{kind}".encode()).hexdigest()[:16]
-    return digest if digest != "0" * 16 else "0" * 15 + "1"
-
-
 # Every task family's closing events: Step Functions integrations, Lambda ARNs, activities.
 _TASK_ENDS = frozenset(
     f"{family}{outcome}"
     for family in ("Task", "LambdaFunction", "Activity")
     for outcome in ("Succeeded", "Failed", "TimedOut")
 )
-
-
-def task_span_id(trace_id: str, scheduled_event_id: int) -> str:
-    """The span id of the task attempt whose TaskScheduled event is `scheduled_event_id`."""
-    return span_id_for(trace_id, scheduled_event_id, TASK)
-
-
-def traceparent_for(trace_id: str, span_id: str) -> str:
-    """The W3C `traceparent` header value (version 00, sampled) for a span.
-
-    Raises ValueError when the ids are not 32 and 16 lower-case hex digits.
-    """
-    trace_id, span_id = trace_id.lower(), span_id.lower()
-    if len(trace_id) != 32 or len(span_id) != 16:
-        raise ValueError("traceparent needs a 32-hex trace id and a 16-hex span id")
-    int(trace_id, 16), int(span_id, 16)  # raises ValueError on non-hex
-    return f"00-{trace_id}-{span_id}-01"
 
 
 @dataclass(frozen=True)
