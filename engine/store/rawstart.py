@@ -236,20 +236,8 @@ def first_row_on(
     driver: sqlite3.Connection, dialect: Dialect, statement: sa.Select[Any], **params: Any
 ) -> Any:
     """`first_row` on a sqlite3 connection itself (its errors are sqlite3's)."""
-    sql, binds, processors, make = _select_shape(statement, dialect)
-    values = tuple(
-        params.get(name, default) if bind is None else bind(params.get(name, default))
-        for name, default, bind in binds
-    )
-    row = driver.execute(sql, values).fetchone()
-    if row is None:
-        return None
-    return make(
-        *(
-            value if process is None else process(value)
-            for value, process in zip(row, processors, strict=True)
-        )
-    )
+    raw = raw_first_on(driver, dialect, statement, **params)
+    return None if raw is None else row_of(dialect, statement, raw)
 
 
 def raw_first_on(

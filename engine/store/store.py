@@ -142,9 +142,6 @@ def _held_by_writers(conn: Connection, ids: list[str]) -> set[str]:
 
 _DEFAULT_URL = "sqlite:///./stepwise.db"
 
-# `get_execution`'s read by id; on SQLite through the driver (`rawstart.first_row`).
-_EXECUTION_BY_ID = EXECUTION_BY_ID
-
 
 def default_database_url() -> str:
     """The database to use when none is given: $STEPWISE_DATABASE_URL, else ./stepwise.db."""
@@ -326,9 +323,9 @@ class Store(
                 return record
         with self._read() as conn:
             row = (
-                rawstart.first_row(conn, _EXECUTION_BY_ID, ref=ref)
+                rawstart.first_row(conn, EXECUTION_BY_ID, ref=ref)
                 if self.dialect == "sqlite"
-                else conn.execute(_EXECUTION_BY_ID, {"ref": ref}).first()
+                else conn.execute(EXECUTION_BY_ID, {"ref": ref}).first()
             )
             rows = (
                 [row]
@@ -362,7 +359,7 @@ class Store(
         if held is None:
             return None
         with mapped_errors(self._display), held.connection(write=False) as driver:
-            row = rawstart.first_row_read(driver, held.engine.dialect, _EXECUTION_BY_ID, ref=ref)
+            row = rawstart.first_row_read(driver, held.engine.dialect, EXECUTION_BY_ID, ref=ref)
         if row is None:
             return None
         self.kept_reads += 1

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from engine import Engine
 from engine.store import ExecutionDoesNotExist, ExecutionStatus, Store
 from engine.store.rawstart import first_row
+from engine.store.rows import EXECUTION_BY_ID as _EXECUTION_BY_ID
 from engine.store.schema import executions
 from engine.store.startplan import HEAD_BY_NAME
-from engine.store.store import _EXECUTION_BY_ID
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 WAIT = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}

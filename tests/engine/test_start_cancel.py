@@ -121,18 +121,26 @@ def test_a_start_cancelled_while_queued_leaves_the_queue_and_the_next_leads(stor
     asyncio.run(scenario())
 
 
+async def _b_leads_bcd(
+    store: Store,
+) -> tuple[Lifecycle, StartBatcher, _Gated, asyncio.Task[Any], list[asyncio.Task[Any]]]:
+    """a's batch committed; b leads the batch [b, c, d], held in flight at its gate."""
+    life, batcher, gated = _setup(store)
+    requests = [await _request(life, name) for name in "abcd"]
+    a = asyncio.create_task(batcher.start(requests[0]))
+    await _until(gated.entered[0].is_set)
+    rest = [asyncio.create_task(batcher.start(r)) for r in requests[1:]]
+    await _until(lambda: batcher.queued == 3)
+    gated.gates[0].set()
+    await _until(gated.entered[1].is_set)
+    return life, batcher, gated, a, rest
+
+
 def test_a_leader_cancelled_mid_batch_commits_and_its_batch_mates_get_their_answers(
     store: Store,
 ) -> None:
     async def scenario() -> None:
-        life, batcher, gated = _setup(store)
-        requests = [await _request(life, name) for name in "abcd"]
-        a = asyncio.create_task(batcher.start(requests[0]))
-        await _until(gated.entered[0].is_set)
-        rest = [asyncio.create_task(batcher.start(r)) for r in requests[1:]]
-        await _until(lambda: batcher.queued == 3)
-        gated.gates[0].set()
-        await _until(gated.entered[1].is_set)  # b leads the batch [b, c, d], in flight
+        life, batcher, gated, a, rest = await _b_leads_bcd(store)
         rest[0].cancel()
         gated.gates[1].set()
         assert (await a).created
@@ -152,14 +160,7 @@ def test_a_batch_mate_cancelled_twice_still_waits_for_its_batch(store: Store) ->
     """A second cancellation (an outer timeout, then a TaskGroup's abort) is no way out either."""
 
     async def scenario() -> None:
-        life, batcher, gated = _setup(store)
-        requests = [await _request(life, name) for name in "abcd"]
-        a = asyncio.create_task(batcher.start(requests[0]))
-        await _until(gated.entered[0].is_set)
-        rest = [asyncio.create_task(batcher.start(r)) for r in requests[1:]]
-        await _until(lambda: batcher.queued == 3)
-        gated.gates[0].set()
-        await _until(gated.entered[1].is_set)  # b leads [b, c, d], in flight
+        _, _, gated, a, rest = await _b_leads_bcd(store)
         c = rest[1]
         c.cancel()
         for _ in range(5):
