@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -55,6 +54,7 @@ from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 from engine.store.boundary import fault_of
 from engine.store.errors import UnstorableData
 from engine.store.work import PartlyCommitted
+from engine.writepairs import WritePairs, commit_and_read, read_committed
 
 if TYPE_CHECKING:
     from engine.store.asynccommit import Handed, LoopCommit
@@ -150,53 +150,6 @@ def _answer(batch: list[_Waiter]) -> None:
             done.set()
 
 
-def _commit_and_read(
-    store: Store,
-    checkpoints: list[Checkpoint],
-    read_back: list[str],
-    *,
-    worker_id: str,
-    now: datetime,
-    carefully: bool = False,
-) -> tuple[list[CommitResult], dict[str, ExecutionRecord]]:
-    """`Store.commit_reading`, then `Store.get_execution` of what it did not read back.
-
-    One call on the store's thread: the records are what a describe returns
-    once the commit is durable (on PostgreSQL's one-call commit, read in the
-    commit's own round trip). A read that fails is left out (its caller
-    describes later); it never turns a committed checkpoint into an error.
-    `carefully`: on the careful path alone (`Store.commit_carefully`), for
-    a group the one call refused.
-    """
-    if carefully:
-        results = store.commit_carefully(checkpoints, worker_id=worker_id, now=now)
-        read: dict[str, ExecutionRecord] = {}
-    else:
-        results, read = store.commit_reading(checkpoints, read_back, worker_id=worker_id, now=now)
-    return results, _records(store, checkpoints, results, read, read_back)
-
-
-def _records(
-    store: Store,
-    checkpoints: list[Checkpoint],
-    results: list[CommitResult],
-    read: dict[str, ExecutionRecord],
-    read_back: list[str],
-) -> dict[str, ExecutionRecord]:
-    """`read`'s records of committed checkpoints, and `get_execution`'s of those it lacks."""
-    committed = {
-        c.execution_id for c, r in zip(checkpoints, results, strict=True) if r is CommitResult.OK
-    }
-    records = {eid: record for eid, record in read.items() if eid in committed}
-    for execution_id in read_back:
-        if execution_id in committed and execution_id not in records:
-            try:
-                records[execution_id] = store.get_execution(execution_id)
-            except Exception:  # the commit is durable: the waiter describes later
-                pass
-    return records
-
-
 async def _nothing() -> None:
     pass
 
@@ -238,6 +191,8 @@ class Committer:
         self._worker_id = worker_id
         self._clock = clock
         self._run_db = run_db
+        # SQLite: a group goes with a start batch waiting beside it (engine/writepairs.py).
+        self._pairs = WritePairs.of(store, run_db, "commit")
         self._max_batch = max_batch
         self._queue: list[_Waiter] = []
         # Execution id → its plain checkpoint's waiter still in `_queue`, if any.
@@ -494,12 +449,15 @@ class Committer:
                 if all(eid in read for eid in read_back):
                     return results, read
                 return results, await self._run_db(
-                    _records, self._store, checkpoints, results, read, read_back
+                    read_committed, self._store, checkpoints, results, read, read_back
                 )
             carefully = done is self._careful
+        pairs = self._pairs
+        if pairs is not None and pairs.paired and not carefully:
+            return await pairs.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
         if read_back or carefully:
             answer: tuple[list[CommitResult], dict[str, ExecutionRecord]] = await self._run_db(
-                _commit_and_read,
+                commit_and_read,
                 self._store,
                 checkpoints,
                 read_back,

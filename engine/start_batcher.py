@@ -30,6 +30,7 @@ import sniffio
 
 from engine.store import Store
 from engine.store.starts import StartRequest, StartResult
+from engine.writepairs import WritePairs
 
 if TYPE_CHECKING:
     from engine.store.asynccommit import LoopCommit
@@ -57,6 +58,8 @@ class StartBatcher:
     ) -> None:
         self._store = store
         self._run_db = run_db
+        # SQLite: a batch goes with a commit group waiting beside it (engine/writepairs.py).
+        self._pairs = WritePairs.of(store, run_db, "start")
         self._max_batch = max_batch
         # A larger batch is encoded and sent on a store thread, not on the
         # event loop (as the committer's `loop_group_max`): the inputs'
@@ -206,6 +209,9 @@ class StartBatcher:
             if isinstance(done, list):
                 self.batches_on_loop += 1
                 return done
+        pairs = self._pairs
+        if pairs is not None and pairs.paired:
+            return await pairs.start(requests)
         results: list[StartResult] = await self._run_db(self._store.start_executions, requests)
         return results
 

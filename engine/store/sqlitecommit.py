@@ -56,7 +56,16 @@ from engine.store.records import (
 )
 from engine.store.rows import EXECUTION_BY_ID, execution_record
 
-__all__ = ["HeldSqlite", "WalCheckpointer", "raw_commit", "raw_commit_reading"]
+__all__ = [
+    "REFUSED",
+    "HeldSqlite",
+    "WalCheckpointer",
+    "commit_within",
+    "raw_commit",
+    "raw_commit_reading",
+    "raw_commits",
+    "records_of",
+]
 
 log = logging.getLogger("stepwise.store")
 
@@ -368,56 +377,87 @@ def raw_commit_reading(
     call of its own. An execution of `read_back` that does not end here
     gets no record (the caller reads it).
     """
-    if any(c.tokens for c in checkpoints):
+    if not raw_commits(checkpoints):
         return None
-    if any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints):
-        return None  # Map Run children, unsuccessful parents: the careful path (map_run_hook)
-    time = _time_processor(held.engine.dialect)
-    now_stored = time(now)
-    ids = sorted({c.execution_id for c in checkpoints})
-    # A group of ends only: each work row's lease is checked by the DELETE
-    # that removes it (`_write`), not read first — the same check, inside the
-    # same transaction, one statement fewer.
-    lease = (worker_id, now_stored)
-    ends_only = all(c.finish is not None for c in checkpoints)
-    reading = [
-        c.execution_id for c in checkpoints if c.finish is not None and c.execution_id in read_back
-    ]
-    rows: dict[str, Any] = {}
     with held.connection() as driver:
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
-                if not ends_only:
-                    (leased,) = driver.execute(_lease_check(len(ids)), (*ids, *lease)).fetchone()
-                    if leased != len(ids):
-                        driver.execute("ROLLBACK")
-                        return None
-                wake = _write(
-                    driver,
-                    checkpoints,
-                    now_stored,
-                    time,
-                    codec,
-                    blocks,
-                    lease if ends_only else None,
+                written = commit_within(
+                    driver, held, checkpoints, read_back, worker_id, now, codec, blocks=blocks
                 )
-                dialect = held.engine.dialect
-                for execution_id in reading:
-                    rows[execution_id] = raw_first_on(
-                        driver, dialect, EXECUTION_BY_ID, ref=execution_id
-                    )
-                driver.execute("COMMIT")
+                driver.execute("COMMIT" if written is not None else "ROLLBACK")
             except BaseException:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
                 raise
-        except (sqlite3.IntegrityError, _LeaseLost):
+        except REFUSED:
             return None
         except sqlite3.Error as error:
             raise sa_exc.DBAPIError.instance(
                 "raw group commit", None, error, sqlite3.Error
             ) from error
+    if written is None:
+        return None
+    wake, rows = written
+    return [CommitResult.OK] * len(checkpoints), wake, records_of(held, rows, codec)
+
+
+def raw_commits(checkpoints: Sequence[Checkpoint]) -> bool:
+    """Whether this path may commit the group: no tokens, no end a Map Run counts."""
+    if any(c.tokens for c in checkpoints):
+        return False
+    # Map Run children, unsuccessful parents: the careful path (map_run_hook).
+    return not any(c.finish and takes_hook(c.execution_id, c.finish.status) for c in checkpoints)
+
+
+def commit_within(
+    driver: sqlite3.Connection,
+    held: HeldSqlite,
+    checkpoints: Sequence[Checkpoint],
+    read_back: Collection[str],
+    worker_id: str,
+    now: datetime,
+    codec: PayloadCodec,
+    *,
+    blocks: bool = True,
+) -> tuple[bool, dict[str, Any]] | None:
+    """The group's lease check, writes and read-backs inside the caller's write transaction.
+
+    Returns (whether work became due now, the ending executions' rows of
+    `read_back`), or None when a lease is not held (nothing written).
+    Raises a `REFUSED` error when a lease is lost at an end's DELETE or a
+    row collides: the caller rolls back what was written (the transaction,
+    or its savepoint) and the careful path decides.
+    """
+    time = _time_processor(held.engine.dialect)
+    now_stored = time(now)
+    # A group of ends only: each work row's lease is checked by the DELETE
+    # that removes it (`_write`), not read first — the same check, inside the
+    # same transaction, one statement fewer.
+    lease = (worker_id, now_stored)
+    if not all(c.finish is not None for c in checkpoints):
+        ids = sorted({c.execution_id for c in checkpoints})
+        (leased,) = driver.execute(_lease_check(len(ids)), (*ids, *lease)).fetchone()
+        if leased != len(ids):
+            return None
+        lease_at_end = None
+    else:
+        lease_at_end = lease
+    wake = _write(driver, checkpoints, now_stored, time, codec, blocks, lease_at_end)
+    dialect = held.engine.dialect
+    rows = {
+        c.execution_id: raw_first_on(driver, dialect, EXECUTION_BY_ID, ref=c.execution_id)
+        for c in checkpoints
+        if c.finish is not None and c.execution_id in read_back
+    }
+    return wake, rows
+
+
+def records_of(
+    held: HeldSqlite, rows: dict[str, Any], codec: PayloadCodec
+) -> dict[str, ExecutionRecord]:
+    """The records of the rows `commit_within` read, once their commit is durable."""
     records: dict[str, ExecutionRecord] = {}
     for execution_id, row in rows.items():
         if row is None:
@@ -430,11 +470,15 @@ def raw_commit_reading(
             # The commit is durable: left out, its caller describes it (and
             # meets the same error there), as when its own read fails.
             continue
-    return [CommitResult.OK] * len(checkpoints), wake, records
+    return records
 
 
 class _LeaseLost(Exception):
     """A work row of the group is not (or no longer) leased to the committing worker."""
+
+
+# What `commit_within` raises when the careful path must decide (a lease, a collision).
+REFUSED = (sqlite3.IntegrityError, _LeaseLost)
 
 
 def _recorded_already() -> sqlite3.IntegrityError:

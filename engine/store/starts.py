@@ -72,6 +72,8 @@ from statemachine.errors import StepwiseError
 if TYPE_CHECKING:
     import sqlite3
 
+    from engine.store.sqlitecommit import HeldSqlite
+
 __all__ = [
     "Resolved",
     "StartRequest",
@@ -318,9 +320,7 @@ class StartStore(StoreBase):
             try:
                 driver.execute("BEGIN IMMEDIATE")
                 try:
-                    resolver = RawResolver(driver, held.engine.dialect, held.machine_heads(driver))
-                    created = self._raw_writes(driver, resolver, requests, results)
-                    held.head_reuses += resolver.reused
+                    created = self.start_within(driver, held, requests, results)
                     driver.execute("COMMIT" if created is not None else "ROLLBACK")
                 except BaseException:
                     if driver.in_transaction:
@@ -334,6 +334,24 @@ class StartStore(StoreBase):
         if created is None:
             return None
         return self.answered(created, results)
+
+    def start_within(
+        self,
+        driver: sqlite3.Connection,
+        held: HeldSqlite,
+        requests: Sequence[StartRequest],
+        results: list[StartResult],
+    ) -> list[Planned] | None:
+        """SQLite: `_raw_batch`'s work inside the caller's write transaction on `held`'s driver.
+
+        The starts created (their answers then by `answered`), or None
+        (nothing written: the careful path answers). Raises sqlite3's errors
+        and `Careful`; the caller rolls back what was written.
+        """
+        resolver = RawResolver(driver, held.engine.dialect, held.machine_heads(driver))
+        created = self._raw_writes(driver, resolver, requests, results)
+        held.head_reuses += resolver.reused
+        return created
 
     def answered(self, created: list[Planned], results: list[StartResult]) -> list[StartResult]:
         """Each created start's answer in `results`; wakes this process's workers for due work.
