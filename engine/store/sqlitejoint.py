@@ -1,28 +1,33 @@
 """SQLite: a start batch and a commit group that wait together, written in one transaction.
 
 Each SQLite write transaction pays its BEGIN IMMEDIATE and its COMMIT (the
-WAL frames, the shm locks): about 75-90 µs of SQLite's own work, more than
-the rows themselves (`benchmarks/PROFILE_STORE.md`, s18a). When a start
-batch and a commit group are both waiting for the store's one thread (W3's
-lone caller: an execution's end and the next start are handed over
+WAL frames, the shm locks; `benchmarks/PROFILE_STORE.md`, s18a). When a
+start batch and a commit group are both waiting for the store's one thread
+(W3's lone caller hands over an execution's end and the next start
 together nearly every time, s19a), `start_and_commit` writes both in one
-BEGIN IMMEDIATE … COMMIT, each part inside a SAVEPOINT of its own: a part
-its fast path does not decide alone — a lost lease, a collision, a name
-already taken, data the database refuses, a qualifier — is rolled back to
-its savepoint, the other part still commits, and the part left undecided is
-answered by its usual call afterwards (`Store.start_executions`,
-`Store.commit_reading`), exactly as when it comes alone. Every check stays
-inside the transaction; a part is answered only once COMMIT has returned.
-A failure of the transaction itself (BEGIN, COMMIT, an error that ends the
-transaction) is both parts' failure, raised as the store raises it.
+BEGIN IMMEDIATE … COMMIT: the commit group's lease check and writes first,
+then the starts' resolution, name check and rows, every check inside the
+transaction, and both answered only once COMMIT has returned. A part its
+fast path does not decide alone — a lease not held, a collision, a name
+already taken, data the database refuses, a qualifier, any error of its
+statements — rolls the whole transaction back (nothing of either part is
+written) and both parts go their usual way (`Store.commit_reading`,
+`Store.start_executions`), which answers each exactly as when it comes
+alone: the refused part by its careful path, the other by its own
+transaction. Not a SAVEPOINT a part: measured in W3, a savepoint's
+sub-journal (the pages the first part dirtied, copied again before the
+second part may change them) and its three statements cost what the
+shared BEGIN and COMMIT save (s19a); a refusal is rare and pays one
+transaction more. A failure of the transaction itself (BEGIN, COMMIT) is
+both parts' failure, raised as the store raises it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
     from engine.store.store import Store
 
 __all__ = ["joint_held", "start_and_commit"]
+
+T = TypeVar("T")
 
 
 def joint_held(store: Store) -> HeldSqlite | None:
@@ -79,25 +86,20 @@ def start_and_commit(
         try:
             driver.execute("BEGIN IMMEDIATE")
             try:
-                ok, written = _part(
-                    driver,
-                    "joint_commit",
+                written = _part(
                     lambda: commit_within(
                         driver, held, checkpoints, read_back, worker_id, now, codec, blocks=blocks
-                    ),
-                )
-                if ok:
-                    ok, created = _part(
-                        driver,
-                        "joint_start",
-                        lambda: store.start_within(driver, held, requests, results),
                     )
-                if not ok:
-                    # The transaction ended with a part's error: nothing is
-                    # written, each part goes its usual way.
-                    created = written = None
-                if driver.in_transaction:
-                    driver.execute("COMMIT")
+                )
+                if written is not None:
+                    created = _part(lambda: store.start_within(driver, held, requests, results))
+                if written is None or created is None:
+                    # A part its fast path does not decide: nothing is written,
+                    # each part goes its usual way.
+                    if driver.in_transaction:
+                        driver.execute("ROLLBACK")
+                    return None, None
+                driver.execute("COMMIT")
             except BaseException:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
@@ -106,31 +108,19 @@ def start_and_commit(
             raise sa_exc.DBAPIError.instance(
                 "joint start and commit", None, error, sqlite3.Error
             ) from error
-    start_answer = None if created is None else store.answered(created, results)
-    if written is None:
-        return start_answer, None
+    start_answer = store.answered(created, results)
     wake, rows = written
     if wake:
         store._waker.wake_local()
     return start_answer, ([CommitResult.OK] * len(checkpoints), records_of(held, rows, codec))
 
 
-def _part(driver: sqlite3.Connection, name: str, write: Any) -> tuple[bool, Any]:
-    """Run `write` inside SAVEPOINT `name`: (True, its answer, None when it wrote nothing).
+def _part(write: Callable[[], T | None]) -> T | None:
+    """`write()`'s answer; None for any error of the part (its refusal, the database's, ours).
 
-    Any error of the part (its refusal, the database's, ours) rolls back to
-    the savepoint and answers None: the part's usual call meets it again
-    and answers it as it does alone. (False, None) when the error ended the
-    whole transaction (SQLite rolls back on some I/O and memory errors).
+    The part's usual call meets that error again and answers it as it does alone.
     """
-    driver.execute(f"SAVEPOINT {name}")
     try:
-        answer = write()
+        return write()
     except Exception:
-        if not driver.in_transaction:
-            return False, None
-        answer = None
-    if answer is None:
-        driver.execute(f"ROLLBACK TO {name}")
-    driver.execute(f"RELEASE {name}")
-    return True, answer
+        return None
