@@ -122,7 +122,9 @@ class WritePairs:
         self._lock = threading.Lock()
         self._next: _Drain | None = None
         self._users: set[str] = set()
-        # Drains that wrote a start batch and a commit group in one transaction.
+        # Drains that took a start batch and a commit group (`tried`), and
+        # those that wrote both in one transaction (`joint`): observables.
+        self.tried = 0
         self.joint = 0
 
     @classmethod
@@ -223,6 +225,7 @@ class WritePairs:
         start = next((p for p in parts if isinstance(p, _Start)), None)
         commit = next((p for p in parts if isinstance(p, _Commit)), None)
         if start is not None and commit is not None:
+            self.tried += 1
             try:
                 started, committed = start_and_commit(
                     store,
