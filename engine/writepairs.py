@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 import anyio
 
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
-from engine.store.sqlitejoint import joint_held, start_and_commit
 from engine.store.starts import StartRequest, StartResult
 
 __all__ = ["WritePairs", "commit_and_read", "read_committed"]
@@ -116,6 +115,9 @@ class WritePairs:
     """A store's waiting start batch and commit group, drained together (the module docstring)."""
 
     def __init__(self, store: Store, run_db: RunDb) -> None:
+        from engine.store.sqlitejoint import start_and_commit  # loads sqlite3: SQLite only
+
+        self._start_and_commit = start_and_commit
         self._store = store
         self._run_db = run_db
         # Guards `_next` and each drain's parts and `started` (the thread and the loop).
@@ -137,6 +139,10 @@ class WritePairs:
         have joined it (`paired`): one user alone (a test's committer on a
         `run_db` of its own) keeps its usual store calls.
         """
+        if store.dialect != "sqlite":
+            return None  # and PostgreSQL never loads sqlite3
+        from engine.store.sqlitejoint import joint_held
+
         if joint_held(store) is None:
             return None
         by_run = _PAIRS.setdefault(store, {})
@@ -227,7 +233,7 @@ class WritePairs:
         if start is not None and commit is not None:
             self.tried += 1
             try:
-                started, committed = start_and_commit(
+                started, committed = self._start_and_commit(
                     store,
                     start.requests,
                     commit.checkpoints,
