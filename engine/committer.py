@@ -36,7 +36,9 @@ engine/store/asynccommit.py): no thread hop; a larger group's encoding and
 driver work run on the thread, off the busy loop. What that
 call refuses (nothing written) is committed on the careful path, which
 alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
-thread as before.
+thread as before. On SQLite a group handed to the store thread together with
+a start batch shares that batch's store call and transaction
+(`engine/writepairs.py`), answered as it would be alone.
 """
 
 from __future__ import annotations

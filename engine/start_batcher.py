@@ -15,7 +15,9 @@ queues leaves the queue), and every batch's waiters are woken in a
 ``finally``: a start handed over is always carried through or failed with
 the store's error, even while the engine shuts down, and a cancelled
 leader never leaves the others waiting (see `engine/committer.py` for the
-hang this guards against).
+hang this guards against). On SQLite a batch handed to the store thread
+together with a commit group shares that group's store call and
+transaction (`engine/writepairs.py`), each start answered as it would be alone.
 """
 
 from __future__ import annotations

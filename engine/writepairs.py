@@ -26,7 +26,6 @@ never comes here (its starts and commits go on connections of their own).
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -108,9 +107,6 @@ class _Drain:
         self.done = anyio.Event()
 
 
-_PAIRS: weakref.WeakKeyDictionary[Store, dict[RunDb, WritePairs]] = weakref.WeakKeyDictionary()
-
-
 class WritePairs:
     """A store's waiting start batch and commit group, drained together (the module docstring)."""
 
@@ -145,10 +141,9 @@ class WritePairs:
 
         if joint_held(store) is None:
             return None
-        by_run = _PAIRS.setdefault(store, {})
-        pairs = by_run.get(run_db)
+        pairs: WritePairs | None = store.write_pairs.get(run_db)
         if pairs is None:
-            pairs = by_run[run_db] = cls(store, run_db)
+            pairs = store.write_pairs[run_db] = cls(store, run_db)
         pairs._users.add(user)
         return pairs
 
@@ -181,8 +176,10 @@ class WritePairs:
                 await self._lead(drain, part)
             else:
                 await self._follow(drain, part)
-            if part.answered:
+            if not drain.orphaned:
                 break
+        if not part.answered:  # the drain's call ended with no answer (raised past its parts)
+            raise RuntimeError("a store call ended without answering its write")
         if part.failure is not None:
             raise part.failure
         return part.outcome

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.engine import URL, Connection
 
@@ -76,6 +76,10 @@ class StoreBase:
         self._backend: Backend = _backend_class(self.dialect)()
         self._engine = self._backend.create_engine(parsed)
         self._waker: Waker = self._backend.waker(parsed, self._display, poll_interval)
+        # The event loop's pairs of start batches and commit groups, by the
+        # `run_db` they go through (engine/writepairs.py): kept here, so they
+        # go when the store goes.
+        self.write_pairs: dict[Any, Any] = {}
         try:
             with self._read() as conn:
                 version = schema.current_version(conn)
