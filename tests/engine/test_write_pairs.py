@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from engine import Engine
 from engine.clock import SystemClock
 from engine.committer import Committer
-from engine.errors import ExecutionAlreadyExists
+from engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StoreUnavailable
 from engine.lifecycle import Lifecycle
 from engine.store import Checkpoint, CommitResult, Event, ExecutionStatus, Finish, Store
 from engine.writepairs import WritePairs
@@ -69,11 +70,17 @@ def _end(execution_id: str) -> Checkpoint:
 
 
 def _together(
-    store: Store, checkpoint: Checkpoint, starts: list[tuple[Any, str]], *, worker: str = "w"
+    store: Store,
+    checkpoint: Checkpoint,
+    starts: list[tuple[Any, str]],
+    *,
+    worker: str = "w",
+    opening: Callable[[], None] = lambda: None,
 ) -> tuple[Any, list[Any], WritePairs]:
     """Commit `checkpoint` (read back) and start `starts` (input, name) while its call is held.
 
-    Returns the commit's (result, record), each start's record or error, and the pairs.
+    `opening` runs just before the held call goes on. Returns the commit's
+    (result, record) or error, each start's record or error, and the pairs.
     """
     gate = Gate()
     committer = Committer(store, worker_id=worker, clock=SystemClock(), run_db=gate)
@@ -98,6 +105,7 @@ def _together(
                 group.start_soon(start, index, input, name)
             await anyio.wait_all_tasks_blocked()
             assert gate.calls == 1  # the starts joined the commit's call, none of their own
+            opening()
             gate.opened.set()
 
     anyio.run(main)
@@ -105,7 +113,10 @@ def _together(
 
 
 async def _commit(committer: Committer, checkpoint: Checkpoint, out: list[Any]) -> None:
-    out.append(await committer.commit_reading(checkpoint))
+    try:
+        out.append(await committer.commit_reading(checkpoint))
+    except Exception as error:  # the commit's own answer is what is checked
+        out.append(error)
 
 
 def test_a_start_and_an_end_waiting_together_share_one_transaction(store: Store) -> None:
@@ -166,6 +177,34 @@ def test_an_engine_starting_one_after_another_pairs_ends_with_starts(tmp_path: P
             assert pairs is not None and pairs.joint > 0
 
     anyio.run(main)
+
+
+def test_a_failed_joint_transaction_is_both_parts_failure_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock past the busy timeout: both answers are the outage."""
+    monkeypatch.setenv("STEPWISE_SQLITE_BUSY_TIMEOUT", "0.05")
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        store.put_state_machine("Machine", json.dumps(PASS), "STANDARD")
+        (execution_id,) = claimed(store, 1)
+        # Taken just before the joint call runs, held until both have their answers.
+        lock = lambda: other.execute("BEGIN IMMEDIATE")  # noqa: E731
+        answer, started, pairs = _together(
+            store, _end(execution_id), [({"n": 1}, "s1")], opening=lock
+        )
+        other.execute("ROLLBACK")
+        assert isinstance(answer, StoreUnavailable)
+        assert isinstance(started[0], StoreUnavailable)
+        assert (pairs.tried, pairs.joint) == (1, 0)
+        assert store.load(execution_id).journal == {}
+        with pytest.raises(ExecutionDoesNotExist):
+            store.get_execution("s1")
+    finally:
+        other.close()
+        store.close()
 
 
 class LoopGate:
