@@ -10,10 +10,10 @@ nothing pending hands the thread a *drain* (its caller leads); a part that
 arrives while that drain has not started yet joins it and waits. When the
 thread starts the drain it takes every part joined so far: a start batch
 and a commit group are written in one transaction
-(`engine/store/sqlitejoint.py`), any other part by its usual call, in the
-order handed over. Nothing waits that would not have waited anyway (the
-part joining a drain would have queued behind it on the one thread), and
-nothing is held back for a partner: a part alone goes alone.
+(`engine/store/sqlitejoint.py`), any other part by its usual call after
+them, in the order handed over. Nothing waits that would not have waited
+anyway (the part joining a drain would have queued behind it on the one
+thread), and nothing is held back for a partner: a part alone goes alone.
 
 Cancellation keeps the store threads' rules (`engine/storethreads.py`): a
 part whose drain has not started leaves it when its caller is cancelled
@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -36,8 +36,6 @@ from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 from engine.store.starts import StartRequest, StartResult
 
 __all__ = ["WritePairs", "commit_and_read", "read_committed"]
-
-T = TypeVar("T")
 
 RunDb = Callable[..., Awaitable[Any]]
 _Committed = tuple[list[CommitResult], dict[str, ExecutionRecord]]
