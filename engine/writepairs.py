@@ -28,12 +28,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
 from engine.store.starts import StartRequest, StartResult
+
+if TYPE_CHECKING:
+    from engine.store.sqlitecommit import HeldSqlite
 
 __all__ = ["WritePairs", "commit_and_read", "read_committed"]
 
@@ -108,11 +111,12 @@ class _Drain:
 class WritePairs:
     """A store's waiting start batch and commit group, drained together (the module docstring)."""
 
-    def __init__(self, store: Store, run_db: RunDb) -> None:
+    def __init__(self, store: Store, held: HeldSqlite, run_db: RunDb) -> None:
         from engine.store.sqlitejoint import start_and_commit  # loads sqlite3: SQLite only
 
         self._start_and_commit = start_and_commit
         self._store = store
+        self._held = held
         self._run_db = run_db
         # Guards `_next` and each drain's parts and `started` (the thread and the loop).
         self._lock = threading.Lock()
@@ -137,11 +141,12 @@ class WritePairs:
             return None  # and PostgreSQL never loads sqlite3
         from engine.store.sqlitejoint import joint_held
 
-        if joint_held(store) is None:
+        held = joint_held(store)
+        if held is None:
             return None
         pairs: WritePairs | None = store.write_pairs.get(run_db)
         if pairs is None:
-            pairs = store.write_pairs[run_db] = cls(store, run_db)
+            pairs = store.write_pairs[run_db] = cls(store, held, run_db)
         pairs._users.add(user)
         return pairs
 
@@ -230,6 +235,7 @@ class WritePairs:
             try:
                 started, committed = self._start_and_commit(
                     store,
+                    self._held,
                     start.requests,
                     commit.checkpoints,
                     commit.read_back,

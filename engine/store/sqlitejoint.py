@@ -59,6 +59,7 @@ def joint_held(store: Store) -> HeldSqlite | None:
 
 def start_and_commit(
     store: Store,
+    held: HeldSqlite,
     requests: Sequence[StartRequest],
     checkpoints: Sequence[Checkpoint],
     read_back: Collection[str],
@@ -68,14 +69,16 @@ def start_and_commit(
 ) -> tuple[list[StartResult] | None, tuple[list[CommitResult], dict[str, ExecutionRecord]] | None]:
     """Both parts in one write transaction: each answer, or None where its usual call decides.
 
+    `held` is `joint_held(store)`.
     The start part's answer is `Store.start_executions`'s; the commit
     part's is (one OK per checkpoint, the records of `read_back`'s ending
     executions read inside the transaction). Raises StoreUnavailable (or
     what the store's boundary makes of the failure) when the transaction
     itself fails: nothing of either part is written.
     """
-    held = joint_held(store)
-    if held is None or not requests or not checkpoints or not raw_commits(checkpoints):
+    if not (store.raw_start_writes and store.raw_commit_writes):
+        return None, None  # the careful paths (tests compare them)
+    if not requests or not checkpoints or not raw_commits(checkpoints):
         return None, None
     results = [StartResult() for _ in requests]
     codec = store._codec
