@@ -279,3 +279,14 @@ def test_a_leader_cancelled_before_its_call_starts_hands_the_others_on(store: St
     assert (pairs.tried, pairs.joint) == (0, 0)
     assert store.load(execution_id).journal == {}
     assert store.get_execution("s1").input == '{"n":1}'
+
+
+def test_postgresql_never_pairs(postgres_url: str) -> None:
+    """PostgreSQL's starts and commits keep their own connections and calls."""
+    store = Store(postgres_url)
+    try:
+        assert WritePairs.of(store, _in_thread, "commit") is None
+        assert WritePairs.of(store, _in_thread, "start") is None
+        assert store.write_pairs == {}
+    finally:
+        store.close()
