@@ -47,6 +47,8 @@ from weakref import WeakKeyDictionary
 import anyio.lowlevel
 import anyio.to_thread
 
+from activities import cancelcheck
+
 __all__ = [
     "MAX_THREADS",
     "THREAD_NAME",
@@ -370,7 +372,8 @@ class HandlerThreads(LoopThreads):
         arrived while a shielded checkpoint committed) never starts `fn`.
         `loop` is the running loop, when the caller has it at hand.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not cancelcheck.surely_not_cancelled():
+            await anyio.lowlevel.checkpoint_if_cancelled()
         result: T = await self.submit(fn, loop).future
         return result
 
