@@ -11,8 +11,10 @@ served backlog that a thread finishing its call takes from: under light
 load (one call at a time) one thread stays hot — its caches warm — and the
 others' stacks and malloc arenas stay untouched, while a burst still uses
 every thread. Each call runs in a copy of the caller's contextvars and is
-answered with one ``call_soon_threadsafe`` —
-less than anyio's per-call cancel scope, limiter and worker hand-off. A
+answered with one ``call_soon_threadsafe`` — or, for a pool given its
+loop's `LoopAnswers` channel (`use_answers`; the handler threads are), one
+eventfd write that the loop reads once — less than anyio's per-call
+cancel scope, limiter and worker hand-off. A
 call whose waiter was cancelled before a thread took it never runs (the
 thread decides under the lock and marks the call `started`, so a waiter
 can tell whether its call ran). Its two users differ only in what a
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import queue
 import threading
 import time
@@ -46,6 +49,8 @@ from weakref import WeakKeyDictionary
 
 import anyio.lowlevel
 import anyio.to_thread
+
+from activities import cancelcheck
 
 __all__ = [
     "MAX_THREADS",
@@ -97,15 +102,122 @@ def _without_stop_iteration(fn: Callable[[], T]) -> T:
         raise _stop_iteration_error(stop) from stop
 
 
+class LoopAnswers:
+    """One event loop's answer channel: threads queue answers and bump an eventfd; the loop settles.
+
+    asyncio's own way, ``call_soon_threadsafe``, writes a byte to the loop's
+    self-pipe; the woken loop reads it back with two ``recv`` calls (the
+    second one to hit EAGAIN, raising and catching BlockingIOError) and only
+    then, in the next turn of the loop, resumes the waiter: measured in a
+    serial W1 step, ~20 µs between the answer's settling and its waiter's
+    resumption (PROFILE.md, s19b). Here the answer goes on a queue and the
+    thread adds 1 to an eventfd the loop watches; the loop's reader reads it
+    once (one read empties the counter) and settles every queued answer
+    itself. Each answer writes after it is queued, so a drain that reads
+    and then empties the queue leaves none behind (one queued after the
+    read was also written after it: the loop wakes again). An answer never
+    lost to a failed write either: it then goes through
+    ``call_soon_threadsafe`` too, and settling a settled future does nothing.
+    """
+
+    __slots__ = ("_answers", "_fd", "_guard", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self._fd = fd
+        self._answers: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        # Held while writing and while closing: a thread never writes to a
+        # closed descriptor's number (which a new file may have taken).
+        self._guard = threading.Lock()
+
+    @classmethod
+    def open(cls, loop: asyncio.AbstractEventLoop) -> LoopAnswers | None:
+        """A channel for `loop` (on its thread); None without eventfd or a loop to watch one."""
+        eventfd = getattr(os, "eventfd", None)
+        if eventfd is None:
+            return None
+        fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        channel = cls(loop, fd)
+        try:
+            loop.add_reader(fd, channel._drain)
+        except NotImplementedError:  # a loop that cannot watch descriptors
+            os.close(fd)
+            return None
+        return channel
+
+    def answer(self, future: asyncio.Future[Any], ok: bool, value: Any) -> bool:
+        """From a thread: queue the answer and wake the loop. False: closed, or the wake failed."""
+        with self._guard:
+            if self._fd < 0:
+                return False
+            self._answers.append((future, ok, value))
+            try:
+                os.eventfd_write(self._fd, 1)
+            except OSError:
+                return False
+        return True
+
+    def _drain(self) -> None:
+        """On the loop: settle every queued answer."""
+        try:
+            os.eventfd_read(self._fd)
+        except BlockingIOError:  # an earlier drain took this wake's answers
+            pass
+        self._settle_queued()
+
+    def _settle_queued(self) -> None:
+        answers = self._answers
+        while answers:
+            future, ok, value = answers.popleft()
+            try:
+                _settle(future, ok, value)
+            except Exception as error:  # one waiter's trouble must not strand the others
+                self.loop.call_exception_handler(
+                    {"message": "settling a thread's answer failed", "exception": error}
+                )
+
+    def close_soon(self) -> None:
+        """Close on the loop's thread: now if this is it, else soon (now if the loop is closed)."""
+        if asyncio._get_running_loop() is self.loop:
+            self.close()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.close)
+        except RuntimeError:  # the loop is closed: nothing watches the descriptor, nobody waits
+            self.close()
+
+    def close(self) -> None:
+        """Stop watching and close the eventfd; answers still queued are settled (if the loop runs).
+
+        Later answers go through ``call_soon_threadsafe`` (`answer` says False).
+        """
+        with self._guard:
+            if self._fd < 0:
+                return
+            fd, self._fd = self._fd, -1
+        if self.loop.is_closed():
+            os.close(fd)
+            self._answers.clear()
+            return
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        self._settle_queued()
+
+
 class ThreadCall:
     """One call handed to the threads: its answer's future, and whether a thread started it."""
 
-    __slots__ = ("context", "fn", "future", "loop", "queued_at", "started")
+    __slots__ = ("answers", "context", "fn", "future", "loop", "queued_at", "started")
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        fn: Callable[[], Any],
+        answers: LoopAnswers | None = None,
     ) -> None:
         self.loop = loop
+        self.answers = answers
         self.future = future
         self.context = contextvars.copy_context()
         self.fn = fn
@@ -148,6 +260,17 @@ class LoopThreads:
         self._spawns: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
         self._closed = False
+        # The answer channel of the loop this pool serves (`use_answers`).
+        self._answers: LoopAnswers | None = None
+
+    def use_answers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer calls from `loop` through a `LoopAnswers` channel (on the loop's thread).
+
+        Closed with the pool. Calls from any other loop, or with no channel
+        to be had, are answered with ``call_soon_threadsafe``.
+        """
+        if self._answers is None and not self._closed:
+            self._answers = LoopAnswers.open(loop)
 
     @property
     def threads(self) -> int:
@@ -166,7 +289,10 @@ class LoopThreads:
         """Hand `fn` to a thread (on `loop`, else the running loop); its answer settles it."""
         if loop is None:
             loop = asyncio.get_running_loop()
-        call = ThreadCall(loop, loop.create_future(), fn)
+        answers = self._answers
+        if answers is None or answers.loop is not loop:
+            answers = None
+        call = ThreadCall(loop, loop.create_future(), fn, answers)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the {self._what} are closed")
@@ -325,11 +451,13 @@ class LoopThreads:
                     answer: tuple[bool, Any] = (True, call.context.run(call.fn))
                 except BaseException as failure:  # handed to the waiter, never lost here
                     answer = (False, failure)
-                try:
-                    call.loop.call_soon_threadsafe(_settle, call.future, *answer)
-                except RuntimeError:
-                    pass  # the loop closed while the call ran: nobody waits for it
-                del answer
+                answers = call.answers
+                if answers is None or not answers.answer(call.future, *answer):
+                    try:
+                        call.loop.call_soon_threadsafe(_settle, call.future, *answer)
+                    except RuntimeError:
+                        pass  # the loop closed while the call ran: nobody waits for it
+                del answer, answers
             # Hold nothing of a finished call (its loop, its answer) while idle.
             del call
             with self._lock:
@@ -350,6 +478,9 @@ class LoopThreads:
             self._idle.clear()
             self._spawns.put(False)
             spawner = self._spawner
+        answers, self._answers = self._answers, None
+        if answers is not None:
+            answers.close_soon()
         # A thread the spawner is starting now finds the pool closed when it
         # runs; once the spawner is done, every thread of the pool has
         # started (a caller joining them finds them all).
@@ -370,7 +501,8 @@ class HandlerThreads(LoopThreads):
         arrived while a shielded checkpoint committed) never starts `fn`.
         `loop` is the running loop, when the caller has it at hand.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not cancelcheck.surely_not_cancelled():
+            await anyio.lowlevel.checkpoint_if_cancelled()
         result: T = await self.submit(fn, loop).future
         return result
 
@@ -390,6 +522,7 @@ def _pool(loop: asyncio.AbstractEventLoop) -> HandlerThreads:
     pool = _POOLS.get(loop)
     if pool is None:
         pool = _POOLS[loop] = HandlerThreads()
+        pool.use_answers(loop)
         # Closed with the run, as anyio closes its own worker threads.
         from anyio._backends._asyncio import find_root_task
 

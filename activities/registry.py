@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import anyio.lowlevel
 
+from activities import cancelcheck
 from activities.handler_threads import run_in_thread
 from activities.netpolicy import HttpPolicy, parse_allow
 
@@ -170,7 +171,8 @@ async def call_handler(registration: Registration, event: Any, context: Any) -> 
     if registration.is_async:
         return await registration.handler(*args)
     if registration.inline:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not cancelcheck.surely_not_cancelled():
+            await anyio.lowlevel.checkpoint_if_cancelled()
         return contextvars.copy_context().run(_carrying_stop_iteration, registration.handler, *args)
     return await run_in_thread(_carrying_stop_iteration, registration.handler, *args)
 

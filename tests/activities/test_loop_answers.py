@@ -1,0 +1,104 @@
+"""The handler threads answer their loop through an eventfd (`LoopAnswers`), and lose no answer.
+
+Every answer is queued, then written to the eventfd the loop watches; the
+loop's reader reads once and settles all that is queued. These tests run
+real threads against a real asyncio loop: many threads answering at once
+all arrive, an answer queued as the channel closes is still settled, an
+answer after the close goes through ``call_soon_threadsafe``, and the
+eventfd lives exactly as long as the run's handler threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from activities.handler_threads import LoopAnswers, LoopThreads, run_in_thread
+
+NAME = "stepwise handler (answerstest)"
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux's")
+
+
+def _eventfds() -> set[int]:
+    found = set()
+    for entry in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(entry) == "anon_inode:[eventfd]":
+                found.add(int(entry.name))
+        except OSError:
+            continue  # closed while listed
+    return found
+
+
+def test_many_threads_answering_at_once_lose_no_answer() -> None:
+    pool = LoopThreads(8, name=NAME, what="test threads")
+
+    async def main() -> list[int]:
+        pool.use_answers(asyncio.get_running_loop())
+        results: list[int] = []
+        for _ in range(20):  # bursts: threads answer while the loop drains
+            calls = [pool.submit(lambda n=n: n * 2) for n in range(200)]
+            results.extend([await call.future for call in calls])
+        return results
+
+    try:
+        assert anyio.run(main) == [n * 2 for n in range(200)] * 20
+    finally:
+        pool.close()
+
+
+def test_an_answer_queued_when_the_channel_closes_is_still_settled() -> None:
+    async def main() -> tuple[object, bool]:
+        loop = asyncio.get_running_loop()
+        channel = LoopAnswers.open(loop)
+        assert channel is not None
+        future: asyncio.Future[object] = loop.create_future()
+        answering = threading.Thread(target=channel.answer, args=(future, True, "answer"))
+        answering.start()
+        answering.join()  # queued and written; the loop has not read it yet
+        channel.close()
+        settled = future.result() if future.done() else None
+        late = loop.create_future()
+        return settled, channel.answer(late, True, "late")
+
+    assert anyio.run(main) == ("answer", False)  # after the close the pool falls back
+
+
+def test_a_call_running_across_the_close_is_answered_all_the_same() -> None:
+    pool = LoopThreads(2, name=NAME, what="test threads")
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocked() -> str:
+        started.set()
+        release.wait(30)
+        return "done"
+
+    async def main() -> str:
+        pool.use_answers(asyncio.get_running_loop())
+        call = pool.submit(blocked)
+        await anyio.to_thread.run_sync(started.wait)
+        pool.close()  # closes the channel: the answer takes call_soon_threadsafe
+        release.set()
+        with anyio.fail_after(30):
+            return str(await call.future)
+
+    assert anyio.run(main) == "done"
+
+
+def test_the_runs_eventfd_is_closed_with_its_handler_threads() -> None:
+    before = _eventfds()
+
+    async def main() -> set[int]:
+        await run_in_thread(lambda: None)
+        return _eventfds() - before
+
+    opened = anyio.run(main)
+    assert len(opened) == 1  # the run's handler threads answered through one eventfd
+    assert not (_eventfds() - before) & opened
