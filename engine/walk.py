@@ -614,7 +614,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             key,
             {"s": name, "t": RowTime(now)},
             thread=thread,
-            events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
+            events=[(state.entered_event, {"name": name, "input": text})],
             timestamp=now,
             state=name,
             encode_later=True,  # never encoded when the exit shares the commit

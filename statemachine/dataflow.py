@@ -12,12 +12,18 @@ executing the state …" part).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
-from statemachine.intrinsics import Intrinsic, compile_intrinsic, evaluate_intrinsic, is_intrinsic
+from statemachine.intrinsics import (
+    Intrinsic,
+    compile_intrinsic,
+    evaluate_intrinsic,
+    intrinsic_paths,
+    is_intrinsic,
+)
 from statemachine.nondeterminism import Nondeterminism
 from statemachine.paths import MISSING, Path, compile_path, find, resolve, to_json
 
@@ -27,6 +33,7 @@ __all__ = [
     "apply_output_path",
     "compile_template",
     "evaluate_template",
+    "template_paths",
 ]
 
 
@@ -166,6 +173,23 @@ def evaluate_template(
     selects nothing and ``States.IntrinsicFailure`` when an intrinsic fails.
     """
     return _evaluate(t.root, data, context, variables, nondeterminism)
+
+
+def template_paths(t: Template) -> Iterator[Path]:
+    """Every path a template reads: its ``.$`` fields' paths and their intrinsics' arguments."""
+    nodes: list[_Node] = [t.root]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, _Dynamic):
+            expression = node.expression
+            if isinstance(expression, Intrinsic):
+                yield from intrinsic_paths(expression)
+            else:
+                yield expression
+        elif isinstance(node, _Object):
+            nodes.extend(child for _, child in node.fields)
+        elif isinstance(node, _Array):
+            nodes.extend(node.items)
 
 
 def apply_input_path(

@@ -365,7 +365,7 @@ def exit_state(frame: Frame, transition: Transition, *, pure: bool = False) -> T
     record: dict[str, Any] = {"o": transition.output, "n": transition.next}
     if transition.assigned:
         record["v"] = transition.assigned
-    frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
+    frame.exit_record = (record, [(frame.state.exited_event, details)])
     frame.output_text = output_text
     return transition
 
