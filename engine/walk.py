@@ -600,7 +600,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     name = state.name
     thread = frame.thread
     key = keys.entered(frame.key)
-    now = walk.services.clock.now()
+    now = journal.now()  # the clock's read, without a frame for the system clock
     recorded = journal.replay(key, thread, state=name)
     if recorded is MISSING:
         known = frame.input_text
