@@ -1,4 +1,4 @@
-"""Per-state plans: what a JSONPath Pass or Choice does on each visit, worked out once.
+"""Per-state plans: what a Pass, Choice or Task does on each visit, worked out once.
 
 A state's model says what it does; its plan says which data-flow steps are
 no-ops for it (InputPath and OutputPath ``$``, no ResultPath, no Assign),
@@ -20,10 +20,19 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 from statemachine.choice import RuleTest, compile_rule_test, rule_paths
 from statemachine.dataflow import Template, template_paths
-from statemachine.model import ChoiceState, PassState, State
+from statemachine.model import ChoiceState, PassState, State, TaskState
 from statemachine.paths import Path
 
-__all__ = ["NOTHING", "ChoicePlan", "PassPlan", "Plans", "choice_plan", "pass_plan"]
+__all__ = [
+    "NOTHING",
+    "ChoicePlan",
+    "PassPlan",
+    "Plans",
+    "TaskPlan",
+    "choice_plan",
+    "pass_plan",
+    "task_plan",
+]
 
 # What a plan's evaluation gets for `$$` or the variables it never reads.
 NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -129,4 +138,37 @@ def choice_plan(state: ChoiceState) -> ChoicePlan:
         state.output_path is None and not state.output_path_null,
         reads_context,
         reads_variables,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    """A Task's visit: which of its data-flow steps are no-ops.
+
+    `whole_input`: JSONPath with no InputPath, Parameters, TimeoutSeconds or
+    HeartbeatSeconds to evaluate: the handler gets the raw input as is.
+    `whole_result`: JSONPath with no ResultSelector, ResultPath, OutputPath
+    or Assign: the output is the handler's result as is.
+    """
+
+    whole_input: bool
+    whole_result: bool
+
+
+def task_plan(state: TaskState) -> TaskPlan:
+    jsonpath = not state.jsonata
+    return TaskPlan(
+        whole_input=jsonpath
+        and state.input_path is None
+        and not state.input_path_null
+        and state.parameters is None
+        and state.timeout is None
+        and state.heartbeat is None,
+        whole_result=jsonpath
+        and state.assign is None
+        and state.result_selector is None
+        and state.result_path is None
+        and not state.result_path_null
+        and state.output_path is None
+        and not state.output_path_null,
     )

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.states.plans import Plans, choice_plan, pass_plan
+from engine.states.plans import Plans, choice_plan, pass_plan, task_plan
 from statemachine.build import load
-from statemachine.model import ChoiceState, PassState
+from statemachine.model import ChoiceState, PassState, TaskState
 
 
 def _state(definition_state: dict[str, Any], name: str = "S") -> Any:
@@ -105,3 +105,36 @@ def test_a_choice_plan_knows_its_steps_and_what_its_rules_read() -> None:
     )
     assert not shaped.whole_input and shaped.whole_output
     assert shaped.reads_context and shaped.reads_variables
+
+
+def _task(**fields: Any) -> TaskState:
+    state = _state({"Type": "Task", "Resource": "r", "End": True, **fields})
+    assert isinstance(state, TaskState)
+    return state
+
+
+def test_a_task_without_steps_passes_its_input_and_result_as_they_are() -> None:
+    plan = task_plan(_task())
+    assert plan.whole_input and plan.whole_result
+
+
+@pytest.mark.parametrize(
+    ("fields", "whole_input", "whole_result"),
+    [
+        ({"InputPath": "$.a"}, False, True),
+        ({"Parameters": {"a.$": "$.a"}}, False, True),
+        ({"TimeoutSeconds": 5}, False, True),
+        ({"HeartbeatSeconds": 5}, False, True),
+        ({"ResultSelector": {"a.$": "$.a"}}, True, False),
+        ({"ResultPath": "$.r"}, True, False),
+        ({"ResultPath": None}, True, False),
+        ({"OutputPath": "$.o"}, True, False),
+        ({"Assign": {"x": 1}}, True, False),
+        ({"QueryLanguage": "JSONata"}, False, False),
+    ],
+)
+def test_a_task_step_is_skipped_only_when_it_is_absent(
+    fields: dict[str, Any], whole_input: bool, whole_result: bool
+) -> None:
+    plan = task_plan(_task(**fields))
+    assert (plan.whole_input, plan.whole_result) == (whole_input, whole_result)
