@@ -63,10 +63,17 @@ _Node = _Literal | _Dynamic | _Object | _Array
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A compiled payload template; `source` is the JSON it was compiled from."""
+    """A compiled payload template; `source` is the JSON it was compiled from.
+
+    `reads_context`/`reads_variables`: whether any of its paths reads ``$$``
+    or a variable (`template_paths`); when not, its evaluation may be given
+    neither.
+    """
 
     source: Any
     root: _Node
+    reads_context: bool = False
+    reads_variables: bool = False
 
 
 def _compile_dynamic(key: str, value: Any, where: str) -> _Dynamic:
@@ -117,7 +124,9 @@ def compile_template(value: Any) -> Template:
     value is neither a valid path nor a valid intrinsic call, or when two keys
     are the same once ``.$`` is stripped.
     """
-    return Template(value, _compile(value, ""))
+    root = _compile(value, "")
+    roots = {path.root for path in _node_paths(root)}
+    return Template(value, root, "context" in roots, "variable" in roots)
 
 
 def _document_for(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> Any:
@@ -177,7 +186,11 @@ def evaluate_template(
 
 def template_paths(t: Template) -> Iterator[Path]:
     """Every path a template reads: its ``.$`` fields' paths and their intrinsics' arguments."""
-    nodes: list[_Node] = [t.root]
+    return _node_paths(t.root)
+
+
+def _node_paths(root: _Node) -> Iterator[Path]:
+    nodes: list[_Node] = [root]
     while nodes:
         node = nodes.pop()
         if isinstance(node, _Dynamic):

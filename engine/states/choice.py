@@ -9,6 +9,7 @@ Default path.
 from __future__ import annotations
 
 from engine.states.common import (
+    NOTHING,
     effective_input,
     evaluate_assign,
     exit_state,
@@ -16,7 +17,7 @@ from engine.states.common import (
     jsonata_typed,
     output_path,
 )
-from engine.states.plans import NOTHING, ChoicePlan, Plans, choice_plan
+from engine.states.plans import ChoicePlan, Plans, choice_plan
 from engine.walk import FinalError, Frame, Transition, enter
 from statemachine.errors import States, StatesError
 from statemachine.jsonata import JsonataTemplate

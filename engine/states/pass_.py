@@ -11,9 +11,8 @@ from engine.states.common import (
     output_path,
     payload_template,
 )
-from engine.states.plans import NOTHING, PassPlan, Plans, pass_plan
+from engine.states.plans import PassPlan, Plans, pass_plan
 from engine.walk import FinalError, Frame, Transition, enter
-from statemachine.dataflow import evaluate_template
 from statemachine.errors import StatesError
 from statemachine.model import PassState
 
@@ -67,13 +66,7 @@ def _direct_output(frame: Frame, state: PassState, plan: PassPlan) -> object:
     if template is None:
         return frame.input
     try:
-        return evaluate_template(
-            template,
-            frame.input,
-            frame.path_context() if plan.reads_context else NOTHING,
-            frame.variables.visible() if plan.reads_variables else NOTHING,
-            frame,
-        )
+        return payload_template(frame, template, frame.input)
     except StatesError as error:  # as `Frame.evaluating` words it
         if isinstance(error, FinalError):
             raise

@@ -2,10 +2,11 @@
 
 A state's model says what it does; its plan says which data-flow steps are
 no-ops for it (InputPath and OutputPath ``$``, no ResultPath, no Assign),
-whether its paths read the context object or the variables (when not,
-neither is built for a visit), and a Choice's rules as compiled tests
+whether a Choice's paths read the context object or the variables (when
+not, neither is built for a visit; a payload template knows it itself,
+`Template.reads_context`), and a Choice's rules as compiled tests
 (`statemachine.choice.compile_rule_test`). A plan is made the first time its
-state is visited in the process and kept by the state object itself, so
+state is visited in the process and kept by the state object's identity, so
 every execution of a loaded definition (the runner keeps its machines)
 reuses it, and a state of another definition, even one equal to it, gets
 its own.
@@ -13,18 +14,16 @@ its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from statemachine.choice import RuleTest, compile_rule_test, rule_paths
-from statemachine.dataflow import Template, template_paths
+from statemachine.dataflow import Template
 from statemachine.model import ChoiceState, PassState, State, TaskState
 from statemachine.paths import Path
 
 __all__ = [
-    "NOTHING",
     "ChoicePlan",
     "PassPlan",
     "Plans",
@@ -33,9 +32,6 @@ __all__ = [
     "pass_plan",
     "task_plan",
 ]
-
-# What a plan's evaluation gets for `$$` or the variables it never reads.
-NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 _S = TypeVar("_S", bound=State)
 _P = TypeVar("_P")
@@ -84,8 +80,6 @@ class PassPlan:
     direct: bool
     template: Template | None
     next: str | None
-    reads_context: bool
-    reads_variables: bool
 
 
 def pass_plan(state: PassState) -> PassPlan:
@@ -100,10 +94,7 @@ def pass_plan(state: PassState) -> PassPlan:
         and not state.output_path_null
     )
     template = None if state.has_result else state.parameters
-    reads_context, reads_variables = _reads(() if template is None else template_paths(template))
-    return PassPlan(
-        direct, template, None if state.end else state.next, reads_context, reads_variables
-    )
+    return PassPlan(direct, template, None if state.end else state.next)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,6 @@ def test_plans_start_afresh_past_what_they_remember() -> None:
 def test_a_pass_of_parameters_only_is_direct() -> None:
     plan = pass_plan(_pass(Parameters={"v.$": "States.MathAdd($.v, 1)"}))
     assert plan.direct and plan.template is not None and plan.next is None
-    assert not plan.reads_context and not plan.reads_variables
     assert pass_plan(_pass(Result={"a": 1})).template is None
     assert pass_plan(_pass()).direct
 
@@ -87,11 +86,13 @@ def test_a_pass_with_another_step_is_not_direct(fields: dict[str, Any]) -> None:
     assert not pass_plan(_pass(**fields)).direct
 
 
-def test_a_pass_reads_the_context_or_variables_only_when_its_paths_do() -> None:
-    context = pass_plan(_pass(Parameters={"id.$": "$$.Execution.Id"}))
-    assert context.reads_context and not context.reads_variables
-    variable = pass_plan(_pass(Parameters={"n": {"v.$": "States.MathAdd($x, 1)"}}))
-    assert variable.reads_variables and not variable.reads_context
+def test_a_template_reads_the_context_or_variables_only_when_its_paths_do() -> None:
+    plain = _pass(Parameters={"v.$": "States.MathAdd($.v, 1)"}).parameters
+    assert plain is not None and not plain.reads_context and not plain.reads_variables
+    context = _pass(Parameters={"id.$": "$$.Execution.Id"}).parameters
+    assert context is not None and context.reads_context and not context.reads_variables
+    variable = _pass(Parameters={"n": [{"v.$": "States.MathAdd($x, 1)"}]}).parameters
+    assert variable is not None and variable.reads_variables and not variable.reads_context
 
 
 def test_a_choice_plan_knows_its_steps_and_what_its_rules_read() -> None:
