@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.clock import SystemClock
+import anyio
+
+from engine.clock import LoopClock, SystemClock
 from engine.journal import Journal, Thread
-
-
-class _FixedClock:
-    """A clock standing still at one instant (sleeping is never asked of it here)."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
-
-    async def sleep_until(self, when: datetime) -> None:
-        raise AssertionError("not slept on")
 
 
 def test_the_system_clock_is_read_as_the_system_time_in_utc() -> None:
@@ -30,9 +19,15 @@ def test_the_system_clock_is_read_as_the_system_time_in_utc() -> None:
 
 
 def test_any_other_clock_is_read_through_its_own_now_and_stamps_the_events() -> None:
-    moment = datetime(2030, 1, 2, 3, 4, 5, 6789, tzinfo=UTC)
-    journal = Journal("e", {}, last_event_id=1, clock=_FixedClock(moment))
-    assert journal.now() == moment
-    journal.record("0:out", {"o": 1}, thread=Thread(1), events=[("PassStateExited", {})])
-    _rows, events = journal.drain()
-    assert [event.timestamp for event in events] == [moment]
+    epoch = datetime(2030, 1, 2, 3, 4, 5, 6789, tzinfo=UTC)
+    clock = LoopClock(epoch)
+
+    async def main() -> None:
+        journal = Journal("e", {}, last_event_id=1, clock=clock)
+        assert journal.now() == epoch  # the loop clock's first read is its epoch
+        journal.record("0:out", {"o": 1}, thread=Thread(1), events=[("PassStateExited", {})])
+        _rows, events = journal.drain()
+        assert epoch <= events[0].timestamp <= clock.now()
+        assert events[0].timestamp.year == 2030  # the loop clock's time, not the system's
+
+    anyio.run(main)
