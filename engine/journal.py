@@ -29,6 +29,7 @@ limit allows.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Any, Final, TypeVar, cast
 import msgspec
 
 from engine import keys
-from engine.clock import Clock
+from engine.clock import Clock, SystemClock
 from engine.errors import NondeterminismError  # defined in the error tree; re-exported
 from engine.store import Event
 from statemachine.errors import States, StatesError
@@ -254,7 +255,11 @@ class Journal:
         self._records = records
         self._decoded: dict[str, dict[str, Any]] = {}
         self.last_event_id = last_event_id
-        self._clock = clock
+        # The time of a record's events: `clock.now`, the system clock's read
+        # without its Python frame (a C call: two reads a transition).
+        self.now: Callable[[], datetime] = (
+            functools.partial(datetime.now, UTC) if type(clock) is SystemClock else clock.now
+        )
         self._pending = _Pending()
         # A redriven execution's ExecutionRedriven event: an event of the new
         # run whose line last ended before it (in the failed run) chains on it.
@@ -334,7 +339,7 @@ class Journal:
             last = self.last_event_id
             if self.limit_reached or last + len(events) >= self.max_events:
                 self._check_limit(key, len(events))  # only then can it refuse
-            when = timestamp or self._clock.now()
+            when = timestamp or self.now()
             pending = self._pending.events
             floor = self.chain_floor
             for kind, details in events:

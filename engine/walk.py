@@ -600,7 +600,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
     name = state.name
     thread = frame.thread
     key = keys.entered(frame.key)
-    now = walk.services.clock.now()
+    now = journal.now()  # the clock's read, without a frame for the system clock
     recorded = journal.replay(key, thread, state=name)
     if recorded is MISSING:
         known = frame.input_text
@@ -614,7 +614,7 @@ def enter(frame: Frame, *, input_payload: Any) -> None:
             key,
             {"s": name, "t": RowTime(now)},
             thread=thread,
-            events=[(f"{state.type}StateEntered", {"name": name, "input": text})],
+            events=[(state.entered_event, {"name": name, "input": text})],
             timestamp=now,
             state=name,
             encode_later=True,  # never encoded when the exit shares the commit

@@ -12,12 +12,18 @@ executing the state …" part).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
-from statemachine.intrinsics import Intrinsic, compile_intrinsic, evaluate_intrinsic, is_intrinsic
+from statemachine.intrinsics import (
+    Intrinsic,
+    compile_intrinsic,
+    evaluate_intrinsic,
+    intrinsic_paths,
+    is_intrinsic,
+)
 from statemachine.nondeterminism import Nondeterminism
 from statemachine.paths import MISSING, Path, compile_path, find, resolve, to_json
 
@@ -27,6 +33,7 @@ __all__ = [
     "apply_output_path",
     "compile_template",
     "evaluate_template",
+    "template_paths",
 ]
 
 
@@ -56,10 +63,17 @@ _Node = _Literal | _Dynamic | _Object | _Array
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A compiled payload template; `source` is the JSON it was compiled from."""
+    """A compiled payload template; `source` is the JSON it was compiled from.
+
+    `reads_context`/`reads_variables`: whether any of its paths reads ``$$``
+    or a variable (`template_paths`); when not, its evaluation may be given
+    neither.
+    """
 
     source: Any
     root: _Node
+    reads_context: bool = False
+    reads_variables: bool = False
 
 
 def _compile_dynamic(key: str, value: Any, where: str) -> _Dynamic:
@@ -110,7 +124,9 @@ def compile_template(value: Any) -> Template:
     value is neither a valid path nor a valid intrinsic call, or when two keys
     are the same once ``.$`` is stripped.
     """
-    return Template(value, _compile(value, ""))
+    root = _compile(value, "")
+    roots = {path.root for path in _node_paths(root)}
+    return Template(value, root, "context" in roots, "variable" in roots)
 
 
 def _document_for(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> Any:
@@ -166,6 +182,27 @@ def evaluate_template(
     selects nothing and ``States.IntrinsicFailure`` when an intrinsic fails.
     """
     return _evaluate(t.root, data, context, variables, nondeterminism)
+
+
+def template_paths(t: Template) -> Iterator[Path]:
+    """Every path a template reads: its ``.$`` fields' paths and their intrinsics' arguments."""
+    return _node_paths(t.root)
+
+
+def _node_paths(root: _Node) -> Iterator[Path]:
+    nodes: list[_Node] = [root]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, _Dynamic):
+            expression = node.expression
+            if isinstance(expression, Intrinsic):
+                yield from intrinsic_paths(expression)
+            else:
+                yield expression
+        elif isinstance(node, _Object):
+            nodes.extend(child for _, child in node.fields)
+        elif isinstance(node, _Array):
+            nodes.extend(node.items)
 
 
 def apply_input_path(

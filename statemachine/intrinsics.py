@@ -20,7 +20,7 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -35,6 +35,7 @@ __all__ = [
     "Intrinsic",
     "compile_intrinsic",
     "evaluate_intrinsic",
+    "intrinsic_paths",
     "is_intrinsic",
 ]
 
@@ -588,3 +589,14 @@ def evaluate_intrinsic(
     argument selects nothing.
     """
     return _evaluate_call(fn.call, data, context, variables, nondeterminism)
+
+
+def intrinsic_paths(fn: Intrinsic) -> Iterator[Path]:
+    """Every path a compiled call reads as an argument, nested calls' too."""
+    calls = [fn.call]
+    while calls:
+        for argument in calls.pop().arguments:
+            if isinstance(argument, _PathArgument):
+                yield argument.path
+            elif isinstance(argument, _Call):
+                calls.append(argument)

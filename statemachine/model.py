@@ -13,7 +13,7 @@ resolves them in one place.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -84,9 +84,12 @@ class _Base(msgspec.Struct, frozen=True, kw_only=True):
     # JSONata Output.
     output: JsonataTemplate | None = None
 
-    @property
-    def type(self) -> str:
-        raise NotImplementedError
+    # The state's type as ASL writes it, and the names of its entry and exit
+    # events: class attributes, read on every transition (no property call,
+    # no string built).
+    type: ClassVar[str]
+    entered_event: ClassVar[str]
+    exited_event: ClassVar[str]
 
     @property
     def jsonata(self) -> bool:
@@ -110,9 +113,9 @@ class TaskState(_WithResult, frozen=True, kw_only=True):
     heartbeat: Dynamic | None = None
     credentials: Any = None
 
-    @property
-    def type(self) -> str:
-        return "Task"
+    type: ClassVar[str] = "Task"
+    entered_event: ClassVar[str] = "TaskStateEntered"
+    exited_event: ClassVar[str] = "TaskStateExited"
 
 
 class PassState(_Base, frozen=True, kw_only=True):
@@ -122,9 +125,9 @@ class PassState(_Base, frozen=True, kw_only=True):
     result_path: Path | None = None
     result_path_null: bool = False
 
-    @property
-    def type(self) -> str:
-        return "Pass"
+    type: ClassVar[str] = "Pass"
+    entered_event: ClassVar[str] = "PassStateEntered"
+    exited_event: ClassVar[str] = "PassStateExited"
 
 
 class ChoiceState(_Base, frozen=True, kw_only=True):
@@ -135,33 +138,33 @@ class ChoiceState(_Base, frozen=True, kw_only=True):
     rule_assigns: tuple[Template | JsonataTemplate | None, ...] = ()
     default: str | None = None
 
-    @property
-    def type(self) -> str:
-        return "Choice"
+    type: ClassVar[str] = "Choice"
+    entered_event: ClassVar[str] = "ChoiceStateEntered"
+    exited_event: ClassVar[str] = "ChoiceStateExited"
 
 
 class WaitState(_Base, frozen=True, kw_only=True):
     seconds: Dynamic | None = None
     timestamp: Dynamic | None = None
 
-    @property
-    def type(self) -> str:
-        return "Wait"
+    type: ClassVar[str] = "Wait"
+    entered_event: ClassVar[str] = "WaitStateEntered"
+    exited_event: ClassVar[str] = "WaitStateExited"
 
 
 class SucceedState(_Base, frozen=True, kw_only=True):
-    @property
-    def type(self) -> str:
-        return "Succeed"
+    type: ClassVar[str] = "Succeed"
+    entered_event: ClassVar[str] = "SucceedStateEntered"
+    exited_event: ClassVar[str] = "SucceedStateExited"
 
 
 class FailState(_Base, frozen=True, kw_only=True):
     error: Dynamic | None = None
     cause: Dynamic | None = None
 
-    @property
-    def type(self) -> str:
-        return "Fail"
+    type: ClassVar[str] = "Fail"
+    entered_event: ClassVar[str] = "FailStateEntered"
+    exited_event: ClassVar[str] = "FailStateExited"
 
 
 class Batcher(msgspec.Struct, frozen=True):
@@ -184,9 +187,9 @@ class Scope(msgspec.Struct, frozen=True):
 class ParallelState(_WithResult, frozen=True, kw_only=True):
     branches: tuple[Scope, ...] = ()
 
-    @property
-    def type(self) -> str:
-        return "Parallel"
+    type: ClassVar[str] = "Parallel"
+    entered_event: ClassVar[str] = "ParallelStateEntered"
+    exited_event: ClassVar[str] = "ParallelStateExited"
 
 
 class MapState(_WithResult, frozen=True, kw_only=True):
@@ -204,9 +207,9 @@ class MapState(_WithResult, frozen=True, kw_only=True):
     item_batcher: Batcher | None = None
     result_writer: Any = None
 
-    @property
-    def type(self) -> str:
-        return "Map"
+    type: ClassVar[str] = "Map"
+    entered_event: ClassVar[str] = "MapStateEntered"
+    exited_event: ClassVar[str] = "MapStateExited"
 
 
 State = (

@@ -43,8 +43,10 @@ from statemachine.path_syntax import (
 
 __all__ = [
     "MISSING",
+    "Finder",
     "Path",
     "apply_result_path",
+    "compile_find",
     "compile_path",
     "compile_reference_path",
     "find",
@@ -390,6 +392,36 @@ def find(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> A
         return _evaluate(path, data, context, variables)
     except _NotFound:
         return MISSING
+
+
+Finder = Callable[[Any, Any, Mapping[str, Any]], Any]
+"""`find` for one path: (data, context, variables) → its value(s), or MISSING."""
+
+
+def compile_find(path: Path) -> Finder:
+    """`find` for `path` with its root and names worked out once (a Choice rule's Variable).
+
+    A path rooted at ``$`` of one or two names (``$.v``, ``$.a.b``) is two
+    or three plain lookups in one call; any other path is `find` itself.
+    Same values and same MISSING as `find`, for any data.
+    """
+    names = path.names
+    if path.root != "input" or names is None or not 1 <= len(names) <= 2:
+        return lambda data, context, variables: find(path, data, context, variables)
+    if len(names) == 1:
+        (name,) = names
+
+        def one_name(data: Any, _context: Any, _variables: Mapping[str, Any]) -> Any:
+            return data.get(name, MISSING) if isinstance(data, dict) else MISSING
+
+        return one_name
+    first, second = names
+
+    def two_names(data: Any, _context: Any, _variables: Mapping[str, Any]) -> Any:
+        node = data.get(first, MISSING) if isinstance(data, dict) else MISSING
+        return node.get(second, MISSING) if isinstance(node, dict) else MISSING
+
+    return two_names
 
 
 def resolve(path: Path, data: Any, context: Any, variables: Mapping[str, Any]) -> Any:

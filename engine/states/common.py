@@ -14,7 +14,9 @@ memory — so it never delays the other executions on the worker.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 import anyio
@@ -45,6 +47,7 @@ __all__ = [
     "INLINE_SECONDS",
     "MAX_PAYLOAD_BYTES",
     "MAX_VARIABLE_BYTES",
+    "NOTHING",
     "effective_input",
     "evaluate_assign",
     "exit_state",
@@ -56,6 +59,10 @@ __all__ = [
     "payload_template",
     "task_input",
 ]
+
+
+# What an evaluation gets for `$$` or the variables when none of its paths reads them.
+NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def effective_input(frame: Frame) -> Any:
@@ -95,8 +102,13 @@ def payload_template(
     """Evaluate Parameters / ResultSelector / ItemSelector against `value` (absent: `value`)."""
     if template is None:
         return value
+    # `$$` and the variables are built only for a template whose paths read them.
     return evaluate_template(
-        template, value, frame.path_context(map_item=map_item), _vars(frame), frame
+        template,
+        value,
+        frame.path_context(map_item=map_item) if template.reads_context else NOTHING,
+        _vars(frame) if template.reads_variables else NOTHING,
+        frame,
     )
 
 
@@ -365,7 +377,7 @@ def exit_state(frame: Frame, transition: Transition, *, pure: bool = False) -> T
     record: dict[str, Any] = {"o": transition.output, "n": transition.next}
     if transition.assigned:
         record["v"] = transition.assigned
-    frame.exit_record = (record, [(f"{frame.state.type}StateExited", details)])
+    frame.exit_record = (record, [(frame.state.exited_event, details)])
     frame.output_text = output_text
     return transition
 

@@ -11,14 +11,23 @@ from engine.states.common import (
     output_path,
     payload_template,
 )
-from engine.walk import Frame, Transition, enter
+from engine.states.plans import PassPlan, Plans, pass_plan
+from engine.walk import FinalError, Frame, Transition, enter
+from statemachine.errors import StatesError
 from statemachine.model import PassState
 
 __all__ = ["run_pass"]
 
+_PLANS: Plans[PassState, PassPlan] = Plans(pass_plan)
+
 
 async def run_pass(frame: Frame, state: PassState) -> Transition:
     enter(frame, input_payload=frame.input)
+    plan = _PLANS.of(state)
+    if plan.direct:  # JSONPath, no step but Parameters or Result: the common Pass
+        return exit_state(
+            frame, Transition(_direct_output(frame, state, plan), plan.next), pure=True
+        )
     with frame.evaluating():
         if state.jsonata:
             assigned = await evaluate_assign(frame, state.assign, dollar=frame.input)
@@ -47,3 +56,18 @@ async def run_pass(frame: Frame, state: PassState) -> Transition:
         Transition(output, None if state.end else state.next, assigned),
         pure=not state.jsonata,
     )
+
+
+def _direct_output(frame: Frame, state: PassState, plan: PassPlan) -> object:
+    """A direct Pass's output: its Result, its Parameters evaluated, or its input."""
+    if state.has_result:
+        return state.result
+    template = plan.template
+    if template is None:
+        return frame.input
+    try:
+        return payload_template(frame, template, frame.input)
+    except StatesError as error:  # as `Frame.evaluating` words it
+        if isinstance(error, FinalError):
+            raise
+        raise frame.prefix(error) from None

@@ -23,6 +23,7 @@ from engine.states.common import (
     task_input,
 )
 from engine.states.dynamic import dynamic_int
+from engine.states.plans import Plans, TaskPlan, task_plan
 from engine.states.recovery import with_recovery
 from engine.tasks import invoke
 from engine.walk import Frame, Transition, enter
@@ -35,38 +36,45 @@ __all__ = ["DEFAULT_TIMEOUT_SECONDS", "run_task"]
 # AWS's default when a Task gives no TimeoutSeconds (the spec says 60).
 DEFAULT_TIMEOUT_SECONDS = MAX_SECONDS
 
+_PLANS: Plans[TaskState, TaskPlan] = Plans(task_plan)
+
 
 async def run_task(frame: Frame, state: TaskState) -> Transition:
     enter(frame, input_payload=frame.input)
+    plan = _PLANS.of(state)
     plain = not state.jsonata and state.assign is None  # its result's steps await nothing
+    wait_for_token = state.resource.endswith(".waitForTaskToken")
 
     async def attempt(number: int) -> tuple[Any, dict[str, Any] | None]:
         frame.task_token = None
-        if state.resource.endswith(".waitForTaskToken"):
+        if wait_for_token:
             frame.task_token = frame.record_once(
                 # Drawn directly, not via frame.uuid(): a replay returns the
                 # record without drawing, and must not shift later draws' keys.
                 keys.task_token(keys.attempt(frame.key, number)),
                 lambda: (str(uuid.uuid4()), ()),
             )
-        with frame.evaluating():
-            # JSONPath's InputPath and Parameters await nothing: no coroutine for them.
-            effective = (
-                await task_input(frame, state)
-                if state.jsonata
-                else payload_template(frame, state.parameters, effective_input(frame))
-            )
-            # Most Tasks give neither: no coroutine to await for an absent field.
-            timeout = (
-                None
-                if state.timeout is None
-                else await dynamic_int(frame, state.timeout, frame.input, minimum=1)
-            )
-            heartbeat = (
-                None
-                if state.heartbeat is None
-                else await dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
-            )
+        if plan.whole_input:  # nothing to evaluate: the common Task
+            effective, timeout, heartbeat = frame.input, None, None
+        else:
+            with frame.evaluating():
+                # JSONPath's InputPath and Parameters await nothing: no coroutine for them.
+                effective = (
+                    await task_input(frame, state)
+                    if state.jsonata
+                    else payload_template(frame, state.parameters, effective_input(frame))
+                )
+                # Most Tasks give neither: no coroutine to await for an absent field.
+                timeout = (
+                    None
+                    if state.timeout is None
+                    else await dynamic_int(frame, state.timeout, frame.input, minimum=1)
+                )
+                heartbeat = (
+                    None
+                    if state.heartbeat is None
+                    else await dynamic_int(frame, state.heartbeat, frame.input, minimum=1)
+                )
         result = await invoke(
             frame,
             state,
@@ -75,6 +83,8 @@ async def run_task(frame: Frame, state: TaskState) -> Transition:
             timeout=float(timeout or DEFAULT_TIMEOUT_SECONDS),
             heartbeat=float(heartbeat) if heartbeat else math.inf,
         )
+        if plan.whole_result:  # no step between the result and the output
+            return result, None
         with frame.evaluating():
             if plain:
                 return jsonpath_result(frame, result), None
