@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hashlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack, nullcontext
@@ -45,7 +47,6 @@ from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
 from engine.committer import Committer
-from engine.heap import engine_started, engine_stopped, young_threshold
 from engine.journal import history_event_limit
 from engine.lifecycle import NO_INPUT, Lifecycle
 from engine.machine_api import MachineApi
@@ -113,6 +114,30 @@ def _on_asyncio() -> bool:
     return True
 
 
+# Whether `_freeze_started_heap` has frozen this process's heap.
+_heap_frozen = False
+
+
+def _freeze_started_heap() -> None:
+    """Once per process, when the first Engine has started: `gc.freeze` what is alive.
+
+    What is loaded and built by then (modules, SQLAlchemy, the store, the
+    engine's machinery) lives as long as the process and holds next to no
+    cyclic garbage, yet every full collection walked all of it: a Map's
+    iterations or many executions at once promote enough objects to set one
+    off every few runs (W2 on PostgreSQL: ~4 ms of a ~30 ms run's CPU, see
+    benchmarks/PROFILE_STORE.md). Frozen objects are still freed by their
+    reference counts; the CLI's start-up (`engine.cli.core.end_startup`)
+    freezes what it loaded the same way. `STEPWISE_GC_FREEZE=0` turns it off.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        # An application that wants every cycle collected opts out.
+        if os.environ.get("STEPWISE_GC_FREEZE", "1") != "0":
+            gc.freeze()
+
+
 class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
     """A Stepwise engine bound to one database."""
 
@@ -166,8 +191,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         check_name(queue, what="queue")
         self.queue = queue
         self.max_history_events = history_event_limit(max_history_events)
-        # Generation 0's threshold while it runs (engine/heap.py); misset, an error.
-        self._gc_young = young_threshold()
         self.retention_days = retention_setting(retention_days)
         self.redrive_window = redrive_window
         self._store: Store | None = None
@@ -303,8 +326,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
                 connecting.start_soon(self._lifecycle.connect_starts)
             if self._first_calls is not None:
                 await self._first_rounds()
-        engine_started(self._gc_young)
-        stack.callback(engine_stopped)
+        _freeze_started_heap()
         return self
 
     def _open_schedules(self) -> Schedules:
