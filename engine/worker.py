@@ -639,7 +639,7 @@ class Worker:
             completed = True
             log.info("execution %s is owned elsewhere now", execution_id)
         except Exception:
-            if gate is None or gate.durable:
+            if gate is None or not gate.refused:  # a refused walk ends writing nothing
                 log.exception("activation of %s failed; its lease will expire", execution_id)
         finally:
             self._slot_freed.set()
