@@ -32,6 +32,7 @@ passed in, so no Engine is needed to use it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import random
@@ -54,7 +55,7 @@ from engine.errors import (
     StepwiseError,
     UnstorableData,
 )
-from engine.handoff import StartTaker, lease_end, start_handed
+from engine.handoff import EarlyStart, StartTaker, lease_end, start_handed
 from engine.names import check_name
 from engine.runner import execution_arn, machine_arn
 from engine.start_batcher import StartBatcher
@@ -274,11 +275,18 @@ class Lifecycle:
                 details=details,
             )
             built.append(first)
-            return execution_arn(version.name, execution_name), first
+            execution_id = execution_arn(version.name, execution_name)
+            if early is not None:
+                # On the loop, before the write is sent: the walk begins now.
+                early.begin(request, resolved, execution_id, first)
+            return execution_id, first
 
         taker = self._taker
         if taker is not None and (refused is not None or not await taker.reserve_slot(queue)):
             taker = None
+        # A walk begun alongside its start's round trip (engine/earlywalk.py):
+        # for a drawn name (a named start may find its execution existing).
+        early = _early_start(taker) if fresh_name else None
         request = StartRequest(
             machine=machine_name,
             qualifier=qualifier,
@@ -296,7 +304,7 @@ class Lifecycle:
         )
         if taker is not None:
             started_id = execution_arn(machine_name, execution_name)
-            result = await start_handed(self._starts, request, taker, started_id)
+            result = await start_handed(self._starts, request, taker, started_id, early)
         else:
             result = await self._starts.start(request)
         if isinstance(result.error, UnstorableData):
@@ -463,6 +471,16 @@ class Lifecycle:
         return page, _encode_token(
             _PageToken(last.start_date, last.execution_id, machine, status, redrive_filter)
         )
+
+
+def _early_start(taker: StartTaker | None) -> EarlyStart | None:
+    """An `EarlyStart` for a start handed to `taker` (asyncio); else None."""
+    if taker is None:
+        return None
+    try:
+        return EarlyStart(taker, asyncio.get_running_loop())
+    except RuntimeError:  # trio
+        return None
 
 
 def _encode_input(input: Any) -> str:

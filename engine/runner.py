@@ -25,6 +25,7 @@ from activities.registry import Registry
 from engine import keys, telemetry
 from engine.clock import Clock
 from engine.committer import Committer
+from engine.earlywalk import StartGate, gated_services
 from engine.journal import (
     Journal,
     NondeterminismError,
@@ -221,6 +222,10 @@ class Runtime:
     # Executions whose finishing checkpoint is being committed: the lease
     # keeper leaves them to that commit's own lease check (`LeaseKeeper.run`).
     finishing: set[str] = field(default_factory=set)
+    # Walks begun while their start commits (engine/earlywalk.py), by
+    # execution: the lease keeper leaves a lease alone while its gate is
+    # pending (the row may not exist yet); the worker forgets them.
+    early_gates: dict[str, StartGate] = field(default_factory=dict)
     # Running activations, signalled by the process's one StopWatcher.
     stop_signals: dict[str, StopSignal] = field(default_factory=dict)
     # Unexpected exceptions outside the walk, per execution (see `_poisoned`).
@@ -286,22 +291,28 @@ async def activate(
     *,
     hold_seconds: float | None = None,
     loaded: LoadedExecution | None = None,
+    gate: StartGate | None = None,
 ) -> Activation:
     """Run the execution as far as it goes now (RUNNING + due_at when it waits).
 
     `hold_seconds` overrides how long a wait may hold this process before the
     execution is suspended instead (`Engine.run` holds every timer).
     `loaded` is what the claim read under this lease (`claim_due_loaded`);
-    without it the activation loads the execution itself.
+    without it the activation loads the execution itself. `gate`: the
+    execution's start is still in flight (`loaded` is what it will create,
+    engine/earlywalk.py): every checkpoint and every store call of the walk
+    waits for it, and raises StartNotDurable (a LeaseLost) when refused.
     Raises LeaseLost when another worker owns the execution now, and the
     other infrastructure errors as they come; any other exception is the
     execution's poison, never the worker's (see `_poisoned`).
     """
     try:
-        activation = await _activate(runtime, execution_id, hold_seconds, loaded)
+        activation = await _activate(runtime, execution_id, hold_seconds, loaded, gate)
     except Exception as error:
         if not (is_poison(error) or is_unstorable(error)):
             raise
+        if gate is not None:
+            await gate.passed()  # a start that did not commit has nothing to fail
         return await _poisoned(runtime, execution_id, error)
     runtime.poison_strikes.pop(execution_id, None)
     return activation
@@ -312,6 +323,7 @@ async def _activate(
     execution_id: str,
     hold_seconds: float | None,
     loaded: LoadedExecution | None,
+    gate: StartGate | None = None,
 ) -> Activation:
     if loaded is None:
         loaded = await runtime.run_db(runtime.store.load, execution_id)
@@ -331,17 +343,18 @@ async def _activate(
     if record.redrive_count:
         journal.chain_floor = journal.event_id(keys.redriven(record.redrive_count))
 
-    checkpoint = _checkpointer(runtime, journal, record)
+    checkpoint = _checkpointer(runtime, journal, record, gate)
 
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
         return await _finish_failed(runtime, journal, end_key, checkpoint, error.error, error.cause)
     execution_input = msgspec.json.decode(record.input)
+    services = runtime.services(record.trace_id)
     walk = Walk(
         machine=machine,
         journal=journal,
-        services=runtime.services(record.trace_id),
+        services=services if gate is None else gated_services(services, gate),
         execution_id=execution_id,
         execution_name=record.name,
         machine_id=machine_arn(record.machine),
@@ -519,7 +532,9 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
     return await _finish_failed(runtime, journal, end_key, checkpoint, States.RUNTIME, cause)
 
 
-def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -> Checkpointer:
+def _checkpointer(
+    runtime: Runtime, journal: Journal, record: ExecutionRecord, gate: StartGate | None = None
+) -> Checkpointer:
     """The one way an activation commits what its journal recorded (lease-checked).
 
     Nothing to write and nothing to finish or release: no commit at all.
@@ -540,12 +555,18 @@ def _checkpointer(runtime: Runtime, journal: Journal, record: ExecutionRecord) -
     safety net. Only the execution's own end: a Map iteration's or Parallel
     branch's end is a row like any other, and FAILED, TIMED_OUT and ABORTED
     ends keep their rows for a redrive.
+
+    With a `gate` (a walk begun while its start commits) every checkpoint
+    first waits for the start to be durable: nothing is committed, and no
+    effect follows, before it is.
     """
     execution_id = record.execution_id
 
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
     ) -> None:
+        if gate is not None and not gate.durable:
+            await gate.passed()
         if not journal.dirty and finish is None and not release:
             return
         succeeded = finish is not None and finish.status == ExecutionStatus.SUCCEEDED

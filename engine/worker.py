@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from engine import telemetry
+from engine.earlywalk import StartGate
 from engine.runner import Activation, Runtime, activate
 from engine.states.childtasks import ChildTaskGroup, child_task_group
 from engine.store import (
@@ -203,6 +204,7 @@ class LeaseKeeper:
         leased: bool,
         hold_seconds: float | None = None,
         loaded: LoadedExecution | None = None,
+        gate: StartGate | None = None,
     ) -> Ran:
         """Run one reserved execution here as far as it goes now, then unreserve it.
 
@@ -210,7 +212,8 @@ class LeaseKeeper:
         otherwise this claims it first (`claim_execution`), and returns
         Ran(claimed=False) when another worker holds it. `loaded` is what
         that claim read under the lease (`claim_due_loaded`), so the
-        activation does not load it again. Raises LeaseLost
+        activation does not load it again; `gate`: its start is still in
+        flight (`activate`). Raises LeaseLost
         when the lease is lost mid-run and the store refuses a commit.
         """
         runtime = self.runtime
@@ -227,7 +230,7 @@ class LeaseKeeper:
                 return Ran(
                     claimed=True,
                     activation=await activate(
-                        runtime, execution_id, hold_seconds=hold_seconds, loaded=loaded
+                        runtime, execution_id, hold_seconds=hold_seconds, loaded=loaded, gate=gate
                     ),
                 )
             return Ran(claimed=True)  # the scope was cancelled: the lease is lost
@@ -275,6 +278,11 @@ class LeaseKeeper:
             renewed_at = time.monotonic()
             for execution_id in ids:
                 if execution_id in kept or execution_id not in self.held:
+                    continue
+                gate = runtime.early_gates.get(execution_id)
+                if gate is not None and not gate.durable:
+                    # Its start has not answered yet (the row may not exist), or
+                    # did not create it: the start's answer settles that run.
                     continue
                 if execution_id in runtime.ended or execution_id in runtime.finishing:
                     # Its end committed (and deleted its work row) while this
@@ -412,6 +420,10 @@ class Worker:
         self._claiming = 0
         self._claim_done = anyio.Event()
         self.handed_off = 0
+        # Runs begun before their start answered (`take_early`), and those of
+        # them whose start did not create what they walked (they wrote nothing).
+        self.walked_early = 0
+        self.refused_early = 0
 
     @property
     def worker_id(self) -> str:
@@ -479,6 +491,32 @@ class Worker:
             return True
         self.handed_off += 1
         group.spawn(self._run_one, execution_id, scope, loaded)
+        return True
+
+    def take_early(self, loaded: LoadedExecution, gate: StartGate) -> bool:
+        """Run the execution a start in flight will create; its writes wait for `gate`.
+
+        As `take_started`, before the start's answer (engine/earlywalk.py):
+        settles the promised slot and returns True when it runs; False (the
+        slot still promised) when this worker has stopped or this process
+        runs that execution already. The start's answer settles `gate`; a
+        run whose gate is refused ends writing nothing, and releases the
+        lease the start may have taken (`StartGate.release_until`) as it ends.
+        """
+        group = self._group
+        execution_id = loaded.record.execution_id
+        if group is None:
+            return False
+        scope = self.keeper.reserve(execution_id)
+        if scope is None:
+            return False
+        self._promised -= 1
+        gate.scope = scope
+        self.runtime.early_gates[execution_id] = gate
+        telemetry.record_claim(loaded.record.start_date, self.runtime.clock.now())
+        self.handed_off += 1
+        self.walked_early += 1
+        group.spawn(self._run_one, execution_id, scope, loaded, gate)
         return True
 
     async def give_back(self, execution_id: str, leased_until: datetime) -> None:
@@ -583,11 +621,15 @@ class Worker:
             await self._slot_freed.wait()
 
     async def _run_one(
-        self, execution_id: str, scope: anyio.CancelScope, loaded: LoadedExecution | None
+        self,
+        execution_id: str,
+        scope: anyio.CancelScope,
+        loaded: LoadedExecution | None,
+        gate: StartGate | None = None,
     ) -> None:
         completed = False
         try:
-            ran = await self._run_through_outages(execution_id, scope, loaded)
+            ran = await self._run_through_outages(execution_id, scope, loaded, gate)
             if ran is None or not ran.claimed:
                 completed = True  # run here by someone else in this process, or elsewhere
             elif ran.activation is not None:
@@ -597,17 +639,32 @@ class Worker:
             completed = True
             log.info("execution %s is owned elsewhere now", execution_id)
         except Exception:
-            log.exception("activation of %s failed; its lease will expire", execution_id)
+            if gate is None or not gate.refused:  # a refused walk ends writing nothing
+                log.exception("activation of %s failed; its lease will expire", execution_id)
         finally:
             self._slot_freed.set()
-            if not completed:
+            if gate is not None:
+                gate.ended = True
+                self.runtime.early_gates.pop(execution_id, None)
+            if gate is not None and not gate.durable:
+                self.refused_early += gate.refused
+                # Its start did not create it (nothing was written), or has not
+                # answered yet (the start's path gives the lease back then).
+                if gate.release_until is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._release(execution_id, gate.release_until)
+            elif not completed:
                 # Cancelled (shutdown, or a renewal failed): hand it back now
                 # rather than making the next worker wait for the lease to expire.
                 with anyio.CancelScope(shield=True):
                     await self._release(execution_id)
 
     async def _run_through_outages(
-        self, execution_id: str, scope: anyio.CancelScope, loaded: LoadedExecution | None
+        self,
+        execution_id: str,
+        scope: anyio.CancelScope,
+        loaded: LoadedExecution | None,
+        gate: StartGate | None = None,
     ) -> Ran | None:
         """Run a claimed execution; when the store fails mid-run, wait for it and claim it again.
 
@@ -620,7 +677,9 @@ class Worker:
         leased = True
         while True:
             try:
-                return await self.keeper.run_one(execution_id, scope, leased=leased, loaded=loaded)
+                return await self.keeper.run_one(
+                    execution_id, scope, leased=leased, loaded=loaded, gate=gate
+                )
             except Exception as exc:
                 failure = _store_outage_in(exc)
                 if failure is None:
@@ -629,8 +688,9 @@ class Worker:
             reserved = self.keeper.reserve(execution_id)
             if reserved is None:
                 return None
-            # Claimed again after an outage: what was loaded may be stale.
-            scope, leased, loaded = reserved, False, None
+            # Claimed again after an outage: what was loaded may be stale (and
+            # an outage is met only after the start's gate, by a store call).
+            scope, leased, loaded, gate = reserved, False, None, None
 
     async def _release(self, execution_id: str, leased_until: datetime | None = None) -> None:
         try:
