@@ -14,6 +14,7 @@ re-exported here::
     ├── StatesError                  (its own .error name)      1   ASL runtime error, see `States`
     ├── InvalidName                  InvalidName                2   a name AWS would reject
     ├── InvalidExecutionInput        InvalidExecutionInput      2   not JSON, or over 256 KiB
+    ├── InvalidSetting               —                          2   a setting or $STEPWISE_* unusable
     ├── StateMachineDoesNotExist     StateMachineDoesNotExist   2
     ├── StateMachineDeleting         StateMachineDeleting       2   start after DeleteStateMachine
     ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
@@ -118,6 +119,7 @@ __all__ = [
     "InvalidOutput",
     "InvalidRouting",
     "InvalidScheduleExpression",
+    "InvalidSetting",
     "InvalidTestState",
     "InvalidToken",
     "LeaseLost",
@@ -149,6 +151,14 @@ class InvalidExecutionInput(StepwiseError):
     """Execution input that is not JSON, or is larger than 256 KiB."""
 
     aws_code = "InvalidExecutionInput"
+
+
+class InvalidSetting(StepwiseError, ValueError):
+    """An Engine setting, or the ``STEPWISE_*`` environment variable giving it, that is unusable.
+
+    Raised when an Engine is made (never later, mid-run); a ValueError too,
+    as these settings' errors were before they had a class of their own.
+    """
 
 
 class InvalidTestState(StepwiseError):

@@ -40,7 +40,7 @@ import msgspec
 
 from engine import keys
 from engine.clock import Clock, SystemClock
-from engine.errors import NondeterminismError  # defined in the error tree; re-exported
+from engine.errors import InvalidSetting, NondeterminismError  # the error tree's; re-exported
 from engine.store import Event
 from statemachine.errors import States, StatesError
 from statemachine.quotas import MAX_HISTORY_EVENTS
@@ -174,13 +174,24 @@ class HistoryLimitReached(Exception):  # a control-flow signal, not an ASL error
 def history_event_limit(value: int | None = None) -> int:
     """The history event limit to run with: `value`, else $STEPWISE_MAX_HISTORY_EVENTS, else AWS's.
 
-    Raises ValueError for a limit below 2 (an execution needs its start and end events).
+    Raises InvalidSetting (a ValueError) for a limit below 2 (an execution
+    needs its start and end events) or an environment value that is not an
+    integer.
     """
     if value is None:
         setting = os.environ.get("STEPWISE_MAX_HISTORY_EVENTS", "").strip()
-        value = int(setting) if setting else MAX_HISTORY_EVENTS
+        if not setting:
+            return MAX_HISTORY_EVENTS
+        try:
+            value = int(setting)
+        except ValueError:
+            value = 0
+        if value < 2:
+            raise InvalidSetting(
+                f"STEPWISE_MAX_HISTORY_EVENTS must be an integer of at least 2, not {setting!r}"
+            )
     if value < 2:
-        raise ValueError(f"the history event limit must be at least 2, not {value}")
+        raise InvalidSetting(f"the history event limit must be at least 2, not {value}")
     return value
 
 

@@ -43,6 +43,7 @@ import anyio
 
 from engine import telemetry
 from engine.earlywalk import StartGate
+from engine.errors import InvalidSetting
 from engine.runner import Activation, Runtime, activate
 from engine.states.childtasks import ChildTaskGroup, child_task_group
 from engine.store import (
@@ -333,15 +334,25 @@ def retention_setting(days: float | None = None) -> float | None:
     """The retention period in days: `days`, else $STEPWISE_RETENTION_DAYS, else None (keep all).
 
     AWS keeps a closed execution 90 days; Stepwise keeps everything unless
-    told. Raises ValueError for a period that is not positive.
+    told. Raises InvalidSetting (a ValueError) for a period that is not a
+    positive number of days.
     """
     if days is None:
         setting = os.environ.get("STEPWISE_RETENTION_DAYS", "").strip()
         if not setting:
             return None
-        days = float(setting)
-    if not days > 0:
-        raise ValueError(f"the retention period must be a positive number of days, not {days}")
+        try:
+            days = float(setting)
+        except ValueError:
+            days = 0.0
+        if not 0 < days < float("inf"):
+            raise InvalidSetting(
+                f"STEPWISE_RETENTION_DAYS must be a positive number of days, not {setting!r}"
+            )
+    if not days > 0 or days == float("inf"):
+        raise InvalidSetting(
+            f"the retention period must be a positive number of days, not {days}"
+        )
     return days
 
 

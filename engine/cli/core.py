@@ -179,12 +179,23 @@ _DEFAULT_RETRY_SECONDS = 10.0
 
 
 def retry_seconds() -> float:
-    """How long a command keeps retrying transient store errors ($STEPWISE_RETRY_SECONDS)."""
-    try:
-        value = float(os.environ.get("STEPWISE_RETRY_SECONDS", ""))
-    except ValueError:
+    """How long a command keeps retrying transient store errors ($STEPWISE_RETRY_SECONDS).
+
+    Unset or empty: 10 s. Any other value must be a finite number of seconds
+    ≥ 0 (a usage error otherwise, never silently the default).
+    """
+    raw = os.environ.get("STEPWISE_RETRY_SECONDS", "").strip()
+    if not raw:
         return _DEFAULT_RETRY_SECONDS
-    return max(0.0, value)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise click.UsageError(
+            f"STEPWISE_RETRY_SECONDS must be a number of seconds, 0 or more, not {raw!r}"
+        )
+    return value
 
 
 def _transient(exc: BaseException) -> bool:

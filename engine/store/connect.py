@@ -63,16 +63,26 @@ class Timeouts:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Timeouts:
-        """The defaults, overridden by the STEPWISE_*_TIMEOUT variables (bad values ignored)."""
+        """The defaults, overridden by the STEPWISE_*_TIMEOUT variables.
+
+        An empty or unset variable keeps the default; any other value that is
+        not a finite number of seconds ≥ 0 is refused (a permanent
+        StoreUnavailable naming the variable), never silently replaced.
+        """
         source = dict(os.environ) if env is None else env
         default = cls()
 
         def seconds(name: str, fallback: float) -> float:
-            try:
-                value = float(source.get(name, ""))
-            except ValueError:
+            raw = source.get(name, "").strip()
+            if not raw:
                 return fallback
-            return value if value >= 0 else fallback
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not 0 <= value < float("inf"):
+                raise permanent(f"{name} must be a number of seconds, 0 or more, not {raw!r}")
+            return value
 
         return cls(
             connect=seconds("STEPWISE_CONNECT_TIMEOUT", default.connect),

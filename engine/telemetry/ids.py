@@ -9,6 +9,7 @@ spans are built (telemetry on, ``stepwise trace``).
 from __future__ import annotations
 
 import hashlib
+import re
 
 __all__ = [
     "BRANCH",
@@ -20,6 +21,11 @@ __all__ = [
     "task_span_id",
     "traceparent_for",
 ]
+
+# W3C trace context's ids: lower-case hex of a fixed width (checked after
+# lower-casing), never all zeros (the spec's "invalid" value).
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 # Span kinds of the tree.
 EXECUTION, STATE, BRANCH, ITERATION, TASK = "execution", "state", "branch", "iteration", "task"
@@ -42,10 +48,13 @@ def task_span_id(trace_id: str, scheduled_event_id: int) -> str:
 def traceparent_for(trace_id: str, span_id: str) -> str:
     """The W3C `traceparent` header value (version 00, sampled) for a span.
 
-    Raises ValueError when the ids are not 32 and 16 lower-case hex digits.
+    Raises ValueError unless the ids are 32 and 16 hex digits (either case;
+    no ``0x``, sign, underscore or space) and neither is all zeros, which
+    the W3C trace context spec makes invalid.
     """
     trace_id, span_id = trace_id.lower(), span_id.lower()
-    if len(trace_id) != 32 or len(span_id) != 16:
+    if _TRACE_ID.fullmatch(trace_id) is None or _SPAN_ID.fullmatch(span_id) is None:
         raise ValueError("traceparent needs a 32-hex trace id and a 16-hex span id")
-    int(trace_id, 16), int(span_id, 16)  # raises ValueError on non-hex
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        raise ValueError("traceparent's trace id and span id may not be all zeros")
     return f"00-{trace_id}-{span_id}-01"

@@ -228,3 +228,66 @@ def test_activities_imports_nothing_from_engine() -> None:
                 else []
             )
             assert not [n for n in names if n.split(".")[0] == "engine"], path
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "code"),
+    [
+        ("STEPWISE_MAX_HISTORY_EVENTS", "many", 2),
+        ("STEPWISE_MAX_HISTORY_EVENTS", "1", 2),
+        ("STEPWISE_RETENTION_DAYS", "a month", 2),
+        ("STEPWISE_RETENTION_DAYS", "-3", 2),
+        ("STEPWISE_RETENTION_DAYS", "nan", 2),
+        ("STEPWISE_RETRY_SECONDS", "soon", 2),
+        ("STEPWISE_CONNECT_TIMEOUT", "x", 3),
+        ("STEPWISE_SQLITE_BUSY_TIMEOUT", "-1", 3),
+        ("STEPWISE_STATEMENT_TIMEOUT", "inf", 3),
+    ],
+)
+def test_an_unusable_setting_in_the_environment_is_one_error_naming_it(
+    tmp_path: Path, variable: str, value: str, code: int
+) -> None:
+    # Each of these once ran with its default in place of the value (or
+    # ended in a traceback): a setting given is used or refused, never dropped.
+    db = f"sqlite:///{tmp_path / 'settings.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", "examples/hello.json", "--db", db],
+        cwd=REPO,
+        env={**os.environ, "STEPWISE_DATABASE_URL": "", variable: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == code, result.stderr
+    line = one_error_line(result.stderr)
+    assert variable in line or "history event limit" in line, line
+    assert repr(value) in line or value in line, line
+    assert not (tmp_path / "settings.db").exists() or result.stdout == ""
+
+
+def test_usable_settings_in_the_environment_are_taken(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'settings.db'}"
+    env = {
+        **os.environ,
+        "STEPWISE_DATABASE_URL": "",
+        "STEPWISE_MAX_HISTORY_EVENTS": " 3 ",
+        "STEPWISE_RETENTION_DAYS": "30",
+        "STEPWISE_SQLITE_BUSY_TIMEOUT": "2.5",
+        "STEPWISE_RETRY_SECONDS": "",
+    }
+    # One Pass state makes four events: the limit of 3 taken from the
+    # environment is what fails the execution.
+    machine = tmp_path / "pass.json"
+    machine.write_text(json.dumps(PASS_MACHINE))
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(machine), "--db", db],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr
+    assert "maximum number of history events (3)" in result.stdout + result.stderr, result

@@ -19,6 +19,7 @@ TABLE: list[tuple[type[StepwiseError], str | None, int]] = [
     (tree.StatesError, None, 1),
     (tree.InvalidName, "InvalidName", 2),
     (tree.InvalidExecutionInput, "InvalidExecutionInput", 2),
+    (tree.InvalidSetting, None, 2),
     (tree.StateMachineDoesNotExist, "StateMachineDoesNotExist", 2),
     (tree.StateMachineDeleting, "StateMachineDeleting", 2),
     (tree.ExecutionDoesNotExist, "ExecutionDoesNotExist", 2),

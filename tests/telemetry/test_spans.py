@@ -211,6 +211,22 @@ def test_traceparent_and_span_ids() -> None:
         traceparent_for(trace_id, "xyz")
     with pytest.raises(ValueError):
         traceparent_for("zz" * 16, "b7ad6b7169203331")
+    assert traceparent_for(trace_id.upper(), "B7AD6B7169203331") == (
+        f"00-{trace_id}-b7ad6b7169203331-01"
+    )
+    # What int(…, 16) would take but a traceparent may not carry: a 0x
+    # prefix, underscores, a sign, spaces; and the spec's invalid all-zero ids.
+    for bad_trace, bad_span in [
+        ("0x" + trace_id[2:], "b7ad6b7169203331"),
+        (trace_id, "0x" + "b7ad6b7169203331"[2:]),
+        (trace_id[:30] + "_1", "b7ad6b7169203331"),
+        (trace_id, "+b7ad6b716920333"),
+        (trace_id, " b7ad6b716920333"),
+        ("0" * 32, "b7ad6b7169203331"),
+        (trace_id, "0" * 16),
+    ]:
+        with pytest.raises(ValueError):
+            traceparent_for(bad_trace, bad_span)
     first = span_id_for(trace_id, 7, "task")
     assert len(first) == 16 and int(first, 16) != 0
     assert first == span_id_for(trace_id, 7, "task") != span_id_for(trace_id, 7, "state")
