@@ -14,7 +14,7 @@ re-exported here::
     ├── StatesError                  (its own .error name)      1   ASL runtime error, see `States`
     ├── InvalidName                  InvalidName                2   a name AWS would reject
     ├── InvalidExecutionInput        InvalidExecutionInput      2   not JSON, or over 256 KiB
-    ├── InvalidSetting               —                          2   a setting or $STEPWISE_* unusable
+    ├── InvalidSetting               —                          2   a setting (or $STEPWISE_*) bad
     ├── StateMachineDoesNotExist     StateMachineDoesNotExist   2
     ├── StateMachineDeleting         StateMachineDeleting       2   start after DeleteStateMachine
     ├── ExecutionDoesNotExist        ExecutionDoesNotExist      2
