@@ -455,7 +455,7 @@ class Committer:
                 )
             carefully = done is self._careful
         pairs = self._pairs
-        if pairs is not None and pairs.paired and not carefully:
+        if pairs is not None and not carefully and pairs.takes_commit(checkpoints):
             return await pairs.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
         if read_back or carefully:
             answer: tuple[list[CommitResult], dict[str, ExecutionRecord]] = await self._run_db(

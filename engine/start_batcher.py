@@ -212,7 +212,7 @@ class StartBatcher:
                 self.batches_on_loop += 1
                 return done
         pairs = self._pairs
-        if pairs is not None and pairs.paired:
+        if pairs is not None and pairs.takes_start(requests):
             return await pairs.start(requests)
         results: list[StartResult] = await self._run_db(self._store.start_executions, requests)
         return results

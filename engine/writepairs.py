@@ -12,8 +12,13 @@ thread starts the drain it takes every part joined so far: a start batch
 and a commit group are written in one transaction
 (`engine/store/sqlitejoint.py`), any other part by its usual call after
 them, in the order handed over. Nothing waits that would not have waited
-anyway (the part joining a drain would have queued behind it on the one
-thread), and nothing is held back for a partner: a part alone goes alone.
+anyway but the drain's leader, answered once the part that joined it is
+written too: so only small parts pair (`takes_start`, `takes_commit`: at
+most 8 starts and 64 K characters of input, at most 8 checkpoints, as the
+PostgreSQL loop paths bound theirs), and a start by version or alias never
+does (its fast path hands it to the careful one: a joint transaction would
+only be rolled back). Nothing is held back for a partner: a part alone
+goes alone.
 
 Cancellation keeps the store threads' rules (`engine/storethreads.py`): a
 part whose drain has not started leaves it when its caller is cancelled
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["WritePairs", "commit_and_read", "read_committed"]
 
 RunDb = Callable[..., Awaitable[Any]]
+# The largest parts that pair (a leader waits for what joined it).
+PAIR_STARTS_MAX = 8
+PAIR_INPUT_MAX = 64 * 1024  # characters of input, summed over the batch
+PAIR_CHECKPOINTS_MAX = 8
 _Committed = tuple[list[CommitResult], dict[str, ExecutionRecord]]
 
 
@@ -98,11 +107,13 @@ class _Commit(_Part):
 class _Drain:
     """One store call taking the parts joined to it by the time it starts."""
 
-    __slots__ = ("done", "orphaned", "parts", "started")
+    __slots__ = ("done", "finished", "orphaned", "parts", "started")
 
     def __init__(self) -> None:
         self.parts: list[_Part] = []
         self.started = False
+        # Set by the store thread once every part taken is answered (or the call raised).
+        self.finished = threading.Event()
         # The drain will never run (its leader was cancelled first): its parts lead again.
         self.orphaned = False
         self.done = anyio.Event()
@@ -155,6 +166,19 @@ class WritePairs:
         """Whether both users have joined: their writes go through `start` and `commit`."""
         return len(self._users) == 2
 
+    def takes_start(self, requests: Sequence[StartRequest]) -> bool:
+        """Whether this start batch goes through `start`: paired, small, no version or alias."""
+        return (
+            len(self._users) == 2
+            and len(requests) <= PAIR_STARTS_MAX
+            and sum(len(request.input) for request in requests) <= PAIR_INPUT_MAX
+            and all(request.qualifier is None for request in requests)
+        )
+
+    def takes_commit(self, checkpoints: Sequence[Checkpoint]) -> bool:
+        """Whether this commit group goes through `commit`: paired and small."""
+        return len(self._users) == 2 and len(checkpoints) <= PAIR_CHECKPOINTS_MAX
+
     async def start(self, requests: Sequence[StartRequest]) -> list[StartResult]:
         """`Store.start_executions(requests)`, paired with a waiting commit group if any."""
         answer: list[StartResult] = await self._run(_Start(requests))
@@ -197,6 +221,11 @@ class WritePairs:
                     if self._next is drain:
                         self._next = None
                     drain.orphaned = True
+            if started:
+                # asyncio's cancellation, delivered again, can end the store
+                # call's wait while the thread still writes: the parts that
+                # joined must not wake before their answers are in.
+                await _finished(drain)
             drain.done.set()
             raise
         drain.done.set()
@@ -222,6 +251,12 @@ class WritePairs:
 
     def _drain(self, drain: _Drain) -> None:
         """On the store thread: the parts joined so far; a start and a commit in one transaction."""
+        try:
+            self._drain_parts(drain)
+        finally:
+            drain.finished.set()
+
+    def _drain_parts(self, drain: _Drain) -> None:
         with self._lock:
             drain.started = True
             if self._next is drain:
@@ -259,6 +294,21 @@ class WritePairs:
         for part in parts:
             if not part.answered:
                 part.settle(store)
+
+
+async def _finished(drain: _Drain) -> None:
+    """Wait, shielded from every cancellation, until the store thread has answered `drain`'s parts.
+
+    A poll: only a leader whose store call's wait ended early (cancelled
+    twice by asyncio while the thread wrote) comes here, for the rest of
+    one store call.
+    """
+    with anyio.CancelScope(shield=True):
+        while not drain.finished.is_set():
+            try:
+                await anyio.sleep(0.001)
+            except anyio.get_cancelled_exc_class():
+                continue
 
 
 def commit_and_read(

@@ -18,12 +18,16 @@ transaction. Not a SAVEPOINT a part: measured in W3, a savepoint's
 sub-journal (the pages the first part dirtied, copied again before the
 second part may change them) and its three statements cost what the
 shared BEGIN and COMMIT save (s19a); a refusal is rare and pays one
-transaction more. A failure of the transaction itself (BEGIN, COMMIT) is
-both parts' failure, raised as the store raises it.
+transaction more. So does a failure of the transaction itself (BEGIN past
+the busy timeout, a COMMIT refused): after it nothing of either part is
+written, and each part's usual call meets the database alone, as it would
+have without a partner (a start's raw path, for one, then tries its
+careful path).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["joint_held", "start_and_commit"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 
 def joint_held(store: Store) -> HeldSqlite | None:
@@ -72,9 +78,9 @@ def start_and_commit(
     `held` is `joint_held(store)`.
     The start part's answer is `Store.start_executions`'s; the commit
     part's is (one OK per checkpoint, the records of `read_back`'s ending
-    executions read inside the transaction). Raises StoreUnavailable (or
-    what the store's boundary makes of the failure) when the transaction
-    itself fails: nothing of either part is written.
+    executions read inside the transaction). Both None when the
+    transaction itself fails (BEGIN, COMMIT): rolled back, nothing of either
+    part written, each answered by its usual call.
     """
     if not (store.raw_start_writes and store.raw_commit_writes):
         return None, None  # the careful paths (tests compare them)
@@ -87,7 +93,10 @@ def start_and_commit(
     written: tuple[bool, dict[str, Any]] | None = None
     with mapped_errors(store._display), held.connection() as driver:
         try:
-            driver.execute("BEGIN IMMEDIATE")
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return None, None  # each part waits for the write lock on its own
             try:
                 written = _part(
                     lambda: commit_within(
@@ -102,7 +111,14 @@ def start_and_commit(
                     if driver.in_transaction:
                         driver.execute("ROLLBACK")
                     return None, None
-                driver.execute("COMMIT")
+                try:
+                    driver.execute("COMMIT")
+                except sqlite3.Error:
+                    # Not committed (SQLite's COMMIT either commits or reports
+                    # that it did not): nothing written, each part goes alone.
+                    if driver.in_transaction:
+                        driver.execute("ROLLBACK")
+                    return None, None
             except BaseException:
                 if driver.in_transaction:
                     driver.execute("ROLLBACK")
@@ -125,5 +141,7 @@ def _part(write: Callable[[], T | None]) -> T | None:
     """
     try:
         return write()
-    except Exception:
+    except Exception as error:
+        # Expected for refusals; a bug here would only show as no pairing.
+        _log.debug("a joint write's part goes its usual way: %s", type(error).__name__)
         return None

@@ -13,6 +13,7 @@ first store call is held until the second part has joined it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from engine.committer import Committer
 from engine.errors import ExecutionAlreadyExists, ExecutionDoesNotExist, StoreUnavailable
 from engine.lifecycle import Lifecycle
 from engine.store import Checkpoint, CommitResult, Event, ExecutionStatus, Finish, Store
+from engine.storethreads import StoreThreads
 from engine.writepairs import WritePairs
 from tests.engine.committing import T0, claimed
 
@@ -173,16 +175,17 @@ def test_an_engine_starting_one_after_another_pairs_ends_with_starts(tmp_path: P
             records = [await engine.start("chain", {"n": n}) for n in range(20)]
             for record in records:
                 assert (await engine.wait(record)).status == ExecutionStatus.SUCCEEDED
+            assert engine._runtime is not None
             pairs = engine._runtime.committer._pairs
             assert pairs is not None and pairs.joint > 0
 
     anyio.run(main)
 
 
-def test_a_failed_joint_transaction_is_both_parts_failure_and_writes_nothing(
+def test_a_joint_transaction_that_cannot_begin_leaves_each_part_to_its_usual_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process holds the write lock past the busy timeout: both answers are the outage."""
+    """Another process holds the write lock throughout: each part meets it alone; nothing lands."""
     monkeypatch.setenv("STEPWISE_SQLITE_BUSY_TIMEOUT", "0.05")
     path = tmp_path / "locked.db"
     store = Store(f"sqlite:///{path}")
@@ -190,8 +193,11 @@ def test_a_failed_joint_transaction_is_both_parts_failure_and_writes_nothing(
     try:
         store.put_state_machine("Machine", json.dumps(PASS), "STANDARD")
         (execution_id,) = claimed(store, 1)
+
         # Taken just before the joint call runs, held until both have their answers.
-        lock = lambda: other.execute("BEGIN IMMEDIATE")  # noqa: E731
+        def lock() -> None:
+            other.execute("BEGIN IMMEDIATE")
+
         answer, started, pairs = _together(
             store, _end(execution_id), [({"n": 1}, "s1")], opening=lock
         )
@@ -290,3 +296,109 @@ def test_postgresql_never_pairs(postgres_url: str) -> None:
         assert store.write_pairs == {}
     finally:
         store.close()
+
+
+def _lock_for(path: Path, seconds: float) -> tuple[sqlite3.Connection, threading.Timer]:
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(seconds, lambda: other.execute("ROLLBACK"))
+    timer.start()
+    return other, timer
+
+
+def test_a_lock_held_past_one_busy_timeout_fails_no_paired_part_that_alone_would_land(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone, a start meets the lock on its raw path, waits again on its careful path and lands.
+
+    Paired, the joint BEGIN's one timeout must not fail it: each part then
+    goes its usual way.
+    """
+    monkeypatch.setenv("STEPWISE_SQLITE_BUSY_TIMEOUT", "0.3")
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}")
+    store.put_state_machine("Machine", json.dumps(PASS), "STANDARD")
+    (execution_id,) = claimed(store, 1)
+    held: list[Any] = []
+    try:
+        _, started, pairs = _together(
+            store,
+            _end(execution_id),
+            [({"n": 1}, "s1")],
+            opening=lambda: held.extend(_lock_for(path, 0.45)),
+        )
+        assert not isinstance(started[0], BaseException), started[0]
+        assert store.get_execution("s1").name == "s1"
+        assert pairs.joint == 0
+    finally:
+        if held:
+            held[1].join()
+            held[0].close()
+        store.close()
+
+
+def test_a_start_joined_to_a_leader_cancelled_twice_mid_call_waits_for_its_answer(
+    store: Store,
+) -> None:
+    """asyncio's second cancel ends the leader's store-call wait while the thread still writes."""
+    (eid,) = claimed(store, 1)
+    threads = StoreThreads(1)
+
+    async def run_db(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return await threads.call(functools.partial(fn, *args, **kwargs))
+
+    async def main() -> None:
+        committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=run_db)
+        life = Lifecycle(store=store, clock=SystemClock(), run_db=run_db)
+        pairs = WritePairs.of(store, run_db, "commit")
+        assert pairs is not None and pairs.paired
+        inside, go, blocker = threading.Event(), threading.Event(), threading.Event()
+        real = pairs._start_and_commit
+
+        def slow(*args: Any, **kwargs: Any) -> Any:  # the joint transaction, taking a while
+            inside.set()
+            go.wait()
+            return real(*args, **kwargs)
+
+        pairs._start_and_commit = slow
+        busy = asyncio.ensure_future(run_db(blocker.wait))  # the one store thread busy
+        await asyncio.sleep(0.05)
+        commit = asyncio.ensure_future(committer.commit(_end(eid)))  # leads; its call queued
+        await asyncio.sleep(0.05)
+        start = asyncio.ensure_future(life.start("Machine", {"n": 1}, name="s1"))  # joins
+        await asyncio.sleep(0.05)
+        blocker.set()
+        await busy
+        while not inside.is_set():
+            await asyncio.sleep(0.001)
+        commit.cancel()
+        await asyncio.sleep(0.01)
+        commit.cancel()
+        await asyncio.sleep(0.05)
+        early = start.done()
+        go.set()
+        answer = (await asyncio.gather(start, return_exceptions=True))[0]
+        await asyncio.gather(commit, return_exceptions=True)
+        threads.close()
+        assert not early, answer  # not answered before the thread wrote it
+        assert not isinstance(answer, BaseException), answer
+        assert store.get_execution("s1").name == "s1"
+
+    asyncio.run(main())
+
+
+def test_a_start_by_version_never_pairs(tmp_path: Path) -> None:
+    """A qualified start goes to the careful path: a joint transaction would only roll back."""
+
+    async def main() -> None:
+        async with Engine(f"sqlite:///{tmp_path / 'engine.db'}") as engine:
+            await engine.create_state_machine("chain", PASS)
+            await engine.publish_version("chain")
+            records = [await engine.start("chain:1", {"n": n}) for n in range(10)]
+            for record in records:
+                assert (await engine.wait(record)).status == ExecutionStatus.SUCCEEDED
+            assert engine._runtime is not None
+            pairs = engine._runtime.committer._pairs
+            assert pairs is not None and pairs.tried == 0
+
+    anyio.run(main)
