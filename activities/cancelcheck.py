@@ -10,10 +10,11 @@ a weak reference, the scope properties): ~5.7% of a Map iteration whose
 handler is inline. Almost every call finds no cancelled scope, so on
 asyncio the walk anyio does — from the task's innermost cancel scope
 outwards to the first shielded one — is done here against anyio's own task
-table, about four times cheaper; whenever it cannot say "not cancelled" for sure (a
-cancelled scope found, no anyio task, trio, or an anyio whose internals
-are not the ones read here) the caller goes to anyio's own function, which
-delivers the cancellation as before. So the answer is always anyio's.
+table, about 2.8 times cheaper (1,571 → 567 ns, PROFILE.md s19b);
+whenever it cannot say "not cancelled" for sure (a cancelled scope
+found, no anyio task, trio, or an anyio whose internals are not the ones
+read here) the caller goes to anyio's own function, which delivers the
+cancellation as before. So the answer is always anyio's.
 """
 
 from __future__ import annotations

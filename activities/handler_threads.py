@@ -132,15 +132,23 @@ class LoopAnswers:
 
     @classmethod
     def open(cls, loop: asyncio.AbstractEventLoop) -> LoopAnswers | None:
-        """A channel for `loop` (on its thread); None without eventfd or a loop to watch one."""
+        """A channel for `loop` (on its thread); None without eventfd or a loop to watch one.
+
+        None too when the process is out of descriptors (or the loop refuses
+        this one): its threads then answer by ``call_soon_threadsafe``, as
+        before, and no call fails for want of the channel.
+        """
         eventfd = getattr(os, "eventfd", None)
         if eventfd is None:
             return None
-        fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError:  # EMFILE, ENFILE, ENOMEM
+            return None
         channel = cls(loop, fd)
         try:
             loop.add_reader(fd, channel._drain)
-        except NotImplementedError:  # a loop that cannot watch descriptors
+        except (NotImplementedError, OSError, ValueError):  # cannot watch this descriptor
             os.close(fd)
             return None
         return channel
@@ -522,11 +530,12 @@ def _pool(loop: asyncio.AbstractEventLoop) -> HandlerThreads:
     pool = _POOLS.get(loop)
     if pool is None:
         pool = _POOLS[loop] = HandlerThreads()
-        pool.use_answers(loop)
-        # Closed with the run, as anyio closes its own worker threads.
+        # Closed with the run, as anyio closes its own worker threads: set up
+        # before anything else can fail, so the pool never outlives its run.
         from anyio._backends._asyncio import find_root_task
 
         find_root_task().add_done_callback(lambda _task: _close(loop, pool))
+        pool.use_answers(loop)
     _LAST = (weakref.ref(loop), pool)
     return pool
 

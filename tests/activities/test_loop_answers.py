@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -102,3 +106,63 @@ def test_the_runs_eventfd_is_closed_with_its_handler_threads() -> None:
     opened = anyio.run(main)
     assert len(opened) == 1  # the run's handler threads answered through one eventfd
     assert not (_eventfds() - before) & opened
+
+
+def test_an_answered_loop_leaves_the_eventfd_empty_and_sleeps() -> None:
+    """The reader reads its wake: an idle loop after an answer burns no CPU (no ready reader)."""
+    pool = LoopThreads(2, name="stepwise handler (spin test)", what="test threads")
+
+    async def main() -> float:
+        pool.use_answers(asyncio.get_running_loop())
+        assert await pool.submit(lambda: 1).future == 1
+        await anyio.sleep(0.01)
+        channel = pool._answers
+        assert channel is not None
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(channel._fd)
+        began = time.process_time()
+        await anyio.sleep(0.5)
+        return time.process_time() - began
+
+    try:
+        assert anyio.run(main) < 0.1
+    finally:
+        pool.close()
+
+
+def test_out_of_descriptors_the_first_call_still_runs_and_no_thread_outlives_the_run() -> None:
+    """No eventfd to be had: the threads answer the old way; the pool still closes with its run."""
+    script = textwrap.dedent(
+        """
+        import os, resource, threading, time, anyio
+        from activities.handler_threads import run_in_thread, _POOLS
+
+        async def main():
+            held = []
+            try:
+                while True:
+                    held.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError:
+                pass
+            try:
+                first = await run_in_thread(lambda: "ran")
+            finally:
+                for fd in held:
+                    os.close(fd)
+            return first, await run_in_thread(lambda: "again")
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        print(anyio.run(main))
+        deadline = time.monotonic() + 10
+        alive = lambda: [t for t in threading.enumerate() if t.name.startswith("stepwise handler")]
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(len(_POOLS), len(alive()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["('ran', 'again')", "0 0"], result.stdout
