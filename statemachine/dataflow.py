@@ -33,7 +33,6 @@ __all__ = [
     "apply_output_path",
     "compile_template",
     "evaluate_template",
-    "template_paths",
 ]
 
 
@@ -66,7 +65,7 @@ class Template:
     """A compiled payload template; `source` is the JSON it was compiled from.
 
     `reads_context`/`reads_variables`: whether any of its paths reads ``$$``
-    or a variable (`template_paths`); when not, its evaluation may be given
+    or a variable (`_node_paths`); when not, its evaluation may be given
     neither.
     """
 
@@ -184,12 +183,8 @@ def evaluate_template(
     return _evaluate(t.root, data, context, variables, nondeterminism)
 
 
-def template_paths(t: Template) -> Iterator[Path]:
-    """Every path a template reads: its ``.$`` fields' paths and their intrinsics' arguments."""
-    return _node_paths(t.root)
-
-
 def _node_paths(root: _Node) -> Iterator[Path]:
+    """Every path a template node reads: its ``.$`` fields' paths, their intrinsics' arguments."""
     nodes: list[_Node] = [root]
     while nodes:
         node = nodes.pop()
