@@ -253,10 +253,17 @@ class LeaseKeeper:
         renewed_at = time.monotonic()
         while True:
             await anyio.sleep(interval)
-            if not self.held:
+            # Not a walk begun ahead of its start while the start has not
+            # answered (or was refused): a renewal read before the start's
+            # commit and answered after its gate opened would call a healthy
+            # lease lost, and one after the commit of a start then refused
+            # would push out the lease its run gives back. The start's answer
+            # settles those; a lease is renewed once its gate is open.
+            early = runtime.early_gates
+            ids = [i for i in self.held if (gate := early.get(i)) is None or gate.durable]
+            if not ids:
                 renewed_at = time.monotonic()
                 continue
-            ids = list(self.held)
             asked = time.monotonic()
             try:
                 kept = await runtime.run_db(
@@ -279,11 +286,6 @@ class LeaseKeeper:
             renewed_at = time.monotonic()
             for execution_id in ids:
                 if execution_id in kept or execution_id not in self.held:
-                    continue
-                gate = runtime.early_gates.get(execution_id)
-                if gate is not None and not gate.durable:
-                    # Its start has not answered yet (the row may not exist), or
-                    # did not create it: the start's answer settles that run.
                     continue
                 if execution_id in runtime.ended or execution_id in runtime.finishing:
                     # Its end committed (and deleted its work row) while this

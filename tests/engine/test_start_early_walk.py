@@ -14,6 +14,8 @@ older one.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -22,7 +24,7 @@ import pytest
 
 from activities import Registry
 from engine import Engine
-from engine.errors import InvalidExecutionInput
+from engine.errors import InvalidExecutionInput, StoreUnavailable
 from engine.store import ExecutionRecord
 from tests.engine.test_map_gathered_checkpoint import MAP
 from tests.engine.test_refused_data import _echo_registry, _HistoryLock, _refuse_zqfault
@@ -158,5 +160,102 @@ def test_a_machine_revised_between_the_starts_read_and_write_runs_the_recorded_r
         assert ended.status == "SUCCEEDED" and ended.output == '"two"'
         types = [event.type for event in history]
         assert types.count("ExecutionStarted") == 1 and types.count("ExecutionSucceeded") == 1
+
+    anyio.run(scenario)
+
+
+def test_a_renewal_straddling_the_starts_commit_never_runs_the_handler_twice(
+    postgres_url: str,
+) -> None:
+    """A renewal asked while the gate is pending and answered after it opened lost nothing.
+
+    (Review of s19d: the lease keeper once renewed pending walks, read the
+    row as missing and cancelled the healthy run; its claim ran the handler
+    again.) The renewal is held until the handler has run.
+    """
+    calls: list[Any] = []
+    registry = Registry()
+
+    def echo(value: Any) -> Any:
+        calls.append(value)
+        time.sleep(0.5)
+        return value
+
+    registry.register("echo", echo)
+
+    async def scenario() -> None:
+        async with Engine(
+            postgres_url, registry=registry, lease_seconds=3, poll_seconds=0.2
+        ) as engine:
+            await engine.create_state_machine("m", ECHO)
+            store = engine.runtime.store
+            original = store.renew
+            asked = threading.Event()
+
+            def renew(worker_id: str, ids: list[str], **kw: Any) -> Any:
+                kept = original(worker_id, ids, **kw)
+                pending = [g for g in list(engine.runtime.early_gates.values()) if not g.durable]
+                if pending and not asked.is_set():
+                    asked.set()
+                    deadline = time.monotonic() + 10
+                    while not calls and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                return kept
+
+            store.renew = renew  # type: ignore[method-assign]
+            answer: list[ExecutionRecord] = []
+
+            async def start() -> None:
+                answer.append(await engine.start("m", {"n": 1}))
+
+            lock = _HistoryLock(postgres_url)
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(start)
+                    await _at_the_gate(engine)
+                    with anyio.move_on_after(3):  # a renewal tick while the gate is pending
+                        while not asked.is_set():
+                            await anyio.sleep(0.01)
+                    lock.release()
+            finally:
+                lock.release()
+            ended = await engine.wait(answer[0], timeout=60)
+            assert ended.status == "SUCCEEDED"
+        assert calls == [{"n": 1}], f"the handler ran {len(calls)} times"
+
+    anyio.run(scenario)
+
+
+def test_a_start_committed_whose_answer_is_lost_runs_exactly_once(postgres_url: str) -> None:
+    """The walk ahead of it is refused and gives its lease back: a claim runs the execution."""
+    calls: list[Any] = []
+    registry = Registry()
+    registry.register("echo", lambda v: calls.append(v) or v)
+
+    async def scenario() -> None:
+        async with Engine(
+            postgres_url, registry=registry, lease_seconds=3600, poll_seconds=0.1
+        ) as engine:
+            await engine.create_state_machine("m", ECHO)
+            starts = engine._lifecycle._starts
+            original = starts._recorded
+
+            async def lost(requests: Any) -> Any:
+                await original(requests)
+                await anyio.sleep(0.2)  # the early walk waits at its gate meanwhile
+                raise StoreUnavailable("connection lost under the write")
+
+            starts._recorded = lost  # type: ignore[method-assign]
+            with pytest.raises(StoreUnavailable):
+                await engine.start("m", {"n": 1})
+            starts._recorded = original  # type: ignore[method-assign]
+            raw = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(raw, autocommit=True) as conn:
+                ids = [r[0] for r in conn.execute("SELECT execution_id FROM executions")]
+            assert len(ids) == 1
+            # Leased for an hour had the refused walk kept its lease.
+            done = await engine.wait(ids[0], timeout=30)
+            assert done.status == "SUCCEEDED"
+        assert calls == [{"n": 1}]
 
     anyio.run(scenario)
