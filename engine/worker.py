@@ -352,9 +352,7 @@ def retention_setting(days: float | None = None) -> float | None:
                 f"STEPWISE_RETENTION_DAYS must be a positive number of days, not {setting!r}"
             )
     if not days > 0 or days == float("inf"):
-        raise InvalidSetting(
-            f"the retention period must be a positive number of days, not {days}"
-        )
+        raise InvalidSetting(f"the retention period must be a positive number of days, not {days}")
     return days
 
 
