@@ -12,6 +12,7 @@ exception is the Task's failure, never the worker's.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,28 @@ if TYPE_CHECKING:
 __all__ = ["run_in_process"]
 
 
+def handler_input(value: Any) -> Any:
+    """The handler's own copy of its input: what it changes in place stays its own.
+
+    The walk shares payloads rather than copying them (a Pass's Result is the
+    definition's object, a Map's items are its input's), so a handler that
+    changed its input in place would change the definition for later
+    executions, or what the Map records, while a resumed run (its state
+    rebuilt from the journal) would not see it. A JSON value's copy; a
+    string, number, boolean or null is immutable and passed as it is.
+    """
+    if isinstance(value, dict | list):
+        try:
+            return _decode(_encode(value))
+        except (msgspec.EncodeError, UnicodeEncodeError):  # not JSON's text (a lone surrogate)
+            return copy.deepcopy(value)
+    return value
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
 async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> Outcome:
     """Run the attempt's work here and return its outcome.
 
@@ -54,7 +77,7 @@ async def run_in_process(call: Call, context: Callable[[], ActivityContext]) -> 
         try:
             value = await call_handler(
                 registration,
-                call.effective,
+                handler_input(call.effective),
                 context() if registration.wants_context else None,
             )
         except ActivityError as failure:
