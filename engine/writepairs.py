@@ -169,7 +169,7 @@ class WritePairs:
     def takes_start(self, requests: Sequence[StartRequest]) -> bool:
         """Whether this start batch goes through `start`: paired, small, no version or alias."""
         return (
-            len(self._users) == 2
+            self.paired
             and len(requests) <= PAIR_STARTS_MAX
             and sum(len(request.input) for request in requests) <= PAIR_INPUT_MAX
             and all(request.qualifier is None for request in requests)
@@ -177,7 +177,7 @@ class WritePairs:
 
     def takes_commit(self, checkpoints: Sequence[Checkpoint]) -> bool:
         """Whether this commit group goes through `commit`: paired and small."""
-        return len(self._users) == 2 and len(checkpoints) <= PAIR_CHECKPOINTS_MAX
+        return self.paired and len(checkpoints) <= PAIR_CHECKPOINTS_MAX
 
     async def start(self, requests: Sequence[StartRequest]) -> list[StartResult]:
         """`Store.start_executions(requests)`, paired with a waiting commit group if any."""
