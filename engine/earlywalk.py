@@ -53,11 +53,14 @@ class StartNotDurable(LeaseLost):
 class StartGate:
     """Whether the start of an early walk is durable: pending, then open or refused, once."""
 
-    __slots__ = ("_settled", "durable", "ended", "release_until", "scope", "waits")
+    __slots__ = ("_settled", "durable", "ended", "on_open", "release_until", "scope", "waits")
 
     def __init__(self) -> None:
         self._settled = anyio.Event()
         self.durable = False
+        # Called once when the gate opens: what counts the run as handed
+        # over (a claim's telemetry), only once its start is known written.
+        self.on_open: Callable[[], None] | None = None
         # The run's cancel scope (set by the worker that runs it), and whether
         # that run has ended (before the gate settled, it wrote nothing).
         self.scope: anyio.CancelScope | None = None
@@ -80,6 +83,9 @@ class StartGate:
         """The start committed the execution the walk runs: its writes may go."""
         self.durable = True
         self._settled.set()
+        on_open, self.on_open = self.on_open, None
+        if on_open is not None:
+            on_open()
 
     def refuse(self, release_until: datetime | None = None) -> None:
         """The walk must write nothing: its run is cancelled.

@@ -34,7 +34,7 @@ from typing import Protocol
 import anyio
 
 from engine.earlywalk import StartGate, planned_execution
-from engine.start_batcher import StartBatcher
+from engine.start_batcher import StartBatcher, answered_before
 from engine.store import LoadedExecution
 from engine.store.records import Event
 from engine.store.startplan import Resolved
@@ -182,11 +182,15 @@ async def start_handed(
         raise ValueError("start_handed needs a request leased to the taker's worker")
     try:
         result = await starts.start(request)
-    except BaseException:
+    except BaseException as ending:
         if early is not None and early.gate is not None:
-            # The slot is its run's; the run releases the lease as it ends.
+            # Cancelled once its batch committed: the walk goes on when the
+            # start created what it walks (durable, it must run). Else the
+            # slot is its run's; the run releases the lease as it ends.
+            answered = answered_before(ending)
             with anyio.CancelScope(shield=True):
-                await early.refuse(leased_until)
+                if answered is None or not await early.settle(answered, leased_until):
+                    await early.refuse(leased_until)
             raise
         # Unknown outcome: a store failure, or a cancellation raised after the
         # batch was carried through (asyncio's own: `StartBatcher.start`).

@@ -38,7 +38,22 @@ if TYPE_CHECKING:
     from engine.store.asynccommit import LoopCommit
     from engine.store.asyncstart import LoopHeads
 
-__all__ = ["StartBatcher"]
+__all__ = ["StartBatcher", "answered_before"]
+
+_ANSWERED = "stepwise_start_answered"
+
+
+def answered_before(ending: BaseException) -> StartResult | None:
+    """The answer of a start whose caller asyncio cancelled after its batch was carried through.
+
+    `StartBatcher.start` raises such a cancellation once the batch is
+    committed (asyncio's own `Task.cancel`, which anyio's shield does not
+    block); the start's answer rides on it, so its caller knows what was
+    written (an execution created is durable and must run). None for any
+    other ending: the outcome is unknown, or nothing was written.
+    """
+    answer = getattr(ending, _ANSWERED, None)
+    return answer if isinstance(answer, StartResult) else None
 
 
 @dataclass
@@ -161,6 +176,9 @@ class StartBatcher:
                 late = await _carried(self._commit_next())
                 cancelled = cancelled or late
         if cancelled is not None:
+            if waiter.result is not None:
+                # Carried through: its caller may still act on what was written.
+                setattr(cancelled, _ANSWERED, waiter.result)
             raise cancelled
         if waiter.error is not None:
             raise waiter.error

@@ -32,6 +32,7 @@ older than it, a small batch per short transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -494,15 +495,19 @@ class Worker:
         if group is None:
             self._slot_freed.set()
             return False
-        telemetry.record_claim(loaded.record.start_date, self.runtime.clock.now())
         scope = self.keeper.reserve(execution_id)
         if scope is None:
             # This process runs it already (it claimed it with our worker id).
             self._slot_freed.set()
             return True
-        self.handed_off += 1
+        self._handed(loaded.record.start_date)
         group.spawn(self._run_one, execution_id, scope, loaded)
         return True
+
+    def _handed(self, start_date: datetime) -> None:
+        """Count a start handed to this worker, once it is known written (the claim it spared)."""
+        telemetry.record_claim(start_date, self.runtime.clock.now())
+        self.handed_off += 1
 
     def take_early(self, loaded: LoadedExecution, gate: StartGate) -> bool:
         """Run the execution a start in flight will create; its writes wait for `gate`.
@@ -524,8 +529,8 @@ class Worker:
         self._promised -= 1
         gate.scope = scope
         self.runtime.early_gates[execution_id] = gate
-        telemetry.record_claim(loaded.record.start_date, self.runtime.clock.now())
-        self.handed_off += 1
+        # Counted as handed over only when the start answers that it wrote it.
+        gate.on_open = functools.partial(self._handed, loaded.record.start_date)
         self.walked_early += 1
         group.spawn(self._run_one, execution_id, scope, loaded, gate)
         return True
@@ -648,7 +653,14 @@ class Worker:
                 self.finished += 1
         except (LeaseLost, CommitConflict):
             completed = True
-            log.info("execution %s is owned elsewhere now", execution_id)
+            if gate is not None and gate.refused:
+                log.info(
+                    "the start of %s did not create what its early walk ran; "
+                    "the walk ended, writing nothing",
+                    execution_id,
+                )
+            else:
+                log.info("execution %s is owned elsewhere now", execution_id)
         except Exception:
             if gate is None or not gate.refused:  # a refused walk ends writing nothing
                 log.exception("activation of %s failed; its lease will expire", execution_id)

@@ -14,6 +14,7 @@ older one.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -136,7 +137,7 @@ def test_a_refused_start_leaves_no_walk_no_rows_and_no_handler_call(postgres_url
 
 
 def test_a_machine_revised_between_the_starts_read_and_write_runs_the_recorded_revision(
-    postgres_url: str,
+    postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     one = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": "one", "End": True}}}
     two = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": "two", "End": True}}}
@@ -151,8 +152,9 @@ def test_a_machine_revised_between_the_starts_read_and_write_runs_the_recorded_r
             worker = engine.worker
             assert worker is not None
             assert (worker.walked_early, worker.refused_early) == (1, 0)
-            record = await engine.start("m")  # its walk begins on revision 1
-            ended = await engine.wait(record, timeout=60)
+            with caplog.at_level(logging.INFO, logger="stepwise.worker"):
+                record = await engine.start("m")  # its walk begins on revision 1
+                ended = await engine.wait(record, timeout=60)
             # That walk wrote nothing; its lease given back, a claim ran revision 2.
             assert (worker.walked_early, worker.refused_early) == (2, 1)
             history = await engine.history(record)
@@ -160,6 +162,10 @@ def test_a_machine_revised_between_the_starts_read_and_write_runs_the_recorded_r
         assert ended.status == "SUCCEEDED" and ended.output == '"two"'
         types = [event.type for event in history]
         assert types.count("ExecutionStarted") == 1 and types.count("ExecutionSucceeded") == 1
+        # The refused walk's end says what happened (no other worker owns it).
+        said = [r.getMessage() for r in caplog.records if record.execution_id in r.getMessage()]
+        assert not [m for m in said if "owned elsewhere" in m], said
+        assert [m for m in said if "did not create what its early walk ran" in m], said
 
     anyio.run(scenario)
 
