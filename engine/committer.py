@@ -169,6 +169,10 @@ class Committer:
     # hop costs one hand-off per group; small groups (one execution walking
     # alone: W1) keep the loop's saving of a hop per commit.
     loop_group_max: int = 8
+    # Groups balanced against the walks they overlap (`_group_size`); off
+    # only to measure it (benchmarks/). Never split below `balance_floor`.
+    balanced: bool = True
+    balance_floor: int = 8
 
     def __init__(
         self,
@@ -205,6 +209,8 @@ class Committer:
         self._stopped = False
         # Held by whichever task is committing: one commit at a time.
         self._turn = anyio.Lock()
+        # Checkpoints of the group answered last: their activations walk on now.
+        self._answered = 0
         self.commits = 0
         self.checkpoints = 0
         self.leases_lost = 0
@@ -341,7 +347,8 @@ class Committer:
         while self._queue:
             async with self._turn:
                 # Taken after the turn, so what queued while waiting joins the group.
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                take = self._group_size()
+                batch, self._queue = self._queue[:take], self._queue[take:]
                 # What queues from now on waits on an event of its own; so does
                 # what is left queued (woken by this group's, it waits again).
                 self._queued_done = None
@@ -356,8 +363,28 @@ class Committer:
                         waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
                 await self._flush(batch)
 
+    def _group_size(self) -> int:
+        """How many queued checkpoints the next group takes: at most `max_batch`, balanced.
+
+        While a group commits, the loop walks the activations the last one
+        answered; their checkpoints make the next group. Taking every queued
+        one lets that alternate between one large group and a few stragglers
+        (W1c: 63 and 1 of 64 activations), the loop idle through the large
+        one's commit. A group of about half of what is in play — queued plus
+        just answered and walking — lets the two halves take turns, each
+        walked while the other commits. Its cost: a burst queued behind a
+        lone commit goes in two round trips, not one. A queue of at most
+        `balance_floor` goes whole.
+        """
+        queued = len(self._queue)
+        answered = self._answered
+        if not self.balanced or not answered or queued <= self.balance_floor:
+            return self._max_batch
+        return min(self._max_batch, max(-(-(queued + answered) // 2), self.balance_floor))
+
     async def _flush(self, batch: list[_Waiter]) -> None:
         await self._settle(batch, {})
+        self._answered = len(batch)
         _answer(batch)
 
     async def _settle(self, batch: list[_Waiter], refused: dict[str, BaseException]) -> None:

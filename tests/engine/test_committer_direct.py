@@ -52,3 +52,22 @@ def test_checkpoints_arriving_during_a_commit_share_the_next_one(tmp_path: Path)
         assert all(store.load(i).journal == {"k": "1"} for i in ids)
     finally:
         store.close()
+
+
+def test_a_large_queue_behind_a_lone_commit_goes_in_two_halves(tmp_path: Path) -> None:
+    """Half of what is in play a group: the halves then commit while the other is walked.
+
+    The lone commit's activation walks on as the queued ones commit; taking
+    all of them at once (W1c: 63 behind 1) would leave the loop idle through
+    that large commit, every step.
+    """
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        ids = claimed(store, 21)
+        held = commit_while_held(store, _checkpoint(ids[0]), [_checkpoint(i) for i in ids[1:]])
+        assert held.results == [CommitResult.OK] * 21
+        assert held.groups == [1, 11, 9]  # (20 queued + 1 walking) / 2, then the rest
+        assert held.most_at_once == 1
+        assert all(store.load(i).journal == {"k": "1"} for i in ids)
+    finally:
+        store.close()
