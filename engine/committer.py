@@ -169,9 +169,7 @@ class Committer:
     # hop costs one hand-off per group; small groups (one execution walking
     # alone: W1) keep the loop's saving of a hop per commit.
     loop_group_max: int = 8
-    # Groups balanced against the walks they overlap (`_group_size`); off
-    # only to measure it (benchmarks/). Never split below `balance_floor`.
-    balanced: bool = True
+    # Never split a group below this many (`_group_size`).
     balance_floor: int = 8
 
     def __init__(
@@ -189,6 +187,9 @@ class Committer:
         # loop, no store thread (engine/store/asynccommit.py).
         self._on_loop = on_loop
         self._careful: Handed | None = None
+        # Groups balanced against the walks they overlap (`_group_size`):
+        # where the loop sends them to PostgreSQL (`send_from_loop`).
+        self.balanced = on_loop is not None
         if on_loop is not None:
             # Here, not at the top: that module loads psycopg (SQLite never does).
             from engine.store.asynccommit import Handed
@@ -227,6 +228,7 @@ class Committer:
         from engine.store.asynccommit import Handed  # loads psycopg: PostgreSQL only
 
         self._on_loop, self._careful = on_loop, Handed.CAREFUL
+        self.balanced = True
         return on_loop.aclose
 
     async def connect(self) -> None:
@@ -374,7 +376,10 @@ class Committer:
         just answered and walking — lets the two halves take turns, each
         walked while the other commits. Its cost: a burst queued behind a
         lone commit goes in two round trips, not one. A queue of at most
-        `balance_floor` goes whole.
+        `balance_floor` goes whole. Only where `balanced`: PostgreSQL on
+        asyncio (`send_from_loop`), whose server commits on a core of its
+        own while the loop walks; SQLite's writer is a thread of this
+        process, its commits sharing the interpreter with the walks.
         """
         queued = len(self._queue)
         answered = self._answered

@@ -63,8 +63,13 @@ class Held:
     committer: Committer = field(repr=False)
 
 
-def commit_while_held(store: Store, first: Checkpoint, queued: list[Checkpoint]) -> Held:
-    """Commit `first` alone and hand `queued` over, in order, while its commit is held open."""
+def commit_while_held(
+    store: Store, first: Checkpoint, queued: list[Checkpoint], *, balanced: bool = False
+) -> Held:
+    """Commit `first` alone and hand `queued` over, in order, while its commit is held open.
+
+    `balanced`: the committer's groups balanced as on PostgreSQL (`Committer.balanced`).
+    """
     release = threading.Event()
     groups: list[int] = []
     running = most = 0
@@ -82,6 +87,7 @@ def commit_while_held(store: Store, first: Checkpoint, queued: list[Checkpoint])
             running -= 1
 
     committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=gated)
+    committer.balanced = balanced
     results: dict[int, CommitResult] = {}
     queued_then: list[int] = []
 

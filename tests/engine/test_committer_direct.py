@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 
+from engine import Engine
 from engine.clock import SystemClock
 from engine.committer import Committer
 from engine.store import Checkpoint, CommitResult, Event, Store
@@ -59,15 +60,28 @@ def test_a_large_queue_behind_a_lone_commit_goes_in_two_halves(tmp_path: Path) -
 
     The lone commit's activation walks on as the queued ones commit; taking
     all of them at once (W1c: 63 behind 1) would leave the loop idle through
-    that large commit, every step.
+    that large commit, every step. As on PostgreSQL (`balanced`; a real
+    store all the same, here SQLite's, whose committer is not balanced).
     """
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
         ids = claimed(store, 21)
-        held = commit_while_held(store, _checkpoint(ids[0]), [_checkpoint(i) for i in ids[1:]])
+        rest = [_checkpoint(i) for i in ids[1:]]
+        held = commit_while_held(store, _checkpoint(ids[0]), rest, balanced=True)
         assert held.results == [CommitResult.OK] * 21
         assert held.groups == [1, 11, 9]  # (20 queued + 1 walking) / 2, then the rest
         assert held.most_at_once == 1
         assert all(store.load(i).journal == {"k": "1"} for i in ids)
     finally:
         store.close()
+
+
+def test_groups_are_balanced_where_the_loop_sends_them_to_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    async def balanced(url: str) -> bool:
+        async with Engine(url) as engine:
+            return engine.runtime.committer.balanced
+
+    assert anyio.run(balanced, postgres_url) is True
+    assert anyio.run(balanced, f"sqlite:///{tmp_path / 'db.sqlite'}") is False
