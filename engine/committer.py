@@ -375,17 +375,22 @@ class Committer:
         one's commit. A group of about half of what is in play — queued plus
         just answered and walking — lets the two halves take turns, each
         walked while the other commits. Its cost: a burst queued behind a
-        lone commit goes in two round trips, not one. A queue of at most
-        `balance_floor` goes whole. Only where `balanced`: PostgreSQL on
-        asyncio (`send_from_loop`), whose server commits on a core of its
-        own while the loop walks; SQLite's writer is a thread of this
-        process, its commits sharing the interpreter with the walks.
+        lone commit goes in two round trips, not one. Neither part is ever
+        below `balance_floor`: a smaller rest goes with the group. Only
+        where `balanced`: PostgreSQL on asyncio (`send_from_loop`), whose
+        server commits on a core of its own while the loop walks; SQLite's
+        writer is a thread of this process, its commits sharing the
+        interpreter with the walks.
         """
         queued = len(self._queue)
         answered = self._answered
-        if not self.balanced or not answered or queued <= self.balance_floor:
+        floor = self.balance_floor
+        if not self.balanced or not answered:
             return self._max_batch
-        return min(self._max_batch, max(-(-(queued + answered) // 2), self.balance_floor))
+        take = max(-(-(queued + answered) // 2), floor)
+        if queued - take < floor:  # what would be left is too few for a round trip of its own
+            return self._max_batch
+        return min(self._max_batch, take)
 
     async def _flush(self, batch: list[_Waiter]) -> None:
         await self._settle(batch, {})

@@ -72,6 +72,12 @@ def test_a_large_queue_behind_a_lone_commit_goes_in_two_halves(tmp_path: Path) -
         assert held.groups == [1, 11, 9]  # (20 queued + 1 walking) / 2, then the rest
         assert held.most_at_once == 1
         assert all(store.load(i).journal == {"k": "1"} for i in ids)
+        # Too few to split into two groups of 8 or more: 12 go as one.
+        more = claimed(store, 13, prefix="f")
+        rest = [_checkpoint(i) for i in more[1:]]
+        held = commit_while_held(store, _checkpoint(more[0]), rest, balanced=True)
+        assert held.groups == [1, 12]
+        assert all(store.load(i).journal == {"k": "1"} for i in more)
     finally:
         store.close()
 
