@@ -14,6 +14,7 @@ its own.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -41,24 +42,29 @@ class Plans(Generic[_S, _P]):
     """The plans of one state type, made by `make` once per state object.
 
     Kept by the state's identity (the state is held with its plan, so its id
-    is not reused while the plan is kept); at most `remembered` states, then
-    the cache starts afresh.
+    is not reused while the plan is kept); at most `remembered` states, the
+    least recently visited one forgotten to make room: a process that loads
+    many definitions keeps the plans of the ones it runs.
     """
 
     __slots__ = ("_make", "_plans", "_remembered")
 
     def __init__(self, make: Callable[[_S], _P], remembered: int = 4096) -> None:
         self._make = make
-        self._plans: dict[int, tuple[_S, _P]] = {}
+        self._plans: OrderedDict[int, tuple[_S, _P]] = OrderedDict()
         self._remembered = remembered
 
     def of(self, state: _S) -> _P:
-        """The plan of `state`, made now if it has none yet."""
-        entry = self._plans.get(id(state))
-        if entry is None or entry[0] is not state:
-            if len(self._plans) >= self._remembered:
-                self._plans.clear()
-            entry = self._plans[id(state)] = (state, self._make(state))
+        """The plan of `state`, made now if it has none yet (then the least recent may go)."""
+        plans = self._plans
+        key = id(state)
+        entry = plans.get(key)
+        if entry is not None and entry[0] is state:
+            plans.move_to_end(key)
+            return entry[1]
+        if entry is None and len(plans) >= self._remembered:
+            plans.popitem(last=False)
+        entry = plans[key] = (state, self._make(state))
         return entry[1]
 
 
