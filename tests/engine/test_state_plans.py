@@ -55,24 +55,22 @@ def test_a_plan_is_made_once_per_state_and_not_shared_with_another_definition() 
     assert made == [first, other]
 
 
-def test_a_full_cache_forgets_the_least_recently_visited_state_and_keeps_the_hot_ones() -> None:
+def test_a_full_cache_forgets_the_least_recently_visited_states_and_keeps_the_hot_ones() -> None:
     made: list[str] = []
 
     def make(state: PassState) -> str:
         made.append(state.name)
         return state.name
 
-    plans: Plans[PassState, str] = Plans(make, remembered=2)
-    a, b, c = (_state({"Type": "Pass", "End": True}, name) for name in ("A", "B", "C"))
-    assert [plans.of(a), plans.of(b), plans.of(a)] == ["A", "B", "A"]
-    assert plans.of(c) == "C"  # full: B, the least recently visited, goes
-    assert [plans.of(a), plans.of(c)] == ["A", "C"]  # the hot ones are kept
-    assert made == ["A", "B", "C"]
-    assert plans.of(b) == "B"  # made again; A, now the least recent, goes
-    assert plans.of(c) == "C"
-    assert made == ["A", "B", "C", "B"]
+    plans: Plans[PassState, str] = Plans(make, remembered=4)
+    a, b, c, d, e = (_state({"Type": "Pass", "End": True}, name) for name in "ABCDE")
+    assert [plans.of(a), plans.of(b), plans.of(a), plans.of(c)] == ["A", "B", "A", "C"]
+    assert [plans.of(a), plans.of(d)] == ["A", "D"]  # A, visited again, stays
+    assert [plans.of(a), plans.of(e)] == ["A", "E"]
+    assert made == ["A", "B", "C", "D", "E"]  # the hot A was made once, through two turn-overs
+    assert plans.of(b) == "B"  # B, not visited since, was forgotten: made again
     assert plans.of(a) == "A"
-    assert made == ["A", "B", "C", "B", "A"]
+    assert made == ["A", "B", "C", "D", "E", "B"]
 
 
 def test_a_pass_of_parameters_only_is_direct() -> None:
