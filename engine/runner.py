@@ -390,14 +390,20 @@ async def _activate(
     suspended: Suspend | None = None
     failure: StatesError | None = None
     escaped: Exception | None = None
-    remaining = (deadline - runtime.clock.now()).total_seconds() if deadline else float("inf")
     # One scope, in this task, ends the walk at the deadline or when a stop is
     # requested (the worker's StopWatcher calls `stop.set`, which cancels it):
     # no task group and no watcher task per activation. Registered and
     # entered with no await in between; unregistered as it exits.
     runtime.stop_signals[execution_id] = stop
+    # No deadline: a plain scope (what `move_on_after(inf)` makes, without
+    # its second backend lookup and clock read).
+    ending = (
+        anyio.move_on_after((deadline - runtime.clock.now()).total_seconds())
+        if deadline
+        else anyio.CancelScope()
+    )
     try:
-        with anyio.move_on_after(remaining) as scope:
+        with ending as scope:
             stop.scope = scope
             try:
                 outcome = await run_scope(

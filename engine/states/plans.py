@@ -41,24 +41,42 @@ class Plans(Generic[_S, _P]):
     """The plans of one state type, made by `make` once per state object.
 
     Kept by the state's identity (the state is held with its plan, so its id
-    is not reused while the plan is kept); at most `remembered` states, then
-    the cache starts afresh.
+    is not reused while the plan is kept); at most `remembered` states, the
+    least recently visited forgotten first, by halves: plans visited since
+    the cache last turned over are kept in `_recent`, the others in
+    `_older`. When `_recent` holds half of `remembered` the cache turns
+    over: `_older`, the plans not visited since the previous turn-over, is
+    forgotten and `_recent` becomes `_older`; a plan visited there comes back
+    to `_recent` unmade. So a process that loads many definitions keeps the
+    plans of the ones it runs, and a visit costs one dict lookup, as with no
+    eviction at all (an exact LRU's reordering cost ~70 ns a visit,
+    benchmarks/PROFILE.md s20b).
     """
 
-    __slots__ = ("_make", "_plans", "_remembered")
+    __slots__ = ("_half", "_make", "_older", "_recent")
 
     def __init__(self, make: Callable[[_S], _P], remembered: int = 4096) -> None:
         self._make = make
-        self._plans: dict[int, tuple[_S, _P]] = {}
-        self._remembered = remembered
+        self._recent: dict[int, tuple[_S, _P]] = {}
+        self._older: dict[int, tuple[_S, _P]] = {}
+        self._half = max(1, remembered // 2)
 
     def of(self, state: _S) -> _P:
         """The plan of `state`, made now if it has none yet."""
-        entry = self._plans.get(id(state))
+        entry = self._recent.get(id(state))
+        if entry is not None and entry[0] is state:
+            return entry[1]
+        return self._missed(state)
+
+    def _missed(self, state: _S) -> _P:
+        """`state`'s plan from the older half, else made; kept in the recent half."""
+        key = id(state)
+        entry = self._older.pop(key, None)
         if entry is None or entry[0] is not state:
-            if len(self._plans) >= self._remembered:
-                self._plans.clear()
-            entry = self._plans[id(state)] = (state, self._make(state))
+            entry = (state, self._make(state))
+        if len(self._recent) >= self._half:
+            self._older, self._recent = self._recent, {}
+        self._recent[key] = entry
         return entry[1]
 
 

@@ -55,11 +55,22 @@ def test_a_plan_is_made_once_per_state_and_not_shared_with_another_definition() 
     assert made == [first, other]
 
 
-def test_plans_start_afresh_past_what_they_remember() -> None:
-    plans: Plans[PassState, str] = Plans(lambda state: state.name, remembered=2)
-    states = [_state({"Type": "Pass", "End": True}, name) for name in ("A", "B", "C")]
-    assert [plans.of(state) for state in states] == ["A", "B", "C"]
-    assert plans.of(states[0]) == "A"  # made again after the cache started afresh
+def test_a_full_cache_forgets_the_least_recently_visited_states_and_keeps_the_hot_ones() -> None:
+    made: list[str] = []
+
+    def make(state: PassState) -> str:
+        made.append(state.name)
+        return state.name
+
+    plans: Plans[PassState, str] = Plans(make, remembered=4)
+    a, b, c, d, e = (_state({"Type": "Pass", "End": True}, name) for name in "ABCDE")
+    assert [plans.of(a), plans.of(b), plans.of(a), plans.of(c)] == ["A", "B", "A", "C"]
+    assert [plans.of(a), plans.of(d)] == ["A", "D"]  # A, visited again, stays
+    assert [plans.of(a), plans.of(e)] == ["A", "E"]
+    assert made == ["A", "B", "C", "D", "E"]  # the hot A was made once, through two turn-overs
+    assert plans.of(b) == "B"  # B, not visited since, was forgotten: made again
+    assert plans.of(a) == "A"
+    assert made == ["A", "B", "C", "D", "E", "B"]
 
 
 def test_a_pass_of_parameters_only_is_direct() -> None:
