@@ -120,10 +120,13 @@ class LoopAnswers:
     ``call_soon_threadsafe`` too, and settling a settled future does nothing.
     """
 
-    __slots__ = ("_answers", "_fd", "_guard", "loop")
+    __slots__ = ("_answers", "_fd", "_guard", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self.loop = loop
+        # By weak reference: a pool that outlives its run (never closed, or
+        # closed late) must not keep the run's loop, closed, alive with all
+        # it holds. While the loop runs, its reader holds this channel.
+        self._loop = weakref.ref(loop)
         self._fd = fd
         self._answers: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
         # Held while writing and while closing: a thread never writes to a
@@ -153,6 +156,11 @@ class LoopAnswers:
             return None
         return channel
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this channel answers, None once it is gone."""
+        return self._loop()
+
     def answer(self, future: asyncio.Future[Any], ok: bool, value: Any) -> bool:
         """From a thread: queue the answer and wake the loop. False: closed, or the wake failed."""
         with self._guard:
@@ -174,23 +182,26 @@ class LoopAnswers:
         self._settle_queued()
 
     def _settle_queued(self) -> None:
+        """On the loop (running, so alive): settle every queued answer."""
         answers = self._answers
         while answers:
             future, ok, value = answers.popleft()
             try:
                 _settle(future, ok, value)
             except Exception as error:  # one waiter's trouble must not strand the others
-                self.loop.call_exception_handler(
+                future.get_loop().call_exception_handler(
                     {"message": "settling a thread's answer failed", "exception": error}
                 )
 
     def close_soon(self) -> None:
-        """Close on the loop's thread: now if this is it, else soon (now if the loop is closed)."""
-        if asyncio._get_running_loop() is self.loop:
+        """Close on the loop's thread: now if this is it, else soon (now if the loop is closed
+        or gone)."""
+        loop = self._loop()
+        if loop is None or asyncio._get_running_loop() is loop:
             self.close()
             return
         try:
-            self.loop.call_soon_threadsafe(self.close)
+            loop.call_soon_threadsafe(self.close)
         except RuntimeError:  # the loop is closed: nothing watches the descriptor, nobody waits
             self.close()
 
@@ -203,11 +214,13 @@ class LoopAnswers:
             if self._fd < 0:
                 return
             fd, self._fd = self._fd, -1
-        if self.loop.is_closed():
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            # Nothing watches the descriptor, nobody waits for these answers.
             os.close(fd)
             self._answers.clear()
             return
-        self.loop.remove_reader(fd)
+        loop.remove_reader(fd)
         os.close(fd)
         self._settle_queued()
 

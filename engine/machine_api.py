@@ -40,7 +40,15 @@ class MachineApi(EngineParts):
         raw = parse_definition(definition)
         load(raw, machine_type=machine_type)  # type: ignore[arg-type]
         text = msgspec.json.encode(raw).decode()
-        return await self.lifecycle.run_db(self.store.put_state_machine, name, text, machine_type)
+        version: MachineVersion = await self.lifecycle.run_db(
+            self.store.put_state_machine, name, text, machine_type
+        )
+        # The next start of it needs no lookup on the loop's start connection
+        # (the guarded write still checks the head in the database).
+        heads = self.lifecycle.starts.heads
+        if heads is not None:
+            heads.seed(version)
+        return version
 
     async def describe_state_machine(self, name: str) -> MachineVersion:
         """The revision `name` runs: ``NAME`` (the latest), ``NAME:VERSION`` or ``NAME:ALIAS``.
@@ -154,6 +162,9 @@ class MachineApi(EngineParts):
     async def delete_state_machine(self, name: str) -> None:
         """Delete machine `name` (see `MachineStore.delete_state_machine`); unknown: a no-op."""
         await self.lifecycle.run_db(self.store.delete_state_machine, name, now=self.clock.now())
+        heads = self.lifecycle.starts.heads
+        if heads is not None:
+            heads.forget(name)
 
     async def list_state_machines(self) -> list[MachineVersion]:
         return await self.lifecycle.run_db(self.store.list_state_machines)

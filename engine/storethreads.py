@@ -7,15 +7,18 @@ eight. anyio's hop pays per call for a cancel scope, a capacity limiter, a
 own hand-off on a short store call (`benchmarks/PROFILE.md`). `StoreThreads`
 keeps as many long-lived threads as the store has slots, each call handed
 to the most recently idle one (or, none idle, queued first come first
-served), each answer handed back with one ``call_soon_threadsafe``: one
-call at a time (W1) keeps one thread hot instead of waking them in turn.
+served), each answer handed back through the loop's eventfd channel
+(`LoopAnswers`, as the sync handlers' threads answer; ``call_soon_threadsafe``
+where there is none): one call at a time (W1) keeps one thread hot instead
+of waking them in turn.
 The call runs in a copy of the caller's contextvars, as with anyio. The
 pool itself is `activities.handler_threads.LoopThreads`, shared with the
 sync handlers' threads; this module adds the store's cancellation rules.
 
 Cancellation keeps anyio's rules. A caller already cancelled never starts
 its call (a Task's SQL effect must not run in an activation being torn
-down). A `cancellable` call is abandoned
+down; `activities.cancelcheck` answers the common case, anyio's own check
+every other). A `cancellable` call is abandoned
 by a cancelled caller: never run if not yet started, its answer dropped if
 running. Any other call, once started, is waited for whatever happens (its
 outcome must be known: a commit's, a claim's), and the cancellation is
@@ -35,6 +38,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
+from activities import cancelcheck
 from activities.handler_threads import THREAD_NAME, LoopThreads
 
 __all__ = ["StoreThreads"]
@@ -51,7 +55,8 @@ class StoreThreads(LoopThreads):
 
     @classmethod
     def for_this_run(cls, slots: int) -> StoreThreads:
-        """New threads that also close when this event loop's run ends (as anyio's do).
+        """New threads for the running event loop, answering it through its eventfd channel,
+        that also close when this event loop's run ends (as anyio's do).
 
         Their owner closes them first; this is the safety net for an owner
         that never got that far (its threads would keep the process alive).
@@ -60,13 +65,15 @@ class StoreThreads(LoopThreads):
 
         threads = cls(slots)
         find_root_task().add_done_callback(lambda _task: threads.close())
+        threads.use_answers(asyncio.get_running_loop())
         return threads
 
     async def call(self, fn: Callable[[], T], *, cancellable: bool = False) -> T:
         """Run `fn` in one of the threads and return (or raise) what it did."""
         # As anyio's: a caller already cancelled never starts the call (a
         # thread could take it at once, before the first await below notices).
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not cancelcheck.surely_not_cancelled():
+            await anyio.lowlevel.checkpoint_if_cancelled()
         call = self.submit(fn)
         if cancellable:
             # A cancelled caller cancels the future: not run if not started, else dropped.

@@ -7,7 +7,8 @@ revisions (no qualifier) on a `LoopCommit` of their own instead (not the
 step commits' one: a commit arriving during a start would go to the
 threads): the machine
 lookup `startplan.PgResolver` reads (one statement per machine, in autocommit;
-only for a machine `LoopHeads` has no row of), the name check
+only for a machine `LoopHeads` has no row of: neither one started before
+nor one this Engine just created or revised, `LoopHeads.seed`), the name check
 `pgstart.any_taken` makes (only for starts given a name: a fresh UUID is
 nobody's), and `pgstart`'s one statement writing the executions rows,
 their ``ExecutionStarted`` events, the work rows and the NOTIFY — the very
@@ -42,6 +43,7 @@ import psycopg
 from engine.store.asynccommit import Handed, LoopCommit
 from engine.store.errors import StoreUnavailable, UnstorableData
 from engine.store.pgstart import taken_query
+from engine.store.records import MachineVersion
 from engine.store.starts import StartRequest, StartResult, wakes
 from engine.store.store import Store
 
@@ -55,8 +57,9 @@ class LoopHeads:
     one statement, the guarded write (`Store.start_statement`), which
     writes nothing when the machine has moved since — a new revision or a
     deletion, by any process: the row is then dropped, read again and the
-    batch planned again. Kept only for machines a start was written for
-    (not deleted, with a revision); at most `limit` machines.
+    batch planned again. Kept for machines a start was written for (not
+    deleted, with a revision) and for machines this Engine has just put
+    (`seed`); at most `limit` machines.
     """
 
     def __init__(self, limit: int = 256) -> None:
@@ -71,6 +74,33 @@ class LoopHeads:
         if name not in rows and len(rows) >= self.limit:
             del rows[next(iter(rows))]  # the oldest
         rows[name] = row
+
+    def seed(self, machine: MachineVersion) -> None:
+        """Keep `machine`, which this Engine has just created or revised, as its name's head.
+
+        The next start of it is then planned without a lookup — and checked
+        by the guarded write like any kept row: a revision or a deletion
+        since, by any process, writes nothing and has the machine read
+        again. On the loop's thread (as every start). The row is the lookup's
+        (`Store.head_query`: the machine not deleted, `machine` its latest
+        revision) but for the machine's id, which a start never uses.
+        """
+        self.keep(
+            machine.name,
+            (
+                None,  # state_machines.id
+                None,  # deleted_at: a put undeletes
+                machine.version,
+                machine.definition,
+                machine.content_hash,
+                machine.machine_type,
+                machine.created_at,
+            ),
+        )
+
+    def forget(self, name: str) -> None:
+        """Drop machine `name`'s row (deleted by this Engine: the next start reads it)."""
+        self.rows.pop(name, None)
 
 
 async def start_on_loop(

@@ -5,18 +5,21 @@ loop's reader reads once and settles all that is queued. These tests run
 real threads against a real asyncio loop: many threads answering at once
 all arrive, an answer queued as the channel closes is still settled, an
 answer after the close goes through ``call_soon_threadsafe``, and the
-eventfd lives exactly as long as the run's handler threads.
+eventfd lives exactly as long as the run's handler threads; a pool that
+outlives its loop does not keep that loop alive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import anyio
@@ -166,3 +169,28 @@ def test_out_of_descriptors_the_first_call_still_runs_and_no_thread_outlives_the
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["('ran', 'again')", "0 0"], result.stdout
+
+
+def test_a_pool_outliving_its_loop_does_not_keep_the_loop_alive() -> None:
+    """The channel holds its loop weakly: a closed loop (all it holds) is freed, the fd closed."""
+    pool = LoopThreads(2, name=NAME, what="test threads")
+    before = _eventfds()
+
+    async def main() -> int:
+        pool.use_answers(asyncio.get_running_loop())
+        return int(await pool.submit(lambda: 7).future)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == 7
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    try:
+        assert gone() is None
+        assert len(_eventfds() - before) == 1  # the pool's channel, still open
+    finally:
+        pool.close()  # its loop gone: the channel closes its eventfd at once
+    assert not _eventfds() - before

@@ -5,23 +5,29 @@ The start connection keeps the machine rows its starts were planned with
 when the machine moved since. What a user relies on: later starts skip the
 lookup, a new revision put by another process is what the next start runs,
 a machine another process deleted is not started, and the rows written are
-the careful path's.
+the careful path's. A machine this Engine has just created or revised is
+kept too (`LoopHeads.seed`): its first start needs no lookup either, and is
+checked by the same guarded write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from typing import Any
 
+import psycopg
 import pytest
 
 from engine import Engine
-from engine.errors import StateMachineDeleting
-from engine.store import Store
+from engine.errors import StateMachineDeleting, StateMachineDoesNotExist
+from engine.store import MachineVersion, Store
 from engine.store.asyncstart import LoopHeads, start_on_loop
+from engine.store.startplan import pg_head_shape
 from engine.store.starts import StartRequest, StartResult
 from tests.engine.liveness import machine
-from tests.engine.test_loop_commit import _registry
+from tests.engine.test_loop_commit import _plain, _registry
 from tests.engine.test_start_raw_rows import PASS, _answers, _request, _rows
 
 pytestmark = pytest.mark.timeout(180)  # a hang guard only
@@ -33,13 +39,23 @@ def _heads(engine: Engine) -> LoopHeads:
     return heads
 
 
+def _put_elsewhere(url: str, definition: dict[str, Any]) -> MachineVersion:
+    """Machine "chain" put by another process's store on the same database."""
+    other = Store(url)
+    try:
+        return other.put_state_machine("chain", json.dumps(definition))
+    finally:
+        other.close()
+
+
 def test_starts_of_a_machine_started_before_skip_the_lookup(postgres_url: str) -> None:
     with Engine(postgres_url, registry=_registry(), worker=False) as engine:
         engine.create_state_machine_sync("chain", machine(3))
         records = [engine.start_sync("chain", {"v": 0}) for _ in range(6)]
         heads = _heads(engine)
-        # One lookup, for the first start; every start written on the loop.
-        assert (heads.lookups, heads.moved) == (1, 0)
+        # No lookup (the machine's row was kept when it was created); every
+        # start written on the loop.
+        assert (heads.lookups, heads.moved) == (0, 0)
         assert engine.lifecycle.starts.batches_on_loop == 6
         assert {r.version for r in records} == {1}
         assert len(engine.list_executions_sync(machine="chain")) == 6
@@ -50,11 +66,7 @@ def test_a_revision_put_by_another_process_is_what_the_next_start_runs(postgres_
         engine.create_state_machine_sync("chain", machine(3))
         first = engine.start_sync("chain", {"v": 0})
         assert first.version == 1
-        other = Store(postgres_url)  # another process's store on the same database
-        try:
-            assert other.put_state_machine("chain", json.dumps(machine(4))).version == 2
-        finally:
-            other.close()
+        assert _put_elsewhere(postgres_url, machine(4)).version == 2
         second = engine.start_sync("chain", {"v": 0})
         # The kept row was revision 1: the guarded write refused it, the
         # machine was read again and the start runs the head.
@@ -62,11 +74,11 @@ def test_a_revision_put_by_another_process_is_what_the_next_start_runs(postgres_
         started = engine.store.history(second.execution_id)[0]
         assert started.details["stateMachineVersionArn"].endswith(":2")
         heads = _heads(engine)
-        assert (heads.lookups, heads.moved) == (2, 1)
+        assert (heads.lookups, heads.moved) == (1, 1)
         assert engine.lifecycle.starts.batches_on_loop == 2
         # And the next one is one round trip again.
         assert engine.start_sync("chain", {"v": 0}).version == 2
-        assert (heads.lookups, heads.moved) == (2, 1)
+        assert (heads.lookups, heads.moved) == (1, 1)
 
 
 def test_a_machine_deleted_by_another_process_is_not_started(postgres_url: str) -> None:
@@ -85,6 +97,79 @@ def test_a_machine_deleted_by_another_process_is_not_started(postgres_url: str) 
         assert [r.execution_id for r in engine.list_executions_sync(machine="chain")] == [
             running.execution_id
         ]
+
+
+def test_a_start_right_after_a_create_or_an_update_needs_no_lookup(postgres_url: str) -> None:
+    with Engine(postgres_url, registry=_registry(), worker=True) as engine:
+        engine.create_state_machine_sync("chain", machine(2))
+        first = engine.start_sync("chain", {"v": 0})
+        heads = _heads(engine)
+        assert (heads.lookups, heads.moved) == (0, 0)
+        assert engine.wait_sync(first.execution_id, timeout=60).output == '{"v":2}'
+        revision, _ = engine.update_state_machine_sync("chain", machine(4))
+        assert revision.version == 2
+        second = engine.start_sync("chain", {"v": 0})
+        # The update's revision is what the start runs, still without a lookup.
+        assert second.version == 2
+        assert (heads.lookups, heads.moved) == (0, 0)
+        assert engine.wait_sync(second.execution_id, timeout=60).output == '{"v":4}'
+        assert engine.lifecycle.starts.batches_on_loop == 2
+
+
+def test_a_created_machine_revised_by_another_process_before_its_first_start(
+    postgres_url: str,
+) -> None:
+    with Engine(postgres_url, registry=_registry(), worker=True) as engine:
+        engine.create_state_machine_sync("chain", machine(2))
+        assert _put_elsewhere(postgres_url, machine(3)).version == 2
+        started = engine.start_sync("chain", {"v": 0})
+        # The seeded revision 1 was refused by the guarded write: the start
+        # read the machine and runs revision 2's definition.
+        assert started.version == 2
+        assert (_heads(engine).lookups, _heads(engine).moved) == (1, 1)
+        assert engine.wait_sync(started.execution_id, timeout=60).output == '{"v":3}'
+
+
+def test_a_created_machine_deleted_by_another_process_is_not_started(postgres_url: str) -> None:
+    with Engine(postgres_url, registry=_registry(), worker=False) as engine:
+        created = engine.create_state_machine_sync("chain", machine(2))
+        other = Store(postgres_url)
+        try:
+            other.delete_state_machine("chain", now=created.created_at)
+        finally:
+            other.close()
+        with pytest.raises(StateMachineDoesNotExist):
+            engine.start_sync("chain", {"v": 0})
+        assert _heads(engine).moved == 1
+        assert engine.list_executions_sync(machine="chain") == []
+
+
+def test_a_machine_deleted_here_is_forgotten(postgres_url: str) -> None:
+    with Engine(postgres_url, registry=_registry(), worker=False) as engine:
+        engine.create_state_machine_sync("chain", machine(2))
+        engine.delete_state_machine_sync("chain")
+        with pytest.raises(StateMachineDoesNotExist):
+            engine.start_sync("chain", {"v": 0})
+        # Read, not tried on the deleted row: no guarded write was refused.
+        assert (_heads(engine).lookups, _heads(engine).moved) == (1, 0)
+
+
+def test_a_seeded_row_is_the_lookups_row_but_for_the_id(postgres_url: str) -> None:
+    with Engine(postgres_url, registry=_registry(), worker=False) as engine:
+        engine.create_state_machine_sync("chain", machine(2))
+        engine.update_state_machine_sync("chain", machine(3))
+        seeded = _heads(engine).rows["chain"]
+        sql, fixed = engine.store.head_query()
+        with psycopg.connect(_plain(postgres_url)) as connection:
+            read = connection.execute(sql, {**fixed, "name": "chain"}).fetchone()
+        assert read is not None
+        _, _, processors, _ = pg_head_shape(engine.store._engine.dialect)
+
+        def processed(row: Sequence[Any]) -> list[Any]:
+            return [v if p is None else p(v) for v, p in zip(row, processors, strict=True)]
+
+        assert seeded[0] is None and isinstance(read[0], int)
+        assert processed(seeded)[1:] == processed(read)[1:]
 
 
 def _on_loop(store: Store, batches: list[list[StartRequest]]) -> tuple[list[StartResult], int]:

@@ -5,11 +5,15 @@ with one slot (SQLite) runs its calls one at a time in the order they came;
 a call whose outcome must be known (a commit, a claim) is waited for by a
 cancelled caller once it has started, and never runs if the caller was
 cancelled before a thread took it; a cancellable call (the idle poll) is
-simply abandoned. An Engine leaves no store thread behind when it closes.
+simply abandoned. An Engine's store threads answer its loop through an
+eventfd (`LoopAnswers`), closed with them, and an Engine leaves no store
+thread behind when it closes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -21,6 +25,7 @@ import pytest
 
 from engine import Engine
 from engine.storethreads import StoreThreads
+from tests.activities.test_loop_answers import _eventfds
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 
@@ -139,6 +144,22 @@ def test_a_caller_already_cancelled_never_starts_its_call() -> None:
         threads.close()
 
 
+def test_a_shielded_caller_inside_a_cancelled_scope_still_runs_its_call() -> None:
+    threads = StoreThreads(1)
+
+    async def main() -> object:
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope(shield=True):
+                return await threads.call(lambda: "ran")
+        return None
+
+    try:
+        assert anyio.run(main) == "ran"
+    finally:
+        threads.close()
+
+
 def test_a_cancellable_call_is_abandoned() -> None:
     threads = StoreThreads(1)
     started, release = threading.Event(), threading.Event()
@@ -173,3 +194,32 @@ def test_an_engine_leaves_no_store_thread_behind(sqlite_url: str) -> None:
     for thread in _store_threads():
         thread.join(timeout=10)
     assert _store_threads() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux's")
+def test_an_engines_store_calls_are_answered_through_an_eventfd_closed_with_it(
+    sqlite_url: str,
+) -> None:
+    before = _eventfds()
+    by_store_threads: list[str] = []
+
+    async def main() -> set[int]:
+        loop = asyncio.get_running_loop()
+        threadsafe = loop.call_soon_threadsafe
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            if "(store)" in threading.current_thread().name:
+                by_store_threads.append(repr(args[0]))
+            return threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = recorded  # type: ignore[method-assign]
+        async with Engine(sqlite_url, worker=False) as engine:
+            for _ in range(5):  # store calls, each answered by a store thread
+                await engine.create_state_machine("Pass", PASS)
+                assert (await engine.describe_state_machine("Pass")).version == 1
+            opened = _eventfds() - before
+        assert not (_eventfds() - before) & opened
+        return opened
+
+    assert anyio.run(main)  # the Engine's store threads had an eventfd of their own
+    assert by_store_threads == []  # none answered through the loop's self-pipe
