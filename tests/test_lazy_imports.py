@@ -76,13 +76,17 @@ def _modules_after_a_run(url: str) -> set[str]:
     return set(result.stdout.split())
 
 
-# Engine features a plain run does not use, on either store: TestState, and
-# the schedule service and expressions (the scheduler loop itself runs on
-# every in-process worker, but loads them only with the first schedule due).
+# Engine features a plain run does not use, on either store: TestState, the
+# schedule service and expressions (the scheduler loop itself runs on every
+# in-process worker, but loads them only with the first schedule due), and
+# the Map and Parallel states with the child machinery they share.
 UNUSED_ENGINE_FEATURES = {
     "engine.teststate",
     "engine.scheduling.expressions",
     "engine.scheduling.service",
+    "engine.states.map",
+    "engine.states.parallel",
+    "engine.states.children",
 }
 
 
