@@ -13,8 +13,9 @@ import os
 __all__ = ["collect_leftovers", "freeze_started_heap", "freezer_closed"]
 
 # Whether `freeze_started_heap` has run in this process; whether it froze the
-# heap (not with STEPWISE_GC_FREEZE=0); whether the Engine that froze it is
-# still open; whether what it left frozen after it closed has been collected.
+# heap, and nothing had been frozen before (not with STEPWISE_GC_FREEZE=0);
+# whether the Engine that froze it is still open; whether what it left frozen
+# after it closed has been collected.
 _heap_frozen = False
 _froze = False
 _freezer_open = False
@@ -41,8 +42,11 @@ def freeze_started_heap() -> bool:
     # An application that wants every cycle collected opts out.
     if os.environ.get("STEPWISE_GC_FREEZE", "1") == "0":
         return False
+    # Objects frozen before ours are the host's (or the CLI's start-up): the
+    # leftovers' collection would unfreeze them too, so it is then skipped.
+    _froze = gc.get_freeze_count() == 0
     gc.freeze()
-    _froze = _freezer_open = True
+    _freezer_open = True
     return True
 
 
@@ -61,7 +65,9 @@ def collect_leftovers() -> None:
     (~0.6 MB on PostgreSQL). Once per process, and only when a second Engine
     starts after the first closed (a test suite, a benchmark's second run; a
     service's one Engine and the CLI never pay it): unfreeze, collect fully
-    (~25-50 ms), freeze again what lives on.
+    (~25-50 ms), freeze again what lives on. Not when something else had
+    frozen objects before the first Engine did (a host's `gc.freeze` before
+    forking, the CLI's start-up): unfreezing would undo that too.
     """
     global _leftovers_collected
     if _froze and not _freezer_open and not _leftovers_collected:
