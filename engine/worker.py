@@ -81,7 +81,10 @@ class StoreOutage:
     """
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        # Weakly: `_outages` is keyed weakly by the store, and a value holding
+        # its key strongly would keep every Store (its SQLAlchemy engine, pool
+        # and caches) alive for the life of the process.
+        self._store = weakref.ref(store)
         self.down_since: float | None = None
         self.outages = 0
 
@@ -99,8 +102,10 @@ class StoreOutage:
         metrics = _metrics()
         if metrics is not None:
             metrics.outage_started()
+        store = self._store()
         try:
-            self._store.reset_connections()
+            if store is not None:
+                store.reset_connections()
         except Exception:  # best effort: the next attempt reconnects anyway
             log.debug("could not drop pooled connections", exc_info=True)
 
