@@ -119,7 +119,7 @@ def format_result(result: Result) -> str:
         f"steps_per_exec={result.steps_per_exec} execs_per_s={result.execs_per_s:.2f} "
         f"steps_per_s={result.steps_per_s:.2f} "
         f"execs_per_s_spread={result.execs_per_s_min:.2f}..{result.execs_per_s_max:.2f} "
-        f"wall_s={result.wall_s:.4g} peak_rss_mb={result.peak_rss_mb:.0f}"
+        f"wall_s={result.wall_s:.4g} peak_rss_mb={result.peak_rss_mb:.1f}"
         + (f" fsync={result.fsync}" if result.fsync else "")
     )
 

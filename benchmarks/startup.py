@@ -99,7 +99,7 @@ def format_startup(startup: Startup) -> str:
         f"STARTUP command={startup.command} runs={startup.runs} "
         f"wall_s={startup.wall_s_median:.3f} wall_s_spread={startup.wall_s_min:.3f}.."
         f"{startup.wall_s_max:.3f} cpu_s={startup.cpu_s_median:.3f} "
-        f"peak_rss_mb={startup.peak_rss_mb:.0f}"
+        f"peak_rss_mb={startup.peak_rss_mb:.1f}"
     )
 
 

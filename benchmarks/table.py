@@ -121,11 +121,11 @@ def render(lines: Iterable[str]) -> str:
         if not found:
             return "—"
         wall, cpu = float(found["wall_s"]), float(found["cpu_s"])
-        return f"{wall:.2f} s (CPU {cpu:.2f} s), {found['peak_rss_mb']} MB"
+        return f"{wall:.2f} s (CPU {cpu:.2f} s), {found['peak_rss_mb']} MiB"
 
     def rss(peer: str) -> str:
         found = results.get((peer, "W1"))
-        return f"{found['peak_rss_mb']} MB" if found else "—"
+        return f"{found['peak_rss_mb']} MiB" if found else "—"
 
     w3 = results.get(("stepwise", "W3-sqlite"))
     sqlite_ceiling = results.get(("stepwise", "ceiling-sqlite"))

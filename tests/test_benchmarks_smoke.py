@@ -75,7 +75,7 @@ def _check_output(lines: list[str], backend: str, execs: int) -> None:
         assert int(startup["runs"]) == 3
         assert float(startup["wall_s"]) > 0
         assert float(startup["cpu_s"]) > 0
-        assert 5 < int(startup["peak_rss_mb"]) < 4096
+        assert 5 < float(startup["peak_rss_mb"]) < 4096
     assert [r["workload"] for r in results] == ["W1", "W1i", "W1c", "W2", "W3", "ceiling"]
     for fields in results:
         workload = fields["workload"]
@@ -94,7 +94,7 @@ def _check_output(lines: list[str], backend: str, execs: int) -> None:
         # One run: the spread is that run alone.
         assert low == high == execs_per_s
         assert float(fields["wall_s"]) > 0
-        assert 10 < int(fields["peak_rss_mb"]) < 4096
+        assert 10 < float(fields["peak_rss_mb"]) < 4096
     ceiling = float(results[-1]["steps_per_s"])
     assert [r["workload"] for r in ratios] == ["W1", "W1i", "W1c", "W2", "W3"]
     for ratio, result in zip(ratios, results, strict=False):
@@ -183,7 +183,7 @@ def test_result_line_round_trips() -> None:
     assert line == (
         "RESULT peer=stepwise-sqlite version=0.1.0 workload=W1 runs=3 execs=200 "
         "steps_per_exec=10 execs_per_s=20.00 steps_per_s=200.00 execs_per_s_spread=18.50..21.25 "
-        "wall_s=10 peak_rss_mb=61"
+        "wall_s=10 peak_rss_mb=61.4"
     )
     assert parse_result(line)["execs_per_s_spread"] == "18.50..21.25"
     ceiling = Result("sqlite", "0.1.0", "ceiling", 3, 2000, 1, 800.0, 800.0, 700.0, 900.0, 2.5, 50)
@@ -263,7 +263,7 @@ def test_startup_and_scaling_lines_parse() -> None:
     line = format_startup(Startup("help", 5, 0.1234, 0.1, 0.2, 19.4, 0.0871))
     assert line == (
         "STARTUP command=help runs=5 wall_s=0.123 wall_s_spread=0.100..0.200 cpu_s=0.087 "
-        "peak_rss_mb=19"
+        "peak_rss_mb=19.4"
     )
     assert parse_result(line)["wall_s"] == "0.123"
     point = Point(2, 600, steps=4800, window_s=4.0, worker_cpu_s=3.0, pg_cpu_s=1.0)
@@ -331,7 +331,7 @@ def test_the_readme_table_is_made_from_the_benchmark_lines() -> None:
     assert (
         "0.050 of SQLite's 40,000" in rows["| W3: 1,000 × 20 Pass/Choice on SQLite, transitions/s"]
     )
-    assert "0.12 s (CPU 0.08 s), 19 MB" in rows["| `stepwise --help`, wall"]
+    assert "0.12 s (CPU 0.08 s), 19 MiB" in rows["| `stepwise --help`, wall"]
     assert "900 / 1,800 (× 1.00 / 2.00)" in rows["| workers on one PostgreSQL: 1 / 4, steps/s"]
     assert "(fsync=on)" in table
     assert parse_line("hello world") is None
