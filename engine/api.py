@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hashlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack, nullcontext
@@ -40,7 +42,7 @@ import msgspec
 
 from activities.handler_threads import prestart_threads
 from activities.registry import Handler, Registry, default_registry
-from engine import heapfreeze, telemetry
+from engine import telemetry
 from engine.alerts import TIMEOUT_SECONDS, AlertDeliverer, Alerts
 from engine.callbacks import TaskCallbacks
 from engine.clock import Clock, SystemClock
@@ -110,6 +112,30 @@ def _on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+# Whether `_freeze_started_heap` has frozen this process's heap.
+_heap_frozen = False
+
+
+def _freeze_started_heap() -> None:
+    """Once per process, when the first Engine has started: `gc.freeze` what is alive.
+
+    What is loaded and built by then (modules, SQLAlchemy, the store, the
+    engine's machinery) lives as long as the process and holds next to no
+    cyclic garbage, yet every full collection walked all of it: a Map's
+    iterations or many executions at once promote enough objects to set one
+    off every few runs (W2 on PostgreSQL: ~4 ms of a ~30 ms run's CPU, see
+    benchmarks/PROFILE_STORE.md). Frozen objects are still freed by their
+    reference counts; the CLI's start-up (`engine.cli.core.end_startup`)
+    freezes what it loaded the same way. `STEPWISE_GC_FREEZE=0` turns it off.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        # An application that wants every cycle collected opts out.
+        if os.environ.get("STEPWISE_GC_FREEZE", "1") != "0":
+            gc.freeze()
 
 
 class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
@@ -187,11 +213,9 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         # calls (`_first_rounds`): one event per call made meanwhile, set when
         # it returns. None otherwise (a store call then pays nothing for it).
         self._first_calls: list[anyio.Event] | None = None
-        self._froze_heap = False  # this Engine froze the process's heap (`heapfreeze`)
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Engine:
-        heapfreeze.collect_leftovers()
         slots = 1 if self.database_url.startswith("sqlite") else 8
         self._db_limiter = anyio.CapacityLimiter(slots)
         if not self.inline_store and _on_asyncio():
@@ -302,7 +326,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
                 connecting.start_soon(self._lifecycle.connect_starts)
             if self._first_calls is not None:
                 await self._first_rounds()
-        self._froze_heap = heapfreeze.freeze_started_heap()
+        _freeze_started_heap()
         return self
 
     def _open_schedules(self) -> Schedules:
@@ -344,13 +368,8 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
 
     async def __aexit__(self, *exc: object) -> None:
         stack, self._stack = self._stack, None
-        try:
-            if stack is not None:
-                await stack.__aexit__(None, None, None)
-        finally:
-            if self._froze_heap:
-                self._froze_heap = False
-                heapfreeze.freezer_closed()
+        if stack is not None:
+            await stack.__aexit__(None, None, None)
 
     async def _close_store(self) -> None:
         try:

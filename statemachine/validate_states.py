@@ -20,6 +20,7 @@ from typing import Any, Literal
 from statemachine.diagnostics import pointer_child
 from statemachine.errors import ExpressionSyntaxError
 from statemachine.quotas import FORBIDDEN_NAME_CHARS, MAX_DELAY_SECONDS, MAX_SECONDS
+from statemachine.validate_choice import check_choices
 from statemachine.validate_exprs import (
     QueryLanguage,
     Reporter,
@@ -37,6 +38,7 @@ from statemachine.validate_exprs import (
     other_language_field,
     query_language_value,
 )
+from statemachine.validate_map import check_map_fields
 
 __all__ = ["STATE_TYPES", "StateFacts", "check_state"]
 
@@ -612,8 +614,6 @@ def _check_wait(state: _State) -> None:
 
 
 def _check_choice(state: _State) -> None:
-    from statemachine.validate_choice import check_choices  # with the first Choice state
-
     if "Choices" not in state.body:
         state.rep.schema(state.location, "These fields are required: [Choices]")
         return
@@ -683,8 +683,6 @@ def _check_map(state: _State) -> None:
         _check_scope_shape(
             state, body[name], state.at(name), f"'{name}'", frozenset({"ProcessorConfig"})
         )
-    from statemachine.validate_map import check_map_fields  # with the first Map state
-
     check_map_fields(state.rep, body, state.location, state.ql)
     if "Label" in body:
         label = body["Label"]

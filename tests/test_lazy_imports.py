@@ -76,20 +76,13 @@ def _modules_after_a_run(url: str) -> set[str]:
     return set(result.stdout.split())
 
 
-# Engine features a plain run does not use, on either store: TestState, the
-# schedule service and expressions (the scheduler loop itself runs on every
-# in-process worker, but loads them only with the first schedule due), and
-# the Map and Parallel states with the child machinery they share, and the
-# language's Map and Choice validators.
+# Engine features a plain run does not use, on either store: TestState, and
+# the schedule service and expressions (the scheduler loop itself runs on
+# every in-process worker, but loads them only with the first schedule due).
 UNUSED_ENGINE_FEATURES = {
-    "statemachine.validate_map",
-    "statemachine.validate_choice",
     "engine.teststate",
     "engine.scheduling.expressions",
     "engine.scheduling.service",
-    "engine.states.map",
-    "engine.states.parallel",
-    "engine.states.children",
 }
 
 

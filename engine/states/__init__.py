@@ -7,6 +7,8 @@ from typing import Any
 
 from engine.states.choice import run_choice
 from engine.states.fail import FailStateError, run_fail
+from engine.states.map import run_map
+from engine.states.parallel import run_parallel
 from engine.states.pass_ import run_pass
 from engine.states.succeed import run_succeed
 from engine.states.task import run_task
@@ -26,30 +28,13 @@ from statemachine.model import (
 __all__ = ["FailStateError", "run_state"]
 
 
-# Map and Parallel (with the child machinery they share, `children.py`) load
-# with the first such state run: a process whose machines have none never
-# imports them. Each replaces itself in `_RUNNERS` with the real runner.
-def _run_map(frame: Any, state: Any) -> Awaitable[Transition]:
-    from engine.states.map import run_map
-
-    _RUNNERS[MapState] = run_map
-    return run_map(frame, state)
-
-
-def _run_parallel(frame: Any, state: Any) -> Awaitable[Transition]:
-    from engine.states.parallel import run_parallel
-
-    _RUNNERS[ParallelState] = run_parallel
-    return run_parallel(frame, state)
-
-
 _RUNNERS: dict[type, Callable[[Any, Any], Awaitable[Transition]]] = {
     TaskState: run_task,
     PassState: run_pass,
     ChoiceState: run_choice,
     WaitState: run_wait,
-    ParallelState: _run_parallel,
-    MapState: _run_map,
+    ParallelState: run_parallel,
+    MapState: run_map,
     SucceedState: run_succeed,
     FailState: run_fail,
 }
