@@ -187,8 +187,9 @@ class Committer:
         # loop, no store thread (engine/store/asynccommit.py).
         self._on_loop = on_loop
         self._careful: Handed | None = None
-        # Groups balanced against the walks they overlap (`_group_size`):
-        # where the loop sends them to PostgreSQL (`send_from_loop`).
+        # Groups balanced against the walks they overlap (`_group_size`): on
+        # PostgreSQL on asyncio (`send_from_loop`; a group above
+        # `loop_group_max` still goes through a store thread).
         self.balanced = on_loop is not None
         if on_loop is not None:
             # Here, not at the top: that module loads psycopg (SQLite never does).
@@ -377,8 +378,9 @@ class Committer:
         walked while the other commits. Its cost: a burst queued behind a
         lone commit goes in two round trips, not one. Neither part is ever
         below `balance_floor`: a smaller rest goes with the group. Only
-        where `balanced`: PostgreSQL on asyncio (`send_from_loop`), whose
-        server commits on a core of its own while the loop walks; SQLite's
+        where `balanced`: PostgreSQL on asyncio (`send_from_loop`; the halves,
+        above `loop_group_max`, go through a store thread), whose server
+        commits on a core of its own while the loop walks; SQLite's
         writer is a thread of this process, its commits sharing the
         interpreter with the walks.
         """

@@ -12,7 +12,9 @@ than its concurrency) and given back when the start fails or only found
 an existing execution (never adopted); when the worker stopped meanwhile,
 or the start's outcome is unknown (a store failure, or its caller cancelled
 by asyncio while its batch committed), the lease is released at once, due
-now, for any worker to take. Should the
+now, for any worker to take — except for an early walk whose start is
+known to have created what it walks: that run goes on here (the answer
+travels with the cancellation, `start_batcher.answered_before`). Should the
 process die instead, the start's rows are durable and the lease expires.
 `StartTaker` is what the lifecycle needs of a worker (`Worker` is one);
 `start_handed` is the start path that uses it.
@@ -172,7 +174,9 @@ async def start_handed(
     (StoreUnavailable: the outcome is unknown) or a cancellation of the
     caller (raised once the start's batch committed) may have committed
     the start all the same, so its lease is then given back too (best
-    effort: else it expires). With `early`, a walk its `prepare`
+    effort: else it expires) — unless an early walk's start is known, from
+    the answer carried by the cancellation, to have created it: that walk
+    goes on. With `early`, a walk its `prepare`
     began (`EarlyStart.begin`) is settled by the answer: it goes on, or
     writes nothing and gives back the lease a start that did commit took.
     """

@@ -148,7 +148,8 @@ class StartBatcher:
         A caller cancelled while its start still queues leaves the queue
         (nothing of it written); once its start is in a batch, or the lead
         handed to it, the batch is carried through first (its start
-        written, others answered), then the cancellation raised.
+        written, others answered), then the cancellation raised, carrying
+        this start's answer when there is one (`answered_before`).
         """
         waiter = _Waiter(request)
         cancelled: BaseException | None = None
