@@ -394,7 +394,6 @@ async def _activate(
     # requested (the worker's StopWatcher calls `stop.set`, which cancels it):
     # no task group and no watcher task per activation. Registered and
     # entered with no await in between; unregistered as it exits.
-    runtime.stop_signals[execution_id] = stop
     # No deadline: a plain scope (what `move_on_after(inf)` makes, without
     # its second backend lookup and clock read).
     ending = (
@@ -402,6 +401,7 @@ async def _activate(
         if deadline
         else anyio.CancelScope()
     )
+    runtime.stop_signals[execution_id] = stop
     try:
         with ending as scope:
             stop.scope = scope

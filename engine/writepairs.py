@@ -115,7 +115,9 @@ class _Drain:
         # Set by the store thread once every part taken is answered (or the call
         # raised). A flag, not a `threading.Event`: only `_finished`'s rare poll
         # reads it (an Event cost ~3.5 us to make on the loop and ~1 us to set
-        # on the thread, every drain).
+        # on the thread, every drain). The loop reads the parts' answers after
+        # seeing it set: that ordering rests on the GIL (CPython 3.11-3.13);
+        # a free-threaded build would need an Event again.
         self.finished = False
         # The drain will never run (its leader was cancelled first): its parts lead again.
         self.orphaned = False

@@ -41,25 +41,26 @@ class Plans(Generic[_S, _P]):
     """The plans of one state type, made by `make` once per state object.
 
     Kept by the state's identity (the state is held with its plan, so its id
-    is not reused while the plan is kept); at most `remembered` states, the
-    least recently visited forgotten first, by halves: plans visited since
-    the cache last turned over are kept in `_recent`, the others in
-    `_older`. When `_recent` holds half of `remembered` the cache turns
-    over: `_older`, the plans not visited since the previous turn-over, is
+    is not reused while the plan is kept), the least recently visited
+    forgotten first, in generations: plans visited
+    since the cache last turned over are kept in `_recent`, the others in
+    `_older`. When `_recent` holds `remembered` the cache turns over:
+    `_older`, the plans not visited since the previous turn-over, is
     forgotten and `_recent` becomes `_older`; a plan visited there comes back
-    to `_recent` unmade. So a process that loads many definitions keeps the
-    plans of the ones it runs, and a visit costs one dict lookup, as with no
-    eviction at all (an exact LRU's reordering cost ~70 ns a visit,
-    benchmarks/PROFILE.md s20b).
+    to `_recent` unmade. So up to twice `remembered` plans are kept, a set
+    of up to `remembered` states visited in turn is never made again, and a
+    process that loads many definitions keeps the plans of the ones it
+    runs. A visit costs one dict lookup, as with no eviction at all (an
+    exact LRU's reordering cost ~70 ns a visit, benchmarks/PROFILE.md s20b).
     """
 
-    __slots__ = ("_half", "_make", "_older", "_recent")
+    __slots__ = ("_make", "_older", "_recent", "_remembered")
 
     def __init__(self, make: Callable[[_S], _P], remembered: int = 4096) -> None:
         self._make = make
         self._recent: dict[int, tuple[_S, _P]] = {}
         self._older: dict[int, tuple[_S, _P]] = {}
-        self._half = max(1, remembered // 2)
+        self._remembered = max(1, remembered)
 
     def of(self, state: _S) -> _P:
         """The plan of `state`, made now if it has none yet."""
@@ -74,7 +75,7 @@ class Plans(Generic[_S, _P]):
         entry = self._older.pop(key, None)
         if entry is None or entry[0] is not state:
             entry = (state, self._make(state))
-        if len(self._recent) >= self._half:
+        if len(self._recent) >= self._remembered:
             self._older, self._recent = self._recent, {}
         self._recent[key] = entry
         return entry[1]

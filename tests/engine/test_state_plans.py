@@ -62,7 +62,7 @@ def test_a_full_cache_forgets_the_least_recently_visited_states_and_keeps_the_ho
         made.append(state.name)
         return state.name
 
-    plans: Plans[PassState, str] = Plans(make, remembered=4)
+    plans: Plans[PassState, str] = Plans(make, remembered=2)
     a, b, c, d, e = (_state({"Type": "Pass", "End": True}, name) for name in "ABCDE")
     assert [plans.of(a), plans.of(b), plans.of(a), plans.of(c)] == ["A", "B", "A", "C"]
     assert [plans.of(a), plans.of(d)] == ["A", "D"]  # A, visited again, stays
@@ -150,3 +150,37 @@ def test_a_task_step_is_skipped_only_when_it_is_absent(
 ) -> None:
     plan = task_plan(_task(**fields))
     assert (plan.whole_input, plan.whole_result) == (whole_input, whole_result)
+
+
+def _chain(count: int) -> list[PassState]:
+    machine = load(
+        {
+            "StartAt": "S0",
+            "States": {
+                f"S{i}": {
+                    "Type": "Pass",
+                    **({"Next": f"S{i + 1}"} if i + 1 < count else {"End": True}),
+                }
+                for i in range(count)
+            },
+        }
+    )
+    return [machine.states[f"S{i}"] for i in range(count)]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("hot", [1000, 4000])
+def test_a_hot_set_within_what_the_cache_remembers_is_made_once(hot: int) -> None:
+    """States visited in turn, as many as the engine's cache remembers (4,096) or fewer."""
+    made = 0
+
+    def make(state: PassState) -> str:
+        nonlocal made
+        made += 1
+        return state.name
+
+    plans: Plans[PassState, str] = Plans(make)
+    states = _chain(hot)
+    for _ in range(5):
+        for state in states:
+            plans.of(state)
+    assert made == hot  # none thrown away while it stays hot
