@@ -166,6 +166,9 @@ class LoopAnswers:
         with self._guard:
             if self._fd < 0:
                 return False
+            loop = self._loop()
+            if loop is None or loop.is_closed():  # queued, it would keep the closed loop alive
+                return False
             self._answers.append((future, ok, value))
             try:
                 os.eventfd_write(self._fd, 1)
@@ -194,8 +197,7 @@ class LoopAnswers:
                 )
 
     def close_soon(self) -> None:
-        """Close on the loop's thread: now if this is it, else soon (now if the loop is closed
-        or gone)."""
+        """Close on the loop's thread: now if this is it, else soon (now if closed or gone)."""
         loop = self._loop()
         if loop is None or asyncio._get_running_loop() is loop:
             self.close()
