@@ -118,18 +118,9 @@ class LoopAnswers:
     read was also written after it: the loop wakes again). An answer never
     lost to a failed write either: it then goes through
     ``call_soon_threadsafe`` too, and settling a settled future does nothing.
-
-    A burst of answers (a Map's iterations, concurrent starts' store calls)
-    writes once: an answer queued while a written wake is not yet read
-    (`_woken`) needs no write of its own, since the drain that reads that
-    wake settles the queue only after it has cleared `_woken`, under the
-    guard the answering thread holds — so whatever was queued under a set
-    `_woken` is settled by that drain, and an answer after the clear writes
-    again. (Each write is a system call that also releases the GIL: in a
-    burst the thread and the loop would hand it back and forth an answer.)
     """
 
-    __slots__ = ("_answers", "_fd", "_guard", "_loop", "_woken")
+    __slots__ = ("_answers", "_fd", "_guard", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         # By weak reference: a pool that outlives its run (never closed, or
@@ -141,8 +132,6 @@ class LoopAnswers:
         # Held while writing and while closing: a thread never writes to a
         # closed descriptor's number (which a new file may have taken).
         self._guard = threading.Lock()
-        # A wake written and not yet read by a drain (under the guard).
-        self._woken = False
 
     @classmethod
     def open(cls, loop: asyncio.AbstractEventLoop) -> LoopAnswers | None:
@@ -177,26 +166,22 @@ class LoopAnswers:
         with self._guard:
             if self._fd < 0:
                 return False
+            loop = self._loop()
+            if loop is None or loop.is_closed():  # queued, it would keep the closed loop alive
+                return False
             self._answers.append((future, ok, value))
-            if self._woken:
-                return True  # the drain that reads the pending wake settles this one too
             try:
                 os.eventfd_write(self._fd, 1)
             except OSError:
                 return False
-            self._woken = True
         return True
 
     def _drain(self) -> None:
-        """On the loop: read the wake, then settle every queued answer."""
+        """On the loop: settle every queued answer."""
         try:
             os.eventfd_read(self._fd)
         except BlockingIOError:  # an earlier drain took this wake's answers
             pass
-        # After the read, before the settling: an answer queued from here on
-        # writes a wake of its own; one queued before is settled below.
-        with self._guard:
-            self._woken = False
         self._settle_queued()
 
     def _settle_queued(self) -> None:
@@ -212,8 +197,7 @@ class LoopAnswers:
                 )
 
     def close_soon(self) -> None:
-        """Close on the loop's thread: now if this is it, else soon (now if the loop is closed
-        or gone)."""
+        """Close on the loop's thread: now if this is it, else soon (now if closed or gone)."""
         loop = self._loop()
         if loop is None or asyncio._get_running_loop() is loop:
             self.close()

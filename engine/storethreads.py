@@ -55,8 +55,9 @@ class StoreThreads(LoopThreads):
 
     @classmethod
     def for_this_run(cls, slots: int) -> StoreThreads:
-        """New threads for the running event loop, answering it through its eventfd channel,
-        that also close when this event loop's run ends (as anyio's do).
+        """New threads for the running event loop that close when its run ends (as anyio's do).
+
+        They answer the loop through its eventfd channel.
 
         Their owner closes them first; this is the safety net for an owner
         that never got that far (its threads would keep the process alive).

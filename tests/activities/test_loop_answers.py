@@ -77,33 +77,6 @@ def test_an_answer_queued_when_the_channel_closes_is_still_settled() -> None:
     assert anyio.run(main) == ("answer", False)  # after the close the pool falls back
 
 
-def test_answers_queued_behind_an_unread_wake_and_after_its_drain_are_all_settled() -> None:
-    """A burst writes one wake; the drain settles what queued behind it, and a later answer
-    wakes the loop again."""
-
-    async def main() -> list[object]:
-        loop = asyncio.get_running_loop()
-        channel = LoopAnswers.open(loop)
-        assert channel is not None
-        try:
-            burst = [loop.create_future() for _ in range(3)]
-            answering = threading.Thread(
-                target=lambda: [channel.answer(f, True, n) for n, f in enumerate(burst)]
-            )
-            answering.start()
-            answering.join()  # all three queued before the loop reads the one wake
-            with anyio.fail_after(10):
-                settled = [await f for f in burst]
-            later = loop.create_future()
-            threading.Thread(target=channel.answer, args=(later, True, "later")).start()
-            with anyio.fail_after(10):
-                return [*settled, await later]
-        finally:
-            channel.close()
-
-    assert anyio.run(main) == [0, 1, 2, "later"]
-
-
 def test_a_call_running_across_the_close_is_answered_all_the_same() -> None:
     pool = LoopThreads(2, name=NAME, what="test threads")
     release = threading.Event()

@@ -48,7 +48,7 @@ def _put_elsewhere(url: str, definition: dict[str, Any]) -> MachineVersion:
         other.close()
 
 
-def test_starts_of_a_machine_started_before_skip_the_lookup(postgres_url: str) -> None:
+def test_starts_of_a_machine_this_engine_created_skip_the_lookup(postgres_url: str) -> None:
     with Engine(postgres_url, registry=_registry(), worker=False) as engine:
         engine.create_state_machine_sync("chain", machine(3))
         records = [engine.start_sync("chain", {"v": 0}) for _ in range(6)]
