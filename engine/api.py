@@ -668,7 +668,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         text = msgspec.json.encode(raw).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
-        await self._run_db(self.store.put_state_machine, machine, text, "STANDARD")
+        await self._put_machine(machine, text, "STANDARD")
         record = await self.lifecycle.start(
             machine, input, name=name, queue=f"run-{uuid.uuid4().hex}"
         )

@@ -40,11 +40,17 @@ class MachineApi(EngineParts):
         raw = parse_definition(definition)
         load(raw, machine_type=machine_type)  # type: ignore[arg-type]
         text = msgspec.json.encode(raw).decode()
+        return await self._put_machine(name, text, machine_type)
+
+    async def _put_machine(self, name: str, text: str, machine_type: str) -> MachineVersion:
+        """Store machine `name` (`MachineStore.put_state_machine`) and keep it as its head.
+
+        The next start of it then needs no lookup on the loop's start
+        connection (the guarded write still checks the head in the database).
+        """
         version: MachineVersion = await self.lifecycle.run_db(
             self.store.put_state_machine, name, text, machine_type
         )
-        # The next start of it needs no lookup on the loop's start connection
-        # (the guarded write still checks the head in the database).
         heads = self.lifecycle.starts.heads
         if heads is not None:
             heads.seed(version)

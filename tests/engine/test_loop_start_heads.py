@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 
@@ -219,3 +220,18 @@ def test_a_start_with_a_kept_head_writes_the_careful_paths_rows(urls: tuple[str,
     finally:
         fast.close()
         careful.close()
+
+
+def test_engine_run_starts_its_machine_with_no_lookup(postgres_url: str) -> None:
+    """`Engine.run` puts its definition and starts it: one round trip, as after a create."""
+
+    async def scenario() -> None:
+        async with Engine(postgres_url, registry=_registry(), worker=False) as engine:
+            record = await engine.run(machine(2), {"v": 0})
+            assert record.status == "SUCCEEDED"
+            assert json.loads(record.output or "null") == {"v": 2}
+            heads = _heads(engine)
+            assert (heads.lookups, heads.moved) == (0, 0)
+            assert engine.lifecycle.starts.batches_on_loop == 1
+
+    anyio.run(scenario)
