@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -12,19 +15,44 @@ import pytest
 from engine import Engine
 from engine.errors import StoreUnavailable
 from engine.store import ExecutionRecord
+from engine.worker import Worker
 from tests.engine.test_refused_data import _HistoryLock, _refuse_zqfault
 from tests.engine.test_start_early_walk import ECHO, _at_the_gate, _echo
 
+# An hour's lease, a minute's poll: only the walk itself runs an execution promptly.
+PATIENT: dict[str, Any] = {"lease_seconds": 3600, "poll_seconds": 60}
+
+
+def _raw(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@asynccontextmanager
+async def _echo_engine(
+    url: str, calls: list[Any], **settings: Any
+) -> AsyncIterator[tuple[Engine, Worker]]:
+    """An Engine with its worker and machine "m" (`ECHO`, its calls kept in `calls`)."""
+    async with Engine(url, registry=_echo(calls), **settings) as engine:
+        await engine.create_state_machine("m", ECHO)
+        worker = engine.worker
+        assert worker is not None
+        yield engine, worker
+
+
+async def _start_at_the_gate(engine: Engine, input: Any) -> asyncio.Task[ExecutionRecord]:
+    """A start of "m" in a task of its own, once its early walk waits at the gate."""
+    caller = asyncio.ensure_future(engine.start("m", input))
+    await _at_the_gate(engine)
+    return caller
+
 
 def _ids(url: str) -> list[str]:
-    raw = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(raw, autocommit=True) as conn:
+    with psycopg.connect(_raw(url), autocommit=True) as conn:
         return [r[0] for r in conn.execute("SELECT execution_id FROM executions")]
 
 
 def _lease(url: str, execution_id: str) -> Any:
-    raw = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(raw, autocommit=True) as conn:
+    with psycopg.connect(_raw(url), autocommit=True) as conn:
         return conn.execute(
             "SELECT lease_owner, lease_expires_at FROM work_queue WHERE execution_id = %s",
             (execution_id,),
@@ -43,18 +71,10 @@ def test_cancelled_twice_in_flight_runs_once(postgres_url: str) -> None:
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(
-            postgres_url, registry=_echo(calls), lease_seconds=3600, poll_seconds=60
-        ) as engine:
-            await engine.create_state_machine("m", ECHO)
-            worker = engine.worker
-            assert worker is not None
+        async with _echo_engine(postgres_url, calls, **PATIENT) as (engine, worker):
             lock = _HistoryLock(postgres_url)
             try:
-                caller: asyncio.Task[ExecutionRecord] = asyncio.ensure_future(
-                    engine.start("m", {"n": 1})
-                )
-                await _at_the_gate(engine)
+                caller = await _start_at_the_gate(engine, {"n": 1})
                 caller.cancel()
                 await asyncio.sleep(0.05)
                 caller.cancel()
@@ -79,17 +99,11 @@ def test_cancelled_in_flight_and_refused_by_the_database_writes_nothing(postgres
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(postgres_url, registry=_echo(calls)) as engine:
-            await engine.create_state_machine("m", ECHO)
+        async with _echo_engine(postgres_url, calls) as (engine, worker):
             _refuse_zqfault(postgres_url)
-            worker = engine.worker
-            assert worker is not None
             lock = _HistoryLock(postgres_url)
             try:
-                caller: asyncio.Task[ExecutionRecord] = asyncio.ensure_future(
-                    engine.start("m", {"n": "zqfault"})
-                )
-                await _at_the_gate(engine)
+                caller = await _start_at_the_gate(engine, {"n": "zqfault"})
                 caller.cancel()
                 await asyncio.sleep(0.05)
                 lock.release()
@@ -111,12 +125,10 @@ def test_cancelled_in_flight_whose_answer_is_lost_is_claimed_promptly(postgres_u
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(
-            postgres_url, registry=_echo(calls), lease_seconds=3600, poll_seconds=0.1
-        ) as engine:
-            await engine.create_state_machine("m", ECHO)
-            worker = engine.worker
-            assert worker is not None
+        async with _echo_engine(postgres_url, calls, lease_seconds=3600, poll_seconds=0.1) as (
+            engine,
+            worker,
+        ):
             starts = engine._lifecycle._starts
             original = starts._recorded
             gate_seen = anyio.Event()
@@ -151,18 +163,10 @@ def test_cancelled_while_queued_behind_a_batch_frees_its_slot(postgres_url: str)
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(
-            postgres_url, registry=_echo(calls), lease_seconds=3600, poll_seconds=60
-        ) as engine:
-            await engine.create_state_machine("m", ECHO)
-            worker = engine.worker
-            assert worker is not None
+        async with _echo_engine(postgres_url, calls, **PATIENT) as (engine, worker):
             lock = _HistoryLock(postgres_url)
             try:
-                first: asyncio.Task[ExecutionRecord] = asyncio.ensure_future(
-                    engine.start("m", {"n": 1})
-                )
-                await _at_the_gate(engine)
+                first = await _start_at_the_gate(engine, {"n": 1})
                 second: asyncio.Task[ExecutionRecord] = asyncio.ensure_future(
                     engine.start("m", {"n": 2})
                 )
@@ -188,9 +192,7 @@ def test_cancelled_while_queued_behind_a_batch_frees_its_slot(postgres_url: str)
 def test_the_log_of_a_walk_refused_for_an_unknown_outcome(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The start DID create the execution (its answer was lost): what does the log say?"""
-    import logging
-
+    """The start created the execution but its answer was lost: no "did not create" line."""
     calls: list[Any] = []
 
     async def scenario() -> None:
@@ -214,7 +216,6 @@ def test_the_log_of_a_walk_refused_for_an_unknown_outcome(
                 assert len(ids) == 1, "the start created the execution"
                 assert (await engine.wait(ids[0], timeout=30)).status == "SUCCEEDED"
             said = [r.getMessage() for r in caplog.records if ids[0] in r.getMessage()]
-            print("LOGGED:", said)
             assert not [m for m in said if "did not create" in m], said
 
     anyio.run(scenario)
@@ -226,12 +227,7 @@ def test_a_follower_cancelled_while_its_shared_batch_is_in_flight_runs_once(
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(
-            postgres_url, registry=_echo(calls), lease_seconds=3600, poll_seconds=60
-        ) as engine:
-            await engine.create_state_machine("m", ECHO)
-            worker = engine.worker
-            assert worker is not None
+        async with _echo_engine(postgres_url, calls, **PATIENT) as (engine, worker):
             starts = engine._lifecycle._starts
             original = starts._recorded
             sizes: list[int] = []
@@ -275,22 +271,15 @@ def test_the_start_connection_killed_in_flight_leaves_no_walk_waiting(
     calls: list[Any] = []
 
     async def scenario() -> None:
-        async with Engine(postgres_url, registry=_echo(calls)) as engine:
-            await engine.create_state_machine("m", ECHO)
-            worker = engine.worker
-            assert worker is not None
+        async with _echo_engine(postgres_url, calls) as (engine, worker):
             on_loop = engine._lifecycle._starts.on_loop
             assert on_loop is not None
             lock = _HistoryLock(postgres_url)
             try:
-                caller: asyncio.Task[ExecutionRecord] = asyncio.ensure_future(
-                    engine.start("m", {"n": 1})
-                )
-                await _at_the_gate(engine)
+                caller = await _start_at_the_gate(engine, {"n": 1})
                 if cancel:
                     caller.cancel()
-                raw = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-                with psycopg.connect(raw, autocommit=True) as conn:
+                with psycopg.connect(_raw(postgres_url), autocommit=True) as conn:
                     conn.execute("SELECT pg_terminate_backend(%s)", (on_loop.backend_pid,))
                 with pytest.raises((StoreUnavailable, asyncio.CancelledError)):
                     await caller
