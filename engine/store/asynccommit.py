@@ -54,6 +54,7 @@ from engine.store.fastcommit import (
     one_call_statement,
     warm_call_statement,
 )
+from engine.store.loopwire import LoopWire
 from engine.store.pgraw import HeldConnection
 from engine.store.records import Checkpoint, CommitResult, ExecutionRecord
 
@@ -105,6 +106,8 @@ class LoopCommit:
         self._wake_local = wake_local
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._cursor: psycopg.AsyncCursor[Any] | None = None
+        # The commit call's own way to the server on that connection.
+        self._wire: LoopWire | None = None
         self._busy = False
         # Set when the call in flight is done: `aclose` waits for it.
         self._idle: anyio.Event | None = None
@@ -200,7 +203,7 @@ class LoopCommit:
                 return Handed.THREADS
             try:
                 with mapped_errors(self._display):
-                    return await _sent(work(connection))
+                    return await self._psycopg(work(connection))
             except BaseException:
                 if connection.closed or connection.broken or not _idle(connection):
                     await self._drop()
@@ -237,7 +240,7 @@ class LoopCommit:
             try:
                 await _sent(self._send(connection, call, params, ()))
                 if version >= 2:
-                    await _sent(self._warm_branches(connection, version, worker_id, now))
+                    await self._psycopg(self._warm_branches(connection, version, worker_id, now))
             except psycopg.Error:
                 if connection.broken or not _idle(connection):
                     await self._drop()
@@ -292,7 +295,7 @@ class LoopCommit:
             and time.monotonic() - self._used_at >= connect._PING_AFTER_IDLE_SECONDS
         ):
             try:
-                await _sent(connection.execute("SELECT 1"))
+                await self._psycopg(connection.execute("SELECT 1"))
             except Exception:  # any failure means this connection is unusable
                 await self._drop()
                 connection = None
@@ -315,6 +318,13 @@ class LoopCommit:
         """Use `opened` from now on (also one opened for a caller cancelled meanwhile)."""
         self._backoff.reset()
         self._connection, self._cursor = opened, opened.cursor()
+        self._wire = LoopWire(opened)
+
+    def _psycopg(self, work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """`work` (psycopg's, on the connection) stepped by `_sent`, the wire detached first."""
+        if self._wire is not None:
+            self._wire.detach()
+        return _sent(work)
 
     async def _send(
         self,
@@ -323,10 +333,19 @@ class LoopCommit:
         params: tuple[Any, ...],
         read_back: Sequence[str],
     ) -> _Answer:
-        """The call (and the read after its COMMIT), its answer row and the rows read."""
-        cursor = self._cursor
-        assert cursor is not None
-        if not read_back or not psycopg.AsyncPipeline.is_supported():
+        """The call (and the read after its COMMIT), its answer row and the rows read.
+
+        The call alone goes through the wire (libpq driven from the loop's
+        reader callback); with a read-back, psycopg's pipeline sends both.
+        """
+        cursor, wire = self._cursor, self._wire
+        assert cursor is not None and wire is not None
+        if not read_back:
+            name, statement = _prepared(call)
+            result = await wire.call(name, statement, [_text(p) for p in params])
+            return (result.get_value(0, 0) == b"t",), None
+        wire.detach()
+        if not psycopg.AsyncPipeline.is_supported():
             await cursor.execute(call, params)
             return await cursor.fetchone(), None
         # As `fastcommit._call_then_read`: the call in its own transaction,
@@ -352,12 +371,15 @@ class LoopCommit:
             await self._drop()
         elif not _idle(connection):
             try:
-                await _sent(connection.rollback())
+                await self._psycopg(connection.rollback())
             except Exception:  # whatever is wrong with it, a new connection will do
                 await self._drop()
 
     async def _drop(self) -> None:
+        if self._wire is not None:
+            self._wire.detach()
         connection, self._connection, self._cursor = self._connection, None, None
+        self._wire = None
         if connection is not None:
             try:
                 await connection.close()
@@ -368,6 +390,29 @@ class LoopCommit:
         # The pool's connections are being closed (an outage, a reset): ours
         # goes too, at the next commit (this runs on a store thread).
         self._disposed = True
+
+
+# A call's statement with psycopg's `%s` placeholders → its prepared name and `$n` text.
+_PREPARED: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _prepared(call: str) -> tuple[bytes, bytes]:
+    """The wire's prepared statement for `call`: a name per statement, `$1`… for `%s`."""
+    known = _PREPARED.get(call)
+    if known is None:
+        pieces = call.split("%s")
+        text = pieces[0] + "".join(f"${n}{piece}" for n, piece in enumerate(pieces[1:], 1))
+        known = _PREPARED[call] = (f"stepwise_loop_{len(_PREPARED)}".encode(), text.encode())
+    return known
+
+
+def _text(param: Any) -> bytes:
+    """A parameter in PostgreSQL's text format: a string as it is, a timestamp in ISO 8601."""
+    if isinstance(param, str):
+        return param.encode()
+    if isinstance(param, datetime):
+        return param.isoformat().encode()
+    raise TypeError(f"no text format for a {type(param).__name__} parameter")
 
 
 def _idle(connection: psycopg.AsyncConnection[Any]) -> bool:
