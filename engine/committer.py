@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
+from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from engine.clock import Clock
 from engine.store import Checkpoint, CommitResult, ExecutionRecord, Store
@@ -209,8 +210,12 @@ class Committer:
         self._queued_done: anyio.Event | None = None
         self._wakeup = anyio.Event()
         self._stopped = False
-        # Held by whichever task is committing: one commit at a time.
-        self._turn = anyio.Lock()
+        # Whether a task is committing (one commit at a time: `_take_turn`),
+        # and what a task waiting for the turn waits on meanwhile. A flag, not
+        # an anyio Lock: the direct path takes and gives it every commit, and
+        # the Lock's owner checks cost the loop two `current_task` a commit.
+        self._committing = False
+        self._turn_free: anyio.Event | None = None
         # Checkpoints of the group answered last: their activations walk on now.
         self._answered = 0
         self.commits = 0
@@ -281,13 +286,13 @@ class Committer:
         if self._stopped:
             waiter = _Waiter(checkpoint, read_back)
             await self._flush([waiter])
-        elif self.direct and not self._queue and not self._turn.locked():
+        elif self.direct and not self._queue and not self._committing:
             waiter = _Waiter(checkpoint, read_back)
-            self._turn.acquire_nowait()  # free: nothing awaited since `locked()`
+            self._committing = True  # free: nothing awaited since it was read
             try:
                 await self._flush([waiter])
             finally:
-                self._turn.release()
+                self._give_turn()
         else:
             waiter = self._enqueue(checkpoint, read_back)
             try:
@@ -348,7 +353,8 @@ class Committer:
 
     async def _drain(self) -> None:
         while self._queue:
-            async with self._turn:
+            await self._take_turn()
+            try:
                 # Taken after the turn, so what queued while waiting joins the group.
                 take = self._group_size()
                 batch, self._queue = self._queue[:take], self._queue[take:]
@@ -365,6 +371,31 @@ class Committer:
                     if waiter.joined:
                         waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
                 await self._flush(batch)
+            finally:
+                self._give_turn()
+
+    async def _take_turn(self) -> None:
+        """Wait until no task commits, then commit: as an anyio Lock's `acquire` did.
+
+        Taken at once when free, then one shielded yield (as the Lock's), so
+        what other tasks queue in this loop iteration joins the group.
+        """
+        await checkpoint_if_cancelled()
+        if not self._committing:
+            self._committing = True
+            await cancel_shielded_checkpoint()
+            return
+        while self._committing:
+            if self._turn_free is None:
+                self._turn_free = anyio.Event()
+            await self._turn_free.wait()
+        self._committing = True
+
+    def _give_turn(self) -> None:
+        self._committing = False
+        free, self._turn_free = self._turn_free, None
+        if free is not None:
+            free.set()
 
     def _group_size(self) -> int:
         """How many queued checkpoints the next group takes: at most `max_batch`, balanced.
