@@ -163,7 +163,10 @@ class LoopCommit:
             try:
                 # Refusals and a missing function leave unmapped: handled below.
                 with mapped_errors(self._display, passing=_PASSING):
-                    answer, rows = await _sent(self._send(connection, call, params, read_back))
+                    if read_back:
+                        answer, rows = await _sent(self._send(connection, call, params, read_back))
+                    else:
+                        answer, rows = await self._call(call, params), None
             except ONE_CALL_REFUSALS:
                 await self._restore(connection)
                 return Handed.CAREFUL
@@ -238,7 +241,7 @@ class LoopCommit:
             assert statement is not None  # an empty group has no collision
             call, params = statement
             try:
-                await _sent(self._send(connection, call, params, ()))
+                await self._call(call, params)
                 if version >= 2:
                     await self._psycopg(self._warm_branches(connection, version, worker_id, now))
             except psycopg.Error:
@@ -326,6 +329,18 @@ class LoopCommit:
             self._wire.detach()
         return _sent(work)
 
+    async def _call(self, call: str, params: tuple[Any, ...]) -> tuple[bool]:
+        """The call alone, through the wire (libpq driven from the loop's reader callback).
+
+        Its answer row. Carried to its end if the caller is cancelled
+        meanwhile (`LoopWire.call`), as `_sent` carries psycopg's calls.
+        """
+        wire = self._wire
+        assert wire is not None
+        name, statement = _prepared(call)
+        result = await wire.call(name, statement, [_text(p) for p in params])
+        return (result.get_value(0, 0) == b"t",)
+
     async def _send(
         self,
         connection: psycopg.AsyncConnection[Any],
@@ -333,19 +348,14 @@ class LoopCommit:
         params: tuple[Any, ...],
         read_back: Sequence[str],
     ) -> _Answer:
-        """The call (and the read after its COMMIT), its answer row and the rows read.
+        """The call and the read after its COMMIT: its answer row and the rows read.
 
-        The call alone goes through the wire (libpq driven from the loop's
-        reader callback); with a read-back, psycopg's pipeline sends both.
+        psycopg's pipeline sends both (the wire detached meanwhile).
         """
         cursor, wire = self._cursor, self._wire
         assert cursor is not None and wire is not None
-        if not read_back:
-            name, statement = _prepared(call)
-            result = await wire.call(name, statement, [_text(p) for p in params])
-            return (result.get_value(0, 0) == b"t",), None
         wire.detach()
-        if not psycopg.AsyncPipeline.is_supported():
+        if not read_back or not psycopg.AsyncPipeline.is_supported():
             await cursor.execute(call, params)
             return await cursor.fetchone(), None
         # As `fastcommit._call_then_read`: the call in its own transaction,

@@ -30,6 +30,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg import pq
 from psycopg.errors import error_from_result
@@ -44,6 +45,7 @@ class LoopWire:
 
     __slots__ = (
         "_attached",
+        "_cancelled",
         "_complete",
         "_connection",
         "_encoding",
@@ -53,6 +55,7 @@ class LoopWire:
         "_pgconn",
         "_prepared",
         "_results",
+        "_shield",
         "_wake",
     )
 
@@ -71,6 +74,10 @@ class LoopWire:
         self._complete = True
         self._failure: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
+        # A cancellation of the caller met while a call was in flight, and the
+        # shielded scope the rest of the call then runs in (`_waited`).
+        self._cancelled: BaseException | None = None
+        self._shield: anyio.CancelScope | None = None
 
     def detach(self) -> None:
         """Stop reading the socket (before psycopg uses the connection, or it closes)."""
@@ -83,16 +90,45 @@ class LoopWire:
 
         Raises the psycopg error of a failed statement (the session back in
         autocommit's idle state) and OperationalError when the connection
-        fails under it. The caller steps this through `asynccommit._sent`:
-        the futures it waits on are its own, and it is waited for to its
-        end even when its caller is cancelled.
+        fails under it. Carried to its end even when its caller is cancelled
+        meanwhile (its outcome must be known before the connection is used
+        again), as `asynccommit._sent` carries psycopg's calls: the futures
+        it waits on are its own (a cancellation cancels one, never the
+        protocol), after the first the rest runs in a shielded anyio scope,
+        and the cancellation is raised once the call is done (its result or
+        error dropped; a KeyboardInterrupt or SystemExit raised as itself).
         """
-        if name not in self._prepared:
-            self._pgconn.send_prepare(name, statement)
-            await self._answer()
-            self._prepared.add(name)
-        self._pgconn.send_query_prepared(name, params)
-        return await self._answer()
+        self._cancelled = None
+        try:
+            try:
+                if name not in self._prepared:
+                    self._pgconn.send_prepare(name, statement)
+                    await self._answer()
+                    self._prepared.add(name)
+                self._pgconn.send_query_prepared(name, params)
+                result = await self._answer()
+            except Exception:
+                if self._cancelled is None:
+                    raise
+        finally:
+            shield, self._shield = self._shield, None
+            if shield is not None:
+                shield.__exit__(None, None, None)
+        cancelled, self._cancelled = self._cancelled, None
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+    async def _waited(self, wake: asyncio.Future[None]) -> None:
+        """Await `wake`; a cancellation of the caller is kept for `call` and shields the rest."""
+        try:
+            await wake
+        except asyncio.CancelledError as cancelled:
+            # `wake` is cancelled with it: the caller makes a new one to wait on.
+            if self._cancelled is None:
+                self._cancelled = cancelled
+                self._shield = anyio.CancelScope(shield=True)
+                self._shield.__enter__()
 
     async def _answer(self) -> pq.abc.PGresult:
         """Flush what was sent, then wait for every result of it; the last one, checked."""
@@ -105,7 +141,7 @@ class LoopWire:
             self._read()
             while not self._complete:
                 wake = self._wake = self._loop.create_future()
-                await wake
+                await self._waited(wake)
         finally:
             self._wake = None
         if self._failure is not None:
@@ -151,7 +187,7 @@ class LoopWire:
         fd = self._pgconn.socket
         self._loop.add_writer(fd, _settle, wake)
         try:
-            await wake
+            await self._waited(wake)
         finally:
             self._loop.remove_writer(fd)
 

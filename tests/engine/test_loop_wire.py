@@ -22,7 +22,6 @@ import psycopg
 import pytest
 
 from engine import Engine
-from engine.store.asynccommit import _sent
 from engine.store.loopwire import LoopWire
 from tests.engine.liveness import machine
 from tests.engine.test_loop_commit import STEPS, _plain, _registry, _run_all
@@ -70,13 +69,13 @@ def test_calls_answer_as_psycopg_does_with_psycopg_in_between_and_one_registrati
 
         loop.add_reader = counted  # type: ignore[method-assign]
         for n in range(20):
-            result = await _sent(wire.call(*_CONCAT, [b"a", str(n).encode()]))
+            result = await wire.call(*_CONCAT, [b"a", str(n).encode()])
             assert result.get_value(0, 0) == f"a{n}".encode()
         assert registered.count(connection.pgconn.socket) == 1  # once, not once a call
         wire.detach()
         cursor = await connection.execute("SELECT %s::text || %s::text", ("b", "1"))
         assert await cursor.fetchone() == ("b1",)
-        result = await _sent(wire.call(*_CONCAT, [b"c", b"2"]))  # attached again
+        result = await wire.call(*_CONCAT, [b"c", b"2"])  # attached again
         assert result.get_value(0, 0) == b"c2"
 
     _with_wire(postgres_url, body)
@@ -87,13 +86,13 @@ def test_a_failed_statement_raises_psycopgs_error_and_the_session_serves_the_nex
 ) -> None:
     async def body(connection: psycopg.AsyncConnection[Any], wire: LoopWire) -> None:
         with pytest.raises(psycopg.errors.DivisionByZero):
-            await _sent(wire.call(b"divide", b"SELECT 1 / $1::int", [b"0"]))
+            await wire.call(b"divide", b"SELECT 1 / $1::int", [b"0"])
         assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        result = await _sent(wire.call(b"divide", b"SELECT 1 / $1::int", [b"1"]))
+        result = await wire.call(b"divide", b"SELECT 1 / $1::int", [b"1"])
         assert result.get_value(0, 0) == b"1"
         with pytest.raises(psycopg.errors.UndefinedFunction):  # at its prepare
-            await _sent(wire.call(b"missing", b"SELECT no_such_function($1)", [b"0"]))
-        assert (await _sent(wire.call(*_CONCAT, [b"d", b"3"]))).get_value(0, 0) == b"d3"
+            await wire.call(b"missing", b"SELECT no_such_function($1)", [b"0"])
+        assert (await wire.call(*_CONCAT, [b"d", b"3"])).get_value(0, 0) == b"d3"
 
     _with_wire(postgres_url, body)
 
@@ -103,7 +102,7 @@ def test_the_backend_killed_mid_call_ends_the_call_with_operational_error(
 ) -> None:
     async def body(connection: psycopg.AsyncConnection[Any], wire: LoopWire) -> None:
         pid, fd = connection.info.backend_pid, connection.pgconn.socket
-        call = asyncio.ensure_future(_sent(wire.call(b"sleep", b"SELECT pg_sleep($1)", [b"60"])))
+        call = asyncio.ensure_future(wire.call(b"sleep", b"SELECT pg_sleep($1)", [b"60"]))
         await asyncio.sleep(0.2)
         await asyncio.to_thread(_terminate, postgres_url, pid)
         with pytest.raises(psycopg.OperationalError):
@@ -118,7 +117,7 @@ def test_the_backend_killed_mid_call_ends_the_call_with_operational_error(
 def test_the_backend_killed_while_idle_is_noticed_without_spinning(postgres_url: str) -> None:
     async def body(connection: psycopg.AsyncConnection[Any], wire: LoopWire) -> None:
         loop = asyncio.get_running_loop()
-        await _sent(wire.call(*_CONCAT, [b"e", b"4"]))  # attached, now idle
+        await wire.call(*_CONCAT, [b"e", b"4"])  # attached, now idle
         fd = connection.pgconn.socket
         reads = 0
         selector_select = loop._selector.select  # type: ignore[attr-defined]
@@ -150,7 +149,7 @@ def test_a_caller_cancelled_mid_call_gets_the_call_carried_to_its_end(
 
         async def insert() -> None:
             with scope:
-                await _sent(wire.call(*_INSERT, [b"7"]))
+                await wire.call(*_INSERT, [b"7"])
 
         async def cancel() -> None:
             if how == "asyncio":
@@ -170,7 +169,7 @@ def test_a_caller_cancelled_mid_call_gets_the_call_carried_to_its_end(
             await tasks[0]
             assert scope.cancelled_caught
         # Written, and the same session serves the next call.
-        result = await _sent(wire.call(*_COUNT, [b"7"]))
+        result = await wire.call(*_COUNT, [b"7"])
         assert result.get_value(0, 0) == b"1"
         assert connection.info.backend_pid == pid
 
