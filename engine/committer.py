@@ -383,7 +383,11 @@ class Committer:
         await checkpoint_if_cancelled()
         if not self._committing:
             self._committing = True
-            await cancel_shielded_checkpoint()
+            try:
+                await cancel_shielded_checkpoint()
+            except BaseException:  # asyncio's own Task.cancel: the turn given back, as the Lock's
+                self._give_turn()
+                raise
             return
         while self._committing:
             if self._turn_free is None:

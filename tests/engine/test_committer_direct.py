@@ -8,9 +8,11 @@ never two commits run at once.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import anyio
+import pytest
 
 from engine import Engine
 from engine.clock import SystemClock
@@ -91,3 +93,31 @@ def test_groups_are_balanced_where_the_loop_sends_them_to_postgresql(
 
     assert anyio.run(balanced, postgres_url) is True
     assert anyio.run(balanced, f"sqlite:///{tmp_path / 'db.sqlite'}") is False
+
+
+@pytest.mark.timeout(60)  # a hang guard only
+def test_asyncios_cancel_while_the_committer_takes_its_turn_gives_the_turn_back(
+    tmp_path: Path,
+) -> None:
+    """The turn's one yield after taking it (as an anyio Lock's acquire) hands it back if cancelled.
+
+    Else the next checkpoint would find a commit "under way" forever: queued
+    for a serving task that is gone, its caller never answered.
+    """
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    (execution_id,) = claimed(store, 1)
+    committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=in_thread)
+
+    async def main() -> CommitResult:
+        taking = asyncio.ensure_future(committer._take_turn())
+        await asyncio.sleep(0)  # it took the turn and yields once
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+        return await committer.commit(_checkpoint(execution_id))  # free: committed directly
+
+    try:
+        assert asyncio.run(main()) is CommitResult.OK
+        assert store.load(execution_id).journal == {"k": "1"}
+    finally:
+        store.close()
