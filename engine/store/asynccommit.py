@@ -10,7 +10,11 @@ pipelined read-back for `commit_reading` (BEGIN, the call, COMMIT, the read,
 synced once) — on a `psycopg.AsyncConnection` the loop drives, opened lazily
 with the pool's connection settings (the same conninfo: timeouts,
 keepalives, server options; autocommit; psycopg's default prepare
-threshold, as on the pool's). Only that call moves: a group it may not
+threshold, as on the pool's). A call with no read-back goes through
+`LoopWire` (`engine/store/loopwire.py`: libpq driven from a reader callback
+registered for the connection's life, no psycopg machinery a wait); the
+read-back's pipeline, the ping, a rollback and other work (`run`) use
+psycopg, the wire detached meanwhile. Only that call moves: a group it may not
 commit (tokens, a Map Run hook, a database without the function), a group
 it finds the connection busy for, and anything while a reconnect is backing
 off are handed back untouched (`Handed.THREADS`: the store's own commit on
