@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import hashlib
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
@@ -342,7 +343,7 @@ class LoopCommit:
         wire = self._wire
         assert wire is not None
         name, statement = _prepared(call)
-        result = await wire.call(name, statement, [_text(p) for p in params])
+        result = await wire.call(name, statement, [_text(p, wire.encoding) for p in params])
         return (result.get_value(0, 0) == b"t",)
 
     async def _send(
@@ -416,14 +417,25 @@ def _prepared(call: str) -> tuple[bytes, bytes]:
     if known is None:
         pieces = call.split("%s")
         text = pieces[0] + "".join(f"${n}{piece}" for n, piece in enumerate(pieces[1:], 1))
-        known = _PREPARED[call] = (f"stepwise_loop_{len(_PREPARED)}".encode(), text.encode())
+        # Named by its text, not by a count: Engines on other loops of this
+        # process fill this dict too, and one name must mean one statement.
+        name = "stepwise_loop_" + hashlib.sha1(text.encode()).hexdigest()[:20]
+        known = _PREPARED[call] = (name.encode(), text.encode())
     return known
 
 
-def _text(param: Any) -> bytes:
-    """A parameter in PostgreSQL's text format: a string as it is, a timestamp in ISO 8601."""
+def _text(param: Any, encoding: str) -> bytes:
+    """A parameter in PostgreSQL's text format, in the connection's client encoding.
+
+    A string as it is, a timestamp in ISO 8601. libpq measures a text
+    parameter to its first NUL, so one with a NUL is refused (as psycopg
+    refuses it) rather than cut short.
+    """
     if isinstance(param, str):
-        return param.encode()
+        text = param.encode(encoding)
+        if b"\0" in text:
+            raise psycopg.DataError("a text parameter cannot contain NUL (0x00) bytes")
+        return text
     if isinstance(param, datetime):
         return param.isoformat().encode()
     raise TypeError(f"no text format for a {type(param).__name__} parameter")

@@ -85,6 +85,11 @@ class LoopWire:
             self._attached = False
             self._loop.remove_reader(self._fd)
 
+    @property
+    def encoding(self) -> str:
+        """The Python codec of the connection's client encoding: text parameters are sent in it."""
+        return self._encoding
+
     async def call(self, name: bytes, statement: bytes, params: Sequence[bytes]) -> pq.abc.PGresult:
         """Run `statement` prepared as `name` with text `params`; its one result.
 

@@ -13,6 +13,7 @@ commit (the loop's work per step, issue 19).
 from __future__ import annotations
 
 import asyncio
+import json
 import selectors
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ import psycopg
 import pytest
 
 from engine import Engine
+from engine.store.asynccommit import _PREPARED, _prepared, _text
 from engine.store.loopwire import LoopWire
 from tests.engine.liveness import machine
 from tests.engine.test_loop_commit import STEPS, _plain, _registry, _run_all
@@ -67,7 +69,7 @@ def test_calls_answer_as_psycopg_does_with_psycopg_in_between_and_one_registrati
             registered.append(fd)
             add_reader(fd, callback, *args)
 
-        loop.add_reader = counted  # type: ignore[method-assign]
+        loop.add_reader = counted  # type: ignore[method-assign,assignment]
         for n in range(20):
             result = await wire.call(*_CONCAT, [b"a", str(n).encode()])
             assert result.get_value(0, 0) == f"a{n}".encode()
@@ -200,3 +202,49 @@ def test_an_engines_step_commits_register_the_socket_far_fewer_times_than_they_c
     assert commits >= 5 * STEPS
     # psycopg's execute registers it at every wait: at least once a commit.
     assert registered.count(fd) < commits / 2
+
+
+def test_non_ascii_history_is_stored_as_sent_under_a_latin1_client_encoding(
+    postgres_url: str,
+) -> None:
+    """The wire sends text in the connection's client encoding, as psycopg does.
+
+    Sent as UTF-8 to a LATIN1 session, "é" was stored as "Ã©": a history
+    silently different from what ran, read back so by a replay.
+    """
+    registry = _registry()
+    registry.register("accent", lambda value: {"s": value["s"] + "é"})
+    accents = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Task", "Resource": "accent", "Next": "B"},
+            "B": {"Type": "Task", "Resource": "accent", "End": True},
+        },
+    }
+    with Engine(postgres_url + "?client_encoding=latin1", registry=registry) as engine:
+        engine.create_state_machine_sync("accents", accents)
+        record = engine.wait_sync(engine.start_sync("accents", {"s": "ü"}), timeout=60)
+        on_loop = engine.runtime.committer.on_loop
+        assert on_loop is not None and on_loop.commits >= 2  # the steps went by the wire
+        assert on_loop._connection is not None
+        assert on_loop._connection.info.encoding == "iso8859-1"
+        events = engine.store.history(record.execution_id)
+    assert record.status == "SUCCEEDED"
+    entered_b = next(e for e in events if e.type == "TaskStateEntered" and e.details["name"] == "B")
+    assert json.loads(entered_b.details["input"]) == {"s": "üé"}
+    assert not any("Ã" in str(event) for event in events)
+
+
+def test_a_text_parameter_with_nul_is_refused_not_cut_short() -> None:
+    with pytest.raises(psycopg.DataError):
+        _text("ab\0cd", "utf-8")
+    assert _text("café", "iso8859-1") == "café".encode("latin1")
+
+
+def test_prepared_names_follow_the_statement_not_the_order_of_first_use() -> None:
+    first, _ = _prepared("SELECT %s::text")
+    other, _ = _prepared("SELECT %s::int")
+    assert first != other
+    _PREPARED.clear()  # another loop of the process filling the cache in another order
+    assert _prepared("SELECT %s::int")[0] == other
+    assert _prepared("SELECT %s::text")[0] == first
