@@ -284,6 +284,15 @@ class HeldSqlite(HeldPooled):
         # of one machine count too): an observable for tests and benchmarks.
         self.head_reuses = 0
 
+    @property
+    def keeps_own(self) -> bool:
+        """Whether only the fast paths use the kept connection (a file's QueuePool).
+
+        In memory (StaticPool) or with a memory URI (SingletonThreadPool)
+        every path shares one connection, and may be inside a transaction on it.
+        """
+        return self._keeps_heads
+
     def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
         """The machine head rows raw starts may reuse on `driver`, inside its transaction.
 
