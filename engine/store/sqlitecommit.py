@@ -279,7 +279,7 @@ class HeldSqlite(HeldPooled):
         # memory (StaticPool) or with a memory URI (SingletonThreadPool) the
         # careful path writes on this same connection, and its own writes (a
         # new revision, a deletion) would not change its data_version.
-        self._keeps_heads = isinstance(engine.pool, QueuePool)
+        self._keeps_own = isinstance(engine.pool, QueuePool)
         # Starts whose machine row was not read again (a batch's later starts
         # of one machine count too): an observable for tests and benchmarks.
         self.head_reuses = 0
@@ -291,7 +291,7 @@ class HeldSqlite(HeldPooled):
         In memory (StaticPool) or with a memory URI (SingletonThreadPool)
         every path shares one connection, and may be inside a transaction on it.
         """
-        return self._keeps_heads
+        return self._keeps_own
 
     def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
         """The machine head rows raw starts may reuse on `driver`, inside its transaction.
@@ -336,7 +336,7 @@ class HeldSqlite(HeldPooled):
         never hands the kept connection to another path.
         """
         kept = self._pooled
-        if not self._keeps_heads or kept is None or kept.driver_connection is not driver:
+        if not self._keeps_own or kept is None or kept.driver_connection is not driver:
             return None
         seen = self._seen
         if self._version_read and seen is not None:

@@ -54,7 +54,7 @@ def test_ends_ask_again_only_after_another_connection_wrote(tmp_path: Path) -> N
         kept = held._pooled
         assert kept is not None
         statements: list[str] = []
-        kept.driver_connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        kept.driver_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
         _end(store, "b")
         asked = [s for s in statements if "alerts" in s or "task_tokens" in s]
         assert asked == []  # nothing else wrote: neither asked nor a token update
