@@ -100,9 +100,11 @@ _ENQUEUE = (
     .replace("%%", "%")
 )
 # Whether any alert could match: without one the outbox's INSERT ... SELECT
-# (~20 µs of SQLite's work a finished execution) has nothing to write. Read
-# inside the commit's transaction, so an alert created meanwhile is seen.
-_ANY_ALERT = "SELECT 1 FROM alerts WHERE paused = 0 LIMIT 1"
+# (~20 µs of SQLite's work a finished execution) has nothing to write; and
+# whether any token row is there for an end to close (`HeldSqlite.end_checks`).
+_END_CHECKS = (
+    "SELECT EXISTS (SELECT 1 FROM alerts WHERE paused = 0), EXISTS (SELECT 1 FROM task_tokens)"
+)
 _CLOSE_TOKENS = "UPDATE task_tokens SET status = ? WHERE execution_id = ? AND status = ?"
 # A callback or stop that arrived while the lease was held (wakeups moved
 # since the claim) makes the work due now, whatever due time was asked for
@@ -249,6 +251,18 @@ class WalCheckpointer:
             self._every = max(self._every // 2, self._MIN_EVERY)
 
 
+class _Seen:
+    """What one kept connection read at one ``PRAGMA data_version`` (`HeldSqlite._snapshot`)."""
+
+    __slots__ = ("driver", "end_checks", "heads", "version")
+
+    def __init__(self, driver: sqlite3.Connection, version: int) -> None:
+        self.driver = driver
+        self.version = version
+        self.heads: dict[str, Any] = {}  # machine name -> head row
+        self.end_checks: tuple[bool, bool] | None = None
+
+
 class HeldSqlite(HeldPooled):
     """The pool's sqlite3 connection kept checked out for the commit path's transactions."""
 
@@ -257,43 +271,84 @@ class HeldSqlite(HeldPooled):
         # An in-memory database has one connection (StaticPool) and no WAL: nothing to do.
         memory = isinstance(engine.pool, StaticPool)
         self.checkpointer = None if memory else WalCheckpointer(engine)
-        # Machine head rows read on the kept connection: (that connection, its
-        # data_version then, name -> row). See `machine_heads`.
-        self._heads: tuple[sqlite3.Connection, int, dict[str, Any]] | None = None
+        # What the kept connection read while its data_version was unchanged
+        # (`_snapshot`), and whether this transaction has read that version yet.
+        self._seen: _Seen | None = None
+        self._version_read = False
         # Only a QueuePool never hands the kept connection to another path: in
         # memory (StaticPool) or with a memory URI (SingletonThreadPool) the
         # careful path writes on this same connection, and its own writes (a
         # new revision, a deletion) would not change its data_version.
-        self._keeps_heads = isinstance(engine.pool, QueuePool)
+        self._keeps_own = isinstance(engine.pool, QueuePool)
         # Starts whose machine row was not read again (a batch's later starts
         # of one machine count too): an observable for tests and benchmarks.
         self.head_reuses = 0
+
+    @property
+    def keeps_own(self) -> bool:
+        """Whether only the fast paths use the kept connection (a file's QueuePool).
+
+        In memory (StaticPool) or with a memory URI (SingletonThreadPool)
+        every path shares one connection, and may be inside a transaction on it.
+        """
+        return self._keeps_own
 
     def machine_heads(self, driver: sqlite3.Connection) -> dict[str, Any]:
         """The machine head rows raw starts may reuse on `driver`, inside its transaction.
 
         Only the kept connection keeps them, and only while its
-        ``PRAGMA data_version`` is unchanged: it changes when any other
-        connection (this process's careful paths, another process) commits,
-        and the kept connection itself never writes a machine (only the raw
-        starts, commits and reads run on it; a connection given back to the
-        pool loses them, `_drop`). Read inside the start's transaction, so
-        the rows are those of its snapshot, as a read would be. Any other
-        connection gets an empty dict of its own, kept nowhere.
+        ``PRAGMA data_version`` is unchanged (`_snapshot`): the kept
+        connection itself never writes a machine (only the raw starts,
+        commits and reads run on it). Any other connection gets an empty
+        dict of its own, kept nowhere.
+        """
+        seen = self._snapshot(driver)
+        return {} if seen is None else seen.heads
+
+    def end_checks(self, driver: sqlite3.Connection) -> tuple[bool, bool]:
+        """(any unpaused alert, any task token row) as `driver`'s transaction sees them.
+
+        An end enqueues its alerts only when an alert could match, and closes
+        its tokens only when the table holds any. Read inside the commit's
+        transaction, so an alert or a token committed before it is seen. The
+        kept connection keeps the answer while its ``PRAGMA data_version`` is
+        unchanged (`_snapshot`): it never writes an alert nor a token (a
+        group with tokens goes the careful path, on another connection),
+        and ends only close tokens. Other connections read it each time.
+        """
+        seen = self._snapshot(driver)
+        if seen is not None and seen.end_checks is not None:
+            return seen.end_checks
+        alerting, tokens = driver.execute(_END_CHECKS).fetchone()
+        checks = (bool(alerting), bool(tokens))
+        if seen is not None:
+            seen.end_checks = checks
+        return checks
+
+    def _snapshot(self, driver: sqlite3.Connection) -> _Seen | None:
+        """What the kept connection read while no other connection committed; None elsewhere.
+
+        ``PRAGMA data_version`` changes when any other connection (this
+        process's careful paths, another process) commits; it is read once a
+        transaction (`connection`), inside it, so what is kept is of the
+        transaction's own snapshot. A connection given back to the pool
+        loses it (`_drop`): any path may write on it then. Only a QueuePool
+        never hands the kept connection to another path.
         """
         kept = self._pooled
-        if not self._keeps_heads or kept is None or kept.driver_connection is not driver:
-            return {}
+        if not self._keeps_own or kept is None or kept.driver_connection is not driver:
+            return None
+        seen = self._seen
+        if self._version_read and seen is not None:
+            return seen
         (version,) = driver.execute("PRAGMA data_version").fetchone()
-        heads = self._heads
-        if heads is not None and heads[0] is driver and heads[1] == version:
-            return heads[2]
-        fresh: dict[str, Any] = {}
-        self._heads = (driver, version, fresh)
-        return fresh
+        self._version_read = True
+        if seen is None or seen.driver is not driver or seen.version != version:
+            seen = self._seen = _Seen(driver, version)
+        return seen
 
     def _drop(self, *, invalidate: bool) -> None:
-        self._heads = None  # back in the pool, any path may write machines on it
+        self._seen = None  # back in the pool, any path may write on it
         super()._drop(invalidate=invalidate)
 
     def _on_disposed(self, engine: Engine) -> None:
@@ -316,6 +371,7 @@ class HeldSqlite(HeldPooled):
             finally:
                 pooled.close()
             return
+        self._version_read = False  # a new transaction: `_snapshot` reads data_version again
         try:
             kept = self._kept()
             fresh = kept is None
@@ -444,7 +500,7 @@ def commit_within(
         lease_at_end = None
     else:
         lease_at_end = lease
-    wake = _write(driver, checkpoints, now_stored, time, codec, blocks, lease_at_end)
+    wake = _write(driver, held, checkpoints, now_stored, time, codec, blocks, lease_at_end)
     dialect = held.engine.dialect
     rows = {
         c.execution_id: raw_first_on(driver, dialect, EXECUTION_BY_ID, ref=c.execution_id)
@@ -488,6 +544,7 @@ def _recorded_already() -> sqlite3.IntegrityError:
 
 def _write(
     driver: sqlite3.Connection,
+    held: HeldSqlite,
     checkpoints: Sequence[Checkpoint],
     now_stored: Any,
     time: Callable[[datetime], Any],
@@ -536,13 +593,14 @@ def _write(
     if plain:
         driver.executemany(_PROGRESS, [(last, eid) for eid, last in plain])
     finished: list[str] = []
-    alerting: bool | None = None  # read at the first end of the group
+    checks: tuple[bool, bool] | None = None  # read at the first end of the group
     for c in checkpoints:
         finish = c.finish
         if finish is None:
             continue
-        if alerting is None:
-            alerting = driver.execute(_ANY_ALERT).fetchone() is not None
+        if checks is None:
+            checks = held.end_checks(driver)
+        alerting, tokens = checks
         finished.append(c.execution_id)
         status = ExecutionStatus(finish.status).value
         stop_date = time(finish.stop_date)
@@ -566,10 +624,12 @@ def _write(
             driver.execute(
                 _ENQUEUE, {"execution": c.execution_id, "status": status, "now": stop_date}
             )
-        # Outstanding tokens become unusable when the execution closes.
-        driver.execute(
-            _CLOSE_TOKENS, (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value)
-        )
+        if tokens:
+            # Outstanding tokens become unusable when the execution closes.
+            driver.execute(
+                _CLOSE_TOKENS,
+                (TokenStatus.TIMED_OUT.value, c.execution_id, TokenStatus.OPEN.value),
+            )
     if finished:
         if lease is None:
             driver.execute(_done(len(finished)), finished)

@@ -3,11 +3,12 @@ claims, exactly what `Store.load` returns, read under the claim's lease, on both
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
-from engine.store import Checkpoint, CommitResult, Event, Store, TokenRecord
+from engine.store import Checkpoint, CommitResult, Event, Store, StoreUnavailable, TokenRecord
 from tests.engine.test_store import DEFINITION, T0, at, start
 
 OTHER = '{"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true}}}'
@@ -82,3 +83,27 @@ def test_an_execution_already_leased_by_the_same_worker_is_not_claimed_again(sto
     claimed = store.claim_due_loaded("w", limit=5, lease_seconds=60, now=at(5))
     assert [(i, loaded is not None) for i, _, loaded in claimed] == [("exec-due", True)]
     assert claimed[0][2] == store.load("exec-due")
+
+
+def test_an_idle_sqlite_claim_takes_no_write_lock(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the file's write lock (a long write, a backup):
+    # an idle worker's claim finds nothing due without waiting for the lock,
+    # so it neither fails nor pauses as for an outage; work that is due still
+    # needs the lock, and is claimed once the lock is gone.
+    monkeypatch.setenv("STEPWISE_SQLITE_BUSY_TIMEOUT", "0.1")
+    store = Store(sqlite_url)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        start(store, "later", when=at(10))
+        other.execute("BEGIN IMMEDIATE")
+        assert store.claim_due_loaded("w", limit=5, lease_seconds=60, now=at(9)) == []
+        with pytest.raises(StoreUnavailable):
+            store.claim_due_loaded("w", limit=5, lease_seconds=60, now=at(10))
+        other.execute("COMMIT")
+        claimed = store.claim_due_loaded("w", limit=5, lease_seconds=60, now=at(10))
+        assert [i for i, _, _ in claimed] == ["exec-later"]
+    finally:
+        other.close()
+        store.close()

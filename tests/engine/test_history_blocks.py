@@ -188,6 +188,24 @@ def test_blocks_are_sealed_per_event_and_read_back_under_encryption(db_url: str)
         sealed.close()
 
 
+def test_plain_blocks_hold_details_as_a_plain_codec_seals_them(store: Store) -> None:
+    # Without keys a block's details skip `seal`: JSON text never holds a raw
+    # NUL nor starts with the codec's marker, so sealing would not change it.
+    tricky = [
+        Event(2, 1, "T", T0, {"s": "swenc:1:abcd:xyz", "nul": "a\x00b"}),
+        Event(3, 2, "T", T0, {"p": "swenc:p:x", "n": 'swenc:n:"\\u0000"'}),
+    ]
+    plain = PayloadCodec()
+    values = blocks.block_values(tricky, plain)
+    assert [v[4] for v in values] == [plain.seal(v[4]) for v in values]
+    assert [json.loads(v[4]) for v in values] == [e.details for e in tricky]
+    _started(store)
+    with store._engine.begin() as conn:
+        conn.execute(sa.insert(history_blocks), block_row("e1", tricky, plain))
+        conn.execute(sa.update(executions).values(last_event_id=3))
+    assert store.history("e1")[1:] == tricky
+
+
 def test_key_rotation_reseals_blocks(db_url: str) -> None:
     old = Store(db_url, codec=_codec(KEY_A))
     try:
