@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from statemachine.choice import compile_choice_rule
 from statemachine.dataflow import Template, compile_template
 from statemachine.diagnostics import Diagnostic
 from statemachine.errors import DefinitionError
@@ -47,6 +46,7 @@ from statemachine.model import (
     TaskState,
     WaitState,
 )
+from statemachine.parts import CHOICE, require
 from statemachine.paths import Path, compile_path, compile_reference_path
 from statemachine.quotas import MAX_DEFINITION_BYTES
 from statemachine.retry import parse_catcher, parse_retrier
@@ -347,6 +347,9 @@ def _batcher(raw: Mapping[str, Any] | None, jsonata: bool) -> Batcher | None:
 
 
 def _choice(raw: Mapping[str, Any], common: dict[str, Any], jsonata: bool) -> ChoiceState:
+    require(CHOICE)
+    from statemachine.choice import compile_choice_rule
+
     language = "JSONata" if jsonata else "JSONPath"
     rules = tuple(
         compile_choice_rule(rule, top_level=True, query_language=language)
