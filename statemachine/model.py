@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 
 from statemachine.dataflow import Template
-from statemachine.intrinsics import Intrinsic
 from statemachine.jsonata import JsonataTemplate
 from statemachine.paths import Path
 from statemachine.retry import Catcher, Retrier
 
-if TYPE_CHECKING:  # loaded with the first Choice (statemachine.parts)
+if TYPE_CHECKING:  # loaded with the first Choice or call (statemachine.parts)
     from statemachine.choice import ChoiceRule
+    from statemachine.intrinsics import Intrinsic
 
 __all__ = [
     "Batcher",

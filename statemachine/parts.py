@@ -1,10 +1,11 @@
 """The parts of the language only some definitions use, loaded with the first definition that does.
 
 A machine of Task and Pass states (issue 19's W1) never compiles a Choice
-rule or checks a Map's fields, so `statemachine.choice`,
-`statemachine.validate_choice` and `statemachine.validate_map` stay
-unloaded until a definition with a Choice or a Map state is validated or
-built (`require`, from the validator's and the builder's per-state code).
+rule, an intrinsic function call or checks a Map's fields, so
+`statemachine.choice`, `statemachine.validate_choice`,
+`statemachine.intrinsics` and `statemachine.validate_map` stay unloaded
+until a definition with a Choice, a call or a Map state is validated or
+built (`require`, from the validator's and the builder's code for each).
 Every later use of such a part works on objects only that part could have
 made, so it finds the module loaded: a broken part fails where the
 definition is loaded — `create_state_machine`, `stepwise run` of that file,
@@ -19,10 +20,13 @@ import sys
 
 from statemachine.errors import LanguageUnavailable
 
-__all__ = ["CHOICE", "MAP_VALIDATION", "require"]
+__all__ = ["CHOICE", "INTRINSICS", "MAP_VALIDATION", "require"]
 
 # Choice rules: compiled by the builder, evaluated by the engine's Choice plans.
 CHOICE = ("statemachine.choice", "statemachine.validate_choice")
+# Intrinsic function calls (``States.Format(…)``): compiled where a value is one
+# (`statemachine.calls.is_intrinsic`), evaluated by dataflow and the engine.
+INTRINSICS = ("statemachine.intrinsics",)
 # A Map state's own fields (ItemReader, ItemBatcher, ResultWriter, tolerances …).
 MAP_VALIDATION = ("statemachine.validate_map",)
 
@@ -30,7 +34,7 @@ MAP_VALIDATION = ("statemachine.validate_map",)
 def require(modules: tuple[str, ...]) -> None:
     """Import `modules` unless they are loaded; raise LanguageUnavailable when one cannot be."""
     for name in modules:
-        if name in sys.modules:
+        if sys.modules.get(name) is not None:
             continue
         try:
             importlib.import_module(name)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -89,6 +91,7 @@ UNUSED_ENGINE_FEATURES = {
     "statemachine.choice",
     "statemachine.validate_choice",
     "statemachine.validate_map",
+    "statemachine.intrinsics",
 }
 
 
@@ -215,8 +218,8 @@ def test_the_schema_version_is_the_last_migrations_number() -> None:
 
 # A fresh interpreter: a Task/Pass machine loads no Choice or Map part of
 # the language; validating a machine with a Choice and a Map loads them, and
-# it runs. With argv[2] set, the Choice part is broken (its import fails):
-# the Pass machine still runs, and creating the Choice machine fails at once.
+# it runs. With argv[2] naming one of those parts, that part is broken (its
+# import fails): the Pass machine still runs, and creating the other fails.
 PARTS = """
 import sys
 import anyio
@@ -225,16 +228,18 @@ from engine.walk import is_poison
 from statemachine import is_valid, validate
 from statemachine.errors import LanguageUnavailable
 
-PARTS = ("statemachine.choice", "statemachine.validate_choice", "statemachine.validate_map")
-broken = len(sys.argv) > 2
+PARTS = ("statemachine.choice", "statemachine.validate_choice", "statemachine.validate_map",
+         "statemachine.intrinsics")
+broken = sys.argv[2] if len(sys.argv) > 2 else None
 if broken:
-    sys.modules["statemachine.choice"] = None  # its import raises ImportError
+    sys.modules[broken] = None  # its import raises ImportError
 CHOOSE = {"StartAt": "C", "States": {
     "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "M"}],
           "Default": "F"},
     "M": {"Type": "Map", "ItemsPath": "$.items", "End": True,
           "ItemProcessor": {"StartAt": "T", "States": {
-              "T": {"Type": "Pass", "Parameters": {"v.$": "$"}, "End": True}}}},
+              "T": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, 1)"},
+                    "End": True}}}},
     "F": {"Type": "Fail", "Error": "Unexpected"}}}
 
 async def main():
@@ -248,7 +253,7 @@ async def main():
             try:
                 await engine.create_state_machine("choose", CHOOSE)
             except LanguageUnavailable as error:
-                assert "statemachine.choice" in str(error), error
+                assert broken in str(error), error
                 assert not is_poison(error)  # a stored machine's execution is retried, not failed
                 print("refused")
                 return
@@ -257,7 +262,7 @@ async def main():
         assert all(m in sys.modules for m in PARTS), "not loaded by validating a Choice and a Map"
         await engine.create_state_machine("choose", CHOOSE)
         record = await engine.wait(await engine.start("choose", {"n": 1, "items": [1, 2]}))
-        assert record.status == "SUCCEEDED" and record.output == '[{"v":1},{"v":2}]', record
+        assert record.status == "SUCCEEDED" and record.output == '[{"v":2},{"v":3}]', record
         print("ran")
 
 anyio.run(main)
@@ -270,5 +275,6 @@ def test_choice_and_map_parts_load_with_the_first_definition_that_has_them(
     assert _python(PARTS, sqlite_url) == "ran"
 
 
-def test_a_broken_choice_part_refuses_the_definition_not_an_execution(sqlite_url: str) -> None:
-    assert _python(PARTS, sqlite_url, "broken") == "refused"
+@pytest.mark.parametrize("part", ["statemachine.choice", "statemachine.intrinsics"])
+def test_a_broken_part_refuses_the_definition_not_an_execution(sqlite_url: str, part: str) -> None:
+    assert _python(PARTS, sqlite_url, part) == "refused"
