@@ -278,3 +278,24 @@ def test_choice_and_map_parts_load_with_the_first_definition_that_has_them(
 @pytest.mark.parametrize("part", ["statemachine.choice", "statemachine.intrinsics"])
 def test_a_broken_part_refuses_the_definition_not_an_execution(sqlite_url: str, part: str) -> None:
     assert _python(PARTS, sqlite_url, part) == "refused"
+
+
+# `stepwise run` of a file of Task and Pass states, in a fresh interpreter:
+# what it loads of the language's optional parts, printed as it exits.
+CLI_RUN = """
+import atexit, sys
+PARTS = ("statemachine.choice", "statemachine.validate_choice", "statemachine.validate_map",
+         "statemachine.intrinsics")
+atexit.register(lambda: print("LOADED", sorted(m for m in PARTS if m in sys.modules)))
+sys.argv = ["stepwise", "run", sys.argv[1], "--input", '{"v": 1}', "--db", sys.argv[2]]
+from engine.cli import main
+main()
+"""
+
+
+def test_stepwise_run_of_a_pass_machine_loads_no_optional_part(tmp_path: Path) -> None:
+    definition = tmp_path / "pass.json"
+    definition.write_text('{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}')
+    printed = _python(CLI_RUN, str(definition), f"sqlite:///{tmp_path / 'run.db'}")
+    assert '"v": 1' in printed  # it ran
+    assert printed.endswith("LOADED []"), printed
