@@ -299,3 +299,47 @@ def test_stepwise_run_of_a_pass_machine_loads_no_optional_part(tmp_path: Path) -
     printed = _python(CLI_RUN, str(definition), f"sqlite:///{tmp_path / 'run.db'}")
     assert '"v": 1' in printed  # it ran
     assert printed.endswith("LOADED []"), printed
+
+
+# argv[2] "start": record an execution of a Choice machine, with no worker.
+# argv[2] "activate": with `statemachine.choice` broken, activate it as a
+# worker would, as many times as would fail a poisoned execution: its
+# definition cannot be built, and the execution is not failed.
+STORED_CHOICE = """
+import sys
+import anyio
+from engine import Engine
+
+CHOOSE = {"StartAt": "C", "States": {
+    "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "D"}],
+          "Default": "D"},
+    "D": {"Type": "Succeed"}}}
+
+async def main():
+    if sys.argv[2] == "activate":
+        sys.modules["statemachine.choice"] = None  # its import raises ImportError
+    async with Engine(sys.argv[1], worker=False) as engine:
+        if sys.argv[2] == "start":
+            await engine.create_state_machine("choose", CHOOSE)
+            print((await engine.start("choose", {"n": 1})).execution_id)
+            return
+        from engine.runner import POISON_STRIKES, activate
+        from statemachine.errors import LanguageUnavailable
+
+        runtime = engine.runtime
+        for _ in range(POISON_STRIKES):  # as often as a poisoned execution is tried
+            assert runtime.store.claim_execution(
+                sys.argv[3], runtime.worker_id, lease_seconds=60, now=runtime.clock.now())
+            try:
+                await activate(runtime, sys.argv[3])
+            except LanguageUnavailable:
+                pass
+        print((await engine.describe(sys.argv[3])).status)
+
+anyio.run(main)
+"""
+
+
+def test_a_broken_part_leaves_a_stored_execution_to_be_retried(sqlite_url: str) -> None:
+    execution_id = _python(STORED_CHOICE, sqlite_url, "start")
+    assert _python(STORED_CHOICE, sqlite_url, "activate", execution_id) == "RUNNING"
