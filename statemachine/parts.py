@@ -16,7 +16,6 @@ the middle of an execution. `tests/test_lazy_imports.py` checks both.
 from __future__ import annotations
 
 import importlib
-import sys
 
 from statemachine.errors import LanguageUnavailable
 
@@ -32,10 +31,11 @@ MAP_VALIDATION = ("statemachine.validate_map",)
 
 
 def require(modules: tuple[str, ...]) -> None:
-    """Import `modules` unless they are loaded; raise LanguageUnavailable when one cannot be."""
+    """Import `modules` (a lookup once loaded); raise LanguageUnavailable if one cannot be."""
     for name in modules:
-        if sys.modules.get(name) is not None:
-            continue
+        # Always through the import system: a module another thread is still
+        # importing is waited for, and one whose import failed is tried again
+        # (a check of `sys.modules` would pass a half-loaded module).
         try:
             importlib.import_module(name)
         except Exception as error:
