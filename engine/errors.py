@@ -40,6 +40,7 @@ re-exported here::
     ├── AlertAlreadyExists           ConflictException          2
     ├── DeliveryDoesNotExist         ResourceNotFoundException  2
     ├── NondeterminismError          — (server error)           3   a recorded step differs now
+    ├── LanguageUnavailable          — (server error)           3   a language part failed to load
     └── InfrastructureError          — (server error)           3
         ├── StoreUnavailable                                        the database cannot be reached
         │   └── EncryptionKeyError                                  a payload key missing, wrong
@@ -93,6 +94,7 @@ from engine.store.schedules import (
 from statemachine.errors import (
     DefinitionError,
     ExpressionSyntaxError,
+    LanguageUnavailable,
     States,
     StatesError,
     StepwiseError,
@@ -122,6 +124,7 @@ __all__ = [
     "InvalidSetting",
     "InvalidTestState",
     "InvalidToken",
+    "LanguageUnavailable",
     "LeaseLost",
     "MapRunUpdateRefused",
     "NondeterminismError",

@@ -58,7 +58,7 @@ from engine.walk import (
     unexpected,
 )
 from statemachine.build import load
-from statemachine.errors import States, StatesError
+from statemachine.errors import LanguageUnavailable, States, StatesError
 from statemachine.jsonata import Limits
 from statemachine.model import StateMachine
 from statemachine.quotas import MAX_HISTORY_EVENTS
@@ -308,6 +308,10 @@ async def activate(
     """
     try:
         activation = await _activate(runtime, execution_id, hold_seconds, loaded, gate)
+    except LanguageUnavailable as error:
+        if gate is not None:
+            await gate.passed()
+        return await _unavailable(runtime, execution_id, error)
     except Exception as error:
         if not (is_poison(error) or is_unstorable(error)):
             raise
@@ -345,6 +349,15 @@ async def _activate(
 
     checkpoint = _checkpointer(runtime, journal, record, gate)
 
+    if record.stop_requested:  # needs no machine: a stop ends even one whose language is broken
+        return await _finish_aborted(
+            runtime,
+            journal,
+            end_key,
+            checkpoint,
+            record.stop_requested_error,
+            record.stop_requested_cause,
+        )
     try:
         machine = runtime.machine(loaded.machine)
     except StatesError as error:  # pragma: no cover - definitions are validated at creation
@@ -373,15 +386,6 @@ async def _activate(
         if machine.timeout_seconds
         else None
     )
-    if record.stop_requested:
-        return await _finish_aborted(
-            runtime,
-            journal,
-            end_key,
-            checkpoint,
-            record.stop_requested_error,
-            record.stop_requested_cause,
-        )
     if deadline is not None and runtime.clock.now() >= deadline:
         return await _finish_timed_out(runtime, journal, end_key, checkpoint)
 
@@ -536,6 +540,39 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
     cause = unexpected(error).cause
     end_key = keys.execution_end(record.redrive_count)
     return await _finish_failed(runtime, journal, end_key, checkpoint, States.RUNTIME, cause)
+
+
+# The longest an execution whose language part is broken waits between tries.
+UNAVAILABLE_BACKOFF_MAX = 300.0
+
+
+async def _unavailable(
+    runtime: Runtime, execution_id: str, error: LanguageUnavailable
+) -> Activation:
+    """The execution's definition needs a part of the language this install cannot load.
+
+    Not the execution's fault, and nothing it recorded is in doubt: it is
+    released, never failed, due again after a backoff that grows 0.5 s, 2 s,
+    8 s … up to `UNAVAILABLE_BACKOFF_MAX`, so a worker on a broken install
+    neither spins on it nor fails it; once the install is repaired it runs on.
+    """
+    tries = runtime.poison_strikes.get(execution_id, 0) + 1
+    runtime.poison_strikes[execution_id] = tries
+    delay = min(0.5 * 4 ** min(tries - 1, 8), UNAVAILABLE_BACKOFF_MAX)
+    log.error("execution %s: %s; tried again in %.1f s", execution_id, error, delay)
+    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
+    if loaded.record.status != ExecutionStatus.RUNNING:
+        runtime.poison_strikes.pop(execution_id, None)
+        return Activation(loaded.record.status)
+    journal = Journal(
+        execution_id,
+        dict(loaded.journal),
+        last_event_id=loaded.last_event_id,
+        clock=runtime.clock,
+    )
+    due = runtime.clock.now() + timedelta(seconds=delay)
+    await _checkpointer(runtime, journal, loaded.record)(release=True, due_at=due)
+    return Activation(ExecutionStatus.RUNNING, due)
 
 
 def _checkpointer(

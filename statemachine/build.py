@@ -20,11 +20,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from statemachine.choice import compile_choice_rule
+from statemachine.calls import is_intrinsic
 from statemachine.dataflow import Template, compile_template
 from statemachine.diagnostics import Diagnostic
 from statemachine.errors import DefinitionError
-from statemachine.intrinsics import compile_intrinsic, is_intrinsic
 from statemachine.jsonata import (
     JsonataTemplate,
     compile_jsonata_template,
@@ -47,6 +46,7 @@ from statemachine.model import (
     TaskState,
     WaitState,
 )
+from statemachine.parts import CHOICE, INTRINSICS, require
 from statemachine.paths import Path, compile_path, compile_reference_path
 from statemachine.quotas import MAX_DEFINITION_BYTES
 from statemachine.retry import parse_catcher, parse_retrier
@@ -242,6 +242,9 @@ def _dynamic(raw: Mapping[str, Any], field: str, *, jsonata: bool) -> Dynamic | 
     if path_field in raw:
         text = raw[path_field]
         if is_intrinsic(text):
+            require(INTRINSICS)
+            from statemachine.intrinsics import compile_intrinsic
+
             return Dynamic(field=path_field, intrinsic=compile_intrinsic(text))
         return Dynamic(field=path_field, path=compile_path(text))
     return None
@@ -347,6 +350,9 @@ def _batcher(raw: Mapping[str, Any] | None, jsonata: bool) -> Batcher | None:
 
 
 def _choice(raw: Mapping[str, Any], common: dict[str, Any], jsonata: bool) -> ChoiceState:
+    require(CHOICE)
+    from statemachine.choice import compile_choice_rule
+
     language = "JSONata" if jsonata else "JSONPath"
     rules = tuple(
         compile_choice_rule(rule, top_level=True, query_language=language)

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from statemachine.calls import is_intrinsic
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
-from statemachine.intrinsics import (
-    Intrinsic,
-    compile_intrinsic,
-    evaluate_intrinsic,
-    intrinsic_paths,
-    is_intrinsic,
-)
 from statemachine.nondeterminism import Nondeterminism
+from statemachine.parts import INTRINSICS, require
 from statemachine.paths import MISSING, Path, compile_path, find, resolve, to_json
+
+if TYPE_CHECKING:  # loaded with the first call compiled (statemachine.parts)
+    from statemachine.intrinsics import Intrinsic
 
 __all__ = [
     "Template",
@@ -86,6 +84,9 @@ def _compile_dynamic(key: str, value: Any, where: str) -> _Dynamic:
         if value.startswith("$"):
             return _Dynamic(key, compile_path(value))
         if is_intrinsic(value):
+            require(INTRINSICS)
+            from statemachine.intrinsics import compile_intrinsic
+
             return _Dynamic(key, compile_intrinsic(value))
     except ExpressionSyntaxError as exc:
         raise ExpressionSyntaxError(f"{message}: {exc}") from None
@@ -146,7 +147,9 @@ def _evaluate(
     # Commonest node first, and a loop rather than a comprehension's frame.
     if isinstance(node, _Dynamic):
         expression = node.expression
-        if isinstance(expression, Intrinsic):
+        if not isinstance(expression, Path):  # an Intrinsic: its module made it
+            from statemachine.intrinsics import evaluate_intrinsic
+
             return evaluate_intrinsic(expression, data, context, variables, nondeterminism)
         value = find(expression, data, context, variables)
         if value is MISSING:
@@ -190,10 +193,12 @@ def _node_paths(root: _Node) -> Iterator[Path]:
         node = nodes.pop()
         if isinstance(node, _Dynamic):
             expression = node.expression
-            if isinstance(expression, Intrinsic):
-                yield from intrinsic_paths(expression)
-            else:
+            if isinstance(expression, Path):
                 yield expression
+            else:
+                from statemachine.intrinsics import intrinsic_paths
+
+                yield from intrinsic_paths(expression)
         elif isinstance(node, _Object):
             nodes.extend(child for _, child in node.fields)
         elif isinstance(node, _Array):

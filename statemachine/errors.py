@@ -15,6 +15,7 @@ from typing import ClassVar
 __all__ = [
     "DefinitionError",
     "ExpressionSyntaxError",
+    "LanguageUnavailable",
     "States",
     "StatesError",
     "StepwiseError",
@@ -79,6 +80,18 @@ class ExpressionSyntaxError(StepwiseError):
     """A path, intrinsic function or JSONata expression that does not parse."""
 
     aws_code = "InvalidDefinition"
+
+
+class LanguageUnavailable(StepwiseError):
+    """A part of the language a definition uses could not be loaded: a broken install.
+
+    Raised where the definition is validated or built (`statemachine.parts`),
+    never as the execution's own failure: an engine that meets it while
+    loading a stored definition leaves the execution to be retried.
+    """
+
+    exit_code = 3
+    server_error = True
 
 
 class DefinitionError(StepwiseError):

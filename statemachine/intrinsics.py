@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from statemachine.calls import is_intrinsic
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
 from statemachine.jsontext import JsonTextError, loads_checked
 from statemachine.nondeterminism import Nondeterminism
@@ -72,7 +73,6 @@ _HASH_ALGORITHMS: Final = {
     "SHA-384": "sha384",
     "SHA-512": "sha512",
 }
-_CALL_START: Final = re.compile(r"\s*[A-Za-z0-9_.]+\s*\(")
 _NAME: Final = re.compile(r"[A-Za-z0-9_.]+")
 _NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # AWS rejects `\"` inside an intrinsic's string literal at CreateStateMachine
@@ -126,11 +126,6 @@ class Intrinsic:
 
     def __str__(self) -> str:
         return self.text
-
-
-def is_intrinsic(text: str) -> bool:
-    """True when `text` looks like a function call: a name followed by ``(``."""
-    return isinstance(text, str) and _CALL_START.match(text) is not None
 
 
 # ------------------------------------------------------------------------ parser

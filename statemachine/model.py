@@ -13,16 +13,18 @@ resolves them in one place.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
-from statemachine.choice import ChoiceRule
 from statemachine.dataflow import Template
-from statemachine.intrinsics import Intrinsic
 from statemachine.jsonata import JsonataTemplate
 from statemachine.paths import Path
 from statemachine.retry import Catcher, Retrier
+
+if TYPE_CHECKING:  # loaded with the first Choice or call (statemachine.parts)
+    from statemachine.choice import ChoiceRule
+    from statemachine.intrinsics import Intrinsic
 
 __all__ = [
     "Batcher",

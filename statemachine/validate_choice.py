@@ -10,8 +10,7 @@ the caller, which owns the graph checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from statemachine.choice import compile_choice_rule
 from statemachine.diagnostics import pointer_child
 from statemachine.errors import ExpressionSyntaxError
 from statemachine.validate_exprs import (
@@ -30,11 +29,6 @@ from statemachine.validate_exprs import (
 
 __all__ = ["COMPARISON_OPERATORS", "check_choices"]
 
-_compile_choice_rule: Callable[..., object] | None
-try:
-    from statemachine.choice import compile_choice_rule as _compile_choice_rule
-except ImportError:  # pragma: no cover - only while choice.py is being written
-    _compile_choice_rule = None
 
 _STRING_OPS = (
     "StringEquals",
@@ -123,10 +117,8 @@ def _cross_check_rule(
 ) -> None:
     # The engine builds rules with statemachine.choice; whatever it refuses,
     # validation must refuse too.
-    if _compile_choice_rule is None:
-        return
     try:
-        _compile_choice_rule(rule, top_level=True, query_language=ql)
+        compile_choice_rule(rule, top_level=True, query_language=ql)
     except (ExpressionSyntaxError, ValueError, TypeError, RecursionError) as exc:
         rep.schema(location, f"Invalid choice rule: {exc}")
 

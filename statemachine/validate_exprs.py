@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from statemachine.diagnostics import Diagnostic, Severity, pointer_child
 from statemachine.errors import ExpressionSyntaxError
+from statemachine.parts import INTRINSICS, require
 
 __all__ = [
     "MAX_VALUE_DEPTH",
@@ -63,8 +64,6 @@ MAX_VALUE_DEPTH = 100
 # syntax check is skipped rather than failing every definition.
 _compile_path: Callable[[str], object] | None
 _compile_reference_path: Callable[[str], object] | None
-_compile_intrinsic: Callable[[str], object] | None
-_is_intrinsic: Callable[[str], bool] | None
 _compile_template: Callable[[Any], object] | None
 _parse_timestamp: Callable[[str], object] | None
 _compile_expression: Callable[[str], object] | None
@@ -73,11 +72,6 @@ try:
     from statemachine.paths import compile_reference_path as _compile_reference_path
 except ImportError:  # pragma: no cover - only while paths.py is being written
     _compile_path = _compile_reference_path = None
-try:
-    from statemachine.intrinsics import compile_intrinsic as _compile_intrinsic
-    from statemachine.intrinsics import is_intrinsic as _is_intrinsic
-except ImportError:  # pragma: no cover
-    _compile_intrinsic = _is_intrinsic = None
 try:
     from statemachine.dataflow import compile_template as _compile_template
 except ImportError:  # pragma: no cover
@@ -236,10 +230,11 @@ def check_reference_path(rep: Reporter, location: str, value: object, field: str
 
 
 def _check_intrinsic(rep: Reporter, location: str, value: str, field: str) -> None:
-    if _compile_intrinsic is None:
-        return
+    require(INTRINSICS)
+    from statemachine.intrinsics import compile_intrinsic
+
     try:
-        _compile_intrinsic(value)
+        compile_intrinsic(value)
     except (ExpressionSyntaxError, ValueError, TypeError, RecursionError) as exc:
         rep.error(
             location,

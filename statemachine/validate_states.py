@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from statemachine.diagnostics import pointer_child
 from statemachine.errors import ExpressionSyntaxError
+from statemachine.parts import CHOICE, MAP_VALIDATION, require
 from statemachine.quotas import FORBIDDEN_NAME_CHARS, MAX_DELAY_SECONDS, MAX_SECONDS
-from statemachine.validate_choice import check_choices
 from statemachine.validate_exprs import (
     QueryLanguage,
     Reporter,
@@ -38,7 +38,6 @@ from statemachine.validate_exprs import (
     other_language_field,
     query_language_value,
 )
-from statemachine.validate_map import check_map_fields
 
 __all__ = ["STATE_TYPES", "StateFacts", "check_state"]
 
@@ -617,6 +616,9 @@ def _check_choice(state: _State) -> None:
     if "Choices" not in state.body:
         state.rep.schema(state.location, "These fields are required: [Choices]")
         return
+    require(CHOICE)
+    from statemachine.validate_choice import check_choices
+
     state.facts.transitions.extend(
         check_choices(state.rep, state.at("Choices"), state.body["Choices"], state.ql)
     )
@@ -683,6 +685,9 @@ def _check_map(state: _State) -> None:
         _check_scope_shape(
             state, body[name], state.at(name), f"'{name}'", frozenset({"ProcessorConfig"})
         )
+    require(MAP_VALIDATION)
+    from statemachine.validate_map import check_map_fields
+
     check_map_fields(state.rep, body, state.location, state.ql)
     if "Label" in body:
         label = body["Label"]

@@ -11,7 +11,6 @@ from typing import Any
 from engine.states.common import jsonata
 from engine.walk import Frame
 from statemachine.errors import States, StatesError
-from statemachine.intrinsics import evaluate_intrinsic
 from statemachine.jsonata import json_type
 from statemachine.model import Dynamic
 from statemachine.paths import resolve
@@ -23,7 +22,9 @@ async def dynamic_value(frame: Frame, dynamic: Dynamic, data: Any) -> Any:
     """The field's value, before any type check."""
     if dynamic.expression is not None:
         return await jsonata(frame, dynamic.expression, dynamic.field)
-    if dynamic.intrinsic is not None:
+    if dynamic.intrinsic is not None:  # loaded with its definition (statemachine.parts)
+        from statemachine.intrinsics import evaluate_intrinsic
+
         return evaluate_intrinsic(
             dynamic.intrinsic, data, frame.path_context(), frame.variables.visible(), frame
         )

@@ -12,7 +12,6 @@ from typing import Any
 from engine.states.common import jsonata_typed
 from engine.walk import FinalError, Frame, Transition, enter
 from statemachine.errors import States, StatesError
-from statemachine.intrinsics import evaluate_intrinsic
 from statemachine.model import Dynamic, FailState
 from statemachine.paths import MISSING, find
 
@@ -27,7 +26,9 @@ async def _value(frame: Frame, dynamic: Dynamic | None) -> str | None:
     variables = frame.variables.visible()
     if dynamic.expression is not None:
         return str(await jsonata_typed(frame, dynamic.expression, dynamic.field, "string"))
-    if dynamic.intrinsic is not None:
+    if dynamic.intrinsic is not None:  # loaded with its definition (statemachine.parts)
+        from statemachine.intrinsics import evaluate_intrinsic
+
         value = evaluate_intrinsic(dynamic.intrinsic, frame.input, context, variables, frame)
     elif dynamic.path is not None:
         value = find(dynamic.path, frame.input, context, variables)

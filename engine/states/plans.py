@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from statemachine.choice import RuleTest, compile_rule_test, rule_paths
 from statemachine.dataflow import Template
 from statemachine.model import ChoiceState, PassState, State, TaskState
 from statemachine.paths import Path
+
+if TYPE_CHECKING:  # loaded with the first Choice built (statemachine.parts)
+    from statemachine.choice import RuleTest
 
 __all__ = [
     "ChoicePlan",
@@ -135,6 +137,8 @@ class ChoicePlan:
 def choice_plan(state: ChoiceState) -> ChoicePlan:
     if state.jsonata:
         return ChoicePlan((), False, False, True, True)
+    from statemachine.choice import compile_rule_test, rule_paths
+
     rules = tuple(
         (compile_rule_test(rule), cast("str", rule.next), state.rule_assigns[index])
         for index, rule in enumerate(state.choices)
