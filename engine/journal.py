@@ -464,6 +464,8 @@ class Journal:
         """
         if batch is self._pending or not isinstance(batch, _Pending):
             return
+        if not batch.journal and not batch.events:
+            return  # empty, or put back already (the runner's gate wait, then `Walk._gather`)
         later = self._pending
         # Rows of two batches: which supersede which is found by a full scan.
         self._pending = _Pending(
@@ -472,6 +474,7 @@ class Journal:
             scan=True,
             unencoded=batch.unencoded or later.unencoded,
         )
+        batch.journal, batch.events = [], []
 
 
 _ENTERED: Final = keys.entered("")

@@ -571,13 +571,25 @@ def _checkpointer(
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
     ) -> None:
-        if gate is not None and not gate.durable:
-            await gate.passed()
+        waiting = gate if gate is not None and not gate.durable else None
         if not journal.dirty and finish is None and not release:
+            if waiting is not None:
+                await waiting.passed()
             return
         succeeded = finish is not None and finish.status == ExecutionStatus.SUCCEEDED
         hook = runtime.unwritten_rows if succeeded else None
+        # Drained before the gate's wait, so this checkpoint carries what was
+        # recorded before it was asked for and no more: a sibling asking
+        # while it waits drains and commits its own rows (else it found them
+        # drained here and returned before they were durable).
+        batch = journal.next_batch()
         rows, events = journal.drain(rows=not succeeded or hook is not None)
+        if waiting is not None:
+            try:
+                await waiting.passed()
+            except BaseException:
+                journal.restore(batch)  # nothing sent: as if never drained
+                raise
         unwritten: list[tuple[str, str]] = []
         if succeeded:
             unwritten, rows = rows, []
