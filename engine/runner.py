@@ -584,6 +584,7 @@ def _checkpointer(
         # drained here and returned before they were durable).
         batch = journal.next_batch()
         rows, events = journal.drain(rows=not succeeded or hook is not None)
+        last_event_id = journal.last_event_id  # of what was drained: more may follow meanwhile
         if waiting is not None:
             try:
                 await waiting.passed()
@@ -600,7 +601,7 @@ def _checkpointer(
             finish=finish,
             release=release,
             release_due_at=due_at,
-            last_event_id=journal.last_event_id,
+            last_event_id=last_event_id,
         )
         final: ExecutionRecord | None = None
         if finish is not None:
