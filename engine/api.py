@@ -664,11 +664,11 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         that queue, finishes it.
         """
         raw = parse_definition(definition)
-        loaded = load(raw)
+        load(raw)
         text = msgspec.json.encode(raw).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
-        await self._put_machine(machine, text, "STANDARD", loaded)
+        await self._put_machine(machine, text, "STANDARD")
         record = await self.lifecycle.start(
             machine, input, name=name, queue=f"run-{uuid.uuid4().hex}"
         )

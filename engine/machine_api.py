@@ -10,7 +10,7 @@ the store owns revisions, published versions and alias routing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -19,10 +19,6 @@ from engine.mixins import EngineParts
 from engine.names import check_name
 from engine.store import AliasRecord, MachineVersion, PublishedVersion
 from statemachine.build import check_definition_size, load, parse_definition
-from statemachine.model import StateMachine
-
-if TYPE_CHECKING:
-    from engine.runner import Runtime
 
 __all__ = ["MachineApi"]
 
@@ -42,18 +38,15 @@ class MachineApi(EngineParts):
         check_name(name, what="state machine")
         check_definition_size(definition)
         raw = parse_definition(definition)
-        loaded = load(raw, machine_type=machine_type)  # type: ignore[arg-type]
+        load(raw, machine_type=machine_type)  # type: ignore[arg-type]
         text = msgspec.json.encode(raw).decode()
-        return await self._put_machine(name, text, machine_type, loaded)
+        return await self._put_machine(name, text, machine_type)
 
-    async def _put_machine(
-        self, name: str, text: str, machine_type: str, loaded: StateMachine | None = None
-    ) -> MachineVersion:
+    async def _put_machine(self, name: str, text: str, machine_type: str) -> MachineVersion:
         """Store machine `name` (`MachineStore.put_state_machine`) and keep it as its head.
 
         The next start of it then needs no lookup on the loop's start
-        connection (the guarded write still checks the head in the database),
-        and its activations no load of the definition (`loaded`, from `text`).
+        connection (the guarded write still checks the head in the database).
         """
         version: MachineVersion = await self.lifecycle.run_db(
             self.store.put_state_machine, name, text, machine_type
@@ -61,9 +54,6 @@ class MachineApi(EngineParts):
         heads = self.lifecycle.starts.heads
         if heads is not None:
             heads.seed(version)
-        runtime: Runtime | None = getattr(self, "_runtime", None)  # the Engine's, once entered
-        if loaded is not None and runtime is not None and version.definition == text:
-            runtime.keep_machine(version, loaded)
         return version
 
     async def describe_state_machine(self, name: str) -> MachineVersion:

@@ -260,14 +260,6 @@ class Runtime:
             self._machines[version.content_hash] = cached
         return cached
 
-    def keep_machine(self, version: MachineVersion, machine: StateMachine) -> None:
-        """`machine` as `machine(version)` would load it, loaded already by whoever stored it.
-
-        A cold start's first activation (W2) then neither parses nor
-        validates the definition again on the way to its first checkpoint.
-        """
-        self._machines.setdefault(version.content_hash, machine)
-
     def reads_context(self, version: MachineVersion) -> bool:
         """`mentions_context` of the version's definition, scanned once per definition."""
         reads = self._reads_context.get(version.content_hash)
