@@ -435,6 +435,11 @@ class Journal:
 
     @property
     def dirty(self) -> bool:
+        """Whether rows are pending; an event never comes without a row.
+
+        The checkpointer relies on it: a clean journal only waits for the
+        early walk's gate and commits nothing.
+        """
         return bool(self._pending.journal)
 
     def drain(self, *, rows: bool = True) -> tuple[list[tuple[str, str]], list[Event]]:

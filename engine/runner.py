@@ -582,6 +582,13 @@ def _checkpointer(
         # recorded before it was asked for and no more: a sibling asking
         # while it waits drains and commits its own rows (else it found them
         # drained here and returned before they were durable).
+        # Siblings' drained batches then reach the committer in the order
+        # they drained: asyncio wakes the gate's waiters first in, first out,
+        # and early walks exist only on asyncio (`EarlyStart.begin`). A
+        # batch put back below (this task cancelled at the gate) is behind a
+        # sibling's later one; its own commit is then refused as CONFLICT by
+        # `last_event_id`'s check and the activation is run again, nothing
+        # written twice or lost.
         batch = journal.next_batch()
         rows, events = journal.drain(rows=not succeeded or hook is not None)
         last_event_id = journal.last_event_id  # of what was drained: more may follow meanwhile
