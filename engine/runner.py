@@ -585,10 +585,10 @@ def _checkpointer(
         # Siblings' drained batches then reach the committer in the order
         # they drained: asyncio wakes the gate's waiters first in, first out,
         # and early walks exist only on asyncio (`EarlyStart.begin`). A
-        # batch put back below (this task cancelled at the gate) is behind a
-        # sibling's later one; its own commit is then refused as CONFLICT by
-        # `last_event_id`'s check and the activation is run again, nothing
-        # written twice or lost.
+        # batch put back below (this task cancelled at the gate) leaves a
+        # sibling's later batch first: the store's `last_event_id` check
+        # refuses that one as CONFLICT and the activation runs again from what
+        # is stored, nothing written out of order.
         batch = journal.next_batch()
         rows, events = journal.drain(rows=not succeeded or hook is not None)
         last_event_id = journal.last_event_id  # of what was drained: more may follow meanwhile
