@@ -435,6 +435,11 @@ class Journal:
 
     @property
     def dirty(self) -> bool:
+        """Whether rows are pending; an event never comes without a row.
+
+        The checkpointer relies on it: a clean journal only waits for the
+        early walk's gate and commits nothing.
+        """
         return bool(self._pending.journal)
 
     def drain(self, *, rows: bool = True) -> tuple[list[tuple[str, str]], list[Event]]:
@@ -464,6 +469,8 @@ class Journal:
         """
         if batch is self._pending or not isinstance(batch, _Pending):
             return
+        if not batch.journal and not batch.events:
+            return  # empty, or put back already (the runner's gate wait, then `Walk._gather`)
         later = self._pending
         # Rows of two batches: which supersede which is found by a full scan.
         self._pending = _Pending(
@@ -472,6 +479,7 @@ class Journal:
             scan=True,
             unencoded=batch.unencoded or later.unencoded,
         )
+        batch.journal, batch.events = [], []
 
 
 _ENTERED: Final = keys.entered("")

@@ -608,13 +608,33 @@ def _checkpointer(
     async def checkpoint(
         *, finish: Finish | None = None, release: bool = False, due_at: datetime | None = None
     ) -> None:
-        if gate is not None and not gate.durable:
-            await gate.passed()
+        waiting = gate if gate is not None and not gate.durable else None
         if not journal.dirty and finish is None and not release:
+            if waiting is not None:
+                await waiting.passed()
             return
         succeeded = finish is not None and finish.status == ExecutionStatus.SUCCEEDED
         hook = runtime.unwritten_rows if succeeded else None
+        # Drained before the gate's wait, so this checkpoint carries what was
+        # recorded before it was asked for and no more: a sibling asking
+        # while it waits drains and commits its own rows (else it found them
+        # drained here and returned before they were durable).
+        # Siblings' drained batches then reach the committer in the order
+        # they drained: asyncio wakes the gate's waiters first in, first out,
+        # and early walks exist only on asyncio (`EarlyStart.begin`). A
+        # batch put back below (this task cancelled at the gate) leaves a
+        # sibling's later batch first: the store's `last_event_id` check
+        # refuses that one as CONFLICT and the activation runs again from what
+        # is stored, nothing written out of order.
+        batch = journal.next_batch()
         rows, events = journal.drain(rows=not succeeded or hook is not None)
+        last_event_id = journal.last_event_id  # of what was drained: more may follow meanwhile
+        if waiting is not None:
+            try:
+                await waiting.passed()
+            except BaseException:
+                journal.restore(batch)  # nothing sent: as if never drained
+                raise
         unwritten: list[tuple[str, str]] = []
         if succeeded:
             unwritten, rows = rows, []
@@ -625,7 +645,7 @@ def _checkpointer(
             finish=finish,
             release=release,
             release_due_at=due_at,
-            last_event_id=journal.last_event_id,
+            last_event_id=last_event_id,
         )
         final: ExecutionRecord | None = None
         if finish is not None:
