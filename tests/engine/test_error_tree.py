@@ -45,6 +45,7 @@ TABLE: list[tuple[type[StepwiseError], str | None, int]] = [
     (tree.AlertAlreadyExists, "ConflictException", 2),
     (tree.DeliveryDoesNotExist, "ResourceNotFoundException", 2),
     (tree.NondeterminismError, None, 3),
+    (tree.LanguageUnavailable, None, 3),
     (tree.InfrastructureError, None, 3),
     (tree.StoreUnavailable, None, 3),
     (tree.EncryptionKeyError, None, 3),
