@@ -518,20 +518,10 @@ async def _poisoned(runtime: Runtime, execution_id: str, error: Exception) -> Ac
             exc_info=error,
         )
     runtime.poison_strikes[execution_id] = strikes
-    loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
-    if loaded.record.status != ExecutionStatus.RUNNING:
-        runtime.poison_strikes.pop(execution_id, None)
-        return Activation(loaded.record.status)
-    journal = Journal(
-        execution_id,
-        dict(loaded.journal),
-        last_event_id=loaded.last_event_id,
-        clock=runtime.clock,
-    )
-    record = loaded.record
-
-    checkpoint = _checkpointer(runtime, journal, record)
-
+    reopened = await _reopened(runtime, execution_id)
+    if isinstance(reopened, Activation):
+        return reopened
+    record, journal, checkpoint = reopened
     if strikes < POISON_STRIKES:
         due = runtime.clock.now() + timedelta(seconds=0.5 * 4 ** (strikes - 1))
         await checkpoint(release=True, due_at=due)
@@ -560,6 +550,23 @@ async def _unavailable(
     runtime.poison_strikes[execution_id] = tries
     delay = min(0.5 * 4 ** min(tries - 1, 8), UNAVAILABLE_BACKOFF_MAX)
     log.error("execution %s: %s; tried again in %.1f s", execution_id, error, delay)
+    reopened = await _reopened(runtime, execution_id)
+    if isinstance(reopened, Activation):
+        return reopened
+    _record, _journal, checkpoint = reopened
+    due = runtime.clock.now() + timedelta(seconds=delay)
+    await checkpoint(release=True, due_at=due)
+    return Activation(ExecutionStatus.RUNNING, due)
+
+
+async def _reopened(
+    runtime: Runtime, execution_id: str
+) -> tuple[ExecutionRecord, Journal, Checkpointer] | Activation:
+    """The execution reloaded after an activation gave up on it, with a fresh journal.
+
+    The journal that activation built is dropped: what is durable is what
+    counts. An execution no longer RUNNING is left as it is (its Activation).
+    """
     loaded: LoadedExecution = await runtime.run_db(runtime.store.load, execution_id)
     if loaded.record.status != ExecutionStatus.RUNNING:
         runtime.poison_strikes.pop(execution_id, None)
@@ -570,9 +577,7 @@ async def _unavailable(
         last_event_id=loaded.last_event_id,
         clock=runtime.clock,
     )
-    due = runtime.clock.now() + timedelta(seconds=delay)
-    await _checkpointer(runtime, journal, loaded.record)(release=True, due_at=due)
-    return Activation(ExecutionStatus.RUNNING, due)
+    return loaded.record, journal, _checkpointer(runtime, journal, loaded.record)
 
 
 def _checkpointer(
