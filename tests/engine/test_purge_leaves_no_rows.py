@@ -175,14 +175,22 @@ def _late_step(execution_id: str, last_event_id: int, now: datetime) -> str:
 
 
 def _waiting_on_a_lock(conn: sa.Connection) -> int:
-    return int(
-        conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    )
+    """Sessions of this database waiting on a lock, read in a transaction of its own.
+
+    A transaction keeps the pg_stat_activity it read first: polled in one,
+    a purge that began waiting after the first poll was never seen.
+    """
+    try:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+    finally:
+        conn.rollback()
 
 
 def test_a_purge_racing_a_commit_that_updates_the_execution_neither_deadlocks_nor_leaves_rows(
