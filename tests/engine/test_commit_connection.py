@@ -23,15 +23,23 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 DEFINITION = '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
 
 
+_PROBE = "stepwise-test-sessions-probe"
+
+
 def _sessions(url: str, *, kill: bool) -> int:
-    """The database's other server sessions (terminated when `kill`)."""
+    """The database's other server sessions (terminated when `kill`).
+
+    Not this probe's own, nor an earlier probe's, whose session the server may
+    still be ending (its client closed it a moment ago).
+    """
     raw = url.replace("postgresql+psycopg://", "postgresql://")
     what = "pg_terminate_backend(pid)" if kill else "pid"
-    with psycopg.connect(raw, autocommit=True) as conn:
+    with psycopg.connect(raw, autocommit=True, application_name=_PROBE) as conn:
         rows = conn.execute(
             f"SELECT {what} FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
+            "AND backend_type = 'client backend' AND application_name <> %s",
+            (_PROBE,),
         ).fetchall()
     return len(rows)
 
