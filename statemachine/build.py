@@ -46,7 +46,7 @@ from statemachine.model import (
     TaskState,
     WaitState,
 )
-from statemachine.parts import CHOICE, INTRINSICS, require
+from statemachine.parts import CHOICE, compile_call, require
 from statemachine.paths import Path, compile_path, compile_reference_path
 from statemachine.quotas import MAX_DEFINITION_BYTES
 from statemachine.retry import parse_catcher, parse_retrier
@@ -242,10 +242,7 @@ def _dynamic(raw: Mapping[str, Any], field: str, *, jsonata: bool) -> Dynamic | 
     if path_field in raw:
         text = raw[path_field]
         if is_intrinsic(text):
-            require(INTRINSICS)
-            from statemachine.intrinsics import compile_intrinsic
-
-            return Dynamic(field=path_field, intrinsic=compile_intrinsic(text))
+            return Dynamic(field=path_field, intrinsic=compile_call(text))
         return Dynamic(field=path_field, path=compile_path(text))
     return None
 

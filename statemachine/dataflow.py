@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from statemachine.calls import is_intrinsic
 from statemachine.errors import ExpressionSyntaxError, States, StatesError
 from statemachine.nondeterminism import Nondeterminism
-from statemachine.parts import INTRINSICS, require
+from statemachine.parts import compile_call
 from statemachine.paths import MISSING, Path, compile_path, find, resolve, to_json
 
 if TYPE_CHECKING:  # loaded with the first call compiled (statemachine.parts)
@@ -84,10 +84,7 @@ def _compile_dynamic(key: str, value: Any, where: str) -> _Dynamic:
         if value.startswith("$"):
             return _Dynamic(key, compile_path(value))
         if is_intrinsic(value):
-            require(INTRINSICS)
-            from statemachine.intrinsics import compile_intrinsic
-
-            return _Dynamic(key, compile_intrinsic(value))
+            return _Dynamic(key, compile_call(value))
     except ExpressionSyntaxError as exc:
         raise ExpressionSyntaxError(f"{message}: {exc}") from None
     raise ExpressionSyntaxError(message)

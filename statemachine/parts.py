@@ -16,10 +16,14 @@ the middle of an execution. `tests/test_lazy_imports.py` checks both.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from statemachine.errors import LanguageUnavailable
 
-__all__ = ["CHOICE", "INTRINSICS", "MAP_VALIDATION", "require"]
+if TYPE_CHECKING:
+    from statemachine.intrinsics import Intrinsic
+
+__all__ = ["CHOICE", "INTRINSICS", "MAP_VALIDATION", "compile_call", "require"]
 
 # Choice rules: compiled by the builder, evaluated by the engine's Choice plans.
 CHOICE = ("statemachine.choice", "statemachine.validate_choice")
@@ -43,3 +47,11 @@ def require(modules: tuple[str, ...]) -> None:
                 f"Stepwise's {name} could not be loaded ({type(error).__name__}: {error}); "
                 "the installation is broken"
             ) from error
+
+
+def compile_call(text: str) -> Intrinsic:
+    """The intrinsic function call `text`, compiled; the intrinsics loaded first (`require`)."""
+    require(INTRINSICS)
+    from statemachine.intrinsics import compile_intrinsic
+
+    return compile_intrinsic(text)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from statemachine.diagnostics import Diagnostic, Severity, pointer_child
 from statemachine.errors import ExpressionSyntaxError
-from statemachine.parts import INTRINSICS, require
+from statemachine.parts import compile_call
 
 __all__ = [
     "MAX_VALUE_DEPTH",
@@ -230,11 +230,8 @@ def check_reference_path(rep: Reporter, location: str, value: object, field: str
 
 
 def _check_intrinsic(rep: Reporter, location: str, value: str, field: str) -> None:
-    require(INTRINSICS)
-    from statemachine.intrinsics import compile_intrinsic
-
     try:
-        compile_intrinsic(value)
+        compile_call(value)
     except (ExpressionSyntaxError, ValueError, TypeError, RecursionError) as exc:
         rep.error(
             location,
