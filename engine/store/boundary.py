@@ -60,9 +60,13 @@ __all__ = [
 # layer (SQLAlchemy or psycopg used directly) reports them. psycopg's two
 # join only once psycopg is loaded (a PostgreSQL store loads it): a process
 # on SQLite never imports the driver, and cannot meet its errors.
+# SQLAlchemy's PendingRollbackError is one too: a statement sent on a
+# connection that was lost (and so invalidated) inside its transaction — the
+# store's fault, cured by a new connection, never the execution's poison.
 _SQLALCHEMY_UNAVAILABLE: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
+    sa_exc.PendingRollbackError,
 )
 
 
@@ -128,7 +132,7 @@ def fault_of(exc: BaseException) -> str | None:
     (each caller decides what it means). "store": anything else the driver
     raised, the database's or the connection's (`StoreUnavailable`).
     """
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | sa_exc.PendingRollbackError):
         return "store"
     if isinstance(exc, UnstorableData):
         return "data"

@@ -69,7 +69,7 @@ def _assert_outages_logged(worker: WorkerProcess, at_most: int) -> None:
     started, ended = worker.lines(OUTAGE_STARTED), worker.lines(OUTAGE_ENDED)
     assert 1 <= len(started) <= at_most, worker.stderr
     assert len(ended) == len(started), worker.stderr
-    assert "Traceback" not in worker.stderr
+    assert "Traceback" not in worker.stderr, worker.stderr
 
 
 def test_workers_outlive_three_crash_restarts_under_load(
@@ -166,7 +166,7 @@ def test_run_finishes_its_execution_across_a_crash_restart(
         run.wait()
     assert run.returncode == 0, stderr
     assert json.loads(stdout) == {"v": 10}
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr
     records = all_records(url)
     assert len(records) == 1  # resumed, not started twice
     assert_one_key_per_step(log)

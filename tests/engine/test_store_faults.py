@@ -22,13 +22,18 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from activities import Registry
 from engine import Engine
 from engine.clock import SystemClock
 from engine.committer import Committer
+from engine.errors import StoreUnavailable
 from engine.store import Checkpoint, CommitResult, Event, Store
+from engine.store.boundary import fault_of, is_transient, mapped_errors
 from engine.store.errors import UnstorableData
+from engine.walk import is_poison
 from engine.worker import outage_of
 from tests.engine.committing import T0, claimed
 from tests.engine.processes import wait_until
@@ -322,3 +327,34 @@ def test_a_sqlite_file_locked_past_the_busy_timeout_is_an_outage_not_a_failure(
     types = [e.type for e in events]
     assert types.count("TaskSucceeded") == 1 and types[-1] == "ExecutionSucceeded"
     assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_statement_on_a_connection_lost_in_its_transaction_is_an_outage(
+    postgres_url: str,
+) -> None:
+    """SQLAlchemy's PendingRollbackError after a lost connection is the store's, not poison.
+
+    A connection lost inside its transaction is invalidated; the next
+    statement on it raises PendingRollbackError, not a driver error. It must
+    read as an outage (retried on a new connection, one line in the log),
+    never as an execution's unexpected exception (a traceback and a strike).
+    """
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with engine.connect() as admin:
+                admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(sa_exc.OperationalError):
+                conn.execute(sa.text("SELECT 1"))
+            with pytest.raises(sa_exc.PendingRollbackError) as raised:
+                conn.execute(sa.text("SELECT 1"))
+            pending = raised.value
+            assert fault_of(pending) == "store"
+            assert not is_poison(pending)
+            with pytest.raises(StoreUnavailable) as mapped, mapped_errors("postgresql://x"):
+                raise pending
+            assert is_transient(mapped.value)
+    finally:
+        engine.dispose()

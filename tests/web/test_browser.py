@@ -208,8 +208,14 @@ def test_redrive_a_failed_execution_from_its_button(server: Server, page: Any) -
     types = [event["type"] for event in events]
     assert types.count("ExecutionRedriven") == 1
     assert types.count("TaskScheduled") == 2
-    page.reload()
-    page.wait_for_selector("#status.failed", timeout=60_000)
+    # The page follows the redriven run by itself (its live poll reloads it
+    # when the status or last event changes): a reload from here could race
+    # with the page's own, so wait for it to show the run's final event.
+    last = max(event["id"] for event in events)
+    page.wait_for_selector(
+        f'#live[data-status="FAILED"][data-last-event="{last}"]', state="attached", timeout=60_000
+    )
+    assert page.text_content("#status") == "FAILED"
 
 
 def test_start_again_with_edited_input(server: Server, page: Any) -> None:
