@@ -143,8 +143,8 @@ def _time_processor(dialect: Dialect) -> Callable[[datetime], Any]:
 
 # The auto-checkpoint threshold of the commit path's kept connection while a
 # `WalCheckpointer` runs: SQLite's default is 1,000 pages; the thread copies
-# the log back at about 1,500-3,000, so this one acts only as the fallback.
-_COMMIT_PATH_CHECKPOINT_PAGES = 8000
+# the log back at about 400-900, so this one acts only as the fallback.
+_COMMIT_PATH_CHECKPOINT_PAGES = 4000
 
 
 class WalCheckpointer:
@@ -169,8 +169,8 @@ class WalCheckpointer:
     copies a few hundred pages, well before the committer's own would start.
     """
 
-    _FEW_PAGES = 1500
-    _MANY_PAGES = 3000
+    _FEW_PAGES = 400
+    _MANY_PAGES = 900
     _MIN_EVERY = 4
     _MAX_EVERY = 512
 
