@@ -31,9 +31,11 @@ process waits on answers that waiter (`Engine.wait`) with no describe of its own
 
 A group is committed by a store call on a thread (`run_db`), except on
 PostgreSQL on asyncio, where a group of up to `loop_group_max` checkpoints
-is sent as the one-call commit from the event loop itself (`on_loop`,
-engine/store/asynccommit.py): no thread hop; a larger group's encoding and
-driver work run on the thread, off the busy loop. What that
+whose journal carries at most `loop_journal_max` characters is sent as the
+one-call commit from the event loop itself (`on_loop`,
+engine/store/asynccommit.py): no thread hop, no store thread waiting for
+the GIL the busy loop holds; a group of larger payloads is encoded on the
+thread, off the loop. What that
 call refuses (nothing written) is committed on the careful path, which
 alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
 thread as before. On SQLite a group handed to the store thread together with
@@ -157,19 +159,29 @@ async def _nothing() -> None:
     pass
 
 
+def _journal_size(checkpoints: Sequence[Checkpoint]) -> int:
+    """Characters of the group's journal values: what its encoding on the loop grows with."""
+    return sum(len(value) for c in checkpoints for _, value in c.journal)
+
+
 class Committer:
     """Batches checkpoints into shared transactions."""
 
     # Whether a checkpoint that finds the committer idle is committed by its
     # caller's task; off only to measure the hand-over (benchmarks/).
     direct: bool = True
-    # The largest group sent from the event loop (`on_loop`); a larger one
-    # goes to a store thread. Under a full group the loop is the worker's
-    # bottleneck, and there the thread's encoding and the sync driver's wait
-    # (in C, the GIL released) leave the loop free for the walks, while the
-    # hop costs one hand-off per group; small groups (one execution walking
-    # alone: W1) keep the loop's saving of a hop per commit.
-    loop_group_max: int = 8
+    # The largest group sent from the event loop (`on_loop`), in checkpoints
+    # and in characters of journal values; a larger one goes to a store
+    # thread. Since the loop's send is the wire (`store/loopwire.py`: no
+    # psycopg, no wait on the loop) a group's only loop cost is its encoding
+    # (~13 µs a checkpoint), which on a thread holds the GIL all the same;
+    # the thread's way adds two hand-offs a group, each waiting for the GIL
+    # the walking loop holds, in series with every commit (s22c: W1c's groups
+    # of 32). A group of large payloads (whose encoding would stall the loop,
+    # as 256 starts of 256 KB did: `StartBatcher.loop_input_max`) still goes
+    # to a thread.
+    loop_group_max: int = 256
+    loop_journal_max: int = 64 * 1024
     # Never split a group below this many (`_group_size`).
     balance_floor: int = 8
 
@@ -189,8 +201,8 @@ class Committer:
         self._on_loop = on_loop
         self._careful: Handed | None = None
         # Groups balanced against the walks they overlap (`_group_size`): on
-        # PostgreSQL on asyncio (`send_from_loop`; a group above
-        # `loop_group_max` still goes through a store thread).
+        # PostgreSQL on asyncio (`send_from_loop`; a group above the loop's
+        # bounds still goes through a store thread).
         self.balanced = on_loop is not None
         if on_loop is not None:
             # Here, not at the top: that module loads psycopg (SQLite never does).
@@ -413,8 +425,8 @@ class Committer:
         walked while the other commits. Its cost: a burst queued behind a
         lone commit goes in two round trips, not one. Neither part is ever
         below `balance_floor`: a smaller rest goes with the group. Only
-        where `balanced`: PostgreSQL on asyncio (`send_from_loop`; the halves,
-        above `loop_group_max`, go through a store thread), whose server
+        where `balanced`: PostgreSQL on asyncio (`send_from_loop`; the halves
+        are sent from the loop, through the wire), whose server
         commits on a core of its own while the loop walks; SQLite's
         writer is a thread of this process, its commits sharing the
         interpreter with the walks.
@@ -518,6 +530,7 @@ class Committer:
             on_loop is not None
             and self._store.raw_commit_writes
             and len(checkpoints) <= self.loop_group_max
+            and _journal_size(checkpoints) <= self.loop_journal_max
         ):
             done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
             if isinstance(done, tuple):
