@@ -138,6 +138,71 @@ def test_groups_larger_than_the_loops_share_commit_on_a_store_thread_with_the_sa
         assert on_loop.commits < committer.commits
 
 
+def _spied_groups(monkeypatch: pytest.MonkeyPatch, committer: Committer) -> list[int]:
+    """The size of each group the loop connection committed, in checkpoints.
+
+    Its first group is held for 0.3 s first, so the executions walking
+    meanwhile queue behind it and the next groups are large.
+    """
+    on_loop = committer.on_loop
+    assert on_loop is not None
+    sizes: list[int] = []
+    real = on_loop.commit
+
+    async def commit(checkpoints: list[Checkpoint], *args: Any, **kwargs: Any) -> Any:
+        if not sizes:
+            await anyio.sleep(0.3)
+        done = await real(checkpoints, *args, **kwargs)
+        if isinstance(done, tuple):
+            sizes.append(len(checkpoints))
+        return done
+
+    monkeypatch.setattr(on_loop, "commit", commit)
+    return sizes
+
+
+def test_groups_of_more_than_eight_commit_from_the_loop_with_the_same_histories(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # s22c: the loop's send is the wire, so a group of any size up to
+    # `max_batch` goes from the loop (before: more than 8 took a store thread).
+    reference = _reference_shape(postgres_url, monkeypatch)
+    with Engine(postgres_url, registry=_registry(), concurrency=30) as engine:
+        committer = engine.runtime.committer
+        on_loop = committer.on_loop
+        assert on_loop is not None
+        engine.create_state_machine_sync("chain", machine(STEPS))
+        engine.wait_sync(engine.start_sync("chain", {"v": 0}, name="warm"), timeout=60)
+        sizes = _spied_groups(monkeypatch, committer)
+        before = committer.commits, on_loop.commits
+        records = _run_all(engine, 30, prefix="wide")
+        _assert_all_ended_once(engine, records, reference)
+        # Every group went from the loop, some of them larger than eight.
+        assert committer.commits - before[0] == on_loop.commits - before[1] == len(sizes)
+        assert max(sizes) > 8
+
+
+def test_a_group_of_large_journal_values_commits_on_a_store_thread(
+    postgres_url: str,
+) -> None:
+    registry = Registry()
+    # Each step's output (journaled with the next checkpoint) is 70,000 characters.
+    registry.register("record", lambda value: {"v": value["v"] + 1, "pad": "x" * 70_000})
+    with Engine(postgres_url, registry=registry) as engine:
+        committer = engine.runtime.committer
+        on_loop = committer.on_loop
+        assert on_loop is not None
+        engine.create_state_machine_sync("chain", machine(3))
+        record = engine.wait_sync(engine.start_sync("chain", {"v": 0}), timeout=60)
+        assert record.status == ExecutionStatus.SUCCEEDED
+        assert '"v":3' in (record.output or "")
+        # The first checkpoint (no output yet) went from the loop; the two
+        # journaling a step's output with the next step's scheduling, over
+        # the bound, went to a store thread.
+        assert on_loop.commits >= 1
+        assert committer.commits - on_loop.commits >= 2
+
+
 def test_a_sqlite_engine_has_no_loop_connection(sqlite_url: str) -> None:
     with Engine(sqlite_url, registry=_registry()) as engine:
         assert engine.runtime.committer.on_loop is None
