@@ -7,7 +7,11 @@ own result. Under load many executions share each commit; alone, an
 execution pays for exactly one commit per checkpoint, and a checkpoint that
 finds the committer idle (nothing queued, no commit under way) is committed
 by its caller's own task, sparing the hand-over to the committer's task and
-back. One commit at a time either way (`_turn`): what arrives meanwhile
+back. One commit at a time either way (`_turn`), but where the groups are
+balanced (PostgreSQL on asyncio): there a second group, of executions not
+in the first and both sendable as the one call, commits while the first
+does (`_drain_lanes`: each half of what is in play commits as soon as it
+has walked, the server's work on two backends). What arrives meanwhile
 queues for the committer's task, which commits it as one group; a plain
 checkpoint (no finish, no release, no read-back) of an execution whose
 plain checkpoint is still queued joins that one (`_enqueue`: its rows and
@@ -182,6 +186,9 @@ class Committer:
     # to a thread.
     loop_group_max: int = 256
     loop_journal_max: int = 64 * 1024
+    # Where `balanced`: a second group may commit while the first does
+    # (`_drain_lanes`); off only to measure it (benchmarks/).
+    second_lane: bool = True
     # Never split a group below this many (`_group_size`).
     balance_floor: int = 8
 
@@ -228,6 +235,11 @@ class Committer:
         # the Lock's owner checks cost the loop two `current_task` a commit.
         self._committing = False
         self._turn_free: anyio.Event | None = None
+        # Groups in flight (`_drain_lanes`: at most two), their executions, and
+        # whether the first may share the server with a second.
+        self._lanes = 0
+        self._flying: set[str] = set()
+        self._lanes_plain = False
         # Checkpoints of the group answered last: their activations walk on now.
         self._answered = 0
         self.commits = 0
@@ -364,27 +376,104 @@ class Committer:
                 await self._drain()
 
     async def _drain(self) -> None:
+        if self.balanced and self.second_lane:
+            await self._drain_lanes()
+            return
         while self._queue:
             await self._take_turn()
             try:
                 # Taken after the turn, so what queued while waiting joins the group.
-                take = self._group_size()
-                batch, self._queue = self._queue[:take], self._queue[take:]
-                # What queues from now on waits on an event of its own; so does
-                # what is left queued (woken by this group's, it waits again).
-                self._queued_done = None
-                if self._queue:
-                    left = self._group_done()
-                    for waiter in self._queue:
-                        waiter.done = left
-                for waiter in batch:  # taken: nothing joins them any more
-                    if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
-                        del self._joinable[waiter.checkpoint.execution_id]
-                    if waiter.joined:
-                        waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
+                batch = self._take(self._group_size())
                 await self._flush(batch)
             finally:
                 self._give_turn()
+
+    def _take(self, limit: int) -> list[_Waiter]:
+        """Take up to `limit` queued checkpoints as a group, none of an execution in flight."""
+        flying = self._flying
+        if flying:
+            batch: list[_Waiter] = []
+            rest: list[_Waiter] = []
+            for waiter in self._queue:
+                if len(batch) < limit and waiter.checkpoint.execution_id not in flying:
+                    batch.append(waiter)
+                else:
+                    rest.append(waiter)
+            self._queue = rest
+        else:
+            batch, self._queue = self._queue[:limit], self._queue[limit:]
+        # What queues from now on waits on an event of its own; so does
+        # what is left queued (woken by this group's, it waits again).
+        self._queued_done = None
+        if self._queue:
+            left = self._group_done()
+            for waiter in self._queue:
+                waiter.done = left
+        for waiter in batch:  # taken: nothing joins them any more
+            if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
+                del self._joinable[waiter.checkpoint.execution_id]
+            if waiter.joined:
+                waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
+        return batch
+
+    async def _drain_lanes(self) -> None:
+        """`_drain` with a second group in flight while the first commits (PostgreSQL).
+
+        The first group is taken as `_drain` takes it, holding the turn;
+        while it commits, a second goes once the group answered last has
+        walked and queued again (as many ready as it had; at most about
+        half of what is in play, never below `balance_floor`) — so each half
+        of what is in play commits as soon as it has walked, while the other
+        commits or walks; checkpoints of executions not in the first group, both
+        groups sendable as the one call (no tokens, no Map Run hook: each
+        touches only its own executions' rows). The turn is given back
+        when neither is in flight.
+        """
+        async with anyio.create_task_group() as lanes:
+            while self._queue or self._lanes:
+                if not self._lanes:
+                    await self._take_turn()
+                    batch = self._take(self._group_size())
+                    self._lanes_plain = self._sendable(batch)
+                elif self._lanes == 1 and self._lanes_plain and self._second_ready():
+                    batch = self._take(self._max_batch)
+                else:
+                    await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+                    continue
+                self._lanes += 1
+                self._flying.update(w.checkpoint.execution_id for w in batch)
+                lanes.start_soon(self._fly, batch)
+
+    def _second_ready(self) -> bool:
+        """Whether the queue holds a second group to send now (see `_drain_lanes`)."""
+        flying = self._flying
+        ready = [w for w in self._queue if w.checkpoint.execution_id not in flying]
+        # The group answered last has walked and queued again (its size),
+        # but never more than about half of what is in play (the group in
+        # flight and that one): a lone group beside a large one splits it.
+        answered = self._answered
+        half = -(-(len(flying) + answered) // 2)
+        if len(ready) < max(self.balance_floor, min(answered, half)):
+            return False
+        return self._sendable(ready[: self._max_batch])
+
+    def _sendable(self, batch: list[_Waiter]) -> bool:
+        """Whether `batch` (its joined checkpoints too) touches only its own executions' rows."""
+        from engine.store.fastcommit import one_call_may_commit  # psycopg: PostgreSQL only
+
+        return one_call_may_commit([c for w in batch for c in (w.checkpoint, *w.joined)])
+
+    async def _fly(self, batch: list[_Waiter]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            for waiter in batch:
+                self._flying.discard(waiter.checkpoint.execution_id)
+            self._lanes -= 1
+            if not self._lanes:
+                self._give_turn()
+            self._wakeup.set()
 
     async def _take_turn(self) -> None:
         """Wait until no task commits, then commit: as an anyio Lock's `acquire` did.

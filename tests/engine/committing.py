@@ -64,11 +64,17 @@ class Held:
 
 
 def commit_while_held(
-    store: Store, first: Checkpoint, queued: list[Checkpoint], *, balanced: bool = False
+    store: Store,
+    first: Checkpoint,
+    queued: list[Checkpoint],
+    *,
+    balanced: bool = False,
+    second_lane: bool = False,
 ) -> Held:
     """Commit `first` alone and hand `queued` over, in order, while its commit is held open.
 
-    `balanced`: the committer's groups balanced as on PostgreSQL (`Committer.balanced`).
+    `balanced`: the committer's groups balanced as on PostgreSQL (`Committer.balanced`);
+    `second_lane`: and a second group sent while one commits (`Committer.second_lane`).
     """
     release = threading.Event()
     groups: list[int] = []
@@ -88,6 +94,7 @@ def commit_while_held(
 
     committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=gated)
     committer.balanced = balanced
+    committer.second_lane = second_lane
     results: dict[int, CommitResult] = {}
     queued_then: list[int] = []
 

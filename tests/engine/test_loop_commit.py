@@ -173,6 +173,7 @@ def test_groups_of_more_than_eight_commit_from_the_loop_with_the_same_histories(
         assert on_loop is not None
         engine.create_state_machine_sync("chain", machine(STEPS))
         engine.wait_sync(engine.start_sync("chain", {"v": 0}, name="warm"), timeout=60)
+        committer.second_lane = False  # one group at a time: each from the loop
         sizes = _spied_groups(monkeypatch, committer)
         before = committer.commits, on_loop.commits
         records = _run_all(engine, 30, prefix="wide")
@@ -180,6 +181,37 @@ def test_groups_of_more_than_eight_commit_from_the_loop_with_the_same_histories(
         # Every group went from the loop, some of them larger than eight.
         assert committer.commits - before[0] == on_loop.commits - before[1] == len(sizes)
         assert max(sizes) > 8
+
+
+def test_a_second_group_commits_while_the_first_is_in_flight_with_the_same_histories(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # s22c: while a group commits (held here for 0.3 s), the executions not
+    # in it commit as a second group (on a store thread: the loop's
+    # connection is busy); every execution still ends once, as on the threads.
+    reference = _reference_shape(postgres_url, monkeypatch)
+    with Engine(postgres_url, registry=_registry(), concurrency=30) as engine:
+        committer = engine.runtime.committer
+        on_loop = committer.on_loop
+        assert on_loop is not None
+        engine.create_state_machine_sync("chain", machine(STEPS))
+        engine.wait_sync(engine.start_sync("chain", {"v": 0}, name="warm"), timeout=60)
+        held: list[bool] = []
+        during: list[int] = []
+        real = on_loop.commit
+
+        async def commit(checkpoints: list[Checkpoint], *args: Any, **kwargs: Any) -> Any:
+            if not held and len(checkpoints) > 1:
+                held.append(True)
+                before = committer.commits
+                await anyio.sleep(0.3)
+                during.append(committer.commits - before)
+            return await real(checkpoints, *args, **kwargs)
+
+        monkeypatch.setattr(on_loop, "commit", commit)
+        records = _run_all(engine, 30, prefix="lanes")
+        _assert_all_ended_once(engine, records, reference)
+        assert len(during) == 1 and during[0] >= 1
 
 
 def test_a_group_of_large_journal_values_commits_on_a_store_thread(
