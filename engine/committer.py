@@ -206,7 +206,6 @@ class Committer:
         # PostgreSQL on asyncio: the one-call commit sent from this event
         # loop, no store thread (engine/store/asynccommit.py).
         self._on_loop = on_loop
-        self._second_on_loop: LoopCommit | None = None
         self._careful: Handed | None = None
         # Groups balanced against the walks they overlap (`_group_size`): on
         # PostgreSQL on asyncio (`send_from_loop`; a group above the loop's
@@ -260,28 +259,12 @@ class Committer:
 
         self._on_loop, self._careful = on_loop, Handed.CAREFUL
         self.balanced = True
-        # The second lane's group, sent while the first is on `on_loop`'s
-        # connection: a connection of its own, opened at its first group.
-        second = self._second_on_loop = self._store.loop_commit()
-
-        async def close() -> None:
-            try:
-                await on_loop.aclose()
-            finally:
-                if second is not None:
-                    await second.aclose()
-
-        return close
+        return on_loop.aclose
 
     async def connect(self) -> None:
         """Open the event loop's commit connection now (an Engine's start), if it has one."""
         if self._on_loop is not None:
             await self._on_loop.connect(self._worker_id, self._clock.now())
-
-    @property
-    def second_on_loop(self) -> LoopCommit | None:
-        """The second lane's connection of the event loop (`_drain_lanes`), if it has one."""
-        return self._second_on_loop
 
     @property
     def on_loop(self) -> LoopCommit | None:
@@ -639,17 +622,6 @@ class Committer:
             and _journal_size(checkpoints) <= self.loop_journal_max
         ):
             done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
-            second = self._second_on_loop
-            # Handed back for its busy connection (the other lane's group on it).
-            if (
-                second is not None
-                and on_loop.busy
-                and not isinstance(done, tuple)
-                and done is not self._careful
-            ):
-                done = await second.commit(
-                    checkpoints, read_back, worker_id=self._worker_id, now=now
-                )
             if isinstance(done, tuple):
                 results, read = done
                 if all(eid in read for eid in read_back):

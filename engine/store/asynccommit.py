@@ -127,11 +127,6 @@ class LoopCommit:
         sa_event.listen(engine, "engine_disposed", self._on_disposed)
 
     @property
-    def busy(self) -> bool:
-        """Whether a call is being sent or waited for on its connection now."""
-        return self._busy
-
-    @property
     def backend_pid(self) -> int | None:
         """The server process of the open connection; None while there is none."""
         connection = self._connection

@@ -187,8 +187,8 @@ def test_a_second_group_commits_while_the_first_is_in_flight_with_the_same_histo
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # s22c: while a group commits (held here for 0.3 s), the executions not
-    # in it commit as a second group (on the loop's second connection: the
-    # first is busy); every execution still ends once, as on the threads.
+    # in it commit as a second group (on a store thread: the loop's
+    # connection is busy); every execution still ends once, as on the threads.
     reference = _reference_shape(postgres_url, monkeypatch)
     with Engine(postgres_url, registry=_registry(), concurrency=30) as engine:
         committer = engine.runtime.committer
@@ -204,11 +204,7 @@ def test_a_second_group_commits_while_the_first_is_in_flight_with_the_same_histo
             if not held and len(checkpoints) > 1:
                 held.append(True)
                 before = committer.commits
-                on_loop._busy = True  # as while its call is on the wire
-                try:
-                    await anyio.sleep(0.3)
-                finally:
-                    on_loop._busy = False
+                await anyio.sleep(0.3)
                 during.append(committer.commits - before)
             return await real(checkpoints, *args, **kwargs)
 
@@ -216,10 +212,6 @@ def test_a_second_group_commits_while_the_first_is_in_flight_with_the_same_histo
         records = _run_all(engine, 30, prefix="lanes")
         _assert_all_ended_once(engine, records, reference)
         assert len(during) == 1 and during[0] >= 1
-        second = committer.second_on_loop
-        assert second is not None and second.commits >= 1
-    # The Engine's exit closed both connections.
-    assert second.backend_pid is None
 
 
 def test_a_group_of_large_journal_values_commits_on_a_store_thread(
