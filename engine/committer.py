@@ -7,11 +7,7 @@ own result. Under load many executions share each commit; alone, an
 execution pays for exactly one commit per checkpoint, and a checkpoint that
 finds the committer idle (nothing queued, no commit under way) is committed
 by its caller's own task, sparing the hand-over to the committer's task and
-back. One commit at a time either way (`_turn`), but where the groups are
-balanced (PostgreSQL on asyncio): there a second group, of executions not
-in the first and both sendable as the one call, commits while the first
-does (`_drain_lanes`: each half of what is in play commits as soon as it
-has walked, the server's work on two backends). What arrives meanwhile
+back. One commit at a time either way (`_turn`): what arrives meanwhile
 queues for the committer's task, which commits it as one group; a plain
 checkpoint (no finish, no release, no read-back) of an execution whose
 plain checkpoint is still queued joins that one (`_enqueue`: its rows and
@@ -35,11 +31,9 @@ process waits on answers that waiter (`Engine.wait`) with no describe of its own
 
 A group is committed by a store call on a thread (`run_db`), except on
 PostgreSQL on asyncio, where a group of up to `loop_group_max` checkpoints
-whose journal carries at most `loop_journal_max` characters is sent as the
-one-call commit from the event loop itself (`on_loop`,
-engine/store/asynccommit.py): no thread hop, no store thread waiting for
-the GIL the busy loop holds; a group of larger payloads is encoded on the
-thread, off the loop. What that
+is sent as the one-call commit from the event loop itself (`on_loop`,
+engine/store/asynccommit.py): no thread hop; a larger group's encoding and
+driver work run on the thread, off the busy loop. What that
 call refuses (nothing written) is committed on the careful path, which
 alone reports LEASE_LOST or CONFLICT; what it cannot send goes to the
 thread as before. On SQLite a group handed to the store thread together with
@@ -163,32 +157,19 @@ async def _nothing() -> None:
     pass
 
 
-def _journal_size(checkpoints: Sequence[Checkpoint]) -> int:
-    """Characters of the group's journal values: what its encoding on the loop grows with."""
-    return sum(len(value) for c in checkpoints for _, value in c.journal)
-
-
 class Committer:
     """Batches checkpoints into shared transactions."""
 
     # Whether a checkpoint that finds the committer idle is committed by its
     # caller's task; off only to measure the hand-over (benchmarks/).
     direct: bool = True
-    # The largest group sent from the event loop (`on_loop`), in checkpoints
-    # and in characters of journal values; a larger one goes to a store
-    # thread. Since the loop's send is the wire (`store/loopwire.py`: no
-    # psycopg, no wait on the loop) a group's only loop cost is its encoding
-    # (~13 µs a checkpoint), which on a thread holds the GIL all the same;
-    # the thread's way adds two hand-offs a group, each waiting for the GIL
-    # the walking loop holds, in series with every commit (s22c: W1c's groups
-    # of 32). A group of large payloads (whose encoding would stall the loop,
-    # as 256 starts of 256 KB did: `StartBatcher.loop_input_max`) still goes
-    # to a thread.
-    loop_group_max: int = 256
-    loop_journal_max: int = 64 * 1024
-    # Where `balanced`: a second group may commit while the first does
-    # (`_drain_lanes`); off only to measure it (benchmarks/).
-    second_lane: bool = True
+    # The largest group sent from the event loop (`on_loop`); a larger one
+    # goes to a store thread. Under a full group the loop is the worker's
+    # bottleneck, and there the thread's encoding and the sync driver's wait
+    # (in C, the GIL released) leave the loop free for the walks, while the
+    # hop costs one hand-off per group; small groups (one execution walking
+    # alone: W1) keep the loop's saving of a hop per commit.
+    loop_group_max: int = 8
     # Never split a group below this many (`_group_size`).
     balance_floor: int = 8
 
@@ -208,8 +189,8 @@ class Committer:
         self._on_loop = on_loop
         self._careful: Handed | None = None
         # Groups balanced against the walks they overlap (`_group_size`): on
-        # PostgreSQL on asyncio (`send_from_loop`; a group above the loop's
-        # bounds still goes through a store thread).
+        # PostgreSQL on asyncio (`send_from_loop`; a group above
+        # `loop_group_max` still goes through a store thread).
         self.balanced = on_loop is not None
         if on_loop is not None:
             # Here, not at the top: that module loads psycopg (SQLite never does).
@@ -235,11 +216,6 @@ class Committer:
         # the Lock's owner checks cost the loop two `current_task` a commit.
         self._committing = False
         self._turn_free: anyio.Event | None = None
-        # Groups in flight (`_drain_lanes`: at most two), their executions, and
-        # whether the first may share the server with a second.
-        self._lanes = 0
-        self._flying: set[str] = set()
-        self._lanes_plain = False
         # Checkpoints of the group answered last: their activations walk on now.
         self._answered = 0
         self.commits = 0
@@ -376,104 +352,27 @@ class Committer:
                 await self._drain()
 
     async def _drain(self) -> None:
-        if self.balanced and self.second_lane:
-            await self._drain_lanes()
-            return
         while self._queue:
             await self._take_turn()
             try:
                 # Taken after the turn, so what queued while waiting joins the group.
-                batch = self._take(self._group_size())
+                take = self._group_size()
+                batch, self._queue = self._queue[:take], self._queue[take:]
+                # What queues from now on waits on an event of its own; so does
+                # what is left queued (woken by this group's, it waits again).
+                self._queued_done = None
+                if self._queue:
+                    left = self._group_done()
+                    for waiter in self._queue:
+                        waiter.done = left
+                for waiter in batch:  # taken: nothing joins them any more
+                    if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
+                        del self._joinable[waiter.checkpoint.execution_id]
+                    if waiter.joined:
+                        waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
                 await self._flush(batch)
             finally:
                 self._give_turn()
-
-    def _take(self, limit: int) -> list[_Waiter]:
-        """Take up to `limit` queued checkpoints as a group, none of an execution in flight."""
-        flying = self._flying
-        if flying:
-            batch: list[_Waiter] = []
-            rest: list[_Waiter] = []
-            for waiter in self._queue:
-                if len(batch) < limit and waiter.checkpoint.execution_id not in flying:
-                    batch.append(waiter)
-                else:
-                    rest.append(waiter)
-            self._queue = rest
-        else:
-            batch, self._queue = self._queue[:limit], self._queue[limit:]
-        # What queues from now on waits on an event of its own; so does
-        # what is left queued (woken by this group's, it waits again).
-        self._queued_done = None
-        if self._queue:
-            left = self._group_done()
-            for waiter in self._queue:
-                waiter.done = left
-        for waiter in batch:  # taken: nothing joins them any more
-            if self._joinable.get(waiter.checkpoint.execution_id) is waiter:
-                del self._joinable[waiter.checkpoint.execution_id]
-            if waiter.joined:
-                waiter.checkpoint = _merged(waiter.checkpoint, waiter.joined)
-        return batch
-
-    async def _drain_lanes(self) -> None:
-        """`_drain` with a second group in flight while the first commits (PostgreSQL).
-
-        The first group is taken as `_drain` takes it, holding the turn;
-        while it commits, a second goes once the group answered last has
-        walked and queued again (as many ready as it had; at most about
-        half of what is in play, never below `balance_floor`) — so each half
-        of what is in play commits as soon as it has walked, while the other
-        commits or walks; checkpoints of executions not in the first group, both
-        groups sendable as the one call (no tokens, no Map Run hook: each
-        touches only its own executions' rows). The turn is given back
-        when neither is in flight.
-        """
-        async with anyio.create_task_group() as lanes:
-            while self._queue or self._lanes:
-                if not self._lanes:
-                    await self._take_turn()
-                    batch = self._take(self._group_size())
-                    self._lanes_plain = self._sendable(batch)
-                elif self._lanes == 1 and self._lanes_plain and self._second_ready():
-                    batch = self._take(self._max_batch)
-                else:
-                    await self._wakeup.wait()
-                    self._wakeup = anyio.Event()
-                    continue
-                self._lanes += 1
-                self._flying.update(w.checkpoint.execution_id for w in batch)
-                lanes.start_soon(self._fly, batch)
-
-    def _second_ready(self) -> bool:
-        """Whether the queue holds a second group to send now (see `_drain_lanes`)."""
-        flying = self._flying
-        ready = [w for w in self._queue if w.checkpoint.execution_id not in flying]
-        # The group answered last has walked and queued again (its size),
-        # but never more than about half of what is in play (the group in
-        # flight and that one): a lone group beside a large one splits it.
-        answered = self._answered
-        half = -(-(len(flying) + answered) // 2)
-        if len(ready) < max(self.balance_floor, min(answered, half)):
-            return False
-        return self._sendable(ready[: self._max_batch])
-
-    def _sendable(self, batch: list[_Waiter]) -> bool:
-        """Whether `batch` (its joined checkpoints too) touches only its own executions' rows."""
-        from engine.store.fastcommit import one_call_may_commit  # psycopg: PostgreSQL only
-
-        return one_call_may_commit([c for w in batch for c in (w.checkpoint, *w.joined)])
-
-    async def _fly(self, batch: list[_Waiter]) -> None:
-        try:
-            await self._flush(batch)
-        finally:
-            for waiter in batch:
-                self._flying.discard(waiter.checkpoint.execution_id)
-            self._lanes -= 1
-            if not self._lanes:
-                self._give_turn()
-            self._wakeup.set()
 
     async def _take_turn(self) -> None:
         """Wait until no task commits, then commit: as an anyio Lock's `acquire` did.
@@ -514,8 +413,8 @@ class Committer:
         walked while the other commits. Its cost: a burst queued behind a
         lone commit goes in two round trips, not one. Neither part is ever
         below `balance_floor`: a smaller rest goes with the group. Only
-        where `balanced`: PostgreSQL on asyncio (`send_from_loop`; the halves
-        are sent from the loop, through the wire), whose server
+        where `balanced`: PostgreSQL on asyncio (`send_from_loop`; the halves,
+        above `loop_group_max`, go through a store thread), whose server
         commits on a core of its own while the loop walks; SQLite's
         writer is a thread of this process, its commits sharing the
         interpreter with the walks.
@@ -619,7 +518,6 @@ class Committer:
             on_loop is not None
             and self._store.raw_commit_writes
             and len(checkpoints) <= self.loop_group_max
-            and _journal_size(checkpoints) <= self.loop_journal_max
         ):
             done = await on_loop.commit(checkpoints, read_back, worker_id=self._worker_id, now=now)
             if isinstance(done, tuple):

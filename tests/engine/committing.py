@@ -64,17 +64,11 @@ class Held:
 
 
 def commit_while_held(
-    store: Store,
-    first: Checkpoint,
-    queued: list[Checkpoint],
-    *,
-    balanced: bool = False,
-    second_lane: bool = False,
+    store: Store, first: Checkpoint, queued: list[Checkpoint], *, balanced: bool = False
 ) -> Held:
     """Commit `first` alone and hand `queued` over, in order, while its commit is held open.
 
-    `balanced`: the committer's groups balanced as on PostgreSQL (`Committer.balanced`);
-    `second_lane`: and a second group sent while one commits (`Committer.second_lane`).
+    `balanced`: the committer's groups balanced as on PostgreSQL (`Committer.balanced`).
     """
     release = threading.Event()
     groups: list[int] = []
@@ -94,7 +88,6 @@ def commit_while_held(
 
     committer = Committer(store, worker_id="w", clock=SystemClock(), run_db=gated)
     committer.balanced = balanced
-    committer.second_lane = second_lane
     results: dict[int, CommitResult] = {}
     queued_then: list[int] = []
 

@@ -84,22 +84,6 @@ def test_a_large_queue_behind_a_lone_commit_goes_in_two_halves(tmp_path: Path) -
         store.close()
 
 
-def test_with_a_second_lane_the_second_half_commits_while_the_first_does(tmp_path: Path) -> None:
-    """s22c: the halves' groups in flight together (`Committer.second_lane`), answered apart."""
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        ids = claimed(store, 21)
-        rest = [_checkpoint(i) for i in ids[1:]]
-        held = commit_while_held(store, _checkpoint(ids[0]), rest, balanced=True, second_lane=True)
-        assert held.results == [CommitResult.OK] * 21
-        assert held.groups == [1, 11, 9]
-        assert held.most_at_once == 2  # the 9 sent while the 11 commit
-        assert (held.committer.commits, held.committer.checkpoints) == (3, 21)
-        assert all(store.load(i).journal == {"k": "1"} for i in ids)
-    finally:
-        store.close()
-
-
 def test_groups_are_balanced_where_the_loop_sends_them_to_postgresql(
     postgres_url: str, tmp_path: Path
 ) -> None:
