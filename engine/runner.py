@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -64,6 +65,7 @@ from statemachine.model import StateMachine
 from statemachine.quotas import MAX_HISTORY_EVENTS
 
 __all__ = [
+    "KEPT_MACHINES",
     "POISON_STRIKES",
     "Activation",
     "FinishWatch",
@@ -78,6 +80,9 @@ __all__ = [
 log = logging.getLogger("stepwise.runner")
 
 ACCOUNT = "arn:aws:states:local:000000000000"
+# How many built machines a Runtime keeps (`Runtime.keep_machine`): a model
+# of a 200-state definition is ~100 kB, so a few MiB at most.
+KEPT_MACHINES = 32
 
 
 def machine_arn(name: str) -> str:
@@ -234,7 +239,9 @@ class Runtime:
     # the journal rows that commit left out (`_checkpointer`): how
     # tests/histories/record.py records a complete journal. None: not built.
     unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
-    _machines: dict[str, StateMachine] = field(default_factory=dict)
+    # Built machines by content hash, the most recently used last: at most
+    # `KEPT_MACHINES` (an Engine that runs many definitions keeps a bounded set).
+    _machines: OrderedDict[str, StateMachine] = field(default_factory=OrderedDict)
     # `mentions_context` of each definition, by content hash (as `_machines`).
     _reads_context: dict[str, bool] = field(default_factory=dict)
 
@@ -254,11 +261,30 @@ class Runtime:
         )
 
     def machine(self, version: MachineVersion) -> StateMachine:
-        cached = self._machines.get(version.content_hash)
+        """The built machine of `version`: kept, or loaded from its stored definition and kept."""
+        machines = self._machines
+        cached = machines.get(version.content_hash)
         if cached is None:
             cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
-            self._machines[version.content_hash] = cached
+            self.keep_machine(version, cached)
+        else:
+            machines.move_to_end(version.content_hash)
         return cached
+
+    def keep_machine(self, version: MachineVersion, machine: StateMachine) -> None:
+        """Keep `machine` as `version`'s, built from its stored definition text; bounded (LRU).
+
+        `MachineApi` hands over a machine it built from the text it stored
+        (never from a caller's own dicts), so a fresh Engine's first
+        activation of a definition it just created neither parses nor
+        validates it again; `machine` keeps what it loads. The least
+        recently used goes beyond `KEPT_MACHINES`.
+        """
+        machines = self._machines
+        machines[version.content_hash] = machine
+        machines.move_to_end(version.content_hash)
+        while len(machines) > KEPT_MACHINES:
+            machines.popitem(last=False)
 
     def reads_context(self, version: MachineVersion) -> bool:
         """`mentions_context` of the version's definition, scanned once per definition."""
