@@ -33,13 +33,6 @@ def _events(first: int, last: int) -> list[Event]:
     ]
 
 
-def _write_block(store: Store, first: int, last: int) -> None:
-    with store._engine.begin() as conn:
-        conn.execute(
-            sa.insert(history_blocks), block_row("e1", _events(first, last), PayloadCodec())
-        )
-
-
 def _compressions(store: Store) -> list[str | None]:
     with store._engine.begin() as conn:
         rows = conn.exec_driver_sql(
@@ -63,12 +56,16 @@ def test_blocks_from_before_the_migration_and_after_read_back_alike(
 ) -> None:
     with store_at(postgres_url, 20, monkeypatch) as old:
         _started(old)
-        _write_block(old, 2, 9)
+        with old._engine.begin() as conn:
+            conn.execute(sa.insert(history_blocks), block_row("e1", _events(2, 9), PayloadCodec()))
     upgraded = Store(postgres_url)  # opening it migrates
     try:
         if not _has_lz4(upgraded):
             pytest.skip("this PostgreSQL has no lz4: migration 21 leaves pglz")
-        _write_block(upgraded, 10, 17)
+        with upgraded._engine.begin() as conn:
+            conn.execute(
+                sa.insert(history_blocks), block_row("e1", _events(10, 17), PayloadCodec())
+            )
         assert _compressions(upgraded) == ["pglz", "lz4"]
         assert upgraded.schema_version() == schema.SCHEMA_VERSION == 21
         history = upgraded.history("e1")
