@@ -17,7 +17,6 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -62,19 +61,6 @@ def _event(event_id: int) -> Event:
 
 def _codec(*keys: str) -> PayloadCodec:
     return PayloadCodec([base64.b64decode(k) for k in keys])
-
-
-@contextmanager
-def store_at(url: str, version: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A Store on `url` migrated up to `version` only (an older Stepwise's), closed after."""
-    with monkeypatch.context() as patched:
-        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
-        patched.setattr(schema, "SCHEMA_VERSION", version)
-        store = Store(url)
-        try:
-            yield store
-        finally:
-            store.close()
 
 
 def _started(store: Store, execution_id: str = "e1") -> None:
@@ -277,14 +263,20 @@ def test_a_database_from_before_blocks_reads_its_rows_merged_with_new_blocks(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows written at schema 17 stay rows; blocks written after migration 18 merge with them."""
-    with store_at(db_url, 17, monkeypatch) as old:
-        _started(old)
-        with old._engine.begin() as conn:
-            assert not sa.inspect(conn).has_table("history_blocks")
-            conn.execute(
-                sa.insert(history_events),
-                [event_row("e1", _event(i), PayloadCodec()) for i in (2, 3, 4)],
-            )
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:17])
+        patched.setattr(schema, "SCHEMA_VERSION", 17)
+        old = Store(db_url)
+        try:
+            _started(old)
+            with old._engine.begin() as conn:
+                assert not sa.inspect(conn).has_table("history_blocks")
+                conn.execute(
+                    sa.insert(history_events),
+                    [event_row("e1", _event(i), PayloadCodec()) for i in (2, 3, 4)],
+                )
+        finally:
+            old.close()
     upgraded = Store(db_url)  # opening it migrates
     try:
         assert upgraded.schema_version() == schema.SCHEMA_VERSION

@@ -18,7 +18,7 @@ from engine.store import Event, Store, schema
 from engine.store.blocks import block_row
 from engine.store.codec import PayloadCodec
 from engine.store.schema import history_blocks
-from tests.engine.test_history_blocks import _started, store_at
+from tests.engine.test_history_blocks import _started
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -54,10 +54,18 @@ def _has_lz4(store: Store) -> bool:
 def test_blocks_from_before_the_migration_and_after_read_back_alike(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with store_at(postgres_url, 20, monkeypatch) as old:
-        _started(old)
-        with old._engine.begin() as conn:
-            conn.execute(sa.insert(history_blocks), block_row("e1", _events(2, 9), PayloadCodec()))
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:20])
+        patched.setattr(schema, "SCHEMA_VERSION", 20)
+        old = Store(postgres_url)
+        try:
+            _started(old)
+            with old._engine.begin() as conn:
+                conn.execute(
+                    sa.insert(history_blocks), block_row("e1", _events(2, 9), PayloadCodec())
+                )
+        finally:
+            old.close()
     upgraded = Store(postgres_url)  # opening it migrates
     try:
         if not _has_lz4(upgraded):
