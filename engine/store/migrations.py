@@ -393,26 +393,6 @@ def _migration_drop_superseded_due_index(conn: Connection) -> None:
     conn.execute(sa.schema.DropIndex(superseded_due_index(frozen), if_exists=True))
 
 
-def _migration_history_blocks_lz4(conn: Connection) -> None:
-    """PostgreSQL only: history blocks' events compressed with lz4 where the server has it.
-
-    A commit's block is one large text (W2's schedule: 402 events, ~60 kB),
-    which TOAST compresses inside the commit; pglz, the default, cost the
-    server ~0.5 ms of the schedule commit's call and ~0.4 ms of the end's
-    (`benchmarks/PROFILE.md`, s22b), lz4 a third of that. Blocks already
-    stored keep their compression (each value records its own method);
-    readers see the same text. A server without lz4 (built without it, or
-    older than 14) keeps pglz: nothing to do.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    has_lz4 = conn.exec_driver_sql(
-        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
-    ).scalar()
-    if has_lz4:
-        conn.exec_driver_sql("ALTER TABLE history_blocks ALTER COLUMN events SET COMPRESSION lz4")
-
-
 # (version, description, step). Append only; never edit an applied step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _migration_1),
@@ -450,11 +430,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         20,
         "drop ix_work_queue_due_at: claims read the (queue, due_at) index",
         _migration_drop_superseded_due_index,
-    ),
-    (
-        21,
-        "PostgreSQL: history blocks' events compressed with lz4 (where the server has it)",
-        _migration_history_blocks_lz4,
     ),
 ]
 

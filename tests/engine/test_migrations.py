@@ -85,7 +85,7 @@ def test_migration_20_drops_the_due_index_and_claims_still_find_work(
             with engine.begin() as conn:
                 conn.execute(sa.text("DROP INDEX ix_work_queue_due_at"))
         with Engine(db_url, poll_seconds=0.1) as upgraded:  # opening it migrates
-            assert upgraded.store.schema_version() == SCHEMA_VERSION == 21
+            assert upgraded.store.schema_version() == SCHEMA_VERSION == 20
             assert upgraded.wait_sync("queued", timeout=120).status == "SUCCEEDED"
         assert "ix_work_queue_due_at" not in _work_indexes(engine)
         assert "ix_work_queue_queue_due_at" in _work_indexes(engine)

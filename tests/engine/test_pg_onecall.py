@@ -232,7 +232,7 @@ def test_a_migration_13_database_upgrades_and_commits_in_one_call(
         unmigrated.close()
     store = _prepared(postgres_url, fast=True)  # opening it migrates
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 21
+        assert store.schema_version() == schema.SCHEMA_VERSION == 20
         assert _has_function(store, "stepwise_commit_v1")
         assert _has_function(store, "stepwise_commit_v2")
         assert _has_function(store, "stepwise_commit_v3")
