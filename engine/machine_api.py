@@ -21,7 +21,7 @@ from engine.store import AliasRecord, MachineVersion, PublishedVersion
 from statemachine.build import build, check_definition_size, load, parse_definition
 
 if TYPE_CHECKING:
-    from engine.runner import Runtime
+    pass
 
 __all__ = ["MachineApi", "stored_value"]
 
@@ -76,7 +76,7 @@ class MachineApi(EngineParts):
         heads = self.lifecycle.starts.heads
         if heads is not None:
             heads.seed(version)
-        runtime: Runtime | None = getattr(self, "_runtime", None)  # the Engine's, once entered
+        runtime = self._runtime
         if value is not None and runtime is not None and version.definition == text:
             runtime.keep_machine(version, build(value))
         return version

@@ -239,7 +239,8 @@ class Runtime:
     # tests/histories/record.py records a complete journal. None: not built.
     unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
     # Built machines by content hash, the most recently used last (`keep_machine`).
-    _machines: OrderedDict[str, StateMachine] = field(default_factory=OrderedDict)
+    # Each with the stored text it was built from: the hash ignores key order.
+    _machines: OrderedDict[str, tuple[str, StateMachine]] = field(default_factory=OrderedDict)
     # `mentions_context` of each definition, by content hash (as `_machines`).
     _reads_context: dict[str, bool] = field(default_factory=dict)
 
@@ -260,22 +261,22 @@ class Runtime:
 
     def machine(self, version: MachineVersion) -> StateMachine:
         """`version`'s built machine: kept, or loaded from its stored text and kept."""
-        machines = self._machines
-        cached = machines.get(version.content_hash)
-        if cached is None:
-            cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
-            self.keep_machine(version, cached)
-        else:
-            machines.move_to_end(version.content_hash)
-        return cached
+        kept = self._machines.get(version.content_hash)
+        if kept is not None and kept[0] == version.definition:
+            self._machines.move_to_end(version.content_hash)
+            return kept[1]
+        built = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
+        self.keep_machine(version, built)
+        return built
 
     def keep_machine(self, version: MachineVersion, machine: StateMachine) -> None:
         """Keep `machine`, built from `version`'s stored text (`MachineApi`), LRU-bounded."""
         machines = self._machines
-        machines[version.content_hash] = machine
+        machines[version.content_hash] = (version.definition, machine)
         machines.move_to_end(version.content_hash)
         while len(machines) > KEPT_MACHINES:
-            machines.popitem(last=False)
+            evicted, _ = machines.popitem(last=False)
+            self._reads_context.pop(evicted, None)
 
     def reads_context(self, version: MachineVersion) -> bool:
         """`mentions_context` of the version's definition, scanned once per definition."""

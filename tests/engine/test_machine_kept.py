@@ -101,3 +101,28 @@ def test_an_engine_keeps_a_bounded_number_of_machines(
         assert len(loads) == 1
         assert _run(engine, "m3", 0) == {"v": 3}  # let go for m1
         assert len(loads) == 2
+
+
+def test_a_machine_runs_its_own_text_when_another_differs_only_in_key_order(db_url: str) -> None:
+    # Definitions that differ only in key order share a content hash; each
+    # must still run as its own stored text says (an output keeps key order).
+    def passing(result: str) -> str:
+        state = f'{{"Type": "Pass", "Result": {result}, "End": true}}'
+        return f'{{"StartAt": "P", "States": {{"P": {state}}}}}'
+
+    with Engine(db_url, registry=_registry()) as engine:
+        engine.create_state_machine_sync("a", passing('{"b": 1, "a": 2}'))
+        engine.create_state_machine_sync("c", passing('{"a": 2, "b": 1}'))
+        for name, keys in (("a", ["b", "a"]), ("c", ["a", "b"]), ("a", ["b", "a"])):
+            record = engine.wait_sync(engine.start_sync(name, {}), timeout=60)
+            assert list(json.loads(record.output or "null")) == keys
+
+
+def test_engine_run_keeps_the_machine_it_stores(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = _counted_loads(monkeypatch)
+    with Engine(db_url, registry=_registry()) as engine:
+        record = engine.run_sync(machine(1), {"v": 0})
+        assert json.loads(record.output or "null") == {"v": 1}
+        assert loads == []
