@@ -49,7 +49,7 @@ from engine.clock import Clock, SystemClock
 from engine.committer import Committer
 from engine.journal import history_event_limit
 from engine.lifecycle import NO_INPUT, Lifecycle
-from engine.machine_api import MachineApi
+from engine.machine_api import MachineApi, stored_value
 from engine.map_run_api import PENDING_REDRIVE, MapRunApi
 from engine.mixins import entered
 from engine.names import check_name
@@ -668,7 +668,7 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         text = msgspec.json.encode(raw).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         machine = machine_name or f"run-{digest}"
-        await self._put_machine(machine, text, "STANDARD")
+        await self._put_machine(machine, text, "STANDARD", stored_value(raw, text))
         record = await self.lifecycle.start(
             machine, input, name=name, queue=f"run-{uuid.uuid4().hex}"
         )

@@ -10,7 +10,7 @@ the store owns revisions, published versions and alias routing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -18,9 +18,25 @@ from engine.errors import InvalidName
 from engine.mixins import EngineParts
 from engine.names import check_name
 from engine.store import AliasRecord, MachineVersion, PublishedVersion
-from statemachine.build import check_definition_size, load, parse_definition
+from statemachine.build import build, check_definition_size, load, parse_definition
 
-__all__ = ["MachineApi"]
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["MachineApi", "stored_value"]
+
+
+def stored_value(validated: Any, text: str) -> Any:
+    """`text` decoded afresh when it is exactly the `validated` definition it encodes, else None.
+
+    What a kept machine is built from (`MachineApi._put_machine`): the
+    stored text's own value, never the caller's dicts (which the caller may
+    change after the call), and only when the encoding lost nothing the
+    validator saw (a tuple, a non-text key or a NaN does not survive JSON:
+    such a definition is loaded from its stored text on first use instead).
+    """
+    value = msgspec.json.decode(text)
+    return value if value == validated and isinstance(value, dict) else None
 
 
 class MachineApi(EngineParts):
@@ -40,13 +56,19 @@ class MachineApi(EngineParts):
         raw = parse_definition(definition)
         load(raw, machine_type=machine_type)  # type: ignore[arg-type]
         text = msgspec.json.encode(raw).decode()
-        return await self._put_machine(name, text, machine_type)
+        return await self._put_machine(name, text, machine_type, stored_value(raw, text))
 
-    async def _put_machine(self, name: str, text: str, machine_type: str) -> MachineVersion:
+    async def _put_machine(
+        self, name: str, text: str, machine_type: str, value: Any = None
+    ) -> MachineVersion:
         """Store machine `name` (`MachineStore.put_state_machine`) and keep it as its head.
 
         The next start of it then needs no lookup on the loop's start
         connection (the guarded write still checks the head in the database).
+        With `value` (`stored_value` of the validated definition and `text`),
+        and when the store kept `text` itself as the revision's definition,
+        the Engine's runtime keeps the machine built from `value`, so its
+        first activation does not load the definition again.
         """
         version: MachineVersion = await self.lifecycle.run_db(
             self.store.put_state_machine, name, text, machine_type
@@ -54,6 +76,9 @@ class MachineApi(EngineParts):
         heads = self.lifecycle.starts.heads
         if heads is not None:
             heads.seed(version)
+        runtime = self._runtime
+        if value is not None and runtime is not None and version.definition == text:
+            runtime.keep_machine(version, build(value))
         return version
 
     async def describe_state_machine(self, name: str) -> MachineVersion:

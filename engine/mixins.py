@@ -8,11 +8,14 @@ store and lifecycle — so each mixin is typed without importing the Engine
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from engine.clock import Clock
 from engine.lifecycle import Lifecycle
 from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.runner import Runtime
 
 __all__ = ["EngineParts", "entered"]
 
@@ -30,6 +33,8 @@ class EngineParts:
     """The clock, store and lifecycle an Engine mixin works with (the Engine's own)."""
 
     clock: Clock
+    # The Engine's runtime once it is entered (None before and after).
+    _runtime: Runtime | None
 
     @property
     def store(self) -> Store:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -64,6 +65,7 @@ from statemachine.model import StateMachine
 from statemachine.quotas import MAX_HISTORY_EVENTS
 
 __all__ = [
+    "KEPT_MACHINES",
     "POISON_STRIKES",
     "Activation",
     "FinishWatch",
@@ -78,6 +80,8 @@ __all__ = [
 log = logging.getLogger("stepwise.runner")
 
 ACCOUNT = "arn:aws:states:local:000000000000"
+# Built machines a Runtime keeps (`Runtime.keep_machine`): 32 of 200 Task states ~2.4 MiB.
+KEPT_MACHINES = 32
 
 
 def machine_arn(name: str) -> str:
@@ -234,7 +238,9 @@ class Runtime:
     # the journal rows that commit left out (`_checkpointer`): how
     # tests/histories/record.py records a complete journal. None: not built.
     unwritten_rows: Callable[[str, list[tuple[str, str]]], None] | None = None
-    _machines: dict[str, StateMachine] = field(default_factory=dict)
+    # Built machines by content hash, the most recently used last (`keep_machine`).
+    # Each with the stored text it was built from: the hash ignores key order.
+    _machines: OrderedDict[str, tuple[str, StateMachine]] = field(default_factory=OrderedDict)
     # `mentions_context` of each definition, by content hash (as `_machines`).
     _reads_context: dict[str, bool] = field(default_factory=dict)
 
@@ -254,11 +260,23 @@ class Runtime:
         )
 
     def machine(self, version: MachineVersion) -> StateMachine:
-        cached = self._machines.get(version.content_hash)
-        if cached is None:
-            cached = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
-            self._machines[version.content_hash] = cached
-        return cached
+        """`version`'s built machine: kept, or loaded from its stored text and kept."""
+        kept = self._machines.get(version.content_hash)
+        if kept is not None and kept[0] == version.definition:
+            self._machines.move_to_end(version.content_hash)
+            return kept[1]
+        built = load(version.definition, machine_type=version.machine_type)  # type: ignore[arg-type]
+        self.keep_machine(version, built)
+        return built
+
+    def keep_machine(self, version: MachineVersion, machine: StateMachine) -> None:
+        """Keep `machine`, built from `version`'s stored text (`MachineApi`), LRU-bounded."""
+        machines = self._machines
+        machines[version.content_hash] = (version.definition, machine)
+        machines.move_to_end(version.content_hash)
+        while len(machines) > KEPT_MACHINES:
+            evicted, _ = machines.popitem(last=False)
+            self._reads_context.pop(evicted, None)
 
     def reads_context(self, version: MachineVersion) -> bool:
         """`mentions_context` of the version's definition, scanned once per definition."""
