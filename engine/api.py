@@ -291,13 +291,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         # first calls would only queue one after another in its one slot.
         if settle and slots > 1:
             self._first_calls = []
-            # The loops' first calls, all at once, would each start a store
-            # thread and open a pooled connection that W1's one-at-a-time
-            # calls never use again (~0.3 MB of the process's peak): they
-            # share a few threads until `_first_rounds` is over; a busier
-            # engine starts the rest when its own calls need them.
-            assert self._db_threads is not None
-            self._db_threads.max_threads = min(slots, self._FIRST_ROUND_THREADS)
         group.start_soon(committer.run)
         group.start_soon(self._keeper.run)
         group.start_soon(StopWatcher(self._runtime).run)
@@ -344,8 +337,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
 
     # How many times `_first_rounds` waits for the calls made meanwhile.
     _FIRST_ROUNDS = 2
-    # Store threads the first rounds' calls share (PostgreSQL; its slots after).
-    _FIRST_ROUND_THREADS = 2
 
     async def _first_rounds(self) -> None:
         """Wait for the first store calls of the loops just started (worker, scheduler, alerts).
@@ -374,8 +365,6 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
                     await answered.wait()
         finally:
             self._first_calls = None
-            if self._db_threads is not None:
-                self._db_threads.max_threads = self._db_threads.slots
 
     async def __aexit__(self, *exc: object) -> None:
         stack, self._stack = self._stack, None

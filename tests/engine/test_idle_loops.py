@@ -1,22 +1,17 @@
-"""What an idle worker's background loops cost: no claims with nothing due, few threads at start.
+"""What an idle worker's background loops cost: no claims with nothing due.
 
 Every worker runs a scheduler and an alert deliverer, and most have no
 schedule and no delivery. Each pass reads the earliest due time first
 (`Store.next_schedule_due`, `Store.next_delivery_due`) and claims only when
 something is due, so a process that never sees one never builds, compiles
 and keeps the claims' locking reads (W1's peak RSS,
-benchmarks/PROFILE_STARTUP.md s22d). On PostgreSQL, the loops' first calls
-at an Engine's start share two store threads (each thread opens a pooled
-connection of its own), and the store's eight slots are back for the
-engine's own calls once the start is over. That the loops still claim what
-is due is the schedule and alert tests' (`test_schedules.py`,
+benchmarks/PROFILE_STARTUP.md s22d). That the loops still claim what is
+due is the schedule and alert tests' (`test_schedules.py`,
 `test_alerts.py`), through the same loops.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -63,33 +58,3 @@ def test_an_idle_worker_reads_due_times_and_claims_nothing(
     assert calls["next_schedule_due"] >= 1
     assert calls["claim_due_schedules"] == 0
     assert calls["claim_deliveries"] == 0
-
-
-def test_the_start_shares_two_store_threads_and_the_slots_come_back(postgres_url: str) -> None:
-    together = 6
-    barrier = threading.Barrier(together, timeout=20)
-
-    def meet() -> int:
-        # Returns only once `together` store calls are running at once.
-        return barrier.wait()
-
-    async def main() -> tuple[int, list[int]]:
-        async with Engine(postgres_url) as engine:
-            threads = engine._db_threads
-            assert threads is not None
-            at_start = threads.threads
-            answers: list[int] = []
-
-            async def one() -> None:
-                answers.append(await engine._run_db(meet))
-
-            started = time.monotonic()
-            async with anyio.create_task_group() as group:
-                for _ in range(together):
-                    group.start_soon(one)
-            assert time.monotonic() - started < 20
-            return at_start, answers
-
-    at_start, answers = anyio.run(main)
-    assert at_start <= 2
-    assert sorted(answers) == list(range(together))
