@@ -151,6 +151,7 @@ class Scheduler:
                 # The claim (a locking read and its statement, compiled and
                 # kept) only when a schedule is due: most workers have none.
                 due = await self.run_db(self.store.next_schedule_due)
+                self.passes += 1
                 if due is not None and due <= self.clock.now():
                     claimed = await self.run_once()
                 outage_of(self.store).ok(asked)
@@ -164,7 +165,8 @@ class Scheduler:
             now = self.clock.now()
             wake = now + timedelta(seconds=self.poll_seconds)
             if due is not None:
-                # A due row another worker holds: look again shortly, not in a spin.
+                # The earliest due time: sleep until it (a row held elsewhere:
+                # look again in 0.25 s, not in a spin).
                 wake = min(wake, max(due, now + timedelta(seconds=0.25)))
             with anyio.CancelScope() as scope:
                 self._sleeping = scope
@@ -185,7 +187,6 @@ class Scheduler:
                 await self.advance(schedule, now)
             except Exception:
                 log.exception("schedule %s: pass failed; its lease will expire", schedule.name)
-        self.passes += 1
         return len(claimed)
 
     async def advance(self, schedule: ScheduleRecord, now: datetime) -> None:
