@@ -240,16 +240,19 @@ class AlertDeliverer:
         """Deliver until cancelled; a failing pass is logged and retried after the poll interval."""
         while True:
             asked = time.monotonic()
+            sent = 0
             try:
-                sent = await self.run_once()
+                # The claim (a locking read and its statement, compiled and
+                # kept) only when a delivery is due: most workers have none.
+                due = await self.run_db(self.store.next_delivery_due)
+                if due is not None and due <= self.clock.now():
+                    sent = await self.run_once()
                 outage_of(self.store).ok(asked)
             except StoreUnavailable as error:
                 # The store is away: one line per outage (shared with the worker's loops).
                 outage_of(self.store).failed(error)
-                sent = 0
             except Exception:
                 log.exception("alert delivery pass failed; trying again shortly")
-                sent = 0
             if sent:
                 continue
             now = self.clock.now()

@@ -342,13 +342,14 @@ class Engine(TaskCallbacks, MachineApi, MapRunApi, ScheduleApi, TestStateApi):
         """Wait for the first store calls of the loops just started (worker, scheduler, alerts).
 
         On PostgreSQL, with a worker in this process. Each loop's first
-        pass (a claim, the due schedules and alerts, the watched folders)
+        pass (a claim, the due-time reads of schedules and alerts, the
+        watched folders)
         opens the pool's connections and runs each statement for the first
         time: an engine that runs work pays for it
         at once, as a pool opening its minimum connections does. Paid here,
         it does not land in the engine's first execution, where it ran
         beside that execution's start and first commits. Two rounds (a
-        pass's follow-up call, such as the scheduler's next due time, is the
+        pass's follow-up call, such as the claim of a due schedule, is the
         second); only the calls made while this waits are waited for, so a
         backlog of due work never holds the start up. A failed call (the
         store away) ends its wait as any answer does: its loop retries as

@@ -1,6 +1,7 @@
 """The scheduler: the loop every worker runs that turns due schedule ticks into executions.
 
-Each pass claims the schedules whose row is due (`Store.claim_due_schedules`,
+Each pass reads the earliest due time (`Store.next_schedule_due`) and, when
+it has come, claims the schedules whose row is due (`Store.claim_due_schedules`,
 under a lease, SKIP LOCKED on PostgreSQL) and advances each: the ticks that
 came due since its last pass are either **missed** (older than the
 schedule's catch-up window when first seen) or queued, and the queue is
@@ -144,26 +145,28 @@ class Scheduler:
         """Advance due schedules until cancelled; a failing pass is logged and retried."""
         while True:
             asked = time.monotonic()
+            claimed = 0
+            due: datetime | None = None
             try:
-                claimed = await self.run_once()
+                # The claim (a locking read and its statement, compiled and
+                # kept) only when a schedule is due: most workers have none.
+                due = await self.run_db(self.store.next_schedule_due)
+                self.passes += 1
+                if due is not None and due <= self.clock.now():
+                    claimed = await self.run_once()
                 outage_of(self.store).ok(asked)
             except StoreUnavailable as error:
                 # The store is away: one line per outage (shared with the worker's loops).
                 outage_of(self.store).failed(error)
-                claimed = 0
             except Exception:
                 log.exception("scheduler pass failed; trying again shortly")
-                claimed = 0
             if claimed:
                 continue
             now = self.clock.now()
             wake = now + timedelta(seconds=self.poll_seconds)
-            try:
-                due = await self.run_db(self.store.next_schedule_due)
-            except Exception:
-                due = None
             if due is not None:
-                # A due row another worker holds: look again shortly, not in a spin.
+                # The earliest due time: sleep until it (a row held elsewhere:
+                # look again in 0.25 s, not in a spin).
                 wake = min(wake, max(due, now + timedelta(seconds=0.25)))
             with anyio.CancelScope() as scope:
                 self._sleeping = scope
@@ -184,7 +187,6 @@ class Scheduler:
                 await self.advance(schedule, now)
             except Exception:
                 log.exception("schedule %s: pass failed; its lease will expire", schedule.name)
-        self.passes += 1
         return len(claimed)
 
     async def advance(self, schedule: ScheduleRecord, now: datetime) -> None:

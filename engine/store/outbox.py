@@ -322,11 +322,16 @@ class AlertStore(StoreBase):
         return self.get_delivery(delivery_id)
 
     def next_delivery_due(self) -> datetime | None:
-        """When the earliest PENDING delivery is due, or None."""
+        """When the earliest PENDING delivery (leased or not) is due, or None."""
         with self._read() as conn:
             value: datetime | None = conn.execute(
                 sa.select(alert_deliveries.c.next_attempt_at)
-                .where(alert_deliveries.c.state == DeliveryState.PENDING)
+                .where(
+                    alert_deliveries.c.state == DeliveryState.PENDING,
+                    # Never claimed (the claim's `<= now` leaves it out); first
+                    # on SQLite's ascending order, it would hide the due rows.
+                    alert_deliveries.c.next_attempt_at.is_not(None),
+                )
                 .order_by(alert_deliveries.c.next_attempt_at)
                 .limit(1)
             ).scalar()

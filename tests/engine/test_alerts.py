@@ -16,15 +16,19 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
 
 from engine import Engine
 from engine.alerts import InvalidAlert, webhook_id
+from engine.store import Store
 from engine.store.outbox import DeliveryState
+from engine.store.schema import alert_deliveries
 
 SECRET = "whsec_" + base64.b64encode(b"a very secret key, 32 bytes long").decode()
 FAIL = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "it broke"}}}
@@ -246,3 +250,23 @@ def test_a_delivery_connects_to_the_address_it_checked(
     anyio.run(main)
     assert len(receiver.received) == 1
     assert receiver.received[0][0]["host"] == f"rebind.example:{port}"
+
+
+def test_a_pending_delivery_without_a_time_does_not_hide_a_due_one(db_url: str) -> None:
+    # The deliverer claims only once `next_delivery_due` has come: a PENDING
+    # row no claim takes (no attempt time; SQLite sorts NULL first) must not
+    # hide the due one, or no delivery would ever go out again.
+    store = Store(db_url)
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        store.enqueue_delivery("due", "a", "e", "FAILED", now - timedelta(seconds=5))
+        store.enqueue_delivery("null", "a", "e", "FAILED", now)
+        with store._write() as conn:
+            conn.execute(
+                sa.update(alert_deliveries)
+                .where(alert_deliveries.c.delivery_id == "null")
+                .values(next_attempt_at=None)
+            )
+        assert store.next_delivery_due() == now - timedelta(seconds=5)
+    finally:
+        store.close()
