@@ -10,7 +10,7 @@ the store owns revisions, published versions and alias routing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -19,9 +19,6 @@ from engine.mixins import EngineParts
 from engine.names import check_name
 from engine.store import AliasRecord, MachineVersion, PublishedVersion
 from statemachine.build import build, check_definition_size, load, parse_definition
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["MachineApi", "stored_value"]
 
