@@ -41,12 +41,21 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["PostgresServer", "fresh_database_url", "server", "start_server", "sweep_orphans"]
+__all__ = [
+    "PostgresServer",
+    "fresh_database_url",
+    "private_server",
+    "server",
+    "start_server",
+    "sweep_orphans",
+]
 
 _PG_BIN_CANDIDATES = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
 _OS_USERS = ("postgres", "stepwise-pg")
@@ -372,3 +381,13 @@ def _main() -> None:
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     _main()
+
+
+@contextmanager
+def private_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A server of the caller's own, to halt or crash-restart without disturbing other tests."""
+    server = start_server(durable=durable)
+    try:
+        yield server
+    finally:
+        server.stop()

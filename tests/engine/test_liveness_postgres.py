@@ -41,11 +41,8 @@ from tests.engine.liveness import (
 @pytest.fixture(scope="module")
 def private_server() -> Iterator[pg.PostgresServer]:
     """A PostgreSQL server of this module's own, so crashing it disturbs no other test."""
-    server = pg.start_server()
-    try:
+    with pg.private_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -210,11 +210,8 @@ def private_server() -> Iterator[pg.PostgresServer]:
     Durable (fsync and synchronous_commit on, as in production): a commit
     acknowledged before the crash-restart must still be there after it.
     """
-    server = pg.start_server(durable=True)
-    try:
+    with pg.private_server(durable=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_server_restart_mid_run_still_ends_every_execution_once(

@@ -246,6 +246,7 @@ def test_an_unexpected_exception_outside_the_states_fails_after_a_few_activation
 
     with Engine(sqlite_url) as engine:
         engine.create_state_machine_sync("quick", QUICK)
+        engine.runtime._machines.clear()  # creation keeps the built machine: build it again
         monkeypatch.setattr(runner, "load", load_fails)
         ended = engine.wait_sync(engine.start_sync("quick", {}), timeout=60)
         monkeypatch.undo()
