@@ -80,6 +80,9 @@ class StoreBase:
         # `run_db` they go through (engine/writepairs.py): kept here, so they
         # go when the store goes.
         self.write_pairs: dict[Any, Any] = {}
+        # SQL activities' steps whose connection closed under their
+        # statements, by (execution, key): how often (engine/store/effects.py).
+        self._lost_sql_connections: dict[tuple[str, str], int] = {}
         try:
             with self._read() as conn:
                 version = schema.current_version(conn)

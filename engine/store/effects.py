@@ -7,8 +7,12 @@ transaction: a crash can never leave the effect without its record or the
 record without the effect, and a step already recorded returns its record
 instead of running again. A statement the database rejects rolls back to
 the savepoint and becomes a ``Stepwise.SqlError`` outcome. A connection
-closed under the statements is an outage while the database is down (the
-step reruns), and a ``Stepwise.SqlError`` outcome while it answers.
+closed under the statements is an outage the first time (the step reruns)
+and, lost again while a writable database answers and the lease holds, a
+``Stepwise.SqlError`` outcome (`EffectStore._lost_connection`). What the
+statements set on their session stays with them: ``RESET ALL`` after them
+and a connection closed after use on PostgreSQL, no ``PRAGMA``, ``ATTACH``
+or ``DETACH`` on SQLite.
 
 With an operator's role (PostgreSQL only), the statements run under
 ``SET LOCAL ROLE`` inside the savepoint and ``RESET ROLE`` follows them, so
@@ -19,20 +23,28 @@ result is still written by the engine's own user in the same transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
 from engine.store.base import StoreBase
+from engine.store.boundary import first_line
 from engine.store.checkpoints import holds_lease, lock_work
-from engine.store.errors import LeaseLost
+from engine.store.errors import LeaseLost, StoreUnavailable
 from engine.store.schema import sql_effects
 
 __all__ = ["EffectStore", "Statement"]
+
+# Steps whose connection closed under their statements, kept per store
+# (`EffectStore._lost_connection`); the oldest go first past this many.
+_LOSSES_KEPT = 1024
 
 
 class Statement(Protocol):
@@ -85,8 +97,7 @@ class EffectStore(StoreBase):
         `role` runs the statements as that PostgreSQL role (a SQL error
         outcome on SQLite, which has no roles).
         """
-        from activities.sql import set_role_statement
-
+        step = (execution_id, key)
         try:
             with self._write() as conn:
                 work = lock_work(conn, [execution_id]).get(execution_id)
@@ -101,73 +112,135 @@ class EffectStore(StoreBase):
                 ).first()
                 if done is not None:
                     return {"ok": json.loads(self._codec.open(done.result))}
-                results: list[dict[str, Any]] = []
-                savepoint = conn.begin_nested()
-                try:
-                    if role is not None:
-                        if conn.dialect.name != "postgresql":
-                            savepoint.rollback()
-                            return {
-                                "error": "Stepwise.SqlError",
-                                "cause": "a SQL role (--sql-role) needs PostgreSQL",
-                            }
-                        conn.exec_driver_sql(set_role_statement(role))
-                    for statement in statements:
-                        cursor = conn.execute(sa.text(statement.sql), statement.parameters)
-                        if cursor.returns_rows:
-                            columns = list(cursor.keys())
-                            rows = [
-                                {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
-                                for row in cursor
-                            ]
-                            results.append({"Rows": rows, "RowCount": len(rows)})
-                        else:
-                            results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
-                    if role is not None:
-                        # SET LOCAL outlives the savepoint: the record is the engine's to write.
-                        conn.exec_driver_sql("RESET ROLE")
-                except sa_exc.DBAPIError as failure:
-                    if failure.connection_invalidated:
-                        # The connection is gone, and its transaction with it:
-                        # nothing here may run on it again (`_lost_connection`).
-                        raise _ConnectionLost(failure) from failure
-                    savepoint.rollback()
-                    message = (
-                        str(failure.orig).strip().splitlines()[0] if failure.orig else str(failure)
+                if conn.dialect.name == "postgresql":
+                    # What the statements set on their session (a GUC, a
+                    # session lock, a temporary table) must not outlive them on
+                    # a pooled connection the engine reuses: closed after use.
+                    conn.detach()
+                outcome = _run_statements(conn, statements, role)
+                if "error" in outcome:
+                    return outcome
+                with _lost_as_connection_lost():  # before COMMIT: a loss here kept nothing
+                    conn.execute(
+                        sa.insert(sql_effects).values(
+                            execution_id=execution_id,
+                            key=key,
+                            result=self._codec.seal(json.dumps(outcome)),
+                            recorded_at=now,
+                        )
                     )
-                    return {"error": "Stepwise.SqlError", "cause": message}
-                except sa_exc.StatementError as failure:
-                    savepoint.rollback()
-                    return {"error": "Stepwise.SqlError", "cause": str(failure).splitlines()[0]}
-                savepoint.commit()
-                result = {"Results": results}
-                conn.execute(
-                    sa.insert(sql_effects).values(
-                        execution_id=execution_id,
-                        key=key,
-                        result=self._codec.seal(json.dumps(result)),
-                        recorded_at=now,
-                    )
-                )
-            return {"ok": result}
         except _ConnectionLost as lost:
-            return self._lost_connection(lost.failure)
+            return self._lost_connection(lost.failure, step, worker_id, now)
+        self._lost_sql_connections.pop(step, None)
+        return {"ok": outcome}
 
-    def _lost_connection(self, failure: sa_exc.DBAPIError) -> dict[str, Any]:
+    def _lost_connection(
+        self, failure: sa_exc.DBAPIError, step: tuple[str, str], worker_id: str, now: datetime
+    ) -> dict[str, Any]:
         """The outcome of statements whose connection closed under them (nothing of them kept).
 
-        While the database is down this is an outage: the probe raises
-        StoreUnavailable and the step reruns, under the same key, once the
-        database is back. While it answers, the connection was closed on
-        purpose (a statement ending its own backend, an operator's
-        ``pg_terminate_backend``): a ``Stepwise.SqlError`` outcome, which a
-        Retry or Catch handles like any rejected statement, never an outage
-        that would rerun the same statements without end.
+        The first loss of a step's connection is an outage (StoreUnavailable):
+        the step reruns, under the same key, once the database answers. A
+        second loss of the same step is probed: while the database is down
+        (or only a read-only standby answers) it is an outage again; while it
+        answers and the lease holds, the statements themselves close their
+        connection (ending their own backend, outliving an
+        idle-in-transaction timeout): a ``Stepwise.SqlError`` outcome, which a
+        Retry or Catch bounds, never an outage rerun without end.
         """
-        with self._read() as conn:
-            conn.execute(sa.select(sa.literal(1)))
-        reason = str(failure.orig).strip().splitlines()[0] if failure.orig else str(failure)
+        losses = self._lost_sql_connections
+        reason = first_line(failure)
+        seen = losses.pop(step, 0) + 1
+        while len(losses) >= _LOSSES_KEPT:
+            losses.pop(next(iter(losses)))
+        losses[step] = seen
+        if seen == 1:
+            raise StoreUnavailable(
+                f"database {self._display}: the connection closed under a SQL activity's "
+                f"statements ({reason})"
+            )
+        execution_id = step[0]
+        with self._write() as conn:  # a writable primary, and the lease still ours
+            work = lock_work(conn, [execution_id]).get(execution_id)
+            if work is None or not holds_lease(
+                work.lease_owner, work.lease_expires_at, worker_id, now
+            ):
+                raise LeaseLost(f"execution {execution_id}: lease lost during a SQL activity")
+        losses.pop(step, None)
         return {
             "error": "Stepwise.SqlError",
             "cause": f"the database closed the connection while the statements ran: {reason}",
         }
+
+
+@contextmanager
+def _lost_as_connection_lost() -> Iterator[None]:
+    """Raise _ConnectionLost for a driver error that lost the connection; others pass."""
+    try:
+        yield
+    except sa_exc.DBAPIError as failure:
+        if failure.connection_invalidated:
+            # The connection is gone, and its transaction with it: nothing
+            # here may run on it again (`EffectStore._lost_connection`).
+            raise _ConnectionLost(failure) from failure
+        raise
+
+
+def _sqlite_guard(action: int, *args: Any) -> int:
+    """sqlite3's authorizer for a SQL activity's statements: no PRAGMA, ATTACH or DETACH.
+
+    Each would change the engine's own connection past the statements (a
+    ``PRAGMA query_only`` would refuse every later write on it).
+    """
+    refused = (sqlite3.SQLITE_PRAGMA, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH)
+    return sqlite3.SQLITE_DENY if action in refused else sqlite3.SQLITE_OK
+
+
+def _run_statements(
+    conn: Connection, statements: Sequence[Statement], role: str | None
+) -> dict[str, Any]:
+    """Run `statements` in a savepoint: ``{"Results": [...]}``, or a SQL error with none kept.
+
+    Raises _ConnectionLost when the connection closes under them.
+    """
+    from activities.sql import set_role_statement
+
+    postgres = conn.dialect.name == "postgresql"
+    if role is not None and not postgres:
+        return {"error": "Stepwise.SqlError", "cause": "a SQL role (--sql-role) needs PostgreSQL"}
+    raw = None if postgres else conn.connection.dbapi_connection
+    results: list[dict[str, Any]] = []
+    savepoint = conn.begin_nested()
+    try:
+        with _lost_as_connection_lost():
+            if role is not None:
+                conn.exec_driver_sql(set_role_statement(role))
+            if raw is not None:
+                raw.set_authorizer(_sqlite_guard)
+            for statement in statements:
+                cursor = conn.execute(sa.text(statement.sql), statement.parameters)
+                if cursor.returns_rows:
+                    columns = list(cursor.keys())
+                    rows = [
+                        {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
+                        for row in cursor
+                    ]
+                    results.append({"Rows": rows, "RowCount": len(rows)})
+                else:
+                    results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
+            if postgres:
+                # What they SET (a search_path, a read-only default) would
+                # still hold for the record below: back to the defaults.
+                conn.exec_driver_sql("RESET ALL")
+            if role is not None:
+                # SET LOCAL outlives the savepoint: the record is the engine's to write.
+                conn.exec_driver_sql("RESET ROLE")
+    except sa_exc.StatementError as failure:  # a DBAPIError too: the database refused one
+        savepoint.rollback()
+        return {"error": "Stepwise.SqlError", "cause": first_line(failure)}
+    finally:
+        if raw is not None:
+            raw.set_authorizer(None)
+    with _lost_as_connection_lost():  # before COMMIT: a loss here kept nothing
+        savepoint.commit()
+    return {"Results": results}

@@ -369,6 +369,16 @@ def fresh_database_url(prefix: str = "stepwise_test") -> tuple[str, str]:
     return server().create_database(name), name
 
 
+@contextmanager
+def private_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A server of the caller's own, to halt or crash-restart without disturbing other tests."""
+    server = start_server(durable=durable)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _main() -> None:
     pg = server()
     print(pg.admin_url, flush=True)
@@ -381,13 +391,3 @@ def _main() -> None:
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     _main()
-
-
-@contextmanager
-def private_server(*, durable: bool = False) -> Iterator[PostgresServer]:
-    """A server of the caller's own, to halt or crash-restart without disturbing other tests."""
-    server = start_server(durable=durable)
-    try:
-        yield server
-    finally:
-        server.stop()

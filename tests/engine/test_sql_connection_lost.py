@@ -1,21 +1,23 @@
-"""A SQL activity whose connection closes under its statements.
+"""A SQL activity whose statements close their connection, or change their session.
 
-While PostgreSQL answers, the connection was closed on purpose (here, a
-statement ending its own backend): the step fails with Stepwise.SqlError,
-which Retry and Catch handle, instead of rerunning the statements without
-end as an outage. While PostgreSQL is down, it is an outage: nothing of the
-statements is kept, and the same step run again once the server is back
-records its effect once.
+A connection closed under the statements is an outage the first time (the
+step reruns under the same key); closed again while the database answers
+and the lease holds, the statements themselves close it (ending their own
+backend, outliving an idle-in-transaction timeout), and the step fails with
+Stepwise.SqlError, which Retry and Catch bound, instead of rerunning without
+end. While PostgreSQL is down it stays an outage, and the step run once the
+server is back records its effect once. What the statements set on their
+session never reaches the engine's record or its later transactions.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -26,43 +28,141 @@ from engine.callbacks import run_sql_effect
 from engine.errors import StoreUnavailable
 from engine.store import Store
 from engine.store.boundary import is_transient
+from engine.store.records import ExecutionRecord
 from tests.engine import pg
 from tests.engine.committing import T0, claimed
-
-SELF_KILL = {
-    "StartAt": "Kill",
-    "States": {
-        "Kill": {
-            "Type": "Task",
-            "Resource": "stepwise:sql",
-            "Parameters": {"Sql": "SELECT pg_terminate_backend(pg_backend_pid())"},
-            "Retry": [
-                {"ErrorEquals": ["Stepwise.SqlError"], "MaxAttempts": 2, "IntervalSeconds": 1}
-            ],
-            "Catch": [{"ErrorEquals": ["Stepwise.SqlError"], "Next": "Caught"}],
-            "End": True,
-        },
-        "Caught": {"Type": "Pass", "End": True},
-    },
-}
+from tests.engine.processes import wait_until
 
 
-def test_a_statement_ending_its_own_connection_fails_the_step_and_retries_are_bounded(
-    postgres_url: str,
-) -> None:
+def _task(sql: str, then: str | None = None, **fields: Any) -> dict[str, Any]:
+    task: dict[str, Any] = {"Type": "Task", "Resource": "stepwise:sql", "Parameters": {"Sql": sql}}
+    task.update({"Next": then} if then else {"End": True})
+    task.update(fields)
+    return task
+
+
+def _run(url: str, definition: dict[str, Any]) -> tuple[ExecutionRecord, list[str]]:
     registry = Registry()
     registry.enable("sql")
-    with Engine(postgres_url, registry=registry) as engine:
-        engine.create_state_machine_sync("self-kill", SELF_KILL)
-        record = engine.wait_sync(engine.start_sync("self-kill", {}), timeout=60)
-        events = engine.history_sync(record)
+    with Engine(url, registry=registry) as engine:
+        engine.create_state_machine_sync("sql", definition)
+        record = engine.wait_sync(engine.start_sync("sql", {}), timeout=120)  # a hang guard
+        return record, [e.type for e in engine.history_sync(record)]
+
+
+CAUGHT = [{"ErrorEquals": ["Stepwise.SqlError"], "Next": "Caught"}]
+
+
+def test_a_statement_ending_its_own_connection_runs_twice_an_attempt_then_fails(
+    postgres_url: str,
+) -> None:
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:  # a sequence counts every run: nextval survives a rollback
+        conn.execute(sa.text("CREATE SEQUENCE runs"))
+    kill = _task(
+        "SELECT nextval('runs'), pg_terminate_backend(pg_backend_pid())",
+        Retry=[{"ErrorEquals": ["Stepwise.SqlError"], "MaxAttempts": 2, "IntervalSeconds": 1}],
+        Catch=CAUGHT,
+    )
+    definition = {
+        "StartAt": "Kill",
+        "States": {"Kill": kill, "Caught": {"Type": "Pass", "End": True}},
+    }
+    record, types = _run(postgres_url, definition)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT last_value FROM runs")).scalar_one()
+    engine.dispose()
     assert record.status == "SUCCEEDED", record.cause
     output = json.loads(record.output or "")
     assert output["Error"] == "Stepwise.SqlError"
     assert "closed the connection" in output["Cause"]
-    types = [e.type for e in events]
-    assert types.count("TaskFailed") == 3  # the first run and MaxAttempts 2, then the Catch
+    assert types.count("TaskFailed") == 3  # the first attempt and MaxAttempts 2, then the Catch
     assert "TaskSucceeded" not in types
+    assert runs == 6  # each attempt: once as an outage, once more to fail
+
+
+def test_statements_outliving_an_idle_in_transaction_timeout_fail_the_step(
+    postgres_url: str,
+) -> None:
+    # The session is killed while the rows become JSON, idle in its
+    # transaction: the loss comes at RELEASE SAVEPOINT, after the statements.
+    statements = {
+        "Statements": [
+            {"Sql": "SET idle_in_transaction_session_timeout = '1ms'"},
+            {"Sql": "SELECT generate_series(1, 200000) AS n"},
+        ]
+    }
+    slow = {
+        "Type": "Task",
+        "Resource": "stepwise:sql",
+        "Parameters": statements,
+        "Catch": CAUGHT,
+        "End": True,
+    }
+    definition = {
+        "StartAt": "Slow",
+        "States": {"Slow": slow, "Caught": {"Type": "Pass", "End": True}},
+    }
+    record, types = _run(postgres_url, definition)
+    assert record.status == "SUCCEEDED", record.cause
+    output = json.loads(record.output or "")
+    assert output["Error"] == "Stepwise.SqlError"
+    assert "closed the connection" in output["Cause"]
+    assert types.count("TaskFailed") == 1 and "TaskSucceeded" not in types
+
+
+def test_what_statements_set_on_their_session_stays_with_them(postgres_url: str) -> None:
+    states = {
+        "Path": _task("SET search_path TO nowhere", "ReadOnly", ResultPath=None),
+        "ReadOnly": _task("SET default_transaction_read_only = on", "Lock", ResultPath=None),
+        "Lock": _task("SELECT pg_advisory_lock(4242)", "Settings", ResultPath=None),
+        "Settings": _task(
+            "SELECT current_setting('search_path') AS path,"
+            " current_setting('default_transaction_read_only') AS ro",
+            "Write",
+            ResultSelector={"settings.$": "$.Results[0].Rows[0]"},
+        ),
+        "Write": _task("CREATE TABLE written (n INTEGER)", ResultPath=None),
+    }
+    record, _ = _run(postgres_url, {"StartAt": "Path", "States": states})
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        free = conn.execute(sa.text("SELECT pg_try_advisory_lock(4242)")).scalar_one()
+        written = conn.execute(sa.text("SELECT to_regclass('public.written')")).scalar_one()
+    engine.dispose()
+    assert record.status == "SUCCEEDED", record.cause
+    settings = json.loads(record.output or "")["settings"]
+    assert settings == {"path": '"$user", public', "ro": "off"}
+    assert free is True  # the session lock went with the statements' connection
+    assert written == "written"
+
+
+def test_a_pragma_is_refused_on_sqlite_and_the_engine_keeps_writing(sqlite_url: str) -> None:
+    states = {
+        "Pragma": _task("PRAGMA query_only = 1", "Write", Catch=CAUGHT, ResultPath=None),
+        "Caught": {"Type": "Fail", "Error": "Refused"},
+        "Write": _task("CREATE TABLE written (n INTEGER)", "Attach", ResultPath=None),
+        "Attach": _task(
+            "ATTACH DATABASE ':memory:' AS other",
+            "Never",
+            Catch=[
+                {"ErrorEquals": ["Stepwise.SqlError"], "ResultPath": "$.attach", "Next": "Insert"}
+            ],
+        ),
+        "Never": {"Type": "Fail", "Error": "NotRefused"},
+        "Insert": _task("INSERT INTO written (n) VALUES (1)", ResultPath=None),
+    }
+    pragma_first = {"StartAt": "Pragma", "States": states}
+    record, _ = _run(sqlite_url, pragma_first)
+    assert (record.status, record.error) == ("FAILED", "Refused")  # the PRAGMA was refused
+    states["Pragma"] = _task("SELECT 1", "Write", ResultPath=None)
+    record, _ = _run(sqlite_url, {"StartAt": "Pragma", "States": states})
+    assert record.status == "SUCCEEDED", record.cause
+    assert "not authorized" in json.loads(record.output or "")["attach"]["Cause"]
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT n FROM written")).scalars().all() == [1]
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +181,8 @@ def test_a_server_halted_under_the_statements_is_an_outage_and_the_rerun_records
         (execution_id,) = claimed(store, 1)
         with store._engine.begin() as conn:  # the user's own table, beside the engine's
             conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+        with psycopg.connect(private_server.admin_url, autocommit=True) as admin:
+            admin.execute("CHECKPOINT")  # the claim's lazy commit on disk before any halt
         statements = parse_statements(
             {
                 "Statements": [
@@ -100,24 +202,38 @@ def test_a_server_halted_under_the_statements_is_an_outage_and_the_rerun_records
                 now=T0,
             )
 
-        raised: list[BaseException] = []
+        def halted_under_the_statements() -> BaseException | None:
+            raised: list[BaseException] = []
+            halted = threading.Event()
 
-        def first() -> None:
+            def call() -> None:
+                while True:
+                    try:
+                        run()
+                        return
+                    except BaseException as exc:
+                        if halted.is_set():
+                            raised.append(exc)
+                            return
+                        # A pooled connection from before the last halt: run
+                        # again on a new one, as the worker's next activation would.
+
+            runner = threading.Thread(target=call)
+            runner.start()
+            wait_until(lambda: _sleeping(private_server))  # the INSERT done, the sleep under way
+            halted.set()
+            private_server.halt()
             try:
-                run()
-            except BaseException as exc:
-                raised.append(exc)
+                runner.join(timeout=60)
+            finally:
+                private_server.resume()
+            return raised[0] if raised else None
 
-        runner = threading.Thread(target=first)
-        runner.start()
-        time.sleep(0.8)  # the INSERT done, the sleep under way
-        private_server.halt()
-        try:
-            runner.join(timeout=60)
-        finally:
-            private_server.resume()
-        assert len(raised) == 1 and isinstance(raised[0], StoreUnavailable), raised
-        assert is_transient(raised[0])
+        # The first loss is an outage by itself; the second is probed, and the
+        # probe finds the server down: an outage again, never a SqlError.
+        for _ in range(2):
+            outage = halted_under_the_statements()
+            assert isinstance(outage, StoreUnavailable) and is_transient(outage), outage
         rerun = run()
         again = run()
         with store._engine.connect() as conn:
@@ -131,3 +247,12 @@ def test_a_server_halted_under_the_statements_is_an_outage_and_the_rerun_records
     }
     assert rerun == again == expected
     assert items == [7]
+
+
+def _sleeping(server: pg.PostgresServer) -> bool:
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+        ).fetchone()
+    return found is not None and found[0] > 0

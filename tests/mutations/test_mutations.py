@@ -52,8 +52,8 @@ MUTATIONS = [
     Mutation(
         "SQL effect replayed instead of read back",
         "engine/store/effects.py",
-        "            if done is not None:\n"
-        '                return {"ok": json.loads(self._codec.open(done.result))}\n',
+        "                if done is not None:\n"
+        '                    return {"ok": json.loads(self._codec.open(done.result))}\n',
         "",
         (
             "tests/activities/test_builtins.py::test_a_rerun_sql_step_reads_its_recorded_effect[sqlite]",
