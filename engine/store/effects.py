@@ -10,9 +10,10 @@ the savepoint and becomes a ``Stepwise.SqlError`` outcome. A connection
 closed under the statements is an outage the first time (the step reruns)
 and, lost again while a writable database answers and the lease holds, a
 ``Stepwise.SqlError`` outcome (`EffectStore._lost_connection`). What the
-statements set on their session stays with them: ``RESET ALL`` after them
-and a connection closed after use on PostgreSQL, no ``PRAGMA``, ``ATTACH``
-or ``DETACH`` on SQLite.
+statements set on their session stays with them: ``RESET ALL`` and
+``DISCARD TEMP`` after them and a connection closed after use on
+PostgreSQL; no ``PRAGMA``, ``ATTACH``, ``DETACH`` or temporary objects on
+SQLite.
 
 With an operator's role (PostgreSQL only), the statements run under
 ``SET LOCAL ROLE`` inside the savepoint and ``RESET ROLE`` follows them, so
@@ -23,11 +24,11 @@ result is still written by the engine's own user in the same transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -98,6 +99,7 @@ class EffectStore(StoreBase):
         outcome on SQLite, which has no roles).
         """
         step = (execution_id, key)
+        lost: _ConnectionLost | None = None
         try:
             with self._write() as conn:
                 work = lock_work(conn, [execution_id]).get(execution_id)
@@ -113,9 +115,10 @@ class EffectStore(StoreBase):
                 if done is not None:
                     return {"ok": json.loads(self._codec.open(done.result))}
                 if conn.dialect.name == "postgresql":
-                    # What the statements set on their session (a GUC, a
-                    # session lock, a temporary table) must not outlive them on
-                    # a pooled connection the engine reuses: closed after use.
+                    # What the statements set on their session (a session lock,
+                    # a LISTEN, a prepared statement) must not outlive them on a
+                    # pooled connection the engine reuses: closed after use (a
+                    # new session for each SQL step, ~10 ms on a local server).
                     conn.detach()
                 outcome = _run_statements(conn, statements, role)
                 if "error" in outcome:
@@ -129,9 +132,12 @@ class EffectStore(StoreBase):
                             recorded_at=now,
                         )
                     )
-        except _ConnectionLost as lost:
-            return self._lost_connection(lost.failure, step, worker_id, now)
-        self._lost_sql_connections.pop(step, None)
+        except _ConnectionLost as closed:
+            lost = closed
+            return self._lost_connection(closed.failure, step, worker_id, now)
+        finally:
+            if lost is None and self._lost_sql_connections:
+                self._lost_sql_connections.pop(step, None)  # any outcome but a loss
         return {"ok": outcome}
 
     def _lost_connection(
@@ -152,7 +158,10 @@ class EffectStore(StoreBase):
         reason = first_line(failure)
         seen = losses.pop(step, 0) + 1
         while len(losses) >= _LOSSES_KEPT:
-            losses.pop(next(iter(losses)))
+            try:  # another store thread may evict at once
+                losses.pop(next(iter(losses)), None)
+            except (RuntimeError, StopIteration):
+                break
         losses[step] = seen
         if seen == 1:
             raise StoreUnavailable(
@@ -165,6 +174,7 @@ class EffectStore(StoreBase):
             if work is None or not holds_lease(
                 work.lease_owner, work.lease_expires_at, worker_id, now
             ):
+                losses.pop(step, None)
                 raise LeaseLost(f"execution {execution_id}: lease lost during a SQL activity")
         losses.pop(step, None)
         return {
@@ -186,14 +196,36 @@ def _lost_as_connection_lost() -> Iterator[None]:
         raise
 
 
-def _sqlite_guard(action: int, *args: Any) -> int:
-    """sqlite3's authorizer for a SQL activity's statements: no PRAGMA, ATTACH or DETACH.
+@cache
+def _sqlite_guard() -> Callable[..., int]:
+    """sqlite3's authorizer for a SQL activity's statements (sqlite3 loads only here).
 
-    Each would change the engine's own connection past the statements (a
-    ``PRAGMA query_only`` would refuse every later write on it).
+    It refuses PRAGMA, ATTACH and DETACH, which would change the engine's own
+    connection past the statements (a ``PRAGMA query_only`` would refuse
+    every later write on it), and temporary tables, views, indexes and
+    triggers, which would outlive them on that connection, or hide the
+    engine's own tables from it (a temporary ``sql_effects`` would take the
+    record of their result).
     """
-    refused = (sqlite3.SQLITE_PRAGMA, sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH)
-    return sqlite3.SQLITE_DENY if action in refused else sqlite3.SQLITE_OK
+    import sqlite3
+
+    refused = frozenset(
+        {
+            sqlite3.SQLITE_PRAGMA,
+            sqlite3.SQLITE_ATTACH,
+            sqlite3.SQLITE_DETACH,
+            sqlite3.SQLITE_CREATE_TEMP_TABLE,
+            sqlite3.SQLITE_CREATE_TEMP_VIEW,
+            sqlite3.SQLITE_CREATE_TEMP_INDEX,
+            sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+        }
+    )
+    deny, allow = sqlite3.SQLITE_DENY, sqlite3.SQLITE_OK
+
+    def guard(action: int, *args: Any) -> int:
+        return deny if action in refused else allow
+
+    return guard
 
 
 def _run_statements(
@@ -216,7 +248,7 @@ def _run_statements(
             if role is not None:
                 conn.exec_driver_sql(set_role_statement(role))
             if raw is not None:
-                raw.set_authorizer(_sqlite_guard)
+                raw.set_authorizer(_sqlite_guard())
             for statement in statements:
                 cursor = conn.execute(sa.text(statement.sql), statement.parameters)
                 if cursor.returns_rows:
@@ -235,6 +267,9 @@ def _run_statements(
             if role is not None:
                 # SET LOCAL outlives the savepoint: the record is the engine's to write.
                 conn.exec_driver_sql("RESET ROLE")
+            if postgres:
+                # A temporary table named as one of the engine's would take its record.
+                conn.exec_driver_sql("DISCARD TEMP")
     except sa_exc.StatementError as failure:  # a DBAPIError too: the database refused one
         savepoint.rollback()
         return {"error": "Stepwise.SqlError", "cause": first_line(failure)}

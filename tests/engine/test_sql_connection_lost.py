@@ -50,6 +50,21 @@ def _run(url: str, definition: dict[str, Any]) -> tuple[ExecutionRecord, list[st
         return record, [e.type for e in engine.history_sync(record)]
 
 
+def _claimed_with_ledger(store: Store) -> str:
+    """One execution claimed by worker "w" at T0, and the user's own table beside the engine's."""
+    (execution_id,) = claimed(store, 1)
+    with store._engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+    return execution_id
+
+
+def _effect(store: Store, execution_id: str, statements: Any, key: str = "0:t0") -> dict[str, Any]:
+    """`run_sql_effect` for step `key` as worker "w" at T0."""
+    return run_sql_effect(
+        store, execution_id=execution_id, key=key, worker_id="w", statements=statements, now=T0
+    )
+
+
 CAUGHT = [{"ErrorEquals": ["Stepwise.SqlError"], "Next": "Caught"}]
 
 
@@ -85,7 +100,7 @@ def test_statements_outliving_an_idle_in_transaction_timeout_fail_the_step(
     postgres_url: str,
 ) -> None:
     # The session is killed while the rows become JSON, idle in its
-    # transaction: the loss comes at RELEASE SAVEPOINT, after the statements.
+    # transaction: the loss comes at the next statement the engine sends.
     statements = {
         "Statements": [
             {"Sql": "SET idle_in_transaction_session_timeout = '1ms'"},
@@ -137,6 +152,108 @@ def test_what_statements_set_on_their_session_stays_with_them(postgres_url: str)
     assert written == "written"
 
 
+@pytest.mark.parametrize("at", ["RELEASE SAVEPOINT", "INSERT INTO sql_effects"])
+def test_a_connection_lost_after_the_statements_and_before_commit_is_a_loss_too(
+    postgres_url: str, at: str
+) -> None:
+    """Lost at the savepoint's release or the record's insert: nothing kept, same rule."""
+    admin = sa.create_engine(postgres_url)
+    store = Store(postgres_url)
+    killed: list[int] = []
+
+    def kill(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(at) and len(killed) < 2:
+            killed.append(cursor.connection.info.backend_pid)
+            with admin.connect() as other:  # waits (up to 10 s) until the backend is gone
+                other.execute(
+                    sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": killed[-1]}
+                )
+
+    try:
+        execution_id = _claimed_with_ledger(store)
+        sa.event.listen(store._engine, "before_cursor_execute", kill)
+        statements = parse_statements({"Sql": "INSERT INTO ledger (item) VALUES (1)"})
+
+        def run() -> dict[str, Any]:
+            return _effect(store, execution_id, statements)
+
+        with pytest.raises(StoreUnavailable) as first:
+            run()
+        second = run()
+        kept = admin.connect().execute(sa.text("SELECT count(*) FROM ledger")).scalar_one()
+        third = run()  # the listener kills no more
+        fourth = run()  # recorded: read back, not run again
+        items = admin.connect().execute(sa.text("SELECT item FROM ledger")).scalars().all()
+    finally:
+        store.close()
+        admin.dispose()
+    assert is_transient(first.value) and "SQL activity" in str(first.value)
+    assert second["error"] == "Stepwise.SqlError" and "closed the connection" in second["cause"]
+    assert len(killed) == 2 and kept == 0  # nothing of either lost run was kept
+    assert third == fourth == {"ok": {"Results": [{"Rows": [], "RowCount": 1}]}}
+    assert items == [1]
+
+
+def test_a_temporary_table_cannot_take_the_engines_record(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        execution_id = _claimed_with_ledger(store)
+        statements = parse_statements(
+            {
+                "Statements": [
+                    {"Sql": "INSERT INTO ledger (item) VALUES (1)"},
+                    {
+                        "Sql": "CREATE TEMP TABLE sql_effects AS"
+                        " SELECT * FROM sql_effects WITH NO DATA"
+                    },
+                ]
+            }
+        )
+        runs = [_effect(store, execution_id, statements) for _ in range(2)]
+        with store._engine.connect() as conn:
+            items = conn.execute(sa.text("SELECT item FROM ledger")).scalars().all()
+            records = conn.execute(sa.text("SELECT count(*) FROM public.sql_effects")).scalar_one()
+    finally:
+        store.close()
+    assert runs[0] == runs[1] and "ok" in runs[0]
+    assert items == [1] and records == 1  # run once, recorded in the engine's own table
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        "PRAGMA query_only = 1",
+        "ATTACH DATABASE ':memory:' AS other",
+        "CREATE TEMP TABLE sql_effects (execution_id, key, result, recorded_at)",
+        "CREATE TEMP VIEW v AS SELECT 1",
+    ],
+)
+def test_sqlite_refuses_statements_that_would_change_the_engines_connection(
+    sqlite_url: str, refused: str
+) -> None:
+    store = Store(sqlite_url)
+    try:
+        (execution_id,) = claimed(store, 1)
+
+        def run(sql: str, key: str) -> dict[str, Any]:
+            return _effect(store, execution_id, parse_statements({"Sql": sql}), key)
+
+        outcome = run(refused, "0:t0")
+        written = run("CREATE TABLE written (n INTEGER)", "1:t1")
+        inserted = run("INSERT INTO written (n) VALUES (1)", "2:t2")
+        with store._engine.connect() as conn:
+            records = (
+                conn.execute(sa.text("SELECT key FROM main.sql_effects ORDER BY key"))
+                .scalars()
+                .all()
+            )
+    finally:
+        store.close()
+    assert outcome["error"] == "Stepwise.SqlError" and "not authorized" in outcome["cause"]
+    assert "ok" in written and "ok" in inserted
+    assert records == ["1:t1", "2:t2"]
+
+
 def test_a_pragma_is_refused_on_sqlite_and_the_engine_keeps_writing(sqlite_url: str) -> None:
     states = {
         "Pragma": _task("PRAGMA query_only = 1", "Write", Catch=CAUGHT, ResultPath=None),
@@ -178,9 +295,7 @@ def test_a_server_halted_under_the_statements_is_an_outage_and_the_rerun_records
     url = private_server.create_database("sql_connection_lost")
     store = Store(url)
     try:
-        (execution_id,) = claimed(store, 1)
-        with store._engine.begin() as conn:  # the user's own table, beside the engine's
-            conn.execute(sa.text("CREATE TABLE ledger (item INTEGER NOT NULL)"))
+        execution_id = _claimed_with_ledger(store)
         with psycopg.connect(private_server.admin_url, autocommit=True) as admin:
             admin.execute("CHECKPOINT")  # the claim's lazy commit on disk before any halt
         statements = parse_statements(
@@ -193,14 +308,7 @@ def test_a_server_halted_under_the_statements_is_an_outage_and_the_rerun_records
         )
 
         def run() -> dict[str, Any]:
-            return run_sql_effect(
-                store,
-                execution_id=execution_id,
-                key="0:t0",
-                worker_id="w",
-                statements=statements,
-                now=T0,
-            )
+            return _effect(store, execution_id, statements)
 
         def halted_under_the_statements() -> BaseException | None:
             raised: list[BaseException] = []
