@@ -261,6 +261,9 @@ def _run_statements(
                 else:
                     results.append({"Rows": [], "RowCount": max(cursor.rowcount, 0)})
             if postgres:
+                # A deferred constraint they broke fails here, as their own
+                # error, not at the engine's COMMIT (an outage rerun forever).
+                conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
                 # What they SET (a search_path, a read-only default) would
                 # still hold for the record below: back to the defaults.
                 conn.exec_driver_sql("RESET ALL")

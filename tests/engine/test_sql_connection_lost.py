@@ -219,6 +219,30 @@ def test_a_temporary_table_cannot_take_the_engines_record(postgres_url: str) -> 
     assert items == [1] and records == 1  # run once, recorded in the engine's own table
 
 
+def test_a_broken_deferred_constraint_fails_the_step_not_the_engines_commit(
+    postgres_url: str,
+) -> None:
+    store = Store(postgres_url)
+    try:
+        (execution_id,) = claimed(store, 1)
+        with store._engine.begin() as conn:
+            conn.execute(
+                sa.text("CREATE TABLE once (id INTEGER UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+            )
+            conn.execute(sa.text("INSERT INTO once VALUES (1)"))
+        duplicate = parse_statements({"Sql": "INSERT INTO once VALUES (1)"})
+        refused = _effect(store, execution_id, duplicate)
+        fine = _effect(
+            store, execution_id, parse_statements({"Sql": "INSERT INTO once VALUES (2)"}), "1:t1"
+        )
+        with store._engine.connect() as conn:
+            ids = conn.execute(sa.text("SELECT id FROM once ORDER BY id")).scalars().all()
+    finally:
+        store.close()
+    assert refused["error"] == "Stepwise.SqlError" and "duplicate key" in refused["cause"]
+    assert "ok" in fine and ids == [1, 2]
+
+
 @pytest.mark.parametrize(
     "refused",
     [
