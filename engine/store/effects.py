@@ -10,8 +10,8 @@ the savepoint and becomes a ``Stepwise.SqlError`` outcome. A connection
 closed under the statements is an outage the first time (the step reruns)
 and, lost again while a writable database answers and the lease holds, a
 ``Stepwise.SqlError`` outcome (`EffectStore._lost_connection`). What the
-statements set on their session stays with them: ``RESET ALL`` and
-``DISCARD TEMP`` after them and a connection closed after use on
+statements set on their session stays with them: ``RESET ALL``, ``RESET
+SESSION AUTHORIZATION`` and ``DISCARD TEMP`` after them and a connection closed after use on
 PostgreSQL; no ``PRAGMA``, ``ATTACH``, ``DETACH`` or temporary objects on
 SQLite.
 
@@ -267,6 +267,9 @@ def _run_statements(
                 # What they SET (a search_path, a read-only default) would
                 # still hold for the record below: back to the defaults.
                 conn.exec_driver_sql("RESET ALL")
+                # Nor the user a superuser's statements switched to (it
+                # outlives RESET ALL; any login may reset to itself).
+                conn.exec_driver_sql("RESET SESSION AUTHORIZATION")
             if role is not None:
                 # SET LOCAL outlives the savepoint: the record is the engine's to write.
                 conn.exec_driver_sql("RESET ROLE")

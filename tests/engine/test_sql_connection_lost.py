@@ -219,6 +219,29 @@ def test_a_temporary_table_cannot_take_the_engines_record(postgres_url: str) -> 
     assert items == [1] and records == 1  # run once, recorded in the engine's own table
 
 
+def test_a_session_user_switched_by_the_statements_does_not_write_the_record(
+    postgres_url: str,
+) -> None:
+    """The tests' engine user is a superuser: its statements may switch the session's user."""
+    store = Store(postgres_url)
+    role = f"nobody_{abs(hash(postgres_url)) % 10**8}"
+    try:
+        (execution_id,) = claimed(store, 1)
+        with store._engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE ROLE {role}"))
+        switched = parse_statements({"Sql": f"SET SESSION AUTHORIZATION {role}"})
+        outcome = _effect(store, execution_id, switched)
+        again = _effect(store, execution_id, switched)
+        with store._engine.connect() as conn:
+            records = conn.execute(sa.text("SELECT count(*) FROM sql_effects")).scalar_one()
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+            conn.commit()
+    finally:
+        store.close()
+    assert outcome == again == {"ok": {"Results": [{"Rows": [], "RowCount": 0}]}}
+    assert records == 1
+
+
 def test_a_broken_deferred_constraint_fails_the_step_not_the_engines_commit(
     postgres_url: str,
 ) -> None:
