@@ -11,9 +11,9 @@ closed under the statements is an outage the first time (the step reruns)
 and, lost again while a writable database answers and the lease holds, a
 ``Stepwise.SqlError`` outcome (`EffectStore._lost_connection`). What the
 statements set on their session stays with them: ``RESET ALL``, ``RESET
-SESSION AUTHORIZATION`` and ``DISCARD TEMP`` after them and a connection closed after use on
-PostgreSQL; no ``PRAGMA``, ``ATTACH``, ``DETACH`` or temporary objects on
-SQLite.
+SESSION AUTHORIZATION`` and ``DISCARD TEMP`` after them and a connection
+closed after use on PostgreSQL; no ``PRAGMA``, ``ATTACH``, ``DETACH`` or
+temporary objects on SQLite.
 
 With an operator's role (PostgreSQL only), the statements run under
 ``SET LOCAL ROLE`` inside the savepoint and ``RESET ROLE`` follows them, so
@@ -102,11 +102,7 @@ class EffectStore(StoreBase):
         lost: _ConnectionLost | None = None
         try:
             with self._write() as conn:
-                work = lock_work(conn, [execution_id]).get(execution_id)
-                if work is None or not holds_lease(
-                    work.lease_owner, work.lease_expires_at, worker_id, now
-                ):
-                    raise LeaseLost(f"execution {execution_id}: lease lost before a SQL activity")
+                _check_lease(conn, execution_id, worker_id, now, "before")
                 done = conn.execute(
                     sa.select(sql_effects.c.result).where(
                         sql_effects.c.execution_id == execution_id, sql_effects.c.key == key
@@ -169,18 +165,26 @@ class EffectStore(StoreBase):
                 f"statements ({reason})"
             )
         execution_id = step[0]
-        with self._write() as conn:  # a writable primary, and the lease still ours
-            work = lock_work(conn, [execution_id]).get(execution_id)
-            if work is None or not holds_lease(
-                work.lease_owner, work.lease_expires_at, worker_id, now
-            ):
-                losses.pop(step, None)
-                raise LeaseLost(f"execution {execution_id}: lease lost during a SQL activity")
+        try:
+            with self._write() as conn:  # a writable primary, and the lease still ours
+                _check_lease(conn, execution_id, worker_id, now, "during")
+        except LeaseLost:
+            losses.pop(step, None)
+            raise
         losses.pop(step, None)
         return {
             "error": "Stepwise.SqlError",
             "cause": f"the database closed the connection while the statements ran: {reason}",
         }
+
+
+def _check_lease(
+    conn: Connection, execution_id: str, worker_id: str, now: datetime, when: str
+) -> None:
+    """Raise LeaseLost unless `worker_id` holds the execution's lease (its work row locked)."""
+    work = lock_work(conn, [execution_id]).get(execution_id)
+    if work is None or not holds_lease(work.lease_owner, work.lease_expires_at, worker_id, now):
+        raise LeaseLost(f"execution {execution_id}: lease lost {when} a SQL activity")
 
 
 @contextmanager
@@ -270,10 +274,9 @@ def _run_statements(
                 # Nor the user a superuser's statements switched to (it
                 # outlives RESET ALL; any login may reset to itself).
                 conn.exec_driver_sql("RESET SESSION AUTHORIZATION")
-            if role is not None:
-                # SET LOCAL outlives the savepoint: the record is the engine's to write.
-                conn.exec_driver_sql("RESET ROLE")
-            if postgres:
+                if role is not None:
+                    # SET LOCAL outlives the savepoint: the record is the engine's to write.
+                    conn.exec_driver_sql("RESET ROLE")
                 # A temporary table named as one of the engine's would take its record.
                 conn.exec_driver_sql("DISCARD TEMP")
     except sa_exc.StatementError as failure:  # a DBAPIError too: the database refused one
